@@ -1,0 +1,175 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// CommandType is the one-byte tag at the start of every log entry. Numbers are
+// never reused; a retired command keeps its number forever.
+type CommandType byte
+
+// Command types. IgnoreUnknownFlag set on a type tells older replicas they may
+// skip an entry they do not understand instead of stopping.
+const (
+	CmdSubmitTasks   CommandType = 1
+	CmdUpdateTask    CommandType = 2
+	CmdKillTask      CommandType = 3
+	CmdRegisterNode  CommandType = 4
+	CmdSetNodeStatus CommandType = 5
+	CmdAssignTask    CommandType = 6
+	CmdSetNodeDrain  CommandType = 7
+
+	IgnoreUnknownFlag CommandType = 0x80
+)
+
+// String names the command type for logs and metrics.
+func (c CommandType) String() string {
+	switch c &^ IgnoreUnknownFlag {
+	case CmdSubmitTasks:
+		return "submit_tasks"
+	case CmdUpdateTask:
+		return "update_task"
+	case CmdKillTask:
+		return "kill_task"
+	case CmdRegisterNode:
+		return "register_node"
+	case CmdSetNodeStatus:
+		return "set_node_status"
+	case CmdAssignTask:
+		return "assign_task"
+	case CmdSetNodeDrain:
+		return "set_node_drain"
+	}
+	return fmt.Sprintf("unknown(%d)", byte(c))
+}
+
+// Command is implemented by every command payload.
+type Command interface {
+	// Type returns the command's one-byte tag.
+	Type() CommandType
+}
+
+// SubmitTasks creates tasks. RequestID, when set, makes the command
+// idempotent: a second SubmitTasks with the same RequestID creates nothing and
+// returns the IDs of the first. IDs and SubmittedAt are stamped by the leader.
+type SubmitTasks struct {
+	RequestID string  `json:"request_id,omitempty"`
+	Tasks     []*Task `json:"tasks"`
+}
+
+// UpdateTask moves a task to a new status, as reported by its runner or
+// decided by the leader. Re-applying the same status is a harmless no-op.
+type UpdateTask struct {
+	TaskID      int64      `json:"task_id,string"`
+	Status      Status     `json:"status"`
+	ExitCode    *int       `json:"exit_code,omitempty"`
+	Message     *string    `json:"message,omitempty"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	CompletedAt *time.Time `json:"completed_at,omitempty"`
+	SSHPort     int        `json:"ssh_port,omitempty"`
+	At          time.Time  `json:"at"`
+}
+
+// KillTask marks a non-final task killed at the user's request.
+type KillTask struct {
+	TaskID  int64     `json:"task_id,string"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+}
+
+// RegisterNode creates or refreshes a runner node and marks it online.
+type RegisterNode struct {
+	Node *Node     `json:"node"`
+	At   time.Time `json:"at"`
+}
+
+// SetNodeStatus changes a node's liveness. Going offline turns the node's
+// unfinished placed tasks (assigning, running, paused) into lost.
+type SetNodeStatus struct {
+	Hostname string     `json:"hostname"`
+	Status   NodeStatus `json:"status"`
+	At       time.Time  `json:"at"`
+}
+
+// AssignTask places a pending task on a node and moves it to assigning.
+type AssignTask struct {
+	TaskID int64     `json:"task_id,string"`
+	Node   string    `json:"node"`
+	GPUs   []int     `json:"gpus,omitempty"`
+	NUMA   *int      `json:"numa,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// SetNodeDrain stops (or resumes) new placements on a node.
+type SetNodeDrain struct {
+	Hostname string `json:"hostname"`
+	Drained  bool   `json:"drained"`
+}
+
+// Type implements Command.
+func (*SubmitTasks) Type() CommandType { return CmdSubmitTasks }
+
+// Type implements Command.
+func (*UpdateTask) Type() CommandType { return CmdUpdateTask }
+
+// Type implements Command.
+func (*KillTask) Type() CommandType { return CmdKillTask }
+
+// Type implements Command.
+func (*RegisterNode) Type() CommandType { return CmdRegisterNode }
+
+// Type implements Command.
+func (*SetNodeStatus) Type() CommandType { return CmdSetNodeStatus }
+
+// Type implements Command.
+func (*AssignTask) Type() CommandType { return CmdAssignTask }
+
+// Type implements Command.
+func (*SetNodeDrain) Type() CommandType { return CmdSetNodeDrain }
+
+// Encode serialises a command as its one-byte type followed by JSON.
+func Encode(c Command) ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", c.Type(), err)
+	}
+	out := make([]byte, 0, len(body)+1)
+	out = append(out, byte(c.Type()))
+	return append(out, body...), nil
+}
+
+// Decode parses an entry written by Encode. ok is false for an unknown type
+// that carries IgnoreUnknownFlag; err is set for anything else it cannot read.
+func Decode(data []byte) (c Command, ok bool, err error) {
+	if len(data) == 0 {
+		return nil, false, fmt.Errorf("decode command: empty entry")
+	}
+	t := CommandType(data[0])
+	switch t &^ IgnoreUnknownFlag {
+	case CmdSubmitTasks:
+		c = &SubmitTasks{}
+	case CmdUpdateTask:
+		c = &UpdateTask{}
+	case CmdKillTask:
+		c = &KillTask{}
+	case CmdRegisterNode:
+		c = &RegisterNode{}
+	case CmdSetNodeStatus:
+		c = &SetNodeStatus{}
+	case CmdAssignTask:
+		c = &AssignTask{}
+	case CmdSetNodeDrain:
+		c = &SetNodeDrain{}
+	default:
+		if t&IgnoreUnknownFlag != 0 {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("decode command: unknown type %d", byte(t))
+	}
+	if err := json.Unmarshal(data[1:], c); err != nil {
+		return nil, false, fmt.Errorf("decode %s: %w", t, err)
+	}
+	return c, true, nil
+}

@@ -1,0 +1,308 @@
+package fsm
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Result is what applying one command returns. Err carries business
+// rejections (wrapping ErrNotFound, ErrConflict or ErrInvalid); the state is
+// unchanged whenever Err is set.
+type Result struct {
+	Value any
+	Err   error
+}
+
+// SubmitResult is the Value of a successful SubmitTasks.
+type SubmitResult struct {
+	TaskIDs   []int64
+	Duplicate bool // true when RequestID had been seen and nothing was created
+}
+
+// Machine is the replicated state. Apply must be called from one goroutine at
+// a time (Raft does so); the read methods are safe to call concurrently with it.
+type Machine struct {
+	mu       sync.RWMutex
+	tasks    map[int64]*Task
+	order    []int64 // task IDs, ascending
+	nodes    map[string]*Node
+	requests map[string][]int64
+	counts   map[Status]int
+	maxID    int64
+	applied  uint64
+}
+
+// New returns an empty Machine.
+func New() *Machine {
+	m := &Machine{}
+	m.reset()
+	return m
+}
+
+func (m *Machine) reset() {
+	m.tasks = make(map[int64]*Task)
+	m.order = nil
+	m.nodes = make(map[string]*Node)
+	m.requests = make(map[string][]int64)
+	m.counts = make(map[Status]int)
+	m.maxID = 0
+	m.applied = 0
+}
+
+// Apply decodes and applies one log entry at the given index.
+func (m *Machine) Apply(index uint64, data []byte) Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.applyLocked(index, data)
+}
+
+// ApplyBatch applies several consecutive entries under one lock.
+func (m *Machine) ApplyBatch(indexes []uint64, data [][]byte) []Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Result, len(data))
+	for i := range data {
+		out[i] = m.applyLocked(indexes[i], data[i])
+	}
+	return out
+}
+
+func (m *Machine) applyLocked(index uint64, data []byte) Result {
+	if index > m.applied {
+		m.applied = index
+	}
+	c, ok, err := Decode(data)
+	if err != nil {
+		return Result{Err: fmt.Errorf("%w: %v", ErrInvalid, err)}
+	}
+	if !ok {
+		return Result{}
+	}
+	switch c := c.(type) {
+	case *SubmitTasks:
+		return m.applySubmit(c)
+	case *UpdateTask:
+		return m.applyUpdate(c)
+	case *KillTask:
+		return m.applyKill(c)
+	case *RegisterNode:
+		return m.applyRegister(c)
+	case *SetNodeStatus:
+		return m.applyNodeStatus(c)
+	case *AssignTask:
+		return m.applyAssign(c)
+	case *SetNodeDrain:
+		return m.applyDrain(c)
+	}
+	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
+}
+
+// putTask stores t, keeping the status counts and the ID order up to date.
+func (m *Machine) putTask(t *Task) {
+	if old, ok := m.tasks[t.TaskID]; ok {
+		m.counts[old.Status]--
+	} else {
+		n := len(m.order)
+		if n == 0 || m.order[n-1] < t.TaskID {
+			m.order = append(m.order, t.TaskID)
+		} else {
+			i := sort.Search(n, func(i int) bool { return m.order[i] >= t.TaskID })
+			m.order = append(m.order, 0)
+			copy(m.order[i+1:], m.order[i:])
+			m.order[i] = t.TaskID
+		}
+		if t.TaskID > m.maxID {
+			m.maxID = t.TaskID
+		}
+	}
+	m.tasks[t.TaskID] = t
+	m.counts[t.Status]++
+}
+
+func (m *Machine) applySubmit(c *SubmitTasks) Result {
+	if c.RequestID != "" {
+		if ids, ok := m.requests[c.RequestID]; ok {
+			return Result{Value: SubmitResult{TaskIDs: append([]int64(nil), ids...), Duplicate: true}}
+		}
+	}
+	if len(c.Tasks) == 0 {
+		return Result{Err: fmt.Errorf("%w: submit with no tasks", ErrInvalid)}
+	}
+	seen := make(map[int64]bool, len(c.Tasks))
+	for _, t := range c.Tasks {
+		if t == nil || t.TaskID <= 0 {
+			return Result{Err: fmt.Errorf("%w: task without an ID", ErrInvalid)}
+		}
+		if _, dup := m.tasks[t.TaskID]; dup || seen[t.TaskID] {
+			return Result{Err: fmt.Errorf("%w: task ID %d already exists", ErrInvalid, t.TaskID)}
+		}
+		if !t.Status.Valid() || t.Status.Final() && t.Status != StatusFailed {
+			return Result{Err: fmt.Errorf("%w: task %d: initial status %q", ErrInvalid, t.TaskID, t.Status)}
+		}
+		seen[t.TaskID] = true
+	}
+	ids := make([]int64, 0, len(c.Tasks))
+	for _, t := range c.Tasks {
+		nt := t.clone()
+		nt.RequestID = c.RequestID
+		m.putTask(nt)
+		ids = append(ids, nt.TaskID)
+	}
+	if c.RequestID != "" {
+		m.requests[c.RequestID] = ids
+	}
+	return Result{Value: SubmitResult{TaskIDs: append([]int64(nil), ids...)}}
+}
+
+func (m *Machine) applyUpdate(c *UpdateTask) Result {
+	old, ok := m.tasks[c.TaskID]
+	if !ok {
+		return Result{Err: fmt.Errorf("%w: task %d", ErrNotFound, c.TaskID)}
+	}
+	if old.Status == c.Status && c.SSHPort == 0 {
+		return Result{Value: old} // a retried report: nothing to do
+	}
+	if old.Status != c.Status && !old.Status.CanMoveTo(c.Status) {
+		return Result{Err: fmt.Errorf("%w: task %d cannot move from %s to %s", ErrConflict, c.TaskID, old.Status, c.Status)}
+	}
+	t := old.clone()
+	t.Status = c.Status
+	if c.ExitCode != nil {
+		v := *c.ExitCode
+		t.ExitCode = &v
+	}
+	if c.Message != nil {
+		t.ErrorMessage = *c.Message
+	}
+	if c.SSHPort != 0 {
+		t.SSHPort = c.SSHPort
+	}
+	if t.StartedAt == nil && (c.StartedAt != nil || c.Status == StatusRunning) {
+		at := c.At
+		if c.StartedAt != nil {
+			at = *c.StartedAt
+		}
+		t.StartedAt = &at
+	}
+	if c.Status.Final() {
+		at := c.At
+		if c.CompletedAt != nil {
+			at = *c.CompletedAt
+		}
+		t.CompletedAt = &at
+	}
+	if c.Status == StatusPending {
+		t.AssignedNode = ""
+		t.RequiredGPUs = nil
+		t.SuspicionCount = 0
+	}
+	m.putTask(t)
+	return Result{Value: t}
+}
+
+func (m *Machine) applyKill(c *KillTask) Result {
+	old, ok := m.tasks[c.TaskID]
+	if !ok {
+		return Result{Err: fmt.Errorf("%w: task %d", ErrNotFound, c.TaskID)}
+	}
+	if old.Status.Final() {
+		return Result{Err: fmt.Errorf("%w: task %d cannot be killed (state: %s)", ErrConflict, c.TaskID, old.Status)}
+	}
+	t := old.clone()
+	t.Status = StatusKilled
+	t.ErrorMessage = c.Message
+	at := c.At
+	t.CompletedAt = &at
+	m.putTask(t)
+	return Result{Value: t}
+}
+
+func (m *Machine) applyRegister(c *RegisterNode) Result {
+	if c.Node == nil || c.Node.Hostname == "" {
+		return Result{Err: fmt.Errorf("%w: node without a hostname", ErrInvalid)}
+	}
+	n := c.Node.clone()
+	n.Status = NodeOnline
+	n.StatusChangedAt = c.At
+	n.RegisteredAt = c.At
+	if old, ok := m.nodes[n.Hostname]; ok {
+		n.Drained = old.Drained
+		n.RegisteredAt = old.RegisteredAt
+		if old.Status == NodeOnline {
+			n.StatusChangedAt = old.StatusChangedAt
+		}
+	}
+	m.nodes[n.Hostname] = n
+	return Result{Value: n}
+}
+
+func (m *Machine) applyNodeStatus(c *SetNodeStatus) Result {
+	old, ok := m.nodes[c.Hostname]
+	if !ok {
+		return Result{Err: fmt.Errorf("%w: node %s", ErrNotFound, c.Hostname)}
+	}
+	if c.Status != NodeOnline && c.Status != NodeOffline {
+		return Result{Err: fmt.Errorf("%w: node status %q", ErrInvalid, c.Status)}
+	}
+	if old.Status == c.Status {
+		return Result{Value: old}
+	}
+	n := old.clone()
+	n.Status = c.Status
+	n.StatusChangedAt = c.At
+	m.nodes[n.Hostname] = n
+	if c.Status == NodeOffline {
+		msg := fmt.Sprintf("Node %s went offline (heartbeat timeout).", c.Hostname)
+		exit := -1
+		for _, id := range m.order {
+			t := m.tasks[id]
+			if t.AssignedNode != c.Hostname || t.Status.Final() || t.Status == StatusPending {
+				continue
+			}
+			lt := t.clone()
+			lt.Status = StatusLost
+			lt.ErrorMessage = msg
+			lt.ExitCode = &exit
+			at := c.At
+			lt.CompletedAt = &at
+			m.putTask(lt)
+		}
+	}
+	return Result{Value: n}
+}
+
+func (m *Machine) applyAssign(c *AssignTask) Result {
+	old, ok := m.tasks[c.TaskID]
+	if !ok {
+		return Result{Err: fmt.Errorf("%w: task %d", ErrNotFound, c.TaskID)}
+	}
+	if _, ok := m.nodes[c.Node]; !ok {
+		return Result{Err: fmt.Errorf("%w: node %s", ErrNotFound, c.Node)}
+	}
+	if old.Status != StatusPending {
+		return Result{Err: fmt.Errorf("%w: task %d is %s, not pending", ErrConflict, c.TaskID, old.Status)}
+	}
+	t := old.clone()
+	t.Status = StatusAssigning
+	t.AssignedNode = c.Node
+	t.RequiredGPUs = append([]int(nil), c.GPUs...)
+	if c.NUMA != nil {
+		v := *c.NUMA
+		t.TargetNUMANodeID = &v
+	}
+	t.SuspicionCount = 0
+	m.putTask(t)
+	return Result{Value: t}
+}
+
+func (m *Machine) applyDrain(c *SetNodeDrain) Result {
+	old, ok := m.nodes[c.Hostname]
+	if !ok {
+		return Result{Err: fmt.Errorf("%w: node %s", ErrNotFound, c.Hostname)}
+	}
+	n := old.clone()
+	n.Drained = c.Drained
+	m.nodes[n.Hostname] = n
+	return Result{Value: n}
+}

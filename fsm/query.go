@@ -1,0 +1,115 @@
+package fsm
+
+import "sort"
+
+// Filter selects tasks in Machine.Tasks. Zero fields match everything.
+type Filter struct {
+	Status Status
+	Node   string
+	Batch  int64
+	Type   TaskType
+}
+
+func (f Filter) match(t *Task) bool {
+	return (f.Status == "" || t.Status == f.Status) &&
+		(f.Node == "" || t.AssignedNode == f.Node) &&
+		(f.Batch == 0 || t.BatchID == f.Batch) &&
+		(f.Type == "" || t.TaskType == f.Type)
+}
+
+// Task returns the task with the given ID. The returned value must not be
+// modified.
+func (m *Machine) Task(id int64) (*Task, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	t, ok := m.tasks[id]
+	return t, ok
+}
+
+// Tasks returns up to limit tasks matching f, newest (highest ID) first,
+// starting below the ID after (0 = from the newest). more reports whether
+// further matches exist. limit <= 0 means no limit. The returned values must
+// not be modified.
+func (m *Machine) Tasks(f Filter, after int64, limit int) (out []*Task, more bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	end := len(m.order)
+	if after > 0 {
+		end = sort.Search(len(m.order), func(i int) bool { return m.order[i] >= after })
+	}
+	for i := end - 1; i >= 0; i-- {
+		t := m.tasks[m.order[i]]
+		if !f.match(t) {
+			continue
+		}
+		if limit > 0 && len(out) == limit {
+			return out, true
+		}
+		out = append(out, t)
+	}
+	return out, false
+}
+
+// Node returns the node with the given hostname.
+func (m *Machine) Node(name string) (*Node, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n, ok := m.nodes[name]
+	return n, ok
+}
+
+// Nodes returns every node sorted by hostname.
+func (m *Machine) Nodes() []*Node {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]*Node, 0, len(m.nodes))
+	for _, n := range m.nodes {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Hostname < out[j].Hostname })
+	return out
+}
+
+// Counts returns the number of tasks in each status.
+func (m *Machine) Counts() map[Status]int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[Status]int, len(m.counts))
+	for k, v := range m.counts {
+		if v != 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Len returns the number of tasks.
+func (m *Machine) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.order)
+}
+
+// MaxTaskID returns the highest task ID ever committed (0 when none). The
+// leader's ID generator never issues an ID at or below it.
+func (m *Machine) MaxTaskID() int64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.maxID
+}
+
+// AppliedIndex returns the index of the last applied log entry.
+func (m *Machine) AppliedIndex() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.applied
+}
+
+// RequestTasks returns the task IDs created by the submit with the given
+// request ID, if any.
+func (m *Machine) RequestTasks(requestID string) ([]int64, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ids, ok := m.requests[requestID]
+	return append([]int64(nil), ids...), ok
+}

@@ -1,0 +1,141 @@
+// Package fsm holds HakuRiver's replicated state: nodes and tasks, the typed
+// commands that change them, and snapshot/restore. Everything here is pure and
+// deterministic: Apply depends only on the entry bytes and the prior state.
+// The proposer (the Raft leader) stamps IDs and timestamps into each command.
+package fsm
+
+import "time"
+
+// TaskType is the kind of work a task is.
+type TaskType string
+
+// Task types.
+const (
+	TaskCommand TaskType = "command"
+	TaskVPS     TaskType = "vps"
+)
+
+// Status is a task's lifecycle state.
+type Status string
+
+// Task statuses, in lifecycle order. Completed, Failed, Killed, KilledOOM and
+// Lost are final.
+const (
+	StatusPending   Status = "pending"
+	StatusAssigning Status = "assigning"
+	StatusRunning   Status = "running"
+	StatusPaused    Status = "paused"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusKilled    Status = "killed"
+	StatusKilledOOM Status = "killed_oom"
+	StatusLost      Status = "lost"
+)
+
+// AllStatuses lists every status in lifecycle order.
+func AllStatuses() []Status {
+	return []Status{StatusPending, StatusAssigning, StatusRunning, StatusPaused,
+		StatusCompleted, StatusFailed, StatusKilled, StatusKilledOOM, StatusLost}
+}
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool {
+	for _, k := range AllStatuses() {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Final reports whether s is a terminal status that never changes again.
+func (s Status) Final() bool {
+	switch s {
+	case StatusCompleted, StatusFailed, StatusKilled, StatusKilledOOM, StatusLost:
+		return true
+	}
+	return false
+}
+
+// CanMoveTo reports whether a task in status s may move to status t.
+// A move to the same status is not a move (callers treat it as a no-op).
+func (s Status) CanMoveTo(t Status) bool {
+	if s.Final() || !t.Valid() || s == t {
+		return false
+	}
+	switch t {
+	case StatusPending:
+		return s == StatusAssigning // re-queued after a failed dispatch
+	case StatusAssigning:
+		return s == StatusPending
+	case StatusRunning:
+		return s == StatusAssigning || s == StatusPending || s == StatusPaused
+	case StatusPaused:
+		return s == StatusRunning
+	}
+	return t.Final()
+}
+
+// Task is one unit of work. Values stored in a Machine are never mutated in
+// place: every change stores a fresh copy, so readers may keep pointers.
+type Task struct {
+	TaskID              int64             `json:"task_id,string"`
+	TaskType            TaskType          `json:"task_type"`
+	BatchID             int64             `json:"batch_id,string"`
+	RequestID           string            `json:"request_id,omitempty"`
+	Command             string            `json:"command"`
+	Arguments           []string          `json:"arguments"`
+	EnvVars             map[string]string `json:"env_vars"`
+	WorkDir             string            `json:"working_dir,omitempty"`
+	RequiredCores       int               `json:"required_cores"`
+	RequiredGPUs        []int             `json:"required_gpus"`
+	RequiredMemoryBytes int64             `json:"required_memory_bytes"`
+	Status              Status            `json:"status"`
+	TargetNode          string            `json:"target_node,omitempty"`
+	AssignedNode        string            `json:"assigned_node"`
+	TargetNUMANodeID    *int              `json:"target_numa_node_id"`
+	ContainerName       string            `json:"container_name"`
+	Privileged          bool              `json:"privileged"`
+	AdditionalMounts    []string          `json:"additional_mounts"`
+	StdoutPath          string            `json:"stdout_path"`
+	StderrPath          string            `json:"stderr_path"`
+	ExitCode            *int              `json:"exit_code"`
+	ErrorMessage        string            `json:"error_message"`
+	SubmittedAt         time.Time         `json:"submitted_at"`
+	StartedAt           *time.Time        `json:"started_at"`
+	CompletedAt         *time.Time        `json:"completed_at"`
+	SSHPort             int               `json:"ssh_port,omitempty"`
+	SystemdUnitName     string            `json:"systemd_unit_name"`
+	SuspicionCount      int               `json:"assignment_suspicion_count"`
+}
+
+// clone returns a copy of t that shares no mutable memory with it.
+func (t *Task) clone() *Task {
+	c := *t
+	c.Arguments = append([]string(nil), t.Arguments...)
+	c.RequiredGPUs = append([]int(nil), t.RequiredGPUs...)
+	c.AdditionalMounts = append([]string(nil), t.AdditionalMounts...)
+	if t.EnvVars != nil {
+		c.EnvVars = make(map[string]string, len(t.EnvVars))
+		for k, v := range t.EnvVars {
+			c.EnvVars[k] = v
+		}
+	}
+	if t.TargetNUMANodeID != nil {
+		v := *t.TargetNUMANodeID
+		c.TargetNUMANodeID = &v
+	}
+	if t.ExitCode != nil {
+		v := *t.ExitCode
+		c.ExitCode = &v
+	}
+	if t.StartedAt != nil {
+		v := *t.StartedAt
+		c.StartedAt = &v
+	}
+	if t.CompletedAt != nil {
+		v := *t.CompletedAt
+		c.CompletedAt = &v
+	}
+	return &c
+}
