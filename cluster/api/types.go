@@ -1,0 +1,126 @@
+// Package api holds the wire types of the host REST API and a Go client for
+// it that tries every configured replica in turn. It is used by the CLI, the
+// runner and the integration tests, and depends on the standard library and
+// the fsm wire model only.
+package api
+
+import "github.com/hakuriver/hakuriver-ha/fsm"
+
+// LeaderHeader is set on every host answer to the leader's raft ID ("" when
+// no leader is known).
+const LeaderHeader = "X-Hakuriver-Leader"
+
+// MoreHeader is set to "true" on GET /api/tasks when more matching tasks
+// exist beyond the returned page.
+const MoreHeader = "X-Hakuriver-More"
+
+// NextAfterHeader carries the value to pass as ?after= for the next page.
+const NextAfterHeader = "X-Hakuriver-Next-After"
+
+// ForwardedHeader marks a request that a follower forwarded to the leader, so
+// that it is never forwarded twice.
+const ForwardedHeader = "X-Hakuriver-Forwarded"
+
+// TokenHeader carries the cluster token on internal calls.
+const TokenHeader = "X-Hakuriver-Token"
+
+// SubmitRequest is the body of POST /api/submit (the original TaskRequest
+// plus request_id and working_dir). Unknown fields are ignored.
+type SubmitRequest struct {
+	TaskType            string            `json:"task_type,omitempty"`
+	Command             string            `json:"command"`
+	Arguments           []string          `json:"arguments,omitempty"`
+	EnvVars             map[string]string `json:"env_vars,omitempty"`
+	WorkDir             string            `json:"working_dir,omitempty"`
+	RequiredCores       *int              `json:"required_cores,omitempty"`
+	RequiredGPUs        [][]int           `json:"required_gpus,omitempty"`
+	RequiredMemoryBytes *int64            `json:"required_memory_bytes,omitempty"`
+	Targets             []string          `json:"targets,omitempty"`
+	ContainerName       *string           `json:"container_name,omitempty"`
+	Privileged          *bool             `json:"privileged,omitempty"`
+	AdditionalMounts    []string          `json:"additional_mounts,omitempty"`
+	// RequestID makes the submit idempotent: retrying with the same ID (for
+	// example through another replica after a failover) returns the tasks
+	// created by the first attempt instead of creating new ones.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// FailedTarget names a target that could not take a task and why.
+type FailedTarget struct {
+	Target string `json:"target"`
+	Reason string `json:"reason"`
+}
+
+// SubmitResponse is the 202 answer of POST /api/submit.
+type SubmitResponse struct {
+	Message       string         `json:"message"`
+	TaskIDs       []string       `json:"task_ids"`
+	FailedTargets []FailedTarget `json:"failed_targets,omitempty"`
+}
+
+// MessageResponse is the generic {"message": ...} answer.
+type MessageResponse struct {
+	Message string `json:"message"`
+}
+
+// ErrorResponse is every error answer: {"error": "..."}. Detail repeats the
+// message under the original's FastAPI key so old clients print it too.
+type ErrorResponse struct {
+	Error  string `json:"error"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Task is a task as served by the API.
+type Task = fsm.Task
+
+// NodeView is a node as served by GET /api/nodes: the committed node plus
+// the leader's live figures and derived accounting.
+type NodeView struct {
+	fsm.Node
+	CoresInUse       int      `json:"cores_in_use"`
+	AvailableCores   int      `json:"available_cores"`
+	MemoryInUseBytes int64    `json:"memory_in_use_bytes"`
+	LastHeartbeat    *string  `json:"last_heartbeat"`
+	CPUPercent       *float64 `json:"cpu_percent"`
+	MemoryPercent    *float64 `json:"memory_percent"`
+	MemoryUsedBytes  *int64   `json:"memory_used_bytes"`
+	CurrentAvgTemp   *float64 `json:"current_avg_temp"`
+	CurrentMaxTemp   *float64 `json:"current_max_temp"`
+}
+
+// Replica is one member of the Raft configuration in GET /api/cluster.
+type Replica struct {
+	ID       string `json:"id"`
+	API      string `json:"api"`
+	Raft     string `json:"raft"`
+	Suffrage string `json:"suffrage"`
+	// State is "leader", "follower" (alive in gossip) or "unreachable".
+	State string `json:"state"`
+}
+
+// ClusterStatus is the answer of GET /api/cluster.
+type ClusterStatus struct {
+	NodeID       string    `json:"node_id"`
+	LeaderID     string    `json:"leader_id"`
+	LeaderAPI    string    `json:"leader_api"`
+	Term         uint64    `json:"term"`
+	AppliedIndex uint64    `json:"applied_index"`
+	CommitIndex  uint64    `json:"commit_index"`
+	LastIndex    uint64    `json:"last_index"`
+	State        string    `json:"state"`
+	Replicas     []Replica `json:"replicas"`
+}
+
+// JoinRequest is the body of POST /api/cluster/join: add a host replica as a
+// voter. API is optional and only informative.
+type JoinRequest struct {
+	ID   string `json:"id"`
+	Raft string `json:"raft"`
+	API  string `json:"api,omitempty"`
+}
+
+// TransferRequest is the optional body of POST
+// /api/cluster/leadership-transfer; an empty ID lets Raft choose.
+type TransferRequest struct {
+	ID string `json:"id,omitempty"`
+}

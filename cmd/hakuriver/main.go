@@ -1,0 +1,47 @@
+// Command hakuriver is the single binary of HakuRiver HA: host replicas,
+// runner agents, the embedded dev cluster and the client CLI.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "hakuriver",
+		Short:         "HakuRiver HA: run command jobs and VPS containers on a small lab cluster",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	g := addClientFlags(root)
+	root.AddCommand(
+		newHostCmd(),
+		newDevCmd(),
+		newConfigCmd(),
+		newTaskCmd(g),
+		newNodeCmd(g),
+		newClusterCmd(g),
+	)
+	return root
+}
