@@ -1,0 +1,536 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// ErrNoReplica is returned (wrapped, together with the last transport error)
+// when no configured host replica could be reached at all.
+var ErrNoReplica = errors.New("no host replica reachable")
+
+// Client defaults, used by DefaultClientConfig and for zero fields of a
+// ClientConfig passed to NewClient.
+const (
+	DefaultClientTimeout      = 30 * time.Second
+	DefaultClientDialTimeout  = 3 * time.Second
+	DefaultClientMaxRetryWait = 2 * time.Second
+	DefaultClientRetryBudget  = 15 * time.Second
+)
+
+// maxResponseBytes bounds how much of an answer the client reads.
+const maxResponseBytes = 64 << 20
+
+// defaultRetryAfter is the wait after a 503 round when no replica sent a
+// usable Retry-After header.
+const defaultRetryAfter = 500 * time.Millisecond
+
+// ClientConfig configures a Client. Zero durations take the Default* values.
+type ClientConfig struct {
+	// Hosts are the replicas' base URLs ("http://10.0.0.1:8000"). A bare
+	// "host:port" gets "http://"; one entry may hold a comma-separated list.
+	Hosts []string
+	// Token, when set, is sent in TokenHeader on every request.
+	Token string
+	// Timeout bounds one HTTP exchange with one replica, body included.
+	Timeout time.Duration
+	// DialTimeout bounds opening a TCP connection to one replica.
+	DialTimeout time.Duration
+	// MaxRetryWait caps a single wait, taken from Retry-After, after every
+	// replica answered 503 (no leader) or was unreachable.
+	MaxRetryWait time.Duration
+	// RetryBudget caps the total time one call spends waiting out 503s; the
+	// call's ctx bounds it too.
+	RetryBudget time.Duration
+	// UserAgent is sent as User-Agent when set.
+	UserAgent string
+}
+
+// DefaultClientConfig returns a ClientConfig for the local default replica.
+func DefaultClientConfig() ClientConfig {
+	return ClientConfig{
+		Hosts:        []string{"http://127.0.0.1:8000"},
+		Timeout:      DefaultClientTimeout,
+		DialTimeout:  DefaultClientDialTimeout,
+		MaxRetryWait: DefaultClientMaxRetryWait,
+		RetryBudget:  DefaultClientRetryBudget,
+	}
+}
+
+// Validate reports the first invalid setting of c.
+func (c ClientConfig) Validate() error {
+	if _, err := ParseHosts(c.Hosts...); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"timeout", c.Timeout},
+		{"dial timeout", c.DialTimeout},
+		{"max retry wait", c.MaxRetryWait},
+		{"retry budget", c.RetryBudget},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("client config: %s must not be negative, got %s", d.name, d.v)
+		}
+	}
+	return nil
+}
+
+// ParseHosts normalises replica addresses: each value may be a
+// comma-separated list; entries are trimmed, blank ones skipped, "http://"
+// is added when the scheme is missing, a trailing "/" is removed and
+// duplicates are dropped. It fails on an unparsable entry or an empty result.
+func ParseHosts(values ...string) ([]string, error) {
+	var out []string
+	seen := make(map[string]bool)
+	for _, v := range values {
+		for _, h := range strings.Split(v, ",") {
+			h = strings.TrimSpace(h)
+			if h == "" {
+				continue
+			}
+			if !strings.Contains(h, "://") {
+				h = "http://" + h
+			}
+			u, err := url.Parse(h)
+			if err != nil {
+				return nil, fmt.Errorf("parse host %q: %w", h, err)
+			}
+			if u.Scheme != "http" && u.Scheme != "https" {
+				return nil, fmt.Errorf("parse host %q: scheme must be http or https", h)
+			}
+			if u.Host == "" {
+				return nil, fmt.Errorf("parse host %q: missing host name", h)
+			}
+			if u.RawQuery != "" || u.Fragment != "" {
+				return nil, fmt.Errorf("parse host %q: a base URL takes no query or fragment", h)
+			}
+			h = strings.TrimRight(u.String(), "/")
+			if !seen[h] {
+				seen[h] = true
+				out = append(out, h)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no host given: want a base URL such as http://127.0.0.1:8000")
+	}
+	return out, nil
+}
+
+// APIError is a non-2xx answer of a host replica. Message comes from the
+// {"error": ...} (or the original's {"detail": ...}) body, else the body text.
+type APIError struct {
+	StatusCode int
+	Message    string
+	Host       string
+}
+
+// Error implements error.
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.StatusCode)
+	}
+	return fmt.Sprintf("%s (HTTP %d from %s)", msg, e.StatusCode, e.Host)
+}
+
+// TaskQuery filters GET /api/tasks. Zero fields are not sent.
+type TaskQuery struct {
+	Status string
+	Node   string
+	Batch  string
+	Limit  int
+	After  string
+}
+
+// Page says whether GET /api/tasks has more results and where they start.
+type Page struct {
+	More      bool
+	NextAfter string
+}
+
+// Client calls the host REST API through any of several replicas. On a
+// connection error it tries the next replica; when replicas answer 503 (no
+// leader) it moves on and, once every replica was tried, waits a short
+// bounded time (Retry-After) before another round. Any other answer is
+// final. A Client is safe for concurrent use; it remembers the replica that
+// answered last and starts there.
+type Client struct {
+	cfg   ClientConfig
+	hosts []string
+	hc    *http.Client
+	next  atomic.Int64 // index into hosts of the last replica that answered
+}
+
+// NewClient builds a Client with its own http.Client and transport.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	hosts, err := ParseHosts(cfg.Hosts...)
+	if err != nil {
+		return nil, err
+	}
+	def := DefaultClientConfig()
+	if cfg.Timeout == 0 {
+		cfg.Timeout = def.Timeout
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = def.DialTimeout
+	}
+	if cfg.MaxRetryWait == 0 {
+		cfg.MaxRetryWait = def.MaxRetryWait
+	}
+	if cfg.RetryBudget == 0 {
+		cfg.RetryBudget = def.RetryBudget
+	}
+	cfg.Hosts = hosts
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          32,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   cfg.DialTimeout + 5*time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &Client{
+		cfg:   cfg,
+		hosts: append([]string(nil), hosts...),
+		hc:    &http.Client{Transport: tr, Timeout: cfg.Timeout},
+	}, nil
+}
+
+// Hosts returns the normalised replica base URLs, in configured order.
+func (c *Client) Hosts() []string { return append([]string(nil), c.hosts...) }
+
+// Close releases idle connections. The Client stays usable.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// NewRequestID returns a random submit request ID (crypto/rand).
+func NewRequestID() string { return rand.Text() }
+
+// Do sends one request to path (which may carry a query) with body encoded
+// as JSON (nil: no body) and decodes a 2xx answer into out (nil: discarded).
+// It returns the answer's headers. A non-2xx answer is an *APIError; when no
+// replica answered it returns an error wrapping ErrNoReplica, or ctx's error
+// when ctx ended first.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) (http.Header, error) {
+	var payload []byte
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s %s body: %w", method, path, err)
+		}
+		payload = b
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	var budget time.Duration
+	for {
+		resp, wait, err := c.round(ctx, method, path, payload)
+		if resp != nil {
+			return resp.header, resp.decode(method, path, out)
+		}
+		if wait <= 0 {
+			return nil, err
+		}
+		// No replica had a leader (or was reachable): wait out the
+		// election, bounded by MaxRetryWait, RetryBudget and ctx.
+		wait = min(wait, c.cfg.MaxRetryWait, c.cfg.RetryBudget-budget)
+		if wait <= 0 {
+			return nil, err
+		}
+		budget += wait
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%s %s: %w; last answer: %w", method, path, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// answer is a final (non-503) answer of one replica.
+type answer struct {
+	host   string
+	status int
+	header http.Header
+	body   []byte
+}
+
+// decode turns a 2xx answer into out and any other into an *APIError.
+func (a *answer) decode(method, path string, out any) error {
+	if a.status < 200 || a.status > 299 {
+		return &APIError{StatusCode: a.status, Message: errorMessage(a.body), Host: a.host}
+	}
+	if out == nil || len(bytes.TrimSpace(a.body)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(a.body, out); err != nil {
+		return fmt.Errorf("decode %s %s answer from %s: %w", method, path, a.host, err)
+	}
+	return nil
+}
+
+// round tries every replica once, starting with the last one that answered.
+// It returns the first final answer. Otherwise, when some replica answered
+// 503, it returns that *APIError and the wait its Retry-After asked for;
+// when none answered at all, an error wrapping ErrNoReplica and no wait.
+func (c *Client) round(ctx context.Context, method, path string, payload []byte) (*answer, time.Duration, error) {
+	start := int(c.next.Load())
+	var lastErr error
+	var unavailable *APIError
+	var wait time.Duration
+	for i := range c.hosts {
+		idx := (start + i) % len(c.hosts)
+		a, err := c.send(ctx, c.hosts[idx], method, path, payload)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, 0, fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+			}
+			lastErr = err
+			continue
+		}
+		if a.status == http.StatusServiceUnavailable {
+			unavailable = &APIError{StatusCode: a.status, Message: errorMessage(a.body), Host: a.host}
+			wait = max(wait, retryAfter(a.header.Get("Retry-After")))
+			continue
+		}
+		c.next.Store(int64(idx))
+		return a, 0, nil
+	}
+	if unavailable != nil {
+		return nil, wait, unavailable
+	}
+	return nil, 0, fmt.Errorf("%s %s: %w (tried %s): %w", method, path, ErrNoReplica,
+		strings.Join(c.hosts, ", "), lastErr)
+}
+
+// send performs one exchange with one replica and reads the whole answer.
+// A transport error (refused, reset, timeout) is returned as an error.
+func (c *Client) send(ctx context.Context, host, method, path string, payload []byte) (*answer, error) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, host+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.cfg.Token != "" {
+		req.Header.Set(TokenHeader, c.cfg.Token)
+	}
+	if c.cfg.UserAgent != "" {
+		req.Header.Set("User-Agent", c.cfg.UserAgent)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return nil, fmt.Errorf("read answer from %s: %w", host, err)
+	}
+	return &answer{host: host, status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// errorMessage extracts the message of an error body: {"error"}, the
+// original's {"detail"} (a string or FastAPI's validation list), or the text.
+func errorMessage(body []byte) string {
+	var e struct {
+		Error  string          `json:"error"`
+		Detail json.RawMessage `json:"detail"`
+	}
+	if json.Unmarshal(body, &e) == nil {
+		if e.Error != "" {
+			return e.Error
+		}
+		var s string
+		if json.Unmarshal(e.Detail, &s) == nil && s != "" {
+			return s
+		}
+		if len(e.Detail) > 0 && string(e.Detail) != "null" {
+			return string(e.Detail)
+		}
+	}
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 512 {
+		msg = msg[:512] + "..."
+	}
+	return msg
+}
+
+// retryAfter parses a Retry-After header (seconds or HTTP date); a missing
+// or unusable value yields defaultRetryAfter.
+func retryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return defaultRetryAfter
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n <= 0 {
+			return defaultRetryAfter
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return defaultRetryAfter
+}
+
+// Submit creates one task per target (POST /api/submit). An empty
+// req.RequestID is filled with NewRequestID, and the same ID is sent on
+// every retry, so a submit that fails over to another replica never creates
+// tasks twice.
+func (c *Client) Submit(ctx context.Context, req SubmitRequest) (SubmitResponse, error) {
+	if req.RequestID == "" {
+		req.RequestID = NewRequestID()
+	}
+	var out SubmitResponse
+	if _, err := c.Do(ctx, http.MethodPost, "/api/submit", req, &out); err != nil {
+		return SubmitResponse{}, fmt.Errorf("submit: %w", err)
+	}
+	return out, nil
+}
+
+// Status returns one task (GET /api/status/{id}); an unknown ID is an
+// *APIError with StatusCode 404.
+func (c *Client) Status(ctx context.Context, id string) (fsm.Task, error) {
+	var out fsm.Task
+	if err := checkID("task", id); err != nil {
+		return out, err
+	}
+	if _, err := c.Do(ctx, http.MethodGet, "/api/status/"+url.PathEscape(id), nil, &out); err != nil {
+		return fsm.Task{}, fmt.Errorf("get task %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Tasks lists tasks newest first (GET /api/tasks) and says whether another
+// page exists; pass Page.NextAfter as TaskQuery.After to fetch it.
+func (c *Client) Tasks(ctx context.Context, q TaskQuery) ([]fsm.Task, Page, error) {
+	v := url.Values{}
+	for _, kv := range [][2]string{{"status", q.Status}, {"node", q.Node}, {"batch", q.Batch}, {"after", q.After}} {
+		if kv[1] != "" {
+			v.Set(kv[0], kv[1])
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	path := "/api/tasks"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out []fsm.Task
+	h, err := c.Do(ctx, http.MethodGet, path, nil, &out)
+	if err != nil {
+		return nil, Page{}, fmt.Errorf("list tasks: %w", err)
+	}
+	p := Page{
+		More:      strings.EqualFold(h.Get(MoreHeader), "true"),
+		NextAfter: h.Get(NextAfterHeader),
+	}
+	return out, p, nil
+}
+
+// Nodes lists the runner nodes (GET /api/nodes).
+func (c *Client) Nodes(ctx context.Context) ([]NodeView, error) {
+	var out []NodeView
+	if _, err := c.Do(ctx, http.MethodGet, "/api/nodes", nil, &out); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return out, nil
+}
+
+// Kill asks to kill a task (POST /api/kill/{id}); a finished task is an
+// *APIError with StatusCode 409.
+func (c *Client) Kill(ctx context.Context, id string) (MessageResponse, error) {
+	if err := checkID("task", id); err != nil {
+		return MessageResponse{}, err
+	}
+	return c.message(ctx, http.MethodPost, "/api/kill/"+url.PathEscape(id), nil, "kill task "+id)
+}
+
+// Cluster describes the Raft group (GET /api/cluster). With consistent the
+// answering replica forwards the read to the leader.
+func (c *Client) Cluster(ctx context.Context, consistent bool) (ClusterStatus, error) {
+	path := "/api/cluster"
+	if consistent {
+		path += "?consistent=1"
+	}
+	var out ClusterStatus
+	if _, err := c.Do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return ClusterStatus{}, fmt.Errorf("get cluster status: %w", err)
+	}
+	return out, nil
+}
+
+// Join adds a host replica to the Raft group as a voter
+// (POST /api/cluster/join).
+func (c *Client) Join(ctx context.Context, req JoinRequest) (MessageResponse, error) {
+	return c.message(ctx, http.MethodPost, "/api/cluster/join", req, "join "+req.ID)
+}
+
+// RemovePeer removes a replica from the Raft group
+// (DELETE /api/cluster/peers/{id}).
+func (c *Client) RemovePeer(ctx context.Context, id string) (MessageResponse, error) {
+	if err := checkID("peer", id); err != nil {
+		return MessageResponse{}, err
+	}
+	return c.message(ctx, http.MethodDelete, "/api/cluster/peers/"+url.PathEscape(id), nil, "remove peer "+id)
+}
+
+// TransferLeadership asks the leader to hand leadership to replica id, or
+// to a replica of Raft's choice when id is empty
+// (POST /api/cluster/leadership-transfer).
+func (c *Client) TransferLeadership(ctx context.Context, id string) (MessageResponse, error) {
+	return c.message(ctx, http.MethodPost, "/api/cluster/leadership-transfer", TransferRequest{ID: id}, "transfer leadership")
+}
+
+// message runs a call whose answer is a MessageResponse.
+func (c *Client) message(ctx context.Context, method, path string, body any, what string) (MessageResponse, error) {
+	var out MessageResponse
+	if _, err := c.Do(ctx, method, path, body, &out); err != nil {
+		return MessageResponse{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
+
+// checkID rejects an empty or blank ID before it becomes a wrong path.
+func checkID(kind, id string) error {
+	if strings.TrimSpace(id) == "" {
+		return fmt.Errorf("empty %s ID", kind)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+// Package cluster is a HakuRiver host replica: Raft wiring over boltdb, the
+// REST API served on every replica, write forwarding to the leader, gossip
+// based bootstrap and membership, and the leader's work loop. It is the only
+// package that imports hashicorp/raft.
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a host replica. StartHost copies it; it is never mutated
+// afterwards.
+type Config struct {
+	NodeID  string
+	DataDir string
+	// BindAddr is the address every listener binds; AdvertiseAddr is the one
+	// other members use (defaults to BindAddr, which must then not be 0.0.0.0).
+	BindAddr      string
+	AdvertiseAddr string
+	// Ports; 0 picks a free port.
+	APIPort      int
+	RaftPort     int
+	GossipPort   int
+	SSHProxyPort int
+	// BootstrapExpect hosts must see each other before the first Raft
+	// configuration is written.
+	BootstrapExpect int
+	// Join lists gossip addresses of other members (may include self).
+	Join         []string
+	GossipKey    []byte
+	ClusterToken string
+	SharedDir    string
+	// MaxListTasks caps GET /api/tasks without an explicit limit.
+	MaxListTasks int
+	// LeaderWait is how long a request waits for a leader before 503.
+	LeaderWait time.Duration
+	// HeartbeatInterval and HeartbeatTimeoutFactor drive runner liveness.
+	HeartbeatInterval      time.Duration
+	HeartbeatTimeoutFactor int
+	// RaftHeartbeatTimeout and RaftElectionTimeout tune failover speed.
+	RaftHeartbeatTimeout time.Duration
+	RaftElectionTimeout  time.Duration
+	// RaftNoSync disables fsync of the Raft log (benchmarks only).
+	RaftNoSync bool
+	// SnapshotThreshold is the number of log entries between snapshots.
+	SnapshotThreshold uint64
+	// FastGossip shortens gossip intervals (loopback clusters, tests).
+	FastGossip bool
+	// DefaultContainer is the environment used when a submit names none.
+	DefaultContainer string
+	// Version is reported in gossip and /api/cluster.
+	Version string
+	// Logger receives all logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with the defaults of a LAN deployment.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:               "127.0.0.1",
+		APIPort:                8000,
+		RaftPort:               8300,
+		GossipPort:             7946,
+		SSHProxyPort:           8002,
+		BootstrapExpect:        1,
+		SharedDir:              "/var/lib/hakuriver/shared",
+		MaxListTasks:           1000,
+		LeaderWait:             5 * time.Second,
+		HeartbeatInterval:      5 * time.Second,
+		HeartbeatTimeoutFactor: 6,
+		RaftHeartbeatTimeout:   500 * time.Millisecond,
+		RaftElectionTimeout:    500 * time.Millisecond,
+		SnapshotThreshold:      8192,
+		DefaultContainer:       "hakuriver-base",
+		Version:                "dev",
+	}
+}
+
+// Validate checks fields against each other.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("node_id: must not be empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty"))
+	}
+	if c.BootstrapExpect < 1 {
+		errs = append(errs, errors.New("bootstrap_expect: must be at least 1"))
+	}
+	if c.advertise() == "0.0.0.0" || c.advertise() == "" {
+		errs = append(errs, fmt.Errorf("advertise address: %q is not reachable by others; set --advertise", c.advertise()))
+	}
+	if c.MaxListTasks < 1 {
+		errs = append(errs, errors.New("max_list_tasks: must be at least 1"))
+	}
+	if c.LeaderWait <= 0 || c.HeartbeatInterval <= 0 || c.HeartbeatTimeoutFactor < 2 {
+		errs = append(errs, errors.New("timing: leader wait and heartbeat interval must be positive, timeout factor at least 2"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) advertise() string {
+	if c.AdvertiseAddr != "" {
+		return c.AdvertiseAddr
+	}
+	return c.BindAddr
+}

@@ -1,0 +1,146 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+)
+
+// requestIDHeader carries an idempotency key that the first replica a write
+// reaches attaches, so that its own retries through a new leader never create
+// a second task.
+const requestIDHeader = "X-Hakuriver-Request-Id"
+
+// leaderInfo returns the current leader's ID and API base URL ("" when
+// unknown).
+func (h *Host) leaderInfo() (id, apiURL string) {
+	_, lid := h.raft.r.LeaderWithID()
+	id = string(lid)
+	if id == "" {
+		return "", ""
+	}
+	if id == h.cfg.NodeID {
+		return id, h.apiURL
+	}
+	if m, ok := h.pool.Member(id); ok {
+		return id, m.Meta.API
+	}
+	return id, ""
+}
+
+func newRequestID() string {
+	b := make([]byte, 16)
+	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// onLeader runs next on the leader. On a follower the request is proxied to
+// the leader and the leader's answer is returned unchanged. While no leader
+// is known (or it is unreachable) the request waits, bounded by LeaderWait,
+// and then gets 503 with Retry-After.
+func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+		if err != nil {
+			writeError(w, badRequest("read request body: %v", err))
+			return
+		}
+		if r.Header.Get(requestIDHeader) == "" {
+			r.Header.Set(requestIDHeader, newRequestID())
+		}
+		forwarded := r.Header.Get(api.ForwardedHeader) != ""
+		deadline := time.Now().Add(h.cfg.LeaderWait)
+		for {
+			if h.IsLeader() {
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				next(w, r)
+				return
+			}
+			if forwarded {
+				// A stale forward: let the origin replica find the new leader.
+				writeError(w, ErrNotLeader)
+				return
+			}
+			if id, url := h.leaderInfo(); id != "" && id != h.cfg.NodeID && url != "" {
+				if h.forward(w, r, url, body) {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				writeError(w, ErrNoLeader)
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// forward proxies r to the leader at base. It returns false, writing
+// nothing, when the leader could not answer (unreachable, or itself no
+// longer leader), so that the caller may retry.
+func (h *Host) forward(w http.ResponseWriter, r *http.Request, base string, body []byte) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, r.Method, base+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	for k, v := range r.Header {
+		req.Header[k] = v
+	}
+	req.Header.Set(api.ForwardedHeader, h.cfg.NodeID)
+	resp, err := h.fwd.Do(req)
+	if err != nil {
+		h.log.Debug("forward to leader", "url", base, "err", err)
+		return false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		io.Copy(io.Discard, resp.Body) //nolint:errcheck // draining only
+		return false
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body) //nolint:errcheck // the client went away
+	return true
+}
+
+// leaderHeader sets X-Hakuriver-Leader on every answer.
+func (h *Host) leaderHeader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := h.leaderInfo()
+		w.Header().Set(api.LeaderHeader, id)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// consistentRead forwards a read to the leader when ?consistent=1, where it
+// is served after a Barrier; otherwise it is served from the local FSM.
+func (h *Host) consistentRead(next http.HandlerFunc) http.HandlerFunc {
+	leader := h.onLeader(func(w http.ResponseWriter, r *http.Request) {
+		if err := h.raft.r.Barrier(h.cfg.LeaderWait).Error(); err != nil {
+			writeError(w, ErrNotLeader)
+			return
+		}
+		next(w, r)
+	})
+	return func(w http.ResponseWriter, r *http.Request) {
+		if v := r.URL.Query().Get("consistent"); v == "1" || v == "true" {
+			leader(w, r)
+			return
+		}
+		next(w, r)
+	}
+}

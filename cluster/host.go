@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/gossip"
+)
+
+// Host is one running host replica. Create it with StartHost and stop it
+// with Close. Its methods are safe for concurrent use.
+type Host struct {
+	cfg     Config
+	log     *slog.Logger
+	machine *fsm.Machine
+	raft    *raftNode
+	pool    *gossip.Pool
+	ids     *idGenerator
+	metrics *metrics
+
+	apiLn   net.Listener
+	httpSrv *http.Server
+	apiURL  string
+	fwd     *http.Client
+
+	// leaderReady is set once this replica is leader and its FSM has
+	// applied everything committed before (Barrier); writes wait for it.
+	leaderReady atomic.Bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// freePort returns a TCP port on addr that was free a moment ago.
+func freePort(addr string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("find a free port on %s: %w", addr, err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartHost opens the replica's Raft state in cfg.DataDir, starts gossip,
+// the REST API and the background loops, and returns once all listeners are
+// bound. The cluster may not have a leader yet.
+func StartHost(ctx context.Context, cfg Config) (*Host, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("host config: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	h := &Host{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
+		machine: fsm.New(),
+		ids:     newIDGenerator(cfg.NodeID, time.Now),
+		fwd:     &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
+	}
+	var err error
+	if h.cfg.RaftPort == 0 {
+		if h.cfg.RaftPort, err = freePort(cfg.BindAddr); err != nil {
+			return nil, err
+		}
+	}
+	h.apiLn, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.APIPort)))
+	if err != nil {
+		return nil, fmt.Errorf("listen for the API: %w", err)
+	}
+	h.cfg.APIPort = h.apiLn.Addr().(*net.TCPAddr).Port
+	h.apiURL = "http://" + net.JoinHostPort(h.cfg.advertise(), strconv.Itoa(h.cfg.APIPort))
+
+	if h.raft, err = openRaft(h.cfg, h.machine); err != nil {
+		h.apiLn.Close()
+		return nil, err
+	}
+	h.pool, err = gossip.New(gossip.Config{
+		Name:          cfg.NodeID,
+		BindAddr:      cfg.BindAddr,
+		BindPort:      cfg.GossipPort,
+		AdvertiseAddr: cfg.AdvertiseAddr,
+		Key:           cfg.GossipKey,
+		Meta:          h.meta(),
+		Join:          cfg.Join,
+		Logger:        cfg.Logger.With("component", "gossip"),
+		Fast:          cfg.FastGossip,
+	})
+	if err != nil {
+		h.raft.close()
+		h.apiLn.Close()
+		return nil, err
+	}
+	h.metrics = newMetrics(h)
+	h.httpSrv = &http.Server{
+		Handler:           h.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	h.cancel = cancel
+	h.goRun(func() {
+		if err := h.httpSrv.Serve(h.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error("api server stopped", "err", err)
+		}
+	})
+	h.goRun(func() { h.pool.Run(runCtx) }) //nolint:errcheck // Run only returns nil
+	h.goRun(func() { h.bootstrapLoop(runCtx) })
+	h.goRun(func() { h.leadershipLoop(runCtx) })
+	h.log.Info("host replica started", "api", h.apiURL, "raft", h.raft.addr, "gossip", h.pool.Addr(), "existing_state", h.raft.hadState)
+	return h, nil
+}
+
+func (h *Host) goRun(f func()) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
+}
+
+func (h *Host) meta() gossip.Meta {
+	return gossip.Meta{
+		Role:         gossip.RoleHost,
+		ID:           h.cfg.NodeID,
+		API:          h.apiURL,
+		Raft:         net.JoinHostPort(h.cfg.advertise(), strconv.Itoa(h.cfg.RaftPort)),
+		Bootstrapped: h.raft != nil && (h.raft.hadState || h.raft.r.Leader() != ""),
+		Version:      h.cfg.Version,
+	}
+}
+
+// NodeID returns the replica's Raft server ID.
+func (h *Host) NodeID() string { return h.cfg.NodeID }
+
+// APIURL returns the replica's advertised API base URL.
+func (h *Host) APIURL() string { return h.apiURL }
+
+// RaftAddr returns the replica's Raft transport address.
+func (h *Host) RaftAddr() string { return h.raft.addr }
+
+// GossipAddr returns the replica's gossip address.
+func (h *Host) GossipAddr() string { return h.pool.Addr() }
+
+// Machine returns the replica's local state machine (read-only use).
+func (h *Host) Machine() *fsm.Machine { return h.machine }
+
+// IsLeader reports whether this replica is the leader and ready for writes.
+func (h *Host) IsLeader() bool { return h.leaderReady.Load() }
+
+// Close stops the API, leaves gossip and shuts Raft down. It waits for
+// every background goroutine.
+func (h *Host) Close(ctx context.Context) error {
+	if h.closed.Swap(true) {
+		return nil
+	}
+	var errs []error
+	if err := h.httpSrv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown api: %w", err))
+	}
+	h.cancel()
+	if err := h.pool.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := h.raft.close(); err != nil {
+		errs = append(errs, err)
+	}
+	h.wg.Wait()
+	return errors.Join(errs...)
+}

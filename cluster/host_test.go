@@ -1,0 +1,138 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+)
+
+// testLogger sends logs to t.Log when -v is given.
+func testLogger(t testing.TB) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimSpace(p)))
+	return len(p), nil
+}
+
+// startCluster starts n in-process replicas on loopback that bootstrap
+// through gossip.
+func startCluster(t *testing.T, n int) []*Host {
+	t.Helper()
+	var hosts []*Host
+	var seed string
+	for i := 0; i < n; i++ {
+		cfg := DefaultConfig()
+		cfg.NodeID = fmt.Sprintf("h%d", i+1)
+		cfg.DataDir = t.TempDir()
+		cfg.SharedDir = t.TempDir()
+		cfg.APIPort, cfg.RaftPort, cfg.GossipPort = 0, 0, 0
+		cfg.BootstrapExpect = n
+		cfg.FastGossip = true
+		cfg.Logger = testLogger(t).With("node", cfg.NodeID)
+		if seed != "" {
+			cfg.Join = []string{seed}
+		}
+		h, err := StartHost(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("start %s: %v", cfg.NodeID, err)
+		}
+		if seed == "" {
+			seed = h.GossipAddr()
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			h.Close(ctx)
+		})
+		hosts = append(hosts, h)
+	}
+	waitFor(t, 15*time.Second, func() bool {
+		for _, h := range hosts {
+			if h.IsLeader() {
+				return true
+			}
+		}
+		return false
+	})
+	return hosts
+}
+
+func waitFor(t *testing.T, d time.Duration, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if f() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("condition not met within %s", d)
+}
+
+func do(t *testing.T, method, url string, body any) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if s, ok := body.(string); ok {
+		rd = bytes.NewBufferString(s)
+	} else if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func TestThreeReplicasSubmitThroughFollower(t *testing.T) {
+	hosts := startCluster(t, 3)
+	var follower *Host
+	for _, h := range hosts {
+		if !h.IsLeader() {
+			follower = h
+		}
+	}
+	resp, body := do(t, "POST", follower.APIURL()+"/api/submit", api.SubmitRequest{Command: "echo", Arguments: []string{"hi"}})
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("submit via follower: %d %s", resp.StatusCode, body)
+	}
+	if resp.Header.Get(api.LeaderHeader) == "" {
+		t.Errorf("no %s header", api.LeaderHeader)
+	}
+	var sr api.SubmitResponse
+	json.Unmarshal(body, &sr)
+	if len(sr.TaskIDs) != 1 {
+		t.Fatalf("task ids: %v", sr.TaskIDs)
+	}
+	id := sr.TaskIDs[0]
+	// Every replica eventually serves it from its local FSM, pending.
+	for _, h := range hosts {
+		waitFor(t, 5*time.Second, func() bool {
+			resp, body := do(t, "GET", h.APIURL()+"/status/"+id, nil)
+			return resp.StatusCode == 200 && bytes.Contains(body, []byte(`"status":"pending"`))
+		})
+	}
+	st := follower.Status()
+	if len(st.Replicas) != 3 || st.LeaderID == "" || st.LeaderAPI == "" {
+		t.Fatalf("cluster status: %+v", st)
+	}
+}

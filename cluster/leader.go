@@ -1,0 +1,81 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// leadershipLoop watches Raft state; when this replica becomes leader it
+// waits for a Barrier (so its FSM holds every committed entry), marks itself
+// ready for writes and runs leaderLoop until leadership is lost.
+func (h *Host) leadershipLoop(ctx context.Context) {
+	var stop context.CancelFunc
+	done := make(chan struct{})
+	close(done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	wasBootstrapped := h.raft.hadState
+	for {
+		select {
+		case <-ctx.Done():
+			if stop != nil {
+				stop()
+			}
+			<-done
+			return
+		case <-h.raft.r.LeaderCh():
+		case <-tick.C:
+		}
+		if !wasBootstrapped && h.raft.r.Leader() != "" {
+			wasBootstrapped = true
+			h.markBootstrapped()
+		}
+		isLeader := h.raft.r.State() == raft.Leader
+		switch {
+		case isLeader && stop == nil:
+			var lctx context.Context
+			lctx, stop = context.WithCancel(ctx)
+			done = make(chan struct{})
+			go func() {
+				defer close(done)
+				h.leaderLoop(lctx)
+			}()
+		case !isLeader && stop != nil:
+			h.leaderReady.Store(false)
+			stop()
+			<-done
+			stop = nil
+			h.log.Info("lost leadership")
+		}
+	}
+}
+
+// leaderLoop is the leader's work: barrier, then voter reconciliation.
+func (h *Host) leaderLoop(ctx context.Context) {
+	for {
+		if err := h.raft.r.Barrier(5 * time.Second).Error(); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	h.leaderReady.Store(true)
+	h.log.Info("leader ready", "applied_index", h.machine.AppliedIndex())
+	defer h.leaderReady.Store(false)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		h.reconcileVoters()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-h.pool.Changed():
+		}
+	}
+}

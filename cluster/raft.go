@@ -1,0 +1,181 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// ErrNotLeader is returned when a write reaches a replica that is not (or no
+// longer) the leader.
+var ErrNotLeader = errors.New("not the leader")
+
+// ErrNoLeader is returned when no leader is known within the wait bound.
+var ErrNoLeader = errors.New("no leader")
+
+// raftFSM adapts fsm.Machine to raft.FSM and raft.BatchingFSM.
+type raftFSM struct{ m *fsm.Machine }
+
+var _ raft.BatchingFSM = raftFSM{}
+
+func (f raftFSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	return f.m.Apply(l.Index, l.Data)
+}
+
+func (f raftFSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	var idx []uint64
+	var data [][]byte
+	var pos []int
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			idx = append(idx, l.Index)
+			data = append(data, l.Data)
+			pos = append(pos, i)
+		}
+	}
+	for i, r := range f.m.ApplyBatch(idx, data) {
+		out[pos[i]] = r
+	}
+	return out
+}
+
+func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) { return snapshot{f.m.Snapshot()}, nil }
+
+func (f raftFSM) Restore(r io.ReadCloser) error {
+	defer r.Close()
+	return f.m.Restore(r)
+}
+
+type snapshot struct{ s *fsm.Snapshot }
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.s.Write(sink); err != nil {
+		sink.Cancel() //nolint:errcheck // the write error is the one to report
+		return err
+	}
+	return sink.Close()
+}
+
+func (s snapshot) Release() {}
+
+// raftNode bundles the Raft instance with its stores.
+type raftNode struct {
+	r         *raft.Raft
+	trans     *raft.NetworkTransport
+	logs      *raftboltdb.BoltStore
+	addr      string
+	hadState  bool
+	snapStore *raft.FileSnapshotStore
+}
+
+func openRaft(cfg Config, m *fsm.Machine) (*raftNode, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	logger := cfg.Logger.With("component", "raft")
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = newHCLogger(logger, "raft")
+	rc.HeartbeatTimeout = cfg.RaftHeartbeatTimeout
+	rc.ElectionTimeout = cfg.RaftElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.RaftHeartbeatTimeout / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.MaxAppendEntries = 512
+	rc.BatchApplyCh = true
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+		rc.TrailingLogs = cfg.SnapshotThreshold
+	}
+
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.RaftNoSync})
+	if err != nil {
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(logger, "snapshot"))
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	advertise := net.JoinHostPort(cfg.advertise(), strconv.Itoa(cfg.RaftPort))
+	adv, err := net.ResolveTCPAddr("tcp", advertise)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("resolve raft advertise address %s: %w", advertise, err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort)), adv, 5, 10*time.Second, newHCLogger(logger, "transport"))
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("open raft transport on port %d: %w", cfg.RaftPort, err)
+	}
+	hadState, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		trans.Close()
+		logs.Close()
+		return nil, fmt.Errorf("inspect raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, raftFSM{m}, logs, logs, snaps, trans)
+	if err != nil {
+		trans.Close()
+		logs.Close()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	return &raftNode{r: r, trans: trans, logs: logs, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}, nil
+}
+
+func (n *raftNode) close() error {
+	var errs []error
+	if err := n.r.Shutdown().Error(); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
+	}
+	if err := n.trans.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close raft transport: %w", err))
+	}
+	if err := n.logs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close raft log: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// apply proposes a command and waits for it to be applied, translating raft
+// errors. The ctx deadline bounds the wait.
+func (h *Host) apply(ctx context.Context, c fsm.Command) (any, error) {
+	data, err := fsm.Encode(c)
+	if err != nil {
+		return nil, err
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := h.raft.r.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+			errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrRaftShutdown):
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, fmt.Errorf("%w: apply timed out: %v", ErrNoLeader, err)
+		}
+		return nil, fmt.Errorf("apply %s: %w", c.Type(), err)
+	}
+	res, _ := f.Response().(fsm.Result)
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return res.Value, nil
+}

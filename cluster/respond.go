@@ -1,0 +1,96 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// httpError is a handler-level rejection with its status code.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf(format, args...)}
+}
+
+// statusOf maps an error to its HTTP status: the one place that does so.
+func statusOf(err error) int {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		return he.status
+	case errors.Is(err, fsm.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, fsm.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, fsm.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.Encode(v) //nolint:errcheck // the client went away; nothing to do
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status := statusOf(err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	msg := err.Error()
+	writeJSON(w, status, api.ErrorResponse{Error: msg, Detail: msg})
+}
+
+// decodeJSON reads a JSON body into v, turning decoder errors into 400s
+// that name the offending field.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 16<<20))
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &te):
+			return badRequest("field %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+		case errors.As(err, &se):
+			return badRequest("malformed JSON at byte %d: %v", se.Offset, se)
+		case errors.As(err, &mbe):
+			return badRequest("request body larger than %d bytes", mbe.Limit)
+		case err.Error() == "EOF":
+			return badRequest("empty request body: a JSON object is required")
+		}
+		return badRequest("malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return badRequest("malformed JSON: trailing data after the object")
+	}
+	return nil
+}
+
+func parseTaskID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, badRequest("task id %q: must be a positive decimal integer", s)
+	}
+	return id, nil
+}

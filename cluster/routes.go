@@ -1,0 +1,36 @@
+package cluster
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// routes is the whole route table. Every API endpoint is served under /api
+// (canonical) and at the root, as the original host did.
+func (h *Host) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(h.metrics.instrument, h.leaderHeader)
+	r.Method(http.MethodGet, "/metrics", h.metrics.handler())
+	r.Route("/api", h.apiRoutes)
+	h.apiRoutes(r)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, notFound("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &httpError{status: http.StatusMethodNotAllowed, msg: "method " + r.Method + " not allowed on " + r.URL.Path})
+	})
+	return r
+}
+
+func (h *Host) apiRoutes(r chi.Router) {
+	r.Post("/submit", h.onLeader(h.handleSubmit))
+	r.Get("/status/{id}", h.consistentRead(h.handleStatus))
+	r.Get("/tasks", h.consistentRead(h.handleTasks))
+	r.Get("/nodes", h.consistentRead(h.handleNodes))
+	r.Post("/kill/{id}", h.onLeader(h.handleKill))
+	r.Get("/cluster", h.consistentRead(h.handleCluster))
+	r.Post("/cluster/join", h.onLeader(h.handleJoin))
+	r.Delete("/cluster/peers/{id}", h.onLeader(h.handleRemovePeer))
+	r.Post("/cluster/leadership-transfer", h.onLeader(h.handleTransfer))
+}

@@ -1,0 +1,237 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config configures a Pool.
+type Config struct {
+	// Name is the member's unique name (node ID or runner name).
+	Name string
+	// BindAddr and BindPort are where gossip listens (UDP and TCP). Port 0
+	// picks a free port.
+	BindAddr string
+	BindPort int
+	// AdvertiseAddr is the address other members use; empty means BindAddr.
+	AdvertiseAddr string
+	// Key encrypts gossip when set (16, 24 or 32 bytes).
+	Key []byte
+	// Meta is the initial metadata.
+	Meta Meta
+	// Join lists gossip addresses (ip:port) to join; it may contain the
+	// member itself.
+	Join []string
+	// Logger receives memberlist's logs; nil discards them.
+	Logger *slog.Logger
+	// Fast shortens probe and gossip intervals (loopback and tests).
+	Fast bool
+}
+
+// Member is one alive or recently seen member of the pool.
+type Member struct {
+	Name  string
+	Addr  string // gossip address ip:port
+	Meta  Meta
+	Alive bool
+}
+
+// Pool is a running memberlist pool. Its methods are safe for concurrent use.
+type Pool struct {
+	ml   *memberlist.Memberlist
+	cfg  Config
+	mu   sync.Mutex
+	meta []byte
+	log  *slog.Logger
+
+	changedMu sync.Mutex
+	changed   chan struct{}
+
+	// members mirrors memberlist's view, copied inside its event callbacks:
+	// memberlist.Members returns pointers it keeps mutating.
+	membersMu sync.RWMutex
+	members   map[string]Member
+}
+
+type delegate struct{ p *Pool }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
+	return append([]byte(nil), d.p.meta...)
+}
+func (d delegate) NotifyMsg([]byte)                           {}
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d delegate) LocalState(join bool) []byte                { return nil }
+func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+type events struct{ p *Pool }
+
+func (e events) NotifyJoin(n *memberlist.Node)   { e.p.track(n, true) }
+func (e events) NotifyLeave(n *memberlist.Node)  { e.p.track(n, false) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.p.track(n, true) }
+
+// track records a copy of n; memberlist calls it with its lock held, so
+// reading n here is safe.
+func (p *Pool) track(n *memberlist.Node, alive bool) {
+	m := Member{
+		Name:  n.Name,
+		Addr:  net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))),
+		Alive: alive,
+	}
+	meta, err := DecodeMeta(n.Meta)
+	p.membersMu.Lock()
+	if err == nil && alive {
+		m.Meta = meta
+		p.members[n.Name] = m
+	} else {
+		delete(p.members, n.Name)
+	}
+	p.membersMu.Unlock()
+	p.notify()
+}
+
+// New creates the pool and starts listening. It does not join anyone yet;
+// call Run for that.
+func New(cfg Config) (*Pool, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("gossip: empty member name")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	meta, err := cfg.Meta.Encode()
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{cfg: cfg, meta: meta, log: log, changed: make(chan struct{}), members: map[string]Member{}}
+	mc := memberlist.DefaultLANConfig()
+	if cfg.Fast {
+		mc = memberlist.DefaultLocalConfig()
+		mc.ProbeInterval = 500 * time.Millisecond
+		mc.ProbeTimeout = 250 * time.Millisecond
+		mc.GossipInterval = 100 * time.Millisecond
+		mc.PushPullInterval = 5 * time.Second
+	}
+	mc.Name = cfg.Name
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = cfg.BindPort
+	mc.AdvertisePort = cfg.BindPort
+	if cfg.AdvertiseAddr != "" {
+		mc.AdvertiseAddr = cfg.AdvertiseAddr
+	}
+	if len(cfg.Key) > 0 {
+		mc.SecretKey = cfg.Key
+	}
+	mc.Delegate = delegate{p}
+	mc.Events = events{p}
+	mc.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
+	}
+	p.ml = ml
+	return p, nil
+}
+
+func (p *Pool) notify() {
+	p.changedMu.Lock()
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.changedMu.Unlock()
+}
+
+// Changed returns a channel closed at the next membership or metadata change.
+func (p *Pool) Changed() <-chan struct{} {
+	p.changedMu.Lock()
+	defer p.changedMu.Unlock()
+	return p.changed
+}
+
+// Addr returns the pool's own advertised gossip address.
+func (p *Pool) Addr() string {
+	n := p.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Run joins the configured addresses and keeps retrying while the member
+// sees nobody else, until ctx is done. It returns nil when ctx ends.
+func (p *Pool) Run(ctx context.Context) error {
+	if len(p.cfg.Join) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	backoff := 200 * time.Millisecond
+	for {
+		if p.ml.NumMembers() <= 1 {
+			if _, err := p.ml.Join(p.cfg.Join); err != nil {
+				p.log.Debug("gossip join", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// Members returns the alive members, self included, sorted by name.
+func (p *Pool) Members() []Member {
+	p.membersMu.RLock()
+	out := make([]Member, 0, len(p.members))
+	for _, m := range p.members {
+		out = append(out, m)
+	}
+	p.membersMu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Member returns the alive member with the given name.
+func (p *Pool) Member(name string) (Member, bool) {
+	p.membersMu.RLock()
+	defer p.membersMu.RUnlock()
+	m, ok := p.members[name]
+	return m, ok
+}
+
+// UpdateMeta replaces the member's metadata and gossips it.
+func (p *Pool) UpdateMeta(m Meta) error {
+	b, err := m.Encode()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.meta = b
+	p.mu.Unlock()
+	if err := p.ml.UpdateNode(2 * time.Second); err != nil {
+		return fmt.Errorf("gossip meta update: %w", err)
+	}
+	return nil
+}
+
+// Close leaves the pool (telling the others) and stops listening.
+func (p *Pool) Close() error {
+	if err := p.ml.Leave(time.Second); err != nil {
+		p.log.Debug("gossip leave", "err", err)
+	}
+	if err := p.ml.Shutdown(); err != nil {
+		return fmt.Errorf("gossip shutdown: %w", err)
+	}
+	return nil
+}
