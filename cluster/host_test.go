@@ -136,3 +136,5 @@ func TestThreeReplicasSubmitThroughFollower(t *testing.T) {
 		t.Fatalf("cluster status: %+v", st)
 	}
 }
+
+func formatID(id int64) string { return fmt.Sprintf("%d", id) }

@@ -263,6 +263,17 @@ func (h *Host) handleKill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// Reject what the leader's up-to-date FSM already knows is impossible,
+	// without writing a log entry; the FSM checks again when applying.
+	t, ok := h.machine.Task(id)
+	if !ok {
+		writeError(w, notFound("task %d not found", id))
+		return
+	}
+	if t.Status.Final() {
+		writeError(w, fmt.Errorf("%w: task %d cannot be killed (state: %s)", fsm.ErrConflict, id, t.Status))
+		return
+	}
 	ctx, cancel := h.applyCtx(r)
 	defer cancel()
 	if _, err := h.apply(ctx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user.", At: time.Now().UTC()}); err != nil {

@@ -50,6 +50,7 @@ type Member struct {
 type Pool struct {
 	ml   *memberlist.Memberlist
 	cfg  Config
+	addr string // advertised gossip address, fixed at creation
 	mu   sync.Mutex
 	meta []byte
 	log  *slog.Logger
@@ -142,6 +143,11 @@ func New(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("start gossip on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	p.ml = ml
+	adv := cfg.AdvertiseAddr
+	if adv == "" {
+		adv = cfg.BindAddr
+	}
+	p.addr = net.JoinHostPort(adv, strconv.Itoa(mc.AdvertisePort))
 	return p, nil
 }
 
@@ -160,10 +166,7 @@ func (p *Pool) Changed() <-chan struct{} {
 }
 
 // Addr returns the pool's own advertised gossip address.
-func (p *Pool) Addr() string {
-	n := p.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (p *Pool) Addr() string { return p.addr }
 
 // Run joins the configured addresses and keeps retrying while the member
 // sees nobody else, until ctx is done. It returns nil when ctx ends.

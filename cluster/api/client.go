@@ -351,7 +351,11 @@ func (c *Client) send(ctx context.Context, host, method, path string, payload []
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // drop the repeated method and URL
+		}
+		return nil, fmt.Errorf("%s: %w", host, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))

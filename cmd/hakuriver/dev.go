@@ -1,5 +1,122 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
-func newDevCmd() *cobra.Command { return &cobra.Command{Use: "dev"} }
+	"github.com/spf13/cobra"
+
+	"github.com/hakuriver/hakuriver-ha/cluster"
+)
+
+func newDevCmd() *cobra.Command {
+	var (
+		replicas int
+		dataDir  string
+		apiPort  int
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Start an embedded cluster in one process on loopback",
+		Long: `Start N host replicas in this process on 127.0.0.1, with data in a
+temporary directory (or --data-dir, which keeps state across runs). Replica i
+serves its API on --api-port + i. Prints the addresses and a ready
+"export HAKURIVER_HOST=..." line for the client commands. Stop with Ctrl-C.`,
+		Example: `  hakuriver dev                 # one replica on :8000
+  hakuriver dev --replicas 3    # HA on one laptop: kill any one, keep working`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if replicas < 1 || replicas > 9 {
+				return fmt.Errorf("--replicas %d: must be between 1 and 9", replicas)
+			}
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			if dataDir == "" {
+				d, err := os.MkdirTemp("", "hakuriver-dev-")
+				if err != nil {
+					return fmt.Errorf("create temp data dir: %w", err)
+				}
+				defer os.RemoveAll(d)
+				dataDir = d
+			}
+			ctx := cmd.Context()
+			var hosts []*cluster.Host
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				for _, h := range hosts {
+					if err := h.Close(sctx); err != nil {
+						log.Warn("close replica", "node_id", h.NodeID(), "err", err)
+					}
+				}
+			}()
+			var join []string
+			for i := 0; i < replicas; i++ {
+				hc := cluster.DefaultConfig()
+				hc.NodeID = fmt.Sprintf("dev-%d", i+1)
+				hc.DataDir = filepath.Join(dataDir, hc.NodeID)
+				hc.SharedDir = filepath.Join(dataDir, "shared")
+				hc.BindAddr = "127.0.0.1"
+				hc.APIPort = apiPort + i
+				hc.RaftPort, hc.GossipPort = 0, 0
+				hc.BootstrapExpect = replicas
+				hc.Join = join
+				hc.FastGossip = true
+				hc.Version = version
+				hc.Logger = log.With("replica", hc.NodeID)
+				h, err := cluster.StartHost(ctx, hc)
+				if err != nil {
+					return err
+				}
+				hosts = append(hosts, h)
+				join = []string{hosts[0].GossipAddr()}
+			}
+			if err := waitLeader(ctx, hosts); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			urls := make([]string, len(hosts))
+			for i, h := range hosts {
+				urls[i] = h.APIURL()
+				role := "follower"
+				if h.IsLeader() {
+					role = "leader"
+				}
+				fmt.Fprintf(out, "replica %s  api %s  raft %s  gossip %s  (%s)\n", h.NodeID(), h.APIURL(), h.RaftAddr(), h.GossipAddr(), role)
+			}
+			fmt.Fprintf(out, "data in %s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s\n  hakuriver cluster status\n", dataDir, strings.Join(urls, ","))
+			<-ctx.Done()
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&replicas, "replicas", 1, "number of host replicas")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep state here instead of a temporary directory")
+	cmd.Flags().IntVar(&apiPort, "api-port", 8000, "API port of the first replica; replica i uses this + i")
+	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// waitLeader waits until one of hosts is a ready leader.
+func waitLeader(ctx context.Context, hosts []*cluster.Host) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		for _, h := range hosts {
+			if h.IsLeader() {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no leader elected: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,5 +1,127 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
 
-func newHostCmd() *cobra.Command { return &cobra.Command{Use: "host"} }
+	"github.com/spf13/cobra"
+
+	"github.com/hakuriver/hakuriver-ha/cluster"
+	"github.com/hakuriver/hakuriver-ha/ops/config"
+)
+
+// version is the binary's version, reported in gossip and /api/cluster.
+const version = "0.1.0"
+
+// configEnv names the environment variable that selects the config file.
+const configEnv = "HAKURIVER_CONFIG"
+
+// serverFlags are the flags shared by long-running server commands.
+type serverFlags struct {
+	configPath string
+	logLevel   string
+}
+
+func (s *serverFlags) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&s.configPath, "config", "c", "", "TOML config file (default $"+configEnv+"); flags override its keys")
+	cmd.Flags().StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// resolve loads the config file and applies the changed flags on top.
+func (s *serverFlags) resolve(cmd *cobra.Command) (config.Config, *slog.Logger, error) {
+	path := s.configPath
+	if path == "" {
+		path = os.Getenv(configEnv)
+	}
+	c, err := config.Resolve(cmd.Flags(), path)
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	log, err := newLogger(s.logLevel)
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	return c, log, nil
+}
+
+func newHostCmd() *cobra.Command {
+	var sf serverFlags
+	var scratch config.Config
+	cmd := &cobra.Command{
+		Use:   "host",
+		Short: "Run a host replica (Raft member, REST API, SSH proxy)",
+		Long: `Run one host replica. Replicas find each other through gossip (--join, which
+may list this replica itself so all replicas can share one config) and
+bootstrap the Raft group once --bootstrap-expect of them see each other. A
+replica started later with --join is added to the running cluster as a voter.
+A restarted replica rejoins from its --data-dir without any flag changing.`,
+		Example: `  # three replicas on one machine
+  hakuriver host --node-id h1 --data-dir /tmp/h1 --bind 127.0.0.1 --api-port 8000 --raft-port 8300 --gossip-port 7946 --bootstrap-expect 3 --join 127.0.0.1:7946
+  hakuriver host --node-id h2 --data-dir /tmp/h2 --bind 127.0.0.1 --api-port 8001 --raft-port 8301 --gossip-port 7947 --bootstrap-expect 3 --join 127.0.0.1:7946
+  hakuriver host --node-id h3 --data-dir /tmp/h3 --bind 127.0.0.1 --api-port 8002 --raft-port 8302 --gossip-port 7948 --bootstrap-expect 3 --join 127.0.0.1:7946`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, log, err := sf.resolve(cmd)
+			if err != nil {
+				return err
+			}
+			hc, err := hostConfig(c, log)
+			if err != nil {
+				return err
+			}
+			h, err := cluster.StartHost(cmd.Context(), hc)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "host %s: api %s raft %s gossip %s\n", h.NodeID(), h.APIURL(), h.RaftAddr(), h.GossipAddr())
+			<-cmd.Context().Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return h.Close(ctx)
+		},
+	}
+	sf.bind(cmd)
+	config.BindFlags(cmd.Flags(), &scratch)
+	return cmd
+}
+
+// hostConfig maps the file/flag config onto the replica's own Config.
+func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
+	id, err := c.NodeID()
+	if err != nil {
+		return cluster.Config{}, err
+	}
+	key, err := c.GossipKey()
+	if err != nil {
+		return cluster.Config{}, err
+	}
+	token, err := c.ClusterToken()
+	if err != nil {
+		return cluster.Config{}, err
+	}
+	hc := cluster.DefaultConfig()
+	hc.NodeID = id
+	hc.DataDir = c.Cluster.DataDir
+	hc.BindAddr = c.Network.HostBindIP
+	hc.AdvertiseAddr = c.Network.HostReachableAddress
+	hc.APIPort = c.Network.HostPort
+	hc.RaftPort = c.Cluster.RaftPort
+	hc.GossipPort = c.Cluster.GossipPort
+	hc.SSHProxyPort = c.Network.HostSSHProxyPort
+	hc.BootstrapExpect = c.Cluster.BootstrapExpect
+	hc.Join = c.Cluster.Join
+	hc.GossipKey = key
+	hc.ClusterToken = token
+	hc.SharedDir = c.Paths.SharedDir
+	hc.MaxListTasks = c.Cluster.MaxListTasks
+	hc.LeaderWait = c.Cluster.LeaderWait()
+	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
+	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
+	hc.DefaultContainer = c.Docker.DefaultContainerName
+	hc.Version = version
+	hc.Logger = log
+	return hc, nil
+}

@@ -1,0 +1,34 @@
+# HakuRiver HA. `make run` starts the embedded cluster; `make test` runs the
+# whole suite (unit + multi-process integration) exactly as CI does.
+GO       ?= go
+BIN      := bin/hakuriver
+PKGS     := ./...
+TESTFLAGS ?=
+
+.PHONY: build run test test-unit test-deps lint bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/hakuriver
+
+run: build
+	./$(BIN) dev
+
+# test-deps installs or builds what the tests need when missing.
+test-deps:
+	@bash .ci/test-deps.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet -tags integration $(PKGS)
+
+test: test-deps build lint
+	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) test -race -tags integration -timeout 20m -count=1 $(TESTFLAGS) $(PKGS)
+
+test-unit:
+	$(GO) test -race -count=1 $(PKGS)
+
+bench: build
+	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/bench
+
+clean:
+	rm -rf bin
