@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -48,12 +49,13 @@ type Member struct {
 
 // Pool is a running memberlist pool. Its methods are safe for concurrent use.
 type Pool struct {
-	ml   *memberlist.Memberlist
-	cfg  Config
-	addr string // advertised gossip address, fixed at creation
-	mu   sync.Mutex
-	meta []byte
-	log  *slog.Logger
+	ml     *memberlist.Memberlist
+	cfg    Config
+	addr   string // advertised gossip address, fixed at creation
+	closed atomic.Bool
+	mu     sync.Mutex
+	meta   []byte
+	log    *slog.Logger
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -228,8 +230,12 @@ func (p *Pool) UpdateMeta(m Meta) error {
 	return nil
 }
 
-// Close leaves the pool (telling the others) and stops listening.
+// Close leaves the pool (telling the others) and stops listening. Calling
+// it again does nothing.
 func (p *Pool) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
 	if err := p.ml.Leave(time.Second); err != nil {
 		p.log.Debug("gossip leave", "err", err)
 	}

@@ -1,0 +1,80 @@
+package gossip
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newPool(t *testing.T, name string, key []byte, join ...string) *Pool {
+	t.Helper()
+	p, err := New(Config{Name: name, BindAddr: "127.0.0.1", Key: key, Join: join, Fast: true,
+		Meta: Meta{Role: RoleHost, ID: name, API: "http://" + name}})
+	if err != nil {
+		t.Fatalf("new pool %s: %v", name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; p.Close() })
+	return p
+}
+
+func waitMembers(t *testing.T, p *Pool, want func([]Member) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if want(p.Members()) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("members of %s never matched: %+v", p.cfg.Name, p.Members())
+}
+
+func TestPoolJoinMetaAndLeave(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	a := newPool(t, "a", key)
+	b := newPool(t, "b", key, a.Addr(), "127.0.0.1:1") // a dead seed is tolerated
+	waitMembers(t, a, func(ms []Member) bool { return len(ms) == 2 })
+	m, ok := a.Member("b")
+	if !ok || m.Meta.API != "http://b" || m.Meta.Role != RoleHost {
+		t.Fatalf("a sees b as %+v, %v", m, ok)
+	}
+	if err := b.UpdateMeta(Meta{Role: RoleHost, ID: "b", API: "http://b2", Bootstrapped: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, a, func([]Member) bool { m, _ := a.Member("b"); return m.Meta.Bootstrapped && m.Meta.API == "http://b2" })
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, a, func(ms []Member) bool { return len(ms) == 1 })
+}
+
+func TestPoolWrongKeyCannotJoin(t *testing.T) {
+	a := newPool(t, "a", []byte("0123456789abcdef"))
+	c := newPool(t, "c", []byte("fedcba9876543210"), a.Addr())
+	time.Sleep(time.Second)
+	if n := len(a.Members()); n != 1 {
+		t.Fatalf("a pool with another key joined: %+v", a.Members())
+	}
+	if _, ok := c.Member("a"); ok {
+		t.Fatal("c sees a despite the key mismatch")
+	}
+}
+
+func TestMetaSizeLimit(t *testing.T) {
+	_, err := Meta{Role: RoleRunner, ID: strings.Repeat("x", 600)}.Encode()
+	if err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("oversized meta accepted: %v", err)
+	}
+	b, err := Meta{Role: RoleRunner, ID: "r1", API: "http://127.0.0.1:8001"}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := DecodeMeta(b)
+	if err != nil || m.ID != "r1" || m.Role != RoleRunner {
+		t.Fatalf("round trip: %+v %v", m, err)
+	}
+}
