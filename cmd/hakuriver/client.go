@@ -1,16 +1,114 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+)
+
+// defaultHost is the replica the client commands call when neither --host
+// nor $HAKURIVER_HOST names one.
+const defaultHost = "http://127.0.0.1:8000"
+
+// hostEnv names the environment variable that lists the replicas.
+const hostEnv = "HAKURIVER_HOST"
+
+// defaultTimeout is the default --timeout: the time limit of one API call.
+const defaultTimeout = 30 * time.Second
 
 // clientFlags holds the persistent flags every client command shares.
 type clientFlags struct {
-	hosts  []string
-	output string
-	config string
+	hosts   []string
+	output  string
+	timeout time.Duration
 }
 
-func addClientFlags(root *cobra.Command) *clientFlags { return &clientFlags{} }
+// addClientFlags registers --host, --output and --timeout on root.
+func addClientFlags(root *cobra.Command) *clientFlags {
+	g := &clientFlags{}
+	pf := root.PersistentFlags()
+	pf.StringSliceVar(&g.hosts, "host", nil,
+		"host replica URL(s), comma-separated or repeated, tried in order (default $"+hostEnv+" or "+defaultHost+")")
+	pf.StringVarP(&g.output, "output", "o", outputTable, "output format of client commands: table or json")
+	pf.DurationVar(&g.timeout, "timeout", defaultTimeout, "time limit of each API call, trying other replicas included")
+	return g
+}
 
-func newTaskCmd(g *clientFlags) *cobra.Command    { return &cobra.Command{Use: "task"} }
-func newNodeCmd(g *clientFlags) *cobra.Command    { return &cobra.Command{Use: "node"} }
-func newClusterCmd(g *clientFlags) *cobra.Command { return &cobra.Command{Use: "cluster"} }
+// hostList returns the replicas to call: --host, else $HAKURIVER_HOST, else
+// the local default.
+func (g *clientFlags) hostList() []string {
+	if len(g.hosts) > 0 {
+		return g.hosts
+	}
+	if v := os.Getenv(hostEnv); v != "" {
+		return []string{v}
+	}
+	return []string{defaultHost}
+}
+
+// format validates --output and returns it.
+func (g *clientFlags) format() (string, error) {
+	switch g.output {
+	case outputTable, outputJSON:
+		return g.output, nil
+	}
+	return "", fmt.Errorf("invalid --output %q: want %s or %s", g.output, outputTable, outputJSON)
+}
+
+// client validates the shared flags and builds an API client. The caller
+// closes it.
+func (g *clientFlags) client() (*api.Client, error) {
+	if _, err := g.format(); err != nil {
+		return nil, err
+	}
+	if g.timeout <= 0 {
+		return nil, fmt.Errorf("invalid --timeout %s: must be positive", g.timeout)
+	}
+	cfg := api.DefaultClientConfig()
+	cfg.Hosts = g.hostList()
+	cfg.Timeout = min(g.timeout, api.DefaultClientTimeout)
+	cfg.RetryBudget = g.timeout
+	cfg.UserAgent = "hakuriver-cli"
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --host: %w", err)
+	}
+	return c, nil
+}
+
+// call returns a context bounded by --timeout for one API call.
+func (g *clientFlags) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, g.timeout)
+}
+
+// withClient validates the shared flags, builds a client and runs fn with a
+// context bounded by --timeout and the validated output format.
+func (g *clientFlags) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *api.Client, format string) error) error {
+	format, err := g.format()
+	if err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := g.call(cmd.Context())
+	defer cancel()
+	return fn(ctx, c, format)
+}
+
+// apiStatus returns the HTTP status of an *api.APIError in err, or 0.
+func apiStatus(err error) int {
+	var e *api.APIError
+	if errors.As(err, &e) {
+		return e.StatusCode
+	}
+	return 0
+}

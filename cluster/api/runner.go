@@ -1,0 +1,90 @@
+package api
+
+import (
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// RegisterRequest is the body of POST /api/register (runner → host): the
+// original RunnerInfo plus what HA needs.
+type RegisterRequest struct {
+	Hostname      string                  `json:"hostname"`
+	TotalCores    int                     `json:"total_cores"`
+	TotalRAMBytes int64                   `json:"total_ram_bytes"`
+	RunnerURL     string                  `json:"runner_url"`
+	NUMATopology  map[string]fsm.NUMANode `json:"numa_topology"`
+	GPUInfo       []fsm.GPUInfo           `json:"gpu_info"`
+	// CgroupsLimited is false when the runner cannot write cgroups and runs
+	// native tasks without limits.
+	CgroupsLimited bool   `json:"cgroups_limited"`
+	Version        string `json:"version,omitempty"`
+}
+
+// KilledTask is a task the runner killed on its own (OOM, time limit).
+type KilledTask struct {
+	TaskID int64  `json:"task_id"`
+	Reason string `json:"reason"`
+}
+
+// HeartbeatRequest is the body of PUT /api/heartbeat/{hostname}. Task IDs
+// are integers here, as in the original runner payloads.
+type HeartbeatRequest struct {
+	RunningTasks     []int64       `json:"running_tasks"`
+	KilledTasks      []KilledTask  `json:"killed_tasks,omitempty"`
+	CPUPercent       *float64      `json:"cpu_percent"`
+	MemoryPercent    *float64      `json:"memory_percent"`
+	MemoryUsedBytes  *int64        `json:"memory_used_bytes"`
+	MemoryTotalBytes *int64        `json:"memory_total_bytes"`
+	CurrentAvgTemp   *float64      `json:"current_avg_temp"`
+	CurrentMaxTemp   *float64      `json:"current_max_temp"`
+	GPUInfo          []fsm.GPUInfo `json:"gpu_info"`
+}
+
+// HeartbeatResponse answers a heartbeat. Kill lists task IDs the runner
+// reported running that the cluster considers finished: the runner must
+// kill them (invariant 5).
+type HeartbeatResponse struct {
+	Message string  `json:"message"`
+	Kill    []int64 `json:"kill,omitempty"`
+}
+
+// UpdateRequest is the body of POST /api/update (runner → host), the
+// original TaskStatusUpdate plus ssh_port.
+type UpdateRequest struct {
+	TaskID      int64      `json:"task_id"`
+	Status      string     `json:"status"`
+	ExitCode    *int       `json:"exit_code"`
+	Message     *string    `json:"message"`
+	StartedAt   *time.Time `json:"started_at"`
+	CompletedAt *time.Time `json:"completed_at"`
+	SSHPort     int        `json:"ssh_port,omitempty"`
+}
+
+// RunRequest is the body of the runner's POST /run (host → runner), the
+// original TaskInfo. /run is idempotent by task ID.
+type RunRequest struct {
+	TaskID              int64             `json:"task_id"`
+	TaskType            string            `json:"task_type"`
+	Command             string            `json:"command"`
+	Arguments           []string          `json:"arguments"`
+	EnvVars             map[string]string `json:"env_vars"`
+	WorkDir             string            `json:"working_dir,omitempty"`
+	RequiredCores       int               `json:"required_cores"`
+	RequiredGPUs        []int             `json:"required_gpus"`
+	RequiredMemoryBytes int64             `json:"required_memory_bytes"`
+	TargetNUMANodeID    *int              `json:"target_numa_node_id"`
+	StdoutPath          string            `json:"stdout_path"`
+	StderrPath          string            `json:"stderr_path"`
+	ContainerName       string            `json:"container_name"`
+	DockerImageName     string            `json:"docker_image_name"`
+	DockerPrivileged    bool              `json:"docker_privileged"`
+	DockerMounts        []string          `json:"docker_additional_mounts"`
+	BatchID             int64             `json:"batch_id,omitempty"`
+}
+
+// TaskRef is the body of the runner's POST /kill, /pause and /resume.
+type TaskRef struct {
+	TaskID   int64  `json:"task_id"`
+	UnitName string `json:"unit_name,omitempty"`
+}

@@ -1,0 +1,659 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// notFoundGrace is how long --wait keeps polling a task that the answering
+// replica does not know yet (its local state may lag the leader).
+const notFoundGrace = 30 * time.Second
+
+// newTaskCmd builds "hakuriver task": submit, status, list and kill.
+func newTaskCmd(g *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "task",
+		Short: "Submit, inspect, list and kill command tasks",
+		Long: `Submit command tasks to the cluster and follow them.
+
+Every task command talks to the host replicas given by --host (or
+$HAKURIVER_HOST) and tries the next replica when one is down.`,
+		Example: `  hakuriver task submit --target node1 --cores 2 -- python train.py --epochs 3
+  hakuriver task list --status running
+  hakuriver task status 1790263384729600000
+  hakuriver task kill 1790263384729600000`,
+	}
+	cmd.AddCommand(newTaskSubmitCmd(g), newTaskStatusCmd(g), newTaskListCmd(g), newTaskKillCmd(g))
+	return cmd
+}
+
+// submitOptions holds the flags of "task submit".
+type submitOptions struct {
+	targets      []string
+	cores        int
+	memory       string
+	gpus         string
+	container    string
+	env          []string
+	workdir      string
+	privileged   bool
+	mounts       []string
+	requestID    string
+	wait         bool
+	pollInterval time.Duration
+}
+
+func newTaskSubmitCmd(g *clientFlags) *cobra.Command {
+	o := &submitOptions{}
+	cmd := &cobra.Command{
+		Use:   "submit [flags] -- COMMAND [ARGS...]",
+		Short: "Submit a command task, one per --target",
+		Long: `Submit a command task. Everything after "--" (or after the first word that
+is not a flag) is the command and its arguments.
+
+Each --target creates one task of the batch. A target is
+HOST[:NUMA][::GPU,GPU...]: "node1", "node1:0" (bind to NUMA node 0),
+"node1::0,1" (GPUs 0 and 1), "node1:1::2,3". Without --target the
+scheduler places the task. --gpus gives GPU IDs to every target that has
+no "::" part.
+
+--memory takes bytes with an optional suffix: K, M, G (powers of 10) or
+Ki, Mi, Gi (powers of 2), case-insensitive.
+
+The task IDs are printed one per line. With --wait the command also waits
+until every task has finished and fails unless all of them completed.`,
+		Example: `  hakuriver task submit -- echo hello
+  hakuriver task submit --target node1 --target node2 --cores 4 --memory 8G -- ./sweep.sh
+  hakuriver task submit --target gpu1::0,1 --container pytorch -- python train.py
+  hakuriver task submit --container NULL --env OMP_NUM_THREADS=4 --wait -- make test`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSubmit(cmd, g, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false)
+	f.StringArrayVar(&o.targets, "target", nil, "target HOST[:NUMA][::GPU,GPU...]; repeat for one task per target")
+	f.IntVar(&o.cores, "cores", 1, "CPU cores per task (0: no limit)")
+	f.StringVar(&o.memory, "memory", "", "memory limit per task, e.g. 512M, 4G, 2Gi (default: no limit)")
+	f.StringVar(&o.gpus, "gpus", "", "GPU IDs (comma list) for every --target without a ::GPU part")
+	f.StringVar(&o.container, "container", "", "container environment name, or NULL to run natively (default: host default)")
+	f.StringArrayVar(&o.env, "env", nil, "environment variable KEY=VALUE; repeatable")
+	f.StringVar(&o.workdir, "workdir", "", "working directory of the task")
+	f.BoolVar(&o.privileged, "privileged", false, "run the container privileged (default: host default)")
+	f.StringArrayVar(&o.mounts, "mount", nil, "extra bind mount HOST:CONTAINER[:OPTS]; repeatable; replaces the host's default mounts")
+	f.StringVar(&o.requestID, "request-id", "", "idempotency key: resubmitting with the same ID creates nothing new (default: random)")
+	f.BoolVar(&o.wait, "wait", false, "wait until every task finishes; fail unless all completed")
+	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks with --wait")
+	return cmd
+}
+
+func runSubmit(cmd *cobra.Command, g *clientFlags, o *submitOptions, args []string) error {
+	format, err := g.format()
+	if err != nil {
+		return err
+	}
+	req, err := o.request(cmd, args)
+	if err != nil {
+		return err
+	}
+	if o.wait && o.pollInterval <= 0 {
+		return fmt.Errorf("invalid --poll-interval %s: must be positive", o.pollInterval)
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := g.call(cmd.Context())
+	resp, err := c.Submit(ctx, req)
+	cancel()
+	if err != nil {
+		return err
+	}
+	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if format == outputTable {
+		for _, f := range resp.FailedTargets {
+			fmt.Fprintf(errOut, "warning: target %s failed: %s\n", f.Target, f.Reason)
+		}
+		for _, id := range resp.TaskIDs {
+			fmt.Fprintln(out, id)
+		}
+	}
+	if len(resp.TaskIDs) == 0 {
+		if format == outputJSON {
+			if err := printJSON(out, resp); err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("no task created: %s", resp.Message)
+	}
+	if !o.wait {
+		if format == outputJSON {
+			return printJSON(out, resp)
+		}
+		return nil
+	}
+	tasks, err := waitTasks(cmd.Context(), g, c, resp.TaskIDs, o.pollInterval, errOut)
+	if err != nil {
+		return err
+	}
+	if format == outputJSON {
+		if err := printJSON(out, submitWaitOutput{SubmitResponse: resp, Tasks: tasks}); err != nil {
+			return err
+		}
+	}
+	return notCompleted(tasks)
+}
+
+// submitWaitOutput is the JSON output of "task submit --wait": the submit
+// answer plus every task in its final state.
+type submitWaitOutput struct {
+	api.SubmitResponse
+	Tasks []fsm.Task `json:"tasks"`
+}
+
+// request builds the submit body from the flags and the command line.
+func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRequest, error) {
+	req := api.SubmitRequest{
+		TaskType:  string(fsm.TaskCommand),
+		Command:   args[0],
+		Arguments: args[1:],
+		WorkDir:   o.workdir,
+		RequestID: strings.TrimSpace(o.requestID),
+	}
+	if strings.TrimSpace(req.Command) == "" {
+		return req, fmt.Errorf("empty command: give it after --")
+	}
+	if o.cores < 0 {
+		return req, fmt.Errorf("invalid --cores value %d: must be 0 or more", o.cores)
+	}
+	cores := o.cores
+	req.RequiredCores = &cores
+	if o.memory != "" {
+		n, err := parseMemory(o.memory)
+		if err != nil {
+			return req, fmt.Errorf("invalid --memory value %q: %w", o.memory, err)
+		}
+		req.RequiredMemoryBytes = &n
+	}
+	if err := o.addTargets(&req); err != nil {
+		return req, err
+	}
+	env, err := parseEnv(o.env)
+	if err != nil {
+		return req, err
+	}
+	req.EnvVars = env
+	if cmd.Flags().Changed("container") {
+		name := strings.TrimSpace(o.container)
+		if name == "" {
+			return req, fmt.Errorf("invalid --container value: give an environment name or NULL")
+		}
+		req.ContainerName = &name
+	}
+	if cmd.Flags().Changed("privileged") {
+		p := o.privileged
+		req.Privileged = &p
+	}
+	for _, m := range o.mounts {
+		parts := strings.Split(m, ":")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return req, fmt.Errorf("invalid --mount value %q: want HOST_PATH:CONTAINER_PATH[:OPTIONS]", m)
+		}
+	}
+	req.AdditionalMounts = o.mounts
+	return req, nil
+}
+
+// addTargets fills req.Targets and req.RequiredGPUs from --target and --gpus.
+func (o *submitOptions) addTargets(req *api.SubmitRequest) error {
+	var defGPUs []int
+	if o.gpus != "" {
+		ids, err := parseGPUList(o.gpus)
+		if err != nil {
+			return fmt.Errorf("invalid --gpus value %q: %w", o.gpus, err)
+		}
+		if len(o.targets) == 0 {
+			return fmt.Errorf("--gpus needs at least one --target: GPU tasks go to named nodes")
+		}
+		defGPUs = ids
+	}
+	gpus := make([][]int, 0, len(o.targets))
+	anyGPU := false
+	for _, t := range o.targets {
+		host, ids, hasGPU, err := parseTarget(t)
+		if err != nil {
+			return err
+		}
+		if !hasGPU && defGPUs != nil {
+			ids = slices.Clone(defGPUs)
+		}
+		if ids == nil {
+			ids = []int{}
+		}
+		anyGPU = anyGPU || len(ids) > 0
+		req.Targets = append(req.Targets, host)
+		gpus = append(gpus, ids)
+	}
+	if anyGPU {
+		req.RequiredGPUs = gpus
+	}
+	return nil
+}
+
+// parseTarget splits HOST[:NUMA][::GPU,GPU...] at the first "::" as the
+// original client does: the part before is the target sent to the host, the
+// part after is the GPU list of that target.
+func parseTarget(t string) (host string, gpus []int, hasGPU bool, err error) {
+	host, list, hasGPU := strings.Cut(strings.TrimSpace(t), "::")
+	if host == "" {
+		return "", nil, false, fmt.Errorf("invalid --target value %q: want HOST[:NUMA][::GPU,GPU...]", t)
+	}
+	if h, numa, ok := strings.Cut(host, ":"); ok {
+		if n, err := strconv.Atoi(numa); h == "" || err != nil || n < 0 {
+			return "", nil, false, fmt.Errorf("invalid --target value %q: NUMA ID must be a non-negative integer", t)
+		}
+	}
+	if !hasGPU {
+		return host, nil, false, nil
+	}
+	gpus, err = parseGPUList(list)
+	if err != nil {
+		return "", nil, false, fmt.Errorf("invalid GPU ID format in --target %q: %w", t, err)
+	}
+	return host, gpus, true, nil
+}
+
+// parseGPUList parses "0,1,,3" (blank items skipped) into GPU IDs.
+func parseGPUList(s string) ([]int, error) {
+	ids := []int{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		n, err := strconv.Atoi(item)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("GPU IDs must be non-negative integers separated by commas, got %q", item)
+		}
+		ids = append(ids, n)
+	}
+	return ids, nil
+}
+
+// memorySuffixes are the accepted --memory suffixes (matched upper-cased,
+// binary ones first so "Ki" is not read as "K").
+func memorySuffixes() []struct {
+	suffix string
+	mult   int64
+} {
+	return []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KI", 1 << 10}, {"MI", 1 << 20}, {"GI", 1 << 30},
+		{"K", 1e3}, {"M", 1e6}, {"G", 1e9},
+	}
+}
+
+// parseMemory parses a --memory value: digits, then K, M, G (powers of 10)
+// or Ki, Mi, Gi (powers of 2), case-insensitive; no suffix means bytes.
+func parseMemory(s string) (int64, error) {
+	num := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, sf := range memorySuffixes() {
+		if rest, ok := strings.CutSuffix(num, sf.suffix); ok {
+			num, mult = rest, sf.mult
+			break
+		}
+	}
+	if num == "" || strings.Trim(num, "0123456789") != "" {
+		return 0, fmt.Errorf("use a number of bytes with an optional suffix K, M, G (10^3, 10^6, 10^9) or Ki, Mi, Gi (2^10, 2^20, 2^30), e.g. 512M or 4G")
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n > (1<<63-1)/mult {
+		return 0, fmt.Errorf("value too large")
+	}
+	return n * mult, nil
+}
+
+// parseEnv turns KEY=VALUE items into a map (split at the first "=", key
+// trimmed and required).
+func parseEnv(items []string) (map[string]string, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	env := make(map[string]string, len(items))
+	for _, item := range items {
+		k, v, ok := strings.Cut(item, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || strings.ContainsAny(k, " \t\n") {
+			return nil, fmt.Errorf("invalid --env value %q: want KEY=VALUE", item)
+		}
+		env[k] = v
+	}
+	return env, nil
+}
+
+// waitTasks polls every task until each reaches a final status and returns
+// them in ids order. It reports each finished task on log. Transient errors
+// (no replica, no leader) keep it polling; a task unknown for longer than
+// notFoundGrace, another error answer or the end of ctx stop it.
+func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string, every time.Duration, log io.Writer) ([]fsm.Task, error) {
+	done := make(map[string]fsm.Task, len(ids))
+	firstMiss := make(map[string]time.Time)
+	lastWarn := ""
+	for {
+		for _, id := range ids {
+			if _, ok := done[id]; ok {
+				continue
+			}
+			cctx, cancel := g.call(ctx)
+			t, err := c.Status(cctx, id)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("wait for tasks: %w", ctx.Err())
+				}
+				switch st := apiStatus(err); {
+				case st == http.StatusNotFound:
+					if firstMiss[id].IsZero() {
+						firstMiss[id] = time.Now()
+					} else if time.Since(firstMiss[id]) > notFoundGrace {
+						return nil, fmt.Errorf("wait for task %s: %w", id, err)
+					}
+				case st >= 400 && st < 500:
+					return nil, fmt.Errorf("wait for task %s: %w", id, err)
+				default:
+					if msg := err.Error(); msg != lastWarn {
+						fmt.Fprintf(log, "warning: %s (still waiting)\n", msg)
+						lastWarn = msg
+					}
+				}
+				continue
+			}
+			delete(firstMiss, id)
+			if t.Status.Final() {
+				done[id] = t
+				fmt.Fprintf(log, "task %s: %s\n", id, describeEnd(t))
+			}
+		}
+		if len(done) == len(ids) {
+			break
+		}
+		timer := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, fmt.Errorf("wait for tasks: %w", ctx.Err())
+		case <-timer.C:
+		}
+	}
+	tasks := make([]fsm.Task, len(ids))
+	for i, id := range ids {
+		tasks[i] = done[id]
+	}
+	return tasks, nil
+}
+
+// describeEnd renders a finished task's outcome: "failed (exit code 1) on
+// node1: message".
+func describeEnd(t fsm.Task) string {
+	s := string(t.Status)
+	if t.ExitCode != nil {
+		s += fmt.Sprintf(" (exit code %d)", *t.ExitCode)
+	}
+	if t.AssignedNode != "" {
+		s += " on " + t.AssignedNode
+	}
+	if t.ErrorMessage != "" {
+		s += ": " + t.ErrorMessage
+	}
+	return s
+}
+
+// notCompleted returns an error listing the tasks that did not complete.
+func notCompleted(tasks []fsm.Task) error {
+	var bad []string
+	for _, t := range tasks {
+		if t.Status != fsm.StatusCompleted {
+			bad = append(bad, fmt.Sprintf("%d %s", t.TaskID, t.Status))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d tasks did not complete: %s", len(bad), len(tasks), strings.Join(bad, ", "))
+}
+
+func newTaskStatusCmd(g *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status TASK_ID",
+		Short: "Show one task",
+		Long: `Show one task's command, resources, placement, status and timestamps.
+With --output json it prints the task as the API returns it.`,
+		Example: `  hakuriver task status 1790263384729600000
+  hakuriver task status 1790263384729600000 -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+				t, err := c.Status(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if format == outputJSON {
+					return printJSON(cmd.OutOrStdout(), t)
+				}
+				return printTask(cmd.OutOrStdout(), t)
+			})
+		},
+	}
+}
+
+// printTask writes a task as aligned "Key: value" lines.
+func printTask(w io.Writer, t fsm.Task) error {
+	tw := newTable(w)
+	kv := func(k, v string) { row(tw, k+":", orDash(v)) }
+	kv("Task ID", strconv.FormatInt(t.TaskID, 10))
+	kv("Type", string(t.TaskType))
+	if t.BatchID != 0 {
+		kv("Batch ID", strconv.FormatInt(t.BatchID, 10))
+	}
+	kv("Status", string(t.Status))
+	kv("Command", commandLine(t.Command, t.Arguments))
+	node := t.AssignedNode
+	if node == "" && t.TargetNode != "" {
+		node = t.TargetNode + " (target)"
+	}
+	kv("Node", node)
+	if t.TargetNUMANodeID != nil {
+		kv("NUMA node", strconv.Itoa(*t.TargetNUMANodeID))
+	}
+	kv("Cores", strconv.Itoa(t.RequiredCores))
+	mem := formatBytes(t.RequiredMemoryBytes)
+	if t.RequiredMemoryBytes > 0 {
+		mem += fmt.Sprintf(" (%d bytes)", t.RequiredMemoryBytes)
+	}
+	kv("Memory", mem)
+	kv("GPUs", formatInts(t.RequiredGPUs))
+	kv("Container", t.ContainerName)
+	kv("Privileged", strconv.FormatBool(t.Privileged))
+	kv("Working dir", t.WorkDir)
+	env := make([]string, 0, len(t.EnvVars))
+	for _, k := range slices.Sorted(maps.Keys(t.EnvVars)) {
+		env = append(env, k+"="+t.EnvVars[k])
+	}
+	kv("Env", strings.Join(env, " "))
+	kv("Mounts", strings.Join(t.AdditionalMounts, " "))
+	if t.ExitCode != nil {
+		kv("Exit code", strconv.Itoa(*t.ExitCode))
+	} else {
+		kv("Exit code", "")
+	}
+	kv("Error", t.ErrorMessage)
+	kv("Submitted", formatTime(t.SubmittedAt))
+	kv("Started", formatTimePtr(t.StartedAt))
+	kv("Completed", formatTimePtr(t.CompletedAt))
+	if t.TaskType == fsm.TaskVPS {
+		port := ""
+		if t.SSHPort != 0 {
+			port = strconv.Itoa(t.SSHPort)
+		}
+		kv("SSH port", port)
+	} else {
+		kv("Stdout", t.StdoutPath)
+		kv("Stderr", t.StderrPath)
+	}
+	return flushTable(tw)
+}
+
+// listOptions holds the flags of "task list".
+type listOptions struct {
+	status string
+	node   string
+	batch  string
+	limit  int
+	after  string
+}
+
+func newTaskListCmd(g *clientFlags) *cobra.Command {
+	o := &listOptions{}
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List tasks, newest first",
+		Long: `List tasks, newest first, optionally filtered by status, node or batch.
+
+The host returns one page at a time. When more tasks exist a footer says
+so and gives the --after value that fetches the next page.`,
+		Example: `  hakuriver task list
+  hakuriver task list --status running --node node1
+  hakuriver task list --limit 50 --after 1790263384729600000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runTaskList(cmd, g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.status, "status", "", "only tasks in this status ("+statusNames()+")")
+	f.StringVar(&o.node, "node", "", "only tasks placed on this node")
+	f.StringVar(&o.batch, "batch", "", "only tasks of this batch ID")
+	f.IntVar(&o.limit, "limit", 0, "page size (default: the host's)")
+	f.StringVar(&o.after, "after", "", "start after this task ID (from the previous page's footer)")
+	return cmd
+}
+
+// statusNames lists the task statuses for help and error texts.
+func statusNames() string {
+	var s []string
+	for _, st := range fsm.AllStatuses() {
+		s = append(s, string(st))
+	}
+	return strings.Join(s, ", ")
+}
+
+func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
+	format, err := g.format()
+	if err != nil {
+		return err
+	}
+	if o.status != "" && !fsm.Status(o.status).Valid() {
+		return fmt.Errorf("invalid --status %q: want one of %s", o.status, statusNames())
+	}
+	if o.limit < 0 {
+		return fmt.Errorf("invalid --limit %d: must be 0 or more", o.limit)
+	}
+	var tasks []fsm.Task
+	var page api.Page
+	err = g.withClient(cmd, func(ctx context.Context, c *api.Client, _ string) error {
+		var err error
+		tasks, page, err = c.Tasks(ctx, api.TaskQuery{Status: o.status, Node: o.node, Batch: o.batch, Limit: o.limit, After: o.after})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	footer := ""
+	if page.More {
+		footer = "More tasks exist."
+		if page.NextAfter != "" {
+			footer = fmt.Sprintf("More tasks exist: run again with --after %s for the next page.", page.NextAfter)
+		}
+	}
+	if format == outputJSON {
+		if tasks == nil {
+			tasks = []fsm.Task{}
+		}
+		if footer != "" {
+			fmt.Fprintln(cmd.ErrOrStderr(), footer)
+		}
+		return printJSON(out, tasks)
+	}
+	if len(tasks) == 0 {
+		fmt.Fprintln(out, "No tasks.")
+	} else {
+		tw := newTable(out)
+		row(tw, "TASK ID", "STATUS", "NODE", "CORES", "SUBMITTED", "COMMAND")
+		for _, t := range tasks {
+			node := t.AssignedNode
+			if node == "" {
+				node = t.TargetNode
+			}
+			row(tw, strconv.FormatInt(t.TaskID, 10), string(t.Status), orDash(node),
+				strconv.Itoa(t.RequiredCores), formatTime(t.SubmittedAt),
+				truncate(commandLine(t.Command, t.Arguments), 60))
+		}
+		if err := flushTable(tw); err != nil {
+			return err
+		}
+	}
+	if footer != "" {
+		fmt.Fprintln(out, footer)
+	}
+	return nil
+}
+
+func newTaskKillCmd(g *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "kill TASK_ID",
+		Short: "Kill a task",
+		Long: `Kill a pending, assigning, running or paused task. The task is marked
+killed at once and its runner stops it. Killing a finished task fails.`,
+		Example: `  hakuriver task kill 1790263384729600000`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+				resp, err := c.Kill(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return printMessage(cmd.OutOrStdout(), format, resp)
+			})
+		},
+	}
+}
+
+// printMessage prints a {"message"} answer as text or JSON.
+func printMessage(w io.Writer, format string, m api.MessageResponse) error {
+	if format == outputJSON {
+		return printJSON(w, m)
+	}
+	if _, err := fmt.Fprintln(w, m.Message); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func TestParseMemory(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{"1024", 1024, false},
+		{"512M", 512e6, false},
+		{"4g", 4e9, false},
+		{"4G", 4e9, false},
+		{"2k", 2000, false},
+		{"2Ki", 2048, false},
+		{"1mi", 1 << 20, false},
+		{"3Gi", 3 << 30, false},
+		{"", 0, true},
+		{"G", 0, true},
+		{"4X", 0, true},
+		{"4GB", 0, true},
+		{"-1", 0, true},
+		{"1.5G", 0, true},
+		{"99999999999999999999", 0, true},
+		{"9999999999999G", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseMemory(tt.in)
+			if (err != nil) != tt.err || got != tt.want {
+				t.Fatalf("parseMemory(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct {
+		in     string
+		host   string
+		gpus   []int
+		hasGPU bool
+		err    bool
+	}{
+		{"node1", "node1", nil, false, false},
+		{"node1:0", "node1:0", nil, false, false},
+		{"node1::0,1", "node1", []int{0, 1}, true, false},
+		{"node1:1::2,,3", "node1:1", []int{2, 3}, true, false},
+		{"node1::", "node1", []int{}, true, false},
+		{"node1::a", "", nil, false, true},
+		{"node1::-1", "", nil, false, true},
+		{"node1:x", "", nil, false, true},
+		{"::0", "", nil, false, true},
+		{"", "", nil, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			host, gpus, hasGPU, err := parseTarget(tt.in)
+			if (err != nil) != tt.err {
+				t.Fatalf("err = %v, want error %v", err, tt.err)
+			}
+			if host != tt.host || !reflect.DeepEqual(gpus, tt.gpus) || hasGPU != tt.hasGPU {
+				t.Fatalf("got %q %v %v", host, gpus, hasGPU)
+			}
+		})
+	}
+}
+
+func TestCLI_SubmitBuildsRequest(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"11", "12", "13"}})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "submit",
+		"--target", "node1", "--target", "node2:1::0,1", "--target", "node3",
+		"--gpus", "3", "--cores", "2", "--memory", "4G",
+		"--env", "A=1", "--env", "B= x=y ", "--workdir", "/data",
+		"--container", "NULL", "--privileged", "--mount", "/a:/b", "--mount", "/c:/d:ro",
+		"--request-id", "req-1",
+		"--", "python", "-c", "print(1)", "--flag")
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	if out != "11\n12\n13\n" {
+		t.Fatalf("out = %q", out)
+	}
+	var got api.SubmitRequest
+	if err := json.Unmarshal(f.last(t, "/api/submit").Body, &got); err != nil {
+		t.Fatalf("decode request: %v", err)
+	}
+	want := api.SubmitRequest{
+		TaskType:            "command",
+		Command:             "python",
+		Arguments:           []string{"-c", "print(1)", "--flag"},
+		EnvVars:             map[string]string{"A": "1", "B": " x=y "},
+		WorkDir:             "/data",
+		RequiredCores:       ptr(2),
+		RequiredGPUs:        [][]int{{3}, {0, 1}, {3}},
+		RequiredMemoryBytes: ptr(int64(4e9)),
+		Targets:             []string{"node1", "node2:1", "node3"},
+		ContainerName:       ptr("NULL"),
+		Privileged:          ptr(true),
+		AdditionalMounts:    []string{"/a:/b", "/c:/d:ro"},
+		RequestID:           "req-1",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("request =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestCLI_SubmitMinimal(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"7"}})
+	// Without "--" the first non-flag word starts the command.
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "submit", "--target", "n1", "echo", "--cores", "9"); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	body := f.last(t, "/api/submit").Body
+	var raw map[string]any
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	for _, k := range []string{"required_gpus", "required_memory_bytes", "container_name", "privileged", "env_vars", "additional_mounts"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("%s sent without its flag: %s", k, body)
+		}
+	}
+	if raw["request_id"] == "" || raw["request_id"] == nil {
+		t.Errorf("no request_id generated: %s", body)
+	}
+	var got api.SubmitRequest
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	if got.Command != "echo" || !reflect.DeepEqual(got.Arguments, []string{"--cores", "9"}) || *got.RequiredCores != 1 {
+		t.Fatalf("request = %s", body)
+	}
+}
+
+func TestCLI_SubmitBadFlags(t *testing.T) {
+	f := newFakeHost(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"Memory", []string{"--memory", "4X"}, "--memory"},
+		{"MemoryFloat", []string{"--memory", "1.5G"}, "--memory"},
+		{"Cores", []string{"--cores", "-1"}, "--cores"},
+		{"Env", []string{"--env", "NOEQUALS"}, "--env"},
+		{"EnvEmptyKey", []string{"--env", "=v"}, "--env"},
+		{"TargetGPU", []string{"--target", "n1::x"}, "GPU ID"},
+		{"GPUsNoTarget", []string{"--gpus", "0"}, "--gpus"},
+		{"Mount", []string{"--mount", "/only"}, "--mount"},
+		{"Container", []string{"--container", ""}, "--container"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--host", f.srv.URL, "task", "submit"}, tt.args...)
+			args = append(args, "--", "true")
+			_, _, err := runCLI(t, args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one naming %s", err, tt.want)
+			}
+		})
+	}
+	if n := len(f.requests()); n != 0 {
+		t.Fatalf("bad flags sent %d requests", n)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "submit"); err == nil {
+		t.Fatalf("submit without a command must fail")
+	}
+}
+
+func TestCLI_SubmitJSONAndFailedTargets(t *testing.T) {
+	f := newFakeHost(t)
+	resp := api.SubmitResponse{Message: "Some targets failed.", TaskIDs: []string{"21"},
+		FailedTargets: []api.FailedTarget{{Target: "n2", Reason: "Node status is offline"}}}
+	f.handle("POST /api/submit", http.StatusAccepted, resp)
+
+	out, errOut, err := runCLI(t, "--host", f.srv.URL, "task", "submit", "--target", "n1", "--target", "n2", "--", "true")
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	if out != "21\n" || !strings.Contains(errOut, "n2 failed: Node status is offline") {
+		t.Fatalf("out = %q, stderr = %q", out, errOut)
+	}
+
+	out, _, err = runCLI(t, "--host", f.srv.URL, "-o", "json", "task", "submit", "--", "true")
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	var got api.SubmitResponse
+	mustJSON(t, out, &got)
+	if !reflect.DeepEqual(got, resp) {
+		t.Fatalf("json = %+v", got)
+	}
+}
+
+func TestCLI_SubmitWait(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"31", "32"}})
+	var mu sync.Mutex
+	polls := map[string]int{}
+	f.mux.HandleFunc("GET /api/status/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		mu.Lock()
+		polls[id]++
+		n := polls[id]
+		mu.Unlock()
+		switch {
+		case n == 1 && id == "32":
+			// The answering replica has not applied the task yet.
+			reply(w, http.StatusNotFound, api.ErrorResponse{Error: "task not found"})
+		case n < 3:
+			reply(w, http.StatusOK, fsm.Task{TaskID: 1, Status: fsm.StatusRunning})
+		case id == "31":
+			reply(w, http.StatusOK, fsm.Task{TaskID: 31, Status: fsm.StatusCompleted, ExitCode: ptr(0)})
+		default:
+			reply(w, http.StatusOK, fsm.Task{TaskID: 32, Status: fsm.StatusFailed, ExitCode: ptr(2), AssignedNode: "n1"})
+		}
+	})
+	out, errOut, err := runCLI(t, "--host", f.srv.URL, "task", "submit", "--wait", "--poll-interval", "10ms", "--", "false")
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 tasks did not complete: 32 failed") {
+		t.Fatalf("err = %v", err)
+	}
+	if out != "31\n32\n" {
+		t.Fatalf("out = %q", out)
+	}
+	if !strings.Contains(errOut, "task 32: failed (exit code 2) on n1") {
+		t.Fatalf("stderr = %q", errOut)
+	}
+
+	// All completed: success, and JSON output holds the final tasks.
+	f2 := newFakeHost(t)
+	f2.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"41"}})
+	f2.handle("GET /api/status/41", http.StatusOK, fsm.Task{TaskID: 41, Status: fsm.StatusCompleted, ExitCode: ptr(0)})
+	out, _, err = runCLI(t, "--host", f2.srv.URL, "-o", "json", "task", "submit", "--wait", "--", "true")
+	if err != nil {
+		t.Fatalf("submit --wait: %v", err)
+	}
+	var got submitWaitOutput
+	mustJSON(t, out, &got)
+	if len(got.Tasks) != 1 || got.Tasks[0].TaskID != 41 || got.TaskIDs[0] != "41" {
+		t.Fatalf("json = %+v", got)
+	}
+}
+
+func TestCLI_TaskList(t *testing.T) {
+	f := newFakeHost(t)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tasks := []fsm.Task{
+		{TaskID: 1002, Status: fsm.StatusRunning, AssignedNode: "node1", RequiredCores: 2, SubmittedAt: now, Command: "python", Arguments: []string{"train.py", "--lr", "0.1"}},
+		{TaskID: 1001, Status: fsm.StatusPending, RequiredCores: 1, SubmittedAt: now, Command: "echo", Arguments: []string{"hello world"}},
+	}
+	f.mux.HandleFunc("GET /api/tasks", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(api.MoreHeader, "true")
+		w.Header().Set(api.NextAfterHeader, "1001")
+		reply(w, http.StatusOK, tasks)
+	})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "list", "--status", "running", "--node", "node1", "--batch", "9", "--limit", "2", "--after", "1003")
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if q := f.last(t, "/api/tasks").Query; q != "after=1003&batch=9&limit=2&node=node1&status=running" {
+		t.Fatalf("query = %q", q)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("want header, 2 rows and a footer:\n%s", out)
+	}
+	for _, col := range []string{"TASK ID", "STATUS", "NODE", "CORES", "SUBMITTED", "COMMAND"} {
+		if !strings.Contains(lines[0], col) {
+			t.Errorf("header %q lacks %s", lines[0], col)
+		}
+	}
+	if f := strings.Fields(lines[1]); f[0] != "1002" || f[1] != "running" || f[2] != "node1" || f[3] != "2" {
+		t.Errorf("row = %q", lines[1])
+	}
+	if !strings.Contains(lines[2], `echo "hello world"`) || !strings.Contains(lines[2], " - ") {
+		t.Errorf("row = %q", lines[2])
+	}
+	if !strings.Contains(lines[3], "More tasks exist") || !strings.Contains(lines[3], "--after 1001") {
+		t.Errorf("footer = %q", lines[3])
+	}
+
+	out, errOut, err := runCLI(t, "--host", f.srv.URL, "-o", "json", "task", "list")
+	if err != nil {
+		t.Fatalf("list json: %v", err)
+	}
+	var got []fsm.Task
+	mustJSON(t, out, &got)
+	if len(got) != 2 || got[0].TaskID != 1002 {
+		t.Fatalf("json = %+v", got)
+	}
+	if !strings.Contains(errOut, "--after 1001") {
+		t.Fatalf("stderr = %q", errOut)
+	}
+
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "list", "--status", "bogus"); err == nil || !strings.Contains(err.Error(), "--status") {
+		t.Fatalf("bad --status: err = %v", err)
+	}
+}
+
+func TestCLI_TaskListEmptyNoFooter(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("GET /api/tasks", http.StatusOK, []fsm.Task{})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "list")
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if out != "No tasks.\n" {
+		t.Fatalf("out = %q", out)
+	}
+	out, _, err = runCLI(t, "--host", f.srv.URL, "-o", "json", "task", "list")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("json out = %q, err = %v", out, err)
+	}
+}
+
+func TestCLI_TaskStatus(t *testing.T) {
+	f := newFakeHost(t)
+	task := fsm.Task{TaskID: 55, TaskType: fsm.TaskCommand, Status: fsm.StatusCompleted, Command: "echo", Arguments: []string{"hi"},
+		AssignedNode: "node2", RequiredCores: 1, RequiredMemoryBytes: 1 << 30, RequiredGPUs: []int{0, 1}, ExitCode: ptr(0),
+		EnvVars: map[string]string{"B": "2", "A": "1"}, SubmittedAt: time.Now()}
+	f.handle("GET /api/status/55", http.StatusOK, task)
+	f.handle("GET /api/status/56", http.StatusNotFound, api.ErrorResponse{Error: "task 56 not found"})
+
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "status", "55")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, want := range []string{"Task ID:", "55", "Status:", "completed", "node2", "echo hi", "1.0GiB", "0,1", "A=1 B=2", "Exit code:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = runCLI(t, "--host", f.srv.URL, "-o", "json", "task", "status", "55")
+	if err != nil {
+		t.Fatalf("status json: %v", err)
+	}
+	var got fsm.Task
+	mustJSON(t, out, &got)
+	if got.TaskID != 55 || got.Status != fsm.StatusCompleted || !strings.Contains(out, `"task_id": "55"`) {
+		t.Fatalf("json = %s", out)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "status", "56"); err == nil || !strings.Contains(err.Error(), "task 56 not found") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestCLI_TaskKill(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("POST /api/kill/77", http.StatusAccepted, api.MessageResponse{Message: "Kill requested for task 77."})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "77")
+	if err != nil || out != "Kill requested for task 77.\n" {
+		t.Fatalf("out = %q, err = %v", out, err)
+	}
+	out, _, err = runCLI(t, "--host", f.srv.URL, "-o", "json", "task", "kill", "77")
+	if err != nil {
+		t.Fatalf("kill json: %v", err)
+	}
+	var m api.MessageResponse
+	mustJSON(t, out, &m)
+}

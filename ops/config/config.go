@@ -1,0 +1,240 @@
+// Package config is the TOML configuration of HakuRiver HA: its schema, its
+// defaults, loading with precise errors (file, line and key), validation, the
+// command-line flags that override each key, and the commented default file.
+//
+// Only this package knows TOML. Composition roots (cmd, integration) load a
+// Config here and map it onto the configs of the packages they start.
+//
+// Precedence: built-in defaults < the config file < flags the user set.
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration file of HakuRiver HA. It is a plain value:
+// copying it copies everything except the backing arrays of its slices.
+type Config struct {
+	Network     Network     `toml:"network"`
+	Paths       Paths       `toml:"paths"`
+	Timing      Timing      `toml:"timing"`
+	Environment Environment `toml:"environment"`
+	Docker      Docker      `toml:"docker"`
+	Cluster     Cluster     `toml:"cluster"`
+}
+
+// Network is the [network] section: listen addresses and ports.
+type Network struct {
+	// HostBindIP is the address a host replica's HTTP API and SSH proxy listen on.
+	HostBindIP string `toml:"host_bind_ip"`
+	// HostPort is the host replica's HTTP API port; 0 picks a free port.
+	HostPort int `toml:"host_port"`
+	// HostSSHProxyPort is the host replica's SSH proxy port; 0 picks a free port.
+	HostSSHProxyPort int `toml:"host_ssh_proxy_port"`
+	// HostReachableAddress is the address runners and clients use to reach a host.
+	HostReachableAddress string `toml:"host_reachable_address"`
+	// RunnerAddress is the address a runner advertises; empty means detect it.
+	RunnerAddress string `toml:"runner_address"`
+	// RunnerPort is the runner API port; 0 picks a free port.
+	RunnerPort int `toml:"runner_port"`
+}
+
+// Paths is the [paths] section: directories and files on disk.
+type Paths struct {
+	// SharedDir is the root of the storage shared by all nodes.
+	SharedDir string `toml:"shared_dir"`
+	// LocalTempDir is node-local scratch space, mounted into tasks.
+	LocalTempDir string `toml:"local_temp_dir"`
+	// NumactlPath is the numactl binary; empty means "numactl" from PATH.
+	NumactlPath string `toml:"numactl_path"`
+	// HostLogFile is the host's log file; empty means standard error.
+	HostLogFile string `toml:"host_log_file"`
+	// RunnerLogFile is the runner's log file; empty means standard error.
+	RunnerLogFile string `toml:"runner_log_file"`
+}
+
+// Timing is the [timing] section. All values are whole seconds or factors.
+type Timing struct {
+	// HeartbeatInterval is the period of runner heartbeats, in seconds.
+	HeartbeatInterval int `toml:"heartbeat_interval"`
+	// HeartbeatTimeoutFactor: a runner is offline after
+	// HeartbeatInterval × HeartbeatTimeoutFactor seconds without a heartbeat.
+	HeartbeatTimeoutFactor int `toml:"heartbeat_timeout_factor"`
+	// CleanupCheckInterval is the period of the dead-runner scan, in seconds.
+	CleanupCheckInterval int `toml:"cleanup_check_interval"`
+}
+
+// Environment is the [environment] section.
+type Environment struct {
+	// RunnerUser is the user native tasks run as; empty means the runner's user.
+	RunnerUser string `toml:"runner_user"`
+}
+
+// Docker is the [docker] section: container environments.
+type Docker struct {
+	// ContainerDir is the tarball directory, relative to Paths.SharedDir.
+	ContainerDir string `toml:"container_dir"`
+	// DefaultContainerName is the environment of a task that names none.
+	DefaultContainerName string `toml:"default_container_name"`
+	// InitialBaseImage bootstraps the default environment when it has no
+	// tarball yet; empty means do not bootstrap.
+	InitialBaseImage string `toml:"initial_base_image"`
+	// TasksPrivileged is the default of a task's privileged option.
+	TasksPrivileged bool `toml:"tasks_privileged"`
+	// AdditionalMounts are extra "host:container[:options]" mounts for every task.
+	AdditionalMounts []string `toml:"additional_mounts"`
+	// KeepTarballs is how many tarball versions of each environment to keep.
+	KeepTarballs int `toml:"keep_tarballs"`
+}
+
+// Cluster is the [cluster] section: Raft, gossip and cluster security.
+type Cluster struct {
+	// NodeID names this node in Raft and gossip; empty means the hostname
+	// (see Config.NodeID).
+	NodeID string `toml:"node_id"`
+	// DataDir holds a host replica's Raft log, stable store and snapshots.
+	DataDir string `toml:"data_dir"`
+	// RaftPort is the Raft transport port; 0 picks a free port.
+	RaftPort int `toml:"raft_port"`
+	// GossipPort is the memberlist port; 0 picks a free port.
+	GossipPort int `toml:"gossip_port"`
+	// BootstrapExpect is how many host replicas to wait for before bootstrapping Raft.
+	BootstrapExpect int `toml:"bootstrap_expect"`
+	// Join lists gossip addresses ("host:port") of members to join at start.
+	Join []string `toml:"join"`
+	// GossipKey is the base64 of a 16, 24 or 32 byte gossip encryption key;
+	// empty means gossip is not encrypted.
+	GossipKey string `toml:"gossip_key"`
+	// Token is the shared secret of internal calls (cluster_token).
+	Token string `toml:"cluster_token"`
+	// TokenFile is a file holding the cluster token (cluster_token_file).
+	TokenFile string `toml:"cluster_token_file"`
+	// MaxListTasks caps the number of tasks one list request returns.
+	MaxListTasks int `toml:"max_list_tasks"`
+	// LeaderWaitSeconds is how long a replica waits for a leader before it
+	// answers 503.
+	LeaderWaitSeconds int `toml:"leader_wait_seconds"`
+}
+
+// Default returns the built-in configuration. Each call returns fresh slices,
+// so callers may modify the result freely.
+func Default() Config {
+	return Config{
+		Network: Network{
+			HostBindIP:           "0.0.0.0",
+			HostPort:             8000,
+			HostSSHProxyPort:     8002,
+			HostReachableAddress: "127.0.0.1",
+			RunnerAddress:        "",
+			RunnerPort:           8001,
+		},
+		Paths: Paths{
+			SharedDir:    "/var/lib/hakuriver/shared",
+			LocalTempDir: "/var/lib/hakuriver/temp",
+		},
+		Timing: Timing{
+			HeartbeatInterval:      5,
+			HeartbeatTimeoutFactor: 6,
+			CleanupCheckInterval:   10,
+		},
+		Docker: Docker{
+			ContainerDir:         "hakuriver-containers",
+			DefaultContainerName: "hakuriver-base",
+			AdditionalMounts:     []string{},
+			KeepTarballs:         1,
+		},
+		Cluster: Cluster{
+			DataDir:           "/var/lib/hakuriver/data",
+			RaftPort:          8300,
+			GossipPort:        7946,
+			BootstrapExpect:   1,
+			Join:              []string{},
+			MaxListTasks:      1000,
+			LeaderWaitSeconds: 5,
+		},
+	}
+}
+
+// HeartbeatPeriod returns heartbeat_interval as a duration.
+func (t Timing) HeartbeatPeriod() time.Duration {
+	return time.Duration(t.HeartbeatInterval) * time.Second
+}
+
+// HeartbeatTimeout returns how long a runner may stay silent before it is
+// considered offline: heartbeat_interval × heartbeat_timeout_factor.
+func (t Timing) HeartbeatTimeout() time.Duration {
+	return time.Duration(t.HeartbeatInterval*t.HeartbeatTimeoutFactor) * time.Second
+}
+
+// CleanupPeriod returns cleanup_check_interval as a duration.
+func (t Timing) CleanupPeriod() time.Duration {
+	return time.Duration(t.CleanupCheckInterval) * time.Second
+}
+
+// LeaderWait returns leader_wait_seconds as a duration.
+func (c Cluster) LeaderWait() time.Duration {
+	return time.Duration(c.LeaderWaitSeconds) * time.Second
+}
+
+// NodeID returns cluster.node_id, or the hostname when it is empty. It fails
+// only when node_id is empty and the hostname cannot be read.
+func (c Config) NodeID() (string, error) {
+	if c.Cluster.NodeID != "" {
+		return c.Cluster.NodeID, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("cluster.node_id is empty and the hostname is unknown: %w", err)
+	}
+	return h, nil
+}
+
+// GossipKey returns the decoded cluster.gossip_key, or nil when it is empty
+// (gossip unencrypted). It fails when the key is not base64 of 16, 24 or 32 bytes.
+func (c Config) GossipKey() ([]byte, error) {
+	if c.Cluster.GossipKey == "" {
+		return nil, nil
+	}
+	b, err := decodeGossipKey(c.Cluster.GossipKey)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.gossip_key: %w", err)
+	}
+	return b, nil
+}
+
+// ClusterToken returns cluster.cluster_token, or else the trimmed contents of
+// cluster.cluster_token_file. It returns "" and no error when neither is set.
+// It reads the file on every call and fails when it cannot be read or is empty.
+func (c Config) ClusterToken() (string, error) {
+	if c.Cluster.Token != "" {
+		return c.Cluster.Token, nil
+	}
+	if c.Cluster.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(c.Cluster.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("read cluster.cluster_token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("cluster.cluster_token_file: %s: %w", c.Cluster.TokenFile, ErrEmptyToken)
+	}
+	return tok, nil
+}
+
+func decodeGossipKey(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("decode base64: %w", err)
+	}
+	switch len(b) {
+	case 16, 24, 32:
+		return b, nil
+	}
+	return nil, fmt.Errorf("decodes to %d bytes, want 16, 24 or 32", len(b))
+}

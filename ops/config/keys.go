@@ -1,0 +1,281 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+)
+
+// section describes one [section] of the file, in file order.
+type section struct {
+	name string
+	help string
+}
+
+// setting describes one key. The table of settings is the single source of
+// truth for loading, flags, validation and the commented default file.
+type setting struct {
+	section string
+	name    string
+	// aliases are flag names besides the one derived from the key.
+	aliases []string
+	// help is a one-line explanation, used as the file comment and flag usage.
+	help string
+	// field returns a pointer into c: *string, *int, *bool or *[]string.
+	field func(c *Config) any
+	// check returns why the value at the pointer is invalid, or "".
+	check func(p any) string
+	// noSplit makes a []string flag take each value whole, commas included.
+	noSplit bool
+}
+
+// key returns the full dotted key, e.g. "network.host_port".
+func (s setting) key() string { return s.section + "." + s.name }
+
+// flag returns the flag name derived from the key: "host_port" → "host-port".
+func (s setting) flag() string { return strings.ReplaceAll(s.name, "_", "-") }
+
+// flagNames returns the flag derived from the key, then the aliases.
+func (s setting) flagNames() []string { return append([]string{s.flag()}, s.aliases...) }
+
+func sections() []section {
+	return []section{
+		{"network", "Listen addresses and ports of hosts and runners."},
+		{"paths", "Directories and files."},
+		{"timing", "Heartbeats and periodic checks, in whole seconds."},
+		{"environment", "How native tasks run."},
+		{"docker", "Container environments, stored as tarballs in <shared_dir>/<container_dir>."},
+		{"cluster", "High availability: Raft host replicas, gossip membership, cluster secrets."},
+	}
+}
+
+// settings returns the table of every key, in file order.
+func settings() []setting {
+	return []setting{
+		// [network]
+		{section: "network", name: "host_bind_ip", aliases: []string{"bind"},
+			help:  "address the host's HTTP API and SSH proxy listen on",
+			field: func(c *Config) any { return &c.Network.HostBindIP }, check: nonEmpty},
+		{section: "network", name: "host_port", aliases: []string{"api-port"},
+			help:  "port of the host's HTTP API and dashboard (0 = any free port)",
+			field: func(c *Config) any { return &c.Network.HostPort }, check: port},
+		{section: "network", name: "host_ssh_proxy_port", aliases: []string{"ssh-proxy-port"},
+			help:  "port of the host's SSH proxy (0 = any free port)",
+			field: func(c *Config) any { return &c.Network.HostSSHProxyPort }, check: port},
+		{section: "network", name: "host_reachable_address", aliases: []string{"advertise"},
+			help:  "address runners and clients use to reach this host",
+			field: func(c *Config) any { return &c.Network.HostReachableAddress }, check: nonEmpty},
+		{section: "network", name: "runner_address",
+			help:  "address a runner advertises to the hosts (empty = detect it)",
+			field: func(c *Config) any { return &c.Network.RunnerAddress }},
+		{section: "network", name: "runner_port",
+			help:  "port of the runner API (0 = any free port)",
+			field: func(c *Config) any { return &c.Network.RunnerPort }, check: port},
+
+		// [paths]
+		{section: "paths", name: "shared_dir",
+			help:  "storage shared by all nodes: task logs and container tarballs (use an absolute path)",
+			field: func(c *Config) any { return &c.Paths.SharedDir }, check: nonEmpty},
+		{section: "paths", name: "local_temp_dir",
+			help:  "node-local scratch directory, mounted into tasks as /local_temp",
+			field: func(c *Config) any { return &c.Paths.LocalTempDir }, check: nonEmpty},
+		{section: "paths", name: "numactl_path",
+			help:  "path of the numactl binary used for NUMA binding (empty = numactl from PATH)",
+			field: func(c *Config) any { return &c.Paths.NumactlPath }},
+		{section: "paths", name: "host_log_file",
+			help:  "file a host logs to (empty = standard error)",
+			field: func(c *Config) any { return &c.Paths.HostLogFile }},
+		{section: "paths", name: "runner_log_file",
+			help:  "file a runner logs to (empty = standard error)",
+			field: func(c *Config) any { return &c.Paths.RunnerLogFile }},
+
+		// [timing]
+		{section: "timing", name: "heartbeat_interval",
+			help:  "seconds between runner heartbeats",
+			field: func(c *Config) any { return &c.Timing.HeartbeatInterval }, check: atLeast(1)},
+		{section: "timing", name: "heartbeat_timeout_factor",
+			help:  "a runner is offline after heartbeat_interval x this factor seconds without a heartbeat",
+			field: func(c *Config) any { return &c.Timing.HeartbeatTimeoutFactor }, check: atLeast(2)},
+		{section: "timing", name: "cleanup_check_interval",
+			help:  "seconds between scans for offline runners",
+			field: func(c *Config) any { return &c.Timing.CleanupCheckInterval }, check: atLeast(1)},
+
+		// [environment]
+		{section: "environment", name: "runner_user",
+			help:  "user native tasks run as (empty = the runner's own user)",
+			field: func(c *Config) any { return &c.Environment.RunnerUser }},
+
+		// [docker]
+		{section: "docker", name: "container_dir",
+			help:  "directory of environment tarballs, relative to shared_dir",
+			field: func(c *Config) any { return &c.Docker.ContainerDir }, check: nonEmpty},
+		{section: "docker", name: "default_container_name",
+			help:  "environment of tasks that name none",
+			field: func(c *Config) any { return &c.Docker.DefaultContainerName }, check: nonEmpty},
+		{section: "docker", name: "initial_base_image",
+			help:  "Docker image that creates the default environment when it has no tarball (empty = none)",
+			field: func(c *Config) any { return &c.Docker.InitialBaseImage }},
+		{section: "docker", name: "tasks_privileged",
+			help:  "run container tasks privileged unless a task says otherwise",
+			field: func(c *Config) any { return &c.Docker.TasksPrivileged }},
+		{section: "docker", name: "additional_mounts", noSplit: true,
+			help:  "extra host:container[:options] mounts for every container task",
+			field: func(c *Config) any { return &c.Docker.AdditionalMounts }, check: mounts},
+		{section: "docker", name: "keep_tarballs",
+			help:  "tarball versions kept per environment",
+			field: func(c *Config) any { return &c.Docker.KeepTarballs }, check: atLeast(1)},
+
+		// [cluster]
+		{section: "cluster", name: "node_id",
+			help:  "name of this node in Raft and gossip (empty = the hostname)",
+			field: func(c *Config) any { return &c.Cluster.NodeID }, check: nodeID},
+		{section: "cluster", name: "data_dir",
+			help:  "directory of a host's Raft log, stable store and snapshots",
+			field: func(c *Config) any { return &c.Cluster.DataDir }, check: nonEmpty},
+		{section: "cluster", name: "raft_port",
+			help:  "Raft transport port of a host (0 = any free port)",
+			field: func(c *Config) any { return &c.Cluster.RaftPort }, check: port},
+		{section: "cluster", name: "gossip_port",
+			help:  "gossip (memberlist) port, TCP and UDP (0 = any free port)",
+			field: func(c *Config) any { return &c.Cluster.GossipPort }, check: port},
+		{section: "cluster", name: "bootstrap_expect",
+			help:  "host replicas to wait for before bootstrapping Raft the first time",
+			field: func(c *Config) any { return &c.Cluster.BootstrapExpect }, check: atLeast(1)},
+		{section: "cluster", name: "join",
+			help:  "gossip addresses (host:port) of members to join at start",
+			field: func(c *Config) any { return &c.Cluster.Join }, check: nonEmptyItems},
+		{section: "cluster", name: "gossip_key",
+			help:  "base64 of a 16, 24 or 32 byte key that encrypts gossip (empty = unencrypted)",
+			field: func(c *Config) any { return &c.Cluster.GossipKey }, check: gossipKey},
+		{section: "cluster", name: "cluster_token",
+			help:  "shared secret that authenticates internal calls (empty = read cluster_token_file)",
+			field: func(c *Config) any { return &c.Cluster.Token }},
+		{section: "cluster", name: "cluster_token_file",
+			help:  "file holding the cluster token, used when cluster_token is empty",
+			field: func(c *Config) any { return &c.Cluster.TokenFile }},
+		{section: "cluster", name: "max_list_tasks",
+			help:  "most tasks one list request returns",
+			field: func(c *Config) any { return &c.Cluster.MaxListTasks }, check: atLeast(1)},
+		{section: "cluster", name: "leader_wait_seconds",
+			help:  "seconds a replica waits for a leader before answering 503",
+			field: func(c *Config) any { return &c.Cluster.LeaderWaitSeconds }, check: atLeast(0)},
+	}
+}
+
+// Validate checks every value and the rules between them. It returns nil or
+// an error joining one line per problem, each naming its key, e.g.
+// "cluster.bootstrap_expect: must be at least 1"; every one wraps ErrInvalid.
+func (c Config) Validate() error {
+	errs := c.problems()
+	if len(errs) == 0 {
+		return nil
+	}
+	list := make([]error, len(errs))
+	for i, e := range errs {
+		list[i] = e
+	}
+	return errors.Join(list...)
+}
+
+// problems lists the invalid values of c, in file order, then the
+// cross-field problems.
+func (c Config) problems() []keyError {
+	var errs []keyError
+	for _, s := range settings() {
+		if s.check == nil {
+			continue
+		}
+		if msg := s.check(s.field(&c)); msg != "" {
+			errs = append(errs, keyError{key: s.key(), msg: msg})
+		}
+	}
+	if c.Cluster.Token != "" && c.Cluster.TokenFile != "" {
+		errs = append(errs, keyError{key: "cluster.cluster_token_file",
+			msg: "set only one of cluster.cluster_token and cluster.cluster_token_file"})
+	}
+	return append(errs, c.portClashes()...)
+}
+
+// portClashes reports two non-zero ports of one host replica that are equal.
+func (c Config) portClashes() []keyError {
+	ports := []struct {
+		key string
+		val int
+	}{
+		{"network.host_port", c.Network.HostPort},
+		{"network.host_ssh_proxy_port", c.Network.HostSSHProxyPort},
+		{"cluster.raft_port", c.Cluster.RaftPort},
+		{"cluster.gossip_port", c.Cluster.GossipPort},
+	}
+	var errs []keyError
+	for i := range ports {
+		for j := range i {
+			if ports[i].val != 0 && ports[i].val == ports[j].val {
+				errs = append(errs, keyError{key: ports[i].key,
+					msg: fmt.Sprintf("port %d is also %s", ports[i].val, ports[j].key)})
+			}
+		}
+	}
+	return errs
+}
+
+func port(p any) string {
+	if v := *p.(*int); v < 0 || v > 65535 {
+		return fmt.Sprintf("must be a port between 0 and 65535, got %d", v)
+	}
+	return ""
+}
+
+func atLeast(n int) func(any) string {
+	return func(p any) string {
+		if v := *p.(*int); v < n {
+			return fmt.Sprintf("must be at least %d, got %d", n, v)
+		}
+		return ""
+	}
+}
+
+func nonEmpty(p any) string {
+	if strings.TrimSpace(*p.(*string)) == "" {
+		return "must not be empty"
+	}
+	return ""
+}
+
+func nonEmptyItems(p any) string {
+	for i, v := range *p.(*[]string) {
+		if strings.TrimSpace(v) == "" {
+			return fmt.Sprintf("entry %d is empty", i+1)
+		}
+	}
+	return ""
+}
+
+func nodeID(p any) string {
+	if strings.IndexFunc(*p.(*string), unicode.IsSpace) >= 0 {
+		return "must not contain spaces"
+	}
+	return ""
+}
+
+func gossipKey(p any) string {
+	s := *p.(*string)
+	if s == "" {
+		return ""
+	}
+	if _, err := decodeGossipKey(s); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func mounts(p any) string {
+	for i, m := range *p.(*[]string) {
+		parts := strings.Split(m, ":")
+		if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
+			return fmt.Sprintf("entry %d (%q) must look like host_path:container_path[:options]", i+1, m)
+		}
+	}
+	return ""
+}
