@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -68,7 +69,7 @@ func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
 				return
 			}
 			if id, url := h.leaderInfo(); id != "" && id != h.cfg.NodeID && url != "" {
-				if h.forward(w, r, url, body) {
+				if h.forwardTo(w, r, id, url, body) {
 					return
 				}
 			}
@@ -89,8 +90,23 @@ func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
 // nothing, when the leader could not answer (unreachable, or itself no
 // longer leader), so that the caller may retry.
 func (h *Host) forward(w http.ResponseWriter, r *http.Request, base string, body []byte) bool {
+	return h.forwardTo(w, r, "", base, body)
+}
+
+// forwardTo is forward to the leader leaderID. When leaderID is set it also
+// gives up (returns false) once this replica's view of the leader changes
+// while the request is in flight.
+func (h *Host) forwardTo(w http.ResponseWriter, r *http.Request, leaderID, base string, body []byte) bool {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
+	answered := func() {}
+	if leaderID != "" {
+		// A frozen or partitioned leader accepts the connection and never
+		// answers: give up on it as soon as Raft stops following it, so the
+		// write goes to its successor or ends in 503 after LeaderWait. The
+		// request ID header makes the retry harmless.
+		answered = h.cancelOnLeaderChange(ctx, leaderID, cancel)
+	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, base+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		return false
@@ -100,6 +116,7 @@ func (h *Host) forward(w http.ResponseWriter, r *http.Request, base string, body
 	}
 	req.Header.Set(api.ForwardedHeader, h.cfg.NodeID)
 	resp, err := h.fwd.Do(req)
+	answered()
 	if err != nil {
 		h.log.Debug("forward to leader", "url", base, "err", err)
 		return false
@@ -115,6 +132,45 @@ func (h *Host) forward(w http.ResponseWriter, r *http.Request, base string, body
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body) //nolint:errcheck // the client went away
 	return true
+}
+
+// cancelOnLeaderChange calls cancel once this replica's view of the leader
+// is no longer leaderID, until the returned function is called; that
+// function waits for the watcher to end, and cancel is never called after it
+// returns.
+func (h *Host) cancelOnLeaderChange(ctx context.Context, leaderID string, cancel context.CancelFunc) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if id, _ := h.leaderInfo(); id != leaderID {
+				mu.Lock()
+				if !stopped {
+					cancel()
+				}
+				mu.Unlock()
+				return
+			}
+		}
+	}()
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		close(done)
+		<-exited
+	}
 }
 
 // leaderHeader sets X-Hakuriver-Leader on every answer.

@@ -36,6 +36,11 @@ type Host struct {
 	// leaderReady is set once this replica is leader and its FSM has
 	// applied everything committed before (Barrier); writes wait for it.
 	leaderReady atomic.Bool
+	// live is the leader's in-memory runner view, replaced on each
+	// leadership gain.
+	live       atomic.Pointer[liveState]
+	kick       chan struct{}
+	runnerHTTP *http.Client
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -63,12 +68,15 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	h := &Host{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
-		machine: fsm.New(),
-		ids:     newIDGenerator(cfg.NodeID, time.Now),
-		fwd:     &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
+		machine:    fsm.New(),
+		ids:        newIDGenerator(cfg.NodeID, time.Now),
+		kick:       make(chan struct{}, 1),
+		runnerHTTP: &http.Client{Timeout: 60 * time.Second},
+		fwd:        &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
 	}
+	h.live.Store(newLiveState(time.Now()))
 	var err error
 	if h.cfg.RaftPort == 0 {
 		if h.cfg.RaftPort, err = freePort(cfg.BindAddr); err != nil {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -64,9 +65,15 @@ func (h *Host) leaderLoop(ctx context.Context) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	h.live.Store(newLiveState(time.Now()))
 	h.leaderReady.Store(true)
 	h.log.Info("leader ready", "applied_index", h.machine.AppliedIndex())
 	defer h.leaderReady.Store(false)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() { defer wg.Done(); h.scheduleLoop(ctx) }()
+	go func() { defer wg.Done(); h.livenessLoop(ctx) }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

@@ -280,29 +280,8 @@ func (h *Host) handleKill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if t.AssignedNode != "" {
+		h.notifyKill(t)
+	}
 	writeJSON(w, http.StatusAccepted, api.MessageResponse{Message: fmt.Sprintf("Kill requested for task %d. Task marked as killed.", id)})
-}
-
-func (h *Host) handleNodes(w http.ResponseWriter, r *http.Request) {
-	nodes := h.machine.Nodes()
-	inUse := map[string]int{}
-	memUse := map[string]int64{}
-	for _, n := range nodes {
-		tasks, _ := h.machine.Tasks(fsm.Filter{Node: n.Hostname}, 0, 0)
-		for _, t := range tasks {
-			if !t.Status.Final() {
-				inUse[n.Hostname] += t.RequiredCores
-				memUse[n.Hostname] += t.RequiredMemoryBytes
-			}
-		}
-	}
-	out := make([]api.NodeView, 0, len(nodes))
-	for _, n := range nodes {
-		v := api.NodeView{Node: *n, CoresInUse: inUse[n.Hostname], MemoryInUseBytes: memUse[n.Hostname]}
-		if n.Status == fsm.NodeOnline {
-			v.AvailableCores = max(0, n.TotalCores-v.CoresInUse)
-		}
-		out = append(out, v)
-	}
-	writeJSON(w, http.StatusOK, out)
 }

@@ -113,3 +113,16 @@ func (m *Machine) RequestTasks(requestID string) ([]int64, bool) {
 	ids, ok := m.requests[requestID]
 	return append([]int64(nil), ids...), ok
 }
+
+// Active returns every task that is not in a final status, oldest first.
+// The returned values must not be modified.
+func (m *Machine) Active() []*Task {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]*Task, 0, len(m.active))
+	for id := range m.active {
+		out = append(out, m.tasks[id])
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].TaskID < out[j].TaskID })
+	return out
+}

@@ -88,3 +88,40 @@ type TaskRef struct {
 	TaskID   int64  `json:"task_id"`
 	UnitName string `json:"unit_name,omitempty"`
 }
+
+// NodeHealth is one node in one sample of GET /api/health.
+type NodeHealth struct {
+	Hostname         string        `json:"hostname"`
+	Status           string        `json:"status"`
+	LastHeartbeat    *time.Time    `json:"last_heartbeat"`
+	CPUPercent       *float64      `json:"cpu_percent"`
+	MemoryPercent    *float64      `json:"memory_percent"`
+	MemoryUsedBytes  *int64        `json:"memory_used_bytes"`
+	MemoryTotalBytes int64         `json:"memory_total_bytes"`
+	TotalCores       int           `json:"total_cores"`
+	NUMATopology     any           `json:"numa_topology"`
+	CurrentAvgTemp   *float64      `json:"current_avg_temp"`
+	CurrentMaxTemp   *float64      `json:"current_max_temp"`
+	GPUInfo          []fsm.GPUInfo `json:"gpu_info"`
+}
+
+// HealthAggregate is the cluster-wide summary of one sample.
+type HealthAggregate struct {
+	TotalNodes    int       `json:"totalNodes"`
+	OnlineNodes   int       `json:"onlineNodes"`
+	TotalCores    int       `json:"totalCores"`
+	TotalMemBytes int64     `json:"totalMemBytes"`
+	UsedMemBytes  int64     `json:"usedMemBytes"`
+	AvgCPUPercent float64   `json:"avgCpuPercent"`
+	AvgMemPercent float64   `json:"avgMemPercent"`
+	MaxAvgCPUTemp float64   `json:"maxAvgCpuTemp"`
+	MaxMaxCPUTemp float64   `json:"maxMaxCpuTemp"`
+	LastUpdated   time.Time `json:"lastUpdated"`
+}
+
+// HealthResponse is GET /api/health: up to 60 one-second samples, oldest
+// first, in the original's shape.
+type HealthResponse struct {
+	Nodes     [][]NodeHealth    `json:"nodes"`
+	Aggregate []HealthAggregate `json:"aggregate"`
+}

@@ -1,0 +1,225 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/scheduler"
+)
+
+// redriveAfter is how long an assigning task waits after a dispatch attempt
+// before the leader sends /run again (it is idempotent on the runner).
+const redriveAfter = 3 * time.Second
+
+// runnerError is a runner's non-2xx answer.
+type runnerError struct {
+	status int
+	body   string
+}
+
+func (e *runnerError) Error() string { return fmt.Sprintf("runner answered %d: %s", e.status, e.body) }
+
+// callRunner POSTs body to a runner endpoint with the cluster token.
+func (h *Host) callRunner(ctx context.Context, node *fsm.Node, path string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encode %s request: %w", path, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(node.URL, "/")+path, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("build %s request: %w", path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if h.cfg.ClusterToken != "" {
+		req.Header.Set(api.TokenHeader, h.cfg.ClusterToken)
+	}
+	resp, err := h.runnerHTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("call runner %s%s: %w", node.Hostname, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return &runnerError{status: resp.StatusCode, body: strings.TrimSpace(string(data))}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode %s answer: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// runRequest turns a committed task into the runner's /run body.
+func runRequest(t *fsm.Task) api.RunRequest {
+	image := ""
+	if t.ContainerName != "NULL" && t.ContainerName != "" {
+		image = "hakuriver/" + t.ContainerName + ":base"
+	}
+	env := make(map[string]string, len(t.EnvVars)+2)
+	for k, v := range t.EnvVars {
+		env[k] = v
+	}
+	env["HAKURIVER_TASK_ID"] = fmt.Sprint(t.TaskID)
+	if t.BatchID != 0 {
+		env["HAKURIVER_BATCH_ID"] = fmt.Sprint(t.BatchID)
+	}
+	return api.RunRequest{
+		TaskID: t.TaskID, TaskType: string(t.TaskType), Command: t.Command, Arguments: t.Arguments,
+		EnvVars: env, WorkDir: t.WorkDir, RequiredCores: t.RequiredCores, RequiredGPUs: t.RequiredGPUs,
+		RequiredMemoryBytes: t.RequiredMemoryBytes, TargetNUMANodeID: t.TargetNUMANodeID,
+		StdoutPath: t.StdoutPath, StderrPath: t.StderrPath, ContainerName: t.ContainerName,
+		DockerImageName: image, DockerPrivileged: t.Privileged, DockerMounts: t.AdditionalMounts, BatchID: t.BatchID,
+	}
+}
+
+// dispatcher tracks the leader's in-flight /run calls.
+type dispatcher struct {
+	mu       sync.Mutex
+	attempts map[int64]time.Time
+	wg       sync.WaitGroup
+}
+
+// scheduleLoop is the leader's placement and dispatch loop: it commits
+// placements for pending tasks and (re-)sends /run for assigning ones,
+// including those a previous leader left behind.
+func (h *Host) scheduleLoop(ctx context.Context) {
+	d := &dispatcher{attempts: map[int64]time.Time{}}
+	defer d.wg.Wait()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		h.schedulePass(ctx, d)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-h.kick:
+		}
+	}
+}
+
+func (h *Host) schedulePass(ctx context.Context, d *dispatcher) {
+	now := time.Now().UTC()
+	for _, p := range scheduler.Plan(h.machine.Nodes(), h.machine.Active()) {
+		if ctx.Err() != nil {
+			return
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := h.apply(actx, &fsm.AssignTask{TaskID: p.TaskID, Node: p.Node, GPUs: p.GPUs, NUMA: p.NUMA, At: now})
+		cancel()
+		if err != nil {
+			h.log.Warn("commit placement", "task_id", p.TaskID, "node", p.Node, "err", err)
+		}
+	}
+	for _, t := range h.machine.Active() {
+		if t.Status != fsm.StatusAssigning {
+			continue
+		}
+		d.mu.Lock()
+		last, seen := d.attempts[t.TaskID]
+		due := !seen || now.Sub(last) > redriveAfter
+		if due {
+			d.attempts[t.TaskID] = now
+		}
+		d.mu.Unlock()
+		if !due {
+			continue
+		}
+		node, ok := h.machine.Node(t.AssignedNode)
+		if !ok || node.Status != fsm.NodeOnline {
+			continue
+		}
+		d.wg.Add(1)
+		go func(t *fsm.Task) {
+			defer d.wg.Done()
+			h.dispatch(ctx, node, t)
+		}(t)
+	}
+	d.mu.Lock()
+	for id := range d.attempts {
+		if t, ok := h.machine.Task(id); !ok || t.Status != fsm.StatusAssigning {
+			delete(d.attempts, id)
+		}
+	}
+	d.mu.Unlock()
+}
+
+// dispatch sends /run. A runner that rejects the task fails it; one that
+// cannot be reached is retried on a later pass (or the task is lost when
+// the runner goes offline).
+func (h *Host) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := h.callRunner(rctx, node, "/run", runRequest(t), nil)
+	if err == nil {
+		h.log.Debug("dispatched", "task_id", t.TaskID, "runner", node.Hostname)
+		return
+	}
+	if re, ok := err.(*runnerError); ok && re.status != http.StatusServiceUnavailable && re.status != http.StatusUnauthorized {
+		code, msg := -1, fmt.Sprintf("Runner rejected task: %d - %s", re.status, re.body)
+		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: time.Now().UTC()})
+		return
+	}
+	h.log.Warn("dispatch failed; will retry", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
+}
+
+// livenessLoop marks runners offline after heartbeat_interval ×
+// heartbeat_timeout_factor of silence (their unfinished tasks become lost in
+// the same entry) and samples health once a second.
+func (h *Host) livenessLoop(ctx context.Context) {
+	timeout := h.cfg.HeartbeatInterval * time.Duration(h.cfg.HeartbeatTimeoutFactor)
+	tick := time.NewTicker(min(time.Second, h.cfg.HeartbeatInterval/2+1))
+	defer tick.Stop()
+	lastSample := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now().UTC()
+		live := h.liveState()
+		for _, n := range h.machine.Nodes() {
+			if n.Status != fsm.NodeOnline || now.Sub(live.lastSeen(n.Hostname)) <= timeout {
+				continue
+			}
+			h.log.Warn("runner went offline (heartbeat timeout)", "runner", n.Hostname, "timeout", timeout)
+			h.applyLogged(ctx, &fsm.SetNodeStatus{Hostname: n.Hostname, Status: fsm.NodeOffline, At: now})
+		}
+		if now.Sub(lastSample) >= time.Second {
+			lastSample = now
+			h.sampleHealth(now)
+		}
+	}
+}
+
+// applyLogged applies a leader-decided command whose failure is only worth
+// a log line (the next pass retries).
+func (h *Host) applyLogged(ctx context.Context, c fsm.Command) {
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := h.apply(actx, c); err != nil {
+		h.log.Warn("apply", "command", c.Type().String(), "err", err)
+	}
+}
+
+// kickScheduler asks the leader's scheduling loop for a pass now.
+func (h *Host) kickScheduler() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// liveState returns the leader's current in-memory runner view.
+func (h *Host) liveState() *liveState { return h.live.Load() }

@@ -1,0 +1,112 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+)
+
+// historyLen is the number of one-second health samples kept (as the
+// original host did).
+const historyLen = 60
+
+// liveNode is what the leader knows about a runner beyond the log: its last
+// heartbeat and figures. Never replicated (invariant 2).
+type liveNode struct {
+	lastHeartbeat time.Time
+	hb            api.HeartbeatRequest
+	// missing counts consecutive heartbeats that did not list a task the
+	// FSM believes running there.
+	missing map[int64]int
+}
+
+// liveState is the leader's in-memory view of runners. Safe for concurrent
+// use. It is reset whenever this replica gains leadership.
+type liveState struct {
+	mu      sync.Mutex
+	nodes   map[string]*liveNode
+	since   time.Time // leadership start: silence is measured from here at the latest
+	history []healthSample
+}
+
+type healthSample struct {
+	nodes     []api.NodeHealth
+	aggregate api.HealthAggregate
+}
+
+func newLiveState(now time.Time) *liveState {
+	return &liveState{nodes: map[string]*liveNode{}, since: now}
+}
+
+// heartbeat records a heartbeat and returns the node's entry.
+func (l *liveState) heartbeat(name string, hb api.HeartbeatRequest, now time.Time) *liveNode {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.nodes[name]
+	if n == nil {
+		n = &liveNode{missing: map[int64]int{}}
+		l.nodes[name] = n
+	}
+	n.lastHeartbeat = now
+	n.hb = hb
+	return n
+}
+
+// lastSeen returns when a node was last heard from, or the leadership start
+// when this leader has not heard from it yet.
+func (l *liveState) lastSeen(name string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := l.nodes[name]; n != nil && n.lastHeartbeat.After(l.since) {
+		return n.lastHeartbeat
+	}
+	return l.since
+}
+
+// get returns a copy of the node's live figures.
+func (l *liveState) get(name string) (api.HeartbeatRequest, time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.nodes[name]
+	if n == nil {
+		return api.HeartbeatRequest{}, time.Time{}, false
+	}
+	return n.hb, n.lastHeartbeat, true
+}
+
+// countMissing increments (or resets) the missing counter for each task the
+// FSM believes running on the node and returns the IDs missing at least
+// `after` times in a row.
+func (l *liveState) countMissing(n *liveNode, believed []int64, reported map[int64]bool, after int) []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var lost []int64
+	next := map[int64]int{}
+	for _, id := range believed {
+		if reported[id] {
+			continue
+		}
+		next[id] = n.missing[id] + 1
+		if next[id] >= after {
+			lost = append(lost, id)
+		}
+	}
+	n.missing = next
+	return lost
+}
+
+func (l *liveState) addSample(s healthSample) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.history = append(l.history, s)
+	if len(l.history) > historyLen {
+		l.history = l.history[len(l.history)-historyLen:]
+	}
+}
+
+func (l *liveState) samples() []healthSample {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]healthSample(nil), l.history...)
+}

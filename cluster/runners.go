@@ -1,0 +1,267 @@
+package cluster
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// missingHeartbeats is how many consecutive heartbeats may omit a task the
+// FSM believes running before the task is declared lost.
+const missingHeartbeats = 2
+
+// requireToken rejects internal calls that do not carry the cluster token.
+func (h *Host) requireToken(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.cfg.ClusterToken != "" &&
+			subtle.ConstantTimeCompare([]byte(r.Header.Get(api.TokenHeader)), []byte(h.cfg.ClusterToken)) != 1 {
+			h.log.Warn("rejected internal call without a valid cluster token", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, &httpError{status: http.StatusUnauthorized, msg: "missing or wrong cluster token"})
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (h *Host) handleRegister(w http.ResponseWriter, r *http.Request) {
+	var req api.RegisterRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if !targetRE.MatchString(req.Hostname) || req.TotalCores < 1 || req.TotalRAMBytes < 0 {
+		writeError(w, badRequest("hostname, total_cores and total_ram_bytes: need a valid hostname, at least one core, non-negative memory"))
+		return
+	}
+	if u, err := url.Parse(req.RunnerURL); err != nil || u.Host == "" {
+		writeError(w, badRequest("runner_url %q: not an absolute URL", req.RunnerURL))
+		return
+	}
+	node := &fsm.Node{
+		Hostname:         req.Hostname,
+		URL:              req.RunnerURL,
+		TotalCores:       req.TotalCores,
+		MemoryTotalBytes: req.TotalRAMBytes,
+		NUMATopology:     req.NUMATopology,
+		GPUInfo:          req.GPUInfo,
+		CgroupsLimited:   req.CgroupsLimited,
+	}
+	now := time.Now().UTC()
+	ctx, cancel := h.applyCtx(r)
+	defer cancel()
+	if _, err := h.apply(ctx, &fsm.RegisterNode{Node: node, At: now}); err != nil {
+		writeError(w, err)
+		return
+	}
+	h.liveState().heartbeat(req.Hostname, api.HeartbeatRequest{}, now)
+	h.kickScheduler()
+	h.log.Info("runner registered", "runner", req.Hostname, "url", req.RunnerURL, "cores", req.TotalCores)
+	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Runner %s acknowledged.", req.Hostname)})
+}
+
+// handleHeartbeat keeps live figures in the leader's memory only; it writes
+// to the log only for a real state change (node back online, a task lost or
+// killed on the runner).
+func (h *Host) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "hostname")
+	var hb api.HeartbeatRequest
+	if err := decodeJSON(r, &hb); err != nil {
+		writeError(w, err)
+		return
+	}
+	node, ok := h.machine.Node(name)
+	if !ok {
+		writeError(w, notFound("Node not registered"))
+		return
+	}
+	now := time.Now().UTC()
+	ctx, cancel := h.applyCtx(r)
+	defer cancel()
+	live := h.liveState()
+	ln := live.heartbeat(name, hb, now)
+	if node.Status != fsm.NodeOnline {
+		if _, err := h.apply(ctx, &fsm.SetNodeStatus{Hostname: name, Status: fsm.NodeOnline, At: now}); err != nil {
+			writeError(w, err)
+			return
+		}
+		h.log.Info("runner back online", "runner", name)
+		h.kickScheduler()
+	}
+	for _, k := range hb.KilledTasks {
+		t, ok := h.machine.Task(k.TaskID)
+		if !ok || t.Status.Final() {
+			continue
+		}
+		status, code, msg := fsm.StatusFailed, -9, "Killed by runner: "+k.Reason
+		if k.Reason == "oom" {
+			status = fsm.StatusKilledOOM
+		}
+		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: k.TaskID, Status: status, ExitCode: &code, Message: &msg, At: now})
+	}
+	reported := make(map[int64]bool, len(hb.RunningTasks))
+	for _, id := range hb.RunningTasks {
+		reported[id] = true
+	}
+	var resp api.HeartbeatResponse
+	for _, id := range hb.RunningTasks {
+		if t, ok := h.machine.Task(id); !ok || t.Status.Final() || t.AssignedNode != name {
+			resp.Kill = append(resp.Kill, id)
+		}
+	}
+	var believed []int64
+	for _, t := range h.machine.Active() {
+		if t.AssignedNode == name && (t.Status == fsm.StatusRunning || t.Status == fsm.StatusPaused) {
+			believed = append(believed, t.TaskID)
+		}
+	}
+	for _, id := range live.countMissing(ln, believed, reported, missingHeartbeats) {
+		code, msg := -1, fmt.Sprintf("Runner %s no longer reports this task.", name)
+		h.log.Warn("task lost: runner no longer reports it", "task_id", id, "runner", name)
+		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: id, Status: fsm.StatusLost, ExitCode: &code, Message: &msg, At: now})
+	}
+	resp.Message = "Heartbeat received"
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *Host) handleUpdate(w http.ResponseWriter, r *http.Request) {
+	var req api.UpdateRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	st := fsm.Status(req.Status)
+	if !st.Valid() {
+		writeError(w, badRequest("status %q: unknown status", req.Status))
+		return
+	}
+	ctx, cancel := h.applyCtx(r)
+	defer cancel()
+	_, err := h.apply(ctx, &fsm.UpdateTask{
+		TaskID: req.TaskID, Status: st, ExitCode: req.ExitCode, Message: req.Message,
+		StartedAt: req.StartedAt, CompletedAt: req.CompletedAt, SSHPort: req.SSHPort, At: time.Now().UTC(),
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if st.Final() {
+		h.kickScheduler()
+	}
+	writeJSON(w, http.StatusOK, api.MessageResponse{Message: "Task status updated successfully."})
+}
+
+// nodeViews joins committed nodes with accounting and, on the leader, live
+// figures.
+func (h *Host) nodeViews() []api.NodeView {
+	nodes := h.machine.Nodes()
+	inUse := map[string]int{}
+	memUse := map[string]int64{}
+	for _, t := range h.machine.Active() {
+		if t.AssignedNode != "" && t.Status != fsm.StatusPending {
+			inUse[t.AssignedNode] += t.RequiredCores
+			memUse[t.AssignedNode] += t.RequiredMemoryBytes
+		}
+	}
+	live := h.liveState()
+	out := make([]api.NodeView, 0, len(nodes))
+	for _, n := range nodes {
+		v := api.NodeView{Node: *n, CoresInUse: inUse[n.Hostname], MemoryInUseBytes: memUse[n.Hostname]}
+		if n.Status == fsm.NodeOnline {
+			v.AvailableCores = max(0, n.TotalCores-v.CoresInUse)
+		}
+		if hb, at, ok := live.get(n.Hostname); ok && h.IsLeader() {
+			s := at.Format(time.RFC3339Nano)
+			v.LastHeartbeat = &s
+			v.CPUPercent, v.MemoryPercent, v.MemoryUsedBytes = hb.CPUPercent, hb.MemoryPercent, hb.MemoryUsedBytes
+			v.CurrentAvgTemp, v.CurrentMaxTemp = hb.CurrentAvgTemp, hb.CurrentMaxTemp
+			if len(hb.GPUInfo) > 0 {
+				v.GPUInfo = hb.GPUInfo
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (h *Host) handleNodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, h.nodeViews())
+}
+
+func (h *Host) handleHealth(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("hostname")
+	if name != "" {
+		if _, ok := h.machine.Node(name); !ok {
+			writeError(w, notFound("node %q not registered", name))
+			return
+		}
+	}
+	out := api.HealthResponse{Nodes: [][]api.NodeHealth{}, Aggregate: []api.HealthAggregate{}}
+	for _, s := range h.liveState().samples() {
+		nodes := s.nodes
+		if name != "" {
+			nodes = nil
+			for _, n := range s.nodes {
+				if n.Hostname == name {
+					nodes = append(nodes, n)
+				}
+			}
+		}
+		out.Nodes = append(out.Nodes, nodes)
+		out.Aggregate = append(out.Aggregate, s.aggregate)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// sampleHealth appends one health sample (leader only, once a second).
+func (h *Host) sampleHealth(now time.Time) {
+	live := h.liveState()
+	var s healthSample
+	s.aggregate.LastUpdated = now
+	var cpuWeighted float64
+	for _, n := range h.machine.Nodes() {
+		nh := api.NodeHealth{Hostname: n.Hostname, Status: string(n.Status), MemoryTotalBytes: n.MemoryTotalBytes,
+			TotalCores: n.TotalCores, NUMATopology: n.NUMATopology, GPUInfo: n.GPUInfo}
+		if hb, at, ok := live.get(n.Hostname); ok {
+			at := at
+			nh.LastHeartbeat = &at
+			nh.CPUPercent, nh.MemoryPercent, nh.MemoryUsedBytes = hb.CPUPercent, hb.MemoryPercent, hb.MemoryUsedBytes
+			nh.CurrentAvgTemp, nh.CurrentMaxTemp = hb.CurrentAvgTemp, hb.CurrentMaxTemp
+			if len(hb.GPUInfo) > 0 {
+				nh.GPUInfo = hb.GPUInfo
+			}
+			if at.After(s.aggregate.LastUpdated) {
+				s.aggregate.LastUpdated = at
+			}
+		}
+		a := &s.aggregate
+		a.TotalNodes++
+		if n.Status == fsm.NodeOnline {
+			a.OnlineNodes++
+		}
+		a.TotalCores += n.TotalCores
+		a.TotalMemBytes += n.MemoryTotalBytes
+		if nh.MemoryUsedBytes != nil {
+			a.UsedMemBytes += *nh.MemoryUsedBytes
+		}
+		if nh.CPUPercent != nil {
+			cpuWeighted += *nh.CPUPercent * float64(n.TotalCores)
+		}
+		if nh.CurrentAvgTemp != nil {
+			a.MaxAvgCPUTemp = max(a.MaxAvgCPUTemp, *nh.CurrentAvgTemp)
+		}
+		if nh.CurrentMaxTemp != nil {
+			a.MaxMaxCPUTemp = max(a.MaxMaxCPUTemp, *nh.CurrentMaxTemp)
+		}
+		s.nodes = append(s.nodes, nh)
+	}
+	s.aggregate.AvgCPUPercent = cpuWeighted / float64(max(1, s.aggregate.TotalCores))
+	s.aggregate.AvgMemPercent = float64(s.aggregate.UsedMemBytes) / float64(max(1, s.aggregate.TotalMemBytes)) * 100
+	live.addSample(s)
+}

@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// notifyKill tells the task's runner to kill it, in the background. If the
+// runner cannot be reached, the next heartbeat that still lists the task gets
+// it in its kill list (invariant 5).
+func (h *Host) notifyKill(t *fsm.Task) {
+	node, ok := h.machine.Node(t.AssignedNode)
+	if !ok || node.Status != fsm.NodeOnline {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ref := api.TaskRef{TaskID: t.TaskID, UnitName: t.SystemdUnitName}
+		if err := h.callRunner(ctx, node, "/kill", ref, nil); err != nil {
+			h.log.Warn("kill on runner; the next heartbeat will retry", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
+		}
+	}()
+}
+
+// handleCommand serves POST /api/command/{id}/{pause|resume}: the leader
+// asks the runner, which reports the new status through /api/update.
+func (h *Host) handleCommand(w http.ResponseWriter, r *http.Request) {
+	id, err := parseTaskID(chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	action := chi.URLParam(r, "action")
+	t, ok := h.machine.Task(id)
+	if !ok {
+		writeError(w, notFound("task %d not found", id))
+		return
+	}
+	want := map[string]fsm.Status{"pause": fsm.StatusRunning, "resume": fsm.StatusPaused}[action]
+	if want == "" || t.Status != want {
+		writeError(w, fmt.Errorf("%w: cannot %s task %d in state %s", fsm.ErrConflict, action, id, t.Status))
+		return
+	}
+	node, ok := h.machine.Node(t.AssignedNode)
+	if !ok || node.Status != fsm.NodeOnline {
+		writeError(w, &httpError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("runner %s of task %d is offline", t.AssignedNode, id)})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	if err := h.callRunner(ctx, node, "/"+action, api.TaskRef{TaskID: id}, nil); err != nil {
+		writeError(w, &httpError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s task %d on %s: %v", action, id, node.Hostname, err)})
+		return
+	}
+	// The runner reports the status change itself; mirror it right away so
+	// the caller sees it, idempotently.
+	st := map[string]fsm.Status{"pause": fsm.StatusPaused, "resume": fsm.StatusRunning}[action]
+	if _, err := h.apply(ctx, &fsm.UpdateTask{TaskID: id, Status: st, At: time.Now().UTC()}); err != nil && !errors.Is(err, fsm.ErrConflict) {
+		writeError(w, err)
+		return
+	}
+	label := map[string]string{"pause": "Pause", "resume": "Resume"}[action]
+	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("%s for task %d sent to runner: %s command sent successfully.", label, id, action)})
+}
+
+// handleLog serves GET /api/task/{id}/stdout|stderr from this replica's
+// shared_dir. ?offset=N returns the bytes from N on (for --follow); the
+// X-Hakuriver-Offset header gives the offset to ask for next.
+func (h *Host) handleLog(stream string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := parseTaskID(chi.URLParam(r, "id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		t, ok := h.machine.Task(id)
+		if !ok {
+			writeError(w, notFound("task %d not found", id))
+			return
+		}
+		if t.TaskType == fsm.TaskVPS {
+			writeError(w, badRequest("VPS tasks do not have %s.", stream))
+			return
+		}
+		dir, src := "task_outputs", t.StdoutPath
+		if stream == "stderr" {
+			dir, src = "task_errors", t.StderrPath
+		}
+		path := filepath.Join(h.cfg.SharedDir, dir, filepath.Base(src))
+		var offset int64
+		if o := r.URL.Query().Get("offset"); o != "" {
+			if offset, err = strconv.ParseInt(o, 10, 64); err != nil || offset < 0 {
+				writeError(w, badRequest("offset %q: must be a non-negative integer", o))
+				return
+			}
+		}
+		f, err := os.Open(path)
+		if errors.Is(err, os.ErrNotExist) {
+			w.Header().Set("X-Hakuriver-Offset", "0")
+			writeError(w, notFound("%s file of task %d not found (might not be generated yet)", stream, id))
+			return
+		}
+		if err != nil {
+			writeError(w, fmt.Errorf("open %s: %w", stream, err))
+			return
+		}
+		defer f.Close()
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			writeError(w, fmt.Errorf("seek %s: %w", stream, err))
+			return
+		}
+		data, err := io.ReadAll(io.LimitReader(f, 64<<20))
+		if err != nil {
+			writeError(w, fmt.Errorf("read %s: %w", stream, err))
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Hakuriver-Offset", strconv.FormatInt(offset+int64(len(data)), 10))
+		w.Header().Set("X-Hakuriver-Task-Status", string(t.Status))
+		w.WriteHeader(http.StatusOK)
+		w.Write(data) //nolint:errcheck // the client went away
+	}
+}
+
+// leaderView serves a read from the leader when one is known, because only
+// the leader holds live runner figures; it falls back to the local replica.
+func (h *Host) leaderView(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.IsLeader() && r.Header.Get(api.ForwardedHeader) == "" {
+			if id, url := h.leaderInfo(); id != "" && id != h.cfg.NodeID && url != "" {
+				if h.forward(w, r, url, nil) {
+					return
+				}
+			}
+		}
+		next(w, r)
+	}
+}

@@ -1,0 +1,82 @@
+// Package executor defines how a runner starts, supervises and stops a task.
+// Implementations live in sub-packages (native, docker).
+package executor
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrUnknownTask is returned for a task ID the executor does not track.
+var ErrUnknownTask = errors.New("unknown task")
+
+// Spec is everything needed to start one task.
+type Spec struct {
+	TaskID  int64
+	Command string
+	Args    []string
+	Env     map[string]string
+	WorkDir string
+	// Cores is the CPU quota in whole cores (0 = unlimited).
+	Cores int
+	// MemoryBytes is the memory limit (0 = unlimited).
+	MemoryBytes int64
+	// CPUs and Mems pin the task to a NUMA node's CPUs and memory (cpuset);
+	// empty means no pinning.
+	CPUs []int
+	Mems []int
+	// GPUs are the GPU IDs given to the task.
+	GPUs []int
+	// Stdout and Stderr are files the task's output is appended to.
+	Stdout string
+	Stderr string
+	// User runs the task as this user when set.
+	User string
+	// Image, Privileged and Mounts are for container executors.
+	Image      string
+	Privileged bool
+	Mounts     []string
+}
+
+// Exit is how a task ended.
+type Exit struct {
+	// Code is the process exit code; -1 when killed by a signal.
+	Code int
+	// OOM is set when the memory limit killed the task.
+	OOM bool
+	// Killed is set when Kill (or a signal) ended the task.
+	Killed bool
+	// Message explains a failure to start or an abnormal end.
+	Message   string
+	StartedAt time.Time
+	EndedAt   time.Time
+}
+
+// State is a tracked task's current state.
+type State struct {
+	TaskID  int64
+	Running bool // false once it exited
+	Paused  bool
+	Exit    *Exit // set once it exited
+	Started time.Time
+}
+
+// Executor runs tasks. Implementations must be safe for concurrent use and
+// must keep tasks running when the runner process exits, so that a
+// restarted runner finds them again with List.
+type Executor interface {
+	// Start launches the task. Starting an ID that is already tracked is a
+	// no-op returning nil (idempotent /run).
+	Start(ctx context.Context, s Spec) error
+	// Kill stops the task and everything it started.
+	Kill(ctx context.Context, id int64) error
+	// Pause freezes the task; Resume thaws it.
+	Pause(ctx context.Context, id int64) error
+	Resume(ctx context.Context, id int64) error
+	// List returns every tracked task, running or exited but not yet
+	// forgotten, including tasks started by a previous runner process.
+	List(ctx context.Context) ([]State, error)
+	// Forget drops an exited task's records once its end was reported.
+	Forget(ctx context.Context, id int64) error
+}

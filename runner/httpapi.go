@@ -1,0 +1,180 @@
+package runner
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
+	"github.com/hakuriver/hakuriver-ha/runner/resources"
+)
+
+func (a *Agent) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(a.requireToken)
+	r.Post("/run", a.handleRun)
+	r.Post("/kill", a.handleTaskOp("kill"))
+	r.Post("/pause", a.handleTaskOp("pause"))
+	r.Post("/resume", a.handleTaskOp("resume"))
+	r.Get("/health", a.handleHealth)
+	return r
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client went away
+}
+
+func writeErr(w http.ResponseWriter, status int, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	writeJSON(w, status, api.ErrorResponse{Error: msg, Detail: msg})
+}
+
+// requireToken rejects calls without the cluster token: /run is remote
+// code execution, so nobody else may call it.
+func (a *Agent) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(api.TokenHeader)), []byte(a.cfg.Token)) != 1 {
+			a.log.Warn("rejected call without a valid cluster token", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeErr(w, http.StatusUnauthorized, "missing or wrong cluster token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// handleRun starts a task; it is idempotent by task ID.
+func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
+	var req api.RunRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed run request: %v", err)
+		return
+	}
+	if req.TaskID <= 0 || req.Command == "" {
+		writeErr(w, http.StatusBadRequest, "task_id and command: required")
+		return
+	}
+	states, _ := a.states(r.Context())
+	if _, ok := states[req.TaskID]; ok {
+		writeJSON(w, http.StatusOK, map[string]any{"message": "Task already tracked on this node", "task_id": req.TaskID})
+		return
+	}
+	spec, err := a.spec(req)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "task %d: %v", req.TaskID, err)
+		return
+	}
+	image := req.DockerImageName
+	if req.ContainerName == "NULL" {
+		image = ""
+	}
+	if err := a.executorFor(image).Start(r.Context(), spec); err != nil {
+		a.log.Error("start task", "task_id", req.TaskID, "err", err)
+		writeErr(w, http.StatusInternalServerError, "start task %d: %v", req.TaskID, err)
+		return
+	}
+	a.log.Info("task started", "task_id", req.TaskID, "command", req.Command)
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"message": "Task accepted for launch", "task_id": req.TaskID})
+}
+
+// spec maps a run request onto an executor spec. Output goes to this
+// runner's own shared_dir, so shared storage may be mounted at different
+// paths on different machines.
+func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
+	s := executor.Spec{
+		TaskID: req.TaskID, Command: req.Command, Args: req.Arguments, Env: req.EnvVars, WorkDir: req.WorkDir,
+		Cores: req.RequiredCores, MemoryBytes: req.RequiredMemoryBytes, GPUs: req.RequiredGPUs,
+		Stdout:     filepath.Join(a.cfg.SharedDir, "task_outputs", filepath.Base(orDefault(req.StdoutPath, strconv.FormatInt(req.TaskID, 10)+".out"))),
+		Stderr:     filepath.Join(a.cfg.SharedDir, "task_errors", filepath.Base(orDefault(req.StderrPath, strconv.FormatInt(req.TaskID, 10)+".err"))),
+		User:       a.cfg.RunnerUser,
+		Image:      req.DockerImageName,
+		Privileged: req.DockerPrivileged,
+		Mounts:     req.DockerMounts,
+	}
+	if s.WorkDir == "" {
+		s.WorkDir = filepath.Join(a.cfg.SharedDir, "shared_data")
+	}
+	if len(req.RequiredGPUs) > 0 {
+		if s.Env == nil {
+			s.Env = map[string]string{}
+		}
+		s.Env["CUDA_VISIBLE_DEVICES"] = resources.FormatCPUList(req.RequiredGPUs)
+	}
+	if req.TargetNUMANodeID != nil {
+		id := strconv.Itoa(*req.TargetNUMANodeID)
+		n, ok := a.static.NUMATopology[id]
+		if !ok {
+			return s, fmt.Errorf("NUMA node %s does not exist on %s", id, a.cfg.Name)
+		}
+		s.CPUs = n.Cores
+		s.Mems = []int{*req.TargetNUMANodeID}
+	}
+	return s, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func (a *Agent) handleTaskOp(op string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var ref api.TaskRef
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&ref); err != nil || ref.TaskID <= 0 {
+			writeErr(w, http.StatusBadRequest, "Missing 'task_id' in request body.")
+			return
+		}
+		_, owner := a.states(r.Context())
+		ex := owner[ref.TaskID]
+		if ex == nil {
+			writeErr(w, http.StatusNotFound, "Task %d not found or not tracked.", ref.TaskID)
+			return
+		}
+		var err error
+		switch op {
+		case "kill":
+			err = ex.Kill(r.Context(), ref.TaskID)
+		case "pause":
+			err = ex.Pause(r.Context(), ref.TaskID)
+		case "resume":
+			err = ex.Resume(r.Context(), ref.TaskID)
+		}
+		if errors.Is(err, executor.ErrUnknownTask) {
+			writeErr(w, http.StatusNotFound, "Task %d not found or not tracked.", ref.TaskID)
+			return
+		}
+		if err != nil {
+			writeErr(w, http.StatusInternalServerError, "%s task %d: %v", op, ref.TaskID, err)
+			return
+		}
+		a.log.Info("task "+op, "task_id", ref.TaskID)
+		select {
+		case a.kick <- struct{}{}:
+		default:
+		}
+		writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("%s processed for task %d", op, ref.TaskID)})
+	}
+}
+
+func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
+	states, _ := a.states(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{
+		"hostname": a.cfg.Name, "registered": a.registered.Load(), "tasks": len(states),
+		"total_cores": a.static.TotalCores, "memory_total_bytes": a.static.MemoryTotalBytes,
+		"cgroups_limited": a.cfg.NativeLimited,
+	})
+}
