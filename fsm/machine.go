@@ -29,6 +29,7 @@ type Machine struct {
 	nodes    map[string]*Node
 	requests map[string][]int64
 	counts   map[Status]int
+	active   map[int64]struct{} // IDs of tasks not in a final status
 	maxID    int64
 	applied  uint64
 }
@@ -46,6 +47,7 @@ func (m *Machine) reset() {
 	m.nodes = make(map[string]*Node)
 	m.requests = make(map[string][]int64)
 	m.counts = make(map[Status]int)
+	m.active = make(map[int64]struct{})
 	m.maxID = 0
 	m.applied = 0
 }
@@ -118,6 +120,11 @@ func (m *Machine) putTask(t *Task) {
 	}
 	m.tasks[t.TaskID] = t
 	m.counts[t.Status]++
+	if t.Status.Final() {
+		delete(m.active, t.TaskID)
+	} else {
+		m.active[t.TaskID] = struct{}{}
+	}
 }
 
 func (m *Machine) applySubmit(c *SubmitTasks) Result {
@@ -160,8 +167,11 @@ func (m *Machine) applyUpdate(c *UpdateTask) Result {
 	if !ok {
 		return Result{Err: fmt.Errorf("%w: task %d", ErrNotFound, c.TaskID)}
 	}
-	if old.Status == c.Status && c.SSHPort == 0 {
-		return Result{Value: old} // a retried report: nothing to do
+	if old.Status == c.Status && (c.SSHPort == 0 || old.Status.Final()) {
+		return Result{Value: old} // a retried report: nothing to do; a final task never changes
+	}
+	if !c.Status.Valid() {
+		return Result{Err: fmt.Errorf("%w: task %d: unknown status %q", ErrInvalid, c.TaskID, c.Status)}
 	}
 	if old.Status != c.Status && !old.Status.CanMoveTo(c.Status) {
 		return Result{Err: fmt.Errorf("%w: task %d cannot move from %s to %s", ErrConflict, c.TaskID, old.Status, c.Status)}
@@ -277,11 +287,15 @@ func (m *Machine) applyAssign(c *AssignTask) Result {
 	if !ok {
 		return Result{Err: fmt.Errorf("%w: task %d", ErrNotFound, c.TaskID)}
 	}
-	if _, ok := m.nodes[c.Node]; !ok {
+	n, ok := m.nodes[c.Node]
+	if !ok {
 		return Result{Err: fmt.Errorf("%w: node %s", ErrNotFound, c.Node)}
 	}
 	if old.Status != StatusPending {
 		return Result{Err: fmt.Errorf("%w: task %d is %s, not pending", ErrConflict, c.TaskID, old.Status)}
+	}
+	if n.Status != NodeOnline {
+		return Result{Err: fmt.Errorf("%w: node %s is %s", ErrConflict, c.Node, n.Status)}
 	}
 	t := old.clone()
 	t.Status = StatusAssigning
