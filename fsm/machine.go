@@ -203,8 +203,9 @@ func (m *Machine) applyUpdate(c *UpdateTask) Result {
 		t.CompletedAt = &at
 	}
 	if c.Status == StatusPending {
+		// Back in the queue: the placement is dropped, but RequiredGPUs
+		// stays, since it also holds the GPUs the user asked for.
 		t.AssignedNode = ""
-		t.RequiredGPUs = nil
 		t.SuspicionCount = 0
 	}
 	m.putTask(t)
