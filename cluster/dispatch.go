@@ -73,6 +73,9 @@ func runRequest(t *fsm.Task) api.RunRequest {
 	if t.BatchID != 0 {
 		env["HAKURIVER_BATCH_ID"] = fmt.Sprint(t.BatchID)
 	}
+	if t.ArrayIndex != nil {
+		env["HAKURIVER_ARRAY_INDEX"] = fmt.Sprint(*t.ArrayIndex)
+	}
 	return api.RunRequest{
 		TaskID: t.TaskID, TaskType: string(t.TaskType), Command: t.Command, Arguments: t.Arguments,
 		EnvVars: env, WorkDir: t.WorkDir, RequiredCores: t.RequiredCores, RequiredGPUs: t.RequiredGPUs,
@@ -110,7 +113,12 @@ func (h *Host) scheduleLoop(ctx context.Context) {
 
 func (h *Host) schedulePass(ctx context.Context, d *dispatcher) {
 	now := time.Now().UTC()
-	for _, p := range scheduler.Plan(h.machine.Nodes(), h.machine.Active()) {
+	res := scheduler.Plan(scheduler.View{Nodes: h.machine.Nodes(), Active: h.machine.Active(), Lookup: h.machine.Task})
+	for _, f := range res.Failed {
+		code, msg := -1, "Not started: "+f.Reason
+		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now})
+	}
+	for _, p := range res.Placements {
 		if ctx.Err() != nil {
 			return
 		}
@@ -196,6 +204,7 @@ func (h *Host) livenessLoop(ctx context.Context) {
 			h.log.Warn("runner went offline (heartbeat timeout)", "runner", n.Hostname, "timeout", timeout)
 			h.applyLogged(ctx, &fsm.SetNodeStatus{Hostname: n.Hostname, Status: fsm.NodeOffline, At: now})
 		}
+		h.enforceTimeLimits(ctx, now)
 		if now.Sub(lastSample) >= time.Second {
 			lastSample = now
 			h.sampleHealth(now)
@@ -223,3 +232,20 @@ func (h *Host) kickScheduler() {
 
 // liveState returns the leader's current in-memory runner view.
 func (h *Host) liveState() *liveState { return h.live.Load() }
+
+// enforceTimeLimits kills running tasks past their time limit.
+func (h *Host) enforceTimeLimits(ctx context.Context, now time.Time) {
+	for _, t := range h.machine.Active() {
+		if t.TimeLimitSeconds <= 0 || t.StartedAt == nil || (t.Status != fsm.StatusRunning && t.Status != fsm.StatusPaused) {
+			continue
+		}
+		limit := time.Duration(t.TimeLimitSeconds) * time.Second
+		if now.Sub(*t.StartedAt) < limit {
+			continue
+		}
+		h.log.Info("killing task past its time limit", "task_id", t.TaskID, "limit", limit)
+		msg := fmt.Sprintf("Killed: time limit (%s) exceeded.", limit)
+		h.applyLogged(ctx, &fsm.KillTask{TaskID: t.TaskID, Message: msg, At: now})
+		h.notifyKill(t)
+	}
+}

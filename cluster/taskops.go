@@ -15,6 +15,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/scheduler"
 )
 
 // notifyKill tells the task's runner to kill it, in the background. If the
@@ -148,4 +149,60 @@ func (h *Host) leaderView(next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r)
 	}
+}
+
+// handleDrain serves POST /api/nodes/{name}/drain and /undrain: a drained
+// node takes no new placements; its running work finishes.
+func (h *Host) handleDrain(drain bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := chi.URLParam(r, "name")
+		if _, ok := h.machine.Node(name); !ok {
+			writeError(w, notFound("node %q not registered", name))
+			return
+		}
+		ctx, cancel := h.applyCtx(r)
+		defer cancel()
+		if _, err := h.apply(ctx, &fsm.SetNodeDrain{Hostname: name, Drained: drain}); err != nil {
+			writeError(w, err)
+			return
+		}
+		h.kickScheduler()
+		verb := "drained: no new placements"
+		if !drain {
+			verb = "undrained: accepting placements"
+		}
+		writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Node %s %s.", name, verb)})
+	}
+}
+
+// handleQueue serves GET /api/queue: pending tasks in queue order with the
+// reason each waits, computed by the scheduler from committed state.
+func (h *Host) handleQueue(w http.ResponseWriter, r *http.Request) {
+	active := h.machine.Active()
+	res := scheduler.Plan(scheduler.View{Nodes: h.machine.Nodes(), Active: active, Lookup: h.machine.Task})
+	reasons := map[int64]string{}
+	for _, d := range res.Waiting {
+		reasons[d.TaskID] = d.Reason
+	}
+	for _, d := range res.Failed {
+		reasons[d.TaskID] = "will fail: " + d.Reason
+	}
+	for _, p := range res.Placements {
+		reasons[p.TaskID] = "being placed on " + p.Node
+	}
+	var pending []*fsm.Task
+	for _, t := range active {
+		if t.Status == fsm.StatusPending {
+			pending = append(pending, t)
+		}
+	}
+	scheduler.Order(pending)
+	out := make([]api.QueueEntry, 0, len(pending))
+	for _, t := range pending {
+		out = append(out, api.QueueEntry{
+			TaskID: strconv.FormatInt(t.TaskID, 10), Priority: t.Priority, Command: t.Command,
+			TargetNode: t.TargetNode, Reason: reasons[t.TaskID], SubmittedAt: t.SubmittedAt.Format(time.RFC3339),
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
 }

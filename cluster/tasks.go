@@ -14,6 +14,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/scheduler"
 )
 
 // maxMemoryBytes bounds required_memory_bytes (1 PiB): anything larger is a
@@ -79,44 +80,85 @@ func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 	if len(req.RequiredGPUs) > 0 && len(req.RequiredGPUs) != len(req.Targets) {
 		return nil, badRequest("required_gpus: %d GPU lists for %d targets (one list per target; GPUs need a target)", len(req.RequiredGPUs), len(req.Targets))
 	}
+	if req.Priority < -1000 || req.Priority > 1000 {
+		return nil, badRequest("priority: %d is out of range (-1000..1000)", req.Priority)
+	}
+	if req.GPUCount < 0 || req.GPUCount > 64 {
+		return nil, badRequest("gpu_count: %d is out of range (0..64)", req.GPUCount)
+	}
+	if req.GPUCount > 0 && len(req.RequiredGPUs) > 0 {
+		return nil, badRequest("gpu_count and required_gpus: give a GPU count or GPU IDs on targets, not both")
+	}
+	if req.TimeLimitSeconds < 0 {
+		return nil, badRequest("time_limit_seconds: %d is negative", req.TimeLimitSeconds)
+	}
+	var after fsm.IDList
+	for _, a := range req.After {
+		id, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || id <= 0 {
+			return nil, badRequest("after: %q is not a task ID", a)
+		}
+		if _, ok := h.machine.Task(id); !ok {
+			return nil, badRequest("after: task %d does not exist", id)
+		}
+		after = append(after, id)
+	}
+	indexes, throttle := []int{-1}, 0
+	if req.Array != "" {
+		if len(req.Targets) > 1 {
+			return nil, badRequest("array: an array job takes at most one target")
+		}
+		var err error
+		if indexes, throttle, err = parseArray(req.Array); err != nil {
+			return nil, badRequest("%v", err)
+		}
+	}
 	targets := req.Targets
 	if len(targets) == 0 {
 		targets = []string{""}
 	}
-	tasks := make([]*fsm.Task, 0, len(targets))
+	tasks := make([]*fsm.Task, 0, len(targets)*len(indexes))
 	for i, tg := range targets {
-		t := &fsm.Task{
-			TaskType:            typ,
-			Command:             req.Command,
-			Arguments:           req.Arguments,
-			EnvVars:             req.EnvVars,
-			WorkDir:             req.WorkDir,
-			RequiredCores:       cores,
-			RequiredMemoryBytes: mem,
-			Status:              fsm.StatusPending,
-			ContainerName:       container,
-			AdditionalMounts:    req.AdditionalMounts,
-		}
-		if req.Privileged != nil {
-			t.Privileged = *req.Privileged
-		}
-		if typ == fsm.TaskVPS {
-			t.Arguments, t.EnvVars = nil, nil
-		}
-		if tg != "" {
-			if err := h.resolveTarget(t, tg); err != nil {
+		for _, idx := range indexes {
+			t := &fsm.Task{
+				TaskType:            typ,
+				Command:             req.Command,
+				Arguments:           req.Arguments,
+				EnvVars:             req.EnvVars,
+				WorkDir:             req.WorkDir,
+				RequiredCores:       cores,
+				RequiredMemoryBytes: mem,
+				Status:              fsm.StatusPending,
+				ContainerName:       container,
+				AdditionalMounts:    req.AdditionalMounts,
+				Priority:            req.Priority,
+				GPUCount:            req.GPUCount,
+				TimeLimitSeconds:    req.TimeLimitSeconds,
+				After:               after,
+				ArrayThrottle:       throttle,
+			}
+			if idx >= 0 {
+				v := idx
+				t.ArrayIndex = &v
+			}
+			if req.Privileged != nil {
+				t.Privileged = *req.Privileged
+			}
+			if typ == fsm.TaskVPS {
+				t.Arguments, t.EnvVars = nil, nil
+			}
+			if len(req.RequiredGPUs) > 0 {
+				t.RequiredGPUs = req.RequiredGPUs[i]
+			}
+			if tg != "" {
+				if err := h.resolveTarget(t, tg); err != nil {
+					return nil, err
+				}
+			} else if err := h.checkCapacity(t); err != nil {
 				return nil, err
 			}
+			tasks = append(tasks, t)
 		}
-		if len(req.RequiredGPUs) > 0 {
-			for _, g := range req.RequiredGPUs[i] {
-				if g < 0 {
-					return nil, badRequest("required_gpus: target %q: GPU ID %d is negative", tg, g)
-				}
-			}
-			t.RequiredGPUs = req.RequiredGPUs[i]
-		}
-		tasks = append(tasks, t)
 	}
 	return tasks, nil
 }
@@ -142,7 +184,46 @@ func (h *Host) resolveTarget(t *fsm.Task, target string) error {
 		}
 		t.TargetNUMANodeID = &numa
 	}
+	if t.RequiredCores > node.TotalCores {
+		return badRequest("target %q: needs %d cores, node %s has %d in total", target, t.RequiredCores, node.Hostname, node.TotalCores)
+	}
+	if t.RequiredMemoryBytes > node.MemoryTotalBytes {
+		return badRequest("target %q: needs %d bytes of memory, node %s has %d in total", target, t.RequiredMemoryBytes, node.Hostname, node.MemoryTotalBytes)
+	}
+	ids := map[int]bool{}
+	for _, g := range node.GPUInfo {
+		ids[g.GPUID] = true
+	}
+	for _, g := range t.RequiredGPUs {
+		if !ids[g] {
+			return badRequest("target %q: GPU %d is not on node %s (it has %d GPUs)", target, g, node.Hostname, len(node.GPUInfo))
+		}
+	}
+	if t.GPUCount > len(node.GPUInfo) {
+		return badRequest("target %q: needs %d GPUs, node %s has %d", target, t.GPUCount, node.Hostname, len(node.GPUInfo))
+	}
 	return nil
+}
+
+// checkCapacity rejects untargeted work that no registered node could ever
+// hold, naming the largest node. With no node registered, work waits.
+func (h *Host) checkCapacity(t *fsm.Task) error {
+	nodes := h.machine.Nodes()
+	if len(nodes) == 0 {
+		return nil
+	}
+	var largest *fsm.Node
+	for _, n := range nodes {
+		if scheduler.Capacity(t, n) {
+			return nil
+		}
+		if largest == nil || n.TotalCores > largest.TotalCores ||
+			n.TotalCores == largest.TotalCores && n.MemoryTotalBytes > largest.MemoryTotalBytes {
+			largest = n
+		}
+	}
+	return badRequest("no registered node can ever hold this task (%d cores, %d bytes of memory, %d GPUs); the largest node, %s, has %d cores, %d bytes of memory and %d GPUs",
+		t.RequiredCores, t.RequiredMemoryBytes, t.GPUCount, largest.Hostname, largest.TotalCores, largest.MemoryTotalBytes, len(largest.GPUInfo))
 }
 
 func (h *Host) handleSubmit(w http.ResponseWriter, r *http.Request) {

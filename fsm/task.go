@@ -4,7 +4,12 @@
 // The proposer (the Raft leader) stamps IDs and timestamps into each command.
 package fsm
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // TaskType is the kind of work a task is.
 type TaskType string
@@ -107,6 +112,50 @@ type Task struct {
 	SSHPort             int               `json:"ssh_port,omitempty"`
 	SystemdUnitName     string            `json:"systemd_unit_name"`
 	SuspicionCount      int               `json:"assignment_suspicion_count"`
+	// Priority orders the queue: higher first, then submission order.
+	Priority int `json:"priority,omitempty"`
+	// GPUCount asks the scheduler for this many free GPUs on whatever node
+	// it picks (RequiredGPUs names exact IDs instead).
+	GPUCount int `json:"gpu_count,omitempty"`
+	// ArrayIndex is set on the tasks of an array job; ArrayThrottle caps
+	// how many of the batch run at once (0 = no cap).
+	ArrayIndex    *int `json:"array_index,omitempty"`
+	ArrayThrottle int  `json:"array_throttle,omitempty"`
+	// TimeLimitSeconds kills the task once it has run this long (0 = none).
+	TimeLimitSeconds int64 `json:"time_limit_seconds,omitempty"`
+	// After lists tasks that must complete before this one may start.
+	After IDList `json:"after,omitempty"`
+}
+
+// IDList is a list of task IDs that JSON renders as decimal strings, like
+// every task ID in the API (JavaScript cannot hold 64-bit integers).
+type IDList []int64
+
+// MarshalJSON renders the IDs as strings.
+func (l IDList) MarshalJSON() ([]byte, error) {
+	out := make([]string, len(l))
+	for i, id := range l {
+		out[i] = strconv.FormatInt(id, 10)
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON accepts strings or numbers.
+func (l *IDList) UnmarshalJSON(b []byte) error {
+	var raw []json.Number
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("task ID list: %w", err)
+	}
+	out := make(IDList, len(raw))
+	for i, n := range raw {
+		id, err := strconv.ParseInt(string(n), 10, 64)
+		if err != nil {
+			return fmt.Errorf("task ID list: %q is not a task ID", n)
+		}
+		out[i] = id
+	}
+	*l = out
+	return nil
 }
 
 // clone returns a copy of t that shares no mutable memory with it.
@@ -115,6 +164,11 @@ func (t *Task) clone() *Task {
 	c.Arguments = append([]string(nil), t.Arguments...)
 	c.RequiredGPUs = append([]int(nil), t.RequiredGPUs...)
 	c.AdditionalMounts = append([]string(nil), t.AdditionalMounts...)
+	c.After = append(IDList(nil), t.After...)
+	if t.ArrayIndex != nil {
+		v := *t.ArrayIndex
+		c.ArrayIndex = &v
+	}
 	if t.EnvVars != nil {
 		c.EnvVars = make(map[string]string, len(t.EnvVars))
 		for k, v := range t.EnvVars {

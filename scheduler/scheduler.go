@@ -1,11 +1,22 @@
 // Package scheduler decides where pending tasks run. It is pure: Plan reads
-// committed state (nodes and active tasks) and returns placements that the
-// leader then commits through Raft. Because accounting uses committed
-// placements only, a new leader computes exactly what the old one had.
+// committed state (nodes and tasks) and returns decisions that the leader
+// then commits through Raft. Because accounting uses committed placements
+// only, a new leader computes exactly what the old one had.
+//
+// Policy. Pending tasks are considered by priority (higher first), then in
+// submission order. A task whose dependencies are unfinished, or whose array
+// already runs its throttle's worth of tasks, waits. Otherwise it goes to
+// its target node when it names one, or else to the online, undrained node
+// that fits it most tightly (fewest cores left over, then least memory, then
+// fewest GPUs), so that large jobs still find room. A task that fits nowhere
+// now stays pending without blocking smaller tasks behind it.
 package scheduler
 
 import (
+	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
@@ -18,16 +29,54 @@ type Placement struct {
 	NUMA   *int
 }
 
-// Usage is what the active tasks placed on a node hold.
+// Decision explains why a task was not placed (Waiting) or why it can never
+// run (Failed).
+type Decision struct {
+	TaskID int64
+	Reason string
+}
+
+// Result is the outcome of one scheduling pass.
+type Result struct {
+	Placements []Placement
+	Waiting    []Decision
+	Failed     []Decision
+}
+
+// View is the committed state Plan works on.
+type View struct {
+	Nodes []*fsm.Node
+	// Active holds every task not in a final status.
+	Active []*fsm.Task
+	// Lookup finds any task (for dependencies that already finished).
+	Lookup func(id int64) (*fsm.Task, bool)
+}
+
+// Usage is what the placed, unfinished tasks on a node hold.
 type Usage struct {
 	Cores       int
 	MemoryBytes int64
 	GPUs        map[int]int64 // GPU ID → task holding it
+	NUMACores   map[int]int   // NUMA node → cores pinned there
 	Tasks       int
 }
 
-// holds reports whether a task in this status holds its node's resources.
-func holds(s fsm.Status) bool {
+func newUsage() *Usage { return &Usage{GPUs: map[int]int64{}, NUMACores: map[int]int{}} }
+
+func (u *Usage) add(t *fsm.Task, gpus []int, numa *int) {
+	u.Cores += t.RequiredCores
+	u.MemoryBytes += t.RequiredMemoryBytes
+	u.Tasks++
+	for _, g := range gpus {
+		u.GPUs[g] = t.TaskID
+	}
+	if numa != nil {
+		u.NUMACores[*numa] += t.RequiredCores
+	}
+}
+
+// Holds reports whether a task in this status holds its node's resources.
+func Holds(s fsm.Status) bool {
 	return s == fsm.StatusAssigning || s == fsm.StatusRunning || s == fsm.StatusPaused
 }
 
@@ -35,90 +84,226 @@ func holds(s fsm.Status) bool {
 func Account(active []*fsm.Task) map[string]*Usage {
 	out := map[string]*Usage{}
 	for _, t := range active {
-		if t.AssignedNode == "" || !holds(t.Status) {
+		if t.AssignedNode == "" || !Holds(t.Status) {
 			continue
 		}
 		u := out[t.AssignedNode]
 		if u == nil {
-			u = &Usage{GPUs: map[int]int64{}}
+			u = newUsage()
 			out[t.AssignedNode] = u
 		}
-		u.Cores += t.RequiredCores
-		u.MemoryBytes += t.RequiredMemoryBytes
-		u.Tasks++
-		for _, g := range t.RequiredGPUs {
-			u.GPUs[g] = t.TaskID
-		}
+		u.add(t, t.RequiredGPUs, t.TargetNUMANodeID)
 	}
 	return out
 }
 
-// Plan returns placements for the pending tasks in active, in submission
-// order (task ID). A task goes to its target node when it names one, else
-// to the online, undrained node that fits it most tightly (fewest cores
-// left over, then least memory left over), so that large jobs still find
-// room. A task that fits nowhere now stays pending and does not block
-// smaller tasks behind it.
-func Plan(nodes []*fsm.Node, active []*fsm.Task) []Placement {
-	usage := Account(active)
+// Order sorts pending tasks into queue order: priority, then ID.
+func Order(tasks []*fsm.Task) {
+	sort.SliceStable(tasks, func(i, j int) bool {
+		if tasks[i].Priority != tasks[j].Priority {
+			return tasks[i].Priority > tasks[j].Priority
+		}
+		return tasks[i].TaskID < tasks[j].TaskID
+	})
+}
+
+// Plan runs one scheduling pass.
+func Plan(v View) Result {
+	usage := Account(v.Active)
+	running := map[int64]int{} // batch → tasks holding resources
 	var pending []*fsm.Task
-	for _, t := range active {
-		if t.Status == fsm.StatusPending {
+	for _, t := range v.Active {
+		switch {
+		case t.Status == fsm.StatusPending:
 			pending = append(pending, t)
+		case Holds(t.Status) && t.BatchID != 0:
+			running[t.BatchID]++
 		}
 	}
-	sort.Slice(pending, func(i, j int) bool { return pending[i].TaskID < pending[j].TaskID })
-	byName := map[string]*fsm.Node{}
-	for _, n := range nodes {
-		byName[n.Hostname] = n
+	Order(pending)
+	var res Result
+	online := 0
+	for _, n := range v.Nodes {
+		if n.Status == fsm.NodeOnline && !n.Drained {
+			online++
+		}
 	}
-	var out []Placement
 	for _, t := range pending {
-		var best *fsm.Node
-		var bestCores int
-		var bestMem int64
-		consider := func(n *fsm.Node) {
-			if n == nil || n.Status != fsm.NodeOnline || n.Drained {
-				return
+		if reason, failed := dependencies(t, v.Lookup); reason != "" {
+			if failed {
+				res.Failed = append(res.Failed, Decision{t.TaskID, reason})
+			} else {
+				res.Waiting = append(res.Waiting, Decision{t.TaskID, reason})
 			}
-			u := usage[n.Hostname]
-			if u == nil {
-				u = &Usage{GPUs: map[int]int64{}}
-				usage[n.Hostname] = u
-			}
-			freeCores := n.TotalCores - u.Cores
-			freeMem := n.MemoryTotalBytes - u.MemoryBytes
-			if t.RequiredCores > freeCores || (t.RequiredMemoryBytes > 0 && t.RequiredMemoryBytes > freeMem) {
-				return
-			}
-			for _, g := range t.RequiredGPUs {
-				if _, busy := u.GPUs[g]; busy {
-					return
-				}
-			}
-			leftCores, leftMem := freeCores-t.RequiredCores, freeMem-t.RequiredMemoryBytes
-			if best == nil || leftCores < bestCores || leftCores == bestCores && leftMem < bestMem {
-				best, bestCores, bestMem = n, leftCores, leftMem
-			}
-		}
-		if t.TargetNode != "" {
-			consider(byName[t.TargetNode])
-		} else {
-			for _, n := range nodes {
-				consider(n)
-			}
-		}
-		if best == nil {
 			continue
 		}
-		u := usage[best.Hostname]
-		u.Cores += t.RequiredCores
-		u.MemoryBytes += t.RequiredMemoryBytes
-		u.Tasks++
-		for _, g := range t.RequiredGPUs {
-			u.GPUs[g] = t.TaskID
+		if t.ArrayThrottle > 0 && running[t.BatchID] >= t.ArrayThrottle {
+			res.Waiting = append(res.Waiting, Decision{t.TaskID, fmt.Sprintf("array throttle: %d of batch %d running (max %d)", running[t.BatchID], t.BatchID, t.ArrayThrottle)})
+			continue
 		}
-		out = append(out, Placement{TaskID: t.TaskID, Node: best.Hostname, GPUs: t.RequiredGPUs, NUMA: t.TargetNUMANodeID})
+		p, reason := place(t, v.Nodes, usage, online)
+		if p == nil {
+			res.Waiting = append(res.Waiting, Decision{t.TaskID, reason})
+			continue
+		}
+		if usage[p.Node] == nil {
+			usage[p.Node] = newUsage()
+		}
+		usage[p.Node].add(t, p.GPUs, p.NUMA)
+		if t.BatchID != 0 {
+			running[t.BatchID]++
+		}
+		res.Placements = append(res.Placements, *p)
 	}
-	return out
+	return res
+}
+
+// dependencies returns why t cannot start yet ("" when it can) and whether
+// it never will.
+func dependencies(t *fsm.Task, lookup func(int64) (*fsm.Task, bool)) (string, bool) {
+	var waiting []string
+	for _, id := range t.After {
+		var d *fsm.Task
+		ok := false
+		if lookup != nil {
+			d, ok = lookup(id)
+		}
+		switch {
+		case !ok:
+			return fmt.Sprintf("dependency %d does not exist", id), true
+		case d.Status == fsm.StatusCompleted:
+		case d.Status.Final():
+			return fmt.Sprintf("dependency %d ended %s", id, d.Status), true
+		default:
+			waiting = append(waiting, strconv.FormatInt(id, 10))
+		}
+	}
+	if len(waiting) > 0 {
+		return "waiting for " + strings.Join(waiting, ","), false
+	}
+	return "", false
+}
+
+// place finds the node for t, or says why there is none.
+func place(t *fsm.Task, nodes []*fsm.Node, usage map[string]*Usage, online int) (*Placement, string) {
+	var best *Placement
+	var bestKey [3]int64
+	why := ""
+	consider := func(n *fsm.Node) {
+		if n == nil {
+			return
+		}
+		p, key, reason := fit(t, n, usage[n.Hostname])
+		if p == nil {
+			if t.TargetNode != "" {
+				why = reason
+			}
+			return
+		}
+		if best == nil || key[0] < bestKey[0] || key[0] == bestKey[0] && (key[1] < bestKey[1] || key[1] == bestKey[1] && key[2] < bestKey[2]) {
+			best, bestKey = p, key
+		}
+	}
+	if t.TargetNode != "" {
+		var target *fsm.Node
+		for _, n := range nodes {
+			if n.Hostname == t.TargetNode {
+				target = n
+			}
+		}
+		if target == nil {
+			return nil, fmt.Sprintf("target node %s is not registered", t.TargetNode)
+		}
+		consider(target)
+		return best, why
+	}
+	for _, n := range nodes {
+		consider(n)
+	}
+	if best != nil {
+		return best, ""
+	}
+	if online == 0 {
+		return nil, "no online node (waiting for a runner)"
+	}
+	return nil, fmt.Sprintf("no node has %s free", describe(t))
+}
+
+func describe(t *fsm.Task) string {
+	parts := []string{fmt.Sprintf("%d cores", t.RequiredCores)}
+	if t.RequiredMemoryBytes > 0 {
+		parts = append(parts, fmt.Sprintf("%d bytes of memory", t.RequiredMemoryBytes))
+	}
+	if t.GPUCount > 0 {
+		parts = append(parts, fmt.Sprintf("%d GPUs", t.GPUCount))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// fit checks t against n's free capacity and returns the placement with its
+// tightness key (leftover cores, memory, GPUs), or why it does not fit.
+func fit(t *fsm.Task, n *fsm.Node, u *Usage) (*Placement, [3]int64, string) {
+	var key [3]int64
+	if n.Status != fsm.NodeOnline {
+		return nil, key, fmt.Sprintf("node %s is %s", n.Hostname, n.Status)
+	}
+	if n.Drained {
+		return nil, key, fmt.Sprintf("node %s is drained", n.Hostname)
+	}
+	if u == nil {
+		u = newUsage()
+	}
+	freeCores := n.TotalCores - u.Cores
+	freeMem := n.MemoryTotalBytes - u.MemoryBytes
+	if t.RequiredCores > freeCores {
+		return nil, key, fmt.Sprintf("node %s has %d of %d cores free, needs %d", n.Hostname, max(0, freeCores), n.TotalCores, t.RequiredCores)
+	}
+	if t.RequiredMemoryBytes > 0 && t.RequiredMemoryBytes > freeMem {
+		return nil, key, fmt.Sprintf("node %s has %d bytes of memory free, needs %d", n.Hostname, max(0, freeMem), t.RequiredMemoryBytes)
+	}
+	p := &Placement{TaskID: t.TaskID, Node: n.Hostname, NUMA: t.TargetNUMANodeID}
+	if t.TargetNUMANodeID != nil {
+		numa, ok := n.NUMATopology[strconv.Itoa(*t.TargetNUMANodeID)]
+		if !ok {
+			return nil, key, fmt.Sprintf("node %s has no NUMA node %d", n.Hostname, *t.TargetNUMANodeID)
+		}
+		if free := len(numa.Cores) - u.NUMACores[*t.TargetNUMANodeID]; t.RequiredCores > free {
+			return nil, key, fmt.Sprintf("NUMA node %d of %s has %d cores free, needs %d", *t.TargetNUMANodeID, n.Hostname, max(0, free), t.RequiredCores)
+		}
+	}
+	freeGPUs := 0
+	for _, g := range n.GPUInfo {
+		if _, busy := u.GPUs[g.GPUID]; !busy {
+			freeGPUs++
+		}
+	}
+	switch {
+	case t.GPUCount > 0:
+		for _, g := range n.GPUInfo {
+			if _, busy := u.GPUs[g.GPUID]; !busy && len(p.GPUs) < t.GPUCount {
+				p.GPUs = append(p.GPUs, g.GPUID)
+			}
+		}
+		if len(p.GPUs) < t.GPUCount {
+			return nil, key, fmt.Sprintf("node %s has %d GPUs free, needs %d", n.Hostname, freeGPUs, t.GPUCount)
+		}
+		sort.Ints(p.GPUs)
+	case len(t.RequiredGPUs) > 0:
+		for _, g := range t.RequiredGPUs {
+			if holder, busy := u.GPUs[g]; busy {
+				return nil, key, fmt.Sprintf("GPU %d of %s is held by task %d", g, n.Hostname, holder)
+			}
+		}
+		p.GPUs = append([]int(nil), t.RequiredGPUs...)
+	}
+	key = [3]int64{int64(freeCores - t.RequiredCores), freeMem - t.RequiredMemoryBytes, int64(freeGPUs - len(p.GPUs))}
+	return p, key, ""
+}
+
+// Capacity reports whether t could ever fit node n when it is empty.
+func Capacity(t *fsm.Task, n *fsm.Node) bool {
+	if t.RequiredCores > n.TotalCores || t.RequiredMemoryBytes > n.MemoryTotalBytes || t.GPUCount > len(n.GPUInfo) {
+		return false
+	}
+	return true
 }

@@ -235,6 +235,31 @@ func NewRequestID() string { return rand.Text() }
 // replica answered it returns an error wrapping ErrNoReplica, or ctx's error
 // when ctx ended first.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) (http.Header, error) {
+	a, err := c.exchange(ctx, method, path, body, "application/json")
+	if a == nil {
+		return nil, err
+	}
+	return a.header, a.decode(method, path, out)
+}
+
+// DoRaw is Do for an answer that is not JSON (a log file): it returns a 2xx
+// answer's body as is, with its headers. Failover, retries and errors are
+// those of Do; the headers of a non-2xx answer are returned too.
+func (c *Client) DoRaw(ctx context.Context, method, path string, body any) ([]byte, http.Header, error) {
+	a, err := c.exchange(ctx, method, path, body, "text/plain, application/json")
+	if a == nil {
+		return nil, nil, err
+	}
+	if err := a.decode(method, path, nil); err != nil {
+		return nil, a.header, err
+	}
+	return a.body, a.header, nil
+}
+
+// exchange encodes body and runs rounds over the replicas until one gives a
+// final answer, waiting out 503 rounds within MaxRetryWait, RetryBudget and
+// ctx. It returns the final answer, or nil and the error of the last round.
+func (c *Client) exchange(ctx context.Context, method, path string, body any, accept string) (*answer, error) {
 	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -248,9 +273,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) (ht
 	}
 	var budget time.Duration
 	for {
-		resp, wait, err := c.round(ctx, method, path, payload)
+		resp, wait, err := c.round(ctx, method, path, payload, accept)
 		if resp != nil {
-			return resp.header, resp.decode(method, path, out)
+			return resp, nil
 		}
 		if wait <= 0 {
 			return nil, err
@@ -298,14 +323,14 @@ func (a *answer) decode(method, path string, out any) error {
 // It returns the first final answer. Otherwise, when some replica answered
 // 503, it returns that *APIError and the wait its Retry-After asked for;
 // when none answered at all, an error wrapping ErrNoReplica and no wait.
-func (c *Client) round(ctx context.Context, method, path string, payload []byte) (*answer, time.Duration, error) {
+func (c *Client) round(ctx context.Context, method, path string, payload []byte, accept string) (*answer, time.Duration, error) {
 	start := int(c.next.Load())
 	var lastErr error
 	var unavailable *APIError
 	var wait time.Duration
 	for i := range c.hosts {
 		idx := (start + i) % len(c.hosts)
-		a, err := c.send(ctx, c.hosts[idx], method, path, payload)
+		a, err := c.send(ctx, c.hosts[idx], method, path, payload, accept)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, 0, fmt.Errorf("%s %s: %w", method, path, ctx.Err())
@@ -330,7 +355,7 @@ func (c *Client) round(ctx context.Context, method, path string, payload []byte)
 
 // send performs one exchange with one replica and reads the whole answer.
 // A transport error (refused, reset, timeout) is returned as an error.
-func (c *Client) send(ctx context.Context, host, method, path string, payload []byte) (*answer, error) {
+func (c *Client) send(ctx context.Context, host, method, path string, payload []byte, accept string) (*answer, error) {
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)
@@ -339,7 +364,7 @@ func (c *Client) send(ctx context.Context, host, method, path string, payload []
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -475,6 +500,91 @@ func (c *Client) Nodes(ctx context.Context) ([]NodeView, error) {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	return out, nil
+}
+
+// Health returns the recent health samples (GET /api/health), of every
+// node or, when hostname is set, of that node only; an unknown hostname is
+// an *APIError with StatusCode 404.
+func (c *Client) Health(ctx context.Context, hostname string) (HealthResponse, error) {
+	path := "/api/health"
+	if hostname != "" {
+		path += "?" + url.Values{"hostname": {hostname}}.Encode()
+	}
+	var out HealthResponse
+	if _, err := c.Do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return HealthResponse{}, fmt.Errorf("get health: %w", err)
+	}
+	return out, nil
+}
+
+// Log streams of a command task, for Logs.
+const (
+	StreamStdout = "stdout"
+	StreamStderr = "stderr"
+)
+
+// LogOffsetHeader is set on GET /api/task/{id}/stdout|stderr to the offset
+// to ask for next (?offset=).
+const LogOffsetHeader = "X-Hakuriver-Offset"
+
+// TaskStatusHeader is set on GET /api/task/{id}/stdout|stderr to the task's
+// status when the bytes were read.
+const TaskStatusHeader = "X-Hakuriver-Task-Status"
+
+// Logs reads a command task's stdout or stderr (GET
+// /api/task/{id}/{stream}) from byte offset on. It returns the bytes, the
+// offset to pass next time and the task's status at the time of the read.
+// A log file not written yet, or an unknown task, is an *APIError with
+// StatusCode 404; a VPS task one with 400.
+func (c *Client) Logs(ctx context.Context, id, stream string, offset int64) (data []byte, next int64, status string, err error) {
+	if err := checkID("task", id); err != nil {
+		return nil, offset, "", err
+	}
+	if stream != StreamStdout && stream != StreamStderr {
+		return nil, offset, "", fmt.Errorf("invalid log stream %q: want %s or %s", stream, StreamStdout, StreamStderr)
+	}
+	if offset < 0 {
+		return nil, offset, "", fmt.Errorf("invalid log offset %d: must not be negative", offset)
+	}
+	path := "/api/task/" + url.PathEscape(id) + "/" + stream
+	if offset > 0 {
+		path += "?offset=" + strconv.FormatInt(offset, 10)
+	}
+	data, h, err := c.DoRaw(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, offset, "", fmt.Errorf("read %s of task %s: %w", stream, id, err)
+	}
+	next = offset + int64(len(data))
+	if v := h.Get(LogOffsetHeader); v != "" {
+		n, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil || n < 0 {
+			return nil, offset, "", fmt.Errorf("read %s of task %s: bad %s header %q", stream, id, LogOffsetHeader, v)
+		}
+		next = n
+	}
+	return data, next, h.Get(TaskStatusHeader), nil
+}
+
+// Pause asks to pause a running task (POST /api/command/{id}/pause); a task
+// that is not running is an *APIError with StatusCode 409, an offline
+// runner one with 503.
+func (c *Client) Pause(ctx context.Context, id string) (MessageResponse, error) {
+	return c.command(ctx, id, "pause")
+}
+
+// Resume asks to resume a paused task (POST /api/command/{id}/resume); a
+// task that is not paused is an *APIError with StatusCode 409, an offline
+// runner one with 503.
+func (c *Client) Resume(ctx context.Context, id string) (MessageResponse, error) {
+	return c.command(ctx, id, "resume")
+}
+
+// command runs POST /api/command/{id}/{action}.
+func (c *Client) command(ctx context.Context, id, action string) (MessageResponse, error) {
+	if err := checkID("task", id); err != nil {
+		return MessageResponse{}, err
+	}
+	return c.message(ctx, http.MethodPost, "/api/command/"+url.PathEscape(id)+"/"+action, nil, action+" task "+id)
 }
 
 // Kill asks to kill a task (POST /api/kill/{id}); a finished task is an

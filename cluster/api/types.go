@@ -39,6 +39,19 @@ type SubmitRequest struct {
 	ContainerName       *string           `json:"container_name,omitempty"`
 	Privileged          *bool             `json:"privileged,omitempty"`
 	AdditionalMounts    []string          `json:"additional_mounts,omitempty"`
+	// Priority orders the queue (higher first); default 0.
+	Priority int `json:"priority,omitempty"`
+	// GPUCount asks for this many free GPUs on whatever node the scheduler
+	// picks (required_gpus names exact IDs on targets instead).
+	GPUCount int `json:"gpu_count,omitempty"`
+	// Array submits one task per index, as Slurm's --array: "0-99" or
+	// "0-99%8" (at most 8 running at once), or "1,3,5".
+	Array string `json:"array,omitempty"`
+	// TimeLimitSeconds kills a task that runs longer (0 = no limit).
+	TimeLimitSeconds int64 `json:"time_limit_seconds,omitempty"`
+	// After holds the task pending until these tasks complete; if one ends
+	// otherwise, the task fails naming it.
+	After []string `json:"after,omitempty"`
 	// RequestID makes the submit idempotent: retrying with the same ID (for
 	// example through another replica after a failover) returns the tasks
 	// created by the first attempt instead of creating new ones.
@@ -123,4 +136,14 @@ type JoinRequest struct {
 // /api/cluster/leadership-transfer; an empty ID lets Raft choose.
 type TransferRequest struct {
 	ID string `json:"id,omitempty"`
+}
+
+// QueueEntry is one pending task in GET /api/queue, with why it waits.
+type QueueEntry struct {
+	TaskID      string `json:"task_id"`
+	Priority    int    `json:"priority"`
+	Command     string `json:"command"`
+	TargetNode  string `json:"target_node,omitempty"`
+	Reason      string `json:"reason"`
+	SubmittedAt string `json:"submitted_at"`
 }
