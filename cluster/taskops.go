@@ -57,7 +57,7 @@ func (h *Host) handleCommand(w http.ResponseWriter, r *http.Request) {
 	}
 	node, ok := h.machine.Node(t.AssignedNode)
 	if !ok || node.Status != fsm.NodeOnline {
-		writeError(w, &httpError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("runner %s of task %d is offline", t.AssignedNode, id)})
+		writeError(w, &httpError{status: http.StatusConflict, msg: fmt.Sprintf("runner %s of task %d is offline", t.AssignedNode, id)})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -417,4 +418,181 @@ func TestClient_DoDecodeError(t *testing.T) {
 	if p := srv.requests()[0].Path; p != "/api/health" {
 		t.Fatalf("path = %q", p)
 	}
+}
+
+func TestClient_Health(t *testing.T) {
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("hostname") == "ghost" {
+			writeJSON(w, http.StatusNotFound, api.ErrorResponse{Error: `node "ghost" not registered`})
+			return
+		}
+		cpu := 12.5
+		writeJSON(w, http.StatusOK, api.HealthResponse{
+			Nodes:     [][]api.NodeHealth{{{Hostname: "n1", Status: "online", CPUPercent: &cpu}}},
+			Aggregate: []api.HealthAggregate{{TotalNodes: 1, OnlineNodes: 1}},
+		})
+	})
+	c := newClient(t, nil, srv.srv.URL)
+	h, err := c.Health(ctxT(t), "")
+	if err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	if len(h.Nodes) != 1 || h.Nodes[0][0].Hostname != "n1" || *h.Nodes[0][0].CPUPercent != 12.5 || h.Aggregate[0].OnlineNodes != 1 {
+		t.Fatalf("health = %+v", h)
+	}
+	if _, err := c.Health(ctxT(t), "n 1"); err != nil {
+		t.Fatalf("Health(n 1): %v", err)
+	}
+	_, err = c.Health(ctxT(t), "ghost")
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound || !strings.Contains(err.Error(), "not registered") {
+		t.Fatalf("err = %v, want APIError 404", err)
+	}
+	got := srv.requests()
+	for i, want := range []string{"", "hostname=n+1", "hostname=ghost"} {
+		if got[i].Method != http.MethodGet || got[i].Path != "/api/health" || got[i].Query != want {
+			t.Errorf("request %d = %s %s?%s, want query %q", i, got[i].Method, got[i].Path, got[i].Query, want)
+		}
+	}
+}
+
+func TestClient_Logs(t *testing.T) {
+	const content = "hello\nworld\n"
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/task/404/") {
+			w.Header().Set(api.LogOffsetHeader, "0")
+			writeJSON(w, http.StatusNotFound, api.ErrorResponse{Error: "stdout file of task 404 not found (might not be generated yet)"})
+			return
+		}
+		var off int
+		if v := r.URL.Query().Get("offset"); v != "" {
+			if _, err := fmt.Sscan(v, &off); err != nil {
+				t.Errorf("offset %q: %v", v, err)
+			}
+		}
+		off = min(off, len(content))
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set(api.LogOffsetHeader, fmt.Sprint(len(content)))
+		w.Header().Set(api.TaskStatusHeader, "running")
+		_, _ = io.WriteString(w, content[off:]) // a short write shows as a wrong body
+	})
+	// A dead replica first: the raw variant fails over as Do does.
+	c := newClient(t, nil, deadHost(t), srv.srv.URL)
+	data, next, status, err := c.Logs(ctxT(t), "7", api.StreamStdout, 0)
+	if err != nil {
+		t.Fatalf("Logs: %v", err)
+	}
+	if string(data) != content || next != int64(len(content)) || status != "running" {
+		t.Fatalf("Logs = %q, %d, %q", data, next, status)
+	}
+	data, next, _, err = c.Logs(ctxT(t), "7", api.StreamStderr, 6)
+	if err != nil || string(data) != "world\n" || next != 12 {
+		t.Fatalf("Logs(offset 6) = %q, %d, %v", data, next, err)
+	}
+	data, next, _, err = c.Logs(ctxT(t), "404", api.StreamStdout, 3)
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound || !strings.Contains(err.Error(), "might not be generated yet") {
+		t.Fatalf("err = %v, want APIError 404", err)
+	}
+	if data != nil || next != 3 {
+		t.Fatalf("on error: data %q, next %d; want nil, the offset asked", data, next)
+	}
+	for _, bad := range []struct {
+		id, stream string
+		off        int64
+	}{{" ", "stdout", 0}, {"7", "stdin", 0}, {"7", "stdout", -1}} {
+		if _, _, _, err := c.Logs(ctxT(t), bad.id, bad.stream, bad.off); err == nil {
+			t.Errorf("Logs(%q, %q, %d) must fail", bad.id, bad.stream, bad.off)
+		}
+	}
+	got := srv.requests()
+	if len(got) != 3 {
+		t.Fatalf("got %d requests, want 3 (bad arguments send none)", len(got))
+	}
+	want := []struct{ path, query string }{{"/api/task/7/stdout", ""}, {"/api/task/7/stderr", "offset=6"}, {"/api/task/404/stdout", "offset=3"}}
+	for i, w := range want {
+		if got[i].Method != http.MethodGet || got[i].Path != w.path || got[i].Query != w.query {
+			t.Errorf("request %d = %s %s?%s, want GET %s?%s", i, got[i].Method, got[i].Path, got[i].Query, w.path, w.query)
+		}
+	}
+	if a := got[0].Header.Get("Accept"); !strings.Contains(a, "text/plain") {
+		t.Errorf("Accept = %q, want text/plain in it", a)
+	}
+}
+
+func TestClient_LogsOffsetFallback(t *testing.T) {
+	// Without the offset header the next offset counts the bytes read.
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "abc") // a short write shows as a wrong body
+	})
+	c := newClient(t, nil, srv.srv.URL)
+	data, next, status, err := c.Logs(ctxT(t), "1", api.StreamStdout, 10)
+	if err != nil || string(data) != "abc" || next != 13 || status != "" {
+		t.Fatalf("Logs = %q, %d, %q, %v", data, next, status, err)
+	}
+
+	bad := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(api.LogOffsetHeader, "x")
+		_, _ = io.WriteString(w, "abc") // a short write shows as a wrong body
+	})
+	c = newClient(t, nil, bad.srv.URL)
+	if _, _, _, err := c.Logs(ctxT(t), "1", api.StreamStdout, 0); err == nil || !strings.Contains(err.Error(), api.LogOffsetHeader) {
+		t.Fatalf("err = %v, want one naming the bad header", err)
+	}
+}
+
+func TestClient_PauseResume(t *testing.T) {
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/command/9/resume" {
+			writeJSON(w, http.StatusConflict, api.ErrorResponse{Error: "cannot resume task 9 in state running"})
+			return
+		}
+		writeJSON(w, http.StatusOK, api.MessageResponse{Message: "Pause for task 8 sent to runner: pause command sent successfully."})
+	})
+	c := newClient(t, nil, srv.srv.URL)
+	m, err := c.Pause(ctxT(t), "8")
+	if err != nil || !strings.Contains(m.Message, "Pause for task 8") {
+		t.Fatalf("Pause = %+v, %v", m, err)
+	}
+	if _, err := c.Resume(ctxT(t), "8"); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	_, err = c.Resume(ctxT(t), "9")
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusConflict || !strings.Contains(err.Error(), "resume task 9") {
+		t.Fatalf("err = %v, want APIError 409", err)
+	}
+	if _, err := c.Pause(ctxT(t), ""); err == nil {
+		t.Fatalf("Pause with an empty ID must fail")
+	}
+	got := srv.requests()
+	want := []string{"/api/command/8/pause", "/api/command/8/resume", "/api/command/9/resume"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d requests, want %d", len(got), len(want))
+	}
+	for i, p := range want {
+		if got[i].Method != http.MethodPost || got[i].Path != p || got[i].Body != "" {
+			t.Errorf("request %d = %s %s %q, want POST %s without a body", i, got[i].Method, got[i].Path, got[i].Body, p)
+		}
+	}
+}
+
+func TestClient_DoRawErrorKeepsHeaders(t *testing.T) {
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(api.LogOffsetHeader, "0")
+		writeJSON(w, http.StatusNotFound, api.ErrorResponse{Error: "nope"})
+	})
+	c := newClient(t, nil, srv.srv.URL)
+	data, h, err := c.DoRaw(ctxT(t), http.MethodGet, "api/task/1/stdout", nil)
+	if apiStatusOf(err) != http.StatusNotFound || data != nil || h.Get(api.LogOffsetHeader) != "0" {
+		t.Fatalf("DoRaw = %q, %v, %v", data, h, err)
+	}
+}
+
+func apiStatusOf(err error) int {
+	var e *APIError
+	if errors.As(err, &e) {
+		return e.StatusCode
+	}
+	return 0
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,13 +18,15 @@ import (
 func newNodeCmd(g *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Inspect the runner nodes",
-		Long: `Inspect the runner nodes registered with the cluster: their status,
-cores and memory in use, and runner URL.`,
+		Short: "Inspect the runner nodes and their health",
+		Long: `Inspect the runner nodes registered with the cluster: their status, cores
+and memory in use, live load and recent health samples.`,
 		Example: `  hakuriver node list
-  hakuriver node list -o json`,
+  hakuriver node list -o json
+  hakuriver node health
+  hakuriver node health node1 --history`,
 	}
-	cmd.AddCommand(newNodeListCmd(g))
+	cmd.AddCommand(newNodeListCmd(g), newNodeHealthCmd(g))
 	return cmd
 }
 
@@ -31,10 +35,15 @@ func newNodeListCmd(g *clientFlags) *cobra.Command {
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the runner nodes",
-		Long: `List every registered runner node with its status, the cores in use out
-of its total, the memory reserved by its tasks out of its total, and its
-runner URL. --output json prints the full node records, GPUs and NUMA
-topology included.`,
+		Long: `List every registered runner node with its status (",drained" when it
+takes no new tasks), the cores in use out of its total, the memory
+reserved by its tasks out of its total, its live CPU load, its GPU count,
+the age of its last heartbeat and whether it enforces cgroup limits on
+native tasks. Live figures the leader has not received yet show as "-".
+
+A note follows the table when some nodes run native tasks without cgroup
+limits. --output json prints the full node records, GPUs, NUMA topology and
+live figures included.`,
 		Example: `  hakuriver node list
   hakuriver --host http://h1:8000,http://h2:8000 node list -o json`,
 		Args: cobra.NoArgs,
@@ -50,14 +59,14 @@ topology included.`,
 					}
 					return printJSON(cmd.OutOrStdout(), nodes)
 				}
-				return printNodes(cmd.OutOrStdout(), nodes)
+				return printNodes(cmd.OutOrStdout(), nodes, time.Now())
 			})
 		},
 	}
 }
 
-// printNodes writes the node table.
-func printNodes(w io.Writer, nodes []api.NodeView) error {
+// printNodes writes the node table; heartbeat ages are relative to now.
+func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 	if len(nodes) == 0 {
 		if _, err := fmt.Fprintln(w, "No nodes registered."); err != nil {
 			return fmt.Errorf("write output: %w", err)
@@ -65,22 +74,147 @@ func printNodes(w io.Writer, nodes []api.NodeView) error {
 		return nil
 	}
 	tw := newTable(w)
-	row(tw, "HOSTNAME", "STATUS", "CORES", "MEMORY", "URL")
+	row(tw, "HOSTNAME", "STATUS", "CORES", "MEMORY", "CPU%", "GPUS", "LAST HEARTBEAT", "LIMITS")
+	var unlimited []string
 	for _, n := range nodes {
 		status := string(n.Status)
 		if n.Drained {
-			status += " (drained)"
+			status += ",drained"
 		}
-		used := "-"
-		if n.Status == fsm.NodeOnline {
-			used = strconv.Itoa(n.CoresInUse)
+		online := n.Status == fsm.NodeOnline
+		cores, mem := "-", "-"
+		if online {
+			cores, mem = strconv.Itoa(n.CoresInUse), formatSize(n.MemoryInUseBytes)
 		}
-		cores := used + "/" + strconv.Itoa(n.TotalCores)
-		mem := formatBytes(n.MemoryInUseBytes) + "/" + formatBytes(n.MemoryTotalBytes)
-		if n.MemoryInUseBytes == 0 && n.Status == fsm.NodeOnline {
-			mem = "0/" + formatBytes(n.MemoryTotalBytes)
+		limits := "cgroups"
+		if !n.CgroupsLimited {
+			limits = "none"
+			unlimited = append(unlimited, n.Hostname)
 		}
-		row(tw, n.Hostname, status, cores, mem, orDash(n.URL))
+		row(tw, n.Hostname, status,
+			cores+"/"+strconv.Itoa(n.TotalCores),
+			mem+"/"+formatSize(n.MemoryTotalBytes),
+			formatPercent(n.CPUPercent),
+			strconv.Itoa(len(n.GPUInfo)),
+			formatAgeRFC3339(n.LastHeartbeat, now),
+			limits)
+	}
+	if err := flushTable(tw); err != nil {
+		return err
+	}
+	if len(unlimited) > 0 {
+		if _, err := fmt.Fprintf(w, "note: %s run native tasks without cgroup limits\n", strings.Join(unlimited, ", ")); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+	}
+	return nil
+}
+
+func newNodeHealthCmd(g *clientFlags) *cobra.Command {
+	var history bool
+	cmd := &cobra.Command{
+		Use:   "health [NODE]",
+		Short: "Show the nodes' recent health samples",
+		Long: `Show the health of every runner node, or of NODE only, from the leader's
+one-second samples of the last minute: the latest sample as a table (CPU
+and memory load, CPU temperature average/maximum in °C, GPU count) and a
+cluster-wide summary line. The summary always covers the whole cluster.
+
+--history prints the summary of every sample, oldest first, instead of
+the latest one only. --output json prints every sample as the API
+returns it.`,
+		Example: `  hakuriver node health
+  hakuriver node health node1
+  hakuriver node health --history
+  hakuriver node health -o json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := ""
+			if len(args) == 1 {
+				name = strings.TrimSpace(args[0])
+				if name == "" {
+					return fmt.Errorf("empty node name")
+				}
+			}
+			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+				h, err := c.Health(ctx, name)
+				if err != nil {
+					return err
+				}
+				if format == outputJSON {
+					if h.Nodes == nil {
+						h.Nodes = [][]api.NodeHealth{}
+					}
+					if h.Aggregate == nil {
+						h.Aggregate = []api.HealthAggregate{}
+					}
+					return printJSON(cmd.OutOrStdout(), h)
+				}
+				return printHealth(cmd.OutOrStdout(), h, history)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&history, "history", false, "print the cluster summary of every sample, oldest first")
+	return cmd
+}
+
+// printHealth writes the latest sample's node table and the cluster summary
+// of the latest sample, or of every sample with history.
+func printHealth(w io.Writer, h api.HealthResponse, history bool) error {
+	if len(h.Nodes) == 0 && len(h.Aggregate) == 0 {
+		if _, err := fmt.Fprintln(w, "No health samples yet."); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		return nil
+	}
+	tw := newTable(w)
+	if len(h.Nodes) > 0 && len(h.Nodes[len(h.Nodes)-1]) > 0 {
+		row(tw, "HOSTNAME", "STATUS", "CPU%", "MEM%", "TEMP(AVG/MAX)", "GPUS")
+		for _, n := range h.Nodes[len(h.Nodes)-1] {
+			row(tw, n.Hostname, orDash(n.Status), formatPercent(n.CPUPercent), formatPercent(n.MemoryPercent),
+				formatTemps(n.CurrentAvgTemp, n.CurrentMaxTemp), strconv.Itoa(len(n.GPUInfo)))
+		}
+	} else {
+		row(tw, "No nodes in the latest sample.")
+	}
+	if err := flushTable(tw); err != nil {
+		return err
+	}
+	if len(h.Aggregate) == 0 {
+		return nil
+	}
+	if !history {
+		if _, err := fmt.Fprintln(w, aggregateLine(h.Aggregate[len(h.Aggregate)-1])); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		return nil
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	tw = newTable(w)
+	row(tw, "TIME", "ONLINE", "CORES", "CPU%", "MEMORY", "MEM%", "TEMP(AVG/MAX)")
+	for _, a := range h.Aggregate {
+		row(tw, formatTime(a.LastUpdated), fmt.Sprintf("%d/%d", a.OnlineNodes, a.TotalNodes), strconv.Itoa(a.TotalCores),
+			formatPercent(&a.AvgCPUPercent), formatSize(a.UsedMemBytes)+"/"+formatSize(a.TotalMemBytes),
+			formatPercent(&a.AvgMemPercent), aggregateTemps(a))
 	}
 	return flushTable(tw)
+}
+
+// aggregateLine renders one sample's cluster summary on one line.
+func aggregateLine(a api.HealthAggregate) string {
+	return fmt.Sprintf("Cluster: %d/%d nodes online, %d cores, CPU %s%%, memory %s/%s (%s%%), temp %s, at %s",
+		a.OnlineNodes, a.TotalNodes, a.TotalCores, formatPercent(&a.AvgCPUPercent),
+		formatSize(a.UsedMemBytes), formatSize(a.TotalMemBytes), formatPercent(&a.AvgMemPercent),
+		aggregateTemps(a), formatTime(a.LastUpdated))
+}
+
+// aggregateTemps renders a sample's hottest average/maximum CPU temperature;
+// the API sends 0 when no node reported one.
+func aggregateTemps(a api.HealthAggregate) string {
+	if a.MaxAvgCPUTemp == 0 && a.MaxMaxCPUTemp == 0 {
+		return "-"
+	}
+	return formatTemps(&a.MaxAvgCPUTemp, &a.MaxMaxCPUTemp)
 }

@@ -126,3 +126,98 @@ func truncate(s string, n int) string {
 	}
 	return string(r[:n-3]) + "..."
 }
+
+// formatSize renders a byte count compactly with binary units, as free -h
+// does: "512B", "1.2G", "16G" (one decimal below 10); 0 is "0".
+func formatSize(n int64) string {
+	if n <= 0 {
+		return "0"
+	}
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + "B"
+	}
+	v, exp := float64(n)/unit, 0
+	for v >= unit && exp < 4 {
+		v /= unit
+		exp++
+	}
+	s := fmt.Sprintf("%.0f", v)
+	if v < 9.95 {
+		s = strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0")
+	}
+	return s + string("KMGTP"[exp])
+}
+
+// formatPercent renders an optional percentage as "12.5", or "-" when unknown.
+func formatPercent(p *float64) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*p, 'f', 1, 64)
+}
+
+// formatTemps renders an optional average and maximum temperature as
+// "45.0/61.5" ("-" for an unknown one, "-" when both are unknown).
+func formatTemps(avg, maxT *float64) string {
+	if avg == nil && maxT == nil {
+		return "-"
+	}
+	return formatPercent(avg) + "/" + formatPercent(maxT)
+}
+
+// formatAge renders how long before now t was: "3s ago", "5m ago", "2h ago",
+// "4d ago"; a time in the future (clock skew) counts as "0s ago".
+func formatAge(t, now time.Time) string {
+	d := max(now.Sub(t), 0)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+}
+
+// formatAgeRFC3339 is formatAge for an optional RFC 3339 timestamp as the
+// API serves it: "-" when nil, the raw text when it does not parse.
+func formatAgeRFC3339(ts *string, now time.Time) string {
+	if ts == nil || *ts == "" {
+		return "-"
+	}
+	t, err := time.Parse(time.RFC3339Nano, *ts)
+	if err != nil {
+		return *ts
+	}
+	return formatAge(t, now)
+}
+
+// exitCodeError is an error after which the process should exit with code
+// instead of the usual 1 (for example "task wait" of a single task that
+// failed with exit code 3). main maps it through ExitCode; Error is printed
+// as for any other error.
+type exitCodeError struct {
+	code int
+	msg  string
+}
+
+// Error implements error.
+func (e *exitCodeError) Error() string { return e.msg }
+
+// ExitCode returns the process exit code to use.
+func (e *exitCodeError) ExitCode() int { return e.code }
+
+// processExitCode maps a task's exit code to a process exit code: 1..255 as
+// is, a negative code -N (killed by signal N) as 128+N like a shell does,
+// and anything else (0, out of range) as 1.
+func processExitCode(code int) int {
+	switch {
+	case code >= 1 && code <= 255:
+		return code
+	case code <= -1 && code >= -127:
+		return 128 - code
+	}
+	return 1
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -21,21 +22,26 @@ import (
 // replica does not know yet (its local state may lag the leader).
 const notFoundGrace = 30 * time.Second
 
-// newTaskCmd builds "hakuriver task": submit, status, list and kill.
+// newTaskCmd builds "hakuriver task": submit, status, list, logs, wait,
+// kill, pause and resume.
 func newTaskCmd(g *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "task",
-		Short: "Submit, inspect, list and kill command tasks",
-		Long: `Submit command tasks to the cluster and follow them.
+		Short: "Submit, inspect, follow and control command tasks",
+		Long: `Submit command tasks to the cluster and follow them: their status, their
+output, their end; kill, pause and resume them.
 
 Every task command talks to the host replicas given by --host (or
 $HAKURIVER_HOST) and tries the next replica when one is down.`,
 		Example: `  hakuriver task submit --target node1 --cores 2 -- python train.py --epochs 3
   hakuriver task list --status running
   hakuriver task status 1790263384729600000
+  hakuriver task logs --follow 1790263384729600000
+  hakuriver task wait 1790263384729600000
   hakuriver task kill 1790263384729600000`,
 	}
-	cmd.AddCommand(newTaskSubmitCmd(g), newTaskStatusCmd(g), newTaskListCmd(g), newTaskKillCmd(g))
+	cmd.AddCommand(newTaskSubmitCmd(g), newTaskStatusCmd(g), newTaskListCmd(g), newTaskLogsCmd(g),
+		newTaskWaitCmd(g), newTaskKillCmd(g), newTaskPauseCmd(g), newTaskResumeCmd(g))
 	return cmd
 }
 
@@ -73,7 +79,9 @@ no "::" part.
 Ki, Mi, Gi (powers of 2), case-insensitive.
 
 The task IDs are printed one per line. With --wait the command also waits
-until every task has finished and fails unless all of them completed.`,
+until every task has finished and fails unless all of them completed, as
+"hakuriver task wait" does (a single task that failed with an exit code
+makes the command exit with that code).`,
 		Example: `  hakuriver task submit -- echo hello
   hakuriver task submit --target node1 --target node2 --cores 4 --memory 8G -- ./sweep.sh
   hakuriver task submit --target gpu1::0,1 --container pytorch -- python train.py
@@ -146,7 +154,7 @@ func runSubmit(cmd *cobra.Command, g *clientFlags, o *submitOptions, args []stri
 		}
 		return nil
 	}
-	tasks, err := waitTasks(cmd.Context(), g, c, resp.TaskIDs, o.pollInterval, errOut)
+	tasks, err := waitTasks(cmd.Context(), g, c, resp.TaskIDs, o.pollInterval, errOut, errOut)
 	if err != nil {
 		return err
 	}
@@ -349,11 +357,14 @@ func parseEnv(items []string) (map[string]string, error) {
 }
 
 // waitTasks polls every task until each reaches a final status and returns
-// them in ids order. It reports each finished task on log. Transient errors
-// (no replica, no leader) keep it polling; a task unknown for longer than
-// notFoundGrace, another error answer or the end of ctx stop it.
-func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string, every time.Duration, log io.Writer) ([]fsm.Task, error) {
+// them in ids order. It reports each finished task on progress and
+// transient errors on warn. Transient errors (no replica, no leader) keep it
+// polling; a task unknown for longer than notFoundGrace, another error
+// answer or the end of ctx stop it. It serves "task submit --wait" and
+// "task wait".
+func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string, every time.Duration, progress, warn io.Writer) ([]fsm.Task, error) {
 	done := make(map[string]fsm.Task, len(ids))
+	seen := make(map[string]fsm.Status, len(ids))
 	firstMiss := make(map[string]time.Time)
 	lastWarn := ""
 	for {
@@ -366,7 +377,7 @@ func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string,
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
-					return nil, fmt.Errorf("wait for tasks: %w", ctx.Err())
+					return nil, waitEnded(ctx, ids, done, seen)
 				}
 				switch st := apiStatus(err); {
 				case st == http.StatusNotFound:
@@ -379,16 +390,17 @@ func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string,
 					return nil, fmt.Errorf("wait for task %s: %w", id, err)
 				default:
 					if msg := err.Error(); msg != lastWarn {
-						fmt.Fprintf(log, "warning: %s (still waiting)\n", msg)
+						fmt.Fprintf(warn, "warning: %s (still waiting)\n", msg)
 						lastWarn = msg
 					}
 				}
 				continue
 			}
 			delete(firstMiss, id)
+			seen[id] = t.Status
 			if t.Status.Final() {
 				done[id] = t
-				fmt.Fprintf(log, "task %s: %s\n", id, describeEnd(t))
+				fmt.Fprintf(progress, "task %s: %s\n", id, describeEnd(t))
 			}
 		}
 		if len(done) == len(ids) {
@@ -398,7 +410,7 @@ func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string,
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, fmt.Errorf("wait for tasks: %w", ctx.Err())
+			return nil, waitEnded(ctx, ids, done, seen)
 		case <-timer.C:
 		}
 	}
@@ -407,6 +419,23 @@ func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string,
 		tasks[i] = done[id]
 	}
 	return tasks, nil
+}
+
+// waitEnded is waitTasks' error when ctx ended first: it wraps ctx's error
+// and names every unfinished task with its last seen status.
+func waitEnded(ctx context.Context, ids []string, done map[string]fsm.Task, seen map[string]fsm.Status) error {
+	var pending []string
+	for _, id := range ids {
+		if _, ok := done[id]; ok {
+			continue
+		}
+		st := string(seen[id])
+		if st == "" {
+			st = "unknown"
+		}
+		pending = append(pending, id+" "+st)
+	}
+	return fmt.Errorf("wait for tasks: %w; still unfinished: %s", ctx.Err(), strings.Join(pending, ", "))
 }
 
 // describeEnd renders a finished task's outcome: "failed (exit code 1) on
@@ -425,18 +454,114 @@ func describeEnd(t fsm.Task) string {
 	return s
 }
 
-// notCompleted returns an error listing the tasks that did not complete.
+// notCompleted returns an error listing the tasks that did not complete,
+// each with its status and exit code. When the only task did not complete
+// and has a non-zero exit code, the error is an *exitCodeError carrying it
+// (mapped by processExitCode), so the process exits as the task did.
 func notCompleted(tasks []fsm.Task) error {
 	var bad []string
 	for _, t := range tasks {
 		if t.Status != fsm.StatusCompleted {
-			bad = append(bad, fmt.Sprintf("%d %s", t.TaskID, t.Status))
+			s := fmt.Sprintf("%d %s", t.TaskID, t.Status)
+			if t.ExitCode != nil {
+				s += fmt.Sprintf(" (exit code %d)", *t.ExitCode)
+			}
+			bad = append(bad, s)
 		}
 	}
 	if len(bad) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%d of %d tasks did not complete: %s", len(bad), len(tasks), strings.Join(bad, ", "))
+	msg := fmt.Sprintf("%d of %d tasks did not complete: %s", len(bad), len(tasks), strings.Join(bad, ", "))
+	if len(tasks) == 1 && tasks[0].ExitCode != nil && *tasks[0].ExitCode != 0 {
+		return &exitCodeError{code: processExitCode(*tasks[0].ExitCode), msg: msg}
+	}
+	return errors.New(msg)
+}
+
+// waitOptions holds the flags of "task wait".
+type waitOptions struct {
+	timeout      time.Duration
+	pollInterval time.Duration
+}
+
+func newTaskWaitCmd(g *clientFlags) *cobra.Command {
+	o := &waitOptions{}
+	cmd := &cobra.Command{
+		Use:   "wait TASK_ID...",
+		Short: "Wait until tasks finish",
+		Long: `Wait until every given task has reached a final status (completed, failed,
+killed, killed_oom or lost), printing each one as it finishes.
+
+The command succeeds when every task completed. Otherwise it fails with an
+error that lists each task that did not complete with its status; when a
+single task was given and it ended with a non-zero exit code, the command
+exits with that code (a task killed by signal N exits with 128+N).
+
+--timeout bounds the whole wait (0, the default, waits forever); for this
+command it replaces the global --timeout, and each API call keeps the
+default limit of ` + defaultTimeout.String() + `. --output json prints the final tasks.`,
+		Example: `  hakuriver task wait 1790263384729600000
+  hakuriver task wait --timeout 1h 1790263384729600000 1790263384729600001
+  hakuriver task wait -o json 1790263384729600000`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTaskWait(cmd, g, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.timeout, "timeout", 0, "give up after this long (0: wait forever)")
+	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks")
+	return cmd
+}
+
+func runTaskWait(cmd *cobra.Command, g *clientFlags, o *waitOptions, args []string) error {
+	format, err := g.format()
+	if err != nil {
+		return err
+	}
+	if o.timeout < 0 {
+		return fmt.Errorf("invalid --timeout %s: must be 0 (forever) or positive", o.timeout)
+	}
+	if o.pollInterval <= 0 {
+		return fmt.Errorf("invalid --poll-interval %s: must be positive", o.pollInterval)
+	}
+	var ids []string
+	for _, id := range args {
+		id = strings.TrimSpace(id)
+		if id == "" {
+			return fmt.Errorf("empty task ID")
+		}
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx := cmd.Context()
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	progress := out
+	if format == outputJSON {
+		progress = errOut
+	}
+	tasks, err := waitTasks(ctx, g, c, ids, o.pollInterval, progress, errOut)
+	if err != nil {
+		return err
+	}
+	if format == outputJSON {
+		if err := printJSON(out, tasks); err != nil {
+			return err
+		}
+	}
+	return notCompleted(tasks)
 }
 
 func newTaskStatusCmd(g *clientFlags) *cobra.Command {
@@ -638,6 +763,47 @@ killed at once and its runner stops it. Killing a finished task fails.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
 				resp, err := c.Kill(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return printMessage(cmd.OutOrStdout(), format, resp)
+			})
+		},
+	}
+}
+
+func newTaskPauseCmd(g *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pause TASK_ID",
+		Short: "Pause a running task",
+		Long: `Pause a running task: its runner freezes the task's processes until
+"hakuriver task resume". Pausing a task that is not running fails, as does
+pausing while its runner is offline.`,
+		Example: `  hakuriver task pause 1790263384729600000`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+				resp, err := c.Pause(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return printMessage(cmd.OutOrStdout(), format, resp)
+			})
+		},
+	}
+}
+
+func newTaskResumeCmd(g *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume TASK_ID",
+		Short: "Resume a paused task",
+		Long: `Resume a task paused by "hakuriver task pause". Resuming a task that is
+not paused fails, as does resuming while its runner is offline.`,
+		Example: `  hakuriver task resume 1790263384729600000`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+				resp, err := c.Resume(ctx, args[0])
 				if err != nil {
 					return err
 				}
