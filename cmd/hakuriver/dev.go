@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,11 +13,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hakuriver/hakuriver-ha/cluster"
+	"github.com/hakuriver/hakuriver-ha/runner"
 )
 
 func newDevCmd() *cobra.Command {
 	var (
 		replicas int
+		runners  int
 		dataDir  string
 		apiPort  int
 		logLevel string
@@ -34,6 +38,9 @@ serves its API on --api-port + i. Prints the addresses and a ready
 			if replicas < 1 || replicas > 9 {
 				return fmt.Errorf("--replicas %d: must be between 1 and 9", replicas)
 			}
+			if runners < 0 || runners > 16 {
+				return fmt.Errorf("--runners %d: must be between 0 and 16", runners)
+			}
 			log, err := newLogger(logLevel)
 			if err != nil {
 				return err
@@ -47,7 +54,16 @@ serves its API on --api-port + i. Prints the addresses and a ready
 				dataDir = d
 			}
 			ctx := cmd.Context()
+			token := newToken()
 			var hosts []*cluster.Host
+			var stops []func() error
+			defer func() {
+				for _, stop := range stops {
+					if err := stop(); err != nil {
+						log.Warn("stop runner", "err", err)
+					}
+				}
+			}()
 			defer func() {
 				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
@@ -69,6 +85,8 @@ serves its API on --api-port + i. Prints the addresses and a ready
 				hc.BootstrapExpect = replicas
 				hc.Join = join
 				hc.FastGossip = true
+				hc.ClusterToken = token
+				hc.HeartbeatInterval = time.Second
 				hc.Version = version
 				hc.Logger = log.With("replica", hc.NodeID)
 				h, err := cluster.StartHost(ctx, hc)
@@ -82,6 +100,26 @@ serves its API on --api-port + i. Prints the addresses and a ready
 				return err
 			}
 			out := cmd.OutOrStdout()
+			for i := 0; i < runners; i++ {
+				rc := runner.DefaultConfig()
+				rc.Name = fmt.Sprintf("dev-runner-%d", i+1)
+				rc.BindAddr, rc.AdvertiseAddr = "127.0.0.1", "127.0.0.1"
+				rc.Port, rc.GossipPort = 0, 0
+				rc.Join = join
+				rc.Token = token
+				rc.SharedDir = filepath.Join(dataDir, "shared")
+				rc.LocalTempDir = filepath.Join(dataDir, rc.Name)
+				rc.HeartbeatInterval = time.Second
+				rc.FastGossip = true
+				rc.Version = version
+				rc.Logger = log.With("runner", rc.Name)
+				a, stop, err := startRunner(ctx, rc, false)
+				if err != nil {
+					return err
+				}
+				stops = append(stops, stop)
+				fmt.Fprintf(out, "runner  %s  api %s  gossip %s\n", a.Name(), a.URL(), a.GossipAddr())
+			}
 			urls := make([]string, len(hosts))
 			for i, h := range hosts {
 				urls[i] = h.APIURL()
@@ -97,6 +135,7 @@ serves its API on --api-port + i. Prints the addresses and a ready
 		},
 	}
 	cmd.Flags().IntVar(&replicas, "replicas", 1, "number of host replicas")
+	cmd.Flags().IntVar(&runners, "runners", 1, "number of runner agents (native executor)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep state here instead of a temporary directory")
 	cmd.Flags().IntVar(&apiPort, "api-port", 8000, "API port of the first replica; replica i uses this + i")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
@@ -119,4 +158,11 @@ func waitLeader(ctx context.Context, hosts []*cluster.Host) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// newToken returns a random cluster token for the embedded cluster.
+func newToken() string {
+	b := make([]byte, 24)
+	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }

@@ -42,6 +42,8 @@ func newRootCmd() *cobra.Command {
 	g := addClientFlags(root)
 	root.AddCommand(
 		newHostCmd(),
+		newRunnerCmd(),
+		newShimCmd(),
 		newDevCmd(),
 		newConfigCmd(),
 		newTaskCmd(g),

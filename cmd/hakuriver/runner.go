@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hakuriver/hakuriver-ha/ops/config"
+	"github.com/hakuriver/hakuriver-ha/runner"
+	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
+)
+
+func newRunnerCmd() *cobra.Command {
+	var (
+		sf       serverFlags
+		scratch  config.Config
+		name     string
+		cores    int
+		memory   string
+		hosts    []string
+		noCgroup bool
+	)
+	cmd := &cobra.Command{
+		Use:   "runner",
+		Short: "Run the agent of a compute node",
+		Long: `Run the runner agent: it finds the host replicas through gossip (--join, any
+host or runner), registers this machine's cores, memory, NUMA nodes and GPUs,
+heartbeats, and runs the tasks the leader sends it. Native tasks run under a
+per-task supervisor with cgroup limits and survive a restart of the runner.
+Flags mirror the config keys ([network] runner_address/runner_port,
+[paths] shared_dir/local_temp_dir, [cluster] gossip_port/join, ...).`,
+		Example: `  hakuriver runner --name node1 --join 10.0.0.1:7946 --runner-address 10.0.0.11 \
+    --shared-dir /mnt/shared --local-temp-dir /var/lib/hakuriver/temp --cluster-token-file /etc/hakuriver.token`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, log, err := sf.resolve(cmd)
+			if err != nil {
+				return err
+			}
+			rc, err := runnerConfig(c, log, name)
+			if err != nil {
+				return err
+			}
+			rc.Cores = cores
+			if memory != "" {
+				if rc.MemoryBytes, err = parseMemory(memory); err != nil {
+					return fmt.Errorf("--memory: %w", err)
+				}
+			}
+			rc.Hosts = hosts
+			a, stop, err := startRunner(cmd.Context(), rc, noCgroup)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "runner %s: api %s gossip %s\n", a.Name(), a.URL(), a.GossipAddr())
+			<-cmd.Context().Done()
+			return stop()
+		},
+	}
+	sf.bind(cmd)
+	config.BindFlags(cmd.Flags(), &scratch)
+	cmd.Flags().StringVar(&name, "name", "", "node name (default: hostname)")
+	cmd.Flags().IntVar(&cores, "cores", 0, "cores to offer (default: detected)")
+	cmd.Flags().StringVar(&memory, "memory", "", "memory to offer, e.g. 8G (default: detected)")
+	cmd.Flags().StringSliceVar(&hosts, "host-api", nil, "host API URLs to use before gossip finds replicas (optional)")
+	cmd.Flags().BoolVar(&noCgroup, "no-cgroups", false, "run native tasks without cgroup limits")
+	return cmd
+}
+
+// runnerConfig maps the file/flag config onto the agent's Config (without
+// executors).
+func runnerConfig(c config.Config, log *slog.Logger, name string) (runner.Config, error) {
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return runner.Config{}, fmt.Errorf("hostname: %w", err)
+		}
+		name = h
+	}
+	key, err := c.GossipKey()
+	if err != nil {
+		return runner.Config{}, err
+	}
+	token, err := c.ClusterToken()
+	if err != nil {
+		return runner.Config{}, err
+	}
+	rc := runner.DefaultConfig()
+	rc.Name = name
+	rc.BindAddr = c.Network.HostBindIP
+	rc.AdvertiseAddr = c.Network.RunnerAddress
+	if rc.AdvertiseAddr == "" {
+		rc.AdvertiseAddr = c.Network.HostReachableAddress
+	}
+	rc.Port = c.Network.RunnerPort
+	rc.GossipPort = c.Cluster.GossipPort
+	rc.Join = c.Cluster.Join
+	rc.GossipKey = key
+	rc.Token = token
+	rc.SharedDir = c.Paths.SharedDir
+	rc.LocalTempDir = c.Paths.LocalTempDir
+	rc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
+	rc.RunnerUser = c.Environment.RunnerUser
+	rc.Version = version
+	rc.Logger = log
+	return rc, nil
+}
+
+// startRunner creates the executors and starts the agent; stop closes it.
+func startRunner(ctx context.Context, rc runner.Config, noCgroups bool) (*runner.Agent, func() error, error) {
+	tmp, err := filepath.Abs(rc.LocalTempDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("local_temp_dir: %w", err)
+	}
+	rc.LocalTempDir = tmp
+	if rc.SharedDir, err = filepath.Abs(rc.SharedDir); err != nil {
+		return nil, nil, fmt.Errorf("shared_dir: %w", err)
+	}
+	nc := native.DefaultConfig()
+	nc.StateDir = filepath.Join(tmp, "tasks")
+	nc.DisableCgroups = noCgroups
+	nc.Logger = rc.Logger
+	if err := os.MkdirAll(nc.StateDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("create %s: %w", nc.StateDir, err)
+	}
+	ex, err := native.New(nc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("native executor: %w", err)
+	}
+	rc.Native = ex
+	rc.NativeLimited = ex.Limited()
+	a, err := runner.Start(ctx, rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return a.Close(sctx)
+	}
+	return a, stop, nil
+}

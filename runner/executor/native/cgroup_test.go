@@ -1,0 +1,127 @@
+package native
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
+)
+
+func TestCgroupLimitsApplied(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.requireLimited()
+	const mem = 64 << 20
+	h.start(executor.Spec{TaskID: 1, Command: "sleep", Args: []string{"100"},
+		Cores: 2, MemoryBytes: mem, CPUs: []int{0}, Mems: []int{0}})
+	pid := h.taskRecord(1).PID
+	l, name := h.e.layout, taskCgroup(1)
+	read := func(c, file string) string {
+		t.Helper()
+		v, err := readTrim(filepath.Join(l.dir(c, name), file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	want := map[[2]string]string{}
+	if l.Version == 2 {
+		want[[2]string{"", "cpu.max"}] = "200000 100000"
+		want[[2]string{"", "memory.max"}] = strconv.Itoa(mem)
+		want[[2]string{"", "cpuset.cpus"}] = "0"
+		want[[2]string{"", "cpuset.mems"}] = "0"
+	} else {
+		want[[2]string{"cpu", "cpu.cfs_period_us"}] = "100000"
+		want[[2]string{"cpu", "cpu.cfs_quota_us"}] = "200000"
+		want[[2]string{"memory", "memory.limit_in_bytes"}] = strconv.Itoa(mem)
+		if fileExists(filepath.Join(l.dir("memory", name), "memory.memsw.limit_in_bytes")) {
+			want[[2]string{"memory", "memory.memsw.limit_in_bytes"}] = strconv.Itoa(mem)
+		}
+		want[[2]string{"cpuset", "cpuset.cpus"}] = "0"
+		want[[2]string{"cpuset", "cpuset.mems"}] = "0"
+	}
+	for k, v := range want {
+		if got := read(k[0], k[1]); got != v {
+			t.Errorf("%s = %q, want %q", k[1], got, v)
+		}
+	}
+	// The task is in its cgroup in every hierarchy; its supervisor is not.
+	var shim shimRecord
+	if ok, err := readJSON(filepath.Join(h.e.taskDir(1), fileShim), &shim); !ok || err != nil {
+		t.Fatalf("shim record: %v %v", ok, err)
+	}
+	for _, d := range l.dirs(name) {
+		procs, err := readTrim(filepath.Join(d, "cgroup.procs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields := strings.Fields(procs)
+		if !contains(fields, strconv.Itoa(pid)) || contains(fields, strconv.Itoa(shim.PID)) {
+			t.Errorf("%s/cgroup.procs = %v: want task %d, not shim %d", d, fields, pid, shim.PID)
+		}
+	}
+	cg, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil || !strings.Contains(string(cg), h.cfg.CgroupParent+"/"+name) {
+		t.Errorf("/proc/%d/cgroup = %q, %v", pid, cg, err)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMemoryLimitOOM(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.requireLimited()
+	// tail buffers the one endless line of /dev/zero until the limit hits.
+	h.start(executor.Spec{TaskID: 1, Command: "tail", Args: []string{"/dev/zero"}, MemoryBytes: 32 << 20})
+	ex := h.wait(1)
+	if !ex.OOM || ex.Killed {
+		t.Fatalf("exit = %+v, want OOM", ex)
+	}
+	l := h.e.layout
+	for _, d := range l.dirs(taskCgroup(1)) {
+		if fileExists(d) {
+			t.Errorf("cgroup %s still exists after the end", d)
+		}
+	}
+}
+
+func TestFormatListAndStat(t *testing.T) {
+	t.Parallel()
+	if got := formatList([]int{0, 2, 3}); got != "0,2,3" {
+		t.Errorf("formatList = %q", got)
+	}
+	st, err := readProcStat(os.Getpid())
+	if err != nil || st.StartTicks == 0 || st.PPID != os.Getppid() {
+		t.Errorf("readProcStat(self) = %+v, %v", st, err)
+	}
+	if !processAlive(os.Getpid(), st.StartTicks) || processAlive(os.Getpid(), st.StartTicks+1) {
+		t.Error("processAlive does not tell processes apart by start time")
+	}
+}
+
+func TestCgroupSetupFailureEndsTask(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.requireLimited()
+	h.start(executor.Spec{TaskID: 1, Command: "true", CPUs: []int{4096}})
+	ex := h.wait(1)
+	if ex.Code != -1 || !strings.Contains(ex.Message, "cpuset.cpus") {
+		t.Fatalf("exit = %+v, want a start failure naming cpuset.cpus", ex)
+	}
+	for _, d := range h.e.layout.dirs(taskCgroup(1)) {
+		if fileExists(d) {
+			t.Errorf("cgroup %s left behind", d)
+		}
+	}
+}

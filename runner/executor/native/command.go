@@ -1,0 +1,183 @@
+package native
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
+)
+
+// defaultPath is the PATH of a task whose Env does not set one.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// taskCommand is a task's process, ready to start.
+type taskCommand struct {
+	cmd *exec.Cmd
+	// files are the output files, to close once the process started.
+	files []*os.File
+}
+
+// close releases the shim's copies of the output files.
+func (c *taskCommand) close() {
+	for _, f := range c.files {
+		_ = f.Close() // the child holds its own descriptors
+	}
+}
+
+// buildCommand prepares s's process: its own process group, the user's
+// credentials, a minimal environment (PATH, HOME, USER, LOGNAME and
+// CUDA_VISIBLE_DEVICES for s.GPUs) under s.Env, the working directory ("/"
+// when empty) and output files appended to (parent directories created).
+func buildCommand(s executor.Spec) (*taskCommand, error) {
+	env := map[string]string{"PATH": defaultPath, "HOME": "/"}
+	var cred *syscall.Credential
+	if s.User != "" {
+		u, err := lookupUser(s.User)
+		if err != nil {
+			return nil, err
+		}
+		if cred, err = credential(u); err != nil {
+			return nil, err
+		}
+		env["HOME"], env["USER"], env["LOGNAME"] = u.HomeDir, u.Username, u.Username
+	} else if u, err := user.Current(); err == nil {
+		env["HOME"], env["USER"], env["LOGNAME"] = u.HomeDir, u.Username, u.Username
+	}
+	if len(s.GPUs) > 0 {
+		env["CUDA_VISIBLE_DEVICES"] = formatList(s.GPUs)
+	}
+	maps.Copy(env, s.Env)
+	dir := s.WorkDir
+	if dir == "" {
+		dir = "/"
+	}
+	path, err := lookPath(s.Command, env["PATH"])
+	if err != nil {
+		return nil, err
+	}
+	tc := &taskCommand{cmd: &exec.Cmd{
+		Path: path,
+		Args: append([]string{s.Command}, s.Args...),
+		Env:  envList(env),
+		Dir:  dir,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setpgid:    true,
+			Credential: cred,
+		},
+	}}
+	for _, o := range []struct {
+		path string
+		dst  *io.Writer
+	}{{s.Stdout, &tc.cmd.Stdout}, {s.Stderr, &tc.cmd.Stderr}} {
+		if o.path == "" {
+			continue // exec.Cmd connects a nil writer to /dev/null
+		}
+		f, err := openOutput(o.path, cred)
+		if err != nil {
+			tc.close()
+			return nil, err
+		}
+		tc.files = append(tc.files, f)
+		*o.dst = f
+	}
+	return tc, nil
+}
+
+// lookupUser finds a user by name or numeric ID.
+func lookupUser(name string) (*user.User, error) {
+	u, err := user.Lookup(name)
+	if err == nil {
+		return u, nil
+	}
+	if _, perr := strconv.ParseUint(name, 10, 32); perr == nil {
+		if u, ierr := user.LookupId(name); ierr == nil {
+			return u, nil
+		}
+	}
+	return nil, fmt.Errorf("look up user %q: %w", name, err)
+}
+
+// credential returns u's uid, gid and supplementary groups.
+func credential(u *user.User) (*syscall.Credential, error) {
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("parse uid of user %q: %w", u.Username, err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("parse gid of user %q: %w", u.Username, err)
+	}
+	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	gids, err := u.GroupIds()
+	if err != nil {
+		return nil, fmt.Errorf("list groups of user %q: %w", u.Username, err)
+	}
+	for _, g := range gids {
+		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+			c.Groups = append(c.Groups, uint32(n))
+		}
+	}
+	return c, nil
+}
+
+// envList turns env into sorted KEY=VALUE pairs.
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
+	}
+	return out
+}
+
+// lookPath resolves a command without a slash in the task's PATH (not the
+// shim's); a command with a slash is used as is, relative to the working
+// directory.
+func lookPath(command, pathEnv string) (string, error) {
+	if command == "" {
+		return "", errors.New("look up command: empty command")
+	}
+	if strings.Contains(command, "/") {
+		return command, nil
+	}
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, command)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("look up command %q: %w in PATH %q", command, fs.ErrNotExist, pathEnv)
+}
+
+// openOutput opens path for appending, creating it and its parent
+// directories; a file it creates belongs to the task's user.
+func openOutput(path string, cred *syscall.Credential) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create output directory: %w", err)
+	}
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open output: %w", err)
+	}
+	if cred != nil && errors.Is(statErr, fs.ErrNotExist) {
+		if err := f.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
+			_ = f.Close() // the chown error is the one to report
+			return nil, fmt.Errorf("chown output %s: %w", path, err)
+		}
+	}
+	return f, nil
+}

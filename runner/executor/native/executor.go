@@ -1,0 +1,504 @@
+// Package native runs tasks as plain processes on the runner host, limited
+// with cgroups (cpu quota, memory max, cpuset for NUMA binding, freezer for
+// pause) and killed with everything they started.
+//
+// Every task runs under its own supervisor, the same binary re-executed as
+// "hakuriver runner-shim <task-dir>" (RunShim), detached from the runner, so
+// that runner restarts never kill work. All state lives in files under
+// Config.StateDir, one directory per task, so a new Executor (a restarted
+// runner) finds the tasks of the previous one, running or ended.
+package native
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
+)
+
+// pollStep is how often Start, Kill and Wait look at a task's files.
+const pollStep = 10 * time.Millisecond
+
+// Executor runs tasks as supervised native processes. It implements
+// executor.Executor; all methods are safe for concurrent use, also with
+// other Executors (processes) over the same StateDir.
+type Executor struct {
+	cfg    Config
+	log    *slog.Logger
+	layout *cgroupLayout // nil: no cgroups, no limits
+	exits  chan int64
+	ran    atomic.Bool
+
+	mu       sync.Mutex
+	notified map[int64]bool // ended tasks already sent on exits
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New creates the state directory and probes cgroups: where they cannot be
+// created under CgroupRoot/CgroupParent, tasks run without limits (Limited
+// reports false) and a warning is logged. It starts no goroutine.
+func New(cfg Config) (*Executor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("native executor config: %w", err)
+	}
+	cfg.ShimCommand = slices.Clone(cfg.ShimCommand)
+	if len(cfg.ShimCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the shim binary: %w", err)
+		}
+		cfg.ShimCommand = []string{exe, "runner-shim"}
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Executor{
+		cfg:      cfg,
+		log:      log.With("component", "native-executor"),
+		exits:    make(chan int64, 64),
+		notified: map[int64]bool{},
+	}
+	if cfg.DisableCgroups {
+		e.log.Warn("cgroups disabled: native tasks run WITHOUT cpu/memory limits")
+		return e, nil
+	}
+	l, err := detectLayout(cfg.CgroupRoot, cfg.CgroupParent)
+	if err == nil {
+		err = l.probe()
+	}
+	if err != nil {
+		e.log.Warn("cgroups are not writable: native tasks run WITHOUT cpu/memory limits", keyErr, err)
+		return e, nil
+	}
+	e.layout = &l
+	e.log.Debug("cgroups usable", "version", l.Version, "parent", l.Parent)
+	return e, nil
+}
+
+// Limited reports whether new tasks get cgroup limits. Safe for concurrent
+// use.
+func (e *Executor) Limited() bool { return e.layout != nil }
+
+// taskDir is the state directory of task id.
+func (e *Executor) taskDir(id int64) string {
+	return filepath.Join(e.cfg.StateDir, strconv.FormatInt(id, 10))
+}
+
+// Start launches the task under a new supervisor and returns once the task's
+// process runs (or failed to start: that is recorded as the task's exit,
+// code -1 with a message, and reported by List, Wait and Exits like any
+// other end). Starting an ID that is already tracked returns nil and starts
+// nothing. It returns an error when no supervisor could be started (nothing
+// is then tracked) or when the supervisor did not report within
+// StartTimeout or before ctx ended (the task stays tracked; List reports it
+// lost if its supervisor never shows up).
+func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
+	if s.Command == "" {
+		return fmt.Errorf("start task %d: empty command", s.TaskID)
+	}
+	dir := e.taskDir(s.TaskID)
+	if fileExists(filepath.Join(dir, fileSpec)) {
+		return nil
+	}
+	created, err := e.createTaskDir(s, dir)
+	if err != nil || !created {
+		return err
+	}
+	if err := e.runShim(dir); err != nil {
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("remove task dir: %w", rerr))
+		}
+		return fmt.Errorf("start task %d: %w", s.TaskID, err)
+	}
+	if err := e.awaitStarted(ctx, s.TaskID); err != nil {
+		return fmt.Errorf("start task %d: %w", s.TaskID, err)
+	}
+	e.log.Info("task started", keyTaskID, s.TaskID, "limited", e.layout != nil)
+	return nil
+}
+
+// createTaskDir makes the task's directory with its launch record in one
+// rename; created is false when another Start made it first.
+func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err error) {
+	tmp, err := os.MkdirTemp(e.cfg.StateDir, ".new-"+strconv.FormatInt(s.TaskID, 10)+"-")
+	if err != nil {
+		return false, fmt.Errorf("start task %d: %w", s.TaskID, err)
+	}
+	l := launchRecord{Spec: s, Cgroup: e.layout, CreatedAt: time.Now()}
+	err = writeJSONAtomic(filepath.Join(tmp, fileSpec), l)
+	if err == nil {
+		err = os.Rename(tmp, dir)
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+			err = nil // tracked already: idempotent
+			created = false
+		} else {
+			created = err == nil
+		}
+	}
+	if !created {
+		if rerr := os.RemoveAll(tmp); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("remove %s: %w", tmp, rerr))
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("start task %d: %w", s.TaskID, err)
+	}
+	return created, nil
+}
+
+// runShim runs the shim's first stage, which detaches the supervisor and
+// exits at once. It is not cancelled with the Start's ctx: killing it after
+// it launched the supervisor would leave a task that Start then disowns.
+func (e *Executor) runShim(dir string) error {
+	argv := append(slices.Clone(e.cfg.ShimCommand), dir)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = "/"
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("run shim %q: %w: %s", argv, err, bytes.TrimSpace(out.Bytes()))
+	}
+	return nil
+}
+
+// awaitStarted waits until the supervisor recorded the task's process or
+// its end, or found lost.
+func (e *Executor) awaitStarted(ctx context.Context, id int64) error {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
+	defer cancel()
+	for {
+		t, err := e.load(ctx, id)
+		if err != nil {
+			return err
+		}
+		if t.Proc != nil || t.Exit != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the supervisor to start the task: %w", ctx.Err())
+		case <-time.After(pollStep):
+		}
+	}
+}
+
+// load reads task id's files and reconciles a lost supervisor.
+func (e *Executor) load(ctx context.Context, id int64) (*taskFiles, error) {
+	t, err := readTask(e.taskDir(id), id)
+	if err != nil {
+		return nil, err
+	}
+	t = e.reconcile(ctx, t)
+	if !fileExists(filepath.Join(t.Dir, fileSpec)) {
+		// Forgotten while being read: its other files may have read as
+		// missing, so what was read means nothing.
+		return nil, fmt.Errorf("task %d: %w", id, executor.ErrUnknownTask)
+	}
+	return t, nil
+}
+
+// reconcile records the end of a task whose supervisor is gone without
+// having recorded it (crashed, killed, or never started within
+// StartTimeout): what is left of the task is killed and the end is
+// recorded with code -1.
+func (e *Executor) reconcile(ctx context.Context, t *taskFiles) *taskFiles {
+	if t.Exit != nil {
+		return t
+	}
+	if t.Shim != nil && processAlive(t.Shim.PID, t.Shim.StartTicks) {
+		return t
+	}
+	if t.Shim == nil && time.Since(t.Launch.CreatedAt) < e.cfg.StartTimeout {
+		return t // still starting
+	}
+	// The shim writes exit.json just before it exits: look again.
+	if ex, err := readExit(t.Dir); err != nil || ex != nil {
+		t.Exit = ex
+		return t
+	}
+	end := exitRecord{Code: -1, Lost: true, Killed: t.KillAsked, EndedAt: time.Now()}
+	if t.Proc != nil {
+		end.StartedAt = t.Proc.StartedAt
+	}
+	end.OOM = e.killLost(ctx, t)
+	if !end.Killed && !end.OOM {
+		end.Message = "task supervisor disappeared; the task was stopped, its exit status is unknown"
+	}
+	if err := writeJSONAtomic(filepath.Join(t.Dir, fileExit), end); err != nil {
+		e.log.Warn("record the end of a lost task", keyTaskID, t.ID, keyErr, err)
+	}
+	e.log.Warn("task supervisor disappeared", keyTaskID, t.ID)
+	t.Exit = &end
+	return t
+}
+
+// killLost kills and removes what a lost task left; it reports whether the
+// OOM killer had struck.
+func (e *Executor) killLost(ctx context.Context, t *taskFiles) (oom bool) {
+	cg := t.Launch.Cgroup
+	if cg == nil {
+		if t.Proc != nil && processAlive(t.Proc.PID, t.Proc.StartTicks) {
+			if err := signalGroup(t.Proc.PGID, syscall.SIGKILL); err != nil {
+				e.log.Warn("kill a lost task", keyTaskID, t.ID, keyErr, err)
+			}
+		}
+		return false
+	}
+	name := taskCgroup(t.ID)
+	oom = cg.oomKilled(name, false)
+	ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	defer cancel()
+	err := cg.kill(ctx, name)
+	if err == nil {
+		err = cg.remove(ctx, name)
+	}
+	if err != nil {
+		e.log.Warn("clean up a lost task's cgroup", keyTaskID, t.ID, keyErr, err)
+	}
+	return oom
+}
+
+// Kill stops the task and everything it started (its whole cgroup, or its
+// process group without cgroups), paused or not, and waits until the end is
+// recorded: it counts as killed. Killing an ended task returns nil; an
+// unknown ID returns executor.ErrUnknownTask. If ctx ends first, Kill
+// returns its error; the task may then still end later.
+func (e *Executor) Kill(ctx context.Context, id int64) error {
+	t, err := e.load(ctx, id)
+	if err != nil {
+		return fmt.Errorf("kill task %d: %w", id, err)
+	}
+	if t.Exit != nil {
+		return nil
+	}
+	if err := writeMarker(filepath.Join(t.Dir, fileKill)); err != nil {
+		return fmt.Errorf("kill task %d: %w", id, err)
+	}
+	e.log.Info("killing task", keyTaskID, id)
+	for {
+		t, err = e.load(ctx, id)
+		if err != nil {
+			return fmt.Errorf("kill task %d: %w", id, err)
+		}
+		if t.Exit != nil {
+			return nil
+		}
+		e.killRound(t)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kill task %d: %w", id, ctx.Err())
+		case <-time.After(pollStep):
+		}
+	}
+}
+
+// killRound sends one round of SIGKILL to a running task.
+func (e *Executor) killRound(t *taskFiles) {
+	if cg := t.Launch.Cgroup; cg != nil {
+		name := taskCgroup(t.ID)
+		pids, err := cg.procs(name)
+		if err != nil {
+			e.log.Warn("list the task's processes", keyTaskID, t.ID, keyErr, err)
+		}
+		cg.killRound(name, pids)
+		return
+	}
+	if t.Proc != nil && processAlive(t.Proc.PID, t.Proc.StartTicks) {
+		if err := signalGroup(t.Proc.PGID, syscall.SIGKILL); err != nil {
+			e.log.Warn("kill the task's process group", keyTaskID, t.ID, keyErr, err)
+		}
+	}
+}
+
+// Pause freezes the task (cgroup freezer; SIGSTOP to its process group
+// without cgroups) and returns once it is frozen or ctx ends. Pausing a
+// paused task is a no-op; a task that ended or has not started yet returns
+// ErrNotRunning; an unknown ID executor.ErrUnknownTask.
+func (e *Executor) Pause(ctx context.Context, id int64) error {
+	return e.setPaused(ctx, id, true)
+}
+
+// Resume thaws a paused task (SIGCONT without cgroups). Resuming a task
+// that is not paused is a no-op; errors are as for Pause.
+func (e *Executor) Resume(ctx context.Context, id int64) error {
+	return e.setPaused(ctx, id, false)
+}
+
+func (e *Executor) setPaused(ctx context.Context, id int64, paused bool) error {
+	verb := map[bool]string{true: "pause", false: "resume"}[paused]
+	t, err := e.load(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%s task %d: %w", verb, id, err)
+	}
+	if t.Exit != nil || t.Proc == nil {
+		return fmt.Errorf("%s task %d: %w", verb, id, ErrNotRunning)
+	}
+	if cg := t.Launch.Cgroup; cg != nil {
+		err = cg.setFrozen(ctx, taskCgroup(id), paused)
+	} else {
+		err = signalGroup(t.Proc.PGID, map[bool]syscall.Signal{true: syscall.SIGSTOP, false: syscall.SIGCONT}[paused])
+	}
+	if err != nil {
+		if t2, lerr := e.load(ctx, id); lerr == nil && t2.Exit != nil {
+			err = ErrNotRunning // it ended meanwhile, taking its cgroup along
+		}
+	}
+	if err == nil {
+		marker := filepath.Join(t.Dir, filePaused)
+		if paused {
+			err = writeMarker(marker)
+		} else if rerr := os.Remove(marker); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = rerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s task %d: %w", verb, id, err)
+	}
+	e.log.Info("task "+verb+"d", keyTaskID, id)
+	return nil
+}
+
+// List returns every tracked task, running or ended but not forgotten,
+// sorted by ID, including tasks started by an earlier Executor over the
+// same StateDir. A task whose supervisor disappeared is recorded as ended
+// (lost) on the way.
+func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
+	entries, err := os.ReadDir(e.cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	var out []executor.State
+	for _, ent := range entries {
+		id, ok := parseTaskDirName(ent.Name())
+		if !ok || !ent.IsDir() {
+			continue
+		}
+		t, err := e.load(ctx, id)
+		if errors.Is(err, executor.ErrUnknownTask) {
+			continue // forgotten meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list tasks: %w", err)
+		}
+		out = append(out, t.state())
+	}
+	slices.SortFunc(out, func(a, b executor.State) int { return cmp.Compare(a.TaskID, b.TaskID) })
+	return out, nil
+}
+
+// Wait blocks until task id has ended and returns how, or until ctx ends.
+// An unknown ID returns executor.ErrUnknownTask.
+func (e *Executor) Wait(ctx context.Context, id int64) (executor.Exit, error) {
+	for {
+		t, err := e.load(ctx, id)
+		if err != nil {
+			return executor.Exit{}, fmt.Errorf("wait for task %d: %w", id, err)
+		}
+		if t.Exit != nil {
+			return t.Exit.exit(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return executor.Exit{}, fmt.Errorf("wait for task %d: %w", id, ctx.Err())
+		case <-time.After(pollStep):
+		}
+	}
+}
+
+// Forget drops an ended task's directory. A running task returns
+// ErrNotRunning; an unknown ID executor.ErrUnknownTask.
+func (e *Executor) Forget(ctx context.Context, id int64) error {
+	t, err := e.load(ctx, id)
+	if err != nil {
+		return fmt.Errorf("forget task %d: %w", id, err)
+	}
+	if t.Exit == nil {
+		return fmt.Errorf("forget task %d: still running: %w", id, ErrNotRunning)
+	}
+	// Move it out of the way first, so no reader sees a half-removed task.
+	gone := filepath.Join(e.cfg.StateDir, ".forgotten-"+strconv.FormatInt(id, 10)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.Rename(t.Dir, gone); err != nil {
+		return fmt.Errorf("forget task %d: %w", id, err)
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		return fmt.Errorf("forget task %d: %w", id, err)
+	}
+	e.mu.Lock()
+	delete(e.notified, id)
+	e.mu.Unlock()
+	return nil
+}
+
+// Exits delivers the ID of each task once it has ended (including tasks
+// that ended while no runner was watching), while Run runs; it is closed
+// when Run returns. A task ID is delivered again only after Forget. Run
+// blocks while the channel (buffered) is full, so whoever calls Run must
+// drain it.
+func (e *Executor) Exits() <-chan int64 { return e.exits }
+
+// Run watches StateDir every PollInterval until ctx ends, recording lost
+// tasks and feeding Exits. It is optional: polling List finds the same ends.
+// Call it at most once; it returns nil when ctx ends.
+func (e *Executor) Run(ctx context.Context) error {
+	if !e.ran.CompareAndSwap(false, true) {
+		return errors.New("native executor: Run called twice")
+	}
+	defer close(e.exits)
+	tick := time.NewTicker(e.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		states, err := e.List(ctx)
+		if err != nil {
+			e.log.Warn("watch tasks", keyErr, err)
+		}
+		for _, s := range states {
+			if s.Exit == nil || e.wasNotified(s.TaskID) {
+				continue
+			}
+			select {
+			case e.exits <- s.TaskID:
+				e.markNotified(s.TaskID)
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// wasNotified reports whether id was already sent on Exits.
+func (e *Executor) wasNotified(id int64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.notified[id]
+}
+
+// markNotified records that id was sent on Exits.
+func (e *Executor) markNotified(id int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.notified[id] = true
+}

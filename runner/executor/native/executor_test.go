@@ -1,0 +1,425 @@
+package native
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
+)
+
+// modes runs f with cgroups (when writable) and without.
+func modes(t *testing.T, f func(t *testing.T, h *harness)) {
+	t.Run("cgroups", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, nil)
+		h.requireLimited()
+		f(t, h)
+	})
+	t.Run("nocgroups", func(t *testing.T) {
+		t.Parallel()
+		f(t, newHarness(t, func(c *Config) { c.DisableCgroups = true }))
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	ok := DefaultConfig()
+	ok.StateDir = "/var/lib/x/tasks"
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr bool
+	}{
+		{"defaults", func(*Config) {}, false},
+		{"relative state dir", func(c *Config) { c.StateDir = "tasks" }, true},
+		{"empty state dir", func(c *Config) { c.StateDir = "" }, true},
+		{"absolute parent", func(c *Config) { c.CgroupParent = "/hakuriver" }, true},
+		{"escaping parent", func(c *Config) { c.CgroupParent = "../x" }, true},
+		{"nested parent", func(c *Config) { c.CgroupParent = "a/b" }, false},
+		{"zero poll", func(c *Config) { c.PollInterval = 0 }, true},
+		{"zero start timeout", func(c *Config) { c.StartTimeout = 0 }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			tt.mutate(&c)
+			if err := c.Validate(); (err != nil) != tt.wantErr {
+				t.Fatalf("Validate() = %v, wantErr %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestOutputArgsEnvWorkDir(t *testing.T) {
+	modes(t, func(t *testing.T, h *harness) {
+		tmp := t.TempDir()
+		work := filepath.Join(tmp, "work")
+		if err := os.Mkdir(work, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		stdout := filepath.Join(tmp, "out.txt")
+		if err := os.WriteFile(stdout, []byte("previous\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stderr := filepath.Join(tmp, "new", "dirs", "err.txt")
+		h.start(executor.Spec{
+			TaskID:  1,
+			Command: "sh",
+			Args:    []string{"-c", `echo "out:$FOO:$1:$HOME:$PATH"; pwd; echo "err:$FOO" >&2`, "zero", "one"},
+			Env:     map[string]string{"FOO": "bar baz"},
+			WorkDir: work,
+			Stdout:  stdout,
+			Stderr:  stderr,
+		})
+		if ex := h.wait(1); ex.Code != 0 || ex.OOM || ex.Killed || ex.Message != "" {
+			t.Fatalf("exit = %+v, want a clean 0", ex)
+		}
+		got, _ := os.ReadFile(stdout)
+		me, err := user.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "previous\nout:bar baz:one:" + me.HomeDir + ":" + defaultPath + "\n" + work + "\n"
+		if string(got) != want {
+			t.Errorf("stdout = %q, want %q", got, want)
+		}
+		if got, _ := os.ReadFile(stderr); string(got) != "err:bar baz\n" {
+			t.Errorf("stderr = %q", got)
+		}
+	})
+}
+
+func TestExitCodeAndSignal(t *testing.T) {
+	modes(t, func(t *testing.T, h *harness) {
+		h.start(executor.Spec{TaskID: 1, Command: "sh", Args: []string{"-c", "exit 3"}})
+		h.start(executor.Spec{TaskID: 2, Command: "sh", Args: []string{"-c", "kill -SEGV $$"}})
+		h.start(executor.Spec{TaskID: 3, Command: "/nonexistent/command"})
+		if ex := h.wait(1); ex.Code != 3 || ex.Killed || ex.OOM || ex.Message != "" {
+			t.Errorf("exit 3: got %+v", ex)
+		}
+		if ex := h.wait(2); ex.Code != -1 || ex.Killed || !strings.Contains(ex.Message, "signal 11") {
+			t.Errorf("SIGSEGV: got %+v", ex)
+		}
+		ex := h.wait(3)
+		if ex.Code != -1 || !strings.HasPrefix(ex.Message, "start: ") {
+			t.Errorf("missing command: got %+v", ex)
+		}
+		if ex.EndedAt.Before(ex.StartedAt) || ex.StartedAt.IsZero() {
+			t.Errorf("times: %v → %v", ex.StartedAt, ex.EndedAt)
+		}
+	})
+}
+
+func TestRunsAsUser(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	out := filepath.Join(t.TempDir(), "id.txt")
+	h.start(executor.Spec{TaskID: 1, Command: "sh", Args: []string{"-c", `id -u; echo "$HOME $USER"`},
+		User: "nobody", WorkDir: "/", Stdout: out})
+	if ex := h.wait(1); ex.Code != 0 {
+		t.Fatalf("exit = %+v", ex)
+	}
+	got, _ := os.ReadFile(out)
+	if !strings.HasPrefix(string(got), "65534\n") || !strings.Contains(string(got), " nobody") {
+		t.Errorf("output = %q, want uid 65534 and USER nobody", got)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(out, &st); err != nil || st.Uid != 65534 {
+		t.Errorf("output file owner = %d (%v), want 65534", st.Uid, err)
+	}
+}
+
+func TestStartIsIdempotent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	out := filepath.Join(t.TempDir(), "runs.txt")
+	s := executor.Spec{TaskID: 7, Command: "sh", Args: []string{"-c", "echo run; sleep 0.3"}, Stdout: out}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() { errs <- h.e.Start(ctx(t), s) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Start: %v", err)
+		}
+	}
+	h.rememberShim(7)
+	h.wait(7)
+	if err := h.e.Start(ctx(t), s); err != nil {
+		t.Fatalf("Start after the end: %v", err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "run\n" {
+		t.Errorf("output = %q: the task ran more than once", got)
+	}
+	entries, _ := os.ReadDir(h.cfg.StateDir)
+	if len(entries) != 1 || entries[0].Name() != "7" {
+		t.Errorf("state dir holds %v, want just 7", entries)
+	}
+}
+
+func TestUnknownEndedAndForget(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	c := ctx(t)
+	if err := h.e.Kill(c, 99); !errors.Is(err, executor.ErrUnknownTask) {
+		t.Errorf("Kill(unknown) = %v", err)
+	}
+	if err := h.e.Pause(c, 99); !errors.Is(err, executor.ErrUnknownTask) {
+		t.Errorf("Pause(unknown) = %v", err)
+	}
+	if err := h.e.Forget(c, 99); !errors.Is(err, executor.ErrUnknownTask) {
+		t.Errorf("Forget(unknown) = %v", err)
+	}
+	h.start(executor.Spec{TaskID: 1, Command: "sleep", Args: []string{"100"}})
+	if err := h.e.Forget(c, 1); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Forget(running) = %v, want ErrNotRunning", err)
+	}
+	if err := h.e.Kill(c, 1); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	if ex := h.wait(1); !ex.Killed || ex.Code != -1 || ex.Message != "" {
+		t.Errorf("killed exit = %+v", ex)
+	}
+	if err := h.e.Kill(c, 1); err != nil {
+		t.Errorf("Kill(ended) = %v, want nil", err)
+	}
+	if err := h.e.Pause(c, 1); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Pause(ended) = %v, want ErrNotRunning", err)
+	}
+	if err := h.e.Forget(c, 1); err != nil {
+		t.Fatalf("Forget: %v", err)
+	}
+	if states, err := h.e.List(c); err != nil || len(states) != 0 {
+		t.Errorf("List after Forget = %v, %v", states, err)
+	}
+}
+
+func TestKillLeavesNoOrphan(t *testing.T) {
+	modes(t, func(t *testing.T, h *harness) {
+		h.start(executor.Spec{TaskID: 1, Command: "sh", Args: []string{"-c", "sleep 100 & sleep 100 & wait"}})
+		leader := h.taskRecord(1)
+		var pids []int
+		eventually(t, 5*time.Second, "two sleeps", func() bool {
+			pids = groupMembers(leader.PGID)
+			return len(pids) >= 3
+		})
+		ticks := map[int]uint64{}
+		for _, pid := range pids {
+			if st, err := readProcStat(pid); err == nil {
+				ticks[pid] = st.StartTicks
+			}
+		}
+		if err := h.e.Kill(ctx(t), 1); err != nil {
+			t.Fatalf("Kill: %v", err)
+		}
+		if ex := h.wait(1); !ex.Killed {
+			t.Errorf("exit = %+v, want killed", ex)
+		}
+		eventually(t, 5*time.Second, "every task process to be gone", func() bool {
+			for pid, st := range ticks {
+				if !gone(pid, st) {
+					return false
+				}
+			}
+			return true
+		})
+		if l := h.e.layout; l != nil {
+			for _, d := range l.dirs(taskCgroup(1)) {
+				if fileExists(d) {
+					t.Errorf("cgroup %s still exists", d)
+				}
+			}
+		}
+	})
+}
+
+// groupMembers lists the processes of process group pgid.
+func groupMembers(pgid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, ok := parseTaskDirName(e.Name())
+		if !ok {
+			continue
+		}
+		if st, err := readProcStat(int(pid)); err == nil && st.PGRP == pgid && st.State != 'Z' {
+			out = append(out, int(pid))
+		}
+	}
+	return out
+}
+
+func TestPauseResume(t *testing.T) {
+	modes(t, func(t *testing.T, h *harness) {
+		trigger := filepath.Join(t.TempDir(), "stop")
+		h.start(executor.Spec{TaskID: 1, Command: "sh",
+			Args: []string{"-c", `while [ ! -e "$1" ]; do :; done; exit 5`, "sh", trigger}})
+		pid := h.taskRecord(1).PID
+		cpu := func() uint64 {
+			st, err := readProcStat(pid)
+			if err != nil {
+				t.Fatalf("stat task: %v", err)
+			}
+			return st.CPUTicks
+		}
+		start := cpu()
+		eventually(t, 5*time.Second, "the busy loop to use CPU", func() bool { return cpu() > start+5 })
+		if err := h.e.Pause(ctx(t), 1); err != nil {
+			t.Fatalf("Pause: %v", err)
+		}
+		if s := listOne(t, h.e, 1); !s.Paused || !s.Running {
+			t.Errorf("state after Pause = %+v", s)
+		}
+		st, _ := readProcStat(pid)
+		t.Logf("paused task state %q", st.State)
+		if err := os.WriteFile(trigger, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// A running loop would see the trigger within milliseconds and use
+		// CPU doing so; frozen, it does neither for the whole window.
+		frozen := cpu()
+		for deadline := time.Now().Add(400 * time.Millisecond); time.Now().Before(deadline); {
+			if got := cpu(); got != frozen {
+				t.Fatalf("CPU time went from %d to %d while paused", frozen, got)
+			}
+			if s := listOne(t, h.e, 1); s.Exit != nil {
+				t.Fatalf("task ended while paused: %+v", s.Exit)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := h.e.Resume(ctx(t), 1); err != nil {
+			t.Fatalf("Resume: %v", err)
+		}
+		if ex := h.wait(1); ex.Code != 5 {
+			t.Errorf("exit after resume = %+v, want 5", ex)
+		}
+	})
+}
+
+// listOne returns task id's state from List.
+func listOne(t testing.TB, e *Executor, id int64) executor.State {
+	t.Helper()
+	states, err := e.List(ctx(t))
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	for _, s := range states {
+		if s.TaskID == id {
+			return s
+		}
+	}
+	t.Fatalf("task %d not listed in %+v", id, states)
+	return executor.State{}
+}
+
+// TestRunnerRestart starts a task from a separate runner process, SIGKILLs
+// that process, and checks that a new Executor over the same state dir sees
+// the task running and later its real exit, also through Run and Exits.
+func TestRunnerRestart(t *testing.T) {
+	modes(t, func(t *testing.T, h *harness) {
+		trigger := filepath.Join(t.TempDir(), "go")
+		order, _ := json.Marshal(runnerOrder{
+			Config: withoutLogger(h.cfg),
+			Spec: executor.Spec{TaskID: 42, Command: "sh",
+				Args: []string{"-c", `while [ ! -e "$1" ]; do sleep 0.02; done; exit 7`, "sh", trigger}},
+		})
+		runner := exec.Command(os.Args[0])
+		runner.Env = append(os.Environ(), testRunnerEnv+"="+string(order))
+		runner.Stderr = tWriter{t}
+		stdout, err := runner.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := runner.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil || line != "started\n" {
+			_ = runner.Process.Kill() // the test failed already
+			_ = runner.Wait()         // reap it; its error is not the point
+			t.Fatalf("runner said %q, %v", line, err)
+		}
+		if err := runner.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := runner.Wait(); err == nil {
+			t.Fatal("runner exited cleanly, want killed")
+		}
+		h.rememberShim(42)
+
+		e := h.newExecutor()
+		s := listOne(t, e, 42)
+		if !s.Running || s.Exit != nil || s.Started.IsZero() {
+			t.Fatalf("after the runner died: %+v", s)
+		}
+		run, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(run) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}()
+		if err := os.WriteFile(trigger, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case id := <-e.Exits():
+			if id != 42 {
+				t.Fatalf("Exits gave %d, want 42", id)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no exit notification within 10s")
+		}
+		if ex := h.wait(42); ex.Code != 7 || ex.Killed {
+			t.Errorf("exit = %+v, want code 7", ex)
+		}
+	})
+}
+
+// withoutLogger drops the test logger, which cannot cross a process.
+func withoutLogger(c Config) Config {
+	c.Logger = nil
+	return c
+}
+
+// TestLostSupervisor SIGKILLs a supervisor: the executor records the task
+// as ended (lost) and kills what is left of it.
+func TestLostSupervisor(t *testing.T) {
+	modes(t, func(t *testing.T, h *harness) {
+		h.start(executor.Spec{TaskID: 1, Command: "sleep", Args: []string{"100"}})
+		task := h.taskRecord(1)
+		var shim shimRecord
+		if ok, err := readJSON(filepath.Join(h.e.taskDir(1), fileShim), &shim); !ok || err != nil {
+			t.Fatalf("shim record: %v %v", ok, err)
+		}
+		if err := syscall.Kill(shim.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		reap(t, shim.PID)
+		ex := h.wait(1)
+		if ex.Code != -1 || !strings.Contains(ex.Message, "supervisor disappeared") {
+			t.Errorf("exit = %+v", ex)
+		}
+		// The task was reparented to this test process (a subreaper).
+		reap(t, task.PID)
+		if !gone(task.PID, task.StartTicks) {
+			t.Errorf("task process %d survived its lost supervisor", task.PID)
+		}
+	})
+}

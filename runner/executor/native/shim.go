@@ -1,0 +1,317 @@
+package native
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
+)
+
+// shimStageEnv tells a re-executed shim that it is the supervisor (second
+// stage) rather than the launcher.
+const (
+	shimStageEnv       = "HAKURIVER_SHIM_STAGE"
+	shimStageSupervise = "supervise"
+)
+
+// cleanupTimeout bounds the shim's killing of leftovers and removal of the
+// task cgroup after the task ended.
+const cleanupTimeout = 10 * time.Second
+
+// RunShim is the body of "hakuriver runner-shim <task-dir>", the per-task
+// supervisor that the Executor starts through Config.ShimCommand. It returns
+// the process exit status.
+//
+// Called by the Executor (first stage), it re-executes the same binary with
+// the same arguments as the supervisor in a new session, its output going to
+// the task directory's shim.log, and returns at once; the supervisor is then
+// a child of init (or of the nearest subreaper), so neither the runner's
+// exit nor a SIGKILL of the runner touches it.
+//
+// The supervisor (second stage) records its pid, moves itself into the
+// "shims" cgroup, creates the task's cgroup with its limits, starts the task
+// in its own process group inside that cgroup, waits for it, kills whatever
+// the task left behind, removes the cgroup and records the exit atomically
+// (exit.json). It is a child subreaper, so orphans of the task are reaped.
+// Cancelling ctx (SIGINT/SIGTERM to the shim) sends SIGTERM to the task's
+// process group once; the supervisor keeps waiting for the task to end.
+//
+// RunShim is meant to be the whole of a process: it uses os.Args,
+// /proc/self/exe and the process's cgroup membership.
+func RunShim(ctx context.Context, dir string) int {
+	if os.Getenv(shimStageEnv) != shimStageSupervise {
+		if err := launchSupervisor(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "runner-shim:", err)
+			return 1
+		}
+		return 0
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(keyDir, dir, keyPID, os.Getpid())
+	if err := supervise(ctx, dir, log); err != nil {
+		log.Error("supervise task", keyErr, err)
+		return 1
+	}
+	return 0
+}
+
+// launchSupervisor starts the second stage, detached, and does not wait.
+func launchSupervisor(dir string) error {
+	if !fileExists(filepath.Join(dir, fileSpec)) {
+		return fmt.Errorf("launch supervisor: %s is not a task directory", dir)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("launch supervisor: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Env = append(os.Environ(), shimStageEnv+"="+shimStageSupervise)
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("launch supervisor: %w", err)
+	}
+	if err := cmd.Process.Release(); err != nil {
+		return fmt.Errorf("launch supervisor: release: %w", err)
+	}
+	return nil
+}
+
+// supervise is the second stage: it runs the task and records its end.
+func supervise(ctx context.Context, dir string, log *slog.Logger) error {
+	self, err := readProcStat(os.Getpid())
+	if err != nil {
+		return err
+	}
+	rec := shimRecord{PID: os.Getpid(), StartTicks: self.StartTicks}
+	if err := writeJSONAtomic(filepath.Join(dir, fileShim), rec); err != nil {
+		return err
+	}
+	var l launchRecord
+	if ok, err := readJSON(filepath.Join(dir, fileSpec), &l); err != nil || !ok {
+		return fmt.Errorf("read launch record: %w", errors.Join(err, errIf(!ok, "missing")))
+	}
+	if fileExists(filepath.Join(dir, fileExit)) {
+		// An executor gave up waiting for this shim and recorded the task
+		// as lost; starting it now would run it behind the cluster's back.
+		return errors.New("task already recorded as ended; not starting it")
+	}
+	if err := setChildSubreaper(); err != nil {
+		log.Warn("orphans of the task will not be reaped here", keyErr, err)
+	}
+	end := runTask(ctx, dir, l, log)
+	log.Info("task ended", keyTaskID, l.Spec.TaskID, keyCode, end.Code, "oom", end.OOM, "killed", end.Killed)
+	return writeJSONAtomic(filepath.Join(dir, fileExit), end)
+}
+
+// errIf returns an error with msg when cond holds.
+func errIf(cond bool, msg string) error {
+	if cond {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// runTask starts the task, waits for it and cleans up; a task that cannot
+// start ends with code -1 and a message saying why.
+func runTask(ctx context.Context, dir string, l launchRecord, log *slog.Logger) exitRecord {
+	startFailed := func(err error) exitRecord {
+		now := time.Now()
+		log.Warn("task did not start", keyTaskID, l.Spec.TaskID, keyErr, err)
+		return exitRecord{Code: -1, Message: "start: " + err.Error(), StartedAt: now, EndedAt: now}
+	}
+	tc, err := buildCommand(l.Spec)
+	if err != nil {
+		return startFailed(err)
+	}
+	defer tc.close()
+	cg, name := l.Cgroup, taskCgroup(l.Spec.TaskID)
+	if cg != nil {
+		if err := prepareCgroup(cg, name, l.Spec, log); err != nil {
+			return startFailed(err)
+		}
+	}
+	if err := startInCgroup(tc, cg, name, log); err != nil {
+		if cg != nil {
+			removeCgroup(cg, name, log)
+		}
+		return startFailed(err)
+	}
+	tc.close()
+	pid := tc.cmd.Process.Pid
+	proc := procRecord{PID: pid, PGID: pid, StartedAt: time.Now()}
+	if st, err := readProcStat(pid); err == nil {
+		proc.StartTicks = st.StartTicks
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, fileProc), proc); err != nil {
+		log.Warn("record task process", keyErr, err)
+	}
+	if fileExists(filepath.Join(dir, fileKill)) {
+		// Kill was asked while the task was starting.
+		killLeftovers(cg, name, pid, log)
+	}
+	ws, werr := waitTask(ctx, pid, log)
+	end := exitRecord{Code: -1, StartedAt: proc.StartedAt, EndedAt: time.Now()}
+	end.Killed = fileExists(filepath.Join(dir, fileKill))
+	if cg != nil {
+		end.OOM = cg.oomKilled(name, ws.Signaled() && ws.Signal() == syscall.SIGKILL)
+	}
+	killLeftovers(cg, name, pid, log)
+	reapOrphans(2 * time.Second)
+	if cg != nil {
+		removeCgroup(cg, name, log)
+	}
+	switch {
+	case werr != nil:
+		end.Message = werr.Error()
+	case ws.Exited():
+		end.Code = ws.ExitStatus()
+	case ws.Signaled():
+		end.Signal = int(ws.Signal())
+		if !end.Killed && !end.OOM {
+			end.Message = fmt.Sprintf("terminated by signal %d (%v)", end.Signal, ws.Signal())
+		}
+	}
+	return end
+}
+
+// prepareCgroup moves the shim out of the runner's cgroup into the shims
+// cgroup and creates the task's cgroup with its limits (removing it again
+// when that fails).
+func prepareCgroup(cg *cgroupLayout, name string, s executor.Spec, log *slog.Logger) error {
+	if err := cg.setup(); err != nil {
+		return err
+	}
+	if err := cg.join(shimsCgroup, os.Getpid()); err != nil {
+		return err
+	}
+	// Never share a cgroup with another task (say, of another runner on the
+	// same host using the same parent and task ID): Kill would hit both.
+	pids, err := cg.procs(name)
+	if err != nil {
+		return err
+	}
+	if len(pids) > 0 {
+		return fmt.Errorf("create cgroup %s: in use by processes %v", name, pids)
+	}
+	lim := limits{Cores: s.Cores, MemoryBytes: s.MemoryBytes, CPUs: s.CPUs, Mems: s.Mems}
+	if err := cg.create(name, lim); err != nil {
+		removeCgroup(cg, name, log)
+		return err
+	}
+	return nil
+}
+
+// startInCgroup starts the task inside cgroup name: the shim joins the
+// cgroup, forks the task (which inherits it, so nothing it forks can slip
+// out) and moves back to the shims cgroup.
+func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) error {
+	if cg == nil {
+		if err := tc.cmd.Start(); err != nil {
+			return fmt.Errorf("start task: %w", err)
+		}
+		return nil
+	}
+	self := os.Getpid()
+	if err := cg.join(name, self); err != nil {
+		return err
+	}
+	startErr := tc.cmd.Start()
+	if err := cg.join(shimsCgroup, self); err != nil {
+		// Still supervise: the task runs, but a Kill may end the shim too,
+		// which an executor then records as a lost task.
+		log.Error("leave the task's cgroup", keyErr, err)
+	}
+	if startErr != nil {
+		return fmt.Errorf("start task: %w", startErr)
+	}
+	return nil
+}
+
+// waitTask reaps children until the task's main process ends; the shim is a
+// subreaper, so orphans of the task are reaped along the way. When ctx ends
+// first, the task's process group gets SIGTERM once and the wait goes on.
+func waitTask(ctx context.Context, pid int, log *slog.Logger) (syscall.WaitStatus, error) {
+	type result struct {
+		ws  syscall.WaitStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		for {
+			var ws syscall.WaitStatus
+			got, err := syscall.Wait4(-1, &ws, 0, nil)
+			switch {
+			case errors.Is(err, syscall.EINTR):
+				continue
+			case err != nil:
+				done <- result{err: fmt.Errorf("wait for task process %d: %w", pid, err)}
+				return
+			case got == pid:
+				done <- result{ws: ws}
+				return
+			}
+		}
+	}()
+	select {
+	case r := <-done:
+		return r.ws, r.err
+	case <-ctx.Done():
+		log.Info("shim asked to stop: sending SIGTERM to the task")
+		if err := signalGroup(pid, syscall.SIGTERM); err != nil {
+			log.Warn("forward SIGTERM", keyErr, err)
+		}
+	}
+	r := <-done
+	return r.ws, r.err
+}
+
+// killLeftovers kills what the task left running: every process of its
+// cgroup, or its process group without cgroups.
+func killLeftovers(cg *cgroupLayout, name string, pgid int, log *slog.Logger) {
+	if cg == nil {
+		if err := signalGroup(pgid, syscall.SIGKILL); err != nil {
+			log.Warn("kill the task's process group", keyErr, err)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if err := cg.kill(ctx, name); err != nil {
+		log.Warn("kill the task's cgroup", keyErr, err)
+	}
+}
+
+// reapOrphans reaps exited children until none is left or timeout passes.
+func reapOrphans(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		switch {
+		case errors.Is(err, syscall.EINTR) || got > 0:
+			continue
+		case err != nil || time.Now().After(deadline):
+			return // ECHILD: no children left
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// removeCgroup removes the task's cgroup, logging a failure.
+func removeCgroup(cg *cgroupLayout, name string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if err := cg.remove(ctx, name); err != nil {
+		log.Warn("remove the task's cgroup", keyErr, err)
+	}
+}

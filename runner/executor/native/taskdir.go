@@ -1,0 +1,219 @@
+package native
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
+)
+
+// Files of a task directory <StateDir>/<task id>/. Records are written
+// whole (temp file + rename), so a reader sees either none or all of one.
+const (
+	// fileSpec is the launch record, written by Start before the shim runs.
+	fileSpec = "spec.json"
+	// fileShim identifies the supervisor; written by the shim first thing.
+	fileShim = "shim.json"
+	// fileProc identifies the task process; written once it started.
+	fileProc = "task.json"
+	// fileExit is how the task ended; written last, by the shim, or by an
+	// executor that found the shim gone.
+	fileExit = "exit.json"
+	// fileKill marks that Kill was asked, so the end counts as killed.
+	fileKill = "kill"
+	// filePaused marks a paused task.
+	filePaused = "paused"
+	// fileShimLog receives the shim's own stdout and stderr.
+	fileShimLog = "shim.log"
+)
+
+// launchRecord is what the shim needs to run a task.
+type launchRecord struct {
+	Spec executor.Spec `json:"spec"`
+	// Cgroup is where the task's cgroup goes; nil runs it without limits.
+	Cgroup    *cgroupLayout `json:"cgroup,omitempty"`
+	CreatedAt time.Time     `json:"created_at"`
+}
+
+// shimRecord identifies the supervisor process.
+type shimRecord struct {
+	PID        int    `json:"pid"`
+	StartTicks uint64 `json:"start_ticks"`
+}
+
+// procRecord identifies the task's main process, leader of its process
+// group.
+type procRecord struct {
+	PID        int       `json:"pid"`
+	PGID       int       `json:"pgid"`
+	StartTicks uint64    `json:"start_ticks"`
+	StartedAt  time.Time `json:"started_at"`
+}
+
+// exitRecord is how a task ended.
+type exitRecord struct {
+	// Code is the exit status, or -1 for death by a signal (Signal says
+	// which) and for a task that could not start or was lost.
+	Code    int    `json:"code"`
+	Signal  int    `json:"signal,omitempty"`
+	OOM     bool   `json:"oom,omitempty"`
+	Killed  bool   `json:"killed,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Lost is set when the supervisor disappeared before recording the end.
+	Lost      bool      `json:"lost,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at"`
+}
+
+// exit converts the record to the executor's type.
+func (r exitRecord) exit() executor.Exit {
+	return executor.Exit{
+		Code: r.Code, OOM: r.OOM, Killed: r.Killed, Message: r.Message,
+		StartedAt: r.StartedAt, EndedAt: r.EndedAt,
+	}
+}
+
+// taskFiles is a task directory's contents read at one moment.
+type taskFiles struct {
+	ID     int64
+	Dir    string
+	Launch launchRecord
+	Shim   *shimRecord
+	Proc   *procRecord
+	Exit   *exitRecord
+	// Paused and KillAsked mirror the marker files.
+	Paused    bool
+	KillAsked bool
+}
+
+// readTask reads task id's directory; a directory without a launch record
+// is unknown (executor.ErrUnknownTask).
+func readTask(dir string, id int64) (*taskFiles, error) {
+	t := &taskFiles{ID: id, Dir: dir}
+	ok, err := readJSON(filepath.Join(dir, fileSpec), &t.Launch)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("task %d: %w", id, executor.ErrUnknownTask)
+	}
+	var shim shimRecord
+	if ok, err := readJSON(filepath.Join(dir, fileShim), &shim); err != nil {
+		return nil, err
+	} else if ok {
+		t.Shim = &shim
+	}
+	var proc procRecord
+	if ok, err := readJSON(filepath.Join(dir, fileProc), &proc); err != nil {
+		return nil, err
+	} else if ok {
+		t.Proc = &proc
+	}
+	if t.Exit, err = readExit(dir); err != nil {
+		return nil, err
+	}
+	t.Paused = fileExists(filepath.Join(dir, filePaused))
+	t.KillAsked = fileExists(filepath.Join(dir, fileKill))
+	return t, nil
+}
+
+// readExit reads the exit record, nil when there is none yet.
+func readExit(dir string) (*exitRecord, error) {
+	var r exitRecord
+	ok, err := readJSON(filepath.Join(dir, fileExit), &r)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// state converts the files to the executor's view.
+func (t *taskFiles) state() executor.State {
+	s := executor.State{TaskID: t.ID, Running: t.Exit == nil, Started: t.Launch.CreatedAt}
+	if t.Proc != nil {
+		s.Started = t.Proc.StartedAt
+	}
+	if t.Exit != nil {
+		ex := t.Exit.exit()
+		s.Exit = &ex
+	} else {
+		s.Paused = t.Paused
+	}
+	return s
+}
+
+// writeJSONAtomic writes v as JSON to path through a synced temp file and
+// a rename, so readers never see a partial record.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name()) // best effort: the temp name is hidden and unique
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// readJSON decodes path into v; ok is false when the file does not exist.
+func readJSON(path string, v any) (ok bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// writeMarker creates an empty marker file.
+func writeMarker(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create marker %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("create marker %s: %w", path, err)
+	}
+	return nil
+}
+
+// fileExists reports whether path exists.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// parseTaskDirName returns the task ID a state directory entry names.
+func parseTaskDirName(name string) (int64, bool) {
+	id, err := strconv.ParseInt(name, 10, 64)
+	if err != nil || strconv.FormatInt(id, 10) != name {
+		return 0, false
+	}
+	return id, true
+}
