@@ -364,7 +364,8 @@ func (l cgroupLayout) procs(name string) ([]int, error) {
 }
 
 // setFrozen freezes or thaws cgroup name and waits, until ctx ends, for
-// the freezer to reach that state.
+// the freezer to reach that state. A cgroup that does not exist (any more)
+// gives an error matching fs.ErrNotExist.
 func (l cgroupLayout) setFrozen(ctx context.Context, name string, frozen bool) error {
 	var file, val, stateFile, want string
 	if l.Version == 2 {

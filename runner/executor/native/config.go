@@ -26,7 +26,10 @@ type Config struct {
 	// exists, version 1 (CgroupRoot/<controller>) otherwise.
 	CgroupRoot string
 	// CgroupParent is the cgroup, relative to each hierarchy's root, under
-	// which task-<id> cgroups are created ("hakuriver").
+	// which task-<id> cgroups are created ("hakuriver"; nested paths such as
+	// "hakuriver/<runner>" work). Runners sharing a host that may see the
+	// same task ID (runners of different clusters) need different parents:
+	// a task whose cgroup is already in use fails to start.
 	CgroupParent string
 	// DisableCgroups runs tasks without cgroups even where they are
 	// writable (no limits; pause with SIGSTOP, kill by process group).

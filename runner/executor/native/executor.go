@@ -107,8 +107,8 @@ func (e *Executor) taskDir(id int64) string {
 // process runs (or failed to start: that is recorded as the task's exit,
 // code -1 with a message, and reported by List, Wait and Exits like any
 // other end). Starting an ID that is already tracked returns nil and starts
-// nothing. It returns an error when no supervisor could be started (nothing
-// is then tracked) or when the supervisor did not report within
+// nothing. It returns an error for an empty command or when no supervisor
+// could be started (nothing is then tracked), and when the supervisor did not report within
 // StartTimeout or before ctx ended (the task stays tracked; List reports it
 // lost if its supervisor never shows up).
 func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
@@ -354,13 +354,20 @@ func (e *Executor) setPaused(ctx context.Context, id int64, paused bool) error {
 	}
 	if cg := t.Launch.Cgroup; cg != nil {
 		err = cg.setFrozen(ctx, taskCgroup(id), paused)
-	} else {
-		err = signalGroup(t.Proc.PGID, map[bool]syscall.Signal{true: syscall.SIGSTOP, false: syscall.SIGCONT}[paused])
-	}
-	if err != nil {
-		if t2, lerr := e.load(ctx, id); lerr == nil && t2.Exit != nil {
-			err = ErrNotRunning // it ended meanwhile, taking its cgroup along
+		if errors.Is(err, fs.ErrNotExist) {
+			// The cgroup is gone: the task ended meanwhile (a thawed task
+			// may end at once) and its shim removed it.
+			err = nil
+			if paused {
+				err = ErrNotRunning
+			}
 		}
+	} else {
+		sig := syscall.SIGCONT
+		if paused {
+			sig = syscall.SIGSTOP
+		}
+		err = signalGroup(t.Proc.PGID, sig)
 	}
 	if err == nil {
 		marker := filepath.Join(t.Dir, filePaused)

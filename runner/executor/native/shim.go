@@ -97,8 +97,12 @@ func supervise(ctx context.Context, dir string, log *slog.Logger) error {
 		return err
 	}
 	var l launchRecord
-	if ok, err := readJSON(filepath.Join(dir, fileSpec), &l); err != nil || !ok {
-		return fmt.Errorf("read launch record: %w", errors.Join(err, errIf(!ok, "missing")))
+	ok, err := readJSON(filepath.Join(dir, fileSpec), &l)
+	if err != nil {
+		return fmt.Errorf("read launch record: %w", err)
+	}
+	if !ok {
+		return errors.New("read launch record: missing")
 	}
 	if fileExists(filepath.Join(dir, fileExit)) {
 		// An executor gave up waiting for this shim and recorded the task
@@ -111,14 +115,6 @@ func supervise(ctx context.Context, dir string, log *slog.Logger) error {
 	end := runTask(ctx, dir, l, log)
 	log.Info("task ended", keyTaskID, l.Spec.TaskID, keyCode, end.Code, "oom", end.OOM, "killed", end.Killed)
 	return writeJSONAtomic(filepath.Join(dir, fileExit), end)
-}
-
-// errIf returns an error with msg when cond holds.
-func errIf(cond bool, msg string) error {
-	if cond {
-		return errors.New(msg)
-	}
-	return nil
 }
 
 // runTask starts the task, waits for it and cleans up; a task that cannot
