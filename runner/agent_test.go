@@ -1,0 +1,153 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster"
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/runner"
+	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
+)
+
+// shimBinary builds the hakuriver binary once for the native executor's
+// per-task supervisor.
+func shimBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("HAKURIVER_BIN"); p != "" {
+		return p
+	}
+	out := filepath.Join(t.TempDir(), "hakuriver")
+	cmd := exec.Command("go", "build", "-o", out, "../cmd/hakuriver")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build hakuriver: %v\n%s", err, b)
+	}
+	return out
+}
+
+func logger(t *testing.T) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+// TestAgentRunsTaskAndSurvivesRestart runs a real host replica and a real
+// runner in-process: a submitted native task runs and completes with its
+// output in shared storage; the cluster token is enforced; a task running
+// while the runner restarts completes with its real exit code.
+func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
+	shim := shimBinary(t)
+	shared := t.TempDir()
+	hc := cluster.DefaultConfig()
+	hc.NodeID, hc.DataDir, hc.SharedDir = "h1", t.TempDir(), shared
+	hc.APIPort, hc.RaftPort, hc.GossipPort = 0, 0, 0
+	hc.FastGossip, hc.ClusterToken = true, "secret-token"
+	hc.HeartbeatInterval = 500 * time.Millisecond
+	hc.Logger = logger(t)
+	ctx := context.Background()
+	h, err := cluster.StartHost(ctx, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+
+	tmp := t.TempDir()
+	start := func() *runner.Agent {
+		nc := native.DefaultConfig()
+		nc.StateDir = filepath.Join(tmp, "tasks")
+		nc.ShimCommand = []string{shim, "runner-shim"}
+		nc.CgroupParent = "hakuriver-agent-test"
+		ex, err := native.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := runner.DefaultConfig()
+		rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
+		rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, "secret-token", shared, tmp
+		rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
+		rc.Logger = logger(t)
+		a, err := runner.Start(ctx, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := start()
+	cc := api.DefaultClientConfig()
+	cc.Hosts = []string{h.APIURL()}
+	c, err := api.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := func(id, want string) api.Task {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			tk, err := c.Status(ctx, id)
+			if err == nil && string(tk.Status) == want {
+				return tk
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		tk, _ := c.Status(ctx, id)
+		t.Fatalf("task %s never reached %s: %+v", id, want, tk)
+		return tk
+	}
+	null := "NULL"
+	sr, err := c.Submit(ctx, api.SubmitRequest{Command: "sh", Arguments: []string{"-c", "echo out-$HAKURIVER_TASK_ID; echo err >&2"}, ContainerName: &null})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sr.TaskIDs[0]
+	tk := wait(id, "completed")
+	if tk.AssignedNode != "r1" || tk.ExitCode == nil || *tk.ExitCode != 0 {
+		t.Fatalf("completed task: %+v", tk)
+	}
+	out, _ := os.ReadFile(filepath.Join(shared, "task_outputs", id+".out"))
+	if strings.TrimSpace(string(out)) != "out-"+id {
+		t.Fatalf("stdout %q", out)
+	}
+	logs, _, _, err := c.Logs(ctx, id, "stderr", 0)
+	if err != nil || !bytes.Equal(bytes.TrimSpace(logs), []byte("err")) {
+		t.Fatalf("stderr via API: %q %v", logs, err)
+	}
+
+	// A call without the cluster token is refused by host and runner alike.
+	noTok, _ := api.NewClient(cc)
+	if _, err := noTok.Do(ctx, "POST", "/api/register", api.RegisterRequest{Hostname: "evil", TotalCores: 1, RunnerURL: "http://x:1"}, nil); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("register without token: %v", err)
+	}
+	cc2 := api.DefaultClientConfig()
+	cc2.Hosts = []string{a.URL()}
+	rcl, _ := api.NewClient(cc2)
+	if _, err := rcl.Do(ctx, "POST", "/run", api.RunRequest{TaskID: 1, Command: "true"}, nil); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("/run without token: %v", err)
+	}
+
+	// Restart the runner while a task runs: the task keeps running and its
+	// real exit code is reported.
+	sr, err = c.Submit(ctx, api.SubmitRequest{Command: "sh", Arguments: []string{"-c", "sleep 2; exit 7"}, ContainerName: &null})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = sr.TaskIDs[0]
+	wait(id, "running")
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a = start()
+	t.Cleanup(func() { a.Close(context.Background()) })
+	tk = wait(id, "failed")
+	if tk.ExitCode == nil || *tk.ExitCode != 7 {
+		t.Fatalf("exit code after runner restart: %+v", tk)
+	}
+}
