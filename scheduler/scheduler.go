@@ -122,10 +122,13 @@ func Plan(v View) Result {
 	}
 	Order(pending)
 	var res Result
-	online := 0
+	online, undrained := 0, 0
 	for _, n := range v.Nodes {
-		if n.Status == fsm.NodeOnline && !n.Drained {
+		if n.Status == fsm.NodeOnline {
 			online++
+			if !n.Drained {
+				undrained++
+			}
 		}
 	}
 	for _, t := range pending {
@@ -141,7 +144,7 @@ func Plan(v View) Result {
 			res.Waiting = append(res.Waiting, Decision{t.TaskID, fmt.Sprintf("array throttle: %d of batch %d running (max %d)", running[t.BatchID], t.BatchID, t.ArrayThrottle)})
 			continue
 		}
-		p, reason := place(t, v.Nodes, usage, online)
+		p, reason := place(t, v.Nodes, usage, online, undrained)
 		if p == nil {
 			res.Waiting = append(res.Waiting, Decision{t.TaskID, reason})
 			continue
@@ -185,7 +188,7 @@ func dependencies(t *fsm.Task, lookup func(int64) (*fsm.Task, bool)) (string, bo
 }
 
 // place finds the node for t, or says why there is none.
-func place(t *fsm.Task, nodes []*fsm.Node, usage map[string]*Usage, online int) (*Placement, string) {
+func place(t *fsm.Task, nodes []*fsm.Node, usage map[string]*Usage, online, undrained int) (*Placement, string) {
 	var best *Placement
 	var bestKey [3]int64
 	why := ""
@@ -193,7 +196,7 @@ func place(t *fsm.Task, nodes []*fsm.Node, usage map[string]*Usage, online int) 
 		if n == nil {
 			return
 		}
-		p, key, reason := fit(t, n, usage[n.Hostname])
+		p, key, reason := fit(t, n, usage[n.Hostname], t.TargetNode != "")
 		if p == nil {
 			if t.TargetNode != "" {
 				why = reason
@@ -226,6 +229,9 @@ func place(t *fsm.Task, nodes []*fsm.Node, usage map[string]*Usage, online int) 
 	if online == 0 {
 		return nil, "no online node (waiting for a runner)"
 	}
+	if undrained == 0 {
+		return nil, "every online node is drained"
+	}
 	return nil, fmt.Sprintf("no node has %s free", describe(t))
 }
 
@@ -241,14 +247,20 @@ func describe(t *fsm.Task) string {
 }
 
 // fit checks t against n's free capacity and returns the placement with its
-// tightness key (leftover cores, memory, GPUs), or why it does not fit.
-func fit(t *fsm.Task, n *fsm.Node, u *Usage) (*Placement, [3]int64, string) {
+// tightness key (leftover cores, memory, GPUs), or why it does not fit (only
+// when explain is set: formatting every miss dominates a large pass).
+func fit(t *fsm.Task, n *fsm.Node, u *Usage, explain bool) (*Placement, [3]int64, string) {
 	var key [3]int64
 	if n.Status != fsm.NodeOnline {
-		return nil, key, fmt.Sprintf("node %s is %s", n.Hostname, n.Status)
+		return nil, key, because(explain, func() string { return fmt.Sprintf("node %s is %s", n.Hostname, n.Status) })
 	}
 	if n.Drained {
-		return nil, key, fmt.Sprintf("node %s is drained", n.Hostname)
+		return nil, key, because(explain, func() string { return fmt.Sprintf("node %s is drained", n.Hostname) })
+	}
+	if t.TargetNUMANodeID != nil {
+		if _, ok := n.NUMATopology[strconv.Itoa(*t.TargetNUMANodeID)]; !ok {
+			return nil, key, because(explain, func() string { return fmt.Sprintf("node %s has no NUMA node %d", n.Hostname, *t.TargetNUMANodeID) })
+		}
 	}
 	if u == nil {
 		u = newUsage()
@@ -256,19 +268,22 @@ func fit(t *fsm.Task, n *fsm.Node, u *Usage) (*Placement, [3]int64, string) {
 	freeCores := n.TotalCores - u.Cores
 	freeMem := n.MemoryTotalBytes - u.MemoryBytes
 	if t.RequiredCores > freeCores {
-		return nil, key, fmt.Sprintf("node %s has %d of %d cores free, needs %d", n.Hostname, max(0, freeCores), n.TotalCores, t.RequiredCores)
+		return nil, key, because(explain, func() string {
+			return fmt.Sprintf("node %s has %d of %d cores free, needs %d", n.Hostname, max(0, freeCores), n.TotalCores, t.RequiredCores)
+		})
 	}
 	if t.RequiredMemoryBytes > 0 && t.RequiredMemoryBytes > freeMem {
-		return nil, key, fmt.Sprintf("node %s has %d bytes of memory free, needs %d", n.Hostname, max(0, freeMem), t.RequiredMemoryBytes)
+		return nil, key, because(explain, func() string {
+			return fmt.Sprintf("node %s has %d bytes of memory free, needs %d", n.Hostname, max(0, freeMem), t.RequiredMemoryBytes)
+		})
 	}
 	p := &Placement{TaskID: t.TaskID, Node: n.Hostname, NUMA: t.TargetNUMANodeID}
 	if t.TargetNUMANodeID != nil {
-		numa, ok := n.NUMATopology[strconv.Itoa(*t.TargetNUMANodeID)]
-		if !ok {
-			return nil, key, fmt.Sprintf("node %s has no NUMA node %d", n.Hostname, *t.TargetNUMANodeID)
-		}
+		numa := n.NUMATopology[strconv.Itoa(*t.TargetNUMANodeID)]
 		if free := len(numa.Cores) - u.NUMACores[*t.TargetNUMANodeID]; t.RequiredCores > free {
-			return nil, key, fmt.Sprintf("NUMA node %d of %s has %d cores free, needs %d", *t.TargetNUMANodeID, n.Hostname, max(0, free), t.RequiredCores)
+			return nil, key, because(explain, func() string {
+				return fmt.Sprintf("NUMA node %d of %s has %d cores free, needs %d", *t.TargetNUMANodeID, n.Hostname, max(0, free), t.RequiredCores)
+			})
 		}
 	}
 	freeGPUs := 0
@@ -279,25 +294,49 @@ func fit(t *fsm.Task, n *fsm.Node, u *Usage) (*Placement, [3]int64, string) {
 	}
 	switch {
 	case t.GPUCount > 0:
+		if freeGPUs < t.GPUCount {
+			return nil, key, because(explain, func() string {
+				return fmt.Sprintf("node %s has %d GPUs free, needs %d", n.Hostname, freeGPUs, t.GPUCount)
+			})
+		}
+		// The lowest free IDs, whatever order the node lists its GPUs in.
 		for _, g := range n.GPUInfo {
-			if _, busy := u.GPUs[g.GPUID]; !busy && len(p.GPUs) < t.GPUCount {
+			if _, busy := u.GPUs[g.GPUID]; !busy {
 				p.GPUs = append(p.GPUs, g.GPUID)
 			}
 		}
-		if len(p.GPUs) < t.GPUCount {
-			return nil, key, fmt.Sprintf("node %s has %d GPUs free, needs %d", n.Hostname, freeGPUs, t.GPUCount)
-		}
 		sort.Ints(p.GPUs)
+		p.GPUs = p.GPUs[:t.GPUCount:t.GPUCount]
 	case len(t.RequiredGPUs) > 0:
 		for _, g := range t.RequiredGPUs {
+			if !hasGPU(n, g) {
+				return nil, key, because(explain, func() string { return fmt.Sprintf("node %s has no GPU %d", n.Hostname, g) })
+			}
 			if holder, busy := u.GPUs[g]; busy {
-				return nil, key, fmt.Sprintf("GPU %d of %s is held by task %d", g, n.Hostname, holder)
+				return nil, key, because(explain, func() string { return fmt.Sprintf("GPU %d of %s is held by task %d", g, n.Hostname, holder) })
 			}
 		}
 		p.GPUs = append([]int(nil), t.RequiredGPUs...)
 	}
 	key = [3]int64{int64(freeCores - t.RequiredCores), freeMem - t.RequiredMemoryBytes, int64(freeGPUs - len(p.GPUs))}
 	return p, key, ""
+}
+
+// because formats a reason only when one is wanted.
+func because(explain bool, reason func() string) string {
+	if !explain {
+		return ""
+	}
+	return reason()
+}
+
+func hasGPU(n *fsm.Node, id int) bool {
+	for _, g := range n.GPUInfo {
+		if g.GPUID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // Capacity reports whether t could ever fit node n when it is empty.
