@@ -517,6 +517,39 @@ func (c *Client) Health(ctx context.Context, hostname string) (HealthResponse, e
 	return out, nil
 }
 
+// Queue lists the pending tasks in queue order (GET /api/queue), each with
+// the reason it waits. It is a consistent read: the answering replica
+// forwards it to the leader.
+func (c *Client) Queue(ctx context.Context) ([]QueueEntry, error) {
+	var out []QueueEntry
+	if _, err := c.Do(ctx, http.MethodGet, "/api/queue", nil, &out); err != nil {
+		return nil, fmt.Errorf("list queue: %w", err)
+	}
+	return out, nil
+}
+
+// Drain stops new placements on a node (POST /api/nodes/{name}/drain); its
+// running tasks finish. Draining a drained node succeeds. An unknown node is
+// an *APIError with StatusCode 404.
+func (c *Client) Drain(ctx context.Context, name string) (MessageResponse, error) {
+	return c.drain(ctx, name, "drain")
+}
+
+// Undrain lets the scheduler place tasks on a drained node again
+// (POST /api/nodes/{name}/undrain). An unknown node is an *APIError with
+// StatusCode 404.
+func (c *Client) Undrain(ctx context.Context, name string) (MessageResponse, error) {
+	return c.drain(ctx, name, "undrain")
+}
+
+// drain runs POST /api/nodes/{name}/{action}.
+func (c *Client) drain(ctx context.Context, name, action string) (MessageResponse, error) {
+	if strings.TrimSpace(name) == "" {
+		return MessageResponse{}, errors.New("empty node name")
+	}
+	return c.message(ctx, http.MethodPost, "/api/nodes/"+url.PathEscape(name)+"/"+action, nil, action+" node "+name)
+}
+
 // Log streams of a command task, for Logs.
 const (
 	StreamStdout = "stdout"

@@ -596,3 +596,59 @@ func apiStatusOf(err error) int {
 	}
 	return 0
 }
+
+func TestClient_Queue(t *testing.T) {
+	entries := []api.QueueEntry{
+		{TaskID: "12", Priority: 5, Command: "python", Reason: "no node has 4 cores free", SubmittedAt: "2026-01-02T03:04:05Z"},
+		{TaskID: "11", Command: "echo", TargetNode: "n1", Reason: "waiting for 10", SubmittedAt: "2026-01-02T03:04:04Z"},
+	}
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, entries)
+	})
+	c := newClient(t, nil, srv.srv.URL)
+	got, err := c.Queue(ctxT(t))
+	if err != nil {
+		t.Fatalf("Queue: %v", err)
+	}
+	if !reflect.DeepEqual(got, entries) {
+		t.Fatalf("Queue = %+v, want %+v", got, entries)
+	}
+	if r := srv.requests()[0]; r.Method != http.MethodGet || r.Path != "/api/queue" || r.Query != "" || r.Body != "" {
+		t.Fatalf("request = %s %s?%s %q", r.Method, r.Path, r.Query, r.Body)
+	}
+}
+
+func TestClient_DrainUndrain(t *testing.T) {
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/nodes/ghost/") {
+			writeJSON(w, http.StatusNotFound, api.ErrorResponse{Error: `node "ghost" not registered`})
+			return
+		}
+		writeJSON(w, http.StatusOK, api.MessageResponse{Message: "Node n1 drained: no new placements."})
+	})
+	c := newClient(t, nil, srv.srv.URL)
+	m, err := c.Drain(ctxT(t), "n1")
+	if err != nil || m.Message != "Node n1 drained: no new placements." {
+		t.Fatalf("Drain = %+v, %v", m, err)
+	}
+	if _, err := c.Undrain(ctxT(t), "n 1"); err != nil {
+		t.Fatalf("Undrain: %v", err)
+	}
+	_, err = c.Drain(ctxT(t), "ghost")
+	if apiStatusOf(err) != http.StatusNotFound || !strings.Contains(err.Error(), "drain node ghost") || !strings.Contains(err.Error(), "not registered") {
+		t.Fatalf("err = %v, want APIError 404 naming the node", err)
+	}
+	if _, err := c.Undrain(ctxT(t), " "); err == nil {
+		t.Fatalf("Undrain with a blank name must fail")
+	}
+	got := srv.requests()
+	want := []string{"/api/nodes/n1/drain", "/api/nodes/n 1/undrain", "/api/nodes/ghost/drain"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d requests, want %d", len(got), len(want))
+	}
+	for i, p := range want {
+		if got[i].Method != http.MethodPost || got[i].Path != p || got[i].Body != "" {
+			t.Errorf("request %d = %s %s %q, want POST %s without a body", i, got[i].Method, got[i].Path, got[i].Body, p)
+		}
+	}
+}

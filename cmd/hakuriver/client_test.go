@@ -91,7 +91,7 @@ func reply(w http.ResponseWriter, status int, v any) {
 func testRoot() *cobra.Command {
 	root := &cobra.Command{Use: "hakuriver", SilenceUsage: true, SilenceErrors: true}
 	g := addClientFlags(root)
-	root.AddCommand(newTaskCmd(g), newNodeCmd(g), newClusterCmd(g))
+	root.AddCommand(newTaskCmd(g), newNodeCmd(g), newClusterCmd(g), newQueueCmd(g))
 	return root
 }
 

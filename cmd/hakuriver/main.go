@@ -49,6 +49,7 @@ func newRootCmd() *cobra.Command {
 		newTaskCmd(g),
 		newNodeCmd(g),
 		newClusterCmd(g),
+		newQueueCmd(g),
 	)
 	return root
 }

@@ -18,15 +18,18 @@ import (
 func newNodeCmd(g *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Inspect the runner nodes and their health",
+		Short: "Inspect the runner nodes, their health, and drain them",
 		Long: `Inspect the runner nodes registered with the cluster: their status, cores
-and memory in use, live load and recent health samples.`,
+and memory in use, live load and recent health samples. Drain a node to
+stop new placements on it, for maintenance, and undrain it afterwards.`,
 		Example: `  hakuriver node list
   hakuriver node list -o json
   hakuriver node health
-  hakuriver node health node1 --history`,
+  hakuriver node health node1 --history
+  hakuriver node drain node1
+  hakuriver node undrain node1`,
 	}
-	cmd.AddCommand(newNodeListCmd(g), newNodeHealthCmd(g))
+	cmd.AddCommand(newNodeListCmd(g), newNodeHealthCmd(g), newNodeDrainCmd(g), newNodeUndrainCmd(g))
 	return cmd
 }
 
@@ -217,4 +220,47 @@ func aggregateTemps(a api.HealthAggregate) string {
 		return "-"
 	}
 	return formatTemps(&a.MaxAvgCPUTemp, &a.MaxMaxCPUTemp)
+}
+
+func newNodeDrainCmd(g *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "drain NODE",
+		Short: "Stop placing new tasks on a node",
+		Long: `Stop placing new tasks on NODE, for maintenance. Its running tasks go on
+and finish; pending tasks wait for other nodes or for "hakuriver node
+undrain". "hakuriver node list" shows the node's status with ",drained".
+Draining a drained node succeeds; an unknown node is an error.`,
+		Example: `  hakuriver node drain node1`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+				resp, err := c.Drain(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return printMessage(cmd.OutOrStdout(), format, resp)
+			})
+		},
+	}
+}
+
+func newNodeUndrainCmd(g *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "undrain NODE",
+		Short: "Let the scheduler place tasks on a drained node again",
+		Long: `Let the scheduler place new tasks on NODE again after "hakuriver node
+drain". Undraining a node that is not drained succeeds; an unknown node is
+an error.`,
+		Example: `  hakuriver node undrain node1`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+				resp, err := c.Undrain(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return printMessage(cmd.OutOrStdout(), format, resp)
+			})
+		},
+	}
 }

@@ -184,3 +184,53 @@ func TestCLI_NodeHealthNoSamples(t *testing.T) {
 		t.Fatalf("out = %q, err = %v", out, err)
 	}
 }
+
+func TestCLI_NodeDrainUndrain(t *testing.T) {
+	f := newFakeHost(t)
+	f.mux.HandleFunc("POST /api/nodes/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		name, action := r.PathValue("name"), r.PathValue("action")
+		if name == "ghost" {
+			reply(w, http.StatusNotFound, api.ErrorResponse{Error: `node "ghost" not registered`})
+			return
+		}
+		msg := "Node " + name + " drained: no new placements."
+		if action == "undrain" {
+			msg = "Node " + name + " undrained: accepting placements."
+		}
+		reply(w, http.StatusOK, api.MessageResponse{Message: msg})
+	})
+
+	out, _, err := runCLI(t, "--host", f.srv.URL, "node", "drain", "node1")
+	if err != nil || out != "Node node1 drained: no new placements.\n" {
+		t.Fatalf("drain: out = %q, err = %v", out, err)
+	}
+	if r := f.last(t, "/api/nodes/node1/drain"); r.Method != http.MethodPost || len(r.Body) != 0 {
+		t.Fatalf("drain request = %s %q", r.Method, r.Body)
+	}
+	out, _, err = runCLI(t, "--host", f.srv.URL, "-o", "json", "node", "undrain", "node1")
+	if err != nil {
+		t.Fatalf("undrain: %v", err)
+	}
+	var m api.MessageResponse
+	mustJSON(t, out, &m)
+	if m.Message != "Node node1 undrained: accepting placements." {
+		t.Fatalf("json = %+v", m)
+	}
+	if r := f.last(t, "/api/nodes/node1/undrain"); r.Method != http.MethodPost {
+		t.Fatalf("undrain method = %s", r.Method)
+	}
+
+	_, _, err = runCLI(t, "--host", f.srv.URL, "node", "drain", "ghost")
+	if apiStatus(err) != http.StatusNotFound || !strings.Contains(err.Error(), "not registered") {
+		t.Fatalf("unknown node: err = %v", err)
+	}
+	n := len(f.requests())
+	for _, args := range [][]string{{"drain"}, {"drain", "a", "b"}, {"undrain", " "}} {
+		if _, _, err := runCLI(t, append([]string{"--host", f.srv.URL, "node"}, args...)...); err == nil {
+			t.Errorf("node %q: want an error", args)
+		}
+	}
+	if got := len(f.requests()); got != n {
+		t.Fatalf("bad arguments sent %d requests", got-n)
+	}
+}

@@ -194,6 +194,19 @@ func formatAgeRFC3339(ts *string, now time.Time) string {
 	return formatAge(t, now)
 }
 
+// formatRFC3339 is formatTime for an RFC 3339 timestamp as the API serves
+// it: "-" when empty, the raw text when it does not parse.
+func formatRFC3339(ts string) string {
+	if ts == "" {
+		return "-"
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return ts
+	}
+	return formatTime(t)
+}
+
 // exitCodeError is an error after which the process should exit with code
 // instead of the usual 1 (for example "task wait" of a single task that
 // failed with exit code 3). main maps it through ExitCode; Error is printed

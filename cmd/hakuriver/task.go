@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,10 +15,6 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
-
-// notFoundGrace is how long --wait keeps polling a task that the answering
-// replica does not know yet (its local state may lag the leader).
-const notFoundGrace = 30 * time.Second
 
 // newTaskCmd builds "hakuriver task": submit, status, list, logs, wait,
 // kill, pause and resume.
@@ -34,6 +28,7 @@ output, their end; kill, pause and resume them.
 Every task command talks to the host replicas given by --host (or
 $HAKURIVER_HOST) and tries the next replica when one is down.`,
 		Example: `  hakuriver task submit --target node1 --cores 2 -- python train.py --epochs 3
+  hakuriver task submit --gpus 1 --array 0-9%2 --time-limit 2h -- python sweep.py
   hakuriver task list --status running
   hakuriver task status 1790263384729600000
   hakuriver task logs --follow 1790263384729600000
@@ -51,6 +46,10 @@ type submitOptions struct {
 	cores        int
 	memory       string
 	gpus         string
+	priority     int
+	array        string
+	timeLimit    string
+	after        []string
 	container    string
 	env          []string
 	workdir      string
@@ -72,11 +71,28 @@ is not a flag) is the command and its arguments.
 Each --target creates one task of the batch. A target is
 HOST[:NUMA][::GPU,GPU...]: "node1", "node1:0" (bind to NUMA node 0),
 "node1::0,1" (GPUs 0 and 1), "node1:1::2,3". Without --target the
-scheduler places the task. --gpus gives GPU IDs to every target that has
-no "::" part.
+scheduler places the task on an online node that fits it. --gpus N asks
+for N free GPUs on whichever node runs the task; it is a count, not a list
+of IDs, and cannot be combined with GPU IDs in a target.
 
 --memory takes bytes with an optional suffix: K, M, G (powers of 10) or
 Ki, Mi, Gi (powers of 2), case-insensitive.
+
+A task that does not fit the free capacity yet waits pending in the queue
+("hakuriver queue" shows why) and starts once resources free up: higher
+--priority first (-1000..1000, default 0), then in submission order.
+
+--array SPEC submits one task per index, as Slurm's --array does: "0-99",
+"1,3,5", "0-3,8" or "0-99%8" (at most 8 of them running at once). Each
+task finds its index in $HAKURIVER_ARRAY_INDEX and the batch ID in
+$HAKURIVER_BATCH_ID. An array takes at most one --target.
+
+--time-limit kills a task that runs longer and marks it killed. It takes a
+duration such as 90s, 90m or 1h30m, or plain seconds; parts of a second
+are rounded up; 0 means no limit.
+
+--after ID[,ID...] holds the tasks pending until every named task has
+completed; when one of them ends otherwise, the tasks fail naming it.
 
 The task IDs are printed one per line. With --wait the command also waits
 until every task has finished and fails unless all of them completed, as
@@ -85,6 +101,9 @@ makes the command exit with that code).`,
 		Example: `  hakuriver task submit -- echo hello
   hakuriver task submit --target node1 --target node2 --cores 4 --memory 8G -- ./sweep.sh
   hakuriver task submit --target gpu1::0,1 --container pytorch -- python train.py
+  hakuriver task submit --gpus 2 --priority 10 --time-limit 12h -- python train.py
+  hakuriver task submit --array 0-99%8 -- ./process.sh
+  hakuriver task submit --after 1790263384729600000 -- ./report.sh
   hakuriver task submit --container NULL --env OMP_NUM_THREADS=4 --wait -- make test`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -96,7 +115,11 @@ makes the command exit with that code).`,
 	f.StringArrayVar(&o.targets, "target", nil, "target HOST[:NUMA][::GPU,GPU...]; repeat for one task per target")
 	f.IntVar(&o.cores, "cores", 1, "CPU cores per task (0: no limit)")
 	f.StringVar(&o.memory, "memory", "", "memory limit per task, e.g. 512M, 4G, 2Gi (default: no limit)")
-	f.StringVar(&o.gpus, "gpus", "", "GPU IDs (comma list) for every --target without a ::GPU part")
+	f.StringVar(&o.gpus, "gpus", "", "`N` free GPUs per task, on whichever node runs it (GPU IDs go in --target HOST::ID,ID)")
+	f.IntVar(&o.priority, "priority", 0, "queue priority, -1000..1000; higher starts first")
+	f.StringVar(&o.array, "array", "", "array job: one task per index of `SPEC`, e.g. 0-99, 1,3,5 or 0-99%8 (at most 8 running)")
+	f.StringVar(&o.timeLimit, "time-limit", "", "kill a task that runs longer than `DURATION`, e.g. 90m, 2h or 3600 (seconds) (default: no limit)")
+	f.StringArrayVar(&o.after, "after", nil, "start only once the tasks `ID[,ID...]` have completed; repeatable")
 	f.StringVar(&o.container, "container", "", "container environment name, or NULL to run natively (default: host default)")
 	f.StringArrayVar(&o.env, "env", nil, "environment variable KEY=VALUE; repeatable")
 	f.StringVar(&o.workdir, "workdir", "", "working directory of the task")
@@ -200,6 +223,9 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 	if err := o.addTargets(&req); err != nil {
 		return req, err
 	}
+	if err := o.addScheduling(&req); err != nil {
+		return req, err
+	}
 	env, err := parseEnv(o.env)
 	if err != nil {
 		return req, err
@@ -226,31 +252,29 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 	return req, nil
 }
 
-// addTargets fills req.Targets and req.RequiredGPUs from --target and --gpus.
+// addTargets fills req.Targets and req.RequiredGPUs from --target, and
+// req.GPUCount from --gpus, which cannot be combined with GPU IDs in a
+// target.
 func (o *submitOptions) addTargets(req *api.SubmitRequest) error {
-	var defGPUs []int
 	if o.gpus != "" {
-		ids, err := parseGPUList(o.gpus)
-		if err != nil {
-			return fmt.Errorf("invalid --gpus value %q: %w", o.gpus, err)
+		n, err := strconv.Atoi(strings.TrimSpace(o.gpus))
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid --gpus value %q: want a GPU count such as 2 (GPU IDs go in the target: --target HOST::0,1)", o.gpus)
 		}
-		if len(o.targets) == 0 {
-			return fmt.Errorf("--gpus needs at least one --target: GPU tasks go to named nodes")
-		}
-		defGPUs = ids
+		req.GPUCount = n
 	}
 	gpus := make([][]int, 0, len(o.targets))
 	anyGPU := false
 	for _, t := range o.targets {
-		host, ids, hasGPU, err := parseTarget(t)
+		host, ids, err := parseTarget(t)
 		if err != nil {
 			return err
 		}
-		if !hasGPU && defGPUs != nil {
-			ids = slices.Clone(defGPUs)
-		}
 		if ids == nil {
 			ids = []int{}
+		}
+		if len(ids) > 0 && req.GPUCount > 0 {
+			return fmt.Errorf("--gpus %d and GPU IDs in --target %q: give a GPU count or GPU IDs, not both", req.GPUCount, t)
 		}
 		anyGPU = anyGPU || len(ids) > 0
 		req.Targets = append(req.Targets, host)
@@ -264,25 +288,25 @@ func (o *submitOptions) addTargets(req *api.SubmitRequest) error {
 
 // parseTarget splits HOST[:NUMA][::GPU,GPU...] at the first "::" as the
 // original client does: the part before is the target sent to the host, the
-// part after is the GPU list of that target.
-func parseTarget(t string) (host string, gpus []int, hasGPU bool, err error) {
+// part after is the GPU list of that target (nil without "::").
+func parseTarget(t string) (host string, gpus []int, err error) {
 	host, list, hasGPU := strings.Cut(strings.TrimSpace(t), "::")
 	if host == "" {
-		return "", nil, false, fmt.Errorf("invalid --target value %q: want HOST[:NUMA][::GPU,GPU...]", t)
+		return "", nil, fmt.Errorf("invalid --target value %q: want HOST[:NUMA][::GPU,GPU...]", t)
 	}
 	if h, numa, ok := strings.Cut(host, ":"); ok {
 		if n, err := strconv.Atoi(numa); h == "" || err != nil || n < 0 {
-			return "", nil, false, fmt.Errorf("invalid --target value %q: NUMA ID must be a non-negative integer", t)
+			return "", nil, fmt.Errorf("invalid --target value %q: NUMA ID must be a non-negative integer", t)
 		}
 	}
 	if !hasGPU {
-		return host, nil, false, nil
+		return host, nil, nil
 	}
 	gpus, err = parseGPUList(list)
 	if err != nil {
-		return "", nil, false, fmt.Errorf("invalid GPU ID format in --target %q: %w", t, err)
+		return "", nil, fmt.Errorf("invalid GPU ID format in --target %q: %w", t, err)
 	}
-	return host, gpus, true, nil
+	return host, gpus, nil
 }
 
 // parseGPUList parses "0,1,,3" (blank items skipped) into GPU IDs.
@@ -356,214 +380,6 @@ func parseEnv(items []string) (map[string]string, error) {
 	return env, nil
 }
 
-// waitTasks polls every task until each reaches a final status and returns
-// them in ids order. It reports each finished task on progress and
-// transient errors on warn. Transient errors (no replica, no leader) keep it
-// polling; a task unknown for longer than notFoundGrace, another error
-// answer or the end of ctx stop it. It serves "task submit --wait" and
-// "task wait".
-func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string, every time.Duration, progress, warn io.Writer) ([]fsm.Task, error) {
-	done := make(map[string]fsm.Task, len(ids))
-	seen := make(map[string]fsm.Status, len(ids))
-	firstMiss := make(map[string]time.Time)
-	lastWarn := ""
-	for {
-		for _, id := range ids {
-			if _, ok := done[id]; ok {
-				continue
-			}
-			cctx, cancel := g.call(ctx)
-			t, err := c.Status(cctx, id)
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, waitEnded(ctx, ids, done, seen)
-				}
-				switch st := apiStatus(err); {
-				case st == http.StatusNotFound:
-					if firstMiss[id].IsZero() {
-						firstMiss[id] = time.Now()
-					} else if time.Since(firstMiss[id]) > notFoundGrace {
-						return nil, fmt.Errorf("wait for task %s: %w", id, err)
-					}
-				case st >= 400 && st < 500:
-					return nil, fmt.Errorf("wait for task %s: %w", id, err)
-				default:
-					if msg := err.Error(); msg != lastWarn {
-						fmt.Fprintf(warn, "warning: %s (still waiting)\n", msg)
-						lastWarn = msg
-					}
-				}
-				continue
-			}
-			delete(firstMiss, id)
-			seen[id] = t.Status
-			if t.Status.Final() {
-				done[id] = t
-				fmt.Fprintf(progress, "task %s: %s\n", id, describeEnd(t))
-			}
-		}
-		if len(done) == len(ids) {
-			break
-		}
-		timer := time.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, waitEnded(ctx, ids, done, seen)
-		case <-timer.C:
-		}
-	}
-	tasks := make([]fsm.Task, len(ids))
-	for i, id := range ids {
-		tasks[i] = done[id]
-	}
-	return tasks, nil
-}
-
-// waitEnded is waitTasks' error when ctx ended first: it wraps ctx's error
-// and names every unfinished task with its last seen status.
-func waitEnded(ctx context.Context, ids []string, done map[string]fsm.Task, seen map[string]fsm.Status) error {
-	var pending []string
-	for _, id := range ids {
-		if _, ok := done[id]; ok {
-			continue
-		}
-		st := string(seen[id])
-		if st == "" {
-			st = "unknown"
-		}
-		pending = append(pending, id+" "+st)
-	}
-	return fmt.Errorf("wait for tasks: %w; still unfinished: %s", ctx.Err(), strings.Join(pending, ", "))
-}
-
-// describeEnd renders a finished task's outcome: "failed (exit code 1) on
-// node1: message".
-func describeEnd(t fsm.Task) string {
-	s := string(t.Status)
-	if t.ExitCode != nil {
-		s += fmt.Sprintf(" (exit code %d)", *t.ExitCode)
-	}
-	if t.AssignedNode != "" {
-		s += " on " + t.AssignedNode
-	}
-	if t.ErrorMessage != "" {
-		s += ": " + t.ErrorMessage
-	}
-	return s
-}
-
-// notCompleted returns an error listing the tasks that did not complete,
-// each with its status and exit code. When the only task did not complete
-// and has a non-zero exit code, the error is an *exitCodeError carrying it
-// (mapped by processExitCode), so the process exits as the task did.
-func notCompleted(tasks []fsm.Task) error {
-	var bad []string
-	for _, t := range tasks {
-		if t.Status != fsm.StatusCompleted {
-			s := fmt.Sprintf("%d %s", t.TaskID, t.Status)
-			if t.ExitCode != nil {
-				s += fmt.Sprintf(" (exit code %d)", *t.ExitCode)
-			}
-			bad = append(bad, s)
-		}
-	}
-	if len(bad) == 0 {
-		return nil
-	}
-	msg := fmt.Sprintf("%d of %d tasks did not complete: %s", len(bad), len(tasks), strings.Join(bad, ", "))
-	if len(tasks) == 1 && tasks[0].ExitCode != nil && *tasks[0].ExitCode != 0 {
-		return &exitCodeError{code: processExitCode(*tasks[0].ExitCode), msg: msg}
-	}
-	return errors.New(msg)
-}
-
-// waitOptions holds the flags of "task wait".
-type waitOptions struct {
-	timeout      time.Duration
-	pollInterval time.Duration
-}
-
-func newTaskWaitCmd(g *clientFlags) *cobra.Command {
-	o := &waitOptions{}
-	cmd := &cobra.Command{
-		Use:   "wait TASK_ID...",
-		Short: "Wait until tasks finish",
-		Long: `Wait until every given task has reached a final status (completed, failed,
-killed, killed_oom or lost), printing each one as it finishes.
-
-The command succeeds when every task completed. Otherwise it fails with an
-error that lists each task that did not complete with its status; when a
-single task was given and it ended with a non-zero exit code, the command
-exits with that code (a task killed by signal N exits with 128+N).
-
---timeout bounds the whole wait (0, the default, waits forever); for this
-command it replaces the global --timeout, and each API call keeps the
-default limit of ` + defaultTimeout.String() + `. --output json prints the final tasks.`,
-		Example: `  hakuriver task wait 1790263384729600000
-  hakuriver task wait --timeout 1h 1790263384729600000 1790263384729600001
-  hakuriver task wait -o json 1790263384729600000`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runTaskWait(cmd, g, o, args)
-		},
-	}
-	f := cmd.Flags()
-	f.DurationVar(&o.timeout, "timeout", 0, "give up after this long (0: wait forever)")
-	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks")
-	return cmd
-}
-
-func runTaskWait(cmd *cobra.Command, g *clientFlags, o *waitOptions, args []string) error {
-	format, err := g.format()
-	if err != nil {
-		return err
-	}
-	if o.timeout < 0 {
-		return fmt.Errorf("invalid --timeout %s: must be 0 (forever) or positive", o.timeout)
-	}
-	if o.pollInterval <= 0 {
-		return fmt.Errorf("invalid --poll-interval %s: must be positive", o.pollInterval)
-	}
-	var ids []string
-	for _, id := range args {
-		id = strings.TrimSpace(id)
-		if id == "" {
-			return fmt.Errorf("empty task ID")
-		}
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx := cmd.Context()
-	if o.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-	}
-	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	progress := out
-	if format == outputJSON {
-		progress = errOut
-	}
-	tasks, err := waitTasks(ctx, g, c, ids, o.pollInterval, progress, errOut)
-	if err != nil {
-		return err
-	}
-	if format == outputJSON {
-		if err := printJSON(out, tasks); err != nil {
-			return err
-		}
-	}
-	return notCompleted(tasks)
-}
-
 func newTaskStatusCmd(g *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status TASK_ID",
@@ -607,13 +423,18 @@ func printTask(w io.Writer, t fsm.Task) error {
 	if t.TargetNUMANodeID != nil {
 		kv("NUMA node", strconv.Itoa(*t.TargetNUMANodeID))
 	}
+	schedulingRows(kv, t)
 	kv("Cores", strconv.Itoa(t.RequiredCores))
 	mem := formatBytes(t.RequiredMemoryBytes)
 	if t.RequiredMemoryBytes > 0 {
 		mem += fmt.Sprintf(" (%d bytes)", t.RequiredMemoryBytes)
 	}
 	kv("Memory", mem)
-	kv("GPUs", formatInts(t.RequiredGPUs))
+	gpus := formatInts(t.RequiredGPUs)
+	if t.GPUCount > 0 && len(t.RequiredGPUs) == 0 {
+		gpus = fmt.Sprintf("%d (any free)", t.GPUCount)
+	}
+	kv("GPUs", gpus)
 	kv("Container", t.ContainerName)
 	kv("Privileged", strconv.FormatBool(t.Privileged))
 	kv("Working dir", t.WorkDir)
@@ -661,11 +482,15 @@ func newTaskListCmd(g *clientFlags) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List tasks, newest first",
 		Long: `List tasks, newest first, optionally filtered by status, node or batch.
+When the page holds tasks of an array job (task submit --array) an ARRAY
+column shows each task's index, with "%N" when at most N run at once; the
+tasks of one array share a batch ID, so --batch lists a whole array.
 
 The host returns one page at a time. When more tasks exist a footer says
 so and gives the --after value that fetches the next page.`,
 		Example: `  hakuriver task list
   hakuriver task list --status running --node node1
+  hakuriver task list --batch 1790263384729600000
   hakuriver task list --limit 50 --after 1790263384729600000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -728,28 +553,58 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 		}
 		return printJSON(out, tasks)
 	}
-	if len(tasks) == 0 {
-		fmt.Fprintln(out, "No tasks.")
-	} else {
-		tw := newTable(out)
-		row(tw, "TASK ID", "STATUS", "NODE", "CORES", "SUBMITTED", "COMMAND")
-		for _, t := range tasks {
-			node := t.AssignedNode
-			if node == "" {
-				node = t.TargetNode
-			}
-			row(tw, strconv.FormatInt(t.TaskID, 10), string(t.Status), orDash(node),
-				strconv.Itoa(t.RequiredCores), formatTime(t.SubmittedAt),
-				truncate(commandLine(t.Command, t.Arguments), 60))
-		}
-		if err := flushTable(tw); err != nil {
-			return err
-		}
+	if err := printTaskList(out, tasks); err != nil {
+		return err
 	}
 	if footer != "" {
 		fmt.Fprintln(out, footer)
 	}
 	return nil
+}
+
+// printTaskList writes the task table. The ARRAY column, each task's array
+// index, is shown only when some task of the page belongs to an array job.
+func printTaskList(w io.Writer, tasks []fsm.Task) error {
+	if len(tasks) == 0 {
+		if _, err := fmt.Fprintln(w, "No tasks."); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		return nil
+	}
+	arrays := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.ArrayIndex != nil })
+	tw := newTable(w)
+	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "SUBMITTED", "COMMAND"}
+	if arrays {
+		head = slices.Insert(head, 1, "ARRAY")
+	}
+	row(tw, head...)
+	for _, t := range tasks {
+		node := t.AssignedNode
+		if node == "" {
+			node = t.TargetNode
+		}
+		cells := []string{strconv.FormatInt(t.TaskID, 10), string(t.Status), orDash(node),
+			strconv.Itoa(t.RequiredCores), formatTime(t.SubmittedAt),
+			truncate(commandLine(t.Command, t.Arguments), 60)}
+		if arrays {
+			cells = slices.Insert(cells, 1, arrayLabel(t))
+		}
+		row(tw, cells...)
+	}
+	return flushTable(tw)
+}
+
+// arrayLabel renders a task's array index with the batch's throttle, "3" or
+// "3%8", or "-" for a task outside an array job.
+func arrayLabel(t fsm.Task) string {
+	if t.ArrayIndex == nil {
+		return "-"
+	}
+	s := strconv.Itoa(*t.ArrayIndex)
+	if t.ArrayThrottle > 0 {
+		s += "%" + strconv.Itoa(t.ArrayThrottle)
+	}
+	return s
 }
 
 func newTaskKillCmd(g *clientFlags) *cobra.Command {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"reflect"
 	"strings"
@@ -52,31 +50,30 @@ func TestParseMemory(t *testing.T) {
 
 func TestParseTarget(t *testing.T) {
 	tests := []struct {
-		in     string
-		host   string
-		gpus   []int
-		hasGPU bool
-		err    bool
+		in   string
+		host string
+		gpus []int
+		err  bool
 	}{
-		{"node1", "node1", nil, false, false},
-		{"node1:0", "node1:0", nil, false, false},
-		{"node1::0,1", "node1", []int{0, 1}, true, false},
-		{"node1:1::2,,3", "node1:1", []int{2, 3}, true, false},
-		{"node1::", "node1", []int{}, true, false},
-		{"node1::a", "", nil, false, true},
-		{"node1::-1", "", nil, false, true},
-		{"node1:x", "", nil, false, true},
-		{"::0", "", nil, false, true},
-		{"", "", nil, false, true},
+		{"node1", "node1", nil, false},
+		{"node1:0", "node1:0", nil, false},
+		{"node1::0,1", "node1", []int{0, 1}, false},
+		{"node1:1::2,,3", "node1:1", []int{2, 3}, false},
+		{"node1::", "node1", []int{}, false},
+		{"node1::a", "", nil, true},
+		{"node1::-1", "", nil, true},
+		{"node1:x", "", nil, true},
+		{"::0", "", nil, true},
+		{"", "", nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			host, gpus, hasGPU, err := parseTarget(tt.in)
+			host, gpus, err := parseTarget(tt.in)
 			if (err != nil) != tt.err {
 				t.Fatalf("err = %v, want error %v", err, tt.err)
 			}
-			if host != tt.host || !reflect.DeepEqual(gpus, tt.gpus) || hasGPU != tt.hasGPU {
-				t.Fatalf("got %q %v %v", host, gpus, hasGPU)
+			if host != tt.host || !reflect.DeepEqual(gpus, tt.gpus) {
+				t.Fatalf("got %q %v", host, gpus)
 			}
 		})
 	}
@@ -87,7 +84,7 @@ func TestCLI_SubmitBuildsRequest(t *testing.T) {
 	f.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"11", "12", "13"}})
 	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "submit",
 		"--target", "node1", "--target", "node2:1::0,1", "--target", "node3",
-		"--gpus", "3", "--cores", "2", "--memory", "4G",
+		"--cores", "2", "--memory", "4G",
 		"--env", "A=1", "--env", "B= x=y ", "--workdir", "/data",
 		"--container", "NULL", "--privileged", "--mount", "/a:/b", "--mount", "/c:/d:ro",
 		"--request-id", "req-1",
@@ -109,7 +106,7 @@ func TestCLI_SubmitBuildsRequest(t *testing.T) {
 		EnvVars:             map[string]string{"A": "1", "B": " x=y "},
 		WorkDir:             "/data",
 		RequiredCores:       ptr(2),
-		RequiredGPUs:        [][]int{{3}, {0, 1}, {3}},
+		RequiredGPUs:        [][]int{{}, {0, 1}, {}},
 		RequiredMemoryBytes: ptr(int64(4e9)),
 		Targets:             []string{"node1", "node2:1", "node3"},
 		ContainerName:       ptr("NULL"),
@@ -134,7 +131,8 @@ func TestCLI_SubmitMinimal(t *testing.T) {
 	if err := json.Unmarshal(body, &raw); err != nil {
 		t.Fatalf("decode: %v", err)
 	}
-	for _, k := range []string{"required_gpus", "required_memory_bytes", "container_name", "privileged", "env_vars", "additional_mounts"} {
+	for _, k := range []string{"required_gpus", "required_memory_bytes", "container_name", "privileged", "env_vars", "additional_mounts",
+		"priority", "gpu_count", "array", "time_limit_seconds", "after"} {
 		if _, ok := raw[k]; ok {
 			t.Errorf("%s sent without its flag: %s", k, body)
 		}
@@ -164,7 +162,20 @@ func TestCLI_SubmitBadFlags(t *testing.T) {
 		{"Env", []string{"--env", "NOEQUALS"}, "--env"},
 		{"EnvEmptyKey", []string{"--env", "=v"}, "--env"},
 		{"TargetGPU", []string{"--target", "n1::x"}, "GPU ID"},
-		{"GPUsNoTarget", []string{"--gpus", "0"}, "--gpus"},
+		{"GPUsList", []string{"--gpus", "0,1"}, "--target HOST::0,1"},
+		{"GPUsNegative", []string{"--gpus", "-1"}, "--gpus"},
+		{"GPUsAndIDs", []string{"--gpus", "2", "--target", "n1", "--target", "n2::0"}, "not both"},
+		{"ArrayEmpty", []string{"--array", "%4"}, "--array"},
+		{"ArrayText", []string{"--array", "a-b"}, "--array"},
+		{"ArrayOpenRange", []string{"--array", "0-"}, "--array"},
+		{"ArrayBackwards", []string{"--array", "9-3"}, "ends before it starts"},
+		{"ArrayThrottle", []string{"--array", "0-9%0"}, "--array"},
+		{"ArrayTargets", []string{"--array", "0-9", "--target", "n1", "--target", "n2"}, "at most one --target"},
+		{"TimeLimitNegative", []string{"--time-limit", "-5m"}, "--time-limit"},
+		{"TimeLimitNegativeSeconds", []string{"--time-limit", "-5"}, "--time-limit"},
+		{"TimeLimitUnit", []string{"--time-limit", "2d"}, "--time-limit"},
+		{"AfterText", []string{"--after", "12,abc"}, "--after"},
+		{"AfterZero", []string{"--after", "0"}, "--after"},
 		{"Mount", []string{"--mount", "/only"}, "--mount"},
 		{"Container", []string{"--container", ""}, "--container"},
 	}
@@ -183,6 +194,101 @@ func TestCLI_SubmitBadFlags(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "submit"); err == nil {
 		t.Fatalf("submit without a command must fail")
+	}
+}
+
+func TestCLI_SubmitSchedulingFlags(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"51", "52", "53"}})
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "submit",
+		"--gpus", "2", "--priority", "-5", "--array", " 0-9, 12 %3", "--time-limit", "1h30m",
+		"--after", "11,12", "--after", " 13 ,,11", "--target", "node1",
+		"--", "./sweep.sh"); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	body := f.last(t, "/api/submit").Body
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	want := map[string]string{
+		"gpu_count":          `2`,
+		"priority":           `-5`,
+		"array":              `"0-9,12%3"`,
+		"time_limit_seconds": `5400`,
+		"after":              `["11","12","13"]`,
+		"targets":            `["node1"]`,
+	}
+	for k, v := range want {
+		if string(raw[k]) != v {
+			t.Errorf("%s = %s, want %s", k, raw[k], v)
+		}
+	}
+	if _, ok := raw["required_gpus"]; ok {
+		t.Errorf("required_gpus sent with a GPU count: %s", body)
+	}
+}
+
+func TestParseTimeLimit(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{"0", 0, false},
+		{"90", 90, false},
+		{" 3600 ", 3600, false},
+		{"90m", 5400, false},
+		{"2h", 7200, false},
+		{"1h30m15s", 5415, false},
+		{"1500ms", 2, false},
+		{"1ns", 1, false},
+		{"0s", 0, false},
+		{"-1", 0, true},
+		{"-1s", 0, true},
+		{"2d", 0, true},
+		{"1.5", 0, true},
+		{"", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseTimeLimit(tt.in)
+			if (err != nil) != tt.err || got != tt.want {
+				t.Fatalf("parseTimeLimit(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+func TestCheckArray(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		err  bool
+	}{
+		{"0-99", "0-99", false},
+		{"0-99%8", "0-99%8", false},
+		{"1,3,5", "1,3,5", false},
+		{" 0-3, 8 %2", "0-3,8%2", false},
+		{"7", "7", false},
+		{"5-5", "5-5", false},
+		{"", "", true},
+		{"%2", "", true},
+		{"0-99%", "", true},
+		{"0-99%-1", "", true},
+		{"1,,3", "", true},
+		{"-3", "", true},
+		{"3-1", "", true},
+		{"0-1-2", "", true},
+		{"x", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := checkArray(tt.in)
+			if (err != nil) != tt.err || got != tt.want {
+				t.Fatalf("checkArray(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.err)
+			}
+		})
 	}
 }
 
@@ -316,6 +422,64 @@ func TestCLI_TaskList(t *testing.T) {
 	}
 }
 
+func TestCLI_TaskListArrayColumn(t *testing.T) {
+	f := newFakeHost(t)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	f.handle("GET /api/tasks", http.StatusOK, []fsm.Task{
+		{TaskID: 2003, BatchID: 2001, ArrayIndex: ptr(2), ArrayThrottle: 8, Status: fsm.StatusPending, RequiredCores: 1, SubmittedAt: now, Command: "./p.sh"},
+		{TaskID: 2002, BatchID: 2001, ArrayIndex: ptr(0), Status: fsm.StatusRunning, AssignedNode: "n1", RequiredCores: 1, SubmittedAt: now, Command: "./p.sh"},
+		{TaskID: 1999, Status: fsm.StatusCompleted, AssignedNode: "n2", RequiredCores: 1, SubmittedAt: now, Command: "true"},
+	})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "list", "--batch", "2001")
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(strings.Join(strings.Fields(lines[0]), " "), "TASK ID ARRAY STATUS NODE") {
+		t.Fatalf("want the ARRAY column after TASK ID:\n%s", out)
+	}
+	for i, want := range []string{"2003 2%8 pending -", "2002 0 running n1", "1999 - completed n2"} {
+		if got := strings.Join(strings.Fields(lines[i+1])[:4], " "); got != want {
+			t.Errorf("row %d = %q, want %q", i, got, want)
+		}
+	}
+	// Without array tasks the column is left out (see TestCLI_TaskList).
+	var b strings.Builder
+	if err := printTaskList(&b, []fsm.Task{{TaskID: 1, Status: fsm.StatusPending, SubmittedAt: now, Command: "x"}}); err != nil {
+		t.Fatalf("printTaskList: %v", err)
+	}
+	if strings.Contains(b.String(), "ARRAY") {
+		t.Fatalf("ARRAY column without array tasks:\n%s", b.String())
+	}
+}
+
+func TestCLI_TaskStatusScheduling(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("GET /api/status/60", http.StatusOK, fsm.Task{TaskID: 60, TaskType: fsm.TaskCommand, BatchID: 59, Status: fsm.StatusPending,
+		Command: "./p.sh", ArrayIndex: ptr(4), ArrayThrottle: 2, Priority: 7, GPUCount: 2, TimeLimitSeconds: 5400,
+		After: fsm.IDList{41, 42}, SubmittedAt: time.Now()})
+	f.handle("GET /api/status/61", http.StatusOK, fsm.Task{TaskID: 61, TaskType: fsm.TaskCommand, Status: fsm.StatusPending, Command: "true"})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "status", "60")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, want := range []string{"Array index:", "4 (at most 2 of the batch running)", "Priority:", "7",
+		"Time limit:", "1h30m0s", "After:", "41,42", "2 (any free)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = runCLI(t, "--host", f.srv.URL, "task", "status", "61")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, absent := range []string{"Array index:", "Priority:", "Time limit:", "After:"} {
+		if strings.Contains(out, absent) {
+			t.Errorf("unset %s shown:\n%s", absent, out)
+		}
+	}
+}
+
 func TestCLI_TaskListEmptyNoFooter(t *testing.T) {
 	f := newFakeHost(t)
 	f.handle("GET /api/tasks", http.StatusOK, []fsm.Task{})
@@ -376,118 +540,6 @@ func TestCLI_TaskKill(t *testing.T) {
 	}
 	var m api.MessageResponse
 	mustJSON(t, out, &m)
-}
-
-func TestCLI_TaskWait(t *testing.T) {
-	f := newFakeHost(t)
-	var mu sync.Mutex
-	polls := map[string]int{}
-	f.mux.HandleFunc("GET /api/status/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		mu.Lock()
-		polls[id]++
-		n := polls[id]
-		mu.Unlock()
-		if n < 3 {
-			reply(w, http.StatusOK, fsm.Task{TaskID: 1, Status: fsm.StatusRunning})
-			return
-		}
-		switch id {
-		case "1":
-			reply(w, http.StatusOK, fsm.Task{TaskID: 1, Status: fsm.StatusCompleted, ExitCode: ptr(0), AssignedNode: "n1"})
-		case "2":
-			reply(w, http.StatusOK, fsm.Task{TaskID: 2, Status: fsm.StatusFailed, ExitCode: ptr(3), AssignedNode: "n1"})
-		case "3":
-			reply(w, http.StatusOK, fsm.Task{TaskID: 3, Status: fsm.StatusKilledOOM, ExitCode: ptr(-9)})
-		default:
-			reply(w, http.StatusOK, fsm.Task{TaskID: 4, Status: fsm.StatusLost, ErrorMessage: "runner gone"})
-		}
-	})
-	poll := []string{"--host", f.srv.URL, "task", "wait", "--poll-interval", "5ms"}
-
-	// All completed: success, each task reported on stdout.
-	out, _, err := runCLI(t, append(poll, "1")...)
-	if err != nil || out != "task 1: completed (exit code 0) on n1\n" {
-		t.Fatalf("out = %q, err = %v", out, err)
-	}
-
-	// One task that failed with an exit code: the process exits with it.
-	_, _, err = runCLI(t, append(poll, "2")...)
-	var ec *exitCodeError
-	if !errors.As(err, &ec) || ec.ExitCode() != 3 || err.Error() != "1 of 1 tasks did not complete: 2 failed (exit code 3)" {
-		t.Fatalf("err = %#v (%v), want exit code 3", err, err)
-	}
-	// Killed by a signal: 128+N, as a shell reports it.
-	_, _, err = runCLI(t, append(poll, "3")...)
-	if !errors.As(err, &ec) || ec.ExitCode() != 137 {
-		t.Fatalf("err = %v, want exit code 137", err)
-	}
-	// No exit code: a plain error (exit code 1).
-	_, _, err = runCLI(t, append(poll, "4")...)
-	if err == nil || errors.As(err, &ec) || !strings.Contains(err.Error(), "4 lost") {
-		t.Fatalf("err = %#v", err)
-	}
-	// Several tasks: every one that did not complete is listed; no task's
-	// own exit code is used. Duplicate IDs are waited for once.
-	out, _, err = runCLI(t, append(poll, "1", "2", "4", "2")...)
-	if err == nil || errors.As(err, &ec) || err.Error() != "2 of 3 tasks did not complete: 2 failed (exit code 3), 4 lost" {
-		t.Fatalf("err = %v", err)
-	}
-	for _, want := range []string{"task 1: completed", "task 2: failed (exit code 3) on n1", "task 4: lost: runner gone"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("out lacks %q:\n%s", want, out)
-		}
-	}
-
-	// JSON: the final tasks on stdout, the progress on stderr.
-	out, errOut, err := runCLI(t, "--host", f.srv.URL, "-o", "json", "task", "wait", "1", "2")
-	if err == nil {
-		t.Fatalf("want an error: task 2 failed")
-	}
-	var got []fsm.Task
-	mustJSON(t, out, &got)
-	if len(got) != 2 || got[0].Status != fsm.StatusCompleted || got[1].Status != fsm.StatusFailed || *got[1].ExitCode != 3 {
-		t.Fatalf("json = %+v", got)
-	}
-	if !strings.Contains(errOut, "task 2: failed") {
-		t.Fatalf("stderr = %q", errOut)
-	}
-}
-
-func TestCLI_TaskWaitTimeout(t *testing.T) {
-	f := newFakeHost(t)
-	f.handle("GET /api/status/8", http.StatusOK, fsm.Task{TaskID: 8, Status: fsm.StatusCompleted})
-	f.handle("GET /api/status/9", http.StatusOK, fsm.Task{TaskID: 9, Status: fsm.StatusRunning})
-	start := time.Now()
-	_, _, err := runCLI(t, "--host", f.srv.URL, "task", "wait", "--timeout", "150ms", "--poll-interval", "10ms", "8", "9")
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "still unfinished: 9 running") || strings.Contains(err.Error(), "8 ") {
-		t.Fatalf("err = %v", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("took %s", d)
-	}
-	// The global --timeout, given before the subcommand, is wait's too.
-	_, _, err = runCLI(t, "--host", f.srv.URL, "--timeout", "50ms", "task", "wait", "--poll-interval", "10ms", "9")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v", err)
-	}
-}
-
-func TestCLI_TaskWaitBadFlags(t *testing.T) {
-	f := newFakeHost(t)
-	for _, args := range [][]string{
-		{"--timeout", "-1s", "1"},
-		{"--poll-interval", "0s", "1"},
-		{" "},
-		{},
-	} {
-		if _, _, err := runCLI(t, append([]string{"--host", f.srv.URL, "task", "wait"}, args...)...); err == nil {
-			t.Errorf("wait %q: want an error", args)
-		}
-	}
-	if n := len(f.requests()); n != 0 {
-		t.Fatalf("bad flags sent %d requests", n)
-	}
 }
 
 func TestCLI_TaskPauseResume(t *testing.T) {

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// notFoundGrace is how long --wait keeps polling a task that the answering
+// replica does not know yet (its local state may lag the leader).
+const notFoundGrace = 30 * time.Second
+
+// waitOptions holds the flags of "task wait".
+type waitOptions struct {
+	timeout      time.Duration
+	pollInterval time.Duration
+}
+
+func newTaskWaitCmd(g *clientFlags) *cobra.Command {
+	o := &waitOptions{}
+	cmd := &cobra.Command{
+		Use:   "wait TASK_ID...",
+		Short: "Wait until tasks finish",
+		Long: `Wait until every given task has reached a final status (completed, failed,
+killed, killed_oom or lost), printing each one as it finishes.
+
+The command succeeds when every task completed. Otherwise it fails with an
+error that lists each task that did not complete with its status; when a
+single task was given and it ended with a non-zero exit code, the command
+exits with that code (a task killed by signal N exits with 128+N).
+
+--timeout bounds the whole wait (0, the default, waits forever); for this
+command it replaces the global --timeout, and each API call keeps the
+default limit of ` + defaultTimeout.String() + `. --output json prints the final tasks.`,
+		Example: `  hakuriver task wait 1790263384729600000
+  hakuriver task wait --timeout 1h 1790263384729600000 1790263384729600001
+  hakuriver task wait -o json 1790263384729600000`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTaskWait(cmd, g, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.timeout, "timeout", 0, "give up after this long (0: wait forever)")
+	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks")
+	return cmd
+}
+
+func runTaskWait(cmd *cobra.Command, g *clientFlags, o *waitOptions, args []string) error {
+	format, err := g.format()
+	if err != nil {
+		return err
+	}
+	if o.timeout < 0 {
+		return fmt.Errorf("invalid --timeout %s: must be 0 (forever) or positive", o.timeout)
+	}
+	if o.pollInterval <= 0 {
+		return fmt.Errorf("invalid --poll-interval %s: must be positive", o.pollInterval)
+	}
+	var ids []string
+	for _, id := range args {
+		id = strings.TrimSpace(id)
+		if id == "" {
+			return fmt.Errorf("empty task ID")
+		}
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx := cmd.Context()
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	progress := out
+	if format == outputJSON {
+		progress = errOut
+	}
+	tasks, err := waitTasks(ctx, g, c, ids, o.pollInterval, progress, errOut)
+	if err != nil {
+		return err
+	}
+	if format == outputJSON {
+		if err := printJSON(out, tasks); err != nil {
+			return err
+		}
+	}
+	return notCompleted(tasks)
+}
+
+// waitTasks polls every task until each reaches a final status and returns
+// them in ids order. It reports each finished task on progress and
+// transient errors on warn. Transient errors (no replica, no leader) keep it
+// polling; a task unknown for longer than notFoundGrace, another error
+// answer or the end of ctx stop it. It serves "task submit --wait" and
+// "task wait".
+func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string, every time.Duration, progress, warn io.Writer) ([]fsm.Task, error) {
+	done := make(map[string]fsm.Task, len(ids))
+	seen := make(map[string]fsm.Status, len(ids))
+	firstMiss := make(map[string]time.Time)
+	lastWarn := ""
+	for {
+		for _, id := range ids {
+			if _, ok := done[id]; ok {
+				continue
+			}
+			cctx, cancel := g.call(ctx)
+			t, err := c.Status(cctx, id)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, waitEnded(ctx, ids, done, seen)
+				}
+				switch st := apiStatus(err); {
+				case st == http.StatusNotFound:
+					if firstMiss[id].IsZero() {
+						firstMiss[id] = time.Now()
+					} else if time.Since(firstMiss[id]) > notFoundGrace {
+						return nil, fmt.Errorf("wait for task %s: %w", id, err)
+					}
+				case st >= 400 && st < 500:
+					return nil, fmt.Errorf("wait for task %s: %w", id, err)
+				default:
+					if msg := err.Error(); msg != lastWarn {
+						fmt.Fprintf(warn, "warning: %s (still waiting)\n", msg)
+						lastWarn = msg
+					}
+				}
+				continue
+			}
+			delete(firstMiss, id)
+			seen[id] = t.Status
+			if t.Status.Final() {
+				done[id] = t
+				fmt.Fprintf(progress, "task %s: %s\n", id, describeEnd(t))
+			}
+		}
+		if len(done) == len(ids) {
+			break
+		}
+		timer := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, waitEnded(ctx, ids, done, seen)
+		case <-timer.C:
+		}
+	}
+	tasks := make([]fsm.Task, len(ids))
+	for i, id := range ids {
+		tasks[i] = done[id]
+	}
+	return tasks, nil
+}
+
+// waitEnded is waitTasks' error when ctx ended first: it wraps ctx's error
+// and names every unfinished task with its last seen status.
+func waitEnded(ctx context.Context, ids []string, done map[string]fsm.Task, seen map[string]fsm.Status) error {
+	var pending []string
+	for _, id := range ids {
+		if _, ok := done[id]; ok {
+			continue
+		}
+		st := string(seen[id])
+		if st == "" {
+			st = "unknown"
+		}
+		pending = append(pending, id+" "+st)
+	}
+	return fmt.Errorf("wait for tasks: %w; still unfinished: %s", ctx.Err(), strings.Join(pending, ", "))
+}
+
+// describeEnd renders a finished task's outcome: "failed (exit code 1) on
+// node1: message".
+func describeEnd(t fsm.Task) string {
+	s := string(t.Status)
+	if t.ExitCode != nil {
+		s += fmt.Sprintf(" (exit code %d)", *t.ExitCode)
+	}
+	if t.AssignedNode != "" {
+		s += " on " + t.AssignedNode
+	}
+	if t.ErrorMessage != "" {
+		s += ": " + t.ErrorMessage
+	}
+	return s
+}
+
+// notCompleted returns an error listing the tasks that did not complete,
+// each with its status and exit code. When the only task did not complete
+// and has a non-zero exit code, the error is an *exitCodeError carrying it
+// (mapped by processExitCode), so the process exits as the task did.
+func notCompleted(tasks []fsm.Task) error {
+	var bad []string
+	for _, t := range tasks {
+		if t.Status != fsm.StatusCompleted {
+			s := fmt.Sprintf("%d %s", t.TaskID, t.Status)
+			if t.ExitCode != nil {
+				s += fmt.Sprintf(" (exit code %d)", *t.ExitCode)
+			}
+			bad = append(bad, s)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%d of %d tasks did not complete: %s", len(bad), len(tasks), strings.Join(bad, ", "))
+	if len(tasks) == 1 && tasks[0].ExitCode != nil && *tasks[0].ExitCode != 0 {
+		return &exitCodeError{code: processExitCode(*tasks[0].ExitCode), msg: msg}
+	}
+	return errors.New(msg)
+}
