@@ -5,7 +5,7 @@ BIN      := bin/hakuriver
 PKGS     := ./...
 TESTFLAGS ?=
 
-.PHONY: build run test test-unit test-deps lint bench clean
+.PHONY: build run test test-unit test-deps test-images lint bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/hakuriver
@@ -16,6 +16,11 @@ run: build
 # test-deps installs or builds what the tests need when missing.
 test-deps:
 	@bash .ci/test-deps.sh
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory test-images; fi
+
+# test-images builds the local Docker images the tests use (no registry).
+test-images:
+	@bash .ci/test-images.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

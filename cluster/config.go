@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/hakuriver/hakuriver-ha/runner/docker"
 )
 
 // Config configures a host replica. StartHost copies it; it is never mutated
@@ -25,6 +27,14 @@ type Config struct {
 	RaftPort     int
 	GossipPort   int
 	SSHProxyPort int
+	// SSHJumpPort, when not 0, is an extra port that serves only the SSH
+	// jump host. 0 (the default) opens none: the jump host is always
+	// reachable on SSHProxyPort, which recognises SSH clients by their
+	// first bytes ("ssh -J proxy@HOST:SSHProxyPort root@<task_id>").
+	SSHJumpPort int
+	// SSHAdminKeys are public keys (authorized_keys lines) that the SSH
+	// jump host lets through to every VPS.
+	SSHAdminKeys []string
 	// BootstrapExpect hosts must see each other before the first Raft
 	// configuration is written.
 	BootstrapExpect int
@@ -51,6 +61,12 @@ type Config struct {
 	FastGossip bool
 	// DefaultContainer is the environment used when a submit names none.
 	DefaultContainer string
+	// ContainerDir is the tarball directory inside SharedDir (GET
+	// /api/docker/list).
+	ContainerDir string
+	// Docker manages the environment containers of this replica's Docker
+	// Engine; nil disables them here (environment calls answer 503).
+	Docker *docker.Manager
 	// Version is reported in gossip and /api/cluster.
 	Version string
 	// Logger receives all logs; nil discards them.
@@ -64,7 +80,7 @@ func DefaultConfig() Config {
 		APIPort:                8000,
 		RaftPort:               8300,
 		GossipPort:             7946,
-		SSHProxyPort:           8002,
+		SSHProxyPort:           0, // hakuriver host sets host_ssh_proxy_port (8002)
 		BootstrapExpect:        1,
 		SharedDir:              "/var/lib/hakuriver/shared",
 		MaxListTasks:           1000,
@@ -75,6 +91,7 @@ func DefaultConfig() Config {
 		RaftElectionTimeout:    500 * time.Millisecond,
 		SnapshotThreshold:      8192,
 		DefaultContainer:       "hakuriver-base",
+		ContainerDir:           "hakuriver-containers",
 		Version:                "dev",
 	}
 }
@@ -93,6 +110,9 @@ func (c Config) Validate() error {
 	}
 	if c.advertise() == "0.0.0.0" || c.advertise() == "" {
 		errs = append(errs, fmt.Errorf("advertise address: %q is not reachable by others; set --advertise", c.advertise()))
+	}
+	if c.SSHJumpPort < 0 || c.SSHJumpPort > 65535 || c.SSHJumpPort != 0 && c.SSHJumpPort == c.SSHProxyPort {
+		errs = append(errs, fmt.Errorf("ssh_jump_port: %d must be 0 (none) or a port other than the ssh proxy port", c.SSHJumpPort))
 	}
 	if c.MaxListTasks < 1 {
 		errs = append(errs, errors.New("max_list_tasks: must be at least 1"))

@@ -32,6 +32,8 @@ type Host struct {
 	httpSrv *http.Server
 	apiURL  string
 	fwd     *http.Client
+	// sshProxy serves SSH tunnels to VPS tasks (sshproxy.go).
+	sshProxy *sshProxy
 
 	// leaderReady is set once this replica is leader and its FSM has
 	// applied everything committed before (Barrier); writes wait for it.
@@ -111,6 +113,12 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.metrics = newMetrics(h)
+	if h.sshProxy, err = h.listenSSHProxy(); err != nil {
+		h.pool.Close()
+		h.raft.close()
+		h.apiLn.Close()
+		return nil, err
+	}
 	h.httpSrv = &http.Server{
 		Handler:           h.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -127,7 +135,8 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	h.goRun(func() { h.pool.Run(runCtx) }) //nolint:errcheck // Run only returns nil
 	h.goRun(func() { h.bootstrapLoop(runCtx) })
 	h.goRun(func() { h.leadershipLoop(runCtx) })
-	h.log.Info("host replica started", "api", h.apiURL, "raft", h.raft.addr, "gossip", h.pool.Addr(), "existing_state", h.raft.hadState)
+	h.sshProxy.serve(runCtx, h)
+	h.log.Info("host replica started", "api", h.apiURL, "raft", h.raft.addr, "gossip", h.pool.Addr(), "ssh_proxy", h.SSHProxyAddr(), "existing_state", h.raft.hadState)
 	return h, nil
 }
 
@@ -179,6 +188,9 @@ func (h *Host) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("shutdown api: %w", err))
 	}
 	h.cancel()
+	if err := h.sshProxy.close(); err != nil {
+		errs = append(errs, fmt.Errorf("close ssh proxy: %w", err))
+	}
 	if err := h.pool.Close(); err != nil {
 		errs = append(errs, err)
 	}

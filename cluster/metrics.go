@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"bufio"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -91,6 +93,15 @@ func (r *statusRecorder) Flush() {
 		f.Flush()
 	}
 }
+
+// Hijack lets WebSocket handlers (the Docker terminal) take the connection.
+func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	r.code = http.StatusSwitchingProtocols
+	return http.NewResponseController(r.ResponseWriter).Hijack()
+}
+
+// Unwrap exposes the underlying writer to http.ResponseController.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // instrument counts and times every request by its route pattern.
 func (m *metrics) instrument(next http.Handler) http.Handler {

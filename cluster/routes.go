@@ -43,4 +43,6 @@ func (h *Host) apiRoutes(r chi.Router) {
 	r.Post("/cluster/join", h.onLeader(h.handleJoin))
 	r.Delete("/cluster/peers/{id}", h.onLeader(h.handleRemovePeer))
 	r.Post("/cluster/leadership-transfer", h.onLeader(h.handleTransfer))
+	h.dockerRoutes(r)
+	r.HandleFunc("/doctor", h.requireToken(h.handleDoctor))
 }

@@ -77,7 +77,7 @@ func TestApplyBadEntries(t *testing.T) {
 		{"empty entry", nil},
 		{"empty non-nil entry", []byte{}},
 		{"type zero", entry(0, `{}`)},
-		{"unknown type 8", entry(8, `{"x":1}`)},
+		{"unknown type 9", entry(9, `{"x":1}`)},
 		{"unknown type 0x7f", entry(0x7f, ``)},
 		{"type byte only", entry(fsm.CmdSubmitTasks, ``)},
 		{"truncated JSON", entry(fsm.CmdSubmitTasks, `{"tasks":[{"task_id":"5"`)},
@@ -102,7 +102,7 @@ func TestApplyBadEntries(t *testing.T) {
 }
 
 func TestApplyUnknownIgnorable(t *testing.T) {
-	for _, b := range []byte{0x80, 0x88, 0xc0, 0xff} {
+	for _, b := range []byte{0x80, 0x89, 0xc0, 0xff} {
 		for _, body := range []string{``, `{}`, `{"future":"field"}`, "\x00\x01garbage"} {
 			h := newHarness(t)
 			h.register("n1", 0)

@@ -20,6 +20,8 @@ const (
 	CmdSetNodeStatus CommandType = 5
 	CmdAssignTask    CommandType = 6
 	CmdSetNodeDrain  CommandType = 7
+	// CmdSetEnvironment records where a Docker environment lives (env.go).
+	CmdSetEnvironment CommandType = 8
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -41,6 +43,8 @@ func (c CommandType) String() string {
 		return "assign_task"
 	case CmdSetNodeDrain:
 		return "set_node_drain"
+	case CmdSetEnvironment:
+		return "set_environment"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -162,6 +166,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &AssignTask{}
 	case CmdSetNodeDrain:
 		c = &SetNodeDrain{}
+	case CmdSetEnvironment:
+		c = &SetEnvironment{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

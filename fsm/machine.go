@@ -30,6 +30,7 @@ type Machine struct {
 	requests map[string][]int64
 	counts   map[Status]int
 	active   map[int64]struct{} // IDs of tasks not in a final status
+	envs     map[string]Environment
 	maxID    int64
 	applied  uint64
 }
@@ -48,6 +49,7 @@ func (m *Machine) reset() {
 	m.requests = make(map[string][]int64)
 	m.counts = make(map[Status]int)
 	m.active = make(map[int64]struct{})
+	m.envs = make(map[string]Environment)
 	m.maxID = 0
 	m.applied = 0
 }
@@ -96,6 +98,8 @@ func (m *Machine) applyLocked(index uint64, data []byte) Result {
 		return m.applyAssign(c)
 	case *SetNodeDrain:
 		return m.applyDrain(c)
+	case *SetEnvironment:
+		return m.applySetEnvironment(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }

@@ -29,6 +29,9 @@ type snapshotState struct {
 	Nodes        []*Node        `json:"nodes"`
 	Tasks        []*Task        `json:"tasks"`
 	Requests     []requestEntry `json:"requests"`
+	// Envs is sorted by name; omitted when empty, so states without
+	// environments encode exactly as before they existed.
+	Envs []Environment `json:"envs,omitempty"`
 }
 
 // Snapshot captures the current state.
@@ -48,6 +51,7 @@ func (m *Machine) Snapshot() *Snapshot {
 	for k, v := range m.requests {
 		s.Requests = append(s.Requests, requestEntry{RequestID: k, TaskIDs: v})
 	}
+	s.Envs = m.sortedEnvs()
 	return &Snapshot{state: s}
 }
 
@@ -82,6 +86,9 @@ func (m *Machine) Restore(r io.Reader) error {
 	}
 	for _, r := range s.Requests {
 		m.requests[r.RequestID] = r.TaskIDs
+	}
+	for _, e := range s.Envs {
+		m.envs[e.Name] = e
 	}
 	m.applied = s.AppliedIndex
 	if s.MaxTaskID > m.maxID {

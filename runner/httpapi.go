@@ -24,6 +24,7 @@ func (a *Agent) routes() http.Handler {
 	r.Post("/pause", a.handleTaskOp("pause"))
 	r.Post("/resume", a.handleTaskOp("resume"))
 	r.Get("/health", a.handleHealth)
+	r.HandleFunc("/doctor", a.handleDoctor)
 	return r
 }
 

@@ -72,6 +72,7 @@ A restarted replica rejoins from its --data-dir without any flag changing.`,
 			if err != nil {
 				return err
 			}
+			defer hc.Docker.Close() //nolint:errcheck // closing on the way out
 			h, err := cluster.StartHost(cmd.Context(), hc)
 			if err != nil {
 				return err
@@ -121,6 +122,10 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
 	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
 	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
 	hc.DefaultContainer = c.Docker.DefaultContainerName
+	hc.ContainerDir = c.Docker.ContainerDir
+	if hc.Docker, err = newEnvManager(c, log); err != nil {
+		return cluster.Config{}, err
+	}
 	hc.Version = version
 	hc.Logger = log
 	return hc, nil

@@ -50,6 +50,9 @@ func newRootCmd() *cobra.Command {
 		newNodeCmd(g),
 		newClusterCmd(g),
 		newQueueCmd(g),
+		newDockerCmd(g),
+		newSSHCmd(g),
+		newDoctorCmd(g),
 	)
 	return root
 }

@@ -53,6 +53,12 @@ Flags mirror the config keys ([network] runner_address/runner_port,
 				}
 			}
 			rc.Hosts = hosts
+			dockerEx, closeDocker, err := newDockerExecutor(cmd.Context(), rc, c.Docker)
+			if err != nil {
+				return err
+			}
+			defer closeDocker()
+			rc.Docker = dockerEx
 			a, stop, err := startRunner(cmd.Context(), rc, noCgroup)
 			if err != nil {
 				return err

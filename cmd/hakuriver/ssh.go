@@ -1,0 +1,485 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/sshproxy"
+)
+
+// defaultSSHProxyPort is the default --proxy-port: host_ssh_proxy_port.
+const defaultSSHProxyPort = 8002
+
+// sshRelayGrace is how long "hakuriver ssh" lets tunnels drain after the
+// ssh client exited.
+const sshRelayGrace = 5 * time.Second
+
+// sshOptions holds the flags of "hakuriver ssh".
+type sshOptions struct {
+	user         string
+	localPort    int
+	key          string
+	proxyPort    int
+	proxyCommand bool
+}
+
+// newSSHCmd builds "hakuriver ssh": an SSH session to a VPS task through
+// the SSH proxy of the first reachable host replica, the same as an
+// OpenSSH ProxyCommand, and "ssh config" for ~/.ssh/config.
+func newSSHCmd(g *clientFlags) *cobra.Command {
+	o := &sshOptions{}
+	cmd := &cobra.Command{
+		Use:   "ssh TASK_ID [-- SSH_ARGS...]",
+		Short: "Open an SSH session to a VPS task through a host replica's SSH proxy",
+		Long: `Open an SSH session to a VPS task. The tunnel goes through the SSH proxy of
+the first reachable host replica (the --host replicas' addresses, port
+--proxy-port); when one replica is down the next one is tried.
+
+hakuriver ssh listens on a local port, opens a tunnel for each connection
+made to it, and runs the system ssh against that port, with host key
+checking off (each session gets a new local port). Arguments after "--" go
+to ssh after the destination: options such as -v, or a remote command. The
+exit code is ssh's.
+
+With --proxy-command, stdin and stdout are the tunnel, for use as an
+OpenSSH ProxyCommand; "hakuriver ssh config" prints a ready ~/.ssh/config
+block. The replicas also act as SSH jump hosts on the same port:
+  ssh -J proxy@HOST:8002 root@TASK_ID
+lets a client through only with the key the VPS was created with.`,
+		Example: `  hakuriver ssh 1790263384729600000
+  hakuriver ssh --key ~/.ssh/vps_ed25519 1790263384729600000 -- -v
+  hakuriver ssh 1790263384729600000 -- nproc
+  ssh -o ProxyCommand='hakuriver ssh --proxy-command 1790263384729600000' root@vps
+  hakuriver ssh config 1790263384729600000 --alias lab-vps >> ~/.ssh/config`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("missing TASK_ID")
+			}
+			if n := cmd.ArgsLenAtDash(); n > 1 || n < 0 && len(args) > 1 {
+				return fmt.Errorf("unexpected arguments %q: put ssh arguments after --", args[1:])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseSSHTaskID(args[0])
+			if err != nil {
+				return err
+			}
+			op, err := newTunnelOpener(g, o.proxyPort, id)
+			if err != nil {
+				return err
+			}
+			if o.proxyCommand {
+				if len(args) > 1 {
+					return errors.New("--proxy-command takes no ssh arguments")
+				}
+				return runProxyCommand(cmd.Context(), op, cmd.InOrStdin(), cmd.OutOrStdout())
+			}
+			return runSSHSession(cmd, o, op, args[1:])
+		},
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.user, "user", "root", "user name on the VPS")
+	pf.StringVar(&o.key, "key", "", "private key file for ssh (-i)")
+	pf.IntVar(&o.proxyPort, "proxy-port", defaultSSHProxyPort, "SSH proxy port of the host replicas (host_ssh_proxy_port)")
+	f := cmd.Flags()
+	f.IntVar(&o.localPort, "local-port", 0, "local port for the ssh client (0 picks a free one)")
+	f.BoolVar(&o.proxyCommand, "proxy-command", false, "use stdin/stdout as the tunnel (for an OpenSSH ProxyCommand)")
+	cmd.AddCommand(newSSHConfigCmd(g, o))
+	return cmd
+}
+
+func parseSSHTaskID(s string) (int64, error) {
+	id, ok := sshproxy.ParseTaskID(s)
+	if !ok {
+		return 0, fmt.Errorf("invalid task ID %q: want a decimal number", s)
+	}
+	return id, nil
+}
+
+// tunnelOpener opens line-protocol tunnels to one VPS through the first
+// replica proxy that answers, starting with the one that answered last.
+type tunnelOpener struct {
+	addrs   []string
+	id      int64
+	timeout time.Duration
+
+	mu   sync.Mutex
+	last int
+}
+
+func newTunnelOpener(g *clientFlags, port int, id int64) (*tunnelOpener, error) {
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("invalid --proxy-port %d", port)
+	}
+	if g.timeout <= 0 {
+		return nil, fmt.Errorf("invalid --timeout %s: must be positive", g.timeout)
+	}
+	addrs, err := proxyAddrs(g.hostList(), port)
+	if err != nil {
+		return nil, err
+	}
+	return &tunnelOpener{addrs: addrs, id: id, timeout: min(g.timeout, sshproxy.DefaultRequestTimeout)}, nil
+}
+
+// proxyAddrs maps the replicas' API URLs to their SSH proxies' addresses:
+// the same host, port.
+func proxyAddrs(hosts []string, port int) ([]string, error) {
+	urls, err := api.ParseHosts(hosts...)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --host: %w", err)
+	}
+	var out []string
+	seen := make(map[string]bool)
+	for _, h := range urls {
+		u, err := url.Parse(h)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --host %q: %w", h, err)
+		}
+		a := net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// open returns a tunnel. A proxy's ERROR answer is final (the VPS is not
+// reachable through any replica), except an internal lookup error, which
+// another replica may not have; an unreachable proxy moves on to the next.
+func (o *tunnelOpener) open(ctx context.Context) (net.Conn, error) {
+	o.mu.Lock()
+	start := o.last
+	o.mu.Unlock()
+	var errs []error
+	for i := range o.addrs {
+		k := (start + i) % len(o.addrs)
+		c, err := sshproxy.DialTunnel(ctx, o.addrs[k], o.id, o.timeout)
+		if err == nil {
+			o.mu.Lock()
+			o.last = k
+			o.mu.Unlock()
+			return c, nil
+		}
+		var te *sshproxy.TunnelError
+		if errors.As(err, &te) && !errors.Is(err, sshproxy.ErrLookup) {
+			return nil, fmt.Errorf("ssh proxy %s: %w", o.addrs[k], err)
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("no SSH proxy reachable for task %d: %w", o.id, errors.Join(errs...))
+}
+
+// runProxyCommand relays stdin and stdout through one tunnel until the
+// tunnel ends.
+func runProxyCommand(ctx context.Context, op *tunnelOpener, stdin io.Reader, stdout io.Writer) error {
+	up, err := op.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	stop := context.AfterFunc(ctx, func() { up.Close() })
+	defer stop()
+	go func() {
+		// Ends with stdin; the process may exit before (ssh closes both).
+		io.Copy(up, stdin) //nolint:errcheck // the tunnel's end is what counts
+		if cw, ok := up.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite() //nolint:errcheck // best effort
+		}
+	}()
+	if _, err := io.Copy(stdout, up); err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("ssh tunnel: %w", err)
+	}
+	return nil
+}
+
+// runSSHSession opens a first tunnel (so that a refusal is reported
+// plainly), serves tunnels on a local port and runs the system ssh on it.
+func runSSHSession(cmd *cobra.Command, o *sshOptions, op *tunnelOpener, extra []string) error {
+	ctx := cmd.Context()
+	sshBin, err := exec.LookPath("ssh")
+	if err != nil {
+		return &exitCodeError{code: 127, msg: fmt.Sprintf("the ssh client is not installed: %v", err)}
+	}
+	first, err := op.open(ctx)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.localPort)))
+	if err != nil {
+		first.Close()
+		return fmt.Errorf("listen on local port %d: %w", o.localPort, err)
+	}
+	local := &localTunnels{op: op, first: first, errOut: cmd.ErrOrStderr(), conns: make(map[net.Conn]struct{})}
+	local.wg.Add(1)
+	go func() {
+		defer local.wg.Done()
+		local.serve(ctx, ln)
+	}()
+	defer local.close(ln)
+
+	port := ln.Addr().(*net.TCPAddr).Port
+	args := sshArgs(port, o, extra)
+	fmt.Fprintf(cmd.ErrOrStderr(), "Connecting to VPS task %d: ssh %s\n", op.id, strings.Join(args, " "))
+	c := exec.CommandContext(ctx, sshBin, args...)
+	c.Stdin, c.Stdout, c.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+	c.WaitDelay = sshRelayGrace
+	err = c.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ee):
+		code := ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		return &exitCodeError{code: code, msg: fmt.Sprintf("ssh exited with code %d", code)}
+	}
+	return fmt.Errorf("run ssh: %w", err)
+}
+
+// sshArgs builds the ssh command line for a tunnel on local port port.
+func sshArgs(port int, o *sshOptions, extra []string) []string {
+	args := []string{"-p", strconv.Itoa(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"}
+	if o.key != "" {
+		args = append(args, "-i", o.key)
+	}
+	args = append(args, o.user+"@127.0.0.1")
+	return append(args, extra...)
+}
+
+// localTunnels serves the local port: each connection gets a tunnel (the
+// first one the tunnel opened up front).
+type localTunnels struct {
+	op     *tunnelOpener
+	errOut io.Writer
+
+	mu     sync.Mutex
+	first  net.Conn
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (l *localTunnels) serve(ctx context.Context, ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			c.Close()
+			return
+		}
+		l.conns[c] = struct{}{}
+		up := l.first
+		l.first = nil
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			defer l.forget(c)
+			l.relay(ctx, c, up)
+		}()
+	}
+}
+
+func (l *localTunnels) relay(ctx context.Context, c, up net.Conn) {
+	if up == nil {
+		var err error
+		if up, err = l.op.open(ctx); err != nil {
+			fmt.Fprintf(l.errOut, "hakuriver ssh: %v\n", err)
+			reason := "Internal client proxy error."
+			var te *sshproxy.TunnelError
+			if errors.As(err, &te) {
+				reason = te.Reason
+			}
+			fmt.Fprintf(c, "Proxy Error: %s\r\n", reason)
+			c.Close()
+			return
+		}
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		up.Close()
+		c.Close()
+		return
+	}
+	l.conns[up] = struct{}{}
+	l.mu.Unlock()
+	defer l.forget(up)
+	sshproxy.Relay(c, up)
+}
+
+func (l *localTunnels) forget(c net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, c)
+}
+
+// close stops accepting, lets the tunnels drain for a while and then
+// closes what is left.
+func (l *localTunnels) close(ln net.Listener) {
+	ln.Close()
+	done := make(chan struct{})
+	go func() {
+		l.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(sshRelayGrace):
+	}
+	l.mu.Lock()
+	l.closed = true
+	if l.first != nil {
+		l.first.Close()
+		l.first = nil
+	}
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+	<-done
+}
+
+// newSSHConfigCmd builds "hakuriver ssh config".
+func newSSHConfigCmd(g *clientFlags, o *sshOptions) *cobra.Command {
+	var alias string
+	var jumpPort int
+	cmd := &cobra.Command{
+		Use:   "config TASK_ID",
+		Short: "Print a ~/.ssh/config block that reaches a VPS task by name",
+		Long: `Print a ~/.ssh/config Host block for a VPS task. It uses this hakuriver
+binary as the ProxyCommand, with the current --host replicas, so that
+"ssh ALIAS", scp, rsync and editors reach the VPS through the first
+reachable replica. A commented alternative uses a replica's SSH jump host
+(ProxyJump) and needs no hakuriver binary.`,
+		Example: `  hakuriver ssh config 1790263384729600000 --alias lab-vps --key ~/.ssh/vps_ed25519 >> ~/.ssh/config
+  ssh lab-vps`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseSSHTaskID(args[0])
+			if err != nil {
+				return err
+			}
+			hosts, err := api.ParseHosts(g.hostList()...)
+			if err != nil {
+				return fmt.Errorf("invalid --host: %w", err)
+			}
+			if jumpPort == 0 {
+				jumpPort = o.proxyPort
+			}
+			jump, err := proxyAddrs(hosts[:1], jumpPort)
+			if err != nil {
+				return err
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				exe = "hakuriver"
+			}
+			if alias == "" {
+				alias = "hakuriver-" + strconv.FormatInt(id, 10)
+			}
+			return writeSSHConfig(cmd.OutOrStdout(), sshConfigBlock{
+				alias: alias, id: id, user: o.user, key: o.key, exe: exe,
+				hosts: hosts, proxyPort: o.proxyPort, jump: jump[0],
+			})
+		},
+	}
+	cmd.Flags().StringVar(&alias, "alias", "", `Host name of the block (default "hakuriver-TASK_ID")`)
+	cmd.Flags().IntVar(&jumpPort, "jump-port", 0, "jump host port for the ProxyJump form (default --proxy-port)")
+	return cmd
+}
+
+// sshConfigBlock is what "ssh config" prints.
+type sshConfigBlock struct {
+	alias, user, key, exe string
+	id                    int64
+	hosts                 []string
+	proxyPort             int
+	jump                  string // host:port of a replica's jump host
+}
+
+func writeSSHConfig(w io.Writer, b sshConfigBlock) error {
+	id := strconv.FormatInt(b.id, 10)
+	proxy := []string{b.exe, "--host", strings.Join(b.hosts, ","), "ssh", "--proxy-command"}
+	if b.proxyPort != defaultSSHProxyPort {
+		proxy = append(proxy, "--proxy-port", strconv.Itoa(b.proxyPort))
+	}
+	proxy = append(proxy, id)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "# HakuRiver VPS task %s: add to ~/.ssh/config, then run \"ssh %s\".\n", id, b.alias)
+	fmt.Fprintf(&sb, "# Each connection is tunnelled through the first reachable host replica.\n")
+	fmt.Fprintf(&sb, "Host %s\n", b.alias)
+	fmt.Fprintf(&sb, "    HostName 127.0.0.1\n")
+	fmt.Fprintf(&sb, "    User %s\n", b.user)
+	fmt.Fprintf(&sb, "    ProxyCommand %s\n", sshConfigCommand(proxy))
+	fmt.Fprintf(&sb, "    StrictHostKeyChecking no\n")
+	fmt.Fprintf(&sb, "    UserKnownHostsFile /dev/null\n")
+	if b.key != "" {
+		fmt.Fprintf(&sb, "    IdentityFile %s\n", sshConfigWord(b.key))
+		fmt.Fprintf(&sb, "    IdentitiesOnly yes\n")
+	}
+	fmt.Fprintf(&sb, "#\n")
+	fmt.Fprintf(&sb, "# Or through a replica's SSH jump host, without hakuriver on this machine: it\n")
+	fmt.Fprintf(&sb, "# lets only the VPS's key through. Use these two lines instead of HostName and\n")
+	fmt.Fprintf(&sb, "# ProxyCommand (any replica will do; the jump host's own key is persistent):\n")
+	fmt.Fprintf(&sb, "#     HostName %s\n", id)
+	fmt.Fprintf(&sb, "#     ProxyJump %s@%s\n", id, b.jump)
+	if b.key != "" {
+		fmt.Fprintf(&sb, "# The jump host sees the key ssh offers it, not IdentityFile: load %s\n", b.key)
+		fmt.Fprintf(&sb, "# into ssh-agent, or give the jump host a Host block with this IdentityFile.\n")
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
+
+// sshConfigWord quotes s for a shell, as ssh runs ProxyCommand through
+// one; words of letters, digits and _./:,=@+- stay bare.
+func sshConfigWord(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_./:,=@+-", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// sshConfigCommand renders a ProxyCommand: shell-quoted words, with "%"
+// doubled since ssh_config expands %-tokens there.
+func sshConfigCommand(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = sshConfigWord(w)
+	}
+	return strings.ReplaceAll(strings.Join(q, " "), "%", "%%")
+}

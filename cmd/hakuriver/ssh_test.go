@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/sshproxy"
+)
+
+// runSSHCLI runs "hakuriver ARGS" with only the ssh command wired, with
+// stdin as standard input.
+func runSSHCLI(tb testing.TB, stdin io.Reader, args ...string) (string, string, error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	root := &cobra.Command{Use: "hakuriver", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(newSSHCmd(addClientFlags(root)))
+	var out, errOut bytes.Buffer
+	root.SetIn(stdin)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return out.String(), errOut.String(), err
+}
+
+func TestSSHConfig(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runSSHCLI(t, nil, "--host", "http://10.0.0.1:8000, 10.0.0.2:8000", "ssh", "config", "1790263384729600000",
+		"--alias", "lab-vps", "--key", "/keys/my vps key", "--user", "ubuntu")
+	if err != nil {
+		t.Fatalf("ssh config: %v", err)
+	}
+	want := []string{
+		"Host lab-vps",
+		"    HostName 127.0.0.1",
+		"    User ubuntu",
+		"    ProxyCommand " + sshConfigWord(exe) + " --host http://10.0.0.1:8000,http://10.0.0.2:8000 ssh --proxy-command 1790263384729600000",
+		"    StrictHostKeyChecking no",
+		"    UserKnownHostsFile /dev/null",
+		"    IdentityFile '/keys/my vps key'",
+		"    IdentitiesOnly yes",
+		"#     HostName 1790263384729600000",
+		"#     ProxyJump 1790263384729600000@10.0.0.1:8002",
+	}
+	lines := strings.Split(out, "\n")
+	for _, w := range want {
+		if !contains(lines, w) {
+			t.Errorf("missing line %q in:\n%s", w, out)
+		}
+	}
+	for _, l := range lines {
+		if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "Host ") && !strings.HasPrefix(l, "    ") {
+			t.Errorf("line %q is neither a comment nor part of the Host block", l)
+		}
+	}
+
+	out, _, err = runSSHCLI(t, nil, "--host", "h1.lab:8000", "ssh", "--proxy-port", "9002", "config", "42", "--jump-port", "9003")
+	if err != nil {
+		t.Fatalf("ssh config: %v", err)
+	}
+	for _, w := range []string{"Host hakuriver-42", "    User root", "--host http://h1.lab:8000 ssh --proxy-command --proxy-port 9002 42", "#     ProxyJump 42@h1.lab:9003"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("missing %q in:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "IdentityFile") {
+		t.Errorf("IdentityFile without --key:\n%s", out)
+	}
+
+	for _, args := range [][]string{{"ssh", "config", "abc"}, {"ssh", "config"}, {"ssh", "config", "1", "2"}, {"ssh", "x1"}, {"ssh", "1", "extra"}} {
+		if _, _, err := runSSHCLI(t, nil, args...); err == nil {
+			t.Errorf("%q succeeded", args)
+		}
+	}
+}
+
+func TestSSHConfigWord(t *testing.T) {
+	for in, want := range map[string]string{
+		"/usr/bin/hakuriver": "/usr/bin/hakuriver",
+		"http://h:8000,h2":   "http://h:8000,h2",
+		"a b":                "'a b'",
+		"it's":               `'it'\''s'`,
+		"":                   "''",
+	} {
+		if got := sshConfigWord(in); got != want {
+			t.Errorf("sshConfigWord(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := sshConfigCommand([]string{"x", "100%"}); got != "x '100%%'" {
+		t.Errorf("sshConfigCommand = %q", got)
+	}
+}
+
+func contains(lines []string, s string) bool {
+	for _, l := range lines {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}
+
+// sshTestProxy starts an SSH proxy on 127.0.0.1 for task 7 (a VPS whose
+// sshd is at port) and returns its port.
+func sshTestProxy(t *testing.T, port int, key string) int {
+	t.Helper()
+	srv, err := sshproxy.New(sshproxy.Config{Resolver: sshproxy.ResolverFunc(func(_ context.Context, id int64) (sshproxy.Target, error) {
+		if id != 7 {
+			return sshproxy.Target{}, sshproxy.ErrTaskNotFound
+		}
+		return sshproxy.Target{
+			Task: &fsm.Task{TaskID: 7, TaskType: fsm.TaskVPS, Status: fsm.StatusRunning, AssignedNode: "n1", SSHPort: port, Command: key},
+			Node: &fsm.Node{Hostname: "n1", URL: "http://127.0.0.1:8001", Status: fsm.NodeOnline},
+		}, nil
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(context.Background(), ln)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestSSH_ProxyCommandWithFailover(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	port := sshTestProxy(t, echo.Addr().(*net.TCPAddr).Port, "")
+	// 127.0.0.2 has no proxy: the next replica is tried.
+	hosts := "http://127.0.0.2:8000,http://127.0.0.1:8000"
+	out, _, err := runSSHCLI(t, strings.NewReader("ping through the tunnel\n"),
+		"--host", hosts, "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "7")
+	if err != nil || out != "ping through the tunnel\n" {
+		t.Fatalf("proxy-command = %q, %v", out, err)
+	}
+	_, _, err = runSSHCLI(t, strings.NewReader(""), "--host", hosts, "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "404")
+	if !errors.Is(err, sshproxy.ErrTaskNotFound) || !strings.Contains(err.Error(), "Task 404 not found.") {
+		t.Fatalf("proxy-command to an unknown task = %v", err)
+	}
+	_, _, err = runSSHCLI(t, strings.NewReader(""), "--host", "http://127.0.0.2:8000", "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "7")
+	if err == nil || !strings.Contains(err.Error(), "no SSH proxy reachable") {
+		t.Fatalf("proxy-command with no proxy = %v", err)
+	}
+}
+
+// TestSSH_Session runs "hakuriver ssh 7 -- CMD" with the real ssh client
+// against a fake VPS sshd behind an in-process proxy.
+func TestSSH_Session(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		if os.Getenv("HAKURIVER_REQUIRE_SSH") == "1" {
+			t.Fatal("ssh not installed and HAKURIVER_REQUIRE_SSH=1")
+		}
+		t.Skip("ssh not installed")
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "id_ed25519")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vpsPort := fakeSSHD(t, user.PublicKey())
+	port := sshTestProxy(t, vpsPort, string(ssh.MarshalAuthorizedKey(user.PublicKey())))
+	base := []string{"--host", "127.0.0.1:8000", "ssh", "--proxy-port", strconv.Itoa(port), "--key", keyFile, "7", "--", "-o", "BatchMode=yes"}
+
+	out, errOut, err := runSSHCLI(t, nil, append(base, "hostname")...)
+	if err != nil || out != "fake-vps\n" {
+		t.Fatalf("hakuriver ssh 7 -- hostname = %q, %v\n%s", out, err, errOut)
+	}
+	_, _, err = runSSHCLI(t, nil, append(base, "exit3")...)
+	var ec *exitCodeError
+	if !errors.As(err, &ec) || ec.ExitCode() != 3 {
+		t.Fatalf("exit code: %v", err)
+	}
+	_, _, err = runSSHCLI(t, nil, "--host", "127.0.0.1:8000", "ssh", "--proxy-port", strconv.Itoa(port), "404")
+	if err == nil || !strings.Contains(err.Error(), "Task 404 not found.") {
+		t.Fatalf("ssh to an unknown task = %v", err)
+	}
+}
+
+// fakeSSHD is a tiny sshd for one user key: "hostname" prints fake-vps,
+// "exit3" exits with code 3.
+func fakeSSHD(t *testing.T, userKey ssh.PublicKey) int {
+	t.Helper()
+	_, hpriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey, err := ssh.NewSignerFromKey(hpriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if bytes.Equal(k.Marshal(), userKey.Marshal()) {
+			return nil, nil
+		}
+		return nil, errors.New("unknown key")
+	}}
+	cfg.AddHostKey(hostKey)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sconn, chans, reqs, err := ssh.NewServerConn(c, cfg)
+				if err != nil {
+					return
+				}
+				defer sconn.Close()
+				go ssh.DiscardRequests(reqs)
+				for nc := range chans {
+					ch, creqs, err := nc.Accept()
+					if err != nil {
+						continue
+					}
+					go func() {
+						defer ch.Close()
+						for req := range creqs {
+							if req.Type != "exec" {
+								req.Reply(false, nil)
+								continue
+							}
+							var p struct{ Command string }
+							ssh.Unmarshal(req.Payload, &p)
+							req.Reply(true, nil)
+							code := uint32(0)
+							switch p.Command {
+							case "hostname":
+								io.WriteString(ch, "fake-vps\n")
+							case "exit3":
+								code = 3
+							default:
+								code = 127
+							}
+							st := make([]byte, 4)
+							binary.BigEndian.PutUint32(st, code)
+							ch.SendRequest("exit-status", false, st)
+							return
+						}
+					}()
+				}
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,114 @@
+//go:build integration
+
+// Command bench measures a 3-replica HakuRiver host cluster of real
+// `hakuriver host` processes on loopback, fsync on: submit throughput
+// through the leader and a follower, failover time after SIGKILL of the
+// leader, host memory at many tasks, and snapshot/restore cost. It prints
+// tables and never passes or fails on speed; it exits non-zero only when
+// the cluster misbehaves (no leader, lost tasks).
+//
+//	go run -tags integration ./integration/cmd/bench [-quick]
+//
+// The binary under test is $HAKURIVER_BIN, or one built with `go build`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/integration/harness"
+)
+
+// settings are the bench's parameters, from flags.
+type settings struct {
+	quick        bool
+	duration     time.Duration
+	maxRequests  int
+	trials       int
+	tasks        int
+	snapshotWait time.Duration
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout))
+}
+
+func run(args []string, out io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var s settings
+	fs.BoolVar(&s.quick, "quick", false, "short run: 1 s throughput runs, 3 failover trials, 10,000 tasks, no wait for a snapshot")
+	fs.DurationVar(&s.duration, "duration", 3*time.Second, "time limit of each throughput run")
+	fs.IntVar(&s.maxRequests, "max-requests", 20000, "request limit of each throughput run")
+	fs.IntVar(&s.trials, "trials", 5, "failover trials")
+	fs.IntVar(&s.tasks, "tasks", 100000, "tasks in the FSM for the memory and snapshot measurements")
+	fs.DurationVar(&s.snapshotWait, "snapshot-wait", 250*time.Second, "how long to wait for Raft's periodic snapshot (every 120-240 s) before the restart measurement; 0 = do not wait")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if s.quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		defaults := map[string]func(){
+			"duration":      func() { s.duration = time.Second },
+			"max-requests":  func() { s.maxRequests = 5000 },
+			"trials":        func() { s.trials = 3 },
+			"tasks":         func() { s.tasks = 10000 },
+			"snapshot-wait": func() { s.snapshotWait = 0 },
+		}
+		for name, apply := range defaults {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+
+	root := newScope("bench")
+	defer root.close()
+	bin, err := harness.Binary(root.TempDir())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	host, _ := os.Hostname() //nolint:errcheck // informative only
+	fmt.Fprintf(out, "HakuRiver HA host benchmark: %d cores (GOMAXPROCS %d), %s/%s, %s, host %q, %s\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), host, time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(out, "3 `hakuriver host` replicas on loopback, Raft log fsync on (default), binary %s", bin)
+	if s.quick {
+		fmt.Fprint(out, ", -quick")
+	}
+	fmt.Fprintln(out)
+
+	fmt.Fprintln(out)
+	tp := throughput(root, bin, s)
+	printThroughput(out, s, tp)
+
+	fmt.Fprintln(out)
+	fo := failover(root, bin, s)
+	printFailover(out, s, fo)
+
+	fmt.Fprintln(out)
+	st := stateAtScale(root, bin, s)
+	printState(out, s, st)
+
+	fmt.Fprintln(out)
+	printFSM(out, fsmSnapshot(s.tasks))
+	return 0
+}
+
+// table returns a tabwriter for one aligned table.
+func table(out io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.0f", float64(d)/float64(time.Millisecond))
+}
+
+func mib(b int64) string {
+	return fmt.Sprintf("%.1f", float64(b)/(1<<20))
+}

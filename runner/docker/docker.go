@@ -1,0 +1,211 @@
+// Package docker is HakuRiver's Docker side, and the only package that
+// imports the Docker Engine SDK. It has three parts:
+//
+//   - Manager (env.go, tarball.go, shell.go): a host replica's environment
+//     containers, their versioned tarballs in shared storage, and TTY shells
+//     into them.
+//   - Syncer (sync.go): a runner's `docker load` of the newest tarball of an
+//     environment before a task uses it, one load per environment at a time.
+//   - Executor (executor.go, logs.go): runs command tasks in containers and
+//     implements executor.Executor.
+//
+// Every type talks to the engine named by the DOCKER_HOST family of
+// environment variables (the local socket by default), negotiating the API
+// version. Errors wrap ErrUnavailable when the engine cannot be reached.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/client"
+)
+
+// Sentinel errors. Engine errors are translated to these at the boundary.
+var (
+	// ErrUnavailable means the Docker Engine could not be reached.
+	ErrUnavailable = errors.New("docker engine unreachable")
+	// ErrNotFound means a container, image, environment or tarball does not
+	// exist.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid means a name, image or mount was malformed.
+	ErrInvalid = errors.New("invalid")
+	// ErrConflict means the request clashes with the current state (a
+	// container of that name that is not an environment, one not running).
+	ErrConflict = errors.New("conflict")
+)
+
+// Container labels. Every container HakuRiver creates carries LabelRole.
+const (
+	// LabelRole is "environment" or "task".
+	LabelRole = "hakuriver.role"
+	// LabelEnvironment names the environment of an environment container,
+	// and of the images committed from it.
+	LabelEnvironment = "hakuriver.environment"
+	// LabelVersion is an image's version: the Unix timestamp of its tarball.
+	LabelVersion = "hakuriver.version"
+	// LabelTaskID is the task ID of a task container.
+	LabelTaskID = "hakuriver.task_id"
+	// LabelRunner is the name of the runner that started a task container.
+	LabelRunner = "hakuriver.runner"
+	// LabelStdout is the host path a task's stdout is appended to, so that
+	// a restarted runner can go on copying it.
+	LabelStdout = "hakuriver.stdout"
+	// LabelStderr is the same for stderr.
+	LabelStderr = "hakuriver.stderr"
+
+	roleEnvironment = "environment"
+	roleTask        = "task"
+)
+
+// Config configures a Manager, a Syncer or an Executor. Each constructor
+// copies it and reads only the fields its doc lists.
+type Config struct {
+	// SharedDir is the shared storage root; ContainerDir is the tarball
+	// directory inside it.
+	SharedDir    string
+	ContainerDir string
+	// KeepTarballs is how many tarball versions of each environment the
+	// Manager keeps (at least 1).
+	KeepTarballs int
+	// RunnerName labels an Executor's task containers; List only sees the
+	// containers of its own runner.
+	RunnerName string
+	// LocalTempDir is mounted into task containers as /local_temp.
+	LocalTempDir string
+	// StateDir keeps an Executor's per-task log positions and kill marks
+	// (default <LocalTempDir>/docker-tasks).
+	StateDir string
+	// AllowPrivileged lets task specs ask for privileged containers; when
+	// false such a task fails to start.
+	AllowPrivileged bool
+	// NetworkMode of task containers ("host" by default, as the original).
+	NetworkMode string
+	// Logger receives progress and state changes; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults of the original's configuration.
+func DefaultConfig() Config {
+	return Config{
+		SharedDir:    "/var/lib/hakuriver/shared",
+		ContainerDir: "hakuriver-containers",
+		KeepTarballs: 1,
+		NetworkMode:  "host",
+	}
+}
+
+// Validate checks the fields every constructor needs.
+func (c Config) Validate() error {
+	var errs []error
+	if c.SharedDir == "" {
+		errs = append(errs, errors.New("shared_dir: must not be empty"))
+	}
+	if c.ContainerDir == "" || filepath.IsAbs(c.ContainerDir) || strings.Contains(c.ContainerDir, "..") {
+		errs = append(errs, fmt.Errorf("container_dir %q: must be a relative directory inside shared_dir", c.ContainerDir))
+	}
+	if c.KeepTarballs < 1 {
+		errs = append(errs, errors.New("keep_tarballs: must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// normalize validates c, makes its paths absolute and fills defaults.
+func (c Config) normalize() (Config, error) {
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("docker config: %w", err)
+	}
+	var err error
+	if c.SharedDir, err = filepath.Abs(c.SharedDir); err != nil {
+		return c, fmt.Errorf("shared_dir: %w", err)
+	}
+	if c.LocalTempDir != "" {
+		if c.LocalTempDir, err = filepath.Abs(c.LocalTempDir); err != nil {
+			return c, fmt.Errorf("local_temp_dir: %w", err)
+		}
+	}
+	if c.NetworkMode == "" {
+		c.NetworkMode = "host"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c, nil
+}
+
+// tarballDir is <SharedDir>/<ContainerDir>.
+func (c Config) tarballDir() string { return filepath.Join(c.SharedDir, c.ContainerDir) }
+
+// newClient connects lazily to the engine of the environment.
+func newClient() (*client.Client, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return cli, nil
+}
+
+// ping checks that the engine answers.
+func ping(ctx context.Context, cli *client.Client) error {
+	if _, err := cli.Ping(ctx); err != nil {
+		return translate(fmt.Errorf("ping docker engine at %s: %w", cli.DaemonHost(), err))
+	}
+	return nil
+}
+
+// translate wraps an engine error with the matching sentinel, keeping the
+// original message.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalid), errors.Is(err, ErrConflict):
+		return err
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case cerrdefs.IsConflict(err):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	case cerrdefs.IsInvalidArgument(err):
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return err
+}
+
+// nameRE is what an environment name may be: it names a container, the
+// image hakuriver/<name>:base and the tarballs <name>-<ts>.tar, so it must
+// be lower case.
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
+
+// CheckName validates an environment name.
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: environment name %q: use 1-128 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, name)
+	}
+	return nil
+}
+
+// ImageName is the image an environment is committed to and loaded as.
+func ImageName(env string) string { return "hakuriver/" + env + ":base" }
+
+// envOfImage returns the environment of an image named hakuriver/<env>:base,
+// or "" for any other image.
+func envOfImage(image string) string {
+	rest, ok := strings.CutPrefix(image, "hakuriver/")
+	if !ok {
+		return ""
+	}
+	env, ok := strings.CutSuffix(rest, ":base")
+	if !ok || CheckName(env) != nil {
+		return ""
+	}
+	return env
+}

@@ -1,0 +1,196 @@
+package docker
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/docker/docker/api/types/mount"
+)
+
+// These tests need no Docker Engine.
+
+func TestListAndPruneTarballs(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"torch-100.tar":      "a",
+		"torch-300.tar":      "ccc",
+		"torch-200.tar":      "bb",
+		"my-env.v2-50.tar":   "x",
+		"Upper-10.tar":       "ignored: upper case",
+		"torch-abc.tar":      "ignored: no version",
+		".torch-400.tar.tmp": "ignored: being written",
+		"torch-500.tar.gz":   "ignored: other suffix",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "dir-1.tar"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	all, err := ListTarballs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]Tarball{
+		"torch": {
+			{Env: "torch", Version: 300, Path: filepath.Join(dir, "torch-300.tar"), Size: 3},
+			{Env: "torch", Version: 200, Path: filepath.Join(dir, "torch-200.tar"), Size: 2},
+			{Env: "torch", Version: 100, Path: filepath.Join(dir, "torch-100.tar"), Size: 1},
+		},
+		"my-env.v2": {{Env: "my-env.v2", Version: 50, Path: filepath.Join(dir, "my-env.v2-50.tar"), Size: 1}},
+	}
+	if !reflect.DeepEqual(all, want) {
+		t.Fatalf("ListTarballs =\n%+v\nwant\n%+v", all, want)
+	}
+	newest, ok, err := newestTarball(dir, "torch")
+	if err != nil || !ok || newest.Version != 300 {
+		t.Fatalf("newestTarball = %+v %v %v", newest, ok, err)
+	}
+	if _, ok, _ := newestTarball(dir, "none"); ok {
+		t.Fatal("newestTarball found a tarball of an unknown environment")
+	}
+	removed, err := pruneTarballs(dir, "torch", 2)
+	if err != nil || len(removed) != 1 || removed[0] != filepath.Join(dir, "torch-100.tar") {
+		t.Fatalf("pruneTarballs = %v %v", removed, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "my-env.v2-50.tar")); err != nil {
+		t.Fatal("pruning torch touched another environment")
+	}
+	if all, err := ListTarballs(filepath.Join(dir, "missing")); err != nil || len(all) != 0 {
+		t.Fatalf("missing dir: %v %v", all, err)
+	}
+	if got := TarballName("torch", 42); got != "torch-42.tar" {
+		t.Fatalf("TarballName = %q", got)
+	}
+}
+
+func TestNames(t *testing.T) {
+	for _, ok := range []string{"a", "torch", "my-env.v2", "x_1", "0base"} {
+		if err := CheckName(ok); err != nil {
+			t.Errorf("CheckName(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "Torch", "-x", ".x", "a b", "a/b", "a:b"} {
+		if err := CheckName(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("CheckName(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	cases := map[string]string{
+		"hakuriver/torch:base":     "torch",
+		"hakuriver/torch:latest":   "",
+		"python:3.12":              "",
+		"hakuriver/Torch:base":     "",
+		"hakuriver/a/b:base":       "",
+		"hakuriver/my-env.v2:base": "my-env.v2",
+	}
+	for img, want := range cases {
+		if got := envOfImage(img); got != want {
+			t.Errorf("envOfImage(%q) = %q, want %q", img, got, want)
+		}
+	}
+}
+
+func TestContainerConfigMapping(t *testing.T) {
+	cfg, err := testConfig(t).normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.StateDir = t.TempDir()
+	e := &Executor{cfg: cfg}
+	data := filepath.Join(cfg.SharedDir, "shared_data")
+	for in, want := range map[string]string{
+		"":                        "/shared",
+		data:                      "/shared",
+		filepath.Join(data, "a"):  "/shared/a",
+		"/work":                   "/work",
+		filepath.Dir(data) + "/x": filepath.Dir(data) + "/x",
+	} {
+		if got := e.workDir(in); got != want {
+			t.Errorf("workDir(%q) = %q, want %q", in, got, want)
+		}
+	}
+
+	extra := t.TempDir()
+	c, hc, err := e.containerConfig(taskSpec(cfg, 7, "img", "python", "x.py", "--flag"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual([]string(c.Cmd), []string{"python", "x.py", "--flag"}) || c.Labels[LabelTaskID] != "7" || c.Labels[LabelRole] != roleTask {
+		t.Fatalf("config %+v", c)
+	}
+	if hc.NanoCPUs != 0 || hc.Memory != 0 || hc.MemorySwap != 0 || len(hc.DeviceRequests) != 0 || !reflect.DeepEqual([]string(hc.CapAdd), []string{"SYS_NICE"}) {
+		t.Fatalf("unlimited task got limits: %+v", hc.Resources)
+	}
+	s := taskSpec(cfg, 8, "img", "true")
+	s.Cores, s.MemoryBytes, s.GPUs, s.CPUs, s.Mems = 2, 1<<30, []int{1, 3}, []int{0, 1}, []int{0}
+	s.Env = map[string]string{"CUDA_VISIBLE_DEVICES": "1,3", "A": "b"}
+	s.Mounts = []string{extra + ":/data", extra + ":/ro:ro"}
+	c, hc, err = e.containerConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hc.NanoCPUs != 2e9 || hc.Memory != 1<<30 || hc.MemorySwap != 1<<30 || hc.CpusetCpus != "0,1" || hc.CpusetMems != "0" {
+		t.Fatalf("limits %+v", hc.Resources)
+	}
+	if len(hc.DeviceRequests) != 1 || !reflect.DeepEqual(hc.DeviceRequests[0].DeviceIDs, []string{"1", "3"}) {
+		t.Fatalf("device requests %+v", hc.DeviceRequests)
+	}
+	wantEnv := []string{"A=b", "HAKURIVER_LOCAL_TEMP_DIR=/local_temp", "HAKURIVER_SHARED_DIR=/shared"}
+	if !reflect.DeepEqual(c.Env, wantEnv) {
+		t.Fatalf("env %v, want %v", c.Env, wantEnv)
+	}
+	wantMounts := []mount.Mount{
+		{Type: mount.TypeBind, Source: data, Target: "/shared"},
+		{Type: mount.TypeBind, Source: cfg.LocalTempDir, Target: "/local_temp"},
+		{Type: mount.TypeBind, Source: extra, Target: "/data"},
+		{Type: mount.TypeBind, Source: extra, Target: "/ro", ReadOnly: true},
+	}
+	if !reflect.DeepEqual(hc.Mounts, wantMounts) {
+		t.Fatalf("mounts %+v", hc.Mounts)
+	}
+	s.Privileged = true
+	if _, _, err := e.containerConfig(s); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("privileged without permission: %v", err)
+	}
+	e.cfg.AllowPrivileged = true
+	if _, hc, err := e.containerConfig(s); err != nil || !hc.Privileged || len(hc.CapAdd) != 0 {
+		t.Fatalf("privileged with permission: %v %+v", err, hc)
+	}
+}
+
+func TestStampedWriterSkipsCopiedEntries(t *testing.T) {
+	e := &Executor{cfg: Config{StateDir: t.TempDir()}, log: testLogger(t)}
+	tk := &task{id: 1}
+	var out bytesBuffer
+	w := &stampedWriter{e: e, t: tk, w: &out, last: &tk.st.Stdout}
+	frames := []string{
+		"2026-01-02T03:04:05.000000001Z one\n",
+		"2026-01-02T03:04:05.000000002Z two\n",
+		"2026-01-02T03:04:05.000000002Z two again (same time: taken as copied)\n",
+		"2026-01-02T03:04:05.000000001Z older\n",
+		"no timestamp\n",
+		"2026-01-02T03:04:06Z partial",
+	}
+	for _, f := range frames {
+		if n, err := w.Write([]byte(f)); err != nil || n != len(f) {
+			t.Fatalf("Write(%q) = %d, %v", f, n, err)
+		}
+	}
+	if got, want := out.String(), "one\ntwo\nno timestamp\npartial"; got != want {
+		t.Fatalf("written %q, want %q", got, want)
+	}
+	if e.loadState(1).Stdout == 0 {
+		t.Fatal("position not saved")
+	}
+}
+
+// bytesBuffer is a minimal io.Writer collecting bytes.
+type bytesBuffer struct{ b []byte }
+
+func (b *bytesBuffer) Write(p []byte) (int, error) { b.b = append(b.b, p...); return len(p), nil }
+func (b *bytesBuffer) String() string              { return string(b.b) }

@@ -1,0 +1,205 @@
+package sshproxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Permissions.Extensions keys set at authentication.
+const (
+	extKey    = "hakuriver-pubkey"    // the client's public key, wire format
+	extFP     = "hakuriver-pubkey-fp" // its SHA256 fingerprint, for logs
+	extAdmin  = "hakuriver-admin"     // "1" for an admin key
+	serverVer = "SSH-2.0-HakuRiverProxy"
+)
+
+// maxRejects closes an SSH connection after this many refused channels, so
+// that one authenticated connection cannot probe task IDs for ever.
+const maxRejects = 16
+
+// newSSHConfig builds the jump host's server config.
+//
+// SSH authentication happens before the client names the VPS it wants, so
+// a public key is accepted provisionally (after the client proved it holds
+// the private key) and remembered in Permissions.Extensions; every
+// direct-tcpip request is then checked against the named VPS's key before
+// anything is dialled. When the SSH user name is itself a task ID
+// ("ssh -J 123@HOST:PORT root@123") the key is checked at authentication
+// already, so a client holding several keys moves on to its next one.
+func (s *Server) newSSHConfig() *ssh.ServerConfig {
+	cfg := &ssh.ServerConfig{
+		ServerVersion: serverVer,
+		MaxAuthTries:  6,
+		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			perms := &ssh.Permissions{Extensions: map[string]string{
+				extKey: string(key.Marshal()),
+				extFP:  ssh.FingerprintSHA256(key),
+			}}
+			if containsKey(s.admin, key) {
+				perms.Extensions[extAdmin] = "1"
+				return perms, nil
+			}
+			if id, ok := ParseTaskID(meta.User()); ok {
+				t, terr := s.resolve(id)
+				if terr != nil {
+					return nil, terr
+				}
+				if !t.Authorizes(key) {
+					return nil, refuse(ErrKeyNotAuthorized, nil, "key not authorized for VPS task %d", id)
+				}
+			}
+			return perms, nil
+		},
+	}
+	cfg.AddHostKey(s.cfg.HostKey)
+	return cfg
+}
+
+// handleSSH serves one jump-host connection: the handshake, then
+// direct-tcpip channels, each in a goroutine this function waits for.
+func (s *Server) handleSSH(c net.Conn) {
+	remote := c.RemoteAddr().String()
+	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)) //nolint:errcheck // a failed deadline shows up as an I/O error
+	sconn, chans, reqs, err := ssh.NewServerConn(c, s.sshCfg)
+	if err != nil {
+		s.log.Info("ssh jump handshake failed", "remote", remote, "err", err)
+		return
+	}
+	c.SetDeadline(time.Time{}) //nolint:errcheck // see above
+	defer sconn.Close()
+	log := s.log.With("mode", "jump", "remote", remote, "user", sconn.User(), "key", sconn.Permissions.Extensions[extFP])
+	log.Debug("ssh jump client authenticated")
+
+	upstreams := newConnSet()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ssh.DiscardRequests(reqs) // no global requests (tcpip-forward, ...) are served
+	}()
+	var rejects atomic.Int64
+	for nc := range chans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !s.serveChannel(log, nc, sconn.Permissions, upstreams) && rejects.Add(1) == maxRejects {
+				log.Warn("ssh jump client closed after too many refused channels", "refused", maxRejects)
+				sconn.Close()
+			}
+		}()
+	}
+	// The connection is gone (or given up on): end every relay it carried.
+	sconn.Close()
+	upstreams.closeAll()
+	wg.Wait()
+}
+
+// serveChannel serves one channel open request: a refused one is answered
+// and reported false; an accepted one is relayed until it ends.
+func (s *Server) serveChannel(log *slog.Logger, nc ssh.NewChannel, perms *ssh.Permissions, upstreams *connSet) bool {
+	if nc.ChannelType() != "direct-tcpip" {
+		nc.Reject(ssh.Prohibited, "the HakuRiver SSH proxy offers no shell; use it as a jump host: ssh -J proxy@HOST:PORT root@<task_id>") //nolint:errcheck // the client went away
+		s.refused.Add(1)
+		log.Info("ssh jump channel refused", "type", nc.ChannelType())
+		return false
+	}
+	up, terr := s.openDirect(nc, perms)
+	if terr != nil {
+		nc.Reject(rejectType(terr), terr.Reason) //nolint:errcheck // the client went away
+		s.refused.Add(1)
+		log.Info("ssh tunnel refused", "reason", terr.Reason, "err", terr.Err)
+		return false
+	}
+	if !upstreams.add(up) {
+		up.Close()
+		nc.Reject(ssh.ConnectionFailed, "connection closing") //nolint:errcheck // the client went away
+		return true
+	}
+	defer upstreams.remove(up)
+	ch, creqs, err := nc.Accept()
+	if err != nil {
+		up.Close()
+		return true
+	}
+	s.tunnels.Add(1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ssh.DiscardRequests(creqs)
+	}()
+	start := time.Now()
+	vps := up.RemoteAddr().String()
+	log.Info("ssh tunnel opened", "vps", vps, "active", s.active.Load())
+	sent, received := relay(ch, up, ch, up)
+	log.Info("ssh tunnel closed", "vps", vps, "bytes_to_vps", sent, "bytes_from_vps", received, "duration", time.Since(start))
+	wg.Wait()
+	return true
+}
+
+// directTCPIP is the payload of a direct-tcpip channel open (RFC 4254 7.2).
+type directTCPIP struct {
+	Host       string
+	Port       uint32
+	OriginHost string
+	OriginPort uint32
+}
+
+// openDirect checks a direct-tcpip request (the host must be a task ID;
+// the port is ignored: the VPS's sshd is always the target) and the
+// client's key, and only then connects to the VPS.
+func (s *Server) openDirect(nc ssh.NewChannel, perms *ssh.Permissions) (net.Conn, *TunnelError) {
+	var req directTCPIP
+	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
+		return nil, refuse(ErrBadRequest, err, "Invalid request format.")
+	}
+	id, ok := jumpTaskID(req.Host)
+	if !ok {
+		return nil, refuse(ErrBadRequest, fmt.Errorf("host %q", req.Host), "Invalid task ID format.")
+	}
+	t, terr := s.resolve(id)
+	if terr != nil {
+		return nil, terr
+	}
+	if perms.Extensions[extAdmin] != "1" {
+		key, err := ssh.ParsePublicKey([]byte(perms.Extensions[extKey]))
+		if err != nil || !t.Authorizes(key) {
+			return nil, refuse(ErrKeyNotAuthorized, err, "Permission denied: the key is not authorized for VPS task %d.", id)
+		}
+	}
+	return s.dial(t)
+}
+
+// jumpTaskID parses the host of a direct-tcpip request. Besides a decimal
+// task ID it accepts the dotted IPv4 form OpenSSH turns a small numeric host
+// into ("ssh root@42" asks for "0.0.0.42": the client canonicalises what
+// inet_aton accepts as an address), read back as a 32-bit number.
+func jumpTaskID(host string) (int64, bool) {
+	if id, ok := ParseTaskID(host); ok {
+		return id, true
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() {
+		b := ip.As4()
+		return int64(binary.BigEndian.Uint32(b[:])), true
+	}
+	return 0, false
+}
+
+// rejectType maps a refusal to an SSH channel-open failure code.
+func rejectType(terr *TunnelError) ssh.RejectionReason {
+	if errors.Is(terr, ErrKeyNotAuthorized) {
+		return ssh.Prohibited
+	}
+	return ssh.ConnectionFailed
+}

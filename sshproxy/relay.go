@@ -1,0 +1,64 @@
+package sshproxy
+
+import (
+	"io"
+	"net"
+	"sync"
+)
+
+// Relay copies bytes between a and b in both directions until both
+// directions have ended, then closes both. When one side's reads end with
+// EOF the other side's write half is closed (a half-close, CloseWrite when
+// the connection has one), so the opposite direction keeps flowing; an error
+// in either direction closes both at once. It returns the number of bytes
+// copied from a to b and from b to a.
+func Relay(a, b net.Conn) (aToB, bToA int64) {
+	return relay(a, b, a, b)
+}
+
+// writeCloser is one end of a relay: where bytes go, and how to close it.
+type writeCloser interface {
+	io.Writer
+	io.Closer
+}
+
+// relay is Relay with the readers given separately (a connection whose
+// first bytes are buffered is read through its buffer). It runs one
+// direction in a goroutine it waits for.
+func relay(a, b writeCloser, ar, br io.Reader) (aToB, bToA int64) {
+	var once sync.Once
+	abort := func() {
+		once.Do(func() {
+			a.Close()
+			b.Close()
+		})
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bToA = copyHalf(a, br, abort)
+	}()
+	aToB = copyHalf(b, ar, abort)
+	wg.Wait()
+	abort()
+	return aToB, bToA
+}
+
+// copyHalf copies src to dst; at EOF it half-closes dst, on error it
+// aborts the relay.
+func copyHalf(dst writeCloser, src io.Reader, abort func()) int64 {
+	n, err := io.Copy(dst, src)
+	if err != nil {
+		abort()
+		return n
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() != nil {
+			abort()
+		}
+		return n
+	}
+	abort()
+	return n
+}
