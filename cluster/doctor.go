@@ -52,7 +52,6 @@ func (h *Host) doctorLocal() doctor.Local {
 	}
 	shared := absPath(h.cfg.SharedDir)
 	l := doctor.Local{
-		Role:          string(gossip.RoleHost),
 		Running:       true,
 		BindAddr:      h.cfg.BindAddr,
 		AdvertiseAddr: h.cfg.advertise(),

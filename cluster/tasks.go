@@ -63,6 +63,11 @@ func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 	container := h.cfg.DefaultContainer
 	if req.ContainerName != nil && *req.ContainerName != "" {
 		container = *req.ContainerName
+		// An environment named explicitly must exist; the default one is
+		// checked by the runner when it syncs (it may be created later).
+		if err := h.checkEnvironment(container); err != nil {
+			return nil, err
+		}
 	}
 	if typ == fsm.TaskVPS {
 		if container == "NULL" {

@@ -82,7 +82,6 @@ func (a *Agent) doctorLocal() doctor.Local {
 		}
 	}
 	l := doctor.Local{
-		Role:          string(gossip.RoleRunner),
 		Running:       true,
 		BindAddr:      a.cfg.BindAddr,
 		AdvertiseAddr: adv,

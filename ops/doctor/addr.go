@@ -58,19 +58,19 @@ func (l Local) checkAdvertise(ctx context.Context) Check {
 	const name = "advertise address"
 	adv := l.AdvertiseAddr
 	if adv == "" {
-		return fail(name, "empty", "no advertised address: set network.host_reachable_address (hosts) or network.runner_address (runners)")
+		return failCheck(name, "empty", "no advertised address: set network.host_reachable_address (hosts) or network.runner_address (runners)")
 	}
 	var ips []net.IP
 	if ip := net.ParseIP(adv); ip != nil {
 		if ip.IsUnspecified() {
-			return fail(name, adv, "the wildcard address is not reachable by others: advertise one of this machine's real addresses")
+			return failCheck(name, adv, "the wildcard address is not reachable by others: advertise one of this machine's real addresses")
 		}
 		ips = []net.IP{ip}
 	} else {
 		addrs, err := l.lookupHost(ctx, adv)
 		if err != nil {
 			what, cause := Classify(err)
-			return fail(name, fmt.Sprintf("%s: %s (%v)", adv, what, err), cause)
+			return failCheck(name, fmt.Sprintf("%s: %s (%v)", adv, what, err), cause)
 		}
 		for _, a := range addrs {
 			if ip := net.ParseIP(a); ip != nil {
@@ -80,18 +80,18 @@ func (l Local) checkAdvertise(ctx context.Context) Check {
 	}
 	own, err := l.localIPs()
 	if err != nil {
-		return warn(name, err.Error(), "cannot list this machine's addresses; check with ip addr")
+		return warnCheck(name, err.Error(), "cannot list this machine's addresses; check with ip addr")
 	}
 	for _, ip := range ips {
 		if isLocal(ip, own) {
-			return ok(name, fmt.Sprintf("%s is on this machine", adv))
+			return okCheck(name, fmt.Sprintf("%s is on this machine", adv))
 		}
 	}
 	shown := adv
 	if net.ParseIP(adv) == nil {
 		shown = fmt.Sprintf("%s (%s)", adv, ipStrings(ips))
 	}
-	return warn(name, fmt.Sprintf("%s is not an address of this machine (it has %s)", shown, ipStrings(own)),
+	return warnCheck(name, fmt.Sprintf("%s is not an address of this machine (it has %s)", shown, ipStrings(own)),
 		"other members will reach another machine or nothing: advertise one of this machine's addresses (behind NAT, forward the ports explicitly)")
 }
 
@@ -104,17 +104,17 @@ func (l Local) checkBind() (Check, bool) {
 		return Check{}, false
 	}
 	if ip == nil {
-		return warn(name, l.BindAddr, "bind to an IP address, not a name: a name may resolve to an address this machine does not have"), true
+		return warnCheck(name, l.BindAddr, "bind to an IP address, not a name: a name may resolve to an address this machine does not have"), true
 	}
 	own, err := l.localIPs()
 	if err != nil {
-		return warn(name, err.Error(), "cannot list this machine's addresses; check with ip addr"), true
+		return warnCheck(name, err.Error(), "cannot list this machine's addresses; check with ip addr"), true
 	}
 	if !isLocal(ip, own) {
-		return fail(name, fmt.Sprintf("%s is not an address of this machine (it has %s)", l.BindAddr, ipStrings(own)),
+		return failCheck(name, fmt.Sprintf("%s is not an address of this machine (it has %s)", l.BindAddr, ipStrings(own)),
 			"the process cannot listen there: bind to one of this machine's addresses or 0.0.0.0"), true
 	}
-	return ok(name, l.BindAddr+" is on this machine"), true
+	return okCheck(name, l.BindAddr+" is on this machine"), true
 }
 
 // checkHostnames resolves this machine's hostname and every configured name.
@@ -139,15 +139,15 @@ func (l Local) checkHostnames(ctx context.Context) []Check {
 			if n == self {
 				// The hostname is the default node name; others need it
 				// only when it is advertised.
-				out = append(out, warn(check, fmt.Sprintf("%s (%v)", what, err),
+				out = append(out, warnCheck(check, fmt.Sprintf("%s (%v)", what, err),
 					"this machine's hostname does not resolve here: add it to /etc/hosts (sudo and some tools expect it)"))
 				continue
 			}
-			out = append(out, fail(check, fmt.Sprintf("%s (%v)", what, err), cause))
+			out = append(out, failCheck(check, fmt.Sprintf("%s (%v)", what, err), cause))
 			continue
 		}
 		sort.Strings(addrs)
-		out = append(out, ok(check, fmt.Sprintf("%s in %s", strings.Join(addrs, ", "), fmtDur(time.Since(start)))))
+		out = append(out, okCheck(check, fmt.Sprintf("%s in %s", strings.Join(addrs, ", "), fmtDur(time.Since(start)))))
 	}
 	return out
 }

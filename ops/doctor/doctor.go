@@ -63,14 +63,16 @@ type Check struct {
 	Node string `json:"node,omitempty"`
 }
 
-// ok, warn and fail build checks.
-func ok(name, measured string) Check { return Check{Name: name, Status: StatusOK, Measured: measured} }
+// okCheck, warnCheck and failCheck build checks.
+func okCheck(name, measured string) Check {
+	return Check{Name: name, Status: StatusOK, Measured: measured}
+}
 
-func warn(name, measured, cause string) Check {
+func warnCheck(name, measured, cause string) Check {
 	return Check{Name: name, Status: StatusWarn, Measured: measured, Cause: cause}
 }
 
-func fail(name, measured, cause string) Check {
+func failCheck(name, measured, cause string) Check {
 	return Check{Name: name, Status: StatusFail, Measured: measured, Cause: cause}
 }
 

@@ -30,9 +30,9 @@ type Path struct {
 	Dir  bool
 	// Write says the process writes here (else it only reads).
 	Write bool
-	// Created says the process creates the directory at start when it is
-	// missing: a missing one with a writable parent is only a warning
-	// before start.
+	// Created says the process creates the directory when it is missing
+	// (at start or on first use): a missing one with a writable parent is
+	// fine.
 	Created bool
 	// Disk reports the free space of the filesystem holding it.
 	Disk bool
@@ -54,8 +54,6 @@ type Executable struct {
 // look at. Zero fields skip their checks. The function fields replace what
 // the checks read from the machine (tests); nil means the real thing.
 type Local struct {
-	// Role is "host" or "runner".
-	Role string
 	// Running says the process is up and holds its ports (the endpoint).
 	// False (--local, before start) means its ports must be free.
 	Running bool
@@ -201,12 +199,12 @@ func processUser() Check {
 	for _, g := range groups {
 		gs = append(gs, groupName(uint32(g)))
 	}
-	return ok("process user", fmt.Sprintf("%s (uid %d, gid %d), groups %s", name, uid, gid, orNone(strings.Join(gs, ","))))
+	return okCheck("process user", fmt.Sprintf("%s (uid %d, gid %d), groups %s", name, uid, gid, orNone(strings.Join(gs, ","))))
 }
 
 // checkClock reports the local time, which the CLI compares across nodes.
 func (l Local) checkClock() Check {
-	return ok("clock", l.now().Format(time.RFC3339Nano))
+	return okCheck("clock", l.now().Format(time.RFC3339Nano))
 }
 
 // groupName returns a group's name, or its number when unknown.

@@ -105,7 +105,7 @@ func TestPaths(t *testing.T) {
 		{"writable dir", Path{Name: "d", Path: dir, Dir: true, Write: true}, StatusOK, "writable", ""},
 		{"readable dir", Path{Name: "d", Path: dir, Dir: true}, StatusOK, "readable", ""},
 		{"missing dir", Path{Name: "d", Path: filepath.Join(dir, "nope"), Dir: true, Write: true}, StatusFail, "does not exist", "create it"},
-		{"missing dir created at start", Path{Name: "d", Path: filepath.Join(dir, "later", "deeper"), Dir: true, Write: true, Created: true}, StatusWarn, "does not exist yet", "created when first needed"},
+		{"missing dir created at start", Path{Name: "d", Path: filepath.Join(dir, "later", "deeper"), Dir: true, Write: true, Created: true}, StatusOK, "created when first needed", ""},
 		{"file where the directory should be", Path{Name: "task_outputs", Path: file, Dir: true, Write: true}, StatusFail, "is a regular file, not a directory", "move it away"},
 		// A path under a regular file cannot be written even by root.
 		{"path under a file", Path{Name: "d", Path: filepath.Join(file, "sub"), Dir: true, Write: true}, StatusFail, "not a directory", "a parent of the path is a file"},
@@ -297,7 +297,7 @@ func TestDockerSocket(t *testing.T) {
 func TestRunLocalOrderAndFakes(t *testing.T) {
 	dir := t.TempDir()
 	l := Local{
-		Role: "runner", AdvertiseAddr: "10.1.2.3", BindAddr: "0.0.0.0",
+		AdvertiseAddr: "10.1.2.3", BindAddr: "0.0.0.0",
 		Paths:           []Path{{Name: "shared_dir", Path: dir, Dir: true, Write: true, Disk: true}},
 		CheckRunnerUser: true,
 		InterfaceAddrs:  fakeAddrs, LookupHost: fakeLookup,

@@ -27,12 +27,12 @@ func (l Local) checkPath(p Path) Check {
 	case errors.Is(err, fs.ErrNotExist):
 		return l.missingPath(name, p)
 	case err != nil:
-		return fail(name, fmt.Sprintf("%s: %v", p.Path, err), permCause(err, p.Path))
+		return failCheck(name, fmt.Sprintf("%s: %v", p.Path, err), permCause(err, p.Path))
 	case p.Dir && !info.IsDir():
-		return fail(name, fmt.Sprintf("%s is a %s, not a directory", p.Path, kind(info)),
+		return failCheck(name, fmt.Sprintf("%s is a %s, not a directory", p.Path, kind(info)),
 			"something else sits where the directory should be: move it away and create the directory")
 	case !p.Dir && info.IsDir():
-		return fail(name, p.Path+" is a directory, not a file", "point the setting at a file")
+		return failCheck(name, p.Path+" is a directory, not a file", "point the setting at a file")
 	}
 	desc := fmt.Sprintf("%s %s %s:%s", p.Path, info.Mode(), ownerName(info), groupOf(info))
 	if p.Dir {
@@ -41,12 +41,12 @@ func (l Local) checkPath(p Path) Check {
 		err = probeFile(p.Path, p.Write)
 	}
 	if err != nil {
-		return fail(name, fmt.Sprintf("%s: %v", desc, err), permCause(err, p.Path))
+		return failCheck(name, fmt.Sprintf("%s: %v", desc, err), permCause(err, p.Path))
 	}
 	if p.Write {
-		return ok(name, desc+", writable")
+		return okCheck(name, desc+", writable")
 	}
-	return ok(name, desc+", readable")
+	return okCheck(name, desc+", readable")
 }
 
 // missingPath judges a path that does not exist.
@@ -54,14 +54,14 @@ func (l Local) missingPath(name string, p Path) Check {
 	parent := nearestExisting(filepath.Dir(p.Path))
 	if !p.Created {
 		if !p.Dir && p.Write && probeDir(parent, true) == nil {
-			return ok(name, p.Path+" does not exist yet; "+parent+" is writable, so it can be created")
+			return okCheck(name, p.Path+" does not exist yet; "+parent+" is writable, so it can be created")
 		}
-		return fail(name, p.Path+": does not exist", "create it (with the right owner) or fix the configured path")
+		return failCheck(name, p.Path+": does not exist", "create it (with the right owner) or fix the configured path")
 	}
 	if err := probeDir(parent, true); err != nil {
-		return fail(name, fmt.Sprintf("%s does not exist and %s is not writable: %v", p.Path, parent, err), permCause(err, parent))
+		return failCheck(name, fmt.Sprintf("%s does not exist and %s is not writable: %v", p.Path, parent, err), permCause(err, parent))
 	}
-	return warn(name, p.Path+" does not exist yet ("+parent+" is writable)", "created when first needed (a runner start, the first environment); create it now, owned by the service user, if users or other nodes need it first")
+	return okCheck(name, p.Path+" does not exist yet; created when first needed ("+parent+" is writable)")
 }
 
 // nearestExisting returns dir or its closest existing ancestor.
@@ -176,20 +176,20 @@ func (l Local) checkDisk(p Path) Check {
 	path := nearestExisting(p.Path)
 	total, avail, err := l.statfs(path)
 	if err != nil {
-		return warn(name, err.Error(), "cannot read the filesystem's size: check the mount (df "+path+")")
+		return warnCheck(name, err.Error(), "cannot read the filesystem's size: check the mount (df "+path+")")
 	}
 	if total == 0 {
-		return ok(name, path+": size unknown (virtual filesystem)")
+		return okCheck(name, path+": size unknown (virtual filesystem)")
 	}
 	frac := float64(avail) / float64(total)
 	m := fmt.Sprintf("%s: %s free of %s (%.1f%%)", path, fmtBytes(avail), fmtBytes(total), frac*100)
 	switch {
 	case frac < diskFailFraction:
-		return fail(name, m, "almost no space left: writes (Raft log, task output) will fail; free space or grow the filesystem")
+		return failCheck(name, m, "almost no space left: writes (Raft log, task output) will fail; free space or grow the filesystem")
 	case frac < diskWarnFraction:
-		return warn(name, m, "less than 10% free: free space or grow the filesystem before it fills up")
+		return warnCheck(name, m, "less than 10% free: free space or grow the filesystem before it fills up")
 	}
-	return ok(name, m)
+	return okCheck(name, m)
 }
 
 // fmtBytes renders a byte count with binary units ("12.3GiB").

@@ -54,7 +54,7 @@ func (l Local) checkPorts() []Check {
 func (l Local) checkOwnPort(name string, p Port) Check {
 	socks, err := l.listeners(p.Proto, p.Port)
 	if err != nil {
-		return ok(name, "held by this process (listeners not readable: "+err.Error()+")")
+		return okCheck(name, "held by this process (listeners not readable: "+err.Error()+")")
 	}
 	own := l.ownInodes()
 	var others []string
@@ -64,10 +64,10 @@ func (l Local) checkOwnPort(name string, p Port) Check {
 		}
 	}
 	if len(others) > 0 {
-		return fail(name, "also held on "+strings.Join(others, "; "),
+		return failCheck(name, "also held on "+strings.Join(others, "; "),
 			"another program listens on the same port: members may reach it instead of this one; stop it or move one of them")
 	}
-	return ok(name, fmt.Sprintf("held by this process (pid %d) only", os.Getpid()))
+	return okCheck(name, fmt.Sprintf("held by this process (pid %d) only", os.Getpid()))
 }
 
 // checkFreePort tries to bind p on the bind address and, when it is taken,
@@ -88,7 +88,7 @@ func (l Local) checkFreePort(name string, p Port) Check {
 	}
 	switch {
 	case err == nil:
-		return ok(name, addr+" is free")
+		return okCheck(name, addr+" is free")
 	case errors.Is(err, syscall.EADDRINUSE):
 		holders := "another process"
 		hakuriver := false
@@ -102,15 +102,15 @@ func (l Local) checkFreePort(name string, p Port) Check {
 			holders = strings.Join(hs, "; ")
 		}
 		if hakuriver {
-			return warn(name, addr+" in use: "+holders, "a hakuriver process already holds it: fine if this node is already running, else stop the old one")
+			return warnCheck(name, addr+" in use: "+holders, "a hakuriver process already holds it: fine if this node is already running, else stop the old one")
 		}
-		return fail(name, addr+" in use: "+holders, "another program holds the port: stop it or configure another port")
+		return failCheck(name, addr+" in use: "+holders, "another program holds the port: stop it or configure another port")
 	case errors.Is(err, syscall.EACCES):
-		return fail(name, fmt.Sprintf("%s: %v", addr, err), "ports below 1024 need root or CAP_NET_BIND_SERVICE: use a higher port")
+		return failCheck(name, fmt.Sprintf("%s: %v", addr, err), "ports below 1024 need root or CAP_NET_BIND_SERVICE: use a higher port")
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return fail(name, fmt.Sprintf("%s: %v", addr, err), causeNotLocal)
+		return failCheck(name, fmt.Sprintf("%s: %v", addr, err), causeNotLocal)
 	}
-	return fail(name, fmt.Sprintf("%s: %v", addr, err), "cannot listen there: see the measured error")
+	return failCheck(name, fmt.Sprintf("%s: %v", addr, err), "cannot listen there: see the measured error")
 }
 
 // listeners returns the sockets listening (tcp) or bound (udp) on port, read

@@ -99,7 +99,7 @@ func Classify(err error) (what, cause string) {
 // classified turns err into a failed check named name.
 func classified(name, prefix string, err error) Check {
 	what, cause := Classify(err)
-	return fail(name, fmt.Sprintf("%s%s (%v)", prefix, what, err), cause)
+	return failCheck(name, fmt.Sprintf("%s%s (%v)", prefix, what, err), cause)
 }
 
 // Probe tests one path: DNS (when Address holds a name), TCP connect time and,
@@ -150,7 +150,7 @@ func probe(ctx context.Context, t Target) (Check, string, []string) {
 	name := "probe " + t.Name
 	host, port, u, err := splitTarget(t)
 	if err != nil {
-		return fail(name, err.Error(), "bad target address: a configuration or API error"), "", nil
+		return failCheck(name, err.Error(), "bad target address: a configuration or API error"), "", nil
 	}
 	var parts []string
 	ip, resolvedName, addrs := host, "", []string(nil)
@@ -178,7 +178,7 @@ func probe(ctx context.Context, t Target) (Check, string, []string) {
 	parts = append(parts, fmt.Sprintf("connect %s %s", addr, fmtDur(time.Since(start))))
 	if t.Kind == KindTCP {
 		conn.Close()
-		return ok(name, strings.Join(parts, ", ")), resolvedName, addrs
+		return okCheck(name, strings.Join(parts, ", ")), resolvedName, addrs
 	}
 	return probeHTTP(ctx, name, conn, u, t.Token, parts), resolvedName, addrs
 }
@@ -222,7 +222,7 @@ func probeHTTP(ctx context.Context, name string, conn net.Conn, u *url.URL, toke
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		conn.Close()
-		return fail(name, err.Error(), "bad target URL: a configuration or API error")
+		return failCheck(name, err.Error(), "bad target URL: a configuration or API error")
 	}
 	if token != "" {
 		req.Header.Set(TokenHeader, token)
@@ -250,17 +250,17 @@ func probeHTTP(ctx context.Context, name string, conn net.Conn, u *url.URL, toke
 	m := strings.Join(parts, ", ")
 	switch s := resp.StatusCode; {
 	case s >= 200 && s < 300:
-		return ok(name, m)
+		return okCheck(name, m)
 	case s == http.StatusUnauthorized || s == http.StatusForbidden:
-		return fail(name, m, causeToken)
+		return failCheck(name, m, causeToken)
 	case s == http.StatusNotFound:
-		return fail(name, m, "not found: another program (or an older hakuriver) listens on that port")
+		return failCheck(name, m, "not found: another program (or an older hakuriver) listens on that port")
 	case s == http.StatusServiceUnavailable:
-		return warn(name, m, "unavailable: the member answers but is not ready (no Raft leader yet?)")
+		return warnCheck(name, m, "unavailable: the member answers but is not ready (no Raft leader yet?)")
 	case s >= 500:
-		return fail(name, m, "server error: the member answers but is unhealthy; read its log")
+		return failCheck(name, m, "server error: the member answers but is unhealthy; read its log")
 	}
-	return warn(name, m, "unexpected HTTP status: another program may listen on that port")
+	return warnCheck(name, m, "unexpected HTTP status: another program may listen on that port")
 }
 
 // probeUDP sends one datagram on a connected UDP socket and waits briefly
@@ -285,12 +285,12 @@ func probeUDP(ctx context.Context, name, addr string, parts []string) Check {
 	_, err = conn.Read(buf)
 	switch {
 	case err == nil:
-		return ok(name, prefix(parts)+"udp "+addr+": answered")
+		return okCheck(name, prefix(parts)+"udp "+addr+": answered")
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fail(name, prefix(parts)+"udp "+addr+": ICMP port unreachable (refused)",
+		return failCheck(name, prefix(parts)+"udp "+addr+": ICMP port unreachable (refused)",
 			"refused: nothing listens for gossip on that UDP port (process down, wrong gossip_port) or a REJECT rule")
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return ok(name, prefix(parts)+"udp "+addr+": sent, no port-unreachable (UDP cannot prove more)")
+		return okCheck(name, prefix(parts)+"udp "+addr+": sent, no port-unreachable (UDP cannot prove more)")
 	}
 	return classified(name, prefix(parts)+"udp "+addr+": ", err)
 }

@@ -17,9 +17,9 @@ const DefaultProbeTimeout = 2 * time.Second
 
 // Limits of a Request.
 const (
-	maxTargets     = 1024
-	maxProbeTimout = 30 * time.Second
-	maxRequestBody = 1 << 20
+	maxTargets      = 1024
+	maxProbeTimeout = 30 * time.Second
+	maxRequestBody  = 1 << 20
 )
 
 // Request is what a caller asks a member's doctor endpoint for. GET takes
@@ -62,8 +62,8 @@ func (r Request) Validate() error {
 			return fmt.Errorf("targets[%d].address: required", i)
 		}
 	}
-	if r.TimeoutMS < 0 || time.Duration(r.TimeoutMS)*time.Millisecond > maxProbeTimout {
-		return fmt.Errorf("timeout_ms: must be between 0 and %d", maxProbeTimout.Milliseconds())
+	if r.TimeoutMS < 0 || time.Duration(r.TimeoutMS)*time.Millisecond > maxProbeTimeout {
+		return fmt.Errorf("timeout_ms: must be between 0 and %d", maxProbeTimeout.Milliseconds())
 	}
 	if r.ReadProbe != nil && !isProbeName(r.ReadProbe.Name) {
 		return fmt.Errorf("read_probe.name: %q is not a doctor probe name", r.ReadProbe.Name)
@@ -139,10 +139,7 @@ func Run(ctx context.Context, l Local, req Request, rep Report) Report {
 		}
 		if p := req.ReadProbe; p != nil {
 			c := ReadProbe(rep.SharedDir, p.Name, p.Token)
-			if p.Writer != "" && c.Status == StatusOK {
-				c.Measured += " (written by " + p.Writer + ")"
-			}
-			if p.Writer != "" && c.Status != StatusOK {
+			if p.Writer != "" {
 				c.Measured += " (written by " + p.Writer + " into its shared_dir)"
 			}
 			rep.Checks = append(rep.Checks, c)
@@ -166,13 +163,13 @@ func Run(ctx context.Context, l Local, req Request, rep Report) Report {
 func writeProbeCheck(rep *Report) Check {
 	const name = "shared storage write"
 	if rep.SharedDir == "" {
-		return fail(name, "no shared_dir configured", "set paths.shared_dir")
+		return failCheck(name, "no shared_dir configured", "set paths.shared_dir")
 	}
 	p, err := WriteProbe(rep.SharedDir)
 	if err != nil {
-		return fail(name, err.Error(), permCause(err, rep.SharedDir))
+		return failCheck(name, err.Error(), permCause(err, rep.SharedDir))
 	}
 	p.Writer = rep.Node
 	rep.Probe = &p
-	return ok(name, "wrote "+p.Name+" into "+rep.SharedDir)
+	return okCheck(name, "wrote "+p.Name+" into "+rep.SharedDir)
 }

@@ -94,23 +94,23 @@ func removeStaleProbes(dir string, now time.Time) {
 func ReadProbe(dir, name, token string) Check {
 	const check = "shared storage"
 	if !isProbeName(name) {
-		return fail(check, fmt.Sprintf("probe name %q is not a doctor probe", name), "bad request: a probe name comes from WriteProbe")
+		return failCheck(check, fmt.Sprintf("probe name %q is not a doctor probe", name), "bad request: a probe name comes from WriteProbe")
 	}
 	path := filepath.Join(dir, name)
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fail(check, fmt.Sprintf("%s: probe file not found", path),
+		return failCheck(check, fmt.Sprintf("%s: probe file not found", path),
 			"shared_dir is not the same storage as on the writing node: mount the shared filesystem here (df "+dir+") or point shared_dir at its mount")
 	case errors.Is(err, fs.ErrPermission):
-		return fail(check, fmt.Sprintf("%s: %v", path, err),
+		return failCheck(check, fmt.Sprintf("%s: %v", path, err),
 			"the probe exists but this user cannot read it: check ownership and the export's uid mapping (root_squash, uid/gid options)")
 	case err != nil:
-		return fail(check, fmt.Sprintf("%s: %v", path, err), "shared storage read error: check the mount (stale NFS handle?) and its server")
+		return failCheck(check, fmt.Sprintf("%s: %v", path, err), "shared storage read error: check the mount (stale NFS handle?) and its server")
 	}
 	if strings.TrimSpace(string(b)) != token {
-		return fail(check, fmt.Sprintf("%s: holds a different token", path),
+		return failCheck(check, fmt.Sprintf("%s: holds a different token", path),
 			"a different file with that name: a stale cache of the mount or another cluster's shared_dir")
 	}
-	return ok(check, fmt.Sprintf("read back %s in %s", name, dir))
+	return okCheck(check, fmt.Sprintf("read back %s in %s", name, dir))
 }

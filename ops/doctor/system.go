@@ -30,7 +30,7 @@ func checkRunnerUser(name string) Check {
 	const check = "runner_user"
 	self := currentUser()
 	if name == "" {
-		return ok(check, "not set: tasks run as the runner's own user "+self)
+		return okCheck(check, "not set: tasks run as the runner's own user "+self)
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
@@ -39,18 +39,18 @@ func checkRunnerUser(name string) Check {
 		}
 	}
 	if err != nil {
-		return fail(check, fmt.Sprintf("%s: %v", name, err),
+		return failCheck(check, fmt.Sprintf("%s: %v", name, err),
 			"no such user on this node: create it (useradd, or the same LDAP/NSS setup as the other nodes) or fix environment.runner_user")
 	}
 	uid, _ := strconv.Atoi(u.Uid) //nolint:errcheck // os/user returns numeric IDs on Linux
 	euid := os.Geteuid()
 	switch {
 	case euid == 0:
-		return ok(check, fmt.Sprintf("%s (uid %s) exists; the runner is root and can switch to it", u.Username, u.Uid))
+		return okCheck(check, fmt.Sprintf("%s (uid %s) exists; the runner is root and can switch to it", u.Username, u.Uid))
 	case euid == uid:
-		return ok(check, fmt.Sprintf("%s (uid %s) is the runner's own user", u.Username, u.Uid))
+		return okCheck(check, fmt.Sprintf("%s (uid %s) is the runner's own user", u.Username, u.Uid))
 	}
-	return fail(check, fmt.Sprintf("%s (uid %s) exists, but the runner runs as %s", u.Username, u.Uid, self),
+	return failCheck(check, fmt.Sprintf("%s (uid %s) exists, but the runner runs as %s", u.Username, u.Uid, self),
 		"the runner cannot switch users: run it as root (the systemd unit's User=) or set runner_user to the runner's own user")
 }
 
@@ -63,16 +63,16 @@ func checkExecutable(e Executable) Check {
 	}
 	found, err := exec.LookPath(p)
 	if err == nil {
-		return ok(name, found)
+		return okCheck(name, found)
 	}
 	cause := fmt.Sprintf("not found (PATH=%s): install %s or configure its full path", os.Getenv("PATH"), e.Name)
 	if e.Why != "" {
 		cause = fmt.Sprintf("%s is needed for %s: install it or configure its full path", e.Name, e.Why)
 	}
 	if e.Required {
-		return fail(name, fmt.Sprintf("%s: %v", p, err), cause)
+		return failCheck(name, fmt.Sprintf("%s: %v", p, err), cause)
 	}
-	return warn(name, fmt.Sprintf("%s: %v", p, err), cause)
+	return warnCheck(name, fmt.Sprintf("%s: %v", p, err), cause)
 }
 
 // checkDocker checks the Docker Engine socket: it exists, this user may
@@ -80,9 +80,9 @@ func checkExecutable(e Executable) Check {
 // answers /_ping.
 func (l Local) checkDocker(ctx context.Context) Check {
 	const name = "docker socket"
-	bad := warn
+	bad := warnCheck
 	if l.DockerRequired {
-		bad = fail
+		bad = failCheck
 	}
 	path := l.DockerSocket
 	info, err := os.Stat(path)
@@ -119,7 +119,7 @@ func (l Local) checkDocker(ctx context.Context) Check {
 	if status != http.StatusOK {
 		return bad(name, fmt.Sprintf("%s, %s; /_ping HTTP %d", desc, grant, status), "the daemon answers with an error: check journalctl -u docker")
 	}
-	return ok(name, fmt.Sprintf("%s, %s; daemon answers /_ping in %s", desc, grant, fmtDur(time.Since(start))))
+	return okCheck(name, fmt.Sprintf("%s, %s; daemon answers /_ping in %s", desc, grant, fmtDur(time.Since(start))))
 }
 
 // dockerPing sends GET /_ping over the socket.
@@ -188,9 +188,9 @@ func inGroup(gid uint32) bool {
 // creates a group and removes it again.
 func (l Local) checkCgroups() Check {
 	const name = "cgroups"
-	bad := warn
+	bad := warnCheck
 	if l.CgroupsRequired {
-		bad = fail
+		bad = failCheck
 	}
 	root := l.CgroupRoot
 	var dirs []string
@@ -213,7 +213,7 @@ func (l Local) checkCgroups() Check {
 			return bad(name, fmt.Sprintf("cgroup %s under %s: %v", version, d, err), cgroupCause(err))
 		}
 	}
-	return ok(name, fmt.Sprintf("cgroup %s: created and removed a group under %s", version, strings.Join(dirs, ", ")))
+	return okCheck(name, fmt.Sprintf("cgroup %s: created and removed a group under %s", version, strings.Join(dirs, ", ")))
 }
 
 // cgroupBase is the parent group when it exists, else the hierarchy root.

@@ -163,7 +163,7 @@ func (m *Manager) CreateEnvironment(ctx context.Context, img, name string) (crea
 		rmErr := m.cli.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true})
 		return false, errors.Join(fmt.Errorf("start container %s: %w", name, translate(err)), translate(rmErr))
 	}
-	m.log.Info("environment container created", "environment", name, "image", img)
+	m.log.Info("environment container created", keyEnv, name, keyImage, img)
 	return true, nil
 }
 
@@ -176,7 +176,7 @@ func (m *Manager) ensureImage(ctx context.Context, img string) error {
 	if err = translate(err); !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("inspect image %s: %w", img, err)
 	}
-	m.log.Info("image not present; pulling", "image", img)
+	m.log.Info("image not present; pulling", keyImage, img)
 	rc, perr := m.cli.ImagePull(ctx, img, image.PullOptions{})
 	if perr == nil {
 		perr = drainJSONMessages(rc, nil)
@@ -254,7 +254,7 @@ func (m *Manager) DeleteEnvironment(ctx context.Context, name string) error {
 		if err := m.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
 			return fmt.Errorf("delete environment %s: %w", name, translate(err))
 		}
-		m.log.Info("environment container deleted", "environment", name)
+		m.log.Info("environment container deleted", keyEnv, name)
 		return nil
 	})
 }
@@ -325,11 +325,11 @@ func (m *Manager) CreateTarball(ctx context.Context, name string, progress func(
 	}
 	removed, err := pruneTarballs(dir, name, m.cfg.KeepTarballs)
 	if err != nil {
-		m.log.Warn("prune old tarballs", "environment", name, "err", err)
+		m.log.Warn("prune old tarballs", keyEnv, name, keyErr, err)
 	}
 	progress(Progress{Stage: "done", Bytes: size, Total: size})
-	m.log.Info("environment tarball created", "environment", name, "tarball", path, "bytes", size,
-		"version", version, "pruned", len(removed), "took", time.Since(start).Round(time.Millisecond))
+	m.log.Info("environment tarball created", keyEnv, name, keyTarball, path, keyBytes, size,
+		keyVersion, version, "pruned", len(removed), keyTook, time.Since(start).Round(time.Millisecond))
 	return Tarball{Env: name, Version: version, Path: path, Size: size}, nil
 }
 
@@ -365,7 +365,7 @@ func (m *Manager) commit(ctx context.Context, c container.InspectResponse, tag s
 		// The previous version is now untagged; drop it unless a container
 		// still uses it.
 		if _, err := m.cli.ImageRemove(ctx, oldID, image.RemoveOptions{PruneChildren: true}); err != nil {
-			m.log.Debug("previous environment image kept", "image", oldID, "err", err)
+			m.log.Debug("previous environment image kept", keyImage, oldID, keyErr, err)
 		}
 	}
 	return nil

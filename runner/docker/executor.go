@@ -43,8 +43,9 @@ type Executor struct {
 	log  *slog.Logger
 	sync *Syncer
 
-	// ctx ends at Close: it stops the log copiers.
-	ctx    context.Context
+	// life is the executor's lifetime (not a request's), the parent of
+	// its log copiers; Close cancels it.
+	life   context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -87,10 +88,10 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	life, cancel := context.WithCancel(context.Background())
 	return &Executor{
 		cfg: cfg, cli: cli, log: cfg.Logger.With("component", "docker-executor"),
-		sync: newSyncer(cfg, cli), ctx: ctx, cancel: cancel,
+		sync: newSyncer(cfg, cli), life: life, cancel: cancel,
 		tasks: map[int64]*task{}, starting: map[int64]*startCall{},
 	}, nil
 }
@@ -184,13 +185,15 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 		return e.failStart(resp.ID, name, err)
 	}
 	e.track(s.TaskID, cfg.Labels, time.Now())
-	e.log.Info("task container started", "task_id", s.TaskID, "container", name, "image", s.Image)
+	e.log.Info("task container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, s.Image)
 	return nil
 }
 
 // failStart removes a container that did not start and returns why.
 func (e *Executor) failStart(id, name string, err error) error {
-	rmErr := e.cli.ContainerRemove(e.ctx, id, container.RemoveOptions{Force: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rmErr := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
 	if rmErr != nil && !errors.Is(translate(rmErr), ErrNotFound) {
 		return errors.Join(fmt.Errorf("start container %s: %w", name, translate(err)), fmt.Errorf("remove it: %w", translate(rmErr)))
 	}
@@ -332,7 +335,7 @@ func (e *Executor) track(id int64, labels map[string]string, started time.Time) 
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.copyLogs(t)
+		e.copyLogs(e.life, t)
 	}()
 	return t
 }
@@ -360,7 +363,7 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 			t := e.track(id, c.Labels, time.Unix(c.Created, 0))
 			st := executor.State{TaskID: id, Running: true, Started: t.started}
 			if ex, err := e.exitOf(ctx, t); err != nil {
-				e.log.Warn("read task exit", "task_id", id, "err", err)
+				e.log.Warn("read task exit", keyTaskID, id, keyErr, err)
 			} else if ex != nil {
 				st.Running, st.Exit = false, ex
 			}
@@ -439,7 +442,7 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 	serr := e.saveStateLocked(t)
 	t.mu.Unlock()
 	if serr != nil {
-		e.log.Warn("save kill mark", "task_id", id, "err", serr)
+		e.log.Warn("save kill mark", keyTaskID, id, keyErr, serr)
 	}
 	if err := e.cli.ContainerKill(ctx, ins.ID, "KILL"); err != nil {
 		err = translate(err)
@@ -451,10 +454,10 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 	if ins.State.Paused {
 		// SIGKILL waits in a frozen cgroup; thaw it so the task dies now.
 		if err := e.cli.ContainerUnpause(ctx, ins.ID); err != nil {
-			e.log.Debug("unpause killed task", "task_id", id, "err", err)
+			e.log.Debug("unpause killed task", keyTaskID, id, keyErr, err)
 		}
 	}
-	e.log.Info("task killed", "task_id", id)
+	e.log.Info("task killed", keyTaskID, id)
 	return nil
 }
 

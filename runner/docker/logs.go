@@ -77,12 +77,12 @@ func (e *Executor) loadState(id int64) logState {
 	b, err := os.ReadFile(e.statePath(id))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			e.log.Warn("read task state", "task_id", id, "err", err)
+			e.log.Warn("read task state", keyTaskID, id, keyErr, err)
 		}
 		return st
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
-		e.log.Warn("corrupt task state; starting over", "task_id", id, "err", err)
+		e.log.Warn("corrupt task state; starting over", keyTaskID, id, keyErr, err)
 		return logState{}
 	}
 	return st
@@ -107,17 +107,17 @@ func (e *Executor) saveStateLocked(t *task) error {
 }
 
 // copyLogs copies t's log stream to its files until the container has
-// ended and its stream was read to the end, or the executor closes. It
-// re-attaches when the stream breaks while the container runs.
-func (e *Executor) copyLogs(t *task) {
+// ended and its stream was read to the end, or ctx ends. It re-attaches
+// when the stream breaks while the container runs.
+func (e *Executor) copyLogs(ctx context.Context, t *task) {
 	defer close(t.logsDone)
 	backoff := 200 * time.Millisecond
 	for {
-		err := e.copyOnce(t)
-		if e.ctx.Err() != nil {
+		err := e.copyOnce(ctx, t)
+		if ctx.Err() != nil {
 			return
 		}
-		ins, ierr := e.cli.ContainerInspect(e.ctx, t.name)
+		ins, ierr := e.cli.ContainerInspect(ctx, t.name)
 		if ierr != nil && errors.Is(translate(ierr), ErrNotFound) {
 			return
 		}
@@ -125,10 +125,10 @@ func (e *Executor) copyLogs(t *task) {
 			return
 		}
 		if err != nil {
-			e.log.Warn("task log stream broke; re-attaching", "task_id", t.id, "err", err)
+			e.log.Warn("task log stream broke; re-attaching", keyTaskID, t.id, keyErr, err)
 		}
 		select {
-		case <-e.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
 		}
@@ -137,7 +137,7 @@ func (e *Executor) copyLogs(t *task) {
 }
 
 // copyOnce follows the log stream once, from the saved positions.
-func (e *Executor) copyOnce(t *task) error {
+func (e *Executor) copyOnce(ctx context.Context, t *task) error {
 	t.mu.Lock()
 	// While a stream has had no entry yet, read from the start and skip by
 	// timestamp what the other stream already appended.
@@ -146,7 +146,7 @@ func (e *Executor) copyOnce(t *task) error {
 		since = formatSince(min(t.st.Stdout, t.st.Stderr))
 	}
 	t.mu.Unlock()
-	rc, err := e.cli.ContainerLogs(e.ctx, t.name, container.LogsOptions{
+	rc, err := e.cli.ContainerLogs(ctx, t.name, container.LogsOptions{
 		ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true, Since: since,
 	})
 	if err != nil {
@@ -242,7 +242,7 @@ func (s *stampedWriter) write(frame, text []byte, ns int64) (int, error) {
 	}
 	if time.Since(s.t.saved) >= stateSaveEvery {
 		if err := s.e.saveStateLocked(s.t); err != nil {
-			s.e.log.Warn("save task log position", "task_id", s.t.id, "err", err)
+			s.e.log.Warn("save task log position", keyTaskID, s.t.id, keyErr, err)
 		}
 	}
 	return len(frame), nil

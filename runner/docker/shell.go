@@ -72,7 +72,7 @@ func (m *Manager) Shell(ctx context.Context, name string, rows, cols uint) (*Ses
 	if rows > 0 && cols > 0 {
 		// Engines older than API 1.42 ignore ConsoleSize.
 		if err := s.Resize(ctx, rows, cols); err != nil {
-			m.log.Debug("initial shell resize", "err", err)
+			m.log.Debug("initial shell resize", keyErr, err)
 		}
 	}
 	return s, nil

@@ -28,7 +28,9 @@ type Syncer struct {
 	dir string
 	log *slog.Logger
 
-	ctx    context.Context
+	// life is the syncer's lifetime (not a request's), the parent of its
+	// loads; Close cancels it.
+	life   context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -61,10 +63,10 @@ func NewSyncer(cfg Config) (*Syncer, error) {
 }
 
 func newSyncer(cfg Config, cli *client.Client) *Syncer {
-	ctx, cancel := context.WithCancel(context.Background())
+	life, cancel := context.WithCancel(context.Background())
 	return &Syncer{
 		cli: cli, dir: cfg.tarballDir(), log: cfg.Logger.With("component", "docker-sync"),
-		ctx: ctx, cancel: cancel, inflight: map[string]*syncCall{}, loaded: map[string]int64{},
+		life: life, cancel: cancel, inflight: map[string]*syncCall{}, loaded: map[string]int64{},
 	}
 }
 
@@ -141,7 +143,7 @@ func (s *Syncer) localVersion(ctx context.Context, image string) (localImage, er
 }
 
 func (s *Syncer) sync(env, img string) error {
-	ctx, cancel := context.WithTimeout(s.ctx, maxLoadTime)
+	ctx, cancel := context.WithTimeout(s.life, maxLoadTime)
 	defer cancel()
 	tb, have, err := newestTarball(s.dir, env)
 	if err != nil {
@@ -175,13 +177,13 @@ func (s *Syncer) sync(env, img string) error {
 		return fmt.Errorf("tarball %s loaded but holds no image %s", tb.Path, img)
 	}
 	if now.version < tb.Version {
-		s.log.Warn("loaded tarball is older than its file name says", "tarball", tb.Path, "image_version", now.version)
+		s.log.Warn("loaded tarball is older than its file name says", keyTarball, tb.Path, "image_version", now.version)
 	}
 	if local.present && local.id != now.id {
 		// The previous version is now untagged; drop it unless a container
 		// still uses it.
 		if _, err := s.cli.ImageRemove(ctx, local.id, image.RemoveOptions{PruneChildren: true}); err != nil {
-			s.log.Debug("previous environment image kept", "image", local.id, "err", err)
+			s.log.Debug("previous environment image kept", keyImage, local.id, keyErr, err)
 		}
 	}
 	s.mu.Lock()
@@ -199,10 +201,10 @@ func (s *Syncer) load(ctx context.Context, tb Tarball) error {
 	defer f.Close()
 	s.loads.Add(1)
 	start := time.Now()
-	s.log.Info("loading environment tarball", "environment", tb.Env, "tarball", tb.Path, "version", tb.Version, "bytes", tb.Size)
+	s.log.Info("loading environment tarball", keyEnv, tb.Env, keyTarball, tb.Path, keyVersion, tb.Version, keyBytes, tb.Size)
 	pr := &progressReader{r: f, every: 2 * time.Second, last: start, report: func(n int64) {
-		s.log.Info("loading environment tarball", "environment", tb.Env, "tarball", tb.Path,
-			"bytes_read", n, "bytes", tb.Size, "percent", percent(n, tb.Size))
+		s.log.Info("loading environment tarball", keyEnv, tb.Env, keyTarball, tb.Path,
+			"bytes_read", n, keyBytes, tb.Size, "percent", percent(n, tb.Size))
 	}}
 	resp, err := s.cli.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
 	if err != nil {
@@ -211,13 +213,13 @@ func (s *Syncer) load(ctx context.Context, tb Tarball) error {
 	defer resp.Body.Close()
 	if err := drainJSONMessages(resp.Body, func(m jsonMessage) {
 		if m.Stream != "" {
-			s.log.Debug("docker load", "tarball", tb.Path, "message", m.Stream)
+			s.log.Debug("docker load", keyTarball, tb.Path, "message", m.Stream)
 		}
 	}); err != nil {
 		return fmt.Errorf("load tarball %s: %w", tb.Path, err)
 	}
-	s.log.Info("environment tarball loaded", "environment", tb.Env, "tarball", tb.Path, "version", tb.Version,
-		"took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("environment tarball loaded", keyEnv, tb.Env, keyTarball, tb.Path, keyVersion, tb.Version,
+		keyTook, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
