@@ -30,20 +30,23 @@ func (h *Host) Status() api.ClusterStatus {
 		Replicas:     []api.Replica{},
 	}
 	members := map[string]string{}
+	proxies := map[string]string{}
 	for _, m := range h.aliveHosts() {
 		members[m.Name] = m.Meta.API
+		proxies[m.Name] = m.Meta.SSHProxy
 	}
 	cf := h.raft.r.GetConfiguration()
 	if cf.Error() != nil {
 		return out
 	}
 	for _, s := range cf.Configuration().Servers {
-		rep := api.Replica{ID: string(s.ID), Raft: string(s.Address), Suffrage: s.Suffrage.String(), State: "unreachable"}
+		rep := api.Replica{ID: string(s.ID), Raft: string(s.Address), Suffrage: s.Suffrage.String(), State: "unreachable", SSHProxy: proxies[string(s.ID)]}
 		if a, ok := members[string(s.ID)]; ok {
 			rep.API, rep.State = a, "follower"
 		}
 		if string(s.ID) == h.cfg.NodeID {
 			rep.API = h.apiURL
+			rep.SSHProxy = h.sshProxyMeta()
 			rep.State = stateName(h.raft.r.State())
 		}
 		if string(s.ID) == leaderID {

@@ -119,6 +119,9 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		h.apiLn.Close()
 		return nil, err
 	}
+	if err := h.pool.UpdateMeta(h.meta()); err != nil { // now with the SSH proxy address
+		h.log.Warn("publish gossip meta", "err", err)
+	}
 	h.httpSrv = &http.Server{
 		Handler:           h.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -155,8 +158,16 @@ func (h *Host) meta() gossip.Meta {
 		API:          h.apiURL,
 		Raft:         net.JoinHostPort(h.cfg.advertise(), strconv.Itoa(h.cfg.RaftPort)),
 		Bootstrapped: h.raft != nil && (h.raft.hadState || h.raft.r.Leader() != ""),
+		SSHProxy:     h.sshProxyMeta(),
 		Version:      h.cfg.Version,
 	}
+}
+
+func (h *Host) sshProxyMeta() string {
+	if h.sshProxy == nil {
+		return ""
+	}
+	return h.SSHProxyAddr()
 }
 
 // NodeID returns the replica's Raft server ID.

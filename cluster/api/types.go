@@ -107,6 +107,9 @@ type Replica struct {
 	API      string `json:"api"`
 	Raft     string `json:"raft"`
 	Suffrage string `json:"suffrage"`
+	// SSHProxy is the replica's SSH proxy address (line protocol and jump
+	// host), when gossip knows it.
+	SSHProxy string `json:"ssh_proxy,omitempty"`
 	// State is "leader", "follower" (alive in gossip) or "unreachable".
 	State string `json:"state"`
 }

@@ -29,7 +29,7 @@ func newDevCmd() *cobra.Command {
 		Short: "Start an embedded cluster in one process on loopback",
 		Long: `Start N host replicas in this process on 127.0.0.1, with data in a
 temporary directory (or --data-dir, which keeps state across runs). Replica i
-serves its API on --api-port + i. Prints the addresses and a ready
+serves its API on --api-port + i and its SSH proxy on --api-port + 100 + i. Prints the addresses and a ready
 "export HAKURIVER_HOST=..." line for the client commands. Stop with Ctrl-C.`,
 		Example: `  hakuriver dev                 # one replica on :8000
   hakuriver dev --replicas 3    # HA on one laptop: kill any one, keep working`,
@@ -81,6 +81,7 @@ serves its API on --api-port + i. Prints the addresses and a ready
 				hc.SharedDir = filepath.Join(dataDir, "shared")
 				hc.BindAddr = "127.0.0.1"
 				hc.APIPort = apiPort + i
+				hc.SSHProxyPort = apiPort + 100 + i
 				hc.RaftPort, hc.GossipPort = 0, 0
 				hc.BootstrapExpect = replicas
 				hc.Join = join
@@ -127,7 +128,7 @@ serves its API on --api-port + i. Prints the addresses and a ready
 				if h.IsLeader() {
 					role = "leader"
 				}
-				fmt.Fprintf(out, "replica %s  api %s  raft %s  gossip %s  (%s)\n", h.NodeID(), h.APIURL(), h.RaftAddr(), h.GossipAddr(), role)
+				fmt.Fprintf(out, "replica %s  api %s  raft %s  gossip %s  ssh-proxy %s  (%s)\n", h.NodeID(), h.APIURL(), h.RaftAddr(), h.GossipAddr(), h.SSHProxyAddr(), role)
 			}
 			fmt.Fprintf(out, "data in %s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s\n  hakuriver cluster status\n", dataDir, strings.Join(urls, ","))
 			<-ctx.Done()
