@@ -26,7 +26,7 @@ func (h *Host) Status() api.ClusterStatus {
 		AppliedIndex: h.machine.AppliedIndex(),
 		CommitIndex:  u("commit_index"),
 		LastIndex:    u("last_log_index"),
-		State:        h.raft.r.State().String(),
+		State:        stateName(h.raft.r.State()),
 		Replicas:     []api.Replica{},
 	}
 	members := map[string]string{}
@@ -119,6 +119,10 @@ func (h *Host) handleTransfer(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
+	}
+	if req.ID == h.cfg.NodeID {
+		writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Replica %s is already the leader.", req.ID)})
+		return
 	}
 	var f raft.Future
 	if req.ID == "" {

@@ -117,8 +117,14 @@ func (c Config) Validate() error {
 	if c.MaxListTasks < 1 {
 		errs = append(errs, errors.New("max_list_tasks: must be at least 1"))
 	}
-	if c.LeaderWait <= 0 || c.HeartbeatInterval <= 0 || c.HeartbeatTimeoutFactor < 2 {
-		errs = append(errs, errors.New("timing: leader wait and heartbeat interval must be positive, timeout factor at least 2"))
+	if c.LeaderWait < 0 {
+		errs = append(errs, errors.New("leader_wait_seconds: must not be negative (0 answers 503 at once)"))
+	}
+	if c.HeartbeatInterval <= 0 {
+		errs = append(errs, errors.New("heartbeat_interval: must be positive"))
+	}
+	if c.HeartbeatTimeoutFactor < 2 {
+		errs = append(errs, errors.New("heartbeat_timeout_factor: must be at least 2"))
 	}
 	return errors.Join(errs...)
 }

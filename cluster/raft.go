@@ -97,6 +97,9 @@ func openRaft(cfg Config, m *fsm.Machine) (*raftNode, error) {
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.MaxAppendEntries = 512
 	rc.BatchApplyCh = true
+	// A replica removed from the configuration keeps running as a
+	// non-voter so that `cluster join` can bring it back.
+	rc.ShutdownOnRemove = false
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 		rc.TrailingLogs = cfg.SnapshotThreshold

@@ -6,8 +6,9 @@
 //     into them.
 //   - Syncer (sync.go): a runner's `docker load` of the newest tarball of an
 //     environment before a task uses it, one load per environment at a time.
-//   - Executor (executor.go, logs.go): runs command tasks in containers and
-//     implements executor.Executor.
+//   - Executor (executor.go, logs.go, vps.go): runs command tasks and VPS
+//     tasks (persistent containers with sshd) and implements
+//     executor.Executor.
 //
 // Every type talks to the engine named by the DOCKER_HOST family of
 // environment variables (the local socket by default), negotiating the API
@@ -60,6 +61,9 @@ const (
 	LabelStdout = "hakuriver.stdout"
 	// LabelStderr is the same for stderr.
 	LabelStderr = "hakuriver.stderr"
+	// LabelTaskType is "vps" on a VPS task's container (named
+	// hakuriver-vps-<id>) and absent on command task containers.
+	LabelTaskType = "hakuriver.task_type"
 
 	roleEnvironment = "environment"
 	roleTask        = "task"
@@ -87,7 +91,13 @@ type Config struct {
 	// false such a task fails to start.
 	AllowPrivileged bool
 	// NetworkMode of task containers ("host" by default, as the original).
+	// VPS containers publish their sshd port, so they use the default
+	// bridge network instead when it is "host" or "none".
 	NetworkMode string
+	// VPSHostIP is the runner-host address VPS sshd ports are published on
+	// ("" = 0.0.0.0, every IPv4 interface). The SSH proxy dials the host of
+	// the runner's advertised URL, so that address must be covered.
+	VPSHostIP string
 	// Logger receives progress and state changes; nil discards them.
 	Logger *slog.Logger
 }

@@ -11,6 +11,11 @@ import (
 // ErrUnknownTask is returned for a task ID the executor does not track.
 var ErrUnknownTask = errors.New("unknown task")
 
+// TaskVPS is Spec.TaskType of a VPS task: a persistent container running
+// sshd that its owner reaches with the key in Spec.PublicKey. Any other
+// value ("", "command") is a command task.
+const TaskVPS = "vps"
+
 // Spec is everything needed to start one task.
 type Spec struct {
 	TaskID  int64
@@ -37,6 +42,12 @@ type Spec struct {
 	Image      string
 	Privileged bool
 	Mounts     []string
+	// TaskType is TaskVPS for a VPS task; only container executors run
+	// those, and they need Image and PublicKey instead of Command.
+	TaskType string
+	// PublicKey is a VPS task's authorized_keys text (one OpenSSH public
+	// key per line), installed for root.
+	PublicKey string
 }
 
 // Exit is how a task ended.
@@ -60,6 +71,10 @@ type State struct {
 	Paused  bool
 	Exit    *Exit // set once it exited
 	Started time.Time
+	// SSHPort is the runner-host port a VPS task's sshd (container port
+	// 22) is published on while it runs; 0 for command tasks and while no
+	// port is published (for example while its container restarts).
+	SSHPort int
 }
 
 // Executor runs tasks. Implementations must be safe for concurrent use and
