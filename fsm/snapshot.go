@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -55,44 +56,182 @@ func (m *Machine) Snapshot() *Snapshot {
 	return &Snapshot{state: s}
 }
 
-// Write encodes the snapshot to w. The output is byte-identical for equal
-// states on every replica.
+// Write encodes the snapshot to w, streaming one task at a time so that a
+// large state is never held twice in memory. The output is byte-identical
+// for equal states on every replica (and equal to encoding the whole state
+// with encoding/json).
 func (s *Snapshot) Write(w io.Writer) error {
 	sort.Slice(s.state.Nodes, func(i, j int) bool { return s.state.Nodes[i].Hostname < s.state.Nodes[j].Hostname })
 	sort.Slice(s.state.Requests, func(i, j int) bool { return s.state.Requests[i].RequestID < s.state.Requests[j].RequestID })
-	if err := json.NewEncoder(w).Encode(&s.state); err != nil {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	st := &s.state
+	put := func(key string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		bw.WriteString(key)
+		_, err = bw.Write(b)
+		return err
+	}
+	err := put(`{"version":`, st.Version)
+	if err == nil {
+		err = put(`,"applied_index":`, st.AppliedIndex)
+	}
+	if err == nil {
+		err = put(`,"max_task_id":`, st.MaxTaskID)
+	}
+	if err == nil {
+		err = put(`,"nodes":`, st.Nodes)
+	}
+	if err == nil {
+		bw.WriteString(`,"tasks":`)
+		if st.Tasks == nil {
+			bw.WriteString("null")
+		} else {
+			bw.WriteByte('[')
+			for i, t := range st.Tasks {
+				sep := ""
+				if i > 0 {
+					sep = ","
+				}
+				if err = put(sep, t); err != nil {
+					break
+				}
+			}
+			bw.WriteByte(']')
+		}
+	}
+	if err == nil {
+		err = put(`,"requests":`, st.Requests)
+	}
+	if err == nil && len(st.Envs) > 0 {
+		err = put(`,"envs":`, st.Envs)
+	}
+	if err == nil {
+		bw.WriteString("}\n")
+		err = bw.Flush()
+	}
+	if err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
 	return nil
 }
 
 // Restore replaces the whole state with a snapshot written by Snapshot.Write.
+// It decodes one task at a time into a fresh state and swaps it in at the
+// end, so a corrupt snapshot leaves the current state untouched.
 func (m *Machine) Restore(r io.Reader) error {
-	var s snapshotState
-	if err := json.NewDecoder(r).Decode(&s); err != nil {
+	fresh := New()
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
+	if err := fresh.decodeSnapshot(dec); err != nil {
 		return fmt.Errorf("read snapshot: %w", err)
-	}
-	if s.Version != SnapshotVersion {
-		return fmt.Errorf("read snapshot: unsupported version %d", s.Version)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.reset()
-	for _, t := range s.Tasks {
-		m.putTask(t)
+	m.tasks, m.order, m.nodes, m.requests = fresh.tasks, fresh.order, fresh.nodes, fresh.requests
+	m.counts, m.active, m.envs = fresh.counts, fresh.active, fresh.envs
+	m.maxID, m.applied = fresh.maxID, fresh.applied
+	return nil
+}
+
+// decodeSnapshot fills an empty machine from the JSON object in dec.
+func (m *Machine) decodeSnapshot(dec *json.Decoder) error {
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
 	}
-	for _, n := range s.Nodes {
-		m.nodes[n.Hostname] = n
+	version := 0
+	var maxID int64
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		switch key {
+		case "version":
+			err = dec.Decode(&version)
+		case "applied_index":
+			err = dec.Decode(&m.applied)
+		case "max_task_id":
+			err = dec.Decode(&maxID)
+		case "nodes":
+			var nodes []*Node
+			if err = dec.Decode(&nodes); err == nil {
+				for _, n := range nodes {
+					if n == nil {
+						return fmt.Errorf("null node")
+					}
+					m.nodes[n.Hostname] = n
+				}
+			}
+		case "tasks":
+			err = m.decodeTasks(dec)
+		case "requests":
+			var reqs []requestEntry
+			if err = dec.Decode(&reqs); err == nil {
+				for _, r := range reqs {
+					m.requests[r.RequestID] = r.TaskIDs
+				}
+			}
+		case "envs":
+			var envs []Environment
+			if err = dec.Decode(&envs); err == nil {
+				for _, e := range envs {
+					m.envs[e.Name] = e
+				}
+			}
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return fmt.Errorf("field %q: %w", key, err)
+		}
 	}
-	for _, r := range s.Requests {
-		m.requests[r.RequestID] = r.TaskIDs
+	if err := expectDelim(dec, '}'); err != nil {
+		return err
 	}
-	for _, e := range s.Envs {
-		m.envs[e.Name] = e
+	if version != SnapshotVersion {
+		return fmt.Errorf("unsupported version %d", version)
 	}
-	m.applied = s.AppliedIndex
-	if s.MaxTaskID > m.maxID {
-		m.maxID = s.MaxTaskID
+	if maxID > m.maxID {
+		m.maxID = maxID
+	}
+	return nil
+}
+
+func (m *Machine) decodeTasks(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		return nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return fmt.Errorf("expected a list of tasks")
+	}
+	for dec.More() {
+		var t Task
+		if err := dec.Decode(&t); err != nil {
+			return err
+		}
+		if t.TaskID <= 0 {
+			return fmt.Errorf("task without an ID")
+		}
+		m.putTask(&t)
+	}
+	return expectDelim(dec, ']')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return fmt.Errorf("expected %q, got %v", want, tok)
 	}
 	return nil
 }
