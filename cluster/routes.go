@@ -44,5 +44,6 @@ func (h *Host) apiRoutes(r chi.Router) {
 	r.Delete("/cluster/peers/{id}", h.onLeader(h.handleRemovePeer))
 	r.Post("/cluster/leadership-transfer", h.onLeader(h.handleTransfer))
 	h.dockerRoutes(r)
+	h.vpsRoutes(r)
 	r.HandleFunc("/doctor", h.requireToken(h.handleDoctor))
 }

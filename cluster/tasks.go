@@ -76,6 +76,9 @@ func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 		if len(req.Targets) > 1 {
 			return nil, badRequest("targets: VPS tasks cannot be submitted to multiple targets")
 		}
+		if err := checkVPSKey(req.Command); err != nil {
+			return nil, err
+		}
 	}
 	for k := range req.EnvVars {
 		if k == "" || strings.ContainsAny(k, "=\x00") {

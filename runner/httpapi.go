@@ -77,6 +77,10 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	if req.ContainerName == "NULL" {
 		image = ""
 	}
+	if spec.TaskType == executor.TaskVPS && (image == "" || a.cfg.Docker == nil) {
+		writeErr(w, http.StatusBadRequest, "task %d: VPS tasks need a Docker environment and Docker on runner %s", req.TaskID, a.cfg.Name)
+		return
+	}
 	if err := a.executorFor(image).Start(r.Context(), spec); err != nil {
 		a.log.Error("start task", "task_id", req.TaskID, "err", err)
 		writeErr(w, http.StatusInternalServerError, "start task %d: %v", req.TaskID, err)
@@ -87,7 +91,13 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	case a.kick <- struct{}{}:
 	default:
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"message": "Task accepted for launch", "task_id": req.TaskID})
+	resp := map[string]any{"message": "Task accepted for launch", "task_id": req.TaskID}
+	if spec.TaskType == executor.TaskVPS {
+		if s, _ := a.states(r.Context()); s[req.TaskID].SSHPort != 0 {
+			resp["ssh_port"] = s[req.TaskID].SSHPort // as the original's runner answered
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // spec maps a run request onto an executor spec. Output goes to this
@@ -106,6 +116,11 @@ func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
 	}
 	if s.WorkDir == "" {
 		s.WorkDir = filepath.Join(a.cfg.SharedDir, "shared_data")
+	}
+	if req.TaskType == executor.TaskVPS {
+		// A VPS's command is its owner's public key; it has no output files.
+		s.TaskType, s.PublicKey, s.Command, s.Args = executor.TaskVPS, req.Command, "", nil
+		s.Stdout, s.Stderr = "", ""
 	}
 	if len(req.RequiredGPUs) > 0 {
 		if s.Env == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -110,14 +111,20 @@ func (a *Agent) watchLoop(ctx context.Context) {
 		states, owner := a.states(ctx)
 		for id, s := range states {
 			u := statusUpdate(s)
-			if a.acked[id] == u.Status {
+			// A VPS's port is part of what was acknowledged: it changes
+			// when Docker restarts the container.
+			ack := u.Status
+			if u.SSHPort != 0 {
+				ack += ":" + strconv.Itoa(u.SSHPort)
+			}
+			if a.acked[id] == ack {
 				continue
 			}
 			if err := a.report(ctx, u); err != nil {
 				a.log.Debug("report status", "task_id", id, "status", u.Status, "err", err)
 				continue
 			}
-			a.acked[id] = u.Status
+			a.acked[id] = ack
 			if s.Exit != nil {
 				if err := owner[id].Forget(ctx, id); err != nil {
 					a.log.Warn("forget task", "task_id", id, "err", err)
@@ -137,9 +144,9 @@ func statusUpdate(s executor.State) api.UpdateRequest {
 	}
 	switch {
 	case s.Exit == nil && s.Paused:
-		u.Status = "paused"
+		u.Status, u.SSHPort = "paused", s.SSHPort
 	case s.Exit == nil:
-		u.Status = "running"
+		u.Status, u.SSHPort = "running", s.SSHPort
 	default:
 		e := s.Exit
 		code := e.Code

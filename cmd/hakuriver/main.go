@@ -52,6 +52,7 @@ func newRootCmd() *cobra.Command {
 		newQueueCmd(g),
 		newDockerCmd(g),
 		newSSHCmd(g),
+		newVPSCmd(g),
 		newDoctorCmd(g),
 	)
 	return root

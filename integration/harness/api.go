@@ -70,6 +70,21 @@ func (c *Cluster) Call(ctx context.Context, i int, method, path string, body any
 
 // CallURL is Call against a base URL.
 func (c *Cluster) CallURL(ctx context.Context, base, method, path string, body any) (Answer, error) {
+	return c.callURL(ctx, base, method, path, body, false)
+}
+
+// CallInternal is Call with the cluster token, as runners make their
+// calls (register, heartbeat, update).
+func (c *Cluster) CallInternal(ctx context.Context, i int, method, path string, body any) (Answer, error) {
+	return c.callURL(ctx, c.Replica(i).API, method, path, body, true)
+}
+
+// CallInternalURL is CallInternal against a base URL (a runner's API too).
+func (c *Cluster) CallInternalURL(ctx context.Context, base, method, path string, body any) (Answer, error) {
+	return c.callURL(ctx, base, method, path, body, true)
+}
+
+func (c *Cluster) callURL(ctx context.Context, base, method, path string, body any, token bool) (Answer, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -84,6 +99,9 @@ func (c *Cluster) CallURL(ctx context.Context, base, method, path string, body a
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if token {
+		req.Header.Set(api.TokenHeader, c.opts.Token)
 	}
 	start := time.Now()
 	resp, err := c.hc.Do(req)

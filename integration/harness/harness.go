@@ -1,16 +1,21 @@
 //go:build integration
 
-// Package harness starts real `hakuriver host` processes on loopback for the
-// integration tests and the benchmark, injects faults into them (SIGKILL,
-// SIGSTOP/SIGCONT, restart) and talks to them over the REST API.
+// Package harness starts real `hakuriver host` and `hakuriver runner`
+// processes on loopback for the integration tests and the benchmark, injects
+// faults into them (SIGKILL, SIGSTOP/SIGCONT, restart) and talks to them over
+// the REST API.
 //
-// Every replica gets its own directory (data dir, shared dir, log file),
-// ports picked by listening on 127.0.0.1:0, and is killed when the TB's
-// cleanups run. The package does not import "testing": a *testing.T
-// satisfies TB, and the benchmark passes its own implementation.
+// Every process gets its own directory (data or local temp dir, log file)
+// and ports picked by listening on 127.0.0.1:0; all of them share one
+// shared dir and one cluster token. Everything, including native tasks
+// whose supervisors outlive their runner, is killed when the TB's cleanups
+// run. The package does not import "testing": a *testing.T satisfies TB,
+// and the benchmark passes its own implementation.
 package harness
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -64,6 +69,14 @@ type Options struct {
 	LeaderWaitSeconds int
 	// LogLevel is passed as --log-level; "" means info.
 	LogLevel string
+	// Token is the cluster token of every host and runner; "" means a
+	// random one. It reaches them through a file (--cluster-token-file), so
+	// it appears on no command line and in no log.
+	Token string
+	// HeartbeatInterval (seconds) and HeartbeatTimeoutFactor are passed to
+	// every host and runner when > 0.
+	HeartbeatInterval      int
+	HeartbeatTimeoutFactor int
 	// Args are extra flags for every replica.
 	Args []string
 }
@@ -72,30 +85,32 @@ type Options struct {
 // use, except that those taking no error return report through TB.Fatalf
 // and must be called from the goroutine running the test.
 type Cluster struct {
-	tb   TB
-	opts Options
-	base string
-	hc   *http.Client
+	tb TB
+	*cluster
+}
+
+// cluster is the state a Cluster and its views (For) share.
+type cluster struct {
+	opts      Options
+	base      string
+	shared    string
+	tokenFile string
+	// tag marks the environment of this cluster's runners, and so of their
+	// task supervisors, for the cleanup.
+	tag string
+	hc  *http.Client
 
 	mu       sync.Mutex
 	replicas []*Replica
+	runners  []*Runner
 }
-
-// procState is what the harness did last to a replica's process.
-type procState int
-
-const (
-	stateDown    procState = iota // never started, killed or exited
-	stateRunning                  // started or continued
-	stateStopped                  // SIGSTOPped
-)
 
 // Replica is one `hakuriver host` process with a fixed identity: node ID,
 // ports and directories survive Restart.
 type Replica struct {
 	// ID is the node ID (--node-id).
 	ID string
-	// Dir holds data/, shared/ and host.log.
+	// Dir holds data/ and host.log.
 	Dir string
 	// API is the base URL of its REST API.
 	API string
@@ -103,15 +118,7 @@ type Replica struct {
 	Gossip string
 	Raft   string
 
-	args    []string
-	logPath string
-
-	mu      sync.Mutex
-	state   procState
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
-	starts  int
+	proc *process
 }
 
 // DataDir returns the replica's --data-dir.
@@ -119,17 +126,10 @@ func (r *Replica) DataDir() string { return filepath.Join(r.Dir, "data") }
 
 // LogPath returns the file its stdout and stderr go to (appended across
 // restarts).
-func (r *Replica) LogPath() string { return r.logPath }
+func (r *Replica) LogPath() string { return r.proc.logPath }
 
 // PID returns the process ID of the current process, or 0 when down.
-func (r *Replica) PID() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.state == stateDown || r.cmd == nil || r.cmd.Process == nil {
-		return 0
-	}
-	return r.cmd.Process.Pid
-}
+func (r *Replica) PID() int { return r.proc.pid() }
 
 // Binary returns $HAKURIVER_BIN when set, otherwise builds the hakuriver
 // binary into dir (which must exist) with `go build` and returns its path.
@@ -163,15 +163,26 @@ func StartCluster(tb TB, opts Options) *Cluster {
 	if opts.BootstrapExpect == 0 {
 		opts.BootstrapExpect = min(3, opts.Replicas)
 	}
-	c := &Cluster{
-		tb:   tb,
+	c := &Cluster{tb: tb, cluster: &cluster{
 		opts: opts,
 		base: tb.TempDir(),
+		tag:  randomHex(8),
 		// No client timeout: every call carries a ctx deadline instead.
-		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second}},
-	}
+		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
+	}}
 	// Registered after TempDir, so it runs before the directory is removed.
 	tb.Cleanup(c.shutdown)
+	if c.opts.Token == "" {
+		c.opts.Token = randomHex(16)
+	}
+	c.shared = filepath.Join(c.base, "shared")
+	c.tokenFile = filepath.Join(c.base, "cluster.token")
+	if err := os.MkdirAll(c.shared, 0o755); err != nil {
+		tb.Fatalf("harness: create shared dir: %v", err)
+	}
+	if err := os.WriteFile(c.tokenFile, []byte(c.opts.Token+"\n"), 0o600); err != nil {
+		tb.Fatalf("harness: write cluster token file: %v", err)
+	}
 
 	ports, err := reservePorts(opts.Replicas)
 	if err != nil {
@@ -204,6 +215,12 @@ func StartCluster(tb TB, opts Options) *Cluster {
 	c.WaitVoters(opts.Replicas, LeaderTimeout)
 	return c
 }
+
+// For returns a view of the cluster that reports failures to tb, for use
+// in a subtest (whose failures must not be reported through its parent).
+// The processes stay the cluster's: they are killed at the cleanup of the
+// TB that started it.
+func (c *Cluster) For(tb TB) *Cluster { return &Cluster{tb: tb, cluster: c.cluster} }
 
 // AddReplica starts one more replica that joins through the gossip address
 // of every existing replica (and itself), with the same --bootstrap-expect,
@@ -244,27 +261,20 @@ func (c *Cluster) newReplica(id string, p replicaPorts, joins []string) (*Replic
 	if err != nil {
 		return nil, fmt.Errorf("create replica dir: %w", err)
 	}
-	for _, sub := range []string{"data", "shared"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o750); err != nil {
-			return nil, fmt.Errorf("create replica dir: %w", err)
-		}
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o750); err != nil {
+		return nil, fmt.Errorf("create replica dir: %w", err)
 	}
 	r := &Replica{
-		ID:      id,
-		Dir:     dir,
-		API:     "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.api)),
-		Gossip:  net.JoinHostPort("127.0.0.1", strconv.Itoa(p.gossip)),
-		Raft:    net.JoinHostPort("127.0.0.1", strconv.Itoa(p.raft)),
-		logPath: filepath.Join(dir, "host.log"),
+		ID:     id,
+		Dir:    dir,
+		API:    "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.api)),
+		Gossip: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.gossip)),
+		Raft:   net.JoinHostPort("127.0.0.1", strconv.Itoa(p.raft)),
 	}
-	level := c.opts.LogLevel
-	if level == "" {
-		level = "info"
-	}
-	r.args = []string{"host",
+	args := []string{"host",
 		"--node-id", id,
 		"--data-dir", r.DataDir(),
-		"--shared-dir", filepath.Join(dir, "shared"),
+		"--shared-dir", c.shared,
 		"--bind", "127.0.0.1",
 		"--api-port", strconv.Itoa(p.api),
 		"--raft-port", strconv.Itoa(p.raft),
@@ -272,13 +282,52 @@ func (c *Cluster) newReplica(id string, p replicaPorts, joins []string) (*Replic
 		"--ssh-proxy-port", strconv.Itoa(p.ssh),
 		"--bootstrap-expect", strconv.Itoa(c.opts.BootstrapExpect),
 		"--join", strings.Join(joins, ","),
-		"--log-level", level,
 	}
 	if c.opts.LeaderWaitSeconds > 0 {
-		r.args = append(r.args, "--leader-wait-seconds", strconv.Itoa(c.opts.LeaderWaitSeconds))
+		args = append(args, "--leader-wait-seconds", strconv.Itoa(c.opts.LeaderWaitSeconds))
 	}
-	r.args = append(r.args, c.opts.Args...)
+	args = append(args, c.commonArgs(c.opts.HeartbeatInterval, c.opts.HeartbeatTimeoutFactor)...)
+	args = append(args, c.opts.Args...)
+	r.proc = c.newProcess(id, args, filepath.Join(dir, "host.log"))
 	return r, nil
+}
+
+// commonArgs are the flags every host and runner gets: log level, cluster
+// token and heartbeat timing (when > 0).
+func (c *Cluster) commonArgs(hbInterval, hbFactor int) []string {
+	level := c.opts.LogLevel
+	if level == "" {
+		level = "info"
+	}
+	args := []string{"--log-level", level, "--cluster-token-file", c.tokenFile}
+	if hbInterval > 0 {
+		args = append(args, "--heartbeat-interval", strconv.Itoa(hbInterval))
+	}
+	if hbFactor > 0 {
+		args = append(args, "--heartbeat-timeout-factor", strconv.Itoa(hbFactor))
+	}
+	return args
+}
+
+// newProcess prepares a process of the binary under test with args; its
+// environment is the harness's without HAKURIVER_CONFIG, plus the
+// cluster's cleanup tag.
+func (c *Cluster) newProcess(name string, args []string, logPath string) *process {
+	env := append(withoutEnv(os.Environ(), "HAKURIVER_CONFIG"), tagEnv+"="+c.tag)
+	return &process{name: name, bin: c.opts.Bin, args: args, env: env, logPath: logPath}
+}
+
+// SharedDir returns the shared dir of every host and runner.
+func (c *Cluster) SharedDir() string { return c.shared }
+
+// Token returns the cluster token.
+func (c *Cluster) Token() string { return c.opts.Token }
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }
 
 // N returns the number of replicas ever started (including dead ones).
@@ -315,53 +364,15 @@ func (c *Cluster) Running() []int {
 	c.mu.Unlock()
 	var out []int
 	for i, r := range rs {
-		r.mu.Lock()
-		if r.state == stateRunning {
+		if r.proc.running() {
 			out = append(out, i)
 		}
-		r.mu.Unlock()
 	}
 	return out
 }
 
 // startProcess launches replica i's process with its fixed arguments.
-func (c *Cluster) startProcess(i int) error {
-	r := c.Replica(i)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.state != stateDown {
-		return fmt.Errorf("start %s: already running", r.ID)
-	}
-	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("open log of %s: %w", r.ID, err)
-	}
-	defer logf.Close()
-	r.starts++
-	fmt.Fprintf(logf, "=== harness: start #%d of %s at %s: %s %s\n", r.starts, r.ID,
-		time.Now().Format(time.RFC3339Nano), c.opts.Bin, strings.Join(r.args, " "))
-	cmd := exec.Command(c.opts.Bin, r.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = withoutEnv(os.Environ(), "HAKURIVER_CONFIG")
-	// The replica dies with the harness even when cleanups never run.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", r.ID, err)
-	}
-	exited := make(chan struct{})
-	r.cmd, r.exited, r.state, r.waitErr = cmd, exited, stateRunning, nil
-	go func() {
-		err := cmd.Wait()
-		r.mu.Lock()
-		r.waitErr = err
-		if r.cmd == cmd {
-			r.state = stateDown
-		}
-		r.mu.Unlock()
-		close(exited)
-	}()
-	return nil
-}
+func (c *Cluster) startProcess(i int) error { return c.Replica(i).proc.start() }
 
 func withoutEnv(env []string, name string) []string {
 	out := env[:0:0]
@@ -373,42 +384,11 @@ func withoutEnv(env []string, name string) []string {
 	return out
 }
 
-// signal sends sig to replica i's process and records the new state.
-func (c *Cluster) signal(i int, sig syscall.Signal, next procState) error {
-	r := c.Replica(i)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd == nil || r.cmd.Process == nil || r.state == stateDown {
-		return fmt.Errorf("signal %v to %s: not running", sig, r.ID)
-	}
-	if err := r.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("signal %v to %s: %w", sig, r.ID, err)
-	}
-	r.state = next
-	return nil
-}
-
 // Kill sends SIGKILL to replica i and waits until the process is reaped.
 func (c *Cluster) Kill(i int) {
 	c.tb.Helper()
-	if err := c.kill(i); err != nil {
+	if err := c.Replica(i).proc.kill(); err != nil {
 		c.tb.Fatalf("harness: %v", err)
-	}
-}
-
-func (c *Cluster) kill(i int) error {
-	r := c.Replica(i)
-	r.mu.Lock()
-	exited := r.exited
-	r.mu.Unlock()
-	if err := c.signal(i, syscall.SIGKILL, stateDown); err != nil {
-		return err
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(exitTimeout):
-		return fmt.Errorf("kill %s: process not reaped after %s", r.ID, exitTimeout)
 	}
 }
 
@@ -416,7 +396,7 @@ func (c *Cluster) kill(i int) error {
 // answers, like a partitioned or hung machine.
 func (c *Cluster) Stop(i int) {
 	c.tb.Helper()
-	if err := c.signal(i, syscall.SIGSTOP, stateStopped); err != nil {
+	if err := c.Replica(i).proc.signal(syscall.SIGSTOP, stateStopped); err != nil {
 		c.tb.Fatalf("harness: %v", err)
 	}
 }
@@ -424,7 +404,7 @@ func (c *Cluster) Stop(i int) {
 // Cont resumes a replica frozen by Stop.
 func (c *Cluster) Cont(i int) {
 	c.tb.Helper()
-	if err := c.signal(i, syscall.SIGCONT, stateRunning); err != nil {
+	if err := c.Replica(i).proc.signal(syscall.SIGCONT, stateRunning); err != nil {
 		c.tb.Fatalf("harness: %v", err)
 	}
 }
@@ -447,13 +427,8 @@ func (c *Cluster) WaitAPI(i int) {
 	deadline := time.Now().Add(StartTimeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		r.mu.Lock()
-		exited, waitErr := r.exited, r.waitErr
-		r.mu.Unlock()
-		select {
-		case <-exited:
-			c.tb.Fatalf("harness: %s exited while starting: %v\n%s", r.ID, waitErr, tail(r.logPath, 40))
-		default:
+		if exited, waitErr := r.proc.exitedEarly(); exited {
+			c.tb.Fatalf("harness: %s exited while starting: %v\n%s", r.ID, waitErr, tail(r.LogPath(), 40))
 		}
 		if _, err := c.Status(i); err == nil {
 			return
@@ -465,23 +440,37 @@ func (c *Cluster) WaitAPI(i int) {
 	c.tb.Fatalf("harness: %s did not serve its API within %s: %v", r.ID, StartTimeout, lastErr)
 }
 
-// shutdown kills every process and prints the logs when the test failed.
+// shutdown kills every process, runners first, then what their native
+// tasks left running, and prints the logs when the test failed.
 func (c *Cluster) shutdown() {
 	c.mu.Lock()
 	rs := append([]*Replica(nil), c.replicas...)
+	runners := append([]*Runner(nil), c.runners...)
 	c.mu.Unlock()
 	var errs []error
-	for i := range rs {
-		if rs[i].PID() != 0 {
-			if err := c.kill(i); err != nil {
+	var procs []*process
+	for _, r := range runners {
+		procs = append(procs, r.proc)
+	}
+	for _, r := range rs {
+		procs = append(procs, r.proc)
+	}
+	for _, p := range procs {
+		if p.pid() != 0 {
+			if err := p.kill(); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
+	if len(runners) > 0 {
+		if err := killTagged(c.tag); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	c.hc.CloseIdleConnections()
 	if c.tb.Failed() || len(errs) > 0 {
-		for _, r := range rs {
-			c.tb.Logf("---- log of %s (%s), last %d lines ----\n%s", r.ID, r.logPath, logTailLines, tail(r.logPath, logTailLines))
+		for _, p := range procs {
+			c.tb.Logf("---- log of %s (%s), last %d lines ----\n%s", p.name, p.logPath, logTailLines, tail(p.logPath, logTailLines))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -490,7 +479,7 @@ func (c *Cluster) shutdown() {
 }
 
 // LogTail returns the last n lines of replica i's log.
-func (c *Cluster) LogTail(i, n int) string { return tail(c.Replica(i).logPath, n) }
+func (c *Cluster) LogTail(i, n int) string { return tail(c.Replica(i).LogPath(), n) }
 
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)

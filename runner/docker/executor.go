@@ -30,8 +30,9 @@ const (
 // ContainerName is the name of task id's container.
 func ContainerName(id int64) string { return "hakuriver-task-" + strconv.FormatInt(id, 10) }
 
-// Executor runs command tasks in containers named hakuriver-task-<id>,
-// labelled with the task ID and the runner's name. Before a task starts,
+// Executor runs command tasks in containers named hakuriver-task-<id>, and
+// VPS tasks in containers named hakuriver-vps-<id> (vps.go), labelled with
+// the task ID and the runner's name. Before a task starts,
 // its environment image is synced from shared storage (Syncer). A
 // container stays after it exits until Forget, so that its exit code and
 // OOM flag can be read; a restarted runner finds its containers by label
@@ -52,6 +53,12 @@ type Executor struct {
 	mu       sync.Mutex
 	tasks    map[int64]*task
 	starting map[int64]*startCall
+
+	// vpsMu serializes choosing a VPS's CPUs and creating its container.
+	vpsMu sync.Mutex
+	// sshdWait bounds how long a VPS's Start waits for its sshd (tests
+	// shorten it).
+	sshdWait time.Duration
 }
 
 type startCall struct {
@@ -92,7 +99,7 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	return &Executor{
 		cfg: cfg, cli: cli, log: cfg.Logger.With("component", "docker-executor"),
 		sync: newSyncer(cfg, cli), life: life, cancel: cancel,
-		tasks: map[int64]*task{}, starting: map[int64]*startCall{},
+		tasks: map[int64]*task{}, starting: map[int64]*startCall{}, sshdWait: defaultSSHDWait,
 	}, nil
 }
 
@@ -115,9 +122,14 @@ func (e *Executor) Close() error {
 // ID that is tracked, or whose container exists, is a no-op; concurrent
 // Starts of one ID share one attempt. A failure (missing or corrupt
 // environment tarball, bad mount, privileged not allowed, a command the
-// image lacks) is returned and leaves no container behind.
+// image lacks; for a VPS a bad public key, no sshd in the image, sshd not
+// answering) is returned and leaves no container behind. A VPS's Start
+// returns once its sshd answers on the published port.
 func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
-	if s.TaskID <= 0 || s.Command == "" || s.Image == "" {
+	switch {
+	case isVPS(s) && (s.TaskID <= 0 || s.Image == ""):
+		return fmt.Errorf("%w: VPS task: task ID and image are required", ErrInvalid)
+	case !isVPS(s) && (s.TaskID <= 0 || s.Command == "" || s.Image == ""):
 		return fmt.Errorf("%w: docker task: task ID, command and image are required", ErrInvalid)
 	}
 	e.mu.Lock()
@@ -148,12 +160,24 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 
 func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 	name := ContainerName(s.TaskID)
+	if isVPS(s) {
+		name = VPSContainerName(s.TaskID)
+	}
 	// A container left by an earlier attempt or runner process: adopt it.
 	if ins, err := e.cli.ContainerInspect(ctx, name); err == nil {
 		if r := ins.Config.Labels[LabelRunner]; r != e.cfg.RunnerName {
 			return fmt.Errorf("%w: container %s belongs to runner %q", ErrConflict, name, r)
 		}
-		if ins.State != nil && ins.State.Status == container.StateCreated {
+		created := ins.State != nil && ins.State.Status == container.StateCreated
+		switch {
+		case created && isVPS(s):
+			// Left by an attempt that did not finish, maybe without its
+			// key: make it again.
+			if err := e.removeFailed(ins.ID, nil); err != nil {
+				return err
+			}
+			return e.startVPS(ctx, s)
+		case created:
 			if err := e.cli.ContainerStart(ctx, ins.ID, container.StartOptions{}); err != nil {
 				return e.failStart(ins.ID, name, err)
 			}
@@ -162,6 +186,9 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 		return nil
 	} else if err = translate(err); !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("inspect container %s: %w", name, err)
+	}
+	if isVPS(s) {
+		return e.startVPS(ctx, s)
 	}
 	cfg, hc, err := e.containerConfig(s)
 	if err != nil {
@@ -328,7 +355,7 @@ func (e *Executor) track(id int64, labels map[string]string, started time.Time) 
 		return t
 	}
 	t := &task{
-		id: id, name: ContainerName(id), stdout: labels[LabelStdout], stderr: labels[LabelStderr],
+		id: id, name: nameOf(id, labels), stdout: labels[LabelStdout], stderr: labels[LabelStderr],
 		started: started, logsDone: make(chan struct{}), st: e.loadState(id),
 	}
 	e.tasks[id] = t
@@ -355,10 +382,17 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 		if err != nil || id <= 0 {
 			continue
 		}
+		if c.Labels[LabelTaskType] == executor.TaskVPS && e.isStarting(id) {
+			continue // not running until its sshd answers (or removed)
+		}
 		switch c.State {
 		case container.StateRunning, container.StatePaused, container.StateRestarting:
 			t := e.track(id, c.Labels, time.Unix(c.Created, 0))
-			out = append(out, executor.State{TaskID: id, Running: true, Paused: c.State == container.StatePaused, Started: t.started})
+			st := executor.State{TaskID: id, Running: true, Paused: c.State == container.StatePaused, Started: t.started}
+			if c.Labels[LabelTaskType] == executor.TaskVPS {
+				st.SSHPort = listedPort(c)
+			}
+			out = append(out, st)
 		case container.StateExited, container.StateDead:
 			t := e.track(id, c.Labels, time.Unix(c.Created, 0))
 			st := executor.State{TaskID: id, Running: true, Started: t.started}
@@ -374,6 +408,13 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].TaskID < out[j].TaskID })
 	return out, nil
+}
+
+// isStarting reports whether a Start of task id is in progress.
+func (e *Executor) isStarting(id int64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.starting[id] != nil
 }
 
 // exitOf returns how t's container ended, or nil while its output is still
@@ -410,10 +451,19 @@ func (e *Executor) exitOf(ctx context.Context, t *task) (*executor.Exit, error) 
 	return ex, nil
 }
 
-// inspectTask returns id's container; executor.ErrUnknownTask when there
-// is none.
+// inspectTask returns id's container (a command task's or a VPS's);
+// executor.ErrUnknownTask when there is none.
 func (e *Executor) inspectTask(ctx context.Context, id int64) (container.InspectResponse, error) {
-	ins, err := e.cli.ContainerInspect(ctx, ContainerName(id))
+	e.mu.Lock()
+	name := ContainerName(id)
+	if t := e.tasks[id]; t != nil {
+		name = t.name
+	}
+	e.mu.Unlock()
+	ins, err := e.cli.ContainerInspect(ctx, name)
+	if err != nil && name == ContainerName(id) && errors.Is(translate(err), ErrNotFound) {
+		ins, err = e.cli.ContainerInspect(ctx, VPSContainerName(id))
+	}
 	if err != nil {
 		if err = translate(err); errors.Is(err, ErrNotFound) {
 			return ins, fmt.Errorf("task %d: %w", id, executor.ErrUnknownTask)

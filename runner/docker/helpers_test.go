@@ -46,7 +46,7 @@ func requireDocker(t testing.TB) *client.Client {
 	ctx := context.Background()
 	if _, err := cli.ImageInspect(ctx, testImage); err != nil {
 		script, _ := filepath.Abs("../../.ci/test-images.sh")
-		out, berr := exec.Command("bash", script).CombinedOutput()
+		out, berr := exec.Command("bash", script, "busybox").CombinedOutput()
 		if berr != nil {
 			t.Fatalf("test image %s missing and %s failed: %v\n%s", testImage, script, berr, out)
 		}

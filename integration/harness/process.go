@@ -1,0 +1,142 @@
+//go:build integration
+
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// procState is what the harness did last to a process.
+type procState int
+
+const (
+	stateDown    procState = iota // never started, killed or exited
+	stateRunning                  // started or continued
+	stateStopped                  // SIGSTOPped
+)
+
+// process is one hakuriver process (a host replica or a runner) with fixed
+// arguments; it can be started again after it died. Safe for concurrent
+// use.
+type process struct {
+	name    string
+	bin     string
+	args    []string
+	env     []string
+	logPath string
+
+	mu      sync.Mutex
+	state   procState
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+	starts  int
+}
+
+// start launches the process; its output is appended to logPath.
+func (p *process) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != stateDown {
+		return fmt.Errorf("start %s: already running", p.name)
+	}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open log of %s: %w", p.name, err)
+	}
+	defer logf.Close()
+	p.starts++
+	fmt.Fprintf(logf, "=== harness: start #%d of %s at %s: %s %s\n", p.starts, p.name,
+		time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(p.args, " "))
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = p.env
+	// The process dies with the harness even when cleanups never run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", p.name, err)
+	}
+	exited := make(chan struct{})
+	p.cmd, p.exited, p.state, p.waitErr = cmd, exited, stateRunning, nil
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.waitErr = err
+		if p.cmd == cmd {
+			p.state = stateDown
+		}
+		p.mu.Unlock()
+		close(exited)
+	}()
+	return nil
+}
+
+// signal sends sig and records the new state.
+func (p *process) signal(sig syscall.Signal, next procState) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil || p.state == stateDown {
+		return fmt.Errorf("signal %v to %s: not running", sig, p.name)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %v to %s: %w", sig, p.name, err)
+	}
+	p.state = next
+	return nil
+}
+
+// kill sends SIGKILL and waits until the process is reaped.
+func (p *process) kill() error {
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	if err := p.signal(syscall.SIGKILL, stateDown); err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(exitTimeout):
+		return fmt.Errorf("kill %s: process not reaped after %s", p.name, exitTimeout)
+	}
+}
+
+// pid returns the process ID of the current process, or 0 when down.
+func (p *process) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state == stateDown || p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// running reports whether the process runs (started or continued, not
+// stopped, not dead).
+func (p *process) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == stateRunning
+}
+
+// exitedEarly reports whether the current process has exited, with its
+// wait error.
+func (p *process) exitedEarly() (bool, error) {
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	select {
+	case <-exited:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return true, p.waitErr
+	default:
+		return false, nil
+	}
+}
