@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -558,6 +559,10 @@ func newDockerExecutor(ctx context.Context, rc runner.Config, dcfg config.Docker
 	dc.LocalTempDir = rc.LocalTempDir
 	dc.AllowPrivileged = dcfg.TasksPrivileged
 	dc.Logger = rc.Logger
+	if ip := net.ParseIP(rc.AdvertiseAddr); ip != nil && !ip.IsUnspecified() {
+		// Publish VPS ports only where the SSH proxy dials them.
+		dc.VPSHostIP = rc.AdvertiseAddr
+	}
 	ex, err := docker.NewExecutor(dc)
 	if err != nil {
 		return nil, func() {}, err
