@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/hakuriver/hakuriver-ha/ops/dashboard"
 )
 
 // routes is the whole route table. Every API endpoint is served under /api
@@ -12,6 +14,8 @@ func (h *Host) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(h.metrics.instrument, h.leaderHeader)
 	r.Method(http.MethodGet, "/metrics", h.metrics.handler())
+	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
+	r.Handle("/ui/*", http.StripPrefix("/ui/", dashboard.Handler()))
 	r.Route("/api", h.apiRoutes)
 	h.apiRoutes(r)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

@@ -3,11 +3,13 @@
 // Command bench measures a 3-replica HakuRiver host cluster of real
 // `hakuriver host` processes on loopback, fsync on: submit throughput
 // through the leader and a follower, failover time after SIGKILL of the
-// leader, host memory at many tasks, and snapshot/restore cost. It prints
-// tables and never passes or fails on speed; it exits non-zero only when
-// the cluster misbehaves (no leader, lost tasks).
+// leader, host memory at many tasks, snapshot/restore cost, native task
+// latency on a real `hakuriver runner`, the time to notice a dead runner,
+// and the leader's cost of 200 heart-beating runners. It prints tables and
+// never passes or fails on speed; it exits non-zero only when the cluster
+// misbehaves (no leader, lost tasks).
 //
-//	go run -tags integration ./integration/cmd/bench [-quick]
+//	go run -tags integration ./integration/cmd/bench [-quick] [-sections runners,heartbeats]
 //
 // The binary under test is $HAKURIVER_BIN, or one built with `go build`.
 package main
@@ -18,6 +20,8 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,7 +36,16 @@ type settings struct {
 	trials       int
 	tasks        int
 	snapshotWait time.Duration
+	// runner benchmarks
+	runnerSamples int
+	offlineTrials int
+	simRunners    int
+	simDuration   time.Duration
+	sections      map[string]bool
 }
+
+// allSections lists the bench's parts in the order they run.
+var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -41,12 +54,17 @@ func main() {
 func run(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var s settings
-	fs.BoolVar(&s.quick, "quick", false, "short run: 1 s throughput runs, 3 failover trials, 10,000 tasks, no wait for a snapshot")
+	fs.BoolVar(&s.quick, "quick", false, "short run: 1 s throughput runs, 3 failover trials, 10,000 tasks, no wait for a snapshot, 30 native tasks, 10 s of simulated heartbeats")
 	fs.DurationVar(&s.duration, "duration", 3*time.Second, "time limit of each throughput run")
 	fs.IntVar(&s.maxRequests, "max-requests", 20000, "request limit of each throughput run")
 	fs.IntVar(&s.trials, "trials", 5, "failover trials")
 	fs.IntVar(&s.tasks, "tasks", 100000, "tasks in the FSM for the memory and snapshot measurements")
 	fs.DurationVar(&s.snapshotWait, "snapshot-wait", 250*time.Second, "how long to wait for Raft's periodic snapshot (every 120-240 s) before the restart measurement; 0 = do not wait")
+	fs.IntVar(&s.runnerSamples, "runner-samples", 100, "native `true` tasks timed on one runner")
+	fs.IntVar(&s.offlineTrials, "offline-trials", 3, "runner SIGKILL → offline trials")
+	fs.IntVar(&s.simRunners, "sim-runners", 200, "simulated runners heart-beating every second")
+	fs.DurationVar(&s.simDuration, "sim-duration", 60*time.Second, "measurement window of the simulated heartbeats")
+	sections := fs.String("sections", strings.Join(allSections, ","), "comma-separated parts to run: "+strings.Join(allSections, ", "))
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -54,17 +72,29 @@ func run(args []string, out io.Writer) int {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		defaults := map[string]func(){
-			"duration":      func() { s.duration = time.Second },
-			"max-requests":  func() { s.maxRequests = 5000 },
-			"trials":        func() { s.trials = 3 },
-			"tasks":         func() { s.tasks = 10000 },
-			"snapshot-wait": func() { s.snapshotWait = 0 },
+			"duration":       func() { s.duration = time.Second },
+			"max-requests":   func() { s.maxRequests = 5000 },
+			"trials":         func() { s.trials = 3 },
+			"tasks":          func() { s.tasks = 10000 },
+			"snapshot-wait":  func() { s.snapshotWait = 0 },
+			"runner-samples": func() { s.runnerSamples = 30 },
+			"sim-duration":   func() { s.simDuration = 10 * time.Second },
 		}
 		for name, apply := range defaults {
 			if !set[name] {
 				apply()
 			}
 		}
+	}
+
+	s.sections = map[string]bool{}
+	for _, name := range strings.Split(*sections, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(allSections, name) {
+			fmt.Fprintf(os.Stderr, "bench: -sections: unknown part %q (have %s)\n", name, strings.Join(allSections, ", "))
+			return 2
+		}
+		s.sections[name] = true
 	}
 
 	root := newScope("bench")
@@ -83,20 +113,33 @@ func run(args []string, out io.Writer) int {
 	}
 	fmt.Fprintln(out)
 
-	fmt.Fprintln(out)
-	tp := throughput(root, bin, s)
-	printThroughput(out, s, tp)
-
-	fmt.Fprintln(out)
-	fo := failover(root, bin, s)
-	printFailover(out, s, fo)
-
-	fmt.Fprintln(out)
-	st := stateAtScale(root, bin, s)
-	printState(out, s, st)
-
-	fmt.Fprintln(out)
-	printFSM(out, fsmSnapshot(s.tasks))
+	if s.sections["throughput"] {
+		fmt.Fprintln(out)
+		tp := throughput(root, bin, s)
+		printThroughput(out, s, tp)
+	}
+	if s.sections["failover"] {
+		fmt.Fprintln(out)
+		fo := failover(root, bin, s)
+		printFailover(out, s, fo)
+	}
+	if s.sections["scale"] {
+		fmt.Fprintln(out)
+		st := stateAtScale(root, bin, s)
+		printState(out, s, st)
+	}
+	if s.sections["fsm"] {
+		fmt.Fprintln(out)
+		printFSM(out, fsmSnapshot(s.tasks))
+	}
+	if s.sections["runners"] {
+		fmt.Fprintln(out)
+		printRunner(out, s, runnerBench(root, bin, s))
+	}
+	if s.sections["heartbeats"] {
+		fmt.Fprintln(out)
+		printSimulated(out, simulatedRunners(root, bin, s))
+	}
 	return 0
 }
 
