@@ -89,7 +89,10 @@ func runRequest(t *fsm.Task) api.RunRequest {
 type dispatcher struct {
 	mu       sync.Mutex
 	attempts map[int64]time.Time
-	wg       sync.WaitGroup
+	// planned is the applied index the last Plan saw: placements depend on
+	// committed state only, so an unchanged index needs no new Plan.
+	planned uint64
+	wg      sync.WaitGroup
 }
 
 // scheduleLoop is the leader's placement and dispatch loop: it commits
@@ -101,33 +104,55 @@ func (h *Host) scheduleLoop(ctx context.Context) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		last := time.Now()
 		h.schedulePass(ctx, d)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-h.kick:
+			// Under a stream of submits, coalesce kicks: at most one pass
+			// per minPassInterval, so a pass never runs per request.
+			if wait := minPassInterval - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
 	}
 }
 
+// minPassInterval is the shortest time between two kicked scheduling passes.
+const minPassInterval = 10 * time.Millisecond
+
 func (h *Host) schedulePass(ctx context.Context, d *dispatcher) {
 	now := time.Now().UTC()
-	res := scheduler.Plan(scheduler.View{Nodes: h.machine.Nodes(), Active: h.machine.Active(), Lookup: h.machine.Task})
-	for _, f := range res.Failed {
-		code, msg := -1, "Not started: "+f.Reason
-		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now})
+	if idx := h.machine.AppliedIndex(); idx != d.planned {
+		d.planned = idx
+		res := scheduler.Plan(scheduler.View{Nodes: h.machine.Nodes(), Active: h.machine.Active(), Lookup: h.machine.Task})
+		for _, f := range res.Failed {
+			code, msg := -1, "Not started: "+f.Reason
+			h.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now})
+		}
+		for _, p := range res.Placements {
+			if ctx.Err() != nil {
+				return
+			}
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := h.apply(actx, &fsm.AssignTask{TaskID: p.TaskID, Node: p.Node, GPUs: p.GPUs, NUMA: p.NUMA, At: now})
+			cancel()
+			if err != nil {
+				h.log.Warn("commit placement", "task_id", p.TaskID, "node", p.Node, "err", err)
+			}
+		}
 	}
-	for _, p := range res.Placements {
-		if ctx.Err() != nil {
-			return
-		}
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := h.apply(actx, &fsm.AssignTask{TaskID: p.TaskID, Node: p.Node, GPUs: p.GPUs, NUMA: p.NUMA, At: now})
-		cancel()
-		if err != nil {
-			h.log.Warn("commit placement", "task_id", p.TaskID, "node", p.Node, "err", err)
-		}
+	if h.machine.Counts()[fsm.StatusAssigning] == 0 {
+		d.mu.Lock()
+		clear(d.attempts)
+		d.mu.Unlock()
+		return
 	}
 	for _, t := range h.machine.Active() {
 		if t.Status != fsm.StatusAssigning {

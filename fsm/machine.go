@@ -29,7 +29,7 @@ type Machine struct {
 	nodes    map[string]*Node
 	requests map[string][]int64
 	counts   map[Status]int
-	active   map[int64]struct{} // IDs of tasks not in a final status
+	active   []int64 // IDs of tasks not in a final status, ascending
 	envs     map[string]Environment
 	maxID    int64
 	applied  uint64
@@ -48,7 +48,7 @@ func (m *Machine) reset() {
 	m.nodes = make(map[string]*Node)
 	m.requests = make(map[string][]int64)
 	m.counts = make(map[Status]int)
-	m.active = make(map[int64]struct{})
+	m.active = nil
 	m.envs = make(map[string]Environment)
 	m.maxID = 0
 	m.applied = 0
@@ -124,11 +124,7 @@ func (m *Machine) putTask(t *Task) {
 	}
 	m.tasks[t.TaskID] = t
 	m.counts[t.Status]++
-	if t.Status.Final() {
-		delete(m.active, t.TaskID)
-	} else {
-		m.active[t.TaskID] = struct{}{}
-	}
+	m.active = setActive(m.active, t.TaskID, !t.Status.Final())
 }
 
 func (m *Machine) applySubmit(c *SubmitTasks) Result {
@@ -324,4 +320,24 @@ func (m *Machine) applyDrain(c *SetNodeDrain) Result {
 	n.Drained = c.Drained
 	m.nodes[n.Hostname] = n
 	return Result{Value: n}
+}
+
+// setActive adds id to (on) or removes it from (!on) the sorted slice ids.
+// IDs arrive mostly in increasing order, so adding is usually an append.
+func setActive(ids []int64, id int64, on bool) []int64 {
+	n := len(ids)
+	i := n
+	if n > 0 && ids[n-1] >= id {
+		i = sort.Search(n, func(i int) bool { return ids[i] >= id })
+	}
+	present := i < n && ids[i] == id
+	switch {
+	case on && !present:
+		ids = append(ids, 0)
+		copy(ids[i+1:], ids[i:])
+		ids[i] = id
+	case !on && present:
+		ids = append(ids[:i], ids[i+1:]...)
+	}
+	return ids
 }

@@ -119,10 +119,9 @@ func (m *Machine) RequestTasks(requestID string) ([]int64, bool) {
 func (m *Machine) Active() []*Task {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	out := make([]*Task, 0, len(m.active))
-	for id := range m.active {
-		out = append(out, m.tasks[id])
+	out := make([]*Task, len(m.active))
+	for i, id := range m.active {
+		out[i] = m.tasks[id]
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].TaskID < out[j].TaskID })
 	return out
 }
