@@ -141,6 +141,21 @@ func (h *Host) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("status %q: unknown status", req.Status))
 		return
 	}
+	// Answer what the FSM would answer without a log entry when the report
+	// changes nothing (a retry, a stale report, a task this cluster does not
+	// know): only state transitions go into the log (invariant 2).
+	t, ok := h.machine.Task(req.TaskID)
+	switch {
+	case !ok:
+		writeError(w, fmt.Errorf("%w: task %d", fsm.ErrNotFound, req.TaskID))
+		return
+	case t.Status == st && (req.SSHPort == 0 || t.Status.Final()):
+		writeJSON(w, http.StatusOK, api.MessageResponse{Message: "Task status updated successfully."})
+		return
+	case t.Status.Final():
+		writeError(w, fmt.Errorf("%w: task %d cannot move from %s to %s", fsm.ErrConflict, req.TaskID, t.Status, st))
+		return
+	}
 	ctx, cancel := h.applyCtx(r)
 	defer cancel()
 	_, err := h.apply(ctx, &fsm.UpdateTask{

@@ -274,6 +274,8 @@ func (h *Host) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// Place the new work now rather than at the next scheduling tick.
+	h.kickScheduler()
 	writeJSON(w, http.StatusAccepted, submitResponse(v.(fsm.SubmitResult).TaskIDs))
 }
 

@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,8 +47,10 @@ func startWithRunners(t *testing.T, runners ...runnerSpec) *harness.Cluster {
 	return c
 }
 
-// twoCores is a runner offering 2 cores and 4 GiB, whatever the machine has.
-var twoCores = harness.RunnerOptions{Cores: 2, Memory: "4G"}
+// twoCores is a runner offering 2 cores and 4 GiB, whatever the machine
+// has, for native tasks only (it stays away from Docker and so from the
+// containers of other clusters on this machine).
+var twoCores = harness.RunnerOptions{Cores: 2, Memory: "4G", NoDocker: true}
 
 // native returns a request for a native task (no container).
 func native(command string, args ...string) api.SubmitRequest {
@@ -147,23 +150,13 @@ func statusCounts(tasks map[string]api.Task) map[string]int {
 func requireAll(t *testing.T, tasks map[string]api.Task, status string) {
 	t.Helper()
 	var bad []string
-	for _, id := range slices.Sorted(mapsKeys(tasks)) {
+	for _, id := range slices.Sorted(maps.Keys(tasks)) {
 		if task := tasks[id]; string(task.Status) != status {
 			bad = append(bad, describe(task))
 		}
 	}
 	if len(bad) > 0 {
 		t.Errorf("%d of %d tasks are not %s (%v): %s", len(bad), len(tasks), status, statusCounts(tasks), strings.Join(bad, "; "))
-	}
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 

@@ -3,7 +3,9 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -31,6 +33,8 @@ func TestRunnerTasks(t *testing.T) {
 	t.Run("MemoryLimitKilledOOM", func(t *testing.T) { testKilledOOM(t, c.For(t)) })
 	t.Run("PauseStopsCPUResumeFinishes", func(t *testing.T) { testPauseResume(t, c.For(t)) })
 	t.Run("KillRunningTask", func(t *testing.T) { testKillRunning(t, c.For(t)) })
+	t.Run("InternalCallsNeedToken", func(t *testing.T) { testToken(t, c.For(t)) })
+	t.Run("StaleReportsAddNoRaftEntries", func(t *testing.T) { testStaleReports(t, c.For(t)) })
 }
 
 // testIdleHeartbeats checks invariant 2: over 5 heartbeat intervals, two
@@ -55,6 +59,18 @@ func testIdleHeartbeats(t *testing.T, c *harness.Cluster) {
 		t.Fatalf("leadership changed during the measurement (%s term %d → %s term %d)", before.LeaderID, before.Term, after.LeaderID, after.Term)
 	}
 	later := lastHeartbeats(t, c, leader)
+	// Any replica serves the leader's live figures.
+	f := c.Followers()[0]
+	nodes, err := c.Nodes(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.LastHeartbeat == nil || n.CPUPercent == nil || n.MemoryUsedBytes == nil {
+			t.Errorf("node %s through follower %s: no live figures (last_heartbeat %v, cpu_percent %v, memory_used_bytes %v)",
+				n.Hostname, c.Replica(f).ID, n.LastHeartbeat, n.CPUPercent, n.MemoryUsedBytes)
+		}
+	}
 	for name, at := range beats {
 		if !later[name].After(at) {
 			t.Errorf("runner %s: last_heartbeat %s did not move over %d intervals (now %s)", name, at, 5, later[name])
@@ -154,11 +170,12 @@ func testPauseResume(t *testing.T, c *harness.Cluster) {
 
 	busy := func(what string) {
 		t.Helper()
-		start := cpuTicks(t, pid)
-		c.Poll(10*time.Second, "the task to use CPU "+what, func() (bool, string) {
+		start, at := cpuTicks(t, pid), time.Now()
+		c.Poll(20*time.Second, "the task to use CPU "+what, func() (bool, string) {
 			d := cpuTicks(t, pid) - start
 			return d >= 5, fmt.Sprintf("%d ticks", d)
 		})
+		t.Logf("task used 5 ticks of CPU %s within %s", what, time.Since(at).Round(time.Millisecond))
 	}
 	busy("before pause")
 
@@ -351,4 +368,115 @@ func submitQuiet(c *harness.Cluster, i int, req api.SubmitRequest) ([]string, er
 		return nil, fmt.Errorf("submit through %s: want 202, got %s", c.Replica(i).ID, a)
 	}
 	return out.TaskIDs, nil
+}
+
+// testToken checks that internal calls without the cluster token, or with
+// a wrong one, get 401 and change nothing: register and heartbeat on a
+// replica, /run on a runner (remote code execution otherwise).
+func testToken(t *testing.T, c *harness.Cluster) {
+	f := c.Followers()[0]
+	r1 := c.Runner("r1")
+	before, err := c.Nodes(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := []struct {
+		base, method, path string
+		body               any
+	}{
+		{c.Replica(f).API, http.MethodPost, "/api/register", api.RegisterRequest{Hostname: "intruder", TotalCores: 1, RunnerURL: "http://127.0.0.1:9"}},
+		{c.Replica(f).API, http.MethodPut, "/api/heartbeat/r1", api.HeartbeatRequest{RunningTasks: []int64{}}},
+		{c.Replica(f).API, http.MethodPost, "/api/update", api.UpdateRequest{TaskID: 1, Status: "completed"}},
+		{r1.API, http.MethodPost, "/run", api.RunRequest{TaskID: 1, Command: "true"}},
+		{r1.API, http.MethodPost, "/kill", api.TaskRef{TaskID: 1}},
+	}
+	for _, k := range calls {
+		for _, token := range []string{"", "wrong-token"} {
+			ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
+			req, err := http.NewRequestWithContext(ctx, k.method, k.base+k.path, jsonBody(t, k.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if token != "" {
+				req.Header.Set(api.TokenHeader, token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s %s%s: %v", k.method, k.base, k.path, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s %s%s with token %q: %d, want 401", k.method, k.base, k.path, token, resp.StatusCode)
+			}
+		}
+	}
+	after, err := c.Nodes(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("%d nodes after unauthenticated calls, %d before", len(after), len(before))
+	}
+}
+
+// jsonBody encodes v for a request body.
+func jsonBody(t *testing.T, v any) *bytes.Reader {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(b)
+}
+
+// testStaleReports sends status reports that change nothing, as a runner
+// does when it retries, reports late, or reports a task of another
+// cluster: each gets the answer the FSM would give (200 for a repeat, 409
+// for a move out of a final status, 404 for an unknown task) and none adds
+// a Raft entry (invariant 2).
+func testStaleReports(t *testing.T, c *harness.Cluster) {
+	f := c.Followers()[0]
+	id := submitOne(t, c, f, native("true"))
+	killOnFailure(t, c, id)
+	task := c.WaitFinal(id, taskTimeout)
+	if task.Status != "completed" {
+		t.Fatalf("task: %s, want completed", describe(task))
+	}
+	leader := c.WaitLeader(harness.LeaderTimeout)
+	c.WaitSameApplied(10*time.Second, 0, 1, 2)
+	before, err := c.Status(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	for _, k := range []struct {
+		req  api.UpdateRequest
+		want int
+	}{
+		{api.UpdateRequest{TaskID: task.TaskID, Status: "completed", ExitCode: &zero}, http.StatusOK},
+		{api.UpdateRequest{TaskID: task.TaskID, Status: "running"}, http.StatusConflict},
+		{api.UpdateRequest{TaskID: task.TaskID, Status: "failed", ExitCode: &zero}, http.StatusConflict},
+		{api.UpdateRequest{TaskID: 4242, Status: "running"}, http.StatusNotFound},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
+		a, err := c.CallInternal(ctx, f, http.MethodPost, "/api/update", k.req)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Status != k.want {
+			t.Errorf("report %+v: %s, want %d", k.req, a, k.want)
+		}
+	}
+	after, err := c.Status(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.AppliedIndex != before.AppliedIndex {
+		t.Errorf("reports that change nothing added %d Raft entries (applied_index %d → %d)", after.AppliedIndex-before.AppliedIndex, before.AppliedIndex, after.AppliedIndex)
+	}
+	if got, err := c.Task(leader, id); err != nil || got.Status != "completed" {
+		t.Errorf("task after stale reports: %+v %v, want completed", got.Status, err)
+	}
 }

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,23 +94,13 @@ func testArray(t *testing.T, c *harness.Cluster) {
 	}
 	for i := range 10 {
 		if _, ok := seen[i]; !ok {
-			t.Errorf("HAKURIVER_ARRAY_INDEX %d never seen (saw %v)", i, slices.Sorted(mapsIntKeys(seen)))
+			t.Errorf("HAKURIVER_ARRAY_INDEX %d never seen (saw %v)", i, slices.Sorted(maps.Keys(seen)))
 		}
 	}
 	peak := maxConcurrent(t, tasks)
 	t.Logf("array 0-9%%3 on 4 free cores: at most %d ran at once", peak)
 	if peak > 3 {
 		t.Errorf("%d tasks of array 0-9%%3 ran at once, want at most 3", peak)
-	}
-}
-
-func mapsIntKeys[V any](m map[int]V) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 
@@ -127,10 +118,15 @@ func testAfter(t *testing.T, c *harness.Cluster) {
 	cc := submitOne(t, c, via, reqC)
 	killOnFailure(t, c, a, f, b, cc)
 
-	// While A runs, B waits.
+	// While A runs, B waits (A is read again after B: on a slow machine
+	// A may have completed in between, and B then may have started).
 	c.WaitStatus(a, "running", taskTimeout)
-	if tb, err := c.Task(via, b); err != nil || tb.Status != "pending" {
-		t.Errorf("B while A runs: %+v %v, want pending", tb.Status, err)
+	early, err := c.Task(via, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ta, err := c.Task(via, a); err == nil && ta.Status == "running" && early.Status != "pending" {
+		t.Errorf("B while A runs: %s, want pending", describe(early))
 	}
 	tasks := c.WaitAllFinal([]string{a, f, b, cc}, taskTimeout)
 	ta, tf, tb, tc := tasks[a], tasks[f], tasks[b], tasks[cc]
@@ -249,17 +245,13 @@ func TestLeaderKillQueueDrains(t *testing.T) {
 	}
 	old := c.WaitLeader(harness.LeaderTimeout)
 	var queued []api.QueueEntry
-	c.Poll(taskTimeout, "tasks running with others queued", func() (bool, string) {
+	c.Poll(taskTimeout, "tasks placed with at least half still queued", func() (bool, string) {
 		q, err := c.Queue(old)
 		if err != nil {
 			return false, err.Error()
 		}
 		queued = q
-		tk, err := c.Task(old, ids[0])
-		if err != nil {
-			return false, err.Error()
-		}
-		return tk.Status == "running" && len(q) >= n/2, fmt.Sprintf("first task %s, %d queued", tk.Status, len(q))
+		return len(q) < n && len(q) >= n/2, fmt.Sprintf("%d of %d queued", len(q), n)
 	})
 	c.Kill(old)
 	leader := c.WaitNewLeader(old, harness.LeaderTimeout)

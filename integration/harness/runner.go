@@ -30,6 +30,11 @@ type RunnerOptions struct {
 	HeartbeatTimeoutFactor int
 	// NoCgroups runs native tasks without cgroup limits.
 	NoCgroups bool
+	// NoDocker keeps the runner away from Docker (DOCKER_HOST points
+	// nowhere): it runs every task natively and never sees the containers
+	// of other runners on this machine, which a Docker executor otherwise
+	// adopts when their runner has the same name (another test's cluster).
+	NoDocker bool
 	// Args are extra flags.
 	Args []string
 }
@@ -120,6 +125,9 @@ func (c *Cluster) StartRunner(name string, opts RunnerOptions) *Runner {
 	args = append(args, c.commonArgs(hb, factor)...)
 	args = append(args, opts.Args...)
 	r.proc = c.newProcess("runner "+name, args, filepath.Join(dir, "runner.log"))
+	if opts.NoDocker {
+		r.proc.env = append(withoutEnv(r.proc.env, "DOCKER_HOST"), "DOCKER_HOST=unix://"+filepath.Join(dir, "no-docker.sock"))
+	}
 	c.mu.Lock()
 	c.runners = append(c.runners, r)
 	c.mu.Unlock()

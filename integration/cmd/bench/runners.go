@@ -64,7 +64,7 @@ func runnerBench(parent *scope, bin string, s settings) runnerResult {
 	sc := parent.child("runner")
 	defer sc.close()
 	c := startRunnerBenchCluster(sc, bin)
-	c.StartRunner("r1", harness.RunnerOptions{})
+	c.StartRunner("r1", harness.RunnerOptions{NoDocker: true})
 	var res runnerResult
 	res.lat = nativeLatency(sc, c, s.runnerSamples)
 	for n := range s.offlineTrials {

@@ -1,0 +1,96 @@
+//go:build integration
+
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// dockerCLITimeout bounds one docker CLI call of the harness.
+const dockerCLITimeout = 60 * time.Second
+
+// Docker runs the docker CLI with args and returns its stdout without the
+// trailing newline. The tests use it to look at and clean up what the
+// product did through the engine; the product itself never runs it.
+func Docker(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), dockerCLITimeout)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
+	}
+	return strings.TrimRight(out.String(), "\n"), nil
+}
+
+// DockerProblem returns why Docker cannot serve the tests: the engine does
+// not answer, or one of images is missing; "" when all is well.
+func DockerProblem(images ...string) string {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return "the docker CLI is not installed"
+	}
+	if _, err := Docker("version", "--format", "{{.Server.Version}}"); err != nil {
+		return fmt.Sprintf("the Docker engine does not answer: %v", err)
+	}
+	for _, img := range images {
+		if _, err := Docker("image", "inspect", "--format", "{{.Id}}", img); err != nil {
+			return fmt.Sprintf("image %s is missing (build it with `make test-images`)", img)
+		}
+	}
+	return ""
+}
+
+// RemoveContainers force-removes the named containers; ones that do not
+// exist are fine. For test cleanups.
+func RemoveContainers(tb TB, names ...string) {
+	tb.Helper()
+	for _, n := range names {
+		if _, err := Docker("container", "inspect", "--format", "{{.Id}}", n); err != nil {
+			continue
+		}
+		if _, err := Docker("rm", "-f", n); err != nil {
+			tb.Logf("cleanup: %v", err)
+		}
+	}
+}
+
+// RemoveRunnerContainers force-removes every container a runner named
+// name labelled as its own (hakuriver.runner=name). For test cleanups.
+func RemoveRunnerContainers(tb TB, name string) {
+	tb.Helper()
+	ids, err := Docker("ps", "-aq", "--filter", "label=hakuriver.runner="+name)
+	if err != nil {
+		tb.Logf("cleanup: %v", err)
+		return
+	}
+	if ids = strings.TrimSpace(ids); ids != "" {
+		if _, err := Docker(append([]string{"rm", "-f"}, strings.Fields(ids)...)...); err != nil {
+			tb.Logf("cleanup: %v", err)
+		}
+	}
+}
+
+// RemoveImages removes the named images when they exist. For test cleanups.
+func RemoveImages(tb TB, images ...string) {
+	tb.Helper()
+	for _, img := range images {
+		if _, err := Docker("image", "inspect", "--format", "{{.Id}}", img); err != nil {
+			continue
+		}
+		if _, err := Docker("rmi", "-f", img); err != nil {
+			tb.Logf("cleanup: %v", err)
+		}
+	}
+}
+
+// DockerState returns a container's State.Status ("running", "paused",
+// "exited", ...), or "" with an error when it does not exist.
+func DockerState(name string) (string, error) {
+	return Docker("container", "inspect", "--format", "{{.State.Status}}", name)
+}
