@@ -105,6 +105,11 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	a.goRun(func() { a.pool.Run(runCtx) }) //nolint:errcheck // Run only returns nil
 	a.goRun(func() { a.heartbeatLoop(runCtx) })
 	a.goRun(func() { a.watchLoop(runCtx) })
+	for _, ex := range a.executors() {
+		if n, ok := ex.(exitNotifier); ok {
+			a.goRun(func() { a.forwardExits(runCtx, n) })
+		}
+	}
 	if !cfg.NativeLimited {
 		a.log.Warn("cgroups are not writable: native tasks run WITHOUT cpu/memory limits")
 	}
@@ -219,4 +224,41 @@ func (a *Agent) states(ctx context.Context) (map[int64]executor.State, map[int64
 		}
 	}
 	return out, owner
+}
+
+// exitNotifier is implemented by executors that can announce task ends as
+// they happen, so the watch loop reports them at once instead of at its
+// next poll.
+type exitNotifier interface {
+	Run(ctx context.Context) error
+	Exits() <-chan int64
+}
+
+// forwardExits runs the executor's watcher and turns each end into a kick
+// of the watch loop.
+func (a *Agent) forwardExits(ctx context.Context, n exitNotifier) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := n.Run(ctx); err != nil {
+			a.log.Warn("executor watcher", "err", err)
+		}
+	}()
+	exits := n.Exits()
+	for {
+		select {
+		case <-ctx.Done():
+			<-done
+			return
+		case _, ok := <-exits:
+			if !ok {
+				<-done
+				return
+			}
+			select {
+			case a.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
 }

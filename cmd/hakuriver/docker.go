@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -555,7 +558,14 @@ func newDockerExecutor(ctx context.Context, rc runner.Config, dcfg config.Docker
 	dc.SharedDir = rc.SharedDir
 	dc.ContainerDir = dcfg.ContainerDir
 	dc.KeepTarballs = max(dcfg.KeepTarballs, 1)
-	dc.RunnerName = rc.Name
+	id, err := runnerInstanceID(rc.LocalTempDir)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	// The label names this runner installation, not just its name, so two
+	// clusters (or two dev instances) sharing one Docker Engine never
+	// adopt each other's containers.
+	dc.RunnerName = rc.Name + "@" + id
 	dc.LocalTempDir = rc.LocalTempDir
 	dc.AllowPrivileged = dcfg.TasksPrivileged
 	dc.Logger = rc.Logger
@@ -577,4 +587,25 @@ func newDockerExecutor(ctx context.Context, rc runner.Config, dcfg config.Docker
 		return nil, func() {}, nil
 	}
 	return ex, func() { ex.Close() }, nil //nolint:errcheck // closing on the way out
+}
+
+// runnerInstanceID returns the random ID of the runner installation whose
+// state lives in dir, creating it on first use; it survives restarts.
+func runnerInstanceID(dir string) (string, error) {
+	path := filepath.Join(dir, "runner-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	buf := make([]byte, 6)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("runner id: %w", err)
+	}
+	id := hex.EncodeToString(buf)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("runner id: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("runner id: %w", err)
+	}
+	return id, nil
 }
