@@ -55,6 +55,10 @@ serves its API on --api-port + i and its SSH proxy on --api-port + 100 + i. Prin
 			}
 			ctx := cmd.Context()
 			token := newToken()
+			tokenFile := filepath.Join(dataDir, "cluster-token")
+			if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+				return fmt.Errorf("write cluster token: %w", err)
+			}
 			var hosts []*cluster.Host
 			var stops []func() error
 			defer func() {
@@ -130,7 +134,7 @@ serves its API on --api-port + i and its SSH proxy on --api-port + 100 + i. Prin
 				}
 				fmt.Fprintf(out, "replica %s  api %s  raft %s  gossip %s  ssh-proxy %s  (%s)\n", h.NodeID(), h.APIURL(), h.RaftAddr(), h.GossipAddr(), h.SSHProxyAddr(), role)
 			}
-			fmt.Fprintf(out, "data in %s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s\n  hakuriver cluster status\n", dataDir, strings.Join(urls, ","))
+			fmt.Fprintf(out, "data in %s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s HAKURIVER_TOKEN_FILE=%s\n  hakuriver cluster status\n", dataDir, strings.Join(urls, ","), tokenFile)
 			<-ctx.Done()
 			return nil
 		},

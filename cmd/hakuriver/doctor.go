@@ -51,8 +51,8 @@ runner_user, executables, free disk, shared storage proven by a probe file
 one replica writes and every other member reads back, and health: Raft
 leader and lag, runner heartbeats, versions and clock skew.
 
-Internal endpoints need the cluster token: --token, --token-file, or the
-cluster_token(_file) of --config. Exits 1 when any check fails.
+Internal endpoints need the cluster token: --token, --token-file,
+$HAKURIVER_TOKEN_FILE, or the cluster_token(_file) of --config. Exits 1 when any check fails.
 
 --local checks only this machine from its config file, without any cluster:
 for a node that will not even start.`,
@@ -92,14 +92,21 @@ func (f doctorFlags) loadConfig() (config.Config, string, error) {
 	return c, path, err
 }
 
-// resolveToken returns --token, else --token-file's content, else the
-// config's token.
+// tokenFileEnv names the environment variable that points at a file holding
+// the cluster token (hakuriver dev prints it).
+const tokenFileEnv = "HAKURIVER_TOKEN_FILE"
+
+// resolveToken returns --token, else --token-file's (or
+// $HAKURIVER_TOKEN_FILE's) content, else the config's token.
 func (f doctorFlags) resolveToken(c config.Config) (string, error) {
 	switch {
 	case f.token != "" && f.tokenFile != "":
 		return "", errors.New("--token and --token-file: give only one")
 	case f.token != "":
 		return f.token, nil
+	case f.tokenFile == "" && os.Getenv(tokenFileEnv) != "":
+		f.tokenFile = os.Getenv(tokenFileEnv)
+		return f.resolveToken(c)
 	case f.tokenFile != "":
 		b, err := os.ReadFile(f.tokenFile)
 		if err != nil {

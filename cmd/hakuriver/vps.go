@@ -390,20 +390,34 @@ func (k *genKey) keep(id string, rename bool, warn io.Writer) string {
 }
 
 // waitVPS polls a VPS until it runs with a known SSH port; a VPS that ends
-// first is an error carrying its message.
+// first is an error carrying its message. A VPS the answering replica does
+// not know yet (it lags behind the leader that acknowledged the submit) is
+// waited for up to notFoundGrace.
 func waitVPS(ctx context.Context, g *clientFlags, c *api.Client, id string, every time.Duration) (fsm.Task, error) {
+	var firstMiss time.Time
 	for {
 		cctx, cancel := g.call(ctx)
 		t, err := c.Status(cctx, id)
 		cancel()
-		if err != nil {
-			return t, err
-		}
 		switch {
-		case t.Status == fsm.StatusRunning && t.SSHPort > 0:
-			return t, nil
-		case t.Status.Final():
-			return t, fmt.Errorf("VPS %s %s before it ran: %s", id, t.Status, orDash(t.ErrorMessage))
+		case err == nil:
+			firstMiss = time.Time{}
+			if t.Status == fsm.StatusRunning && t.SSHPort > 0 {
+				return t, nil
+			}
+			if t.Status.Final() {
+				return t, fmt.Errorf("VPS %s %s before it ran: %s", id, t.Status, orDash(t.ErrorMessage))
+			}
+		case ctx.Err() == nil && apiStatus(err) == http.StatusNotFound:
+			// The answering replica has not applied the submit yet (it was
+			// acknowledged by the leader): wait for it, as "task wait" does.
+			if firstMiss.IsZero() {
+				firstMiss = time.Now()
+			} else if time.Since(firstMiss) > notFoundGrace {
+				return t, err
+			}
+		default:
+			return t, err
 		}
 		select {
 		case <-ctx.Done():

@@ -258,8 +258,14 @@ func TestCLI_VPSCreateWait(t *testing.T) {
 	f.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"55"}})
 	var polls atomic.Int32
 	f.mux.HandleFunc("GET /api/status/55", func(w http.ResponseWriter, r *http.Request) {
+		n := polls.Add(1)
+		if n == 1 {
+			// A follower that has not applied the submit yet.
+			reply(w, http.StatusNotFound, api.ErrorResponse{Error: "task 55 not found"})
+			return
+		}
 		t := fsm.Task{TaskID: 55, TaskType: fsm.TaskVPS, Status: fsm.StatusAssigning, AssignedNode: "n1"}
-		if polls.Add(1) >= 3 {
+		if n >= 3 {
 			t.Status, t.SSHPort = fsm.StatusRunning, 40022
 		}
 		reply(w, http.StatusOK, t)
