@@ -112,3 +112,19 @@ func apiStatus(err error) int {
 	}
 	return 0
 }
+
+// messageCmd completes a one-argument command (a task ID or a node name)
+// that calls the API and prints its {"message"} answer.
+func messageCmd(g *clientFlags, cmd *cobra.Command, call func(*api.Client, context.Context, string) (api.MessageResponse, error)) *cobra.Command {
+	cmd.Args = cobra.ExactArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+			resp, err := call(c, ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return printMessage(cmd.OutOrStdout(), format, resp)
+		})
+	}
+	return cmd
+}

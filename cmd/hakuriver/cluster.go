@@ -118,23 +118,13 @@ pool join by themselves (bootstrap_expect); use this to add one by hand.`,
 }
 
 func newClusterRemoveCmd(g *clientFlags) *cobra.Command {
-	return &cobra.Command{
+	return messageCmd(g, &cobra.Command{
 		Use:   "remove ID",
 		Short: "Remove a host replica from the group",
 		Long: `Remove a host replica from the Raft group by its raft ID, for example one
 whose machine is gone for good. Removing the leader makes it step down.`,
 		Example: `  hakuriver cluster remove h3`,
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				resp, err := c.RemovePeer(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return printMessage(cmd.OutOrStdout(), format, resp)
-			})
-		},
-	}
+	}, (*api.Client).RemovePeer)
 }
 
 func newClusterTransferCmd(g *clientFlags) *cobra.Command {

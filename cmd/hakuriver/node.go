@@ -223,7 +223,7 @@ func aggregateTemps(a api.HealthAggregate) string {
 }
 
 func newNodeDrainCmd(g *clientFlags) *cobra.Command {
-	return &cobra.Command{
+	return messageCmd(g, &cobra.Command{
 		Use:   "drain NODE",
 		Short: "Stop placing new tasks on a node",
 		Long: `Stop placing new tasks on NODE, for maintenance. Its running tasks go on
@@ -231,36 +231,16 @@ and finish; pending tasks wait for other nodes or for "hakuriver node
 undrain". "hakuriver node list" shows the node's status with ",drained".
 Draining a drained node succeeds; an unknown node is an error.`,
 		Example: `  hakuriver node drain node1`,
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				resp, err := c.Drain(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return printMessage(cmd.OutOrStdout(), format, resp)
-			})
-		},
-	}
+	}, (*api.Client).Drain)
 }
 
 func newNodeUndrainCmd(g *clientFlags) *cobra.Command {
-	return &cobra.Command{
+	return messageCmd(g, &cobra.Command{
 		Use:   "undrain NODE",
 		Short: "Let the scheduler place tasks on a drained node again",
 		Long: `Let the scheduler place new tasks on NODE again after "hakuriver node
 drain". Undraining a node that is not drained succeeds; an unknown node is
 an error.`,
 		Example: `  hakuriver node undrain node1`,
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				resp, err := c.Undrain(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return printMessage(cmd.OutOrStdout(), format, resp)
-			})
-		},
-	}
+	}, (*api.Client).Undrain)
 }

@@ -608,64 +608,34 @@ func arrayLabel(t fsm.Task) string {
 }
 
 func newTaskKillCmd(g *clientFlags) *cobra.Command {
-	return &cobra.Command{
+	return messageCmd(g, &cobra.Command{
 		Use:   "kill TASK_ID",
 		Short: "Kill a task",
 		Long: `Kill a pending, assigning, running or paused task. The task is marked
 killed at once and its runner stops it. Killing a finished task fails.`,
 		Example: `  hakuriver task kill 1790263384729600000`,
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				resp, err := c.Kill(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return printMessage(cmd.OutOrStdout(), format, resp)
-			})
-		},
-	}
+	}, (*api.Client).Kill)
 }
 
 func newTaskPauseCmd(g *clientFlags) *cobra.Command {
-	return &cobra.Command{
+	return messageCmd(g, &cobra.Command{
 		Use:   "pause TASK_ID",
 		Short: "Pause a running task",
 		Long: `Pause a running task: its runner freezes the task's processes until
 "hakuriver task resume". Pausing a task that is not running fails, as does
 pausing while its runner is offline.`,
 		Example: `  hakuriver task pause 1790263384729600000`,
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				resp, err := c.Pause(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return printMessage(cmd.OutOrStdout(), format, resp)
-			})
-		},
-	}
+	}, (*api.Client).Pause)
 }
 
 func newTaskResumeCmd(g *clientFlags) *cobra.Command {
-	return &cobra.Command{
+	return messageCmd(g, &cobra.Command{
 		Use:   "resume TASK_ID",
 		Short: "Resume a paused task",
 		Long: `Resume a task paused by "hakuriver task pause". Resuming a task that is
 not paused fails, as does resuming while its runner is offline.`,
 		Example: `  hakuriver task resume 1790263384729600000`,
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				resp, err := c.Resume(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return printMessage(cmd.OutOrStdout(), format, resp)
-			})
-		},
-	}
+	}, (*api.Client).Resume)
 }
 
 // printMessage prints a {"message"} answer as text or JSON.
