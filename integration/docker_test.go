@@ -3,6 +3,8 @@
 package integration
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -58,8 +60,8 @@ var dockerRunner = harness.RunnerOptions{Cores: 2, Memory: "4G"}
 // same name would adopt them.
 func startDockerCluster(t *testing.T, prefix string) (*harness.Cluster, [2]string) {
 	t.Helper()
-	suffix := time.Now().UnixNano() % 1e6
-	names := [2]string{fmt.Sprintf("%s1-%d", prefix, suffix), fmt.Sprintf("%s2-%d", prefix, suffix)}
+	suffix := uniqueSuffix()
+	names := [2]string{prefix + "1-" + suffix, prefix + "2-" + suffix}
 	c := startWithRunners(t, runnerSpec{names[0], dockerRunner}, runnerSpec{names[1], dockerRunner})
 	// Runs before the cluster's shutdown: a container a failed test left
 	// (a task still running, a VPS) does not outlive the test.
@@ -71,10 +73,16 @@ func startDockerCluster(t *testing.T, prefix string) (*harness.Cluster, [2]strin
 	return c, names
 }
 
-// envName returns an environment name unique to this run.
-func envName(prefix string) string {
-	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e9)
+// uniqueSuffix returns 8 random hex digits, for names that must not
+// collide with those of other test processes on this machine.
+func uniqueSuffix() string {
+	b := make([]byte, 4)
+	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }
+
+// envName returns an environment name unique to this run.
+func envName(prefix string) string { return prefix + "-" + uniqueSuffix() }
 
 // envImage is the image a runner runs environment env's tasks from.
 func envImage(env string) string { return "hakuriver/" + env + ":base" }
@@ -96,11 +104,11 @@ func createEnvironment(t *testing.T, c *harness.Cluster, image, env string) {
 	}
 }
 
-// createTar runs `docker create-tar env` through the CLI and returns the
-// new version.
-func createTar(t *testing.T, c *harness.Cluster, env string) api.CreateTarResponse {
+// createTar runs `docker create-tar env` through the CLI against replicas
+// idxs (all when none) and returns the new version.
+func createTar(t *testing.T, c *harness.Cluster, env string, idxs ...int) api.CreateTarResponse {
 	t.Helper()
-	r := c.CLIVia(nil, createTarTimeout, "", "-o", "json", "docker", "create-tar", env)
+	r := c.CLIVia(idxs, createTarTimeout, "", "-o", "json", "docker", "create-tar", env)
 	if r.Code != 0 {
 		t.Fatalf("create-tar: %s", r)
 	}
@@ -118,10 +126,11 @@ func createTar(t *testing.T, c *harness.Cluster, env string) api.CreateTarRespon
 	return res
 }
 
-// envShell runs a script in environment env through `docker shell`.
-func envShell(t *testing.T, c *harness.Cluster, env, script string) string {
+// envShell runs a script in environment env through `docker shell`
+// against replicas idxs (all when none).
+func envShell(t *testing.T, c *harness.Cluster, env, script string, idxs ...int) string {
 	t.Helper()
-	r := c.CLIVia(nil, 30*time.Second, script+"\nexit\n", "docker", "shell", env)
+	r := c.CLIVia(idxs, 30*time.Second, script+"\nexit\n", "docker", "shell", env)
 	if r.Code != 0 {
 		t.Fatalf("docker shell: %s", r)
 	}
@@ -210,6 +219,17 @@ func (d *dockerFixture) testTarballOnEachRunner(t *testing.T) {
 	if !strings.Contains(out, "v1") {
 		t.Fatalf("docker shell output %q lacks the file's content", out)
 	}
+	var envs []api.DockerContainer
+	if err := c.CLIOK("-o", "json", "docker", "list").Decode(&envs); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range envs {
+		found = found || e.Name == env && e.State == "running" && e.Replica == c.Replica(0).ID
+	}
+	if !found {
+		t.Errorf("docker list: want %s running on %s (the replica that created it), got %+v", env, c.Replica(0).ID, envs)
+	}
 	tar := createTar(t, c, env)
 	if tars := listTars(t, c)[env]; len(tars.AllVersions) != 1 || tars.LatestTimestamp != tar.Timestamp {
 		t.Fatalf("list-tars: want one version %d of %s, got %+v", tar.Timestamp, env, tars)
@@ -238,8 +258,10 @@ func (d *dockerFixture) testNewVersion(t *testing.T) {
 	if len(old.AllVersions) != 1 {
 		t.Fatalf("want one tarball of %s before, got %+v", env, old)
 	}
-	envShell(t, c, env, "echo v2 > "+versionFile)
-	tar := createTar(t, c, env)
+	// Through the other replicas: they pass the operations on to the one
+	// that holds the environment.
+	envShell(t, c, env, "echo v2 > "+versionFile, 2)
+	tar := createTar(t, c, env, 1)
 	if tar.Timestamp <= old.LatestTimestamp {
 		t.Errorf("new version %d is not newer than %d", tar.Timestamp, old.LatestTimestamp)
 	}

@@ -51,11 +51,13 @@ type vpsFixture struct {
 	other, otherKey string
 }
 
-// vpsCreate runs `vps create` with flags and returns its JSON output.
+// vpsCreate runs `vps create --wait` with flags through a follower (which
+// may not have applied the submit when the CLI first asks it) and returns
+// its JSON output.
 func vpsCreate(t *testing.T, c *harness.Cluster, flags ...string) vpsCreated {
 	t.Helper()
 	args := append([]string{"-o", "json", "vps", "create", "--wait", "--poll-interval", "200ms"}, flags...)
-	r := c.CLIVia(nil, vpsStartTimeout, "", args...)
+	r := c.CLIVia(c.Followers()[:1], vpsStartTimeout, "", args...)
 	if r.Code != 0 {
 		t.Fatalf("vps create: %s", r)
 	}
@@ -97,8 +99,9 @@ func TestVPSSSH(t *testing.T) {
 	// The second VPS's key pair comes from ssh-keygen: its public key goes
 	// in with --public-key-file, and it must not open the first VPS.
 	f.otherKey = filepath.Join(f.dir, "other_ed25519")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "other", "-f", f.otherKey).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	if r := harness.RunCLI(t.Context(), harness.CLICommand{Bin: "ssh-keygen", Timeout: sshTimeout,
+		Args: []string{"-q", "-t", "ed25519", "-N", "", "-C", "other", "-f", f.otherKey}}); r.Code != 0 {
+		t.Fatalf("ssh-keygen: %s", r)
 	}
 	first := vpsCreate(t, c, "--container", env, "--cores", "1", "--gen-ssh-key", "--key-out", filepath.Join(f.dir, "vps_ed25519"))
 	f.id, f.key = first.TaskID, first.PrivateKeyFile
@@ -237,13 +240,11 @@ func (f *vpsFixture) testJumpHost(t *testing.T) {
 // every connection it sees).
 func vpsLogLines(t *testing.T, id string) int {
 	t.Helper()
-	// sshd logs to the container's stderr, which `docker logs` passes on
-	// as its own.
-	out, err := exec.Command("docker", "logs", "hakuriver-vps-"+id).CombinedOutput()
+	out, err := harness.DockerLogs("hakuriver-vps-" + id)
 	if err != nil {
-		t.Fatalf("docker logs: %v: %s", err, out)
+		t.Fatal(err)
 	}
-	return strings.Count(string(out), "\n")
+	return strings.Count(out, "\n")
 }
 
 func (f *vpsFixture) testForeignKeyRefused(t *testing.T) {

@@ -29,6 +29,18 @@ func Docker(args ...string) (string, error) {
 	return strings.TrimRight(out.String(), "\n"), nil
 }
 
+// DockerLogs returns a container's output, its stdout and stderr
+// together (`docker logs` passes the container's stderr on as its own).
+func DockerLogs(name string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), dockerCLITimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "logs", name).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("docker logs %s: %w: %s", name, err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
 // DockerProblem returns why Docker cannot serve the tests: the engine does
 // not answer, or one of images is missing; "" when all is well.
 func DockerProblem(images ...string) string {

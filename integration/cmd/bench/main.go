@@ -45,7 +45,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats", "doctor"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -139,6 +139,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["heartbeats"] {
 		fmt.Fprintln(out)
 		printSimulated(out, simulatedRunners(root, bin, s))
+	}
+	if s.sections["doctor"] {
+		fmt.Fprintln(out)
+		doctorSection(out, root, bin, s)
 	}
 	return 0
 }
