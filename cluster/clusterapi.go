@@ -28,6 +28,8 @@ func (h *Host) Status() api.ClusterStatus {
 		LastIndex:    u("last_log_index"),
 		State:        stateName(h.raft.r.State()),
 		Replicas:     []api.Replica{},
+
+		HeartbeatIntervalSeconds: h.cfg.HeartbeatInterval.Seconds(),
 	}
 	members := map[string]string{}
 	proxies := map[string]string{}

@@ -125,6 +125,9 @@ type ClusterStatus struct {
 	LastIndex    uint64    `json:"last_index"`
 	State        string    `json:"state"`
 	Replicas     []Replica `json:"replicas"`
+	// HeartbeatIntervalSeconds is the runner heartbeat period this replica
+	// expects (heartbeat_interval).
+	HeartbeatIntervalSeconds float64 `json:"heartbeat_interval_seconds,omitempty"`
 }
 
 // JoinRequest is the body of POST /api/cluster/join: add a host replica as a

@@ -552,6 +552,13 @@ func (d *doctorRun) attachHealth(members []*member, nodes []api.NodeView, at tim
 		byName[n.Hostname] = n
 	}
 	period := d.heartbeat
+	for _, m := range members {
+		// The cluster's own heartbeat period beats this client's config.
+		if m.status != nil && m.status.HeartbeatIntervalSeconds > 0 {
+			period = time.Duration(m.status.HeartbeatIntervalSeconds * float64(time.Second))
+			break
+		}
+	}
 	if period <= 0 {
 		period = config.Default().Timing.HeartbeatPeriod()
 	}
