@@ -45,7 +45,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats", "doctor"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats", "doctor", "docker", "ssh"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -143,6 +143,14 @@ func run(args []string, out io.Writer) int {
 	if s.sections["doctor"] {
 		fmt.Fprintln(out)
 		doctorSection(out, root, bin, s)
+	}
+	if s.sections["docker"] {
+		fmt.Fprintln(out)
+		dockerSection(out, root, bin, s)
+	}
+	if s.sections["ssh"] {
+		fmt.Fprintln(out)
+		sshSection(out, root, bin, s)
 	}
 	return 0
 }
