@@ -49,6 +49,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"gpus without target", "POST", "/api/submit", `{"command":"x","required_gpus":[[0]]}`, 400, "required_gpus"},
 		{"vps without docker", "POST", "/api/submit", `{"task_type":"vps","command":"ssh-ed25519 AAAA","container_name":"NULL"}`, 400, "container_name"},
 		{"unknown environment", "POST", "/api/submit", `{"command":"x","container_name":"nosuchenv"}`, 400, "nosuchenv"},
+		{"runner reports pending", "POST", "/api/update", `{"task_id": 1, "status": "pending"}`, 400, "pending"},
+		{"runner reports unknown status", "POST", "/api/update", `{"task_id": 1, "status": "sleeping"}`, 400, "sleeping"},
 		{"unknown task status", "GET", "/api/status/12345", ``, 404, "12345"},
 		{"non-numeric task id", "GET", "/api/status/abc", ``, 400, "abc"},
 		{"kill unknown task", "POST", "/api/kill/999", ``, 404, "999"},

@@ -89,6 +89,9 @@ func runRequest(t *fsm.Task) api.RunRequest {
 type dispatcher struct {
 	mu       sync.Mutex
 	attempts map[int64]time.Time
+	// inflight holds tasks whose /run call has not returned yet: a task is
+	// never sent twice at once (an image load may take minutes).
+	inflight map[int64]bool
 	// planned is the applied index the last Plan saw: placements depend on
 	// committed state only, so an unchanged index needs no new Plan.
 	planned uint64
@@ -99,7 +102,7 @@ type dispatcher struct {
 // placements for pending tasks and (re-)sends /run for assigning ones,
 // including those a previous leader left behind.
 func (h *Host) scheduleLoop(ctx context.Context) {
-	d := &dispatcher{attempts: map[int64]time.Time{}}
+	d := &dispatcher{attempts: map[int64]time.Time{}, inflight: map[int64]bool{}}
 	defer d.wg.Wait()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -131,10 +134,16 @@ func (h *Host) schedulePass(ctx context.Context, d *dispatcher) {
 	now := time.Now().UTC()
 	if idx := h.machine.AppliedIndex(); idx != d.planned {
 		d.planned = idx
+		ok := true
+		defer func() {
+			if !ok {
+				d.planned = 0 // something did not commit: plan again next pass
+			}
+		}()
 		res := scheduler.Plan(scheduler.View{Nodes: h.machine.Nodes(), Active: h.machine.Active(), Lookup: h.machine.Task})
 		for _, f := range res.Failed {
 			code, msg := -1, "Not started: "+f.Reason
-			h.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now})
+			ok = h.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now}) && ok
 		}
 		for _, p := range res.Placements {
 			if ctx.Err() != nil {
@@ -145,6 +154,7 @@ func (h *Host) schedulePass(ctx context.Context, d *dispatcher) {
 			cancel()
 			if err != nil {
 				h.log.Warn("commit placement", "task_id", p.TaskID, "node", p.Node, "err", err)
+				ok = false
 			}
 		}
 	}
@@ -160,9 +170,10 @@ func (h *Host) schedulePass(ctx context.Context, d *dispatcher) {
 		}
 		d.mu.Lock()
 		last, seen := d.attempts[t.TaskID]
-		due := !seen || now.Sub(last) > redriveAfter
+		due := (!seen || now.Sub(last) > redriveAfter) && !d.inflight[t.TaskID]
 		if due {
 			d.attempts[t.TaskID] = now
+			d.inflight[t.TaskID] = true
 		}
 		d.mu.Unlock()
 		if !due {
@@ -170,12 +181,18 @@ func (h *Host) schedulePass(ctx context.Context, d *dispatcher) {
 		}
 		node, ok := h.machine.Node(t.AssignedNode)
 		if !ok || node.Status != fsm.NodeOnline {
+			d.mu.Lock()
+			delete(d.inflight, t.TaskID)
+			d.mu.Unlock()
 			continue
 		}
 		d.wg.Add(1)
 		go func(t *fsm.Task) {
 			defer d.wg.Done()
 			h.dispatch(ctx, node, t)
+			d.mu.Lock()
+			delete(d.inflight, t.TaskID)
+			d.mu.Unlock()
 		}(t)
 	}
 	d.mu.Lock()
@@ -191,7 +208,12 @@ func (h *Host) schedulePass(ctx context.Context, d *dispatcher) {
 // cannot be reached is retried on a later pass (or the task is lost when
 // the runner goes offline).
 func (h *Host) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if cur, ok := h.machine.Task(t.TaskID); !ok || cur.Status != fsm.StatusAssigning {
+		return // it moved on (started, finished, killed) since the pass began
+	}
+	// A first run may load an environment image: allow it minutes, as the
+	// original host eventually did.
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	err := h.callRunner(rctx, node, "/run", runRequest(t), nil)
 	if err == nil {
@@ -199,6 +221,9 @@ func (h *Host) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
 		return
 	}
 	if re, ok := err.(*runnerError); ok && re.status != http.StatusServiceUnavailable && re.status != http.StatusUnauthorized {
+		if cur, ok := h.machine.Task(t.TaskID); !ok || cur.Status != fsm.StatusAssigning {
+			return // a late answer to a redundant /run: the task already moved on
+		}
 		code, msg := -1, fmt.Sprintf("Runner rejected task: %d - %s", re.status, re.body)
 		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: time.Now().UTC()})
 		return
@@ -238,13 +263,15 @@ func (h *Host) livenessLoop(ctx context.Context) {
 }
 
 // applyLogged applies a leader-decided command whose failure is only worth
-// a log line (the next pass retries).
-func (h *Host) applyLogged(ctx context.Context, c fsm.Command) {
+// a log line (the next pass retries); it reports whether it committed.
+func (h *Host) applyLogged(ctx context.Context, c fsm.Command) bool {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := h.apply(actx, c); err != nil {
 		h.log.Warn("apply", "command", c.Type().String(), "err", err)
+		return false
 	}
+	return true
 }
 
 // kickScheduler asks the leader's scheduling loop for a pass now.

@@ -13,6 +13,7 @@ import (
 // ready for writes and runs leaderLoop until leadership is lost.
 func (h *Host) leadershipLoop(ctx context.Context) {
 	var stop context.CancelFunc
+	var leaderTerm uint64
 	done := make(chan struct{})
 	close(done)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -34,8 +35,17 @@ func (h *Host) leadershipLoop(ctx context.Context) {
 			h.markBootstrapped()
 		}
 		isLeader := h.raft.r.State() == raft.Leader
+		if isLeader && stop != nil && h.raft.r.CurrentTerm() != leaderTerm {
+			// Leadership was lost and regained between two looks: restart
+			// the leader's work so that it runs after a fresh Barrier.
+			h.leaderReady.Store(false)
+			stop()
+			<-done
+			stop = nil
+		}
 		switch {
 		case isLeader && stop == nil:
+			leaderTerm = h.raft.r.CurrentTerm()
 			var lctx context.Context
 			lctx, stop = context.WithCancel(ctx)
 			done = make(chan struct{})

@@ -110,6 +110,12 @@ func (h *Host) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		reported[id] = true
 	}
 	var resp api.HeartbeatResponse
+	resp.Message = "Heartbeat received"
+	if hb.Partial {
+		// An incomplete task list proves nothing missing: reconcile next time.
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
 	for _, id := range hb.RunningTasks {
 		if t, ok := h.machine.Task(id); !ok || t.Status.Final() || t.AssignedNode != name {
 			resp.Kill = append(resp.Kill, id)
@@ -139,6 +145,11 @@ func (h *Host) handleUpdate(w http.ResponseWriter, r *http.Request) {
 	st := fsm.Status(req.Status)
 	if !st.Valid() {
 		writeError(w, badRequest("status %q: unknown status", req.Status))
+		return
+	}
+	if st != fsm.StatusRunning && st != fsm.StatusPaused && !st.Final() {
+		// Queueing and placement are the leader's decisions, never a runner's.
+		writeError(w, badRequest("status %q: a runner may report running, paused or a final status", req.Status))
 		return
 	}
 	// Answer what the FSM would answer without a log entry when the report

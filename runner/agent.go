@@ -77,6 +77,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 		}
 	}
 	a.acked = map[int64]string{}
+	a.pruneFinished(time.Now())
 	if a.ln, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port))); err != nil {
 		return nil, fmt.Errorf("listen for the runner API: %w", err)
 	}
@@ -210,12 +211,20 @@ func (a *Agent) executors() []executor.Executor {
 
 // states lists every task any executor tracks, keyed by ID.
 func (a *Agent) states(ctx context.Context) (map[int64]executor.State, map[int64]executor.Executor) {
+	out, owner, _ := a.allStates(ctx)
+	return out, owner
+}
+
+// allStates is states plus whether every executor answered.
+func (a *Agent) allStates(ctx context.Context) (map[int64]executor.State, map[int64]executor.Executor, bool) {
 	out := map[int64]executor.State{}
 	owner := map[int64]executor.Executor{}
+	complete := true
 	for _, ex := range a.executors() {
 		list, err := ex.List(ctx)
 		if err != nil {
 			a.log.Warn("list tasks", "err", err)
+			complete = false
 			continue
 		}
 		for _, s := range list {
@@ -223,7 +232,7 @@ func (a *Agent) states(ctx context.Context) (map[int64]executor.State, map[int64
 			owner[s.TaskID] = ex
 		}
 	}
-	return out, owner
+	return out, owner, complete
 }
 
 // exitNotifier is implemented by executors that can announce task ends as

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +122,29 @@ func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 		t.Fatalf("stderr via API: %q %v", logs, err)
 	}
 
+	// A /run re-sent after the task's end was acknowledged (a new leader
+	// re-driving it) never runs it a second time.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && !fileExists(filepath.Join(tmp, "finished", id)) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	tokCfg := api.DefaultClientConfig()
+	tokCfg.Hosts, tokCfg.Token = []string{a.URL()}, "secret-token"
+	rtok, _ := api.NewClient(tokCfg)
+	taskID, _ := strconv.ParseInt(id, 10, 64)
+	var again map[string]any
+	if _, err := rtok.Do(ctx, "POST", "/run", api.RunRequest{TaskID: taskID, Command: "sh", Arguments: []string{"-c", "echo out-$HAKURIVER_TASK_ID"},
+		EnvVars: map[string]string{"HAKURIVER_TASK_ID": id}, StdoutPath: id + ".out", ContainerName: "NULL"}, &again); err != nil {
+		t.Fatalf("re-sent /run: %v", err)
+	}
+	if msg, _ := again["message"].(string); !strings.Contains(msg, "already ran") {
+		t.Fatalf("re-sent /run answered %v", again)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if out, _ := os.ReadFile(filepath.Join(shared, "task_outputs", id+".out")); strings.Count(string(out), "out-") != 1 {
+		t.Fatalf("task ran twice: stdout %q", out)
+	}
+
 	// A call without the cluster token is refused by host and runner alike.
 	noTok, _ := api.NewClient(cc)
 	if _, err := noTok.Do(ctx, "POST", "/api/register", api.RegisterRequest{Hostname: "evil", TotalCores: 1, RunnerURL: "http://x:1"}, nil); err == nil || !strings.Contains(err.Error(), "401") {
@@ -150,4 +174,9 @@ func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 	if tk.ExitCode == nil || *tk.ExitCode != 7 {
 		t.Fatalf("exit code after runner restart: %+v", tk)
 	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

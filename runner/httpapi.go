@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -63,6 +64,12 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "task_id and command: required")
 		return
 	}
+	if a.finished(req.TaskID) {
+		// Its end was reported and acknowledged already: a /run re-sent by a
+		// new leader must never start it a second time.
+		writeJSON(w, http.StatusOK, map[string]any{"message": "Task already ran on this node", "task_id": req.TaskID})
+		return
+	}
 	states, _ := a.states(r.Context())
 	if _, ok := states[req.TaskID]; ok {
 		writeJSON(w, http.StatusOK, map[string]any{"message": "Task already tracked on this node", "task_id": req.TaskID})
@@ -83,7 +90,11 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := a.executorFor(image).Start(r.Context(), spec); err != nil {
 		a.log.Error("start task", "task_id", req.TaskID, "err", err)
-		writeErr(w, http.StatusInternalServerError, "start task %d: %v", req.TaskID, err)
+		status := http.StatusInternalServerError
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			status = http.StatusServiceUnavailable // not a verdict on the task: the host retries
+		}
+		writeErr(w, status, "start task %d: %v", req.TaskID, err)
 		return
 	}
 	a.log.Info("task started", "task_id", req.TaskID, "command", req.Command)

@@ -69,7 +69,8 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		return err
 	}
 	hb := api.HeartbeatRequest{RunningTasks: []int64{}}
-	states, owner := a.states(ctx)
+	states, owner, complete := a.allStates(ctx)
+	hb.Partial = !complete
 	for id := range states {
 		hb.RunningTasks = append(hb.RunningTasks, id)
 	}
@@ -126,6 +127,7 @@ func (a *Agent) watchLoop(ctx context.Context) {
 			}
 			a.acked[id] = ack
 			if s.Exit != nil {
+				a.markFinished(id)
 				if err := owner[id].Forget(ctx, id); err != nil {
 					a.log.Warn("forget task", "task_id", id, "err", err)
 				}

@@ -39,6 +39,10 @@ type HeartbeatRequest struct {
 	CurrentAvgTemp   *float64      `json:"current_avg_temp"`
 	CurrentMaxTemp   *float64      `json:"current_max_temp"`
 	GPUInfo          []fsm.GPUInfo `json:"gpu_info"`
+	// Partial is set when the runner could not list every executor's tasks
+	// (e.g. Docker briefly unreachable): RunningTasks may then be missing
+	// some, and the leader must not declare the missing ones lost.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // HeartbeatResponse answers a heartbeat. Kill lists task IDs the runner
