@@ -16,7 +16,7 @@ import (
 // requestIDHeader carries an idempotency key that the first replica a write
 // reaches attaches, so that its own retries through a new leader never create
 // a second task.
-const requestIDHeader = "X-Hakuriver-Request-Id"
+const requestIDHeader = api.RequestIDHeader
 
 // leaderInfo returns the current leader's ID and API base URL ("" when
 // unknown).

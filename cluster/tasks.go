@@ -361,13 +361,20 @@ func (h *Host) handleKill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("task %d not found", id))
 		return
 	}
+	reqID := r.Header.Get(requestIDHeader)
+	if t.Status == fsm.StatusKilled && reqID != "" && t.KillRequestID == reqID {
+		// A retry of a kill that already committed (e.g. forwarded again
+		// after a leader change): same answer as the first time.
+		writeJSON(w, http.StatusAccepted, api.MessageResponse{Message: fmt.Sprintf("Kill requested for task %d. Task marked as killed.", id)})
+		return
+	}
 	if t.Status.Final() {
 		writeError(w, fmt.Errorf("%w: task %d cannot be killed (state: %s)", fsm.ErrConflict, id, t.Status))
 		return
 	}
 	ctx, cancel := h.applyCtx(r)
 	defer cancel()
-	if _, err := h.apply(ctx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user.", At: time.Now().UTC()}); err != nil {
+	if _, err := h.apply(ctx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user.", At: time.Now().UTC(), RequestID: reqID}); err != nil {
 		writeError(w, err)
 		return
 	}

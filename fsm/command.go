@@ -81,6 +81,9 @@ type KillTask struct {
 	TaskID  int64     `json:"task_id,string"`
 	Message string    `json:"message"`
 	At      time.Time `json:"at"`
+	// RequestID, when set, is recorded on the task so that a retry of the
+	// same kill (after a leader change) is recognised as already done.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // RegisterNode creates or refreshes a runner node and marks it online.

@@ -223,6 +223,7 @@ func (m *Machine) applyKill(c *KillTask) Result {
 	t := old.clone()
 	t.Status = StatusKilled
 	t.ErrorMessage = c.Message
+	t.KillRequestID = c.RequestID
 	at := c.At
 	t.CompletedAt = &at
 	m.putTask(t)

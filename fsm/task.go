@@ -125,6 +125,8 @@ type Task struct {
 	TimeLimitSeconds int64 `json:"time_limit_seconds,omitempty"`
 	// After lists tasks that must complete before this one may start.
 	After IDList `json:"after,omitempty"`
+	// KillRequestID is the request ID of the kill that ended the task.
+	KillRequestID string `json:"kill_request_id,omitempty"`
 }
 
 // IDList is a list of task IDs that JSON renders as decimal strings, like

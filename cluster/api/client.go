@@ -374,6 +374,9 @@ func (c *Client) send(ctx context.Context, host, method, path string, payload []
 	if c.cfg.UserAgent != "" {
 		req.Header.Set("User-Agent", c.cfg.UserAgent)
 	}
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		req.Header.Set(RequestIDHeader, id)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -623,6 +626,9 @@ func (c *Client) command(ctx context.Context, id, action string) (MessageRespons
 // Kill asks to kill a task (POST /api/kill/{id}); a finished task is an
 // *APIError with StatusCode 409.
 func (c *Client) Kill(ctx context.Context, id string) (MessageResponse, error) {
+	// The same request ID on every replica tried makes a retried kill that
+	// already committed answer 202 again instead of 409.
+	ctx = context.WithValue(ctx, requestIDKey{}, NewRequestID())
 	if err := checkID("task", id); err != nil {
 		return MessageResponse{}, err
 	}
@@ -681,3 +687,10 @@ func checkID(kind, id string) error {
 	}
 	return nil
 }
+
+// RequestIDHeader carries the idempotency key of a write; replicas keep it
+// when forwarding, so a retry of a committed write is recognised.
+const RequestIDHeader = "X-Hakuriver-Request-Id"
+
+// requestIDKey is the context key of the request ID send attaches.
+type requestIDKey struct{}
