@@ -188,7 +188,6 @@ func TestClient_503MovesToNextHost(t *testing.T) {
 		writeJSON(w, http.StatusAccepted, api.MessageResponse{Message: "Kill requested for task 7."})
 	})
 	c := newClient(t, nil, noLeader.srv.URL, live.srv.URL)
-	start := time.Now()
 	msg, err := c.Kill(ctxT(t), "7")
 	if err != nil {
 		t.Fatalf("Kill: %v", err)
@@ -196,8 +195,8 @@ func TestClient_503MovesToNextHost(t *testing.T) {
 	if msg.Message != "Kill requested for task 7." {
 		t.Fatalf("message = %q", msg.Message)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("took %s: the next replica should be tried without waiting", d)
+	if n := len(noLeader.requests()); n != 1 {
+		t.Fatalf("the 503 replica was asked %d times: the next replica should be tried at once, without a retry round", n)
 	}
 	r := live.requests()
 	if len(r) != 1 || r[0].Method != http.MethodPost || r[0].Path != "/api/kill/7" {
@@ -236,7 +235,7 @@ func TestClient_503BoundedByContext(t *testing.T) {
 		writeJSON(w, http.StatusServiceUnavailable, api.ErrorResponse{Error: "no leader"})
 	})
 	c := newClient(t, func(cfg *api.ClientConfig) { cfg.RetryBudget = time.Minute }, srv.srv.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
 	_, err := c.Nodes(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) {
