@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Result is what applying one command returns. Err carries business
@@ -28,6 +29,7 @@ type Machine struct {
 	order    []int64 // task IDs, ascending
 	nodes    map[string]*Node
 	requests map[string][]int64
+	reqQueue []requestKey // request IDs by submit time, for pruning
 	counts   map[Status]int
 	active   []int64 // IDs of tasks not in a final status, ascending
 	envs     map[string]Environment
@@ -47,6 +49,7 @@ func (m *Machine) reset() {
 	m.order = nil
 	m.nodes = make(map[string]*Node)
 	m.requests = make(map[string][]int64)
+	m.reqQueue = nil
 	m.counts = make(map[Status]int)
 	m.active = nil
 	m.envs = make(map[string]Environment)
@@ -156,9 +159,12 @@ func (m *Machine) applySubmit(c *SubmitTasks) Result {
 		m.putTask(nt)
 		ids = append(ids, nt.TaskID)
 	}
+	at := c.Tasks[0].SubmittedAt
 	if c.RequestID != "" {
 		m.requests[c.RequestID] = ids
+		m.addRequest(requestKey{at: at, id: c.RequestID})
 	}
+	m.pruneRequests(at.Add(-RequestRetention))
 	return Result{Value: SubmitResult{TaskIDs: append([]int64(nil), ids...)}}
 }
 
@@ -341,4 +347,57 @@ func setActive(ids []int64, id int64, on bool) []int64 {
 		ids = append(ids[:i], ids[i+1:]...)
 	}
 	return ids
+}
+
+// RequestRetention is how long a submit's request ID is remembered: a retry
+// after that creates new tasks. Pruning uses the submit times stamped into
+// the commands, so every replica forgets the same IDs at the same entry.
+const RequestRetention = 24 * time.Hour
+
+// requestKey orders remembered request IDs by submit time, then ID.
+type requestKey struct {
+	at time.Time
+	id string
+}
+
+func (k requestKey) less(o requestKey) bool {
+	if !k.at.Equal(o.at) {
+		return k.at.Before(o.at)
+	}
+	return k.id < o.id
+}
+
+// addRequest inserts k keeping reqQueue sorted (usually an append).
+func (m *Machine) addRequest(k requestKey) {
+	n := len(m.reqQueue)
+	i := sort.Search(n, func(i int) bool { return k.less(m.reqQueue[i]) })
+	m.reqQueue = append(m.reqQueue, requestKey{})
+	copy(m.reqQueue[i+1:], m.reqQueue[i:])
+	m.reqQueue[i] = k
+}
+
+// pruneRequests forgets request IDs submitted before cutoff.
+func (m *Machine) pruneRequests(cutoff time.Time) {
+	i := 0
+	for i < len(m.reqQueue) && m.reqQueue[i].at.Before(cutoff) {
+		delete(m.requests, m.reqQueue[i].id)
+		i++
+	}
+	m.reqQueue = m.reqQueue[i:]
+}
+
+// rebuildRequestQueue derives reqQueue from requests and the tasks' submit
+// times (after a restore).
+func (m *Machine) rebuildRequestQueue() {
+	m.reqQueue = make([]requestKey, 0, len(m.requests))
+	for id, ids := range m.requests {
+		var at time.Time
+		if len(ids) > 0 {
+			if t, ok := m.tasks[ids[0]]; ok {
+				at = t.SubmittedAt
+			}
+		}
+		m.reqQueue = append(m.reqQueue, requestKey{at: at, id: id})
+	}
+	sort.Slice(m.reqQueue, func(i, j int) bool { return m.reqQueue[i].less(m.reqQueue[j]) })
 }

@@ -131,6 +131,8 @@ func (m *Machine) Restore(r io.Reader) error {
 	defer m.mu.Unlock()
 	m.tasks, m.order, m.nodes, m.requests = fresh.tasks, fresh.order, fresh.nodes, fresh.requests
 	m.counts, m.active, m.envs = fresh.counts, fresh.active, fresh.envs
+	fresh.rebuildRequestQueue()
+	m.reqQueue = fresh.reqQueue
 	m.maxID, m.applied = fresh.maxID, fresh.applied
 	return nil
 }
