@@ -236,7 +236,7 @@ func (h *Host) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
 // the same entry) and samples health once a second.
 func (h *Host) livenessLoop(ctx context.Context) {
 	timeout := h.cfg.HeartbeatInterval * time.Duration(h.cfg.HeartbeatTimeoutFactor)
-	tick := time.NewTicker(min(time.Second, h.cfg.HeartbeatInterval/2+1))
+	tick := time.NewTicker(min(250*time.Millisecond, h.cfg.HeartbeatInterval/4+1)) // offline within a quarter second of the timeout
 	defer tick.Stop()
 	lastSample := time.Time{}
 	for {
