@@ -519,6 +519,9 @@ func (h *Host) handleEnvTerminal(w http.ResponseWriter, r *http.Request) {
 		return // Upgrade answered the client
 	}
 	defer conn.Close()
+	// Input messages are keystrokes and resizes: refuse anything large
+	// instead of buffering it.
+	conn.SetReadLimit(64 << 10)
 	t := &terminal{conn: conn}
 	m, err := h.envManager()
 	if err != nil {

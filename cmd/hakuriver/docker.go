@@ -568,6 +568,11 @@ func newDockerExecutor(ctx context.Context, rc runner.Config, dcfg config.Docker
 	dc.RunnerName = rc.Name + "@" + id
 	dc.LocalTempDir = rc.LocalTempDir
 	dc.AllowPrivileged = dcfg.TasksPrivileged
+	for _, m := range dcfg.AdditionalMounts {
+		if src, _, ok := strings.Cut(m, ":"); ok && filepath.IsAbs(src) {
+			dc.AllowedMountSources = append(dc.AllowedMountSources, src)
+		}
+	}
 	dc.Logger = rc.Logger
 	if ip := net.ParseIP(rc.AdvertiseAddr); ip != nil && !ip.IsUnspecified() {
 		// Publish VPS ports only where the SSH proxy dials them.

@@ -88,8 +88,14 @@ type Config struct {
 	// (default <LocalTempDir>/docker-tasks).
 	StateDir string
 	// AllowPrivileged lets task specs ask for privileged containers; when
-	// false such a task fails to start.
+	// false such a task fails to start. It also lifts the bind-mount
+	// allowlist below.
 	AllowPrivileged bool
+	// AllowedMountSources are host directories (besides SharedDir and
+	// LocalTempDir) that task specs may bind-mount when AllowPrivileged is
+	// off: the sources of the admin's configured additional_mounts. A mount
+	// of anything else (/, the Docker socket) would be root on the runner.
+	AllowedMountSources []string
 	// NetworkMode of task containers ("host" by default, as the original).
 	// VPS containers publish their sshd port, so they use the default
 	// bridge network instead when it is "host" or "none".

@@ -322,6 +322,9 @@ func (e *Executor) mounts(extra []string) ([]mount.Mount, error) {
 		if _, err := os.Stat(parts[0]); err != nil {
 			return nil, fmt.Errorf("%w: mount %q: host path: %w", ErrInvalid, m, err)
 		}
+		if !e.cfg.AllowPrivileged && !e.mountAllowed(parts[0]) {
+			return nil, fmt.Errorf("%w: mount %q: host path is outside shared_dir, local_temp_dir and the configured additional_mounts (allowed only where tasks_privileged is on)", ErrInvalid, m)
+		}
 		mt := mount.Mount{Type: mount.TypeBind, Source: parts[0], Target: parts[1]}
 		for _, opts := range parts[2:] {
 			for _, o := range strings.Split(opts, ",") {
@@ -337,6 +340,27 @@ func (e *Executor) mounts(extra []string) ([]mount.Mount, error) {
 		out = append(out, mt)
 	}
 	return out, nil
+}
+
+// mountAllowed reports whether a task may bind-mount host path p (after
+// resolving symlinks) without privileged rights.
+func (e *Executor) mountAllowed(p string) bool {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return false
+	}
+	for _, base := range append([]string{e.cfg.SharedDir, e.cfg.LocalTempDir}, e.cfg.AllowedMountSources...) {
+		if base == "" {
+			continue
+		}
+		if b, err := filepath.EvalSymlinks(base); err == nil {
+			base = b
+		}
+		if real == base || strings.HasPrefix(real, strings.TrimSuffix(base, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func joinInts(v []int) string {

@@ -83,6 +83,7 @@ func TestTaskExitCodeEnvAndMounts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(extra, "in.txt"), []byte("mounted"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	cfg.AllowedMountSources = []string{extra}
 	e := newTestExecutor(t, cfg)
 	ctx := context.Background()
 	id := testTaskID()

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/mount"
@@ -116,6 +117,16 @@ func TestContainerConfigMapping(t *testing.T) {
 	}
 
 	extra := t.TempDir()
+	// Without privileged rights only shared_dir, local_temp_dir and the
+	// admin's configured sources may be bind-mounted.
+	for _, m := range []string{"/:/host", "/var/run:/run/host", extra + ":/data"} {
+		bad := taskSpec(cfg, 9, "img", "true")
+		bad.Mounts = []string{m}
+		if _, _, err := e.containerConfig(bad); err == nil || !strings.Contains(err.Error(), "outside shared_dir") {
+			t.Fatalf("mount %s without privileged rights: %v", m, err)
+		}
+	}
+	e.cfg.AllowedMountSources = []string{extra}
 	c, hc, err := e.containerConfig(taskSpec(cfg, 7, "img", "python", "x.py", "--flag"))
 	if err != nil {
 		t.Fatal(err)

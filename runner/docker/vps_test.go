@@ -229,11 +229,13 @@ func TestVPSCPUSpread(t *testing.T) {
 func TestVPSStartFailures(t *testing.T) {
 	cli := requireSSHDImage(t)
 	cfg := testConfig(t)
+	badDir := t.TempDir()
+	cfg.AllowedMountSources = []string{badDir}
 	e := newTestExecutor(t, cfg)
 	e.sshdWait = 3 * time.Second
 	ctx := context.Background()
 	_, pub := newKey(t)
-	badConfig := filepath.Join(t.TempDir(), "sshd_config")
+	badConfig := filepath.Join(badDir, "sshd_config")
 	if err := os.WriteFile(badConfig, []byte("NoSuchOption yes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
