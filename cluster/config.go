@@ -61,6 +61,10 @@ type Config struct {
 	FastGossip bool
 	// DefaultContainer is the environment used when a submit names none.
 	DefaultContainer string
+	// TasksPrivileged and AdditionalMounts are the defaults of a submit's
+	// privileged and additional_mounts when it gives none ([docker]).
+	TasksPrivileged  bool
+	AdditionalMounts []string
 	// ContainerDir is the tarball directory inside SharedDir (GET
 	// /api/docker/list).
 	ContainerDir string

@@ -149,8 +149,12 @@ func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 				v := idx
 				t.ArrayIndex = &v
 			}
+			t.Privileged = h.cfg.TasksPrivileged
 			if req.Privileged != nil {
 				t.Privileged = *req.Privileged
+			}
+			if req.AdditionalMounts == nil {
+				t.AdditionalMounts = h.cfg.AdditionalMounts // the original: the request replaces, never merges
 			}
 			if typ == fsm.TaskVPS {
 				t.Arguments, t.EnvVars = nil, nil

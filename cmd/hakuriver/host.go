@@ -122,6 +122,8 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
 	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
 	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
 	hc.DefaultContainer = c.Docker.DefaultContainerName
+	hc.TasksPrivileged = c.Docker.TasksPrivileged
+	hc.AdditionalMounts = c.Docker.AdditionalMounts
 	hc.ContainerDir = c.Docker.ContainerDir
 	if hc.Docker, err = newEnvManager(c, log); err != nil {
 		return cluster.Config{}, err
