@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,9 +31,7 @@ const testImage = "hakuriver-test/busybox:latest"
 func startDockerCluster(t *testing.T, n int) ([]*Host, string) {
 	t.Helper()
 	shared := t.TempDir()
-	var hosts []*Host
-	var seed string
-	for i := 0; i < n; i++ {
+	hosts := startClusterWith(t, n, func(i int, cfg *Config) {
 		dc := docker.DefaultConfig()
 		dc.SharedDir = shared
 		dc.Logger = testLogger(t)
@@ -46,39 +43,8 @@ func startDockerCluster(t *testing.T, n int) ([]*Host, string) {
 		if i == 0 {
 			requireDocker(t, m)
 		}
-		cfg := DefaultConfig()
-		cfg.NodeID = fmt.Sprintf("h%d", i+1)
-		cfg.DataDir = t.TempDir()
 		cfg.SharedDir = shared
 		cfg.Docker = m
-		cfg.APIPort, cfg.RaftPort, cfg.GossipPort = 0, 0, 0
-		cfg.BootstrapExpect = n
-		cfg.FastGossip = true
-		cfg.Logger = testLogger(t).With("node", cfg.NodeID)
-		if seed != "" {
-			cfg.Join = []string{seed}
-		}
-		h, err := StartHost(context.Background(), cfg)
-		if err != nil {
-			t.Fatalf("start %s: %v", cfg.NodeID, err)
-		}
-		if seed == "" {
-			seed = h.GossipAddr()
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			h.Close(ctx)
-		})
-		hosts = append(hosts, h)
-	}
-	waitFor(t, 15*time.Second, func() bool {
-		for _, h := range hosts {
-			if h.IsLeader() {
-				return true
-			}
-		}
-		return false
 	})
 	// Every replica sees every other one in gossip (proxying needs it).
 	waitFor(t, 10*time.Second, func() bool {

@@ -33,6 +33,13 @@ func (w tWriter) Write(p []byte) (int, error) {
 // through gossip.
 func startCluster(t *testing.T, n int) []*Host {
 	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith is startCluster with a hook that adjusts replica i's
+// config before it starts.
+func startClusterWith(t *testing.T, n int, adjust func(i int, cfg *Config)) []*Host {
+	t.Helper()
 	var hosts []*Host
 	var seed string
 	for i := 0; i < n; i++ {
@@ -46,6 +53,9 @@ func startCluster(t *testing.T, n int) []*Host {
 		cfg.Logger = testLogger(t).With("node", cfg.NodeID)
 		if seed != "" {
 			cfg.Join = []string{seed}
+		}
+		if adjust != nil {
+			adjust(i, &cfg)
 		}
 		h, err := StartHost(context.Background(), cfg)
 		if err != nil {
