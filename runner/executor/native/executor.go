@@ -230,6 +230,29 @@ func (e *Executor) reconcile(ctx context.Context, t *taskFiles) *taskFiles {
 	if t.Shim == nil && time.Since(t.Launch.CreatedAt) < e.cfg.StartTimeout {
 		return t // still starting
 	}
+	var result *taskFiles
+	err := withDirLock(t.Dir, func() error {
+		result = e.recordLost(ctx, t)
+		return nil
+	})
+	if err != nil {
+		e.log.Warn("lock task dir", keyTaskID, t.ID, keyErr, err)
+		return t
+	}
+	return result
+}
+
+// recordLost is reconcile's decision, taken under the task dir's lock so
+// that a supervisor starting late either sees the record (and does not
+// start the task) or has written its own record first (and is left alone).
+func (e *Executor) recordLost(ctx context.Context, t *taskFiles) *taskFiles {
+	var shim shimRecord
+	if ok, err := readJSON(filepath.Join(t.Dir, fileShim), &shim); err == nil && ok && t.Shim == nil {
+		if processAlive(shim.PID, shim.StartTicks) {
+			t.Shim = &shim
+			return t // it came up after all
+		}
+	}
 	// The shim writes exit.json just before it exits: look again.
 	if ex, err := readExit(t.Dir); err != nil || ex != nil {
 		t.Exit = ex

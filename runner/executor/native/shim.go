@@ -93,8 +93,20 @@ func supervise(ctx context.Context, dir string, log *slog.Logger) error {
 		return err
 	}
 	rec := shimRecord{PID: os.Getpid(), StartTicks: self.StartTicks}
-	if err := writeJSONAtomic(filepath.Join(dir, fileShim), rec); err != nil {
+	// Under the lock: either an executor already recorded the task lost
+	// (then do not start it), or it will see this record and leave it be.
+	var ended bool
+	if err := withDirLock(dir, func() error {
+		ended = fileExists(filepath.Join(dir, fileExit))
+		if ended {
+			return nil
+		}
+		return writeJSONAtomic(filepath.Join(dir, fileShim), rec)
+	}); err != nil {
 		return err
+	}
+	if ended {
+		return errors.New("task already recorded as ended; not starting it")
 	}
 	var l launchRecord
 	ok, err := readJSON(filepath.Join(dir, fileSpec), &l)
@@ -103,11 +115,6 @@ func supervise(ctx context.Context, dir string, log *slog.Logger) error {
 	}
 	if !ok {
 		return errors.New("read launch record: missing")
-	}
-	if fileExists(filepath.Join(dir, fileExit)) {
-		// An executor gave up waiting for this shim and recorded the task
-		// as lost; starting it now would run it behind the cluster's back.
-		return errors.New("task already recorded as ended; not starting it")
 	}
 	if err := setChildSubreaper(); err != nil {
 		log.Warn("orphans of the task will not be reaped here", keyErr, err)

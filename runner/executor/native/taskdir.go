@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
@@ -216,4 +217,22 @@ func parseTaskDirName(name string) (int64, bool) {
 		return 0, false
 	}
 	return id, true
+}
+
+// fileLock serialises the supervisor's "not ended yet, so start" decision
+// with an executor's "never started, so record it lost" decision.
+const fileLock = "start.lock"
+
+// withDirLock runs f holding an exclusive flock on dir's lock file.
+func withDirLock(dir string, f func() error) error {
+	fh, err := os.OpenFile(filepath.Join(dir, fileLock), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("open task lock: %w", err)
+	}
+	defer fh.Close()
+	if err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock task dir: %w", err)
+	}
+	defer syscall.Flock(int(fh.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing releases it too
+	return f()
 }
