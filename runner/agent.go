@@ -41,6 +41,7 @@ type Agent struct {
 	// acked is the last status the cluster acknowledged per task; only the
 	// watch loop touches it.
 	acked      map[int64]string
+	notFound   map[int64]time.Time // first 404 per task report; watch loop only
 	registered atomic.Bool
 	kick       chan struct{}
 
@@ -77,6 +78,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 		}
 	}
 	a.acked = map[int64]string{}
+	a.notFound = map[int64]time.Time{}
 	a.pruneFinished(time.Now())
 	if a.ln, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port))); err != nil {
 		return nil, fmt.Errorf("listen for the runner API: %w", err)

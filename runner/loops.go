@@ -176,8 +176,10 @@ func statusUpdate(s executor.State) api.UpdateRequest {
 	return u
 }
 
-// report sends one status update; a 404 (task unknown) or 409 (the cluster
-// already holds a final status) also counts as acknowledged.
+// report sends one status update. A 409 (the cluster already holds a final
+// status) counts as acknowledged. A 404 may come from a replica that has not
+// applied the task yet, so it is retried, and taken as final only after
+// unknownTaskGrace.
 func (a *Agent) report(ctx context.Context, u api.UpdateRequest) error {
 	c, err := a.hostClient()
 	if err != nil {
@@ -187,8 +189,25 @@ func (a *Agent) report(ctx context.Context, u api.UpdateRequest) error {
 	defer cancel()
 	_, err = c.Do(rctx, http.MethodPost, "/api/update", u, nil)
 	var ae *api.APIError
-	if errors.As(err, &ae) && (ae.StatusCode == http.StatusNotFound || ae.StatusCode == http.StatusConflict) {
+	switch {
+	case errors.As(err, &ae) && ae.StatusCode == http.StatusConflict:
+		return nil
+	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound:
+		first, seen := a.notFound[u.TaskID]
+		if !seen {
+			a.notFound[u.TaskID] = time.Now()
+			return err
+		}
+		if time.Since(first) < unknownTaskGrace {
+			return err
+		}
+		delete(a.notFound, u.TaskID)
 		return nil
 	}
+	delete(a.notFound, u.TaskID)
 	return err
 }
+
+// unknownTaskGrace is how long a runner keeps reporting a task the cluster
+// says it does not know before giving up on it.
+const unknownTaskGrace = time.Minute
