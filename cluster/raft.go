@@ -100,6 +100,10 @@ func openRaft(cfg Config, m *fsm.Machine) (*raftNode, error) {
 	// A replica removed from the configuration keeps running as a
 	// non-voter so that `cluster join` can bring it back.
 	rc.ShutdownOnRemove = false
+	// Check for a due snapshot every 15 s (raft's default is 2 min): under a
+	// burst of submits the log is compacted before it grows to hundreds of
+	// MB in boltdb, whose file never shrinks.
+	rc.SnapshotInterval = 15 * time.Second
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 		rc.TrailingLogs = cfg.SnapshotThreshold
