@@ -95,11 +95,7 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
 	if err != nil {
 		return cluster.Config{}, err
 	}
-	key, err := c.GossipKey()
-	if err != nil {
-		return cluster.Config{}, err
-	}
-	token, err := c.ClusterToken()
+	key, token, err := secrets(c)
 	if err != nil {
 		return cluster.Config{}, err
 	}
@@ -131,4 +127,16 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
 	hc.Version = version
 	hc.Logger = log
 	return hc, nil
+}
+
+// secrets reads the gossip key and the cluster token that hosts and runners
+// both need.
+func secrets(c config.Config) (gossipKey []byte, token string, err error) {
+	if gossipKey, err = c.GossipKey(); err != nil {
+		return nil, "", err
+	}
+	if token, err = c.ClusterToken(); err != nil {
+		return nil, "", err
+	}
+	return gossipKey, token, nil
 }

@@ -88,11 +88,7 @@ func runnerConfig(c config.Config, log *slog.Logger, name string) (runner.Config
 		}
 		name = h
 	}
-	key, err := c.GossipKey()
-	if err != nil {
-		return runner.Config{}, err
-	}
-	token, err := c.ClusterToken()
+	key, token, err := secrets(c)
 	if err != nil {
 		return runner.Config{}, err
 	}
