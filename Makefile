@@ -8,7 +8,7 @@ TESTFLAGS ?=
 # MAX_SKIPS fails `make test` when more tests skip (-1: report only); CI sets 0.
 MAX_SKIPS ?= -1
 
-.PHONY: build run test test-unit test-deps test-images lint bench clean
+.PHONY: build run test test-unit test-deps test-images lint bench mutate clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/hakuriver
@@ -41,6 +41,11 @@ test-unit:
 
 bench: build
 	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/bench
+
+# mutate breaks named behaviours one at a time in a scratch copy and shows
+# which tests catch each (.ci/mutate.sh); run after `make test-deps`.
+mutate:
+	@bash .ci/mutate.sh
 
 clean:
 	rm -rf bin
