@@ -54,7 +54,7 @@ for m in "${mutations[@]}"; do
     printf '%-26s %-9s %s\n' "$name" "SURVIVED" "$args"
     survivors=$((survivors + 1))
   else
-    caught=$(grep -E '^\s*--- FAIL' "$log" | sed -E 's/^\s*--- FAIL: ([^ ]+).*/\1/' | sort -u | tr '\n' ' ')
+    caught=$(grep -E '^--- FAIL' "$log" | sed -E 's/^--- FAIL: ([^ ]+).*/\1/' | sort -u | tr '\n' ' ')
     printf '%-26s %-9s %s\n' "$name" "caught" "${caught:-build or package failure}"
   fi
 done
