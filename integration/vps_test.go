@@ -45,8 +45,9 @@ type vpsFixture struct {
 	c   *harness.Cluster
 	dir string
 	// id is the VPS reached in every subtest, created with --gen-ssh-key
-	// and --cores 1; key is its private key file.
-	id, key string
+	// and --cores 1; key is its private key file; connect is the command
+	// line `vps create` printed for it.
+	id, key, connect string
 	// other is a second VPS, created with the public key of otherKey.
 	other, otherKey string
 }
@@ -79,6 +80,7 @@ func vpsCreate(t *testing.T, c *harness.Cluster, flags ...string) vpsCreated {
 type vpsCreated struct {
 	TaskID         string    `json:"task_id"`
 	PrivateKeyFile string    `json:"private_key_file"`
+	Connect        string    `json:"connect"`
 	Task           *api.Task `json:"task"`
 }
 
@@ -104,7 +106,7 @@ func TestVPSSSH(t *testing.T) {
 		t.Fatalf("ssh-keygen: %s", r)
 	}
 	first := vpsCreate(t, c, "--container", env, "--cores", "1", "--gen-ssh-key", "--key-out", filepath.Join(f.dir, "vps_ed25519"))
-	f.id, f.key = first.TaskID, first.PrivateKeyFile
+	f.id, f.key, f.connect = first.TaskID, first.PrivateKeyFile, first.Connect
 	if fi, err := os.Stat(f.key); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("generated private key %s: %v, %v (want mode 0600)", f.key, fi, err)
 	}
@@ -113,7 +115,9 @@ func TestVPSSSH(t *testing.T) {
 
 	t.Run("StatusAndList", f.testStatusAndList)
 	t.Run("SSHThroughFollower", f.testSSHThroughFollower)
+	t.Run("CreatedLineFindsProxy", f.testCreatedLineFindsProxy)
 	t.Run("JumpHost", f.testJumpHost)
+	t.Run("JumpHostWithKeyFile", f.testJumpHostWithKeyFile)
 	t.Run("ForeignKeyRefused", f.testForeignKeyRefused)
 	t.Run("LineProtocolBadInput", f.testLineProtocolBadInput)
 	t.Run("KillSessionReplica", f.testKillSessionReplica)

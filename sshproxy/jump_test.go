@@ -134,6 +134,37 @@ func TestJump_OtherKeyRefusedBeforeVPS(t *testing.T) {
 	}
 }
 
+// TestJump_NoKeyRefused is what "ssh -J HOST root@ID -i KEY" meets when
+// the jump hop has no key of its own (OpenSSH does not pass -i on to it):
+// the jump host lets no client in without a key, whatever the user name and
+// whatever else it offers ("none", a password, keyboard-interactive). The
+// VPS key is what the jump host checks; the inner hop's authentication is
+// end-to-end with the VPS's sshd and cannot stand in for it.
+func TestJump_NoKeyRefused(t *testing.T) {
+	s := newJumpSetup(t)
+	for _, user := range []string{"proxy", "42", "root", ""} {
+		c, err := ssh.Dial("tcp", s.p.jumpAddr, &ssh.ClientConfig{
+			User: user,
+			Auth: []ssh.AuthMethod{
+				ssh.Password(""),
+				ssh.KeyboardInteractive(func(string, string, []string, []bool) ([]string, error) { return nil, nil }),
+			},
+			HostKeyCallback: ssh.FixedHostKey(s.p.hostKey.PublicKey()),
+			Timeout:         10 * time.Second,
+		})
+		if err == nil {
+			c.Close()
+			t.Fatalf("user %q without a key was let in", user)
+		}
+		if !strings.Contains(err.Error(), "unable to authenticate") {
+			t.Errorf("user %q without a key: %v, want an authentication failure", user, err)
+		}
+	}
+	if n := s.vps.accepted.Load(); n != 0 {
+		t.Fatalf("the VPS saw %d connections, want none", n)
+	}
+}
+
 func TestJump_TaskIDUserAndAdmin(t *testing.T) {
 	s := newJumpSetup(t)
 	for _, tc := range []struct {

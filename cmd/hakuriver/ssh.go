@@ -21,9 +21,6 @@ import (
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
 )
 
-// defaultSSHProxyPort is the default --proxy-port: host_ssh_proxy_port.
-const defaultSSHProxyPort = 8002
-
 // sshRelayGrace is how long "hakuriver ssh" lets tunnels drain after the
 // ssh client exited.
 const sshRelayGrace = 5 * time.Second
@@ -38,16 +35,20 @@ type sshOptions struct {
 }
 
 // newSSHCmd builds "hakuriver ssh": an SSH session to a VPS task through
-// the SSH proxy of the first reachable host replica, the same as an
-// OpenSSH ProxyCommand, and "ssh config" for ~/.ssh/config.
+// the first reachable SSH proxy of the cluster, the same as an OpenSSH
+// ProxyCommand, and "ssh config" for ~/.ssh/config.
 func newSSHCmd(g *clientFlags) *cobra.Command {
 	o := &sshOptions{}
 	cmd := &cobra.Command{
 		Use:   "ssh TASK_ID [-- SSH_ARGS...]",
 		Short: "Open an SSH session to a VPS task through a host replica's SSH proxy",
-		Long: `Open an SSH session to a VPS task. The tunnel goes through the SSH proxy of
-the first reachable host replica (the --host replicas' addresses, port
---proxy-port); when one replica is down the next one is tried.
+		Long: `Open an SSH session to a VPS task. The tunnel goes through a host replica's
+SSH proxy. hakuriver ssh asks the cluster where the proxies are (GET
+/api/cluster of the first --host replica that answers): that replica's own
+proxy first, then the other replicas' in the order listed; when one does not
+answer the next one is tried. A proxy listening on 0.0.0.0 or :: is reached
+at the host name of the replica's API URL. --proxy-port skips the question
+and uses that port on the --host replicas' addresses instead.
 
 hakuriver ssh listens on a local port, opens a tunnel for each connection
 made to it, and runs the system ssh against that port, with host key
@@ -57,9 +58,14 @@ exit code is ssh's.
 
 With --proxy-command, stdin and stdout are the tunnel, for use as an
 OpenSSH ProxyCommand; "hakuriver ssh config" prints a ready ~/.ssh/config
-block. The replicas also act as SSH jump hosts on the same port:
-  ssh -J proxy@HOST:8002 root@TASK_ID
-lets a client through only with the key the VPS was created with.`,
+block. The replicas also act as SSH jump hosts on the same port (the
+ssh_proxy address "hakuriver cluster status -o json" lists): the jump host
+lets a client through only with the key the VPS was created with, so that
+key must be offered at the jump hop too. OpenSSH's -J does not pass -i on
+to the jump hop; with a key file give it to both hops:
+  ssh -i KEY -o ProxyCommand='ssh -i KEY -p PORT -W %h:%p TASK_ID@HOST' root@TASK_ID
+("ssh -J TASK_ID@HOST:PORT root@TASK_ID" works when the key is in ssh-agent
+or is a default key such as ~/.ssh/id_ed25519).`,
 		Example: `  hakuriver ssh 1790263384729600000
   hakuriver ssh --key ~/.ssh/vps_ed25519 1790263384729600000 -- -v
   hakuriver ssh 1790263384729600000 -- nproc
@@ -79,7 +85,7 @@ lets a client through only with the key the VPS was created with.`,
 			if err != nil {
 				return err
 			}
-			op, err := newTunnelOpener(g, o.proxyPort, id)
+			op, err := newTunnelOpener(cmd.Context(), g, o.proxyPort, id)
 			if err != nil {
 				return err
 			}
@@ -95,7 +101,7 @@ lets a client through only with the key the VPS was created with.`,
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.user, "user", "root", "user name on the VPS")
 	pf.StringVar(&o.key, "key", "", "private key file for ssh (-i)")
-	pf.IntVar(&o.proxyPort, "proxy-port", defaultSSHProxyPort, "SSH proxy port of the host replicas (host_ssh_proxy_port)")
+	pf.IntVar(&o.proxyPort, "proxy-port", 0, "use this SSH proxy port on the --host replicas' addresses instead of asking the cluster (host_ssh_proxy_port)")
 	f := cmd.Flags()
 	f.IntVar(&o.localPort, "local-port", 0, "local port for the ssh client (0 picks a free one)")
 	f.BoolVar(&o.proxyCommand, "proxy-command", false, "use stdin/stdout as the tunnel (for an OpenSSH ProxyCommand)")
@@ -112,7 +118,7 @@ func parseSSHTaskID(s string) (int64, error) {
 }
 
 // tunnelOpener opens line-protocol tunnels to one VPS through the first
-// replica proxy that answers, starting with the one that answered last.
+// proxy of addrs that answers, starting with the one that answered last.
 type tunnelOpener struct {
 	addrs   []string
 	id      int64
@@ -122,18 +128,29 @@ type tunnelOpener struct {
 	last int
 }
 
-func newTunnelOpener(g *clientFlags, port int, id int64) (*tunnelOpener, error) {
-	if port < 1 || port > 65535 {
+// newTunnelOpener finds the proxies to try: port on the --host replicas'
+// addresses when port is set, else those the cluster lists (findProxies).
+func newTunnelOpener(ctx context.Context, g *clientFlags, port int, id int64) (*tunnelOpener, error) {
+	addrs, err := sshProxyAddrs(ctx, g, port)
+	if err != nil {
+		return nil, err
+	}
+	return &tunnelOpener{addrs: addrs, id: id, timeout: min(g.timeout, sshproxy.DefaultRequestTimeout)}, nil
+}
+
+// sshProxyAddrs returns port on the --host replicas' addresses when port
+// is set (--proxy-port), else the proxies the cluster lists.
+func sshProxyAddrs(ctx context.Context, g *clientFlags, port int) ([]string, error) {
+	if port < 0 || port > 65535 {
 		return nil, fmt.Errorf("invalid --proxy-port %d", port)
 	}
 	if g.timeout <= 0 {
 		return nil, fmt.Errorf("invalid --timeout %s: must be positive", g.timeout)
 	}
-	addrs, err := proxyAddrs(g.hostList(), port)
-	if err != nil {
-		return nil, err
+	if port != 0 {
+		return proxyAddrs(g.hostList(), port)
 	}
-	return &tunnelOpener{addrs: addrs, id: id, timeout: min(g.timeout, sshproxy.DefaultRequestTimeout)}, nil
+	return findProxies(ctx, g)
 }
 
 // proxyAddrs maps the replicas' API URLs to their SSH proxies' addresses:
@@ -185,7 +202,7 @@ func (o *tunnelOpener) open(ctx context.Context) (net.Conn, error) {
 		}
 		errs = append(errs, err)
 	}
-	return nil, fmt.Errorf("no SSH proxy reachable for task %d: %w", o.id, errors.Join(errs...))
+	return nil, fmt.Errorf("no SSH proxy reachable for task %d (tried %s): %w", o.id, strings.Join(o.addrs, ", "), errors.Join(errs...))
 }
 
 // runProxyCommand relays stdin and stdout through one tunnel until the
@@ -377,7 +394,11 @@ func newSSHConfigCmd(g *clientFlags, o *sshOptions) *cobra.Command {
 binary as the ProxyCommand, with the current --host replicas, so that
 "ssh ALIAS", scp, rsync and editors reach the VPS through the first
 reachable replica. A commented alternative uses a replica's SSH jump host
-(ProxyJump) and needs no hakuriver binary.`,
+and needs no hakuriver binary: with --key a ProxyCommand that gives the key
+to the jump hop too (OpenSSH does not pass IdentityFile on to a ProxyJump
+hop), else a ProxyJump line. The jump host's address is the first SSH proxy
+the cluster lists, or --jump-port (default --proxy-port) on the first --host
+replica.`,
 		Example: `  hakuriver ssh config 1790263384729600000 --alias lab-vps --key ~/.ssh/vps_ed25519 >> ~/.ssh/config
   ssh lab-vps`,
 		Args: cobra.ExactArgs(1),
@@ -393,7 +414,10 @@ reachable replica. A commented alternative uses a replica's SSH jump host
 			if jumpPort == 0 {
 				jumpPort = o.proxyPort
 			}
-			jump, err := proxyAddrs(hosts[:1], jumpPort)
+			if jumpPort < 0 || jumpPort > 65535 {
+				return fmt.Errorf("invalid --jump-port %d", jumpPort)
+			}
+			jump, err := sshProxyAddrs(cmd.Context(), g, jumpPort)
 			if err != nil {
 				return err
 			}
@@ -411,7 +435,7 @@ reachable replica. A commented alternative uses a replica's SSH jump host
 		},
 	}
 	cmd.Flags().StringVar(&alias, "alias", "", `Host name of the block (default "hakuriver-TASK_ID")`)
-	cmd.Flags().IntVar(&jumpPort, "jump-port", 0, "jump host port for the ProxyJump form (default --proxy-port)")
+	cmd.Flags().IntVar(&jumpPort, "jump-port", 0, "jump host port on the first --host replica for the jump-host form (default --proxy-port, else ask the cluster)")
 	return cmd
 }
 
@@ -427,7 +451,7 @@ type sshConfigBlock struct {
 func writeSSHConfig(w io.Writer, b sshConfigBlock) error {
 	id := strconv.FormatInt(b.id, 10)
 	proxy := []string{b.exe, "--host", strings.Join(b.hosts, ","), "ssh", "--proxy-command"}
-	if b.proxyPort != defaultSSHProxyPort {
+	if b.proxyPort != 0 {
 		proxy = append(proxy, "--proxy-port", strconv.Itoa(b.proxyPort))
 	}
 	proxy = append(proxy, id)
@@ -449,13 +473,27 @@ func writeSSHConfig(w io.Writer, b sshConfigBlock) error {
 	fmt.Fprintf(&sb, "# lets only the VPS's key through. Use these two lines instead of HostName and\n")
 	fmt.Fprintf(&sb, "# ProxyCommand (any replica will do; the jump host's own key is persistent):\n")
 	fmt.Fprintf(&sb, "#     HostName %s\n", id)
-	fmt.Fprintf(&sb, "#     ProxyJump %s@%s\n", id, b.jump)
-	if b.key != "" {
-		fmt.Fprintf(&sb, "# The jump host sees the key ssh offers it, not IdentityFile: load %s\n", b.key)
-		fmt.Fprintf(&sb, "# into ssh-agent, or give the jump host a Host block with this IdentityFile.\n")
+	if b.key == "" {
+		fmt.Fprintf(&sb, "#     ProxyJump %s@%s\n", id, b.jump)
+	} else {
+		fmt.Fprintf(&sb, "#     ProxyCommand %s\n", jumpProxyCommand(b.key, id, b.jump))
+		fmt.Fprintf(&sb, "# (OpenSSH does not pass IdentityFile on to a ProxyJump hop, so the jump hop\n")
+		fmt.Fprintf(&sb, "# gets the key itself; \"ProxyJump %s@%s\" works when the key is in ssh-agent.)\n", id, b.jump)
 	}
 	_, err := io.WriteString(w, sb.String())
 	return err
+}
+
+// jumpProxyCommand renders a ProxyCommand that opens the jump hop to the
+// jump host at jump (host:port) as user id with key, and forwards to the
+// HostName (%h, the task ID) through it.
+func jumpProxyCommand(key, id, jump string) string {
+	host, port, err := net.SplitHostPort(jump)
+	if err != nil {
+		host, port = jump, "22"
+	}
+	return sshConfigCommand([]string{"ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-p", port}) +
+		" -W %h:%p " + sshConfigCommand([]string{id + "@" + host})
 }
 
 // sshConfigWord quotes s for a shell, as ssh runs ProxyCommand through

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
 )
@@ -48,7 +50,7 @@ func TestSSHConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _, err := runSSHCLI(t, nil, "--host", "http://10.0.0.1:8000, 10.0.0.2:8000", "ssh", "config", "1790263384729600000",
-		"--alias", "lab-vps", "--key", "/keys/my vps key", "--user", "ubuntu")
+		"--alias", "lab-vps", "--key", "/keys/my vps key", "--user", "ubuntu", "--jump-port", "8002")
 	if err != nil {
 		t.Fatalf("ssh config: %v", err)
 	}
@@ -62,7 +64,7 @@ func TestSSHConfig(t *testing.T) {
 		"    IdentityFile '/keys/my vps key'",
 		"    IdentitiesOnly yes",
 		"#     HostName 1790263384729600000",
-		"#     ProxyJump 1790263384729600000@10.0.0.1:8002",
+		"#     ProxyCommand ssh -i '/keys/my vps key' -o IdentitiesOnly=yes -p 8002 -W %h:%p 1790263384729600000@10.0.0.1",
 	}
 	lines := strings.Split(out, "\n")
 	for _, w := range want {
@@ -87,6 +89,23 @@ func TestSSHConfig(t *testing.T) {
 	}
 	if strings.Contains(out, "IdentityFile") {
 		t.Errorf("IdentityFile without --key:\n%s", out)
+	}
+
+	// Without a port flag the jump host is the first proxy the cluster
+	// lists, and the ProxyCommand asks the cluster too.
+	f := newFakeHost(t)
+	f.handle("GET /api/cluster", http.StatusOK, api.ClusterStatus{NodeID: "h2", Replicas: []api.Replica{
+		{ID: "h1", API: "http://10.0.0.1:8000", SSHProxy: "10.0.0.1:9100"},
+		{ID: "h2", API: "http://0.0.0.0:8001", SSHProxy: "0.0.0.0:9101"},
+	}})
+	out, _, err = runSSHCLI(t, nil, "--host", f.srv.URL, "ssh", "config", "42")
+	if err != nil {
+		t.Fatalf("ssh config: %v", err)
+	}
+	for _, w := range []string{"--host " + f.srv.URL + " ssh --proxy-command 42\n", "#     ProxyJump 42@127.0.0.1:9101\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("missing %q in:\n%s", w, out)
+		}
 	}
 
 	for _, args := range [][]string{{"ssh", "config", "abc"}, {"ssh", "config"}, {"ssh", "config", "1", "2"}, {"ssh", "x1"}, {"ssh", "1", "extra"}} {

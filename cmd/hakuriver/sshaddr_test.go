@@ -1,0 +1,214 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+)
+
+func TestProxyCandidates(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		st   api.ClusterStatus
+		url  string
+		want []string
+	}{{
+		name: "own first, then the others in order",
+		st: api.ClusterStatus{NodeID: "h2", Replicas: []api.Replica{
+			{ID: "h1", API: "http://10.0.0.1:8000", SSHProxy: "10.0.0.1:8002"},
+			{ID: "h2", API: "http://10.0.0.2:8000", SSHProxy: "10.0.0.2:8002"},
+			{ID: "h3", API: "http://10.0.0.3:8000", SSHProxy: "10.0.0.3:8002"},
+		}},
+		url:  "http://10.0.0.2:8000",
+		want: []string{"10.0.0.2:8002", "10.0.0.1:8002", "10.0.0.3:8002"},
+	}, {
+		name: "unspecified own host becomes the host the client used",
+		st: api.ClusterStatus{NodeID: "h1", Replicas: []api.Replica{
+			{ID: "h1", API: "http://0.0.0.0:8000", SSHProxy: "0.0.0.0:8100"},
+			{ID: "h2", API: "http://0.0.0.0:8001", SSHProxy: "[::]:8101"},
+			{ID: "h3", API: "http://lab3:8000", SSHProxy: ":8102"},
+		}},
+		url:  "http://gw.lab:8000",
+		want: []string{"gw.lab:8100", "gw.lab:8101", "lab3:8102"},
+	}, {
+		name: "unspecified own host, the listed API host is not used for it",
+		st: api.ClusterStatus{NodeID: "h1", Replicas: []api.Replica{
+			{ID: "h1", API: "http://192.168.1.1:8000", SSHProxy: "0.0.0.0:8100"},
+		}},
+		url:  "http://[::1]:8000",
+		want: []string{"[::1]:8100"},
+	}, {
+		name: "no proxy, malformed and duplicate addresses are skipped",
+		st: api.ClusterStatus{NodeID: "h3", Replicas: []api.Replica{
+			{ID: "h1", API: "http://10.0.0.1:8000", SSHProxy: ""},
+			{ID: "h2", API: "http://10.0.0.2:8000", SSHProxy: "10.0.0.2"},
+			{ID: "h3", API: "http://10.0.0.3:8000", SSHProxy: "10.0.0.3:0"},
+			{ID: "h4", API: "http://10.0.0.4:8000", SSHProxy: "10.0.0.4:8002"},
+			{ID: "h5", API: "http://10.0.0.4:8001", SSHProxy: "10.0.0.4:8002"},
+		}},
+		url:  "http://10.0.0.3:8000",
+		want: []string{"10.0.0.4:8002"},
+	}, {
+		name: "answering replica not in the configuration",
+		st: api.ClusterStatus{NodeID: "new", Replicas: []api.Replica{
+			{ID: "h1", API: "http://10.0.0.1:8000", SSHProxy: "10.0.0.1:8002"},
+		}},
+		url:  "http://10.0.0.9:8000",
+		want: []string{"10.0.0.1:8002"},
+	}, {
+		name: "nothing listed",
+		st:   api.ClusterStatus{NodeID: "h1", Replicas: []api.Replica{{ID: "h1", API: "http://10.0.0.1:8000"}}},
+		url:  "http://10.0.0.1:8000",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := proxyCandidates(tc.st, tc.url); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("proxyCandidates = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// echoServer accepts connections and echoes what they send; it returns
+// its port.
+func echoServer(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c) //nolint:errcheck // the test reads what came back
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// countingListener accepts connections, counts them and closes them at
+// once: a port where something listens but no proxy answers.
+func countingListener(t *testing.T) (port int, count func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	n := make(chan int, 1)
+	n <- 0
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n <- <-n + 1
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port, func() int { v := <-n; n <- v; return v }
+}
+
+// TestSSH_FindsProxyFromCluster runs "hakuriver ssh --proxy-command"
+// without --proxy-port against a fake replica whose GET /api/cluster lists
+// the proxies: its own (unspecified host, or a port where no proxy
+// answers) is tried first, then the next one.
+func TestSSH_FindsProxyFromCluster(t *testing.T) {
+	proxy := strconv.Itoa(sshTestProxy(t, echoServer(t), ""))
+	dead, tries := countingListener(t)
+	f := newFakeHost(t)
+	var mu sync.Mutex
+	var replicas []api.Replica
+	f.mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		reply(w, http.StatusOK, api.ClusterStatus{NodeID: "h2", Replicas: replicas})
+	})
+	list := func(r ...api.Replica) {
+		mu.Lock()
+		defer mu.Unlock()
+		replicas = r
+	}
+	ping := func(t *testing.T, hosts string) (string, error) {
+		t.Helper()
+		out, _, err := runSSHCLI(t, strings.NewReader("ping\n"), "--host", hosts, "ssh", "--proxy-command", "7")
+		return out, err
+	}
+
+	// The answering replica's own proxy, on an unspecified address (which
+	// proxyCandidates replaces with the API URL's host; TestProxyCandidates
+	// checks that), is tried first: the other replica's is never tried.
+	list(
+		api.Replica{ID: "h1", API: "http://127.0.0.1:1", SSHProxy: "127.0.0.1:" + strconv.Itoa(dead)},
+		api.Replica{ID: "h2", API: f.srv.URL, SSHProxy: "[::]:" + proxy},
+	)
+	if out, err := ping(t, f.srv.URL); err != nil || out != "ping\n" {
+		t.Fatalf("own proxy on [::]: %q, %v", out, err)
+	}
+	if n := tries(); n != 0 {
+		t.Errorf("another replica's proxy was tried %d times before the answering replica's own", n)
+	}
+
+	// The own proxy does not answer: the next one listed is used.
+	list(
+		api.Replica{ID: "h1", API: "http://127.0.0.1:1", SSHProxy: "127.0.0.1:" + proxy},
+		api.Replica{ID: "h2", API: f.srv.URL, SSHProxy: "0.0.0.0:" + strconv.Itoa(dead)},
+	)
+	if out, err := ping(t, f.srv.URL); err != nil || out != "ping\n" {
+		t.Fatalf("fallback to the next proxy: %q, %v", out, err)
+	}
+	if n := tries(); n != 1 {
+		t.Errorf("the answering replica's own proxy was tried %d times, want 1 (first)", n)
+	}
+
+	// An unreachable --host replica is passed over for the next one.
+	unreachable := "http://127.0.0.1:" + strconv.Itoa(closedPort(t))
+	if out, err := ping(t, unreachable+","+f.srv.URL); err != nil || out != "ping\n" {
+		t.Fatalf("first --host unreachable: %q, %v", out, err)
+	}
+
+	// No replica lists a proxy: a clear error that names --proxy-port.
+	list(api.Replica{ID: "h2", API: f.srv.URL})
+	_, err := ping(t, f.srv.URL)
+	if err == nil || !strings.Contains(err.Error(), "lists no SSH proxy") || !strings.Contains(err.Error(), "--proxy-port") {
+		t.Fatalf("no proxy listed: %v", err)
+	}
+	_, err = ping(t, unreachable)
+	if err == nil || !strings.Contains(err.Error(), "find the SSH proxy") || !strings.Contains(err.Error(), "--proxy-port") {
+		t.Fatalf("no replica answers: %v", err)
+	}
+
+	// Every listed proxy is down.
+	list(api.Replica{ID: "h2", API: f.srv.URL, SSHProxy: "127.0.0.1:" + strconv.Itoa(dead)})
+	_, err = ping(t, f.srv.URL)
+	if err == nil || !strings.Contains(err.Error(), "no SSH proxy reachable") {
+		t.Fatalf("every proxy down: %v", err)
+	}
+}
+
+// closedPort returns a loopback port nothing listens on (it was free a
+// moment ago).
+func closedPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
