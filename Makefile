@@ -1,11 +1,14 @@
 # HakuRiver HA. `make run` starts the embedded cluster; `make test` runs the
 # whole suite (unit + multi-process integration) exactly as CI does.
 GO       ?= go
+SHELL    := /bin/bash
 BIN      := bin/hakuriver
 PKGS     := ./...
 TESTFLAGS ?=
+# MAX_SKIPS fails `make test` when more tests skip (-1: report only); CI sets 0.
+MAX_SKIPS ?= -1
 
-.PHONY: build run test test-unit test-deps test-images lint bench clean
+.PHONY: build run test test-unit test-deps test-images lint bench mutate clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/hakuriver
@@ -26,14 +29,23 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags integration $(PKGS)
 
+# test prints one line per package, the output of failed tests, and every
+# skipped test with its reason (integration/cmd/testreport).
 test: test-deps build lint
-	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) test -race -tags integration -timeout 20m -count=1 $(TESTFLAGS) $(PKGS)
+	@$(GO) build -o bin/testreport ./integration/cmd/testreport
+	set -o pipefail; HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) test -json -race -tags integration -timeout 20m -count=1 $(TESTFLAGS) $(PKGS) \
+		| bin/testreport -max-skips $(MAX_SKIPS)
 
 test-unit:
 	$(GO) test -race -count=1 $(PKGS)
 
 bench: build
 	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/bench
+
+# mutate breaks named behaviours one at a time in a scratch copy and shows
+# which tests catch each (.ci/mutate.sh); run after `make test-deps`.
+mutate:
+	@bash .ci/mutate.sh
 
 clean:
 	rm -rf bin

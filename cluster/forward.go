@@ -55,6 +55,9 @@ func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
 		if r.Header.Get(requestIDHeader) == "" {
 			r.Header.Set(requestIDHeader, newRequestID())
 		}
+		// The answer names the key this write carries, so a client that sent
+		// none can replay it (through any replica) without a second effect.
+		w.Header().Set(requestIDHeader, r.Header.Get(requestIDHeader))
 		forwarded := r.Header.Get(api.ForwardedHeader) != ""
 		deadline := time.Now().Add(h.cfg.LeaderWait)
 		for {
@@ -127,7 +130,9 @@ func (h *Host) forwardTo(w http.ResponseWriter, r *http.Request, leaderID, base 
 		return false
 	}
 	for k, v := range resp.Header {
-		w.Header()[k] = v
+		if k != requestIDHeader { // the key is the one this replica attached
+			w.Header()[k] = v
+		}
 	}
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body) //nolint:errcheck // the client went away

@@ -146,6 +146,7 @@ func TestReplayDeterminism(t *testing.T) {
 			r1 := applyAll(m1, 1, entries)
 			want := snapshotBytes(t, m1)
 			checkInvariants(t, m1)
+			checkRepeatedRequests(t, entries)
 
 			// The log must exercise both outcomes of every command type.
 			accepted, rejected := map[byte]int{}, map[byte]int{}
@@ -220,6 +221,41 @@ func TestReplayDeterminism(t *testing.T) {
 				assertSameState(t, "snapshot + replay replica", want, got)
 			}
 		})
+	}
+}
+
+// checkRepeatedRequests applies entries to a fresh machine and checks that
+// every submit repeating an accepted request ID gets the first answer's
+// task IDs, marked duplicate, and creates nothing.
+func checkRepeatedRequests(t *testing.T, entries [][]byte) {
+	t.Helper()
+	m := fsm.New()
+	first := map[string][]int64{}
+	repeats := 0
+	for i, e := range entries {
+		c, ok, err := fsm.Decode(e)
+		sub, isSubmit := c.(*fsm.SubmitTasks)
+		before := m.Len()
+		res := m.Apply(uint64(i+1), e)
+		if err != nil || !ok || !isSubmit || sub.RequestID == "" {
+			continue
+		}
+		ids, seen := first[sub.RequestID]
+		if !seen {
+			if v, accepted := res.Value.(fsm.SubmitResult); accepted && res.Err == nil {
+				first[sub.RequestID] = v.TaskIDs
+			}
+			continue
+		}
+		repeats++
+		v, _ := res.Value.(fsm.SubmitResult)
+		if res.Err != nil || !v.Duplicate || fmt.Sprint(v.TaskIDs) != fmt.Sprint(ids) || m.Len() != before {
+			t.Fatalf("entry %d repeats request %q: result %+v (err %v), %d→%d tasks; first answer %v",
+				i, sub.RequestID, v, res.Err, before, m.Len(), ids)
+		}
+	}
+	if repeats < 50 {
+		t.Fatalf("only %d repeated request IDs: generator too weak", repeats)
 	}
 }
 

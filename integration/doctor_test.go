@@ -237,11 +237,11 @@ func testDoctorRefused(t *testing.T, c *harness.Cluster) {
 
 func testDoctorNetnsDrop(t *testing.T, c *harness.Cluster) {
 	if _, err := osexec.LookPath("iptables"); err != nil {
-		t.Skipf("skipping: iptables is not installed (apt-get install iptables): %v", err)
+		skipUnlessRequired(t, netnsRequireEnv, "iptables is not installed (apt-get install iptables): %v", err)
 	}
 	ns, err := harness.NewNetns(t)
 	if errors.Is(err, harness.ErrNetnsUnavailable) {
-		t.Skipf("skipping: %v", err)
+		skipUnlessRequired(t, netnsRequireEnv, "%v", err)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +273,7 @@ func testDoctorNetnsDrop(t *testing.T, c *harness.Cluster) {
 		conn.Close()
 	}
 	if out, err := ns.Exec("iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", port, "-j", "DROP"); err != nil {
-		t.Skipf("skipping: iptables does not work in network namespace %s: %v: %s", ns.Name, err, out)
+		skipUnlessRequired(t, netnsRequireEnv, "iptables does not work in network namespace %s: %v: %s", ns.Name, err, out)
 	}
 	rep := wantFailure(t, c, c.Token(), "h1", "probe runner api "+name, "timeout")
 	for _, ch := range rep.find("", "probe runner api "+name) {

@@ -257,3 +257,18 @@ func killOnFailure(t *testing.T, c *harness.Cluster, ids ...string) {
 		}
 	})
 }
+
+// netnsRequireEnv, set to 1 (as CI does), turns a missing network namespace
+// or iptables into a failure instead of a skip.
+const netnsRequireEnv = "HAKURIVER_REQUIRE_NETNS"
+
+// skipUnlessRequired skips t with the reason, or fails it when the
+// environment variable env is 1: what CI promises to provide must not
+// silently go untested there.
+func skipUnlessRequired(t *testing.T, env, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(env) == "1" {
+		t.Fatalf("%s=1 but "+format, append([]any{env}, args...)...)
+	}
+	t.Skipf("skipping: "+format+" (set "+env+"=1 to make this a failure)", args...)
+}

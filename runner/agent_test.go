@@ -140,7 +140,14 @@ func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 	if msg, _ := again["message"].(string); !strings.Contains(msg, "already ran") {
 		t.Fatalf("re-sent /run answered %v", again)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// A later task through the same runner completing proves the runner
+	// has handled the re-sent /run (requests are served in order of arrival
+	// and the refusal came first); only then is absence meaningful.
+	ctl, err := c.Submit(ctx, api.SubmitRequest{Command: "true", ContainerName: &null})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(ctl.TaskIDs[0], "completed")
 	if out, _ := os.ReadFile(filepath.Join(shared, "task_outputs", id+".out")); strings.Count(string(out), "out-") != 1 {
 		t.Fatalf("task ran twice: stdout %q", out)
 	}

@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -128,18 +130,80 @@ func TestPaths(t *testing.T) {
 	}
 }
 
+// notWritableChildEnv names the directory the re-executed test binary
+// checks as an unprivileged user.
+const notWritableChildEnv = "HAKURIVER_TEST_NOT_WRITABLE_DIR"
+
+// TestPathNotWritableByMode checks that a directory whose mode forbids
+// writing is reported as failing. Root ignores the mode, so as root (CI) the
+// test binary runs itself again as nobody (uid 65534) over a directory that
+// nobody owns with mode 0500.
 func TestPathNotWritableByMode(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("running as root: mode 0500 does not stop root from writing (the file-under-a-file case covers unwritable paths)")
+	if dir := os.Getenv(notWritableChildEnv); dir != "" {
+		c := Local{}.checkPath(Path{Name: "task_outputs", Path: dir, Dir: true, Write: true})
+		if c.Status != StatusFail || !strings.Contains(c.Cause, "permission denied") {
+			t.Fatalf("checkPath as uid %d = %+v", os.Geteuid(), c)
+		}
+		return
 	}
-	dir := filepath.Join(t.TempDir(), "ro")
+	if os.Geteuid() != 0 {
+		dir := filepath.Join(t.TempDir(), "ro")
+		if err := os.Mkdir(dir, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(notWritableChildEnv, dir)
+		TestPathNotWritableByMode(t)
+		return
+	}
+	// A world-readable place for a copy of the test binary and the directory.
+	base, err := os.MkdirTemp("", "doctor-perm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "doctor.test")
+	if err := copyFile(os.Args[0], bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "ro")
 	if err := os.Mkdir(dir, 0o500); err != nil {
 		t.Fatal(err)
 	}
-	c := Local{}.checkPath(Path{Name: "task_outputs", Path: dir, Dir: true, Write: true})
-	if c.Status != StatusFail || !strings.Contains(c.Cause, "permission denied") {
-		t.Fatalf("checkPath = %+v", c)
+	const nobody = 65534
+	if err := os.Chown(dir, nobody, nobody); err != nil {
+		t.Fatal(err)
 	}
+	cmd := exec.Command(bin, "-test.run=^TestPathNotWritableByMode$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), notWritableChildEnv+"="+dir)
+	cmd.Dir = base
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestPathNotWritableByMode") {
+		t.Fatalf("the check as nobody: %v\n%s", err, out)
+	}
+	// Control: the same directory made writable passes for nobody.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(bin, "-test.run=^TestPathNotWritableByMode$", "-test.count=1")
+	cmd.Env = append(os.Environ(), notWritableChildEnv+"="+dir)
+	cmd.Dir = base
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("control: the check as nobody did not tell a writable directory apart:\n%s", out)
+	}
+}
+
+// copyFile copies src to dst with mode perm.
+func copyFile(src, dst string, perm os.FileMode) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, perm)
 }
 
 func TestDiskThresholds(t *testing.T) {

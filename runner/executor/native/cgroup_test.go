@@ -83,8 +83,15 @@ func TestMemoryLimitOOM(t *testing.T) {
 	h := newHarness(t, nil)
 	h.requireLimited()
 	// tail buffers the one endless line of /dev/zero until the limit hits.
+	// A guard on the test's own cgroup parent bounds the damage should the
+	// task's limit not hold: the task then dies at the guard instead of
+	// growing until the machine swaps, and the guard's hit counter tells.
+	guardHit := guardMemory(t, h.e.layout, 256<<20)
 	h.start(executor.Spec{TaskID: 1, Command: "tail", Args: []string{"/dev/zero"}, MemoryBytes: 32 << 20})
 	ex := h.wait(1)
+	if guardHit() {
+		t.Fatalf("the task's 32 MiB limit did not hold: it reached the test's 256 MiB guard (exit %+v)", ex)
+	}
 	if !ex.OOM || ex.Killed {
 		t.Fatalf("exit = %+v, want OOM", ex)
 	}
@@ -123,5 +130,31 @@ func TestCgroupSetupFailureEndsTask(t *testing.T) {
 		if fileExists(d) {
 			t.Errorf("cgroup %s left behind", d)
 		}
+	}
+}
+
+// guardMemory limits the whole cgroup parent of layout l (every task and
+// supervisor of the test) to limit bytes and returns a function that
+// reports whether that limit was ever reached.
+func guardMemory(t *testing.T, l *cgroupLayout, limit int64) (hit func() bool) {
+	t.Helper()
+	if l == nil {
+		t.Fatal("guardMemory: no cgroup layout")
+	}
+	parent := l.dir("memory", "")
+	file, counter, key := "memory.limit_in_bytes", "memory.failcnt", ""
+	if l.Version == 2 {
+		file, counter, key = "memory.max", "memory.events", "max"
+	}
+	if err := writeCgroupFile(filepath.Join(parent, file), strconv.FormatInt(limit, 10)); err != nil {
+		t.Fatalf("set the memory guard: %v", err)
+	}
+	return func() bool {
+		if key != "" {
+			n, _ := readKeyed(filepath.Join(parent, counter), key)
+			return n > 0
+		}
+		v, err := readTrim(filepath.Join(parent, counter))
+		return err != nil || v != "0"
 	}
 }
