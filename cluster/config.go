@@ -73,6 +73,12 @@ type Config struct {
 	Docker *docker.Manager
 	// Version is reported in gossip and /api/cluster.
 	Version string
+	// OnHalt is called once, from Raft's apply goroutine, when this
+	// replica's state machine stops on a log entry it cannot apply (a
+	// corrupt entry, or a command of a newer version: fsm.ErrHalted). It
+	// must not block; the process should shut down (hakuriver host exits
+	// non-zero). The halted replica applies and snapshots nothing more.
+	OnHalt func(error)
 	// Logger receives all logs; nil discards them.
 	Logger *slog.Logger
 }

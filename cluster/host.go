@@ -43,6 +43,8 @@ type Host struct {
 	live       atomic.Pointer[liveState]
 	kick       chan struct{}
 	runnerHTTP *http.Client
+	// levels caches what command types the replicas in gossip know.
+	levels levelCache
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -92,7 +94,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	h.cfg.APIPort = h.apiLn.Addr().(*net.TCPAddr).Port
 	h.apiURL = "http://" + net.JoinHostPort(h.cfg.advertise(), strconv.Itoa(h.cfg.APIPort))
 
-	if h.raft, err = openRaft(h.cfg, h.machine); err != nil {
+	if h.raft, err = openRaft(h.cfg, h.machine, h.halted); err != nil {
 		h.apiLn.Close()
 		return nil, err
 	}
@@ -160,6 +162,7 @@ func (h *Host) meta() gossip.Meta {
 		Bootstrapped: h.raft != nil && (h.raft.hadState || h.raft.r.Leader() != ""),
 		SSHProxy:     h.sshProxyMeta(),
 		Version:      h.cfg.Version,
+		MaxCommand:   uint8(fsm.MaxKnownCommand),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -24,8 +25,14 @@ var ErrNotLeader = errors.New("not the leader")
 // ErrNoLeader is returned when no leader is known within the wait bound.
 var ErrNoLeader = errors.New("no leader")
 
-// raftFSM adapts fsm.Machine to raft.FSM and raft.BatchingFSM.
-type raftFSM struct{ m *fsm.Machine }
+// raftFSM adapts fsm.Machine to raft.FSM and raft.BatchingFSM. When the
+// Machine halts on an entry it cannot read (fsm.ErrHalted), onHalt is
+// called once, and no snapshot is taken of the halted state.
+type raftFSM struct {
+	m        *fsm.Machine
+	haltOnce *sync.Once
+	onHalt   func(error)
+}
 
 var _ raft.BatchingFSM = raftFSM{}
 
@@ -33,7 +40,16 @@ func (f raftFSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	return f.m.Apply(l.Index, l.Data)
+	r := f.m.Apply(l.Index, l.Data)
+	f.checkHalt()
+	return r
+}
+
+// checkHalt reports a halt of the Machine, once.
+func (f raftFSM) checkHalt() {
+	if err := f.m.Halted(); err != nil {
+		f.haltOnce.Do(func() { f.onHalt(err) })
+	}
 }
 
 func (f raftFSM) ApplyBatch(logs []*raft.Log) []any {
@@ -51,10 +67,18 @@ func (f raftFSM) ApplyBatch(logs []*raft.Log) []any {
 	for i, r := range f.m.ApplyBatch(idx, data) {
 		out[pos[i]] = r
 	}
+	f.checkHalt()
 	return out
 }
 
-func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) { return snapshot{f.m.Snapshot()}, nil }
+// Snapshot refuses to persist a halted state: it misses an entry, and a
+// snapshot of it would make the divergence permanent.
+func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.m.Halted(); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return snapshot{f.m.Snapshot()}, nil
+}
 
 func (f raftFSM) Restore(r io.ReadCloser) error {
 	defer r.Close()
@@ -83,7 +107,7 @@ type raftNode struct {
 	snapStore *raft.FileSnapshotStore
 }
 
-func openRaft(cfg Config, m *fsm.Machine) (*raftNode, error) {
+func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -135,7 +159,7 @@ func openRaft(cfg Config, m *fsm.Machine) (*raftNode, error) {
 		logs.Close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, raftFSM{m}, logs, logs, snaps, trans)
+	r, err := raft.NewRaft(rc, raftFSM{m: m, haltOnce: new(sync.Once), onHalt: onHalt}, logs, logs, snaps, trans)
 	if err != nil {
 		trans.Close()
 		logs.Close()
@@ -161,6 +185,9 @@ func (n *raftNode) close() error {
 // apply proposes a command and waits for it to be applied, translating raft
 // errors. The ctx deadline bounds the wait.
 func (h *Host) apply(ctx context.Context, c fsm.Command) (any, error) {
+	if err := h.commandKnown(c.Type()); err != nil {
+		return nil, err
+	}
 	data, err := fsm.Encode(c)
 	if err != nil {
 		return nil, err

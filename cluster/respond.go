@@ -39,7 +39,9 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, fsm.ErrInvalid):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
+	case errors.Is(err, ErrUpgradePending):
+		return http.StatusConflict
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, fsm.ErrHalted):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -2,6 +2,8 @@ package fsm_test
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -66,38 +68,77 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 }
 
-// TestApplyBadEntries checks that entries Apply cannot read are rejected
-// with ErrInvalid and change nothing but the applied index.
-func TestApplyBadEntries(t *testing.T) {
+// TestApplyUnreadableEntryHalts checks that an entry Apply cannot read (a
+// corrupt one, or an unknown type without IgnoreUnknownFlag) halts the
+// Machine: nothing changes, the applied index stays at the last good entry,
+// and every later entry, even a valid one, is refused the same way.
+func TestApplyUnreadableEntryHalts(t *testing.T) {
 	entry := func(t fsm.CommandType, body string) []byte { return append([]byte{byte(t)}, body...) }
 	cases := []struct {
 		name string
 		data []byte
+		typ  fsm.CommandType
 	}{
-		{"empty entry", nil},
-		{"empty non-nil entry", []byte{}},
-		{"type zero", entry(0, `{}`)},
-		{"unknown type 9", entry(9, `{"x":1}`)},
-		{"unknown type 0x7f", entry(0x7f, ``)},
-		{"type byte only", entry(fsm.CmdSubmitTasks, ``)},
-		{"truncated JSON", entry(fsm.CmdSubmitTasks, `{"tasks":[{"task_id":"5"`)},
-		{"trailing garbage", entry(fsm.CmdKillTask, `{"task_id":"1"}{}`)},
-		{"not an object", entry(fsm.CmdUpdateTask, `[1,2,3]`)},
-		{"numeric task id", entry(fsm.CmdUpdateTask, `{"task_id":1,"status":"running"}`)},
-		{"non-numeric task id", entry(fsm.CmdKillTask, `{"task_id":"abc"}`)},
-		{"bad time", entry(fsm.CmdKillTask, `{"task_id":"1","at":"yesterday"}`)},
-		{"wrong field type", entry(fsm.CmdSetNodeDrain, `{"hostname":"n1","drained":"yes"}`)},
-		{"binary", []byte{byte(fsm.CmdRegisterNode), 0xff, 0xfe, 0x00}},
-		{"json null submit", entry(fsm.CmdSubmitTasks, `null`)},
-		{"json null register", entry(fsm.CmdRegisterNode, `null`)},
+		{"empty entry", nil, 0},
+		{"empty non-nil entry", []byte{}, 0},
+		{"type zero", entry(0, `{}`), 0},
+		{"unknown type above the known ones", entry(fsm.MaxKnownCommand+1, `{"x":1}`), fsm.MaxKnownCommand + 1},
+		{"unknown type 0x7f", entry(0x7f, ``), 0x7f},
+		{"type byte only", entry(fsm.CmdSubmitTasks, ``), fsm.CmdSubmitTasks},
+		{"truncated JSON", entry(fsm.CmdSubmitTasks, `{"tasks":[{"task_id":"5"`), fsm.CmdSubmitTasks},
+		{"trailing garbage", entry(fsm.CmdKillTask, `{"task_id":"1"}{}`), fsm.CmdKillTask},
+		{"not an object", entry(fsm.CmdUpdateTask, `[1,2,3]`), fsm.CmdUpdateTask},
+		{"numeric task id", entry(fsm.CmdUpdateTask, `{"task_id":1,"status":"running"}`), fsm.CmdUpdateTask},
+		{"non-numeric task id", entry(fsm.CmdKillTask, `{"task_id":"abc"}`), fsm.CmdKillTask},
+		{"bad time", entry(fsm.CmdKillTask, `{"task_id":"1","at":"yesterday"}`), fsm.CmdKillTask},
+		{"wrong field type", entry(fsm.CmdSetNodeDrain, `{"hostname":"n1","drained":"yes"}`), fsm.CmdSetNodeDrain},
+		{"binary", []byte{byte(fsm.CmdRegisterNode), 0xff, 0xfe, 0x00}, fsm.CmdRegisterNode},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.register("n1", 0)
 			h.taskIn(1, fsm.StatusRunning, "n1")
-			h.rejectRaw(tc.name, tc.data, fsm.ErrInvalid)
+			before, last := stateBytes(t, h.m), h.m.AppliedIndex()
+			r := h.m.Apply(last+1, tc.data)
+			var ee *fsm.EntryError
+			if !errors.Is(r.Err, fsm.ErrHalted) || !errors.As(r.Err, &ee) || ee.Index != last+1 || ee.Type != tc.typ {
+				t.Fatalf("Apply = %+v, want an EntryError at %d of type %d", r, last+1, tc.typ)
+			}
+			if !strings.Contains(r.Err.Error(), fmt.Sprintf("log entry %d", last+1)) {
+				t.Errorf("error %q does not name the entry", r.Err)
+			}
+			if h.m.Halted() == nil || h.m.AppliedIndex() != last {
+				t.Fatalf("Halted %v, AppliedIndex %d (want %d)", h.m.Halted(), h.m.AppliedIndex(), last)
+			}
+			// A valid entry after it is refused too and changes nothing.
+			r = h.m.Apply(last+2, encode(t, &fsm.SetNodeDrain{Hostname: "n1", Drained: true}))
+			if !errors.Is(r.Err, fsm.ErrHalted) || h.m.AppliedIndex() != last {
+				t.Fatalf("entry after the halt: %+v, AppliedIndex %d", r, h.m.AppliedIndex())
+			}
+			assertSameState(t, tc.name, before, stateBytes(t, h.m))
+			// Installing a snapshot (a consistent state) lifts the halt.
+			var snap bytes.Buffer
+			if err := fsm.New().Snapshot().Write(&snap); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.m.Restore(&snap); err != nil || h.m.Halted() != nil {
+				t.Fatalf("after Restore: %v, Halted %v", err, h.m.Halted())
+			}
 		})
+	}
+}
+
+// TestMaxKnownCommand checks that Decode reads exactly the command types up
+// to MaxKnownCommand, so a new type cannot be added without raising it (and
+// with it what this build gossips).
+func TestMaxKnownCommand(t *testing.T) {
+	for ct := fsm.CommandType(1); ct < fsm.IgnoreUnknownFlag; ct++ {
+		_, ok, err := fsm.Decode(append([]byte{byte(ct)}, `{}`...))
+		known := err == nil && ok
+		if known != (ct <= fsm.MaxKnownCommand) {
+			t.Errorf("type %d (%s): decodable %v (%v), MaxKnownCommand %d", ct, ct, known, err, fsm.MaxKnownCommand)
+		}
 	}
 }
 

@@ -154,7 +154,11 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		return nil, false, fmt.Errorf("decode command: empty entry")
 	}
 	t := CommandType(data[0])
-	switch t &^ IgnoreUnknownFlag {
+	base := t &^ IgnoreUnknownFlag
+	if base > MaxKnownCommand {
+		base = 0 // newer than this build: unknown
+	}
+	switch base {
 	case CmdSubmitTasks:
 		c = &SubmitTasks{}
 	case CmdUpdateTask:

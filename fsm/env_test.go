@@ -1,3 +1,5 @@
+//go:build !hakuriver_fsm_v7
+
 package fsm_test
 
 import (

@@ -22,7 +22,8 @@ func fuzzBase(t testing.TB) (snap []byte, idx uint64) {
 }
 
 // FuzzDecode feeds arbitrary entries to Decode and Apply. Apply must never
-// panic; a rejected entry must wrap one of the package's errors and change
+// panic; an entry Decode cannot read must halt the Machine without changing
+// it; a rejected entry must wrap one of the package's errors and change
 // nothing; an accepted one must leave a state that snapshots and restores
 // byte-identically; Decode and Encode must agree.
 func FuzzDecode(f *testing.F) {
@@ -55,17 +56,23 @@ func FuzzDecode(f *testing.F) {
 		before := stateBytes(t, m)
 		c, ok, decErr := fsm.Decode(data)
 		r := m.Apply(baseIdx+1, data)
-		if got := m.AppliedIndex(); got != baseIdx+1 {
-			t.Fatalf("AppliedIndex = %d, want %d", got, baseIdx+1)
+		wantIdx := baseIdx + 1
+		if decErr != nil {
+			wantIdx = baseIdx // a halting entry is not applied
+		}
+		if got := m.AppliedIndex(); got != wantIdx {
+			t.Fatalf("AppliedIndex = %d, want %d", got, wantIdx)
 		}
 		switch {
 		case decErr != nil:
 			if c != nil || ok {
 				t.Fatalf("Decode returned a command with an error")
 			}
-			if !errors.Is(r.Err, fsm.ErrInvalid) {
-				t.Fatalf("undecodable entry: Apply error %v, want ErrInvalid", r.Err)
+			if !errors.Is(r.Err, fsm.ErrHalted) || m.Halted() == nil {
+				t.Fatalf("undecodable entry: Apply error %v, Halted %v, want ErrHalted", r.Err, m.Halted())
 			}
+			assertSameState(t, "halting fuzz entry", before, stateBytes(t, m))
+			return
 		case !ok:
 			if c != nil || r.Err != nil || r.Value != nil {
 				t.Fatalf("ignorable entry: Decode %v, Apply %+v", c, r)

@@ -35,6 +35,9 @@ type Machine struct {
 	envs     map[string]Environment
 	maxID    int64
 	applied  uint64
+	// halt is set by the first entry that cannot be read; from then on
+	// nothing is applied (see ErrHalted).
+	halt *EntryError
 }
 
 // New returns an empty Machine.
@@ -55,6 +58,7 @@ func (m *Machine) reset() {
 	m.envs = make(map[string]Environment)
 	m.maxID = 0
 	m.applied = 0
+	m.halt = nil
 }
 
 // Apply decodes and applies one log entry at the given index.
@@ -76,12 +80,20 @@ func (m *Machine) ApplyBatch(indexes []uint64, data [][]byte) []Result {
 }
 
 func (m *Machine) applyLocked(index uint64, data []byte) Result {
-	if index > m.applied {
-		m.applied = index
+	if m.halt != nil {
+		return Result{Err: m.halt}
 	}
 	c, ok, err := Decode(data)
 	if err != nil {
-		return Result{Err: fmt.Errorf("%w: %v", ErrInvalid, err)}
+		var t CommandType
+		if len(data) > 0 {
+			t = CommandType(data[0])
+		}
+		m.halt = &EntryError{Index: index, Type: t, Err: err}
+		return Result{Err: m.halt}
+	}
+	if index > m.applied {
+		m.applied = index
 	}
 	if !ok {
 		return Result{}
@@ -105,6 +117,17 @@ func (m *Machine) applyLocked(index uint64, data []byte) Result {
 		return m.applySetEnvironment(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
+}
+
+// Halted returns the error of the entry that halted the Machine (matching
+// ErrHalted), or nil while it applies entries.
+func (m *Machine) Halted() error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.halt == nil {
+		return nil
+	}
+	return m.halt
 }
 
 // putTask stores t, keeping the status counts and the ID order up to date.

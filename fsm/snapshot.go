@@ -134,6 +134,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	fresh.rebuildRequestQueue()
 	m.reqQueue = fresh.reqQueue
 	m.maxID, m.applied = fresh.maxID, fresh.applied
+	m.halt = nil // a snapshot is a consistent state to go on from
 	return nil
 }
 

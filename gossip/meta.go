@@ -36,6 +36,9 @@ type Meta struct {
 	SSHProxy string `json:"ssh,omitempty"`
 	// Version is the binary's version.
 	Version string `json:"v,omitempty"`
+	// MaxCommand is, for a host, the highest replicated command type its
+	// build can apply (fsm.MaxKnownCommand); 0 from older builds.
+	MaxCommand uint8 `json:"mc,omitempty"`
 }
 
 // Encode serialises m, failing when it exceeds MaxMetaSize.

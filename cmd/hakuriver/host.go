@@ -73,15 +73,29 @@ A restarted replica rejoins from its --data-dir without any flag changing.`,
 				return err
 			}
 			defer hc.Docker.Close() //nolint:errcheck // closing on the way out
+			// A replica whose state machine halts (a log entry it cannot
+			// apply) shuts down and exits non-zero.
+			halt := make(chan error, 1)
+			hc.OnHalt = func(err error) { halt <- err }
 			h, err := cluster.StartHost(cmd.Context(), hc)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "host %s: api %s raft %s gossip %s\n", h.NodeID(), h.APIURL(), h.RaftAddr(), h.GossipAddr())
-			<-cmd.Context().Done()
+			var haltErr error
+			select {
+			case <-cmd.Context().Done():
+			case haltErr = <-halt:
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			return h.Close(ctx)
+			if err := h.Close(ctx); err != nil && haltErr == nil {
+				return err
+			}
+			if haltErr != nil {
+				return fmt.Errorf("replica %s stopped: %w", h.NodeID(), haltErr)
+			}
+			return nil
 		},
 	}
 	sf.bind(cmd)

@@ -148,6 +148,17 @@ func Binary(dir string) (string, error) {
 	return out, nil
 }
 
+// BuildWithTags builds the hakuriver binary with the given build tags into
+// dir (an older build emulated by tags, for upgrade tests).
+func BuildWithTags(dir string, tags ...string) (string, error) {
+	out := filepath.Join(dir, "hakuriver-"+strings.Join(tags, "-"))
+	cmd := exec.Command("go", "build", "-tags", strings.Join(tags, ","), "-o", out, "github.com/hakuriver/hakuriver-ha/cmd/hakuriver")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build -tags %s hakuriver: %w\n%s", strings.Join(tags, ","), err, b)
+	}
+	return out, nil
+}
+
 // StartCluster starts opts.Replicas replicas (3 when unset) that bootstrap
 // one Raft group, and returns once every one serves its API, one leader has
 // held one term for SettleTime and it lists all of them as voters. Every
@@ -491,4 +502,42 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// SetBinary makes the next start of replica i run bin instead of the
+// cluster's binary, as an upgrade (or a downgrade) of that machine would;
+// the running process is not touched.
+func (c *Cluster) SetBinary(i int, bin string) {
+	p := c.Replica(i).proc
+	p.mu.Lock()
+	p.bin = bin
+	p.mu.Unlock()
+}
+
+// StartReplica starts replica i again after Kill without waiting for its
+// API (see Restart), for a start that is expected to fail.
+func (c *Cluster) StartReplica(i int) {
+	c.tb.Helper()
+	if err := c.startProcess(i); err != nil {
+		c.tb.Fatalf("harness: %v", err)
+	}
+}
+
+// WaitExit waits up to d for replica i's process to exit by itself and
+// returns its wait error (nil for exit status 0); it fails the test when
+// the process still runs after d.
+func (c *Cluster) WaitExit(i int, d time.Duration) error {
+	c.tb.Helper()
+	p := c.Replica(i).proc
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	select {
+	case <-exited:
+	case <-time.After(d):
+		c.tb.Fatalf("harness: %s still runs after %s\n%s", p.name, d, tail(c.Replica(i).LogPath(), 40))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waitErr
 }
