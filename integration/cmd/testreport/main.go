@@ -88,6 +88,8 @@ func (r *report) handle(ev event) {
 		}
 	case ev.Test == "" && ev.Action == "fail":
 		r.pkgFail = true
+	case ev.Test == "":
+		// a package's own pass or skip ("no test files")
 	case ev.Action == "output":
 		r.buf[key] = append(r.buf[key], ev.Output)
 	case ev.Action == "fail":

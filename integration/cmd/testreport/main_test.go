@@ -17,6 +17,8 @@ const stream = `{"Action":"run","Package":"p/a","Test":"TestOK"}
 {"Action":"skip","Package":"p/a","Test":"TestSkip"}
 {"Action":"output","Package":"p/a","Test":"TestBad","Output":"    a_test.go:12: want 1, got 2\n"}
 {"Action":"fail","Package":"p/a","Test":"TestBad"}
+{"Action":"output","Package":"p/b","Output":"?   \tp/b\t[no test files]\n"}
+{"Action":"skip","Package":"p/b"}
 {"Action":"output","Package":"p/a","Output":"FAIL\n"}
 {"Action":"output","Package":"p/a","Output":"FAIL\tp/a\t0.1s\n"}
 {"Action":"fail","Package":"p/a"}
