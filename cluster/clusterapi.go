@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -85,11 +88,38 @@ func (h *Host) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("id and raft: both are required"))
 		return
 	}
+	if err := checkRaftAddr(r.Context(), req.Raft); err != nil {
+		writeError(w, badRequest("raft %q: %v", req.Raft, err))
+		return
+	}
 	if err := h.raft.r.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Raft), 0, 10*time.Second).Error(); err != nil {
 		writeError(w, fmt.Errorf("add voter %s: %w", req.ID, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Replica %s (%s) added as a voter.", req.ID, req.Raft)})
+}
+
+// joinDialTimeout bounds the TCP connect that proves a new voter's Raft
+// address answers before it is added.
+const joinDialTimeout = 3 * time.Second
+
+// checkRaftAddr refuses a Raft address that is not HOST:PORT or that does
+// not accept a TCP connection within joinDialTimeout: an unreachable voter
+// would count towards the quorum without ever voting.
+func checkRaftAddr(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" {
+		return errors.New("not HOST:PORT")
+	}
+	ctx, cancel := context.WithTimeout(ctx, joinDialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("the new voter's Raft address does not answer a TCP connect within %s (start the replica first): %w", joinDialTimeout, err)
+	}
+	conn.Close() //nolint:errcheck // a probe connection
+	return nil
 }
 
 func (h *Host) handleRemovePeer(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -112,6 +113,7 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
 	hc.Join = c.Cluster.Join
 	hc.GossipKey = key
 	hc.ClusterToken = token
+	hc.InsecureNoToken = c.Cluster.InsecureNoToken
 	hc.SharedDir = c.Paths.SharedDir
 	hc.MaxListTasks = c.Cluster.MaxListTasks
 	hc.LeaderWait = c.Cluster.LeaderWait()
@@ -129,14 +131,23 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
 	return hc, nil
 }
 
+// errNoToken is the error of a host or runner started without a cluster
+// token and without --insecure-no-token.
+var errNoToken = errors.New("no cluster token: set cluster_token or cluster_token_file in the config " +
+	"(flags --cluster-token, --cluster-token-file), or pass --insecure-no-token (config insecure_no_token) " +
+	"to accept unauthenticated internal calls and membership changes")
+
 // secrets reads the gossip key and the cluster token that hosts and runners
-// both need.
+// both need. A missing token is an error unless insecure_no_token is set.
 func secrets(c config.Config) (gossipKey []byte, token string, err error) {
 	if gossipKey, err = c.GossipKey(); err != nil {
 		return nil, "", err
 	}
 	if token, err = c.ClusterToken(); err != nil {
 		return nil, "", err
+	}
+	if token == "" && !c.Cluster.InsecureNoToken {
+		return nil, "", errNoToken
 	}
 	return gossipKey, token, nil
 }
