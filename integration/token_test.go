@@ -30,6 +30,13 @@ const noTokenTimeout = 20 * time.Second
 func TestNoTokenNoStart(t *testing.T) {
 	dir := t.TempDir()
 	shared := filepath.Join(dir, "shared")
+	// A gossip address nothing listens on, for the runner's --join.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := ln.Addr().String()
+	ln.Close()
 	cases := []struct {
 		name string
 		args []string
@@ -38,7 +45,7 @@ func TestNoTokenNoStart(t *testing.T) {
 			"--bind", "127.0.0.1", "--api-port", "0", "--raft-port", "0", "--gossip-port", "0", "--ssh-proxy-port", "0",
 			"--bootstrap-expect", "1", "--shared-dir", shared}},
 		{"runner", []string{"runner", "--name", "tokenless", "--bind", "127.0.0.1", "--runner-address", "127.0.0.1",
-			"--runner-port", "0", "--gossip-port", "0", "--join", "127.0.0.1:9", "--no-cgroups",
+			"--runner-port", "0", "--gossip-port", "0", "--join", nowhere, "--no-cgroups",
 			"--shared-dir", shared, "--local-temp-dir", filepath.Join(dir, "temp")}},
 		// A config file without a token is no different.
 		{"host with a config", []string{"host", "--config", writeConfig(t, dir, "[cluster]\nnode_id = \"tokenless2\"\n"),
