@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -85,11 +88,47 @@ func (h *Host) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("id and raft: both are required"))
 		return
 	}
+	if err := checkRaftAddr(r.Context(), req.Raft); err != nil {
+		writeError(w, badRequest("raft %q: %v", req.Raft, err))
+		return
+	}
+	h.logMembership(r, "join", "id", req.ID, "raft", req.Raft)
 	if err := h.raft.r.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Raft), 0, 10*time.Second).Error(); err != nil {
 		writeError(w, fmt.Errorf("add voter %s: %w", req.ID, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Replica %s (%s) added as a voter.", req.ID, req.Raft)})
+}
+
+// logMembership records, on the leader, a membership change about to be
+// made: what, by whom (the caller's address, and the replica that forwarded
+// it).
+func (h *Host) logMembership(r *http.Request, op string, args ...any) {
+	args = append([]any{"op", op, "remote", r.RemoteAddr, "forwarded_by", r.Header.Get(api.ForwardedHeader)}, args...)
+	h.log.Info("membership change requested", args...)
+}
+
+// joinDialTimeout bounds the TCP connect that proves a new voter's Raft
+// address answers before it is added.
+const joinDialTimeout = 3 * time.Second
+
+// checkRaftAddr refuses a Raft address that is not HOST:PORT or that does
+// not accept a TCP connection within joinDialTimeout: an unreachable voter
+// would count towards the quorum without ever voting.
+func checkRaftAddr(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" {
+		return errors.New("not HOST:PORT")
+	}
+	ctx, cancel := context.WithTimeout(ctx, joinDialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("the new voter's Raft address does not answer a TCP connect within %s (start the replica first): %w", joinDialTimeout, err)
+	}
+	conn.Close() //nolint:errcheck // a probe connection
+	return nil
 }
 
 func (h *Host) handleRemovePeer(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +146,7 @@ func (h *Host) handleRemovePeer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("replica %q is not in the raft configuration", id))
 		return
 	}
+	h.logMembership(r, "remove", "id", id)
 	if err := h.raft.r.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
 		writeError(w, fmt.Errorf("remove replica %s: %w", id, err))
 		return
@@ -126,6 +166,7 @@ func (h *Host) handleTransfer(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Replica %s is already the leader.", req.ID)})
 		return
 	}
+	h.logMembership(r, "leadership transfer", "to", req.ID)
 	var f raft.Future
 	if req.ID == "" {
 		f = h.raft.r.LeadershipTransfer()

@@ -39,10 +39,15 @@ type Config struct {
 	// configuration is written.
 	BootstrapExpect int
 	// Join lists gossip addresses of other members (may include self).
-	Join         []string
-	GossipKey    []byte
-	ClusterToken string
-	SharedDir    string
+	Join      []string
+	GossipKey []byte
+	// ClusterToken authenticates internal calls (runner → host, replica →
+	// replica, doctor) and membership changes. StartHost refuses an empty
+	// one unless InsecureNoToken is set, which then accepts those calls
+	// from anyone.
+	ClusterToken    string
+	InsecureNoToken bool
+	SharedDir       string
 	// MaxListTasks caps GET /api/tasks without an explicit limit.
 	MaxListTasks int
 	// LeaderWait is how long a request waits for a leader before 503.
@@ -83,6 +88,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// ErrNoToken is the error of a Config without a cluster token that does not
+// opt into InsecureNoToken.
+var ErrNoToken = errors.New("cluster_token: empty: set cluster_token or cluster_token_file " +
+	"(--cluster-token-file), or pass --insecure-no-token to accept unauthenticated internal calls and membership changes")
+
 // DefaultConfig returns a Config with the defaults of a LAN deployment.
 func DefaultConfig() Config {
 	return Config{
@@ -114,6 +124,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: must not be empty"))
+	}
+	if c.ClusterToken == "" && !c.InsecureNoToken {
+		errs = append(errs, ErrNoToken)
 	}
 	if c.BootstrapExpect < 1 {
 		errs = append(errs, errors.New("bootstrap_expect: must be at least 1"))

@@ -210,7 +210,7 @@ func TestDockerEnvironmentsAnyReplica(t *testing.T) {
 		{"POST", "/api/docker/host/start/" + uniqueEnv(), ``, 404, "does not exist"},
 		{"POST", "/api/docker/host/stop/UPPER", ``, 400, "UPPER"},
 		{"POST", "/api/docker/create_tar/" + uniqueEnv(), ``, 404, "does not exist"},
-		{"POST", "/api/docker/internal/environments", `{"name":"x","replica":"h9"}`, 200, ""}, // no token configured
+		{"POST", "/api/docker/internal/environments", `{"name":"x","replica":"h9"}`, 200, ""}, // do sends the cluster token
 	}
 	for _, tc := range cases {
 		resp, body := do(t, tc.method, other.APIURL()+tc.path, tc.body)
@@ -343,7 +343,7 @@ func TestDockerUnavailable(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.SharedDir = "h1", t.TempDir(), t.TempDir()
 	cfg.APIPort, cfg.RaftPort, cfg.GossipPort = 0, 0, 0
-	cfg.FastGossip = true
+	cfg.FastGossip, cfg.ClusterToken = true, testToken
 	cfg.Docker = m
 	cfg.Logger = testLogger(t)
 	h, err = StartHost(context.Background(), cfg)

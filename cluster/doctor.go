@@ -39,7 +39,7 @@ func (h *Host) handleDoctor(w http.ResponseWriter, r *http.Request) {
 	if !req.Ping {
 		rep.Endpoints = h.doctorEndpoints()
 		rep.Peers = doctorPeers(h.pool.Members())
-		rep.Checks = []doctor.Check{h.raftCheck(), h.gossipCheck()}
+		rep.Checks = []doctor.Check{doctor.TokenCheck(h.cfg.ClusterToken, h.cfg.InsecureNoToken), h.raftCheck(), h.gossipCheck()}
 	}
 	writeJSON(w, http.StatusOK, doctor.Run(r.Context(), h.doctorLocal(), req, rep))
 }

@@ -81,6 +81,10 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		fwd:        &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
 	}
 	h.live.Store(newLiveState(time.Now()))
+	if cfg.ClusterToken == "" {
+		h.log.Warn("INSECURE: no cluster token (--insecure-no-token): anyone who reaches this replica can make internal calls, " +
+			"register runners and change the Raft membership; set cluster_token or cluster_token_file")
+	}
 	var err error
 	if h.cfg.RaftPort == 0 {
 		if h.cfg.RaftPort, err = freePort(cfg.BindAddr); err != nil {

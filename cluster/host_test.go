@@ -50,6 +50,7 @@ func startClusterWith(t *testing.T, n int, adjust func(i int, cfg *Config)) []*H
 		cfg.APIPort, cfg.RaftPort, cfg.GossipPort = 0, 0, 0
 		cfg.BootstrapExpect = n
 		cfg.FastGossip = true
+		cfg.ClusterToken = testToken
 		cfg.Logger = testLogger(t).With("node", cfg.NodeID)
 		if seed != "" {
 			cfg.Join = []string{seed}
@@ -94,7 +95,18 @@ func waitFor(t *testing.T, d time.Duration, f func() bool) {
 	t.Fatalf("condition not met within %s", d)
 }
 
+// testToken is the cluster token of the replicas the tests start.
+const testToken = "test-cluster-token"
+
+// do sends one request with the cluster token, as a runner or an
+// administrator does, and returns the answer and its body.
 func do(t *testing.T, method, url string, body any) (*http.Response, []byte) {
+	t.Helper()
+	return doToken(t, method, url, testToken, body)
+}
+
+// doToken is do with token in the token header ("" = none).
+func doToken(t *testing.T, method, url, token string, body any) (*http.Response, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if s, ok := body.(string); ok {
@@ -104,6 +116,9 @@ func do(t *testing.T, method, url string, body any) (*http.Response, []byte) {
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, url, rd)
+	if token != "" {
+		req.Header.Set(api.TokenHeader, token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)

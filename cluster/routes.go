@@ -44,9 +44,10 @@ func (h *Host) apiRoutes(r chi.Router) {
 	r.Put("/heartbeat/{hostname}", h.requireToken(h.onLeader(h.handleHeartbeat)))
 	r.Post("/update", h.requireToken(h.onLeader(h.handleUpdate)))
 	r.Get("/cluster", h.consistentRead(h.handleCluster))
-	r.Post("/cluster/join", h.onLeader(h.handleJoin))
-	r.Delete("/cluster/peers/{id}", h.onLeader(h.handleRemovePeer))
-	r.Post("/cluster/leadership-transfer", h.onLeader(h.handleTransfer))
+	// Membership is an administrator's act: the cluster token is required.
+	r.Post("/cluster/join", h.requireToken(h.onLeader(h.handleJoin)))
+	r.Delete("/cluster/peers/{id}", h.requireToken(h.onLeader(h.handleRemovePeer)))
+	r.Post("/cluster/leadership-transfer", h.requireToken(h.onLeader(h.handleTransfer)))
 	h.dockerRoutes(r)
 	h.vpsRoutes(r)
 	r.HandleFunc("/doctor", h.requireToken(h.handleDoctor))

@@ -13,16 +13,26 @@ import (
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
+// tokenOK reports whether got is the cluster token, in constant time. An
+// empty configured token matches only in insecure mode.
+func (h *Host) tokenOK(got string) bool {
+	if h.cfg.ClusterToken == "" {
+		return h.cfg.InsecureNoToken
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.ClusterToken)) == 1
+}
+
 // missingHeartbeats is how many consecutive heartbeats may omit a task the
 // FSM believes running before the task is declared lost.
 const missingHeartbeats = 2
 
-// requireToken rejects internal calls that do not carry the cluster token.
+// requireToken rejects calls that do not carry the cluster token: internal
+// calls and membership changes. Only a replica started with InsecureNoToken
+// (and no token) lets them through.
 func (h *Host) requireToken(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if h.cfg.ClusterToken != "" &&
-			subtle.ConstantTimeCompare([]byte(r.Header.Get(api.TokenHeader)), []byte(h.cfg.ClusterToken)) != 1 {
-			h.log.Warn("rejected internal call without a valid cluster token", "path", r.URL.Path, "remote", r.RemoteAddr)
+		if !h.tokenOK(r.Header.Get(api.TokenHeader)) {
+			h.log.Warn("rejected call without a valid cluster token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 			writeError(w, &httpError{status: http.StatusUnauthorized, msg: "missing or wrong cluster token"})
 			return
 		}

@@ -33,6 +33,21 @@ func call(t *testing.T, c *harness.Cluster, i int, method, path string, body any
 	return a
 }
 
+// callAdmin is call with the cluster token, as membership changes need.
+func callAdmin(t *testing.T, c *harness.Cluster, i int, method, path string, body any, want int) harness.Answer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
+	defer cancel()
+	a, err := c.CallInternal(ctx, i, method, path, body)
+	if err != nil {
+		t.Fatalf("%s %s on %s: %v", method, path, c.Replica(i).ID, err)
+	}
+	if a.Status != want {
+		t.Fatalf("%s %s on %s: want %d, got %s", method, path, c.Replica(i).ID, want, a)
+	}
+	return a
+}
+
 // checkReplicas reports whether st lists exactly the replicas idxs as
 // voters, with the Raft and API addresses they were started with, and one
 // leader among them.
@@ -71,7 +86,7 @@ func transfer(t *testing.T, c *harness.Cluster) (leader, target int) {
 		fs := c.Followers()
 		target, via := fs[0], fs[1]
 		ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
-		a, err := c.Call(ctx, via, http.MethodPost, "/api/cluster/leadership-transfer", api.TransferRequest{ID: c.Replica(target).ID})
+		a, err := c.CallInternal(ctx, via, http.MethodPost, "/api/cluster/leadership-transfer", api.TransferRequest{ID: c.Replica(target).ID})
 		cancel()
 		if err != nil {
 			t.Fatalf("leadership transfer through %s: %v", c.Replica(via).ID, err)
@@ -114,19 +129,19 @@ func TestClusterMembershipEndpoints(t *testing.T) {
 	}
 
 	// Transfer without a body: Raft picks the successor.
-	call(t, c, target, http.MethodPost, "/api/cluster/leadership-transfer", nil, http.StatusOK)
+	callAdmin(t, c, target, http.MethodPost, "/api/cluster/leadership-transfer", nil, http.StatusOK)
 	c.Poll(harness.LeaderTimeout, "leadership to leave "+c.Replica(target).ID, func() (bool, string) {
 		i, st, ok := c.Leader()
 		return ok && i != target, fmt.Sprintf("leader %q term %d", st.NodeID, st.Term)
 	})
-	call(t, c, leader, http.MethodPost, "/api/cluster/leadership-transfer", api.TransferRequest{ID: "nope"}, http.StatusNotFound)
+	callAdmin(t, c, leader, http.MethodPost, "/api/cluster/leadership-transfer", api.TransferRequest{ID: "nope"}, http.StatusNotFound)
 
 	// Remove a follower, asked through a replica that is not the leader.
 	leader = c.WaitLeader(harness.LeaderTimeout)
 	fs := c.Followers()
 	gone, via := fs[0], fs[1]
 	goneID := c.Replica(gone).ID
-	call(t, c, via, http.MethodDelete, "/api/cluster/peers/"+goneID, nil, http.StatusOK)
+	callAdmin(t, c, via, http.MethodDelete, "/api/cluster/peers/"+goneID, nil, http.StatusOK)
 	c.Poll(membershipTimeout, goneID+" to leave the configuration", func() (bool, string) {
 		st, err := c.Status(leader)
 		if err != nil {
@@ -134,18 +149,18 @@ func TestClusterMembershipEndpoints(t *testing.T) {
 		}
 		return checkReplicas(c, st, leader, via)
 	})
-	call(t, c, leader, http.MethodDelete, "/api/cluster/peers/"+goneID, nil, http.StatusNotFound)
+	callAdmin(t, c, leader, http.MethodDelete, "/api/cluster/peers/"+goneID, nil, http.StatusNotFound)
 	// Two voters still make a quorum.
 	id := c.SubmitOK(via, echo("two voters"))[0]
 
 	// Bad joins change nothing.
-	a := call(t, c, via, http.MethodPost, "/api/cluster/join", api.JoinRequest{ID: goneID}, http.StatusBadRequest)
+	a := callAdmin(t, c, via, http.MethodPost, "/api/cluster/join", api.JoinRequest{ID: goneID}, http.StatusBadRequest)
 	if !strings.Contains(string(a.Body), "raft") {
 		t.Errorf("join without raft address: the error should name the field: %s", a)
 	}
 
 	// Re-add it; it catches up with what was written meanwhile.
-	call(t, c, via, http.MethodPost, "/api/cluster/join", api.JoinRequest{ID: goneID, Raft: c.Replica(gone).Raft}, http.StatusOK)
+	callAdmin(t, c, via, http.MethodPost, "/api/cluster/join", api.JoinRequest{ID: goneID, Raft: c.Replica(gone).Raft}, http.StatusOK)
 	c.Poll(membershipTimeout, goneID+" to be a voter again", func() (bool, string) {
 		// Any leader will do: re-adding a replica may cause an election.
 		_, st, ok := c.Leader()

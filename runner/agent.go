@@ -60,6 +60,10 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "runner", "runner", cfg.Name), kick: make(chan struct{}, 1)}
+	if cfg.Token == "" {
+		a.log.Warn("INSECURE: no cluster token (--insecure-no-token): anyone who reaches this runner's API can run commands " +
+			"as its user; set cluster_token or cluster_token_file")
+	}
 	rc := resources.Config{SysRoot: cfg.SysRoot, ProcRoot: cfg.ProcRoot, NvidiaSMI: cfg.NvidiaSMI, Cores: cfg.Cores, MemoryBytes: cfg.MemoryBytes}
 	static, err := resources.Detect(rc)
 	if err != nil && !errors.Is(err, resources.ErrGPUQuery) {

@@ -26,10 +26,13 @@ type Config struct {
 	GossipKey  []byte
 	// Hosts optionally lists host API URLs to use before gossip finds any.
 	Hosts []string
-	// Token is the cluster token carried by every internal call.
-	Token        string
-	SharedDir    string
-	LocalTempDir string
+	// Token is the cluster token carried by every internal call and
+	// required on every call to the runner API. Start refuses an empty one
+	// unless InsecureNoToken is set, which then accepts calls from anyone.
+	Token           string
+	InsecureNoToken bool
+	SharedDir       string
+	LocalTempDir    string
 	// Cores and MemoryBytes override detection when > 0.
 	Cores       int
 	MemoryBytes int64
@@ -54,6 +57,11 @@ type Config struct {
 	Version    string
 	Logger     *slog.Logger
 }
+
+// ErrNoToken is the error of a Config without a cluster token that does not
+// opt into InsecureNoToken.
+var ErrNoToken = errors.New("cluster_token: empty: set cluster_token or cluster_token_file " +
+	"(--cluster-token-file), or pass --insecure-no-token to accept unauthenticated calls to the runner API")
 
 // DefaultConfig returns the defaults of a LAN deployment.
 func DefaultConfig() Config {
@@ -80,6 +88,9 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, errors.New("heartbeat_interval: must be positive"))
+	}
+	if c.Token == "" && !c.InsecureNoToken {
+		errs = append(errs, ErrNoToken)
 	}
 	if c.Native == nil {
 		errs = append(errs, errors.New("native executor: required"))

@@ -46,7 +46,7 @@ func (a *Agent) handleDoctor(w http.ResponseWriter, r *http.Request) {
 				API: m.Meta.API, Raft: m.Meta.Raft, SSHProxy: m.Meta.SSHProxy, Version: m.Meta.Version,
 			})
 		}
-		rep.Checks = append(rep.Checks, a.registrationCheck())
+		rep.Checks = append(rep.Checks, doctor.TokenCheck(a.cfg.Token, a.cfg.InsecureNoToken), a.registrationCheck())
 	}
 	writeJSON(w, http.StatusOK, doctor.Run(r.Context(), a.doctorLocal(), req, rep))
 }

@@ -650,13 +650,13 @@ func (c *Client) Cluster(ctx context.Context, consistent bool) (ClusterStatus, e
 }
 
 // Join adds a host replica to the Raft group as a voter
-// (POST /api/cluster/join).
+// (POST /api/cluster/join; needs the cluster token, ClientConfig.Token).
 func (c *Client) Join(ctx context.Context, req JoinRequest) (MessageResponse, error) {
 	return c.message(ctx, http.MethodPost, "/api/cluster/join", req, "join "+req.ID)
 }
 
 // RemovePeer removes a replica from the Raft group
-// (DELETE /api/cluster/peers/{id}).
+// (DELETE /api/cluster/peers/{id}; needs the cluster token).
 func (c *Client) RemovePeer(ctx context.Context, id string) (MessageResponse, error) {
 	if err := checkID("peer", id); err != nil {
 		return MessageResponse{}, err
@@ -666,7 +666,7 @@ func (c *Client) RemovePeer(ctx context.Context, id string) (MessageResponse, er
 
 // TransferLeadership asks the leader to hand leadership to replica id, or
 // to a replica of Raft's choice when id is empty
-// (POST /api/cluster/leadership-transfer).
+// (POST /api/cluster/leadership-transfer; needs the cluster token).
 func (c *Client) TransferLeadership(ctx context.Context, id string) (MessageResponse, error) {
 	return c.message(ctx, http.MethodPost, "/api/cluster/leadership-transfer", TransferRequest{ID: id}, "transfer leadership")
 }

@@ -63,7 +63,10 @@ func (g *clientFlags) format() (string, error) {
 
 // client validates the shared flags and builds an API client. The caller
 // closes it.
-func (g *clientFlags) client() (*api.Client, error) {
+func (g *clientFlags) client() (*api.Client, error) { return g.tokenClient("") }
+
+// tokenClient is client sending token (when not "") on every call.
+func (g *clientFlags) tokenClient(token string) (*api.Client, error) {
 	if _, err := g.format(); err != nil {
 		return nil, err
 	}
@@ -75,6 +78,7 @@ func (g *clientFlags) client() (*api.Client, error) {
 	cfg.Timeout = min(g.timeout, api.DefaultClientTimeout)
 	cfg.RetryBudget = g.timeout
 	cfg.UserAgent = "hakuriver-cli"
+	cfg.Token = token
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid --host: %w", err)
@@ -90,11 +94,16 @@ func (g *clientFlags) call(ctx context.Context) (context.Context, context.Cancel
 // withClient validates the shared flags, builds a client and runs fn with a
 // context bounded by --timeout and the validated output format.
 func (g *clientFlags) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *api.Client, format string) error) error {
+	return g.withTokenClient(cmd, "", fn)
+}
+
+// withTokenClient is withClient with a client that sends token.
+func (g *clientFlags) withTokenClient(cmd *cobra.Command, token string, fn func(ctx context.Context, c *api.Client, format string) error) error {
 	format, err := g.format()
 	if err != nil {
 		return err
 	}
-	c, err := g.client()
+	c, err := g.tokenClient(token)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,8 @@ type seenRequest struct {
 	Path   string
 	Query  string
 	Body   []byte
+	// Token is the cluster token header the request carried.
+	Token string
 }
 
 // fakeHost is a test host replica: a mux of canned handlers that records
@@ -44,7 +46,7 @@ func newFakeHost(tb testing.TB) *fakeHost {
 			tb.Errorf("read body: %v", err)
 		}
 		f.mu.Lock()
-		f.got = append(f.got, seenRequest{r.Method, r.URL.Path, r.URL.RawQuery, b})
+		f.got = append(f.got, seenRequest{r.Method, r.URL.Path, r.URL.RawQuery, b, r.Header.Get(api.TokenHeader)})
 		f.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(b))
 		w.Header().Set(api.LeaderHeader, "h1")

@@ -19,6 +19,7 @@ func newClusterCmd(g *clientFlags) *cobra.Command {
 		Long: `Inspect and change the Raft group of host replicas: who leads, which
 replicas vote, adding and removing replicas, and handing leadership over.`,
 		Example: `  hakuriver cluster status
+  export HAKURIVER_TOKEN_FILE=/etc/hakuriver/token   # membership changes need the cluster token
   hakuriver cluster join --id h4 --raft 10.0.0.4:8300 --api http://10.0.0.4:8000
   hakuriver cluster remove h4
   hakuriver cluster transfer-leadership --to h2`,
@@ -87,18 +88,54 @@ func printCluster(w io.Writer, st api.ClusterStatus) error {
 	return flushTable(tw)
 }
 
+// membershipTokenHelp ends the help of the commands that change membership.
+const membershipTokenHelp = `
+
+Membership changes need the cluster token: --token, --token-file,
+$` + tokenFileEnv + `, or the cluster_token(_file) of --config.`
+
+// membershipToken returns the cluster token a membership command sends,
+// read as doctor reads it; what names the command in the error when there
+// is none.
+func (f tokenFlags) membershipToken(what string) (string, error) {
+	c, _, err := f.loadConfig()
+	if err != nil {
+		return "", err
+	}
+	token, err := f.resolveToken(c)
+	if err != nil {
+		return "", err
+	}
+	if token == "" {
+		return "", fmt.Errorf("%s needs the cluster token: pass --token or --token-file, set $%s, "+
+			"or set cluster_token or cluster_token_file in --config", what, tokenFileEnv)
+	}
+	return token, nil
+}
+
+// withMembershipClient runs fn with a client that sends the cluster token.
+func withMembershipClient(cmd *cobra.Command, g *clientFlags, tf tokenFlags, fn func(ctx context.Context, c *api.Client, format string) error) error {
+	token, err := tf.membershipToken(cmd.CommandPath())
+	if err != nil {
+		return err
+	}
+	return g.withTokenClient(cmd, token, fn)
+}
+
 func newClusterJoinCmd(g *clientFlags) *cobra.Command {
 	var req api.JoinRequest
+	var tf tokenFlags
 	cmd := &cobra.Command{
 		Use:   "join --id ID --raft ADDR [--api URL]",
 		Short: "Add a host replica to the group as a voter",
 		Long: `Add a host replica to the Raft group as a voter. The new replica must be
-running and reachable on its Raft address. Replicas that share a gossip
-pool join by themselves (bootstrap_expect); use this to add one by hand.`,
-		Example: `  hakuriver cluster join --id h4 --raft 10.0.0.4:8300 --api http://10.0.0.4:8000`,
+running and reachable on its Raft address (a join whose Raft address does
+not answer is refused). Replicas that share a gossip pool join by
+themselves (bootstrap_expect); use this to add one by hand.` + membershipTokenHelp,
+		Example: `  hakuriver cluster join --id h4 --raft 10.0.0.4:8300 --api http://10.0.0.4:8000 --token-file /etc/hakuriver/token`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+			return withMembershipClient(cmd, g, tf, func(ctx context.Context, c *api.Client, format string) error {
 				resp, err := c.Join(ctx, req)
 				if err != nil {
 					return err
@@ -111,6 +148,7 @@ pool join by themselves (bootstrap_expect); use this to add one by hand.`,
 	f.StringVar(&req.ID, "id", "", "raft ID of the new replica (required)")
 	f.StringVar(&req.Raft, "raft", "", "raft address HOST:PORT of the new replica (required)")
 	f.StringVar(&req.API, "api", "", "API URL of the new replica (informative)")
+	tf.bind(f, "membership changes")
 	// MarkFlagRequired only fails for an unknown flag name.
 	_ = cmd.MarkFlagRequired("id")
 	_ = cmd.MarkFlagRequired("raft")
@@ -118,28 +156,42 @@ pool join by themselves (bootstrap_expect); use this to add one by hand.`,
 }
 
 func newClusterRemoveCmd(g *clientFlags) *cobra.Command {
-	return messageCmd(g, &cobra.Command{
+	var tf tokenFlags
+	cmd := &cobra.Command{
 		Use:   "remove ID",
 		Short: "Remove a host replica from the group",
 		Long: `Remove a host replica from the Raft group by its raft ID, for example one
-whose machine is gone for good. Removing the leader makes it step down.`,
-		Example: `  hakuriver cluster remove h3`,
-	}, (*api.Client).RemovePeer)
+whose machine is gone for good. Removing the leader makes it step down.` + membershipTokenHelp,
+		Example: `  HAKURIVER_TOKEN_FILE=/etc/hakuriver/token hakuriver cluster remove h3`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withMembershipClient(cmd, g, tf, func(ctx context.Context, c *api.Client, format string) error {
+				resp, err := c.RemovePeer(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return printMessage(cmd.OutOrStdout(), format, resp)
+			})
+		},
+	}
+	tf.bind(cmd.Flags(), "membership changes")
+	return cmd
 }
 
 func newClusterTransferCmd(g *clientFlags) *cobra.Command {
 	var to string
+	var tf tokenFlags
 	cmd := &cobra.Command{
 		Use:   "transfer-leadership [--to ID]",
 		Short: "Hand leadership to another replica",
 		Long: `Ask the leader to hand leadership to another voter, for example before
 restarting the leader's machine. Without --to Raft picks the most
-up-to-date follower.`,
-		Example: `  hakuriver cluster transfer-leadership
-  hakuriver cluster transfer-leadership --to h2`,
+up-to-date follower.` + membershipTokenHelp,
+		Example: `  hakuriver cluster transfer-leadership --token-file /etc/hakuriver/token
+  hakuriver cluster transfer-leadership --to h2 --config /etc/hakuriver.toml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+			return withMembershipClient(cmd, g, tf, func(ctx context.Context, c *api.Client, format string) error {
 				resp, err := c.TransferLeadership(ctx, to)
 				if err != nil {
 					return err
@@ -149,5 +201,6 @@ up-to-date follower.`,
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "raft ID of the replica to lead next (default: Raft's choice)")
+	tf.bind(cmd.Flags(), "membership changes")
 	return cmd
 }

@@ -13,17 +13,32 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
 )
 
+// tokenFlags name the cluster token and the config file that may hold it:
+// doctor and the membership commands read the token alike (resolveToken).
+type tokenFlags struct {
+	token      string
+	tokenFile  string
+	configPath string
+}
+
+// bind registers --token, --token-file and --config (-c); what says what the
+// token is needed for.
+func (f *tokenFlags) bind(fl *pflag.FlagSet, what string) {
+	fl.StringVar(&f.token, "token", "", "cluster token for "+what)
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the cluster token (default $"+tokenFileEnv+")")
+	fl.StringVarP(&f.configPath, "config", "c", "", "config file: token, host address and paths (default $"+configEnv+")")
+}
+
 // doctorFlags are the flags of "hakuriver doctor".
 type doctorFlags struct {
-	token        string
-	tokenFile    string
-	configPath   string
+	tokenFlags
 	local        bool
 	role         string
 	probeTimeout time.Duration
@@ -72,9 +87,7 @@ for a node that will not even start.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.token, "token", "", "cluster token for the internal doctor endpoints")
-	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the cluster token")
-	fl.StringVarP(&f.configPath, "config", "c", "", "config file: token, host address and paths (default $"+configEnv+")")
+	f.bind(fl, "the internal doctor endpoints")
 	fl.BoolVar(&f.local, "local", false, "check only this machine from its config, no cluster needed")
 	fl.StringVar(&f.role, "role", "", "with --local: host or runner (default: host when data_dir holds raft.db)")
 	fl.DurationVar(&f.probeTimeout, "probe-timeout", doctor.DefaultProbeTimeout, "time limit of each reachability probe")
@@ -83,7 +96,7 @@ for a node that will not even start.`,
 
 // loadConfig loads --config (or $HAKURIVER_CONFIG); it returns the defaults
 // and "" when neither names a file.
-func (f doctorFlags) loadConfig() (config.Config, string, error) {
+func (f tokenFlags) loadConfig() (config.Config, string, error) {
 	path := f.configPath
 	if path == "" {
 		path = os.Getenv(configEnv)
@@ -98,7 +111,7 @@ const tokenFileEnv = "HAKURIVER_TOKEN_FILE"
 
 // resolveToken returns --token, else --token-file's (or
 // $HAKURIVER_TOKEN_FILE's) content, else the config's token.
-func (f doctorFlags) resolveToken(c config.Config) (string, error) {
+func (f tokenFlags) resolveToken(c config.Config) (string, error) {
 	switch {
 	case f.token != "" && f.tokenFile != "":
 		return "", errors.New("--token and --token-file: give only one")
@@ -239,7 +252,8 @@ func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 	token, _ := c.ClusterToken() //nolint:errcheck // an unreadable token file is reported by its path check
 	l := localFromConfig(c, role, path)
 	l.Token = token
-	rep := doctor.Report{Node: id, Role: role, Version: version, SharedDir: c.Paths.SharedDir}
+	rep := doctor.Report{Node: id, Role: role, Version: version, SharedDir: c.Paths.SharedDir,
+		Checks: []doctor.Check{doctor.TokenCheck(token, c.Cluster.InsecureNoToken)}}
 	rep = doctor.Run(cmd.Context(), l, doctor.Request{}, rep)
 	return renderDoctor(cmd.OutOrStdout(), finish([]doctor.Report{rep}, start), format)
 }

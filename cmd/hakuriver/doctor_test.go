@@ -309,3 +309,44 @@ func TestCLI_DoctorLocal(t *testing.T) {
 		t.Fatalf("bad config: %v\n%s", err, out)
 	}
 }
+
+// TestCLI_DoctorLocalToken: doctor --local fails a node whose config has no
+// cluster token (it would refuse to start), warns about insecure_no_token,
+// and passes a token without ever printing it.
+func TestCLI_DoctorLocalToken(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, cluster string
+		status        doctor.Status
+		measured      string
+	}{
+		{"none", "", doctor.StatusFail, "no cluster token"},
+		{"insecure", "insecure_no_token = true\n", doctor.StatusWarn, "insecure: no cluster token"},
+		{"token", "cluster_token = \"s3cret-tok\"\n", doctor.StatusOK, "set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(dir, tc.name+".toml")
+			text := "[network]\nhost_bind_ip = \"127.0.0.1\"\nhost_reachable_address = \"127.0.0.1\"\nrunner_port = 0\n" +
+				"[paths]\nshared_dir = \"" + filepath.Join(dir, "shared") + "\"\nlocal_temp_dir = \"" + filepath.Join(dir, "tmp") + "\"\n" +
+				"[cluster]\ngossip_port = 0\n" + tc.cluster
+			if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := runDoctorCLI(t, "-o", "json", "doctor", "--local", "--config", cfg, "--role", "runner")
+			var res doctorOutput
+			mustJSON(t, out, &res)
+			var got []doctor.Check
+			for _, c := range res.Members[0].Checks {
+				if c.Name == "cluster token" {
+					got = append(got, c)
+				}
+			}
+			if len(got) != 1 || got[0].Status != tc.status || got[0].Measured != tc.measured && !strings.HasPrefix(got[0].Measured, tc.measured) {
+				t.Fatalf("cluster token checks = %+v; want one %s %q", got, tc.status, tc.measured)
+			}
+			if strings.Contains(out, "s3cret-tok") {
+				t.Fatalf("the token appears in the report:\n%s", out)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -57,11 +58,16 @@ func newHostCmd() *cobra.Command {
 may list this replica itself so all replicas can share one config) and
 bootstrap the Raft group once --bootstrap-expect of them see each other. A
 replica started later with --join is added to the running cluster as a voter.
-A restarted replica rejoins from its --data-dir without any flag changing.`,
-		Example: `  # three replicas on one machine
-  hakuriver host --node-id h1 --data-dir /tmp/h1 --bind 127.0.0.1 --api-port 8000 --raft-port 8300 --gossip-port 7946 --bootstrap-expect 3 --join 127.0.0.1:7946
-  hakuriver host --node-id h2 --data-dir /tmp/h2 --bind 127.0.0.1 --api-port 8001 --raft-port 8301 --gossip-port 7947 --bootstrap-expect 3 --join 127.0.0.1:7946
-  hakuriver host --node-id h3 --data-dir /tmp/h3 --bind 127.0.0.1 --api-port 8002 --raft-port 8302 --gossip-port 7948 --bootstrap-expect 3 --join 127.0.0.1:7946`,
+A restarted replica rejoins from its --data-dir without any flag changing.
+
+A replica refuses to start without the cluster token (cluster_token or
+cluster_token_file, --cluster-token-file) unless --insecure-no-token is
+given, which accepts internal calls and membership changes from anyone.`,
+		Example: `  # three replicas on one machine, sharing one cluster token
+  head -c 32 /dev/urandom | base64 > /tmp/hakuriver.token
+  hakuriver host --node-id h1 --data-dir /tmp/h1 --bind 127.0.0.1 --api-port 8000 --raft-port 8300 --gossip-port 7946 --bootstrap-expect 3 --join 127.0.0.1:7946 --cluster-token-file /tmp/hakuriver.token
+  hakuriver host --node-id h2 --data-dir /tmp/h2 --bind 127.0.0.1 --api-port 8001 --raft-port 8301 --gossip-port 7947 --bootstrap-expect 3 --join 127.0.0.1:7946 --cluster-token-file /tmp/hakuriver.token
+  hakuriver host --node-id h3 --data-dir /tmp/h3 --bind 127.0.0.1 --api-port 8002 --raft-port 8302 --gossip-port 7948 --bootstrap-expect 3 --join 127.0.0.1:7946 --cluster-token-file /tmp/hakuriver.token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, log, err := sf.resolve(cmd)
@@ -126,6 +132,7 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
 	hc.Join = c.Cluster.Join
 	hc.GossipKey = key
 	hc.ClusterToken = token
+	hc.InsecureNoToken = c.Cluster.InsecureNoToken
 	hc.SharedDir = c.Paths.SharedDir
 	hc.MaxListTasks = c.Cluster.MaxListTasks
 	hc.LeaderWait = c.Cluster.LeaderWait()
@@ -143,14 +150,23 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
 	return hc, nil
 }
 
+// errNoToken is the error of a host or runner started without a cluster
+// token and without --insecure-no-token.
+var errNoToken = errors.New("no cluster token: set cluster_token or cluster_token_file in the config " +
+	"(flags --cluster-token, --cluster-token-file), or pass --insecure-no-token (config insecure_no_token) " +
+	"to accept unauthenticated internal calls and membership changes")
+
 // secrets reads the gossip key and the cluster token that hosts and runners
-// both need.
+// both need. A missing token is an error unless insecure_no_token is set.
 func secrets(c config.Config) (gossipKey []byte, token string, err error) {
 	if gossipKey, err = c.GossipKey(); err != nil {
 		return nil, "", err
 	}
 	if token, err = c.ClusterToken(); err != nil {
 		return nil, "", err
+	}
+	if token == "" && !c.Cluster.InsecureNoToken {
+		return nil, "", errNoToken
 	}
 	return gossipKey, token, nil
 }

@@ -103,7 +103,7 @@ func runnerConfig(c config.Config, log *slog.Logger, name string) (runner.Config
 	rc.GossipPort = c.Cluster.GossipPort
 	rc.Join = c.Cluster.Join
 	rc.GossipKey = key
-	rc.Token = token
+	rc.Token, rc.InsecureNoToken = token, c.Cluster.InsecureNoToken
 	rc.SharedDir = c.Paths.SharedDir
 	rc.LocalTempDir = c.Paths.LocalTempDir
 	rc.HeartbeatInterval = c.Timing.HeartbeatPeriod()

@@ -84,7 +84,21 @@ func (c *Cluster) CallInternalURL(ctx context.Context, base, method, path string
 	return c.callURL(ctx, base, method, path, body, true)
 }
 
+// CallWithToken is Call with token in the cluster token header ("" sends
+// none): a wrong token, as an attacker would send.
+func (c *Cluster) CallWithToken(ctx context.Context, i int, method, path, token string, body any) (Answer, error) {
+	return c.callTokenURL(ctx, c.Replica(i).API, method, path, token, body)
+}
+
 func (c *Cluster) callURL(ctx context.Context, base, method, path string, body any, token bool) (Answer, error) {
+	tok := ""
+	if token {
+		tok = c.opts.Token
+	}
+	return c.callTokenURL(ctx, base, method, path, tok, body)
+}
+
+func (c *Cluster) callTokenURL(ctx context.Context, base, method, path, token string, body any) (Answer, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -100,8 +114,8 @@ func (c *Cluster) callURL(ctx context.Context, base, method, path string, body a
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if token {
-		req.Header.Set(api.TokenHeader, c.opts.Token)
+	if token != "" {
+		req.Header.Set(api.TokenHeader, token)
 	}
 	start := time.Now()
 	resp, err := c.hc.Do(req)

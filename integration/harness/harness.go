@@ -73,6 +73,9 @@ type Options struct {
 	// random one. It reaches them through a file (--cluster-token-file), so
 	// it appears on no command line and in no log.
 	Token string
+	// InsecureNoToken starts every host and runner without a cluster token,
+	// with --insecure-no-token (Token then reaches none of them).
+	InsecureNoToken bool
 	// HeartbeatInterval (seconds) and HeartbeatTimeoutFactor are passed to
 	// every host and runner when > 0.
 	HeartbeatInterval      int
@@ -304,13 +307,16 @@ func (c *Cluster) newReplica(id string, p replicaPorts, joins []string) (*Replic
 }
 
 // commonArgs are the flags every host and runner gets: log level, cluster
-// token and heartbeat timing (when > 0).
+// token (or --insecure-no-token) and heartbeat timing (when > 0).
 func (c *Cluster) commonArgs(hbInterval, hbFactor int) []string {
 	level := c.opts.LogLevel
 	if level == "" {
 		level = "info"
 	}
 	args := []string{"--log-level", level, "--cluster-token-file", c.tokenFile}
+	if c.opts.InsecureNoToken {
+		args = []string{"--log-level", level, "--insecure-no-token"}
+	}
 	if hbInterval > 0 {
 		args = append(args, "--heartbeat-interval", strconv.Itoa(hbInterval))
 	}
@@ -333,6 +339,10 @@ func (c *Cluster) SharedDir() string { return c.shared }
 
 // Token returns the cluster token.
 func (c *Cluster) Token() string { return c.opts.Token }
+
+// TokenFile returns the file holding the cluster token (for
+// HAKURIVER_TOKEN_FILE and --token-file).
+func (c *Cluster) TokenFile() string { return c.tokenFile }
 
 // randomHex returns n random bytes in hex.
 func randomHex(n int) string {

@@ -113,6 +113,10 @@ type Cluster struct {
 	Token string `toml:"cluster_token"`
 	// TokenFile is a file holding the cluster token (cluster_token_file).
 	TokenFile string `toml:"cluster_token_file"`
+	// InsecureNoToken lets a host or runner start without a cluster token
+	// (insecure_no_token, --insecure-no-token): internal calls and
+	// membership changes are then accepted from anyone.
+	InsecureNoToken bool `toml:"insecure_no_token"`
 	// MaxListTasks caps the number of tasks one list request returns.
 	MaxListTasks int `toml:"max_list_tasks"`
 	// LeaderWaitSeconds is how long a replica waits for a leader before it
