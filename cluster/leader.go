@@ -86,8 +86,9 @@ func (h *Host) leaderLoop(ctx context.Context) {
 	go func() { defer wg.Done(); h.livenessLoop(ctx) }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	failedProofs := map[string]time.Time{}
 	for {
-		h.reconcileVoters()
+		h.reconcileVoters(ctx, failedProofs)
 		select {
 		case <-ctx.Done():
 			return

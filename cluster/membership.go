@@ -82,11 +82,17 @@ func (h *Host) markBootstrapped() {
 	}
 }
 
+// proofRetry is how long the leader waits before challenging again a host
+// that failed to prove the cluster token.
+const proofRetry = 5 * time.Second
+
 // reconcileVoters adds every alive, not yet bootstrapped host that gossip
-// sees but the Raft configuration lacks. Only the leader calls it. Hosts that
-// hold Raft state are not re-added automatically, so that a replica removed
-// with DELETE /api/cluster/peers stays removed until joined by hand.
-func (h *Host) reconcileVoters() {
+// sees but the Raft configuration lacks, once it proved holding the cluster
+// token (verifyHost); a host that failed is challenged again after
+// proofRetry. Only the leader calls it. Hosts that hold Raft state are not
+// re-added automatically, so that a replica removed with DELETE
+// /api/cluster/peers stays removed until joined by hand.
+func (h *Host) reconcileVoters(ctx context.Context, failed map[string]time.Time) {
 	cf := h.raft.r.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return
@@ -103,6 +109,21 @@ func (h *Host) reconcileVoters() {
 		if !ok && m.Meta.Bootstrapped {
 			continue
 		}
+		key := m.Name + " " + m.Meta.Raft
+		at, failedBefore := failed[key]
+		if failedBefore && time.Since(at) < proofRetry {
+			continue
+		}
+		if err := h.verifyHost(ctx, m); err != nil {
+			failed[key] = time.Now()
+			log := h.log.Warn
+			if failedBefore {
+				log = h.log.Debug // said once already
+			}
+			log("not adding a gossiped host as voter: it did not prove the cluster token", "id", m.Name, "raft", m.Meta.Raft, "err", err)
+			continue
+		}
+		delete(failed, key)
 		h.log.Info("adding voter", "id", m.Name, "raft", m.Meta.Raft)
 		if err := h.raft.r.AddVoter(raft.ServerID(m.Name), raft.ServerAddress(m.Meta.Raft), 0, 5*time.Second).Error(); err != nil {
 			h.log.Warn("add voter", "id", m.Name, "err", err)

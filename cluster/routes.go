@@ -46,6 +46,7 @@ func (h *Host) apiRoutes(r chi.Router) {
 	r.Get("/cluster", h.consistentRead(h.handleCluster))
 	// Membership is an administrator's act: the cluster token is required.
 	r.Post("/cluster/join", h.requireToken(h.onLeader(h.handleJoin)))
+	r.Post("/cluster/prove", h.handleProve) // answers the leader's challenge (hostproof.go)
 	r.Delete("/cluster/peers/{id}", h.requireToken(h.onLeader(h.handleRemovePeer)))
 	r.Post("/cluster/leadership-transfer", h.requireToken(h.onLeader(h.handleTransfer)))
 	h.dockerRoutes(r)
