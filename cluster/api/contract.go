@@ -33,11 +33,11 @@ const (
 	// the number of tasks it creates (targets × array indexes) times each
 	// task's command, arguments, environment, working_dir and mounts.
 	MaxSubmitStoredBytes = 8 << 20
-	// MaxRunBodyBytes bounds the body of the runner's POST /run. It is
-	// larger than the largest valid task, JSON-escaped (up to 6 bytes per
-	// byte, as "\u003c"): 6 × (MaxCommandBytes + MaxEnvBytes) plus mounts
-	// and paths is under 2 MiB.
-	MaxRunBodyBytes = 4 << 20
+	// MaxRunBodyBytes bounds the body of the runner's POST /run. It holds
+	// the largest valid task JSON-escaped (up to 6 bytes per byte, as
+	// "\u003c"): command, arguments, environment, working_dir and mounts at
+	// their limits take about 840 KiB, 5 MiB escaped.
+	MaxRunBodyBytes = 8 << 20
 	// RunEnvReserve is the room the host keeps in a task's environment for
 	// the variables it adds on /run (HAKURIVER_TASK_ID and the like): the
 	// runner accepts MaxEnvBytes + RunEnvReserve.
