@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,21 +44,29 @@ func tooLargeBody(limit int64) error {
 // last one silently), a struct key that is not one of the struct's JSON
 // field names spelled exactly (encoding/json would ignore it or match it
 // ignoring case), nesting deeper than maxJSONDepth and trailing data.
+//
+// encoding/json decodes first, so that syntax and type errors are its own;
+// then one scan of the (now known valid) bytes checks the keys.
 func decodeStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber() // the walk only looks at keys: leave numbers unparsed
-	kw := keyWalker{dec: dec}
-	if err := kw.value(reflect.TypeOf(v), "", 0); err != nil {
+	dec.DisallowUnknownFields()
+	ks := keyScanner{data: body}
+	if err := dec.Decode(v); err != nil {
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			// Valid JSON: the scan names the field with its path and
+			// suggests the one meant.
+			if serr := ks.value(reflect.TypeOf(v), "", 0); serr != nil {
+				return serr
+			}
+		}
+		return jsonError(err)
+	}
+	if err := ks.value(reflect.TypeOf(v), "", 0); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	ks.skipSpace()
+	if ks.pos != len(body) {
 		return badRequest("malformed JSON: trailing data after the object")
-	}
-	// The walk proved the syntax and the keys; decode for the values.
-	vd := json.NewDecoder(bytes.NewReader(body))
-	vd.DisallowUnknownFields()
-	if err := vd.Decode(v); err != nil {
-		return jsonError(err)
 	}
 	return nil
 }
@@ -84,25 +93,77 @@ func jsonError(err error) error {
 	return badRequest("malformed JSON: %v", err)
 }
 
-// keyWalker checks the keys of a JSON value token by token, following the
-// Go type the value will be decoded into where it knows it.
-type keyWalker struct {
-	dec *json.Decoder
+// keyScanner checks the keys of a JSON value that encoding/json has already
+// decoded (so its syntax is valid), following the Go type the value was
+// decoded into where it knows it. It allocates only for field tables and
+// error messages.
+type keyScanner struct {
+	data []byte
+	pos  int
 }
 
-// value walks one value that decodes into t (nil: unknown, only duplicate
-// keys are checked) at path.
-func (kw *keyWalker) value(t reflect.Type, path string, depth int) error {
-	tok, err := kw.dec.Token()
-	if err != nil {
-		if depth > 0 {
-			return unexpectedEnd(err)
+func (ks *keyScanner) skipSpace() {
+	for ks.pos < len(ks.data) {
+		switch ks.data[ks.pos] {
+		case ' ', '\t', '\n', '\r':
+			ks.pos++
+		default:
+			return
 		}
-		return jsonError(err) // io.EOF here: an empty body
 	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return nil // a scalar: decoding checks its type
+}
+
+// str skips the string at pos and returns its raw contents (between the
+// quotes) and whether it holds escapes.
+func (ks *keyScanner) str() (raw []byte, escaped bool) {
+	start := ks.pos + 1
+	for i := start; i < len(ks.data); i++ {
+		switch ks.data[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			ks.pos = i + 1
+			return ks.data[start:i], escaped
+		}
+	}
+	ks.pos = len(ks.data)
+	return ks.data[start:], escaped
+}
+
+// key returns the object key at pos, unescaped.
+func (ks *keyScanner) key() string {
+	start := ks.pos
+	raw, escaped := ks.str()
+	if !escaped {
+		return string(raw)
+	}
+	var k string
+	json.Unmarshal(ks.data[start:ks.pos], &k) //nolint:errcheck // valid JSON: decoded before
+	return k
+}
+
+// value scans one value that decodes into t (nil: unknown, only duplicate
+// keys are checked) at path.
+func (ks *keyScanner) value(t reflect.Type, path string, depth int) error {
+	ks.skipSpace()
+	if ks.pos >= len(ks.data) {
+		return badRequest("malformed JSON: unexpected end of the body")
+	}
+	switch ks.data[ks.pos] {
+	case '"':
+		ks.str()
+		return nil
+	case '{', '[':
+	default: // a number, true, false or null
+		for ks.pos < len(ks.data) {
+			switch ks.data[ks.pos] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return nil
+			}
+			ks.pos++
+		}
+		return nil
 	}
 	if depth >= maxJSONDepth {
 		return badRequest("field %q: nested more than %d levels deep", path, maxJSONDepth)
@@ -113,80 +174,135 @@ func (kw *keyWalker) value(t reflect.Type, path string, depth int) error {
 	if t != nil && reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
 		t = nil // decodes itself: only duplicate keys are ours to check
 	}
-	if d == '[' {
+	open := ks.data[ks.pos]
+	ks.pos++
+	if open == '[' {
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
-		for i := 0; kw.dec.More(); i++ {
-			if err := kw.value(elem, path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
+		for i := 0; ; i++ {
+			ks.skipSpace()
+			if ks.pos < len(ks.data) && ks.data[ks.pos] == ']' {
+				ks.pos++
+				return nil
+			}
+			ep := "" // a scalar needs no path: build it only for containers
+			if ks.pos < len(ks.data) && (ks.data[ks.pos] == '{' || ks.data[ks.pos] == '[') {
+				ep = path + "[" + strconv.Itoa(i) + "]"
+			}
+			if err := ks.value(elem, ep, depth+1); err != nil {
+				return err
+			}
+			if err := ks.next(']'); err != nil || ks.data[ks.pos-1] == ']' {
 				return err
 			}
 		}
-		return kw.end()
 	}
-	var fields map[string]reflect.Type
+	var fields []jsonField
 	var elem reflect.Type
 	if t != nil {
 		switch t.Kind() {
 		case reflect.Struct:
-			fields = map[string]reflect.Type{}
-			jsonFields(t, fields)
+			fields = jsonFields(t, make([]jsonField, 0, t.NumField()))
 		case reflect.Map:
 			elem = t.Elem()
 		}
 	}
-	seen := map[string]struct{}{}
-	for kw.dec.More() {
-		tok, err := kw.dec.Token()
-		if err != nil {
-			return unexpectedEnd(err)
+	var seen keySet
+	for {
+		ks.skipSpace()
+		if ks.pos >= len(ks.data) {
+			return badRequest("malformed JSON: unexpected end of the body")
 		}
-		key, _ := tok.(string)
-		fp := key
-		if path != "" {
-			fp = path + "." + key
+		if ks.data[ks.pos] == '}' {
+			ks.pos++
+			return nil
 		}
-		if _, dup := seen[key]; dup {
-			return badRequest("field %q: given twice (duplicate key)", fp)
+		key := ks.key()
+		fp := func() string {
+			if path == "" {
+				return key
+			}
+			return path + "." + key
 		}
-		seen[key] = struct{}{}
+		if !seen.add(key) {
+			return badRequest("field %q: given twice (duplicate key)", fp())
+		}
 		vt := elem
 		if fields != nil {
-			ft, ok := fields[key]
-			if !ok {
-				return unknownField(fp, key, fields)
+			i := slices.IndexFunc(fields, func(f jsonField) bool { return f.name == key })
+			if i < 0 {
+				return unknownField(fp(), key, fields)
 			}
-			vt = ft
+			vt = fields[i].typ
 		}
-		if err := kw.value(vt, fp, depth+1); err != nil {
+		ks.skipSpace()
+		ks.pos++ // the ':'
+		ks.skipSpace()
+		vp := ""
+		if ks.pos < len(ks.data) && (ks.data[ks.pos] == '{' || ks.data[ks.pos] == '[') {
+			vp = fp()
+		}
+		if err := ks.value(vt, vp, depth+1); err != nil {
+			return err
+		}
+		if err := ks.next('}'); err != nil || ks.data[ks.pos-1] == '}' {
 			return err
 		}
 	}
-	return kw.end()
 }
 
-// end reads the closing delimiter of an object or array.
-func (kw *keyWalker) end() error {
-	if _, err := kw.dec.Token(); err != nil {
-		return unexpectedEnd(err)
+// keySet is the keys of one object so far: a list while it is small (most
+// objects are), a map beyond.
+type keySet struct {
+	list []string
+	m    map[string]struct{}
+}
+
+// add adds k and reports whether it was new.
+func (s *keySet) add(k string) bool {
+	if s.m != nil {
+		if _, ok := s.m[k]; ok {
+			return false
+		}
+		s.m[k] = struct{}{}
+		return true
 	}
+	if slices.Contains(s.list, k) {
+		return false
+	}
+	s.list = append(s.list, k)
+	if len(s.list) > 16 {
+		s.m = make(map[string]struct{}, 2*len(s.list))
+		for _, x := range s.list {
+			s.m[x] = struct{}{}
+		}
+		s.list = nil
+	}
+	return true
+}
+
+// next consumes the ',' after a member or element, or the closing delim.
+func (ks *keyScanner) next(closing byte) error {
+	ks.skipSpace()
+	if ks.pos >= len(ks.data) || (ks.data[ks.pos] != ',' && ks.data[ks.pos] != closing) {
+		return badRequest("malformed JSON at byte %d", ks.pos)
+	}
+	ks.pos++
 	return nil
 }
 
-// unexpectedEnd is jsonError for an error inside a value, where the end of
-// the body is not an empty body but a truncated one.
-func unexpectedEnd(err error) error {
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return jsonError(err)
+// jsonField is one JSON field name of a struct and its Go type.
+type jsonField struct {
+	name string
+	typ  reflect.Type
 }
 
-// jsonFields adds t's JSON field names and types to out, as encoding/json
-// names them (tag name or Go name, "-" skipped, untagged embedded structs
-// flattened).
-func jsonFields(t reflect.Type, out map[string]reflect.Type) {
+// jsonFields appends t's JSON field names and types to out, as
+// encoding/json names them (tag name or Go name, "-" skipped, untagged
+// embedded structs flattened).
+func jsonFields(t reflect.Type, out []jsonField) []jsonField {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
@@ -200,7 +316,7 @@ func jsonFields(t reflect.Type, out map[string]reflect.Type) {
 				ft = ft.Elem()
 			}
 			if ft.Kind() == reflect.Struct {
-				jsonFields(ft, out)
+				out = jsonFields(ft, out)
 				continue
 			}
 		}
@@ -210,31 +326,30 @@ func jsonFields(t reflect.Type, out map[string]reflect.Type) {
 		if name == "" {
 			name = f.Name
 		}
-		if _, ok := out[name]; !ok { // the shallower field wins, as in encoding/json
-			out[name] = ft
-		}
+		out = append(out, jsonField{name: name, typ: ft})
 	}
+	return out
 }
 
 // unknownField is the 400 for a key that is no field of the struct,
 // suggesting the closest field name.
-func unknownField(path, key string, fields map[string]reflect.Type) error {
+func unknownField(path, key string, fields []jsonField) error {
 	best, bestD := "", 3
-	for name := range fields {
-		if strings.EqualFold(name, key) {
-			best = name
+	for _, f := range fields {
+		if strings.EqualFold(f.name, key) {
+			best = f.name
 			break
 		}
-		if d := editDistance(name, key); d < bestD || d == bestD && best != "" && name < best {
-			best, bestD = name, d
+		if d := editDistance(f.name, key); d < bestD {
+			best, bestD = f.name, d
 		}
 	}
 	if best != "" {
 		return badRequest("field %q: unknown field (did you mean %q?)", path, best)
 	}
 	names := make([]string, 0, len(fields))
-	for name := range fields {
-		names = append(names, name)
+	for _, f := range fields {
+		names = append(names, f.name)
 	}
 	sort.Strings(names)
 	return badRequest("field %q: unknown field (known fields: %s)", path, strings.Join(names, ", "))
