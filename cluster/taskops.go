@@ -164,6 +164,10 @@ func (h *Host) leaderView(next http.HandlerFunc) http.HandlerFunc {
 func (h *Host) handleDrain(drain bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := chi.URLParam(r, "name")
+		if err := noBody(r); err != nil {
+			writeError(w, err)
+			return
+		}
 		if _, ok := h.machine.Node(name); !ok {
 			writeError(w, notFound("node %q not registered", name))
 			return
