@@ -30,9 +30,15 @@ func notFound(format string, args ...any) error {
 // statusOf maps an error to its HTTP status: the one place that does so.
 func statusOf(err error) int {
 	var he *httpError
+	var fe *api.FieldError
 	switch {
 	case errors.As(err, &he):
 		return he.status
+	case errors.As(err, &fe):
+		if fe.TooLarge {
+			return http.StatusRequestEntityTooLarge
+		}
+		return http.StatusBadRequest
 	case errors.Is(err, fsm.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, fsm.ErrConflict):
@@ -64,24 +70,13 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // decodeJSON reads a JSON body into v, turning decoder errors into 400s
-// that name the offending field.
+// that name the offending field. It is lenient (unknown fields ignored) for
+// the internal runner and replica calls, so that versions may differ during
+// an upgrade; requests from people and scripts use decodeStrict.
 func decodeJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 16<<20))
 	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &te):
-			return badRequest("field %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
-		case errors.As(err, &se):
-			return badRequest("malformed JSON at byte %d: %v", se.Offset, se)
-		case errors.As(err, &mbe):
-			return badRequest("request body larger than %d bytes", mbe.Limit)
-		case err.Error() == "EOF":
-			return badRequest("empty request body: a JSON object is required")
-		}
-		return badRequest("malformed JSON: %v", err)
+		return jsonError(err)
 	}
 	if dec.More() {
 		return badRequest("malformed JSON: trailing data after the object")
@@ -89,9 +84,11 @@ func decodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
+// parseTaskID parses a task ID path or query parameter: decimal digits
+// only (no sign, no spaces), positive.
 func parseTaskID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id <= 0 {
+	if err != nil || id <= 0 || s[0] == '+' {
 		return 0, badRequest("task id %q: must be a positive decimal integer", s)
 	}
 	return id, nil

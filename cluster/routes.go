@@ -28,7 +28,7 @@ func (h *Host) routes() http.Handler {
 }
 
 func (h *Host) apiRoutes(r chi.Router) {
-	r.Post("/submit", h.onLeader(h.handleSubmit))
+	r.Post("/submit", h.checkSubmit(h.onLeader(h.handleSubmit)))
 	r.Get("/status/{id}", h.consistentRead(h.handleStatus))
 	r.Get("/tasks", h.consistentRead(h.handleTasks))
 	r.Get("/nodes", h.leaderView(h.handleNodes))

@@ -45,13 +45,21 @@ func (h *Host) handleCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action := chi.URLParam(r, "action")
+	want := map[string]fsm.Status{"pause": fsm.StatusRunning, "resume": fsm.StatusPaused}[action]
+	if want == "" {
+		writeError(w, badRequest("action %q: unknown action (want pause or resume)", action))
+		return
+	}
+	if err := noBody(r); err != nil {
+		writeError(w, err)
+		return
+	}
 	t, ok := h.machine.Task(id)
 	if !ok {
 		writeError(w, notFound("task %d not found", id))
 		return
 	}
-	want := map[string]fsm.Status{"pause": fsm.StatusRunning, "resume": fsm.StatusPaused}[action]
-	if want == "" || t.Status != want {
+	if t.Status != want {
 		writeError(w, fmt.Errorf("%w: cannot %s task %d in state %s", fsm.ErrConflict, action, id, t.Status))
 		return
 	}
@@ -156,6 +164,10 @@ func (h *Host) leaderView(next http.HandlerFunc) http.HandlerFunc {
 func (h *Host) handleDrain(drain bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := chi.URLParam(r, "name")
+		if err := noBody(r); err != nil {
+			writeError(w, err)
+			return
+		}
 		if _, ok := h.machine.Node(name); !ok {
 			writeError(w, notFound("node %q not registered", name))
 			return

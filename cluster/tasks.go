@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -33,32 +32,21 @@ func (h *Host) applyCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 10*time.Second)
 }
 
-// buildTasks validates a submit request and turns it into tasks (without
-// IDs). It reads only the local FSM, which on the leader is up to date.
+// buildTasks turns a submit request that validateSubmit accepted into tasks
+// (without IDs), checking what depends on the cluster's state. It reads
+// only the local FSM, which on the leader is up to date.
 func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 	typ := fsm.TaskType(req.TaskType)
 	if typ == "" {
 		typ = fsm.TaskCommand
 	}
-	if typ != fsm.TaskCommand && typ != fsm.TaskVPS {
-		return nil, badRequest("task_type %q: only 'command' and 'vps' are supported", req.TaskType)
-	}
-	if typ == fsm.TaskCommand && strings.TrimSpace(req.Command) == "" {
-		return nil, badRequest("command: must not be empty")
-	}
 	cores := 1
 	if req.RequiredCores != nil {
 		cores = *req.RequiredCores
 	}
-	if cores < 0 || cores > maxCores {
-		return nil, badRequest("required_cores: %d is out of range (0..%d)", cores, maxCores)
-	}
 	var mem int64
 	if req.RequiredMemoryBytes != nil {
 		mem = *req.RequiredMemoryBytes
-	}
-	if mem < 0 || mem > maxMemoryBytes {
-		return nil, badRequest("required_memory_bytes: %d is out of range (0..%d)", mem, maxMemoryBytes)
 	}
 	container := h.cfg.DefaultContainer
 	if req.ContainerName != nil && *req.ContainerName != "" {
@@ -69,42 +57,14 @@ func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 			return nil, err
 		}
 	}
-	if typ == fsm.TaskVPS {
-		if container == "NULL" {
-			return nil, badRequest("container_name: VPS tasks require a Docker container")
-		}
-		if len(req.Targets) > 1 {
-			return nil, badRequest("targets: VPS tasks cannot be submitted to multiple targets")
-		}
-		if err := checkVPSKey(req.Command); err != nil {
-			return nil, err
-		}
-	}
-	for k := range req.EnvVars {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, badRequest("env_vars: invalid variable name %q", k)
-		}
-	}
-	if len(req.RequiredGPUs) > 0 && len(req.RequiredGPUs) != len(req.Targets) {
-		return nil, badRequest("required_gpus: %d GPU lists for %d targets (one list per target; GPUs need a target)", len(req.RequiredGPUs), len(req.Targets))
-	}
-	if req.Priority < -1000 || req.Priority > 1000 {
-		return nil, badRequest("priority: %d is out of range (-1000..1000)", req.Priority)
-	}
-	if req.GPUCount < 0 || req.GPUCount > 64 {
-		return nil, badRequest("gpu_count: %d is out of range (0..64)", req.GPUCount)
-	}
-	if req.GPUCount > 0 && len(req.RequiredGPUs) > 0 {
-		return nil, badRequest("gpu_count and required_gpus: give a GPU count or GPU IDs on targets, not both")
-	}
-	if req.TimeLimitSeconds < 0 {
-		return nil, badRequest("time_limit_seconds: %d is negative", req.TimeLimitSeconds)
+	if typ == fsm.TaskVPS && container == "NULL" {
+		return nil, badRequest("container_name: VPS tasks require a Docker container")
 	}
 	var after fsm.IDList
 	for _, a := range req.After {
-		id, err := strconv.ParseInt(a, 10, 64)
-		if err != nil || id <= 0 {
-			return nil, badRequest("after: %q is not a task ID", a)
+		id, err := parseTaskID(a)
+		if err != nil {
+			return nil, err
 		}
 		if _, ok := h.machine.Task(id); !ok {
 			return nil, badRequest("after: task %d does not exist", id)
@@ -113,9 +73,6 @@ func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 	}
 	indexes, throttle := []int{-1}, 0
 	if req.Array != "" {
-		if len(req.Targets) > 1 {
-			return nil, badRequest("array: an array job takes at most one target")
-		}
 		var err error
 		if indexes, throttle, err = parseArray(req.Array); err != nil {
 			return nil, badRequest("%v", err)
@@ -124,6 +81,9 @@ func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 	targets := req.Targets
 	if len(targets) == 0 {
 		targets = []string{""}
+	}
+	if err := checkStoredSize(req, len(targets)*len(indexes)); err != nil {
+		return nil, err
 	}
 	tasks := make([]*fsm.Task, 0, len(targets)*len(indexes))
 	for i, tg := range targets {
@@ -238,20 +198,25 @@ func (h *Host) checkCapacity(t *fsm.Task) error {
 		t.RequiredCores, t.RequiredMemoryBytes, t.GPUCount, largest.Hostname, largest.TotalCores, largest.MemoryTotalBytes, len(largest.GPUInfo))
 }
 
+// handleSubmit serves POST /api/submit on the leader, behind checkSubmit.
 func (h *Host) handleSubmit(w http.ResponseWriter, r *http.Request) {
-	var req api.SubmitRequest
-	if err := decodeJSON(r, &req); err != nil {
+	req, err := submitRequest(r)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
 	if req.RequestID == "" {
 		req.RequestID = r.Header.Get(requestIDHeader)
+		if err := checkRequestID(req.RequestID); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	if ids, ok := h.machine.RequestTasks(req.RequestID); ok {
 		writeJSON(w, http.StatusAccepted, submitResponse(ids))
 		return
 	}
-	tasks, err := h.buildTasks(&req)
+	tasks, err := h.buildTasks(req)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -315,6 +280,10 @@ func (h *Host) handleTasks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("status %q: unknown status", f.Status))
 		return
 	}
+	if f.Type != "" && f.Type != fsm.TaskCommand && f.Type != fsm.TaskVPS {
+		writeError(w, badRequest("type %q: unknown task type (want command or vps)", f.Type))
+		return
+	}
 	if b := q.Get("batch"); b != "" {
 		id, err := parseTaskID(b)
 		if err != nil {
@@ -358,6 +327,15 @@ func (h *Host) handleKill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	reqID := r.Header.Get(requestIDHeader)
+	if err := checkRequestID(reqID); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := noBody(r); err != nil {
+		writeError(w, err)
+		return
+	}
 	// Reject what the leader's up-to-date FSM already knows is impossible,
 	// without writing a log entry; the FSM checks again when applying.
 	t, ok := h.machine.Task(id)
@@ -365,7 +343,6 @@ func (h *Host) handleKill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("task %d not found", id))
 		return
 	}
-	reqID := r.Header.Get(requestIDHeader)
 	if t.Status == fsm.StatusKilled && reqID != "" && t.KillRequestID == reqID {
 		// A retry of a kill that already committed (e.g. forwarded again
 		// after a leader change): same answer as the first time.

@@ -65,12 +65,18 @@ func (a *Agent) tokenOK(got string) bool {
 // handleRun starts a task; it is idempotent by task ID.
 func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	var req api.RunRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&req); err != nil {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxRunBodyBytes)).Decode(&req); err != nil {
 		writeErr(w, http.StatusBadRequest, "malformed run request: %v", err)
 		return
 	}
 	if req.TaskID <= 0 || req.Command == "" {
 		writeErr(w, http.StatusBadRequest, "task_id and command: required")
+		return
+	}
+	if err := api.CheckRunRequest(req); err != nil {
+		// The host checks the same contract at submit: only a task
+		// committed by an older host gets here.
+		writeErr(w, http.StatusBadRequest, "task %d: %v", req.TaskID, err)
 		return
 	}
 	if a.finished(req.TaskID) {

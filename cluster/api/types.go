@@ -24,8 +24,28 @@ const ForwardedHeader = "X-Hakuriver-Forwarded"
 // TokenHeader carries the cluster token on internal calls.
 const TokenHeader = "X-Hakuriver-Token"
 
+// OriginalSubmitFields are the fields of the original HakuRiver's
+// TaskRequest, which its clients send (some as null): every one of them is
+// accepted, with the original's meaning.
+func OriginalSubmitFields() []string {
+	return []string{
+		"task_type", "command", "arguments", "env_vars", "required_cores", "required_gpus",
+		"required_memory_bytes", "targets", "container_name", "privileged", "additional_mounts",
+	}
+}
+
+// SubmitFields are all the fields POST /api/submit accepts: the original's
+// and ours. Any other field, a field given twice or a field spelled with
+// other letter cases is rejected with 400 naming it.
+func SubmitFields() []string {
+	return append(OriginalSubmitFields(),
+		"working_dir", "priority", "gpu_count", "array", "time_limit_seconds", "after", "request_id")
+}
+
 // SubmitRequest is the body of POST /api/submit (the original TaskRequest
-// plus request_id and working_dir). Unknown fields are ignored.
+// plus our fields, see SubmitFields). A null is the same as an absent
+// field. The host checks it strictly (see CheckTaskPayload and the limits
+// in contract.go) before anything reaches the Raft log.
 type SubmitRequest struct {
 	TaskType            string            `json:"task_type,omitempty"`
 	Command             string            `json:"command"`

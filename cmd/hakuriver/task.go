@@ -243,9 +243,8 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 		req.Privileged = &p
 	}
 	for _, m := range o.mounts {
-		parts := strings.Split(m, ":")
-		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-			return req, fmt.Errorf("invalid --mount value %q: want HOST_PATH:CONTAINER_PATH[:OPTIONS]", m)
+		if _, err := api.ParseMount(m); err != nil {
+			return req, fmt.Errorf("invalid --mount value: %w", err)
 		}
 	}
 	req.AdditionalMounts = o.mounts

@@ -518,8 +518,8 @@ join = ["file:1"]
 				t.Errorf("join = %v, want %v", c.Cluster.Join, want)
 			}
 		}},
-		{"mounts keep commas", file, []string{"--additional-mounts", "/a:/b:ro,z", "--additional-mounts", "/c:/d"}, func(t *testing.T, c config.Config) {
-			if want := []string{"/a:/b:ro,z", "/c:/d"}; !slices.Equal(c.Docker.AdditionalMounts, want) {
+		{"mounts keep commas", file, []string{"--additional-mounts", "/a:/b:ro,readonly", "--additional-mounts", "/c:/d"}, func(t *testing.T, c config.Config) {
+			if want := []string{"/a:/b:ro,readonly", "/c:/d"}; !slices.Equal(c.Docker.AdditionalMounts, want) {
 				t.Errorf("additional_mounts = %v, want %v", c.Docker.AdditionalMounts, want)
 			}
 		}},

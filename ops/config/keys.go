@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 )
 
 // section describes one [section] of the file, in file order.
@@ -275,9 +277,8 @@ func gossipKey(p any) string {
 
 func mounts(p any) string {
 	for i, m := range *p.(*[]string) {
-		parts := strings.Split(m, ":")
-		if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
-			return fmt.Sprintf("entry %d (%q) must look like host_path:container_path[:options]", i+1, m)
+		if _, err := api.ParseMount(m); err != nil { // the parser submit and the runners use
+			return fmt.Sprintf("entry %d: %v", i+1, err)
 		}
 	}
 	return ""

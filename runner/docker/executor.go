@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
@@ -315,29 +316,17 @@ func (e *Executor) mounts(extra []string) ([]mount.Mount, error) {
 		{Type: mount.TypeBind, Source: e.cfg.LocalTempDir, Target: localTempMount},
 	}
 	for _, m := range extra {
-		parts := strings.Split(m, ":")
-		if len(parts) < 2 || !filepath.IsAbs(parts[0]) || !filepath.IsAbs(parts[1]) {
-			return nil, fmt.Errorf("%w: mount %q: want /host/path:/container/path[:ro]", ErrInvalid, m)
+		pm, err := api.ParseMount(m) // the host's parser, so both accept the same mounts
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		if _, err := os.Stat(parts[0]); err != nil {
+		if _, err := os.Stat(pm.Source); err != nil {
 			return nil, fmt.Errorf("%w: mount %q: host path: %w", ErrInvalid, m, err)
 		}
-		if !e.cfg.AllowPrivileged && !e.mountAllowed(parts[0]) {
+		if !e.cfg.AllowPrivileged && !e.mountAllowed(pm.Source) {
 			return nil, fmt.Errorf("%w: mount %q: host path is outside shared_dir, local_temp_dir and the configured additional_mounts (allowed only where tasks_privileged is on)", ErrInvalid, m)
 		}
-		mt := mount.Mount{Type: mount.TypeBind, Source: parts[0], Target: parts[1]}
-		for _, opts := range parts[2:] {
-			for _, o := range strings.Split(opts, ",") {
-				switch o {
-				case "ro", "readonly":
-					mt.ReadOnly = true
-				case "rw", "":
-				default:
-					return nil, fmt.Errorf("%w: mount %q: unknown option %q (want ro or rw)", ErrInvalid, m, o)
-				}
-			}
-		}
-		out = append(out, mt)
+		out = append(out, mount.Mount{Type: mount.TypeBind, Source: pm.Source, Target: pm.Target, ReadOnly: pm.ReadOnly})
 	}
 	return out, nil
 }

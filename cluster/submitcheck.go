@@ -1,0 +1,189 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// submitKey is the context key of the submit request checkSubmit decoded.
+type submitKey struct{}
+
+// checkSubmit reads, decodes and checks a submit on the replica that
+// receives it, before it is forwarded to the leader or reaches the Raft
+// log: a body over api.MaxSubmitBodyBytes is a 413, a request that breaks
+// the submit contract (decodeStrict, validateSubmit) a 400 or 413 naming
+// the field. The decoded request travels to next in the context, so the
+// leader does not decode it twice.
+func (h *Host) checkSubmit(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(w, r, api.MaxSubmitBodyBytes)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		req := new(api.SubmitRequest)
+		if err := decodeStrict(body, req); err != nil {
+			writeError(w, err)
+			return
+		}
+		if err := checkRequestID(r.Header.Get(requestIDHeader)); err != nil {
+			writeError(w, err)
+			return
+		}
+		if err := validateSubmit(req); err != nil {
+			writeError(w, err)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next(w, r.WithContext(context.WithValue(r.Context(), submitKey{}, req)))
+	}
+}
+
+// submitRequest returns the request checkSubmit decoded and checked.
+func submitRequest(r *http.Request) (*api.SubmitRequest, error) {
+	if req, ok := r.Context().Value(submitKey{}).(*api.SubmitRequest); ok {
+		return req, nil
+	}
+	// Not behind checkSubmit (a route added without it): do its work here.
+	body, err := readBody(nil, r, api.MaxSubmitBodyBytes)
+	if err != nil {
+		return nil, err
+	}
+	req := new(api.SubmitRequest)
+	if err := decodeStrict(body, req); err != nil {
+		return nil, err
+	}
+	return req, validateSubmit(req)
+}
+
+// checkRequestID accepts an idempotency key of at most
+// api.MaxRequestIDBytes printable ASCII characters ("" for none): it is
+// stored in the Raft log with the tasks it created.
+func checkRequestID(id string) error {
+	if len(id) > api.MaxRequestIDBytes {
+		return &api.FieldError{Field: "request_id", Reason: fmt.Sprintf("%d bytes, more than the limit of %d", len(id), api.MaxRequestIDBytes), TooLarge: true}
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return badRequest("request_id: byte %d is not printable ASCII (want letters, digits and punctuation)", i)
+		}
+	}
+	return nil
+}
+
+// validateSubmit checks everything in a submit that does not depend on the
+// cluster's state, so that any replica can refuse a bad request on its own.
+// buildTasks checks the rest (environments, targets, capacity) on the
+// leader.
+func validateSubmit(req *api.SubmitRequest) error {
+	typ := fsm.TaskType(req.TaskType)
+	if typ != "" && typ != fsm.TaskCommand && typ != fsm.TaskVPS {
+		return badRequest("task_type %q: only 'command' and 'vps' are supported", req.TaskType)
+	}
+	if err := checkRequestID(req.RequestID); err != nil {
+		return err
+	}
+	if typ != fsm.TaskVPS && strings.TrimSpace(req.Command) == "" {
+		return badRequest("command: must not be empty")
+	}
+	if err := api.CheckTaskPayload(api.TaskPayload{
+		Command: req.Command, Arguments: req.Arguments, EnvVars: req.EnvVars,
+		WorkDir: req.WorkDir, Mounts: req.AdditionalMounts,
+	}); err != nil {
+		return err
+	}
+	if typ == fsm.TaskVPS {
+		if req.ContainerName != nil && *req.ContainerName == "NULL" {
+			return badRequest("container_name: VPS tasks require a Docker container")
+		}
+		if len(req.Targets) > 1 {
+			return badRequest("targets: VPS tasks cannot be submitted to multiple targets")
+		}
+		if err := checkVPSKey(req.Command); err != nil {
+			return err
+		}
+	}
+	if req.RequiredCores != nil && (*req.RequiredCores < 0 || *req.RequiredCores > maxCores) {
+		return badRequest("required_cores: %d is out of range (0..%d)", *req.RequiredCores, maxCores)
+	}
+	if m := req.RequiredMemoryBytes; m != nil && (*m < 0 || *m > maxMemoryBytes) {
+		return badRequest("required_memory_bytes: %d is out of range (0..%d)", *m, maxMemoryBytes)
+	}
+	if req.ContainerName != nil && strings.IndexByte(*req.ContainerName, 0) >= 0 {
+		return badRequest("container_name: contains a NUL byte")
+	}
+	for i, tg := range req.Targets {
+		if !targetRE.MatchString(tg) {
+			return badRequest("targets[%d] %q: expected HOST or HOST:NUMA_ID", i, tg)
+		}
+	}
+	if len(req.RequiredGPUs) > 0 && len(req.RequiredGPUs) != len(req.Targets) {
+		return badRequest("required_gpus: %d GPU lists for %d targets (one list per target; GPUs need a target)", len(req.RequiredGPUs), len(req.Targets))
+	}
+	for i, gpus := range req.RequiredGPUs {
+		for _, g := range gpus {
+			if g < 0 {
+				return badRequest("required_gpus[%d]: GPU ID %d is negative", i, g)
+			}
+		}
+	}
+	if req.Priority < -1000 || req.Priority > 1000 {
+		return badRequest("priority: %d is out of range (-1000..1000)", req.Priority)
+	}
+	if req.GPUCount < 0 || req.GPUCount > 64 {
+		return badRequest("gpu_count: %d is out of range (0..64)", req.GPUCount)
+	}
+	if req.GPUCount > 0 && len(req.RequiredGPUs) > 0 {
+		return badRequest("gpu_count and required_gpus: give a GPU count or GPU IDs on targets, not both")
+	}
+	if req.TimeLimitSeconds < 0 {
+		return badRequest("time_limit_seconds: %d is negative", req.TimeLimitSeconds)
+	}
+	for i, a := range req.After {
+		if _, err := parseTaskID(a); err != nil {
+			return badRequest("after[%d]: %q is not a task ID", i, a)
+		}
+	}
+	if req.Array != "" {
+		if len(req.Targets) > 1 {
+			return badRequest("array: an array job takes at most one target")
+		}
+		if strings.IndexByte(req.Array, 0) >= 0 {
+			return badRequest("array: contains a NUL byte")
+		}
+	}
+	return nil
+}
+
+// checkStoredSize bounds what a submit of n tasks stores in the Raft log.
+func checkStoredSize(req *api.SubmitRequest, n int) error {
+	per := api.TaskPayload{Command: req.Command, Arguments: req.Arguments, EnvVars: req.EnvVars,
+		WorkDir: req.WorkDir, Mounts: req.AdditionalMounts}.Size()
+	if n > 1 && per > api.MaxSubmitStoredBytes/n {
+		return &api.FieldError{Field: "array", TooLarge: true,
+			Reason: fmt.Sprintf("%d tasks (targets × array indexes) of %d bytes each store more than the limit of %d bytes; pass large inputs through shared_data", n, per, api.MaxSubmitStoredBytes)}
+	}
+	return nil
+}
+
+// noBody accepts an absent or empty body, "{}" or "null": the endpoint takes
+// no parameters in its body, and anything else there would be ignored.
+func noBody(r *http.Request) error {
+	b, err := readBody(nil, r, 1<<10)
+	if err != nil {
+		return err
+	}
+	switch string(bytes.TrimSpace(b)) {
+	case "", "{}", "null":
+		return nil
+	}
+	return badRequest("request body: this endpoint takes no body (its parameters are in the path: %s)", strconv.Quote(r.URL.Path))
+}
