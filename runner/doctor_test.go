@@ -18,9 +18,9 @@ import (
 // shared_dir; tasks are never run, so no shim is needed.
 func startDoctorRunner(t *testing.T, h *cluster.Host, name, token, shared string) *runner.Agent {
 	t.Helper()
-	tmp := t.TempDir()
+	tmp, state := t.TempDir(), t.TempDir()
 	nc := native.DefaultConfig()
-	nc.StateDir = filepath.Join(tmp, "tasks")
+	nc.StateDir = filepath.Join(state, "tasks")
 	nc.ShimCommand = []string{"/bin/false"}
 	nc.DisableCgroups = true
 	ex, err := native.New(nc)
@@ -30,6 +30,7 @@ func startDoctorRunner(t *testing.T, h *cluster.Host, name, token, shared string
 	rc := runner.DefaultConfig()
 	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = name, "127.0.0.1", "127.0.0.1", 0, 0
 	rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, token, shared, tmp
+	rc.StateDir = state
 	rc.HeartbeatInterval, rc.FastGossip, rc.Native = 200*time.Millisecond, true, ex
 	rc.Logger = logger(t)
 	a, err := runner.Start(context.Background(), rc)

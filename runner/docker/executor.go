@@ -83,10 +83,14 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	if cfg.LocalTempDir == "" {
 		return nil, errors.New("docker executor: local_temp_dir: must not be empty")
 	}
-	if cfg.StateDir == "" {
-		cfg.StateDir = filepath.Join(cfg.LocalTempDir, "docker-tasks")
+	if cfg.StateDir == "" || !filepath.IsAbs(cfg.StateDir) {
+		// Never a default under LocalTempDir: tasks see that directory.
+		return nil, errors.New("docker executor: state dir: must be an absolute path in the runner's private state directory")
 	}
-	for _, d := range []string{cfg.StateDir, cfg.LocalTempDir, filepath.Join(cfg.SharedDir, "shared_data")} {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("docker executor: create %s: %w", cfg.StateDir, err)
+	}
+	for _, d := range []string{cfg.LocalTempDir, filepath.Join(cfg.SharedDir, "shared_data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("docker executor: create %s: %w", d, err)
 		}
