@@ -593,4 +593,3 @@ func newDockerExecutor(ctx context.Context, rc runner.Config, dcfg config.Docker
 	}
 	return ex, func() { ex.Close() }, nil //nolint:errcheck // closing on the way out
 }
-
