@@ -108,4 +108,3 @@ func readKeyed(path, key string) (uint64, bool) {
 	}
 	return 0, false
 }
-
