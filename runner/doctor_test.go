@@ -12,13 +12,20 @@ import (
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
 	"github.com/hakuriver/hakuriver-ha/runner"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
+	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 
 // startDoctorRunner starts runner name against h with its own token and
 // shared_dir; tasks are never run, so no shim is needed.
 func startDoctorRunner(t *testing.T, h *cluster.Host, name, token, shared string) *runner.Agent {
 	t.Helper()
-	tmp, state := t.TempDir(), t.TempDir()
+	tmp := t.TempDir()
+	sd, err := statedir.Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sd.Close() })
+	state := sd.Path()
 	nc := native.DefaultConfig()
 	nc.StateDir = filepath.Join(state, "tasks")
 	nc.ShimCommand = []string{"/bin/false"}
@@ -117,7 +124,7 @@ func TestDoctorFindsWrongSharedDirAndToken(t *testing.T) {
 	if c := findCheck(t, rep, "shared storage"); c.Status != doctor.StatusFail || !strings.Contains(c.Cause, "not the same storage") {
 		t.Errorf("shared storage on another folder = %+v", c)
 	}
-	for _, name := range []string{"probe host api h1", "registration", "path task_outputs", "path local_temp_dir"} {
+	for _, name := range []string{"probe host api h1", "registration", "path task_outputs", "path local_temp_dir", statedir.CheckName} {
 		if c := findCheck(t, rep, name); c.Status != doctor.StatusOK {
 			t.Errorf("%s = %+v", name, c)
 		}
