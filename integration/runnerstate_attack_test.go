@@ -118,9 +118,17 @@ func TestTaskCannotSteerRunnerState(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(x, "guess"), []byte(later+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitCompleted(t, c, attack)
-	if _, err := os.Stat(filepath.Join(r.LocalTempDir(), "finished", later)); err != nil {
-		t.Fatalf("the attack did not plant the tombstone of %s: %v", later, err)
+	// Every check below runs even when one fails, so that a regression
+	// shows all of its effects.
+	c.Poll(dockerTaskTimeout, "the attacking task to plant the tombstone", func() (bool, string) {
+		_, err := os.Stat(filepath.Join(x, "done"))
+		return err == nil, "not yet"
+	})
+	if err := harness.Eventually(dockerTaskTimeout, func() (bool, string) {
+		task, err := c.Task(0, attack)
+		return err == nil && task.Status == "completed", describe(task)
+	}); err != nil {
+		t.Errorf("the attacking task itself did not complete (a stalled runner loses its tasks): %v", err)
 	}
 	checkVictims := func(when string) {
 		t.Helper()
