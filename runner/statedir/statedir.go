@@ -36,9 +36,6 @@ const (
 // Mode is the state directory's permission bits.
 const Mode fs.FileMode = 0o700
 
-// ErrLocked means another runner holds the state directory.
-var ErrLocked = errors.New("runner state dir is in use by another runner")
-
 // Area is a directory tasks can reach, named by its config key
 // ("local_temp_dir", "shared_dir"): the state directory must be neither
 // inside it nor contain it.

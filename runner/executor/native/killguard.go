@@ -2,18 +2,12 @@ package native
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 )
-
-// errNotInCgroup means a cgroup's process list named processes that are
-// not in that cgroup (a forged or foreign listing): nothing was killed and
-// killing again cannot help.
-var errNotInCgroup = errors.New("listed processes are not in the cgroup")
 
 // killVerdict is what killTarget decided about one PID.
 type killVerdict int
