@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,18 +56,22 @@ echo done > $x/done
 // victims. The runner keeps its state in runner_state_dir, so nothing the
 // task wrote into /local_temp is read: the victim process lives, the
 // victim file is unchanged, the later task whose tombstone was forged
-// completes, and a long-running container task survives a runner restart
-// after runner-id was overwritten. On the code before runner_state_dir the
+// completes, and a VPS and a long-running container task survive a runner
+// restart after runner-id was overwritten. On the code before runner_state_dir the
 // victim was SIGKILLed, the file truncated, the later task stuck in
-// assigning and the long task lost after the restart.
+// assigning and the VPS and the long task lost after the restart.
 func TestTaskCannotSteerRunnerState(t *testing.T) {
-	requireDocker(t, busyboxImage)
+	requireDocker(t, busyboxImage, sshdImage)
 	name := "rs-" + uniqueSuffix()
-	c := startWithRunners(t, runnerSpec{name, harness.RunnerOptions{Cores: 2, Memory: "4G"}})
-	env := envName("hkt-rs")
+	c := startWithRunners(t, runnerSpec{name, harness.RunnerOptions{Cores: 3, Memory: "4G"}})
+	env, vpsEnv := envName("hkt-rs"), envName("hkt-rs-vps")
 	createEnvironment(t, c, busyboxImage, env)
 	createTar(t, c, env)
+	createEnvironment(t, c, sshdImage, vpsEnv)
+	createTar(t, c, vpsEnv)
 	r := c.Runner(name)
+	vps := vpsCreate(t, c, "--target", name, "--container", vpsEnv, "--cores", "1",
+		"--gen-ssh-key", "--key-out", filepath.Join(t.TempDir(), "vps_ed25519"))
 
 	victim := exec.Command("sleep", "600")
 	victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -112,7 +117,7 @@ func TestTaskCannotSteerRunnerState(t *testing.T) {
 		t.Fatalf("the attack did not plant its record: %v", err)
 	}
 
-	// Both cores are taken: the later task waits, and its ID is known.
+	// Every core is taken: the later task waits, and its ID is known.
 	later := submitCLI(t, c, []string{"--target", name, "--container", env, "--cores", "1"}, "echo", "later task ran")
 	t.Cleanup(func() { harness.RemoveContainers(t, "hakuriver-task-"+later) })
 	if err := os.WriteFile(filepath.Join(x, "guess"), []byte(later+"\n"), 0o644); err != nil {
@@ -156,15 +161,28 @@ func TestTaskCannotSteerRunnerState(t *testing.T) {
 	c.KillRunner(name)
 	c.RestartRunner(name)
 	c.WaitNodeStatus(name, "online", 30*time.Second)
-	c.Poll(30*time.Second, "the restarted runner to track the long task", func() (bool, string) {
+	c.Poll(30*time.Second, "the restarted runner to track the VPS and the long task", func() (bool, string) {
 		n, err := c.RunnerTasks(name)
 		if err != nil {
 			return false, err.Error()
 		}
-		return n >= 1, strconv.Itoa(n) + " tasks tracked"
+		return n >= 2, strconv.Itoa(n) + " tasks tracked"
 	})
-	if task, err := c.Task(0, long); err != nil || task.Status != "running" {
-		t.Errorf("long task after the restart: %s, %v; want running", describe(task), err)
+	// Heartbeats of the restarted runner reach the leader: a task it did
+	// not report would now be lost.
+	c.WaitNodeStatus(name, "online", 30*time.Second)
+	for _, id := range []string{long, vps.TaskID} {
+		if task, err := c.Task(0, id); err != nil || task.Status != "running" {
+			t.Errorf("task %s after the restart: %s, %v; want running", id, describe(task), err)
+		}
+	}
+	if task, err := c.Task(0, vps.TaskID); err == nil && task.SSHPort > 0 {
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(task.SSHPort)), 5*time.Second)
+		if err != nil {
+			t.Errorf("the VPS's sshd after the restart: %v", err)
+		} else {
+			conn.Close()
+		}
 	}
 	// It is still managed: a kill reaches its container.
 	c.CLIOK("task", "kill", long)
