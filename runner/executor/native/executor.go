@@ -429,7 +429,9 @@ func (e *Executor) setPaused(ctx context.Context, id int64, paused bool) error {
 // List returns every tracked task, running or ended but not forgotten,
 // sorted by ID, including tasks started by an earlier Executor over the
 // same StateDir. A task whose supervisor disappeared is recorded as ended
-// (lost) on the way.
+// (lost) on the way. A task directory whose records cannot be read is
+// skipped (and logged once): it is not reported, so the cluster declares
+// that task lost, and it never fails or stalls the listing of the others.
 func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 	entries, err := os.ReadDir(e.cfg.StateDir)
 	if err != nil {
