@@ -162,7 +162,7 @@ func testDoctorHealthy(t *testing.T, c *harness.Cluster) {
 	// Every path is probed from the side that opens it.
 	for _, want := range []struct{ node, name string }{
 		{"h1", "probe runner api doc1"}, {"doc2", "probe host api h3"}, {"h2", "probe raft h1"},
-		{"client", "probe ssh proxy h2"}, {"doc1", "shared storage"},
+		{"client", "probe ssh proxy h2"}, {"doc1", "shared storage"}, {"doc2", "runner state dir"},
 	} {
 		if len(rep.find(want.node, want.name)) == 0 {
 			t.Errorf("report lacks %q on %s", want.name, want.node)

@@ -61,10 +61,10 @@ func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 	}
 	t.Cleanup(func() { h.Close(context.Background()) })
 
-	tmp := t.TempDir()
+	tmp, state := t.TempDir(), t.TempDir()
 	start := func() *runner.Agent {
 		nc := native.DefaultConfig()
-		nc.StateDir = filepath.Join(tmp, "tasks")
+		nc.StateDir = filepath.Join(state, "tasks")
 		nc.ShimCommand = []string{shim, "runner-shim"}
 		nc.CgroupParent = "hakuriver-agent-test"
 		ex, err := native.New(nc)
@@ -74,6 +74,7 @@ func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 		rc := runner.DefaultConfig()
 		rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
 		rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, "secret-token", shared, tmp
+		rc.StateDir = state
 		rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
 		rc.Logger = logger(t)
 		a, err := runner.Start(ctx, rc)

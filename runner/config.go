@@ -6,6 +6,7 @@ package runner
 import (
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
@@ -33,6 +34,10 @@ type Config struct {
 	InsecureNoToken bool
 	SharedDir       string
 	LocalTempDir    string
+	// StateDir is the runner's private state directory (runner_state_dir,
+	// see package statedir), opened and locked by the caller: the agent
+	// keeps the tombstones of finished tasks in it. Required, absolute.
+	StateDir string
 	// Cores and MemoryBytes override detection when > 0.
 	Cores       int
 	MemoryBytes int64
@@ -85,6 +90,9 @@ func (c Config) Validate() error {
 	}
 	if c.SharedDir == "" || c.LocalTempDir == "" {
 		errs = append(errs, errors.New("shared_dir and local_temp_dir: must not be empty"))
+	}
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		errs = append(errs, errors.New("runner_state_dir: must be an absolute path"))
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, errors.New("heartbeat_interval: must be positive"))

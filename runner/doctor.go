@@ -9,6 +9,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/gossip"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
+	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 
 // Where the runner looks for Docker, cgroups and an NVIDIA driver.
@@ -46,7 +47,8 @@ func (a *Agent) handleDoctor(w http.ResponseWriter, r *http.Request) {
 				API: m.Meta.API, Raft: m.Meta.Raft, SSHProxy: m.Meta.SSHProxy, Version: m.Meta.Version,
 			})
 		}
-		rep.Checks = append(rep.Checks, doctor.TokenCheck(a.cfg.Token, a.cfg.InsecureNoToken), a.registrationCheck())
+		rep.Checks = append(rep.Checks, doctor.TokenCheck(a.cfg.Token, a.cfg.InsecureNoToken), a.registrationCheck(), statedir.Doctor(a.cfg.StateDir, true,
+			statedir.Area{Key: "local_temp_dir", Path: a.cfg.LocalTempDir}, statedir.Area{Key: "shared_dir", Path: shared}))
 	}
 	writeJSON(w, http.StatusOK, doctor.Run(r.Context(), a.doctorLocal(), req, rep))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
 	"github.com/hakuriver/hakuriver-ha/runner"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
+	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 
 // startDoctorRunner starts runner name against h with its own token and
@@ -19,8 +20,14 @@ import (
 func startDoctorRunner(t *testing.T, h *cluster.Host, name, token, shared string) *runner.Agent {
 	t.Helper()
 	tmp := t.TempDir()
+	sd, err := statedir.Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sd.Close() })
+	state := sd.Path()
 	nc := native.DefaultConfig()
-	nc.StateDir = filepath.Join(tmp, "tasks")
+	nc.StateDir = filepath.Join(state, "tasks")
 	nc.ShimCommand = []string{"/bin/false"}
 	nc.DisableCgroups = true
 	ex, err := native.New(nc)
@@ -30,6 +37,7 @@ func startDoctorRunner(t *testing.T, h *cluster.Host, name, token, shared string
 	rc := runner.DefaultConfig()
 	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = name, "127.0.0.1", "127.0.0.1", 0, 0
 	rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, token, shared, tmp
+	rc.StateDir = state
 	rc.HeartbeatInterval, rc.FastGossip, rc.Native = 200*time.Millisecond, true, ex
 	rc.Logger = logger(t)
 	a, err := runner.Start(context.Background(), rc)
@@ -116,7 +124,7 @@ func TestDoctorFindsWrongSharedDirAndToken(t *testing.T) {
 	if c := findCheck(t, rep, "shared storage"); c.Status != doctor.StatusFail || !strings.Contains(c.Cause, "not the same storage") {
 		t.Errorf("shared storage on another folder = %+v", c)
 	}
-	for _, name := range []string{"probe host api h1", "registration", "path task_outputs", "path local_temp_dir"} {
+	for _, name := range []string{"probe host api h1", "registration", "path task_outputs", "path local_temp_dir", statedir.CheckName} {
 		if c := findCheck(t, rep, name); c.Status != doctor.StatusOK {
 			t.Errorf("%s = %+v", name, c)
 		}

@@ -18,9 +18,9 @@ import (
 // body at the size limits gets past the contract check.
 func TestRunRefusesWhatSubmitRefuses(t *testing.T) {
 	ctx := context.Background()
-	tmp, shared := t.TempDir(), t.TempDir()
+	tmp, shared, state := t.TempDir(), t.TempDir(), t.TempDir()
 	nc := native.DefaultConfig()
-	nc.StateDir = filepath.Join(tmp, "tasks")
+	nc.StateDir = filepath.Join(state, "tasks")
 	// A task that gets past the checks would fail to start here: none may.
 	nc.ShimCommand = []string{"/bin/false"}
 	nc.CgroupParent = "hakuriver-runcontract-test"
@@ -32,6 +32,7 @@ func TestRunRefusesWhatSubmitRefuses(t *testing.T) {
 	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
 	// No host: gossip keeps trying an address where nobody listens.
 	rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{"127.0.0.1:1"}, "secret-token", shared, tmp
+	rc.StateDir = state
 	rc.FastGossip, rc.Native, rc.NativeLimited = true, ex, ex.Limited()
 	rc.Logger = logger(t)
 	a, err := runner.Start(ctx, rc)

@@ -92,16 +92,17 @@ func TestVPSThroughAgent(t *testing.T) {
 	}
 	t.Cleanup(func() { h.Close(context.Background()) })
 
-	tmp := t.TempDir()
+	tmp, state := t.TempDir(), t.TempDir()
 	name := "vps-runner-" + hex.EncodeToString(suffix)
 	dc := docker.DefaultConfig()
 	dc.SharedDir, dc.RunnerName, dc.LocalTempDir, dc.Logger = shared, name, tmp, logger(t)
+	dc.StateDir = filepath.Join(state, "docker-tasks")
 	dex, err := docker.NewExecutor(dc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nc := native.DefaultConfig()
-	nc.StateDir = filepath.Join(tmp, "tasks")
+	nc.StateDir = filepath.Join(state, "tasks")
 	nc.ShimCommand = []string{"/bin/false"}
 	nex, err := native.New(nc)
 	if err != nil {
@@ -110,6 +111,7 @@ func TestVPSThroughAgent(t *testing.T) {
 	rc := runner.DefaultConfig()
 	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = name, "127.0.0.1", "127.0.0.1", 0, 0
 	rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, "secret-token", shared, tmp
+	rc.StateDir = state
 	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.Docker = 500*time.Millisecond, true, nex, dex
 	rc.Logger = logger(t)
 	a, err := runner.Start(ctx, rc)

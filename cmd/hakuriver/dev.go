@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -118,11 +119,18 @@ serves its API on --api-port + i and its SSH proxy on --api-port + 100 + i. Prin
 				rc.FastGossip = true
 				rc.Version = version
 				rc.Logger = log.With("runner", rc.Name)
-				a, stop, err := startRunner(ctx, rc, false)
+				// The runner's private state, next to (never inside) its
+				// scratch directory.
+				sd, err := openStateDir(filepath.Join(dataDir, rc.Name+"-state"), rc, nil)
 				if err != nil {
 					return err
 				}
-				stops = append(stops, stop)
+				a, stop, err := startRunner(ctx, rc, sd, false)
+				if err != nil {
+					sd.Close() //nolint:errcheck // the start error is the one to report
+					return err
+				}
+				stops = append(stops, func() error { return errors.Join(stop(), sd.Close()) })
 				fmt.Fprintf(out, "runner  %s  api %s  gossip %s\n", a.Name(), a.URL(), a.GossipAddr())
 			}
 			urls := make([]string, len(hosts))

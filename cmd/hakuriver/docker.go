@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +27,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/runner"
 	"github.com/hakuriver/hakuriver-ha/runner/docker"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
+	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 
 // dockerSlowCall is added to --timeout for calls that commit, save or pull
@@ -553,12 +552,12 @@ func newEnvManager(c config.Config, log *slog.Logger) (*docker.Manager, error) {
 // or a nil executor (container tasks then run natively) when Docker does
 // not answer. Privileged containers are allowed when tasks_privileged is
 // on in the runner's config.
-func newDockerExecutor(ctx context.Context, rc runner.Config, dcfg config.Docker) (executor.Executor, func(), error) {
+func newDockerExecutor(ctx context.Context, rc runner.Config, dcfg config.Docker, sd *statedir.Dir) (executor.Executor, func(), error) {
 	dc := docker.DefaultConfig()
 	dc.SharedDir = rc.SharedDir
 	dc.ContainerDir = dcfg.ContainerDir
 	dc.KeepTarballs = max(dcfg.KeepTarballs, 1)
-	id, err := runnerInstanceID(rc.LocalTempDir)
+	id, err := sd.InstanceID()
 	if err != nil {
 		return nil, func() {}, err
 	}
@@ -567,6 +566,7 @@ func newDockerExecutor(ctx context.Context, rc runner.Config, dcfg config.Docker
 	// adopt each other's containers.
 	dc.RunnerName = rc.Name + "@" + id
 	dc.LocalTempDir = rc.LocalTempDir
+	dc.StateDir = sd.Join(statedir.DockerTasks)
 	dc.AllowPrivileged = dcfg.TasksPrivileged
 	for _, m := range dcfg.AdditionalMounts {
 		if src, _, ok := strings.Cut(m, ":"); ok && filepath.IsAbs(src) {
@@ -592,25 +592,4 @@ func newDockerExecutor(ctx context.Context, rc runner.Config, dcfg config.Docker
 		return nil, func() {}, nil
 	}
 	return ex, func() { ex.Close() }, nil //nolint:errcheck // closing on the way out
-}
-
-// runnerInstanceID returns the random ID of the runner installation whose
-// state lives in dir, creating it on first use; it survives restarts.
-func runnerInstanceID(dir string) (string, error) {
-	path := filepath.Join(dir, "runner-id")
-	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), nil
-	}
-	buf := make([]byte, 6)
-	if _, err := rand.Read(buf); err != nil {
-		return "", fmt.Errorf("runner id: %w", err)
-	}
-	id := hex.EncodeToString(buf)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("runner id: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("runner id: %w", err)
-	}
-	return id, nil
 }

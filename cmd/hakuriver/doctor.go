@@ -18,6 +18,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
+	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 
 // tokenFlags name the cluster token and the config file that may hold it:
@@ -254,6 +255,10 @@ func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 	l.Token = token
 	rep := doctor.Report{Node: id, Role: role, Version: version, SharedDir: c.Paths.SharedDir,
 		Checks: []doctor.Check{doctor.TokenCheck(token, c.Cluster.InsecureNoToken)}}
+	if role == "runner" {
+		rep.Checks = append(rep.Checks, statedir.Doctor(c.Paths.RunnerStateDir, false,
+			statedir.Area{Key: "local_temp_dir", Path: c.Paths.LocalTempDir}, statedir.Area{Key: "shared_dir", Path: c.Paths.SharedDir}))
+	}
 	rep = doctor.Run(cmd.Context(), l, doctor.Request{}, rep)
 	return renderDoctor(cmd.OutOrStdout(), finish([]doctor.Report{rep}, start), format)
 }

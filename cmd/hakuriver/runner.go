@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/runner"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
+	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 
 func newRunnerCmd() *cobra.Command {
@@ -33,9 +35,17 @@ host or runner), registers this machine's cores, memory, NUMA nodes and GPUs,
 heartbeats, and runs the tasks the leader sends it. Native tasks run under a
 per-task supervisor with cgroup limits and survive a restart of the runner.
 Flags mirror the config keys ([network] runner_address/runner_port,
-[paths] shared_dir/local_temp_dir, [cluster] gossip_port/join, ...).`,
+[paths] shared_dir/local_temp_dir/runner_state_dir, [cluster] gossip_port/join, ...).
+
+The runner keeps its own state (native task records, the Docker executor's
+log positions, tombstones of finished tasks, its installation ID) in
+runner_state_dir (mode 0700, locked while the runner runs), never in
+local_temp_dir, which every task sees: it refuses to start when the two
+overlap, when runner_state_dir is inside shared_dir, or when another runner
+holds it.`,
 		Example: `  hakuriver runner --name node1 --join 10.0.0.1:7946 --runner-address 10.0.0.11 \
-    --shared-dir /mnt/shared --local-temp-dir /var/lib/hakuriver/temp --cluster-token-file /etc/hakuriver.token`,
+    --shared-dir /mnt/shared --local-temp-dir /var/lib/hakuriver/temp \
+    --runner-state-dir /var/lib/hakuriver/runner --cluster-token-file /etc/hakuriver.token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, log, err := sf.resolve(cmd)
@@ -53,13 +63,19 @@ Flags mirror the config keys ([network] runner_address/runner_port,
 				}
 			}
 			rc.Hosts = hosts
-			dockerEx, closeDocker, err := newDockerExecutor(cmd.Context(), rc, c.Docker)
+			sd, err := openStateDir(c.Paths.RunnerStateDir, rc, c.Docker.AdditionalMounts)
+			if err != nil {
+				return err
+			}
+			defer sd.Close() //nolint:errcheck // releasing the lock on the way out; exiting releases it too
+			warnOldLayout(log, rc.LocalTempDir)
+			dockerEx, closeDocker, err := newDockerExecutor(cmd.Context(), rc, c.Docker, sd)
 			if err != nil {
 				return err
 			}
 			defer closeDocker()
 			rc.Docker = dockerEx
-			a, stop, err := startRunner(cmd.Context(), rc, noCgroup)
+			a, stop, err := startRunner(cmd.Context(), rc, sd, noCgroup)
 			if err != nil {
 				return err
 			}
@@ -113,8 +129,39 @@ func runnerConfig(c config.Config, log *slog.Logger, name string) (runner.Config
 	return rc, nil
 }
 
-// startRunner creates the executors and starts the agent; stop closes it.
-func startRunner(ctx context.Context, rc runner.Config, noCgroups bool) (*runner.Agent, func() error, error) {
+// openStateDir opens and locks the runner's private state directory,
+// refusing one that overlaps a directory tasks can reach: local_temp_dir,
+// shared_dir or the source of an additional_mounts entry.
+func openStateDir(path string, rc runner.Config, additionalMounts []string) (*statedir.Dir, error) {
+	areas := []statedir.Area{{Key: "local_temp_dir", Path: rc.LocalTempDir}, {Key: "shared_dir", Path: rc.SharedDir}}
+	for _, m := range additionalMounts {
+		if src, _, ok := strings.Cut(m, ":"); ok && filepath.IsAbs(src) {
+			areas = append(areas, statedir.Area{Key: "docker.additional_mounts", Path: src})
+		}
+	}
+	sd, err := statedir.Open(path, areas...)
+	if err != nil {
+		return nil, fmt.Errorf("runner state: %w", err)
+	}
+	return sd, nil
+}
+
+// warnOldLayout says so when local_temp_dir holds the state of a runner
+// from before runner_state_dir: it is ignored, never trusted (a task could
+// have written it), so that runner's tasks are not adopted.
+func warnOldLayout(log *slog.Logger, localTemp string) {
+	for _, name := range []string{"runner-id", statedir.NativeTasks, statedir.DockerTasks, statedir.Finished} {
+		if _, err := os.Lstat(filepath.Join(localTemp, name)); err == nil && log != nil {
+			log.Warn("local_temp_dir holds runner state of an older version; it is ignored (tasks can write there), see the README's upgrade note",
+				"path", filepath.Join(localTemp, name))
+		}
+	}
+}
+
+// startRunner creates the native executor over the state directory sd and
+// starts the agent; stop closes the agent (sd stays open: the caller
+// closes it after).
+func startRunner(ctx context.Context, rc runner.Config, sd *statedir.Dir, noCgroups bool) (*runner.Agent, func() error, error) {
 	tmp, err := filepath.Abs(rc.LocalTempDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("local_temp_dir: %w", err)
@@ -123,13 +170,11 @@ func startRunner(ctx context.Context, rc runner.Config, noCgroups bool) (*runner
 	if rc.SharedDir, err = filepath.Abs(rc.SharedDir); err != nil {
 		return nil, nil, fmt.Errorf("shared_dir: %w", err)
 	}
+	rc.StateDir = sd.Path()
 	nc := native.DefaultConfig()
-	nc.StateDir = filepath.Join(tmp, "tasks")
+	nc.StateDir = sd.Join(statedir.NativeTasks)
 	nc.DisableCgroups = noCgroups
 	nc.Logger = rc.Logger
-	if err := os.MkdirAll(nc.StateDir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("create %s: %w", nc.StateDir, err)
-	}
 	ex, err := native.New(nc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("native executor: %w", err)

@@ -45,7 +45,8 @@ type RunnerOptions struct {
 type Runner struct {
 	// Name is the node name (--name).
 	Name string
-	// Dir holds temp/ (--local-temp-dir) and runner.log.
+	// Dir holds temp/ (--local-temp-dir), state/ (--runner-state-dir) and
+	// runner.log.
 	Dir string
 	// API is the base URL of the runner API; Gossip its gossip address.
 	API    string
@@ -56,6 +57,10 @@ type Runner struct {
 
 // LocalTempDir returns the runner's --local-temp-dir.
 func (r *Runner) LocalTempDir() string { return filepath.Join(r.Dir, "temp") }
+
+// StateDir returns the runner's --runner-state-dir: its private state,
+// next to its temp dir and never inside it.
+func (r *Runner) StateDir() string { return filepath.Join(r.Dir, "state") }
 
 // LogPath returns the file its output goes to (appended across restarts).
 func (r *Runner) LogPath() string { return r.proc.logPath }
@@ -71,11 +76,45 @@ func (c *Cluster) StartRunner(name string, opts RunnerOptions) *Runner {
 	if c.Runner(name) != nil {
 		c.tb.Fatalf("harness: runner %s exists already", name)
 	}
+	r, args, ports := c.prepareRunner(name, opts)
+	defer ports.release()
+	r.proc = c.newProcess("runner "+name, args, filepath.Join(r.Dir, "runner.log"))
+	if opts.NoDocker {
+		r.proc.env = append(withoutEnv(r.proc.env, "DOCKER_HOST"), "DOCKER_HOST=unix://"+filepath.Join(r.Dir, "no-docker.sock"))
+	}
+	c.mu.Lock()
+	c.runners = append(c.runners, r)
+	c.mu.Unlock()
+	ports.release()
+	if err := r.proc.start(); err != nil {
+		c.tb.Fatalf("harness: %v", err)
+	}
+	c.waitRunnerUp(r)
+	c.WaitNodeStatus(name, "online", StartTimeout)
+	return r
+}
+
+// RunRunnerToExit runs a runner process named name (fresh ports and
+// directories; opts.Args may override them, e.g. --runner-state-dir) in
+// the foreground and returns how it exited, for a runner that is expected
+// to refuse to start. A runner still running after timeout is killed: the
+// result then has Code -1 and Err set.
+func (c *Cluster) RunRunnerToExit(name string, opts RunnerOptions, timeout time.Duration) CLIResult {
+	c.tb.Helper()
+	_, args, ports := c.prepareRunner(name, opts)
+	ports.release()
+	return RunCLI(context.Background(), CLICommand{Bin: c.opts.Bin, Args: args, Timeout: timeout})
+}
+
+// prepareRunner reserves ports, creates the directories of runner name and
+// returns it with its command line (still holding the ports: release
+// them just before starting it).
+func (c *Cluster) prepareRunner(name string, opts RunnerOptions) (*Runner, []string, *portSet) {
+	c.tb.Helper()
 	ports, err := reservePorts(1)
 	if err != nil {
 		c.tb.Fatalf("harness: %v", err)
 	}
-	defer ports.release()
 	p := ports.ports[0]
 	dir, err := os.MkdirTemp(c.base, "runner-"+name+"-")
 	if err != nil {
@@ -105,6 +144,7 @@ func (c *Cluster) StartRunner(name string, opts RunnerOptions) *Runner {
 		"--join", strings.Join(joins, ","),
 		"--shared-dir", c.shared,
 		"--local-temp-dir", r.LocalTempDir(),
+		"--runner-state-dir", r.StateDir(),
 	}
 	if opts.Cores > 0 {
 		args = append(args, "--cores", strconv.Itoa(opts.Cores))
@@ -124,20 +164,7 @@ func (c *Cluster) StartRunner(name string, opts RunnerOptions) *Runner {
 	}
 	args = append(args, c.commonArgs(hb, factor)...)
 	args = append(args, opts.Args...)
-	r.proc = c.newProcess("runner "+name, args, filepath.Join(dir, "runner.log"))
-	if opts.NoDocker {
-		r.proc.env = append(withoutEnv(r.proc.env, "DOCKER_HOST"), "DOCKER_HOST=unix://"+filepath.Join(dir, "no-docker.sock"))
-	}
-	c.mu.Lock()
-	c.runners = append(c.runners, r)
-	c.mu.Unlock()
-	ports.release()
-	if err := r.proc.start(); err != nil {
-		c.tb.Fatalf("harness: %v", err)
-	}
-	c.waitRunnerUp(r)
-	c.WaitNodeStatus(name, "online", StartTimeout)
-	return r
+	return r, args, ports
 }
 
 // Runner returns the runner named name, or nil.

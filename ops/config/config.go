@@ -49,6 +49,9 @@ type Paths struct {
 	SharedDir string `toml:"shared_dir"`
 	// LocalTempDir is node-local scratch space, mounted into tasks.
 	LocalTempDir string `toml:"local_temp_dir"`
+	// RunnerStateDir is the runner's private state (task records, the lock):
+	// mode 0700, never mounted into a task, outside LocalTempDir and SharedDir.
+	RunnerStateDir string `toml:"runner_state_dir"`
 	// NumactlPath is the numactl binary; empty means "numactl" from PATH.
 	NumactlPath string `toml:"numactl_path"`
 	// HostLogFile is the host's log file; empty means standard error.
@@ -137,8 +140,9 @@ func Default() Config {
 			RunnerPort:           8001,
 		},
 		Paths: Paths{
-			SharedDir:    "/var/lib/hakuriver/shared",
-			LocalTempDir: "/var/lib/hakuriver/temp",
+			SharedDir:      "/var/lib/hakuriver/shared",
+			LocalTempDir:   "/var/lib/hakuriver/temp",
+			RunnerStateDir: "/var/lib/hakuriver/runner",
 		},
 		Timing: Timing{
 			HeartbeatInterval:      5,

@@ -84,8 +84,10 @@ type Config struct {
 	RunnerName string
 	// LocalTempDir is mounted into task containers as /local_temp.
 	LocalTempDir string
-	// StateDir keeps an Executor's per-task log positions and kill marks
-	// (default <LocalTempDir>/docker-tasks).
+	// StateDir keeps an Executor's per-task log positions and kill marks.
+	// Required by NewExecutor; it must be private to the runner (the
+	// runner passes <runner_state_dir>/docker-tasks), never under
+	// LocalTempDir, which tasks see.
 	StateDir string
 	// AllowPrivileged lets task specs ask for privileged containers; when
 	// false such a task fails to start. It also lifts the bind-mount

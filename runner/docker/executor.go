@@ -84,10 +84,14 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	if cfg.LocalTempDir == "" {
 		return nil, errors.New("docker executor: local_temp_dir: must not be empty")
 	}
-	if cfg.StateDir == "" {
-		cfg.StateDir = filepath.Join(cfg.LocalTempDir, "docker-tasks")
+	if cfg.StateDir == "" || !filepath.IsAbs(cfg.StateDir) {
+		// Never a default under LocalTempDir: tasks see that directory.
+		return nil, errors.New("docker executor: state dir: must be an absolute path in the runner's private state directory")
 	}
-	for _, d := range []string{cfg.StateDir, cfg.LocalTempDir, filepath.Join(cfg.SharedDir, "shared_data")} {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("docker executor: create %s: %w", cfg.StateDir, err)
+	}
+	for _, d := range []string{cfg.LocalTempDir, filepath.Join(cfg.SharedDir, "shared_data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("docker executor: create %s: %w", d, err)
 		}
@@ -448,6 +452,21 @@ func (e *Executor) exitOf(ctx context.Context, t *task) (*executor.Exit, error) 
 		}
 		if ins.State == nil {
 			return nil, fmt.Errorf("inspect %s: no state", t.name)
+		}
+		// Docker records an OOM kill from a separate containerd event that
+		// may arrive after the exit: a SIGKILL nobody here asked for is
+		// looked at again for a moment before it counts as a plain failure.
+		for i := 0; i < 10 && ins.State.ExitCode == 137 && !ins.State.OOMKilled && !killed; i++ {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			again, err := e.cli.ContainerInspect(ctx, t.name)
+			if err != nil || again.State == nil {
+				break
+			}
+			ins = again
 		}
 		rec = &exitRecord{code: ins.State.ExitCode, oom: ins.State.OOMKilled, message: ins.State.Error}
 		rec.startedAt, _ = time.Parse(time.RFC3339Nano, ins.State.StartedAt) //nolint:errcheck // zero when unset

@@ -81,6 +81,7 @@ func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
 	cfg.SharedDir = filepath.Join(t.TempDir(), "shared")
 	cfg.LocalTempDir = filepath.Join(t.TempDir(), "temp")
+	cfg.StateDir = filepath.Join(t.TempDir(), "docker-tasks")
 	cfg.RunnerName = uniqueName("runner")
 	cfg.Logger = testLogger(t)
 	return cfg

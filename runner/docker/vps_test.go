@@ -276,6 +276,7 @@ func TestVPSConfig(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.SharedDir = t.TempDir()
 	cfg.LocalTempDir = t.TempDir()
+	cfg.StateDir = t.TempDir()
 	cfg.RunnerName = "r1"
 	e, err := NewExecutor(cfg)
 	if err != nil {

@@ -1,8 +1,6 @@
 package native
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -347,7 +345,12 @@ func (l cgroupLayout) join(name string, pid int) error {
 func (l cgroupLayout) procs(name string) ([]int, error) {
 	var out []int
 	for _, d := range l.dirs(name) {
-		b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		if err := noSymlinkDir(d); errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("list processes of cgroup %s: %w", d, err)
+		}
+		b, err := readNoFollow(filepath.Join(d, "cgroup.procs"))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -404,7 +407,9 @@ func (l cgroupLayout) setFrozen(ctx context.Context, name string, frozen bool) e
 
 // kill SIGKILLs every process of cgroup name (cgroup.kill where the kernel
 // has it), thaws it so frozen processes can die, and repeats until the
-// cgroup is empty or ctx ends. A missing cgroup is empty.
+// cgroup is empty or ctx ends. A missing cgroup is empty. Only processes
+// that are really in the cgroup are signalled (killTarget); when every
+// process left is refused, kill stops at once with errNotInCgroup.
 func (l cgroupLayout) kill(ctx context.Context, name string) error {
 	for {
 		pids, err := l.procs(name)
@@ -414,7 +419,9 @@ func (l cgroupLayout) kill(ctx context.Context, name string) error {
 		if len(pids) == 0 {
 			return nil
 		}
-		l.killRound(name, pids)
+		if refused := l.killRound(name, pids); len(refused) == len(pids) {
+			return fmt.Errorf("kill cgroup %s: processes %v: %w", name, refused, errNotInCgroup)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("kill cgroup %s: %d processes left: %w", name, len(pids), ctx.Err())
@@ -423,20 +430,24 @@ func (l cgroupLayout) kill(ctx context.Context, name string) error {
 	}
 }
 
-// killRound sends one round of SIGKILLs to pids and thaws the cgroup.
-// Errors are ignored: processes exit on their own between the listing and
-// the signal, and the caller checks the cgroup again.
-func (l cgroupLayout) killRound(name string, pids []int) {
+// killRound sends one round of SIGKILLs to those of pids that killTarget
+// allows, thaws the cgroup, and returns the refused ones. Signal errors
+// are ignored: processes exit on their own between the listing and the
+// signal, and the caller checks the cgroup again.
+func (l cgroupLayout) killRound(name string, pids []int) (refused []int) {
 	if l.Version == 2 {
 		ck := filepath.Join(l.dir("", name), "cgroup.kill")
 		if _, err := os.Stat(ck); err == nil {
 			_ = writeCgroupFile(ck, "1") // best effort; pids are killed below too
 		}
 	}
-	self := os.Getpid()
 	for _, pid := range pids {
-		if pid != self {
+		switch l.killTarget(pid, name) {
+		case killOK:
 			_ = syscall.Kill(pid, syscall.SIGKILL) // best effort; see above
+		case killRefused:
+			refused = append(refused, pid)
+		case killGone:
 		}
 	}
 	// Killed processes in a frozen cgroup die once thawed.
@@ -445,6 +456,7 @@ func (l cgroupLayout) killRound(name string, pids []int) {
 		file, val = filepath.Join(l.dir("", name), "cgroup.freeze"), "0"
 	}
 	_ = writeCgroupFile(file, val) // best effort; see above
+	return refused
 }
 
 // oomKilled reports whether the OOM killer killed a process of cgroup
@@ -488,49 +500,6 @@ func (l cgroupLayout) remove(ctx context.Context, name string) error {
 // taskCgroup names the cgroup of task id.
 func taskCgroup(id int64) string {
 	return "task-" + strconv.FormatInt(id, 10)
-}
-
-// writeCgroupFile writes val to a cgroup control file.
-func writeCgroupFile(path, val string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.WriteString(val)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %q to %s: %w", val, path, err)
-	}
-	return nil
-}
-
-// readTrim reads a small file without surrounding white space.
-func readTrim(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	return string(bytes.TrimSpace(b)), nil
-}
-
-// readKeyed reads the value of key from a "key value" per line file.
-func readKeyed(path, key string) (uint64, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
-		if ok && k == key {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
 }
 
 // formatList formats ids as a cpuset list ("0,2,3").

@@ -71,8 +71,11 @@ func buildCommand(s executor.Spec) (*taskCommand, error) {
 		Args: append([]string{s.Command}, s.Args...),
 		Env:  envList(env),
 		Dir:  dir,
+		// Its own session (and so its own process group, led by it): no
+		// process of the task can join the supervisor's process group,
+		// which the kill path never signals.
 		SysProcAttr: &syscall.SysProcAttr{
-			Setpgid:    true,
+			Setsid:     true,
 			Credential: cred,
 		},
 	}}

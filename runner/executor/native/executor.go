@@ -45,6 +45,7 @@ type Executor struct {
 
 	mu       sync.Mutex
 	notified map[int64]bool // ended tasks already sent on exits
+	bad      map[int64]bool // unreadable task records already warned about
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -76,6 +77,7 @@ func New(cfg Config) (*Executor, error) {
 		log:      log.With("component", "native-executor"),
 		exits:    make(chan int64, 64),
 		notified: map[int64]bool{},
+		bad:      map[int64]bool{},
 	}
 	if cfg.DisableCgroups {
 		e.log.Warn("cgroups disabled: native tasks run WITHOUT cpu/memory limits")
@@ -274,13 +276,28 @@ func (e *Executor) recordLost(ctx context.Context, t *taskFiles) *taskFiles {
 	return t
 }
 
+// lostCleanupTimeout bounds the killing of what a lost task left: it runs
+// on the listing path (heartbeats, the watch loop), so it must be short.
+const lostCleanupTimeout = 3 * time.Second
+
+// cgroupOf returns the layout to act on task t's cgroup with: always the
+// executor's own, derived from its Config, never the one recorded in the
+// task's files. It is nil when the task runs without a cgroup or this
+// executor has none (the process group is used then).
+func (e *Executor) cgroupOf(t *taskFiles) *cgroupLayout {
+	if e.layout == nil || t.Launch.Cgroup == nil {
+		return nil
+	}
+	return e.layout
+}
+
 // killLost kills and removes what a lost task left; it reports whether the
 // OOM killer had struck.
 func (e *Executor) killLost(ctx context.Context, t *taskFiles) (oom bool) {
-	cg := t.Launch.Cgroup
+	cg := e.cgroupOf(t)
 	if cg == nil {
-		if t.Proc != nil && processAlive(t.Proc.PID, t.Proc.StartTicks) {
-			if err := signalGroup(t.Proc.PGID, syscall.SIGKILL); err != nil {
+		if t.Proc != nil {
+			if err := signalPGID(t.Proc.PID, t.Proc.PGID, t.Proc.StartTicks, syscall.SIGKILL); err != nil {
 				e.log.Warn("kill a lost task", keyTaskID, t.ID, keyErr, err)
 			}
 		}
@@ -288,7 +305,7 @@ func (e *Executor) killLost(ctx context.Context, t *taskFiles) (oom bool) {
 	}
 	name := taskCgroup(t.ID)
 	oom = cg.oomKilled(name, false)
-	ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	ctx, cancel := context.WithTimeout(ctx, lostCleanupTimeout)
 	defer cancel()
 	err := cg.kill(ctx, name)
 	if err == nil {
@@ -336,17 +353,19 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 
 // killRound sends one round of SIGKILL to a running task.
 func (e *Executor) killRound(t *taskFiles) {
-	if cg := t.Launch.Cgroup; cg != nil {
+	if cg := e.cgroupOf(t); cg != nil {
 		name := taskCgroup(t.ID)
 		pids, err := cg.procs(name)
 		if err != nil {
 			e.log.Warn("list the task's processes", keyTaskID, t.ID, keyErr, err)
 		}
-		cg.killRound(name, pids)
+		if refused := cg.killRound(name, pids); len(refused) > 0 {
+			e.log.Warn("refused to kill processes listed in the task's cgroup but not in it", keyTaskID, t.ID, "pids", refused)
+		}
 		return
 	}
-	if t.Proc != nil && processAlive(t.Proc.PID, t.Proc.StartTicks) {
-		if err := signalGroup(t.Proc.PGID, syscall.SIGKILL); err != nil {
+	if t.Proc != nil {
+		if err := signalPGID(t.Proc.PID, t.Proc.PGID, t.Proc.StartTicks, syscall.SIGKILL); err != nil {
 			e.log.Warn("kill the task's process group", keyTaskID, t.ID, keyErr, err)
 		}
 	}
@@ -375,7 +394,7 @@ func (e *Executor) setPaused(ctx context.Context, id int64, paused bool) error {
 	if t.Exit != nil || t.Proc == nil {
 		return fmt.Errorf("%s task %d: %w", verb, id, ErrNotRunning)
 	}
-	if cg := t.Launch.Cgroup; cg != nil {
+	if cg := e.cgroupOf(t); cg != nil {
 		err = cg.setFrozen(ctx, taskCgroup(id), paused)
 		if errors.Is(err, fs.ErrNotExist) {
 			// The cgroup is gone: the task ended meanwhile (a thawed task
@@ -390,7 +409,7 @@ func (e *Executor) setPaused(ctx context.Context, id int64, paused bool) error {
 		if paused {
 			sig = syscall.SIGSTOP
 		}
-		err = signalGroup(t.Proc.PGID, sig)
+		err = signalPGID(t.Proc.PID, t.Proc.PGID, t.Proc.StartTicks, sig)
 	}
 	if err == nil {
 		marker := filepath.Join(t.Dir, filePaused)
@@ -410,7 +429,9 @@ func (e *Executor) setPaused(ctx context.Context, id int64, paused bool) error {
 // List returns every tracked task, running or ended but not forgotten,
 // sorted by ID, including tasks started by an earlier Executor over the
 // same StateDir. A task whose supervisor disappeared is recorded as ended
-// (lost) on the way.
+// (lost) on the way. A task directory whose records cannot be read is
+// skipped (and logged once): it is not reported, so the cluster declares
+// that task lost, and it never fails or stalls the listing of the others.
 func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 	entries, err := os.ReadDir(e.cfg.StateDir)
 	if err != nil {
@@ -427,7 +448,10 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 			continue // forgotten meanwhile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list tasks: %w", err)
+			// One unreadable record must not hide the others (nor stall
+			// the heartbeat that lists them): skip it, say so once.
+			e.warnBadRecord(id, err)
+			continue
 		}
 		out = append(out, t.state())
 	}
@@ -524,6 +548,17 @@ func (e *Executor) wasNotified(id int64) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.notified[id]
+}
+
+// warnBadRecord logs, once per task, that its record cannot be read.
+func (e *Executor) warnBadRecord(id int64, err error) {
+	e.mu.Lock()
+	seen := e.bad[id]
+	e.bad[id] = true
+	e.mu.Unlock()
+	if !seen {
+		e.log.Warn("skipping an unreadable task record", keyTaskID, id, keyErr, err)
+	}
 }
 
 // markNotified records that id was sent on Exits.

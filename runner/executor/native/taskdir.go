@@ -37,7 +37,10 @@ const (
 // launchRecord is what the shim needs to run a task.
 type launchRecord struct {
 	Spec executor.Spec `json:"spec"`
-	// Cgroup is where the task's cgroup goes; nil runs it without limits.
+	// Cgroup is where the task's cgroup goes, for the shim; nil runs it
+	// without limits. The executor never acts on the layout recorded here
+	// (it uses its own, from its Config): it only learns from it whether
+	// the task has a cgroup at all.
 	Cgroup    *cgroupLayout `json:"cgroup,omitempty"`
 	CreatedAt time.Time     `json:"created_at"`
 }
@@ -179,7 +182,7 @@ func writeJSONAtomic(path string, v any) error {
 
 // readJSON decodes path into v; ok is false when the file does not exist.
 func readJSON(path string, v any) (ok bool, err error) {
-	b, err := os.ReadFile(path)
+	b, err := readNoFollow(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -194,7 +197,7 @@ func readJSON(path string, v any) (ok bool, err error) {
 
 // writeMarker creates an empty marker file.
 func writeMarker(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create marker %s: %w", path, err)
 	}
@@ -204,9 +207,9 @@ func writeMarker(path string) error {
 	return nil
 }
 
-// fileExists reports whether path exists.
+// fileExists reports whether path exists (a symlink counts as itself).
 func fileExists(path string) bool {
-	_, err := os.Stat(path)
+	_, err := os.Lstat(path)
 	return err == nil
 }
 
@@ -225,7 +228,7 @@ const fileLock = "start.lock"
 
 // withDirLock runs f holding an exclusive flock on dir's lock file.
 func withDirLock(dir string, f func() error) error {
-	fh, err := os.OpenFile(filepath.Join(dir, fileLock), os.O_CREATE|os.O_RDWR, 0o600)
+	fh, err := os.OpenFile(filepath.Join(dir, fileLock), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("open task lock: %w", err)
 	}
