@@ -89,7 +89,10 @@ type Config struct {
 	StateDir string
 	// AllowPrivileged lets task specs ask for privileged containers; when
 	// false such a task fails to start. It also lifts the bind-mount
-	// allowlist below.
+	// allowlist below. Without it a task may bind-mount only under
+	// <SharedDir>/shared_data, LocalTempDir and AllowedMountSources, and
+	// never the shared-dir root, an ancestor of it, or anything else in it
+	// (tarballs, logs), even when an allowed source contains them.
 	AllowPrivileged bool
 	// AllowedMountSources are host directories (besides SharedDir and
 	// LocalTempDir) that task specs may bind-mount when AllowPrivileged is
