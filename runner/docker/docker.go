@@ -64,6 +64,11 @@ const (
 	// LabelTaskType is "vps" on a VPS task's container (named
 	// hakuriver-vps-<id>) and absent on command task containers.
 	LabelTaskType = "hakuriver.task_type"
+	// LabelCluster is the ID of the cluster an environment container, an
+	// environment image or a task container belongs to. A cluster lists,
+	// uses and deletes only objects carrying its own ID, so clusters that
+	// share one Docker Engine stay apart.
+	LabelCluster = "hakuriver.cluster"
 
 	roleEnvironment = "environment"
 	roleTask        = "task"
@@ -212,8 +217,20 @@ func CheckName(name string) error {
 	return nil
 }
 
-// ImageName is the image an environment is committed to and loaded as.
+// ImageName is the image an environment is committed to and saved as, the
+// name inside its tarballs (the original's).
 func ImageName(env string) string { return "hakuriver/" + env + ":base" }
+
+// ScopedImageName is the name a runner gives environment env's image of
+// cluster (ImageName when cluster is ""), and runs tasks from: two
+// clusters sharing one engine, each with an environment of that name, then
+// never run each other's image, although both tarballs load as ImageName.
+func ScopedImageName(env, cluster string) string {
+	if cluster == "" {
+		return ImageName(env)
+	}
+	return "hakuriver/" + env + ":c-" + cluster
+}
 
 // envOfImage returns the environment of an image named hakuriver/<env>:base,
 // or "" for any other image.

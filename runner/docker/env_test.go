@@ -59,7 +59,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 
 	// Commit and save, with progress.
 	var stages []string
-	tb, err := m.CreateTarball(ctx, env, func(p Progress) {
+	tb, err := m.CreateTarball(ctx, env, 0, func(p Progress) {
 		if len(stages) == 0 || stages[len(stages)-1] != p.Stage {
 			stages = append(stages, p.Stage)
 		}
@@ -93,7 +93,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 	}
 
 	// A second version replaces the first (keep_tarballs = 1).
-	tb2, err := m.CreateTarball(ctx, env, nil)
+	tb2, err := m.CreateTarball(ctx, env, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 			t.Fatalf("operation on a deleted environment: %v, want ErrNotFound", err)
 		}
 	}
-	if _, err := m.CreateTarball(ctx, env, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := m.CreateTarball(ctx, env, 0, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("CreateTarball of a deleted environment: %v", err)
 	}
 }

@@ -194,9 +194,11 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 	if err != nil {
 		return err
 	}
-	if err := e.sync.Sync(ctx, s.Image); err != nil {
+	run, err := e.sync.Sync(ctx, s.Image, recordedOf(s))
+	if err != nil {
 		return fmt.Errorf("prepare environment image %s: %w", s.Image, err)
 	}
+	cfg.Image = run
 	for _, p := range []string{s.Stdout, s.Stderr} {
 		f, err := openOutput(p)
 		if err != nil {
@@ -214,6 +216,11 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 	e.track(s.TaskID, cfg.Labels, time.Now())
 	e.log.Info("task container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, s.Image)
 	return nil
+}
+
+// recordedOf is what the cluster recorded for s's environment.
+func recordedOf(s executor.Spec) Recorded {
+	return Recorded{Cluster: s.ClusterID, Version: s.ImageVersion, SHA256: s.ImageSHA256, Size: s.ImageSize}
 }
 
 // failStart removes a container that did not start and returns why.
@@ -264,6 +271,9 @@ func (e *Executor) containerConfig(s executor.Spec) (*container.Config, *contain
 			LabelRole: roleTask, LabelTaskID: strconv.FormatInt(s.TaskID, 10), LabelRunner: e.cfg.RunnerName,
 			LabelStdout: s.Stdout, LabelStderr: s.Stderr,
 		},
+	}
+	if s.ClusterID != "" {
+		cfg.Labels[LabelCluster] = s.ClusterID
 	}
 	hc := &container.HostConfig{
 		NetworkMode: container.NetworkMode(e.cfg.NetworkMode),
