@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -56,13 +57,22 @@ func (h *Host) dockerRoutes(r chi.Router) {
 	})
 }
 
-// envManager returns this replica's Docker manager, or a 503 when Docker
-// is disabled here.
+// envManager returns this replica's Docker manager confined to this
+// cluster's environments (docker.Manager.Scoped: labelled with the
+// cluster's ID, or unlabelled but recorded here by the FSM), or a 503 when
+// Docker is disabled here or the cluster has no ID yet.
 func (h *Host) envManager() (*docker.Manager, error) {
 	if h.cfg.Docker == nil {
 		return nil, &httpError{status: http.StatusServiceUnavailable, msg: "Docker is not enabled on replica " + h.cfg.NodeID}
 	}
-	return h.cfg.Docker, nil
+	id := h.machine.ClusterID()
+	if id == "" {
+		return nil, &httpError{status: http.StatusServiceUnavailable, msg: "the cluster has no ID yet (its first leader chooses one); retry in a moment"}
+	}
+	return h.cfg.Docker.Scoped(id, func(name string) bool {
+		e, ok := h.machine.Environment(name)
+		return ok && e.Replica == h.cfg.NodeID
+	}), nil
 }
 
 // dockerError maps a runner/docker error to its HTTP status.
@@ -455,9 +465,9 @@ func (h *Host) handleCreateTar(w http.ResponseWriter, r *http.Request) {
 			Timestamp: tb.Version, Size: tb.Size, Replica: h.cfg.NodeID}
 	}
 	if !strings.Contains(r.Header.Get("Accept"), api.NDJSONType) {
-		tb, err := m.CreateTarball(r.Context(), name, nil)
+		tb, err := h.createTar(r.Context(), m, name, nil)
 		if err != nil {
-			writeError(w, h.dockerError(err))
+			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, result(tb))
@@ -472,15 +482,35 @@ func (h *Host) handleCreateTar(w http.ResponseWriter, r *http.Request) {
 		enc.Encode(p) //nolint:errcheck // the client went away; the work goes on to its end
 		rc.Flush()    //nolint:errcheck // same
 	}
-	tb, err := m.CreateTarball(r.Context(), name, func(p docker.Progress) {
+	tb, err := h.createTar(r.Context(), m, name, func(p docker.Progress) {
 		send(api.TarProgress{Type: "progress", Stage: p.Stage, Bytes: p.Bytes, Total: p.Total})
 	})
 	if err != nil {
-		err = h.dockerError(err)
 		send(api.TarProgress{Type: "error", Error: err.Error(), Status: statusOf(err)})
 		return
 	}
 	send(api.TarProgress{Type: "result", Result: result(tb)})
+}
+
+// createTar saves a new tarball of environment name and records its
+// version and SHA-256 in the FSM (the only tarball runners will load). A
+// tarball the cluster could not record is removed again.
+func (h *Host) createTar(ctx context.Context, m *docker.Manager, name string, progress func(docker.Progress)) (docker.Tarball, error) {
+	prev, _ := h.machine.Tarball(name)
+	tb, err := m.CreateTarball(ctx, name, prev.Version, progress)
+	if err != nil {
+		return tb, h.dockerError(err)
+	}
+	rec := &fsm.SetEnvironment{Name: name, Replica: h.cfg.NodeID,
+		Tarball: &fsm.TarballRecord{Version: tb.Version, SHA256: tb.SHA256, Size: tb.Size}}
+	if err := h.recordEnv(context.WithoutCancel(ctx), rec); err != nil {
+		if rerr := os.Remove(tb.Path); rerr != nil {
+			h.log.Warn("remove a tarball that could not be recorded", "tarball", tb.Path, "err", rerr)
+		}
+		return tb, fmt.Errorf("record tarball %s: %w", filepath.Base(tb.Path), err)
+	}
+	h.log.Info("environment tarball recorded", "environment", name, "version", tb.Version, "sha256", tb.SHA256)
+	return tb, nil
 }
 
 // handleTarballs lists the tarballs in shared storage (the original's
@@ -493,11 +523,24 @@ func (h *Host) handleTarballs(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make(map[string]api.TarballSet, len(all))
 	for env, list := range all {
-		set := api.TarballSet{LatestTimestamp: list[0].Version, LatestTarball: filepath.Base(list[0].Path), LatestSize: list[0].Size}
+		rec, recorded := h.machine.Tarball(env)
+		var set api.TarballSet
 		for _, tb := range list {
-			set.AllVersions = append(set.AllVersions, api.TarballVersion{Timestamp: tb.Version, Tarball: filepath.Base(tb.Path), Size: tb.Size})
+			if recorded && tb.Version > rec.Version {
+				continue // not made by create-tar: never loaded, not listed
+			}
+			v := api.TarballVersion{Timestamp: tb.Version, Tarball: filepath.Base(tb.Path), Size: tb.Size}
+			if recorded && tb.Version == rec.Version {
+				v.SHA256 = rec.SHA256
+			}
+			if len(set.AllVersions) == 0 {
+				set.LatestTimestamp, set.LatestTarball, set.LatestSize = v.Timestamp, v.Tarball, v.Size
+			}
+			set.AllVersions = append(set.AllVersions, v)
 		}
-		out[env] = set
+		if len(set.AllVersions) > 0 {
+			out[env] = set
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -664,9 +707,10 @@ func utf8Prefix(b []byte) int {
 }
 
 // checkEnvironment is the submit-time check of a task's container_name:
-// nil for "NULL" (native), for an environment with a tarball in shared
-// storage, and for one recorded in the FSM (its tarball may come later);
-// otherwise a 400 naming it.
+// nil for "NULL" (native), for an environment whose container or tarball
+// the FSM records (its tarball may come later); otherwise a 400 naming it,
+// which says so when tarballs lie in shared storage that the cluster did
+// not record (runners never load those).
 func (h *Host) checkEnvironment(name string) error {
 	if name == "NULL" {
 		return nil
@@ -677,13 +721,17 @@ func (h *Host) checkEnvironment(name string) error {
 	if _, ok := h.machine.Environment(name); ok {
 		return nil
 	}
+	if _, ok := h.machine.Tarball(name); ok {
+		return nil
+	}
 	dir := filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir)
 	all, err := docker.ListTarballs(dir)
 	if err != nil {
 		return err
 	}
 	if len(all[name]) > 0 {
-		return nil
+		return badRequest("container_name %q: %s holds %s, but this cluster recorded no tarball of it (runners load only tarballs create-tar recorded): run 'hakuriver docker create-tar %s' on a replica holding the environment",
+			name, dir, filepath.Base(all[name][0].Path), name)
 	}
 	return badRequest("container_name %q: unknown environment: no tarball %s-*.tar in %s (create it with 'hakuriver docker create-container' and 'hakuriver docker create-tar')", name, name, dir)
 }

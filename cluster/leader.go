@@ -2,8 +2,12 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"sync"
 	"time"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
 
 	"github.com/hashicorp/raft"
 )
@@ -88,11 +92,27 @@ func (h *Host) leaderLoop(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		h.reconcileVoters()
+		h.ensureClusterID(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-h.pool.Changed():
 		}
+	}
+}
+
+// ensureClusterID names the cluster once: a leader that finds no ID in the
+// FSM proposes a random one. The FSM keeps the first ID committed, so a
+// proposal racing another leader's changes nothing; a failed one is
+// retried on the next pass.
+func (h *Host) ensureClusterID(ctx context.Context) {
+	if h.machine.ClusterID() != "" {
+		return
+	}
+	b := make([]byte, 8)
+	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
+	if h.applyLogged(ctx, &fsm.SetClusterID{ID: hex.EncodeToString(b)}) {
+		h.log.Info("cluster ID chosen", "cluster_id", h.machine.ClusterID())
 	}
 }

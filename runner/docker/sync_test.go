@@ -14,7 +14,9 @@ import (
 	"github.com/docker/docker/api/types/image"
 )
 
-func recordOf(tb Tarball) Recorded { return Recorded{Version: tb.Version, SHA256: tb.SHA256, Size: tb.Size} }
+func recordOf(tb Tarball) Recorded {
+	return Recorded{Version: tb.Version, SHA256: tb.SHA256, Size: tb.Size}
+}
 
 func TestSyncLoadsRecordedVersion(t *testing.T) {
 	env := uniqueName("hrtest-env")
