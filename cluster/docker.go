@@ -61,18 +61,37 @@ func (h *Host) dockerRoutes(r chi.Router) {
 // cluster's environments (docker.Manager.Scoped: labelled with the
 // cluster's ID, or unlabelled but recorded here by the FSM), or a 503 when
 // Docker is disabled here or the cluster has no ID yet.
-func (h *Host) envManager() (*docker.Manager, error) {
+func (h *Host) envManager(ctx context.Context) (*docker.Manager, error) {
 	if h.cfg.Docker == nil {
 		return nil, &httpError{status: http.StatusServiceUnavailable, msg: "Docker is not enabled on replica " + h.cfg.NodeID}
 	}
-	id := h.machine.ClusterID()
-	if id == "" {
-		return nil, &httpError{status: http.StatusServiceUnavailable, msg: "the cluster has no ID yet (its first leader chooses one); retry in a moment"}
+	id, err := h.clusterID(ctx)
+	if err != nil {
+		return nil, err
 	}
 	return h.cfg.Docker.Scoped(id, func(name string) bool {
 		e, ok := h.machine.Environment(name)
 		return ok && e.Replica == h.cfg.NodeID
 	}), nil
+}
+
+// clusterID returns the cluster's ID, waiting up to LeaderWait for a
+// young cluster's first leader to choose it; a 503 when it does not.
+func (h *Host) clusterID(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(h.cfg.LeaderWait)
+	for {
+		if id := h.machine.ClusterID(); id != "" {
+			return id, nil
+		}
+		if time.Now().After(deadline) {
+			return "", &httpError{status: http.StatusServiceUnavailable, msg: "the cluster has no ID yet (its first leader chooses one); retry in a moment"}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("wait for the cluster ID: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // dockerError maps a runner/docker error to its HTTP status.
@@ -253,7 +272,7 @@ func (h *Host) handleEnvList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []api.DockerContainer{}
 	var localErr error
-	if m, err := h.envManager(); err != nil {
+	if m, err := h.envManager(r.Context()); err != nil {
 		localErr = err
 	} else if list, err := m.Environments(r.Context()); err != nil {
 		localErr = h.dockerError(err)
@@ -372,7 +391,7 @@ func (h *Host) handleEnvCreate(w http.ResponseWriter, r *http.Request) {
 	if h.proxyToOwner(w, r, req.ContainerName) {
 		return
 	}
-	m, err := h.envManager()
+	m, err := h.envManager(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -419,7 +438,7 @@ func (h *Host) handleEnvOp(op string) http.HandlerFunc {
 		if h.proxyToOwner(w, r, name) {
 			return
 		}
-		m, err := h.envManager()
+		m, err := h.envManager(r.Context())
 		if err != nil {
 			writeError(w, err)
 			return
@@ -455,7 +474,7 @@ func (h *Host) handleCreateTar(w http.ResponseWriter, r *http.Request) {
 	if h.proxyToOwner(w, r, name) {
 		return
 	}
-	m, err := h.envManager()
+	m, err := h.envManager(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -522,11 +541,12 @@ func (h *Host) handleTarballs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make(map[string]api.TarballSet, len(all))
+	future := time.Now().Add(docker.MaxVersionSkew).Unix()
 	for env, list := range all {
 		rec, recorded := h.machine.Tarball(env)
 		var set api.TarballSet
 		for _, tb := range list {
-			if recorded && tb.Version > rec.Version {
+			if tb.Version > future {
 				continue // not made by create-tar: never loaded, not listed
 			}
 			v := api.TarballVersion{Timestamp: tb.Version, Tarball: filepath.Base(tb.Path), Size: tb.Size}
@@ -566,7 +586,7 @@ func (h *Host) handleEnvTerminal(w http.ResponseWriter, r *http.Request) {
 	// instead of buffering it.
 	conn.SetReadLimit(64 << 10)
 	t := &terminal{conn: conn}
-	m, err := h.envManager()
+	m, err := h.envManager(r.Context())
 	if err != nil {
 		t.fail(websocket.CloseInternalServerErr, err.Error())
 		return

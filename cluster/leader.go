@@ -79,6 +79,7 @@ func (h *Host) leaderLoop(ctx context.Context) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	h.ensureClusterID(ctx)
 	h.live.Store(newLiveState(time.Now()))
 	h.leaderReady.Store(true)
 	h.log.Info("leader ready", "applied_index", h.machine.AppliedIndex())
