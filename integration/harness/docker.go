@@ -88,14 +88,17 @@ func RemoveRunnerContainers(tb TB, name string) {
 	}
 }
 
-// RemoveImages removes the named images when they exist. For test cleanups.
+// RemoveImages removes the named images when they exist, with every other
+// tag of the same image (a runner's cluster-scoped tag of an environment
+// image too). For test cleanups.
 func RemoveImages(tb TB, images ...string) {
 	tb.Helper()
 	for _, img := range images {
-		if _, err := Docker("image", "inspect", "--format", "{{.Id}}", img); err != nil {
+		id, err := Docker("image", "inspect", "--format", "{{.Id}}", img)
+		if err != nil {
 			continue
 		}
-		if _, err := Docker("rmi", "-f", img); err != nil {
+		if _, err := Docker("rmi", "-f", strings.TrimSpace(id)); err != nil {
 			tb.Logf("cleanup: %v", err)
 		}
 	}

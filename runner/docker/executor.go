@@ -214,7 +214,7 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 		return e.failStart(resp.ID, name, err)
 	}
 	e.track(s.TaskID, cfg.Labels, time.Now())
-	e.log.Info("task container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, s.Image)
+	e.log.Info("task container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, cfg.Image)
 	return nil
 }
 

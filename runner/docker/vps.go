@@ -197,7 +197,7 @@ func (e *Executor) startVPS(ctx context.Context, s executor.Spec) error {
 		return e.removeFailed(resp.ID, err)
 	}
 	e.track(s.TaskID, cfg.Labels, time.Now())
-	e.log.Info("VPS container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, s.Image, "ssh_port", port, "cpus", cpus)
+	e.log.Info("VPS container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, run, "ssh_port", port, "cpus", cpus)
 	return nil
 }
 
