@@ -83,11 +83,15 @@ func uniqueEnv() string {
 	return "hrtest-env-" + hex.EncodeToString(b)
 }
 
-// cleanupEnv removes an environment's container and image at the end.
+// cleanupEnv removes an environment's container and images (every tag of
+// hakuriver/<name>, the cluster-scoped one too) at the end.
 func cleanupEnv(t *testing.T, name string) {
 	t.Cleanup(func() {
-		exec.Command("docker", "rm", "-f", name).Run()                    //nolint:errcheck // cleanup
-		exec.Command("docker", "rmi", "-f", docker.ImageName(name)).Run() //nolint:errcheck // cleanup
+		exec.Command("docker", "rm", "-f", name).Run()                               //nolint:errcheck // cleanup
+		out, _ := exec.Command("docker", "images", "-q", "hakuriver/"+name).Output() //nolint:errcheck // cleanup
+		for _, id := range strings.Fields(string(out)) {
+			exec.Command("docker", "rmi", "-f", id).Run() //nolint:errcheck // cleanup
+		}
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
@@ -100,8 +101,8 @@ func newTestManager(t testing.TB, cfg Config, envs ...string) *Manager {
 	t.Cleanup(func() {
 		ctx := context.Background()
 		for _, env := range envs {
-			cli.ContainerRemove(ctx, env, container.RemoveOptions{Force: true})            //nolint:errcheck // cleanup
-			cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{PruneChildren: true}) //nolint:errcheck // cleanup
+			cli.ContainerRemove(ctx, env, container.RemoveOptions{Force: true}) //nolint:errcheck // cleanup
+			removeEnvImages(cli, env)
 		}
 		m.Close()
 	})
@@ -254,4 +255,17 @@ func testTaskID() int64 {
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// removeEnvImages removes every image tagged hakuriver/<env>:* (the
+// cluster-scoped tags too). For cleanups.
+func removeEnvImages(cli *client.Client, env string) {
+	ctx := context.Background()
+	list, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "hakuriver/"+env))})
+	if err != nil {
+		return
+	}
+	for _, im := range list {
+		cli.ImageRemove(ctx, im.ID, image.RemoveOptions{Force: true, PruneChildren: true}) //nolint:errcheck // cleanup
+	}
 }
