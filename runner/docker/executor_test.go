@@ -214,7 +214,7 @@ func TestTaskStartFailures(t *testing.T) {
 		{"missing mount source", func(s *executor.Spec) { s.Mounts = []string{"/no/such/dir:/x"} }, "/no/such/dir"},
 		{"bad mount option", func(s *executor.Spec) { s.Mounts = []string{"/tmp:/x:weird"} }, "weird"},
 		{"image missing", func(s *executor.Spec) { s.Image = "hakuriver-test/none:latest" }, "hakuriver-test/none"},
-		{"environment without tarball", func(s *executor.Spec) { s.Image = ImageName(uniqueName("hrtest-none")) }, "holds no"},
+		{"environment without tarball", func(s *executor.Spec) { s.Image = ImageName(uniqueName("hrtest-none")) }, "recorded no tarball"},
 		{"command missing", func(s *executor.Spec) { s.Command = "/no/such/command" }, "/no/such/command"},
 	}
 	for _, tc := range cases {
