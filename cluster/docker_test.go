@@ -87,10 +87,10 @@ func uniqueEnv() string {
 // hakuriver/<name>, the cluster-scoped one too) at the end.
 func cleanupEnv(t *testing.T, name string) {
 	t.Cleanup(func() {
-		exec.Command("docker", "rm", "-f", name).Run()                               //nolint:errcheck // cleanup
-		out, _ := exec.Command("docker", "images", "-q", "hakuriver/"+name).Output() //nolint:errcheck // cleanup
-		for _, id := range strings.Fields(string(out)) {
-			exec.Command("docker", "rmi", "-f", id).Run() //nolint:errcheck // cleanup
+		exec.Command("docker", "rm", "-f", name).Run()                                                                 //nolint:errcheck // cleanup
+		out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "hakuriver/"+name).Output() //nolint:errcheck // cleanup
+		for _, tag := range strings.Fields(string(out)) {
+			exec.Command("docker", "rmi", "-f", tag).Run() //nolint:errcheck // cleanup
 		}
 	})
 }

@@ -257,8 +257,9 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// removeEnvImages removes every image tagged hakuriver/<env>:* (the
-// cluster-scoped tags too). For cleanups.
+// removeEnvImages removes every tag hakuriver/<env>:* (the cluster-scoped
+// ones too), by name, so that an image also tagged otherwise (a test image)
+// stays. For cleanups.
 func removeEnvImages(cli *client.Client, env string) {
 	ctx := context.Background()
 	list, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "hakuriver/"+env))})
@@ -266,6 +267,10 @@ func removeEnvImages(cli *client.Client, env string) {
 		return
 	}
 	for _, im := range list {
-		cli.ImageRemove(ctx, im.ID, image.RemoveOptions{Force: true, PruneChildren: true}) //nolint:errcheck // cleanup
+		for _, tag := range im.RepoTags {
+			if strings.HasPrefix(tag, "hakuriver/"+env+":") {
+				cli.ImageRemove(ctx, tag, image.RemoveOptions{Force: true, PruneChildren: true}) //nolint:errcheck // cleanup
+			}
+		}
 	}
 }

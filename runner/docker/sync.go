@@ -174,6 +174,9 @@ func (s *Syncer) sync(env, run string, rec Recorded) error {
 		if local.present {
 			return nil
 		}
+		if ok, err := s.adoptUnrecorded(ctx, env, run); err != nil || ok {
+			return err
+		}
 		return fmt.Errorf("environment %q: image %s is not on this runner and the cluster recorded no tarball of it (run 'hakuriver docker create-tar %s'): %w",
 			env, run, env, ErrNotFound)
 	}
@@ -237,6 +240,27 @@ func (s *Syncer) adoptCommitted(ctx context.Context, env, run string, rec Record
 	if err != nil || ii.Config == nil || ii.Config.Labels[LabelCluster] != rec.Cluster ||
 		ii.Config.Labels[LabelVersion] != strconv.FormatInt(rec.Version, 10) {
 		return false, nil
+	}
+	if err := s.cli.ImageTag(ctx, ii.ID, run); err != nil {
+		return false, fmt.Errorf("tag %s as %s: %w", ImageName(env), run, translate(err))
+	}
+	return true, nil
+}
+
+// adoptUnrecorded serves an environment the cluster recorded no tarball
+// of from an image an administrator put on this runner as ImageName(env)
+// (the original's way): it is tagged as run unless it carries another
+// cluster's label. ok is false when there is none.
+func (s *Syncer) adoptUnrecorded(ctx context.Context, env, run string) (bool, error) {
+	if run == ImageName(env) {
+		return false, nil
+	}
+	ii, err := s.cli.ImageInspect(ctx, ImageName(env))
+	if err != nil {
+		return false, nil
+	}
+	if ii.Config != nil && ii.Config.Labels[LabelCluster] != "" && run != ScopedImageName(env, ii.Config.Labels[LabelCluster]) {
+		return false, nil // another cluster's
 	}
 	if err := s.cli.ImageTag(ctx, ii.ID, run); err != nil {
 		return false, fmt.Errorf("tag %s as %s: %w", ImageName(env), run, translate(err))
