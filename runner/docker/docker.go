@@ -4,8 +4,9 @@
 //   - Manager (env.go, tarball.go, shell.go): a host replica's environment
 //     containers, their versioned tarballs in shared storage, and TTY shells
 //     into them.
-//   - Syncer (sync.go): a runner's `docker load` of the newest tarball of an
-//     environment before a task uses it, one load per environment at a time.
+//   - Syncer (sync.go): a runner's `docker load` of the tarball of an
+//     environment the cluster recorded (version and SHA-256, verified)
+//     before a task uses it, one load per environment at a time.
 //   - Executor (executor.go, logs.go, vps.go): runs command tasks and VPS
 //     tasks (persistent containers with sshd) and implements
 //     executor.Executor.

@@ -24,8 +24,9 @@ import (
 // maxLoadTime bounds one `docker load`.
 const maxLoadTime = 30 * time.Minute
 
-// Syncer brings a runner's environment images up to date with the newest
-// tarball in shared storage. Concurrent Syncs of one environment share a
+// Syncer brings a runner's environment images up to date with the tarball
+// the cluster recorded for them (Recorded), never another file in shared
+// storage. Concurrent Syncs of one environment share a
 // single check-and-load; a load keeps going when the caller that started it
 // gives up, so that its retry finds it done. It is safe for concurrent use.
 type Syncer struct {
