@@ -354,12 +354,13 @@ func (s *Syncer) load(ctx context.Context, tb Tarball, size int64) error {
 // the last holdBack bytes read; at r's end it hands them out only when the
 // hash is want, and fails instead otherwise.
 type verifyingReader struct {
-	r    io.Reader
-	h    hash.Hash
-	want string
-	buf  []byte // read but not yet handed out
-	eof  bool
-	err  error
+	r     io.Reader
+	h     hash.Hash
+	want  string
+	buf   []byte // read but not yet handed out
+	chunk []byte // read buffer
+	eof   bool
+	err   error
 }
 
 // holdBack is more than a tar archive's closing blocks, so that a reader
@@ -373,10 +374,12 @@ func newVerifyingReader(r io.Reader, want string) *verifyingReader {
 // Read implements io.Reader.
 func (v *verifyingReader) Read(p []byte) (int, error) {
 	for !v.eof && len(v.buf) <= holdBack {
-		chunk := make([]byte, 256<<10)
-		n, err := v.r.Read(chunk)
-		v.h.Write(chunk[:n]) //nolint:errcheck // hash writes never fail
-		v.buf = append(v.buf, chunk[:n]...)
+		if v.chunk == nil {
+			v.chunk = make([]byte, 256<<10)
+		}
+		n, err := v.r.Read(v.chunk)
+		v.h.Write(v.chunk[:n]) //nolint:errcheck // hash writes never fail
+		v.buf = append(v.buf, v.chunk[:n]...)
 		if errors.Is(err, io.EOF) {
 			v.eof = true
 			if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want {

@@ -1,7 +1,9 @@
 package docker
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -199,3 +201,23 @@ type bytesBuffer struct{ b []byte }
 
 func (b *bytesBuffer) Write(p []byte) (int, error) { b.b = append(b.b, p...); return len(p), nil }
 func (b *bytesBuffer) String() string              { return string(b.b) }
+
+// TestVerifyingReader checks that a stream whose hash does not match
+// never hands out its last bytes, and that a matching one passes whole.
+func TestVerifyingReader(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 50000) // 800 KB
+	got, err := io.ReadAll(newVerifyingReader(bytes.NewReader(data), sha256Hex(data)))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("matching stream: %d bytes, %v", len(got), err)
+	}
+	var out bytes.Buffer
+	_, err = io.Copy(&out, newVerifyingReader(bytes.NewReader(data), sha256Hex([]byte("other"))))
+	if !errors.Is(err, ErrInvalid) || out.Len() > len(data)-holdBack {
+		t.Fatalf("mismatching stream: %d of %d bytes handed out, %v", out.Len(), len(data), err)
+	}
+	small := []byte("tiny")
+	out.Reset()
+	if _, err := io.Copy(&out, newVerifyingReader(bytes.NewReader(small), sha256Hex([]byte("x")))); err == nil || out.Len() != 0 {
+		t.Fatalf("small mismatching stream: %d bytes handed out, %v", out.Len(), err)
+	}
+}
