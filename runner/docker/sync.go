@@ -46,7 +46,9 @@ type Syncer struct {
 	// a tarball whose image is labelled otherwise than its file name is
 	// not loaded again before every task.
 	loaded map[string]int64
-	loads  atomic.Int64 // docker loads performed (tests)
+	// refused holds the unrecorded tarballs already logged, once each.
+	refused map[string]bool
+	loads   atomic.Int64 // docker loads performed (tests)
 }
 
 type syncCall struct {
@@ -72,7 +74,7 @@ func newSyncer(cfg Config, cli *client.Client) *Syncer {
 	life, cancel := context.WithCancel(context.Background())
 	return &Syncer{
 		cli: cli, dir: cfg.tarballDir(), log: cfg.Logger.With("component", "docker-sync"),
-		life: life, cancel: cancel, inflight: map[string]*syncCall{}, loaded: map[string]int64{},
+		life: life, cancel: cancel, inflight: map[string]*syncCall{}, loaded: map[string]int64{}, refused: map[string]bool{},
 	}
 }
 
@@ -213,9 +215,10 @@ func (s *Syncer) sync(env, run string, rec Recorded) error {
 	return nil
 }
 
-// refuseUnrecorded logs every tarball of env newer than the recorded
-// version: written by someone other than create-tar (a version from the
-// future), never loaded.
+// refuseUnrecorded logs, once each, the tarballs of env newer than the
+// recorded version: never loaded (written by someone other than create-tar,
+// maybe with a version from the future, or saved by a create-tar whose
+// record this task did not carry yet).
 func (s *Syncer) refuseUnrecorded(env string, rec Recorded) {
 	all, err := ListTarballs(s.dir)
 	if err != nil {
@@ -223,8 +226,19 @@ func (s *Syncer) refuseUnrecorded(env string, rec Recorded) {
 		return
 	}
 	for _, tb := range all[env] {
-		if tb.Version > rec.Version {
-			s.log.Warn("refusing an environment tarball the cluster did not record (a version from the future)",
+		if tb.Version <= rec.Version {
+			continue
+		}
+		s.mu.Lock()
+		seen := s.refused[tb.Path]
+		s.refused[tb.Path] = true
+		s.mu.Unlock()
+		if !seen {
+			reason := "newer than the recorded version: not made by create-tar, or not recorded yet"
+			if tb.Version > time.Now().Add(MaxVersionSkew).Unix() {
+				reason = "a version from the future"
+			}
+			s.log.Warn("refusing an environment tarball the cluster did not record", "reason", reason,
 				keyEnv, env, keyTarball, tb.Path, keyVersion, tb.Version, "recorded_version", rec.Version)
 		}
 	}
