@@ -33,6 +33,7 @@ func (h *Host) Status() api.ClusterStatus {
 		Replicas:     []api.Replica{},
 
 		HeartbeatIntervalSeconds: h.cfg.HeartbeatInterval.Seconds(),
+		ClusterID:                h.machine.ClusterID(),
 	}
 	members := map[string]string{}
 	proxies := map[string]string{}

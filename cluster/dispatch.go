@@ -59,6 +59,19 @@ func (h *Host) callRunner(ctx context.Context, node *fsm.Node, path string, body
 	return nil
 }
 
+// runRequest turns a committed task into the runner's /run body, with the
+// cluster's ID and its environment's recorded tarball.
+func (h *Host) runRequest(t *fsm.Task) api.RunRequest {
+	r := runRequest(t)
+	r.ClusterID = h.machine.ClusterID()
+	if r.DockerImageName != "" {
+		if tb, ok := h.machine.Tarball(t.ContainerName); ok {
+			r.EnvTarball = &api.EnvTarball{Version: tb.Version, SHA256: tb.SHA256, Size: tb.Size}
+		}
+	}
+	return r
+}
+
 // runRequest turns a committed task into the runner's /run body.
 func runRequest(t *fsm.Task) api.RunRequest {
 	image := ""
@@ -215,7 +228,7 @@ func (h *Host) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
 	// original host eventually did.
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	err := h.callRunner(rctx, node, "/run", runRequest(t), nil)
+	err := h.callRunner(rctx, node, "/run", h.runRequest(t), nil)
 	if err == nil {
 		h.log.Debug("dispatched", "task_id", t.TaskID, "runner", node.Hostname)
 		return

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -56,13 +57,41 @@ func (h *Host) dockerRoutes(r chi.Router) {
 	})
 }
 
-// envManager returns this replica's Docker manager, or a 503 when Docker
-// is disabled here.
-func (h *Host) envManager() (*docker.Manager, error) {
+// envManager returns this replica's Docker manager confined to this
+// cluster's environments (docker.Manager.Scoped: labelled with the
+// cluster's ID, or unlabelled but recorded here by the FSM), or a 503 when
+// Docker is disabled here or the cluster has no ID yet.
+func (h *Host) envManager(ctx context.Context) (*docker.Manager, error) {
 	if h.cfg.Docker == nil {
 		return nil, &httpError{status: http.StatusServiceUnavailable, msg: "Docker is not enabled on replica " + h.cfg.NodeID}
 	}
-	return h.cfg.Docker, nil
+	id, err := h.clusterID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return h.cfg.Docker.Scoped(id, func(name string) bool {
+		e, ok := h.machine.Environment(name)
+		return ok && e.Replica == h.cfg.NodeID
+	}), nil
+}
+
+// clusterID returns the cluster's ID, waiting up to LeaderWait for a
+// young cluster's first leader to choose it; a 503 when it does not.
+func (h *Host) clusterID(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(h.cfg.LeaderWait)
+	for {
+		if id := h.machine.ClusterID(); id != "" {
+			return id, nil
+		}
+		if time.Now().After(deadline) {
+			return "", &httpError{status: http.StatusServiceUnavailable, msg: "the cluster has no ID yet (its first leader chooses one); retry in a moment"}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("wait for the cluster ID: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // dockerError maps a runner/docker error to its HTTP status.
@@ -243,7 +272,7 @@ func (h *Host) handleEnvList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []api.DockerContainer{}
 	var localErr error
-	if m, err := h.envManager(); err != nil {
+	if m, err := h.envManager(r.Context()); err != nil {
 		localErr = err
 	} else if list, err := m.Environments(r.Context()); err != nil {
 		localErr = h.dockerError(err)
@@ -362,7 +391,7 @@ func (h *Host) handleEnvCreate(w http.ResponseWriter, r *http.Request) {
 	if h.proxyToOwner(w, r, req.ContainerName) {
 		return
 	}
-	m, err := h.envManager()
+	m, err := h.envManager(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -409,7 +438,7 @@ func (h *Host) handleEnvOp(op string) http.HandlerFunc {
 		if h.proxyToOwner(w, r, name) {
 			return
 		}
-		m, err := h.envManager()
+		m, err := h.envManager(r.Context())
 		if err != nil {
 			writeError(w, err)
 			return
@@ -445,7 +474,7 @@ func (h *Host) handleCreateTar(w http.ResponseWriter, r *http.Request) {
 	if h.proxyToOwner(w, r, name) {
 		return
 	}
-	m, err := h.envManager()
+	m, err := h.envManager(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -455,9 +484,9 @@ func (h *Host) handleCreateTar(w http.ResponseWriter, r *http.Request) {
 			Timestamp: tb.Version, Size: tb.Size, Replica: h.cfg.NodeID}
 	}
 	if !strings.Contains(r.Header.Get("Accept"), api.NDJSONType) {
-		tb, err := m.CreateTarball(r.Context(), name, nil)
+		tb, err := h.createTar(r.Context(), m, name, nil)
 		if err != nil {
-			writeError(w, h.dockerError(err))
+			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, result(tb))
@@ -472,15 +501,35 @@ func (h *Host) handleCreateTar(w http.ResponseWriter, r *http.Request) {
 		enc.Encode(p) //nolint:errcheck // the client went away; the work goes on to its end
 		rc.Flush()    //nolint:errcheck // same
 	}
-	tb, err := m.CreateTarball(r.Context(), name, func(p docker.Progress) {
+	tb, err := h.createTar(r.Context(), m, name, func(p docker.Progress) {
 		send(api.TarProgress{Type: "progress", Stage: p.Stage, Bytes: p.Bytes, Total: p.Total})
 	})
 	if err != nil {
-		err = h.dockerError(err)
 		send(api.TarProgress{Type: "error", Error: err.Error(), Status: statusOf(err)})
 		return
 	}
 	send(api.TarProgress{Type: "result", Result: result(tb)})
+}
+
+// createTar saves a new tarball of environment name and records its
+// version and SHA-256 in the FSM (the only tarball runners will load). A
+// tarball the cluster could not record is removed again.
+func (h *Host) createTar(ctx context.Context, m *docker.Manager, name string, progress func(docker.Progress)) (docker.Tarball, error) {
+	prev, _ := h.machine.Tarball(name)
+	tb, err := m.CreateTarball(ctx, name, prev.Version, progress)
+	if err != nil {
+		return tb, h.dockerError(err)
+	}
+	rec := &fsm.SetEnvironment{Name: name, Replica: h.cfg.NodeID,
+		Tarball: &fsm.TarballRecord{Version: tb.Version, SHA256: tb.SHA256, Size: tb.Size}}
+	if err := h.recordEnv(context.WithoutCancel(ctx), rec); err != nil {
+		if rerr := os.Remove(tb.Path); rerr != nil {
+			h.log.Warn("remove a tarball that could not be recorded", "tarball", tb.Path, "err", rerr)
+		}
+		return tb, fmt.Errorf("record tarball %s: %w", filepath.Base(tb.Path), err)
+	}
+	h.log.Info("environment tarball recorded", "environment", name, "version", tb.Version, "sha256", tb.SHA256)
+	return tb, nil
 }
 
 // handleTarballs lists the tarballs in shared storage (the original's
@@ -492,12 +541,26 @@ func (h *Host) handleTarballs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make(map[string]api.TarballSet, len(all))
+	future := time.Now().Add(docker.MaxVersionSkew).Unix()
 	for env, list := range all {
-		set := api.TarballSet{LatestTimestamp: list[0].Version, LatestTarball: filepath.Base(list[0].Path), LatestSize: list[0].Size}
+		rec, recorded := h.machine.Tarball(env)
+		var set api.TarballSet
 		for _, tb := range list {
-			set.AllVersions = append(set.AllVersions, api.TarballVersion{Timestamp: tb.Version, Tarball: filepath.Base(tb.Path), Size: tb.Size})
+			if tb.Version > future {
+				continue // not made by create-tar: never loaded, not listed
+			}
+			v := api.TarballVersion{Timestamp: tb.Version, Tarball: filepath.Base(tb.Path), Size: tb.Size}
+			if recorded && tb.Version == rec.Version {
+				v.SHA256 = rec.SHA256
+			}
+			if len(set.AllVersions) == 0 {
+				set.LatestTimestamp, set.LatestTarball, set.LatestSize = v.Timestamp, v.Tarball, v.Size
+			}
+			set.AllVersions = append(set.AllVersions, v)
 		}
-		out[env] = set
+		if len(set.AllVersions) > 0 {
+			out[env] = set
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -523,7 +586,7 @@ func (h *Host) handleEnvTerminal(w http.ResponseWriter, r *http.Request) {
 	// instead of buffering it.
 	conn.SetReadLimit(64 << 10)
 	t := &terminal{conn: conn}
-	m, err := h.envManager()
+	m, err := h.envManager(r.Context())
 	if err != nil {
 		t.fail(websocket.CloseInternalServerErr, err.Error())
 		return
@@ -664,9 +727,10 @@ func utf8Prefix(b []byte) int {
 }
 
 // checkEnvironment is the submit-time check of a task's container_name:
-// nil for "NULL" (native), for an environment with a tarball in shared
-// storage, and for one recorded in the FSM (its tarball may come later);
-// otherwise a 400 naming it.
+// nil for "NULL" (native), for an environment whose container or tarball
+// the FSM records (its tarball may come later); otherwise a 400 naming it,
+// which says so when tarballs lie in shared storage that the cluster did
+// not record (runners never load those).
 func (h *Host) checkEnvironment(name string) error {
 	if name == "NULL" {
 		return nil
@@ -677,13 +741,17 @@ func (h *Host) checkEnvironment(name string) error {
 	if _, ok := h.machine.Environment(name); ok {
 		return nil
 	}
+	if _, ok := h.machine.Tarball(name); ok {
+		return nil
+	}
 	dir := filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir)
 	all, err := docker.ListTarballs(dir)
 	if err != nil {
 		return err
 	}
 	if len(all[name]) > 0 {
-		return nil
+		return badRequest("container_name %q: %s holds %s, but this cluster recorded no tarball of it (runners load only tarballs create-tar recorded): run 'hakuriver docker create-tar %s' on a replica holding the environment",
+			name, dir, filepath.Base(all[name][0].Path), name)
 	}
 	return badRequest("container_name %q: unknown environment: no tarball %s-*.tar in %s (create it with 'hakuriver docker create-container' and 'hakuriver docker create-tar')", name, name, dir)
 }

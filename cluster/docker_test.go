@@ -83,11 +83,15 @@ func uniqueEnv() string {
 	return "hrtest-env-" + hex.EncodeToString(b)
 }
 
-// cleanupEnv removes an environment's container and image at the end.
+// cleanupEnv removes an environment's container and images (every tag of
+// hakuriver/<name>, the cluster-scoped one too) at the end.
 func cleanupEnv(t *testing.T, name string) {
 	t.Cleanup(func() {
-		exec.Command("docker", "rm", "-f", name).Run()                    //nolint:errcheck // cleanup
-		exec.Command("docker", "rmi", "-f", docker.ImageName(name)).Run() //nolint:errcheck // cleanup
+		exec.Command("docker", "rm", "-f", name).Run()                                                                 //nolint:errcheck // cleanup
+		out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "hakuriver/"+name).Output() //nolint:errcheck // cleanup
+		for _, tag := range strings.Fields(string(out)) {
+			exec.Command("docker", "rmi", "-f", tag).Run() //nolint:errcheck // cleanup
+		}
 	})
 }
 
@@ -384,10 +388,18 @@ func TestCheckEnvironmentAndUTF8(t *testing.T) {
 	if _, err := h.apply(context.Background(), &fsm.SetEnvironment{Name: "recorded", Replica: "h1"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, ok := range []string{"NULL", "withtar", "recorded"} {
+	tb := &fsm.TarballRecord{Version: 100, SHA256: strings.Repeat("a", 64)}
+	if _, err := h.apply(context.Background(), &fsm.SetEnvironment{Name: "tarred", Tarball: tb}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := range []string{"NULL", "tarred", "recorded"} {
 		if err := h.checkEnvironment(ok); err != nil {
 			t.Errorf("checkEnvironment(%q): %v", ok, err)
 		}
+	}
+	// A tarball file the cluster did not record is never loaded: refused.
+	if err := h.checkEnvironment("withtar"); statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "recorded no tarball") {
+		t.Errorf("checkEnvironment(withtar) = %v, want a 400 saying it is not recorded", err)
 	}
 	for _, bad := range []string{"nosuch", "Bad Name"} {
 		err := h.checkEnvironment(bad)

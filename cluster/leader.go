@@ -2,8 +2,12 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"sync"
 	"time"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
 
 	"github.com/hashicorp/raft"
 )
@@ -75,6 +79,7 @@ func (h *Host) leaderLoop(ctx context.Context) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	h.ensureClusterID(ctx)
 	h.live.Store(newLiveState(time.Now()))
 	h.leaderReady.Store(true)
 	h.log.Info("leader ready", "applied_index", h.machine.AppliedIndex())
@@ -89,11 +94,32 @@ func (h *Host) leaderLoop(ctx context.Context) {
 	failedProofs := map[string]time.Time{}
 	for {
 		h.reconcileVoters(ctx, failedProofs)
+		h.ensureClusterID(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-h.pool.Changed():
 		}
+	}
+}
+
+// ensureClusterID names the cluster once: a leader that finds no ID in the
+// FSM proposes a random one. The FSM keeps the first ID committed, so a
+// proposal racing another leader's changes nothing; a failed one is
+// retried on the next pass, as is one that waits for a replica of an older
+// version (which could not apply it) to be upgraded.
+func (h *Host) ensureClusterID(ctx context.Context) {
+	if h.machine.ClusterID() != "" {
+		return
+	}
+	if err := h.commandKnown(fsm.CmdSetClusterID); err != nil {
+		h.log.Debug("cluster ID waits for every replica to be upgraded", "err", err)
+		return
+	}
+	b := make([]byte, 8)
+	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
+	if h.applyLogged(ctx, &fsm.SetClusterID{ID: hex.EncodeToString(b)}) {
+		h.log.Info("cluster ID chosen", "cluster_id", h.machine.ClusterID())
 	}
 }

@@ -73,7 +73,7 @@ func (h *Host) handleRegister(w http.ResponseWriter, r *http.Request) {
 	h.liveState().heartbeat(req.Hostname, api.HeartbeatRequest{}, now)
 	h.kickScheduler()
 	h.log.Info("runner registered", "runner", req.Hostname, "url", req.RunnerURL, "cores", req.TotalCores)
-	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Runner %s acknowledged.", req.Hostname)})
+	writeJSON(w, http.StatusOK, api.RegisterResponse{Message: fmt.Sprintf("Runner %s acknowledged.", req.Hostname), ClusterID: h.machine.ClusterID()})
 }
 
 // handleHeartbeat keeps live figures in the leader's memory only; it writes

@@ -22,6 +22,8 @@ const (
 	CmdSetNodeDrain  CommandType = 7
 	// CmdSetEnvironment records where a Docker environment lives (env.go).
 	CmdSetEnvironment CommandType = 8
+	// CmdSetClusterID names the cluster once (env.go).
+	CmdSetClusterID CommandType = 9
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -45,6 +47,8 @@ func (c CommandType) String() string {
 		return "set_node_drain"
 	case CmdSetEnvironment:
 		return "set_environment"
+	case CmdSetClusterID:
+		return "set_cluster_id"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -175,6 +179,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &SetNodeDrain{}
 	case CmdSetEnvironment:
 		c = &SetEnvironment{}
+	case CmdSetClusterID:
+		c = &SetClusterID{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 )
 
@@ -13,15 +14,41 @@ type Environment struct {
 	Replica string `json:"replica"`
 }
 
-// SetEnvironment records that environment Name lives on Replica, or, with
-// Deleted, forgets it. Recording a name that already lives on another
-// replica is rejected with ErrConflict; recording it again on the same
-// replica, or deleting an unknown name, is a harmless no-op.
-type SetEnvironment struct {
-	Name    string `json:"name"`
-	Replica string `json:"replica,omitempty"`
-	Deleted bool   `json:"deleted,omitempty"`
+// TarballRecord is the newest tarball `create-tar` saved for an
+// environment: its version (the Unix time in its file name) and the
+// SHA-256 of its bytes, both computed by the replica that saved it. A
+// runner loads only this version, and only when the file's hash matches.
+type TarballRecord struct {
+	Version int64  `json:"version"`
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size,omitempty"`
 }
+
+// EnvTarball is one environment's TarballRecord in a snapshot.
+type EnvTarball struct {
+	Name string `json:"name"`
+	TarballRecord
+}
+
+// SetEnvironment records that environment Name lives on Replica, or, with
+// Deleted, forgets that (its tarball record stays: tarballs outlive the
+// container, as in the original). Recording a name that already lives on
+// another replica is rejected with ErrConflict; recording it again on the
+// same replica, or deleting an unknown name, is a harmless no-op.
+//
+// Tarball, when set, records a new tarball of Name (Replica may then be
+// empty): its version must not be older than the recorded one, and the
+// same version again must carry the same hash (a retry); anything else is
+// ErrConflict.
+type SetEnvironment struct {
+	Name    string         `json:"name"`
+	Replica string         `json:"replica,omitempty"`
+	Deleted bool           `json:"deleted,omitempty"`
+	Tarball *TarballRecord `json:"tarball,omitempty"`
+}
+
+// sha256RE is a SHA-256 in lower-case hex.
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Type implements Command.
 func (*SetEnvironment) Type() CommandType { return CmdSetEnvironment }
@@ -29,6 +56,15 @@ func (*SetEnvironment) Type() CommandType { return CmdSetEnvironment }
 func (m *Machine) applySetEnvironment(c *SetEnvironment) Result {
 	if c.Name == "" {
 		return Result{Err: fmt.Errorf("%w: environment without a name", ErrInvalid)}
+	}
+	if c.Tarball != nil && !c.Deleted {
+		if r := m.checkTarball(c); r.Err != nil {
+			return r
+		}
+		if c.Replica == "" {
+			m.tarballs[c.Name] = *c.Tarball
+			return Result{Value: m.envs[c.Name]}
+		}
 	}
 	old, exists := m.envs[c.Name]
 	if c.Deleted {
@@ -46,7 +82,77 @@ func (m *Machine) applySetEnvironment(c *SetEnvironment) Result {
 	}
 	e := Environment{Name: c.Name, Replica: c.Replica}
 	m.envs[c.Name] = e
+	if c.Tarball != nil {
+		m.tarballs[c.Name] = *c.Tarball
+	}
 	return Result{Value: e}
+}
+
+// checkTarball validates c.Tarball against the recorded one.
+func (m *Machine) checkTarball(c *SetEnvironment) Result {
+	tb := c.Tarball
+	if tb.Version <= 0 || !sha256RE.MatchString(tb.SHA256) || tb.Size < 0 {
+		return Result{Err: fmt.Errorf("%w: environment %s: tarball needs a positive version and a lower-case hex SHA-256", ErrInvalid, c.Name)}
+	}
+	if old, ok := m.tarballs[c.Name]; ok {
+		if tb.Version < old.Version || tb.Version == old.Version && tb.SHA256 != old.SHA256 {
+			return Result{Err: fmt.Errorf("%w: environment %s: tarball version %d (recorded: %d)", ErrConflict, c.Name, tb.Version, old.Version)}
+		}
+	}
+	return Result{}
+}
+
+// Tarball returns the newest tarball recorded for environment name.
+func (m *Machine) Tarball(name string) (TarballRecord, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	t, ok := m.tarballs[name]
+	return t, ok
+}
+
+// sortedTarballs lists the tarball records by name; the caller holds m.mu.
+func (m *Machine) sortedTarballs() []EnvTarball {
+	out := make([]EnvTarball, 0, len(m.tarballs))
+	for n, t := range m.tarballs {
+		out = append(out, EnvTarball{Name: n, TarballRecord: t})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// SetClusterID names the cluster, once: the first leader proposes a random
+// ID (generated outside the FSM); once set, any later proposal is a no-op
+// and the Result's Value is the ID in force. Runners label the Docker
+// objects of the cluster with it.
+type SetClusterID struct {
+	ID string `json:"id"`
+}
+
+// Type implements Command. It is not ignorable: a replica that skipped it
+// would lack the ID after its upgrade and diverge from the others, so the
+// leader proposes it only once every replica knows it (see cluster).
+func (*SetClusterID) Type() CommandType { return CmdSetClusterID }
+
+// clusterIDRE is what a cluster ID may be (it goes into Docker labels and
+// image tags).
+var clusterIDRE = regexp.MustCompile(`^[a-z0-9]{6,64}$`)
+
+func (m *Machine) applySetClusterID(c *SetClusterID) Result {
+	if m.clusterID != "" {
+		return Result{Value: m.clusterID}
+	}
+	if !clusterIDRE.MatchString(c.ID) {
+		return Result{Err: fmt.Errorf("%w: cluster ID %q: want 6-64 lower-case letters and digits", ErrInvalid, c.ID)}
+	}
+	m.clusterID = c.ID
+	return Result{Value: c.ID}
+}
+
+// ClusterID returns the cluster's ID, "" until the first leader set it.
+func (m *Machine) ClusterID() string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.clusterID
 }
 
 // Environment returns the environment with the given name.

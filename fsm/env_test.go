@@ -122,3 +122,112 @@ func TestEnvironmentsSnapshotAndReplay(t *testing.T) {
 		t.Fatalf("environments survived a restore: %+v", m2.Environments())
 	}
 }
+
+func TestApplyTarballRecord(t *testing.T) {
+	h := newHarness(t)
+	sum := strings.Repeat("ab", 32)
+	rec := func(v int64, s string) *fsm.TarballRecord { return &fsm.TarballRecord{Version: v, SHA256: s, Size: 10} }
+	h.reject(&fsm.SetEnvironment{Name: "torch", Replica: "h1", Tarball: rec(0, sum)}, fsm.ErrInvalid)
+	h.reject(&fsm.SetEnvironment{Name: "torch", Replica: "h1", Tarball: rec(100, "ABC")}, fsm.ErrInvalid)
+	h.reject(&fsm.SetEnvironment{Name: "torch", Replica: "h1", Tarball: rec(100, strings.ToUpper(sum))}, fsm.ErrInvalid)
+
+	h.ok(&fsm.SetEnvironment{Name: "torch", Replica: "h1", Tarball: rec(100, sum)})
+	if got, ok := h.m.Tarball("torch"); !ok || got != *rec(100, sum) {
+		t.Fatalf("Tarball(torch) = %+v %v", got, ok)
+	}
+	h.unchanged(&fsm.SetEnvironment{Name: "torch", Replica: "h1", Tarball: rec(100, sum)}) // a retry
+	other := strings.Repeat("cd", 32)
+	h.reject(&fsm.SetEnvironment{Name: "torch", Replica: "h1", Tarball: rec(100, other)}, fsm.ErrConflict)
+	h.reject(&fsm.SetEnvironment{Name: "torch", Replica: "h1", Tarball: rec(99, other)}, fsm.ErrConflict)
+	// A tarball recorded from the wrong replica changes nothing.
+	h.reject(&fsm.SetEnvironment{Name: "torch", Replica: "h2", Tarball: rec(200, other)}, fsm.ErrConflict)
+	// Recording the container again keeps the tarball.
+	h.unchanged(&fsm.SetEnvironment{Name: "torch", Replica: "h1"})
+	h.ok(&fsm.SetEnvironment{Name: "torch", Replica: "h1", Tarball: rec(200, other)})
+	// Deleting the container keeps the tarball record.
+	h.ok(&fsm.SetEnvironment{Name: "torch", Deleted: true})
+	if got, ok := h.m.Tarball("torch"); !ok || got.Version != 200 || got.SHA256 != other {
+		t.Fatalf("Tarball(torch) after delete = %+v %v", got, ok)
+	}
+	// A tarball without a replica (its container is gone) is recorded too.
+	h.ok(&fsm.SetEnvironment{Name: "torch", Tarball: rec(300, sum)})
+	if _, ok := h.m.Environment("torch"); ok {
+		t.Fatal("a tarball record created an environment container record")
+	}
+	if got, _ := h.m.Tarball("torch"); got.Version != 300 {
+		t.Fatalf("Tarball(torch) = %+v", got)
+	}
+}
+
+func TestApplySetClusterID(t *testing.T) {
+	h := newHarness(t)
+	data := encode(t, &fsm.SetClusterID{ID: "abc123def"})
+	if data[0] != byte(fsm.CmdSetClusterID) || fsm.CommandType(data[0]).String() != "set_cluster_id" {
+		t.Fatalf("type byte %#x", data[0])
+	}
+	h.reject(&fsm.SetClusterID{ID: "UPPER-case"}, fsm.ErrInvalid)
+	h.reject(&fsm.SetClusterID{ID: ""}, fsm.ErrInvalid)
+	if r := h.ok(&fsm.SetClusterID{ID: "abc123def"}); r.Value != "abc123def" {
+		t.Fatalf("value %v", r.Value)
+	}
+	// A second proposal (another leader) never changes it.
+	if r := h.unchanged(&fsm.SetClusterID{ID: "zzz999zzz"}); r.Value != "abc123def" {
+		t.Fatalf("second proposal: value %v", r.Value)
+	}
+	if got := h.m.ClusterID(); got != "abc123def" {
+		t.Fatalf("ClusterID() = %q", got)
+	}
+}
+
+func TestTarballsAndClusterIDSnapshotAndReplay(t *testing.T) {
+	sum := strings.Repeat("0f", 32)
+	cmds := []fsm.Command{
+		&fsm.SetClusterID{ID: "c0ffee42"},
+		&fsm.SetEnvironment{Name: "zeta", Replica: "h2", Tarball: &fsm.TarballRecord{Version: 5, SHA256: sum, Size: 7}},
+		&fsm.SetEnvironment{Name: "alpha", Replica: "h1"},
+		&fsm.SetEnvironment{Name: "alpha", Replica: "h1", Tarball: &fsm.TarballRecord{Version: 9, SHA256: sum}},
+		&fsm.SetEnvironment{Name: "zeta", Deleted: true},
+		&fsm.SetClusterID{ID: "other1234"},
+	}
+	h := newHarness(t)
+	for _, c := range cmds {
+		h.apply(c)
+	}
+	snap := snapshotBytes(t, h.m)
+	for range 5 {
+		if again := snapshotBytes(t, h.m); !bytes.Equal(again, snap) {
+			assertSameState(t, "second Write", snap, again)
+		}
+	}
+	want := `"env_tarballs":[{"name":"alpha","version":9,"sha256":"` + sum + `"},{"name":"zeta","version":5,"sha256":"` + sum + `","size":7}],"cluster_id":"c0ffee42"}`
+	if !bytes.Contains(snap, []byte(want)) {
+		t.Fatalf("snapshot lacks %s:\n%s", want, snap)
+	}
+	m2 := fsm.New()
+	if err := m2.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotBytes(t, m2); !bytes.Equal(got, snap) {
+		assertSameState(t, "restored", snap, got)
+	}
+	if m2.ClusterID() != "c0ffee42" {
+		t.Fatalf("restored cluster ID %q", m2.ClusterID())
+	}
+	if tb, ok := m2.Tarball("zeta"); !ok || tb.Version != 5 {
+		t.Fatalf("restored tarball %+v %v", tb, ok)
+	}
+	r := newHarness(t)
+	for _, c := range cmds {
+		r.apply(c)
+	}
+	if got := snapshotBytes(t, r.m); !bytes.Equal(got, snap) {
+		assertSameState(t, "replayed", snap, got)
+	}
+	// Restoring a state without them clears them.
+	if err := m2.Restore(bytes.NewReader(snapshotBytes(t, fsm.New()))); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m2.Tarball("alpha"); ok || m2.ClusterID() != "" {
+		t.Fatal("tarballs or cluster ID survived a restore")
+	}
+}

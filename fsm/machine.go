@@ -33,8 +33,11 @@ type Machine struct {
 	counts   map[Status]int
 	active   []int64 // IDs of tasks not in a final status, ascending
 	envs     map[string]Environment
-	maxID    int64
-	applied  uint64
+	tarballs map[string]TarballRecord
+	// clusterID is set once (SetClusterID).
+	clusterID string
+	maxID     int64
+	applied   uint64
 	// halt is set by the first entry that cannot be read; from then on
 	// nothing is applied (see ErrHalted).
 	halt *EntryError
@@ -56,6 +59,8 @@ func (m *Machine) reset() {
 	m.counts = make(map[Status]int)
 	m.active = nil
 	m.envs = make(map[string]Environment)
+	m.tarballs = make(map[string]TarballRecord)
+	m.clusterID = ""
 	m.maxID = 0
 	m.applied = 0
 	m.halt = nil
@@ -115,6 +120,8 @@ func (m *Machine) applyLocked(index uint64, data []byte) Result {
 		return m.applyDrain(c)
 	case *SetEnvironment:
 		return m.applySetEnvironment(c)
+	case *SetClusterID:
+		return m.applySetClusterID(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }

@@ -33,6 +33,10 @@ type snapshotState struct {
 	// Envs is sorted by name; omitted when empty, so states without
 	// environments encode exactly as before they existed.
 	Envs []Environment `json:"envs,omitempty"`
+	// EnvTarballs (sorted by name) and ClusterID are likewise omitted
+	// when empty.
+	EnvTarballs []EnvTarball `json:"env_tarballs,omitempty"`
+	ClusterID   string       `json:"cluster_id,omitempty"`
 }
 
 // Snapshot captures the current state.
@@ -53,6 +57,8 @@ func (m *Machine) Snapshot() *Snapshot {
 		s.Requests = append(s.Requests, requestEntry{RequestID: k, TaskIDs: v})
 	}
 	s.Envs = m.sortedEnvs()
+	s.EnvTarballs = m.sortedTarballs()
+	s.ClusterID = m.clusterID
 	return &Snapshot{state: s}
 }
 
@@ -108,6 +114,12 @@ func (s *Snapshot) Write(w io.Writer) error {
 	if err == nil && len(st.Envs) > 0 {
 		err = put(`,"envs":`, st.Envs)
 	}
+	if err == nil && len(st.EnvTarballs) > 0 {
+		err = put(`,"env_tarballs":`, st.EnvTarballs)
+	}
+	if err == nil && st.ClusterID != "" {
+		err = put(`,"cluster_id":`, st.ClusterID)
+	}
 	if err == nil {
 		bw.WriteString("}\n")
 		err = bw.Flush()
@@ -131,6 +143,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	defer m.mu.Unlock()
 	m.tasks, m.order, m.nodes, m.requests = fresh.tasks, fresh.order, fresh.nodes, fresh.requests
 	m.counts, m.active, m.envs = fresh.counts, fresh.active, fresh.envs
+	m.tarballs, m.clusterID = fresh.tarballs, fresh.clusterID
 	fresh.rebuildRequestQueue()
 	m.reqQueue = fresh.reqQueue
 	m.maxID, m.applied = fresh.maxID, fresh.applied
@@ -184,6 +197,15 @@ func (m *Machine) decodeSnapshot(dec *json.Decoder) error {
 					m.envs[e.Name] = e
 				}
 			}
+		case "env_tarballs":
+			var tbs []EnvTarball
+			if err = dec.Decode(&tbs); err == nil {
+				for _, t := range tbs {
+					m.tarballs[t.Name] = t.TarballRecord
+				}
+			}
+		case "cluster_id":
+			err = dec.Decode(&m.clusterID)
 		default:
 			var skip json.RawMessage
 			err = dec.Decode(&skip)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -350,22 +349,32 @@ func (d *dockerFixture) testUnknownEnvironment(t *testing.T) {
 	}
 }
 
+// testCorruptTarball damages the recorded tarball itself: the runner that
+// has to load it refuses it on its SHA-256 and the task fails naming the
+// file; with the file restored the next task runs.
 func (d *dockerFixture) testCorruptTarball(t *testing.T) {
 	c, env := d.c.For(t), d.env
 	good := listTars(t, c)[env]
-	bad := filepath.Join(c.SharedDir(), tarballDir, env+"-"+strconv.FormatInt(good.LatestTimestamp+100, 10)+".tar")
-	if err := os.WriteFile(bad, []byte("this is not a docker image archive\n"), 0o644); err != nil {
+	path := filepath.Join(c.SharedDir(), tarballDir, good.LatestTarball)
+	orig, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(bad) })
+	bad := append([]byte(nil), orig...)
+	copy(bad[len(bad)/2:], "this is not what create-tar saved")
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(path, orig, 0o644) }) //nolint:errcheck // best effort
+	harness.RemoveImages(t, envImage(env))
 	id := submitCLI(t, c, []string{"--target", d.r1, "--container", env}, "cat", versionFile)
 	task := c.WaitFinal(id, dockerTaskTimeout)
-	if task.Status != "failed" || !strings.Contains(task.ErrorMessage, filepath.Base(bad)) {
-		t.Errorf("want failed naming %s, got %s", filepath.Base(bad), describe(task))
+	if task.Status != "failed" || !strings.Contains(task.ErrorMessage, good.LatestTarball) || !strings.Contains(task.ErrorMessage, "SHA-256") {
+		t.Errorf("want failed naming %s and its SHA-256, got %s", good.LatestTarball, describe(task))
 	}
-	// The runner is still healthy: with the bad file gone, the next task
+	// The runner is still healthy: with the file restored, the next task
 	// in the environment runs.
-	if err := os.Remove(bad); err != nil {
+	if err := os.WriteFile(path, orig, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c.WaitNodeStatus(d.r1, "online", 5*time.Second)

@@ -139,6 +139,10 @@ func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
 		Image:      req.DockerImageName,
 		Privileged: req.DockerPrivileged,
 		Mounts:     req.DockerMounts,
+		ClusterID:  req.ClusterID,
+	}
+	if tb := req.EnvTarball; tb != nil {
+		s.ImageVersion, s.ImageSHA256, s.ImageSize = tb.Version, tb.SHA256, tb.Size
 	}
 	if s.WorkDir == "" {
 		s.WorkDir = filepath.Join(a.cfg.SharedDir, "shared_data")

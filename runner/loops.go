@@ -59,8 +59,12 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	_, err = c.Do(rctx, http.MethodPost, "/api/register", req, nil)
-	return err
+	var resp api.RegisterResponse
+	if _, err = c.Do(rctx, http.MethodPost, "/api/register", req, &resp); err != nil {
+		return err
+	}
+	a.log.Debug("registered", "cluster_id", resp.ClusterID)
+	return nil
 }
 
 func (a *Agent) heartbeat(ctx context.Context) error {

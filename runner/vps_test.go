@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"golang.org/x/crypto/ssh"
@@ -76,7 +77,18 @@ func TestVPSThroughAgent(t *testing.T) {
 	if err := cli.ImageTag(ctx, sshdImage, docker.ImageName(env)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cli.ImageRemove(context.Background(), docker.ImageName(env), image.RemoveOptions{}) }) //nolint:errcheck // cleanup
+	t.Cleanup(func() {
+		// The tag and the cluster-scoped one the runner gave it, by name:
+		// the test image itself stays.
+		list, _ := cli.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "hakuriver/"+env))}) //nolint:errcheck // cleanup
+		for _, im := range list {
+			for _, tag := range im.RepoTags {
+				if strings.HasPrefix(tag, "hakuriver/"+env+":") {
+					cli.ImageRemove(context.Background(), tag, image.RemoveOptions{}) //nolint:errcheck // cleanup
+				}
+			}
+		}
+	})
 
 	shared := t.TempDir()
 	hc := cluster.DefaultConfig()

@@ -70,6 +70,9 @@ type TarballVersion struct {
 	Timestamp int64  `json:"timestamp"`
 	Tarball   string `json:"tarball"`
 	Size      int64  `json:"size"`
+	// SHA256 is set on the version the cluster recorded (the one runners
+	// load).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // TarballSet is one environment of GET /api/docker/list, keyed by its

@@ -21,6 +21,22 @@ type RegisterRequest struct {
 	Version        string `json:"version,omitempty"`
 }
 
+// RegisterResponse answers POST /api/register: the original's message
+// plus the cluster's ID.
+type RegisterResponse struct {
+	Message   string `json:"message"`
+	ClusterID string `json:"cluster_id,omitempty"`
+}
+
+// EnvTarball is what the cluster recorded for the newest tarball of a
+// task's environment: a runner loads that version only, and only when the
+// file's SHA-256 matches.
+type EnvTarball struct {
+	Version int64  `json:"version"`
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size,omitempty"`
+}
+
 // KilledTask is a task the runner killed on its own (OOM, time limit).
 type KilledTask struct {
 	TaskID int64  `json:"task_id"`
@@ -85,6 +101,10 @@ type RunRequest struct {
 	DockerPrivileged    bool              `json:"docker_privileged"`
 	DockerMounts        []string          `json:"docker_additional_mounts"`
 	BatchID             int64             `json:"batch_id,omitempty"`
+	// ClusterID labels the task's container; EnvTarball is the recorded
+	// tarball of its environment (absent when none was recorded).
+	ClusterID  string      `json:"cluster_id,omitempty"`
+	EnvTarball *EnvTarball `json:"env_tarball,omitempty"`
 }
 
 // TaskRef is the body of the runner's POST /kill, /pause and /resume.

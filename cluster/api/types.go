@@ -148,6 +148,9 @@ type ClusterStatus struct {
 	// HeartbeatIntervalSeconds is the runner heartbeat period this replica
 	// expects (heartbeat_interval).
 	HeartbeatIntervalSeconds float64 `json:"heartbeat_interval_seconds,omitempty"`
+	// ClusterID names the cluster (chosen once by its first leader); its
+	// Docker objects are labelled hakuriver.cluster=<ID>. Empty until then.
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 // JoinRequest is the body of POST /api/cluster/join: add a host replica as a

@@ -88,14 +88,28 @@ func RemoveRunnerContainers(tb TB, name string) {
 	}
 }
 
-// RemoveImages removes the named images when they exist. For test cleanups.
+// RemoveImages removes the named images when they exist, with the other
+// tags of the same repository on that image (a runner's cluster-scoped tag
+// hakuriver/<env>:c-<id> of an environment image), never tags of other
+// repositories. For test cleanups.
 func RemoveImages(tb TB, images ...string) {
 	tb.Helper()
 	for _, img := range images {
-		if _, err := Docker("image", "inspect", "--format", "{{.Id}}", img); err != nil {
+		tags, err := Docker("image", "inspect", "--format", "{{join .RepoTags \" \"}}", img)
+		if err != nil {
 			continue
 		}
-		if _, err := Docker("rmi", "-f", img); err != nil {
+		repo := img
+		if i := strings.LastIndex(img, ":"); i > strings.LastIndex(img, "/") {
+			repo = img[:i]
+		}
+		names := []string{img}
+		for _, t := range strings.Fields(tags) {
+			if t != img && strings.HasPrefix(t, repo+":") {
+				names = append(names, t)
+			}
+		}
+		if _, err := Docker(append([]string{"rmi", "-f"}, names...)...); err != nil {
 			tb.Logf("cleanup: %v", err)
 		}
 	}

@@ -82,6 +82,9 @@ type Options struct {
 	HeartbeatTimeoutFactor int
 	// Args are extra flags for every replica.
 	Args []string
+	// ReplicaBin maps a replica index to another binary than Bin, for a
+	// cluster of mixed versions (a rolling upgrade).
+	ReplicaBin map[int]string
 }
 
 // Cluster is a set of host processes. Its methods are safe for concurrent
@@ -217,6 +220,9 @@ func StartCluster(tb TB, opts Options) *Cluster {
 		c.mu.Unlock()
 	}
 	ports.release()
+	for i, bin := range opts.ReplicaBin {
+		c.SetBinary(i, bin)
+	}
 	for i := range opts.Replicas {
 		if err := c.startProcess(i); err != nil {
 			tb.Fatalf("harness: %v", err)

@@ -4,8 +4,9 @@
 //   - Manager (env.go, tarball.go, shell.go): a host replica's environment
 //     containers, their versioned tarballs in shared storage, and TTY shells
 //     into them.
-//   - Syncer (sync.go): a runner's `docker load` of the newest tarball of an
-//     environment before a task uses it, one load per environment at a time.
+//   - Syncer (sync.go): a runner's `docker load` of the tarball of an
+//     environment the cluster recorded (version and SHA-256, verified)
+//     before a task uses it, one load per environment at a time.
 //   - Executor (executor.go, logs.go, vps.go): runs command tasks and VPS
 //     tasks (persistent containers with sshd) and implements
 //     executor.Executor.
@@ -64,6 +65,11 @@ const (
 	// LabelTaskType is "vps" on a VPS task's container (named
 	// hakuriver-vps-<id>) and absent on command task containers.
 	LabelTaskType = "hakuriver.task_type"
+	// LabelCluster is the ID of the cluster an environment container, an
+	// environment image or a task container belongs to. A cluster lists,
+	// uses and deletes only objects carrying its own ID, so clusters that
+	// share one Docker Engine stay apart.
+	LabelCluster = "hakuriver.cluster"
 
 	roleEnvironment = "environment"
 	roleTask        = "task"
@@ -91,7 +97,10 @@ type Config struct {
 	StateDir string
 	// AllowPrivileged lets task specs ask for privileged containers; when
 	// false such a task fails to start. It also lifts the bind-mount
-	// allowlist below.
+	// allowlist below. Without it a task may bind-mount only under
+	// <SharedDir>/shared_data, LocalTempDir and AllowedMountSources, and
+	// never the shared-dir root, an ancestor of it, or anything else in it
+	// (tarballs, logs), even when an allowed source contains them.
 	AllowPrivileged bool
 	// AllowedMountSources are host directories (besides SharedDir and
 	// LocalTempDir) that task specs may bind-mount when AllowPrivileged is
@@ -211,8 +220,20 @@ func CheckName(name string) error {
 	return nil
 }
 
-// ImageName is the image an environment is committed to and loaded as.
+// ImageName is the image an environment is committed to and saved as, the
+// name inside its tarballs (the original's).
 func ImageName(env string) string { return "hakuriver/" + env + ":base" }
+
+// ScopedImageName is the name a runner gives environment env's image of
+// cluster (ImageName when cluster is ""), and runs tasks from: two
+// clusters sharing one engine, each with an environment of that name, then
+// never run each other's image, although both tarballs load as ImageName.
+func ScopedImageName(env, cluster string) string {
+	if cluster == "" {
+		return ImageName(env)
+	}
+	return "hakuriver/" + env + ":c-" + cluster
+}
 
 // envOfImage returns the environment of an image named hakuriver/<env>:base,
 // or "" for any other image.

@@ -2,6 +2,8 @@ package docker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,8 +39,21 @@ type Manager struct {
 	cli *client.Client
 	log *slog.Logger
 
-	mu    sync.Mutex
-	locks map[string]chan struct{}
+	// cluster is the ID the Manager labels with and is confined to (""
+	// for an unscoped Manager: every environment of the engine); adopt
+	// says whether an unlabelled environment (made before clusters had
+	// IDs) is this cluster's.
+	cluster string
+	adopt   func(name string) bool
+
+	locks *envLocks
+}
+
+// envLocks serialises operations per environment name, shared by a Manager
+// and its scoped views.
+type envLocks struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
 }
 
 // Container is an environment container as listed by Environments.
@@ -71,7 +86,32 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, cli: cli, log: cfg.Logger.With("component", "docker"), locks: map[string]chan struct{}{}}, nil
+	return &Manager{cfg: cfg, cli: cli, log: cfg.Logger.With("component", "docker"), locks: &envLocks{m: map[string]chan struct{}{}}}, nil
+}
+
+// Scoped returns a view of m confined to cluster: it labels what it
+// creates with LabelCluster=cluster, and lists, inspects, changes and
+// deletes only environments carrying that label, plus unlabelled ones
+// (created before clusters had IDs) for which adopt (when set) says yes.
+// Another cluster's environment of the same name is ErrNotFound. The view
+// shares m's engine connection and locks; closing m closes it.
+func (m *Manager) Scoped(cluster string, adopt func(name string) bool) *Manager {
+	v := *m
+	v.cluster, v.adopt = cluster, adopt
+	v.log = m.log.With("cluster", cluster)
+	return &v
+}
+
+// ours reports whether an environment container with these labels belongs
+// to m's cluster.
+func (m *Manager) ours(name string, labels map[string]string) bool {
+	switch c := labels[LabelCluster]; {
+	case m.cluster == "" || c == m.cluster:
+		return true
+	case c == "":
+		return m.adopt != nil && m.adopt(name)
+	}
+	return false
 }
 
 // Close releases the engine connection. A nil Manager is a no-op.
@@ -90,13 +130,13 @@ func (m *Manager) TarballDir() string { return m.cfg.tarballDir() }
 
 // lock serialises operations on one environment.
 func (m *Manager) lock(ctx context.Context, name string) (unlock func(), err error) {
-	m.mu.Lock()
-	ch := m.locks[name]
+	m.locks.mu.Lock()
+	ch := m.locks.m[name]
 	if ch == nil {
 		ch = make(chan struct{}, 1)
-		m.locks[name] = ch
+		m.locks.m[name] = ch
 	}
-	m.mu.Unlock()
+	m.locks.mu.Unlock()
 	select {
 	case ch <- struct{}{}:
 		return func() { <-ch }, nil
@@ -123,6 +163,9 @@ func (m *Manager) inspectEnv(ctx context.Context, name string) (container.Inspec
 	if c.Config == nil || c.Config.Labels[LabelEnvironment] != name || strings.TrimPrefix(c.Name, "/") != name {
 		return c, fmt.Errorf("%w: container %q exists but is not a HakuRiver environment", ErrConflict, name)
 	}
+	if !m.ours(name, c.Config.Labels) {
+		return c, fmt.Errorf("%w: environment container %q does not exist in this cluster (a container of that name on this replica's Docker belongs to another cluster)", ErrNotFound, name)
+	}
 	return c, nil
 }
 
@@ -142,8 +185,10 @@ func (m *Manager) CreateEnvironment(ctx context.Context, img, name string) (crea
 		return false, err
 	}
 	defer unlock()
-	if _, err := m.inspectEnv(ctx, name); err == nil || !errors.Is(err, ErrNotFound) {
+	if c, err := m.inspectEnv(ctx, name); err == nil || !errors.Is(err, ErrNotFound) {
 		return false, err
+	} else if c.ContainerJSONBase != nil {
+		return false, fmt.Errorf("%w: environment name %q is taken on this replica's Docker by another cluster", ErrConflict, name)
 	}
 	if err := m.ensureImage(ctx, img); err != nil {
 		return false, err
@@ -152,7 +197,7 @@ func (m *Manager) CreateEnvironment(ctx context.Context, img, name string) (crea
 		Image:      img,
 		Entrypoint: keepAlive,
 		Cmd:        []string{},
-		Labels:     map[string]string{LabelRole: roleEnvironment, LabelEnvironment: name},
+		Labels:     m.labels(map[string]string{LabelRole: roleEnvironment, LabelEnvironment: name}),
 	}, &container.HostConfig{
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 	}, nil, nil, name)
@@ -165,6 +210,14 @@ func (m *Manager) CreateEnvironment(ctx context.Context, img, name string) (crea
 	}
 	m.log.Info("environment container created", keyEnv, name, keyImage, img)
 	return true, nil
+}
+
+// labels adds LabelCluster to l when m is scoped.
+func (m *Manager) labels(l map[string]string) map[string]string {
+	if m.cluster != "" {
+		l[LabelCluster] = m.cluster
+	}
+	return l
 }
 
 // ensureImage makes img available locally, pulling it when it is missing.
@@ -203,7 +256,7 @@ func (m *Manager) Environments(ctx context.Context) ([]Container, error) {
 		// Images committed from an environment carry its label, and so do
 		// containers made from them: only the container named after the
 		// label is the environment itself.
-		if len(c.Names) == 0 || strings.TrimPrefix(c.Names[0], "/") != env {
+		if len(c.Names) == 0 || strings.TrimPrefix(c.Names[0], "/") != env || !m.ours(env, c.Labels) {
 			continue
 		}
 		out = append(out, Container{ID: shortID(c.ID), Name: env, Image: c.Image, Status: c.Status, State: c.State, Created: time.Unix(c.Created, 0).UTC()})
@@ -276,14 +329,22 @@ func (m *Manager) withEnv(ctx context.Context, name string, f func(container.Ins
 	return f(c)
 }
 
+// MaxVersionSkew is how far beyond now a tarball's version may lie before
+// it counts as one from the future: create-tar does not number its new
+// version after such a file, and prunes it.
+const MaxVersionSkew = 24 * time.Hour
+
 // CreateTarball commits environment name to hakuriver/<name>:base, labelled
-// with its version (a Unix timestamp newer than any existing tarball), and
-// saves it as <SharedDir>/<ContainerDir>/<name>-<version>.tar: written to a
-// temporary file, synced and renamed, so a runner never sees half a tarball.
-// Only the newest KeepTarballs versions stay. The container keeps running
-// (it is paused during the commit). progress, when set, is called from this
-// goroutine.
-func (m *Manager) CreateTarball(ctx context.Context, name string, progress func(Progress)) (Tarball, error) {
+// with its version and (when scoped) its cluster, and saves it as
+// <SharedDir>/<ContainerDir>/<name>-<version>.tar: written to a temporary
+// file while hashing it (Tarball.SHA256), synced and renamed, so a runner
+// never sees half a tarball. The version is a Unix timestamp newer than
+// after (the caller's last recorded version) and than the existing
+// tarballs, except those from the future (more than MaxVersionSkew ahead),
+// which are removed with the versions beyond the newest KeepTarballs. The
+// container keeps running (it is paused during the commit). progress, when
+// set, is called from this goroutine.
+func (m *Manager) CreateTarball(ctx context.Context, name string, after int64, progress func(Progress)) (Tarball, error) {
 	if progress == nil {
 		progress = func(Progress) {}
 	}
@@ -303,11 +364,18 @@ func (m *Manager) CreateTarball(ctx context.Context, name string, progress func(
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Tarball{}, fmt.Errorf("create tarball directory: %w", err)
 	}
-	version := time.Now().Unix()
-	if newest, ok, err := newestTarball(dir, name); err != nil {
+	now := time.Now()
+	version := max(now.Unix(), after+1)
+	all, err := ListTarballs(dir)
+	if err != nil {
 		return Tarball{}, err
-	} else if ok && newest.Version >= version {
-		version = newest.Version + 1
+	}
+	for _, tb := range all[name] {
+		if tb.Version > now.Add(MaxVersionSkew).Unix() {
+			m.log.Warn("ignoring an environment tarball from the future", keyEnv, name, keyTarball, tb.Path, keyVersion, tb.Version)
+			continue
+		}
+		version = max(version, tb.Version+1)
 	}
 	tag := ImageName(name)
 	start := time.Now()
@@ -319,18 +387,18 @@ func (m *Manager) CreateTarball(ctx context.Context, name string, progress func(
 	if ii, err := m.cli.ImageInspect(ctx, tag); err == nil {
 		total = ii.Size
 	}
-	path, size, err := m.save(ctx, tag, dir, TarballName(name, version), total, progress)
+	path, size, sum, err := m.save(ctx, tag, dir, TarballName(name, version), total, progress)
 	if err != nil {
 		return Tarball{}, err
 	}
-	removed, err := pruneTarballs(dir, name, m.cfg.KeepTarballs)
+	removed, err := pruneTarballs(dir, name, m.cfg.KeepTarballs, version)
 	if err != nil {
 		m.log.Warn("prune old tarballs", keyEnv, name, keyErr, err)
 	}
 	progress(Progress{Stage: "done", Bytes: size, Total: size})
 	m.log.Info("environment tarball created", keyEnv, name, keyTarball, path, keyBytes, size,
 		keyVersion, version, "pruned", len(removed), keyTook, time.Since(start).Round(time.Millisecond))
-	return Tarball{Env: name, Version: version, Path: path, Size: size}, nil
+	return Tarball{Env: name, Version: version, Path: path, Size: size, SHA256: sum}, nil
 }
 
 // commit commits c to tag with the version label, restoring the source
@@ -351,7 +419,7 @@ func (m *Manager) commit(ctx context.Context, c container.InspectResponse, tag s
 	cfg := &container.Config{
 		Entrypoint: entrypoint,
 		Cmd:        cmd,
-		Labels:     map[string]string{LabelVersion: strconv.FormatInt(version, 10), LabelEnvironment: strings.TrimPrefix(c.Name, "/")},
+		Labels:     m.labels(map[string]string{LabelVersion: strconv.FormatInt(version, 10), LabelEnvironment: strings.TrimPrefix(c.Name, "/")}),
 	}
 	var oldID string
 	if old, err := m.cli.ImageInspect(ctx, tag); err == nil {
@@ -360,6 +428,13 @@ func (m *Manager) commit(ctx context.Context, c container.InspectResponse, tag s
 	resp, err := m.cli.ContainerCommit(ctx, c.ID, container.CommitOptions{Reference: tag, Pause: true, Config: cfg, Comment: "hakuriver create_tar"})
 	if err != nil {
 		return fmt.Errorf("commit %s to %s: %w", strings.TrimPrefix(c.Name, "/"), tag, translate(err))
+	}
+	if m.cluster != "" {
+		// This cluster's runners on this engine then need no load.
+		env := strings.TrimPrefix(c.Name, "/")
+		if err := m.cli.ImageTag(ctx, resp.ID, ScopedImageName(env, m.cluster)); err != nil {
+			return fmt.Errorf("tag %s: %w", ScopedImageName(env, m.cluster), translate(err))
+		}
 	}
 	if oldID != "" && oldID != resp.ID {
 		// The previous version is now untagged; drop it unless a container
@@ -371,16 +446,17 @@ func (m *Manager) commit(ctx context.Context, c container.InspectResponse, tag s
 	return nil
 }
 
-// save writes `docker save tag` to dir/file through a temporary file.
-func (m *Manager) save(ctx context.Context, tag, dir, file string, total int64, progress func(Progress)) (string, int64, error) {
+// save writes `docker save tag` to dir/file through a temporary file and
+// returns its path, size and hex SHA-256.
+func (m *Manager) save(ctx context.Context, tag, dir, file string, total int64, progress func(Progress)) (string, int64, string, error) {
 	rc, err := m.cli.ImageSave(ctx, []string{tag})
 	if err != nil {
-		return "", 0, fmt.Errorf("save image %s: %w", tag, translate(err))
+		return "", 0, "", fmt.Errorf("save image %s: %w", tag, translate(err))
 	}
 	defer rc.Close()
 	tmp, err := os.CreateTemp(dir, "."+file+".*.tmp")
 	if err != nil {
-		return "", 0, fmt.Errorf("create temporary tarball: %w", err)
+		return "", 0, "", fmt.Errorf("create temporary tarball: %w", err)
 	}
 	ok := false
 	defer func() {
@@ -390,27 +466,28 @@ func (m *Manager) save(ctx context.Context, tag, dir, file string, total int64, 
 		}
 	}()
 	progress(Progress{Stage: "save", Total: total})
-	pw := &progressWriter{w: tmp, total: total, report: progress, every: 250 * time.Millisecond}
+	h := sha256.New()
+	pw := &progressWriter{w: io.MultiWriter(tmp, h), total: total, report: progress, every: 250 * time.Millisecond}
 	n, err := io.Copy(pw, rc)
 	if err != nil {
-		return "", 0, fmt.Errorf("save image %s to %s: %w", tag, tmp.Name(), translate(err))
+		return "", 0, "", fmt.Errorf("save image %s to %s: %w", tag, tmp.Name(), translate(err))
 	}
 	progress(Progress{Stage: "save", Bytes: n, Total: max(total, n)})
 	if err := tmp.Sync(); err != nil {
-		return "", 0, fmt.Errorf("sync tarball: %w", err)
+		return "", 0, "", fmt.Errorf("sync tarball: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return "", 0, fmt.Errorf("close tarball: %w", err)
+		return "", 0, "", fmt.Errorf("close tarball: %w", err)
 	}
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return "", 0, fmt.Errorf("chmod tarball: %w", err)
+		return "", 0, "", fmt.Errorf("chmod tarball: %w", err)
 	}
 	path := dir + string(os.PathSeparator) + file
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", 0, fmt.Errorf("rename tarball into place: %w", err)
+		return "", 0, "", fmt.Errorf("rename tarball into place: %w", err)
 	}
 	ok = true
-	return path, n, nil
+	return path, n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // progressWriter counts bytes and reports them at most every `every`.

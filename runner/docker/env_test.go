@@ -59,7 +59,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 
 	// Commit and save, with progress.
 	var stages []string
-	tb, err := m.CreateTarball(ctx, env, func(p Progress) {
+	tb, err := m.CreateTarball(ctx, env, 0, func(p Progress) {
 		if len(stages) == 0 || stages[len(stages)-1] != p.Stage {
 			stages = append(stages, p.Stage)
 		}
@@ -93,7 +93,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 	}
 
 	// A second version replaces the first (keep_tarballs = 1).
-	tb2, err := m.CreateTarball(ctx, env, nil)
+	tb2, err := m.CreateTarball(ctx, env, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 			t.Fatalf("operation on a deleted environment: %v, want ErrNotFound", err)
 		}
 	}
-	if _, err := m.CreateTarball(ctx, env, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := m.CreateTarball(ctx, env, 0, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("CreateTarball of a deleted environment: %v", err)
 	}
 }
@@ -186,5 +186,56 @@ func TestDockerUnreachable(t *testing.T) {
 	}
 	if err := m.Ping(ctx); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+// TestScopedManagers runs two clusters' views of one engine: B neither
+// lists nor changes A's environment, cannot take its name, and an
+// unlabelled (pre-cluster-ID) environment belongs to the cluster that
+// adopts it.
+func TestScopedManagers(t *testing.T) {
+	env, legacy := uniqueName("hrtest-env"), uniqueName("hrtest-old")
+	cfg := testConfig(t)
+	m := newTestManager(t, cfg, env, legacy)
+	ctx := context.Background()
+	a := m.Scoped("clustera01", func(name string) bool { return name == legacy })
+	b := m.Scoped("clusterb02", nil)
+	createEnvWithFile(t, a, env, "/f", "a")
+	if _, err := m.CreateEnvironment(ctx, testImage, legacy); err != nil { // unlabelled
+		t.Fatal(err)
+	}
+	names := func(mm *Manager) map[string]bool {
+		list, err := mm.Environments(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, c := range list {
+			out[c.Name] = true
+		}
+		return out
+	}
+	if got := names(a); !got[env] || !got[legacy] {
+		t.Fatalf("cluster A lists %v, want %s and %s", got, env, legacy)
+	}
+	if got := names(b); got[env] || got[legacy] {
+		t.Fatalf("cluster B lists %v", got)
+	}
+	for _, op := range []func(context.Context, string) error{b.StopEnvironment, b.DeleteEnvironment} {
+		if err := op(ctx, env); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("cluster B on A's environment: %v, want ErrNotFound", err)
+		}
+	}
+	if _, err := b.CreateTarball(ctx, env, 0, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("cluster B saved A's environment: %v", err)
+	}
+	if _, err := b.CreateEnvironment(ctx, testImage, env); !errors.Is(err, ErrConflict) {
+		t.Fatalf("cluster B took A's environment name: %v", err)
+	}
+	if ins, err := requireDocker(t).ContainerInspect(ctx, env); err != nil || !ins.State.Running || ins.Config.Labels[LabelCluster] != "clustera01" {
+		t.Fatalf("A's environment after B's attempts: %v %+v", err, ins.State)
+	}
+	if err := a.DeleteEnvironment(ctx, env); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -15,10 +15,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 
-	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
@@ -100,9 +98,18 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := cfg.Logger.With("component", "docker-executor")
+	if !cfg.AllowPrivileged {
+		shared := resolved(cfg.SharedDir)
+		for _, src := range cfg.AllowedMountSources {
+			if r := resolved(src); within(shared, r) || within(r, shared) && !within(r, filepath.Join(shared, "shared_data")) {
+				log.Warn("an additional_mounts source covers the shared dir; tasks mounting it will be refused", "source", src, "shared_dir", shared)
+			}
+		}
+	}
 	life, cancel := context.WithCancel(context.Background())
 	return &Executor{
-		cfg: cfg, cli: cli, log: cfg.Logger.With("component", "docker-executor"),
+		cfg: cfg, cli: cli, log: log,
 		sync: newSyncer(cfg, cli), life: life, cancel: cancel,
 		tasks: map[int64]*task{}, starting: map[int64]*startCall{}, sshdWait: defaultSSHDWait,
 	}, nil
@@ -199,9 +206,11 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 	if err != nil {
 		return err
 	}
-	if err := e.sync.Sync(ctx, s.Image); err != nil {
+	run, err := e.sync.Sync(ctx, s.Image, recordedOf(s))
+	if err != nil {
 		return fmt.Errorf("prepare environment image %s: %w", s.Image, err)
 	}
+	cfg.Image = run
 	for _, p := range []string{s.Stdout, s.Stderr} {
 		f, err := openOutput(p)
 		if err != nil {
@@ -217,8 +226,13 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 		return e.failStart(resp.ID, name, err)
 	}
 	e.track(s.TaskID, cfg.Labels, time.Now())
-	e.log.Info("task container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, s.Image)
+	e.log.Info("task container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, cfg.Image)
 	return nil
+}
+
+// recordedOf is what the cluster recorded for s's environment.
+func recordedOf(s executor.Spec) Recorded {
+	return Recorded{Cluster: s.ClusterID, Version: s.ImageVersion, SHA256: s.ImageSHA256, Size: s.ImageSize}
 }
 
 // failStart removes a container that did not start and returns why.
@@ -270,6 +284,9 @@ func (e *Executor) containerConfig(s executor.Spec) (*container.Config, *contain
 			LabelStdout: s.Stdout, LabelStderr: s.Stderr,
 		},
 	}
+	if s.ClusterID != "" {
+		cfg.Labels[LabelCluster] = s.ClusterID
+	}
 	hc := &container.HostConfig{
 		NetworkMode: container.NetworkMode(e.cfg.NetworkMode),
 		Privileged:  s.Privileged,
@@ -310,50 +327,6 @@ func (e *Executor) workDir(dir string) string {
 		return filepath.Join(sharedMount, rel)
 	}
 	return dir
-}
-
-// mounts returns the task's bind mounts: /shared, /local_temp and the
-// additional "host:container[:ro]" mounts.
-func (e *Executor) mounts(extra []string) ([]mount.Mount, error) {
-	out := []mount.Mount{
-		{Type: mount.TypeBind, Source: filepath.Join(e.cfg.SharedDir, "shared_data"), Target: sharedMount},
-		{Type: mount.TypeBind, Source: e.cfg.LocalTempDir, Target: localTempMount},
-	}
-	for _, m := range extra {
-		pm, err := api.ParseMount(m) // the host's parser, so both accept the same mounts
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		if _, err := os.Stat(pm.Source); err != nil {
-			return nil, fmt.Errorf("%w: mount %q: host path: %w", ErrInvalid, m, err)
-		}
-		if !e.cfg.AllowPrivileged && !e.mountAllowed(pm.Source) {
-			return nil, fmt.Errorf("%w: mount %q: host path is outside shared_dir, local_temp_dir and the configured additional_mounts (allowed only where tasks_privileged is on)", ErrInvalid, m)
-		}
-		out = append(out, mount.Mount{Type: mount.TypeBind, Source: pm.Source, Target: pm.Target, ReadOnly: pm.ReadOnly})
-	}
-	return out, nil
-}
-
-// mountAllowed reports whether a task may bind-mount host path p (after
-// resolving symlinks) without privileged rights.
-func (e *Executor) mountAllowed(p string) bool {
-	real, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		return false
-	}
-	for _, base := range append([]string{e.cfg.SharedDir, e.cfg.LocalTempDir}, e.cfg.AllowedMountSources...) {
-		if base == "" {
-			continue
-		}
-		if b, err := filepath.EvalSymlinks(base); err == nil {
-			base = b
-		}
-		if real == base || strings.HasPrefix(real, strings.TrimSuffix(base, "/")+"/") {
-			return true
-		}
-	}
-	return false
 }
 
 func joinInts(v []int) string {

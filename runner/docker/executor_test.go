@@ -25,7 +25,7 @@ func TestEnvironmentToTask(t *testing.T) {
 	cli := requireDocker(t)
 	ctx := context.Background()
 	createEnvWithFile(t, m, env, "/data.txt", "hello-from-env")
-	tb, err := m.CreateTarball(ctx, env, nil)
+	tb, err := m.CreateTarball(ctx, env, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +36,7 @@ func TestEnvironmentToTask(t *testing.T) {
 	e := newTestExecutor(t, cfg)
 	id := testTaskID()
 	spec := taskSpec(cfg, id, ImageName(env), "cat", "/data.txt")
+	spec.ImageVersion, spec.ImageSHA256 = tb.Version, tb.SHA256
 	spec.Env = map[string]string{"HAKURIVER_TASK_ID": "x"}
 	if err := e.Start(ctx, spec); err != nil {
 		t.Fatal(err)
@@ -57,7 +58,6 @@ func TestEnvironmentToTask(t *testing.T) {
 	if err != nil || ii.Config.Labels[LabelVersion] == "" {
 		t.Fatalf("loaded image: %v %+v", err, ii.Config)
 	}
-	_ = tb // its file name is what the load chose; covered by TestSync*
 
 	// Exit is reported until Forget, which removes the container.
 	if s, ok := stateOf(t, e, id); !ok || s.Exit == nil {
@@ -214,7 +214,7 @@ func TestTaskStartFailures(t *testing.T) {
 		{"missing mount source", func(s *executor.Spec) { s.Mounts = []string{"/no/such/dir:/x"} }, "/no/such/dir"},
 		{"bad mount option", func(s *executor.Spec) { s.Mounts = []string{"/tmp:/x:weird"} }, "weird"},
 		{"image missing", func(s *executor.Spec) { s.Image = "hakuriver-test/none:latest" }, "hakuriver-test/none"},
-		{"environment without tarball", func(s *executor.Spec) { s.Image = ImageName(uniqueName("hrtest-none")) }, "holds no"},
+		{"environment without tarball", func(s *executor.Spec) { s.Image = ImageName(uniqueName("hrtest-none")) }, "recorded no tarball"},
 		{"command missing", func(s *executor.Spec) { s.Command = "/no/such/command" }, "/no/such/command"},
 	}
 	for _, tc := range cases {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
@@ -100,8 +102,8 @@ func newTestManager(t testing.TB, cfg Config, envs ...string) *Manager {
 	t.Cleanup(func() {
 		ctx := context.Background()
 		for _, env := range envs {
-			cli.ContainerRemove(ctx, env, container.RemoveOptions{Force: true})            //nolint:errcheck // cleanup
-			cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{PruneChildren: true}) //nolint:errcheck // cleanup
+			cli.ContainerRemove(ctx, env, container.RemoveOptions{Force: true}) //nolint:errcheck // cleanup
+			removeEnvImages(cli, env)
 		}
 		m.Close()
 	})
@@ -248,4 +250,28 @@ func testTaskID() int64 {
 		v = v<<8 | int64(x)
 	}
 	return v + 1
+}
+
+// sha256Hex is the hex SHA-256 of b.
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// removeEnvImages removes every tag hakuriver/<env>:* (the cluster-scoped
+// ones too), by name, so that an image also tagged otherwise (a test image)
+// stays. For cleanups.
+func removeEnvImages(cli *client.Client, env string) {
+	ctx := context.Background()
+	list, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "hakuriver/"+env))})
+	if err != nil {
+		return
+	}
+	for _, im := range list {
+		for _, tag := range im.RepoTags {
+			if strings.HasPrefix(tag, "hakuriver/"+env+":") {
+				cli.ImageRemove(ctx, tag, image.RemoveOptions{Force: true, PruneChildren: true}) //nolint:errcheck // cleanup
+			}
+		}
+	}
 }

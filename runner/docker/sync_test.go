@@ -14,27 +14,37 @@ import (
 	"github.com/docker/docker/api/types/image"
 )
 
-func TestSyncLoadsWhenMissingOrOlder(t *testing.T) {
+func recordOf(tb Tarball) Recorded {
+	return Recorded{Version: tb.Version, SHA256: tb.SHA256, Size: tb.Size}
+}
+
+func TestSyncLoadsRecordedVersion(t *testing.T) {
 	env := uniqueName("hrtest-env")
 	cfg := testConfig(t)
 	m := newTestManager(t, cfg, env)
 	cli := requireDocker(t)
 	ctx := context.Background()
 	createEnvWithFile(t, m, env, "/v.txt", "v1")
-	tb1, err := m.CreateTarball(ctx, env, nil)
+	tb1, err := m.CreateTarball(ctx, env, 0, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(tb1.SHA256) != 64 {
+		t.Fatalf("tarball without a SHA-256: %+v", tb1)
 	}
 	s, err := NewSyncer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-
-	// Up to date on the host that made it: no load.
-	if err := s.Sync(ctx, ImageName(env)); err != nil {
-		t.Fatal(err)
+	sync := func(rec Recorded) {
+		t.Helper()
+		if run, err := s.Sync(ctx, ImageName(env), rec); err != nil || run != ImageName(env) {
+			t.Fatalf("Sync = %q, %v", run, err)
+		}
 	}
+	// Up to date on the host that made it: no load.
+	sync(recordOf(tb1))
 	if n := s.loads.Load(); n != 0 {
 		t.Fatalf("%d loads for an up-to-date image", n)
 	}
@@ -42,72 +52,42 @@ func TestSyncLoadsWhenMissingOrOlder(t *testing.T) {
 	if _, err := cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Sync(ctx, ImageName(env)); err != nil {
-		t.Fatal(err)
-	}
+	sync(recordOf(tb1))
 	if n := s.loads.Load(); n != 1 {
 		t.Fatalf("%d loads for a missing image, want 1", n)
 	}
-	// Keep v1 aside as a runner that synced v1 still has it, then save v2.
-	aside := testConfig(t)
-	asideDir := filepath.Join(aside.SharedDir, aside.ContainerDir)
-	if err := os.MkdirAll(asideDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Link(tb1.Path, filepath.Join(asideDir, filepath.Base(tb1.Path))); err != nil {
-		t.Fatal(err)
-	}
+	// A new version: the runner's v1 differs from the recorded v2.
 	if out, code := shell(t, m, env, "echo v2 > /v.txt"); code != 0 {
 		t.Fatalf("shell: %d %q", code, out)
 	}
-	tb2, err := m.CreateTarball(ctx, env, nil)
+	tb2, err := m.CreateTarball(ctx, env, tb1.Version, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The runner still has another version (here: the test image).
+	if err := cli.ImageTag(ctx, testImage, ImageName(env)); err != nil {
+		t.Fatal(err)
+	}
+	sync(recordOf(tb2))
+	ii, err := cli.ImageInspect(ctx, ImageName(env))
+	if err != nil || ii.Config.Labels[LabelVersion] != strconv.FormatInt(tb2.Version, 10) {
+		t.Fatalf("image after sync: %v %+v", err, ii.Config)
+	}
+	before := s.loads.Load()
+	for range 3 {
+		sync(recordOf(tb2))
+	}
+	if s.loads.Load() != before {
+		t.Fatalf("loads %d, want %d", s.loads.Load(), before)
+	}
+	// Nothing recorded: a local image is used as it is, a missing one is
+	// an error, never a load of whatever lies in the folder.
+	sync(Recorded{})
 	if _, err := cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 		t.Fatal(err)
 	}
-	old, err := NewSyncer(aside)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
-	if err := old.Sync(ctx, ImageName(env)); err != nil {
-		t.Fatal(err)
-	}
-	checkVersion := func(want int64) {
-		t.Helper()
-		ii, err := cli.ImageInspect(ctx, ImageName(env))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := ii.Config.Labels[LabelVersion]; got != strconv.FormatInt(want, 10) {
-			t.Fatalf("image version %s, want %d", got, want)
-		}
-	}
-	checkVersion(tb1.Version)
-	// The runner's v1 is older than the newest tarball: loaded.
-	before := s.loads.Load()
-	if err := s.Sync(ctx, ImageName(env)); err != nil {
-		t.Fatal(err)
-	}
-	checkVersion(tb2.Version)
-	if s.loads.Load() != before+1 {
-		t.Fatalf("loads %d, want %d", s.loads.Load(), before+1)
-	}
-	// A tarball whose name claims a newer version than its image label is
-	// loaded once, not before every task.
-	if err := os.Rename(tb2.Path, filepath.Join(m.TarballDir(), TarballName(env, tb2.Version+100))); err != nil {
-		t.Fatal(err)
-	}
-	before = s.loads.Load()
-	for range 3 {
-		if err := s.Sync(ctx, ImageName(env)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if s.loads.Load() != before+1 {
-		t.Fatalf("loads %d, want %d", s.loads.Load(), before+1)
+	if _, err := s.Sync(ctx, ImageName(env), Recorded{}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "recorded no tarball") {
+		t.Fatalf("Sync without a record: %v", err)
 	}
 }
 
@@ -119,15 +99,23 @@ func TestSyncCorruptTarball(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	content := []byte("this is not a tar archive at all\n")
 	bad := filepath.Join(dir, TarballName(env, time.Now().Unix()))
-	if err := os.WriteFile(bad, []byte("this is not a tar archive at all\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, content, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e := newTestExecutor(t, cfg)
 	cli := requireDocker(t)
 	ctx := context.Background()
 	id := testTaskID()
-	err := e.Start(ctx, taskSpec(cfg, id, ImageName(env), "true"))
+	spec := taskSpec(cfg, id, ImageName(env), "true")
+	// Recorded with its true hash, so that the load itself fails.
+	spec.ImageVersion, spec.ImageSHA256 = time.Now().Unix(), sha256Hex(content)
+	if err := os.Rename(bad, filepath.Join(dir, TarballName(env, spec.ImageVersion))); err != nil {
+		t.Fatal(err)
+	}
+	bad = filepath.Join(dir, TarballName(env, spec.ImageVersion))
+	err := e.Start(ctx, spec)
 	if err == nil || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("Start with a corrupt tarball: %v; want an error naming %s", err, bad)
 	}
@@ -136,8 +124,8 @@ func TestSyncCorruptTarball(t *testing.T) {
 	}
 	// The executor stays usable.
 	id2 := testTaskID()
-	spec := taskSpec(cfg, id2, testImage, "echo", "still fine")
-	if err := e.Start(ctx, spec); err != nil {
+	spec2 := taskSpec(cfg, id2, testImage, "echo", "still fine")
+	if err := e.Start(ctx, spec2); err != nil {
 		t.Fatal(err)
 	}
 	if ex := waitExit(t, e, id2, 30*time.Second); ex.Code != 0 {
@@ -152,7 +140,8 @@ func TestConcurrentSyncsLoadOnce(t *testing.T) {
 	cli := requireDocker(t)
 	ctx := context.Background()
 	createEnvWithFile(t, m, env, "/f", "x")
-	if _, err := m.CreateTarball(ctx, env, nil); err != nil {
+	tb, err := m.CreateTarball(ctx, env, 0, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
@@ -169,7 +158,7 @@ func TestConcurrentSyncsLoadOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.Sync(ctx, ImageName(env))
+			_, errs[i] = s.Sync(ctx, ImageName(env), recordOf(tb))
 		}()
 	}
 	wg.Wait()
@@ -185,10 +174,10 @@ func TestConcurrentSyncsLoadOnce(t *testing.T) {
 	}
 	short, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := s.Sync(short, ImageName(env)); !errors.Is(err, context.Canceled) {
+	if _, err := s.Sync(short, ImageName(env), recordOf(tb)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Sync with a cancelled context: %v", err)
 	}
-	if err := s.Sync(ctx, ImageName(env)); err != nil {
+	if _, err := s.Sync(ctx, ImageName(env), recordOf(tb)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cli.ImageInspect(ctx, ImageName(env)); err != nil {

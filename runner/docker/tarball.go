@@ -24,6 +24,9 @@ type Tarball struct {
 	// Path is the file's absolute path; Size its length in bytes.
 	Path string
 	Size int64
+	// SHA256 is the hex SHA-256 of the file: set by CreateTarball, and
+	// what a Syncer verifies; empty in listings.
+	SHA256 string
 }
 
 // TarballName is the file name of an environment version.
@@ -63,32 +66,26 @@ func ListTarballs(dir string) (map[string][]Tarball, error) {
 	return out, nil
 }
 
-// newestTarball returns the newest tarball of env in dir.
-func newestTarball(dir, env string) (Tarball, bool, error) {
-	all, err := ListTarballs(dir)
-	if err != nil {
-		return Tarball{}, false, err
-	}
-	if list := all[env]; len(list) > 0 {
-		return list[0], true, nil
-	}
-	return Tarball{}, false, nil
-}
-
-// pruneTarballs removes all but the newest keep tarballs of env.
-func pruneTarballs(dir, env string, keep int) (removed []string, err error) {
+// pruneTarballs removes every tarball of env newer than newest (none is
+// ours: create-tar just saved newest, and a newer file would come from the
+// future) and all but the newest keep of the others.
+func pruneTarballs(dir, env string, keep int, newest int64) (removed []string, err error) {
 	all, err := ListTarballs(dir)
 	if err != nil {
 		return nil, err
 	}
-	list := all[env]
 	var errs []error
-	for i := keep; i < len(list); i++ {
-		if err := os.Remove(list[i].Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	kept := 0
+	for _, tb := range all[env] {
+		if tb.Version <= newest && kept < keep {
+			kept++
+			continue
+		}
+		if err := os.Remove(tb.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove old tarball: %w", err))
 			continue
 		}
-		removed = append(removed, list[i].Path)
+		removed = append(removed, tb.Path)
 	}
 	return removed, errors.Join(errs...)
 }

@@ -167,9 +167,11 @@ func (e *Executor) startVPS(ctx context.Context, s executor.Spec) error {
 	if err != nil {
 		return err
 	}
-	if err := e.sync.Sync(ctx, s.Image); err != nil {
+	run, err := e.sync.Sync(ctx, s.Image, recordedOf(s))
+	if err != nil {
 		return fmt.Errorf("prepare environment image %s: %w", s.Image, err)
 	}
+	cfg.Image = run
 	// Choosing CPUs and creating the container is one step, so that two
 	// VPS tasks starting at once see each other's cpuset.
 	e.vpsMu.Lock()
@@ -184,7 +186,7 @@ func (e *Executor) startVPS(ctx context.Context, s executor.Spec) error {
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", name, translate(err))
 	}
-	if err := e.prepareVPS(ctx, resp.ID, s.Image, keys); err != nil {
+	if err := e.prepareVPS(ctx, resp.ID, run, keys); err != nil {
 		return e.removeFailed(resp.ID, err)
 	}
 	if err := e.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
@@ -195,7 +197,7 @@ func (e *Executor) startVPS(ctx context.Context, s executor.Spec) error {
 		return e.removeFailed(resp.ID, err)
 	}
 	e.track(s.TaskID, cfg.Labels, time.Now())
-	e.log.Info("VPS container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, s.Image, "ssh_port", port, "cpus", cpus)
+	e.log.Info("VPS container started", keyTaskID, s.TaskID, keyContainer, name, keyImage, run, "ssh_port", port, "cpus", cpus)
 	return nil
 }
 

@@ -48,6 +48,15 @@ type Spec struct {
 	// PublicKey is a VPS task's authorized_keys text (one OpenSSH public
 	// key per line), installed for root.
 	PublicKey string
+	// ClusterID is the ID of the cluster the task belongs to; container
+	// executors label what they create with it.
+	ClusterID string
+	// ImageVersion, ImageSHA256 and ImageSize are what the cluster
+	// recorded for the newest tarball of the task's environment (zero when
+	// none): the only tarball a container executor may load for it.
+	ImageVersion int64
+	ImageSHA256  string
+	ImageSize    int64
 }
 
 // Exit is how a task ended.
