@@ -55,7 +55,8 @@ func TestTaskMountsConfinedToSharedData(t *testing.T) {
 		spec := taskSpec(cfg, id, testImage, "true")
 		spec.Mounts = []string{src + ":/x"}
 		err := e.Start(ctx, spec)
-		if err == nil || !strings.Contains(err.Error(), "shared_dir") {
+		// An unclean spelling is refused by the mount parser already.
+		if err == nil || !(strings.Contains(err.Error(), "shared_dir") || strings.Contains(err.Error(), "not a clean path")) {
 			t.Errorf("mount %s: Start = %v, want a refusal naming shared_dir", src, err)
 		}
 		if _, err := cli.ContainerInspect(ctx, ContainerName(id)); err == nil {
