@@ -261,6 +261,9 @@ func (e *Executor) awaitSSHD(parent context.Context, id, name string) (int, erro
 			// the deadline: keep the last real reason
 		case err != nil:
 			last = fmt.Errorf("inspect: %w", translate(err))
+		case ins.State != nil && (!ins.State.Running || ins.State.Restarting || ins.RestartCount > 0):
+			// sshd (the container's main process) ended: no use waiting.
+			return 0, e.sshdFailure(name, id, port, errSSHDStopped)
 		default:
 			if port = publishedPort(ins); port == 0 {
 				last = errors.New("no host port published for 22/tcp")
@@ -303,6 +306,10 @@ func (e *Executor) greet(ctx context.Context, port int) error {
 }
 
 // sshdFailure describes a VPS whose sshd did not come up.
+// errSSHDStopped is why awaitSSHD gives up early: the container's main
+// process, sshd, ended.
+var errSSHDStopped = errors.New("the container stopped")
+
 func (e *Executor) sshdFailure(name, id string, port int, last error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -315,6 +322,9 @@ func (e *Executor) sshdFailure(name, id string, port int, last error) error {
 		where = fmt.Sprintf(" on port %d", port)
 	}
 	msg := fmt.Sprintf("sshd in %s did not answer%s within %s (container %s): %v", name, where, e.sshdWait, state, last)
+	if errors.Is(last, errSSHDStopped) {
+		msg = fmt.Sprintf("sshd in %s stopped before it answered%s (container %s)", name, where, state)
+	}
 	if logs := e.logTail(ctx, id, 15); logs != "" {
 		msg += "; its log: " + logs
 	}

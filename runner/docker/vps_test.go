@@ -234,7 +234,9 @@ func TestVPSStartFailures(t *testing.T) {
 	badDir := t.TempDir()
 	cfg.AllowedMountSources = []string{badDir}
 	e := newTestExecutor(t, cfg)
-	e.sshdWait = 3 * time.Second
+	// Generous: key generation is slow on a loaded machine, and a VPS whose
+	// sshd exits fails at once anyway.
+	e.sshdWait = 30 * time.Second
 	ctx := context.Background()
 	_, pub := newKey(t)
 	badConfig := filepath.Join(badDir, "sshd_config")
