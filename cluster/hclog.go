@@ -22,8 +22,25 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	case bytes.Contains(p, []byte("[INFO]")):
 		level = slog.LevelInfo
 	}
+	if level > slog.LevelInfo && routine(p) {
+		level = slog.LevelInfo
+	}
 	w.log.Log(context.Background(), level, line)
 	return len(p), nil
+}
+
+// routine reports whether a raft warning or error describes the normal
+// course of an election rather than a fault, so that a healthy cluster's
+// log holds no WARN or ERROR line: the first election of a fresh replica
+// (no leader was ever known) and a leader stepping down because a peer won
+// a newer term (a leadership transfer, or a leader that was cut off and is
+// now replaced, whose loss is logged on its own).
+func routine(p []byte) bool {
+	if bytes.Contains(p, []byte("peer has newer term, stopping replication")) {
+		return true
+	}
+	neverLed := bytes.Contains(p, []byte("last-leader-id= ")) || bytes.HasSuffix(bytes.TrimSpace(p), []byte("last-leader-id="))
+	return neverLed && bytes.Contains(p, []byte("heartbeat timeout reached, starting election"))
 }
 
 // newHCLogger bridges raft's hclog output to log.
