@@ -18,6 +18,8 @@ mutations=(
   "fsm-dedupe-off|fsm/machine.go|s/if ids, ok := m\.requests\[c\.RequestID\]; ok \{/if ids, ok := m.requests[c.RequestID]; ok \&\& false {/|-count=1 ./fsm ./cluster -run TestReplayDeterminism|TestSameRequestIDAtEveryReplicaAtOnce"
   "forward-drops-request-id|cluster/forward.go|s/(\treq\.Header\.Set\(api\.ForwardedHeader, h\.cfg\.NodeID\)\n)/\$1\treq.Header.Del(requestIDHeader)\n/|-count=1 ./cluster -run TestServerAttachedRequestIDAcrossReplicasAndLeaders"
   "overcommit-one-core|scheduler/scheduler.go|s/if t\.RequiredCores > freeCores \{/if t.RequiredCores > freeCores+1 {/|-count=1 ./scheduler"
+  "lost-on-first-miss|scheduler/reconcile.go|s/const MissingHeartbeats = 2/const MissingHeartbeats = 1/|-count=1 ./scheduler ./cluster -run TestReconcile|TestHeartbeatReconcileAndUsage"
+  "partial-heartbeat-reconciles|scheduler/reconcile.go|s/if report\.Partial \{/if report.Partial \&\& false {/|-count=1 ./scheduler ./cluster -run TestReconcile|TestHeartbeatReconcileAndUsage"
   "offline-not-lost|fsm/machine.go|s/if c\.Status == NodeOffline \{/if c.Status == NodeOffline \&\& false {/|-count=1 ./fsm ./cluster"
   "memory-limit-dropped|runner/executor/native/cgroup.go|s/if lim\.MemoryBytes > 0 \{/if lim.MemoryBytes > 0 \&\& false {/g|-count=1 ./runner/executor/native -run TestMemoryLimitOOM|TestCgroupLimitsApplied"
   "cpu-quota-dropped|runner/executor/native/cgroup.go|s/if lim\.Cores > 0 \{/if lim.Cores > 0 \&\& false {/g|-count=1 ./runner/executor/native -run TestCgroupLimitsApplied"

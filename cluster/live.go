@@ -16,8 +16,8 @@ const historyLen = 60
 type liveNode struct {
 	lastHeartbeat time.Time
 	hb            api.HeartbeatRequest
-	// missing counts consecutive heartbeats that did not list a task the
-	// FSM believes running there.
+	// missing counts consecutive full heartbeats that did not list a task
+	// the FSM believes running there (scheduler.Reconcile's counters).
 	missing map[int64]int
 }
 
@@ -75,25 +75,12 @@ func (l *liveState) get(name string) (api.HeartbeatRequest, time.Time, bool) {
 	return n.hb, n.lastHeartbeat, true
 }
 
-// countMissing increments (or resets) the missing counter for each task the
-// FSM believes running on the node and returns the IDs missing at least
-// `after` times in a row.
-func (l *liveState) countMissing(n *liveNode, believed []int64, reported map[int64]bool, after int) []int64 {
+// reconcile runs f on the node's missing counters under the lock and keeps
+// what it returns, so that two heartbeats of one node count in turn.
+func (l *liveState) reconcile(n *liveNode, f func(missing map[int64]int) map[int64]int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var lost []int64
-	next := map[int64]int{}
-	for _, id := range believed {
-		if reported[id] {
-			continue
-		}
-		next[id] = n.missing[id] + 1
-		if next[id] >= after {
-			lost = append(lost, id)
-		}
-	}
-	n.missing = next
-	return lost
+	n.missing = f(n.missing)
 }
 
 func (l *liveState) addSample(s healthSample) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/scheduler"
 )
 
 // tokenOK reports whether got is the cluster token, in constant time. An
@@ -21,10 +22,6 @@ func (h *Host) tokenOK(got string) bool {
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.ClusterToken)) == 1
 }
-
-// missingHeartbeats is how many consecutive heartbeats may omit a task the
-// FSM believes running before the task is declared lost.
-const missingHeartbeats = 2
 
 // requireToken rejects calls that do not carry the cluster token: internal
 // calls and membership changes. Only a replica started with InsecureNoToken
@@ -115,35 +112,20 @@ func (h *Host) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		}
 		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: k.TaskID, Status: status, ExitCode: &code, Message: &msg, At: now})
 	}
-	reported := make(map[int64]bool, len(hb.RunningTasks))
-	for _, id := range hb.RunningTasks {
-		reported[id] = true
-	}
-	var resp api.HeartbeatResponse
-	resp.Message = "Heartbeat received"
-	if hb.Partial {
-		// An incomplete task list proves nothing missing: reconcile next time.
-		writeJSON(w, http.StatusOK, resp)
-		return
-	}
-	for _, id := range hb.RunningTasks {
-		if t, ok := h.machine.Task(id); !ok || t.Status.Final() || t.AssignedNode != name {
-			resp.Kill = append(resp.Kill, id)
-		}
-	}
-	var believed []int64
-	for _, t := range h.machine.Active() {
-		if t.AssignedNode == name && (t.Status == fsm.StatusRunning || t.Status == fsm.StatusPaused) {
-			believed = append(believed, t.TaskID)
-		}
-	}
-	for _, id := range live.countMissing(ln, believed, reported, missingHeartbeats) {
+	// Reconciliation (invariant 5): kill what the FSM does not place here,
+	// lose what the runner keeps omitting.
+	active := h.machine.Active()
+	var rec scheduler.Reconciliation
+	live.reconcile(ln, func(missing map[int64]int) map[int64]int {
+		rec = scheduler.Reconcile(name, active, scheduler.Report{Running: hb.RunningTasks, Partial: hb.Partial}, missing)
+		return rec.Missing
+	})
+	for _, id := range rec.Lost {
 		code, msg := -1, fmt.Sprintf("Runner %s no longer reports this task.", name)
 		h.log.Warn("task lost: runner no longer reports it", "task_id", id, "runner", name)
 		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: id, Status: fsm.StatusLost, ExitCode: &code, Message: &msg, At: now})
 	}
-	resp.Message = "Heartbeat received"
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{Message: "Heartbeat received", Kill: rec.Kill})
 }
 
 func (h *Host) handleUpdate(w http.ResponseWriter, r *http.Request) {
@@ -197,18 +179,14 @@ func (h *Host) handleUpdate(w http.ResponseWriter, r *http.Request) {
 // figures.
 func (h *Host) nodeViews() []api.NodeView {
 	nodes := h.machine.Nodes()
-	inUse := map[string]int{}
-	memUse := map[string]int64{}
-	for _, t := range h.machine.Active() {
-		if t.AssignedNode != "" && t.Status != fsm.StatusPending {
-			inUse[t.AssignedNode] += t.RequiredCores
-			memUse[t.AssignedNode] += t.RequiredMemoryBytes
-		}
-	}
+	usage := scheduler.Account(h.machine.Active())
 	live := h.liveState()
 	out := make([]api.NodeView, 0, len(nodes))
 	for _, n := range nodes {
-		v := api.NodeView{Node: *n, CoresInUse: inUse[n.Hostname], MemoryInUseBytes: memUse[n.Hostname]}
+		v := api.NodeView{Node: *n}
+		if u := usage[n.Hostname]; u != nil {
+			v.CoresInUse, v.MemoryInUseBytes = u.Cores, u.MemoryBytes
+		}
 		if n.Status == fsm.NodeOnline {
 			v.AvailableCores = max(0, n.TotalCores-v.CoresInUse)
 		}

@@ -135,7 +135,8 @@ func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 	return tasks, nil
 }
 
-// resolveTarget checks "node[:numa]" against the committed nodes.
+// resolveTarget checks "node[:numa]" against the committed nodes and
+// refuses a target that could never hold t (scheduler.Limit).
 func (h *Host) resolveTarget(t *fsm.Task, target string) error {
 	m := targetRE.FindStringSubmatch(target)
 	if m == nil {
@@ -151,28 +152,10 @@ func (h *Host) resolveTarget(t *fsm.Task, target string) error {
 		if err != nil {
 			return badRequest("target %q: invalid NUMA ID", target)
 		}
-		if _, ok := node.NUMATopology[m[2]]; !ok {
-			return badRequest("target %q: node %s has no NUMA node %d", target, node.Hostname, numa)
-		}
 		t.TargetNUMANodeID = &numa
 	}
-	if t.RequiredCores > node.TotalCores {
-		return badRequest("target %q: needs %d cores, node %s has %d in total", target, t.RequiredCores, node.Hostname, node.TotalCores)
-	}
-	if t.RequiredMemoryBytes > node.MemoryTotalBytes {
-		return badRequest("target %q: needs %d bytes of memory, node %s has %d in total", target, t.RequiredMemoryBytes, node.Hostname, node.MemoryTotalBytes)
-	}
-	ids := map[int]bool{}
-	for _, g := range node.GPUInfo {
-		ids[g.GPUID] = true
-	}
-	for _, g := range t.RequiredGPUs {
-		if !ids[g] {
-			return badRequest("target %q: GPU %d is not on node %s (it has %d GPUs)", target, g, node.Hostname, len(node.GPUInfo))
-		}
-	}
-	if t.GPUCount > len(node.GPUInfo) {
-		return badRequest("target %q: needs %d GPUs, node %s has %d", target, t.GPUCount, node.Hostname, len(node.GPUInfo))
+	if reason := scheduler.Limit(t, node); reason != "" {
+		return badRequest("target %q: %s", target, reason)
 	}
 	return nil
 }

@@ -339,10 +339,16 @@ func hasGPU(n *fsm.Node, id int) bool {
 	return false
 }
 
-// Capacity reports whether t could ever fit node n when it is empty.
-func Capacity(t *fsm.Task, n *fsm.Node) bool {
-	if t.RequiredCores > n.TotalCores || t.RequiredMemoryBytes > n.MemoryTotalBytes || t.GPUCount > len(n.GPUInfo) {
-		return false
-	}
-	return true
+// Limit says why t could never run on n, even with n empty, online and
+// undrained ("" when it could): the placement check of Plan against the
+// node's whole capacity, NUMA node and GPU IDs included. Submit validation
+// uses it to refuse work that would wait forever.
+func Limit(t *fsm.Task, n *fsm.Node) string {
+	idle := *n
+	idle.Status, idle.Drained = fsm.NodeOnline, false
+	_, _, reason := fit(t, &idle, nil, true)
+	return reason
 }
+
+// Capacity reports whether t could ever fit node n when it is empty.
+func Capacity(t *fsm.Task, n *fsm.Node) bool { return Limit(t, n) == "" }

@@ -623,6 +623,47 @@ func TestAccount(t *testing.T) {
 	}
 }
 
+// TestAccountTable checks, case by case, what Account counts: only tasks
+// placed on a node in a status that holds resources (Holds).
+func TestAccountTable(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		task *fsm.Task
+		want *scheduler.Usage // on node "a"; nil: nothing counted
+	}{
+		{"running", on(1, "a", 2, 1), &scheduler.Usage{Cores: 2, MemoryBytes: gib, Tasks: 1}},
+		{"paused", on(1, "a", 2, 1, status(fsm.StatusPaused)), &scheduler.Usage{Cores: 2, MemoryBytes: gib, Tasks: 1}},
+		{"assigning", on(1, "a", 2, 1, status(fsm.StatusAssigning)), &scheduler.Usage{Cores: 2, MemoryBytes: gib, Tasks: 1}},
+		{"pending with a node", on(1, "a", 2, 1, status(fsm.StatusPending)), nil},
+		{"unplaced", on(1, "", 2, 1), nil},
+		{"completed", on(1, "a", 2, 1, status(fsm.StatusCompleted)), nil},
+		{"failed", on(1, "a", 2, 1, status(fsm.StatusFailed)), nil},
+		{"killed", on(1, "a", 2, 1, status(fsm.StatusKilled)), nil},
+		{"killed_oom", on(1, "a", 2, 1, status(fsm.StatusKilledOOM)), nil},
+		{"lost", on(1, "a", 2, 1, status(fsm.StatusLost)), nil},
+		{"GPUs", on(7, "a", 1, 0, gpus(3, 1)), &scheduler.Usage{Cores: 1, Tasks: 1, GPUs: map[int]int64{3: 7, 1: 7}}},
+		{"NUMA", on(7, "a", 3, 0, numa(1)), &scheduler.Usage{Cores: 3, Tasks: 1, NUMACores: map[int]int{1: 3}}},
+	} {
+		u := scheduler.Account([]*fsm.Task{c.task})
+		got := u["a"]
+		if c.want == nil {
+			if len(u) != 0 {
+				t.Errorf("%s: usage %v, want none", c.name, u)
+			}
+			continue
+		}
+		if c.want.GPUs == nil {
+			c.want.GPUs = map[int]int64{}
+		}
+		if c.want.NUMACores == nil {
+			c.want.NUMACores = map[int]int{}
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: usage %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}
+
 func TestHolds(t *testing.T) {
 	for _, s := range fsm.AllStatuses() {
 		want := s == fsm.StatusAssigning || s == fsm.StatusRunning || s == fsm.StatusPaused
@@ -632,22 +673,43 @@ func TestHolds(t *testing.T) {
 	}
 }
 
-func TestCapacity(t *testing.T) {
-	n := node("a", 8, 16, withGPUs(0, 1))
+// TestLimit checks the whole-capacity check submit validation uses: the
+// placement check against an empty node, whatever its status, with the
+// reason Plan would give.
+func TestLimit(t *testing.T) {
+	n := node("a", 8, 16, withGPUs(0, 1), withNUMA(6, 2))
 	for _, c := range []struct {
 		name string
+		node *fsm.Node
 		task *fsm.Task
-		want bool
+		want string // "" when it fits
 	}{
-		{"fits exactly", pending(1, 8, 16, gpuCount(2)), true},
-		{"too many cores", pending(1, 9, 1), false},
-		{"too much memory", pending(1, 1, 17), false},
-		{"too many GPUs", pending(1, 1, 1, gpuCount(3)), false},
-		{"nothing asked", pending(1, 0, 0), true},
+		{"fits exactly", n, pending(1, 8, 16, gpuCount(2)), ""},
+		{"nothing asked", n, pending(1, 0, 0), ""},
+		{"too many cores", n, pending(1, 9, 1), "node a has 8 of 8 cores free, needs 9"},
+		{"too much memory", n, pending(1, 1, 17), "node a has 17179869184 bytes of memory free, needs 18253611008"},
+		{"too many GPUs", n, pending(1, 1, 1, gpuCount(3)), "node a has 2 GPUs free, needs 3"},
+		{"GPU ID not on node", n, pending(1, 1, 0, gpus(0, 5)), "node a has no GPU 5"},
+		{"GPU IDs on node", n, pending(1, 1, 0, gpus(1, 0)), ""},
+		{"no such NUMA node", n, pending(1, 1, 0, numa(2)), "node a has no NUMA node 2"},
+		{"NUMA node too small", n, pending(1, 3, 0, numa(1)), "NUMA node 1 of a has 2 cores free, needs 3"},
+		{"NUMA node fits", n, pending(1, 6, 0, numa(0)), ""},
+		{"offline node: capacity still counts", node("o", 4, 4, offline), pending(1, 4, 4), ""},
+		{"drained node: capacity still counts", node("d", 4, 4, drained), pending(1, 5, 0), "node d has 4 of 4 cores free, needs 5"},
 	} {
-		if got := scheduler.Capacity(c.task, n); got != c.want {
-			t.Errorf("%s: Capacity = %v, want %v", c.name, got, c.want)
+		got := scheduler.Limit(c.task, c.node)
+		if got != c.want {
+			t.Errorf("%s: Limit = %q, want %q", c.name, got, c.want)
 		}
+		if ok := scheduler.Capacity(c.task, c.node); ok != (c.want == "") {
+			t.Errorf("%s: Capacity = %v, want %v", c.name, ok, c.want == "")
+		}
+	}
+	if n.Status != fsm.NodeOnline || n.Drained {
+		t.Fatalf("Limit changed its node: %+v", n)
+	}
+	if o := node("o", 4, 4, offline); scheduler.Limit(pending(1, 1, 0), o) != "" || o.Status != fsm.NodeOffline {
+		t.Fatalf("Limit changed an offline node: %+v", o)
 	}
 }
 
