@@ -272,14 +272,19 @@ func (c *Client) exchange(ctx context.Context, method, path string, body any, ac
 		path = "/" + path
 	}
 	var budget time.Duration
+	var prev error // the previous round's 503, kept when ctx ends a later round
 	for {
 		resp, wait, err := c.round(ctx, method, path, payload, accept)
 		if resp != nil {
 			return resp, nil
 		}
+		if prev != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("%s %s: %w; last answer: %w", method, path, ctx.Err(), prev)
+		}
 		if wait <= 0 {
 			return nil, err
 		}
+		prev = err
 		// No replica had a leader (or was reachable): wait out the
 		// election, bounded by MaxRetryWait, RetryBudget and ctx.
 		wait = min(wait, c.cfg.MaxRetryWait, c.cfg.RetryBudget-budget)
