@@ -243,20 +243,20 @@ func TestDockerEnvironmentsAnyReplica(t *testing.T) {
 			t.Errorf("%s %s: %d %s; want %d naming %q", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.want)
 		}
 	}
-	// A terminal to an unknown environment: the original's error message.
-	conn, _, err := websocket.DefaultDialer.Dial(wsURL(other.APIURL(), "nosuch-"+env), nil)
-	if err != nil {
-		t.Fatal(err)
+	// Terminals that cannot open: the original's error messages, mapped
+	// from the environment sentinels (not found, not running, no shell).
+	terminalRefused(t, other.APIURL(), "nosuch-"+env, "Container 'nosuch-"+env+"' not found.", websocket.ClosePolicyViolation)
+	if resp, body := do(t, "POST", other.APIURL()+"/api/docker/host/stop/"+env, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("stop: %d %s", resp.StatusCode, body)
 	}
-	var m api.TerminalMessage
-	if err := conn.ReadJSON(&m); err != nil || m.Type != "error" || !strings.Contains(m.Data, "not found") {
-		t.Fatalf("terminal to an unknown environment: %+v %v", m, err)
+	terminalRefused(t, other.APIURL(), env, "Container '"+env+"' is not running (status: exited).", websocket.ClosePolicyViolation)
+	if resp, body := do(t, "POST", other.APIURL()+"/api/docker/host/start/"+env, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("start: %d %s", resp.StatusCode, body)
 	}
-	_, _, err = conn.ReadMessage()
-	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != websocket.ClosePolicyViolation {
-		t.Fatalf("close: %v", err)
+	if out, err := exec.Command("docker", "exec", env, "rm", "/bin/sh").CombinedOutput(); err != nil {
+		t.Fatalf("remove the shell: %v %s", err, out)
 	}
-	conn.Close()
+	terminalRefused(t, other.APIURL(), env, "No suitable shell found in container.", websocket.CloseInternalServerErr)
 
 	// Delete through another replica: gone everywhere.
 	resp, body = do(t, "POST", other.APIURL()+"/api/docker/host/delete/"+env, nil)
@@ -269,6 +269,25 @@ func TestDockerEnvironmentsAnyReplica(t *testing.T) {
 	resp, body = do(t, "GET", other.APIURL()+"/api/docker/host/containers", nil)
 	if resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte(env)) {
 		t.Fatalf("listed after delete: %d %s", resp.StatusCode, body)
+	}
+}
+
+// terminalRefused opens a terminal to env through base and checks that it
+// answers one error message want and closes with code.
+func terminalRefused(t *testing.T, base, env, want string, code int) {
+	t.Helper()
+	conn, _, err := websocket.DefaultDialer.Dial(wsURL(base, env), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var m api.TerminalMessage
+	if err := conn.ReadJSON(&m); err != nil || m.Type != "error" || m.Data != want {
+		t.Fatalf("terminal to %s: %+v %v; want the error %q", env, m, err, want)
+	}
+	_, _, err = conn.ReadMessage()
+	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != code {
+		t.Fatalf("terminal to %s: close %v, want code %d", env, err, code)
 	}
 }
 
