@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/hakuriver/hakuriver-ha/runner/docker"
 )
 
 // Config configures a host replica. StartHost copies it; it is never mutated
@@ -73,9 +71,10 @@ type Config struct {
 	// ContainerDir is the tarball directory inside SharedDir (GET
 	// /api/docker/list).
 	ContainerDir string
-	// Docker manages the environment containers of this replica's Docker
-	// Engine; nil disables them here (environment calls answer 503).
-	Docker *docker.Manager
+	// Docker is the environment containers of this replica's Docker Engine
+	// (cmd/hakuriver wires runner/executor/docker in); nil disables them
+	// here (environment calls answer 503).
+	Docker Environments
 	// Version is reported in gossip and /api/cluster.
 	Version string
 	// OnHalt is called once, from Raft's apply goroutine, when this

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/scheduler"
 )
 
@@ -75,8 +76,8 @@ func (h *Host) runRequest(t *fsm.Task) api.RunRequest {
 // runRequest turns a committed task into the runner's /run body.
 func runRequest(t *fsm.Task) api.RunRequest {
 	image := ""
-	if t.ContainerName != "NULL" && t.ContainerName != "" {
-		image = "hakuriver/" + t.ContainerName + ":base"
+	if !environment.IsNative(t.ContainerName) && t.ContainerName != "" {
+		image = environment.ImageName(t.ContainerName)
 	}
 	env := make(map[string]string, len(t.EnvVars)+2)
 	for k, v := range t.EnvVars {

@@ -31,7 +31,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
-	"github.com/hakuriver/hakuriver-ha/runner/docker"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // envProxiedHeader marks an environment request one replica proxied to the
@@ -57,11 +57,11 @@ func (h *Host) dockerRoutes(r chi.Router) {
 	})
 }
 
-// envManager returns this replica's Docker manager confined to this
-// cluster's environments (docker.Manager.Scoped: labelled with the
-// cluster's ID, or unlabelled but recorded here by the FSM), or a 503 when
-// Docker is disabled here or the cluster has no ID yet.
-func (h *Host) envManager(ctx context.Context) (*docker.Manager, error) {
+// envManager returns this replica's environments confined to this
+// cluster's (Environments.Scoped: labelled with the cluster's ID, or
+// unlabelled but recorded here by the FSM), or a 503 when Docker is
+// disabled here or the cluster has no ID yet.
+func (h *Host) envManager(ctx context.Context) (EnvironmentScope, error) {
 	if h.cfg.Docker == nil {
 		return nil, &httpError{status: http.StatusServiceUnavailable, msg: "Docker is not enabled on replica " + h.cfg.NodeID}
 	}
@@ -94,16 +94,17 @@ func (h *Host) clusterID(ctx context.Context) (string, error) {
 	}
 }
 
-// dockerError maps a runner/docker error to its HTTP status.
+// dockerError maps an environment error (ops/environment sentinels) to its
+// HTTP status.
 func (h *Host) dockerError(err error) error {
 	switch {
-	case errors.Is(err, docker.ErrUnavailable):
+	case errors.Is(err, environment.ErrUnavailable):
 		return &httpError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("Docker is unreachable on replica %s: %v", h.cfg.NodeID, err)}
-	case errors.Is(err, docker.ErrNotFound):
+	case errors.Is(err, environment.ErrNotFound):
 		return &httpError{status: http.StatusNotFound, msg: err.Error()}
-	case errors.Is(err, docker.ErrInvalid):
+	case errors.Is(err, environment.ErrInvalid):
 		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
-	case errors.Is(err, docker.ErrConflict):
+	case errors.Is(err, environment.ErrConflict):
 		return &httpError{status: http.StatusConflict, msg: err.Error()}
 	}
 	return err
@@ -112,8 +113,8 @@ func (h *Host) dockerError(err error) error {
 // envName reads and validates the {name} path parameter.
 func envName(r *http.Request) (string, error) {
 	name := chi.URLParam(r, "name")
-	if err := docker.CheckName(name); err != nil {
-		return "", badRequest("%s", strings.TrimPrefix(err.Error(), docker.ErrInvalid.Error()+": "))
+	if err := environment.CheckName(name); err != nil {
+		return "", badRequest("%s", environment.Reason(err, environment.ErrInvalid))
 	}
 	return name, nil
 }
@@ -383,8 +384,8 @@ func (h *Host) handleEnvCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("image_name and container_name: both are required"))
 		return
 	}
-	if err := docker.CheckName(req.ContainerName); err != nil {
-		writeError(w, badRequest("container_name: %s", strings.TrimPrefix(err.Error(), docker.ErrInvalid.Error()+": ")))
+	if err := environment.CheckName(req.ContainerName); err != nil {
+		writeError(w, badRequest("container_name: %s", environment.Reason(err, environment.ErrInvalid)))
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -450,7 +451,7 @@ func (h *Host) handleEnvOp(op string) http.HandlerFunc {
 			err = m.StopEnvironment(r.Context(), name)
 		case "delete":
 			err = m.DeleteEnvironment(r.Context(), name)
-			if e, ok := h.machine.Environment(name); ok && e.Replica == h.cfg.NodeID && (err == nil || errors.Is(err, docker.ErrNotFound)) {
+			if e, ok := h.machine.Environment(name); ok && e.Replica == h.cfg.NodeID && (err == nil || errors.Is(err, environment.ErrNotFound)) {
 				err = h.recordEnv(r.Context(), &fsm.SetEnvironment{Name: name, Deleted: true})
 			}
 		}
@@ -479,7 +480,7 @@ func (h *Host) handleCreateTar(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	result := func(tb docker.Tarball) *api.CreateTarResponse {
+	result := func(tb environment.Tarball) *api.CreateTarResponse {
 		return &api.CreateTarResponse{Message: "Container tarball created/refreshed successfully.", TarballPath: tb.Path,
 			Timestamp: tb.Version, Size: tb.Size, Replica: h.cfg.NodeID}
 	}
@@ -501,7 +502,7 @@ func (h *Host) handleCreateTar(w http.ResponseWriter, r *http.Request) {
 		enc.Encode(p) //nolint:errcheck // the client went away; the work goes on to its end
 		rc.Flush()    //nolint:errcheck // same
 	}
-	tb, err := h.createTar(r.Context(), m, name, func(p docker.Progress) {
+	tb, err := h.createTar(r.Context(), m, name, func(p environment.Progress) {
 		send(api.TarProgress{Type: "progress", Stage: p.Stage, Bytes: p.Bytes, Total: p.Total})
 	})
 	if err != nil {
@@ -514,7 +515,7 @@ func (h *Host) handleCreateTar(w http.ResponseWriter, r *http.Request) {
 // createTar saves a new tarball of environment name and records its
 // version and SHA-256 in the FSM (the only tarball runners will load). A
 // tarball the cluster could not record is removed again.
-func (h *Host) createTar(ctx context.Context, m *docker.Manager, name string, progress func(docker.Progress)) (docker.Tarball, error) {
+func (h *Host) createTar(ctx context.Context, m EnvironmentScope, name string, progress func(environment.Progress)) (environment.Tarball, error) {
 	prev, _ := h.machine.Tarball(name)
 	tb, err := m.CreateTarball(ctx, name, prev.Version, progress)
 	if err != nil {
@@ -535,13 +536,13 @@ func (h *Host) createTar(ctx context.Context, m *docker.Manager, name string, pr
 // handleTarballs lists the tarballs in shared storage (the original's
 // GET /docker/list shape, plus sizes).
 func (h *Host) handleTarballs(w http.ResponseWriter, r *http.Request) {
-	all, err := docker.ListTarballs(filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir))
+	all, err := environment.ListTarballs(filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	out := make(map[string]api.TarballSet, len(all))
-	future := time.Now().Add(docker.MaxVersionSkew).Unix()
+	future := time.Now().Add(environment.MaxVersionSkew).Unix()
 	for env, list := range all {
 		rec, recorded := h.machine.Tarball(env)
 		var set api.TarballSet
@@ -595,17 +596,17 @@ func (h *Host) handleEnvTerminal(w http.ResponseWriter, r *http.Request) {
 	cols, _ := strconv.Atoi(r.URL.Query().Get("cols")) //nolint:errcheck // same
 	s, err := m.Shell(r.Context(), name, uint(max(rows, 0)), uint(max(cols, 0)))
 	switch {
-	case errors.Is(err, docker.ErrUnavailable):
+	case errors.Is(err, environment.ErrUnavailable):
 		t.fail(websocket.CloseInternalServerErr, "Docker connection error: "+err.Error())
 		return
-	case errors.Is(err, docker.ErrNotFound) && strings.Contains(err.Error(), "No suitable shell"):
+	case errors.Is(err, environment.ErrNoShell):
 		t.fail(websocket.CloseInternalServerErr, "No suitable shell found in container.")
 		return
-	case errors.Is(err, docker.ErrNotFound):
+	case errors.Is(err, environment.ErrNotFound):
 		t.fail(websocket.ClosePolicyViolation, fmt.Sprintf("Container '%s' not found.", name))
 		return
-	case errors.Is(err, docker.ErrConflict):
-		t.fail(websocket.ClosePolicyViolation, strings.TrimPrefix(err.Error(), docker.ErrConflict.Error()+": "))
+	case errors.Is(err, environment.ErrConflict):
+		t.fail(websocket.ClosePolicyViolation, environment.Reason(err, environment.ErrConflict))
 		return
 	case err != nil:
 		t.fail(websocket.CloseInternalServerErr, err.Error())
@@ -646,7 +647,7 @@ func (t *terminal) close(code int, reason string) {
 
 // run copies shell output to the socket and socket input to the shell
 // until either side ends; when the shell ends, its exit code is sent.
-func (t *terminal) run(ctx context.Context, s *docker.Session) {
+func (t *terminal) run(ctx context.Context, s EnvShell) {
 	outDone := make(chan struct{})
 	go func() {
 		defer close(outDone)
@@ -727,16 +728,16 @@ func utf8Prefix(b []byte) int {
 }
 
 // checkEnvironment is the submit-time check of a task's container_name:
-// nil for "NULL" (native), for an environment whose container or tarball
+// nil for the native marker (environment.Native), for an environment whose container or tarball
 // the FSM records (its tarball may come later); otherwise a 400 naming it,
 // which says so when tarballs lie in shared storage that the cluster did
 // not record (runners never load those).
 func (h *Host) checkEnvironment(name string) error {
-	if name == "NULL" {
+	if environment.IsNative(name) {
 		return nil
 	}
-	if err := docker.CheckName(name); err != nil {
-		return badRequest("container_name %q: unknown environment (%s)", name, strings.TrimPrefix(err.Error(), docker.ErrInvalid.Error()+": "))
+	if err := environment.CheckName(name); err != nil {
+		return badRequest("container_name %q: unknown environment (%s)", name, environment.Reason(err, environment.ErrInvalid))
 	}
 	if _, ok := h.machine.Environment(name); ok {
 		return nil
@@ -745,7 +746,7 @@ func (h *Host) checkEnvironment(name string) error {
 		return nil
 	}
 	dir := filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir)
-	all, err := docker.ListTarballs(dir)
+	all, err := environment.ListTarballs(dir)
 	if err != nil {
 		return err
 	}

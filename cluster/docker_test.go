@@ -20,10 +20,31 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
-	"github.com/hakuriver/hakuriver-ha/runner/docker"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
+	"github.com/hakuriver/hakuriver-ha/runner/executor/docker"
 )
 
 const testImage = "hakuriver-test/busybox:latest"
+
+// dockerEnvs serves Environments with the runner's Docker package, as
+// cmd/hakuriver's dockerEnvironments does: the environment API is tested
+// against a real engine, so this test file (alone in cluster) imports the
+// implementation; cluster's own code never does.
+type dockerEnvs struct{ m *docker.Manager }
+
+func (d dockerEnvs) Scoped(clusterID string, adopt func(name string) bool) EnvironmentScope {
+	return dockerScope{d.m.Scoped(clusterID, adopt)}
+}
+
+type dockerScope struct{ *docker.Manager }
+
+func (s dockerScope) Shell(ctx context.Context, name string, rows, cols uint) (EnvShell, error) {
+	sess, err := s.Manager.Shell(ctx, name, rows, cols)
+	if err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
 
 // startDockerCluster starts n replicas sharing one shared directory, each
 // with a Docker manager (over the one local engine). It skips the test
@@ -44,7 +65,7 @@ func startDockerCluster(t *testing.T, n int) ([]*Host, string) {
 			requireDocker(t, m)
 		}
 		cfg.SharedDir = shared
-		cfg.Docker = m
+		cfg.Docker = dockerEnvs{m}
 	})
 	// Every replica sees every other one in gossip (proxying needs it).
 	waitFor(t, 10*time.Second, func() bool {
@@ -163,7 +184,7 @@ func TestDockerEnvironmentsAnyReplica(t *testing.T) {
 	// create_tar through another replica, with progress.
 	progress, res := createTarStream(t, other.APIURL(), env)
 	if res.Replica != owner.NodeID() || res.Timestamp == 0 || res.Size == 0 ||
-		res.TarballPath != filepath.Join(shared, "hakuriver-containers", docker.TarballName(env, res.Timestamp)) {
+		res.TarballPath != filepath.Join(shared, "hakuriver-containers", environment.TarballName(env, res.Timestamp)) {
 		t.Fatalf("create_tar result %+v", res)
 	}
 	if !strings.Contains(progress, `"stage":"commit"`) || !strings.Contains(progress, `"stage":"save"`) {
@@ -222,20 +243,20 @@ func TestDockerEnvironmentsAnyReplica(t *testing.T) {
 			t.Errorf("%s %s: %d %s; want %d naming %q", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.want)
 		}
 	}
-	// A terminal to an unknown environment: the original's error message.
-	conn, _, err := websocket.DefaultDialer.Dial(wsURL(other.APIURL(), "nosuch-"+env), nil)
-	if err != nil {
-		t.Fatal(err)
+	// Terminals that cannot open: the original's error messages, mapped
+	// from the environment sentinels (not found, not running, no shell).
+	terminalRefused(t, other.APIURL(), "nosuch-"+env, "Container 'nosuch-"+env+"' not found.", websocket.ClosePolicyViolation)
+	if resp, body := do(t, "POST", other.APIURL()+"/api/docker/host/stop/"+env, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("stop: %d %s", resp.StatusCode, body)
 	}
-	var m api.TerminalMessage
-	if err := conn.ReadJSON(&m); err != nil || m.Type != "error" || !strings.Contains(m.Data, "not found") {
-		t.Fatalf("terminal to an unknown environment: %+v %v", m, err)
+	terminalRefused(t, other.APIURL(), env, "Container '"+env+"' is not running (status: exited).", websocket.ClosePolicyViolation)
+	if resp, body := do(t, "POST", other.APIURL()+"/api/docker/host/start/"+env, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("start: %d %s", resp.StatusCode, body)
 	}
-	_, _, err = conn.ReadMessage()
-	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != websocket.ClosePolicyViolation {
-		t.Fatalf("close: %v", err)
+	if out, err := exec.Command("docker", "exec", env, "rm", "/bin/sh").CombinedOutput(); err != nil {
+		t.Fatalf("remove the shell: %v %s", err, out)
 	}
-	conn.Close()
+	terminalRefused(t, other.APIURL(), env, "No suitable shell found in container.", websocket.CloseInternalServerErr)
 
 	// Delete through another replica: gone everywhere.
 	resp, body = do(t, "POST", other.APIURL()+"/api/docker/host/delete/"+env, nil)
@@ -248,6 +269,25 @@ func TestDockerEnvironmentsAnyReplica(t *testing.T) {
 	resp, body = do(t, "GET", other.APIURL()+"/api/docker/host/containers", nil)
 	if resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte(env)) {
 		t.Fatalf("listed after delete: %d %s", resp.StatusCode, body)
+	}
+}
+
+// terminalRefused opens a terminal to env through base and checks that it
+// answers one error message want and closes with code.
+func terminalRefused(t *testing.T, base, env, want string, code int) {
+	t.Helper()
+	conn, _, err := websocket.DefaultDialer.Dial(wsURL(base, env), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var m api.TerminalMessage
+	if err := conn.ReadJSON(&m); err != nil || m.Type != "error" || m.Data != want {
+		t.Fatalf("terminal to %s: %+v %v; want the error %q", env, m, err, want)
+	}
+	_, _, err = conn.ReadMessage()
+	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != code {
+		t.Fatalf("terminal to %s: close %v, want code %d", env, err, code)
 	}
 }
 
@@ -348,7 +388,7 @@ func TestDockerUnavailable(t *testing.T) {
 	cfg.NodeID, cfg.DataDir, cfg.SharedDir = "h1", t.TempDir(), t.TempDir()
 	cfg.APIPort, cfg.RaftPort, cfg.GossipPort = 0, 0, 0
 	cfg.FastGossip, cfg.ClusterToken = true, testToken
-	cfg.Docker = m
+	cfg.Docker = dockerEnvs{m}
 	cfg.Logger = testLogger(t)
 	h, err = StartHost(context.Background(), cfg)
 	if err != nil {
@@ -382,7 +422,7 @@ func TestCheckEnvironmentAndUTF8(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, docker.TarballName("withtar", 100)), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, environment.TarballName("withtar", 100)), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.apply(context.Background(), &fsm.SetEnvironment{Name: "recorded", Replica: "h1"}); err != nil {

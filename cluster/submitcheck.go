@@ -11,6 +11,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // submitKey is the context key of the submit request checkSubmit decoded.
@@ -101,7 +102,7 @@ func validateSubmit(req *api.SubmitRequest) error {
 		return err
 	}
 	if typ == fsm.TaskVPS {
-		if req.ContainerName != nil && *req.ContainerName == "NULL" {
+		if req.ContainerName != nil && environment.IsNative(*req.ContainerName) {
 			return badRequest("container_name: VPS tasks require a Docker container")
 		}
 		if len(req.Targets) > 1 {

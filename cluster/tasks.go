@@ -13,6 +13,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/scheduler"
 )
 
@@ -57,7 +58,7 @@ func (h *Host) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 			return nil, err
 		}
 	}
-	if typ == fsm.TaskVPS && container == "NULL" {
+	if typ == fsm.TaskVPS && environment.IsNative(container) {
 		return nil, badRequest("container_name: VPS tasks require a Docker container")
 	}
 	var after fsm.IDList

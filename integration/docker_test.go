@@ -15,6 +15,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // Docker test images (make test-images, .ci/test-images.sh).
@@ -84,7 +85,7 @@ func uniqueSuffix() string {
 func envName(prefix string) string { return prefix + "-" + uniqueSuffix() }
 
 // envImage is the image a runner runs environment env's tasks from.
-func envImage(env string) string { return "hakuriver/" + env + ":base" }
+func envImage(env string) string { return environment.ImageName(env) }
 
 // createEnvironment creates environment container env from image through
 // the CLI, and removes the container and its image at cleanup.

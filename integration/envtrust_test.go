@@ -11,6 +11,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // startDockerSingle starts one replica and one Docker runner named
@@ -32,7 +33,7 @@ func removeEnvImages(t *testing.T, c *harness.Cluster, env string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	harness.RemoveImages(t, envImage(env), "hakuriver/"+env+":c-"+st.ClusterID)
+	harness.RemoveImages(t, envImage(env), environment.ScopedImageName(env, st.ClusterID))
 }
 
 // TestDockerTaskCannotPoisonEnvironments plays a task that gets at the

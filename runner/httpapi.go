@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 	"github.com/hakuriver/hakuriver-ha/runner/resources"
 )
@@ -96,7 +97,7 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	image := req.DockerImageName
-	if req.ContainerName == "NULL" {
+	if environment.IsNative(req.ContainerName) {
 		image = ""
 	}
 	if spec.TaskType == executor.TaskVPS && (image == "" || a.cfg.Docker == nil) {

@@ -23,8 +23,9 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner"
-	"github.com/hakuriver/hakuriver-ha/runner/docker"
+	"github.com/hakuriver/hakuriver-ha/runner/executor/docker"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
 )
@@ -74,7 +75,7 @@ func TestVPSThroughAgent(t *testing.T) {
 	rand.Read(suffix) //nolint:errcheck // crypto/rand.Read never fails
 	env := "hrtest-vps-" + hex.EncodeToString(suffix)
 	// The environment's image without a tarball: the runner uses it as is.
-	if err := cli.ImageTag(ctx, sshdImage, docker.ImageName(env)); err != nil {
+	if err := cli.ImageTag(ctx, sshdImage, environment.ImageName(env)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -25,8 +25,8 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/runner"
-	"github.com/hakuriver/hakuriver-ha/runner/docker"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
+	"github.com/hakuriver/hakuriver-ha/runner/executor/docker"
 	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 

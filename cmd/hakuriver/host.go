@@ -12,6 +12,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/ops/config"
+	"github.com/hakuriver/hakuriver-ha/runner/executor/docker"
 )
 
 // version is the binary's version, reported in gossip and /api/cluster.
@@ -74,11 +75,11 @@ given, which accepts internal calls and membership changes from anyone.`,
 			if err != nil {
 				return err
 			}
-			hc, err := hostConfig(c, log)
+			hc, envs, err := hostConfig(c, log)
 			if err != nil {
 				return err
 			}
-			defer hc.Docker.Close() //nolint:errcheck // closing on the way out
+			defer envs.Close() //nolint:errcheck // closing on the way out
 			// A replica whose state machine halts (a log entry it cannot
 			// apply) shuts down and exits non-zero.
 			halt := make(chan error, 1)
@@ -109,15 +110,16 @@ given, which accepts internal calls and membership changes from anyone.`,
 	return cmd
 }
 
-// hostConfig maps the file/flag config onto the replica's own Config.
-func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
+// hostConfig maps the file/flag config onto the replica's own Config,
+// with the Docker environment manager it wires in (the caller closes it).
+func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Manager, error) {
 	id, err := c.NodeID()
 	if err != nil {
-		return cluster.Config{}, err
+		return cluster.Config{}, nil, err
 	}
 	key, token, err := secrets(c)
 	if err != nil {
-		return cluster.Config{}, err
+		return cluster.Config{}, nil, err
 	}
 	hc := cluster.DefaultConfig()
 	hc.NodeID = id
@@ -142,12 +144,14 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, error) {
 	hc.TasksPrivileged = c.Docker.TasksPrivileged
 	hc.AdditionalMounts = c.Docker.AdditionalMounts
 	hc.ContainerDir = c.Docker.ContainerDir
-	if hc.Docker, err = newEnvManager(c, log); err != nil {
-		return cluster.Config{}, err
+	envs, err := newEnvManager(c, log)
+	if err != nil {
+		return cluster.Config{}, nil, err
 	}
+	hc.Docker = dockerEnvironments{envs}
 	hc.Version = version
 	hc.Logger = log
-	return hc, nil
+	return hc, envs, nil
 }
 
 // errNoToken is the error of a host or runner started without a cluster

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // newVPSCmd builds "hakuriver vps": create, list, status, stop, pause and
@@ -217,7 +218,7 @@ func (o *vpsCreateOptions) request(cmd *cobra.Command) (api.SubmitRequest, error
 	}
 	if cmd.Flags().Changed("container") {
 		name := strings.TrimSpace(o.container)
-		if name == "" || name == "NULL" {
+		if name == "" || environment.IsNative(name) {
 			return req, fmt.Errorf("invalid --container value %q: a VPS needs a Docker environment name", o.container)
 		}
 		req.ContainerName = &name

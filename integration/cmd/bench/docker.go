@@ -19,6 +19,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // Docker test images (make test-images).
@@ -61,7 +62,7 @@ func benchSuffix() string {
 }
 
 // benchEnvImage is the image a runner runs environment env's tasks from.
-func benchEnvImage(env string) string { return "hakuriver/" + env + ":base" }
+func benchEnvImage(env string) string { return environment.ImageName(env) }
 
 // dockerResult gathers the Docker measurements.
 type dockerResult struct {

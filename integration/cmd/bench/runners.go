@@ -14,6 +14,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // Heartbeat timing of the runner benchmarks: heartbeat_interval 1 s and
@@ -79,7 +80,7 @@ func runnerBench(parent *scope, bin string, s settings) runnerResult {
 func nativeLatency(sc *scope, c *harness.Cluster, n int) taskLatency {
 	via := c.Followers()[0]
 	res := taskLatency{via: c.Replica(via).ID}
-	null := "NULL"
+	null := environment.Native
 	req := api.SubmitRequest{Command: "true", ContainerName: &null}
 	const warmup = 3
 	for k := range n + warmup {

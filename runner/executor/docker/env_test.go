@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 func TestEnvironmentLifecycle(t *testing.T) {
@@ -29,7 +31,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(list, func(c Container) bool { return c.Name == env })
+	i := slices.IndexFunc(list, func(c environment.Container) bool { return c.Name == env })
 	if i < 0 || list[i].State != "running" || list[i].Image != testImage || !strings.HasPrefix(list[i].Status, "Up") {
 		t.Fatalf("Environments() = %+v; want %s running", list, env)
 	}
@@ -44,7 +46,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 	if ins, _ := cli.ContainerInspect(ctx, env); ins.State.Running {
 		t.Fatal("still running after stop")
 	}
-	if _, err := m.Shell(ctx, env, 0, 0); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "is not running") {
+	if _, err := m.Shell(ctx, env, 0, 0); !errors.Is(err, environment.ErrConflict) || !strings.Contains(err.Error(), "is not running") {
 		t.Fatalf("Shell of a stopped environment: %v", err)
 	}
 	if err := m.StartEnvironment(ctx, env); err != nil {
@@ -59,7 +61,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 
 	// Commit and save, with progress.
 	var stages []string
-	tb, err := m.CreateTarball(ctx, env, 0, func(p Progress) {
+	tb, err := m.CreateTarball(ctx, env, 0, func(p environment.Progress) {
 		if len(stages) == 0 || stages[len(stages)-1] != p.Stage {
 			stages = append(stages, p.Stage)
 		}
@@ -70,7 +72,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 	if !slices.Equal(stages, []string{"commit", "save", "done"}) {
 		t.Errorf("progress stages %v", stages)
 	}
-	wantPath := filepath.Join(cfg.SharedDir, cfg.ContainerDir, TarballName(env, tb.Version))
+	wantPath := filepath.Join(cfg.SharedDir, cfg.ContainerDir, environment.TarballName(env, tb.Version))
 	fi, err := os.Stat(wantPath)
 	if err != nil || tb.Path != wantPath || fi.Size() != tb.Size || tb.Size < 1<<20 {
 		t.Fatalf("tarball %+v; stat %v %v", tb, fi, err)
@@ -78,7 +80,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 	if d := time.Since(time.Unix(tb.Version, 0)); d < 0 || d > time.Minute {
 		t.Fatalf("version %d is not about now", tb.Version)
 	}
-	ii, err := cli.ImageInspect(ctx, ImageName(env))
+	ii, err := cli.ImageInspect(ctx, environment.ImageName(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +105,9 @@ func TestEnvironmentLifecycle(t *testing.T) {
 	if _, err := os.Stat(tb.Path); !os.IsNotExist(err) {
 		t.Fatalf("old tarball not pruned: %v", err)
 	}
-	all, err := ListTarballs(m.TarballDir())
+	all, err := environment.ListTarballs(m.TarballDir())
 	if err != nil || len(all[env]) != 1 || all[env][0].Version != tb2.Version {
-		t.Fatalf("ListTarballs = %+v, %v", all, err)
+		t.Fatalf("environment.ListTarballs = %+v, %v", all, err)
 	}
 	entries, _ := os.ReadDir(m.TarballDir())
 	for _, e := range entries {
@@ -119,11 +121,11 @@ func TestEnvironmentLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, op := range []func(context.Context, string) error{m.StartEnvironment, m.StopEnvironment, m.DeleteEnvironment} {
-		if err := op(ctx, env); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("operation on a deleted environment: %v, want ErrNotFound", err)
+		if err := op(ctx, env); !errors.Is(err, environment.ErrNotFound) {
+			t.Fatalf("operation on a deleted environment: %v, want environment.ErrNotFound", err)
 		}
 	}
-	if _, err := m.CreateTarball(ctx, env, 0, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := m.CreateTarball(ctx, env, 0, nil); !errors.Is(err, environment.ErrNotFound) {
 		t.Fatalf("CreateTarball of a deleted environment: %v", err)
 	}
 }
@@ -135,26 +137,26 @@ func TestEnvironmentBadInput(t *testing.T) {
 	ctx := context.Background()
 
 	for _, name := range []string{"", "Upper", "-dash", "a/b", "x:y", strings.Repeat("a", 200)} {
-		if _, err := m.CreateEnvironment(ctx, testImage, name); !errors.Is(err, ErrInvalid) {
-			t.Errorf("CreateEnvironment(%q): %v, want ErrInvalid", name, err)
+		if _, err := m.CreateEnvironment(ctx, testImage, name); !errors.Is(err, environment.ErrInvalid) {
+			t.Errorf("CreateEnvironment(%q): %v, want environment.ErrInvalid", name, err)
 		}
 	}
-	if _, err := m.CreateEnvironment(ctx, "", "fine"); !errors.Is(err, ErrInvalid) {
+	if _, err := m.CreateEnvironment(ctx, "", "fine"); !errors.Is(err, environment.ErrInvalid) {
 		t.Errorf("empty image: %v", err)
 	}
-	if _, err := m.CreateEnvironment(ctx, "hakuriver-test/no-such-image:latest", uniqueName("hrtest-env")); !errors.Is(err, ErrNotFound) {
-		t.Errorf("missing image: %v, want ErrNotFound", err)
+	if _, err := m.CreateEnvironment(ctx, "hakuriver-test/no-such-image:latest", uniqueName("hrtest-env")); !errors.Is(err, environment.ErrNotFound) {
+		t.Errorf("missing image: %v, want environment.ErrNotFound", err)
 	}
 	// A container that is not an environment is never touched.
 	resp, err := cli.ContainerCreate(ctx, &container.Config{Image: testImage, Cmd: []string{"true"}}, nil, nil, nil, other)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.CreateEnvironment(ctx, testImage, other); !errors.Is(err, ErrConflict) {
-		t.Errorf("CreateEnvironment over a foreign container: %v, want ErrConflict", err)
+	if _, err := m.CreateEnvironment(ctx, testImage, other); !errors.Is(err, environment.ErrConflict) {
+		t.Errorf("CreateEnvironment over a foreign container: %v, want environment.ErrConflict", err)
 	}
-	if err := m.DeleteEnvironment(ctx, other); !errors.Is(err, ErrConflict) {
-		t.Errorf("DeleteEnvironment of a foreign container: %v, want ErrConflict", err)
+	if err := m.DeleteEnvironment(ctx, other); !errors.Is(err, environment.ErrConflict) {
+		t.Errorf("DeleteEnvironment of a foreign container: %v, want environment.ErrConflict", err)
 	}
 	if _, err := cli.ContainerInspect(ctx, resp.ID); err != nil {
 		t.Errorf("foreign container removed: %v", err)
@@ -178,13 +180,13 @@ func TestDockerUnreachable(t *testing.T) {
 	}
 	defer m.Close()
 	ctx := context.Background()
-	if _, err := m.Environments(ctx); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Environments without an engine: %v, want ErrUnavailable", err)
+	if _, err := m.Environments(ctx); !errors.Is(err, environment.ErrUnavailable) {
+		t.Fatalf("Environments without an engine: %v, want environment.ErrUnavailable", err)
 	}
-	if _, err := m.CreateEnvironment(ctx, testImage, "x"); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("CreateEnvironment without an engine: %v, want ErrUnavailable", err)
+	if _, err := m.CreateEnvironment(ctx, testImage, "x"); !errors.Is(err, environment.ErrUnavailable) {
+		t.Fatalf("CreateEnvironment without an engine: %v, want environment.ErrUnavailable", err)
 	}
-	if err := m.Ping(ctx); !errors.Is(err, ErrUnavailable) {
+	if err := m.Ping(ctx); !errors.Is(err, environment.ErrUnavailable) {
 		t.Fatalf("Ping: %v", err)
 	}
 }
@@ -222,14 +224,14 @@ func TestScopedManagers(t *testing.T) {
 		t.Fatalf("cluster B lists %v", got)
 	}
 	for _, op := range []func(context.Context, string) error{b.StopEnvironment, b.DeleteEnvironment} {
-		if err := op(ctx, env); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("cluster B on A's environment: %v, want ErrNotFound", err)
+		if err := op(ctx, env); !errors.Is(err, environment.ErrNotFound) {
+			t.Fatalf("cluster B on A's environment: %v, want environment.ErrNotFound", err)
 		}
 	}
-	if _, err := b.CreateTarball(ctx, env, 0, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := b.CreateTarball(ctx, env, 0, nil); !errors.Is(err, environment.ErrNotFound) {
 		t.Fatalf("cluster B saved A's environment: %v", err)
 	}
-	if _, err := b.CreateEnvironment(ctx, testImage, env); !errors.Is(err, ErrConflict) {
+	if _, err := b.CreateEnvironment(ctx, testImage, env); !errors.Is(err, environment.ErrConflict) {
 		t.Fatalf("cluster B took A's environment name: %v", err)
 	}
 	if ins, err := requireDocker(t).ContainerInspect(ctx, env); err != nil || !ins.State.Running || ins.Config.Labels[LabelCluster] != "clustera01" {

@@ -20,6 +20,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // keepAlive keeps an environment container running with nothing but
@@ -56,27 +58,9 @@ type envLocks struct {
 	m  map[string]chan struct{}
 }
 
-// Container is an environment container as listed by Environments.
-type Container struct {
-	ID      string
-	Name    string
-	Image   string
-	Status  string // e.g. "Up 5 minutes", "Exited (0) 3 minutes ago"
-	State   string // created, running, paused, exited, ...
-	Created time.Time
-}
-
-// Progress reports a create_tar step: Stage is "commit", "save" (Bytes of
-// about Total written) or "done".
-type Progress struct {
-	Stage string
-	Bytes int64
-	Total int64
-}
-
 // NewManager returns a Manager for cfg (SharedDir, ContainerDir,
 // KeepTarballs, Logger). It does not contact the engine: a replica without
-// Docker still starts, and its environment calls fail with ErrUnavailable.
+// Docker still starts, and its environment calls fail with environment.ErrUnavailable.
 func NewManager(cfg Config) (*Manager, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
@@ -93,7 +77,7 @@ func NewManager(cfg Config) (*Manager, error) {
 // creates with LabelCluster=cluster, and lists, inspects, changes and
 // deletes only environments carrying that label, plus unlabelled ones
 // (created before clusters had IDs) for which adopt (when set) says yes.
-// Another cluster's environment of the same name is ErrNotFound. The view
+// Another cluster's environment of the same name is environment.ErrNotFound. The view
 // shares m's engine connection and locks; closing m closes it.
 func (m *Manager) Scoped(cluster string, adopt func(name string) bool) *Manager {
 	v := *m
@@ -145,26 +129,26 @@ func (m *Manager) lock(ctx context.Context, name string) (unlock func(), err err
 	}
 }
 
-// inspectEnv returns the environment container name. ErrNotFound when
-// there is none; ErrConflict when a container of that name exists but is
+// inspectEnv returns the environment container name. environment.ErrNotFound when
+// there is none; environment.ErrConflict when a container of that name exists but is
 // not a HakuRiver environment.
 func (m *Manager) inspectEnv(ctx context.Context, name string) (container.InspectResponse, error) {
-	if err := CheckName(name); err != nil {
+	if err := environment.CheckName(name); err != nil {
 		return container.InspectResponse{}, err
 	}
 	c, err := m.cli.ContainerInspect(ctx, name)
 	if err != nil {
 		err = translate(err)
-		if errors.Is(err, ErrNotFound) {
-			return c, fmt.Errorf("%w: environment container %q does not exist on this replica", ErrNotFound, name)
+		if errors.Is(err, environment.ErrNotFound) {
+			return c, fmt.Errorf("%w: environment container %q does not exist on this replica", environment.ErrNotFound, name)
 		}
 		return c, fmt.Errorf("inspect container %s: %w", name, err)
 	}
 	if c.Config == nil || c.Config.Labels[LabelEnvironment] != name || strings.TrimPrefix(c.Name, "/") != name {
-		return c, fmt.Errorf("%w: container %q exists but is not a HakuRiver environment", ErrConflict, name)
+		return c, fmt.Errorf("%w: container %q exists but is not a HakuRiver environment", environment.ErrConflict, name)
 	}
 	if !m.ours(name, c.Config.Labels) {
-		return c, fmt.Errorf("%w: environment container %q does not exist in this cluster (a container of that name on this replica's Docker belongs to another cluster)", ErrNotFound, name)
+		return c, fmt.Errorf("%w: environment container %q does not exist in this cluster (a container of that name on this replica's Docker belongs to another cluster)", environment.ErrNotFound, name)
 	}
 	return c, nil
 }
@@ -173,22 +157,22 @@ func (m *Manager) inspectEnv(ctx context.Context, name string) (container.Inspec
 // (pulled when missing and a registry is reachable) and starts it, kept
 // running by a sleep loop. created is false when it already existed.
 func (m *Manager) CreateEnvironment(ctx context.Context, img, name string) (created bool, err error) {
-	if err := CheckName(name); err != nil {
+	if err := environment.CheckName(name); err != nil {
 		return false, err
 	}
 	img = strings.ToLower(strings.TrimSpace(img))
 	if img == "" {
-		return false, fmt.Errorf("%w: image_name: must not be empty", ErrInvalid)
+		return false, fmt.Errorf("%w: image_name: must not be empty", environment.ErrInvalid)
 	}
 	unlock, err := m.lock(ctx, name)
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
-	if c, err := m.inspectEnv(ctx, name); err == nil || !errors.Is(err, ErrNotFound) {
+	if c, err := m.inspectEnv(ctx, name); err == nil || !errors.Is(err, environment.ErrNotFound) {
 		return false, err
 	} else if c.ContainerJSONBase != nil {
-		return false, fmt.Errorf("%w: environment name %q is taken on this replica's Docker by another cluster", ErrConflict, name)
+		return false, fmt.Errorf("%w: environment name %q is taken on this replica's Docker by another cluster", environment.ErrConflict, name)
 	}
 	if err := m.ensureImage(ctx, img); err != nil {
 		return false, err
@@ -226,7 +210,7 @@ func (m *Manager) ensureImage(ctx context.Context, img string) error {
 	if err == nil {
 		return nil
 	}
-	if err = translate(err); !errors.Is(err, ErrNotFound) {
+	if err = translate(err); !errors.Is(err, environment.ErrNotFound) {
 		return fmt.Errorf("inspect image %s: %w", img, err)
 	}
 	m.log.Info("image not present; pulling", keyImage, img)
@@ -236,21 +220,21 @@ func (m *Manager) ensureImage(ctx context.Context, img string) error {
 		rc.Close()
 	}
 	if perr != nil {
-		if errors.Is(translate(perr), ErrUnavailable) {
+		if errors.Is(translate(perr), environment.ErrUnavailable) {
 			return fmt.Errorf("pull image %s: %w", img, translate(perr))
 		}
-		return fmt.Errorf("%w: image %q is not on this replica and could not be pulled: %v", ErrNotFound, img, perr)
+		return fmt.Errorf("%w: image %q is not on this replica and could not be pulled: %v", environment.ErrNotFound, img, perr)
 	}
 	return nil
 }
 
 // Environments lists the environment containers of this engine by name.
-func (m *Manager) Environments(ctx context.Context) ([]Container, error) {
+func (m *Manager) Environments(ctx context.Context) ([]environment.Container, error) {
 	list, err := m.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelEnvironment))})
 	if err != nil {
 		return nil, fmt.Errorf("list environment containers: %w", translate(err))
 	}
-	out := []Container{}
+	out := []environment.Container{}
 	for _, c := range list {
 		env := c.Labels[LabelEnvironment]
 		// Images committed from an environment carry its label, and so do
@@ -259,7 +243,7 @@ func (m *Manager) Environments(ctx context.Context) ([]Container, error) {
 		if len(c.Names) == 0 || strings.TrimPrefix(c.Names[0], "/") != env || !m.ours(env, c.Labels) {
 			continue
 		}
-		out = append(out, Container{ID: shortID(c.ID), Name: env, Image: c.Image, Status: c.Status, State: c.State, Created: time.Unix(c.Created, 0).UTC()})
+		out = append(out, environment.Container{ID: shortID(c.ID), Name: env, Image: c.Image, Status: c.Status, State: c.State, Created: time.Unix(c.Created, 0).UTC()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -314,7 +298,7 @@ func (m *Manager) DeleteEnvironment(ctx context.Context, name string) error {
 
 // withEnv runs f on environment name under its lock.
 func (m *Manager) withEnv(ctx context.Context, name string, f func(container.InspectResponse) error) error {
-	if err := CheckName(name); err != nil {
+	if err := environment.CheckName(name); err != nil {
 		return err
 	}
 	unlock, err := m.lock(ctx, name)
@@ -329,76 +313,71 @@ func (m *Manager) withEnv(ctx context.Context, name string, f func(container.Ins
 	return f(c)
 }
 
-// MaxVersionSkew is how far beyond now a tarball's version may lie before
-// it counts as one from the future: create-tar does not number its new
-// version after such a file, and prunes it.
-const MaxVersionSkew = 24 * time.Hour
-
 // CreateTarball commits environment name to hakuriver/<name>:base, labelled
 // with its version and (when scoped) its cluster, and saves it as
 // <SharedDir>/<ContainerDir>/<name>-<version>.tar: written to a temporary
-// file while hashing it (Tarball.SHA256), synced and renamed, so a runner
+// file while hashing it (environment.Tarball.SHA256), synced and renamed, so a runner
 // never sees half a tarball. The version is a Unix timestamp newer than
 // after (the caller's last recorded version) and than the existing
-// tarballs, except those from the future (more than MaxVersionSkew ahead),
+// tarballs, except those from the future (more than environment.MaxVersionSkew ahead),
 // which are removed with the versions beyond the newest KeepTarballs. The
 // container keeps running (it is paused during the commit). progress, when
 // set, is called from this goroutine.
-func (m *Manager) CreateTarball(ctx context.Context, name string, after int64, progress func(Progress)) (Tarball, error) {
+func (m *Manager) CreateTarball(ctx context.Context, name string, after int64, progress func(environment.Progress)) (environment.Tarball, error) {
 	if progress == nil {
-		progress = func(Progress) {}
+		progress = func(environment.Progress) {}
 	}
-	if err := CheckName(name); err != nil {
-		return Tarball{}, err
+	if err := environment.CheckName(name); err != nil {
+		return environment.Tarball{}, err
 	}
 	unlock, err := m.lock(ctx, name)
 	if err != nil {
-		return Tarball{}, err
+		return environment.Tarball{}, err
 	}
 	defer unlock()
 	c, err := m.inspectEnv(ctx, name)
 	if err != nil {
-		return Tarball{}, err
+		return environment.Tarball{}, err
 	}
 	dir := m.cfg.tarballDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Tarball{}, fmt.Errorf("create tarball directory: %w", err)
+		return environment.Tarball{}, fmt.Errorf("create tarball directory: %w", err)
 	}
 	now := time.Now()
 	version := max(now.Unix(), after+1)
-	all, err := ListTarballs(dir)
+	all, err := environment.ListTarballs(dir)
 	if err != nil {
-		return Tarball{}, err
+		return environment.Tarball{}, err
 	}
 	for _, tb := range all[name] {
-		if tb.Version > now.Add(MaxVersionSkew).Unix() {
+		if tb.Version > now.Add(environment.MaxVersionSkew).Unix() {
 			m.log.Warn("ignoring an environment tarball from the future", keyEnv, name, keyTarball, tb.Path, keyVersion, tb.Version)
 			continue
 		}
 		version = max(version, tb.Version+1)
 	}
-	tag := ImageName(name)
+	tag := environment.ImageName(name)
 	start := time.Now()
-	progress(Progress{Stage: "commit"})
+	progress(environment.Progress{Stage: "commit"})
 	if err := m.commit(ctx, c, tag, version); err != nil {
-		return Tarball{}, err
+		return environment.Tarball{}, err
 	}
 	var total int64
 	if ii, err := m.cli.ImageInspect(ctx, tag); err == nil {
 		total = ii.Size
 	}
-	path, size, sum, err := m.save(ctx, tag, dir, TarballName(name, version), total, progress)
+	path, size, sum, err := m.save(ctx, tag, dir, environment.TarballName(name, version), total, progress)
 	if err != nil {
-		return Tarball{}, err
+		return environment.Tarball{}, err
 	}
 	removed, err := pruneTarballs(dir, name, m.cfg.KeepTarballs, version)
 	if err != nil {
 		m.log.Warn("prune old tarballs", keyEnv, name, keyErr, err)
 	}
-	progress(Progress{Stage: "done", Bytes: size, Total: size})
+	progress(environment.Progress{Stage: "done", Bytes: size, Total: size})
 	m.log.Info("environment tarball created", keyEnv, name, keyTarball, path, keyBytes, size,
 		keyVersion, version, "pruned", len(removed), keyTook, time.Since(start).Round(time.Millisecond))
-	return Tarball{Env: name, Version: version, Path: path, Size: size, SHA256: sum}, nil
+	return environment.Tarball{Env: name, Version: version, Path: path, Size: size, SHA256: sum}, nil
 }
 
 // commit commits c to tag with the version label, restoring the source
@@ -432,8 +411,8 @@ func (m *Manager) commit(ctx context.Context, c container.InspectResponse, tag s
 	if m.cluster != "" {
 		// This cluster's runners on this engine then need no load.
 		env := strings.TrimPrefix(c.Name, "/")
-		if err := m.cli.ImageTag(ctx, resp.ID, ScopedImageName(env, m.cluster)); err != nil {
-			return fmt.Errorf("tag %s: %w", ScopedImageName(env, m.cluster), translate(err))
+		if err := m.cli.ImageTag(ctx, resp.ID, environment.ScopedImageName(env, m.cluster)); err != nil {
+			return fmt.Errorf("tag %s: %w", environment.ScopedImageName(env, m.cluster), translate(err))
 		}
 	}
 	if oldID != "" && oldID != resp.ID {
@@ -448,7 +427,7 @@ func (m *Manager) commit(ctx context.Context, c container.InspectResponse, tag s
 
 // save writes `docker save tag` to dir/file through a temporary file and
 // returns its path, size and hex SHA-256.
-func (m *Manager) save(ctx context.Context, tag, dir, file string, total int64, progress func(Progress)) (string, int64, string, error) {
+func (m *Manager) save(ctx context.Context, tag, dir, file string, total int64, progress func(environment.Progress)) (string, int64, string, error) {
 	rc, err := m.cli.ImageSave(ctx, []string{tag})
 	if err != nil {
 		return "", 0, "", fmt.Errorf("save image %s: %w", tag, translate(err))
@@ -465,14 +444,14 @@ func (m *Manager) save(ctx context.Context, tag, dir, file string, total int64, 
 			os.Remove(tmp.Name()) //nolint:errcheck // best effort cleanup of our own temp file
 		}
 	}()
-	progress(Progress{Stage: "save", Total: total})
+	progress(environment.Progress{Stage: "save", Total: total})
 	h := sha256.New()
 	pw := &progressWriter{w: io.MultiWriter(tmp, h), total: total, report: progress, every: 250 * time.Millisecond}
 	n, err := io.Copy(pw, rc)
 	if err != nil {
 		return "", 0, "", fmt.Errorf("save image %s to %s: %w", tag, tmp.Name(), translate(err))
 	}
-	progress(Progress{Stage: "save", Bytes: n, Total: max(total, n)})
+	progress(environment.Progress{Stage: "save", Bytes: n, Total: max(total, n)})
 	if err := tmp.Sync(); err != nil {
 		return "", 0, "", fmt.Errorf("sync tarball: %w", err)
 	}
@@ -497,7 +476,7 @@ type progressWriter struct {
 	total  int64
 	last   time.Time
 	every  time.Duration
-	report func(Progress)
+	report func(environment.Progress)
 }
 
 // Write implements io.Writer.
@@ -506,7 +485,7 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	p.n += int64(n)
 	if now := time.Now(); now.Sub(p.last) >= p.every {
 		p.last = now
-		p.report(Progress{Stage: "save", Bytes: p.n, Total: max(p.total, p.n)})
+		p.report(environment.Progress{Stage: "save", Bytes: p.n, Total: max(p.total, p.n)})
 	}
 	return n, err
 }

@@ -1,4 +1,4 @@
-package docker
+package environment
 
 import (
 	"errors"
@@ -9,7 +9,14 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"time"
 )
+
+// MaxVersionSkew is how far beyond now a tarball's version may lie before
+// it counts as one from the future: create-tar does not number its new
+// version after such a file and prunes it, listings hide it, and runners
+// never load it.
+const MaxVersionSkew = 24 * time.Hour
 
 // tarballRE matches <env>-<unix timestamp>.tar, the original's pattern
 // restricted to lower-case names (the original dropped the others).
@@ -24,14 +31,28 @@ type Tarball struct {
 	// Path is the file's absolute path; Size its length in bytes.
 	Path string
 	Size int64
-	// SHA256 is the hex SHA-256 of the file: set by CreateTarball, and
-	// what a Syncer verifies; empty in listings.
+	// SHA256 is the hex SHA-256 of the file: set by create-tar, and what a
+	// runner verifies; empty in listings.
 	SHA256 string
 }
 
 // TarballName is the file name of an environment version.
 func TarballName(env string, version int64) string {
 	return env + "-" + strconv.FormatInt(version, 10) + ".tar"
+}
+
+// ParseTarballName returns the environment and version of a file named
+// TarballName(env, version); ok is false for any other name.
+func ParseTarballName(file string) (env string, version int64, ok bool) {
+	m := tarballRE.FindStringSubmatch(file)
+	if m == nil {
+		return "", 0, false
+	}
+	v, err := strconv.ParseInt(m[2], 10, 64)
+	if err != nil {
+		return "", 0, false // more digits than an int64: not one of ours
+	}
+	return m[1], v, true
 }
 
 // ListTarballs lists the tarballs in dir by environment, newest first. A
@@ -46,46 +67,18 @@ func ListTarballs(dir string) (map[string][]Tarball, error) {
 	}
 	out := map[string][]Tarball{}
 	for _, e := range entries {
-		m := tarballRE.FindStringSubmatch(e.Name())
-		if m == nil || !e.Type().IsRegular() {
+		env, v, ok := ParseTarballName(e.Name())
+		if !ok || !e.Type().IsRegular() {
 			continue
-		}
-		v, err := strconv.ParseInt(m[2], 10, 64)
-		if err != nil {
-			continue // more digits than an int64: not one of ours
 		}
 		info, err := e.Info()
 		if err != nil {
 			continue // removed meanwhile
 		}
-		out[m[1]] = append(out[m[1]], Tarball{Env: m[1], Version: v, Path: filepath.Join(dir, e.Name()), Size: info.Size()})
+		out[env] = append(out[env], Tarball{Env: env, Version: v, Path: filepath.Join(dir, e.Name()), Size: info.Size()})
 	}
 	for _, list := range out {
 		sort.Slice(list, func(i, j int) bool { return list[i].Version > list[j].Version })
 	}
 	return out, nil
-}
-
-// pruneTarballs removes every tarball of env newer than newest (none is
-// ours: create-tar just saved newest, and a newer file would come from the
-// future) and all but the newest keep of the others.
-func pruneTarballs(dir, env string, keep int, newest int64) (removed []string, err error) {
-	all, err := ListTarballs(dir)
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	kept := 0
-	for _, tb := range all[env] {
-		if tb.Version <= newest && kept < keep {
-			kept++
-			continue
-		}
-		if err := os.Remove(tb.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove old tarball: %w", err))
-			continue
-		}
-		removed = append(removed, tb.Path)
-	}
-	return removed, errors.Join(errs...)
 }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // maxLoadTime bounds one `docker load`.
@@ -96,7 +98,7 @@ type Recorded struct {
 
 // Sync makes image ready to run and returns the name to run it by. For
 // hakuriver/<env>:base that is the environment's image of this cluster
-// (ScopedImageName), loaded from <env>-<rec.Version>.tar when the local one
+// (environment.ScopedImageName), loaded from <env>-<rec.Version>.tar when the local one
 // is missing or of another version, and only if the file's SHA-256 is
 // rec.SHA256: a tarball the cluster did not record (another version, one
 // from the future, a replaced file) is never loaded, and an environment
@@ -104,14 +106,14 @@ type Recorded struct {
 // runner. Any other image must already be local. A tarball that does not
 // load gives an error naming its file.
 func (s *Syncer) Sync(ctx context.Context, image string, rec Recorded) (string, error) {
-	env := envOfImage(image)
+	env := environment.EnvOfImage(image)
 	if env == "" {
 		if _, err := s.cli.ImageInspect(ctx, image); err != nil {
 			return "", fmt.Errorf("image %s: %w", image, translate(err))
 		}
 		return image, nil
 	}
-	run := ScopedImageName(env, rec.Cluster)
+	run := environment.ScopedImageName(env, rec.Cluster)
 	s.mu.Lock()
 	c := s.inflight[run]
 	if c == nil {
@@ -147,7 +149,7 @@ type localImage struct {
 func (s *Syncer) localVersion(ctx context.Context, image string) (localImage, error) {
 	ii, err := s.cli.ImageInspect(ctx, image)
 	if err != nil {
-		if err = translate(err); errors.Is(err, ErrNotFound) {
+		if err = translate(err); errors.Is(err, environment.ErrNotFound) {
 			return localImage{}, nil
 		}
 		return localImage{}, fmt.Errorf("inspect image %s: %w", image, err)
@@ -181,7 +183,7 @@ func (s *Syncer) sync(env, run string, rec Recorded) error {
 			return err
 		}
 		return fmt.Errorf("environment %q: image %s is not on this runner and the cluster recorded no tarball of it (run 'hakuriver docker create-tar %s'): %w",
-			env, run, env, ErrNotFound)
+			env, run, env, environment.ErrNotFound)
 	}
 	s.mu.Lock()
 	done := s.loaded[run]
@@ -192,7 +194,7 @@ func (s *Syncer) sync(env, run string, rec Recorded) error {
 	if ok, err := s.adoptCommitted(ctx, env, run, rec); err != nil || ok {
 		return err
 	}
-	tb := Tarball{Env: env, Version: rec.Version, Path: filepath.Join(s.dir, TarballName(env, rec.Version)), SHA256: rec.SHA256}
+	tb := environment.Tarball{Env: env, Version: rec.Version, Path: filepath.Join(s.dir, environment.TarballName(env, rec.Version)), SHA256: rec.SHA256}
 	if err := s.load(ctx, tb, rec.Size); err != nil {
 		return err
 	}
@@ -220,7 +222,7 @@ func (s *Syncer) sync(env, run string, rec Recorded) error {
 // maybe with a version from the future, or saved by a create-tar whose
 // record this task did not carry yet).
 func (s *Syncer) refuseUnrecorded(env string, rec Recorded) {
-	all, err := ListTarballs(s.dir)
+	all, err := environment.ListTarballs(s.dir)
 	if err != nil {
 		s.log.Warn("list environment tarballs", keyErr, err)
 		return
@@ -235,7 +237,7 @@ func (s *Syncer) refuseUnrecorded(env string, rec Recorded) {
 		s.mu.Unlock()
 		if !seen {
 			reason := "newer than the recorded version: not made by create-tar, or not recorded yet"
-			if tb.Version > time.Now().Add(MaxVersionSkew).Unix() {
+			if tb.Version > time.Now().Add(environment.MaxVersionSkew).Unix() {
 				reason = "a version from the future"
 			}
 			s.log.Warn("refusing an environment tarball the cluster did not record", "reason", reason,
@@ -251,34 +253,34 @@ func (s *Syncer) adoptCommitted(ctx context.Context, env, run string, rec Record
 	if rec.Cluster == "" {
 		return false, nil
 	}
-	ii, err := s.cli.ImageInspect(ctx, ImageName(env))
+	ii, err := s.cli.ImageInspect(ctx, environment.ImageName(env))
 	if err != nil || ii.Config == nil || ii.Config.Labels[LabelCluster] != rec.Cluster ||
 		ii.Config.Labels[LabelVersion] != strconv.FormatInt(rec.Version, 10) {
 		return false, nil
 	}
 	if err := s.cli.ImageTag(ctx, ii.ID, run); err != nil {
-		return false, fmt.Errorf("tag %s as %s: %w", ImageName(env), run, translate(err))
+		return false, fmt.Errorf("tag %s as %s: %w", environment.ImageName(env), run, translate(err))
 	}
 	return true, nil
 }
 
 // adoptUnrecorded serves an environment the cluster recorded no tarball
-// of from an image an administrator put on this runner as ImageName(env)
+// of from an image an administrator put on this runner as environment.ImageName(env)
 // (the original's way): it is tagged as run unless it carries another
 // cluster's label. ok is false when there is none.
 func (s *Syncer) adoptUnrecorded(ctx context.Context, env, run string) (bool, error) {
-	if run == ImageName(env) {
+	if run == environment.ImageName(env) {
 		return false, nil
 	}
-	ii, err := s.cli.ImageInspect(ctx, ImageName(env))
+	ii, err := s.cli.ImageInspect(ctx, environment.ImageName(env))
 	if err != nil {
 		return false, nil
 	}
-	if ii.Config != nil && ii.Config.Labels[LabelCluster] != "" && run != ScopedImageName(env, ii.Config.Labels[LabelCluster]) {
+	if ii.Config != nil && ii.Config.Labels[LabelCluster] != "" && run != environment.ScopedImageName(env, ii.Config.Labels[LabelCluster]) {
 		return false, nil // another cluster's
 	}
 	if err := s.cli.ImageTag(ctx, ii.ID, run); err != nil {
-		return false, fmt.Errorf("tag %s as %s: %w", ImageName(env), run, translate(err))
+		return false, fmt.Errorf("tag %s as %s: %w", environment.ImageName(env), run, translate(err))
 	}
 	return true, nil
 }
@@ -287,20 +289,20 @@ func (s *Syncer) adoptUnrecorded(ctx context.Context, env, run string) (bool, er
 // checking that the tag it carries names that image (another cluster's
 // load of the same environment name on this engine may have moved it).
 func (s *Syncer) tagLoaded(ctx context.Context, env, run string, rec Recorded) error {
-	if run == ImageName(env) {
+	if run == environment.ImageName(env) {
 		return nil
 	}
-	ii, err := s.cli.ImageInspect(ctx, ImageName(env))
+	ii, err := s.cli.ImageInspect(ctx, environment.ImageName(env))
 	if err != nil {
-		return fmt.Errorf("tarball %s loaded but holds no image %s: %w", TarballName(env, rec.Version), ImageName(env), translate(err))
+		return fmt.Errorf("tarball %s loaded but holds no image %s: %w", environment.TarballName(env, rec.Version), environment.ImageName(env), translate(err))
 	}
 	if ii.Config == nil || ii.Config.Labels[LabelVersion] != strconv.FormatInt(rec.Version, 10) ||
 		ii.Config.Labels[LabelCluster] != "" && ii.Config.Labels[LabelCluster] != rec.Cluster {
 		return fmt.Errorf("%w: image %s changed while loading version %d (another cluster on this engine loaded the same environment name); retry",
-			ErrConflict, ImageName(env), rec.Version)
+			environment.ErrConflict, environment.ImageName(env), rec.Version)
 	}
 	if err := s.cli.ImageTag(ctx, ii.ID, run); err != nil {
-		return fmt.Errorf("tag %s as %s: %w", ImageName(env), run, translate(err))
+		return fmt.Errorf("tag %s as %s: %w", environment.ImageName(env), run, translate(err))
 	}
 	return nil
 }
@@ -311,7 +313,7 @@ func (s *Syncer) tagLoaded(ctx context.Context, env, run string, rec Recorded) e
 // never reaches the engine; the load then reads the same open file through
 // a reader that hashes again and withholds the file's last bytes until that
 // hash matches too, so that a file changed in between fails the load.
-func (s *Syncer) load(ctx context.Context, tb Tarball, size int64) error {
+func (s *Syncer) load(ctx context.Context, tb environment.Tarball, size int64) error {
 	f, err := os.OpenFile(tb.Path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("open recorded tarball %s: %w", tb.Path, err)
@@ -322,12 +324,12 @@ func (s *Syncer) load(ctx context.Context, tb Tarball, size int64) error {
 		return fmt.Errorf("stat tarball %s: %w", tb.Path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: tarball %s is not a regular file", ErrInvalid, tb.Path)
+		return fmt.Errorf("%w: tarball %s is not a regular file", environment.ErrInvalid, tb.Path)
 	}
 	tb.Size = fi.Size()
 	if size > 0 && tb.Size != size {
 		s.log.Warn("refusing an environment tarball whose size differs from the recorded one", keyTarball, tb.Path, keyBytes, tb.Size, "recorded_bytes", size)
-		return fmt.Errorf("%w: tarball %s: %d bytes, the cluster recorded %d", ErrInvalid, tb.Path, tb.Size, size)
+		return fmt.Errorf("%w: tarball %s: %d bytes, the cluster recorded %d", environment.ErrInvalid, tb.Path, tb.Size, size)
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
@@ -335,7 +337,7 @@ func (s *Syncer) load(ctx context.Context, tb Tarball, size int64) error {
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != tb.SHA256 {
 		s.log.Warn("refusing an environment tarball whose SHA-256 differs from the recorded one", keyTarball, tb.Path, "sha256", got, "recorded_sha256", tb.SHA256)
-		return fmt.Errorf("%w: tarball %s: SHA-256 %s, the cluster recorded %s", ErrInvalid, tb.Path, got, tb.SHA256)
+		return fmt.Errorf("%w: tarball %s: SHA-256 %s, the cluster recorded %s", environment.ErrInvalid, tb.Path, got, tb.SHA256)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("rewind tarball %s: %w", tb.Path, err)
@@ -397,7 +399,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		if errors.Is(err, io.EOF) {
 			v.eof = true
 			if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want {
-				v.err = fmt.Errorf("%w: tarball changed while loading: SHA-256 %s, recorded %s", ErrInvalid, got, v.want)
+				v.err = fmt.Errorf("%w: tarball changed while loading: SHA-256 %s, recorded %s", environment.ErrInvalid, got, v.want)
 			}
 		} else if err != nil {
 			return 0, err

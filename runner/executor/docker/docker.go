@@ -13,7 +13,9 @@
 //
 // Every type talks to the engine named by the DOCKER_HOST family of
 // environment variables (the local socket by default), negotiating the API
-// version. Errors wrap ErrUnavailable when the engine cannot be reached.
+// version. Errors wrap the sentinels of ops/environment (ErrUnavailable when
+// the engine cannot be reached), whose rules (names, image names, tarball
+// files) this package follows.
 package docker
 
 import (
@@ -23,25 +25,12 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
-)
 
-// Sentinel errors. Engine errors are translated to these at the boundary.
-var (
-	// ErrUnavailable means the Docker Engine could not be reached.
-	ErrUnavailable = errors.New("docker engine unreachable")
-	// ErrNotFound means a container, image, environment or tarball does not
-	// exist.
-	ErrNotFound = errors.New("not found")
-	// ErrInvalid means a name, image or mount was malformed.
-	ErrInvalid = errors.New("invalid")
-	// ErrConflict means the request clashes with the current state (a
-	// container of that name that is not an environment, one not running).
-	ErrConflict = errors.New("conflict")
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // Container labels. Every container HakuRiver creates carries LabelRole.
@@ -193,58 +182,16 @@ func translate(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalid), errors.Is(err, ErrConflict):
+	case errors.Is(err, environment.ErrUnavailable), errors.Is(err, environment.ErrNotFound), errors.Is(err, environment.ErrInvalid), errors.Is(err, environment.ErrConflict):
 		return err
 	case client.IsErrConnectionFailed(err):
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", environment.ErrUnavailable, err)
 	case cerrdefs.IsNotFound(err):
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
+		return fmt.Errorf("%w: %w", environment.ErrNotFound, err)
 	case cerrdefs.IsConflict(err):
-		return fmt.Errorf("%w: %w", ErrConflict, err)
+		return fmt.Errorf("%w: %w", environment.ErrConflict, err)
 	case cerrdefs.IsInvalidArgument(err):
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", environment.ErrInvalid, err)
 	}
 	return err
-}
-
-// nameRE is what an environment name may be: it names a container, the
-// image hakuriver/<name>:base and the tarballs <name>-<ts>.tar, so it must
-// be lower case.
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
-
-// CheckName validates an environment name.
-func CheckName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: environment name %q: use 1-128 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, name)
-	}
-	return nil
-}
-
-// ImageName is the image an environment is committed to and saved as, the
-// name inside its tarballs (the original's).
-func ImageName(env string) string { return "hakuriver/" + env + ":base" }
-
-// ScopedImageName is the name a runner gives environment env's image of
-// cluster (ImageName when cluster is ""), and runs tasks from: two
-// clusters sharing one engine, each with an environment of that name, then
-// never run each other's image, although both tarballs load as ImageName.
-func ScopedImageName(env, cluster string) string {
-	if cluster == "" {
-		return ImageName(env)
-	}
-	return "hakuriver/" + env + ":c-" + cluster
-}
-
-// envOfImage returns the environment of an image named hakuriver/<env>:base,
-// or "" for any other image.
-func envOfImage(image string) string {
-	rest, ok := strings.CutPrefix(image, "hakuriver/")
-	if !ok {
-		return ""
-	}
-	env, ok := strings.CutSuffix(rest, ":base")
-	if !ok || CheckName(env) != nil {
-		return ""
-	}
-	return env
 }

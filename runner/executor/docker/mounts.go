@@ -9,6 +9,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // mounts returns the task's bind mounts: /shared, /local_temp and the
@@ -21,11 +22,11 @@ func (e *Executor) mounts(extra []string) ([]mount.Mount, error) {
 	for _, m := range extra {
 		pm, err := api.ParseMount(m) // the host's parser, so both accept the same mounts
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: %w", environment.ErrInvalid, err)
 		}
 		src, err := e.mountSource(pm.Source)
 		if err != nil {
-			return nil, fmt.Errorf("%w: mount %q: %w", ErrInvalid, m, err)
+			return nil, fmt.Errorf("%w: mount %q: %w", environment.ErrInvalid, m, err)
 		}
 		out = append(out, mount.Mount{Type: mount.TypeBind, Source: src, Target: pm.Target, ReadOnly: pm.ReadOnly})
 	}

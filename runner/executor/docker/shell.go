@@ -9,6 +9,8 @@ import (
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
+
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // shells are tried in order; the first that exists in the container runs.
@@ -26,8 +28,9 @@ type Session struct {
 
 // Shell starts /bin/bash (else /bin/sh) with a TTY in the running
 // environment container name, with TERM set and rows×cols as its size (0
-// keeps the engine's default). ErrNotFound when the container or a shell is
-// missing, ErrConflict when it is not running.
+// keeps the engine's default). environment.ErrNotFound when the container is
+// missing, environment.ErrNoShell (which wraps it) when it has no shell,
+// environment.ErrConflict when it is not running.
 func (m *Manager) Shell(ctx context.Context, name string, rows, cols uint) (*Session, error) {
 	c, err := m.inspectEnv(ctx, name)
 	if err != nil {
@@ -38,7 +41,7 @@ func (m *Manager) Shell(ctx context.Context, name string, rows, cols uint) (*Ses
 		if c.State != nil {
 			status = c.State.Status
 		}
-		return nil, fmt.Errorf("%w: Container '%s' is not running (status: %s).", ErrConflict, name, status)
+		return nil, fmt.Errorf("%w: Container '%s' is not running (status: %s).", environment.ErrConflict, name, status)
 	}
 	shell := ""
 	for _, s := range shells {
@@ -48,7 +51,7 @@ func (m *Manager) Shell(ctx context.Context, name string, rows, cols uint) (*Ses
 		}
 	}
 	if shell == "" {
-		return nil, fmt.Errorf("%w: No suitable shell found in container (tried %v).", ErrNotFound, shells)
+		return nil, fmt.Errorf("%w (tried %v)", environment.ErrNoShell, shells)
 	}
 	opts := container.ExecOptions{
 		Tty: true, AttachStdin: true, AttachStdout: true, AttachStderr: true,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/docker/api/types/image"
 
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
@@ -30,12 +31,12 @@ func TestEnvironmentToTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "Another runner": the image is not there until the tarball is loaded.
-	if _, err := cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+	if _, err := cli.ImageRemove(ctx, environment.ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 		t.Fatal(err)
 	}
 	e := newTestExecutor(t, cfg)
 	id := testTaskID()
-	spec := taskSpec(cfg, id, ImageName(env), "cat", "/data.txt")
+	spec := taskSpec(cfg, id, environment.ImageName(env), "cat", "/data.txt")
 	spec.ImageVersion, spec.ImageSHA256 = tb.Version, tb.SHA256
 	spec.Env = map[string]string{"HAKURIVER_TASK_ID": "x"}
 	if err := e.Start(ctx, spec); err != nil {
@@ -54,7 +55,7 @@ func TestEnvironmentToTask(t *testing.T) {
 	if n := e.Syncer().loads.Load(); n != 1 {
 		t.Fatalf("%d loads, want 1", n)
 	}
-	ii, err := cli.ImageInspect(ctx, ImageName(env))
+	ii, err := cli.ImageInspect(ctx, environment.ImageName(env))
 	if err != nil || ii.Config.Labels[LabelVersion] == "" {
 		t.Fatalf("loaded image: %v %+v", err, ii.Config)
 	}
@@ -189,7 +190,7 @@ func TestTaskLimitsPauseResumeKill(t *testing.T) {
 	if err := e.Kill(ctx, id); err != nil {
 		t.Fatalf("Kill of an ended task: %v", err)
 	}
-	if err := e.Pause(ctx, id); !errors.Is(err, ErrConflict) {
+	if err := e.Pause(ctx, id); !errors.Is(err, environment.ErrConflict) {
 		t.Fatalf("Pause of an ended task: %v", err)
 	}
 	for _, op := range []func(context.Context, int64) error{e.Kill, e.Pause, e.Resume} {
@@ -214,7 +215,7 @@ func TestTaskStartFailures(t *testing.T) {
 		{"missing mount source", func(s *executor.Spec) { s.Mounts = []string{"/no/such/dir:/x"} }, "/no/such/dir"},
 		{"bad mount option", func(s *executor.Spec) { s.Mounts = []string{"/tmp:/x:weird"} }, "weird"},
 		{"image missing", func(s *executor.Spec) { s.Image = "hakuriver-test/none:latest" }, "hakuriver-test/none"},
-		{"environment without tarball", func(s *executor.Spec) { s.Image = ImageName(uniqueName("hrtest-none")) }, "recorded no tarball"},
+		{"environment without tarball", func(s *executor.Spec) { s.Image = environment.ImageName(uniqueName("hrtest-none")) }, "recorded no tarball"},
 		{"command missing", func(s *executor.Spec) { s.Command = "/no/such/command" }, "/no/such/command"},
 	}
 	for _, tc := range cases {

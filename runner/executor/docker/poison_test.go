@@ -12,6 +12,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
+
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // TestSyncNeverLoadsUnrecordedTarball plays a task with write access to the
@@ -34,7 +36,7 @@ func TestSyncNeverLoadsUnrecordedTarball(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cli.ImageRemove(context.Background(), ScopedImageName(env, cluster), image.RemoveOptions{Force: true}) //nolint:errcheck // cleanup
+		cli.ImageRemove(context.Background(), environment.ScopedImageName(env, cluster), image.RemoveOptions{Force: true}) //nolint:errcheck // cleanup
 	})
 
 	// The poisoned image: another container committed under the
@@ -44,16 +46,16 @@ func TestSyncNeverLoadsUnrecordedTarball(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poison, err := cli.ContainerCommit(ctx, ins.ID, container.CommitOptions{Reference: ImageName(env),
+	poison, err := cli.ContainerCommit(ctx, ins.ID, container.CommitOptions{Reference: environment.ImageName(env),
 		Config: &container.Config{Labels: map[string]string{LabelVersion: "9999999999", LabelCluster: cluster, LabelEnvironment: env}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := cli.ImageSave(ctx, []string{ImageName(env)})
+	rc, err := cli.ImageSave(ctx, []string{environment.ImageName(env)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	poisonPath := filepath.Join(m.TarballDir(), TarballName(env, 9999999999))
+	poisonPath := filepath.Join(m.TarballDir(), environment.TarballName(env, 9999999999))
 	f, err := os.Create(poisonPath)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +66,7 @@ func TestSyncNeverLoadsUnrecordedTarball(t *testing.T) {
 	rc.Close()
 	f.Close()
 	// "Another runner": neither image is on the engine.
-	for _, img := range []string{poison.ID, ScopedImageName(env, cluster), ImageName(env)} {
+	for _, img := range []string{poison.ID, environment.ScopedImageName(env, cluster), environment.ImageName(env)} {
 		cli.ImageRemove(ctx, img, image.RemoveOptions{Force: true, PruneChildren: true}) //nolint:errcheck // some are gone already
 	}
 	if _, err := cli.ImageInspect(ctx, poison.ID); err == nil {
@@ -79,7 +81,7 @@ func TestSyncNeverLoadsUnrecordedTarball(t *testing.T) {
 
 	e := newTestExecutor(t, cfg)
 	run := func(id int64) (executor_exit string, err error) {
-		spec := taskSpec(cfg, id, ImageName(env), "cat", "/marker")
+		spec := taskSpec(cfg, id, environment.ImageName(env), "cat", "/marker")
 		spec.ClusterID, spec.ImageVersion, spec.ImageSHA256, spec.ImageSize = cluster, tb.Version, tb.SHA256, tb.Size
 		if err := e.Start(ctx, spec); err != nil {
 			return "", err
@@ -99,7 +101,7 @@ func TestSyncNeverLoadsUnrecordedTarball(t *testing.T) {
 	}
 	poisonGone("future version")
 	ins2, err := cli.ContainerInspect(ctx, ContainerName(id))
-	if err != nil || ins2.Config.Labels[LabelCluster] != cluster || ins2.Config.Image != ScopedImageName(env, cluster) {
+	if err != nil || ins2.Config.Labels[LabelCluster] != cluster || ins2.Config.Image != environment.ScopedImageName(env, cluster) {
 		t.Fatalf("task container: %v, labels %v, image %s", err, ins2.Config.Labels, ins2.Config.Image)
 	}
 
@@ -108,13 +110,13 @@ func TestSyncNeverLoadsUnrecordedTarball(t *testing.T) {
 	if err := os.Rename(poisonPath, tb.Path); err != nil {
 		t.Fatal(err)
 	}
-	for _, img := range []string{ScopedImageName(env, cluster), ImageName(env)} {
+	for _, img := range []string{environment.ScopedImageName(env, cluster), environment.ImageName(env)} {
 		cli.ImageRemove(ctx, img, image.RemoveOptions{Force: true, PruneChildren: true}) //nolint:errcheck // force a load
 	}
 	e.Syncer().mu.Lock()
 	clear(e.Syncer().loaded)
 	e.Syncer().mu.Unlock()
-	if _, err := run(testTaskID()); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "SHA-256") && !strings.Contains(err.Error(), "bytes") {
+	if _, err := run(testTaskID()); err == nil || !errors.Is(err, environment.ErrInvalid) || !strings.Contains(err.Error(), "SHA-256") && !strings.Contains(err.Error(), "bytes") {
 		t.Fatalf("task with a replaced tarball: %v, want a refusal on its hash or size", err)
 	}
 	poisonGone("replaced tarball")

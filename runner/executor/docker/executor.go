@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
@@ -140,9 +141,9 @@ func (e *Executor) Close() error {
 func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	switch {
 	case isVPS(s) && (s.TaskID <= 0 || s.Image == ""):
-		return fmt.Errorf("%w: VPS task: task ID and image are required", ErrInvalid)
+		return fmt.Errorf("%w: VPS task: task ID and image are required", environment.ErrInvalid)
 	case !isVPS(s) && (s.TaskID <= 0 || s.Command == "" || s.Image == ""):
-		return fmt.Errorf("%w: docker task: task ID, command and image are required", ErrInvalid)
+		return fmt.Errorf("%w: docker task: task ID, command and image are required", environment.ErrInvalid)
 	}
 	e.mu.Lock()
 	if _, ok := e.tasks[s.TaskID]; ok {
@@ -178,7 +179,7 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 	// A container left by an earlier attempt or runner process: adopt it.
 	if ins, err := e.cli.ContainerInspect(ctx, name); err == nil {
 		if r := ins.Config.Labels[LabelRunner]; r != e.cfg.RunnerName {
-			return fmt.Errorf("%w: container %s belongs to runner %q", ErrConflict, name, r)
+			return fmt.Errorf("%w: container %s belongs to runner %q", environment.ErrConflict, name, r)
 		}
 		created := ins.State != nil && ins.State.Status == container.StateCreated
 		switch {
@@ -196,7 +197,7 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 		}
 		e.track(s.TaskID, ins.Config.Labels, time.Now())
 		return nil
-	} else if err = translate(err); !errors.Is(err, ErrNotFound) {
+	} else if err = translate(err); !errors.Is(err, environment.ErrNotFound) {
 		return fmt.Errorf("inspect container %s: %w", name, err)
 	}
 	if isVPS(s) {
@@ -240,7 +241,7 @@ func (e *Executor) failStart(id, name string, err error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rmErr := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
-	if rmErr != nil && !errors.Is(translate(rmErr), ErrNotFound) {
+	if rmErr != nil && !errors.Is(translate(rmErr), environment.ErrNotFound) {
 		return errors.Join(fmt.Errorf("start container %s: %w", name, translate(err)), fmt.Errorf("remove it: %w", translate(rmErr)))
 	}
 	return fmt.Errorf("start container %s: %w", name, translate(err))
@@ -249,7 +250,7 @@ func (e *Executor) failStart(id, name string, err error) error {
 // containerConfig maps a spec onto the container's configuration.
 func (e *Executor) containerConfig(s executor.Spec) (*container.Config, *container.HostConfig, error) {
 	if s.Privileged && !e.cfg.AllowPrivileged {
-		return nil, nil, fmt.Errorf("%w: privileged containers are not allowed on runner %s (docker tasks_privileged is off)", ErrInvalid, e.cfg.RunnerName)
+		return nil, nil, fmt.Errorf("%w: privileged containers are not allowed on runner %s (docker tasks_privileged is off)", environment.ErrInvalid, e.cfg.RunnerName)
 	}
 	mounts, err := e.mounts(s.Mounts)
 	if err != nil {
@@ -466,11 +467,11 @@ func (e *Executor) inspectTask(ctx context.Context, id int64) (container.Inspect
 	}
 	e.mu.Unlock()
 	ins, err := e.cli.ContainerInspect(ctx, name)
-	if err != nil && name == ContainerName(id) && errors.Is(translate(err), ErrNotFound) {
+	if err != nil && name == ContainerName(id) && errors.Is(translate(err), environment.ErrNotFound) {
 		ins, err = e.cli.ContainerInspect(ctx, VPSContainerName(id))
 	}
 	if err != nil {
-		if err = translate(err); errors.Is(err, ErrNotFound) {
+		if err = translate(err); errors.Is(err, environment.ErrNotFound) {
 			return ins, fmt.Errorf("task %d: %w", id, executor.ErrUnknownTask)
 		}
 		return ins, fmt.Errorf("inspect task %d: %w", id, err)
@@ -523,7 +524,7 @@ func (e *Executor) Pause(ctx context.Context, id int64) error {
 		return err
 	}
 	if !ins.State.Running {
-		return fmt.Errorf("%w: pause task %d: it has ended", ErrConflict, id)
+		return fmt.Errorf("%w: pause task %d: it has ended", environment.ErrConflict, id)
 	}
 	if ins.State.Paused {
 		return nil
@@ -542,7 +543,7 @@ func (e *Executor) Resume(ctx context.Context, id int64) error {
 	}
 	if !ins.State.Paused {
 		if !ins.State.Running {
-			return fmt.Errorf("%w: resume task %d: it has ended", ErrConflict, id)
+			return fmt.Errorf("%w: resume task %d: it has ended", environment.ErrConflict, id)
 		}
 		return nil
 	}
@@ -567,7 +568,7 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 		return fmt.Errorf("forget task %d: %w", id, executor.ErrUnknownTask)
 	}
 	if !gone && (ins.State.Running || ins.State.Status == container.StateCreated) {
-		return fmt.Errorf("%w: forget task %d: it is still running", ErrConflict, id)
+		return fmt.Errorf("%w: forget task %d: it is still running", environment.ErrConflict, id)
 	}
 	if t != nil {
 		if err := waitLogs(ctx, t); err != nil {
@@ -575,7 +576,7 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 		}
 	}
 	if !gone {
-		if err := e.cli.ContainerRemove(ctx, ins.ID, container.RemoveOptions{Force: true}); err != nil && !errors.Is(translate(err), ErrNotFound) {
+		if err := e.cli.ContainerRemove(ctx, ins.ID, container.RemoveOptions{Force: true}); err != nil && !errors.Is(translate(err), environment.ErrNotFound) {
 			return fmt.Errorf("remove container of task %d: %w", id, translate(err))
 		}
 	}

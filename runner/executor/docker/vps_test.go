@@ -19,6 +19,7 @@ import (
 	"github.com/docker/go-connections/nat"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 	"github.com/hakuriver/hakuriver-ha/runner/resources"
 )
@@ -319,8 +320,8 @@ func TestAuthorizedKeys(t *testing.T) {
 		t.Fatalf("authorizedKeys = %q, %v", got, err)
 	}
 	for _, bad := range []string{"", "  \n ", "hello", k1 + "\nssh-rsa AAAA"} {
-		if _, err := authorizedKeys(bad); !errors.Is(err, ErrInvalid) {
-			t.Errorf("authorizedKeys(%q) = %v, want ErrInvalid", bad, err)
+		if _, err := authorizedKeys(bad); !errors.Is(err, environment.ErrInvalid) {
+			t.Errorf("authorizedKeys(%q) = %v, want environment.ErrInvalid", bad, err)
 		}
 	}
 }

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/image"
+
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
-func recordOf(tb Tarball) Recorded {
+func recordOf(tb environment.Tarball) Recorded {
 	return Recorded{Version: tb.Version, SHA256: tb.SHA256, Size: tb.Size}
 }
 
@@ -39,7 +41,7 @@ func TestSyncLoadsRecordedVersion(t *testing.T) {
 	defer s.Close()
 	sync := func(rec Recorded) {
 		t.Helper()
-		if run, err := s.Sync(ctx, ImageName(env), rec); err != nil || run != ImageName(env) {
+		if run, err := s.Sync(ctx, environment.ImageName(env), rec); err != nil || run != environment.ImageName(env) {
 			t.Fatalf("Sync = %q, %v", run, err)
 		}
 	}
@@ -49,7 +51,7 @@ func TestSyncLoadsRecordedVersion(t *testing.T) {
 		t.Fatalf("%d loads for an up-to-date image", n)
 	}
 	// Missing: loaded.
-	if _, err := cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+	if _, err := cli.ImageRemove(ctx, environment.ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 		t.Fatal(err)
 	}
 	sync(recordOf(tb1))
@@ -65,11 +67,11 @@ func TestSyncLoadsRecordedVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The runner still has another version (here: the test image).
-	if err := cli.ImageTag(ctx, testImage, ImageName(env)); err != nil {
+	if err := cli.ImageTag(ctx, testImage, environment.ImageName(env)); err != nil {
 		t.Fatal(err)
 	}
 	sync(recordOf(tb2))
-	ii, err := cli.ImageInspect(ctx, ImageName(env))
+	ii, err := cli.ImageInspect(ctx, environment.ImageName(env))
 	if err != nil || ii.Config.Labels[LabelVersion] != strconv.FormatInt(tb2.Version, 10) {
 		t.Fatalf("image after sync: %v %+v", err, ii.Config)
 	}
@@ -83,10 +85,10 @@ func TestSyncLoadsRecordedVersion(t *testing.T) {
 	// Nothing recorded: a local image is used as it is, a missing one is
 	// an error, never a load of whatever lies in the folder.
 	sync(Recorded{})
-	if _, err := cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+	if _, err := cli.ImageRemove(ctx, environment.ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Sync(ctx, ImageName(env), Recorded{}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "recorded no tarball") {
+	if _, err := s.Sync(ctx, environment.ImageName(env), Recorded{}); !errors.Is(err, environment.ErrNotFound) || !strings.Contains(err.Error(), "recorded no tarball") {
 		t.Fatalf("Sync without a record: %v", err)
 	}
 }
@@ -100,7 +102,7 @@ func TestSyncCorruptTarball(t *testing.T) {
 		t.Fatal(err)
 	}
 	content := []byte("this is not a tar archive at all\n")
-	bad := filepath.Join(dir, TarballName(env, time.Now().Unix()))
+	bad := filepath.Join(dir, environment.TarballName(env, time.Now().Unix()))
 	if err := os.WriteFile(bad, content, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -108,13 +110,13 @@ func TestSyncCorruptTarball(t *testing.T) {
 	cli := requireDocker(t)
 	ctx := context.Background()
 	id := testTaskID()
-	spec := taskSpec(cfg, id, ImageName(env), "true")
+	spec := taskSpec(cfg, id, environment.ImageName(env), "true")
 	// Recorded with its true hash, so that the load itself fails.
 	spec.ImageVersion, spec.ImageSHA256 = time.Now().Unix(), sha256Hex(content)
-	if err := os.Rename(bad, filepath.Join(dir, TarballName(env, spec.ImageVersion))); err != nil {
+	if err := os.Rename(bad, filepath.Join(dir, environment.TarballName(env, spec.ImageVersion))); err != nil {
 		t.Fatal(err)
 	}
-	bad = filepath.Join(dir, TarballName(env, spec.ImageVersion))
+	bad = filepath.Join(dir, environment.TarballName(env, spec.ImageVersion))
 	err := e.Start(ctx, spec)
 	if err == nil || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("Start with a corrupt tarball: %v; want an error naming %s", err, bad)
@@ -144,7 +146,7 @@ func TestConcurrentSyncsLoadOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+	if _, err := cli.ImageRemove(ctx, environment.ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := NewSyncer(cfg)
@@ -158,7 +160,7 @@ func TestConcurrentSyncsLoadOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = s.Sync(ctx, ImageName(env), recordOf(tb))
+			_, errs[i] = s.Sync(ctx, environment.ImageName(env), recordOf(tb))
 		}()
 	}
 	wg.Wait()
@@ -169,18 +171,18 @@ func TestConcurrentSyncsLoadOnce(t *testing.T) {
 		t.Fatalf("%d loads for 8 concurrent syncs, want 1", n)
 	}
 	// A caller that gives up does not cancel the load others wait for.
-	if _, err := cli.ImageRemove(ctx, ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+	if _, err := cli.ImageRemove(ctx, environment.ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 		t.Fatal(err)
 	}
 	short, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := s.Sync(short, ImageName(env), recordOf(tb)); !errors.Is(err, context.Canceled) {
+	if _, err := s.Sync(short, environment.ImageName(env), recordOf(tb)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Sync with a cancelled context: %v", err)
 	}
-	if _, err := s.Sync(ctx, ImageName(env), recordOf(tb)); err != nil {
+	if _, err := s.Sync(ctx, environment.ImageName(env), recordOf(tb)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.ImageInspect(ctx, ImageName(env)); err != nil {
+	if _, err := cli.ImageInspect(ctx, environment.ImageName(env)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -48,6 +48,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 	"github.com/hakuriver/hakuriver-ha/runner/resources"
 )
@@ -98,13 +99,13 @@ func authorizedKeys(text string) ([]byte, error) {
 			continue
 		}
 		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err != nil {
-			return nil, fmt.Errorf("%w: VPS public key %q: not an OpenSSH public key (%v)", ErrInvalid, truncateKey(line), err)
+			return nil, fmt.Errorf("%w: VPS public key %q: not an OpenSSH public key (%v)", environment.ErrInvalid, truncateKey(line), err)
 		}
 		b.WriteString(line)
 		b.WriteByte('\n')
 	}
 	if b.Len() == 0 {
-		return nil, fmt.Errorf("%w: VPS public key: empty; give an OpenSSH public key such as the contents of ~/.ssh/id_ed25519.pub", ErrInvalid)
+		return nil, fmt.Errorf("%w: VPS public key: empty; give an OpenSSH public key such as the contents of ~/.ssh/id_ed25519.pub", environment.ErrInvalid)
 	}
 	return b.Bytes(), nil
 }
@@ -206,7 +207,7 @@ func (e *Executor) startVPS(ctx context.Context, s executor.Spec) error {
 func (e *Executor) removeFailed(id string, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !errors.Is(translate(err), ErrNotFound) {
+	if err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !errors.Is(translate(err), environment.ErrNotFound) {
 		return errors.Join(cause, fmt.Errorf("remove the container: %w", translate(err)))
 	}
 	return cause
@@ -216,9 +217,9 @@ func (e *Executor) removeFailed(id string, cause error) error {
 // and installs the authorized keys in it.
 func (e *Executor) prepareVPS(ctx context.Context, id, image string, keys []byte) error {
 	if _, err := e.cli.ContainerStatPath(ctx, id, sshdPath); err != nil {
-		if errors.Is(translate(err), ErrNotFound) {
+		if errors.Is(translate(err), environment.ErrNotFound) {
 			return fmt.Errorf("%w: environment image %s has no %s: a VPS needs an environment with an SSH server "+
-				"(install openssh-server in it, e.g. with `hakuriver docker shell`, and save a new tarball)", ErrInvalid, image, sshdPath)
+				"(install openssh-server in it, e.g. with `hakuriver docker shell`, and save a new tarball)", environment.ErrInvalid, image, sshdPath)
 		}
 		return fmt.Errorf("look for %s in the image: %w", sshdPath, translate(err))
 	}

@@ -29,6 +29,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // stateSaveEvery bounds how often a task's log position is written.
@@ -118,7 +120,7 @@ func (e *Executor) copyLogs(ctx context.Context, t *task) {
 			return
 		}
 		ins, ierr := e.cli.ContainerInspect(ctx, t.name)
-		if ierr != nil && errors.Is(translate(ierr), ErrNotFound) {
+		if ierr != nil && errors.Is(translate(ierr), environment.ErrNotFound) {
 			return
 		}
 		if ierr == nil && ins.State != nil && !ins.State.Running && !ins.State.Restarting && err == nil {
