@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/internal/sshtest"
 	"github.com/hakuriver/hakuriver-ha/runner"
 	"github.com/hakuriver/hakuriver-ha/runner/docker"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
@@ -159,8 +159,7 @@ func TestVPSThroughAgent(t *testing.T) {
 		return tk
 	}
 
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	key, _ := ssh.NewSignerFromKey(priv)
+	key := sshtest.NewKey(t).Signer
 	cores := 1
 	sr, err := c.Submit(ctx, api.SubmitRequest{TaskType: "vps", Command: string(ssh.MarshalAuthorizedKey(key.PublicKey())), RequiredCores: &cores})
 	if err != nil {
@@ -184,21 +183,8 @@ func TestVPSThroughAgent(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		cc, chans, reqs, err := ssh.NewClientConn(conn, "vps", &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
-			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}) //nolint:gosec // test container
-		if err != nil {
-			conn.Close()
-			return "", err
-		}
-		sc := ssh.NewClient(cc, chans, reqs)
-		defer sc.Close()
-		s, err := sc.NewSession()
-		if err != nil {
-			return "", err
-		}
-		defer s.Close()
-		out, err := s.CombinedOutput(cmd)
-		return strings.TrimSpace(string(out)), err
+		out, err := sshtest.Exec(conn, key, cmd)
+		return strings.TrimSpace(out), err
 	}
 	out, err := run("hostname; nproc")
 	if want := fmt.Sprintf("%s\n%d", docker.VPSContainerName(n), cores); err != nil || out != want {
