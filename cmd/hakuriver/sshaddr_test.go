@@ -152,7 +152,7 @@ func TestSSH_FindsProxyFromCluster(t *testing.T) {
 	}
 
 	// An unreachable --host replica is passed over for the next one.
-	unreachable := "http://127.0.0.1:" + strconv.Itoa(closedPort(t))
+	unreachable := "http://127.0.0.1:" + strconv.Itoa(sshtest.ClosedPort(t))
 	if out, err := ping(t, unreachable+","+f.srv.URL); err != nil || out != "ping\n" {
 		t.Fatalf("first --host unreachable: %q, %v", out, err)
 	}
@@ -174,17 +174,4 @@ func TestSSH_FindsProxyFromCluster(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no SSH proxy reachable") {
 		t.Fatalf("every proxy down: %v", err)
 	}
-}
-
-// closedPort returns a loopback port nothing listens on (it was free a
-// moment ago).
-func closedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
 }

@@ -67,3 +67,17 @@ func serve(tb testing.TB, handle func(net.Conn)) int {
 	})
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// ClosedPort returns a port on 127.0.0.1 that nothing listens on: it was
+// free a moment ago, so a dial to it is refused unless another process has
+// taken it since.
+func ClosedPort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen: %v", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
