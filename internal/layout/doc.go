@@ -9,7 +9,8 @@
 //     raft-boltdb; only gossip imports github.com/hashicorp/memberlist.
 //   - Only the runner's Docker executor and the environment package import the
 //     Docker SDK in production code.
-//   - cluster's production code never depends on any runner package.
+//   - cluster's production code never depends on any runner package, not
+//     even through another package (its tests may wire one in).
 //   - Nothing imports cmd; nothing outside integration imports integration.
 //   - Production code never imports "testing" nor a test-helper package (one
 //     whose name ends in "test", such as internal/sshtest).
