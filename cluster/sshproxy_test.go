@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"io"
 	"net"
@@ -18,44 +16,8 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
-
-// sshEchoTarget stands in for a VPS's published port: it echoes each
-// connection's bytes back.
-func sshEchoTarget(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func sshSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // sshEcho sends msg through conn and expects it back.
 func sshEcho(t *testing.T, conn net.Conn, msg string) {
@@ -83,8 +45,8 @@ func TestSSHProxy_ThroughFollower(t *testing.T) {
 			follower = h
 		}
 	}
-	owner, other := sshSigner(t), sshSigner(t)
-	port := sshEchoTarget(t)
+	owner, other := sshtest.NewKey(t).Signer, sshtest.NewKey(t).Signer
+	port := sshtest.EchoServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := leader.apply(ctx, &fsm.RegisterNode{Node: &fsm.Node{Hostname: "n1", URL: "http://127.0.0.1:8001", TotalCores: 4}, At: time.Now()}); err != nil {

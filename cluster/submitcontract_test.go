@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 // appliedIndex reads the replica's applied index through GET /api/cluster.
@@ -186,7 +185,7 @@ func TestSubmitContractAcceptsOriginalPayloads(t *testing.T) {
 	}); resp.StatusCode != http.StatusOK {
 		t.Fatalf("register: %d %s", resp.StatusCode, body)
 	}
-	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshSigner(t).PublicKey())))
+	key := sshtest.NewKey(t).AuthorizedKey("")
 	envAtLimit := map[string]string{"BIG": strings.Repeat("e", api.MaxEnvBytes-len("BIG=")-len("A=1")), "A": "1"}
 	ours, _ := json.Marshal(api.SubmitRequest{
 		TaskType: "command", Command: "echo", Arguments: []string{strings.Repeat("a", api.MaxArgBytes), strings.Repeat("b", api.MaxCommandBytes-api.MaxArgBytes-len("echo"))},

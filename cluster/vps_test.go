@@ -14,6 +14,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 // TestVPSLifecycleAPI submits a VPS without a target to a host with one
@@ -44,7 +45,7 @@ func TestVPSLifecycleAPI(t *testing.T) {
 		t.Fatalf("register: %d %s", resp.StatusCode, body)
 	}
 
-	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshSigner(t).PublicKey()))) + " user@lab"
+	key := sshtest.NewKey(t).AuthorizedKey("user@lab")
 	cores := 2
 	resp, body := do(t, "POST", h.APIURL()+"/api/submit", api.SubmitRequest{TaskType: "vps", Command: key, RequiredCores: &cores})
 	if resp.StatusCode != http.StatusAccepted {
@@ -117,7 +118,7 @@ func TestVPSSubmitValidation(t *testing.T) {
 		t.Fatalf("register: %d %s", resp.StatusCode, body)
 	}
 	null := "NULL"
-	key := string(ssh.MarshalAuthorizedKey(sshSigner(t).PublicKey()))
+	key := string(ssh.MarshalAuthorizedKey(sshtest.NewKey(t).PublicKey()))
 	for name, tc := range map[string]struct {
 		req  api.SubmitRequest
 		want string

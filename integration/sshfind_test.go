@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 // sshClientOpts are the ssh options of a non-interactive test session.
@@ -58,23 +59,10 @@ func (f *vpsFixture) testCreatedLineFindsProxy(t *testing.T) {
 	wantHostnameNproc(t, c.CLIVia([]int{i}, sshTimeout, "", args...), f.id)
 
 	// The first --host replica is unreachable: the next one answers.
-	dead := "http://127.0.0.1:" + strconv.Itoa(closedPort(t))
+	dead := "http://127.0.0.1:" + strconv.Itoa(sshtest.ClosedPort(t))
 	r = harness.RunCLI(t.Context(), harness.CLICommand{Bin: c.Bin(), Args: append([]string{"--host", dead + "," + c.HostFlag(i)}, args...),
 		Timeout: sshTimeout})
 	wantHostnameNproc(t, r, f.id)
-}
-
-// closedPort returns a loopback port nothing listens on (it was free a
-// moment ago).
-func closedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
 }
 
 // testJumpHostWithKeyFile reaches the VPS through a replica's jump host with

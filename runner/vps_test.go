@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -28,6 +27,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/runner/executor/docker"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 const sshdImage = "hakuriver-test/sshd:latest"
@@ -160,8 +160,7 @@ func TestVPSThroughAgent(t *testing.T) {
 		return tk
 	}
 
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	key, _ := ssh.NewSignerFromKey(priv)
+	key := sshtest.NewKey(t).Signer
 	cores := 1
 	sr, err := c.Submit(ctx, api.SubmitRequest{TaskType: "vps", Command: string(ssh.MarshalAuthorizedKey(key.PublicKey())), RequiredCores: &cores})
 	if err != nil {
@@ -185,21 +184,8 @@ func TestVPSThroughAgent(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		cc, chans, reqs, err := ssh.NewClientConn(conn, "vps", &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
-			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}) //nolint:gosec // test container
-		if err != nil {
-			conn.Close()
-			return "", err
-		}
-		sc := ssh.NewClient(cc, chans, reqs)
-		defer sc.Close()
-		s, err := sc.NewSession()
-		if err != nil {
-			return "", err
-		}
-		defer s.Close()
-		out, err := s.CombinedOutput(cmd)
-		return strings.TrimSpace(string(out)), err
+		out, err := sshtest.Exec(conn, key, cmd)
+		return strings.TrimSpace(out), err
 	}
 	out, err := run("hostname; nproc")
 	if want := fmt.Sprintf("%s\n%d", docker.VPSContainerName(n), cores); err != nil || out != want {

@@ -16,14 +16,15 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 // jumpClient connects to the jump host at addr as user with key.
-func jumpClient(tb testing.TB, addr, user string, key userKey, hostKey ssh.PublicKey) (*ssh.Client, error) {
+func jumpClient(tb testing.TB, addr, user string, key *sshtest.Key, hostKey ssh.PublicKey) (*ssh.Client, error) {
 	tb.Helper()
 	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
 		User:            user,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(key.signer)},
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(key.Signer)},
 		HostKeyCallback: ssh.FixedHostKey(hostKey),
 		Timeout:         10 * time.Second,
 	})
@@ -39,22 +40,22 @@ const bigID = 7301234567890123456
 // jumpSetup is a fake VPS (task 42, owner's key) behind a proxy with an
 // admin key.
 type jumpSetup struct {
-	owner, other, admin userKey
-	vps                 *fakeVPS
+	owner, other, admin *sshtest.Key
+	vps                 *sshtest.SSHD
 	p                   *proxy
 }
 
 func newJumpSetup(t *testing.T) *jumpSetup {
 	t.Helper()
-	s := &jumpSetup{owner: newUserKey(t), other: newUserKey(t), admin: newUserKey(t)}
-	s.vps = newFakeVPS(t, s.owner)
+	s := &jumpSetup{owner: sshtest.NewKey(t), other: sshtest.NewKey(t), admin: sshtest.NewKey(t)}
+	s.vps = sshtest.NewSSHD(t, s.owner.PublicKey())
 	r := &resolver{}
-	r.set(42, sshproxy.Target{Task: vpsTask(42, s.owner.authorized(), s.vps.port()), Node: node("n1")})
-	r.set(bigID, sshproxy.Target{Task: vpsTask(bigID, s.owner.authorized(), s.vps.port()), Node: node("n1")})
-	stopped := vpsTask(43, s.owner.authorized(), s.vps.port())
+	r.set(42, sshproxy.Target{Task: vpsTask(42, s.owner.AuthorizedKey("user@test"), s.vps.Port()), Node: node("n1")})
+	r.set(bigID, sshproxy.Target{Task: vpsTask(bigID, s.owner.AuthorizedKey("user@test"), s.vps.Port()), Node: node("n1")})
+	stopped := vpsTask(43, s.owner.AuthorizedKey("user@test"), s.vps.Port())
 	stopped.Status = "completed"
 	r.set(43, sshproxy.Target{Task: stopped, Node: node("n1")})
-	s.p = startProxy(t, sshproxy.Config{Resolver: r, AdminKeys: []string{"", s.admin.authorized()}})
+	s.p = startProxy(t, sshproxy.Config{Resolver: r, AdminKeys: []string{"", s.admin.AuthorizedKey("user@test")}})
 	return s
 }
 
@@ -72,7 +73,7 @@ func TestJump_OwnerKeyReachesVPS(t *testing.T) {
 				t.Fatalf("direct-tcpip to 0.0.0.42:22: %v", err)
 			}
 			defer conn.Close()
-			if got := runOver(t, conn, s.owner, "hostname"); got != "fake-vps\n" {
+			if got := sshtest.Run(t, conn, s.owner.Signer, "hostname"); got != "fake-vps\n" {
 				t.Fatalf("hostname = %q", got)
 			}
 			// Bytes flow both ways with half-close through the channel.
@@ -82,7 +83,7 @@ func TestJump_OwnerKeyReachesVPS(t *testing.T) {
 			}
 			defer conn2.Close()
 			cc, chans, reqs, err := ssh.NewClientConn(conn2, "vps", &ssh.ClientConfig{User: "root",
-				Auth: []ssh.AuthMethod{ssh.PublicKeys(s.owner.signer)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+				Auth: []ssh.AuthMethod{ssh.PublicKeys(s.owner.Signer)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +119,7 @@ func TestJump_OtherKeyRefusedBeforeVPS(t *testing.T) {
 			t.Errorf("%s: %v, want administratively prohibited", target, err)
 		}
 	}
-	if n := s.vps.accepted.Load(); n != 0 {
+	if n := s.vps.Accepted(); n != 0 {
 		t.Fatalf("the VPS saw %d connections, want none", n)
 	}
 	// No shell on the proxy.
@@ -129,7 +130,7 @@ func TestJump_OtherKeyRefusedBeforeVPS(t *testing.T) {
 	if _, err := jumpClient(t, s.p.jumpAddr, "42", s.other, s.p.hostKey.PublicKey()); err == nil {
 		t.Fatal("authentication as user 42 with a foreign key succeeded")
 	}
-	if n := s.vps.accepted.Load(); n != 0 {
+	if n := s.vps.Accepted(); n != 0 {
 		t.Fatalf("the VPS saw %d connections, want none", n)
 	}
 }
@@ -160,7 +161,7 @@ func TestJump_NoKeyRefused(t *testing.T) {
 			t.Errorf("user %q without a key: %v, want an authentication failure", user, err)
 		}
 	}
-	if n := s.vps.accepted.Load(); n != 0 {
+	if n := s.vps.Accepted(); n != 0 {
 		t.Fatalf("the VPS saw %d connections, want none", n)
 	}
 }
@@ -169,7 +170,7 @@ func TestJump_TaskIDUserAndAdmin(t *testing.T) {
 	s := newJumpSetup(t)
 	for _, tc := range []struct {
 		name, user string
-		key        userKey
+		key        *sshtest.Key
 	}{
 		{"OwnerAsTaskUser", "42", s.owner},
 		{"Admin", "admin", s.admin},
@@ -240,8 +241,8 @@ func TestOpenSSH_Jump(t *testing.T) {
 	}
 	s := newJumpSetup(t)
 	dir := t.TempDir()
-	run := func(key userKey, jumpAddr, jumpUser string, id int64) (string, error) {
-		keyFile := key.writeFile(t, dir)
+	run := func(key *sshtest.Key, jumpAddr, jumpUser string, id int64) (string, error) {
+		keyFile := key.WriteFile(t, dir)
 		// ProxyJump's inner ssh does not inherit -o options, but -F is
 		// passed on: put the client settings in a config file.
 		cfg := filepath.Join(dir, "config")
@@ -277,13 +278,13 @@ func TestOpenSSH_Jump(t *testing.T) {
 			}
 		})
 	}
-	before := s.vps.accepted.Load()
+	before := s.vps.Accepted()
 	out, err := run(s.other, s.p.jumpAddr, "proxy", 42)
 	if err == nil {
 		t.Fatalf("ssh with a foreign key succeeded: %q", out)
 	}
 	t.Logf("foreign key: %v", err)
-	if n := s.vps.accepted.Load(); n != before {
+	if n := s.vps.Accepted(); n != before {
 		t.Fatalf("the VPS saw %d new connections from a foreign key, want none", n-before)
 	}
 }

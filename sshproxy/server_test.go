@@ -12,13 +12,14 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 func TestLineProtocol_TunnelToVPS(t *testing.T) {
-	user := newUserKey(t)
-	vps := newFakeVPS(t, user)
+	user := sshtest.NewKey(t)
+	vps := sshtest.NewSSHD(t, user.PublicKey())
 	r := &resolver{}
-	r.set(7, sshproxy.Target{Task: vpsTask(7, user.authorized(), vps.port()), Node: node("n1")})
+	r.set(7, sshproxy.Target{Task: vpsTask(7, user.AuthorizedKey("user@test"), vps.Port()), Node: node("n1")})
 	p := startProxy(t, sshproxy.Config{Resolver: r})
 
 	conn, err := sshproxy.DialTunnel(context.Background(), p.lineAddr, 7, 5*time.Second)
@@ -26,7 +27,7 @@ func TestLineProtocol_TunnelToVPS(t *testing.T) {
 		t.Fatalf("DialTunnel: %v", err)
 	}
 	defer conn.Close()
-	if got := runOver(t, conn, user, "hostname"); got != "fake-vps\n" {
+	if got := sshtest.Run(t, conn, user.Signer, "hostname"); got != "fake-vps\n" {
 		t.Fatalf("hostname = %q", got)
 	}
 	if s := p.srv.Stats(); s.Tunnels != 1 || s.Accepted != 1 {
@@ -83,8 +84,8 @@ func (zeros) Read(p []byte) (int, error) {
 }
 
 func TestLineProtocol_Errors(t *testing.T) {
-	user := newUserKey(t)
-	vps := newFakeVPS(t, user)
+	user := sshtest.NewKey(t)
+	vps := sshtest.NewSSHD(t, user.PublicKey())
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -92,31 +93,31 @@ func TestLineProtocol_Errors(t *testing.T) {
 	closedPort := closed.Addr().(*net.TCPAddr).Port
 	closed.Close()
 
-	key := user.authorized()
+	key := user.AuthorizedKey("user@test")
 	r := &resolver{}
-	r.set(1, sshproxy.Target{Task: vpsTask(1, key, vps.port()), Node: node("n1")})
+	r.set(1, sshproxy.Target{Task: vpsTask(1, key, vps.Port()), Node: node("n1")})
 	cmdTask := vpsTask(2, "echo hi", 0)
 	cmdTask.TaskType = fsm.TaskCommand
 	r.set(2, sshproxy.Target{Task: cmdTask, Node: node("n1")})
-	killed := vpsTask(3, key, vps.port())
+	killed := vpsTask(3, key, vps.Port())
 	killed.Status = fsm.StatusKilled
 	r.set(3, sshproxy.Target{Task: killed, Node: node("n1")})
-	noNode := vpsTask(4, key, vps.port())
+	noNode := vpsTask(4, key, vps.Port())
 	noNode.AssignedNode = ""
 	r.set(4, sshproxy.Target{Task: noNode})
 	r.set(5, sshproxy.Target{Task: vpsTask(5, key, 0), Node: node("n1")})
 	offline := node("n1")
 	offline.Status = fsm.NodeOffline
-	r.set(6, sshproxy.Target{Task: vpsTask(6, key, vps.port()), Node: offline})
-	r.set(7, sshproxy.Target{Task: vpsTask(7, key, vps.port())})
+	r.set(6, sshproxy.Target{Task: vpsTask(6, key, vps.Port()), Node: offline})
+	r.set(7, sshproxy.Target{Task: vpsTask(7, key, vps.Port())})
 	badURL := node("n1")
 	badURL.URL = "http://[::1"
-	r.set(8, sshproxy.Target{Task: vpsTask(8, key, vps.port()), Node: badURL})
+	r.set(8, sshproxy.Target{Task: vpsTask(8, key, vps.Port()), Node: badURL})
 	noHost := node("n1")
 	noHost.URL = "runner-without-scheme"
-	r.set(9, sshproxy.Target{Task: vpsTask(9, key, vps.port()), Node: noHost})
+	r.set(9, sshproxy.Target{Task: vpsTask(9, key, vps.Port()), Node: noHost})
 	r.set(10, sshproxy.Target{Task: vpsTask(10, key, closedPort), Node: node("n1")})
-	paused := vpsTask(11, key, vps.port())
+	paused := vpsTask(11, key, vps.Port())
 	paused.Status = fsm.StatusPaused
 	r.set(11, sshproxy.Target{Task: paused, Node: node("n1")})
 
@@ -174,7 +175,7 @@ func TestLineProtocol_Errors(t *testing.T) {
 		if err != nil {
 			t.Fatalf("DialTunnel(%d) after bad requests: %v", id, err)
 		}
-		if got := runOver(t, conn, user, "hostname"); got != "fake-vps\n" {
+		if got := sshtest.Run(t, conn, user.Signer, "hostname"); got != "fake-vps\n" {
 			t.Fatalf("hostname = %q", got)
 		}
 		conn.Close()

@@ -3,17 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +20,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 // runSSHCLI runs "hakuriver ARGS" with only the ssh command wired, with
@@ -174,24 +170,7 @@ func sshTestProxy(t *testing.T, port int, key string) int {
 }
 
 func TestSSH_ProxyCommandWithFailover(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	port := sshTestProxy(t, echo.Addr().(*net.TCPAddr).Port, "")
+	port := sshTestProxy(t, sshtest.EchoServer(t), "")
 	// 127.0.0.2 has no proxy: the next replica is tried.
 	hosts := "http://127.0.0.2:8000,http://127.0.0.1:8000"
 	out, _, err := runSSHCLI(t, strings.NewReader("ping through the tunnel\n"),
@@ -218,23 +197,9 @@ func TestSSH_Session(t *testing.T) {
 		}
 		t.Skip("ssh not installed")
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "id_ed25519")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	vpsPort := fakeSSHD(t, user.PublicKey())
+	user := sshtest.NewKey(t)
+	keyFile := user.WriteFile(t, t.TempDir())
+	vpsPort := sshtest.NewSSHD(t, user.PublicKey()).Port()
 	port := sshTestProxy(t, vpsPort, string(ssh.MarshalAuthorizedKey(user.PublicKey())))
 	base := []string{"--host", "127.0.0.1:8000", "ssh", "--proxy-port", strconv.Itoa(port), "--key", keyFile, "7", "--", "-o", "BatchMode=yes"}
 
@@ -242,7 +207,7 @@ func TestSSH_Session(t *testing.T) {
 	if err != nil || out != "fake-vps\n" {
 		t.Fatalf("hakuriver ssh 7 -- hostname = %q, %v\n%s", out, err, errOut)
 	}
-	_, _, err = runSSHCLI(t, nil, append(base, "exit3")...)
+	_, _, err = runSSHCLI(t, nil, append(base, "exit", "3")...)
 	var ec *exitCodeError
 	if !errors.As(err, &ec) || ec.ExitCode() != 3 {
 		t.Fatalf("exit code: %v", err)
@@ -251,79 +216,4 @@ func TestSSH_Session(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Task 404 not found.") {
 		t.Fatalf("ssh to an unknown task = %v", err)
 	}
-}
-
-// fakeSSHD is a tiny sshd for one user key: "hostname" prints fake-vps,
-// "exit3" exits with code 3.
-func fakeSSHD(t *testing.T, userKey ssh.PublicKey) int {
-	t.Helper()
-	_, hpriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostKey, err := ssh.NewSignerFromKey(hpriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-		if bytes.Equal(k.Marshal(), userKey.Marshal()) {
-			return nil, nil
-		}
-		return nil, errors.New("unknown key")
-	}}
-	cfg.AddHostKey(hostKey)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sconn, chans, reqs, err := ssh.NewServerConn(c, cfg)
-				if err != nil {
-					return
-				}
-				defer sconn.Close()
-				go ssh.DiscardRequests(reqs)
-				for nc := range chans {
-					ch, creqs, err := nc.Accept()
-					if err != nil {
-						continue
-					}
-					go func() {
-						defer ch.Close()
-						for req := range creqs {
-							if req.Type != "exec" {
-								req.Reply(false, nil)
-								continue
-							}
-							var p struct{ Command string }
-							ssh.Unmarshal(req.Payload, &p)
-							req.Reply(true, nil)
-							code := uint32(0)
-							switch p.Command {
-							case "hostname":
-								io.WriteString(ch, "fake-vps\n")
-							case "exit3":
-								code = 3
-							default:
-								code = 127
-							}
-							st := make([]byte, 4)
-							binary.BigEndian.PutUint32(st, code)
-							ch.SendRequest("exit-status", false, st)
-							return
-						}
-					}()
-				}
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
 }

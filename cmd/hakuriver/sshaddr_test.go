@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net"
 	"net/http"
 	"reflect"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 func TestProxyCandidates(t *testing.T) {
@@ -75,30 +75,6 @@ func TestProxyCandidates(t *testing.T) {
 	}
 }
 
-// echoServer accepts connections and echoes what they send; it returns
-// its port.
-func echoServer(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c) //nolint:errcheck // the test reads what came back
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // countingListener accepts connections, counts them and closes them at
 // once: a port where something listens but no proxy answers.
 func countingListener(t *testing.T) (port int, count func() int) {
@@ -128,7 +104,7 @@ func countingListener(t *testing.T) (port int, count func() int) {
 // the proxies: its own (unspecified host, or a port where no proxy
 // answers) is tried first, then the next one.
 func TestSSH_FindsProxyFromCluster(t *testing.T) {
-	proxy := strconv.Itoa(sshTestProxy(t, echoServer(t), ""))
+	proxy := strconv.Itoa(sshTestProxy(t, sshtest.EchoServer(t), ""))
 	dead, tries := countingListener(t)
 	f := newFakeHost(t)
 	var mu sync.Mutex
@@ -176,7 +152,7 @@ func TestSSH_FindsProxyFromCluster(t *testing.T) {
 	}
 
 	// An unreachable --host replica is passed over for the next one.
-	unreachable := "http://127.0.0.1:" + strconv.Itoa(closedPort(t))
+	unreachable := "http://127.0.0.1:" + strconv.Itoa(sshtest.ClosedPort(t))
 	if out, err := ping(t, unreachable+","+f.srv.URL); err != nil || out != "ping\n" {
 		t.Fatalf("first --host unreachable: %q, %v", out, err)
 	}
@@ -198,17 +174,4 @@ func TestSSH_FindsProxyFromCluster(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no SSH proxy reachable") {
 		t.Fatalf("every proxy down: %v", err)
 	}
-}
-
-// closedPort returns a loopback port nothing listens on (it was free a
-// moment ago).
-func closedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
 }

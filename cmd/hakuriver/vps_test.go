@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 // runVPSCLI runs "hakuriver ARGS" with the vps command wired as main.go
@@ -37,20 +36,6 @@ func runVPSCLI(tb testing.TB, args ...string) (string, string, error) {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	return out.String(), errOut.String(), err
-}
-
-// testPublicKey returns a fresh authorized_keys line.
-func testPublicKey(t *testing.T, comment string) string {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " " + comment
 }
 
 // fakeHome points $HOME at a fresh directory with an empty ~/.ssh.
@@ -77,7 +62,7 @@ func TestCLI_VPSCreateBuildsRequest(t *testing.T) {
 	fakeHome(t)
 	f := newFakeHost(t)
 	f.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"55"}})
-	key := testPublicKey(t, "me@lab")
+	key := sshtest.NewKey(t).AuthorizedKey("me@lab")
 	keyFile := filepath.Join(t.TempDir(), "k.pub")
 	if err := os.WriteFile(keyFile, []byte("\n"+key+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -120,7 +105,7 @@ func TestCLI_VPSCreateDefaultKey(t *testing.T) {
 	if n := len(f.requests()); n != 0 {
 		t.Fatalf("%d requests without a key", n)
 	}
-	rsa, ed := testPublicKey(t, "rsa-file"), testPublicKey(t, "ed-file")
+	rsa, ed := sshtest.NewKey(t).AuthorizedKey("rsa-file"), sshtest.NewKey(t).AuthorizedKey("ed-file")
 	os.WriteFile(filepath.Join(home, ".ssh", "id_rsa.pub"), []byte(rsa+"\n"), 0o644) //nolint:errcheck // read back below
 	if _, _, err := runVPSCLI(t, "--host", f.srv.URL, "vps", "create"); err != nil {
 		t.Fatal(err)
@@ -220,7 +205,7 @@ func checkKeyPair(t *testing.T, path, sent string) {
 func TestCLI_VPSCreateBadFlags(t *testing.T) {
 	fakeHome(t)
 	f := newFakeHost(t)
-	key := testPublicKey(t, "k")
+	key := sshtest.NewKey(t).AuthorizedKey("k")
 	privFile := filepath.Join(t.TempDir(), "id")
 	os.WriteFile(privFile, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n-----END OPENSSH PRIVATE KEY-----\n"), 0o600) //nolint:errcheck // read by the CLI
 	tests := []struct {
@@ -270,7 +255,7 @@ func TestCLI_VPSCreateWait(t *testing.T) {
 		}
 		reply(w, http.StatusOK, t)
 	})
-	out, _, err := runVPSCLI(t, "--host", f.srv.URL, "vps", "create", "--public-key", testPublicKey(t, "k"), "--wait", "--poll-interval", "10ms")
+	out, _, err := runVPSCLI(t, "--host", f.srv.URL, "vps", "create", "--public-key", sshtest.NewKey(t).AuthorizedKey("k"), "--wait", "--poll-interval", "10ms")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +267,7 @@ func TestCLI_VPSCreateWait(t *testing.T) {
 	f2.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"56"}})
 	f2.handle("GET /api/status/56", http.StatusOK, fsm.Task{TaskID: 56, TaskType: fsm.TaskVPS, Status: fsm.StatusFailed,
 		ErrorMessage: "environment image hakuriver/x:base has no /usr/sbin/sshd"})
-	if _, _, err := runVPSCLI(t, "--host", f2.srv.URL, "vps", "create", "--public-key", testPublicKey(t, "k"), "--wait"); err == nil ||
+	if _, _, err := runVPSCLI(t, "--host", f2.srv.URL, "vps", "create", "--public-key", sshtest.NewKey(t).AuthorizedKey("k"), "--wait"); err == nil ||
 		!strings.Contains(err.Error(), "no /usr/sbin/sshd") {
 		t.Fatalf("wait for a failed VPS: %v", err)
 	}

@@ -2,8 +2,6 @@ package docker
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"net"
 	"os"
@@ -22,6 +20,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 	"github.com/hakuriver/hakuriver-ha/runner/resources"
+	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
 // sshdImage is built by .ci/test-images.sh sshd (make test-images).
@@ -52,38 +51,11 @@ func requireSSHDImage(t testing.TB) *client.Client {
 	return cli
 }
 
-// newKey returns a fresh ed25519 signer and its authorized_keys line.
-func newKey(t testing.TB) (ssh.Signer, string) {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signer, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " test@hakuriver"
-}
-
-// sshRun runs cmd as root in the VPS at 127.0.0.1:port with key.
+// sshRun runs cmd as root in the VPS at 127.0.0.1:port with key and
+// returns its combined output, trimmed.
 func sshRun(port int, key ssh.Signer, cmd string) (string, error) {
-	c, err := ssh.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), &ssh.ClientConfig{
-		User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(), //nolint:gosec // a throwaway test container
-		Timeout:         10 * time.Second,
-	})
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	s, err := c.NewSession()
-	if err != nil {
-		return "", err
-	}
-	defer s.Close()
-	out, err := s.CombinedOutput(cmd)
-	return strings.TrimSpace(string(out)), err
+	out, err := sshtest.Dial(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), key, cmd)
+	return strings.TrimSpace(out), err
 }
 
 func vpsSpec(id int64, pub string) executor.Spec {
@@ -98,8 +70,9 @@ func TestVPS(t *testing.T) {
 	cli := requireSSHDImage(t)
 	cfg := testConfig(t)
 	ctx := context.Background()
-	key, pub := newKey(t)
-	other, _ := newKey(t)
+	k := sshtest.NewKey(t)
+	key, pub := k.Signer, k.AuthorizedKey("test@hakuriver")
+	other := sshtest.NewKey(t).Signer
 	id := testTaskID()
 	spec := vpsSpec(id, pub)
 	spec.Cores = 1
@@ -210,7 +183,7 @@ func TestVPSCPUSpread(t *testing.T) {
 	cli := requireSSHDImage(t)
 	e := newTestExecutor(t, testConfig(t))
 	ctx := context.Background()
-	_, pub := newKey(t)
+	pub := sshtest.NewKey(t).AuthorizedKey("test@hakuriver")
 	seen := map[string]bool{}
 	for range 2 {
 		spec := vpsSpec(testTaskID(), pub)
@@ -239,7 +212,7 @@ func TestVPSStartFailures(t *testing.T) {
 	// sshd exits fails at once anyway.
 	e.sshdWait = 30 * time.Second
 	ctx := context.Background()
-	_, pub := newKey(t)
+	pub := sshtest.NewKey(t).AuthorizedKey("test@hakuriver")
 	badConfig := filepath.Join(badDir, "sshd_config")
 	if err := os.WriteFile(badConfig, []byte("NoSuchOption yes\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -313,8 +286,8 @@ func TestVPSConfig(t *testing.T) {
 }
 
 func TestAuthorizedKeys(t *testing.T) {
-	_, k1 := newKey(t)
-	_, k2 := newKey(t)
+	k1 := sshtest.NewKey(t).AuthorizedKey("test@hakuriver")
+	k2 := sshtest.NewKey(t).AuthorizedKey("test@hakuriver")
 	got, err := authorizedKeys("\n  " + k1 + "  \n# comment\n\n" + k2)
 	if err != nil || string(got) != k1+"\n"+k2+"\n" {
 		t.Fatalf("authorizedKeys = %q, %v", got, err)
