@@ -67,11 +67,25 @@ func (g *clientFlags) client() (*api.Client, error) { return g.tokenClient("") }
 
 // tokenClient is client sending token (when not "") on every call.
 func (g *clientFlags) tokenClient(token string) (*api.Client, error) {
-	if _, err := g.format(); err != nil {
+	cfg, err := g.clientConfig(token)
+	if err != nil {
 		return nil, err
 	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --host: %w", err)
+	}
+	return c, nil
+}
+
+// clientConfig validates the shared flags and returns the API client
+// configuration they give, sending token when not "".
+func (g *clientFlags) clientConfig(token string) (api.ClientConfig, error) {
+	if _, err := g.format(); err != nil {
+		return api.ClientConfig{}, err
+	}
 	if g.timeout <= 0 {
-		return nil, fmt.Errorf("invalid --timeout %s: must be positive", g.timeout)
+		return api.ClientConfig{}, fmt.Errorf("invalid --timeout %s: must be positive", g.timeout)
 	}
 	cfg := api.DefaultClientConfig()
 	cfg.Hosts = g.hostList()
@@ -79,11 +93,7 @@ func (g *clientFlags) tokenClient(token string) (*api.Client, error) {
 	cfg.RetryBudget = g.timeout
 	cfg.UserAgent = "hakuriver-cli"
 	cfg.Token = token
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("invalid --host: %w", err)
-	}
-	return c, nil
+	return cfg, nil
 }
 
 // call returns a context bounded by --timeout for one API call.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -148,32 +147,13 @@ func sshProxyAddrs(ctx context.Context, g *clientFlags, port int) ([]string, err
 		return nil, fmt.Errorf("invalid --timeout %s: must be positive", g.timeout)
 	}
 	if port != 0 {
-		return proxyAddrs(g.hostList(), port)
+		addrs, err := api.SSHProxyAddrs(g.hostList(), port)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --host: %w", err)
+		}
+		return addrs, nil
 	}
 	return findProxies(ctx, g)
-}
-
-// proxyAddrs maps the replicas' API URLs to their SSH proxies' addresses:
-// the same host, port.
-func proxyAddrs(hosts []string, port int) ([]string, error) {
-	urls, err := api.ParseHosts(hosts...)
-	if err != nil {
-		return nil, fmt.Errorf("invalid --host: %w", err)
-	}
-	var out []string
-	seen := make(map[string]bool)
-	for _, h := range urls {
-		u, err := url.Parse(h)
-		if err != nil {
-			return nil, fmt.Errorf("invalid --host %q: %w", h, err)
-		}
-		a := net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
-		if !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	return out, nil
 }
 
 // open returns a tunnel. A proxy's ERROR answer is final (the VPS is not
