@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -121,15 +120,6 @@ func (g *clientFlags) withTokenClient(cmd *cobra.Command, token string, fn func(
 	ctx, cancel := g.call(cmd.Context())
 	defer cancel()
 	return fn(ctx, c, format)
-}
-
-// apiStatus returns the HTTP status of an *api.APIError in err, or 0.
-func apiStatus(err error) int {
-	var e *api.APIError
-	if errors.As(err, &e) {
-		return e.StatusCode
-	}
-	return 0
 }
 
 // messageCmd completes a one-argument command (a task ID or a node name)

@@ -104,7 +104,7 @@ func doctorVPS(tasks []fsm.Task) []doctor.VPSPort {
 // the client's own probes of each configured replica say why.
 func (d *doctorRun) unreachable(ctx context.Context, err error) doctor.Report {
 	what, cause := doctor.Classify(err)
-	if s := apiStatus(err); s == 401 || s == 403 {
+	if s := api.StatusCode(err); s == 401 || s == 403 {
 		what, cause = fmt.Sprintf("HTTP %d", s), "cluster token mismatch: pass the cluster's token (--token, --token-file or the config's cluster_token)"
 	}
 	rep := doctor.Report{Node: doctor.ClientNode, Role: doctor.ClientNode}
@@ -207,7 +207,7 @@ func (d *doctorRun) examineOne(ctx context.Context, m *doctor.Member) {
 	t1 := time.Now()
 	if err != nil {
 		what, cause := doctor.Classify(err)
-		if s := apiStatus(err); s != 0 {
+		if s := api.StatusCode(err); s != 0 {
 			what, cause = fmt.Sprintf("HTTP %d", s), "the member answers with an error: see the measured message"
 			if s == 401 || s == 403 {
 				cause = "cluster token mismatch: this member's cluster token differs from the one doctor was given"

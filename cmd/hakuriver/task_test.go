@@ -434,7 +434,7 @@ func TestCLI_TaskPauseResume(t *testing.T) {
 	mustJSON(t, out, &m)
 
 	_, _, err = runCLI(t, "--host", f.srv.URL, "task", "resume", "5")
-	if err == nil || !strings.Contains(err.Error(), "cannot resume task 5 in state running") || apiStatus(err) != http.StatusConflict {
+	if err == nil || !strings.Contains(err.Error(), "cannot resume task 5 in state running") || api.StatusCode(err) != http.StatusConflict {
 		t.Fatalf("resume: err = %v", err)
 	}
 	if r := f.last(t, "/api/command/5/resume"); r.Method != http.MethodPost {
