@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -67,11 +66,25 @@ func (g *clientFlags) client() (*api.Client, error) { return g.tokenClient("") }
 
 // tokenClient is client sending token (when not "") on every call.
 func (g *clientFlags) tokenClient(token string) (*api.Client, error) {
-	if _, err := g.format(); err != nil {
+	cfg, err := g.clientConfig(token)
+	if err != nil {
 		return nil, err
 	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --host: %w", err)
+	}
+	return c, nil
+}
+
+// clientConfig validates the shared flags and returns the API client
+// configuration they give, sending token when not "".
+func (g *clientFlags) clientConfig(token string) (api.ClientConfig, error) {
+	if _, err := g.format(); err != nil {
+		return api.ClientConfig{}, err
+	}
 	if g.timeout <= 0 {
-		return nil, fmt.Errorf("invalid --timeout %s: must be positive", g.timeout)
+		return api.ClientConfig{}, fmt.Errorf("invalid --timeout %s: must be positive", g.timeout)
 	}
 	cfg := api.DefaultClientConfig()
 	cfg.Hosts = g.hostList()
@@ -79,11 +92,7 @@ func (g *clientFlags) tokenClient(token string) (*api.Client, error) {
 	cfg.RetryBudget = g.timeout
 	cfg.UserAgent = "hakuriver-cli"
 	cfg.Token = token
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("invalid --host: %w", err)
-	}
-	return c, nil
+	return cfg, nil
 }
 
 // call returns a context bounded by --timeout for one API call.
@@ -111,15 +120,6 @@ func (g *clientFlags) withTokenClient(cmd *cobra.Command, token string, fn func(
 	ctx, cancel := g.call(cmd.Context())
 	defer cancel()
 	return fn(ctx, c, format)
-}
-
-// apiStatus returns the HTTP status of an *api.APIError in err, or 0.
-func apiStatus(err error) int {
-	var e *api.APIError
-	if errors.As(err, &e) {
-		return e.StatusCode
-	}
-	return 0
 }
 
 // messageCmd completes a one-argument command (a task ID or a node name)

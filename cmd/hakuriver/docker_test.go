@@ -77,7 +77,7 @@ func TestCLI_DockerCommands(t *testing.T) {
 		t.Fatalf("stop json: %v %+v", err, msg)
 	}
 	_, _, err = runDockerCLI(t, "", append(host, "docker", "start", "nosuch")...)
-	if apiStatus(err) != http.StatusNotFound || !strings.Contains(err.Error(), "nosuch") {
+	if api.StatusCode(err) != http.StatusNotFound || !strings.Contains(err.Error(), "nosuch") {
 		t.Fatalf("start unknown: %v", err)
 	}
 	out, _, err = runDockerCLI(t, "", append(host, "docker", "list-tars")...)
@@ -141,7 +141,7 @@ func TestCLI_DockerShellScripted(t *testing.T) {
 		t.Fatalf("shell output %q", out)
 	}
 	_, _, err = runDockerCLI(t, "", "--host", f.srv.URL, "docker", "shell", "missing")
-	if apiStatus(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "missing") {
+	if api.StatusCode(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("shell of a bad name: %v", err)
 	}
 }

@@ -45,14 +45,6 @@ type doctorFlags struct {
 	probeTimeout time.Duration
 }
 
-// doctorOutput is the whole report, also the --output json document.
-type doctorOutput struct {
-	Time      time.Time       `json:"time"`
-	ElapsedMS float64         `json:"elapsed_ms"`
-	Members   []doctor.Report `json:"members"`
-	Summary   doctor.Summary  `json:"summary"`
-}
-
 func newDoctorCmd(g *clientFlags) *cobra.Command {
 	var f doctorFlags
 	cmd := &cobra.Command{
@@ -158,12 +150,15 @@ func runClusterDoctor(cmd *cobra.Command, g *clientFlags, f doctorFlags) error {
 			probeTimeout: f.probeTimeout,
 			heartbeat:    c.Timing.HeartbeatPeriod(),
 		}
+		if d.heartbeat <= 0 {
+			d.heartbeat = config.Default().Timing.HeartbeatPeriod()
+		}
 		return renderDoctor(cmd.OutOrStdout(), d.run(ctx), format)
 	})
 }
 
 // renderDoctor prints out in format and turns failed checks into exit code 1.
-func renderDoctor(w io.Writer, out doctorOutput, format string) error {
+func renderDoctor(w io.Writer, out doctor.ClusterReport, format string) error {
 	var err error
 	if format == outputJSON {
 		err = printJSON(w, out)
@@ -182,7 +177,7 @@ func renderDoctor(w io.Writer, out doctorOutput, format string) error {
 
 // printDoctor writes the NODE CHECK STATUS MEASURED CAUSE table, grouped by
 // member, and a summary line.
-func printDoctor(w io.Writer, out doctorOutput) error {
+func printDoctor(w io.Writer, out doctor.ClusterReport) error {
 	tw := newTable(w)
 	row(tw, "NODE", "CHECK", "STATUS", "MEASURED", "CAUSE")
 	for _, m := range out.Members {
@@ -208,23 +203,6 @@ func printDoctor(w io.Writer, out doctorOutput) error {
 	return nil
 }
 
-// finish stamps node names, counts the checks and the elapsed time.
-func finish(members []doctor.Report, start time.Time) doctorOutput {
-	out := doctorOutput{Time: time.Now(), Members: members}
-	for i := range out.Members {
-		m := &out.Members[i]
-		if m.Checks == nil {
-			m.Checks = []doctor.Check{}
-		}
-		for j := range m.Checks {
-			m.Checks[j].Node = m.Node
-		}
-		out.Summary.Add(m.Checks...)
-	}
-	out.ElapsedMS = float64(time.Since(start)) / float64(time.Millisecond)
-	return out
-}
-
 // runLocalDoctor runs the local checks of this machine from its config.
 func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 	start := time.Now()
@@ -233,7 +211,7 @@ func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 		rep := doctor.Report{Node: "local", Role: f.role, Version: version, Time: time.Now(),
 			Checks: []doctor.Check{{Name: "config", Status: doctor.StatusFail, Measured: err.Error(),
 				Cause: "the node cannot start with this config: fix the keys named above (hakuriver config check)"}}}
-		return renderDoctor(cmd.OutOrStdout(), finish([]doctor.Report{rep}, start), format)
+		return renderDoctor(cmd.OutOrStdout(), doctor.Summarise([]doctor.Report{rep}, start, time.Now()), format)
 	}
 	role := f.role
 	switch role {
@@ -260,7 +238,7 @@ func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 			statedir.Area{Key: "local_temp_dir", Path: c.Paths.LocalTempDir}, statedir.Area{Key: "shared_dir", Path: c.Paths.SharedDir}))
 	}
 	rep = doctor.Run(cmd.Context(), l, doctor.Request{}, rep)
-	return renderDoctor(cmd.OutOrStdout(), finish([]doctor.Report{rep}, start), format)
+	return renderDoctor(cmd.OutOrStdout(), doctor.Summarise([]doctor.Report{rep}, start, time.Now()), format)
 }
 
 // localFromConfig maps the config file onto what the local checks of role

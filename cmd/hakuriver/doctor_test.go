@@ -203,7 +203,7 @@ func TestCLI_DoctorReportsFailuresAndExitsOne(t *testing.T) {
 	if !errors.As(err, &ec) || ec.ExitCode() != 1 {
 		t.Fatalf("json: err = %v", err)
 	}
-	var res doctorOutput
+	var res doctor.ClusterReport
 	mustJSON(t, out, &res)
 	if res.Summary.Fail < 3 || len(res.Members) != 6 || res.Members[0].Node != "cluster" || res.Members[5].Node != "client" {
 		t.Fatalf("json = %+v", res)
@@ -282,7 +282,7 @@ func TestCLI_DoctorLocal(t *testing.T) {
 	if !errors.As(err, &ec) {
 		t.Fatalf("err = %v\n%s", err, out)
 	}
-	var res doctorOutput
+	var res doctor.ClusterReport
 	mustJSON(t, out, &res)
 	if len(res.Members) != 1 || res.Members[0].Role != "runner" {
 		t.Fatalf("members = %+v", res.Members)
@@ -333,7 +333,7 @@ func TestCLI_DoctorLocalToken(t *testing.T) {
 				t.Fatal(err)
 			}
 			out, _ := runDoctorCLI(t, "-o", "json", "doctor", "--local", "--config", cfg, "--role", "runner")
-			var res doctorOutput
+			var res doctor.ClusterReport
 			mustJSON(t, out, &res)
 			var got []doctor.Check
 			for _, c := range res.Members[0].Checks {

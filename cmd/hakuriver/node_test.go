@@ -221,7 +221,7 @@ func TestCLI_NodeDrainUndrain(t *testing.T) {
 	}
 
 	_, _, err = runCLI(t, "--host", f.srv.URL, "node", "drain", "ghost")
-	if apiStatus(err) != http.StatusNotFound || !strings.Contains(err.Error(), "not registered") {
+	if api.StatusCode(err) != http.StatusNotFound || !strings.Contains(err.Error(), "not registered") {
 		t.Fatalf("unknown node: err = %v", err)
 	}
 	n := len(f.requests())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -75,7 +74,7 @@ func printQueue(w io.Writer, q []api.QueueEntry) error {
 func (o *submitOptions) addScheduling(req *api.SubmitRequest) error {
 	req.Priority = o.priority
 	if o.array != "" {
-		spec, err := checkArray(o.array)
+		spec, err := api.CheckArray(o.array)
 		if err != nil {
 			return fmt.Errorf("invalid --array value %q: %w", o.array, err)
 		}
@@ -85,7 +84,7 @@ func (o *submitOptions) addScheduling(req *api.SubmitRequest) error {
 		req.Array = spec
 	}
 	if o.timeLimit != "" {
-		secs, err := parseTimeLimit(o.timeLimit)
+		secs, err := api.ParseTimeLimit(o.timeLimit)
 		if err != nil {
 			return fmt.Errorf("invalid --time-limit value %q: %w", o.timeLimit, err)
 		}
@@ -97,58 +96,6 @@ func (o *submitOptions) addScheduling(req *api.SubmitRequest) error {
 	}
 	req.After = after
 	return nil
-}
-
-// checkArray checks the syntax of an --array spec, "RANGE[,RANGE...][%N]"
-// where RANGE is INDEX or LOW-HIGH, and returns it without blanks. The host
-// checks the rest (the size limit above all).
-func checkArray(spec string) (string, error) {
-	spec = strings.Join(strings.Fields(spec), "")
-	body, throttle, hasThrottle := strings.Cut(spec, "%")
-	if hasThrottle {
-		if n, err := strconv.Atoi(throttle); err != nil || n < 1 {
-			return "", fmt.Errorf("the limit after %% must be a positive integer, got %q", throttle)
-		}
-	}
-	for _, part := range strings.Split(body, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, errA := strconv.ParseUint(lo, 10, 31)
-		b, errB := strconv.ParseUint(hi, 10, 31)
-		switch {
-		case !isRange && errA != nil:
-			return "", fmt.Errorf("%q is not an index: want INDEX or LOW-HIGH, e.g. 0-99, 1,3,5 or 0-99%%8", part)
-		case isRange && (errA != nil || errB != nil):
-			return "", fmt.Errorf("%q is not a range: want LOW-HIGH with non-negative integers", part)
-		case isRange && b < a:
-			return "", fmt.Errorf("range %q ends before it starts", part)
-		}
-	}
-	return spec, nil
-}
-
-// parseTimeLimit reads a --time-limit value: plain seconds ("3600") or a Go
-// duration ("90m", "1h30m"), rounded up to whole seconds. It rejects
-// negative values; 0 means no limit.
-func parseTimeLimit(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 {
-			return 0, errors.New("must not be negative")
-		}
-		return n, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, errors.New("want a duration such as 90s, 90m or 1h30m, or plain seconds")
-	}
-	if d < 0 {
-		return 0, errors.New("must not be negative")
-	}
-	secs := int64(d / time.Second)
-	if d%time.Second != 0 {
-		secs++
-	}
-	return secs, nil
 }
 
 // parseIDList flattens repeated --after values, each "ID[,ID...]", into

@@ -78,7 +78,7 @@ func TestCLI_QueueError(t *testing.T) {
 	f := newFakeHost(t)
 	f.handle("GET /api/queue", http.StatusInternalServerError, api.ErrorResponse{Error: "boom"})
 	_, _, err := runCLI(t, "--host", f.srv.URL, "queue")
-	if apiStatus(err) != http.StatusInternalServerError || !strings.Contains(err.Error(), "list queue") || !strings.Contains(err.Error(), "boom") {
+	if api.StatusCode(err) != http.StatusInternalServerError || !strings.Contains(err.Error(), "list queue") || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -117,25 +116,15 @@ func parseSSHTaskID(s string) (int64, error) {
 	return id, nil
 }
 
-// tunnelOpener opens line-protocol tunnels to one VPS through the first
-// proxy of addrs that answers, starting with the one that answered last.
-type tunnelOpener struct {
-	addrs   []string
-	id      int64
-	timeout time.Duration
-
-	mu   sync.Mutex
-	last int
-}
-
-// newTunnelOpener finds the proxies to try: port on the --host replicas'
-// addresses when port is set, else those the cluster lists (findProxies).
-func newTunnelOpener(ctx context.Context, g *clientFlags, port int, id int64) (*tunnelOpener, error) {
+// newTunnelOpener returns a dialer over the proxies to try: port on the
+// --host replicas' addresses when port is set, else those the cluster lists
+// (findProxies).
+func newTunnelOpener(ctx context.Context, g *clientFlags, port int, id int64) (*sshproxy.Dialer, error) {
 	addrs, err := sshProxyAddrs(ctx, g, port)
 	if err != nil {
 		return nil, err
 	}
-	return &tunnelOpener{addrs: addrs, id: id, timeout: min(g.timeout, sshproxy.DefaultRequestTimeout)}, nil
+	return sshproxy.NewDialer(addrs, id, min(g.timeout, sshproxy.DefaultRequestTimeout)), nil
 }
 
 // sshProxyAddrs returns port on the --host replicas' addresses when port
@@ -148,67 +137,19 @@ func sshProxyAddrs(ctx context.Context, g *clientFlags, port int) ([]string, err
 		return nil, fmt.Errorf("invalid --timeout %s: must be positive", g.timeout)
 	}
 	if port != 0 {
-		return proxyAddrs(g.hostList(), port)
+		addrs, err := api.SSHProxyAddrs(g.hostList(), port)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --host: %w", err)
+		}
+		return addrs, nil
 	}
 	return findProxies(ctx, g)
 }
 
-// proxyAddrs maps the replicas' API URLs to their SSH proxies' addresses:
-// the same host, port.
-func proxyAddrs(hosts []string, port int) ([]string, error) {
-	urls, err := api.ParseHosts(hosts...)
-	if err != nil {
-		return nil, fmt.Errorf("invalid --host: %w", err)
-	}
-	var out []string
-	seen := make(map[string]bool)
-	for _, h := range urls {
-		u, err := url.Parse(h)
-		if err != nil {
-			return nil, fmt.Errorf("invalid --host %q: %w", h, err)
-		}
-		a := net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
-		if !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	return out, nil
-}
-
-// open returns a tunnel. A proxy's ERROR answer is final (the VPS is not
-// reachable through any replica), except an internal lookup error, which
-// another replica may not have; an unreachable proxy moves on to the next.
-func (o *tunnelOpener) open(ctx context.Context) (net.Conn, error) {
-	o.mu.Lock()
-	start := o.last
-	o.mu.Unlock()
-	var errs []error
-	for i := range o.addrs {
-		k := (start + i) % len(o.addrs)
-		c, err := sshproxy.DialTunnel(ctx, o.addrs[k], o.id, o.timeout)
-		if err == nil {
-			o.mu.Lock()
-			o.last = k
-			o.mu.Unlock()
-			return c, nil
-		}
-		var te *sshproxy.TunnelError
-		if errors.As(err, &te) && !errors.Is(err, sshproxy.ErrLookup) {
-			return nil, fmt.Errorf("ssh proxy %s: %w", o.addrs[k], err)
-		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		errs = append(errs, err)
-	}
-	return nil, fmt.Errorf("no SSH proxy reachable for task %d (tried %s): %w", o.id, strings.Join(o.addrs, ", "), errors.Join(errs...))
-}
-
 // runProxyCommand relays stdin and stdout through one tunnel until the
 // tunnel ends.
-func runProxyCommand(ctx context.Context, op *tunnelOpener, stdin io.Reader, stdout io.Writer) error {
-	up, err := op.open(ctx)
+func runProxyCommand(ctx context.Context, op *sshproxy.Dialer, stdin io.Reader, stdout io.Writer) error {
+	up, err := op.Dial(ctx)
 	if err != nil {
 		return err
 	}
@@ -230,13 +171,13 @@ func runProxyCommand(ctx context.Context, op *tunnelOpener, stdin io.Reader, std
 
 // runSSHSession opens a first tunnel (so that a refusal is reported
 // plainly), serves tunnels on a local port and runs the system ssh on it.
-func runSSHSession(cmd *cobra.Command, o *sshOptions, op *tunnelOpener, extra []string) error {
+func runSSHSession(cmd *cobra.Command, o *sshOptions, op *sshproxy.Dialer, extra []string) error {
 	ctx := cmd.Context()
 	sshBin, err := exec.LookPath("ssh")
 	if err != nil {
 		return &exitCodeError{code: 127, msg: fmt.Sprintf("the ssh client is not installed: %v", err)}
 	}
-	first, err := op.open(ctx)
+	first, err := op.Dial(ctx)
 	if err != nil {
 		return err
 	}
@@ -255,7 +196,7 @@ func runSSHSession(cmd *cobra.Command, o *sshOptions, op *tunnelOpener, extra []
 
 	port := ln.Addr().(*net.TCPAddr).Port
 	args := sshArgs(port, o, extra)
-	fmt.Fprintf(cmd.ErrOrStderr(), "Connecting to VPS task %d: ssh %s\n", op.id, strings.Join(args, " "))
+	fmt.Fprintf(cmd.ErrOrStderr(), "Connecting to VPS task %d: ssh %s\n", op.TaskID(), strings.Join(args, " "))
 	c := exec.CommandContext(ctx, sshBin, args...)
 	c.Stdin, c.Stdout, c.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
@@ -288,7 +229,7 @@ func sshArgs(port int, o *sshOptions, extra []string) []string {
 // localTunnels serves the local port: each connection gets a tunnel (the
 // first one the tunnel opened up front).
 type localTunnels struct {
-	op     *tunnelOpener
+	op     *sshproxy.Dialer
 	errOut io.Writer
 
 	mu     sync.Mutex
@@ -326,7 +267,7 @@ func (l *localTunnels) serve(ctx context.Context, ln net.Listener) {
 func (l *localTunnels) relay(ctx context.Context, c, up net.Conn) {
 	if up == nil {
 		var err error
-		if up, err = l.op.open(ctx); err != nil {
+		if up, err = l.op.Dial(ctx); err != nil {
 			fmt.Fprintf(l.errOut, "hakuriver ssh: %v\n", err)
 			reason := "Internal client proxy error."
 			var te *sshproxy.TunnelError

@@ -3,7 +3,6 @@ package main
 import (
 	"net"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,68 +11,6 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
-
-func TestProxyCandidates(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		st   api.ClusterStatus
-		url  string
-		want []string
-	}{{
-		name: "own first, then the others in order",
-		st: api.ClusterStatus{NodeID: "h2", Replicas: []api.Replica{
-			{ID: "h1", API: "http://10.0.0.1:8000", SSHProxy: "10.0.0.1:8002"},
-			{ID: "h2", API: "http://10.0.0.2:8000", SSHProxy: "10.0.0.2:8002"},
-			{ID: "h3", API: "http://10.0.0.3:8000", SSHProxy: "10.0.0.3:8002"},
-		}},
-		url:  "http://10.0.0.2:8000",
-		want: []string{"10.0.0.2:8002", "10.0.0.1:8002", "10.0.0.3:8002"},
-	}, {
-		name: "unspecified own host becomes the host the client used",
-		st: api.ClusterStatus{NodeID: "h1", Replicas: []api.Replica{
-			{ID: "h1", API: "http://0.0.0.0:8000", SSHProxy: "0.0.0.0:8100"},
-			{ID: "h2", API: "http://0.0.0.0:8001", SSHProxy: "[::]:8101"},
-			{ID: "h3", API: "http://lab3:8000", SSHProxy: ":8102"},
-		}},
-		url:  "http://gw.lab:8000",
-		want: []string{"gw.lab:8100", "gw.lab:8101", "lab3:8102"},
-	}, {
-		name: "unspecified own host, the listed API host is not used for it",
-		st: api.ClusterStatus{NodeID: "h1", Replicas: []api.Replica{
-			{ID: "h1", API: "http://192.168.1.1:8000", SSHProxy: "0.0.0.0:8100"},
-		}},
-		url:  "http://[::1]:8000",
-		want: []string{"[::1]:8100"},
-	}, {
-		name: "no proxy, malformed and duplicate addresses are skipped",
-		st: api.ClusterStatus{NodeID: "h3", Replicas: []api.Replica{
-			{ID: "h1", API: "http://10.0.0.1:8000", SSHProxy: ""},
-			{ID: "h2", API: "http://10.0.0.2:8000", SSHProxy: "10.0.0.2"},
-			{ID: "h3", API: "http://10.0.0.3:8000", SSHProxy: "10.0.0.3:0"},
-			{ID: "h4", API: "http://10.0.0.4:8000", SSHProxy: "10.0.0.4:8002"},
-			{ID: "h5", API: "http://10.0.0.4:8001", SSHProxy: "10.0.0.4:8002"},
-		}},
-		url:  "http://10.0.0.3:8000",
-		want: []string{"10.0.0.4:8002"},
-	}, {
-		name: "answering replica not in the configuration",
-		st: api.ClusterStatus{NodeID: "new", Replicas: []api.Replica{
-			{ID: "h1", API: "http://10.0.0.1:8000", SSHProxy: "10.0.0.1:8002"},
-		}},
-		url:  "http://10.0.0.9:8000",
-		want: []string{"10.0.0.1:8002"},
-	}, {
-		name: "nothing listed",
-		st:   api.ClusterStatus{NodeID: "h1", Replicas: []api.Replica{{ID: "h1", API: "http://10.0.0.1:8000"}}},
-		url:  "http://10.0.0.1:8000",
-	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := proxyCandidates(tc.st, tc.url); !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("proxyCandidates = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
 
 // countingListener accepts connections, counts them and closes them at
 // once: a port where something listens but no proxy answers.
@@ -126,7 +63,7 @@ func TestSSH_FindsProxyFromCluster(t *testing.T) {
 	}
 
 	// The answering replica's own proxy, on an unspecified address (which
-	// proxyCandidates replaces with the API URL's host; TestProxyCandidates
+	// api.ClusterStatus.SSHProxies replaces with the API URL's host; TestClusterStatus_SSHProxies
 	// checks that), is tried first: the other replica's is never tried.
 	list(
 		api.Replica{ID: "h1", API: "http://127.0.0.1:1", SSHProxy: "127.0.0.1:" + strconv.Itoa(dead)},

@@ -265,9 +265,9 @@ func (o *submitOptions) addTargets(req *api.SubmitRequest) error {
 	gpus := make([][]int, 0, len(o.targets))
 	anyGPU := false
 	for _, t := range o.targets {
-		host, ids, err := parseTarget(t)
+		host, ids, err := api.ParseTarget(t)
 		if err != nil {
-			return err
+			return fmt.Errorf("invalid --target value %q: %w", t, err)
 		}
 		if ids == nil {
 			ids = []int{}
@@ -285,81 +285,8 @@ func (o *submitOptions) addTargets(req *api.SubmitRequest) error {
 	return nil
 }
 
-// parseTarget splits HOST[:NUMA][::GPU,GPU...] at the first "::" as the
-// original client does: the part before is the target sent to the host, the
-// part after is the GPU list of that target (nil without "::").
-func parseTarget(t string) (host string, gpus []int, err error) {
-	host, list, hasGPU := strings.Cut(strings.TrimSpace(t), "::")
-	if host == "" {
-		return "", nil, fmt.Errorf("invalid --target value %q: want HOST[:NUMA][::GPU,GPU...]", t)
-	}
-	if h, numa, ok := strings.Cut(host, ":"); ok {
-		if n, err := strconv.Atoi(numa); h == "" || err != nil || n < 0 {
-			return "", nil, fmt.Errorf("invalid --target value %q: NUMA ID must be a non-negative integer", t)
-		}
-	}
-	if !hasGPU {
-		return host, nil, nil
-	}
-	gpus, err = parseGPUList(list)
-	if err != nil {
-		return "", nil, fmt.Errorf("invalid GPU ID format in --target %q: %w", t, err)
-	}
-	return host, gpus, nil
-}
-
-// parseGPUList parses "0,1,,3" (blank items skipped) into GPU IDs.
-func parseGPUList(s string) ([]int, error) {
-	ids := []int{}
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		n, err := strconv.Atoi(item)
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("GPU IDs must be non-negative integers separated by commas, got %q", item)
-		}
-		ids = append(ids, n)
-	}
-	return ids, nil
-}
-
-// memorySuffixes are the accepted --memory suffixes (matched upper-cased,
-// binary ones first so "Ki" is not read as "K").
-func memorySuffixes() []struct {
-	suffix string
-	mult   int64
-} {
-	return []struct {
-		suffix string
-		mult   int64
-	}{
-		{"KI", 1 << 10}, {"MI", 1 << 20}, {"GI", 1 << 30},
-		{"K", 1e3}, {"M", 1e6}, {"G", 1e9},
-	}
-}
-
-// parseMemory parses a --memory value: digits, then K, M, G (powers of 10)
-// or Ki, Mi, Gi (powers of 2), case-insensitive; no suffix means bytes.
-func parseMemory(s string) (int64, error) {
-	num := strings.ToUpper(strings.TrimSpace(s))
-	mult := int64(1)
-	for _, sf := range memorySuffixes() {
-		if rest, ok := strings.CutSuffix(num, sf.suffix); ok {
-			num, mult = rest, sf.mult
-			break
-		}
-	}
-	if num == "" || strings.Trim(num, "0123456789") != "" {
-		return 0, fmt.Errorf("use a number of bytes with an optional suffix K, M, G (10^3, 10^6, 10^9) or Ki, Mi, Gi (2^10, 2^20, 2^30), e.g. 512M or 4G")
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n > (1<<63-1)/mult {
-		return 0, fmt.Errorf("value too large")
-	}
-	return n * mult, nil
-}
+// parseMemory parses a --memory value (api.ParseMemory).
+func parseMemory(s string) (int64, error) { return api.ParseMemory(s) }
 
 // parseEnv turns KEY=VALUE items into a map (split at the first "=", key
 // trimmed and required).

@@ -120,7 +120,7 @@ func TestCLI_TaskLogsFollowFinalWithoutFile(t *testing.T) {
 	l := &fakeLog{status: fsm.StatusFailed}
 	l.install(f)
 	_, _, err := runCLI(t, "--host", f.srv.URL, "task", "logs", "-f", "--stderr", "--poll-interval", "5ms", "5")
-	if err == nil || !strings.Contains(err.Error(), "ended failed without a stderr file") || apiStatus(err) != http.StatusNotFound {
+	if err == nil || !strings.Contains(err.Error(), "ended failed without a stderr file") || api.StatusCode(err) != http.StatusNotFound {
 		t.Fatalf("err = %v", err)
 	}
 	l.mu.Lock()

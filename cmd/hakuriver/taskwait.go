@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -15,10 +14,6 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
-
-// notFoundGrace is how long --wait keeps polling a task that the answering
-// replica does not know yet (its local state may lag the leader).
-const notFoundGrace = 30 * time.Second
 
 // waitOptions holds the flags of "task wait".
 type waitOptions struct {
@@ -105,86 +100,22 @@ func runTaskWait(cmd *cobra.Command, g *clientFlags, o *waitOptions, args []stri
 	return notCompleted(tasks)
 }
 
-// waitTasks polls every task until each reaches a final status and returns
-// them in ids order. It reports each finished task on progress and
-// transient errors on warn. Transient errors (no replica, no leader) keep it
-// polling; a task unknown for longer than notFoundGrace, another error
-// answer or the end of ctx stop it. It serves "task submit --wait" and
-// "task wait".
-func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string, every time.Duration, progress, warn io.Writer) ([]fsm.Task, error) {
-	done := make(map[string]fsm.Task, len(ids))
-	seen := make(map[string]fsm.Status, len(ids))
-	firstMiss := make(map[string]time.Time)
-	lastWarn := ""
-	for {
-		for _, id := range ids {
-			if _, ok := done[id]; ok {
-				continue
-			}
-			cctx, cancel := g.call(ctx)
-			t, err := c.Status(cctx, id)
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, waitEnded(ctx, ids, done, seen)
-				}
-				switch st := apiStatus(err); {
-				case st == http.StatusNotFound:
-					if firstMiss[id].IsZero() {
-						firstMiss[id] = time.Now()
-					} else if time.Since(firstMiss[id]) > notFoundGrace {
-						return nil, fmt.Errorf("wait for task %s: %w", id, err)
-					}
-				case st >= 400 && st < 500:
-					return nil, fmt.Errorf("wait for task %s: %w", id, err)
-				default:
-					if msg := err.Error(); msg != lastWarn {
-						fmt.Fprintf(warn, "warning: %s (still waiting)\n", msg)
-						lastWarn = msg
-					}
-				}
-				continue
-			}
-			delete(firstMiss, id)
-			seen[id] = t.Status
-			if t.Status.Final() {
-				done[id] = t
-				fmt.Fprintf(progress, "task %s: %s\n", id, describeEnd(t))
-			}
-		}
-		if len(done) == len(ids) {
-			break
-		}
-		timer := time.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, waitEnded(ctx, ids, done, seen)
-		case <-timer.C:
-		}
-	}
-	tasks := make([]fsm.Task, len(ids))
-	for i, id := range ids {
-		tasks[i] = done[id]
-	}
-	return tasks, nil
+// pollOptions are the API client's polling settings for the CLI: every
+// interval, each call bounded by --timeout, transient errors reported on
+// warn as "warning: ERR (still DOING)".
+func (g *clientFlags) pollOptions(every time.Duration, warn io.Writer, doing string) api.PollOptions {
+	return api.PollOptions{Interval: every, CallTimeout: g.timeout, Warn: func(err error) {
+		fmt.Fprintf(warn, "warning: %s (still %s)\n", err, doing)
+	}}
 }
 
-// waitEnded is waitTasks' error when ctx ended first: it wraps ctx's error
-// and names every unfinished task with its last seen status.
-func waitEnded(ctx context.Context, ids []string, done map[string]fsm.Task, seen map[string]fsm.Status) error {
-	var pending []string
-	for _, id := range ids {
-		if _, ok := done[id]; ok {
-			continue
-		}
-		st := string(seen[id])
-		if st == "" {
-			st = "unknown"
-		}
-		pending = append(pending, id+" "+st)
-	}
-	return fmt.Errorf("wait for tasks: %w; still unfinished: %s", ctx.Err(), strings.Join(pending, ", "))
+// waitTasks waits for every task through the API client (Client.WaitTasks)
+// and reports each finished task on progress and transient errors on warn.
+// It serves "task submit --wait" and "task wait".
+func waitTasks(ctx context.Context, g *clientFlags, c *api.Client, ids []string, every time.Duration, progress, warn io.Writer) ([]fsm.Task, error) {
+	return c.WaitTasks(ctx, ids, g.pollOptions(every, warn, "waiting"), func(id string, t fsm.Task) {
+		fmt.Fprintf(progress, "task %s: %s\n", id, describeEnd(t))
+	})
 }
 
 // describeEnd renders a finished task's outcome: "failed (exit code 1) on

@@ -178,7 +178,7 @@ func runVPSCreate(cmd *cobra.Command, g *clientFlags, o *vpsCreateOptions) error
 		}
 	}
 	if o.wait {
-		t, err := waitVPS(cmd.Context(), g, c, id, o.pollInterval)
+		t, err := c.WaitVPS(cmd.Context(), id, api.PollOptions{Interval: o.pollInterval, CallTimeout: g.timeout})
 		if err != nil {
 			return err
 		}
@@ -388,44 +388,6 @@ func (k *genKey) keep(id string, rename bool, warn io.Writer) string {
 		fmt.Fprintf(warn, "warning: public key left as %s.pub: %v\n", k.path, err)
 	}
 	return to
-}
-
-// waitVPS polls a VPS until it runs with a known SSH port; a VPS that ends
-// first is an error carrying its message. A VPS the answering replica does
-// not know yet (it lags behind the leader that acknowledged the submit) is
-// waited for up to notFoundGrace.
-func waitVPS(ctx context.Context, g *clientFlags, c *api.Client, id string, every time.Duration) (fsm.Task, error) {
-	var firstMiss time.Time
-	for {
-		cctx, cancel := g.call(ctx)
-		t, err := c.Status(cctx, id)
-		cancel()
-		switch {
-		case err == nil:
-			firstMiss = time.Time{}
-			if t.Status == fsm.StatusRunning && t.SSHPort > 0 {
-				return t, nil
-			}
-			if t.Status.Final() {
-				return t, fmt.Errorf("VPS %s %s before it ran: %s", id, t.Status, orDash(t.ErrorMessage))
-			}
-		case ctx.Err() == nil && apiStatus(err) == http.StatusNotFound:
-			// The answering replica has not applied the submit yet (it was
-			// acknowledged by the leader): wait for it, as "task wait" does.
-			if firstMiss.IsZero() {
-				firstMiss = time.Now()
-			} else if time.Since(firstMiss) > notFoundGrace {
-				return t, err
-			}
-		default:
-			return t, err
-		}
-		select {
-		case <-ctx.Done():
-			return t, fmt.Errorf("wait for VPS %s (status %s): %w", id, t.Status, ctx.Err())
-		case <-time.After(every):
-		}
-	}
 }
 
 func newVPSListCmd(g *clientFlags) *cobra.Command {

@@ -7,8 +7,10 @@
 // need no cluster, so they also run on a node that will not start. Probes
 // (Probe, ProbeAll) open one connection to another member exactly as the real
 // traffic would and classify what went wrong. Run combines both into the
-// Report a host replica serves at GET /api/doctor and a runner at GET /doctor;
-// the CLI gathers every member's Report and compares them.
+// Report a host replica serves at GET /api/doctor and a runner at GET /doctor.
+// For a whole cluster, a caller (the CLI) lists the Members, has Plan say what
+// each one probes, gathers their Reports, and Aggregate compares them (leader
+// agreement, versions, clock skew, Raft lag, heartbeats) before Summarise.
 //
 // The package uses the standard library only and keeps no package-level
 // mutable state: everything it touches on the machine can be replaced through

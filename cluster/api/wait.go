@@ -1,0 +1,205 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// DefaultNotFoundGrace is how long the waiting calls keep polling a task
+// that the answering replica does not know yet: a replica's local state may
+// lag the leader that acknowledged the submit.
+const DefaultNotFoundGrace = 30 * time.Second
+
+// PollOptions configure the polling calls (WaitTasks, WaitVPS, FollowLogs).
+type PollOptions struct {
+	// Interval is the time between two polls; it must be positive.
+	Interval time.Duration
+	// CallTimeout bounds each API call (0: only ctx bounds it).
+	CallTimeout time.Duration
+	// NotFoundGrace is how long a task may stay unknown (HTTP 404);
+	// DefaultNotFoundGrace when 0.
+	NotFoundGrace time.Duration
+	// Warn, when set, is told of each transient error (no replica, no
+	// leader) that keeps the call polling, once per distinct message in a
+	// row.
+	Warn func(error)
+}
+
+// StatusCode returns the HTTP status of an *APIError in err, or 0.
+func StatusCode(err error) int {
+	var e *APIError
+	if errors.As(err, &e) {
+		return e.StatusCode
+	}
+	return 0
+}
+
+// call returns ctx bounded by CallTimeout for one API call.
+func (o PollOptions) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	if o.CallTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, o.CallTimeout)
+}
+
+func (o PollOptions) grace() time.Duration {
+	if o.NotFoundGrace <= 0 {
+		return DefaultNotFoundGrace
+	}
+	return o.NotFoundGrace
+}
+
+// warner reports transient errors through Warn, skipping repeats.
+type warner struct {
+	warn func(error)
+	last string
+}
+
+func (w *warner) report(err error) {
+	if msg := err.Error(); w.warn != nil && msg != w.last {
+		w.warn(err)
+		w.last = msg
+	}
+}
+
+// sleep waits d or until ctx ends, and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// WaitTasks polls every task of ids until each reaches a final status and
+// returns them in ids order; ended, when set, is called once for each task
+// (with its ID as given) as it is seen final. Transient errors (no replica, no leader) keep it
+// polling; a task unknown for longer than o.NotFoundGrace or another 4xx
+// answer stops it with that error, and the end of ctx with an error naming
+// every unfinished task with its last seen status. It is safe for
+// concurrent use as the Client is.
+func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, ended func(id string, t fsm.Task)) ([]fsm.Task, error) {
+	if o.Interval <= 0 {
+		return nil, fmt.Errorf("poll interval %s: must be positive", o.Interval)
+	}
+	done := make(map[string]fsm.Task, len(ids))
+	seen := make(map[string]fsm.Status, len(ids))
+	firstMiss := make(map[string]time.Time)
+	w := warner{warn: o.Warn}
+	for {
+		for _, id := range ids {
+			if _, ok := done[id]; ok {
+				continue
+			}
+			cctx, cancel := o.call(ctx)
+			t, err := c.Status(cctx, id)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, waitEnded(ctx, ids, done, seen)
+				}
+				switch st := StatusCode(err); {
+				case st == http.StatusNotFound:
+					if firstMiss[id].IsZero() {
+						firstMiss[id] = time.Now()
+					} else if time.Since(firstMiss[id]) > o.grace() {
+						return nil, fmt.Errorf("wait for task %s: %w", id, err)
+					}
+				case st >= 400 && st < 500:
+					return nil, fmt.Errorf("wait for task %s: %w", id, err)
+				default:
+					w.report(err)
+				}
+				continue
+			}
+			delete(firstMiss, id)
+			seen[id] = t.Status
+			if t.Status.Final() {
+				done[id] = t
+				if ended != nil {
+					ended(id, t)
+				}
+			}
+		}
+		if len(done) == len(ids) {
+			break
+		}
+		if !sleep(ctx, o.Interval) {
+			return nil, waitEnded(ctx, ids, done, seen)
+		}
+	}
+	tasks := make([]fsm.Task, len(ids))
+	for i, id := range ids {
+		tasks[i] = done[id]
+	}
+	return tasks, nil
+}
+
+// waitEnded is WaitTasks' error when ctx ended first: it wraps ctx's error
+// and names every unfinished task with its last seen status.
+func waitEnded(ctx context.Context, ids []string, done map[string]fsm.Task, seen map[string]fsm.Status) error {
+	var pending []string
+	for _, id := range ids {
+		if _, ok := done[id]; ok {
+			continue
+		}
+		st := string(seen[id])
+		if st == "" {
+			st = "unknown"
+		}
+		pending = append(pending, id+" "+st)
+	}
+	return fmt.Errorf("wait for tasks: %w; still unfinished: %s", ctx.Err(), strings.Join(pending, ", "))
+}
+
+// WaitVPS polls a VPS task until it runs with a known SSH port and returns
+// it. A VPS that ends first is an error carrying its message (with the
+// final task); one the answering replica does not know yet is waited for up
+// to o.NotFoundGrace; any other error stops it at once. o.Warn is not used.
+func (c *Client) WaitVPS(ctx context.Context, id string, o PollOptions) (fsm.Task, error) {
+	if o.Interval <= 0 {
+		return fsm.Task{}, fmt.Errorf("poll interval %s: must be positive", o.Interval)
+	}
+	var firstMiss time.Time
+	for {
+		cctx, cancel := o.call(ctx)
+		t, err := c.Status(cctx, id)
+		cancel()
+		switch {
+		case err == nil:
+			firstMiss = time.Time{}
+			if t.Status == fsm.StatusRunning && t.SSHPort > 0 {
+				return t, nil
+			}
+			if t.Status.Final() {
+				msg := t.ErrorMessage
+				if msg == "" {
+					msg = "-"
+				}
+				return t, fmt.Errorf("VPS %s %s before it ran: %s", id, t.Status, msg)
+			}
+		case ctx.Err() == nil && StatusCode(err) == http.StatusNotFound:
+			// The answering replica has not applied the submit yet (it was
+			// acknowledged by the leader): wait for it, as WaitTasks does.
+			if firstMiss.IsZero() {
+				firstMiss = time.Now()
+			} else if time.Since(firstMiss) > o.grace() {
+				return t, err
+			}
+		default:
+			return t, err
+		}
+		if !sleep(ctx, o.Interval) {
+			return t, fmt.Errorf("wait for VPS %s (status %s): %w", id, t.Status, ctx.Err())
+		}
+	}
+}
