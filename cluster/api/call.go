@@ -126,19 +126,27 @@ func (c *caller) errorAnswer(host string, resp *http.Response) *APIError {
 // call encodes body as JSON (nil: no body), sends it to host and decodes a
 // 2xx answer into out (nil: discarded). A non-2xx answer is an *APIError.
 func (c *caller) call(ctx context.Context, host, method, path string, body, out any) error {
-	var payload []byte
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("encode %s %s body: %w", method, path, err)
-		}
-		payload = b
+	payload, err := encodeBody(method, path, body)
+	if err != nil {
+		return err
 	}
 	a, err := c.send(ctx, strings.TrimRight(host, "/"), method, path, payload, "application/json")
 	if err != nil {
 		return err
 	}
 	return a.decode(method, path, out)
+}
+
+// encodeBody encodes a request body as JSON; a nil body is no body.
+func encodeBody(method, path string, body any) ([]byte, error) {
+	if body == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s %s body: %w", method, path, err)
+	}
+	return b, nil
 }
 
 // decode turns a 2xx answer into out and any other into an *APIError.

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -259,13 +258,9 @@ func (c *Client) DoRaw(ctx context.Context, method, path string, body any) ([]by
 // final answer, waiting out 503 rounds within MaxRetryWait, RetryBudget and
 // ctx. It returns the final answer, or nil and the error of the last round.
 func (c *Client) exchange(ctx context.Context, method, path string, body any, accept string) (*answer, error) {
-	var payload []byte
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s %s body: %w", method, path, err)
-		}
-		payload = b
+	payload, err := encodeBody(method, path, body)
+	if err != nil {
+		return nil, err
 	}
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path

@@ -100,13 +100,9 @@ type TerminalMessage struct {
 // a 503 (Docker unreachable there) is final instead of being waited out, so
 // that the user sees the reason at once.
 func (c *Client) dockerDo(ctx context.Context, method, path string, body, out any) error {
-	var payload []byte
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("encode %s %s body: %w", method, path, err)
-		}
-		payload = b
+	payload, err := encodeBody(method, path, body)
+	if err != nil {
+		return err
 	}
 	a, _, err := c.round(ctx, method, path, payload, "application/json")
 	if a == nil {
