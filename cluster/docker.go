@@ -185,10 +185,10 @@ func (h *Host) recordEnv(ctx context.Context, c *fsm.SetEnvironment) error {
 			}
 		} else if id, base := h.leaderInfo(); id != "" && id != h.cfg.NodeID && base != "" {
 			err = h.replicas.RecordEnvironment(ctx, base, c)
-			var ae *api.APIError
 			if err == nil {
 				return nil
 			}
+			var ae *api.APIError
 			if errors.As(err, &ae) && ae.StatusCode != http.StatusServiceUnavailable {
 				return &httpError{status: ae.StatusCode, msg: ae.Message}
 			}

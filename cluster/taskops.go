@@ -70,7 +70,10 @@ func (h *Host) handleCommand(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	call := map[string]func(context.Context, string, int64) error{"pause": h.runners.Pause, "resume": h.runners.Resume}[action]
+	call := h.runners.Pause
+	if action == "resume" {
+		call = h.runners.Resume
+	}
 	if err := call(ctx, node.URL, id); err != nil {
 		writeError(w, &httpError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s task %d on %s: %v", action, id, node.Hostname, err)})
 		return
