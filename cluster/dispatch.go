@@ -1,13 +1,10 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,45 +17,6 @@ import (
 // redriveAfter is how long an assigning task waits after a dispatch attempt
 // before the leader sends /run again (it is idempotent on the runner).
 const redriveAfter = 3 * time.Second
-
-// runnerError is a runner's non-2xx answer.
-type runnerError struct {
-	status int
-	body   string
-}
-
-func (e *runnerError) Error() string { return fmt.Sprintf("runner answered %d: %s", e.status, e.body) }
-
-// callRunner POSTs body to a runner endpoint with the cluster token.
-func (h *Host) callRunner(ctx context.Context, node *fsm.Node, path string, body, out any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("encode %s request: %w", path, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(node.URL, "/")+path, bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("build %s request: %w", path, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if h.cfg.ClusterToken != "" {
-		req.Header.Set(api.TokenHeader, h.cfg.ClusterToken)
-	}
-	resp, err := h.runnerHTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("call runner %s%s: %w", node.Hostname, path, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return &runnerError{status: resp.StatusCode, body: strings.TrimSpace(string(data))}
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decode %s answer: %w", path, err)
-		}
-	}
-	return nil
-}
 
 // runRequest turns a committed task into the runner's /run body, with the
 // cluster's ID and its environment's recorded tarball.
@@ -229,16 +187,17 @@ func (h *Host) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
 	// original host eventually did.
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	err := h.callRunner(rctx, node, "/run", h.runRequest(t), nil)
+	err := h.runners.Run(rctx, node.URL, h.runRequest(t))
 	if err == nil {
 		h.log.Debug("dispatched", "task_id", t.TaskID, "runner", node.Hostname)
 		return
 	}
-	if re, ok := err.(*runnerError); ok && re.status != http.StatusServiceUnavailable && re.status != http.StatusUnauthorized {
+	var re *api.APIError
+	if errors.As(err, &re) && re.StatusCode != http.StatusServiceUnavailable && re.StatusCode != http.StatusUnauthorized {
 		if cur, ok := h.machine.Task(t.TaskID); !ok || cur.Status != fsm.StatusAssigning {
 			return // a late answer to a redundant /run: the task already moved on
 		}
-		code, msg := -1, fmt.Sprintf("Runner rejected task: %d - %s", re.status, re.body)
+		code, msg := -1, fmt.Sprintf("Runner rejected task: %d - %s", re.StatusCode, re.Message)
 		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: time.Now().UTC()})
 		return
 	}

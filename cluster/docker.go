@@ -38,10 +38,6 @@ import (
 // replica holding the environment, which serves it without looking further.
 const envProxiedHeader = "X-Hakuriver-Env-Proxied"
 
-// envRecordPath is the internal endpoint (leader, cluster token) that
-// commits a fsm.SetEnvironment for the replica that ran Docker.
-const envRecordPath = "/api/docker/internal/environments"
-
 // dockerRoutes serves the environment API under /docker.
 func (h *Host) dockerRoutes(r chi.Router) {
 	r.Route("/docker", func(r chi.Router) {
@@ -189,10 +185,13 @@ func (h *Host) recordEnv(ctx context.Context, c *fsm.SetEnvironment) error {
 				return err
 			}
 		} else if id, base := h.leaderInfo(); id != "" && id != h.cfg.NodeID && base != "" {
-			err = h.postEnvRecord(ctx, base, c)
-			var he *httpError
-			if err == nil || errors.As(err, &he) && he.status != http.StatusServiceUnavailable {
-				return err
+			err = h.replicas.RecordEnvironment(ctx, base, c)
+			if err == nil {
+				return nil
+			}
+			var ae *api.APIError
+			if errors.As(err, &ae) && ae.StatusCode != http.StatusServiceUnavailable {
+				return &httpError{status: ae.StatusCode, msg: ae.Message}
 			}
 		}
 		if time.Now().After(deadline) {
@@ -207,39 +206,6 @@ func (h *Host) recordEnv(ctx context.Context, c *fsm.SetEnvironment) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// postEnvRecord sends c to the leader at base. A non-2xx answer is an
-// *httpError with the leader's status; a transport failure a 503.
-func (h *Host) postEnvRecord(ctx context.Context, base string, c *fsm.SetEnvironment) error {
-	body, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("encode environment record: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+envRecordPath, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("build environment record request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(api.ForwardedHeader, h.cfg.NodeID) // a stale leader answers 503 at once
-	if h.cfg.ClusterToken != "" {
-		req.Header.Set(api.TokenHeader, h.cfg.ClusterToken)
-	}
-	resp, err := h.fwd.Do(req)
-	if err != nil {
-		return &httpError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("record environment %s on the leader: %v", c.Name, err)}
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20)) //nolint:errcheck // a partial body still has the message
-	if resp.StatusCode/100 == 2 {
-		return nil
-	}
-	var e api.ErrorResponse
-	msg := strings.TrimSpace(string(b))
-	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		msg = e.Error
-	}
-	return &httpError{status: resp.StatusCode, msg: msg}
 }
 
 // handleSetEnvironment commits a SetEnvironment on the leader (internal).
@@ -311,7 +277,7 @@ func (h *Host) remoteEnvs(ctx context.Context, others map[string]bool, owner map
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			list, err := h.fetchEnvs(ctx, id)
+			list, err := h.replicaEnvs(ctx, id)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -335,33 +301,15 @@ func (h *Host) remoteEnvs(ctx context.Context, others map[string]bool, owner map
 	return out
 }
 
-// fetchEnvs lists replica id's own environments.
-func (h *Host) fetchEnvs(ctx context.Context, id string) ([]api.DockerContainer, error) {
+// replicaEnvs lists replica id's own environments.
+func (h *Host) replicaEnvs(ctx context.Context, id string) ([]api.DockerContainer, error) {
 	base := h.replicaAPI(id)
 	if base == "" {
 		return nil, fmt.Errorf("replica %s is unreachable", id)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/docker/host/containers?local=1", nil)
-	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set(envProxiedHeader, h.cfg.NodeID)
-	resp, err := h.fwd.Do(req)
+	list, err := h.replicas.Environments(ctx, base)
 	if err != nil {
 		return nil, fmt.Errorf("replica %s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20)) //nolint:errcheck // a partial body fails to decode below
-	if resp.StatusCode != http.StatusOK {
-		var e api.ErrorResponse
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return nil, errors.New(e.Error)
-		}
-		return nil, fmt.Errorf("replica %s answered %d", id, resp.StatusCode)
-	}
-	var list []api.DockerContainer
-	if err := json.Unmarshal(b, &list); err != nil {
-		return nil, fmt.Errorf("decode environments of replica %s: %w", id, err)
 	}
 	return list, nil
 }

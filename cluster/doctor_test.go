@@ -80,9 +80,6 @@ func checksByName(rep doctor.Report) map[string]doctor.Check {
 }
 
 func TestDoctorEndpoint(t *testing.T) {
-	if doctor.TokenHeader != api.TokenHeader {
-		t.Fatalf("doctor.TokenHeader %q != api.TokenHeader %q", doctor.TokenHeader, api.TokenHeader)
-	}
 	const token = "doctor-secret"
 	h := startTokenHost(t, token)
 

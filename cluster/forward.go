@@ -3,8 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"sync"
@@ -35,12 +33,6 @@ func (h *Host) leaderInfo() (id, apiURL string) {
 	return id, ""
 }
 
-func newRequestID() string {
-	b := make([]byte, 16)
-	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
-	return hex.EncodeToString(b)
-}
-
 // onLeader runs next on the leader. On a follower the request is proxied to
 // the leader and the leader's answer is returned unchanged. While no leader
 // is known (or it is unreachable) the request waits, bounded by LeaderWait,
@@ -53,7 +45,7 @@ func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		if r.Header.Get(requestIDHeader) == "" {
-			r.Header.Set(requestIDHeader, newRequestID())
+			r.Header.Set(requestIDHeader, api.NewRequestID())
 		}
 		// The answer names the key this write carries, so a client that sent
 		// none can replay it (through any replica) without a second effect.

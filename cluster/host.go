@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/gossip"
 )
@@ -40,9 +41,12 @@ type Host struct {
 	leaderReady atomic.Bool
 	// live is the leader's in-memory runner view, replaced on each
 	// leadership gain.
-	live       atomic.Pointer[liveState]
-	kick       chan struct{}
-	runnerHTTP *http.Client
+	live atomic.Pointer[liveState]
+	kick chan struct{}
+	// runners calls the runners (dispatch, kill, pause, resume); replicas
+	// makes the internal calls to other replicas.
+	runners  *api.RunnerClient
+	replicas *api.ReplicaClient
 	// levels caches what command types the replicas in gossip know.
 	levels levelCache
 
@@ -72,14 +76,15 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	h := &Host{
-		cfg:        cfg,
-		log:        cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
-		machine:    fsm.New(),
-		ids:        newIDGenerator(cfg.NodeID, time.Now),
-		kick:       make(chan struct{}, 1),
-		runnerHTTP: &http.Client{Timeout: 60 * time.Second},
-		fwd:        &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
+		machine: fsm.New(),
+		ids:     newIDGenerator(cfg.NodeID, time.Now),
+		kick:    make(chan struct{}, 1),
+		fwd:     &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
 	}
+	h.runners = api.NewRunnerClient(api.PeerConfig{Token: cfg.ClusterToken})
+	h.replicas = api.NewReplicaClient(api.PeerConfig{Token: cfg.ClusterToken, From: cfg.NodeID, Transport: h.fwd.Transport})
 	h.live.Store(newLiveState(time.Now()))
 	if cfg.ClusterToken == "" {
 		h.log.Warn("INSECURE: no cluster token (--insecure-no-token): anyone who reaches this replica can make internal calls, " +

@@ -53,20 +53,15 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.Encode(v) //nolint:errcheck // the client went away; nothing to do
-}
+// writeJSON writes v as a JSON answer (api.WriteJSON).
+func writeJSON(w http.ResponseWriter, status int, v any) { api.WriteJSON(w, status, v) }
 
 func writeError(w http.ResponseWriter, err error) {
 	status := statusOf(err)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	msg := err.Error()
-	writeJSON(w, status, api.ErrorResponse{Error: msg, Detail: msg})
+	api.WriteError(w, status, err.Error())
 }
 
 // decodeJSON reads a JSON body into v, turning decoder errors into 400s

@@ -2,13 +2,10 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -109,16 +106,11 @@ type sshResolver struct{ h *Host }
 // Lookup answers from the local state machine when it holds a usable VPS
 // target: a tunnel then needs no leader, and keeps working while there is
 // none. When the task is unknown here, or not (yet) usable (this replica
-// may lag behind the leader), it asks the leader through the replica's own
-// API with ?consistent=1; if that fails, the local view is the answer.
+// may lag behind the leader), it asks for the leader's view
+// (leaderSSHTarget); if that fails, the local view is the answer.
 func (r sshResolver) Lookup(ctx context.Context, id int64) (sshproxy.Target, error) {
 	h := r.h
-	var local sshproxy.Target
-	if t, ok := h.machine.Task(id); ok {
-		local.Task = t
-		if n, ok := h.machine.Node(t.AssignedNode); ok && t.AssignedNode != "" {
-			local.Node = n
-		}
+	if local, ok := h.localSSHTarget(id); ok {
 		if _, err := local.Address(); err == nil {
 			return local, nil
 		}
@@ -126,22 +118,86 @@ func (r sshResolver) Lookup(ctx context.Context, id int64) (sshproxy.Target, err
 	rctx, cancel := context.WithTimeout(ctx, leaderLookupTimeout)
 	defer cancel()
 	remote, err := h.leaderSSHTarget(rctx, id)
-	switch {
-	case err == nil:
+	if err == nil {
 		return remote, nil
-	case local.Task != nil:
+	}
+	if local, ok := h.localSSHTarget(id); ok {
 		h.log.Debug("ssh proxy: leader lookup failed, using local state", "task_id", id, "err", err)
 		return local, nil
 	}
 	return sshproxy.Target{}, err
 }
 
-// leaderSSHTarget fetches task id, and its node when this replica does not
-// know it online, through the local API, which forwards to the leader.
+// localSSHTarget reads task id and its assigned node from this replica's
+// state machine; ok is false when the task is unknown here.
+func (h *Host) localSSHTarget(id int64) (target sshproxy.Target, ok bool) {
+	t, ok := h.machine.Task(id)
+	if !ok {
+		return sshproxy.Target{}, false
+	}
+	target.Task = t
+	if n, ok := h.machine.Node(t.AssignedNode); ok && t.AssignedNode != "" {
+		target.Node = n
+	}
+	return target, true
+}
+
+// leaderSSHTarget returns task id and its node as the leader knows them
+// after a Barrier (a consistent read). On the leader it reads its own state
+// machine in process; a follower asks the leader (its local state may lag
+// behind). While no leader is known, or the one known does not answer or
+// no longer leads, it tries again until ctx ends, as a write waits for a
+// leader. An unknown task wraps sshproxy.ErrTaskNotFound.
 func (h *Host) leaderSSHTarget(ctx context.Context, id int64) (sshproxy.Target, error) {
-	var t fsm.Task
-	if err := h.getLocalAPI(ctx, "/api/status/"+strconv.FormatInt(id, 10)+"?consistent=1", &t); err != nil {
-		return sshproxy.Target{}, err
+	err := ErrNoLeader
+	for {
+		if h.IsLeader() {
+			return h.leaderLocalSSHTarget(ctx, id)
+		}
+		if lid, base := h.leaderInfo(); lid != "" && lid != h.cfg.NodeID && base != "" {
+			var target sshproxy.Target
+			target, err = h.remoteSSHTarget(ctx, base, id)
+			var ae *api.APIError
+			if err == nil || errors.Is(err, sshproxy.ErrTaskNotFound) ||
+				errors.As(err, &ae) && ae.StatusCode != http.StatusServiceUnavailable {
+				return target, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return sshproxy.Target{}, fmt.Errorf("ask the leader for task %d: %w (last: %w)", id, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// leaderLocalSSHTarget is leaderSSHTarget on the leader: a Barrier, bounded
+// by ctx and LeaderWait, then the local state machine.
+func (h *Host) leaderLocalSSHTarget(ctx context.Context, id int64) (sshproxy.Target, error) {
+	wait := h.cfg.LeaderWait
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d))
+	}
+	if err := h.raft.r.Barrier(wait).Error(); err != nil {
+		return sshproxy.Target{}, fmt.Errorf("barrier before reading task %d: %w", id, ErrNotLeader)
+	}
+	target, ok := h.localSSHTarget(id)
+	if !ok {
+		return sshproxy.Target{}, fmt.Errorf("task %d: %w", id, sshproxy.ErrTaskNotFound)
+	}
+	return target, nil
+}
+
+// remoteSSHTarget fetches task id from the leader at base, and its node
+// when this replica does not know it online.
+func (h *Host) remoteSSHTarget(ctx context.Context, base string, id int64) (sshproxy.Target, error) {
+	t, err := h.replicas.Task(ctx, base, id)
+	var ae *api.APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+		return sshproxy.Target{}, fmt.Errorf("task %d on the leader: %w", id, sshproxy.ErrTaskNotFound)
+	}
+	if err != nil {
+		return sshproxy.Target{}, fmt.Errorf("task %d on the leader: %w", id, err)
 	}
 	target := sshproxy.Target{Task: &t}
 	if t.AssignedNode == "" {
@@ -151,9 +207,9 @@ func (h *Host) leaderSSHTarget(ctx context.Context, id int64) (sshproxy.Target, 
 		target.Node = n
 		return target, nil
 	}
-	var nodes []api.NodeView
-	if err := h.getLocalAPI(ctx, "/api/nodes", &nodes); err != nil {
-		return sshproxy.Target{}, err
+	nodes, err := h.replicas.Nodes(ctx, base)
+	if err != nil {
+		return sshproxy.Target{}, fmt.Errorf("nodes on the leader: %w", err)
 	}
 	for i := range nodes {
 		if nodes[i].Hostname == t.AssignedNode {
@@ -162,37 +218,4 @@ func (h *Host) leaderSSHTarget(ctx context.Context, id int64) (sshproxy.Target, 
 		}
 	}
 	return target, nil
-}
-
-// getLocalAPI GETs path from this replica's API and decodes the JSON
-// answer into out. A 404 wraps sshproxy.ErrTaskNotFound.
-func (h *Host) getLocalAPI(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.apiURL+path, nil)
-	if err != nil {
-		return fmt.Errorf("build request: %w", err)
-	}
-	if h.cfg.ClusterToken != "" {
-		req.Header.Set(api.TokenHeader, h.cfg.ClusterToken)
-	}
-	resp, err := h.fwd.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) //nolint:errcheck // draining only
-		return fmt.Errorf("GET %s: %w", path, sshproxy.ErrTaskNotFound)
-	case resp.StatusCode != http.StatusOK:
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) //nolint:errcheck // draining only
-		return fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", path, err)
-	}
-	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -122,4 +123,36 @@ func TestSSHProxy_ThroughFollower(t *testing.T) {
 			t.Fatalf("leader target address = %q, %v", addr, err)
 		}
 	})
+
+	// The resolver never calls its own replica's API: the leader reads its
+	// state in process, a follower asks the leader directly.
+	t.Run("NoCallToItsOwnAPI", func(t *testing.T) {
+		for _, h := range []*Host{leader, follower} {
+			before := statusReads(h)
+			if _, err := (sshResolver{h: h}).Lookup(ctx, unknownID); !errors.Is(err, sshproxy.ErrTaskNotFound) {
+				t.Fatalf("lookup of an unknown task on %s = %v", h.cfg.NodeID, err)
+			}
+			got, err := h.leaderSSHTarget(ctx, vpsID)
+			if err != nil || got.Task == nil || got.Task.TaskID != vpsID || got.Node == nil || got.Node.Hostname != "n1" {
+				t.Fatalf("leader lookup on %s = %+v, %v", h.cfg.NodeID, got, err)
+			}
+			if n := statusReads(h) - before; n != 0 {
+				t.Errorf("%s served %v status reads to its own SSH resolver", h.cfg.NodeID, n)
+			}
+		}
+	})
+}
+
+// statusReads counts the GET /api/status/{id} answers h's API served.
+func statusReads(h *Host) float64 {
+	var n float64
+	for _, route := range []string{"/api/status/{id}", "/status/{id}"} {
+		for _, code := range []string{"200", "404", "503"} {
+			var m dto.Metric
+			if err := h.metrics.requests.WithLabelValues(route, "GET", code).Write(&m); err == nil {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }

@@ -30,7 +30,7 @@ func (h *Host) notifyKill(t *fsm.Task) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		ref := api.TaskRef{TaskID: t.TaskID, UnitName: t.SystemdUnitName}
-		if err := h.callRunner(ctx, node, "/kill", ref, nil); err != nil {
+		if err := h.runners.Kill(ctx, node.URL, ref); err != nil {
 			h.log.Warn("kill on runner; the next heartbeat will retry", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
 		}
 	}()
@@ -70,7 +70,11 @@ func (h *Host) handleCommand(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	if err := h.callRunner(ctx, node, "/"+action, api.TaskRef{TaskID: id}, nil); err != nil {
+	call := h.runners.Pause
+	if action == "resume" {
+		call = h.runners.Resume
+	}
+	if err := call(ctx, node.URL, id); err != nil {
 		writeError(w, &httpError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s task %d on %s: %v", action, id, node.Hostname, err)})
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/gossip"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
 	"github.com/hakuriver/hakuriver-ha/runner/statedir"
@@ -50,7 +51,7 @@ func (a *Agent) handleDoctor(w http.ResponseWriter, r *http.Request) {
 		rep.Checks = append(rep.Checks, doctor.TokenCheck(a.cfg.Token, a.cfg.InsecureNoToken), a.registrationCheck(), statedir.Doctor(a.cfg.StateDir, true,
 			statedir.Area{Key: "local_temp_dir", Path: a.cfg.LocalTempDir}, statedir.Area{Key: "shared_dir", Path: shared}))
 	}
-	writeJSON(w, http.StatusOK, doctor.Run(r.Context(), a.doctorLocal(), req, rep))
+	api.WriteJSON(w, http.StatusOK, doctor.Run(r.Context(), a.doctorLocal(), req, rep))
 }
 
 // registrationCheck reports whether the cluster acknowledged this runner.

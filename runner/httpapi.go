@@ -30,15 +30,8 @@ func (a *Agent) routes() http.Handler {
 	return r
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client went away
-}
-
 func writeErr(w http.ResponseWriter, status int, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	writeJSON(w, status, api.ErrorResponse{Error: msg, Detail: msg})
+	api.WriteError(w, status, fmt.Sprintf(format, args...))
 }
 
 // requireToken rejects calls without the cluster token: /run is remote
@@ -83,12 +76,12 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	if a.finished(req.TaskID) {
 		// Its end was reported and acknowledged already: a /run re-sent by a
 		// new leader must never start it a second time.
-		writeJSON(w, http.StatusOK, map[string]any{"message": "Task already ran on this node", "task_id": req.TaskID})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"message": "Task already ran on this node", "task_id": req.TaskID})
 		return
 	}
 	states, _ := a.states(r.Context())
 	if _, ok := states[req.TaskID]; ok {
-		writeJSON(w, http.StatusOK, map[string]any{"message": "Task already tracked on this node", "task_id": req.TaskID})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"message": "Task already tracked on this node", "task_id": req.TaskID})
 		return
 	}
 	spec, err := a.spec(req)
@@ -124,7 +117,7 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 			resp["ssh_port"] = s[req.TaskID].SSHPort // as the original's runner answered
 		}
 	}
-	writeJSON(w, http.StatusOK, resp)
+	api.WriteJSON(w, http.StatusOK, resp)
 }
 
 // spec maps a run request onto an executor spec. Output goes to this
@@ -213,13 +206,13 @@ func (a *Agent) handleTaskOp(op string) http.HandlerFunc {
 		case a.kick <- struct{}{}:
 		default:
 		}
-		writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("%s processed for task %d", op, ref.TaskID)})
+		api.WriteJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("%s processed for task %d", op, ref.TaskID)})
 	}
 }
 
 func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
 	states, _ := a.states(r.Context())
-	writeJSON(w, http.StatusOK, map[string]any{
+	api.WriteJSON(w, http.StatusOK, map[string]any{
 		"hostname": a.cfg.Name, "registered": a.registered.Load(), "tasks": len(states),
 		"total_cores": a.static.TotalCores, "memory_total_bytes": a.static.MemoryTotalBytes,
 		"cgroups_limited": a.cfg.NativeLimited,

@@ -1,13 +1,9 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -173,9 +169,9 @@ type Page struct {
 // final. A Client is safe for concurrent use; it remembers the replica that
 // answered last and starts there.
 type Client struct {
+	caller
 	cfg   ClientConfig
 	hosts []string
-	hc    *http.Client
 	next  atomic.Int64 // index into hosts of the last replica that answered
 }
 
@@ -214,9 +210,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		ExpectContinueTimeout: time.Second,
 	}
 	return &Client{
+		caller: caller{
+			hc:        &http.Client{Transport: tr, Timeout: cfg.Timeout},
+			token:     cfg.Token,
+			userAgent: cfg.UserAgent,
+			maxBytes:  maxResponseBytes,
+		},
 		cfg:   cfg,
 		hosts: append([]string(nil), hosts...),
-		hc:    &http.Client{Transport: tr, Timeout: cfg.Timeout},
 	}, nil
 }
 
@@ -225,9 +226,6 @@ func (c *Client) Hosts() []string { return append([]string(nil), c.hosts...) }
 
 // Close releases idle connections. The Client stays usable.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
-
-// NewRequestID returns a random submit request ID (crypto/rand).
-func NewRequestID() string { return rand.Text() }
 
 // Do sends one request to path (which may carry a query) with body encoded
 // as JSON (nil: no body) and decodes a 2xx answer into out (nil: discarded).
@@ -260,13 +258,9 @@ func (c *Client) DoRaw(ctx context.Context, method, path string, body any) ([]by
 // final answer, waiting out 503 rounds within MaxRetryWait, RetryBudget and
 // ctx. It returns the final answer, or nil and the error of the last round.
 func (c *Client) exchange(ctx context.Context, method, path string, body any, accept string) (*answer, error) {
-	var payload []byte
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s %s body: %w", method, path, err)
-		}
-		payload = b
+	payload, err := encodeBody(method, path, body)
+	if err != nil {
+		return nil, err
 	}
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
@@ -302,28 +296,6 @@ func (c *Client) exchange(ctx context.Context, method, path string, body any, ac
 	}
 }
 
-// answer is a final (non-503) answer of one replica.
-type answer struct {
-	host   string
-	status int
-	header http.Header
-	body   []byte
-}
-
-// decode turns a 2xx answer into out and any other into an *APIError.
-func (a *answer) decode(method, path string, out any) error {
-	if a.status < 200 || a.status > 299 {
-		return &APIError{StatusCode: a.status, Message: errorMessage(a.body), Host: a.host}
-	}
-	if out == nil || len(bytes.TrimSpace(a.body)) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(a.body, out); err != nil {
-		return fmt.Errorf("decode %s %s answer from %s: %w", method, path, a.host, err)
-	}
-	return nil
-}
-
 // round tries every replica once, starting with the last one that answered.
 // It returns the first final answer. Otherwise, when some replica answered
 // 503, it returns that *APIError and the wait its Retry-After asked for;
@@ -356,72 +328,6 @@ func (c *Client) round(ctx context.Context, method, path string, payload []byte,
 	}
 	return nil, 0, fmt.Errorf("%s %s: %w (tried %s): %w", method, path, ErrNoReplica,
 		strings.Join(c.hosts, ", "), lastErr)
-}
-
-// send performs one exchange with one replica and reads the whole answer.
-// A transport error (refused, reset, timeout) is returned as an error.
-func (c *Client) send(ctx context.Context, host, method, path string, payload []byte, accept string) (*answer, error) {
-	var rd io.Reader
-	if payload != nil {
-		rd = bytes.NewReader(payload)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, host+path, rd)
-	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Accept", accept)
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.cfg.Token != "" {
-		req.Header.Set(TokenHeader, c.cfg.Token)
-	}
-	if c.cfg.UserAgent != "" {
-		req.Header.Set("User-Agent", c.cfg.UserAgent)
-	}
-	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
-		req.Header.Set(RequestIDHeader, id)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // drop the repeated method and URL
-		}
-		return nil, fmt.Errorf("%s: %w", host, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return nil, fmt.Errorf("read answer from %s: %w", host, err)
-	}
-	return &answer{host: host, status: resp.StatusCode, header: resp.Header, body: b}, nil
-}
-
-// errorMessage extracts the message of an error body: {"error"}, the
-// original's {"detail"} (a string or FastAPI's validation list), or the text.
-func errorMessage(body []byte) string {
-	var e struct {
-		Error  string          `json:"error"`
-		Detail json.RawMessage `json:"detail"`
-	}
-	if json.Unmarshal(body, &e) == nil {
-		if e.Error != "" {
-			return e.Error
-		}
-		var s string
-		if json.Unmarshal(e.Detail, &s) == nil && s != "" {
-			return s
-		}
-		if len(e.Detail) > 0 && string(e.Detail) != "null" {
-			return string(e.Detail)
-		}
-	}
-	msg := strings.TrimSpace(string(body))
-	if len(msg) > 512 {
-		msg = msg[:512] + "..."
-	}
-	return msg
 }
 
 // retryAfter parses a Retry-After header (seconds or HTTP date); a missing

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -101,13 +100,9 @@ type TerminalMessage struct {
 // a 503 (Docker unreachable there) is final instead of being waited out, so
 // that the user sees the reason at once.
 func (c *Client) dockerDo(ctx context.Context, method, path string, body, out any) error {
-	var payload []byte
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("encode %s %s body: %w", method, path, err)
-		}
-		payload = b
+	payload, err := encodeBody(method, path, body)
+	if err != nil {
+		return err
 	}
 	a, _, err := c.round(ctx, method, path, payload, "application/json")
 	if a == nil {
@@ -209,16 +204,9 @@ func (c *Client) CreateTar(ctx context.Context, name string, progress func(TarPr
 }
 
 func (c *Client) createTarAt(ctx context.Context, hc *http.Client, host, path string, progress func(TarProgress)) (CreateTarResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, host+path, nil)
+	req, err := c.newRequest(ctx, host, http.MethodPost, path, nil, NDJSONType+", application/json")
 	if err != nil {
-		return CreateTarResponse{}, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Accept", NDJSONType+", application/json")
-	if c.cfg.Token != "" {
-		req.Header.Set(TokenHeader, c.cfg.Token)
-	}
-	if c.cfg.UserAgent != "" {
-		req.Header.Set("User-Agent", c.cfg.UserAgent)
+		return CreateTarResponse{}, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -230,8 +218,7 @@ func (c *Client) createTarAt(ctx context.Context, hc *http.Client, host, path st
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20)) //nolint:errcheck // a partial body still has the message
-		return CreateTarResponse{}, &APIError{StatusCode: resp.StatusCode, Message: errorMessage(b), Host: host}
+		return CreateTarResponse{}, c.errorAnswer(host, resp)
 	}
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), NDJSONType) {
 		var out CreateTarResponse

@@ -15,12 +15,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-)
 
-// TokenHeader is the header that carries the cluster token on internal calls.
-// It must equal cluster/api.TokenHeader (a test in cluster checks it); this
-// package keeps its own copy so that it depends on the standard library only.
-const TokenHeader = "X-Hakuriver-Token"
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+)
 
 // Kind says how a Target is probed.
 type Kind string
@@ -47,7 +44,7 @@ type Target struct {
 	// Address is "host:port" for tcp and udp-gossip, an absolute http(s)
 	// URL for http.
 	Address string `json:"address"`
-	// Token is sent in TokenHeader on http probes. It never leaves the
+	// Token is sent in api.TokenHeader on http probes. It never leaves the
 	// process: a member probes with its own token, so a 401 means its token
 	// differs from the target's.
 	Token string `json:"-"`
@@ -225,7 +222,7 @@ func probeHTTP(ctx context.Context, name string, conn net.Conn, u *url.URL, toke
 		return failCheck(name, err.Error(), "bad target URL: a configuration or API error")
 	}
 	if token != "" {
-		req.Header.Set(TokenHeader, token)
+		req.Header.Set(api.TokenHeader, token)
 	}
 	req.Header.Set("User-Agent", "hakuriver-doctor")
 	start := time.Now()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 )
 
 // closedPort returns a loopback TCP port nobody listens on (it was free a
@@ -67,7 +69,7 @@ func silentListener(t *testing.T) string {
 func TestProbeClassification(t *testing.T) {
 	const token = "right-token"
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(TokenHeader) != token {
+		if r.Header.Get(api.TokenHeader) != token {
 			http.Error(w, `{"error":"missing or wrong cluster token"}`, http.StatusUnauthorized)
 			return
 		}

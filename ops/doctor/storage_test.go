@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 )
 
 func TestStorageProbeRoundTrip(t *testing.T) {
@@ -120,7 +122,7 @@ func TestParseRequest(t *testing.T) {
 func TestRun(t *testing.T) {
 	shared := t.TempDir()
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(TokenHeader) != "member-token" {
+		if r.Header.Get(api.TokenHeader) != "member-token" {
 			w.WriteHeader(http.StatusUnauthorized)
 		}
 	}))
