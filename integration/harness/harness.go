@@ -423,8 +423,44 @@ func (c *Cluster) Kill(i int) {
 // answers, like a partitioned or hung machine.
 func (c *Cluster) Stop(i int) {
 	c.tb.Helper()
-	if err := c.Replica(i).proc.signal(syscall.SIGSTOP, stateStopped); err != nil {
+	p := c.Replica(i).proc
+	if err := p.signal(syscall.SIGSTOP, stateStopped); err != nil {
 		c.tb.Fatalf("harness: %v", err)
+	}
+	// The kernel stops the process's threads as each reaches it: on a
+	// loaded machine that takes a moment, during which it may still answer.
+	if err := waitStopped(p.pid(), exitTimeout); err != nil {
+		c.tb.Fatalf("harness: %s: %v", p.name, err)
+	}
+}
+
+// waitStopped waits until every thread of process pid is stopped (state T
+// in /proc/<pid>/task/*/stat).
+func waitStopped(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		running := 0
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return fmt.Errorf("wait for SIGSTOP: %w", err)
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+			if err != nil {
+				continue // the thread exited
+			}
+			// The state follows the ")" closing the command name.
+			if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] != 'T' && b[i+2] != 't' {
+				running++
+			}
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d threads still not stopped %s after SIGSTOP", running, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
