@@ -404,6 +404,17 @@ func TestValidate(t *testing.T) {
 		}, "cluster.gossip_key: decodes to 20 bytes"},
 		{"token and token file", func(c *config.Config) { c.Cluster.Token, c.Cluster.TokenFile = "t", "/f" }, "cluster.cluster_token_file: set only one"},
 		{"max list tasks", func(c *config.Config) { c.Cluster.MaxListTasks = 0 }, "cluster.max_list_tasks: must be at least 1"},
+		{"token and insecure", func(c *config.Config) { c.Cluster.Token, c.Cluster.InsecureNoToken = "t", true }, "cluster.insecure_no_token: set either"},
+		{"insecure without token", func(c *config.Config) { c.Cluster.InsecureNoToken = true }, ""},
+		{"state dir inside local temp", func(c *config.Config) {
+			c.Paths.LocalTempDir, c.Paths.RunnerStateDir = "/var/tmp/hk", "/var/tmp/hk/state"
+		}, "paths.runner_state_dir: \"/var/tmp/hk/state\" overlaps paths.local_temp_dir"},
+		{"state dir holds shared", func(c *config.Config) {
+			c.Paths.SharedDir, c.Paths.RunnerStateDir = "/srv/hk/shared", "/srv/hk/"
+		}, "paths.runner_state_dir: \"/srv/hk/\" overlaps paths.shared_dir"},
+		{"state dir beside temp", func(c *config.Config) {
+			c.Paths.LocalTempDir, c.Paths.RunnerStateDir = "/var/lib/hk/temp", "/var/lib/hk/temp-state"
+		}, ""},
 		{"leader wait negative", func(c *config.Config) { c.Cluster.LeaderWaitSeconds = -1 }, "cluster.leader_wait_seconds: must be at least 0"},
 		{"port clash", func(c *config.Config) { c.Cluster.GossipPort = c.Network.HostSSHProxyPort }, "cluster.gossip_port: port 8002 is also network.host_ssh_proxy_port"},
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"unicode"
 
@@ -202,7 +203,38 @@ func (c Config) problems() []keyError {
 		errs = append(errs, keyError{key: "cluster.cluster_token_file",
 			msg: "set only one of cluster.cluster_token and cluster.cluster_token_file"})
 	}
+	if c.Cluster.InsecureNoToken && (c.Cluster.Token != "" || c.Cluster.TokenFile != "") {
+		errs = append(errs, keyError{key: "cluster.insecure_no_token",
+			msg: "set either a cluster token (cluster.cluster_token or cluster.cluster_token_file) or insecure_no_token, not both"})
+	}
+	errs = append(errs, c.stateDirOverlaps()...)
 	return append(errs, c.portClashes()...)
+}
+
+// stateDirOverlaps reports a runner_state_dir that equals, lies inside or
+// contains a directory tasks can see (the runner refuses to start then; the
+// same check, symlinks resolved, runs there).
+func (c Config) stateDirOverlaps() []keyError {
+	state := filepath.Clean(c.Paths.RunnerStateDir)
+	var errs []keyError
+	for _, o := range []struct{ key, path string }{
+		{"paths.local_temp_dir", c.Paths.LocalTempDir}, {"paths.shared_dir", c.Paths.SharedDir},
+	} {
+		if c.Paths.RunnerStateDir == "" || o.path == "" {
+			continue
+		}
+		other := filepath.Clean(o.path)
+		if state == other || within(state, other) || within(other, state) {
+			errs = append(errs, keyError{key: "paths.runner_state_dir",
+				msg: fmt.Sprintf("%q overlaps %s %q, which tasks can see: keep the runner's state apart", c.Paths.RunnerStateDir, o.key, o.path)})
+		}
+	}
+	return errs
+}
+
+// within reports whether clean path p lies strictly inside clean path dir.
+func within(p, dir string) bool {
+	return strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
 }
 
 // portClashes reports two non-zero ports of one host replica that are equal.
