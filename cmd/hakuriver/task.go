@@ -242,10 +242,8 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 		p := o.privileged
 		req.Privileged = &p
 	}
-	for _, m := range o.mounts {
-		if _, err := api.ParseMount(m); err != nil {
-			return req, fmt.Errorf("invalid --mount value: %w", err)
-		}
+	if err := checkMountFlags(o.mounts); err != nil {
+		return req, err
 	}
 	req.AdditionalMounts = o.mounts
 	return req, nil
@@ -571,6 +569,17 @@ func printMessage(w io.Writer, format string, m api.MessageResponse) error {
 	}
 	if _, err := fmt.Fprintln(w, m.Message); err != nil {
 		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// checkMountFlags checks --mount values with the host's own parser, so the
+// CLI refuses what a submit would.
+func checkMountFlags(mounts []string) error {
+	for _, m := range mounts {
+		if _, err := api.ParseMount(m); err != nil {
+			return fmt.Errorf("invalid --mount value: %w", err)
+		}
 	}
 	return nil
 }

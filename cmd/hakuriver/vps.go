@@ -227,11 +227,8 @@ func (o *vpsCreateOptions) request(cmd *cobra.Command) (api.SubmitRequest, error
 		p := o.privileged
 		req.Privileged = &p
 	}
-	for _, m := range o.mounts {
-		parts := strings.Split(m, ":")
-		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-			return req, fmt.Errorf("invalid --mount value %q: want HOST_PATH:CONTAINER_PATH[:OPTIONS]", m)
-		}
+	if err := checkMountFlags(o.mounts); err != nil {
+		return req, err
 	}
 	req.AdditionalMounts = o.mounts
 	return req, nil
