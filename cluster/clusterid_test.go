@@ -57,7 +57,7 @@ func TestClusterIDChosenOnce(t *testing.T) {
 	}
 	waitFor(t, 15*time.Second, func() bool {
 		for _, h := range hosts {
-			if h != leader && h.IsLeader() && h.leaderReady.Load() {
+			if h != leader && h.IsLeader() {
 				return true
 			}
 		}

@@ -36,13 +36,10 @@ type Host struct {
 	// sshProxy serves SSH tunnels to VPS tasks (sshproxy.go).
 	sshProxy *sshProxy
 
-	// leaderReady is set once this replica is leader and its FSM has
-	// applied everything committed before (Barrier); writes wait for it.
-	leaderReady atomic.Bool
-	// live is the leader's in-memory runner view, replaced on each
-	// leadership gain.
-	live atomic.Pointer[liveState]
-	kick chan struct{}
+	// lead is this replica's leader while it leads and its FSM has applied
+	// everything committed before (Barrier); nil on a follower. Writes wait
+	// for it (onLeader).
+	lead atomic.Pointer[leader]
 	// runners calls the runners (dispatch, kill, pause, resume); replicas
 	// makes the internal calls to other replicas.
 	runners  *api.RunnerClient
@@ -80,12 +77,10 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		log:     cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
 		machine: fsm.New(),
 		ids:     newIDGenerator(cfg.NodeID, time.Now),
-		kick:    make(chan struct{}, 1),
 		fwd:     &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
 	}
 	h.runners = api.NewRunnerClient(api.PeerConfig{Token: cfg.ClusterToken})
 	h.replicas = api.NewReplicaClient(api.PeerConfig{Token: cfg.ClusterToken, From: cfg.NodeID, Transport: h.fwd.Transport})
-	h.live.Store(newLiveState(time.Now()))
 	if cfg.ClusterToken == "" {
 		h.log.Warn("INSECURE: no cluster token (--insecure-no-token): anyone who reaches this replica can make internal calls, " +
 			"register runners and change the Raft membership; set cluster_token or cluster_token_file")
@@ -196,9 +191,6 @@ func (h *Host) GossipAddr() string { return h.pool.Addr() }
 
 // Machine returns the replica's local state machine (read-only use).
 func (h *Host) Machine() *fsm.Machine { return h.machine }
-
-// IsLeader reports whether this replica is the leader and ready for writes.
-func (h *Host) IsLeader() bool { return h.leaderReady.Load() }
 
 // Close stops the API, leaves gossip and shuts Raft down. It waits for
 // every background goroutine.

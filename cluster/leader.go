@@ -4,102 +4,117 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
-
-	"github.com/hashicorp/raft"
+	"github.com/hakuriver/hakuriver-ha/gossip"
 )
 
-// leadershipLoop watches Raft state; when this replica becomes leader it
-// waits for a Barrier (so its FSM holds every committed entry), marks itself
-// ready for writes and runs leaderLoop until leadership is lost.
-func (h *Host) leadershipLoop(ctx context.Context) {
-	var stop context.CancelFunc
-	var leaderTerm uint64
-	done := make(chan struct{})
-	close(done)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	wasBootstrapped := h.raft.hadState
-	for {
-		select {
-		case <-ctx.Done():
-			if stop != nil {
-				stop()
-			}
-			<-done
-			return
-		case <-h.raft.r.LeaderCh():
-		case <-tick.C:
-		}
-		if !wasBootstrapped && h.raft.r.Leader() != "" {
-			wasBootstrapped = true
-			h.markBootstrapped()
-		}
-		isLeader := h.raft.r.State() == raft.Leader
-		if isLeader && stop != nil && h.raft.r.CurrentTerm() != leaderTerm {
-			// Leadership was lost and regained between two looks: restart
-			// the leader's work so that it runs after a fresh Barrier.
-			h.leaderReady.Store(false)
-			stop()
-			<-done
-			stop = nil
-		}
-		switch {
-		case isLeader && stop == nil:
-			leaderTerm = h.raft.r.CurrentTerm()
-			var lctx context.Context
-			lctx, stop = context.WithCancel(ctx)
-			done = make(chan struct{})
-			go func() {
-				defer close(done)
-				h.leaderLoop(lctx)
-			}()
-		case !isLeader && stop != nil:
-			h.leaderReady.Store(false)
-			stop()
-			<-done
-			stop = nil
-			h.log.Info("lost leadership")
-		}
-	}
+// runnerCaller is the part of the runner client the leader uses: /run for
+// dispatch and /kill for tasks it kills itself (time limits).
+type runnerCaller interface {
+	Run(ctx context.Context, runnerURL string, req api.RunRequest) error
+	Kill(ctx context.Context, runnerURL string, ref api.TaskRef) error
 }
 
-// leaderLoop is the leader's work: barrier, then voter reconciliation.
-func (h *Host) leaderLoop(ctx context.Context) {
-	for {
-		if err := h.raft.r.Barrier(5 * time.Second).Error(); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
+// voterSet is the Raft membership as the leader's voter reconciliation sees
+// it: the current servers (ID → address), adding one, and challenging a
+// gossiped host to prove it holds the cluster token.
+type voterSet interface {
+	servers() (map[string]string, error)
+	addVoter(id, addr string) error
+	prove(ctx context.Context, m gossip.Member) error
+}
+
+// leaderDeps is everything the leader needs from its replica. It is small on
+// purpose: the leader's decisions depend on the committed state, what it
+// proposes, what gossip sees and the runners it calls, never on the HTTP or
+// Raft machinery behind them.
+type leaderDeps struct {
+	log *slog.Logger
+	// state is the local FSM, read-only: the leader changes it only through
+	// apply.
+	state *fsm.Machine
+	// apply proposes a command and waits until it is applied (Host.apply).
+	apply func(ctx context.Context, c fsm.Command) (any, error)
+	// known reports whether every replica can apply a command type
+	// (Host.commandKnown).
+	known func(t fsm.CommandType) error
+	// hosts returns the host replicas gossip sees alive; changed is closed
+	// on the pool's next change.
+	hosts   func() []gossip.Member
+	changed func() <-chan struct{}
+	voters  voterSet
+	runners runnerCaller
+	// heartbeatTimeout is the silence after which a runner is offline.
+	heartbeatTimeout time.Duration
+	// livenessTick is the liveness loop's period.
+	livenessTick time.Duration
+	now          func() time.Time
+}
+
+// leader is the leader's work for one term: it is created when this replica
+// becomes leader (after a Barrier, so its FSM holds every committed entry)
+// and stopped when it loses leadership. It owns the runners' live figures,
+// the scheduler's kick, and the scheduling, liveness and membership loops.
+// A new term gets a new leader with fresh live figures.
+type leader struct {
+	leaderDeps
+	live *liveState
+	kick chan struct{}
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newLeader(d leaderDeps) *leader {
+	if d.now == nil {
+		d.now = time.Now
 	}
-	h.ensureClusterID(ctx)
-	h.live.Store(newLiveState(time.Now()))
-	h.leaderReady.Store(true)
-	h.log.Info("leader ready", "applied_index", h.machine.AppliedIndex())
-	defer h.leaderReady.Store(false)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(2)
-	go func() { defer wg.Done(); h.scheduleLoop(ctx) }()
-	go func() { defer wg.Done(); h.livenessLoop(ctx) }()
+	return &leader{leaderDeps: d, live: newLiveState(d.now()), kick: make(chan struct{}, 1)}
+}
+
+// start runs the leader's loops until stop (or ctx ends).
+func (l *leader) start(ctx context.Context) {
+	ctx, l.cancel = context.WithCancel(ctx)
+	l.goRun(func() { l.scheduleLoop(ctx) })
+	l.goRun(func() { l.livenessLoop(ctx) })
+	l.goRun(func() { l.membershipLoop(ctx) })
+}
+
+// stop ends the loops and waits for every goroutine the leader started.
+func (l *leader) stop() {
+	if l.cancel != nil {
+		l.cancel()
+	}
+	l.wg.Wait()
+}
+
+func (l *leader) goRun(f func()) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f()
+	}()
+}
+
+// membershipLoop adds proven hosts as voters and names the cluster, once a
+// second and on every gossip change.
+func (l *leader) membershipLoop(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	failedProofs := map[string]time.Time{}
 	for {
-		h.reconcileVoters(ctx, failedProofs)
-		h.ensureClusterID(ctx)
+		l.reconcileVoters(ctx, failedProofs)
+		l.ensureClusterID(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		case <-h.pool.Changed():
+		case <-l.changed():
 		}
 	}
 }
@@ -109,17 +124,37 @@ func (h *Host) leaderLoop(ctx context.Context) {
 // proposal racing another leader's changes nothing; a failed one is
 // retried on the next pass, as is one that waits for a replica of an older
 // version (which could not apply it) to be upgraded.
-func (h *Host) ensureClusterID(ctx context.Context) {
-	if h.machine.ClusterID() != "" {
+func (l *leader) ensureClusterID(ctx context.Context) {
+	if l.state.ClusterID() != "" {
 		return
 	}
-	if err := h.commandKnown(fsm.CmdSetClusterID); err != nil {
-		h.log.Debug("cluster ID waits for every replica to be upgraded", "err", err)
+	if err := l.known(fsm.CmdSetClusterID); err != nil {
+		l.log.Debug("cluster ID waits for every replica to be upgraded", "err", err)
 		return
 	}
 	b := make([]byte, 8)
 	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
-	if h.applyLogged(ctx, &fsm.SetClusterID{ID: hex.EncodeToString(b)}) {
-		h.log.Info("cluster ID chosen", "cluster_id", h.machine.ClusterID())
+	if l.applyLogged(ctx, &fsm.SetClusterID{ID: hex.EncodeToString(b)}) {
+		l.log.Info("cluster ID chosen", "cluster_id", l.state.ClusterID())
+	}
+}
+
+// applyLogged applies a leader-decided command whose failure is only worth
+// a log line (the next pass retries); it reports whether it committed.
+func (l *leader) applyLogged(ctx context.Context, c fsm.Command) bool {
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := l.apply(actx, c); err != nil {
+		l.log.Warn("apply", "command", c.Type().String(), "err", err)
+		return false
+	}
+	return true
+}
+
+// kickScheduler asks the scheduling loop for a pass now.
+func (l *leader) kickScheduler() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // historyLen is the number of one-second health samples kept (as the
@@ -64,8 +65,12 @@ func (l *liveState) lastSeen(name string) time.Time {
 	return l.since
 }
 
-// get returns a copy of the node's live figures.
+// get returns a copy of the node's live figures. A nil liveState (a
+// follower's) knows no node.
 func (l *liveState) get(name string) (api.HeartbeatRequest, time.Time, bool) {
+	if l == nil {
+		return api.HeartbeatRequest{}, time.Time{}, false
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.nodes[name]
@@ -92,8 +97,60 @@ func (l *liveState) addSample(s healthSample) {
 	}
 }
 
+// samples returns the health history, oldest first; a nil liveState (a
+// follower's) has none.
 func (l *liveState) samples() []healthSample {
+	if l == nil {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]healthSample(nil), l.history...)
+}
+
+// sampleHealth appends one health sample (leader only, once a second).
+func (l *leader) sampleHealth(now time.Time) {
+	live := l.live
+	var s healthSample
+	s.aggregate.LastUpdated = now
+	var cpuWeighted float64
+	for _, n := range l.state.Nodes() {
+		nh := api.NodeHealth{Hostname: n.Hostname, Status: string(n.Status), MemoryTotalBytes: n.MemoryTotalBytes,
+			TotalCores: n.TotalCores, NUMATopology: n.NUMATopology, GPUInfo: n.GPUInfo}
+		if hb, at, ok := live.get(n.Hostname); ok {
+			at := at
+			nh.LastHeartbeat = &at
+			nh.CPUPercent, nh.MemoryPercent, nh.MemoryUsedBytes = hb.CPUPercent, hb.MemoryPercent, hb.MemoryUsedBytes
+			nh.CurrentAvgTemp, nh.CurrentMaxTemp = hb.CurrentAvgTemp, hb.CurrentMaxTemp
+			if len(hb.GPUInfo) > 0 {
+				nh.GPUInfo = hb.GPUInfo
+			}
+			if at.After(s.aggregate.LastUpdated) {
+				s.aggregate.LastUpdated = at
+			}
+		}
+		a := &s.aggregate
+		a.TotalNodes++
+		if n.Status == fsm.NodeOnline {
+			a.OnlineNodes++
+		}
+		a.TotalCores += n.TotalCores
+		a.TotalMemBytes += n.MemoryTotalBytes
+		if nh.MemoryUsedBytes != nil {
+			a.UsedMemBytes += *nh.MemoryUsedBytes
+		}
+		if nh.CPUPercent != nil {
+			cpuWeighted += *nh.CPUPercent * float64(n.TotalCores)
+		}
+		if nh.CurrentAvgTemp != nil {
+			a.MaxAvgCPUTemp = max(a.MaxAvgCPUTemp, *nh.CurrentAvgTemp)
+		}
+		if nh.CurrentMaxTemp != nil {
+			a.MaxMaxCPUTemp = max(a.MaxMaxCPUTemp, *nh.CurrentMaxTemp)
+		}
+		s.nodes = append(s.nodes, nh)
+	}
+	s.aggregate.AvgCPUPercent = cpuWeighted / float64(max(1, s.aggregate.TotalCores))
+	s.aggregate.AvgMemPercent = float64(s.aggregate.UsedMemBytes) / float64(max(1, s.aggregate.TotalMemBytes)) * 100
+	live.addSample(s)
 }

@@ -88,22 +88,18 @@ const proofRetry = 5 * time.Second
 
 // reconcileVoters adds every alive, not yet bootstrapped host that gossip
 // sees but the Raft configuration lacks, once it proved holding the cluster
-// token (verifyHost); a host that failed is challenged again after
-// proofRetry. Only the leader calls it. Hosts that hold Raft state are not
-// re-added automatically, so that a replica removed with DELETE
-// /api/cluster/peers stays removed until joined by hand.
-func (h *Host) reconcileVoters(ctx context.Context, failed map[string]time.Time) {
-	cf := h.raft.r.GetConfiguration()
-	if err := cf.Error(); err != nil {
+// token (Host.verifyHost); a host that failed is challenged again after
+// proofRetry. Hosts that hold Raft state are not re-added automatically, so
+// that a replica removed with DELETE /api/cluster/peers stays removed until
+// joined by hand.
+func (l *leader) reconcileVoters(ctx context.Context, failed map[string]time.Time) {
+	known, err := l.voters.servers()
+	if err != nil {
 		return
 	}
-	known := map[raft.ServerID]raft.ServerAddress{}
-	for _, s := range cf.Configuration().Servers {
-		known[s.ID] = s.Address
-	}
-	for _, m := range h.aliveHosts() {
-		addr, ok := known[raft.ServerID(m.Name)]
-		if ok && addr == raft.ServerAddress(m.Meta.Raft) {
+	for _, m := range l.hosts() {
+		addr, ok := known[m.Name]
+		if ok && addr == m.Meta.Raft {
 			continue
 		}
 		if !ok && m.Meta.Bootstrapped {
@@ -111,22 +107,22 @@ func (h *Host) reconcileVoters(ctx context.Context, failed map[string]time.Time)
 		}
 		key := m.Name + " " + m.Meta.Raft
 		at, failedBefore := failed[key]
-		if failedBefore && time.Since(at) < proofRetry {
+		if failedBefore && l.now().Sub(at) < proofRetry {
 			continue
 		}
-		if err := h.verifyHost(ctx, m); err != nil {
-			failed[key] = time.Now()
-			log := h.log.Warn
+		if err := l.voters.prove(ctx, m); err != nil {
+			failed[key] = l.now()
+			log := l.log.Warn
 			if failedBefore {
-				log = h.log.Debug // said once already
+				log = l.log.Debug // said once already
 			}
 			log("not adding a gossiped host as voter: it did not prove the cluster token", "id", m.Name, "raft", m.Meta.Raft, "err", err)
 			continue
 		}
 		delete(failed, key)
-		h.log.Info("adding voter", "id", m.Name, "raft", m.Meta.Raft)
-		if err := h.raft.r.AddVoter(raft.ServerID(m.Name), raft.ServerAddress(m.Meta.Raft), 0, 5*time.Second).Error(); err != nil {
-			h.log.Warn("add voter", "id", m.Name, "err", err)
+		l.log.Info("adding voter", "id", m.Name, "raft", m.Meta.Raft)
+		if err := l.voters.addVoter(m.Name, m.Meta.Raft); err != nil {
+			l.log.Warn("add voter", "id", m.Name, "err", err)
 		}
 	}
 }

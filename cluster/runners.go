@@ -67,15 +67,15 @@ func (h *Host) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	h.liveState().heartbeat(req.Hostname, api.HeartbeatRequest{}, now)
-	h.kickScheduler()
+	if l := h.currentLeader(); l != nil {
+		l.registered(req.Hostname, now)
+	}
 	h.log.Info("runner registered", "runner", req.Hostname, "url", req.RunnerURL, "cores", req.TotalCores)
 	writeJSON(w, http.StatusOK, api.RegisterResponse{Message: fmt.Sprintf("Runner %s acknowledged.", req.Hostname), ClusterID: h.machine.ClusterID()})
 }
 
-// handleHeartbeat keeps live figures in the leader's memory only; it writes
-// to the log only for a real state change (node back online, a task lost or
-// killed on the runner).
+// handleHeartbeat hands a runner's heartbeat to the leader (leader.heartbeat)
+// and answers the tasks the runner must kill.
 func (h *Host) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "hostname")
 	var hb api.HeartbeatRequest
@@ -88,44 +88,19 @@ func (h *Host) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("Node not registered"))
 		return
 	}
-	now := time.Now().UTC()
+	l := h.currentLeader()
+	if l == nil {
+		writeError(w, ErrNotLeader) // leadership was lost since onLeader looked
+		return
+	}
 	ctx, cancel := h.applyCtx(r)
 	defer cancel()
-	live := h.liveState()
-	ln := live.heartbeat(name, hb, now)
-	if node.Status != fsm.NodeOnline {
-		if _, err := h.apply(ctx, &fsm.SetNodeStatus{Hostname: name, Status: fsm.NodeOnline, At: now}); err != nil {
-			writeError(w, err)
-			return
-		}
-		h.log.Info("runner back online", "runner", name)
-		h.kickScheduler()
+	kill, err := l.heartbeat(ctx, node, hb, time.Now().UTC())
+	if err != nil {
+		writeError(w, err)
+		return
 	}
-	for _, k := range hb.KilledTasks {
-		t, ok := h.machine.Task(k.TaskID)
-		if !ok || t.Status.Final() {
-			continue
-		}
-		status, code, msg := fsm.StatusFailed, -9, "Killed by runner: "+k.Reason
-		if k.Reason == "oom" {
-			status = fsm.StatusKilledOOM
-		}
-		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: k.TaskID, Status: status, ExitCode: &code, Message: &msg, At: now})
-	}
-	// Reconciliation (invariant 5): kill what the FSM does not place here,
-	// lose what the runner keeps omitting.
-	active := h.machine.Active()
-	var rec scheduler.Reconciliation
-	live.reconcile(ln, func(missing map[int64]int) map[int64]int {
-		rec = scheduler.Reconcile(name, active, scheduler.Report{Running: hb.RunningTasks, Partial: hb.Partial}, missing)
-		return rec.Missing
-	})
-	for _, id := range rec.Lost {
-		code, msg := -1, fmt.Sprintf("Runner %s no longer reports this task.", name)
-		h.log.Warn("task lost: runner no longer reports it", "task_id", id, "runner", name)
-		h.applyLogged(ctx, &fsm.UpdateTask{TaskID: id, Status: fsm.StatusLost, ExitCode: &code, Message: &msg, At: now})
-	}
-	writeJSON(w, http.StatusOK, api.HeartbeatResponse{Message: "Heartbeat received", Kill: rec.Kill})
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{Message: "Heartbeat received", Kill: kill})
 }
 
 func (h *Host) handleUpdate(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +165,7 @@ func (h *Host) nodeViews() []api.NodeView {
 		if n.Status == fsm.NodeOnline {
 			v.AvailableCores = max(0, n.TotalCores-v.CoresInUse)
 		}
-		if hb, at, ok := live.get(n.Hostname); ok && h.IsLeader() {
+		if hb, at, ok := live.get(n.Hostname); ok {
 			s := at.Format(time.RFC3339Nano)
 			v.LastHeartbeat = &s
 			v.CPUPercent, v.MemoryPercent, v.MemoryUsedBytes = hb.CPUPercent, hb.MemoryPercent, hb.MemoryUsedBytes
@@ -231,51 +206,4 @@ func (h *Host) handleHealth(w http.ResponseWriter, r *http.Request) {
 		out.Aggregate = append(out.Aggregate, s.aggregate)
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// sampleHealth appends one health sample (leader only, once a second).
-func (h *Host) sampleHealth(now time.Time) {
-	live := h.liveState()
-	var s healthSample
-	s.aggregate.LastUpdated = now
-	var cpuWeighted float64
-	for _, n := range h.machine.Nodes() {
-		nh := api.NodeHealth{Hostname: n.Hostname, Status: string(n.Status), MemoryTotalBytes: n.MemoryTotalBytes,
-			TotalCores: n.TotalCores, NUMATopology: n.NUMATopology, GPUInfo: n.GPUInfo}
-		if hb, at, ok := live.get(n.Hostname); ok {
-			at := at
-			nh.LastHeartbeat = &at
-			nh.CPUPercent, nh.MemoryPercent, nh.MemoryUsedBytes = hb.CPUPercent, hb.MemoryPercent, hb.MemoryUsedBytes
-			nh.CurrentAvgTemp, nh.CurrentMaxTemp = hb.CurrentAvgTemp, hb.CurrentMaxTemp
-			if len(hb.GPUInfo) > 0 {
-				nh.GPUInfo = hb.GPUInfo
-			}
-			if at.After(s.aggregate.LastUpdated) {
-				s.aggregate.LastUpdated = at
-			}
-		}
-		a := &s.aggregate
-		a.TotalNodes++
-		if n.Status == fsm.NodeOnline {
-			a.OnlineNodes++
-		}
-		a.TotalCores += n.TotalCores
-		a.TotalMemBytes += n.MemoryTotalBytes
-		if nh.MemoryUsedBytes != nil {
-			a.UsedMemBytes += *nh.MemoryUsedBytes
-		}
-		if nh.CPUPercent != nil {
-			cpuWeighted += *nh.CPUPercent * float64(n.TotalCores)
-		}
-		if nh.CurrentAvgTemp != nil {
-			a.MaxAvgCPUTemp = max(a.MaxAvgCPUTemp, *nh.CurrentAvgTemp)
-		}
-		if nh.CurrentMaxTemp != nil {
-			a.MaxMaxCPUTemp = max(a.MaxMaxCPUTemp, *nh.CurrentMaxTemp)
-		}
-		s.nodes = append(s.nodes, nh)
-	}
-	s.aggregate.AvgCPUPercent = cpuWeighted / float64(max(1, s.aggregate.TotalCores))
-	s.aggregate.AvgMemPercent = float64(s.aggregate.UsedMemBytes) / float64(max(1, s.aggregate.TotalMemBytes)) * 100
-	live.addSample(s)
 }
