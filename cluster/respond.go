@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // httpError is a handler-level rejection with its status code, for the
@@ -31,3 +33,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) { httpapi.WriteJSON(w, 
 func writeError(w http.ResponseWriter, err error) { httpapi.WriteError(w, err) }
 
 func decodeJSON(r *http.Request, v any) error { return httpapi.DecodeJSON(r, v) }
+
+// applyCtx bounds one proposal (httpapi.ApplyContext).
+func (h *Host) applyCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return httpapi.ApplyContext(r)
+}
+
+// targetRE checks a runner's hostname (httpapi's submit-target pattern).
+var targetRE = httpapi.TargetRE
+
+func allStatusNames() []fsm.Status { return fsm.AllStatuses() }

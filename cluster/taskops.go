@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -25,19 +24,4 @@ func (h *Host) notifyKill(t *fsm.Task) {
 			h.log.Warn("kill on runner; the next heartbeat will retry", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
 		}
 	}()
-}
-
-// leaderView serves a read from the leader when one is known, because only
-// the leader holds live runner figures; it falls back to the local replica.
-func (h *Host) leaderView(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !h.IsLeader() && r.Header.Get(api.ForwardedHeader) == "" {
-			if id, url := h.leaderInfo(); id != "" && id != h.cfg.NodeID && url != "" {
-				if h.forward(w, r, url, nil) {
-					return
-				}
-			}
-		}
-		next(w, r)
-	}
 }

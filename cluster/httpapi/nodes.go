@@ -26,7 +26,7 @@ func (a *API) Drain(drain bool) http.HandlerFunc {
 			writeError(w, notFound("node %q not registered", name))
 			return
 		}
-		ctx, cancel := applyCtx(r)
+		ctx, cancel := ApplyContext(r)
 		defer cancel()
 		if _, err := a.d.Proposer.Propose(ctx, &fsm.SetNodeDrain{Hostname: name, Drained: drain}); err != nil {
 			writeError(w, err)

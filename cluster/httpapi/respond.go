@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -122,4 +124,9 @@ func ParseTaskID(s string) (int64, error) {
 		return 0, badRequest("task id %q: must be a positive decimal integer", s)
 	}
 	return id, nil
+}
+
+// ApplyContext bounds one proposal made for request r.
+func ApplyContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 10*time.Second)
 }

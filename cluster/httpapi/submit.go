@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -200,7 +199,7 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		}
 		tasks[i] = t
 	}
-	ctx, cancel := applyCtx(r)
+	ctx, cancel := ApplyContext(r)
 	defer cancel()
 	v, err := a.d.Proposer.Propose(ctx, &fsm.SubmitTasks{RequestID: req.RequestID, Tasks: tasks})
 	if err != nil {
@@ -221,16 +220,4 @@ func submitResponse(ids []int64) api.SubmitResponse {
 		out.TaskIDs[i] = strconv.FormatInt(id, 10)
 	}
 	return out
-}
-
-// maxMemoryBytes bounds required_memory_bytes (1 PiB): anything larger is a
-// typo, not a lab machine.
-const maxMemoryBytes = int64(1) << 50
-
-// maxCores bounds required_cores.
-const maxCores = 1 << 16
-
-// applyCtx bounds one proposal.
-func applyCtx(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), 10*time.Second)
 }

@@ -215,3 +215,10 @@ func checkVPSKey(command string) error {
 	}
 	return nil
 }
+
+// maxMemoryBytes bounds required_memory_bytes (1 PiB): anything larger is a
+// typo, not a lab machine.
+const maxMemoryBytes = int64(1) << 50
+
+// maxCores bounds required_cores.
+const maxCores = 1 << 16

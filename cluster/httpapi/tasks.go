@@ -118,7 +118,7 @@ func (a *API) Kill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: task %d cannot be killed (state: %s)", fsm.ErrConflict, id, t.Status))
 		return
 	}
-	ctx, cancel := applyCtx(r)
+	ctx, cancel := ApplyContext(r)
 	defer cancel()
 	if _, err := a.d.Proposer.Propose(ctx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user.", At: time.Now().UTC(), RequestID: reqID}); err != nil {
 		writeError(w, err)
