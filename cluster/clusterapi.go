@@ -76,16 +76,26 @@ func (h *Host) AddVoter(_ context.Context, id, addr string) error {
 	return h.raft.r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error()
 }
 
+// InConfiguration reports whether replica id is in the Raft configuration.
+func (h *Host) InConfiguration(id string) (bool, error) {
+	cf := h.raft.r.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return false, fmt.Errorf("read raft configuration: %w", err)
+	}
+	for _, s := range cf.Configuration().Servers {
+		if string(s.ID) == id {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // RemoveVoter removes replica id from the Raft configuration (leader only);
 // a 404 error when it is not in it.
 func (h *Host) RemoveVoter(_ context.Context, id string) error {
-	cf := h.raft.r.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return fmt.Errorf("read raft configuration: %w", err)
-	}
-	found := false
-	for _, s := range cf.Configuration().Servers {
-		found = found || string(s.ID) == id
+	found, err := h.InConfiguration(id)
+	if err != nil {
+		return err
 	}
 	if !found {
 		return notFound("replica %q is not in the raft configuration", id)

@@ -81,6 +81,9 @@ type ClusterViewer interface {
 type Membership interface {
 	// AddVoter adds replica id at Raft address addr as a voter.
 	AddVoter(ctx context.Context, id, addr string) error
+	// InConfiguration reports whether replica id is in the Raft
+	// configuration.
+	InConfiguration(id string) (bool, error)
 	// RemoveVoter removes replica id; an error mapping to 404 when it is
 	// not in the configuration.
 	RemoveVoter(ctx context.Context, id string) error

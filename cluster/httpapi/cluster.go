@@ -75,6 +75,15 @@ func checkRaftAddr(ctx context.Context, addr string) error {
 // RemovePeer serves DELETE /api/cluster/peers/{id}.
 func (a *API) RemovePeer(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
+	found, err := a.d.Membership.InConfiguration(id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !found {
+		writeError(w, notFound("replica %q is not in the raft configuration", id))
+		return
+	}
 	a.logMembership(r, "remove", "id", id)
 	if err := a.d.Membership.RemoveVoter(r.Context(), id); err != nil {
 		writeError(w, err)

@@ -172,6 +172,10 @@ func (m *fakeMembership) AddVoter(_ context.Context, id, _ string) error {
 	return nil
 }
 
+func (m *fakeMembership) InConfiguration(id string) (bool, error) {
+	return slices.Contains(m.voters, id), nil
+}
+
 func (m *fakeMembership) RemoveVoter(_ context.Context, id string) error {
 	if !slices.Contains(m.voters, id) {
 		return NotFound("replica %q is not in the raft configuration", id)
