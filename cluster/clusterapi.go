@@ -2,14 +2,10 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/hashicorp/raft"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -75,118 +71,62 @@ func stateName(s raft.RaftState) string {
 	return "follower"
 }
 
-func (h *Host) handleCluster(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.Status())
+// AddVoter adds replica id at Raft address addr as a voter (leader only).
+func (h *Host) AddVoter(_ context.Context, id, addr string) error {
+	return h.raft.r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error()
 }
 
-func (h *Host) handleJoin(w http.ResponseWriter, r *http.Request) {
-	var req api.JoinRequest
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
+// InConfiguration reports whether replica id is in the Raft configuration.
+func (h *Host) InConfiguration(id string) (bool, error) {
+	cf := h.raft.r.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return false, fmt.Errorf("read raft configuration: %w", err)
 	}
-	if req.ID == "" || req.Raft == "" {
-		writeError(w, badRequest("id and raft: both are required"))
-		return
+	for _, s := range cf.Configuration().Servers {
+		if string(s.ID) == id {
+			return true, nil
+		}
 	}
-	if err := checkRaftAddr(r.Context(), req.Raft); err != nil {
-		writeError(w, badRequest("raft %q: %v", req.Raft, err))
-		return
-	}
-	h.logMembership(r, "join", "id", req.ID, "raft", req.Raft)
-	if err := h.raft.r.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Raft), 0, 10*time.Second).Error(); err != nil {
-		writeError(w, fmt.Errorf("add voter %s: %w", req.ID, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Replica %s (%s) added as a voter.", req.ID, req.Raft)})
+	return false, nil
 }
 
-// logMembership records, on the leader, a membership change about to be
-// made: what, by whom (the caller's address, and the replica that forwarded
-// it).
-func (h *Host) logMembership(r *http.Request, op string, args ...any) {
-	args = append([]any{"op", op, "remote", r.RemoteAddr, "forwarded_by", r.Header.Get(api.ForwardedHeader)}, args...)
-	h.log.Info("membership change requested", args...)
-}
-
-// joinDialTimeout bounds the TCP connect that proves a new voter's Raft
-// address answers before it is added.
-const joinDialTimeout = 3 * time.Second
-
-// checkRaftAddr refuses a Raft address that is not HOST:PORT or that does
-// not accept a TCP connection within joinDialTimeout: an unreachable voter
-// would count towards the quorum without ever voting.
-func checkRaftAddr(ctx context.Context, addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || host == "" || port == "" {
-		return errors.New("not HOST:PORT")
-	}
-	ctx, cancel := context.WithTimeout(ctx, joinDialTimeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+// RemoveVoter removes replica id from the Raft configuration (leader only);
+// a 404 error when it is not in it.
+func (h *Host) RemoveVoter(_ context.Context, id string) error {
+	found, err := h.InConfiguration(id)
 	if err != nil {
-		return fmt.Errorf("the new voter's Raft address does not answer a TCP connect within %s (start the replica first): %w", joinDialTimeout, err)
+		return err
 	}
-	conn.Close() //nolint:errcheck // a probe connection
+	if !found {
+		return notFound("replica %q is not in the raft configuration", id)
+	}
+	if err := h.raft.r.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
+		return fmt.Errorf("remove replica %s: %w", id, err)
+	}
 	return nil
 }
 
-func (h *Host) handleRemovePeer(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "id")
-	cf := h.raft.r.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		writeError(w, fmt.Errorf("read raft configuration: %w", err))
-		return
-	}
-	found := false
-	for _, s := range cf.Configuration().Servers {
-		found = found || string(s.ID) == id
-	}
-	if !found {
-		writeError(w, notFound("replica %q is not in the raft configuration", id))
-		return
-	}
-	h.logMembership(r, "remove", "id", id)
-	if err := h.raft.r.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
-		writeError(w, fmt.Errorf("remove replica %s: %w", id, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Replica %s removed.", id)})
-}
-
-func (h *Host) handleTransfer(w http.ResponseWriter, r *http.Request) {
-	var req api.TransferRequest
-	if r.ContentLength != 0 {
-		if err := decodeJSON(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-	}
-	if req.ID == h.cfg.NodeID {
-		writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Replica %s is already the leader.", req.ID)})
-		return
-	}
-	h.logMembership(r, "leadership transfer", "to", req.ID)
+// TransferLeadership hands leadership to replica id, or to any replica
+// when id is "" (leader only); a 404 error when id is not in the Raft
+// configuration.
+func (h *Host) TransferLeadership(_ context.Context, id string) error {
 	var f raft.Future
-	if req.ID == "" {
+	if id == "" {
 		f = h.raft.r.LeadershipTransfer()
 	} else {
 		var addr raft.ServerAddress
 		for _, s := range h.raft.r.GetConfiguration().Configuration().Servers {
-			if string(s.ID) == req.ID {
+			if string(s.ID) == id {
 				addr = s.Address
 			}
 		}
 		if addr == "" {
-			writeError(w, notFound("replica %q is not in the raft configuration", req.ID))
-			return
+			return notFound("replica %q is not in the raft configuration", id)
 		}
-		f = h.raft.r.LeadershipTransferToServer(raft.ServerID(req.ID), addr)
+		f = h.raft.r.LeadershipTransferToServer(raft.ServerID(id), addr)
 	}
 	if err := f.Error(); err != nil {
-		writeError(w, fmt.Errorf("leadership transfer: %w", err))
-		return
+		return fmt.Errorf("leadership transfer: %w", err)
 	}
-	writeJSON(w, http.StatusOK, api.MessageResponse{Message: "Leadership transferred."})
+	return nil
 }

@@ -197,3 +197,18 @@ func (h *Host) consistentRead(next http.HandlerFunc) http.HandlerFunc {
 		next(w, r)
 	}
 }
+
+// leaderView serves a read from the leader when one is known, because only
+// the leader holds live runner figures; it falls back to the local replica.
+func (h *Host) leaderView(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.IsLeader() && r.Header.Get(api.ForwardedHeader) == "" {
+			if id, url := h.leaderInfo(); id != "" && id != h.cfg.NodeID && url != "" {
+				if h.forward(w, r, url, nil) {
+					return
+				}
+			}
+		}
+		next(w, r)
+	}
+}

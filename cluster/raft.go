@@ -15,15 +15,16 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // ErrNotLeader is returned when a write reaches a replica that is not (or no
 // longer) the leader.
-var ErrNotLeader = errors.New("not the leader")
+var ErrNotLeader = httpapi.ErrNotLeader
 
 // ErrNoLeader is returned when no leader is known within the wait bound.
-var ErrNoLeader = errors.New("no leader")
+var ErrNoLeader = httpapi.ErrNoLeader
 
 // raftFSM adapts fsm.Machine to raft.FSM and raft.BatchingFSM. When the
 // Machine halts on an entry it cannot read (fsm.ErrHalted), onHalt is

@@ -1,17 +1,15 @@
 package cluster
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
+	"context"
 	"net/http"
-	"strconv"
 
-	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
-// httpError is a handler-level rejection with its status code.
+// httpError is a handler-level rejection with its status code, for the
+// handlers still in this package; httpapi.StatusOf maps it.
 type httpError struct {
 	status int
 	msg    string
@@ -19,72 +17,29 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
-func badRequest(format string, args ...any) error {
-	return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+// HTTPStatus is the status httpapi.StatusOf gives the error.
+func (e *httpError) HTTPStatus() int { return e.status }
+
+func badRequest(format string, args ...any) error { return httpapi.BadRequest(format, args...) }
+
+func notFound(format string, args ...any) error { return httpapi.NotFound(format, args...) }
+
+// statusOf, writeJSON, writeError and decodeJSON are httpapi's: one error
+// mapping for every handler.
+func statusOf(err error) int { return httpapi.StatusOf(err) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) { httpapi.WriteJSON(w, status, v) }
+
+func writeError(w http.ResponseWriter, err error) { httpapi.WriteError(w, err) }
+
+func decodeJSON(r *http.Request, v any) error { return httpapi.DecodeJSON(r, v) }
+
+// applyCtx bounds one proposal (httpapi.ApplyContext).
+func (h *Host) applyCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return httpapi.ApplyContext(r)
 }
 
-func notFound(format string, args ...any) error {
-	return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf(format, args...)}
-}
+// targetRE checks a runner's hostname (httpapi's submit-target pattern).
+var targetRE = httpapi.TargetRE
 
-// statusOf maps an error to its HTTP status: the one place that does so.
-func statusOf(err error) int {
-	var he *httpError
-	var fe *api.FieldError
-	switch {
-	case errors.As(err, &he):
-		return he.status
-	case errors.As(err, &fe):
-		if fe.TooLarge {
-			return http.StatusRequestEntityTooLarge
-		}
-		return http.StatusBadRequest
-	case errors.Is(err, fsm.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, fsm.ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, fsm.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrUpgradePending):
-		return http.StatusConflict
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, fsm.ErrHalted):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
-// writeJSON writes v as a JSON answer (api.WriteJSON).
-func writeJSON(w http.ResponseWriter, status int, v any) { api.WriteJSON(w, status, v) }
-
-func writeError(w http.ResponseWriter, err error) {
-	status := statusOf(err)
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	api.WriteError(w, status, err.Error())
-}
-
-// decodeJSON reads a JSON body into v, turning decoder errors into 400s
-// that name the offending field. It is lenient (unknown fields ignored) for
-// the internal runner and replica calls, so that versions may differ during
-// an upgrade; requests from people and scripts use decodeStrict.
-func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 16<<20))
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if dec.More() {
-		return badRequest("malformed JSON: trailing data after the object")
-	}
-	return nil
-}
-
-// parseTaskID parses a task ID path or query parameter: decimal digits
-// only (no sign, no spaces), positive.
-func parseTaskID(s string) (int64, error) {
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id <= 0 || s[0] == '+' {
-		return 0, badRequest("task id %q: must be a positive decimal integer", s)
-	}
-	return id, nil
-}
+func allStatusNames() []fsm.Status { return fsm.AllStatuses() }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 	"github.com/hakuriver/hakuriver-ha/ops/dashboard"
 )
 
@@ -28,28 +29,33 @@ func (h *Host) routes() http.Handler {
 }
 
 func (h *Host) apiRoutes(r chi.Router) {
-	r.Post("/submit", h.checkSubmit(h.onLeader(h.handleSubmit)))
-	r.Get("/status/{id}", h.consistentRead(h.handleStatus))
-	r.Get("/tasks", h.consistentRead(h.handleTasks))
-	r.Get("/nodes", h.leaderView(h.handleNodes))
-	r.Get("/health", h.leaderView(h.handleHealth))
-	r.Get("/queue", h.consistentRead(h.handleQueue))
-	r.Post("/nodes/{name}/drain", h.onLeader(h.handleDrain(true)))
-	r.Post("/nodes/{name}/undrain", h.onLeader(h.handleDrain(false)))
-	r.Post("/kill/{id}", h.onLeader(h.handleKill))
-	r.Post("/command/{id}/{action}", h.onLeader(h.handleCommand))
-	r.Get("/task/{id}/stdout", h.handleLog("stdout"))
-	r.Get("/task/{id}/stderr", h.handleLog("stderr"))
+	a := h.newAPI()
+	r.Post("/submit", httpapi.CheckSubmit(h.onLeader(a.Submit)))
+	r.Get("/status/{id}", h.consistentRead(a.Status))
+	r.Get("/tasks", h.consistentRead(a.Tasks))
+	r.Get("/nodes", h.leaderView(a.Nodes))
+	r.Get("/health", h.leaderView(a.Health))
+	r.Get("/queue", h.consistentRead(a.Queue))
+	r.Post("/nodes/{name}/drain", h.onLeader(a.Drain(true)))
+	r.Post("/nodes/{name}/undrain", h.onLeader(a.Drain(false)))
+	r.Post("/kill/{id}", h.onLeader(a.Kill))
+	r.Post("/command/{id}/{action}", h.onLeader(a.Command))
+	r.Get("/task/{id}/stdout", a.Log("stdout"))
+	r.Get("/task/{id}/stderr", a.Log("stderr"))
 	r.Post("/register", h.requireToken(h.onLeader(h.handleRegister)))
 	r.Put("/heartbeat/{hostname}", h.requireToken(h.onLeader(h.handleHeartbeat)))
 	r.Post("/update", h.requireToken(h.onLeader(h.handleUpdate)))
-	r.Get("/cluster", h.consistentRead(h.handleCluster))
+	r.Get("/cluster", h.consistentRead(a.Cluster))
 	// Membership is an administrator's act: the cluster token is required.
-	r.Post("/cluster/join", h.requireToken(h.onLeader(h.handleJoin)))
+	r.Post("/cluster/join", h.requireToken(h.onLeader(a.Join)))
 	r.Post("/cluster/prove", h.handleProve) // answers the leader's challenge (hostproof.go)
-	r.Delete("/cluster/peers/{id}", h.requireToken(h.onLeader(h.handleRemovePeer)))
-	r.Post("/cluster/leadership-transfer", h.requireToken(h.onLeader(h.handleTransfer)))
+	r.Delete("/cluster/peers/{id}", h.requireToken(h.onLeader(a.RemovePeer)))
+	r.Post("/cluster/leadership-transfer", h.requireToken(h.onLeader(a.Transfer)))
 	h.dockerRoutes(r)
-	h.vpsRoutes(r)
+	// The original's VPS listings, from the local FSM (?consistent=1 asks
+	// the leader): every VPS task, newest first, and the active ones with
+	// ssh_port once the runner published it.
+	r.Get("/vps", h.consistentRead(a.VPSList))
+	r.Get("/vps/status", h.consistentRead(a.VPSStatus))
 	r.HandleFunc("/doctor", h.requireToken(h.handleDoctor))
 }

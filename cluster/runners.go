@@ -178,32 +178,3 @@ func (h *Host) nodeViews() []api.NodeView {
 	}
 	return out
 }
-
-func (h *Host) handleNodes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.nodeViews())
-}
-
-func (h *Host) handleHealth(w http.ResponseWriter, r *http.Request) {
-	name := r.URL.Query().Get("hostname")
-	if name != "" {
-		if _, ok := h.machine.Node(name); !ok {
-			writeError(w, notFound("node %q not registered", name))
-			return
-		}
-	}
-	out := api.HealthResponse{Nodes: [][]api.NodeHealth{}, Aggregate: []api.HealthAggregate{}}
-	for _, s := range h.liveState().samples() {
-		nodes := s.nodes
-		if name != "" {
-			nodes = nil
-			for _, n := range s.nodes {
-				if n.Hostname == name {
-					nodes = append(nodes, n)
-				}
-			}
-		}
-		out.Nodes = append(out.Nodes, nodes)
-		out.Aggregate = append(out.Aggregate, s.aggregate)
-	}
-	writeJSON(w, http.StatusOK, out)
-}

@@ -1,18 +1,18 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/gossip"
 )
 
 // ErrUpgradePending is returned when the leader will not propose a command
 // because a replica it sees does not know the command's type yet.
-var ErrUpgradePending = errors.New("upgrade pending")
+var ErrUpgradePending = httpapi.ErrUpgradePending
 
 // legacyMaxCommand is what a replica knows that gossips no command level:
 // the last command type of the releases from before replicas advertised it.

@@ -138,6 +138,13 @@ func table() []rule {
 		edges:   deps,
 		applies: func(from string) bool { return !testCode(from) },
 		forbids: func(_, to string) bool { return testHelper(to) },
+	}, {
+		name:    "cluster/httpapi reaches the replica only through its role interfaces: never package cluster, raft or gossip",
+		edges:   deps,
+		applies: func(from string) bool { return in(from, "cluster/httpapi") },
+		forbids: func(_, to string) bool {
+			return to == module+"/cluster" || in(to, "gossip") || within(to, "github.com/hashicorp/raft") || within(to, "github.com/hashicorp/memberlist")
+		},
 	}}
 }
 
@@ -261,6 +268,7 @@ func TestCheck(t *testing.T) {
 		{Path: m("integration/harness"), Imports: []string{"testing"}, Deps: []string{m("sshproxy/sshtest")}},
 		{Path: m("integration/cmd/bench"), Imports: []string{m("integration/harness")}},
 		{Path: m("sshproxy/sshtest"), Imports: []string{"testing"}},
+		{Path: m("cluster/httpapi"), Deps: []string{m("cluster/api"), m("fsm"), m("cluster")}},
 	}
 	got := map[string]bool{}
 	for _, v := range check(graph, rules) {
@@ -277,6 +285,7 @@ func TestCheck(t *testing.T) {
 		{m("ops/doctor"), m("integration/harness"), rules[7].name, direct},
 		{m("runner"), "testing", rules[8].name, direct},
 		{m("ops/doctor"), m("sshproxy/sshtest"), rules[9].name, deps},
+		{m("cluster/httpapi"), m("cluster"), rules[10].name, deps},
 	}
 	for _, w := range want {
 		if !got[w.String()] {

@@ -1,4 +1,4 @@
-package cluster
+package httpapi
 
 import (
 	"bytes"
@@ -9,21 +9,23 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
-// submitKey is the context key of the submit request checkSubmit decoded.
+// submitKey is the context key of the submit request CheckSubmit decoded.
 type submitKey struct{}
 
-// checkSubmit reads, decodes and checks a submit on the replica that
+// CheckSubmit reads, decodes and checks a submit on the replica that
 // receives it, before it is forwarded to the leader or reaches the Raft
 // log: a body over api.MaxSubmitBodyBytes is a 413, a request that breaks
 // the submit contract (decodeStrict, validateSubmit) a 400 or 413 naming
 // the field. The decoded request travels to next in the context, so the
 // leader does not decode it twice.
-func (h *Host) checkSubmit(next http.HandlerFunc) http.HandlerFunc {
+func CheckSubmit(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := readBody(w, r, api.MaxSubmitBodyBytes)
 		if err != nil {
@@ -35,7 +37,7 @@ func (h *Host) checkSubmit(next http.HandlerFunc) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		if err := checkRequestID(r.Header.Get(requestIDHeader)); err != nil {
+		if err := checkRequestID(r.Header.Get(api.RequestIDHeader)); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -48,12 +50,12 @@ func (h *Host) checkSubmit(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// submitRequest returns the request checkSubmit decoded and checked.
+// submitRequest returns the request CheckSubmit decoded and checked.
 func submitRequest(r *http.Request) (*api.SubmitRequest, error) {
 	if req, ok := r.Context().Value(submitKey{}).(*api.SubmitRequest); ok {
 		return req, nil
 	}
-	// Not behind checkSubmit (a route added without it): do its work here.
+	// Not behind CheckSubmit (a route added without it): do its work here.
 	body, err := readBody(nil, r, api.MaxSubmitBodyBytes)
 	if err != nil {
 		return nil, err
@@ -122,7 +124,7 @@ func validateSubmit(req *api.SubmitRequest) error {
 		return badRequest("container_name: contains a NUL byte")
 	}
 	for i, tg := range req.Targets {
-		if !targetRE.MatchString(tg) {
+		if !TargetRE.MatchString(tg) {
 			return badRequest("targets[%d] %q: expected HOST or HOST:NUMA_ID", i, tg)
 		}
 	}
@@ -149,7 +151,7 @@ func validateSubmit(req *api.SubmitRequest) error {
 		return badRequest("time_limit_seconds: %d is negative", req.TimeLimitSeconds)
 	}
 	for i, a := range req.After {
-		if _, err := parseTaskID(a); err != nil {
+		if _, err := ParseTaskID(a); err != nil {
 			return badRequest("after[%d]: %q is not a task ID", i, a)
 		}
 	}
@@ -188,3 +190,35 @@ func noBody(r *http.Request) error {
 	}
 	return badRequest("request body: this endpoint takes no body (its parameters are in the path: %s)", strconv.Quote(r.URL.Path))
 }
+
+// checkVPSKey validates a VPS submit's command: its owner's public keys in
+// authorized_keys format (blank and # lines ignored), which the runner
+// installs for root and the SSH jump host checks. At least one is needed,
+// and every other line must be one too.
+func checkVPSKey(command string) error {
+	n := 0
+	for _, line := range strings.Split(command, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err != nil {
+			if len(line) > 40 {
+				line = line[:37] + "..."
+			}
+			return badRequest("command: a VPS's command is its SSH public key; %q is not an OpenSSH public key", line)
+		}
+		n++
+	}
+	if n == 0 {
+		return badRequest("command: a VPS needs an SSH public key (e.g. the contents of ~/.ssh/id_ed25519.pub)")
+	}
+	return nil
+}
+
+// maxMemoryBytes bounds required_memory_bytes (1 PiB): anything larger is a
+// typo, not a lab machine.
+const maxMemoryBytes = int64(1) << 50
+
+// maxCores bounds required_cores.
+const maxCores = 1 << 16

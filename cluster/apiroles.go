@@ -1,0 +1,85 @@
+package cluster
+
+import (
+	"context"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// The roles the client-facing handlers (cluster/httpapi) use, as the Host
+// plays them.
+var (
+	_ httpapi.Proposer      = (*Host)(nil)
+	_ httpapi.NodeViewer    = (*Host)(nil)
+	_ httpapi.Environments  = (*Host)(nil)
+	_ httpapi.ClusterViewer = (*Host)(nil)
+	_ httpapi.Membership    = (*Host)(nil)
+	_ httpapi.TaskReader    = (*fsm.Machine)(nil)
+	_ httpapi.NodeReader    = (*fsm.Machine)(nil)
+	_ httpapi.Runners       = runnerCalls{}
+)
+
+// newAPI returns the client-facing handlers over this replica.
+func (h *Host) newAPI() *httpapi.API {
+	return httpapi.New(httpapi.Config{
+		NodeID:           h.cfg.NodeID,
+		SharedDir:        h.cfg.SharedDir,
+		MaxListTasks:     h.cfg.MaxListTasks,
+		DefaultContainer: h.cfg.DefaultContainer,
+		TasksPrivileged:  h.cfg.TasksPrivileged,
+		AdditionalMounts: h.cfg.AdditionalMounts,
+		Logger:           h.log,
+	}, httpapi.Deps{
+		Proposer:     h,
+		Tasks:        h.machine,
+		Nodes:        h.machine,
+		NodeViews:    h,
+		Runners:      runnerCalls{h},
+		Environments: h,
+		Cluster:      h,
+		Membership:   h,
+	})
+}
+
+// Propose applies c through Raft on the leader (see apply).
+func (h *Host) Propose(ctx context.Context, c fsm.Command) (any, error) { return h.apply(ctx, c) }
+
+// NextTaskID issues a fresh task ID, greater than every committed one.
+func (h *Host) NextTaskID() int64 { return h.ids.next(h.machine.MaxTaskID()) }
+
+// KickScheduler asks the leader for a scheduling pass now.
+func (h *Host) KickScheduler() { h.kickScheduler() }
+
+// CheckEnvironment is the submit-time check of a container_name
+// (checkEnvironment).
+func (h *Host) CheckEnvironment(name string) error { return h.checkEnvironment(name) }
+
+// NodeViews returns the runner nodes with accounting and, on the leader,
+// live figures.
+func (h *Host) NodeViews() []api.NodeView { return h.nodeViews() }
+
+// Health returns the leader's recent health samples of every node.
+func (h *Host) Health() api.HealthResponse {
+	out := api.HealthResponse{Nodes: [][]api.NodeHealth{}, Aggregate: []api.HealthAggregate{}}
+	for _, s := range h.liveState().samples() {
+		out.Nodes = append(out.Nodes, s.nodes)
+		out.Aggregate = append(out.Aggregate, s.aggregate)
+	}
+	return out
+}
+
+// runnerCalls is the handlers' way to the runners: pause and resume
+// through the runner client, kill as the leader notifies it.
+type runnerCalls struct{ h *Host }
+
+func (c runnerCalls) NotifyKill(t *fsm.Task) { c.h.notifyKill(t) }
+
+func (c runnerCalls) Pause(ctx context.Context, runnerURL string, id int64) error {
+	return c.h.runners.Pause(ctx, runnerURL, id)
+}
+
+func (c runnerCalls) Resume(ctx context.Context, runnerURL string, id int64) error {
+	return c.h.runners.Resume(ctx, runnerURL, id)
+}

@@ -1,0 +1,138 @@
+// Package httpapi serves the client-facing REST API of a host replica:
+// submit, task status, listing, kill, pause/resume and logs, nodes, drain,
+// health, the queue, the VPS listings, the cluster status and the Raft
+// membership endpoints. Its handlers reach the replica only through the
+// small role interfaces declared here (a proposer, read-only state views,
+// the runners, the environments, membership), as rqlite's http.New(store,
+// cluster, creds) does, so that they can be tested with fakes and no Raft.
+//
+// The route table stays in package cluster (routes.go), which wraps these
+// handlers in its middlewares: forwarding to the leader, consistent reads,
+// the cluster token. Errors map to HTTP statuses in one place, StatusOf.
+package httpapi
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// Proposer applies commands through the replicated log. It is called on
+// the leader only (the route table forwards writes there).
+type Proposer interface {
+	// Propose applies c and returns the state machine's result; business
+	// rejections wrap fsm's sentinels.
+	Propose(ctx context.Context, c fsm.Command) (any, error)
+	// NextTaskID issues a fresh task ID, greater than every committed one.
+	NextTaskID() int64
+	// KickScheduler asks for a scheduling pass now (new work or capacity).
+	KickScheduler()
+}
+
+// TaskReader is a read-only view of the replica's committed tasks
+// (*fsm.Machine is one).
+type TaskReader interface {
+	Task(id int64) (*fsm.Task, bool)
+	Tasks(f fsm.Filter, after int64, limit int) ([]*fsm.Task, bool)
+	Active() []*fsm.Task
+	RequestTasks(requestID string) ([]int64, bool)
+}
+
+// NodeReader is a read-only view of the replica's committed runner nodes
+// (*fsm.Machine is one).
+type NodeReader interface {
+	Node(hostname string) (*fsm.Node, bool)
+	Nodes() []*fsm.Node
+}
+
+// NodeViewer gives the runner nodes as clients see them: committed state
+// joined with accounting and, on the leader, the live heartbeat figures.
+type NodeViewer interface {
+	NodeViews() []api.NodeView
+	// Health is the leader's recent health samples of every node.
+	Health() api.HealthResponse
+}
+
+// Runners reaches the runner that holds a task.
+type Runners interface {
+	// NotifyKill asks the task's runner, in the background, to kill it.
+	NotifyKill(t *fsm.Task)
+	Pause(ctx context.Context, runnerURL string, taskID int64) error
+	Resume(ctx context.Context, runnerURL string, taskID int64) error
+}
+
+// Environments checks a submit's container_name against the environments
+// the cluster knows.
+type Environments interface {
+	// CheckEnvironment is nil for a usable environment name (or the native
+	// marker), else an error naming it (a 400 through StatusOf).
+	CheckEnvironment(name string) error
+}
+
+// ClusterViewer reports the replica's view of the cluster.
+type ClusterViewer interface {
+	Status() api.ClusterStatus
+}
+
+// Membership changes the Raft configuration (on the leader).
+type Membership interface {
+	// AddVoter adds replica id at Raft address addr as a voter.
+	AddVoter(ctx context.Context, id, addr string) error
+	// InConfiguration reports whether replica id is in the Raft
+	// configuration.
+	InConfiguration(id string) (bool, error)
+	// RemoveVoter removes replica id; an error mapping to 404 when it is
+	// not in the configuration.
+	RemoveVoter(ctx context.Context, id string) error
+	// TransferLeadership hands leadership to replica id ("" for any).
+	TransferLeadership(ctx context.Context, id string) error
+}
+
+// Config is what the handlers read of the replica's configuration.
+type Config struct {
+	// NodeID is this replica's Raft server ID.
+	NodeID string
+	// SharedDir holds the task logs (task_outputs, task_errors).
+	SharedDir string
+	// MaxListTasks caps GET /api/tasks without an explicit limit.
+	MaxListTasks int
+	// DefaultContainer is the environment used when a submit names none.
+	DefaultContainer string
+	// TasksPrivileged and AdditionalMounts are a submit's defaults.
+	TasksPrivileged  bool
+	AdditionalMounts []string
+	// Logger receives the handlers' logs (nil: discarded).
+	Logger *slog.Logger
+}
+
+// Deps are the roles the handlers use; every one must be set.
+type Deps struct {
+	Proposer     Proposer
+	Tasks        TaskReader
+	Nodes        NodeReader
+	NodeViews    NodeViewer
+	Runners      Runners
+	Environments Environments
+	Cluster      ClusterViewer
+	Membership   Membership
+}
+
+// API holds the client-facing handlers. Its methods are safe for
+// concurrent use.
+type API struct {
+	cfg Config
+	d   Deps
+	log *slog.Logger
+}
+
+// New returns the handlers over d.
+func New(cfg Config, d Deps) *API {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &API{cfg: cfg, d: d, log: log}
+}

@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/scheduler"
+)
+
+// Drain serves POST /api/nodes/{name}/drain and /undrain: a drained
+// node takes no new placements; its running work finishes.
+func (a *API) Drain(drain bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := chi.URLParam(r, "name")
+		if err := noBody(r); err != nil {
+			writeError(w, err)
+			return
+		}
+		if _, ok := a.d.Nodes.Node(name); !ok {
+			writeError(w, notFound("node %q not registered", name))
+			return
+		}
+		ctx, cancel := ApplyContext(r)
+		defer cancel()
+		if _, err := a.d.Proposer.Propose(ctx, &fsm.SetNodeDrain{Hostname: name, Drained: drain}); err != nil {
+			writeError(w, err)
+			return
+		}
+		a.d.Proposer.KickScheduler()
+		verb := "drained: no new placements"
+		if !drain {
+			verb = "undrained: accepting placements"
+		}
+		writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("Node %s %s.", name, verb)})
+	}
+}
+
+// Queue serves GET /api/queue: pending tasks in queue order with the
+// reason each waits, computed by the scheduler from committed state.
+func (a *API) Queue(w http.ResponseWriter, r *http.Request) {
+	active := a.d.Tasks.Active()
+	res := scheduler.Plan(scheduler.View{Nodes: a.d.Nodes.Nodes(), Active: active, Lookup: a.d.Tasks.Task})
+	reasons := map[int64]string{}
+	for _, d := range res.Waiting {
+		reasons[d.TaskID] = d.Reason
+	}
+	for _, d := range res.Failed {
+		reasons[d.TaskID] = "will fail: " + d.Reason
+	}
+	for _, p := range res.Placements {
+		reasons[p.TaskID] = "being placed on " + p.Node
+	}
+	var pending []*fsm.Task
+	for _, t := range active {
+		if t.Status == fsm.StatusPending {
+			pending = append(pending, t)
+		}
+	}
+	scheduler.Order(pending)
+	out := make([]api.QueueEntry, 0, len(pending))
+	for _, t := range pending {
+		out = append(out, api.QueueEntry{
+			TaskID: strconv.FormatInt(t.TaskID, 10), Priority: t.Priority, Command: t.Command,
+			TargetNode: t.TargetNode, Reason: reasons[t.TaskID], SubmittedAt: t.SubmittedAt.Format(time.RFC3339),
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Nodes serves GET /api/nodes: every runner node as clients see it.
+func (a *API) Nodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.d.NodeViews.NodeViews())
+}
+
+// Health serves GET /api/health: the recent health samples, of one node
+// when ?hostname= names it.
+func (a *API) Health(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("hostname")
+	if name != "" {
+		if _, ok := a.d.Nodes.Node(name); !ok {
+			writeError(w, notFound("node %q not registered", name))
+			return
+		}
+	}
+	out := a.d.NodeViews.Health()
+	if out.Nodes == nil {
+		out.Nodes = [][]api.NodeHealth{}
+	}
+	if out.Aggregate == nil {
+		out.Aggregate = []api.HealthAggregate{}
+	}
+	if name != "" {
+		for i, sample := range out.Nodes {
+			var nodes []api.NodeHealth
+			for _, n := range sample {
+				if n.Hostname == name {
+					nodes = append(nodes, n)
+				}
+			}
+			out.Nodes[i] = nodes
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

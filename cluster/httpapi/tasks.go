@@ -1,0 +1,267 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// Status serves GET /api/status/{id}: one task, 404 when unknown.
+func (a *API) Status(w http.ResponseWriter, r *http.Request) {
+	id, err := ParseTaskID(chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	t, ok := a.d.Tasks.Task(id)
+	if !ok {
+		writeError(w, notFound("task %d not found", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// Tasks serves GET /api/tasks: tasks filtered by status, node, type and
+// batch, paged by ?after and ?limit (api.MoreHeader and
+// api.NextAfterHeader say where the next page starts).
+func (a *API) Tasks(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := fsm.Filter{Status: fsm.Status(q.Get("status")), Node: q.Get("node"), Type: fsm.TaskType(q.Get("type"))}
+	if f.Status != "" && !f.Status.Valid() {
+		writeError(w, badRequest("status %q: unknown status", f.Status))
+		return
+	}
+	if f.Type != "" && f.Type != fsm.TaskCommand && f.Type != fsm.TaskVPS {
+		writeError(w, badRequest("type %q: unknown task type (want command or vps)", f.Type))
+		return
+	}
+	if b := q.Get("batch"); b != "" {
+		id, err := ParseTaskID(b)
+		if err != nil {
+			writeError(w, badRequest("batch %q: must be a positive decimal integer", b))
+			return
+		}
+		f.Batch = id
+	}
+	var after int64
+	if s := q.Get("after"); s != "" {
+		id, err := ParseTaskID(s)
+		if err != nil {
+			writeError(w, badRequest("after %q: must be a positive decimal integer", s))
+			return
+		}
+		after = id
+	}
+	limit := a.cfg.MaxListTasks
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 100000 {
+			writeError(w, badRequest("limit %q: must be an integer between 1 and 100000", l))
+			return
+		}
+		limit = n
+	}
+	tasks, more := a.d.Tasks.Tasks(f, after, limit)
+	if more && len(tasks) > 0 {
+		w.Header().Set(api.MoreHeader, "true")
+		w.Header().Set(api.NextAfterHeader, strconv.FormatInt(tasks[len(tasks)-1].TaskID, 10))
+	}
+	if tasks == nil {
+		tasks = []*fsm.Task{}
+	}
+	writeJSON(w, http.StatusOK, tasks)
+}
+
+// Kill serves POST /api/kill/{id} on the leader: the task is marked killed
+// and its runner told to kill it.
+func (a *API) Kill(w http.ResponseWriter, r *http.Request) {
+	id, err := ParseTaskID(chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	reqID := r.Header.Get(api.RequestIDHeader)
+	if err := checkRequestID(reqID); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := noBody(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	// Reject what the leader's up-to-date FSM already knows is impossible,
+	// without writing a log entry; the FSM checks again when applying.
+	t, ok := a.d.Tasks.Task(id)
+	if !ok {
+		writeError(w, notFound("task %d not found", id))
+		return
+	}
+	if t.Status == fsm.StatusKilled && reqID != "" && t.KillRequestID == reqID {
+		// A retry of a kill that already committed (e.g. forwarded again
+		// after a leader change): same answer as the first time.
+		writeJSON(w, http.StatusAccepted, api.MessageResponse{Message: fmt.Sprintf("Kill requested for task %d. Task marked as killed.", id)})
+		return
+	}
+	if t.Status.Final() {
+		writeError(w, fmt.Errorf("%w: task %d cannot be killed (state: %s)", fsm.ErrConflict, id, t.Status))
+		return
+	}
+	ctx, cancel := ApplyContext(r)
+	defer cancel()
+	if _, err := a.d.Proposer.Propose(ctx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user.", At: time.Now().UTC(), RequestID: reqID}); err != nil {
+		writeError(w, err)
+		return
+	}
+	if t.AssignedNode != "" {
+		a.d.Runners.NotifyKill(t)
+	}
+	writeJSON(w, http.StatusAccepted, api.MessageResponse{Message: fmt.Sprintf("Kill requested for task %d. Task marked as killed.", id)})
+}
+
+// Command serves POST /api/command/{id}/{pause|resume}: the leader
+// asks the runner, which reports the new status through /api/update.
+func (a *API) Command(w http.ResponseWriter, r *http.Request) {
+	id, err := ParseTaskID(chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	action := chi.URLParam(r, "action")
+	want := map[string]fsm.Status{"pause": fsm.StatusRunning, "resume": fsm.StatusPaused}[action]
+	if want == "" {
+		writeError(w, badRequest("action %q: unknown action (want pause or resume)", action))
+		return
+	}
+	if err := noBody(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	t, ok := a.d.Tasks.Task(id)
+	if !ok {
+		writeError(w, notFound("task %d not found", id))
+		return
+	}
+	if t.Status != want {
+		writeError(w, fmt.Errorf("%w: cannot %s task %d in state %s", fsm.ErrConflict, action, id, t.Status))
+		return
+	}
+	node, ok := a.d.Nodes.Node(t.AssignedNode)
+	if !ok || node.Status != fsm.NodeOnline {
+		writeError(w, &httpError{status: http.StatusConflict, msg: fmt.Sprintf("runner %s of task %d is offline", t.AssignedNode, id)})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	call := a.d.Runners.Pause
+	if action == "resume" {
+		call = a.d.Runners.Resume
+	}
+	if err := call(ctx, node.URL, id); err != nil {
+		writeError(w, &httpError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s task %d on %s: %v", action, id, node.Hostname, err)})
+		return
+	}
+	// The runner reports the status change itself; mirror it right away so
+	// the caller sees it, idempotently.
+	st := map[string]fsm.Status{"pause": fsm.StatusPaused, "resume": fsm.StatusRunning}[action]
+	if _, err := a.d.Proposer.Propose(ctx, &fsm.UpdateTask{TaskID: id, Status: st, At: time.Now().UTC()}); err != nil && !errors.Is(err, fsm.ErrConflict) {
+		writeError(w, err)
+		return
+	}
+	label := map[string]string{"pause": "Pause", "resume": "Resume"}[action]
+	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("%s for task %d sent to runner: %s command sent successfully.", label, id, action)})
+}
+
+// Log serves GET /api/task/{id}/stdout|stderr from this replica's
+// shared_dir. ?offset=N returns the bytes from N on (for --follow); the
+// X-Hakuriver-Offset header gives the offset to ask for next.
+func (a *API) Log(stream string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := ParseTaskID(chi.URLParam(r, "id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		t, ok := a.d.Tasks.Task(id)
+		if !ok {
+			writeError(w, notFound("task %d not found", id))
+			return
+		}
+		if t.TaskType == fsm.TaskVPS {
+			writeError(w, badRequest("VPS tasks do not have %s.", stream))
+			return
+		}
+		dir, src := "task_outputs", t.StdoutPath
+		if stream == "stderr" {
+			dir, src = "task_errors", t.StderrPath
+		}
+		path := filepath.Join(a.cfg.SharedDir, dir, filepath.Base(src))
+		var offset int64
+		if o := r.URL.Query().Get("offset"); o != "" {
+			if offset, err = strconv.ParseInt(o, 10, 64); err != nil || offset < 0 {
+				writeError(w, badRequest("offset %q: must be a non-negative integer", o))
+				return
+			}
+		}
+		f, err := os.Open(path)
+		if errors.Is(err, os.ErrNotExist) {
+			w.Header().Set("X-Hakuriver-Offset", "0")
+			writeError(w, notFound("%s file of task %d not found (might not be generated yet)", stream, id))
+			return
+		}
+		if err != nil {
+			writeError(w, fmt.Errorf("open %s: %w", stream, err))
+			return
+		}
+		defer f.Close()
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			writeError(w, fmt.Errorf("seek %s: %w", stream, err))
+			return
+		}
+		data, err := io.ReadAll(io.LimitReader(f, 64<<20))
+		if err != nil {
+			writeError(w, fmt.Errorf("read %s: %w", stream, err))
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Hakuriver-Offset", strconv.FormatInt(offset+int64(len(data)), 10))
+		w.Header().Set("X-Hakuriver-Task-Status", string(t.Status))
+		w.WriteHeader(http.StatusOK)
+		w.Write(data) //nolint:errcheck // the client went away
+	}
+}
+
+// VPSList serves GET /api/vps: every VPS task, any status, newest first
+// (the original's §3.7); items are whole tasks as Status serves them.
+func (a *API) VPSList(w http.ResponseWriter, _ *http.Request) {
+	tasks, _ := a.d.Tasks.Tasks(fsm.Filter{Type: fsm.TaskVPS}, 0, 0)
+	if tasks == nil {
+		tasks = []*fsm.Task{}
+	}
+	writeJSON(w, http.StatusOK, tasks)
+}
+
+// VPSStatus serves GET /api/vps/status: the active VPS tasks (pending,
+// assigning, running, paused), newest first, with ssh_port once the runner
+// published it (the original's §3.8).
+func (a *API) VPSStatus(w http.ResponseWriter, _ *http.Request) {
+	out := []*fsm.Task{}
+	for _, t := range a.d.Tasks.Active() {
+		if t.TaskType == fsm.TaskVPS {
+			out = append(out, t)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].TaskID > out[j].TaskID })
+	writeJSON(w, http.StatusOK, out)
+}
