@@ -82,3 +82,29 @@ func TestGossipedHostMustProveToken(t *testing.T) {
 		t.Fatalf("the impostor became a voter: %s", v)
 	}
 }
+
+// TestProveEndpointHostileInput: the challenge endpoint needs no token (the
+// leader must not hand its token to an unverified host), so it answers
+// anyone — with a MAC that proves nothing without the token and never
+// carries the token itself; malformed challenges get 400.
+func TestProveEndpointHostileInput(t *testing.T) {
+	h := startCluster(t, 1)[0]
+	for _, body := range []string{``, `{}`, `{"nonce":"short"}`, `{"nonce":1}`, `{"nonce":"` + strings.Repeat("a", 65) + `"}`, `[1]`} {
+		resp, b := doToken(t, "POST", h.APIURL()+proveHostPath, "", body)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("challenge %q: %d %s, want 400", body, resp.StatusCode, b)
+		}
+	}
+	nonce := strings.Repeat("ab", 32)
+	resp, b := doToken(t, "POST", h.APIURL()+proveHostPath, "", `{"nonce":"`+nonce+`"}`)
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(b), testToken) {
+		t.Fatalf("challenge: %d %s", resp.StatusCode, b)
+	}
+	var pr proofResponse
+	if err := json.Unmarshal(b, &pr); err != nil {
+		t.Fatal(err)
+	}
+	if pr.MAC != proofMAC(testToken, nonce, pr.ID, pr.Raft) || pr.MAC == proofMAC("another-token", nonce, pr.ID, pr.Raft) {
+		t.Fatalf("the proof does not depend on the token: %+v", pr)
+	}
+}
