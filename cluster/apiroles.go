@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
@@ -11,14 +12,16 @@ import (
 // The roles the client-facing handlers (cluster/httpapi) use, as the Host
 // plays them.
 var (
-	_ httpapi.Proposer      = (*Host)(nil)
-	_ httpapi.NodeViewer    = (*Host)(nil)
-	_ httpapi.Environments  = (*Host)(nil)
-	_ httpapi.ClusterViewer = (*Host)(nil)
-	_ httpapi.Membership    = (*Host)(nil)
-	_ httpapi.TaskReader    = (*fsm.Machine)(nil)
-	_ httpapi.NodeReader    = (*fsm.Machine)(nil)
-	_ httpapi.Runners       = runnerCalls{}
+	_ httpapi.Proposer        = (*Host)(nil)
+	_ httpapi.NodeViewer      = (*Host)(nil)
+	_ httpapi.Environments    = (*Host)(nil)
+	_ httpapi.ClusterViewer   = (*Host)(nil)
+	_ httpapi.Membership      = (*Host)(nil)
+	_ httpapi.TaskReader      = (*fsm.Machine)(nil)
+	_ httpapi.NodeReader      = (*fsm.Machine)(nil)
+	_ httpapi.Runners         = runnerCalls{}
+	_ httpapi.RunnerBook      = runnerBook{}
+	_ httpapi.ClusterIDReader = (*fsm.Machine)(nil)
 )
 
 // newAPI returns the client-facing handlers over this replica.
@@ -40,6 +43,8 @@ func (h *Host) newAPI() *httpapi.API {
 		Environments: h,
 		Cluster:      h,
 		Membership:   h,
+		RunnerBook:   runnerBook{h},
+		ClusterID:    h.machine,
 	})
 }
 
@@ -74,7 +79,15 @@ func (h *Host) Health() api.HealthResponse {
 // through the runner client, kill as the leader notifies it.
 type runnerCalls struct{ h *Host }
 
-func (c runnerCalls) NotifyKill(t *fsm.Task) { c.h.notifyKill(t) }
+// NotifyKill hands a user's kill, committed by the caller, to the leader,
+// which tells the runner in the background (leader.killOnRunner). Without a
+// leader (lost since the request was routed) nothing is sent: the runner
+// gets the task in the kill list of its next heartbeat to the new leader.
+func (c runnerCalls) NotifyKill(t *fsm.Task) {
+	if l := c.h.currentLeader(); l != nil {
+		l.killOnRunner(t)
+	}
+}
 
 func (c runnerCalls) Pause(ctx context.Context, runnerURL string, id int64) error {
 	return c.h.runners.Pause(ctx, runnerURL, id)
@@ -82,4 +95,24 @@ func (c runnerCalls) Pause(ctx context.Context, runnerURL string, id int64) erro
 
 func (c runnerCalls) Resume(ctx context.Context, runnerURL string, id int64) error {
 	return c.h.runners.Resume(ctx, runnerURL, id)
+}
+
+// runnerBook is the runners' calls' way to the current leader's
+// bookkeeping (leader.registered, leader.heartbeat). The route table sends
+// those calls to the leader; if leadership was lost since, there is no
+// leader here.
+type runnerBook struct{ h *Host }
+
+func (b runnerBook) Registered(name string, now time.Time) {
+	if l := b.h.currentLeader(); l != nil {
+		l.registered(name, now)
+	}
+}
+
+func (b runnerBook) Heartbeat(ctx context.Context, node *fsm.Node, hb api.HeartbeatRequest, now time.Time) ([]int64, error) {
+	l := b.h.currentLeader()
+	if l == nil {
+		return nil, ErrNotLeader // leadership was lost since onLeader looked
+	}
+	return l.heartbeat(ctx, node, hb, now)
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // runnerCaller is the part of the runner client the leader uses: /run for
-// dispatch and /kill for tasks it kills itself (time limits).
+// dispatch and /kill for the tasks it kills (time limits) and users kill.
 type runnerCaller interface {
 	Run(ctx context.Context, runnerURL string, req api.RunRequest) error
 	Kill(ctx context.Context, runnerURL string, ref api.TaskRef) error
@@ -68,6 +68,17 @@ type leader struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// runCtx is the context start gave the loops: it lives exactly as long
+	// as this leader leads. It is kept (a context in a struct, on purpose)
+	// for the work the leader does on behalf of a request that outlives the
+	// request: a user's kill is sent to the runner in the background after
+	// the answer, and must end when leadership does, not with the request.
+	runCtx context.Context
+	// mu guards stopped, which stop sets before it waits: goroutines for
+	// outside callers (killOnRunner) are started only before it, so that
+	// none is added to wg while stop waits for the last one.
+	mu      sync.Mutex
+	stopped bool
 }
 
 func newLeader(d leaderDeps) *leader {
@@ -80,6 +91,7 @@ func newLeader(d leaderDeps) *leader {
 // start runs the leader's loops until stop (or ctx ends).
 func (l *leader) start(ctx context.Context) {
 	ctx, l.cancel = context.WithCancel(ctx)
+	l.runCtx = ctx
 	l.goRun(func() { l.scheduleLoop(ctx) })
 	l.goRun(func() { l.livenessLoop(ctx) })
 	l.goRun(func() { l.membershipLoop(ctx) })
@@ -90,6 +102,9 @@ func (l *leader) stop() {
 	if l.cancel != nil {
 		l.cancel()
 	}
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
 	l.wg.Wait()
 }
 

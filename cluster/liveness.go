@@ -81,6 +81,21 @@ func (l *leader) notifyKill(ctx context.Context, t *fsm.Task) {
 	})
 }
 
+// killOnRunner tells the runner of a task a user killed (the kill is
+// committed) to kill it, in the background, as notifyKill does for the
+// leader's own kills: the call is the leader's, bounded by its term. A
+// leader not started, or stopping, sends nothing; the next heartbeat's kill
+// list covers it.
+func (l *leader) killOnRunner(t *fsm.Task) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped || l.runCtx == nil {
+		l.log.Info("kill left to the next heartbeat: leadership is ending", "task_id", t.TaskID)
+		return
+	}
+	l.notifyKill(l.runCtx, t)
+}
+
 // registered records a runner's registration (committed by the caller) as
 // its first heartbeat and asks for a scheduling pass.
 func (l *leader) registered(name string, now time.Time) {

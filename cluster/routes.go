@@ -42,9 +42,9 @@ func (h *Host) apiRoutes(r chi.Router) {
 	r.Post("/command/{id}/{action}", h.onLeader(a.Command))
 	r.Get("/task/{id}/stdout", a.Log("stdout"))
 	r.Get("/task/{id}/stderr", a.Log("stderr"))
-	r.Post("/register", h.requireToken(h.onLeader(h.handleRegister)))
-	r.Put("/heartbeat/{hostname}", h.requireToken(h.onLeader(h.handleHeartbeat)))
-	r.Post("/update", h.requireToken(h.onLeader(h.handleUpdate)))
+	r.Post("/register", h.requireToken(h.onLeader(a.Register)))
+	r.Put("/heartbeat/{hostname}", h.requireToken(h.onLeader(a.Heartbeat)))
+	r.Post("/update", h.requireToken(h.onLeader(a.Update)))
 	r.Get("/cluster", h.consistentRead(a.Cluster))
 	// Membership is an administrator's act: the cluster token is required.
 	r.Post("/cluster/join", h.requireToken(h.onLeader(a.Join)))

@@ -1,7 +1,8 @@
 // Package httpapi serves the client-facing REST API of a host replica:
 // submit, task status, listing, kill, pause/resume and logs, nodes, drain,
 // health, the queue, the VPS listings, the cluster status and the Raft
-// membership endpoints. Its handlers reach the replica only through the
+// membership endpoints; and the runners' calls to the leader: register,
+// heartbeat and task status updates. Its handlers reach the replica only through the
 // small role interfaces declared here (a proposer, read-only state views,
 // the runners, the environments, membership), as rqlite's http.New(store,
 // cluster, creds) does, so that they can be tested with fakes and no Raft.
@@ -118,6 +119,9 @@ type Deps struct {
 	Environments Environments
 	Cluster      ClusterViewer
 	Membership   Membership
+	// RunnerBook and ClusterID serve the runners' own calls (runners.go).
+	RunnerBook RunnerBook
+	ClusterID  ClusterIDReader
 }
 
 // API holds the client-facing handlers. Its methods are safe for
