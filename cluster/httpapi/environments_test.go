@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,23 +16,11 @@ import (
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
-// do sends one request and returns the answer with its body read.
+// do sends one request and returns the answer with its body read
+// (fixture.do on this server).
 func (f *envFixture) do(t *testing.T, method, path, body string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := f.srv.Client().Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(b)
+	return (&fixture{srv: f.srv}).do(t, method, path, body)
 }
 
 func TestEnvListMergesLocalAndRemote(t *testing.T) {
