@@ -6,7 +6,6 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 	"github.com/hakuriver/hakuriver-ha/fsm"
-	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // Environments is what a replica needs of its Docker Engine to serve the
@@ -71,32 +70,9 @@ func (h *Host) replicaAPI(id string) string {
 	return ""
 }
 
-// checkEnvironment is the submit-time check of a task's container_name:
-// nil for the native marker (environment.Native), for an environment whose container or tarball
-// the FSM records (its tarball may come later); otherwise a 400 naming it,
-// which says so when tarballs lie in shared storage that the cluster did
-// not record (runners never load those).
+// checkEnvironment is the submit-time check of a task's container_name
+// (httpapi.CheckEnvironment over the committed state and the tarball
+// directory).
 func (h *Host) checkEnvironment(name string) error {
-	if environment.IsNative(name) {
-		return nil
-	}
-	if err := environment.CheckName(name); err != nil {
-		return badRequest("container_name %q: unknown environment (%s)", name, environment.Reason(err, environment.ErrInvalid))
-	}
-	if _, ok := h.machine.Environment(name); ok {
-		return nil
-	}
-	if _, ok := h.machine.Tarball(name); ok {
-		return nil
-	}
-	dir := filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir)
-	all, err := environment.ListTarballs(dir)
-	if err != nil {
-		return err
-	}
-	if len(all[name]) > 0 {
-		return badRequest("container_name %q: %s holds %s, but this cluster recorded no tarball of it (runners load only tarballs create-tar recorded): run 'hakuriver docker create-tar %s' on a replica holding the environment",
-			name, dir, filepath.Base(all[name][0].Path), name)
-	}
-	return badRequest("container_name %q: unknown environment: no tarball %s-*.tar in %s (create it with 'hakuriver docker create-container' and 'hakuriver docker create-tar')", name, name, dir)
+	return httpapi.CheckEnvironment(h.machine, filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir), name)
 }

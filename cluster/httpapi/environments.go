@@ -477,3 +477,32 @@ func (e *EnvAPI) Tarballs(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// CheckEnvironment is the submit-time check of a task's container_name:
+// nil for the native marker (environment.Native), for an environment whose
+// container or tarball state records (its tarball may come later);
+// otherwise a 400 naming it, which says so when tarballs lie in tarballDir
+// that the cluster did not record (runners never load those).
+func CheckEnvironment(state EnvReader, tarballDir, name string) error {
+	if environment.IsNative(name) {
+		return nil
+	}
+	if err := environment.CheckName(name); err != nil {
+		return badRequest("container_name %q: unknown environment (%s)", name, environment.Reason(err, environment.ErrInvalid))
+	}
+	if _, ok := state.Environment(name); ok {
+		return nil
+	}
+	if _, ok := state.Tarball(name); ok {
+		return nil
+	}
+	all, err := environment.ListTarballs(tarballDir)
+	if err != nil {
+		return err
+	}
+	if len(all[name]) > 0 {
+		return badRequest("container_name %q: %s holds %s, but this cluster recorded no tarball of it (runners load only tarballs create-tar recorded): run 'hakuriver docker create-tar %s' on a replica holding the environment",
+			name, tarballDir, filepath.Base(all[name][0].Path), name)
+	}
+	return badRequest("container_name %q: unknown environment: no tarball %s-*.tar in %s (create it with 'hakuriver docker create-container' and 'hakuriver docker create-tar')", name, name, tarballDir)
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -210,6 +212,26 @@ func TestUTF8PrefixKeepsIncompleteRune(t *testing.T) {
 	for i, want := range []int{0, 1, 1, 1, 4} {
 		if got := UTF8Prefix(b[:i]); got != want {
 			t.Errorf("UTF8Prefix(%q) = %d, want %d", b[:i], got, want)
+		}
+	}
+}
+
+func TestCheckEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, environment.TarballName("stray", 100)), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := newFakeEnvState(fsm.Environment{Name: "recorded", Replica: "h1"})
+	state.tarballs["tarred"] = fsm.TarballRecord{Version: 100, SHA256: "ab"}
+	for _, ok := range []string{environment.Native, "recorded", "tarred"} {
+		if err := CheckEnvironment(state, dir, ok); err != nil {
+			t.Errorf("CheckEnvironment(%q): %v", ok, err)
+		}
+	}
+	for name, want := range map[string]string{"stray": "recorded no tarball", "nosuch": "unknown environment", "a/b": "unknown environment"} {
+		err := CheckEnvironment(state, dir, name)
+		if StatusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "container_name") {
+			t.Errorf("CheckEnvironment(%q) = %v, want a 400 on container_name saying %q", name, err, want)
 		}
 	}
 }
