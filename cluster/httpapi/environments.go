@@ -90,6 +90,18 @@ func envName(r *http.Request) (string, error) {
 	return name, nil
 }
 
+// servedHere reads the {name} parameter and returns it with ok true when
+// this replica serves r; ok is false when r was answered: a bad name, or
+// proxied to the replica holding the environment.
+func (e *EnvAPI) servedHere(w http.ResponseWriter, r *http.Request) (name string, ok bool) {
+	name, err := envName(r)
+	if err != nil {
+		writeError(w, err)
+		return "", false
+	}
+	return name, !e.proxyToOwner(w, r, name)
+}
+
 // proxyToOwner serves r by proxying it to the replica holding environment
 // name and returns true, or returns false when this replica serves it: the
 // environment is recorded here, is not recorded at all, or r was proxied
@@ -379,12 +391,8 @@ func (e *EnvAPI) Op(op string) http.HandlerFunc {
 // application/x-ndjson gets progress lines and then the result (or the
 // error) as the last line; others get the original's one JSON answer.
 func (e *EnvAPI) CreateTar(w http.ResponseWriter, r *http.Request) {
-	name, err := envName(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if e.proxyToOwner(w, r, name) {
+	name, ok := e.servedHere(w, r)
+	if !ok {
 		return
 	}
 	m, err := e.local(r.Context())

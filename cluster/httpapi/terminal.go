@@ -22,12 +22,8 @@ import (
 // Terminal is the WebSocket shell into an environment container (the
 // original's messages: input, resize, output, error; plus exit).
 func (e *EnvAPI) Terminal(w http.ResponseWriter, r *http.Request) {
-	name, err := envName(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if e.proxyToOwner(w, r, name) {
+	name, ok := e.servedHere(w, r)
+	if !ok {
 		return
 	}
 	up := websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096}
