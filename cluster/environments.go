@@ -1,58 +1,78 @@
 package cluster
 
 import (
-	"context"
-	"io"
+	"path/filepath"
 
-	"github.com/hakuriver/hakuriver-ha/ops/environment"
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // Environments is what a replica needs of its Docker Engine to serve the
-// environment API (/api/docker): the environment containers of one
-// cluster at a time. cluster declares it and never imports an
+// environment API (httpapi.EnvironmentEngine). cluster never imports an
 // implementation; the composition root (cmd/hakuriver) wires the runner's
 // Docker package (runner/executor/docker.Manager) in through a small
-// adapter. Errors wrap the sentinels of ops/environment, which the handlers
-// map to HTTP statuses with errors.Is.
-type Environments interface {
-	// Scoped returns the environments of cluster clusterID: those labelled
-	// with it, plus unlabelled ones (made before clusters had IDs) for
-	// which adopt says yes. What the scope creates carries the label.
-	Scoped(clusterID string, adopt func(name string) bool) EnvironmentScope
-}
+// adapter.
+type Environments = httpapi.EnvironmentEngine
 
 // EnvironmentScope is one cluster's environment containers on this
-// replica's engine. Operations on one environment are serialised; all are
-// safe for concurrent use.
-type EnvironmentScope interface {
-	// Environments lists the environment containers by name.
-	Environments(ctx context.Context) ([]environment.Container, error)
-	// CreateEnvironment creates and starts container name from image;
-	// created is false when it already existed.
-	CreateEnvironment(ctx context.Context, image, name string) (created bool, err error)
-	// StartEnvironment, StopEnvironment and DeleteEnvironment change one
-	// environment container (start and stop are no-ops when already so).
-	StartEnvironment(ctx context.Context, name string) error
-	StopEnvironment(ctx context.Context, name string) error
-	DeleteEnvironment(ctx context.Context, name string) error
-	// CreateTarball commits environment name and saves it as a tarball in
-	// shared storage with a version newer than after; progress (may be nil)
-	// is called from the calling goroutine.
-	CreateTarball(ctx context.Context, name string, after int64, progress func(environment.Progress)) (environment.Tarball, error)
-	// Shell opens a TTY shell in the running environment container name
-	// (rows×cols, 0 for the default size). environment.ErrNoShell when it
-	// has no shell, ErrConflict when it is not running.
-	Shell(ctx context.Context, name string, rows, cols uint) (EnvShell, error)
+// replica's engine (httpapi.EnvironmentScope).
+type EnvironmentScope = httpapi.EnvironmentScope
+
+// EnvShell is an interactive shell in an environment container
+// (httpapi.EnvShell).
+type EnvShell = httpapi.EnvShell
+
+// The roles the environment handlers (httpapi.EnvAPI) use, as this replica
+// plays them.
+var (
+	_ httpapi.EnvReader        = (*fsm.Machine)(nil)
+	_ httpapi.Leadership       = envRoles{}
+	_ httpapi.ReplicaDirectory = envRoles{}
+	_ httpapi.ReplicaCalls     = (*api.ReplicaClient)(nil)
+)
+
+// newEnvAPI returns the environment handlers over this replica.
+func (h *Host) newEnvAPI() *httpapi.EnvAPI {
+	return httpapi.NewEnvironments(httpapi.EnvConfig{
+		NodeID:         h.cfg.NodeID,
+		TarballDir:     filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir),
+		LeaderWait:     h.cfg.LeaderWait,
+		ProxyTransport: h.fwd.Transport,
+		Logger:         h.log,
+	}, httpapi.EnvDeps{
+		Engine:   h.cfg.Docker,
+		State:    h.machine,
+		Proposer: h,
+		Leader:   envRoles{h},
+		Replicas: envRoles{h},
+		Calls:    h.replicas,
+	})
 }
 
-// EnvShell is an interactive shell in an environment container: Read its
-// output, Write keystrokes; Close hangs it up.
-type EnvShell interface {
-	io.ReadWriteCloser
-	// ShellPath is the shell that runs.
-	ShellPath() string
-	// Resize sets the TTY size.
-	Resize(ctx context.Context, rows, cols uint) error
-	// ExitCode waits (bounded by ctx) for the ended shell's exit code.
-	ExitCode(ctx context.Context) (int, error)
+// envRoles is where the environment handlers find the leader and the
+// other replicas.
+type envRoles struct{ h *Host }
+
+func (r envRoles) IsLeader() bool              { return r.h.IsLeader() }
+func (r envRoles) Leader() (id, apiURL string) { return r.h.leaderInfo() }
+func (r envRoles) ReplicaAPI(id string) string { return r.h.replicaAPI(id) }
+
+// replicaAPI returns the API base URL of replica id ("" when gossip does
+// not see it alive).
+func (h *Host) replicaAPI(id string) string {
+	if id == h.cfg.NodeID {
+		return h.apiURL
+	}
+	if m, ok := h.pool.Member(id); ok && m.Alive {
+		return m.Meta.API
+	}
+	return ""
+}
+
+// checkEnvironment is the submit-time check of a task's container_name
+// (httpapi.CheckEnvironment over the committed state and the tarball
+// directory).
+func (h *Host) checkEnvironment(name string) error {
+	return httpapi.CheckEnvironment(h.machine, filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir), name)
 }

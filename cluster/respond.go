@@ -39,7 +39,4 @@ func (h *Host) applyCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return httpapi.ApplyContext(r)
 }
 
-// targetRE checks a runner's hostname (httpapi's submit-target pattern).
-var targetRE = httpapi.TargetRE
-
 func allStatusNames() []fsm.Status { return fsm.AllStatuses() }

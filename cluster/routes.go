@@ -51,7 +51,18 @@ func (h *Host) apiRoutes(r chi.Router) {
 	r.Post("/cluster/prove", h.handleProve) // answers the leader's challenge (hostproof.go)
 	r.Delete("/cluster/peers/{id}", h.requireToken(h.onLeader(a.RemovePeer)))
 	r.Post("/cluster/leadership-transfer", h.requireToken(h.onLeader(a.Transfer)))
-	h.dockerRoutes(r)
+	e := h.newEnvAPI()
+	r.Route("/docker", func(r chi.Router) {
+		r.Get("/host/containers", e.List)
+		r.Post("/host/create", e.Create)
+		r.Post("/host/start/{name}", e.Op("start"))
+		r.Post("/host/stop/{name}", e.Op("stop"))
+		r.Post("/host/delete/{name}", e.Op("delete"))
+		r.Get("/host/containers/{name}/terminal", e.Terminal)
+		r.Post("/create_tar/{name}", e.CreateTar)
+		r.Get("/list", e.Tarballs)
+		r.Post("/internal/environments", h.requireToken(h.onLeader(e.SetEnvironment)))
+	})
 	// The original's VPS listings, from the local FSM (?consistent=1 asks
 	// the leader): every VPS task, newest first, and the active ones with
 	// ssh_port once the runner published it.

@@ -1,8 +1,10 @@
 // Package httpapi serves the client-facing REST API of a host replica:
 // submit, task status, listing, kill, pause/resume and logs, nodes, drain,
-// health, the queue, the VPS listings, the cluster status and the Raft
-// membership endpoints; and the runners' calls to the leader: register,
-// heartbeat and task status updates. Its handlers reach the replica only through the
+// health, the queue, the VPS listings, the cluster status, the Raft
+// membership endpoints and the Docker environments (EnvAPI: containers,
+// tarballs, the WebSocket terminal, proxying to the replica that holds an
+// environment); and the runners' calls to the leader: register, heartbeat
+// and task status updates. Its handlers reach the replica only through the
 // small role interfaces declared here (a proposer, read-only state views,
 // the runners, the environments, membership), as rqlite's http.New(store,
 // cluster, creds) does, so that they can be tested with fakes and no Raft.
