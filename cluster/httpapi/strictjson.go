@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 )
 
 // maxJSONDepth bounds the nesting of a strictly decoded body.
@@ -334,44 +336,13 @@ func jsonFields(t reflect.Type, out []jsonField) []jsonField {
 // unknownField is the 400 for a key that is no field of the struct,
 // suggesting the closest field name.
 func unknownField(path, key string, fields []jsonField) error {
-	best, bestD := "", 3
-	for _, f := range fields {
-		if strings.EqualFold(f.name, key) {
-			best = f.name
-			break
-		}
-		if d := editDistance(f.name, key); d < bestD {
-			best, bestD = f.name, d
-		}
-	}
-	if best != "" {
-		return badRequest("field %q: unknown field (did you mean %q?)", path, best)
-	}
 	names := make([]string, 0, len(fields))
 	for _, f := range fields {
 		names = append(names, f.name)
 	}
+	if best, ok := api.Closest(key, names); ok {
+		return badRequest("field %q: unknown field (did you mean %q?)", path, best)
+	}
 	sort.Strings(names)
 	return badRequest("field %q: unknown field (known fields: %s)", path, strings.Join(names, ", "))
-}
-
-// editDistance is the Levenshtein distance of short ASCII names.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 )
 
 // Load reads the TOML file at path over Default() and validates the result.
@@ -179,13 +181,7 @@ func unknownKey(key []string) error {
 			candidates = append(candidates, s.key())
 		}
 	}
-	best, bestDist := "", 3 // suggest only within 2 edits
-	for _, c := range candidates {
-		if d := editDistance(k, c); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	if best != "" {
+	if best, ok := api.Closest(k, candidates); ok {
 		return fmt.Errorf("%w %s (did you mean %s?)", ErrUnknownKey, k, best)
 	}
 	return fmt.Errorf("%w %s", ErrUnknownKey, k)
@@ -288,25 +284,4 @@ func typeName(v any) string {
 		return "nothing"
 	}
 	return "datetime"
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
