@@ -233,11 +233,17 @@ func newFixture(t *testing.T, state *fakeState, d Deps) *fixture {
 // do sends one request and returns the answer with its body read.
 func (f *fixture) do(t *testing.T, method, path, body string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	return send(t, f.srv, method, path, body)
+}
+
+// send sends one request to srv and returns the answer with its body read.
+func send(t *testing.T, srv *httptest.Server, method, path, body string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := f.srv.Client().Do(req)
+	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
