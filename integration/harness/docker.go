@@ -73,16 +73,25 @@ func RemoveContainers(tb TB, names ...string) {
 }
 
 // RemoveRunnerContainers force-removes every container a runner named
-// name labelled as its own (hakuriver.runner=name). For test cleanups.
+// name labelled as its own (hakuriver.runner=name@<installation id>). For
+// test cleanups.
 func RemoveRunnerContainers(tb TB, name string) {
 	tb.Helper()
-	ids, err := Docker("ps", "-aq", "--filter", "label=hakuriver.runner="+name)
+	// The label holds "<name>@<installation id>" (older runners: the name).
+	out, err := Docker("ps", "-a", "--filter", "label=hakuriver.runner", "--format", `{{.ID}} {{.Label "hakuriver.runner"}}`)
 	if err != nil {
 		tb.Logf("cleanup: %v", err)
 		return
 	}
-	if ids = strings.TrimSpace(ids); ids != "" {
-		if _, err := Docker(append([]string{"rm", "-f"}, strings.Fields(ids)...)...); err != nil {
+	var ids []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		id, runner, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if ok && (runner == name || strings.HasPrefix(runner, name+"@")) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		if _, err := Docker(append([]string{"rm", "-f"}, ids...)...); err != nil {
 			tb.Logf("cleanup: %v", err)
 		}
 	}
