@@ -97,15 +97,10 @@ func (a *API) Kill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := noBody(r); err != nil {
-		writeError(w, err)
-		return
-	}
 	// Reject what the leader's up-to-date FSM already knows is impossible,
 	// without writing a log entry; the FSM checks again when applying.
-	t, ok := a.d.Tasks.Task(id)
+	t, ok := a.bodilessTask(w, r, id)
 	if !ok {
-		writeError(w, notFound("task %d not found", id))
 		return
 	}
 	if t.Status == fsm.StatusKilled && reqID != "" && t.KillRequestID == reqID {
@@ -144,13 +139,8 @@ func (a *API) Command(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("action %q: unknown action (want pause or resume)", action))
 		return
 	}
-	if err := noBody(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	t, ok := a.d.Tasks.Task(id)
+	t, ok := a.bodilessTask(w, r, id)
 	if !ok {
-		writeError(w, notFound("task %d not found", id))
 		return
 	}
 	if t.Status != want {
@@ -264,4 +254,19 @@ func (a *API) VPSStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].TaskID > out[j].TaskID })
 	writeJSON(w, http.StatusOK, out)
+}
+
+// bodilessTask checks that r carries no body and returns task id; it
+// answers the error itself (400, 404) and returns false when either fails.
+func (a *API) bodilessTask(w http.ResponseWriter, r *http.Request, id int64) (*fsm.Task, bool) {
+	if err := noBody(r); err != nil {
+		writeError(w, err)
+		return nil, false
+	}
+	t, ok := a.d.Tasks.Task(id)
+	if !ok {
+		writeError(w, notFound("task %d not found", id))
+		return nil, false
+	}
+	return t, true
 }
