@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/image"
-
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
@@ -25,15 +23,8 @@ func TestEnvironmentToTask(t *testing.T) {
 	m := newTestManager(t, cfg, env)
 	cli := requireDocker(t)
 	ctx := context.Background()
-	createEnvWithFile(t, m, env, "/data.txt", "hello-from-env")
-	tb, err := m.CreateTarball(ctx, env, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// "Another runner": the image is not there until the tarball is loaded.
-	if _, err := cli.ImageRemove(ctx, environment.ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
-		t.Fatal(err)
-	}
+	tb := tarballOnly(t, m, cli, env, "/data.txt", "hello-from-env")
 	e := newTestExecutor(t, cfg)
 	id := testTaskID()
 	spec := taskSpec(cfg, id, environment.ImageName(env), "cat", "/data.txt")

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
@@ -274,4 +275,20 @@ func removeEnvImages(cli *client.Client, env string) {
 			}
 		}
 	}
+}
+
+// tarballOnly creates environment env with a file, saves its tarball and
+// removes its image, as on a runner that has only the tarball to load.
+func tarballOnly(t testing.TB, m *Manager, cli *client.Client, env, path, content string) environment.Tarball {
+	t.Helper()
+	ctx := context.Background()
+	createEnvWithFile(t, m, env, path, content)
+	tb, err := m.CreateTarball(ctx, env, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.ImageRemove(ctx, environment.ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		t.Fatal(err)
+	}
+	return tb
 }

@@ -141,14 +141,8 @@ func TestConcurrentSyncsLoadOnce(t *testing.T) {
 	m := newTestManager(t, cfg, env)
 	cli := requireDocker(t)
 	ctx := context.Background()
-	createEnvWithFile(t, m, env, "/f", "x")
-	tb, err := m.CreateTarball(ctx, env, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.ImageRemove(ctx, environment.ImageName(env), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
-		t.Fatal(err)
-	}
+	// "Another runner": the image is not there until the tarball is loaded.
+	tb := tarballOnly(t, m, cli, env, "/f", "x")
 	s, err := NewSyncer(cfg)
 	if err != nil {
 		t.Fatal(err)
