@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
@@ -22,6 +25,7 @@ var (
 	_ httpapi.Runners         = runnerCalls{}
 	_ httpapi.RunnerBook      = runnerBook{}
 	_ httpapi.ClusterIDReader = (*fsm.Machine)(nil)
+	_ httpapi.AccountReader   = (*fsm.Machine)(nil)
 )
 
 // newAPI returns the client-facing handlers over this replica.
@@ -34,6 +38,7 @@ func (h *Host) newAPI() *httpapi.API {
 		TasksPrivileged:  h.cfg.TasksPrivileged,
 		AdditionalMounts: h.cfg.AdditionalMounts,
 		Logger:           h.log,
+		CheckSSHKey:      checkAuthorizedKey,
 	}, httpapi.Deps{
 		Proposer:     h,
 		Tasks:        h.machine,
@@ -45,6 +50,7 @@ func (h *Host) newAPI() *httpapi.API {
 		Membership:   h,
 		RunnerBook:   runnerBook{h},
 		ClusterID:    h.machine,
+		Accounts:     h.machine,
 	})
 }
 
@@ -115,4 +121,12 @@ func (b runnerBook) Heartbeat(ctx context.Context, node *fsm.Node, hb api.Heartb
 		return nil, ErrNotLeader // leadership was lost since onLeader looked
 	}
 	return l.heartbeat(ctx, node, hb, now)
+}
+
+// checkAuthorizedKey rejects a line that is not one authorized_keys entry.
+func checkAuthorizedKey(line string) error {
+	if _, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(line)); err != nil || len(rest) > 0 {
+		return errors.New("not one authorized_keys line (ssh-ed25519 AAAA… comment)")
+	}
+	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // Config configures a host replica. StartHost copies it; it is never mutated
@@ -45,7 +47,15 @@ type Config struct {
 	// from anyone.
 	ClusterToken    string
 	InsecureNoToken bool
-	SharedDir       string
+	// AnonymousRole is what callers without a token may do: "" (nothing,
+	// the default) or a role; "user" gives original HakuRiver clients their
+	// open behaviour back.
+	AnonymousRole fsm.Role
+	// AuditKeep and AuditMaxAge bound the replicated audit log (0 = no
+	// bound of that kind).
+	AuditKeep   int
+	AuditMaxAge time.Duration
+	SharedDir   string
 	// MaxListTasks caps GET /api/tasks without an explicit limit.
 	MaxListTasks int
 	// LeaderWait is how long a request waits for a leader before 503.
@@ -112,6 +122,8 @@ func DefaultConfig() Config {
 		DefaultContainer:       "hakuriver-base",
 		ContainerDir:           "hakuriver-containers",
 		Version:                "dev",
+		AuditKeep:              10000,
+		AuditMaxAge:            90 * 24 * time.Hour,
 	}
 }
 
@@ -135,6 +147,12 @@ func (c Config) Validate() error {
 	}
 	if c.SSHJumpPort < 0 || c.SSHJumpPort > 65535 || c.SSHJumpPort != 0 && c.SSHJumpPort == c.SSHProxyPort {
 		errs = append(errs, fmt.Errorf("ssh_jump_port: %d must be 0 (none) or a port other than the ssh proxy port", c.SSHJumpPort))
+	}
+	if c.AnonymousRole != "" && !c.AnonymousRole.Valid() || c.AnonymousRole == fsm.RoleAdmin {
+		errs = append(errs, fmt.Errorf("anonymous_role: %q: want none, viewer, user or operator", c.AnonymousRole))
+	}
+	if c.AuditKeep < 0 || c.AuditMaxAge < 0 {
+		errs = append(errs, errors.New("audit_keep, audit_max_age: must not be negative"))
 	}
 	if c.MaxListTasks < 1 {
 		errs = append(errs, errors.New("max_list_tasks: must be at least 1"))

@@ -55,7 +55,7 @@ func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
 		for {
 			if h.IsLeader() {
 				r.Body = io.NopCloser(bytes.NewReader(body))
-				next(w, r)
+				next(w, h.withOrigin(r))
 				return
 			}
 			if forwarded {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/gossip"
 )
@@ -28,6 +29,8 @@ type Host struct {
 	pool    *gossip.Pool
 	ids     *idGenerator
 	metrics *metrics
+	// auth authenticates every API call (routes.go guard).
+	auth *auth.Authenticator
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -79,6 +82,8 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		ids:     newIDGenerator(cfg.NodeID, time.Now),
 		fwd:     &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
 	}
+	h.auth = &auth.Authenticator{Accounts: h.machine, ClusterToken: cfg.ClusterToken,
+		InsecureNoToken: cfg.InsecureNoToken, AnonymousRole: cfg.AnonymousRole}
 	h.runners = api.NewRunnerClient(api.PeerConfig{Token: cfg.ClusterToken})
 	h.replicas = api.NewReplicaClient(api.PeerConfig{Token: cfg.ClusterToken, From: cfg.NodeID, Transport: h.fwd.Transport})
 	if cfg.ClusterToken == "" {

@@ -189,6 +189,10 @@ func (h *Host) apply(ctx context.Context, c fsm.Command) (any, error) {
 	if err := h.commandKnown(c.Type()); err != nil {
 		return nil, err
 	}
+	c, err := h.audited(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	data, err := fsm.Encode(c)
 	if err != nil {
 		return nil, err

@@ -5,20 +5,114 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/ops/dashboard"
 )
 
-// routes is the whole route table. Every API endpoint is served under /api
-// (canonical) and at the root, as the original host did.
+// route is one API endpoint and who may call it.
+type route struct {
+	method, path string
+	rule         auth.Rule
+	handler      http.HandlerFunc
+}
+
+// Who may call what (see the README's role table).
+var (
+	public    = auth.Rule{Public: true}
+	viewer    = auth.Rule{Role: fsm.RoleViewer}
+	user      = auth.Rule{Role: fsm.RoleUser}
+	operator  = auth.Rule{Role: fsm.RoleOperator}
+	admin     = auth.Rule{Role: fsm.RoleAdmin}
+	internal  = auth.Rule{Cluster: true}
+	adminOrCT = auth.Rule{Role: fsm.RoleAdmin, Cluster: true}
+	viewerCT  = auth.Rule{Role: fsm.RoleViewer, Cluster: true}
+)
+
+// apiTable is every API endpoint, served under /api (canonical) and at the
+// root, as the original host did. Ownership (a user acting on their own
+// tasks only) is checked by the handlers on top of the role.
+func (h *Host) apiTable() []route {
+	a := h.newAPI()
+	e := h.newEnvAPI()
+	return []route{
+		{"POST", "/submit", user, httpapi.CheckSubmit(h.onLeader(a.Submit))},
+		{"GET", "/status/{id}", viewer, h.consistentRead(a.Status)},
+		{"GET", "/tasks", viewer, h.consistentRead(a.Tasks)},
+		{"GET", "/nodes", viewer, h.leaderView(a.Nodes)},
+		// Node health samples: the original's liveness view, anonymous.
+		{"GET", "/health", public, h.leaderView(a.Health)},
+		{"GET", "/queue", viewer, h.consistentRead(a.Queue)},
+		{"POST", "/nodes/{name}/drain", operator, h.onLeader(a.Drain(true))},
+		{"POST", "/nodes/{name}/undrain", operator, h.onLeader(a.Drain(false))},
+		{"POST", "/kill/{id}", user, h.onLeader(a.Kill)},
+		{"POST", "/command/{id}/{action}", user, h.onLeader(a.Command)},
+		{"GET", "/task/{id}/stdout", user, a.Log("stdout")},
+		{"GET", "/task/{id}/stderr", user, a.Log("stderr")},
+		{"POST", "/register", internal, h.onLeader(a.Register)},
+		{"PUT", "/heartbeat/{hostname}", internal, h.onLeader(a.Heartbeat)},
+		{"POST", "/update", internal, h.onLeader(a.Update)},
+		{"GET", "/cluster", viewer, h.consistentRead(a.Cluster)},
+		{"POST", "/cluster/join", adminOrCT, h.onLeader(a.Join)},
+		// Answers the leader's challenge with an HMAC of the cluster token
+		// (hostproof.go): it proves, it grants nothing.
+		{"POST", "/cluster/prove", public, h.handleProve},
+		{"DELETE", "/cluster/peers/{id}", adminOrCT, h.onLeader(a.RemovePeer)},
+		{"POST", "/cluster/leadership-transfer", adminOrCT, h.onLeader(a.Transfer)},
+		{"GET", "/docker/host/containers", viewer, e.List},
+		{"POST", "/docker/host/create", operator, e.Create},
+		{"POST", "/docker/host/start/{name}", operator, e.Op("start")},
+		{"POST", "/docker/host/stop/{name}", operator, e.Op("stop")},
+		{"POST", "/docker/host/delete/{name}", operator, e.Op("delete")},
+		{"GET", "/docker/host/containers/{name}/terminal", operator, e.Terminal},
+		{"POST", "/docker/create_tar/{name}", operator, e.CreateTar},
+		{"GET", "/docker/list", viewer, e.Tarballs},
+		{"POST", "/docker/internal/environments", internal, h.onLeader(e.SetEnvironment)},
+		// The original's VPS listings, from the local FSM (?consistent=1
+		// asks the leader).
+		{"GET", "/vps", viewer, h.consistentRead(a.VPSList)},
+		{"GET", "/vps/status", viewer, h.consistentRead(a.VPSStatus)},
+		{"GET", "/doctor", viewerCT, h.handleDoctor},
+		{"POST", "/doctor", viewerCT, h.handleDoctor},
+		// Accounts (httpapi/accounts.go).
+		{"POST", "/auth/bootstrap", internal, h.onLeader(a.Bootstrap)},
+		{"GET", "/auth/whoami", viewer, a.WhoAmI},
+		{"POST", "/auth/login", public, a.Login},
+		{"POST", "/auth/logout", public, a.Logout},
+		{"GET", "/users", viewer, h.consistentRead(a.Users)},
+		{"POST", "/users", admin, h.onLeader(a.CreateUser)},
+		{"GET", "/users/{name}", viewer, h.consistentRead(a.GetUser)},
+		{"PATCH", "/users/{name}", admin, h.onLeader(a.PatchUser)},
+		{"DELETE", "/users/{name}", admin, h.onLeader(a.DeleteUser)},
+		{"GET", "/groups", viewer, h.consistentRead(a.Groups)},
+		{"POST", "/groups", admin, h.onLeader(a.CreateGroup)},
+		{"PATCH", "/groups/{name}", admin, h.onLeader(a.PatchGroup)},
+		{"DELETE", "/groups/{name}", admin, h.onLeader(a.DeleteGroup)},
+		{"GET", "/tokens", user, h.consistentRead(a.Tokens)},
+		{"POST", "/tokens", user, h.onLeader(a.CreateTokenFor)},
+		{"DELETE", "/tokens/{id}", user, h.onLeader(a.RevokeToken)},
+		{"GET", "/audit", viewer, h.consistentRead(a.Audit)},
+	}
+}
+
+// routes is the whole HTTP surface of a replica.
 func (h *Host) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(h.metrics.instrument, h.leaderHeader)
-	r.Method(http.MethodGet, "/metrics", h.metrics.handler())
+	r.Method(http.MethodGet, "/metrics", h.guard(viewerCT, h.metrics.handler().ServeHTTP))
+	// The dashboard's static files and its login page are public; every
+	// call they make is an API call with its own rule.
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
 	r.Handle("/ui/*", http.StripPrefix("/ui/", dashboard.Handler()))
-	r.Route("/api", h.apiRoutes)
-	h.apiRoutes(r)
+	table := h.apiTable()
+	mount := func(r chi.Router) {
+		for _, rt := range table {
+			r.Method(rt.method, rt.path, h.guard(rt.rule, rt.handler))
+		}
+	}
+	r.Route("/api", mount)
+	mount(r)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -28,45 +122,18 @@ func (h *Host) routes() http.Handler {
 	return r
 }
 
-func (h *Host) apiRoutes(r chi.Router) {
-	a := h.newAPI()
-	r.Post("/submit", httpapi.CheckSubmit(h.onLeader(a.Submit)))
-	r.Get("/status/{id}", h.consistentRead(a.Status))
-	r.Get("/tasks", h.consistentRead(a.Tasks))
-	r.Get("/nodes", h.leaderView(a.Nodes))
-	r.Get("/health", h.leaderView(a.Health))
-	r.Get("/queue", h.consistentRead(a.Queue))
-	r.Post("/nodes/{name}/drain", h.onLeader(a.Drain(true)))
-	r.Post("/nodes/{name}/undrain", h.onLeader(a.Drain(false)))
-	r.Post("/kill/{id}", h.onLeader(a.Kill))
-	r.Post("/command/{id}/{action}", h.onLeader(a.Command))
-	r.Get("/task/{id}/stdout", a.Log("stdout"))
-	r.Get("/task/{id}/stderr", a.Log("stderr"))
-	r.Post("/register", h.requireToken(h.onLeader(a.Register)))
-	r.Put("/heartbeat/{hostname}", h.requireToken(h.onLeader(a.Heartbeat)))
-	r.Post("/update", h.requireToken(h.onLeader(a.Update)))
-	r.Get("/cluster", h.consistentRead(a.Cluster))
-	// Membership is an administrator's act: the cluster token is required.
-	r.Post("/cluster/join", h.requireToken(h.onLeader(a.Join)))
-	r.Post("/cluster/prove", h.handleProve) // answers the leader's challenge (hostproof.go)
-	r.Delete("/cluster/peers/{id}", h.requireToken(h.onLeader(a.RemovePeer)))
-	r.Post("/cluster/leadership-transfer", h.requireToken(h.onLeader(a.Transfer)))
-	e := h.newEnvAPI()
-	r.Route("/docker", func(r chi.Router) {
-		r.Get("/host/containers", e.List)
-		r.Post("/host/create", e.Create)
-		r.Post("/host/start/{name}", e.Op("start"))
-		r.Post("/host/stop/{name}", e.Op("stop"))
-		r.Post("/host/delete/{name}", e.Op("delete"))
-		r.Get("/host/containers/{name}/terminal", e.Terminal)
-		r.Post("/create_tar/{name}", e.CreateTar)
-		r.Get("/list", e.Tarballs)
-		r.Post("/internal/environments", h.requireToken(h.onLeader(e.SetEnvironment)))
-	})
-	// The original's VPS listings, from the local FSM (?consistent=1 asks
-	// the leader): every VPS task, newest first, and the active ones with
-	// ssh_port once the runner published it.
-	r.Get("/vps", h.consistentRead(a.VPSList))
-	r.Get("/vps/status", h.consistentRead(a.VPSStatus))
-	r.HandleFunc("/doctor", h.requireToken(h.handleDoctor))
+// guard authenticates a request and lets it through when rule allows its
+// caller, with the caller in the request's context; otherwise it answers
+// 401 (no or bad credentials; the message never says whether an account
+// exists) or 403 (naming the role needed).
+func (h *Host) guard(rule auth.Rule, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := h.auth.Check(rule, r)
+		if err != nil {
+			h.log.Info("rejected call", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+			writeError(w, err)
+			return
+		}
+		next(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+	}
 }

@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"crypto/subtle"
-	"net/http"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -10,28 +8,8 @@ import (
 	"github.com/hakuriver/hakuriver-ha/scheduler"
 )
 
-// tokenOK reports whether got is the cluster token, in constant time. An
-// empty configured token matches only in insecure mode.
-func (h *Host) tokenOK(got string) bool {
-	if h.cfg.ClusterToken == "" {
-		return h.cfg.InsecureNoToken
-	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.ClusterToken)) == 1
-}
-
-// requireToken rejects calls that do not carry the cluster token: internal
-// calls and membership changes. Only a replica started with InsecureNoToken
-// (and no token) lets them through.
-func (h *Host) requireToken(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !h.tokenOK(r.Header.Get(api.TokenHeader)) {
-			h.log.Warn("rejected call without a valid cluster token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, &httpError{status: http.StatusUnauthorized, msg: "missing or wrong cluster token"})
-			return
-		}
-		next(w, r)
-	}
-}
+// tokenOK reports whether got is the cluster token (auth.Authenticator).
+func (h *Host) tokenOK(got string) bool { return h.auth.ClusterTokenOK(got) }
 
 // nodeViews joins committed nodes with accounting and, on the leader, live
 // figures.

@@ -24,6 +24,16 @@ const (
 	CmdSetEnvironment CommandType = 8
 	// CmdSetClusterID names the cluster once (env.go).
 	CmdSetClusterID CommandType = 9
+	// Account commands (accounts.go).
+	CmdBootstrapAuth CommandType = 10
+	CmdPutUser       CommandType = 11
+	CmdRemoveUser    CommandType = 12
+	CmdPutGroup      CommandType = 13
+	CmdRemoveGroup   CommandType = 14
+	CmdCreateToken   CommandType = 15
+	CmdRevokeToken   CommandType = 16
+	// CmdAudited wraps another command with its audit record (audit.go).
+	CmdAudited CommandType = 17
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -49,6 +59,22 @@ func (c CommandType) String() string {
 		return "set_environment"
 	case CmdSetClusterID:
 		return "set_cluster_id"
+	case CmdBootstrapAuth:
+		return "bootstrap_auth"
+	case CmdPutUser:
+		return "put_user"
+	case CmdRemoveUser:
+		return "remove_user"
+	case CmdPutGroup:
+		return "put_group"
+	case CmdRemoveGroup:
+		return "remove_group"
+	case CmdCreateToken:
+		return "create_token"
+	case CmdRevokeToken:
+		return "revoke_token"
+	case CmdAudited:
+		return "audited"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -181,6 +207,22 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &SetEnvironment{}
 	case CmdSetClusterID:
 		c = &SetClusterID{}
+	case CmdBootstrapAuth:
+		c = &BootstrapAuth{}
+	case CmdPutUser:
+		c = &PutUser{}
+	case CmdRemoveUser:
+		c = &RemoveUser{}
+	case CmdPutGroup:
+		c = &PutGroup{}
+	case CmdRemoveGroup:
+		c = &RemoveGroup{}
+	case CmdCreateToken:
+		c = &CreateToken{}
+	case CmdRevokeToken:
+		c = &RevokeToken{}
+	case CmdAudited:
+		c = &Audited{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

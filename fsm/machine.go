@@ -36,8 +36,11 @@ type Machine struct {
 	tarballs map[string]TarballRecord
 	// clusterID is set once (SetClusterID).
 	clusterID string
-	maxID     int64
-	applied   uint64
+	acct      accounts
+	// audit holds the audit records, oldest first (audit.go).
+	audit   []AuditRecord
+	maxID   int64
+	applied uint64
 	// halt is set by the first entry that cannot be read; from then on
 	// nothing is applied (see ErrHalted).
 	halt *EntryError
@@ -61,6 +64,8 @@ func (m *Machine) reset() {
 	m.envs = make(map[string]Environment)
 	m.tarballs = make(map[string]TarballRecord)
 	m.clusterID = ""
+	m.acct = newAccounts()
+	m.audit = nil
 	m.maxID = 0
 	m.applied = 0
 	m.halt = nil
@@ -103,6 +108,22 @@ func (m *Machine) applyLocked(index uint64, data []byte) Result {
 	if !ok {
 		return Result{}
 	}
+	if a, isAudit := c.(*Audited); isAudit {
+		inner, ok, err := a.decodeInner()
+		if err != nil {
+			m.halt = &EntryError{Index: index, Type: CmdAudited, Err: err}
+			return Result{Err: m.halt}
+		}
+		if !ok {
+			return Result{}
+		}
+		return m.applyAudited(index, a, inner)
+	}
+	return m.applyCommand(index, c)
+}
+
+// applyCommand applies one decoded command other than Audited.
+func (m *Machine) applyCommand(_ uint64, c Command) Result {
 	switch c := c.(type) {
 	case *SubmitTasks:
 		return m.applySubmit(c)
@@ -122,6 +143,20 @@ func (m *Machine) applyLocked(index uint64, data []byte) Result {
 		return m.applySetEnvironment(c)
 	case *SetClusterID:
 		return m.applySetClusterID(c)
+	case *BootstrapAuth:
+		return m.applyBootstrap(c)
+	case *PutUser:
+		return m.applyPutUser(c)
+	case *RemoveUser:
+		return m.applyRemoveUser(c)
+	case *PutGroup:
+		return m.applyPutGroup(c)
+	case *RemoveGroup:
+		return m.applyRemoveGroup(c)
+	case *CreateToken:
+		return m.addToken(c.Token)
+	case *RevokeToken:
+		return m.applyRevokeToken(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }

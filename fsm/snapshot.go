@@ -37,6 +37,9 @@ type snapshotState struct {
 	// when empty.
 	EnvTarballs []EnvTarball `json:"env_tarballs,omitempty"`
 	ClusterID   string       `json:"cluster_id,omitempty"`
+	// Accounts and Audit are omitted while there are none.
+	Accounts *accountsState `json:"accounts,omitempty"`
+	Audit    []AuditRecord  `json:"audit,omitempty"`
 }
 
 // Snapshot captures the current state.
@@ -59,6 +62,8 @@ func (m *Machine) Snapshot() *Snapshot {
 	s.Envs = m.sortedEnvs()
 	s.EnvTarballs = m.sortedTarballs()
 	s.ClusterID = m.clusterID
+	s.Accounts = m.acct.state()
+	s.Audit = m.audit
 	return &Snapshot{state: s}
 }
 
@@ -120,6 +125,12 @@ func (s *Snapshot) Write(w io.Writer) error {
 	if err == nil && st.ClusterID != "" {
 		err = put(`,"cluster_id":`, st.ClusterID)
 	}
+	if err == nil && st.Accounts != nil {
+		err = put(`,"accounts":`, st.Accounts)
+	}
+	if err == nil && len(st.Audit) > 0 {
+		err = put(`,"audit":`, st.Audit)
+	}
 	if err == nil {
 		bw.WriteString("}\n")
 		err = bw.Flush()
@@ -144,6 +155,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.tasks, m.order, m.nodes, m.requests = fresh.tasks, fresh.order, fresh.nodes, fresh.requests
 	m.counts, m.active, m.envs = fresh.counts, fresh.active, fresh.envs
 	m.tarballs, m.clusterID = fresh.tarballs, fresh.clusterID
+	m.acct, m.audit = fresh.acct, fresh.audit
 	fresh.rebuildRequestQueue()
 	m.reqQueue = fresh.reqQueue
 	m.maxID, m.applied = fresh.maxID, fresh.applied
@@ -206,6 +218,13 @@ func (m *Machine) decodeSnapshot(dec *json.Decoder) error {
 			}
 		case "cluster_id":
 			err = dec.Decode(&m.clusterID)
+		case "accounts":
+			var st accountsState
+			if err = dec.Decode(&st); err == nil {
+				err = m.acct.restore(&st)
+			}
+		case "audit":
+			err = dec.Decode(&m.audit)
 		default:
 			var skip json.RawMessage
 			err = dec.Decode(&skip)

@@ -125,6 +125,9 @@ type Task struct {
 	TimeLimitSeconds int64 `json:"time_limit_seconds,omitempty"`
 	// After lists tasks that must complete before this one may start.
 	After IDList `json:"after,omitempty"`
+	// Owner is the account that submitted the task ("" for a task from
+	// before accounts existed or from an anonymous caller).
+	Owner string `json:"owner,omitempty"`
 	// KillRequestID is the request ID of the kill that ended the task.
 	KillRequestID string `json:"kill_request_id,omitempty"`
 }

@@ -42,6 +42,7 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 type caller struct {
 	hc        *http.Client
 	token     string
+	bearer    string
 	userAgent string
 	maxBytes  int64
 	// header is sent on every request (e.g. ForwardedHeader).
@@ -107,6 +108,9 @@ func (c *caller) newRequest(ctx context.Context, host, method, path string, body
 	req.Header.Set("Accept", accept)
 	if c.token != "" {
 		req.Header.Set(TokenHeader, c.token)
+	}
+	if c.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+c.bearer)
 	}
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)

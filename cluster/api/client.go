@@ -40,8 +40,12 @@ type ClientConfig struct {
 	// Hosts are the replicas' base URLs ("http://10.0.0.1:8000"). A bare
 	// "host:port" gets "http://"; one entry may hold a comma-separated list.
 	Hosts []string
-	// Token, when set, is sent in TokenHeader on every request.
+	// Token, when set, is sent in TokenHeader on every request: the
+	// cluster token of internal calls and bootstrap.
 	Token string
+	// Bearer, when set, is an account's API token, sent as
+	// "Authorization: Bearer" on every request.
+	Bearer string
 	// Timeout bounds one HTTP exchange with one replica, body included.
 	Timeout time.Duration
 	// DialTimeout bounds opening a TCP connection to one replica.
@@ -213,6 +217,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		caller: caller{
 			hc:        &http.Client{Transport: tr, Timeout: cfg.Timeout},
 			token:     cfg.Token,
+			bearer:    cfg.Bearer,
 			userAgent: cfg.UserAgent,
 			maxBytes:  maxResponseBytes,
 		},

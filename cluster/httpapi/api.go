@@ -109,6 +109,9 @@ type Config struct {
 	AdditionalMounts []string
 	// Logger receives the handlers' logs (nil: discarded).
 	Logger *slog.Logger
+	// CheckSSHKey, when set, rejects an authorized_keys line that does
+	// not parse.
+	CheckSSHKey func(line string) error
 }
 
 // Deps are the roles the handlers use; every one must be set.
@@ -124,6 +127,8 @@ type Deps struct {
 	// RunnerBook and ClusterID serve the runners' own calls (runners.go).
 	RunnerBook RunnerBook
 	ClusterID  ClusterIDReader
+	// Accounts serves the account calls (accounts.go).
+	Accounts AccountReader
 }
 
 // API holds the client-facing handlers. Its methods are safe for

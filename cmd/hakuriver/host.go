@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hakuriver/hakuriver-ha/cluster"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/docker"
 )
@@ -135,6 +136,11 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	hc.GossipKey = key
 	hc.ClusterToken = token
 	hc.InsecureNoToken = c.Cluster.InsecureNoToken
+	if r := c.Auth.AnonymousRole; r != "none" {
+		hc.AnonymousRole = fsm.Role(r)
+	}
+	hc.AuditKeep = c.Auth.AuditKeep
+	hc.AuditMaxAge = time.Duration(c.Auth.AuditMaxAgeDays) * 24 * time.Hour
 	hc.SharedDir = c.Paths.SharedDir
 	hc.MaxListTasks = c.Cluster.MaxListTasks
 	hc.LeaderWait = c.Cluster.LeaderWait()

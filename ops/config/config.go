@@ -25,6 +25,19 @@ type Config struct {
 	Environment Environment `toml:"environment"`
 	Docker      Docker      `toml:"docker"`
 	Cluster     Cluster     `toml:"cluster"`
+	Auth        Auth        `toml:"auth"`
+}
+
+// Auth is the [auth] section: accounts and the audit log.
+type Auth struct {
+	// AnonymousRole is what callers without a token may do: "none" (the
+	// default), "viewer", "user" or "operator". "user" gives original
+	// HakuRiver clients their open behaviour back.
+	AnonymousRole string `toml:"anonymous_role"`
+	// AuditKeep is how many audit records the cluster keeps (0 = no cap).
+	AuditKeep int `toml:"audit_keep"`
+	// AuditMaxAgeDays drops audit records older than this (0 = never).
+	AuditMaxAgeDays int `toml:"audit_max_age_days"`
 }
 
 // Network is the [network] section: listen addresses and ports.
@@ -131,6 +144,7 @@ type Cluster struct {
 // so callers may modify the result freely.
 func Default() Config {
 	return Config{
+		Auth: Auth{AnonymousRole: "none", AuditKeep: 10000, AuditMaxAgeDays: 90},
 		Network: Network{
 			HostBindIP:           "0.0.0.0",
 			HostPort:             8000,

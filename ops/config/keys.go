@@ -169,6 +169,15 @@ func settings() []setting {
 		{section: "cluster", name: "leader_wait_seconds",
 			help:  "seconds a replica waits for a leader before answering 503",
 			field: func(c *Config) any { return &c.Cluster.LeaderWaitSeconds }, check: atLeast(0)},
+		{section: "auth", name: "anonymous_role",
+			help:  "what callers without a token may do: none, viewer, user or operator (user = the original HakuRiver's open API)",
+			field: func(c *Config) any { return &c.Auth.AnonymousRole }, check: anonymousRole},
+		{section: "auth", name: "audit_keep",
+			help:  "audit records the cluster keeps, oldest dropped first (0 = no cap)",
+			field: func(c *Config) any { return &c.Auth.AuditKeep }, check: atLeast(0)},
+		{section: "auth", name: "audit_max_age_days",
+			help:  "days an audit record is kept (0 = no age limit)",
+			field: func(c *Config) any { return &c.Auth.AuditMaxAgeDays }, check: atLeast(0)},
 	}
 }
 
@@ -274,6 +283,14 @@ func atLeast(n int) func(any) string {
 		}
 		return ""
 	}
+}
+
+func anonymousRole(p any) string {
+	switch *p.(*string) {
+	case "", "none", "viewer", "user", "operator":
+		return ""
+	}
+	return fmt.Sprintf("%q: want none, viewer, user or operator", *p.(*string))
 }
 
 func nonEmpty(p any) string {

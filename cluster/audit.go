@@ -1,0 +1,91 @@
+package cluster
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// origin is where a write entered the cluster: the replica that first
+// received it and the request ID it carries. onLeader puts it in the
+// request's context on the leader.
+type origin struct {
+	via, requestID string
+}
+
+type originKey struct{}
+
+// withOrigin returns r carrying its origin: the replica that forwarded it
+// (X-Hakuriver-Forwarded) or this one.
+func (h *Host) withOrigin(r *http.Request) *http.Request {
+	via := r.Header.Get(api.ForwardedHeader)
+	if via == "" {
+		via = h.cfg.NodeID
+	}
+	o := origin{via: via, requestID: r.Header.Get(requestIDHeader)}
+	return r.WithContext(context.WithValue(r.Context(), originKey{}, o))
+}
+
+// audited wraps c with its audit record when a person (an account or an
+// anonymous caller) asked for it, or when the cluster token bootstrapped
+// the accounts. Runner reports and the leader's own decisions are not
+// audited. One log entry carries both the change and its record.
+func (h *Host) audited(ctx context.Context, c fsm.Command) (fsm.Command, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return c, nil
+	}
+	if p.Kind == auth.Cluster {
+		if _, boot := c.(*fsm.BootstrapAuth); !boot {
+			return c, nil
+		}
+	}
+	if h.commandKnown(fsm.CmdAudited) != nil {
+		return c, nil // a replica too old to read audit envelopes: no record
+	}
+	o, _ := ctx.Value(originKey{}).(origin)
+	rec := fsm.AuditRecord{At: time.Now().UTC(), User: p.Name, Role: p.Role, Via: o.via, RequestID: o.requestID, Target: auditTarget(c)}
+	return fsm.Wrap(c, rec, h.cfg.AuditKeep, h.cfg.AuditMaxAge)
+}
+
+// auditTarget names what c acts on.
+func auditTarget(c fsm.Command) string {
+	switch c := c.(type) {
+	case *fsm.KillTask:
+		return "task " + strconv.FormatInt(c.TaskID, 10)
+	case *fsm.UpdateTask:
+		return "task " + strconv.FormatInt(c.TaskID, 10)
+	case *fsm.SetNodeDrain:
+		return "node " + c.Hostname
+	case *fsm.PutUser:
+		if c.User != nil {
+			return "user " + c.User.Name
+		}
+	case *fsm.RemoveUser:
+		return "user " + c.Name
+	case *fsm.PutGroup:
+		if c.Group != nil {
+			return "group " + c.Group.Name
+		}
+	case *fsm.RemoveGroup:
+		return "group " + c.Name
+	case *fsm.CreateToken:
+		if c.Token != nil {
+			return "token " + c.Token.ID + " of " + c.Token.User
+		}
+	case *fsm.RevokeToken:
+		return "token " + c.ID
+	case *fsm.BootstrapAuth:
+		if c.Admin != nil {
+			return "user " + c.Admin.Name
+		}
+	case *fsm.SetEnvironment:
+		return "environment " + c.Name
+	}
+	return ""
+}

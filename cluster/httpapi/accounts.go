@@ -1,0 +1,411 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// AccountReader is a read-only view of the replicated accounts
+// (*fsm.Machine is one).
+type AccountReader interface {
+	Bootstrapped() bool
+	User(name string) (fsm.User, bool)
+	Users() []fsm.User
+	Group(name string) (fsm.Group, bool)
+	Groups() []fsm.Group
+	Tokens(user string) []fsm.Token
+	TokenByID(id string) (fsm.Token, bool)
+	TokenByHash(hash string) (fsm.Token, fsm.User, bool)
+	Audit(f fsm.AuditFilter, limit int) ([]fsm.AuditRecord, bool)
+}
+
+// maxAccountBody bounds the body of every account call.
+const maxAccountBody = 256 << 10
+
+// maxTokenTTL bounds a token's lifetime when one is given.
+const maxTokenTTL = 10 * 365 * 24 * time.Hour
+
+// principal returns the caller the route table authenticated.
+func principal(r *http.Request) auth.Principal {
+	p, _ := auth.FromContext(r.Context())
+	return p
+}
+
+func forbidden(msg string) error { return &httpError{status: http.StatusForbidden, msg: msg} }
+
+func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
+	body, err := readBody(w, r, maxAccountBody)
+	if err != nil {
+		return err
+	}
+	if len(body) == 0 && emptyOK {
+		return nil
+	}
+	return decodeStrict(body, v)
+}
+
+// propose applies c and answers err on failure; it reports success.
+func (a *API) propose(w http.ResponseWriter, r *http.Request, c fsm.Command) (any, bool) {
+	ctx, cancel := ApplyContext(r)
+	defer cancel()
+	v, err := a.d.Proposer.Propose(ctx, c)
+	if err != nil {
+		writeError(w, err)
+		return nil, false
+	}
+	return v, true
+}
+
+// Bootstrap creates the first admin account and its token: POST
+// /api/auth/bootstrap, cluster token only, refused (409) once done.
+func (a *API) Bootstrap(w http.ResponseWriter, r *http.Request) {
+	var req api.BootstrapRequest
+	if err := a.decodeBody(w, r, &req, true); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.User == "" {
+		req.User = "admin"
+	}
+	if !fsm.NameRE.MatchString(req.User) {
+		writeError(w, badRequest("user %q: want 1-32 characters a-z 0-9 _ . - starting with a letter or _", req.User))
+		return
+	}
+	if a.d.Accounts.Bootstrapped() {
+		writeError(w, &httpError{status: http.StatusConflict, msg: "accounts were bootstrapped already: ask an admin for a token"})
+		return
+	}
+	now := time.Now().UTC()
+	secret, tok, err := auth.NewToken(req.User, "bootstrap", now, 0)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	admin := &fsm.User{Name: req.User, Role: fsm.RoleAdmin, CreatedAt: now}
+	if _, ok := a.propose(w, r, &fsm.BootstrapAuth{Admin: admin, Token: tok}); !ok {
+		return
+	}
+	a.log.Info("accounts bootstrapped", "admin", req.User, "token_id", tok.ID)
+	writeJSON(w, http.StatusCreated, api.TokenResponse{User: req.User, Role: fsm.RoleAdmin, TokenID: tok.ID, Token: secret})
+}
+
+// WhoAmI answers GET /api/auth/whoami.
+func (a *API) WhoAmI(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	writeJSON(w, http.StatusOK, api.WhoAmI{User: p.Name, Role: p.Role, TokenID: p.TokenID, Anonymous: p.Kind == auth.Anonymous})
+}
+
+// Login trades a token for the dashboard's session cookie (HttpOnly,
+// SameSite=Strict) and a CSRF cookie whose value every write repeats in
+// the X-Hakuriver-CSRF header.
+func (a *API) Login(w http.ResponseWriter, r *http.Request) {
+	var req api.LoginRequest
+	if err := a.decodeBody(w, r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	tok, user, ok := a.d.Accounts.TokenByHash(auth.Hash(req.Token))
+	if req.Token == "" || !ok || tok.Expired(time.Now()) {
+		writeError(w, &httpError{status: http.StatusUnauthorized, msg: "unknown, revoked or expired token"})
+		return
+	}
+	secure := r.TLS != nil
+	csrf := auth.CSRFToken(req.Token)
+	http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: req.Token, Path: "/", HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: auth.CSRFCookie, Value: csrf, Path: "/", Secure: secure, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, http.StatusOK, api.LoginResponse{User: user.Name, Role: user.Role, CSRF: csrf})
+}
+
+// Logout clears the session cookies.
+func (a *API) Logout(w http.ResponseWriter, r *http.Request) {
+	for _, name := range []string{auth.SessionCookie, auth.CSRFCookie} {
+		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: name == auth.SessionCookie, SameSite: http.SameSiteStrictMode})
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Users lists the accounts.
+func (a *API) Users(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.d.Accounts.Users())
+}
+
+// GetUser answers one account.
+func (a *API) GetUser(w http.ResponseWriter, r *http.Request) {
+	u, ok := a.d.Accounts.User(chi.URLParam(r, "name"))
+	if !ok {
+		writeError(w, notFound("no user %q", chi.URLParam(r, "name")))
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+// CreateUser adds an account (admin).
+func (a *API) CreateUser(w http.ResponseWriter, r *http.Request) {
+	var req api.UserRequest
+	if err := a.decodeBody(w, r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	u := &fsm.User{Name: req.Name, Role: req.Role, UnixUser: req.UnixUser, SSHKeys: req.SSHKeys, Groups: req.Groups,
+		Quota: req.Quota, Policy: req.Policy, CreatedAt: time.Now().UTC()}
+	if err := a.checkUser(u); err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, ok := a.propose(w, r, &fsm.PutUser{User: u, Create: true}); ok {
+		writeJSON(w, http.StatusCreated, u)
+	}
+}
+
+// checkUser validates u before it is proposed: the same check Apply makes,
+// plus keys that must parse (sshKeyCheck) — a 400 naming the field.
+func (a *API) checkUser(u *fsm.User) error {
+	if err := fsm.CheckUser(u); err != nil {
+		return badRequest("%s", stripInvalid(err))
+	}
+	for i, k := range u.SSHKeys {
+		if a.cfg.CheckSSHKey != nil {
+			if err := a.cfg.CheckSSHKey(k); err != nil {
+				return badRequest("ssh_keys[%d]: %v", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+func stripInvalid(err error) string {
+	s := err.Error()
+	const p = "invalid: "
+	if len(s) > len(p) && s[:len(p)] == p {
+		return s[len(p):]
+	}
+	return s
+}
+
+// PatchUser changes the fields given of an account (admin).
+func (a *API) PatchUser(w http.ResponseWriter, r *http.Request) {
+	var req api.UserPatch
+	if err := a.decodeBody(w, r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	u, ok := a.d.Accounts.User(chi.URLParam(r, "name"))
+	if !ok {
+		writeError(w, notFound("no user %q", chi.URLParam(r, "name")))
+		return
+	}
+	if req.Role != nil {
+		u.Role = *req.Role
+	}
+	if req.UnixUser != nil {
+		u.UnixUser = *req.UnixUser
+	}
+	if req.SSHKeys != nil {
+		u.SSHKeys = *req.SSHKeys
+	}
+	if req.Groups != nil {
+		u.Groups = *req.Groups
+	}
+	if req.Quota != nil {
+		u.Quota = *req.Quota
+	}
+	if req.Policy != nil {
+		u.Policy = *req.Policy
+	}
+	if err := a.checkUser(&u); err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, ok := a.propose(w, r, &fsm.PutUser{User: &u}); ok {
+		writeJSON(w, http.StatusOK, u)
+	}
+}
+
+// DeleteUser removes an account and its tokens (admin).
+func (a *API) DeleteUser(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.propose(w, r, &fsm.RemoveUser{Name: chi.URLParam(r, "name")}); ok {
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// Groups lists the groups.
+func (a *API) Groups(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.d.Accounts.Groups())
+}
+
+// CreateGroup adds a group (admin).
+func (a *API) CreateGroup(w http.ResponseWriter, r *http.Request) {
+	var req api.GroupRequest
+	if err := a.decodeBody(w, r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	g := &fsm.Group{Name: req.Name, Quota: req.Quota, Policy: req.Policy, CreatedAt: time.Now().UTC()}
+	if _, ok := a.propose(w, r, &fsm.PutGroup{Group: g, Create: true}); ok {
+		writeJSON(w, http.StatusCreated, g)
+	}
+}
+
+// PatchGroup changes a group's quota or policy (admin).
+func (a *API) PatchGroup(w http.ResponseWriter, r *http.Request) {
+	var req api.GroupPatch
+	if err := a.decodeBody(w, r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	g, ok := a.d.Accounts.Group(chi.URLParam(r, "name"))
+	if !ok {
+		writeError(w, notFound("no group %q", chi.URLParam(r, "name")))
+		return
+	}
+	if req.Quota != nil {
+		g.Quota = *req.Quota
+	}
+	if req.Policy != nil {
+		g.Policy = *req.Policy
+	}
+	if _, ok := a.propose(w, r, &fsm.PutGroup{Group: &g}); ok {
+		writeJSON(w, http.StatusOK, g)
+	}
+}
+
+// DeleteGroup removes a group (admin).
+func (a *API) DeleteGroup(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.propose(w, r, &fsm.RemoveGroup{Name: chi.URLParam(r, "name")}); ok {
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func tokenInfo(t fsm.Token, now time.Time) api.TokenInfo {
+	return api.TokenInfo{ID: t.ID, User: t.User, Name: t.Name, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Expired: t.Expired(now)}
+}
+
+// Tokens lists the caller's tokens; an admin sees everyone's (or one
+// user's with ?user=).
+func (a *API) Tokens(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	user := r.URL.Query().Get("user")
+	switch {
+	case p.Can(fsm.RoleAdmin):
+	case user != "" && user != p.Name:
+		writeError(w, forbidden("forbidden: only an admin lists another user's tokens"))
+		return
+	default:
+		user = p.Name
+	}
+	now := time.Now()
+	out := []api.TokenInfo{}
+	for _, t := range a.d.Accounts.Tokens(user) {
+		out = append(out, tokenInfo(t, now))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// CreateTokenFor makes a token: a user for themselves, an admin for anyone.
+func (a *API) CreateTokenFor(w http.ResponseWriter, r *http.Request) {
+	var req api.TokenRequest
+	if err := a.decodeBody(w, r, &req, true); err != nil {
+		writeError(w, err)
+		return
+	}
+	p := principal(r)
+	if p.Kind != auth.Account {
+		writeError(w, forbidden("forbidden: tokens belong to accounts; authenticate with an account token"))
+		return
+	}
+	if req.User == "" {
+		req.User = p.Name
+	}
+	if req.User != p.Name && !p.Can(fsm.RoleAdmin) {
+		writeError(w, forbidden("forbidden: needs role admin to create another user's token"))
+		return
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 || d > maxTokenTTL {
+			writeError(w, badRequest("ttl %q: want a positive Go duration up to %s, like 720h", req.TTL, maxTokenTTL))
+			return
+		}
+		ttl = d
+	}
+	u, ok := a.d.Accounts.User(req.User)
+	if !ok {
+		writeError(w, notFound("no user %q", req.User))
+		return
+	}
+	secret, tok, err := auth.NewToken(req.User, req.Name, time.Now(), ttl)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, ok := a.propose(w, r, &fsm.CreateToken{Token: tok}); ok {
+		writeJSON(w, http.StatusCreated, api.TokenResponse{User: u.Name, Role: u.Role, TokenID: tok.ID, Token: secret, ExpiresAt: tok.ExpiresAt})
+	}
+}
+
+// RevokeToken deletes a token: the caller's own, or anyone's for an admin.
+func (a *API) RevokeToken(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	p := principal(r)
+	t, ok := a.d.Accounts.TokenByID(id)
+	if !ok || t.User != p.Name && !p.Can(fsm.RoleAdmin) {
+		// Another user's token is reported as missing: its ID says nothing.
+		writeError(w, notFound("no token %q of yours", id))
+		return
+	}
+	if _, ok := a.propose(w, r, &fsm.RevokeToken{ID: id}); ok {
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// maxAuditPage caps one page of GET /api/audit.
+const maxAuditPage = 1000
+
+// Audit answers GET /api/audit?user=&since=&after=&limit=, oldest first.
+func (a *API) Audit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := fsm.AuditFilter{User: q.Get("user")}
+	if s := q.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			d, derr := time.ParseDuration(s)
+			if derr != nil || d <= 0 {
+				writeError(w, badRequest("since %q: want an RFC 3339 time or a duration like 24h", s))
+				return
+			}
+			t = time.Now().Add(-d)
+		}
+		f.Since = t
+	}
+	if s := q.Get("after"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			writeError(w, badRequest("after %q: want a record seq", s))
+			return
+		}
+		f.After = n
+	}
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 || n > maxAuditPage {
+			writeError(w, badRequest("limit %q: want 1 to %d", s, maxAuditPage))
+			return
+		}
+		limit = n
+	}
+	recs, more := a.d.Accounts.Audit(f, limit)
+	page := api.AuditPage{Records: recs}
+	if more && len(recs) > 0 {
+		page.NextAfter = strconv.FormatUint(recs[len(recs)-1].Seq, 10)
+	}
+	writeJSON(w, http.StatusOK, page)
+}
