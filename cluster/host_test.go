@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // testLogger sends logs to t.Log when -v is given.
@@ -51,6 +53,9 @@ func startClusterWith(t *testing.T, n int, adjust func(i int, cfg *Config)) []*H
 		cfg.BootstrapExpect = n
 		cfg.FastGossip = true
 		cfg.ClusterToken = testToken
+		// Callers without a token act as operators here: these tests are
+		// about other things; auth_test.go tests the accounts.
+		cfg.AnonymousRole = fsm.RoleOperator
 		cfg.Logger = testLogger(t).With("node", cfg.NodeID)
 		if seed != "" {
 			cfg.Join = []string{seed}
@@ -116,6 +121,9 @@ func doToken(t *testing.T, method, url, token string, body any) (*http.Response,
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, url, rd)
+	if token == testToken && !clusterTokenRoute(url) {
+		token = "" // the cluster token is for internal routes only
+	}
 	if token != "" {
 		req.Header.Set(api.TokenHeader, token)
 	}
@@ -163,3 +171,15 @@ func TestThreeReplicasSubmitThroughFollower(t *testing.T) {
 }
 
 func formatID(id int64) string { return fmt.Sprintf("%d", id) }
+
+// clusterTokenRoute reports whether url is a route that takes the cluster
+// token (the internal and membership calls, doctor, bootstrap).
+func clusterTokenRoute(url string) bool {
+	for _, p := range []string{"/register", "/heartbeat/", "/update", "/internal/", "/cluster/join", "/cluster/peers/",
+		"/cluster/leadership-transfer", "/doctor", "/auth/bootstrap", "/cluster/prove", "/metrics"} {
+		if strings.Contains(url, p) {
+			return true
+		}
+	}
+	return false
+}

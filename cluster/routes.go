@@ -27,7 +27,9 @@ var (
 	admin     = auth.Rule{Role: fsm.RoleAdmin}
 	internal  = auth.Rule{Cluster: true}
 	adminOrCT = auth.Rule{Role: fsm.RoleAdmin, Cluster: true}
-	viewerCT  = auth.Rule{Role: fsm.RoleViewer, Cluster: true}
+	// viewerCT also serves the replicas' own lookups (task, nodes,
+	// environments) and doctor and metrics scrapes with the cluster token.
+	viewerCT = auth.Rule{Role: fsm.RoleViewer, Cluster: true}
 )
 
 // apiTable is every API endpoint, served under /api (canonical) and at the
@@ -38,9 +40,9 @@ func (h *Host) apiTable() []route {
 	e := h.newEnvAPI()
 	return []route{
 		{"POST", "/submit", user, httpapi.CheckSubmit(h.onLeader(a.Submit))},
-		{"GET", "/status/{id}", viewer, h.consistentRead(a.Status)},
+		{"GET", "/status/{id}", viewerCT, h.consistentRead(a.Status)},
 		{"GET", "/tasks", viewer, h.consistentRead(a.Tasks)},
-		{"GET", "/nodes", viewer, h.leaderView(a.Nodes)},
+		{"GET", "/nodes", viewerCT, h.leaderView(a.Nodes)},
 		// Node health samples: the original's liveness view, anonymous.
 		{"GET", "/health", public, h.leaderView(a.Health)},
 		{"GET", "/queue", viewer, h.consistentRead(a.Queue)},
@@ -60,7 +62,7 @@ func (h *Host) apiTable() []route {
 		{"POST", "/cluster/prove", public, h.handleProve},
 		{"DELETE", "/cluster/peers/{id}", adminOrCT, h.onLeader(a.RemovePeer)},
 		{"POST", "/cluster/leadership-transfer", adminOrCT, h.onLeader(a.Transfer)},
-		{"GET", "/docker/host/containers", viewer, e.List},
+		{"GET", "/docker/host/containers", viewerCT, e.List},
 		{"POST", "/docker/host/create", operator, e.Create},
 		{"POST", "/docker/host/start/{name}", operator, e.Op("start")},
 		{"POST", "/docker/host/stop/{name}", operator, e.Op("stop")},
@@ -74,7 +76,9 @@ func (h *Host) apiTable() []route {
 		{"GET", "/vps", viewer, h.consistentRead(a.VPSList)},
 		{"GET", "/vps/status", viewer, h.consistentRead(a.VPSStatus)},
 		{"GET", "/doctor", viewerCT, h.handleDoctor},
-		{"POST", "/doctor", viewerCT, h.handleDoctor},
+		// POST asks this replica to probe addresses with its cluster
+		// token: admin or the cluster token only.
+		{"POST", "/doctor", adminOrCT, h.handleDoctor},
 		// Accounts (httpapi/accounts.go).
 		{"POST", "/auth/bootstrap", internal, h.onLeader(a.Bootstrap)},
 		{"GET", "/auth/whoami", viewer, a.WhoAmI},

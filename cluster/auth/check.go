@@ -157,8 +157,11 @@ func (a *Authenticator) Check(rule Rule, r *http.Request) (Principal, error) {
 		if rule.Role != "" && p.Role.AtLeast(rule.Role) {
 			return p, nil
 		}
-		if rule.Role == "" && rule.Cluster {
+		switch {
+		case rule.Role == "" && rule.Cluster:
 			return Principal{}, errWrongClusterToken
+		case rule.Cluster:
+			return Principal{}, &Error{Status: http.StatusUnauthorized, Msg: "authentication required: send a " + string(rule.Role) + " account's token (Authorization: Bearer) or the cluster token"}
 		}
 		return Principal{}, errUnauthenticated
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -36,6 +37,27 @@ const maxTokenTTL = 10 * 365 * 24 * time.Hour
 func principal(r *http.Request) auth.Principal {
 	p, _ := auth.FromContext(r.Context())
 	return p
+}
+
+// ownerName is the owner recorded on what p submits.
+func ownerName(p auth.Principal) string {
+	if p.Kind == auth.Account {
+		return p.Name
+	}
+	return auth.AnonymousName
+}
+
+// mayActOn is nil when p may kill, pause, resume or read the logs of t:
+// its owner, or an operator or admin.
+func mayActOn(p auth.Principal, t *fsm.Task, what string) error {
+	if p.Can(fsm.RoleOperator) || p.Can(fsm.RoleUser) && p.Owns(t.Owner) {
+		return nil
+	}
+	owner := t.Owner
+	if owner == "" {
+		owner = auth.AnonymousName
+	}
+	return forbidden(fmt.Sprintf("forbidden: task %d belongs to %s; only its owner or an operator may %s it", t.TaskID, owner, what))
 }
 
 func forbidden(msg string) error { return &httpError{status: http.StatusForbidden, msg: msg} }

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
@@ -215,6 +216,13 @@ func newFixture(t *testing.T, state *fakeState, d Deps) *fixture {
 	}
 	a := New(Config{NodeID: "h1", SharedDir: t.TempDir(), MaxListTasks: 1000, DefaultContainer: "hakuriver-base"}, d)
 	r := chi.NewRouter()
+	// The route table authenticates; here every caller is an operator.
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p := auth.Principal{Kind: auth.Account, Name: "op", Role: fsm.RoleOperator}
+			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		})
+	})
 	r.Post("/api/submit", CheckSubmit(a.Submit))
 	r.Get("/api/status/{id}", a.Status)
 	r.Get("/api/tasks", a.Tasks)

@@ -186,7 +186,9 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now().UTC()
+	owner := ownerName(principal(r))
 	for i, t := range tasks {
+		t.Owner = owner
 		t.TaskID = a.d.Proposer.NextTaskID()
 		t.BatchID = tasks[0].TaskID
 		t.SubmittedAt = now

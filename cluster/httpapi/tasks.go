@@ -188,6 +188,10 @@ func (a *API) Log(stream string) http.HandlerFunc {
 			writeError(w, notFound("task %d not found", id))
 			return
 		}
+		if err := mayActOn(principal(r), t, "read the logs of"); err != nil {
+			writeError(w, err)
+			return
+		}
 		if t.TaskType == fsm.TaskVPS {
 			writeError(w, badRequest("VPS tasks do not have %s.", stream))
 			return
@@ -266,6 +270,10 @@ func (a *API) bodilessTask(w http.ResponseWriter, r *http.Request, id int64) (*f
 	t, ok := a.d.Tasks.Task(id)
 	if !ok {
 		writeError(w, notFound("task %d not found", id))
+		return nil, false
+	}
+	if err := mayActOn(principal(r), t, "act on"); err != nil {
+		writeError(w, err)
 		return nil, false
 	}
 	return t, true

@@ -26,6 +26,24 @@ type clientFlags struct {
 	hosts   []string
 	output  string
 	timeout time.Duration
+	// token is --token: an account's API token.
+	token string
+}
+
+// tokenEnv names the environment variable holding an API token.
+const tokenEnv = "HAKURIVER_TOKEN"
+
+// accountToken returns the API token to send: --token, else
+// $HAKURIVER_TOKEN, else the one `hakuriver auth login` saved for the first
+// replica ("" when none).
+func (g *clientFlags) accountToken() string {
+	if g.token != "" {
+		return g.token
+	}
+	if v := os.Getenv(tokenEnv); v != "" {
+		return v
+	}
+	return savedToken(g.hostList())
 }
 
 // addClientFlags registers --host, --output and --timeout on root.
@@ -36,6 +54,7 @@ func addClientFlags(root *cobra.Command) *clientFlags {
 		"host replica URL(s), comma-separated or repeated, tried in order (default $"+hostEnv+" or "+defaultHost+")")
 	pf.StringVarP(&g.output, "output", "o", outputTable, "output format of client commands: table or json")
 	pf.DurationVar(&g.timeout, "timeout", defaultTimeout, "time limit of each API call, trying other replicas included")
+	pf.StringVar(&g.token, "token", "", "API token of your account (default $"+tokenEnv+", else the one saved by `hakuriver auth login`)")
 	return g
 }
 
@@ -92,6 +111,9 @@ func (g *clientFlags) clientConfig(token string) (api.ClientConfig, error) {
 	cfg.RetryBudget = g.timeout
 	cfg.UserAgent = "hakuriver-cli"
 	cfg.Token = token
+	if token == "" {
+		cfg.Bearer = g.accountToken()
+	}
 	return cfg, nil
 }
 
@@ -136,4 +158,11 @@ func messageCmd(g *clientFlags, cmd *cobra.Command, call func(*api.Client, conte
 		})
 	}
 	return cmd
+}
+
+// savedToken returns the token `hakuriver auth login` saved for the cluster
+// at hosts ("" when none). (auth.go)
+func savedToken(hosts []string) string {
+	t, _ := loadSavedToken(hosts)
+	return t
 }

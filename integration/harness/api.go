@@ -91,14 +91,36 @@ func (c *Cluster) CallWithToken(ctx context.Context, i int, method, path, token 
 }
 
 func (c *Cluster) callURL(ctx context.Context, base, method, path string, body any, token bool) (Answer, error) {
-	tok := ""
 	if token {
-		tok = c.opts.Token
+		return c.callTokenURL(ctx, base, method, path, c.opts.Token, body)
 	}
-	return c.callTokenURL(ctx, base, method, path, tok, body)
+	return c.CallAsURL(ctx, base, method, path, c.admin, body)
+}
+
+// CallAs is Call with an account's API token ("" sends none: an
+// anonymous caller).
+func (c *Cluster) CallAs(ctx context.Context, i int, method, path, bearer string, body any) (Answer, error) {
+	return c.CallAsURL(ctx, c.Replica(i).API, method, path, bearer, body)
+}
+
+// CallAsURL is CallAs against a base URL.
+func (c *Cluster) CallAsURL(ctx context.Context, base, method, path, bearer string, body any) (Answer, error) {
+	return c.send(ctx, base, method, path, body, func(h http.Header) {
+		if bearer != "" {
+			h.Set("Authorization", "Bearer "+bearer)
+		}
+	})
 }
 
 func (c *Cluster) callTokenURL(ctx context.Context, base, method, path, token string, body any) (Answer, error) {
+	return c.send(ctx, base, method, path, body, func(h http.Header) {
+		if token != "" {
+			h.Set(api.TokenHeader, token)
+		}
+	})
+}
+
+func (c *Cluster) send(ctx context.Context, base, method, path string, body any, auth func(http.Header)) (Answer, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -114,9 +136,7 @@ func (c *Cluster) callTokenURL(ctx context.Context, base, method, path, token st
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if token != "" {
-		req.Header.Set(api.TokenHeader, token)
-	}
+	auth(req.Header)
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,7 +83,10 @@ func RunCLI(ctx context.Context, cc CLICommand) CLIResult {
 	if cc.Tee != nil {
 		cmd.Stdout = io.MultiWriter(&out, cc.Tee)
 	}
-	env := withoutEnv(withoutEnv(os.Environ(), "HAKURIVER_HOST"), "HAKURIVER_CONFIG")
+	env := os.Environ()
+	for _, name := range []string{"HAKURIVER_HOST", "HAKURIVER_CONFIG", "HAKURIVER_TOKEN", "HAKURIVER_TOKEN_FILE"} {
+		env = withoutEnv(env, name)
+	}
 	cmd.Env = append(env, cc.Env...)
 	// Its own process group, so that the deadline also ends what it
 	// started (the ssh client of "hakuriver ssh").
@@ -104,6 +108,16 @@ func RunCLI(ctx context.Context, cc CLICommand) CLIResult {
 		r.Err = err
 	}
 	return r
+}
+
+// CLIEnv is the environment the harness's CLI runs add: the admin's token
+// (HAKURIVER_TOKEN) and a token store of the cluster's own.
+func (c *Cluster) CLIEnv() []string {
+	env := []string{"HAKURIVER_TOKEN_FILE=" + filepath.Join(c.base, "cli-tokens.json")}
+	if c.admin != "" {
+		env = append(env, "HAKURIVER_TOKEN="+c.admin)
+	}
+	return env
 }
 
 // Bin returns the hakuriver binary the cluster runs.
@@ -128,7 +142,7 @@ func (c *Cluster) HostFlag(idxs ...int) string {
 // by timeout (CLITimeout when 0). idxs nil means every replica.
 func (c *Cluster) CLIVia(idxs []int, timeout time.Duration, stdin string, args ...string) CLIResult {
 	full := append([]string{"--host", c.HostFlag(idxs...)}, args...)
-	return RunCLI(context.Background(), CLICommand{Bin: c.opts.Bin, Args: full, Stdin: stdin, Timeout: timeout})
+	return RunCLI(context.Background(), CLICommand{Bin: c.opts.Bin, Args: full, Stdin: stdin, Timeout: timeout, Env: c.CLIEnv()})
 }
 
 // CLI runs `hakuriver --host <every replica> args...` and returns its
@@ -200,7 +214,7 @@ func (c *Cluster) StartCLIVia(idxs []int, timeout time.Duration, args ...string)
 	b := &Background{done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		b.res = RunCLI(ctx, CLICommand{Bin: c.opts.Bin, Args: full, Timeout: timeout, Tee: b})
+		b.res = RunCLI(ctx, CLICommand{Bin: c.opts.Bin, Args: full, Timeout: timeout, Tee: b, Env: c.CLIEnv()})
 	}()
 	c.tb.Cleanup(func() {
 		cancel()

@@ -14,6 +14,7 @@
 package harness
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -82,6 +83,13 @@ type Options struct {
 	HeartbeatTimeoutFactor int
 	// Args are extra flags for every replica.
 	Args []string
+	// AnonymousRole is passed as --anonymous-role when set ("user" gives
+	// the original HakuRiver's open API).
+	AnonymousRole string
+	// NoBootstrap leaves the accounts unbootstrapped. Otherwise
+	// StartCluster bootstraps them with the cluster token, and Call, CLI
+	// and friends act as that first admin (AdminToken).
+	NoBootstrap bool
 	// ReplicaBin maps a replica index to another binary than Bin, for a
 	// cluster of mixed versions (a rolling upgrade).
 	ReplicaBin map[int]string
@@ -105,6 +113,9 @@ type cluster struct {
 	// task supervisors, for the cleanup.
 	tag string
 	hc  *http.Client
+
+	// admin is the bootstrap admin's API token ("" with NoBootstrap).
+	admin string
 
 	mu       sync.Mutex
 	replicas []*Replica
@@ -233,8 +244,40 @@ func StartCluster(tb TB, opts Options) *Cluster {
 	}
 	c.WaitStableLeader(LeaderTimeout, SettleTime)
 	c.WaitVoters(opts.Replicas, LeaderTimeout)
+	if !opts.NoBootstrap {
+		c.bootstrap()
+	}
 	return c
 }
+
+// bootstrap creates the first admin with the cluster token, retrying
+// through leader changes.
+func (c *Cluster) bootstrap() {
+	c.tb.Helper()
+	deadline := time.Now().Add(LeaderTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		a, err := c.CallInternal(ctx, 0, http.MethodPost, "/api/auth/bootstrap", map[string]string{"user": "admin"})
+		cancel()
+		if err == nil && a.Status == http.StatusCreated {
+			var tr struct {
+				Token string `json:"token"`
+			}
+			if err := a.Decode(&tr); err != nil || tr.Token == "" {
+				c.tb.Fatalf("harness: bootstrap answer %s: %v", a, err)
+			}
+			c.admin = tr.Token
+			return
+		}
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("harness: bootstrap the accounts: %v %s", err, a)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// AdminToken returns the API token of the admin StartCluster bootstrapped.
+func (c *Cluster) AdminToken() string { return c.admin }
 
 // For returns a view of the cluster that reports failures to tb, for use
 // in a subtest (whose failures must not be reported through its parent).
@@ -322,6 +365,9 @@ func (c *Cluster) commonArgs(hbInterval, hbFactor int) []string {
 	args := []string{"--log-level", level, "--cluster-token-file", c.tokenFile}
 	if c.opts.InsecureNoToken {
 		args = []string{"--log-level", level, "--insecure-no-token"}
+	}
+	if c.opts.AnonymousRole != "" {
+		args = append(args, "--anonymous-role", c.opts.AnonymousRole)
 	}
 	if hbInterval > 0 {
 		args = append(args, "--heartbeat-interval", strconv.Itoa(hbInterval))

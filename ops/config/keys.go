@@ -50,6 +50,7 @@ func sections() []section {
 		{"environment", "How native tasks run."},
 		{"docker", "Container environments, stored as tarballs in <shared_dir>/<container_dir>."},
 		{"cluster", "High availability: Raft host replicas, gossip membership, cluster secrets."},
+		{"auth", "Accounts: what callers without a token may do, and how long the audit log is kept."},
 	}
 }
 
