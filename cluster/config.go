@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/ops/certs"
 )
 
 // Config configures a host replica. StartHost copies it; it is never mutated
@@ -47,6 +48,13 @@ type Config struct {
 	// from anyone.
 	ClusterToken    string
 	InsecureNoToken bool
+	// TLS, when set, is this replica's certificate and the cluster CA: the
+	// API (and dashboard) is served over HTTPS only and advertised as
+	// https://, every call to another replica or a runner verifies it
+	// against the CA, and Raft runs over mutually authenticated TLS (a peer
+	// without a certificate signed by the CA cannot connect). nil: plain
+	// HTTP and TCP.
+	TLS *certs.Bundle
 	// AnonymousRole is what callers without a token may do: "" (nothing,
 	// the default) or a role; "user" gives original HakuRiver clients their
 	// open behaviour back.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +66,18 @@ func freePort(addr string) (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// peerTransport returns the transport of a replica's calls to other
+// replicas and to runners: with TLS it verifies them against the cluster CA
+// and presents the replica's certificate.
+func peerTransport(cfg Config) *http.Transport {
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
+	if cfg.TLS != nil {
+		tr.TLSClientConfig = cfg.TLS.Client()
+		tr.TLSHandshakeTimeout = 10 * time.Second
+	}
+	return tr
+}
+
 // StartHost opens the replica's Raft state in cfg.DataDir, starts gossip,
 // the REST API and the background loops, and returns once all listeners are
 // bound. The cluster may not have a leader yet.
@@ -80,11 +93,11 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		log:     cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
 		machine: fsm.New(),
 		ids:     newIDGenerator(cfg.NodeID, time.Now),
-		fwd:     &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}},
+		fwd:     &http.Client{Timeout: 30 * time.Second, Transport: peerTransport(cfg)},
 	}
 	h.auth = &auth.Authenticator{Accounts: h.machine, ClusterToken: cfg.ClusterToken,
 		InsecureNoToken: cfg.InsecureNoToken, AnonymousRole: cfg.AnonymousRole}
-	h.runners = api.NewRunnerClient(api.PeerConfig{Token: cfg.ClusterToken})
+	h.runners = api.NewRunnerClient(api.PeerConfig{Token: cfg.ClusterToken, Transport: peerTransport(cfg)})
 	h.replicas = api.NewReplicaClient(api.PeerConfig{Token: cfg.ClusterToken, From: cfg.NodeID, Transport: h.fwd.Transport})
 	if cfg.ClusterToken == "" {
 		h.log.Warn("INSECURE: no cluster token (--insecure-no-token): anyone who reaches this replica can make internal calls, " +
@@ -101,7 +114,14 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("listen for the API: %w", err)
 	}
 	h.cfg.APIPort = h.apiLn.Addr().(*net.TCPAddr).Port
-	h.apiURL = "http://" + net.JoinHostPort(h.cfg.advertise(), strconv.Itoa(h.cfg.APIPort))
+	scheme := "http://"
+	if cfg.TLS != nil {
+		// HTTPS only: a plain HTTP request gets Go's 400 "Client sent an
+		// HTTP request to an HTTPS server" and nothing of the API.
+		h.apiLn = tls.NewListener(h.apiLn, cfg.TLS.Server())
+		scheme = "https://"
+	}
+	h.apiURL = scheme + net.JoinHostPort(h.cfg.advertise(), strconv.Itoa(h.cfg.APIPort))
 
 	if h.raft, err = openRaft(h.cfg, h.machine, h.halted); err != nil {
 		h.apiLn.Close()
@@ -137,6 +157,8 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		Handler:           h.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		// TLS handshake failures (plain HTTP, a foreign CA) are debug noise.
+		ErrorLog: slog.NewLogLogger(h.log.With("component", "http").Handler(), slog.LevelDebug),
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -149,7 +150,7 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error)
 		logs.Close()
 		return nil, fmt.Errorf("resolve raft advertise address %s: %w", advertise, err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort)), adv, 5, 10*time.Second, newHCLogger(logger, "transport"))
+	trans, err := openTransport(cfg, adv, logger)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open raft transport on port %d: %w", cfg.RaftPort, err)
@@ -167,6 +168,20 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error)
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	return &raftNode{r: r, trans: trans, logs: logs, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}, nil
+}
+
+// openTransport opens the Raft transport: plain TCP, or mutually
+// authenticated TLS when cfg.TLS is set.
+func openTransport(cfg Config, adv *net.TCPAddr, logger *slog.Logger) (*raft.NetworkTransport, error) {
+	bind := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort))
+	if cfg.TLS == nil {
+		return raft.NewTCPTransportWithLogger(bind, adv, 5, 10*time.Second, newHCLogger(logger, "transport"))
+	}
+	stream, err := newTLSStreamLayer(bind, adv, cfg.TLS.Mutual())
+	if err != nil {
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithLogger(stream, 5, 10*time.Second, newHCLogger(logger, "transport")), nil
 }
 
 func (n *raftNode) close() error {

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -91,7 +92,12 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	if adv == "" {
 		adv = cfg.BindAddr
 	}
-	a.url = "http://" + net.JoinHostPort(adv, strconv.Itoa(a.ln.Addr().(*net.TCPAddr).Port))
+	scheme := "http://"
+	if cfg.TLS != nil {
+		a.ln = tls.NewListener(a.ln, cfg.TLS.Server())
+		scheme = "https://"
+	}
+	a.url = scheme + net.JoinHostPort(adv, strconv.Itoa(a.ln.Addr().(*net.TCPAddr).Port))
 	a.pool, err = gossip.New(gossip.Config{
 		Name: "runner:" + cfg.Name, BindAddr: cfg.BindAddr, BindPort: cfg.GossipPort, AdvertiseAddr: cfg.AdvertiseAddr,
 		Key: cfg.GossipKey, Join: cfg.Join, Fast: cfg.FastGossip, Logger: cfg.Logger.With("component", "gossip"),
@@ -101,7 +107,8 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 		a.ln.Close()
 		return nil, err
 	}
-	a.srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	a.srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.log.With("component", "http").Handler(), slog.LevelDebug)}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
 	a.goRun(func() {
@@ -187,6 +194,9 @@ func (a *Agent) hostClient() (*api.Client, error) {
 	cc.Token = a.cfg.Token
 	cc.Timeout = 15 * time.Second
 	cc.RetryBudget = 5 * time.Second
+	if a.cfg.TLS != nil {
+		cc.TLS = a.cfg.TLS.Client()
+	}
 	c, err := api.NewClient(cc)
 	if err != nil {
 		return nil, fmt.Errorf("host client: %w", err)

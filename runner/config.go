@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/ops/certs"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
@@ -32,8 +33,12 @@ type Config struct {
 	// unless InsecureNoToken is set, which then accepts calls from anyone.
 	Token           string
 	InsecureNoToken bool
-	SharedDir       string
-	LocalTempDir    string
+	// TLS, when set, is the runner's certificate and the cluster CA: the
+	// runner API is served over HTTPS only (advertised as https://) and
+	// the hosts are called over HTTPS, verified against the CA. nil: HTTP.
+	TLS          *certs.Bundle
+	SharedDir    string
+	LocalTempDir string
 	// StateDir is the runner's private state directory (runner_state_dir,
 	// see package statedir), opened and locked by the caller: the agent
 	// keeps the tombstones of finished tasks in it. Required, absolute.

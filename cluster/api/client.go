@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -58,6 +59,9 @@ type ClientConfig struct {
 	RetryBudget time.Duration
 	// UserAgent is sent as User-Agent when set.
 	UserAgent string
+	// TLS verifies https:// replicas (nil: the system roots); set it to
+	// trust the cluster CA (--ca-file).
+	TLS *tls.Config
 }
 
 // DefaultClientConfig returns a ClientConfig for the local default replica.
@@ -212,6 +216,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   cfg.DialTimeout + 5*time.Second,
 		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       cfg.TLS,
 	}
 	return &Client{
 		caller: caller{

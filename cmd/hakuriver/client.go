@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/ops/certs"
 )
 
 // defaultHost is the replica the client commands call when neither --host
@@ -28,6 +30,29 @@ type clientFlags struct {
 	timeout time.Duration
 	// token is --token: an account's API token.
 	token string
+	// caFile is --ca-file: the cluster CA that https:// replicas are
+	// verified against.
+	caFile string
+}
+
+// caFileEnv names the environment variable holding the --ca-file default.
+const caFileEnv = "HAKURIVER_CA_FILE"
+
+// tlsConfig returns the client TLS config of --ca-file (else
+// $HAKURIVER_CA_FILE), or nil (the system roots) when neither is set.
+func (g *clientFlags) tlsConfig() (*tls.Config, error) {
+	f := g.caFile
+	if f == "" {
+		f = os.Getenv(caFileEnv)
+	}
+	if f == "" {
+		return nil, nil
+	}
+	c, err := certs.ClientTLS(f)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	return c, nil
 }
 
 // tokenEnv names the environment variable holding an API token.
@@ -54,6 +79,7 @@ func addClientFlags(root *cobra.Command) *clientFlags {
 		"host replica URL(s), comma-separated or repeated, tried in order (default $"+hostEnv+" or "+defaultHost+")")
 	pf.StringVarP(&g.output, "output", "o", outputTable, "output format of client commands: table or json")
 	pf.DurationVar(&g.timeout, "timeout", defaultTimeout, "time limit of each API call, trying other replicas included")
+	pf.StringVar(&g.caFile, "ca-file", "", "cluster CA certificate that https:// replicas are verified against (default $"+caFileEnv+")")
 	pf.StringVar(&g.token, "token", "", "API token of your account (default $"+tokenEnv+", else the one saved by `hakuriver auth login`)")
 	return g
 }
@@ -99,7 +125,8 @@ func (g *clientFlags) tokenClient(token string) (*api.Client, error) {
 // clientConfig validates the shared flags and returns the API client
 // configuration they give, sending token when not "".
 func (g *clientFlags) clientConfig(token string) (api.ClientConfig, error) {
-	if _, err := g.format(); err != nil {
+	var err error
+	if _, err = g.format(); err != nil {
 		return api.ClientConfig{}, err
 	}
 	if g.timeout <= 0 {
@@ -111,6 +138,9 @@ func (g *clientFlags) clientConfig(token string) (api.ClientConfig, error) {
 	cfg.RetryBudget = g.timeout
 	cfg.UserAgent = "hakuriver-cli"
 	cfg.Token = token
+	if cfg.TLS, err = g.tlsConfig(); err != nil {
+		return api.ClientConfig{}, err
+	}
 	if token == "" {
 		cfg.Bearer = g.accountToken()
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/ops/certs"
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/docker"
 )
@@ -136,6 +137,9 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	hc.GossipKey = key
 	hc.ClusterToken = token
 	hc.InsecureNoToken = c.Cluster.InsecureNoToken
+	if hc.TLS, err = tlsBundle(c); err != nil {
+		return cluster.Config{}, nil, err
+	}
 	if r := c.Auth.AnonymousRole; r != "none" {
 		hc.AnonymousRole = fsm.Role(r)
 	}
@@ -158,6 +162,14 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	hc.Version = version
 	hc.Logger = log
 	return hc, envs, nil
+}
+
+// tlsBundle loads the [tls] files, or returns nil when none is set.
+func tlsBundle(c config.Config) (*certs.Bundle, error) {
+	if !c.TLS.Enabled() {
+		return nil, nil
+	}
+	return certs.Load(c.TLS.CertFile, c.TLS.KeyFile, c.TLS.CAFile)
 }
 
 // errNoToken is the error of a host or runner started without a cluster

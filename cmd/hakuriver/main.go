@@ -54,6 +54,7 @@ func newRootCmd() *cobra.Command {
 		newSSHCmd(g),
 		newVPSCmd(g),
 		newDoctorCmd(g),
+		newTLSCmd(g),
 	)
 	return root
 }

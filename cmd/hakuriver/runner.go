@@ -120,6 +120,9 @@ func runnerConfig(c config.Config, log *slog.Logger, name string) (runner.Config
 	rc.Join = c.Cluster.Join
 	rc.GossipKey = key
 	rc.Token, rc.InsecureNoToken = token, c.Cluster.InsecureNoToken
+	if rc.TLS, err = tlsBundle(c); err != nil {
+		return runner.Config{}, err
+	}
 	rc.SharedDir = c.Paths.SharedDir
 	rc.LocalTempDir = c.Paths.LocalTempDir
 	rc.HeartbeatInterval = c.Timing.HeartbeatPeriod()

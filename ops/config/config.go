@@ -26,7 +26,24 @@ type Config struct {
 	Docker      Docker      `toml:"docker"`
 	Cluster     Cluster     `toml:"cluster"`
 	Auth        Auth        `toml:"auth"`
+	TLS         TLS         `toml:"tls"`
 }
+
+// TLS is the [tls] section: the node's certificate and the cluster CA. When
+// set, a host serves its API over HTTPS only, a runner serves its API over
+// HTTPS, Raft runs over mutually authenticated TLS, and every internal
+// call verifies its peer against the CA. All three files or none.
+type TLS struct {
+	// CertFile is this node's certificate (PEM), signed by the CA.
+	CertFile string `toml:"cert_file"`
+	// KeyFile is the private key of CertFile (PEM).
+	KeyFile string `toml:"key_file"`
+	// CAFile is the cluster CA certificate (PEM) peers are verified against.
+	CAFile string `toml:"ca_file"`
+}
+
+// Enabled reports whether TLS is configured (any of its files set).
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" }
 
 // Auth is the [auth] section: accounts and the audit log.
 type Auth struct {

@@ -51,6 +51,7 @@ func sections() []section {
 		{"docker", "Container environments, stored as tarballs in <shared_dir>/<container_dir>."},
 		{"cluster", "High availability: Raft host replicas, gossip membership, cluster secrets."},
 		{"auth", "Accounts: what callers without a token may do, and how long the audit log is kept."},
+		{"tls", "TLS of the API, runners and Raft (make the files with `hakuriver tls init`); all three files or none."},
 	}
 }
 
@@ -179,6 +180,17 @@ func settings() []setting {
 		{section: "auth", name: "audit_max_age_days",
 			help:  "days an audit record is kept (0 = no age limit)",
 			field: func(c *Config) any { return &c.Auth.AuditMaxAgeDays }, check: atLeast(0)},
+
+		// [tls]
+		{section: "tls", name: "cert_file",
+			help:  "this node's certificate (PEM) signed by the cluster CA (empty = no TLS)",
+			field: func(c *Config) any { return &c.TLS.CertFile }},
+		{section: "tls", name: "key_file",
+			help:  "private key of cert_file (PEM, keep it mode 0600)",
+			field: func(c *Config) any { return &c.TLS.KeyFile }},
+		{section: "tls", name: "ca_file",
+			help:  "cluster CA certificate (PEM) that peers are verified against",
+			field: func(c *Config) any { return &c.TLS.CAFile }},
 	}
 }
 
@@ -216,6 +228,10 @@ func (c Config) problems() []keyError {
 	if c.Cluster.InsecureNoToken && (c.Cluster.Token != "" || c.Cluster.TokenFile != "") {
 		errs = append(errs, keyError{key: "cluster.insecure_no_token",
 			msg: "set either a cluster token (cluster.cluster_token or cluster.cluster_token_file) or insecure_no_token, not both"})
+	}
+	if c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == "" || c.TLS.CAFile == "") {
+		errs = append(errs, keyError{key: "tls.cert_file",
+			msg: "set all of tls.cert_file, tls.key_file and tls.ca_file, or none"})
 	}
 	errs = append(errs, c.stateDirOverlaps()...)
 	return append(errs, c.portClashes()...)

@@ -1,0 +1,173 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/ops/certs"
+)
+
+// testCerts issues certificates for nodes with a fresh CA in a temporary
+// directory, as `hakuriver tls init` does, and returns the directory.
+func testCerts(t *testing.T, nodes ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tls")
+	if _, err := certs.Init(dir, certs.InitOptions{Nodes: nodes}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func loadBundle(t *testing.T, dir, node string) *certs.Bundle {
+	t.Helper()
+	b, err := certs.Load(filepath.Join(dir, certs.CertFile(node)), filepath.Join(dir, certs.KeyFile(node)), filepath.Join(dir, certs.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func tlsClient(t *testing.T, caFile string, hosts ...string) *api.Client {
+	t.Helper()
+	tc, err := certs.ClientTLS(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := api.DefaultClientConfig()
+	cc.Hosts = hosts
+	cc.TLS = tc
+	cc.RetryBudget = 2 * time.Second
+	c, err := api.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// TestTLSClusterServesHTTPSAndRaftOverMutualTLS runs three replicas with
+// TLS: the API answers only HTTPS verified against the cluster CA, a write
+// through a follower is forwarded to the leader over HTTPS and committed
+// over Raft on TLS, and neither a client nor a Raft peer of another CA gets
+// through.
+func TestTLSClusterServesHTTPSAndRaftOverMutualTLS(t *testing.T) {
+	dir := testCerts(t, "h1", "h2", "h3", "h9")
+	foreignDir := testCerts(t, "h1", "evil")
+	hosts := startClusterWith(t, 3, func(i int, cfg *Config) {
+		cfg.TLS = loadBundle(t, dir, fmt.Sprintf("h%d", i+1))
+	})
+	var leader, follower *Host
+	for _, h := range hosts {
+		if !strings.HasPrefix(h.APIURL(), "https://") {
+			t.Fatalf("%s advertises %s, want https://", h.NodeID(), h.APIURL())
+		}
+		if h.IsLeader() {
+			leader = h
+		} else {
+			follower = h
+		}
+	}
+	waitFor(t, 10*time.Second, func() bool { // the follower knows the leader's https URL
+		id, url := follower.leaderInfo()
+		return id == leader.NodeID() && url == leader.APIURL()
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := tlsClient(t, filepath.Join(dir, certs.CAFile), follower.APIURL())
+	sr, err := c.Submit(ctx, api.SubmitRequest{Command: "echo", Arguments: []string{"over tls"}})
+	if err != nil {
+		t.Fatalf("submit through follower %s over https: %v", follower.NodeID(), err)
+	}
+	if len(sr.TaskIDs) != 1 {
+		t.Fatalf("task ids %v", sr.TaskIDs)
+	}
+	for _, h := range hosts { // committed through Raft on TLS everywhere
+		waitFor(t, 5*time.Second, func() bool {
+			_, ok := h.Machine().Task(mustID(t, sr.TaskIDs[0]))
+			return ok
+		})
+	}
+
+	t.Run("plain HTTP to the API port gets nothing of the API", func(t *testing.T) {
+		plain := "http://" + strings.TrimPrefix(follower.APIURL(), "https://")
+		resp, err := http.Get(plain + "/api/status/" + sr.TaskIDs[0])
+		if err != nil {
+			return // refused outright: fine
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(body), "over tls") {
+			t.Fatalf("plain HTTP: %d %s, want 400 without the task", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("a client trusting another CA refuses the replicas", func(t *testing.T) {
+		c := tlsClient(t, filepath.Join(foreignDir, certs.CAFile), follower.APIURL())
+		_, err := c.Cluster(ctx, false)
+		var verr *tls.CertificateVerificationError
+		if !errors.As(err, &verr) {
+			t.Fatalf("client of another CA: %v, want a certificate verification error", err)
+		}
+	})
+
+	t.Run("a raft peer of another CA cannot append entries", func(t *testing.T) {
+		term := leader.raft.r.CurrentTerm()
+		// The attacker trusts the cluster CA (so it sees the real leader)
+		// but its own certificate, even for a member's name, is foreign.
+		evil := loadBundle(t, foreignDir, "h1").Mutual()
+		evil.RootCAs = loadBundle(t, dir, "h9").Mutual().RootCAs
+		err := appendEntries(t, evil, leader, term+100)
+		if err == nil {
+			t.Fatal("AppendEntries with a certificate of another CA succeeded")
+		}
+		t.Logf("foreign peer refused: %v", err)
+		// Plain TCP is refused too.
+		plain, err := raft.NewTCPTransport("127.0.0.1:0", nil, 1, 2*time.Second, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plain.Close()
+		var resp raft.AppendEntriesResponse
+		if err := plain.AppendEntries(raft.ServerID(leader.NodeID()), raft.ServerAddress(leader.RaftAddr()),
+			&raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("x"), Addr: []byte("127.0.0.1:1")}, Term: term + 100, Leader: []byte("127.0.0.1:1")}, &resp); err == nil {
+			t.Fatal("AppendEntries over plain TCP succeeded")
+		}
+		if !leader.IsLeader() || leader.raft.r.CurrentTerm() != term {
+			t.Fatalf("the refused RPCs disturbed the leader: leader %v, term %d → %d", leader.IsLeader(), term, leader.raft.r.CurrentTerm())
+		}
+		// Control: the same RPC with a certificate of the cluster CA gets an
+		// answer (a stale term, so it changes nothing).
+		if err := appendEntries(t, loadBundle(t, dir, "h9").Mutual(), leader, 0); err != nil {
+			t.Fatalf("AppendEntries with a cluster certificate: %v", err)
+		}
+	})
+}
+
+// appendEntries sends one AppendEntries RPC of term to h's Raft port over a
+// TLS stream layer with cfg, and returns the transport's error.
+func appendEntries(t *testing.T, cfg *tls.Config, h *Host, term uint64) error {
+	t.Helper()
+	stream, err := newTLSStreamLayer("127.0.0.1:0", nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trans := raft.NewNetworkTransport(stream, 1, 3*time.Second, io.Discard)
+	defer trans.Close()
+	var resp raft.AppendEntriesResponse
+	return trans.AppendEntries(raft.ServerID(h.NodeID()), raft.ServerAddress(h.RaftAddr()), &raft.AppendEntriesRequest{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("intruder"), Addr: []byte(stream.Addr().String())},
+		Term:      term, Leader: []byte(stream.Addr().String()),
+	}, &resp)
+}
