@@ -16,6 +16,8 @@ package harness
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -93,6 +95,11 @@ type Options struct {
 	// ReplicaBin maps a replica index to another binary than Bin, for a
 	// cluster of mixed versions (a rolling upgrade).
 	ReplicaBin map[int]string
+	// TLS runs the cluster with TLS: `hakuriver tls init` makes a CA and a
+	// certificate per host and runner (TLSDir), every process gets
+	// --cert-file, --key-file and --ca-file, APIs are https:// and the
+	// harness's own calls and CLI runs (HAKURIVER_CA_FILE) verify the CA.
+	TLS bool
 }
 
 // Cluster is a set of host processes. Its methods are safe for concurrent
@@ -116,6 +123,8 @@ type cluster struct {
 
 	// admin is the bootstrap admin's API token ("" with NoBootstrap).
 	admin string
+	// tlsDir holds the CA and node certificates ("" without Options.TLS).
+	tlsDir string
 
 	mu       sync.Mutex
 	replicas []*Replica
@@ -212,6 +221,14 @@ func StartCluster(tb TB, opts Options) *Cluster {
 		tb.Fatalf("harness: write cluster token file: %v", err)
 	}
 
+	if opts.TLS {
+		c.tlsDir = filepath.Join(c.base, "tls")
+		pool, err := c.issueCert("client")
+		if err != nil {
+			tb.Fatalf("harness: %v", err)
+		}
+		c.hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	ports, err := reservePorts(opts.Replicas)
 	if err != nil {
 		tb.Fatalf("harness: %v", err)
@@ -330,7 +347,7 @@ func (c *Cluster) newReplica(id string, p replicaPorts, joins []string) (*Replic
 	r := &Replica{
 		ID:     id,
 		Dir:    dir,
-		API:    "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.api)),
+		API:    c.scheme() + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.api)),
 		Gossip: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.gossip)),
 		Raft:   net.JoinHostPort("127.0.0.1", strconv.Itoa(p.raft)),
 	}
@@ -350,9 +367,64 @@ func (c *Cluster) newReplica(id string, p replicaPorts, joins []string) (*Replic
 		args = append(args, "--leader-wait-seconds", strconv.Itoa(c.opts.LeaderWaitSeconds))
 	}
 	args = append(args, c.commonArgs(c.opts.HeartbeatInterval, c.opts.HeartbeatTimeoutFactor)...)
+	tlsArgs, err := c.tlsArgs(id)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, tlsArgs...)
 	args = append(args, c.opts.Args...)
 	r.proc = c.newProcess(id, args, filepath.Join(dir, "host.log"))
 	return r, nil
+}
+
+// scheme is the scheme of the API URLs: https:// with Options.TLS.
+func (c *Cluster) scheme() string {
+	if c.opts.TLS {
+		return "https://"
+	}
+	return "http://"
+}
+
+// TLSDir returns the directory of the CA (ca.pem) and the node
+// certificates, "" without Options.TLS.
+func (c *Cluster) TLSDir() string { return c.tlsDir }
+
+// CAFile returns the CA certificate, "" without Options.TLS.
+func (c *Cluster) CAFile() string {
+	if c.tlsDir == "" {
+		return ""
+	}
+	return filepath.Join(c.tlsDir, "ca.pem")
+}
+
+// issueCert runs `hakuriver tls init` for node name (the CA is made by the
+// first call and reused after) and returns the CA pool.
+func (c *Cluster) issueCert(name string) (*x509.CertPool, error) {
+	res := RunCLI(context.Background(), CLICommand{Bin: c.opts.Bin, Args: []string{"tls", "init", "--dir", c.tlsDir, "--node", name, "-o", "json"}})
+	if res.Code != 0 {
+		return nil, fmt.Errorf("tls init for %s: %s", name, res)
+	}
+	b, err := os.ReadFile(c.CAFile())
+	if err != nil {
+		return nil, fmt.Errorf("read the CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("the CA file holds no certificate")
+	}
+	return pool, nil
+}
+
+// tlsArgs issues a certificate for node name and returns its flags; none
+// without Options.TLS.
+func (c *Cluster) tlsArgs(name string) ([]string, error) {
+	if !c.opts.TLS {
+		return nil, nil
+	}
+	if _, err := c.issueCert(name); err != nil {
+		return nil, err
+	}
+	return []string{"--cert-file", filepath.Join(c.tlsDir, name+".pem"), "--key-file", filepath.Join(c.tlsDir, name+"-key.pem"), "--ca-file", c.CAFile()}, nil
 }
 
 // commonArgs are the flags every host and runner gets: log level, cluster

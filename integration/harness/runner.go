@@ -123,7 +123,7 @@ func (c *Cluster) prepareRunner(name string, opts RunnerOptions) (*Runner, []str
 	r := &Runner{
 		Name:   name,
 		Dir:    dir,
-		API:    "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.api)),
+		API:    c.scheme() + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.api)),
 		Gossip: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.gossip)),
 	}
 	if err := os.MkdirAll(r.LocalTempDir(), 0o750); err != nil {
@@ -163,6 +163,11 @@ func (c *Cluster) prepareRunner(name string, opts RunnerOptions) (*Runner, []str
 		factor = opts.HeartbeatTimeoutFactor
 	}
 	args = append(args, c.commonArgs(hb, factor)...)
+	tlsArgs, err := c.tlsArgs(name)
+	if err != nil {
+		c.tb.Fatalf("harness: %v", err)
+	}
+	args = append(args, tlsArgs...)
 	args = append(args, opts.Args...)
 	return r, args, ports
 }
