@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -53,6 +54,7 @@ func (h *Host) doctorLocal() doctor.Local {
 	shared := absPath(h.cfg.SharedDir)
 	l := doctor.Local{
 		Running:       true,
+		TLS:           h.clientTLS(),
 		BindAddr:      h.cfg.BindAddr,
 		AdvertiseAddr: h.cfg.advertise(),
 		Hostnames:     joinHostnames(h.cfg.Join),
@@ -223,4 +225,12 @@ func (h *Host) gossipCheck() doctor.Check {
 			Cause: "those runners cannot register: their cluster token is rejected or they cannot reach any host API"}
 	}
 	return doctor.Check{Name: "gossip", Status: doctor.StatusOK, Measured: m}
+}
+
+// clientTLS is the TLS config of this replica's own calls (nil without TLS).
+func (h *Host) clientTLS() *tls.Config {
+	if h.cfg.TLS == nil {
+		return nil
+	}
+	return h.cfg.TLS.Client()
 }

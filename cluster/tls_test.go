@@ -16,6 +16,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/ops/certs"
+	"github.com/hakuriver/hakuriver-ha/ops/doctor"
 )
 
 // testCerts issues certificates for nodes with a fresh CA in a temporary
@@ -119,6 +120,38 @@ func TestTLSClusterServesHTTPSAndRaftOverMutualTLS(t *testing.T) {
 		var verr *tls.CertificateVerificationError
 		if !errors.As(err, &verr) {
 			t.Fatalf("client of another CA: %v, want a certificate verification error", err)
+		}
+	})
+
+	t.Run("doctor probes the replicas over https against the CA", func(t *testing.T) {
+		tc, err := certs.ClientTLS(filepath.Join(dir, certs.CAFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := api.DefaultClientConfig()
+		cc.Hosts, cc.TLS, cc.Token = []string{follower.APIURL()}, tc, testToken
+		dc, err := api.NewClient(cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dc.Close()
+		var rep doctor.Report
+		req := doctor.Request{TimeoutMS: 2000, Targets: []doctor.Target{
+			{Name: "leader api", Kind: doctor.KindHTTP, Address: leader.APIURL() + doctor.HostPath + "?ping=1"}}}
+		if _, err := dc.Do(ctx, http.MethodPost, doctor.HostPath, req, &rep); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, c := range rep.Checks {
+			if c.Name == "probe leader api" {
+				found = true
+				if c.Status != doctor.StatusOK {
+					t.Fatalf("probe of the leader over https: %+v", c)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("no probe check in %+v", rep.Checks)
 		}
 	})
 

@@ -108,6 +108,9 @@ func (a *Agent) doctorLocal() doctor.Local {
 		CgroupsRequired: a.cfg.NativeLimited,
 		Token:           a.cfg.Token,
 	}
+	if a.cfg.TLS != nil {
+		l.TLS = a.cfg.TLS.Client()
+	}
 	if a.cfg.Docker != nil {
 		l.DockerSocket, l.DockerRequired = doctorDockerSocket, true
 		l.Executables = append(l.Executables, doctor.Executable{Name: "docker", Why: "debugging container tasks by hand"})

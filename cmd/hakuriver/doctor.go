@@ -139,13 +139,26 @@ func runClusterDoctor(cmd *cobra.Command, g *clientFlags, f doctorFlags) error {
 		return fmt.Errorf("invalid --probe-timeout %s: must be positive", f.probeTimeout)
 	}
 	gg := *g
+	scheme := "http://"
+	if c.TLS.Enabled() {
+		// The config's CA verifies the cluster unless --ca-file names one.
+		scheme = "https://"
+		if gg.caFile == "" && os.Getenv(caFileEnv) == "" {
+			gg.caFile = c.TLS.CAFile
+		}
+	}
 	if len(gg.hosts) == 0 && os.Getenv(hostEnv) == "" && path != "" {
-		gg.hosts = []string{"http://" + net.JoinHostPort(c.Network.HostReachableAddress, strconv.Itoa(c.Network.HostPort))}
+		gg.hosts = []string{scheme + net.JoinHostPort(c.Network.HostReachableAddress, strconv.Itoa(c.Network.HostPort))}
+	}
+	tlsConfig, err := gg.tlsConfig()
+	if err != nil {
+		return err
 	}
 	return gg.withClient(cmd, func(ctx context.Context, client *api.Client, format string) error {
 		d := &doctorRun{
 			client:       client,
 			hosts:        client.Hosts(),
+			tls:          tlsConfig,
 			token:        token,
 			probeTimeout: f.probeTimeout,
 			heartbeat:    c.Timing.HeartbeatPeriod(),

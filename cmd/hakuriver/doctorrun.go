@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -18,9 +19,11 @@ const doctorWorkers = 32
 // doctorRun gathers one cluster report through the API client; ops/doctor
 // plans the probes and compares the answers.
 type doctorRun struct {
-	client       *api.Client
-	hosts        []string
-	token        string
+	client *api.Client
+	hosts  []string
+	token  string
+	// tls verifies https probes (nil: the system roots).
+	tls          *tls.Config
 	probeTimeout time.Duration
 	heartbeat    time.Duration
 }
@@ -51,7 +54,9 @@ func (d *doctorRun) run(ctx context.Context) doctor.ClusterReport {
 	doctor.Plan(members, peers, doctorVPS(tasks), probe, d.probeTimeout)
 
 	var apiChecks []doctor.Check
-	wg.Go(func() { apiChecks, _ = doctor.ProbeAll(ctx, doctor.APITargets(members), d.probeTimeout, d.token) })
+	wg.Go(func() {
+		apiChecks, _ = doctor.ProbeAll(ctx, doctor.WithTLS(doctor.APITargets(members), d.tls), d.probeTimeout, d.token)
+	})
 	d.examine(ctx, members)
 	wg.Wait()
 	sshChecks, _ := doctor.ProbeAll(ctx, doctor.SSHProxyTargets(members, peers), d.probeTimeout, d.token)
@@ -114,7 +119,7 @@ func (d *doctorRun) unreachable(ctx context.Context, err error) doctor.Report {
 	for _, h := range d.hosts {
 		targets = append(targets, doctor.Target{Name: "host api " + h, Kind: doctor.KindHTTP, Address: h + doctor.HostPath + "?ping=1"})
 	}
-	checks, _ := doctor.ProbeAll(ctx, targets, d.probeTimeout, d.token)
+	checks, _ := doctor.ProbeAll(ctx, doctor.WithTLS(targets, d.tls), d.probeTimeout, d.token)
 	rep.Checks = append(rep.Checks, checks...)
 	return rep
 }
@@ -127,6 +132,7 @@ func (d *doctorRun) memberClient(base string) (*api.Client, error) {
 	cc.Timeout = 2*d.probeTimeout + 5*time.Second
 	cc.DialTimeout = min(d.probeTimeout, api.DefaultClientDialTimeout)
 	cc.UserAgent = "hakuriver-doctor"
+	cc.TLS = d.tls
 	c, err := api.NewClient(cc)
 	if err != nil {
 		return nil, fmt.Errorf("member address %q: %w", base, err)

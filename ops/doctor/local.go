@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -83,6 +84,9 @@ type Local struct {
 	CgroupsRequired bool
 	// Token is the cluster token sent on http probes; never reported.
 	Token string
+	// TLS verifies https probes against the cluster CA (nil: the system
+	// roots); never reported.
+	TLS *tls.Config
 
 	// InterfaceAddrs lists this machine's addresses (net.InterfaceAddrs).
 	InterfaceAddrs func() ([]net.Addr, error)

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,25 @@ type Target struct {
 	// process: a member probes with its own token, so a 401 means its token
 	// differs from the target's.
 	Token string `json:"-"`
+	// TLS verifies an https target (nil: the system roots). Like Token, it
+	// never leaves the process: a member probes with its own CA.
+	TLS *tls.Config `json:"-"`
+}
+
+// WithTLS returns targets with cfg as the TLS config of those that have
+// none (cfg nil: targets unchanged).
+func WithTLS(targets []Target, cfg *tls.Config) []Target {
+	if cfg == nil {
+		return targets
+	}
+	out := make([]Target, len(targets))
+	for i, t := range targets {
+		if t.TLS == nil {
+			t.TLS = cfg
+		}
+		out[i] = t
+	}
+	return out
 }
 
 // udpListen bounds how long a udp-gossip probe waits for an ICMP error.
@@ -177,7 +197,7 @@ func probe(ctx context.Context, t Target) (Check, string, []string) {
 		conn.Close()
 		return okCheck(name, strings.Join(parts, ", ")), resolvedName, addrs
 	}
-	return probeHTTP(ctx, name, conn, u, t.Token, parts), resolvedName, addrs
+	return probeHTTP(ctx, name, conn, u, t.Token, t.TLS, parts), resolvedName, addrs
 }
 
 // splitTarget validates t and returns its host and port (and URL for http).
@@ -204,7 +224,7 @@ func splitTarget(t Target) (host, port string, u *url.URL, err error) {
 }
 
 // probeHTTP sends GET u over the already connected conn.
-func probeHTTP(ctx context.Context, name string, conn net.Conn, u *url.URL, token string, parts []string) Check {
+func probeHTTP(ctx context.Context, name string, conn net.Conn, u *url.URL, token string, tlsConfig *tls.Config, parts []string) Check {
 	var used atomic.Bool
 	tr := &http.Transport{
 		DialContext: func(context.Context, string, string) (net.Conn, error) {
@@ -214,6 +234,7 @@ func probeHTTP(ctx context.Context, name string, conn net.Conn, u *url.URL, toke
 			return conn, nil
 		},
 		DisableKeepAlives: true,
+		TLSClientConfig:   tlsConfig,
 	}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)

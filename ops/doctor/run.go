@@ -125,7 +125,7 @@ func Run(ctx context.Context, l Local, req Request, rep Report) Report {
 		var resolved map[string][]string
 		var wg sync.WaitGroup
 		wg.Go(func() { local = RunLocal(ctx, l) })
-		wg.Go(func() { probes, resolved = ProbeAll(ctx, req.Targets, req.Timeout(), l.Token) })
+		wg.Go(func() { probes, resolved = ProbeAll(ctx, WithTLS(req.Targets, l.TLS), req.Timeout(), l.Token) })
 		wg.Wait()
 		rep.Checks = append(append(local, extra...), probes...)
 		if len(resolved) > 0 && rep.Resolved == nil {
