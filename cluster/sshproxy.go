@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -36,10 +37,15 @@ func (h *Host) listenSSHProxy() (*sshProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh proxy: %w", err)
 	}
+	var lineTLS *tls.Config
+	if h.cfg.TLS != nil {
+		lineTLS = h.cfg.TLS.Server()
+	}
 	srv, err := sshproxy.New(sshproxy.Config{
 		Resolver:  sshResolver{h: h},
 		HostKey:   key,
 		AdminKeys: h.cfg.SSHAdminKeys,
+		TLS:       lineTLS,
 		Logger:    h.cfg.Logger.With("component", "sshproxy", "node_id", h.cfg.NodeID),
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package sshproxy
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -21,11 +22,15 @@ const maxResponseLine = 4096
 // guessed from it; any other error means the proxy could not be reached or
 // spoke something else, and another replica may do better.
 func DialTunnel(ctx context.Context, addr string, id int64, timeout time.Duration) (net.Conn, error) {
+	return dialTunnel(ctx, addr, id, timeout, nil)
+}
+
+// dialTunnel is DialTunnel, over TLS verified with tlsCfg when not nil.
+func dialTunnel(ctx context.Context, addr string, id int64, timeout time.Duration, tlsCfg *tls.Config) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
 	}
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := dialProxy(ctx, addr, timeout, tlsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to ssh proxy %s: %w", addr, err)
 	}

@@ -2,6 +2,7 @@ package sshproxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,8 @@ type Dialer struct {
 	addrs   []string
 	id      int64
 	timeout time.Duration
+	// tls, when set, wraps every tunnel request in TLS (SetTLS).
+	tls *tls.Config
 
 	mu   sync.Mutex
 	last int
@@ -47,7 +50,7 @@ func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
 	var errs []error
 	for i := range d.addrs {
 		k := (start + i) % len(d.addrs)
-		c, err := DialTunnel(ctx, d.addrs[k], d.id, d.timeout)
+		c, err := dialTunnel(ctx, d.addrs[k], d.id, d.timeout, d.tls)
 		if err == nil {
 			d.mu.Lock()
 			d.last = k

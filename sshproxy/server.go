@@ -18,6 +18,7 @@ package sshproxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,11 @@ type Config struct {
 	// disables the jump host: ServeJump fails and SSH clients reaching
 	// Serve are closed.
 	HostKey ssh.Signer
+	// TLS, when set, makes the line protocol TLS only: a connection that
+	// does not start an SSH session (the jump host, which SSH encrypts
+	// itself) must start a TLS handshake with this server config, and its
+	// request and tunnel then run inside TLS; a plain request is refused.
+	TLS *tls.Config
 	// AdminKeys are public keys in authorized_keys format whose holders may
 	// reach every VPS through the jump host.
 	AdminKeys []string
@@ -286,6 +292,12 @@ func (s *Server) handleLine(c net.Conn) {
 	remote := c.RemoteAddr().String()
 	c.SetReadDeadline(start.Add(s.cfg.RequestTimeout)) //nolint:errcheck // a failed deadline shows up as a read error
 	br := bufio.NewReaderSize(c, max(s.cfg.MaxRequestLine, 64))
+	if s.cfg.TLS != nil && !s.isSSH(br) {
+		var ok bool
+		if c, br, ok = s.startTLS(c, br, remote); !ok {
+			return
+		}
+	}
 	if s.isSSH(br) {
 		c.SetReadDeadline(time.Time{}) //nolint:errcheck // see above
 		s.handleSSH(&bufferedConn{Conn: c, r: br})

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,13 +39,23 @@ type clientFlags struct {
 // caFileEnv names the environment variable holding the --ca-file default.
 const caFileEnv = "HAKURIVER_CA_FILE"
 
-// tlsConfig returns the client TLS config of --ca-file (else
-// $HAKURIVER_CA_FILE), or nil (the system roots) when neither is set.
-func (g *clientFlags) tlsConfig() (*tls.Config, error) {
+// caFilePath returns --ca-file, else $HAKURIVER_CA_FILE, as an absolute
+// path when it can ("" when neither is set).
+func (g *clientFlags) caFilePath() string {
 	f := g.caFile
 	if f == "" {
 		f = os.Getenv(caFileEnv)
 	}
+	if abs, err := filepath.Abs(f); err == nil && f != "" {
+		return abs
+	}
+	return f
+}
+
+// tlsConfig returns the client TLS config of --ca-file (else
+// $HAKURIVER_CA_FILE), or nil (the system roots) when neither is set.
+func (g *clientFlags) tlsConfig() (*tls.Config, error) {
+	f := g.caFilePath()
 	if f == "" {
 		return nil, nil
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -124,7 +125,31 @@ func newTunnelOpener(ctx context.Context, g *clientFlags, port int, id int64) (*
 	if err != nil {
 		return nil, err
 	}
-	return sshproxy.NewDialer(addrs, id, min(g.timeout, sshproxy.DefaultRequestTimeout)), nil
+	d := sshproxy.NewDialer(addrs, id, min(g.timeout, sshproxy.DefaultRequestTimeout))
+	tlsCfg, err := g.proxyTLS()
+	if err != nil {
+		return nil, err
+	}
+	d.SetTLS(tlsCfg)
+	return d, nil
+}
+
+// proxyTLS is the TLS config of the tunnel request: the cluster serves the
+// line protocol over TLS when its API is https://, verified with --ca-file
+// (else the system roots); nil for an http:// cluster.
+func (g *clientFlags) proxyTLS() (*tls.Config, error) {
+	hosts, err := api.ParseHosts(g.hostList()...)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --host: %w", err)
+	}
+	if !strings.HasPrefix(hosts[0], "https://") {
+		return nil, nil
+	}
+	cfg, err := g.tlsConfig()
+	if err != nil || cfg != nil {
+		return cfg, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12}, nil
 }
 
 // sshProxyAddrs returns port on the --host replicas' addresses when port
@@ -371,7 +396,7 @@ replica.`,
 			}
 			return writeSSHConfig(cmd.OutOrStdout(), sshConfigBlock{
 				alias: alias, id: id, user: o.user, key: o.key, exe: exe,
-				hosts: hosts, proxyPort: o.proxyPort, jump: jump[0],
+				hosts: hosts, proxyPort: o.proxyPort, jump: jump[0], caFile: g.caFilePath(),
 			})
 		},
 	}
@@ -387,11 +412,16 @@ type sshConfigBlock struct {
 	hosts                 []string
 	proxyPort             int
 	jump                  string // host:port of a replica's jump host
+	caFile                string // --ca-file of the ProxyCommand ("" = none)
 }
 
 func writeSSHConfig(w io.Writer, b sshConfigBlock) error {
 	id := strconv.FormatInt(b.id, 10)
-	proxy := []string{b.exe, "--host", strings.Join(b.hosts, ","), "ssh", "--proxy-command"}
+	proxy := []string{b.exe, "--host", strings.Join(b.hosts, ",")}
+	if b.caFile != "" {
+		proxy = append(proxy, "--ca-file", b.caFile)
+	}
+	proxy = append(proxy, "ssh", "--proxy-command")
 	if b.proxyPort != 0 {
 		proxy = append(proxy, "--proxy-port", strconv.Itoa(b.proxyPort))
 	}
