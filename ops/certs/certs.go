@@ -311,10 +311,18 @@ type Bundle struct {
 	pool *x509.CertPool
 }
 
-// Load reads a node's certificate, key and CA files.
+// Load reads a node's certificate, key and CA files. It refuses a key file
+// that other users may read or write (mode bits 0007).
 func Load(certFile, keyFile, caFile string) (*Bundle, error) {
 	if certFile == "" || keyFile == "" || caFile == "" {
 		return nil, errors.New("tls: cert_file, key_file and ca_file must all be set")
+	}
+	st, err := os.Stat(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: key_file: %w", err)
+	}
+	if st.Mode().Perm()&0o007 != 0 {
+		return nil, fmt.Errorf("tls: key_file %s is accessible to other users (mode %04o): chmod 600 it", keyFile, st.Mode().Perm())
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {

@@ -187,3 +187,26 @@ func TestMutualTLSRequiresTheCA(t *testing.T) {
 		t.Fatalf("client of another CA: got %v, want a verification error", err)
 	}
 }
+
+func TestLoadRefusesAKeyOthersCanRead(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Init(dir, InitOptions{Nodes: []string{"h1"}}); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, KeyFile("h1"))
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(filepath.Join(dir, CertFile("h1")), key, filepath.Join(dir, CAFile)); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable key: %v", err)
+	}
+	if err := os.Chmod(key, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(filepath.Join(dir, CertFile("h1")), key, filepath.Join(dir, CAFile)); err != nil {
+		t.Fatalf("group-readable key: %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, CertFile("h1")), key, ""); err == nil {
+		t.Fatal("Load without a CA file succeeded")
+	}
+}

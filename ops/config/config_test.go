@@ -656,3 +656,29 @@ func TestNodeIDDefaultsToHostname(t *testing.T) {
 		t.Errorf("NodeID() = %q, %v; want %q", got, err, host)
 	}
 }
+
+func TestTLSSection(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, `
+[tls]
+cert_file = "/etc/hakuriver/tls/h1.pem"
+key_file = "/etc/hakuriver/tls/h1-key.pem"
+ca_file = "/etc/hakuriver/tls/ca.pem"
+`)
+	got, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.TLS.Enabled() || got.TLS.CertFile != "/etc/hakuriver/tls/h1.pem" || got.TLS.KeyFile != "/etc/hakuriver/tls/h1-key.pem" || got.TLS.CAFile != "/etc/hakuriver/tls/ca.pem" {
+		t.Fatalf("tls = %+v", got.TLS)
+	}
+	if config.Default().TLS.Enabled() {
+		t.Fatal("TLS enabled by default")
+	}
+	half := config.Default()
+	half.TLS.CertFile = "/x.pem"
+	err = half.Validate()
+	if err == nil || !strings.Contains(err.Error(), "tls.cert_file") || !strings.Contains(err.Error(), "tls.ca_file") {
+		t.Fatalf("half a [tls] section: %v", err)
+	}
+}

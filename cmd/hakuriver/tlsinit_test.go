@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runRoot runs the full CLI with args.
+func runRoot(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+func TestTLSInitCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	out, err := runRoot(t, "tls", "init", "--dir", dir, "--node", "h1,h2", "--ip", "10.0.0.5", "--dns", "h1.lab", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		CA        string   `json:"ca_file"`
+		CACreated bool     `json:"ca_created"`
+		Written   []string `json:"written"`
+		Nodes     []struct {
+			Name, Cert, Key string
+		} `json:"nodes"`
+	}
+	mustJSON(t, out, &res)
+	want := []string{"ca-key.pem", "ca.pem", "h1-key.pem", "h1.pem", "h2-key.pem", "h2.pem"}
+	if !res.CACreated || len(res.Written) != len(want) || len(res.Nodes) != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	for i, f := range want {
+		if res.Written[i] != filepath.Join(dir, f) {
+			t.Errorf("written[%d] = %s, want %s", i, res.Written[i], filepath.Join(dir, f))
+		}
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(f, "-key.pem") && st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", f, st.Mode().Perm())
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "h2.pem"))
+	blk, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.VerifyHostname("10.0.0.5"); err != nil {
+		t.Errorf("--ip not in the certificate: %v", err)
+	}
+	if err := cert.VerifyHostname("h1.lab"); err != nil {
+		t.Errorf("--dns not in the certificate: %v", err)
+	}
+
+	// Again: the CA stays, a runner certificate is added.
+	caBefore, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	out, err = runRoot(t, "tls", "init", "--dir", dir, "--node", "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caAfter, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if !bytes.Equal(caBefore, caAfter) || !strings.Contains(out, "using existing CA") || !strings.Contains(out, "node r1") {
+		t.Fatalf("second run replaced the CA or said %q", out)
+	}
+
+	for _, args := range [][]string{
+		{"tls", "init", "--node", "h1"},                               // no --dir
+		{"tls", "init", "--dir", dir},                                 // no --node
+		{"tls", "init", "--dir", dir, "--node", "h1", "--ip", "nope"}, // bad --ip
+		{"tls", "init", "--dir", dir, "--node", "../evil"},            // a path as a node
+		{"tls", "init", "--dir", dir, "--node", "h1", "-o", "yaml"},   // bad --output
+	} {
+		if _, err := runRoot(t, args...); err == nil {
+			t.Errorf("%q: accepted", args)
+		}
+	}
+}
