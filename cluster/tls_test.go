@@ -188,6 +188,67 @@ func TestTLSClusterServesHTTPSAndRaftOverMutualTLS(t *testing.T) {
 	})
 }
 
+// TestTLSHostOfAnotherCACannotJoin: a host holding the cluster token but a
+// certificate of another CA is never added as a voter and never receives a
+// log entry, while a host with a certificate of the cluster CA joins.
+func TestTLSHostOfAnotherCACannotJoin(t *testing.T) {
+	dir := testCerts(t, "h1", "h2", "h3", "h4", "h5")
+	foreignDir := testCerts(t, "h4")
+	hosts := startClusterWith(t, 3, func(i int, cfg *Config) {
+		cfg.TLS = loadBundle(t, dir, fmt.Sprintf("h%d", i+1))
+	})
+	var leader *Host
+	for _, h := range hosts {
+		if h.IsLeader() {
+			leader = h
+		}
+	}
+	start := func(id string, b *certs.Bundle) *Host {
+		cfg := DefaultConfig()
+		cfg.NodeID, cfg.DataDir, cfg.SharedDir = id, t.TempDir(), t.TempDir()
+		cfg.APIPort, cfg.RaftPort, cfg.GossipPort = 0, 0, 0
+		cfg.FastGossip, cfg.ClusterToken, cfg.TLS, cfg.BootstrapExpect = true, testToken, b, 3
+		cfg.Join = []string{hosts[0].GossipAddr()}
+		cfg.Logger = testLogger(t).With("node", id)
+		h, err := StartHost(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("start %s: %v", id, err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			h.Close(ctx)
+		})
+		return h
+	}
+	voter := func(id string) bool {
+		cf := leader.raft.r.GetConfiguration()
+		if cf.Error() != nil {
+			return false
+		}
+		for _, s := range cf.Configuration().Servers {
+			if string(s.ID) == id {
+				return true
+			}
+		}
+		return false
+	}
+	intruder := start("h4", loadBundle(t, foreignDir, "h4"))
+	member := start("h5", loadBundle(t, dir, "h5"))
+	// Once h5 (same CA) is in, the leader had every chance to add h4.
+	waitFor(t, 20*time.Second, func() bool { return voter("h5") && member.raft.r.LastIndex() > 0 })
+	time.Sleep(time.Second)
+	if voter("h4") {
+		t.Fatal("a host with a certificate of another CA became a voter")
+	}
+	if n := intruder.raft.r.LastIndex(); n != 0 {
+		t.Fatalf("the intruder received Raft entries up to index %d", n)
+	}
+	if id, _ := intruder.leaderInfo(); id != "" {
+		t.Fatalf("the intruder follows leader %s", id)
+	}
+}
+
 // appendEntries sends one AppendEntries RPC of term to h's Raft port over a
 // TLS stream layer with cfg, and returns the transport's error.
 func appendEntries(t *testing.T, cfg *tls.Config, h *Host, term uint64) error {
