@@ -55,6 +55,7 @@ func (h *Host) doctorLocal() doctor.Local {
 	l := doctor.Local{
 		Running:       true,
 		TLS:           h.clientTLS(),
+		TLSVerify:     h.tlsVerify(),
 		BindAddr:      h.cfg.BindAddr,
 		AdvertiseAddr: h.cfg.advertise(),
 		Hostnames:     joinHostnames(h.cfg.Join),
@@ -233,4 +234,13 @@ func (h *Host) clientTLS() *tls.Config {
 		return nil
 	}
 	return h.cfg.TLS.Client()
+}
+
+// tlsVerify checks this replica's certificate for the doctor (nil without
+// TLS).
+func (h *Host) tlsVerify() func(string, time.Time) (time.Time, error) {
+	if h.cfg.TLS == nil {
+		return nil
+	}
+	return h.cfg.TLS.Verify
 }

@@ -153,6 +153,14 @@ func TestTLSClusterServesHTTPSAndRaftOverMutualTLS(t *testing.T) {
 		if !found {
 			t.Fatalf("no probe check in %+v", rep.Checks)
 		}
+		for _, c := range rep.Checks {
+			if c.Name == "tls certificate" && c.Status != doctor.StatusOK {
+				t.Fatalf("own certificate check: %+v", c)
+			}
+		}
+		if !strings.Contains(fmt.Sprint(rep.Checks), "tls certificate") {
+			t.Fatal("no tls certificate check")
+		}
 	})
 
 	t.Run("a raft peer of another CA cannot append entries", func(t *testing.T) {

@@ -109,7 +109,7 @@ func (a *Agent) doctorLocal() doctor.Local {
 		Token:           a.cfg.Token,
 	}
 	if a.cfg.TLS != nil {
-		l.TLS = a.cfg.TLS.Client()
+		l.TLS, l.TLSVerify = a.cfg.TLS.Client(), a.cfg.TLS.Verify
 	}
 	if a.cfg.Docker != nil {
 		l.DockerSocket, l.DockerRequired = doctorDockerSocket, true

@@ -246,6 +246,14 @@ func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 	l.Token = token
 	rep := doctor.Report{Node: id, Role: role, Version: version, SharedDir: c.Paths.SharedDir,
 		Checks: []doctor.Check{doctor.TokenCheck(token, c.Cluster.InsecureNoToken)}}
+	if c.TLS.Enabled() {
+		if b, err := tlsBundle(c); err != nil {
+			rep.Checks = append(rep.Checks, doctor.Check{Name: "tls certificate", Status: doctor.StatusFail, Measured: err.Error(),
+				Cause: "the [tls] files cannot be used: fix the path or mode, or make them with hakuriver tls init"})
+		} else {
+			l.TLSVerify = b.Verify
+		}
+	}
 	if role == "runner" {
 		rep.Checks = append(rep.Checks, statedir.Doctor(c.Paths.RunnerStateDir, false,
 			statedir.Area{Key: "local_temp_dir", Path: c.Paths.LocalTempDir}, statedir.Area{Key: "shared_dir", Path: c.Paths.SharedDir}))

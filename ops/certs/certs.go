@@ -382,3 +382,30 @@ func (b *Bundle) Mutual() *tls.Config {
 		MinVersion:   tls.VersionTLS13,
 	}
 }
+
+// Verify checks the node's certificate at now: signed by the CA, valid for
+// both server and client authentication, and naming name (an IP address or
+// a DNS name: the address others reach the node by). It returns when the
+// certificate expires.
+func (b *Bundle) Verify(name string, now time.Time) (notAfter time.Time, err error) {
+	if len(b.cert.Certificate) == 0 {
+		return time.Time{}, errors.New("no certificate")
+	}
+	leaf, err := x509.ParseCertificate(b.cert.Certificate[0])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parse the certificate: %w", err)
+	}
+	inter := x509.NewCertPool()
+	for _, der := range b.cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: b.pool, Intermediates: inter, DNSName: name,
+			CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			return leaf.NotAfter, err
+		}
+	}
+	return leaf.NotAfter, nil
+}

@@ -210,3 +210,36 @@ func TestLoadRefusesAKeyOthersCanRead(t *testing.T) {
 		t.Fatal("Load without a CA file succeeded")
 	}
 }
+
+func TestBundleVerify(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	now := time.Now()
+	if _, err := Init(dir, InitOptions{Nodes: []string{"h1"}, IPs: []net.IP{net.ParseIP("10.0.0.1")}, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(other, InitOptions{Nodes: []string{"h1"}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(filepath.Join(dir, CertFile("h1")), filepath.Join(dir, KeyFile("h1")), filepath.Join(dir, CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notAfter, err := b.Verify("10.0.0.1", now)
+	if err != nil || notAfter.Sub(now) < 4*365*24*time.Hour {
+		t.Fatalf("Verify(10.0.0.1) = %s, %v", notAfter, err)
+	}
+	if _, err := b.Verify("10.0.0.2", now); err == nil {
+		t.Error("verified for an address the certificate does not name")
+	}
+	if _, err := b.Verify("10.0.0.1", now.Add(6*365*24*time.Hour)); err == nil {
+		t.Error("verified after expiry")
+	}
+	// The node's certificate with another cluster's CA file.
+	mixed, err := Load(filepath.Join(dir, CertFile("h1")), filepath.Join(dir, KeyFile("h1")), filepath.Join(other, CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mixed.Verify("10.0.0.1", now); err == nil {
+		t.Error("verified against a CA that did not sign it")
+	}
+}

@@ -87,6 +87,9 @@ type Local struct {
 	// TLS verifies https probes against the cluster CA (nil: the system
 	// roots); never reported.
 	TLS *tls.Config
+	// TLSVerify, when set (TLS configured), checks this node's certificate
+	// for the advertise address at a time and returns when it expires.
+	TLSVerify func(name string, now time.Time) (time.Time, error)
 
 	// InterfaceAddrs lists this machine's addresses (net.InterfaceAddrs).
 	InterfaceAddrs func() ([]net.Addr, error)
@@ -187,7 +190,30 @@ func RunLocal(ctx context.Context, l Local) []Check {
 	if l.CgroupRoot != "" {
 		out = append(out, l.checkCgroups())
 	}
+	if l.TLSVerify != nil {
+		out = append(out, l.checkTLS())
+	}
 	return out
+}
+
+// tlsRenewWarning is how long before expiry the certificate check warns.
+const tlsRenewWarning = 30 * 24 * time.Hour
+
+// checkTLS reports whether this node's certificate is signed by the CA,
+// names the advertise address and is valid now, warning a month ahead of
+// its expiry.
+func (l Local) checkTLS() Check {
+	const name = "tls certificate"
+	now := l.now()
+	notAfter, err := l.TLSVerify(l.AdvertiseAddr, now)
+	reissue := fmt.Sprintf("reissue it signed by the cluster CA and naming %s: hakuriver tls init --dir DIR --node NAME --ip|--dns %s", l.AdvertiseAddr, l.AdvertiseAddr)
+	switch {
+	case err != nil:
+		return failCheck(name, fmt.Sprintf("not valid for %s: %v", l.AdvertiseAddr, err), "peers refuse this node's certificate: "+reissue)
+	case notAfter.Sub(now) < tlsRenewWarning:
+		return warnCheck(name, fmt.Sprintf("expires %s (in %s)", notAfter.UTC().Format(time.RFC3339), notAfter.Sub(now).Round(time.Hour)), "renew it before it expires: "+reissue)
+	}
+	return okCheck(name, fmt.Sprintf("signed by the cluster CA, names %s, valid until %s", l.AdvertiseAddr, notAfter.UTC().Format(time.RFC3339)))
 }
 
 // processUser reports who this process runs as: every permission check below
