@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
+	"github.com/hakuriver/hakuriver-ha/ops/doctor"
 )
 
 // TestTLSClusterRunsTasks starts three replicas and a runner with TLS
@@ -52,6 +53,30 @@ func TestTLSClusterRunsTasks(t *testing.T) {
 			Args: []string{"--host", c.Replica(via).API, "--timeout", "5s", "task", "status", id}})
 		if res.Code == 0 || !strings.Contains(res.Stderr, "certificate") {
 			t.Fatalf("CLI without the CA: %s", res)
+		}
+	})
+	t.Run("Doctor", func(t *testing.T) {
+		// Every member probes the others over https against the CA and
+		// checks its own certificate.
+		_, rep := runDoctor(t, c, c.Token())
+		for _, want := range []struct{ node, name string }{
+			{"h1", "probe runner api r1"}, {"r1", "probe host api h2"}, {"client", "probe host api h3"},
+			{"h1", "tls certificate"}, {"r1", "tls certificate"},
+		} {
+			found := rep.find(want.node, want.name)
+			if len(found) == 0 {
+				t.Errorf("report lacks %q on %s", want.name, want.node)
+			}
+			for _, ch := range found {
+				if ch.Status != doctor.StatusOK {
+					t.Errorf("%s / %s is %s: %s (%s)", want.node, ch.Name, ch.Status, ch.Measured, ch.Cause)
+				}
+			}
+		}
+		for _, ch := range rep.checks() {
+			if ch.Status == doctor.StatusFail && strings.Contains(ch.Measured, "certificate") {
+				t.Errorf("%s / %s: %s", ch.Node, ch.Name, ch.Measured)
+			}
 		}
 	})
 	t.Run("PlainHTTP", func(t *testing.T) {
