@@ -231,6 +231,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}, nil
 }
 
+// TLS returns the TLS config https:// replicas are verified with (nil: the
+// system roots), for connections the Client does not make itself (a
+// WebSocket).
+func (c *Client) TLS() *tls.Config { return c.cfg.TLS }
+
 // Hosts returns the normalised replica base URLs, in configured order.
 func (c *Client) Hosts() []string { return append([]string(nil), c.hosts...) }
 

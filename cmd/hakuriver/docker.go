@@ -464,7 +464,7 @@ func runShell(ctx context.Context, cmd *cobra.Command, c *api.Client, name strin
 // dialTerminal opens the WebSocket on the first replica that accepts it.
 // An HTTP answer (bad name) is final; unreachable replicas are skipped.
 func dialTerminal(ctx context.Context, c *api.Client, name string, rows, cols int, timeout time.Duration) (*websocket.Conn, error) {
-	d := websocket.Dialer{HandshakeTimeout: timeout, Proxy: http.ProxyFromEnvironment}
+	d := websocket.Dialer{HandshakeTimeout: timeout, Proxy: http.ProxyFromEnvironment, TLSClientConfig: c.TLS()}
 	hdr := http.Header{}
 	if tok := c.Token(); tok != "" {
 		hdr.Set(api.TokenHeader, tok)
