@@ -1,0 +1,123 @@
+package runner_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster"
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/ops/certs"
+	"github.com/hakuriver/hakuriver-ha/runner"
+	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
+)
+
+// TestAgentOverTLS runs a host replica and a runner with certificates of
+// one CA: the runner serves its API over HTTPS only and advertises it as
+// https://, registers and reports to the host over HTTPS, and a task the
+// host dispatches to it completes.
+func TestAgentOverTLS(t *testing.T) {
+	shim := shimBinary(t)
+	dir := t.TempDir()
+	if _, err := certs.Init(dir, certs.InitOptions{Nodes: []string{"h1", "r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	bundle := func(n string) *certs.Bundle {
+		b, err := certs.Load(filepath.Join(dir, certs.CertFile(n)), filepath.Join(dir, certs.KeyFile(n)), filepath.Join(dir, certs.CAFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	shared := t.TempDir()
+	hc := cluster.DefaultConfig()
+	hc.NodeID, hc.DataDir, hc.SharedDir = "h1", t.TempDir(), shared
+	hc.APIPort, hc.RaftPort, hc.GossipPort = 0, 0, 0
+	hc.FastGossip, hc.ClusterToken, hc.TLS = true, "secret-token", bundle("h1")
+	hc.AnonymousRole = fsm.RoleOperator // this test is about transport, not accounts
+	hc.HeartbeatInterval = 500 * time.Millisecond
+	hc.Logger = logger(t)
+	ctx := context.Background()
+	h, err := cluster.StartHost(ctx, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+
+	tmp, state := t.TempDir(), t.TempDir()
+	nc := native.DefaultConfig()
+	nc.StateDir = filepath.Join(state, "tasks")
+	nc.ShimCommand = []string{shim, "runner-shim"}
+	nc.CgroupParent = "hakuriver-tls-test"
+	ex, err := native.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := runner.DefaultConfig()
+	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
+	rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, "secret-token", shared, tmp
+	rc.StateDir, rc.TLS = state, bundle("r1")
+	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
+	rc.Logger = logger(t)
+	a, err := runner.Start(ctx, rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(context.Background()) })
+	if !strings.HasPrefix(a.URL(), "https://") {
+		t.Fatalf("runner advertises %s, want https://", a.URL())
+	}
+
+	tc, err := certs.ClientTLS(filepath.Join(dir, certs.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := api.DefaultClientConfig()
+	cc.Hosts, cc.TLS = []string{h.APIURL()}, tc
+	c, err := api.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for !a.Registered() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !a.Registered() {
+		t.Fatal("the runner never registered over https")
+	}
+	null := "NULL"
+	sr, err := c.Submit(ctx, api.SubmitRequest{Command: "sh", Arguments: []string{"-c", "echo over-tls-$HAKURIVER_TASK_ID"}, ContainerName: &null})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sr.TaskIDs[0]
+	var tk api.Task
+	for time.Now().Before(deadline.Add(10 * time.Second)) {
+		if tk, err = c.Status(ctx, id); err == nil && tk.Status == "completed" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if tk.Status != "completed" || tk.AssignedNode != "r1" {
+		t.Fatalf("task %s: %+v (%v)", id, tk, err)
+	}
+	out, err := os.ReadFile(filepath.Join(shared, "task_outputs", id+".out"))
+	if err != nil || strings.TrimSpace(string(out)) != "over-tls-"+id {
+		t.Fatalf("output %q, %v", out, err)
+	}
+
+	// The runner API answers nothing over plain HTTP.
+	plain := "http://" + strings.TrimPrefix(a.URL(), "https://")
+	if resp, err := http.Get(plain + "/health"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plain HTTP to the runner API: %d", resp.StatusCode)
+		}
+	}
+}
