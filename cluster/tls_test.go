@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -272,4 +273,77 @@ func appendEntries(t *testing.T, cfg *tls.Config, h *Host, term uint64) error {
 		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("intruder"), Addr: []byte(stream.Addr().String())},
 		Term:      term, Leader: []byte(stream.Addr().String()),
 	}, &resp)
+}
+
+// TestRaftTLSDropsASilentPeer: a connection to the Raft port that never
+// completes the TLS handshake is closed once the handshake timeout passes,
+// and a real peer is served meanwhile.
+func TestRaftTLSDropsASilentPeer(t *testing.T) {
+	dir := testCerts(t, "h1", "h2")
+	server, err := newTLSStreamLayer("127.0.0.1:0", nil, loadBundle(t, dir, "h1").Mutual())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	server.handshakeTimeout = 300 * time.Millisecond
+	served := make(chan error, 2)
+	go func() {
+		for {
+			c, err := server.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 4)
+				_, err := io.ReadFull(c, b)
+				if err == nil {
+					_, err = c.Write(b)
+				}
+				served <- err
+			}()
+		}
+	}()
+	silent, err := net.Dial("tcp", server.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	peer, err := newTLSStreamLayer("127.0.0.1:0", nil, loadBundle(t, dir, "h2").Mutual())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := peer.Dial(raft.ServerAddress(server.Addr().String()), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck // test bound
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
+		t.Fatalf("real peer: %q, %v", b, err)
+	}
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck // test bound
+	start := time.Now()
+	if _, err := silent.Read(make([]byte, 1)); err == nil || time.Since(start) > 3*time.Second {
+		t.Fatalf("silent connection: read %v after %s, want it closed after the handshake timeout", err, time.Since(start))
+	}
+	var failed int
+	for range 2 {
+		select {
+		case err := <-served:
+			if err != nil {
+				failed++
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a connection was never finished")
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d of 2 connections failed, want only the silent one", failed)
+	}
 }
