@@ -93,3 +93,28 @@ func TestTLSInitCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestProxyTLSFollowsTheHostScheme(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := runRoot(t, "tls", "init", "--dir", dir, "--node", "h1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(caFileEnv, "")
+	g := &clientFlags{hosts: []string{"http://127.0.0.1:8000"}, caFile: filepath.Join(dir, "ca.pem")}
+	if cfg, err := g.proxyTLS(); err != nil || cfg != nil {
+		t.Fatalf("http cluster: %v, %v; want plain", cfg, err)
+	}
+	g.hosts = []string{"https://127.0.0.1:8000"}
+	cfg, err := g.proxyTLS()
+	if err != nil || cfg == nil || cfg.RootCAs == nil {
+		t.Fatalf("https cluster with --ca-file: %+v, %v", cfg, err)
+	}
+	g.caFile = ""
+	if cfg, err = g.proxyTLS(); err != nil || cfg == nil || cfg.RootCAs != nil {
+		t.Fatalf("https cluster without a CA: %+v, %v; want the system roots", cfg, err)
+	}
+	g.caFile = filepath.Join(dir, "missing.pem")
+	if _, err := g.proxyTLS(); err == nil {
+		t.Fatal("a missing --ca-file was accepted")
+	}
+}
