@@ -4,7 +4,10 @@ package integration
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +90,43 @@ func TestTLSClusterRunsTasks(t *testing.T) {
 			if resp.StatusCode != http.StatusBadRequest {
 				t.Fatalf("plain HTTP to the API: %d, want 400", resp.StatusCode)
 			}
+		}
+	})
+}
+
+// TestVPSSSHOverTLS creates a VPS on a TLS cluster and reaches it with real
+// OpenSSH through a replica's SSH proxy, whose tunnel request runs inside
+// TLS verified against the CA: with hakuriver ssh, and with the
+// ProxyCommand block `hakuriver ssh config` prints (which carries
+// --ca-file). A plain line-protocol request is refused.
+func TestVPSSSHOverTLS(t *testing.T) {
+	requireDocker(t, sshdImage)
+	requireSSH(t)
+	c := startCluster(t, harness.Options{TLS: true, AnonymousRole: "viewer", HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
+	name := "tls1-" + uniqueSuffix()
+	t.Cleanup(func() { harness.RemoveRunnerContainers(t, name) })
+	c.StartRunner(name, dockerRunner)
+	f := &vpsFixture{c: c, dir: t.TempDir()}
+	env := envName("hkt-tls")
+	createEnvironment(t, c, sshdImage, env)
+	createTar(t, c, env)
+	created := vpsCreate(t, c, "--container", env, "--cores", "1", "--gen-ssh-key", "--key-out", filepath.Join(f.dir, "vps_ed25519"))
+	f.id, f.key, f.connect = created.TaskID, created.PrivateKeyFile, created.Connect
+
+	t.Run("SSHThroughFollower", f.testSSHThroughFollower)
+	t.Run("PlainLineRequestRefused", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", c.SSHProxy(0), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck // test bound
+		if _, err := conn.Write([]byte("REQUEST_TUNNEL " + f.id + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(conn)
+		if !strings.HasPrefix(string(b), "ERROR TLS required") {
+			t.Fatalf("plain request answered %q", b)
 		}
 	})
 }

@@ -81,6 +81,7 @@ func (g *clientFlags) withSlowClient(cmd *cobra.Command, fn func(ctx context.Con
 	cfg.Timeout = g.timeout + dockerSlowCall
 	cfg.RetryBudget = g.timeout
 	cfg.UserAgent = "hakuriver-cli"
+	cfg.Bearer = g.accountToken()
 	if cfg.TLS, err = g.tlsConfig(); err != nil {
 		return err
 	}
