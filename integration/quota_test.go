@@ -93,6 +93,9 @@ func TestQuotaRunningTasks(t *testing.T) {
 	if out := c.CLIOK("queue").Stdout; !strings.Contains(out, reason) {
 		t.Errorf("hakuriver queue does not show %q:\n%s", reason, out)
 	}
+	if out := c.CLIOK("task", "status", second).Stdout; !strings.Contains(out, "Waiting for:") || !strings.Contains(out, reason) {
+		t.Errorf("hakuriver task status %s does not show %q:\n%s", second, reason, out)
+	}
 	var quotas []api.QuotaEntry
 	if err := call(alice, http.MethodGet, "/api/quota?user=alice", nil, http.StatusOK).Decode(&quotas); err != nil {
 		t.Fatal(err)
