@@ -97,6 +97,7 @@ func (h *Host) apiTable() []route {
 		{"POST", "/tokens", user, h.onLeader(a.CreateTokenFor)},
 		{"DELETE", "/tokens/{id}", user, h.onLeader(a.RevokeToken)},
 		{"GET", "/audit", viewer, h.consistentRead(a.Audit)},
+		{"GET", "/quota", viewer, h.consistentRead(a.Quota)},
 	}
 }
 
