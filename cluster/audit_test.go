@@ -23,7 +23,7 @@ func doBearer(t *testing.T, method, url, token string, body any) (*http.Response
 		rd = strings.NewReader("")
 	}
 	req, _ := http.NewRequest(method, url, rd)
-	if token != "" {
+	if token != "" { // "" sends none: an anonymous caller
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)

@@ -14,31 +14,6 @@ import (
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
-// doBearer sends one request with an account's API token.
-func doBearer(t *testing.T, method, url, bearer string, body any) (*http.Response, []byte) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
-}
-
 // TestQuotaGroup drives a group quota through a real replica and a fake
 // runner: the group's members together hold at most its limit, the next
 // task waits with the group named in the queue, a task that could never
