@@ -53,7 +53,7 @@ var expectedAccess = map[string]need{
 	"POST /register":                              nCT,
 	"PUT /heartbeat/{hostname}":                   nCT,
 	"POST /update":                                nCT,
-	"GET /cluster":                                nViewer,
+	"GET /cluster":                                nViewerCT,
 	"POST /cluster/join":                          nAdminCT,
 	"POST /cluster/prove":                         nPublic,
 	"DELETE /cluster/peers/{id}":                  nAdminCT,
