@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -349,5 +351,103 @@ func TestAuthMatrix(t *testing.T) {
 	}
 	if users := follower.Machine().Users(); len(users) != 4 {
 		t.Errorf("after the matrix: users %v", users)
+	}
+}
+
+// TestSessionCookieOverHTTP drives the dashboard's session through a real
+// replica: login sets an HttpOnly, SameSite=Strict session cookie; a write
+// with the cookie alone (what a forged cross-site form sends) is refused
+// and changes nothing; with the CSRF header it goes through; a
+// cross-origin WebSocket upgrade carrying the cookie is refused.
+func TestSessionCookieOverHTTP(t *testing.T) {
+	hosts := startClusterWith(t, 1, func(_ int, cfg *Config) { cfg.AnonymousRole = "" })
+	h := hosts[0]
+	admin := bootstrapAdmin(t, h)
+	base := h.APIURL()
+
+	send := func(method, path, body string, hdr map[string]string, cookies []*http.Cookie) (*http.Response, string) {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, _ := http.NewRequest(method, base+path, rd)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, body := send("POST", "/api/auth/login", `{"token":"`+admin+`"}`, nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login: %d %s", resp.StatusCode, body)
+	}
+	var lr api.LoginResponse
+	if err := json.Unmarshal([]byte(body), &lr); err != nil || lr.CSRF == "" || lr.User != "admin" {
+		t.Fatalf("login answer %s: %v", body, err)
+	}
+	var session *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == auth.SessionCookie {
+			session = c
+		}
+	}
+	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != "/" {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/", session)
+	}
+	jar := []*http.Cookie{{Name: auth.SessionCookie, Value: session.Value}}
+
+	if resp, body := send("GET", "/api/auth/whoami", "", nil, jar); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"admin"`) {
+		t.Fatalf("whoami with the cookie: %d %s", resp.StatusCode, body)
+	}
+	// A forged cross-site write: cookie, no CSRF header.
+	resp, body = send("POST", "/api/groups", `{"name":"forged"}`, map[string]string{"Content-Type": "application/json"}, jar)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, auth.CSRFHeader) {
+		t.Fatalf("cookie write without CSRF: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = send("POST", "/api/groups", `{"name":"forged"}`, map[string]string{auth.CSRFHeader: "wrong"}, jar)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cookie write with a wrong CSRF: %d", resp.StatusCode)
+	}
+	if _, ok := h.Machine().Group("forged"); ok {
+		t.Fatal("a write refused for CSRF created the group")
+	}
+	resp, body = send("POST", "/api/groups", `{"name":"real"}`, map[string]string{auth.CSRFHeader: lr.CSRF}, jar)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("cookie write with CSRF: %d %s", resp.StatusCode, body)
+	}
+
+	// Cross-site WebSocket hijacking of the terminal: refused before any
+	// upgrade.
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/api/docker/host/containers/x/terminal"
+	for _, origin := range []string{"http://evil.example", "null"} {
+		hdr := http.Header{"Origin": {origin}, "Cookie": {auth.SessionCookie + "=" + session.Value}}
+		conn, resp, err := websocket.DefaultDialer.Dial(wsURL, hdr)
+		if err == nil {
+			conn.Close()
+			t.Fatalf("cross-origin (%s) terminal upgrade with the session cookie succeeded", origin)
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("cross-origin (%s) terminal upgrade: %v %v, want 403", origin, resp, err)
+		}
+	}
+
+	// Logout expires both cookies.
+	resp, _ = send("POST", "/api/auth/logout", "", nil, jar)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	for _, c := range resp.Cookies() {
+		if c.MaxAge >= 0 || c.Value != "" {
+			t.Errorf("logout leaves cookie %+v", c)
+		}
 	}
 }
