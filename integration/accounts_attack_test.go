@@ -242,7 +242,7 @@ st() { wget -S -q -O /dev/null "$@" 2>&1 | grep -m1 'HTTP/' | awk '{print $2}'; 
 echo "GET /api/health $(st $base/api/health)"
 echo "GET /api/tasks $(st $base/api/tasks)"
 echo "GET /api/users $(st $base/api/users)"
-echo "GET /api/task/$victim/stdout $(st $base/api/task/$victim/stdout)"
+echo "GET /api/task/$victim $(st $base/api/task/$victim/stdout)"
 echo "POST /api/submit $(st --header 'Content-Type: application/json' --post-data '{"command":"echo","arguments":["pwned"]}' $base/api/submit)"
 echo "POST /api/kill/$victim $(st --post-data '' $base/api/kill/$victim)"
 echo "POST /api/users $(st --header 'Content-Type: application/json' --post-data '{"name":"mallory","role":"admin"}' $base/api/users)"
@@ -252,13 +252,74 @@ echo "POST /api/users $(st --header 'Content-Type: application/json' --post-data
 // host network, as task containers have by default) that calls the API
 // on 127.0.0.1 with wget and no token: everything but the public health
 // view answers 401, and another task it tries to kill keeps running.
-// Before accounts (the original's open API, anonymous_role = user) the
-// same calls got 200 and 202: any task could submit work and kill any
-// other task.
+// Before accounts (the original's open API) the same calls got 200 and
+// 202: any task could submit work and kill any other task
+// (TestContainerTaskOpenAPIBeforeAccounts shows it on that code).
 func TestContainerTaskWithoutTokenIsRefused(t *testing.T) {
 	requireDocker(t, busyboxImage)
-	runner := "acct-dk-" + uniqueSuffix()
 	c := startCluster(t, harness.Options{Replicas: 1, HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
+	got, victim := probeFromContainer(t, c)
+	want := map[string]string{
+		"GET /api/health":         "200",
+		"GET /api/tasks":          "401",
+		"GET /api/users":          "401",
+		"GET /api/task/<victim>":  "401",
+		"POST /api/submit":        "401",
+		"POST /api/kill/<victim>": "401",
+		"POST /api/users":         "401",
+	}
+	for call, status := range want {
+		if got[call] != status {
+			t.Errorf("%s from inside the task: %q, want %s", call, got[call], status)
+		}
+	}
+	if task, err := c.Task(0, victim); err != nil || task.Status != "running" {
+		t.Errorf("the victim task after the probe: %+v %v", task, err)
+	}
+	tasks, err := c.Tasks(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 2 {
+		t.Errorf("the probe submitted work: %d tasks, want 2", len(tasks))
+	}
+}
+
+// preAccountsBinEnv names a hakuriver binary built from the code before
+// accounts (e9668d5) for TestContainerTaskOpenAPIBeforeAccounts.
+const preAccountsBinEnv = "HAKURIVER_PRE_ACCOUNTS_BIN"
+
+// TestContainerTaskOpenAPIBeforeAccounts runs the probe of
+// TestContainerTaskWithoutTokenIsRefused against the code before
+// accounts ($HAKURIVER_PRE_ACCOUNTS_BIN; skipped without it): there the
+// task's calls without any credentials list the tasks (200), submit work
+// (202) and kill another task (202), which then dies.
+func TestContainerTaskOpenAPIBeforeAccounts(t *testing.T) {
+	bin := os.Getenv(preAccountsBinEnv)
+	if bin == "" {
+		t.Skipf("set %s to a binary of the code before accounts", preAccountsBinEnv)
+	}
+	requireDocker(t, busyboxImage)
+	c := harness.StartCluster(t, harness.Options{Bin: bin, Replicas: 1, NoBootstrap: true, HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
+	got, victim := probeFromContainer(t, c)
+	for call, status := range map[string]string{"GET /api/tasks": "200", "POST /api/submit": "202", "POST /api/kill/<victim>": "202"} {
+		if got[call] != status {
+			t.Errorf("%s from inside the task on the old code: %q, want %s", call, got[call], status)
+		}
+	}
+	if task := c.WaitFinal(victim, taskTimeout); task.Status != "killed" {
+		t.Errorf("the victim on the old code: %s, want killed by the task", task.Status)
+	}
+}
+
+// probeFromContainer starts a Docker runner, an environment of the
+// busybox image and a native victim task on cluster c (one replica), runs
+// taskProbeScript in a container task, and returns the status of each of
+// its calls (by "METHOD path", the victim's ID written <victim>) and the
+// victim's ID.
+func probeFromContainer(t *testing.T, c *harness.Cluster) (map[string]string, string) {
+	t.Helper()
+	runner := "acct-dk-" + uniqueSuffix()
 	t.Cleanup(func() { harness.RemoveRunnerContainers(t, runner) })
 	c.StartRunner(runner, harness.RunnerOptions{Cores: 3, Memory: "4G"})
 	env := envName("hkt-acct")
@@ -282,36 +343,13 @@ func TestContainerTaskWithoutTokenIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("the task's calls:\n%s", out)
-	want := map[string]string{
-		"GET /api/health":                     "200",
-		"GET /api/tasks":                      "401",
-		"GET /api/users":                      "401",
-		"GET /api/task/" + victim + "/stdout": "401",
-		"POST /api/submit":                    "401",
-		"POST /api/kill/" + victim:            "401",
-		"POST /api/users":                     "401",
-	}
 	got := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if i := strings.LastIndex(line, " "); i > 0 {
-			got[line[:i]] = line[i+1:]
+			got[strings.ReplaceAll(line[:i], victim, "<victim>")] = line[i+1:]
 		}
 	}
-	for call, status := range want {
-		if got[call] != status {
-			t.Errorf("%s from inside the task: %q, want %s", call, got[call], status)
-		}
-	}
-	if task, err := c.Task(0, victim); err != nil || task.Status != "running" {
-		t.Errorf("the victim task after the probe: %+v %v", task, err)
-	}
-	tasks, err := c.Tasks(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(tasks) != 2 {
-		t.Errorf("the probe submitted work: %d tasks, want 2", len(tasks))
-	}
+	return got, victim
 }
 
 // TestNoTokenSecretAtRest creates tokens on real replicas, writes past
