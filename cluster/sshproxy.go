@@ -8,9 +8,13 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
 )
@@ -38,6 +42,7 @@ func (h *Host) listenSSHProxy() (*sshProxy, error) {
 	}
 	srv, err := sshproxy.New(sshproxy.Config{
 		Resolver:  sshResolver{h: h},
+		Accounts:  &sshAccounts{h: h},
 		HostKey:   key,
 		AdminKeys: h.cfg.SSHAdminKeys,
 		Logger:    h.cfg.Logger.With("component", "sshproxy", "node_id", h.cfg.NodeID),
@@ -218,4 +223,72 @@ func (h *Host) remoteSSHTarget(ctx context.Context, base string, id int64) (sshp
 		}
 	}
 	return target, nil
+}
+
+// sshAccounts implements sshproxy.Accounts over the replica's state
+// machine: what this replica has applied is what the proxy goes by, so a
+// token or key works, and stops working, as soon as the change is applied
+// here.
+type sshAccounts struct {
+	h *Host
+
+	// mu guards the key index, rebuilt when the state machine has applied
+	// anything since it was built.
+	mu      sync.Mutex
+	built   bool
+	applied uint64                       // AppliedIndex the index reflects
+	byKey   map[string][]sshproxy.Caller // public key (wire format) -> accounts
+	parsed  map[string]string            // authorized_keys line -> wire format ("" = unparsable)
+}
+
+var _ sshproxy.Accounts = (*sshAccounts)(nil)
+
+// TokenCaller looks the token up by the hash of its secret.
+func (a *sshAccounts) TokenCaller(secret string) (sshproxy.Caller, bool) {
+	tok, u, ok := a.h.machine.TokenByHash(auth.Hash(secret))
+	if !ok || tok.Expired(time.Now()) {
+		return sshproxy.Caller{}, false
+	}
+	return sshproxy.Caller{Name: u.Name, Role: u.Role}, true
+}
+
+// KeyCallers returns the accounts whose ssh_keys hold key (any
+// authorized_keys options are ignored: the key alone identifies).
+func (a *sshAccounts) KeyCallers(key ssh.PublicKey) []sshproxy.Caller {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// Read the index before the users: a state newer than the index it is
+	// filed under is only rebuilt once more, an older one never served.
+	if idx := a.h.machine.AppliedIndex(); !a.built || idx != a.applied {
+		a.rebuild(idx)
+	}
+	return a.byKey[string(key.Marshal())]
+}
+
+// rebuild indexes every account's keys, parsing only lines not seen at the
+// previous build. a.mu is held.
+func (a *sshAccounts) rebuild(idx uint64) {
+	byKey := map[string][]sshproxy.Caller{}
+	parsed := map[string]string{}
+	for _, u := range a.h.machine.Users() {
+		for _, line := range u.SSHKeys {
+			wire, seen := a.parsed[line]
+			if !seen {
+				if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err == nil {
+					wire = string(k.Marshal())
+				}
+			}
+			parsed[line] = wire
+			if wire != "" {
+				byKey[wire] = append(byKey[wire], sshproxy.Caller{Name: u.Name, Role: u.Role})
+			}
+		}
+	}
+	a.byKey, a.parsed, a.applied, a.built = byKey, parsed, idx, true
+}
+
+// Anonymous is a caller without credentials, with the configured
+// anonymous role; its work is recorded under auth.AnonymousName.
+func (a *sshAccounts) Anonymous() sshproxy.Caller {
+	return sshproxy.Caller{Name: auth.AnonymousName, Role: a.h.cfg.AnonymousRole, Anonymous: true}
 }
