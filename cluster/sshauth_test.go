@@ -211,6 +211,26 @@ func TestSSHProxy_Accounts(t *testing.T) {
 		}
 	})
 
+	// A replica that has not applied a token yet asks the leader, which
+	// answers as it answers the token's holder.
+	t.Run("LeaderConfirmsToken", func(t *testing.T) {
+		var follower *Host
+		for _, h := range hosts {
+			if !h.IsLeader() {
+				follower = h
+			}
+		}
+		c, err := follower.leaderWhoAmI(ctx, alice)
+		if err != nil || c != (sshproxy.Caller{Name: "alice", Role: fsm.RoleUser}) {
+			t.Fatalf("leader's answer for alice's token = %+v, %v", c, err)
+		}
+		for _, secret := range []string{auth.SecretPrefix + strings.Repeat("B", 43), shortLived, testToken} {
+			if c, err := follower.leaderWhoAmI(ctx, secret); !errors.Is(err, errTokenRefused) {
+				t.Errorf("leader's answer for a bad token = %+v, %v; want errTokenRefused", c, err)
+			}
+		}
+	})
+
 	t.Run("JumpHostOpenSSH", func(t *testing.T) {
 		dir := t.TempDir()
 		jump := leader.SSHProxyAddr()

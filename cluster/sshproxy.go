@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -243,13 +245,84 @@ type sshAccounts struct {
 
 var _ sshproxy.Accounts = (*sshAccounts)(nil)
 
-// TokenCaller looks the token up by the hash of its secret.
-func (a *sshAccounts) TokenCaller(secret string) (sshproxy.Caller, bool) {
+// TokenCaller looks the token up by the hash of its secret in this
+// replica's state. A token unknown here may be one this replica has not
+// applied yet (just created, or the replica just restarted and has not
+// heard from a leader): then the leader's answer counts (leaderWhoAmI),
+// waiting for a leader within ctx and leaderLookupTimeout, as task lookups
+// do. Whatever cannot be confirmed is refused.
+func (a *sshAccounts) TokenCaller(ctx context.Context, secret string) (sshproxy.Caller, bool) {
 	tok, u, ok := a.h.machine.TokenByHash(auth.Hash(secret))
-	if !ok || tok.Expired(time.Now()) {
+	if ok {
+		if tok.Expired(time.Now()) {
+			return sshproxy.Caller{}, false
+		}
+		return sshproxy.Caller{Name: u.Name, Role: u.Role}, true
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaderLookupTimeout)
+	defer cancel()
+	c, err := a.h.leaderWhoAmI(ctx, secret)
+	if err != nil {
+		a.h.log.Debug("ssh proxy: token unknown here and not confirmed by the leader", "err", err)
 		return sshproxy.Caller{}, false
 	}
-	return sshproxy.Caller{Name: u.Name, Role: u.Role}, true
+	return c, true
+}
+
+// errTokenRefused is the leader's 401 for a token.
+var errTokenRefused = errors.New("the leader refused the token")
+
+// leaderWhoAmI asks the leader who holds API token secret (GET
+// /api/auth/whoami with the token, as its holder would). On the leader
+// itself the local state is the answer. While no other leader is known, or
+// the one known does not answer, it tries again until ctx ends. A refused
+// token is errTokenRefused at once.
+func (h *Host) leaderWhoAmI(ctx context.Context, secret string) (sshproxy.Caller, error) {
+	err := ErrNoLeader
+	for {
+		if h.IsLeader() {
+			return sshproxy.Caller{}, errTokenRefused // the local lookup said no
+		}
+		if lid, base := h.leaderInfo(); lid != "" && lid != h.cfg.NodeID && base != "" {
+			var c sshproxy.Caller
+			if c, err = h.whoAmI(ctx, base, secret); err == nil || errors.Is(err, errTokenRefused) {
+				return c, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return sshproxy.Caller{}, fmt.Errorf("ask the leader about a token: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// whoAmI asks the replica at base who holds token secret.
+func (h *Host) whoAmI(ctx context.Context, base, secret string) (sshproxy.Caller, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/auth/whoami", nil)
+	if err != nil {
+		return sshproxy.Caller{}, fmt.Errorf("build whoami request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := h.fwd.Do(req)
+	if err != nil {
+		return sshproxy.Caller{}, fmt.Errorf("whoami on %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return sshproxy.Caller{}, errTokenRefused
+	case resp.StatusCode != http.StatusOK:
+		return sshproxy.Caller{}, fmt.Errorf("whoami on %s: status %d", base, resp.StatusCode)
+	}
+	var w api.WhoAmI
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&w); err != nil {
+		return sshproxy.Caller{}, fmt.Errorf("whoami on %s: decode: %w", base, err)
+	}
+	if w.Anonymous || w.User == "" || !w.Role.Valid() {
+		return sshproxy.Caller{}, errTokenRefused
+	}
+	return sshproxy.Caller{Name: w.User, Role: w.Role}, nil
 }
 
 // KeyCallers returns the accounts whose ssh_keys hold key (any

@@ -1,6 +1,8 @@
 package sshproxy
 
 import (
+	"context"
+
 	"golang.org/x/crypto/ssh"
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -10,12 +12,15 @@ import (
 // over the accounts of its replicated state machine, read on every request,
 // so that a new token or key works, and a revoked one stops working, as
 // soon as the change is applied on that replica. Its methods are called
-// concurrently and must not block on the network.
+// concurrently; only TokenCaller may block (on the network, within its
+// ctx).
 type Accounts interface {
 	// TokenCaller returns the account API token secret belongs to; ok is
 	// false for an unknown, revoked or expired token (or one whose user
-	// was removed): the proxy then refuses without saying which.
-	TokenCaller(secret string) (c Caller, ok bool)
+	// was removed), and when it cannot tell within ctx: the proxy then
+	// refuses without saying which. It may ask another replica about a
+	// token this one does not know (yet), bounded by ctx.
+	TokenCaller(ctx context.Context, secret string) (c Caller, ok bool)
 	// KeyCallers returns every account that registered key among its SSH
 	// keys (authorized_keys lines); none when no account did. Each of them
 	// vouched for the key's holder, who may reach what any of them may.

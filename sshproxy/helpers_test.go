@@ -74,7 +74,7 @@ type accounts struct {
 // HakuRiver did: the default of startProxy for tests about other things.
 func openAccounts() *accounts { return &accounts{anon: fsm.RoleOperator} }
 
-func (a *accounts) TokenCaller(secret string) (sshproxy.Caller, bool) {
+func (a *accounts) TokenCaller(_ context.Context, secret string) (sshproxy.Caller, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c, ok := a.tokens[secret]

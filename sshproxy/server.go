@@ -442,7 +442,9 @@ func (s *Server) lineCaller(token string) (Caller, *TunnelError) {
 		}
 		return anon, nil
 	}
-	c, ok := s.cfg.Accounts.TokenCaller(token)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.LookupTimeout)
+	defer cancel()
+	c, ok := s.cfg.Accounts.TokenCaller(ctx, token)
 	if !ok {
 		return Caller{}, refuse(ErrUnauthenticated, nil, reasonBadToken)
 	}

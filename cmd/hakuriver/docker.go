@@ -81,6 +81,7 @@ func (g *clientFlags) withSlowClient(cmd *cobra.Command, fn func(ctx context.Con
 	cfg.Timeout = g.timeout + dockerSlowCall
 	cfg.RetryBudget = g.timeout
 	cfg.UserAgent = "hakuriver-cli"
+	cfg.Bearer = g.accountToken()
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return fmt.Errorf("invalid --host: %w", err)
@@ -465,6 +466,9 @@ func dialTerminal(ctx context.Context, c *api.Client, name string, rows, cols in
 	hdr := http.Header{}
 	if tok := c.Token(); tok != "" {
 		hdr.Set(api.TokenHeader, tok)
+	}
+	if tok := c.Bearer(); tok != "" {
+		hdr.Set("Authorization", "Bearer "+tok)
 	}
 	var errs []error
 	for _, u := range c.TerminalURLs(name, rows, cols) {

@@ -147,7 +147,7 @@ const (
 // nothing.
 type testAccounts struct{}
 
-func (testAccounts) TokenCaller(secret string) (sshproxy.Caller, bool) {
+func (testAccounts) TokenCaller(_ context.Context, secret string) (sshproxy.Caller, bool) {
 	switch secret {
 	case aliceToken:
 		return sshproxy.Caller{Name: "alice", Role: fsm.RoleUser}, true
