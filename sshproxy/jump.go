@@ -160,7 +160,7 @@ func (s *Server) serveChannel(log *slog.Logger, nc ssh.NewChannel, perms *ssh.Pe
 	}()
 	start := time.Now()
 	vps := up.RemoteAddr().String()
-	log.Info("ssh tunnel opened", "vps", vps, "active", s.active.Load())
+	log.Info("ssh tunnel opened", "vps", vps, "as", s.keyUsers(perms), "active", s.active.Load())
 	sent, received := relay(ch, up, ch, up)
 	log.Info("ssh tunnel closed", "vps", vps, "bytes_to_vps", sent, "bytes_from_vps", received, "duration", time.Since(start))
 	wg.Wait()
@@ -200,6 +200,26 @@ func (s *Server) openDirect(nc ssh.NewChannel, perms *ssh.Permissions) (net.Conn
 		}
 	}
 	return s.dial(t)
+}
+
+// keyUsers names, for logs, who the connection's key stands for: the admin
+// key, the accounts that registered it, or an anonymous caller.
+func (s *Server) keyUsers(perms *ssh.Permissions) string {
+	if perms.Extensions[extAdmin] == "1" {
+		return "admin key"
+	}
+	key, err := ssh.ParsePublicKey([]byte(perms.Extensions[extKey]))
+	if err != nil {
+		return "?"
+	}
+	var names []string
+	for _, c := range s.cfg.Accounts.KeyCallers(key) {
+		names = append(names, c.String())
+	}
+	if len(names) == 0 {
+		return "anonymous"
+	}
+	return strings.Join(names, ",")
 }
 
 // jumpTaskID parses the host of a direct-tcpip request. Besides a decimal
