@@ -479,3 +479,30 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// TestIsUnknownToken checks which rejections a lagging replica may take to
+// the leader: only a well-formed token it does not hold, never an expired
+// one (the replica knows it and it is dead everywhere) nor garbage.
+func TestIsUnknownToken(t *testing.T) {
+	m, sec := accounts(t)
+	other, _, err := auth.NewToken("alice", "", t0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAuth(m, "", t0.Add(2*time.Hour))
+	for _, c := range []struct {
+		name   string
+		secret string
+		want   bool
+	}{
+		{"well-formed, not held", other, true},
+		{"expired", sec["alice-exp"], false},
+		{"garbage", "hkr_short", false},
+		{"not a token at all", "password", false},
+	} {
+		_, err := a.Authenticate(req("GET", bearer(c.secret)...))
+		if status(err) != http.StatusUnauthorized || auth.IsUnknownToken(err) != c.want {
+			t.Errorf("%s: %v, IsUnknownToken %v, want 401 and %v", c.name, err, auth.IsUnknownToken(err), c.want)
+		}
+	}
+}
