@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/ops/certs"
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
 	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
@@ -41,13 +42,17 @@ func TestLineProtocol_TLS(t *testing.T) {
 	r := &resolver{}
 	r.set(7, sshproxy.Target{Task: vpsTask(7, user.AuthorizedKey("user@test"), vps.Port()), Node: node("n1")})
 	dir, foreign := tlsBundle(t, "h1"), tlsBundle(t, "h1")
-	p := startProxy(t, sshproxy.Config{Resolver: r, TLS: loadBundle(t, dir, "h1").Server()})
+	// Anonymous callers may do nothing: the request must carry the token,
+	// which then travels inside TLS only.
+	acc := &accounts{}
+	acc.addToken("tok-alice", "alice", fsm.RoleOperator)
+	p := startProxy(t, sshproxy.Config{Resolver: r, Accounts: acc, TLS: loadBundle(t, dir, "h1").Server()})
 	ca, err := certs.ClientTLS(filepath.Join(dir, certs.CAFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	d := sshproxy.NewDialer([]string{p.lineAddr}, 7, 5*time.Second)
+	d := sshproxy.NewDialer([]string{p.lineAddr}, 7, "tok-alice", 5*time.Second)
 	d.SetTLS(ca)
 	conn, err := d.Dial(context.Background())
 	if err != nil {
@@ -61,8 +66,9 @@ func TestLineProtocol_TLS(t *testing.T) {
 	}
 	conn.Close()
 
-	// A plain request (the original client) is refused.
-	_, err = sshproxy.DialTunnel(context.Background(), p.lineAddr, 7, 5*time.Second)
+	// A plain request (the original client) is refused before its token
+	// is looked at.
+	_, err = sshproxy.DialTunnelAs(context.Background(), p.lineAddr, 7, "tok-alice", 5*time.Second)
 	var te *sshproxy.TunnelError
 	if !errors.As(err, &te) || !strings.Contains(te.Reason, "TLS required") {
 		t.Fatalf("plain request: %v, want a TLS required refusal", err)
@@ -76,7 +82,7 @@ func TestLineProtocol_TLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sshproxy.DialTunnelTLS(context.Background(), p.lineAddr, 7, 5*time.Second, other)
+	_, err = sshproxy.DialTunnelTLS(context.Background(), p.lineAddr, 7, "tok-alice", 5*time.Second, other)
 	var verr *tls.CertificateVerificationError
 	if !errors.As(err, &verr) {
 		t.Fatalf("client of another CA: %v, want a certificate verification error", err)

@@ -55,10 +55,10 @@ func dialProxy(ctx context.Context, addr string, timeout time.Duration, cfg *tls
 	return c, nil
 }
 
-// DialTunnelTLS is DialTunnel over TLS: the proxy is verified with cfg
-// (nil: plain TCP, as DialTunnel).
-func DialTunnelTLS(ctx context.Context, addr string, id int64, timeout time.Duration, cfg *tls.Config) (net.Conn, error) {
-	return dialTunnel(ctx, addr, id, timeout, cfg)
+// DialTunnelTLS is DialTunnelAs over TLS: the proxy is verified with cfg
+// (nil: plain TCP, as DialTunnelAs).
+func DialTunnelTLS(ctx context.Context, addr string, id int64, token string, timeout time.Duration, cfg *tls.Config) (net.Conn, error) {
+	return dialTunnel(ctx, addr, id, token, timeout, cfg)
 }
 
 // SetTLS makes the Dialer speak TLS to the proxies, verifying them with

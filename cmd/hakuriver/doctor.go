@@ -160,6 +160,7 @@ func runClusterDoctor(cmd *cobra.Command, g *clientFlags, f doctorFlags) error {
 			hosts:        client.Hosts(),
 			tls:          tlsConfig,
 			token:        token,
+			bearer:       g.accountToken(),
 			probeTimeout: f.probeTimeout,
 			heartbeat:    c.Timing.HeartbeatPeriod(),
 		}

@@ -23,7 +23,10 @@ type doctorRun struct {
 	hosts  []string
 	token  string
 	// tls verifies https probes (nil: the system roots).
-	tls          *tls.Config
+	tls *tls.Config
+	// bearer is the caller's account token, used when there is no
+	// cluster token.
+	bearer       string
 	probeTimeout time.Duration
 	heartbeat    time.Duration
 }
@@ -129,6 +132,9 @@ func (d *doctorRun) memberClient(base string) (*api.Client, error) {
 	cc := api.DefaultClientConfig()
 	cc.Hosts = []string{base}
 	cc.Token = d.token
+	if d.token == "" {
+		cc.Bearer = d.bearer
+	}
 	cc.Timeout = 2*d.probeTimeout + 5*time.Second
 	cc.DialTimeout = min(d.probeTimeout, api.DefaultClientDialTimeout)
 	cc.UserAgent = "hakuriver-doctor"
