@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -113,7 +114,26 @@ func TestVPSSSHOverTLS(t *testing.T) {
 	created := vpsCreate(t, c, "--container", env, "--cores", "1", "--gen-ssh-key", "--key-out", filepath.Join(f.dir, "vps_ed25519"))
 	f.id, f.key, f.connect = created.TaskID, created.PrivateKeyFile, created.Connect
 
-	t.Run("SSHThroughFollower", f.testSSHThroughFollower)
+	t.Run("SSHThroughFollower", func(t *testing.T) {
+		c := c.For(t)
+		i := f.follower(t)
+		wantHostnameNproc(t, f.hakuriverSSH(t, i, f.id, f.key, "hostname; nproc"), f.id)
+		// OpenSSH with the block `hakuriver ssh config` prints: its
+		// ProxyCommand must carry --ca-file, since ssh runs it without
+		// HAKURIVER_CA_FILE (the caller's API token comes from the
+		// environment, as after hakuriver auth login).
+		cfg := c.CLIVia([]int{i}, 0, "", "ssh", "config", "--proxy-port", proxyPort(t, c.SSHProxy(i)),
+			"--key", f.key, "--alias", "hkt-vps", f.id)
+		if cfg.Code != 0 || !strings.Contains(cfg.Stdout, "--ca-file") {
+			t.Fatalf("ssh config: %s", cfg)
+		}
+		path := filepath.Join(t.TempDir(), "ssh_config")
+		if err := os.WriteFile(path, []byte(cfg.Stdout+"    BatchMode yes\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		wantHostnameNproc(t, harness.RunCLI(t.Context(), harness.CLICommand{Bin: "ssh", Args: []string{"-F", path, "hkt-vps", "hostname; nproc"},
+			Timeout: sshTimeout, Env: []string{"HAKURIVER_TOKEN=" + c.AdminToken()}}), f.id)
+	})
 	t.Run("PlainLineRequestRefused", func(t *testing.T) {
 		conn, err := net.DialTimeout("tcp", c.SSHProxy(0), 5*time.Second)
 		if err != nil {
