@@ -111,7 +111,7 @@ func TestAccountsCLIEndToEnd(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, rec := range recs {
-		seen[rec.User+" "+rec.Action+" "+strings.Fields(rec.Target+" x")[0]] = true
+		seen[rec.User+" "+rec.Action+" "+strings.Fields(rec.Target + " x")[0]] = true
 	}
 	for _, want := range []string{"cluster bootstrap_auth user", "admin put_user user", "admin create_token token", "admin revoke_token token"} {
 		if !seen[want] {
