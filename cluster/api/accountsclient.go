@@ -53,10 +53,15 @@ func (c *Client) Logout(ctx context.Context) error {
 	return nil
 }
 
+// The account reads below are consistent (?consistent=1): the answering
+// replica reads through the leader, so that a change made a moment ago
+// through any replica is seen, and "user set" merges into the latest
+// account. Without a leader they fail like a write.
+
 // Users lists the accounts, sorted by name (GET /api/users).
 func (c *Client) Users(ctx context.Context) ([]fsm.User, error) {
 	var out []fsm.User
-	if _, err := c.Do(ctx, http.MethodGet, "/api/users", nil, &out); err != nil {
+	if _, err := c.Do(ctx, http.MethodGet, "/api/users?consistent=1", nil, &out); err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	return out, nil
@@ -69,7 +74,7 @@ func (c *Client) User(ctx context.Context, name string) (fsm.User, error) {
 	if err := checkName("user", name); err != nil {
 		return out, err
 	}
-	if _, err := c.Do(ctx, http.MethodGet, "/api/users/"+url.PathEscape(name), nil, &out); err != nil {
+	if _, err := c.Do(ctx, http.MethodGet, "/api/users/"+url.PathEscape(name)+"?consistent=1", nil, &out); err != nil {
 		return fsm.User{}, fmt.Errorf("get user %s: %w", name, err)
 	}
 	return out, nil
@@ -116,7 +121,7 @@ func (c *Client) DeleteUser(ctx context.Context, name string) error {
 // Groups lists the groups, sorted by name (GET /api/groups).
 func (c *Client) Groups(ctx context.Context) ([]fsm.Group, error) {
 	var out []fsm.Group
-	if _, err := c.Do(ctx, http.MethodGet, "/api/groups", nil, &out); err != nil {
+	if _, err := c.Do(ctx, http.MethodGet, "/api/groups?consistent=1", nil, &out); err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
 	return out, nil
@@ -161,10 +166,11 @@ func (c *Client) DeleteGroup(ctx context.Context, name string) error {
 // Tokens lists API tokens, never their secrets (GET /api/tokens): the
 // caller's own, or for an admin everyone's or user's when user is set.
 func (c *Client) Tokens(ctx context.Context, user string) ([]TokenInfo, error) {
-	path := "/api/tokens"
+	v := url.Values{"consistent": {"1"}}
 	if user != "" {
-		path += "?" + url.Values{"user": {user}}.Encode()
+		v.Set("user", user)
 	}
+	path := "/api/tokens?" + v.Encode()
 	var out []TokenInfo
 	if _, err := c.Do(ctx, http.MethodGet, path, nil, &out); err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
@@ -209,7 +215,7 @@ type AuditQuery struct {
 // Audit returns one page of audit records, oldest first (GET /api/audit);
 // pass its NextAfter as AuditQuery.After for the next page.
 func (c *Client) Audit(ctx context.Context, q AuditQuery) (AuditPage, error) {
-	v := url.Values{}
+	v := url.Values{"consistent": {"1"}}
 	for _, kv := range [][2]string{{"user", q.User}, {"since", q.Since}, {"after", q.After}} {
 		if kv[1] != "" {
 			v.Set(kv[0], kv[1])
@@ -218,10 +224,7 @@ func (c *Client) Audit(ctx context.Context, q AuditQuery) (AuditPage, error) {
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	path := "/api/audit"
-	if len(v) > 0 {
-		path += "?" + v.Encode()
-	}
+	path := "/api/audit?" + v.Encode()
 	var out AuditPage
 	if _, err := c.Do(ctx, http.MethodGet, path, nil, &out); err != nil {
 		return AuditPage{}, fmt.Errorf("read the audit log: %w", err)
