@@ -186,6 +186,11 @@ func TestAccountEndpointsRejectBadInput(t *testing.T) {
 		{"revoke unknown token", "DELETE", "/tokens/0123456789abcdef", "admin", ``, nil, 404, "0123456789abcdef"},
 		{"revoke another's token as user", "DELETE", "/tokens/" + boot.TokenID, "bob", ``, nil, 404, boot.TokenID},
 		{"revoke bad id", "DELETE", "/tokens/..%2F..", "admin", ``, nil, 404, "token"},
+		// the cluster token is no account
+		{"cluster token creates a user", "POST", "/users", "cluster", `{"name":"carol","role":"admin"}`, nil, 403, "cluster token"},
+		{"cluster token creates a token", "POST", "/tokens", "cluster", `{"user":"root_admin"}`, nil, 403, "cluster token"},
+		{"cluster token lists users", "GET", "/users", "cluster", ``, nil, 403, "cluster token"},
+		{"cluster token reads the audit", "GET", "/audit", "cluster", ``, nil, 403, "cluster token"},
 		// audit
 		{"audit bad since", "GET", "/audit?since=yesterday", "admin", ``, nil, 400, "since"},
 		{"audit negative since", "GET", "/audit?since=-5h", "admin", ``, nil, 400, "since"},
