@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -373,5 +375,95 @@ func TestAccountCommands_Help(t *testing.T) {
 		if err != nil || !strings.Contains(out, "Examples:") || !strings.Contains(out, "hakuriver "+path[0]) {
 			t.Errorf("%q --help: %v\n%s", path, err, out)
 		}
+	}
+}
+
+// openPTY opens a pseudo-terminal pair: the master (the "keyboard and
+// screen") and the terminal a program reads.
+func openPTY(t *testing.T) (master, term *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	// Through SyscallConn, not Fd: Fd would make the master blocking,
+	// and its read deadline useless.
+	rc, err := m.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var ioErr error
+	if err := rc.Control(func(fd uintptr) {
+		if ioErr = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); ioErr == nil {
+			n, ioErr = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
+		}
+	}); err != nil || ioErr != nil {
+		t.Fatalf("unlock the pty: %v %v", err, ioErr)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open pty: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
+}
+
+// On a terminal the token is asked for and not echoed, and the terminal
+// is left as it was.
+func TestReadToken_TerminalNoEcho(t *testing.T) {
+	master, term := openPTY(t)
+	before, err := unix.IoctlGetTermios(int(term.Fd()), unix.TCGETS)
+	if err != nil || before.Lflag&unix.ECHO == 0 {
+		t.Fatalf("a fresh terminal should echo: %v", err)
+	}
+	var prompt bytes.Buffer
+	type result struct {
+		tok string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tok, err := readToken(term, &prompt)
+		done <- result{tok, err}
+	}()
+	// Type once echo is off, as a person would after the prompt.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := unix.IoctlGetTermios(int(term.Fd()), unix.TCGETS)
+		if err == nil && st.Lflag&unix.ECHO == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("echo was never turned off")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := master.Write([]byte("hkr_typed-secret\n")); err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("readToken did not return")
+	}
+	if r.err != nil || r.tok != "hkr_typed-secret" {
+		t.Fatalf("token %q, %v", r.tok, r.err)
+	}
+	if !strings.Contains(prompt.String(), "API token:") {
+		t.Errorf("no prompt: %q", prompt.String())
+	}
+	// Whatever the terminal shows back must not hold the secret.
+	master.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	shown := make([]byte, 256)
+	n, _ := master.Read(shown)
+	if strings.Contains(string(shown[:n]), "secret") {
+		t.Errorf("the token was echoed: %q", shown[:n])
+	}
+	after, err := unix.IoctlGetTermios(int(term.Fd()), unix.TCGETS)
+	if err != nil || after.Lflag != before.Lflag {
+		t.Errorf("terminal mode not restored: %#x, was %#x (%v)", after.Lflag, before.Lflag, err)
 	}
 }

@@ -207,4 +207,18 @@ func TestAccountsCLIOnDev(t *testing.T) {
 	if err != nil || savedToken([]string{host}) != "" {
 		t.Fatalf("logout: %v\n%s", err, out)
 	}
+
+	// logout --revoke: the saved token is revoked on the cluster too.
+	var second api.TokenResponse
+	mustJSON(t, asAdmin("-o", "json", "token", "create", "--user", "bob", "--name", "second"), &second)
+	if _, _, err := runRoot(t, "", "--host", host, "auth", "login", "--token", second.Token); err != nil {
+		t.Fatalf("login with the second token: %v", err)
+	}
+	out, _, err = runRoot(t, "", "--host", host, "auth", "logout", "--revoke")
+	if err != nil || !strings.Contains(out, second.TokenID+" is revoked") || savedToken([]string{host}) != "" {
+		t.Fatalf("logout --revoke: %v\n%s", err, out)
+	}
+	if out := asAdmin("token", "list", "--user", "bob"); strings.Contains(out, second.TokenID) {
+		t.Fatalf("the token outlived logout --revoke:\n%s", out)
+	}
 }
