@@ -150,6 +150,8 @@ also stores it as "hakuriver auth login" does.`,
 						// The secret exists nowhere else: print it anyway.
 						fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
 						saved = ""
+					} else {
+						warnEnvToken(cmd.ErrOrStderr())
 					}
 				}
 				if format == outputJSON {
@@ -239,6 +241,7 @@ mode 0700, one token per cluster.`,
 				if err != nil {
 					return err
 				}
+				warnEnvToken(cmd.ErrOrStderr())
 				res := loginResult{Cluster: clusterKey(g.hostList()), User: who.User, Role: string(who.Role), TokenID: who.TokenID, SavedIn: path}
 				if format == outputJSON {
 					return printJSON(cmd.OutOrStdout(), res)
@@ -253,6 +256,14 @@ mode 0700, one token per cluster.`,
 		},
 	}
 	return cmd
+}
+
+// warnEnvToken says, when $HAKURIVER_TOKEN is set, that it wins over the
+// token just saved.
+func warnEnvToken(w io.Writer) {
+	if os.Getenv(tokenEnv) != "" {
+		fmt.Fprintf(w, "note: $%s is set in this shell and is sent instead of the saved token; unset it to use the saved one\n", tokenEnv)
+	}
 }
 
 // checkTokenText rejects what cannot be a token before it is sent in a

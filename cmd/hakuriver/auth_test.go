@@ -141,6 +141,11 @@ func TestClientFlags_AccountTokenOrder(t *testing.T) {
 	if got, src := g.accountToken(), g.tokenSource(); got != "hkr_env" || src != "$"+tokenEnv {
 		t.Errorf("env: %q from %q", got, src)
 	}
+	var note bytes.Buffer
+	warnEnvToken(&note)
+	if !strings.Contains(note.String(), "$"+tokenEnv) {
+		t.Errorf("login does not say that $%s wins over the saved token: %q", tokenEnv, note.String())
+	}
 	g.token = "hkr_flag"
 	if got, src := g.accountToken(), g.tokenSource(); got != "hkr_flag" || src != "--token" {
 		t.Errorf("flag: %q from %q", got, src)
