@@ -19,14 +19,12 @@ import (
 // cluster with the real CLI only: `auth bootstrap --save` with the cluster
 // token makes the first admin, who adds bob and a token for him; bob logs
 // in with the token on standard input into his own token store
-// ($HAKURIVER_TOKEN_STORE in a temp dir, mode 0600) and `auth whoami` shows
+// ($HAKURIVER_CREDENTIALS in a temp dir, mode 0600) and `auth whoami` shows
 // bob through every replica; bob may not add accounts (the server's 403 is
 // shown); once the admin revokes the token, bob's next call fails with 401
 // on every replica.
 func TestAccountsCLIEndToEnd(t *testing.T) {
-	// Anonymous viewers, so that the harness can watch the replicas
-	// before there is any account.
-	c := startCluster(t, harness.Options{NoBootstrap: true, AnonymousRole: "viewer"})
+	c := startCluster(t, harness.Options{NoBootstrap: true})
 
 	// The harness's CLI runs have no token yet: bootstrap saves the admin's
 	// into the harness's token store, which every later c.CLI sends.
@@ -51,7 +49,7 @@ func TestAccountsCLIEndToEnd(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "bob", "tokens.json")
 	asBob := func(host, stdin string, args ...string) harness.CLIResult {
 		return harness.RunCLI(context.Background(), harness.CLICommand{Bin: c.Bin(), Stdin: stdin,
-			Args: append([]string{"--host", host}, args...), Env: []string{"HAKURIVER_TOKEN_STORE=" + store}})
+			Args: append([]string{"--host", host}, args...), Env: []string{"HAKURIVER_CREDENTIALS=" + store}})
 	}
 	r = asBob(c.HostFlag(), tok.Token+"\n", "auth", "login")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "as bob") {

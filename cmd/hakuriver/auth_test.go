@@ -40,7 +40,7 @@ func runRoot(tb testing.TB, stdin string, args ...string) (string, string, error
 func useTokenStore(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "conf", "hakuriver", "tokens.json")
-	t.Setenv(tokenStoreEnv, p)
+	t.Setenv(credentialsEnv, p)
 	t.Setenv(tokenEnv, "")
 	t.Setenv(hostEnv, "")
 	return p

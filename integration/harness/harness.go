@@ -88,9 +88,7 @@ type Options struct {
 	AnonymousRole string
 	// NoBootstrap leaves the accounts unbootstrapped. Otherwise
 	// StartCluster bootstraps them with the cluster token, and Call, CLI
-	// and friends act as that first admin (AdminToken). With NoBootstrap
-	// set AnonymousRole to viewer at least: the harness watches the
-	// replicas through GET /api/cluster, which needs a viewer.
+	// and friends act as that first admin (AdminToken).
 	NoBootstrap bool
 	// ReplicaBin maps a replica index to another binary than Bin, for a
 	// cluster of mixed versions (a rolling upgrade).
