@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster"
-	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/runner"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 )
