@@ -24,9 +24,7 @@ import (
 // and the task completes. A CLI without the CA and a plain HTTP client get
 // nowhere.
 func TestTLSClusterRunsTasks(t *testing.T) {
-	// AnonymousRole viewer: the harness waits for GET /api/cluster before it
-	// bootstraps the accounts.
-	c := startCluster(t, harness.Options{TLS: true, AnonymousRole: "viewer", HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
+	c := startCluster(t, harness.Options{TLS: true, HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
 	for i := range c.N() {
 		if !strings.HasPrefix(c.Replica(i).API, "https://") {
 			t.Fatalf("replica %d API %s", i, c.Replica(i).API)
@@ -103,7 +101,7 @@ func TestTLSClusterRunsTasks(t *testing.T) {
 func TestVPSSSHOverTLS(t *testing.T) {
 	requireDocker(t, sshdImage)
 	requireSSH(t)
-	c := startCluster(t, harness.Options{TLS: true, AnonymousRole: "viewer", HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
+	c := startCluster(t, harness.Options{TLS: true, HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
 	name := "tls1-" + uniqueSuffix()
 	t.Cleanup(func() { harness.RemoveRunnerContainers(t, name) })
 	c.StartRunner(name, dockerRunner)

@@ -91,7 +91,7 @@ func addClientFlags(root *cobra.Command) *clientFlags {
 	pf.StringVarP(&g.output, "output", "o", outputTable, "output format of client commands: table or json")
 	pf.DurationVar(&g.timeout, "timeout", defaultTimeout, "time limit of each API call, trying other replicas included")
 	pf.StringVar(&g.caFile, "ca-file", "", "cluster CA certificate that https:// replicas are verified against (default $"+caFileEnv+")")
-	pf.StringVar(&g.token, "token", "", "API token of your account (default $"+tokenEnv+", else the one saved by `hakuriver auth login`)")
+	pf.StringVar(&g.token, "token", "", "API token of your account (default $"+tokenEnv+", else the one saved by 'hakuriver auth login')")
 	return g
 }
 

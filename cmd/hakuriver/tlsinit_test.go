@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// runRoot runs the full CLI with args.
-func runRoot(t *testing.T, args ...string) (string, error) {
+// runTLSRoot runs the full CLI with args.
+func runTLSRoot(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -28,7 +28,7 @@ func runRoot(t *testing.T, args ...string) (string, error) {
 
 func TestTLSInitCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
-	out, err := runRoot(t, "tls", "init", "--dir", dir, "--node", "h1,h2", "--ip", "10.0.0.5", "--dns", "h1.lab", "-o", "json")
+	out, err := runTLSRoot(t, "tls", "init", "--dir", dir, "--node", "h1,h2", "--ip", "10.0.0.5", "--dns", "h1.lab", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestTLSInitCommand(t *testing.T) {
 
 	// Again: the CA stays, a runner certificate is added.
 	caBefore, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
-	out, err = runRoot(t, "tls", "init", "--dir", dir, "--node", "r1")
+	out, err = runTLSRoot(t, "tls", "init", "--dir", dir, "--node", "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestTLSInitCommand(t *testing.T) {
 		{"tls", "init", "--dir", dir, "--node", "../evil"},            // a path as a node
 		{"tls", "init", "--dir", dir, "--node", "h1", "-o", "yaml"},   // bad --output
 	} {
-		if _, err := runRoot(t, args...); err == nil {
+		if _, err := runTLSRoot(t, args...); err == nil {
 			t.Errorf("%q: accepted", args)
 		}
 	}
@@ -96,7 +96,7 @@ func TestTLSInitCommand(t *testing.T) {
 
 func TestProxyTLSFollowsTheHostScheme(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := runRoot(t, "tls", "init", "--dir", dir, "--node", "h1"); err != nil {
+	if _, err := runTLSRoot(t, "tls", "init", "--dir", dir, "--node", "h1"); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(caFileEnv, "")

@@ -84,7 +84,7 @@ func RunCLI(ctx context.Context, cc CLICommand) CLIResult {
 		cmd.Stdout = io.MultiWriter(&out, cc.Tee)
 	}
 	env := os.Environ()
-	for _, name := range []string{"HAKURIVER_HOST", "HAKURIVER_CONFIG", "HAKURIVER_TOKEN", "HAKURIVER_TOKEN_FILE", "HAKURIVER_CA_FILE"} {
+	for _, name := range []string{"HAKURIVER_HOST", "HAKURIVER_CONFIG", "HAKURIVER_TOKEN", "HAKURIVER_CREDENTIALS", "HAKURIVER_CA_FILE"} {
 		env = withoutEnv(env, name)
 	}
 	cmd.Env = append(env, cc.Env...)
@@ -114,7 +114,7 @@ func RunCLI(ctx context.Context, cc CLICommand) CLIResult {
 // (HAKURIVER_TOKEN), a token store of the cluster's own and, with
 // Options.TLS, the CA (HAKURIVER_CA_FILE).
 func (c *Cluster) CLIEnv() []string {
-	env := []string{"HAKURIVER_TOKEN_FILE=" + filepath.Join(c.base, "cli-tokens.json")}
+	env := []string{"HAKURIVER_CREDENTIALS=" + filepath.Join(c.base, "cli-tokens.json")}
 	if c.admin != "" {
 		env = append(env, "HAKURIVER_TOKEN="+c.admin)
 	}
