@@ -180,15 +180,26 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, submitResponse(ids))
 		return
 	}
+	p := principal(r)
+	sub, err := a.submitterOf(p)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := checkPolicy(req, sub); err != nil {
+		writeError(w, err)
+		return
+	}
 	tasks, err := a.buildTasks(req)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	now := time.Now().UTC()
-	owner := ownerName(principal(r))
+	owner := ownerName(p)
 	for i, t := range tasks {
 		t.Owner = owner
+		t.RunAs = sub.runAs
 		t.TaskID = a.d.Proposer.NextTaskID()
 		t.BatchID = tasks[0].TaskID
 		t.SubmittedAt = now
