@@ -81,6 +81,7 @@ func (g *clientFlags) withSlowClient(cmd *cobra.Command, fn func(ctx context.Con
 	cfg.Timeout = g.timeout + dockerSlowCall
 	cfg.RetryBudget = g.timeout
 	cfg.UserAgent = "hakuriver-cli"
+	cfg.Bearer = g.accountToken()
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return fmt.Errorf("invalid --host: %w", err)
