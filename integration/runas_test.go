@@ -108,6 +108,16 @@ func TestNativeTasksRunAsTheirOwner(t *testing.T) {
 		}
 	}
 
+	// The CLI lists by owner: alice's one task; the admin (the harness's
+	// CLI account) owns none.
+	var listed []api.Task
+	if err := c.CLIOK("-o", "json", "task", "list", "--user", "alice").Decode(&listed); err != nil || len(listed) != 1 || listed[0].Owner != "alice" {
+		t.Errorf("task list --user alice: %+v (%v), want her one task", listed, err)
+	}
+	if r := c.CLIOK("task", "list", "--mine"); strings.TrimSpace(r.Stdout) != "No tasks." {
+		t.Errorf("task list --mine as the admin: %q, want no tasks", r.Stdout)
+	}
+
 	// A unix_user of root needs the run_as_root policy.
 	rooty := createAccount(t, c, api.UserRequest{Name: "rooty", Role: fsm.RoleUser, UnixUser: "0"})
 	ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
