@@ -41,7 +41,9 @@ func (h *Host) audited(ctx context.Context, c fsm.Command) (fsm.Command, error) 
 		return c, nil
 	}
 	if p.Kind == auth.Cluster {
-		if _, boot := c.(*fsm.BootstrapAuth); !boot {
+		switch c.(type) {
+		case *fsm.BootstrapAuth, *fsm.Record:
+		default:
 			return c, nil
 		}
 	}
@@ -50,7 +52,29 @@ func (h *Host) audited(ctx context.Context, c fsm.Command) (fsm.Command, error) 
 	}
 	o, _ := ctx.Value(originKey{}).(origin)
 	rec := fsm.AuditRecord{At: time.Now().UTC(), User: p.Name, Role: p.Role, Via: o.via, RequestID: o.requestID, Target: auditTarget(c)}
+	if n, ok := ctx.Value(noteKey{}).(note); ok {
+		rec.Action, rec.Target = n.action, n.target
+	}
 	return fsm.Wrap(c, rec, h.cfg.AuditKeep, h.cfg.AuditMaxAge)
+}
+
+// note names an act recorded with fsm.Record.
+type note struct{ action, target string }
+
+type noteKey struct{}
+
+// recordAct keeps an audit record of an act outside the FSM (membership,
+// leadership) made by the caller in ctx. Nothing is recorded for calls
+// without a caller (the leader's own decisions). A failure to record is
+// logged: the act itself happened.
+func (h *Host) recordAct(ctx context.Context, action, target string) {
+	if _, ok := auth.FromContext(ctx); !ok {
+		return
+	}
+	ctx = context.WithValue(ctx, noteKey{}, note{action: action, target: target})
+	if _, err := h.apply(ctx, &fsm.Record{}); err != nil {
+		h.log.Warn("could not record an act in the audit log", "action", action, "target", target, "err", err)
+	}
 }
 
 // auditTarget names what c acts on.

@@ -72,8 +72,12 @@ func stateName(s raft.RaftState) string {
 }
 
 // AddVoter adds replica id at Raft address addr as a voter (leader only).
-func (h *Host) AddVoter(_ context.Context, id, addr string) error {
-	return h.raft.r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error()
+func (h *Host) AddVoter(ctx context.Context, id, addr string) error {
+	if err := h.raft.r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
+		return err
+	}
+	h.recordAct(ctx, "add_voter", "replica "+id+" at "+addr)
+	return nil
 }
 
 // InConfiguration reports whether replica id is in the Raft configuration.
@@ -92,7 +96,7 @@ func (h *Host) InConfiguration(id string) (bool, error) {
 
 // RemoveVoter removes replica id from the Raft configuration (leader only);
 // a 404 error when it is not in it.
-func (h *Host) RemoveVoter(_ context.Context, id string) error {
+func (h *Host) RemoveVoter(ctx context.Context, id string) error {
 	found, err := h.InConfiguration(id)
 	if err != nil {
 		return err
@@ -103,18 +107,16 @@ func (h *Host) RemoveVoter(_ context.Context, id string) error {
 	if err := h.raft.r.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
 		return fmt.Errorf("remove replica %s: %w", id, err)
 	}
+	h.recordAct(ctx, "remove_voter", "replica "+id)
 	return nil
 }
 
 // TransferLeadership hands leadership to replica id, or to any replica
 // when id is "" (leader only); a 404 error when id is not in the Raft
 // configuration.
-func (h *Host) TransferLeadership(_ context.Context, id string) error {
-	var f raft.Future
-	if id == "" {
-		f = h.raft.r.LeadershipTransfer()
-	} else {
-		var addr raft.ServerAddress
+func (h *Host) TransferLeadership(ctx context.Context, id string) error {
+	var addr raft.ServerAddress
+	if id != "" {
 		for _, s := range h.raft.r.GetConfiguration().Configuration().Servers {
 			if string(s.ID) == id {
 				addr = s.Address
@@ -123,6 +125,17 @@ func (h *Host) TransferLeadership(_ context.Context, id string) error {
 		if addr == "" {
 			return notFound("replica %q is not in the raft configuration", id)
 		}
+	}
+	// Recorded before: this replica is no longer the leader afterwards.
+	target := "to any replica"
+	if id != "" {
+		target = "to replica " + id
+	}
+	h.recordAct(ctx, "leadership_transfer", target)
+	var f raft.Future
+	if id == "" {
+		f = h.raft.r.LeadershipTransfer()
+	} else {
 		f = h.raft.r.LeadershipTransferToServer(raft.ServerID(id), addr)
 	}
 	if err := f.Error(); err != nil {

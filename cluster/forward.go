@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -55,7 +56,7 @@ func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
 		for {
 			if h.IsLeader() {
 				r.Body = io.NopCloser(bytes.NewReader(body))
-				next(w, h.withOrigin(r))
+				next(&indexWriter{ResponseWriter: w, h: h}, h.withOrigin(r))
 				return
 			}
 			if forwarded {
@@ -126,6 +127,7 @@ func (h *Host) forwardTo(w http.ResponseWriter, r *http.Request, leaderID, base 
 			w.Header()[k] = v
 		}
 	}
+	h.waitApplied(ctx, resp.Header.Get(appliedHeader))
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body) //nolint:errcheck // the client went away
 	return true
@@ -210,5 +212,59 @@ func (h *Host) leaderView(next http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		next(w, r)
+	}
+}
+
+// appliedHeader carries the leader's applied index when it answers a
+// write: the replica that forwarded the write waits until it has applied
+// that much before it answers, so that a caller reads its own writes
+// through the replica it wrote through (a token just created authenticates
+// there at once; a task just submitted is there).
+const appliedHeader = "X-Hakuriver-Applied-Index"
+
+// maxReadYourWritesWait bounds that wait: a lagging replica answers anyway.
+const maxReadYourWritesWait = 2 * time.Second
+
+// indexWriter sets appliedHeader on the leader's answer to a write.
+type indexWriter struct {
+	http.ResponseWriter
+	h       *Host
+	written bool
+}
+
+// WriteHeader stamps the applied index, then writes the header.
+func (iw *indexWriter) WriteHeader(code int) {
+	if !iw.written {
+		iw.written = true
+		iw.Header().Set(appliedHeader, strconv.FormatUint(iw.h.machine.AppliedIndex(), 10))
+	}
+	iw.ResponseWriter.WriteHeader(code)
+}
+
+// Write writes the header first if the handler did not.
+func (iw *indexWriter) Write(b []byte) (int, error) {
+	if !iw.written {
+		iw.WriteHeader(http.StatusOK)
+	}
+	return iw.ResponseWriter.Write(b)
+}
+
+// waitApplied waits, bounded, until this replica has applied the index in
+// v (an appliedHeader value).
+func (h *Host) waitApplied(ctx context.Context, v string) {
+	want, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || h.machine.AppliedIndex() >= want {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxReadYourWritesWait)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for h.machine.AppliedIndex() < want {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }

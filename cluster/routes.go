@@ -55,7 +55,7 @@ func (h *Host) apiTable() []route {
 		{"POST", "/register", internal, h.onLeader(a.Register)},
 		{"PUT", "/heartbeat/{hostname}", internal, h.onLeader(a.Heartbeat)},
 		{"POST", "/update", internal, h.onLeader(a.Update)},
-		{"GET", "/cluster", viewer, h.consistentRead(a.Cluster)},
+		{"GET", "/cluster", viewerCT, h.consistentRead(a.Cluster)},
 		{"POST", "/cluster/join", adminOrCT, h.onLeader(a.Join)},
 		// Answers the leader's challenge with an HMAC of the cluster token
 		// (hostproof.go): it proves, it grants nothing.

@@ -37,6 +37,14 @@ type Audited struct {
 // Type implements Command.
 func (*Audited) Type() CommandType { return CmdAudited }
 
+// Record changes nothing. Wrapped in Audited (with Action set on the
+// record) it keeps an audit record of an act outside the FSM, such as a
+// Raft membership change or a leadership transfer.
+type Record struct{}
+
+// Type implements Command.
+func (*Record) Type() CommandType { return CmdRecord }
+
 // Wrap returns c wrapped with its audit record.
 func Wrap(c Command, rec AuditRecord, keep int, maxAge time.Duration) (*Audited, error) {
 	if _, nested := c.(*Audited); nested {

@@ -34,6 +34,9 @@ const (
 	CmdRevokeToken   CommandType = 16
 	// CmdAudited wraps another command with its audit record (audit.go).
 	CmdAudited CommandType = 17
+	// CmdRecord changes nothing: wrapped in Audited, it records an act that
+	// is not a state change of the FSM (a Raft membership change).
+	CmdRecord CommandType = 18
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -75,6 +78,8 @@ func (c CommandType) String() string {
 		return "revoke_token"
 	case CmdAudited:
 		return "audited"
+	case CmdRecord:
+		return "record"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -223,6 +228,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &RevokeToken{}
 	case CmdAudited:
 		c = &Audited{}
+	case CmdRecord:
+		c = &Record{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -157,6 +157,8 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return m.addToken(c.Token)
 	case *RevokeToken:
 		return m.applyRevokeToken(c)
+	case *Record:
+		return Result{}
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }
