@@ -15,6 +15,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/runner"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 )
@@ -52,6 +53,9 @@ func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 	hc.NodeID, hc.DataDir, hc.SharedDir = "h1", t.TempDir(), shared
 	hc.APIPort, hc.RaftPort, hc.GossipPort = 0, 0, 0
 	hc.FastGossip, hc.ClusterToken = true, "secret-token"
+	// Callers without a token act as operators: these tests are about the
+	// runner, not the accounts.
+	hc.AnonymousRole = fsm.RoleOperator
 	hc.HeartbeatInterval = 500 * time.Millisecond
 	hc.Logger = logger(t)
 	ctx := context.Background()
