@@ -44,18 +44,6 @@ func doAs(t *testing.T, method, url, bearer string, body any) (*http.Response, [
 	return resp, b
 }
 
-// bootstrapAdmin creates the first admin with the cluster token and returns
-// its API token.
-func bootstrapAdmin(t *testing.T, base string) string {
-	t.Helper()
-	resp, body := do(t, "POST", base+"/api/auth/bootstrap", api.BootstrapRequest{User: "admin"})
-	var tr api.TokenResponse
-	if resp.StatusCode != http.StatusCreated || json.Unmarshal(body, &tr) != nil || tr.Token == "" {
-		t.Fatalf("bootstrap: %d %s", resp.StatusCode, body)
-	}
-	return tr.Token
-}
-
 // addUser creates an account as admin and returns a token of it.
 func addUser(t *testing.T, base, admin string, u api.UserRequest) string {
 	t.Helper()
@@ -91,7 +79,7 @@ func submitAs(t *testing.T, base, bearer string, req any) (int, string, []string
 func TestAccountsOwnTheirTasks(t *testing.T) {
 	h := startClusterWith(t, 1, func(_ int, cfg *Config) { cfg.AnonymousRole = "" })[0]
 	base := h.APIURL()
-	admin := bootstrapAdmin(t, base)
+	admin := bootstrapAdmin(t, h)
 	alice := addUser(t, base, admin, api.UserRequest{Name: "alice", Role: fsm.RoleUser, UnixUser: "4242:4242"})
 	bob := addUser(t, base, admin, api.UserRequest{Name: "bob", Role: fsm.RoleUser})
 	rooty := addUser(t, base, admin, api.UserRequest{Name: "rooty", Role: fsm.RoleUser, UnixUser: "root"})

@@ -177,8 +177,8 @@ func TestSubmitContractAcceptsOriginalPayloads(t *testing.T) {
 	base := h.APIURL()
 	// additional_mounts in a request need the mounts policy: submit as an
 	// admin who was granted it.
-	admin := bootstrapAdmin(t, base)
-	if resp, body := doAs(t, "PATCH", base+"/api/users/admin", admin, api.UserPatch{Policy: &fsm.Policy{Mounts: true}}); resp.StatusCode != http.StatusOK {
+	admin := bootstrapAdmin(t, h)
+	if resp, body := doAs(t, "PATCH", base+"/api/users/root", admin, api.UserPatch{Policy: &fsm.Policy{Mounts: true}}); resp.StatusCode != http.StatusOK {
 		t.Fatalf("grant mounts: %d %s", resp.StatusCode, body)
 	}
 	runner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
