@@ -68,9 +68,7 @@ func ownerOf(t *testing.T, path string) (uint32, uint32) {
 // unix_user runs as the runner's runner_user (nobody here). The owner reads
 // the logs; another user may not.
 func TestNativeTasksRunAsTheirOwner(t *testing.T) {
-	// Anonymous viewers let the harness watch the cluster come up before
-	// its admin exists.
-	c := startCluster(t, harness.Options{Replicas: 1, HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor, AnonymousRole: "viewer"})
+	c := startCluster(t, harness.Options{Replicas: 1, HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
 	opts := twoCores
 	opts.Args = []string{"--runner-user", "nobody"}
 	c.StartRunner("ra1", opts)
@@ -143,10 +141,7 @@ func TestNativeTasksRunAsTheirOwner(t *testing.T) {
 // user), and its stdout file belongs to uid 4242.
 func TestDockerTaskRunsAsItsOwner(t *testing.T) {
 	requireDocker(t, busyboxImage)
-	c := startCluster(t, harness.Options{Replicas: 1, HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor, AnonymousRole: "viewer"})
-	runner := "hkt-runas-" + uniqueSuffix()
-	t.Cleanup(func() { harness.RemoveRunnerContainers(t, runner) })
-	c.StartRunner(runner, dockerRunner)
+	c, runner := startDockerSingle(t, "hkt-runas")
 	env := envName("hkt-runas")
 	createEnvironment(t, c, busyboxImage, env)
 	createTar(t, c, env)
