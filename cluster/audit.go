@@ -24,7 +24,9 @@ type originKey struct{}
 // (X-Hakuriver-Forwarded) or this one.
 func (h *Host) withOrigin(r *http.Request) *http.Request {
 	via := r.Header.Get(api.ForwardedHeader)
-	if via == "" {
+	if _, known := h.pool.Member(via); via == "" || !known {
+		// Not forwarded, or the header names no member: a caller may set
+		// it, so only a replica in gossip is believed.
 		via = h.cfg.NodeID
 	}
 	o := origin{via: via, requestID: r.Header.Get(requestIDHeader)}

@@ -113,7 +113,8 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 				d.planned = 0 // something did not commit: plan again next pass
 			}
 		}()
-		res := scheduler.Plan(scheduler.View{Nodes: l.state.Nodes(), Active: l.state.Active(), Lookup: l.state.Task})
+		res := scheduler.Plan(scheduler.View{Nodes: l.state.Nodes(), Active: l.state.Active(), Lookup: l.state.Task,
+			Quotas: scheduler.NewQuotas(l.state.Users(), l.state.Groups())})
 		for _, f := range res.Failed {
 			code, msg := -1, "Not started: "+f.Reason
 			ok = l.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now}) && ok

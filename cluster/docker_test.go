@@ -388,7 +388,7 @@ func TestDockerUnavailable(t *testing.T) {
 	cfg.NodeID, cfg.DataDir, cfg.SharedDir = "h1", t.TempDir(), t.TempDir()
 	cfg.APIPort, cfg.RaftPort, cfg.GossipPort = 0, 0, 0
 	cfg.FastGossip, cfg.ClusterToken = true, testToken
-	cfg.AnonymousRole = fsm.RoleOperator // as startCluster's replicas
+	cfg.AnonymousRole = fsm.RoleOperator // as in startClusterWith
 	cfg.Docker = dockerEnvs{m}
 	cfg.Logger = testLogger(t)
 	h, err = StartHost(context.Background(), cfg)

@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -97,6 +100,7 @@ func (h *Host) apiTable() []route {
 		{"POST", "/tokens", user, h.onLeader(a.CreateTokenFor)},
 		{"DELETE", "/tokens/{id}", user, h.onLeader(a.RevokeToken)},
 		{"GET", "/audit", viewer, h.consistentRead(a.Audit)},
+		{"GET", "/quota", viewer, h.consistentRead(a.Quota)},
 	}
 }
 
@@ -133,6 +137,9 @@ func (h *Host) routes() http.Handler {
 func (h *Host) guard(rule auth.Rule, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := h.auth.Check(rule, r)
+		if auth.IsUnknownToken(err) && h.askLeader(w, r) {
+			return
+		}
 		if err != nil {
 			h.log.Info("rejected call", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 			writeError(w, err)
@@ -140,4 +147,26 @@ func (h *Host) guard(rule auth.Rule, next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 	}
+}
+
+// askLeader serves a request carrying a token this replica does not know
+// by proxying it to the leader, which holds every committed token: a
+// replica that lags (restarted, just joined) must not refuse a valid
+// token. It returns false, writing nothing, when this replica is the
+// leader, the request was already forwarded, is a WebSocket upgrade, or no
+// leader answers; the caller then answers 401.
+func (h *Host) askLeader(w http.ResponseWriter, r *http.Request) bool {
+	if h.IsLeader() || r.Header.Get(api.ForwardedHeader) != "" || r.Header.Get("Upgrade") != "" {
+		return false
+	}
+	id, url := h.leaderInfo()
+	if id == "" || id == h.cfg.NodeID || url == "" {
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+	if err != nil {
+		return false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return h.forwardTo(w, r, id, url, body)
 }

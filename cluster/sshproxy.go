@@ -2,15 +2,21 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/sshproxy"
 )
@@ -38,6 +44,7 @@ func (h *Host) listenSSHProxy() (*sshProxy, error) {
 	}
 	srv, err := sshproxy.New(sshproxy.Config{
 		Resolver:  sshResolver{h: h},
+		Accounts:  &sshAccounts{h: h},
 		HostKey:   key,
 		AdminKeys: h.cfg.SSHAdminKeys,
 		Logger:    h.cfg.Logger.With("component", "sshproxy", "node_id", h.cfg.NodeID),
@@ -218,4 +225,143 @@ func (h *Host) remoteSSHTarget(ctx context.Context, base string, id int64) (sshp
 		}
 	}
 	return target, nil
+}
+
+// sshAccounts implements sshproxy.Accounts over the replica's state
+// machine: what this replica has applied is what the proxy goes by, so a
+// token or key works, and stops working, as soon as the change is applied
+// here.
+type sshAccounts struct {
+	h *Host
+
+	// mu guards the key index, rebuilt when the state machine has applied
+	// anything since it was built.
+	mu      sync.Mutex
+	built   bool
+	applied uint64                       // AppliedIndex the index reflects
+	byKey   map[string][]sshproxy.Caller // public key (wire format) -> accounts
+	parsed  map[string]string            // authorized_keys line -> wire format ("" = unparsable)
+}
+
+var _ sshproxy.Accounts = (*sshAccounts)(nil)
+
+// TokenCaller looks the token up by the hash of its secret in this
+// replica's state. A token unknown here may be one this replica has not
+// applied yet (just created, or the replica just restarted and has not
+// heard from a leader): then the leader's answer counts (leaderWhoAmI),
+// waiting for a leader within ctx and leaderLookupTimeout, as task lookups
+// do. Whatever cannot be confirmed is refused.
+func (a *sshAccounts) TokenCaller(ctx context.Context, secret string) (sshproxy.Caller, bool) {
+	tok, u, ok := a.h.machine.TokenByHash(auth.Hash(secret))
+	if ok {
+		if tok.Expired(time.Now()) {
+			return sshproxy.Caller{}, false
+		}
+		return sshproxy.Caller{Name: u.Name, Role: u.Role}, true
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaderLookupTimeout)
+	defer cancel()
+	c, err := a.h.leaderWhoAmI(ctx, secret)
+	if err != nil {
+		a.h.log.Debug("ssh proxy: token unknown here and not confirmed by the leader", "err", err)
+		return sshproxy.Caller{}, false
+	}
+	return c, true
+}
+
+// errTokenRefused is the leader's 401 for a token.
+var errTokenRefused = errors.New("the leader refused the token")
+
+// leaderWhoAmI asks the leader who holds API token secret (GET
+// /api/auth/whoami with the token, as its holder would). On the leader
+// itself the local state is the answer. While no other leader is known, or
+// the one known does not answer, it tries again until ctx ends. A refused
+// token is errTokenRefused at once.
+func (h *Host) leaderWhoAmI(ctx context.Context, secret string) (sshproxy.Caller, error) {
+	err := ErrNoLeader
+	for {
+		if h.IsLeader() {
+			return sshproxy.Caller{}, errTokenRefused // the local lookup said no
+		}
+		if lid, base := h.leaderInfo(); lid != "" && lid != h.cfg.NodeID && base != "" {
+			var c sshproxy.Caller
+			if c, err = h.whoAmI(ctx, base, secret); err == nil || errors.Is(err, errTokenRefused) {
+				return c, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return sshproxy.Caller{}, fmt.Errorf("ask the leader about a token: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// whoAmI asks the replica at base who holds token secret.
+func (h *Host) whoAmI(ctx context.Context, base, secret string) (sshproxy.Caller, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/auth/whoami", nil)
+	if err != nil {
+		return sshproxy.Caller{}, fmt.Errorf("build whoami request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := h.fwd.Do(req)
+	if err != nil {
+		return sshproxy.Caller{}, fmt.Errorf("whoami on %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return sshproxy.Caller{}, errTokenRefused
+	case resp.StatusCode != http.StatusOK:
+		return sshproxy.Caller{}, fmt.Errorf("whoami on %s: status %d", base, resp.StatusCode)
+	}
+	var w api.WhoAmI
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&w); err != nil {
+		return sshproxy.Caller{}, fmt.Errorf("whoami on %s: decode: %w", base, err)
+	}
+	if w.Anonymous || w.User == "" || !w.Role.Valid() {
+		return sshproxy.Caller{}, errTokenRefused
+	}
+	return sshproxy.Caller{Name: w.User, Role: w.Role}, nil
+}
+
+// KeyCallers returns the accounts whose ssh_keys hold key (any
+// authorized_keys options are ignored: the key alone identifies).
+func (a *sshAccounts) KeyCallers(key ssh.PublicKey) []sshproxy.Caller {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// Read the index before the users: a state newer than the index it is
+	// filed under is only rebuilt once more, an older one never served.
+	if idx := a.h.machine.AppliedIndex(); !a.built || idx != a.applied {
+		a.rebuild(idx)
+	}
+	return a.byKey[string(key.Marshal())]
+}
+
+// rebuild indexes every account's keys, parsing only lines not seen at the
+// previous build. a.mu is held.
+func (a *sshAccounts) rebuild(idx uint64) {
+	byKey := map[string][]sshproxy.Caller{}
+	parsed := map[string]string{}
+	for _, u := range a.h.machine.Users() {
+		for _, line := range u.SSHKeys {
+			wire, seen := a.parsed[line]
+			if !seen {
+				if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err == nil {
+					wire = string(k.Marshal())
+				}
+			}
+			parsed[line] = wire
+			if wire != "" {
+				byKey[wire] = append(byKey[wire], sshproxy.Caller{Name: u.Name, Role: u.Role})
+			}
+		}
+	}
+	a.byKey, a.parsed, a.applied, a.built = byKey, parsed, idx, true
+}
+
+// Anonymous is a caller without credentials, with the configured
+// anonymous role; its work is recorded under auth.AnonymousName.
+func (a *sshAccounts) Anonymous() sshproxy.Caller {
+	return sshproxy.Caller{Name: auth.AnonymousName, Role: a.h.cfg.AnonymousRole, Anonymous: true}
 }

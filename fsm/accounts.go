@@ -297,9 +297,15 @@ func (m *Machine) applyBootstrap(c *BootstrapAuth) Result {
 		return Result{Err: err}
 	}
 	u := c.Admin.clone()
+	old, had := m.acct.users[u.Name]
 	m.acct.users[u.Name] = u
 	if r := m.addToken(c.Token); r.Err != nil {
-		delete(m.acct.users, u.Name)
+		// A refused entry changes nothing: put back what was there.
+		if had {
+			m.acct.users[u.Name] = old
+		} else {
+			delete(m.acct.users, u.Name)
+		}
 		return r
 	}
 	m.acct.bootstrapped = true

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
@@ -19,10 +20,13 @@ func genEntries(t testing.TB, seed uint64, n int) [][]byte {
 	node := func() string { return nodes[rng.IntN(len(nodes))] }
 	statuses := append(fsm.AllStatuses(), "bogus")
 	out := make([][]byte, 0, n)
+	acct := accountGen{rng: rng}
 	for i := range n {
 		now := at(i)
 		var c fsm.Command
-		switch p := rng.IntN(100); {
+		switch p := rng.IntN(112); {
+		case p >= 100:
+			c = acct.command(now)
 		case p < 20:
 			s := &fsm.SubmitTasks{}
 			if rng.IntN(2) == 0 {
@@ -90,9 +94,66 @@ func genEntries(t testing.TB, seed uint64, n int) [][]byte {
 			out = append(out, junk[rng.IntN(len(junk))])
 			continue
 		}
+		if rng.IntN(6) == 0 {
+			// An audit envelope with the leader's bounds of the moment.
+			keep, maxAge := []int{0, 3, 50}[rng.IntN(3)], []time.Duration{0, 30 * time.Second, time.Hour}[rng.IntN(3)]
+			rec := fsm.AuditRecord{At: now, User: acct.name(), Role: fsm.Roles()[rng.IntN(4)], Via: node(), RequestID: fmt.Sprintf("q%d", i)}
+			a, err := fsm.Wrap(c, rec, keep, maxAge)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c = a
+		}
 		out = append(out, encode(t, c))
 	}
 	return out
+}
+
+// accountGen makes random account commands over a small name space, so
+// that many collide: duplicates, unknown names, last-admin removals,
+// second bootstraps, tokens of missing users, revocations of unknown IDs.
+type accountGen struct {
+	rng *rand.Rand
+}
+
+func (g *accountGen) name() string {
+	return []string{"root", "alice", "bob", "carol", "dave"}[g.rng.IntN(5)]
+}
+
+func (g *accountGen) tokenID() string { return fmt.Sprintf("%08x", g.rng.IntN(12)) }
+
+func (g *accountGen) command(now time.Time) fsm.Command {
+	rng := g.rng
+	switch rng.IntN(8) {
+	case 0:
+		if rng.IntN(4) != 0 {
+			return &fsm.RevokeToken{ID: g.tokenID()}
+		}
+		return &fsm.BootstrapAuth{Admin: &fsm.User{Name: "root", Role: fsm.RoleAdmin, CreatedAt: now}, Token: testToken(g.tokenID(), "root")}
+	case 1, 2:
+		u := &fsm.User{Name: g.name(), Role: fsm.Roles()[rng.IntN(4)], CreatedAt: now}
+		if rng.IntN(3) == 0 {
+			u.Groups = []string{"g" + fmt.Sprint(rng.IntN(3))}
+		}
+		if rng.IntN(10) == 0 {
+			u.Role = "root" // invalid
+		}
+		return &fsm.PutUser{User: u, Create: rng.IntN(2) == 0}
+	case 3:
+		return &fsm.RemoveUser{Name: g.name()}
+	case 4:
+		if rng.IntN(2) == 0 {
+			return &fsm.RemoveGroup{Name: "g" + fmt.Sprint(rng.IntN(3))}
+		}
+		return &fsm.PutGroup{Group: &fsm.Group{Name: "g" + fmt.Sprint(rng.IntN(3)), Policy: fsm.Policy{Mounts: rng.IntN(2) == 0}, CreatedAt: now}, Create: rng.IntN(2) == 0}
+	case 5, 6:
+		tk := testToken(g.tokenID(), g.name())
+		if rng.IntN(3) == 0 {
+			tk.ExpiresAt = timep(now.Add(time.Duration(rng.IntN(100)) * time.Second))
+		}
+		return &fsm.CreateToken{Token: tk}
+	}
+	return &fsm.RevokeToken{ID: g.tokenID()}
 }
 
 // applyAll applies entries one by one from index first and returns the
@@ -148,22 +209,47 @@ func TestReplayDeterminism(t *testing.T) {
 			checkInvariants(t, m1)
 			checkRepeatedRequests(t, entries)
 
-			// The log must exercise both outcomes of every command type.
+			// The log must exercise both outcomes of every command type
+			// (the commands inside audit envelopes count too).
 			accepted, rejected := map[byte]int{}, map[byte]int{}
+			innerAcc := map[fsm.CommandType]int{}
 			for i, e := range entries {
 				if len(e) == 0 {
 					continue
 				}
-				if bytes.HasSuffix([]byte(r1[i]), []byte("| <nil>")) {
-					accepted[e[0]]++
-				} else {
-					rejected[e[0]]++
+				types := []byte{e[0]}
+				if c, ok, err := fsm.Decode(e); err == nil && ok {
+					if a, isA := c.(*fsm.Audited); isA {
+						types = append(types, a.Command[0])
+					}
+				}
+				ok := bytes.HasSuffix([]byte(r1[i]), []byte("| <nil>"))
+				for _, ty := range types {
+					if ok {
+						accepted[ty]++
+					} else {
+						rejected[ty]++
+					}
+				}
+				if ok && len(types) == 2 {
+					innerAcc[fsm.CommandType(types[1])]++
 				}
 			}
-			for ct := fsm.CmdSubmitTasks; ct <= fsm.CmdSetNodeDrain; ct++ {
+			for ct := fsm.CmdSubmitTasks; ct <= fsm.CmdAudited; ct++ {
+				if ct == fsm.CmdSetEnvironment || ct == fsm.CmdSetClusterID {
+					continue // not generated
+				}
 				if accepted[byte(ct)] == 0 || (ct != fsm.CmdRegisterNode && rejected[byte(ct)] == 0) {
 					t.Errorf("%s: %d accepted, %d rejected: generator too weak", ct, accepted[byte(ct)], rejected[byte(ct)])
 				}
+			}
+			for _, ct := range []fsm.CommandType{fsm.CmdPutUser, fsm.CmdCreateToken, fsm.CmdRevokeToken, fsm.CmdSubmitTasks} {
+				if innerAcc[ct] == 0 {
+					t.Errorf("no accepted audited %s: generator too weak", ct)
+				}
+			}
+			if recs, _ := m1.Audit(fsm.AuditFilter{}, 1<<20); len(recs) == 0 || len(m1.Users()) < 2 || len(m1.Tokens("")) == 0 {
+				t.Errorf("final state: %d audit records, %d users, %d tokens: generator too weak", len(recs), len(m1.Users()), len(m1.Tokens("")))
 			}
 			t.Logf("accepted %v rejected %v counts %v", accepted, rejected, m1.Counts())
 

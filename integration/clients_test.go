@@ -157,6 +157,7 @@ func startFleet(t *testing.T, c *harness.Cluster, n int) *fleet {
 		rot := append(slices.Clone(hosts[w%len(hosts):]), hosts[:w%len(hosts)]...)
 		cl, err := api.NewClient(api.ClientConfig{
 			Hosts:        rot,
+			Bearer:       c.AdminToken(),
 			Timeout:      2 * time.Second, // a SIGSTOPped replica never answers
 			DialTimeout:  time.Second,
 			MaxRetryWait: 500 * time.Millisecond,

@@ -60,9 +60,20 @@ var dockerRunner = harness.RunnerOptions{Cores: 2, Memory: "4G"}
 // same name would adopt them.
 func startDockerCluster(t *testing.T, prefix string) (*harness.Cluster, [2]string) {
 	t.Helper()
+	return startDockerClusterWith(t, prefix, harness.Options{})
+}
+
+// startDockerClusterWith is startDockerCluster with the cluster options
+// opts (the heartbeat settings are the tests' own).
+func startDockerClusterWith(t *testing.T, prefix string, opts harness.Options) (*harness.Cluster, [2]string) {
+	t.Helper()
 	suffix := uniqueSuffix()
 	names := [2]string{prefix + "1-" + suffix, prefix + "2-" + suffix}
-	c := startWithRunners(t, runnerSpec{names[0], dockerRunner}, runnerSpec{names[1], dockerRunner})
+	opts.HeartbeatInterval, opts.HeartbeatTimeoutFactor = hbInterval, hbFactor
+	c := startCluster(t, opts)
+	for _, r := range []runnerSpec{{names[0], dockerRunner}, {names[1], dockerRunner}} {
+		c.StartRunner(r.name, r.opts)
+	}
 	// Runs before the cluster's shutdown: a container a failed test left
 	// (a task still running, a VPS) does not outlive the test.
 	t.Cleanup(func() {

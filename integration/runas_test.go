@@ -16,8 +16,8 @@ import (
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
 )
 
-// createAccount creates user u as the admin and returns a token of theirs.
-func createAccount(t *testing.T, c *harness.Cluster, u api.UserRequest) string {
+// createRunAsAccount creates user u as the admin and returns a token of theirs.
+func createRunAsAccount(t *testing.T, c *harness.Cluster, u api.UserRequest) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
 	defer cancel()
@@ -72,8 +72,8 @@ func TestNativeTasksRunAsTheirOwner(t *testing.T) {
 	opts := twoCores
 	opts.Args = []string{"--runner-user", "nobody"}
 	c.StartRunner("ra1", opts)
-	alice := createAccount(t, c, api.UserRequest{Name: "alice", Role: fsm.RoleUser, UnixUser: "4242:4242"})
-	bob := createAccount(t, c, api.UserRequest{Name: "bob", Role: fsm.RoleUser})
+	alice := createRunAsAccount(t, c, api.UserRequest{Name: "alice", Role: fsm.RoleUser, UnixUser: "4242:4242"})
+	bob := createRunAsAccount(t, c, api.UserRequest{Name: "bob", Role: fsm.RoleUser})
 
 	for _, tc := range []struct {
 		who, token, runAs, out string
@@ -117,7 +117,7 @@ func TestNativeTasksRunAsTheirOwner(t *testing.T) {
 	}
 
 	// A unix_user of root needs the run_as_root policy.
-	rooty := createAccount(t, c, api.UserRequest{Name: "rooty", Role: fsm.RoleUser, UnixUser: "0"})
+	rooty := createRunAsAccount(t, c, api.UserRequest{Name: "rooty", Role: fsm.RoleUser, UnixUser: "0"})
 	ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
 	defer cancel()
 	a, err := c.CallAs(ctx, 0, http.MethodPost, "/api/submit", rooty, inRoot(shell("id -u")))
@@ -145,7 +145,7 @@ func TestDockerTaskRunsAsItsOwner(t *testing.T) {
 	env := envName("hkt-runas")
 	createEnvironment(t, c, busyboxImage, env)
 	createTar(t, c, env)
-	alice := createAccount(t, c, api.UserRequest{Name: "alice", Role: fsm.RoleUser, UnixUser: "4242:4242"})
+	alice := createRunAsAccount(t, c, api.UserRequest{Name: "alice", Role: fsm.RoleUser, UnixUser: "4242:4242"})
 	id := submitAs(t, c, alice, api.SubmitRequest{Command: "sh", Arguments: []string{"-c", "id -u; id -g"}, ContainerName: &env, Targets: []string{runner}})
 	task := waitCompleted(t, c, id)
 	if task.RunAs != "4242:4242" {

@@ -92,7 +92,10 @@ type vpsCreated struct {
 func TestVPSSSH(t *testing.T) {
 	requireDocker(t, sshdImage)
 	requireSSH(t)
-	c, _ := startDockerCluster(t, "vp")
+	// Anonymous callers act as operators here: this test is the original
+	// HakuRiver's open SSH access (the VPS's own key at the jump host,
+	// requests without a token); TestVPSSSHAccounts is the accounts'.
+	c, _ := startDockerClusterWith(t, "vp", harness.Options{AnonymousRole: "operator"})
 	f := &vpsFixture{c: c, dir: t.TempDir()}
 	env := envName("hkt-vps")
 	createEnvironment(t, c, sshdImage, env)

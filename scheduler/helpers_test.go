@@ -85,6 +85,8 @@ func memBytes(b int64) func(*fsm.Task)    { return func(t *fsm.Task) { t.Require
 func assigned(n string) func(*fsm.Task)   { return func(t *fsm.Task) { t.AssignedNode = n } }
 func gpus(ids ...int) func(*fsm.Task)     { return func(t *fsm.Task) { t.RequiredGPUs = ids } }
 func numa(id int) func(*fsm.Task)         { return func(t *fsm.Task) { t.TargetNUMANodeID = &id } }
+func owner(u string) func(*fsm.Task)      { return func(t *fsm.Task) { t.Owner = u } }
+func vps(t *fsm.Task)                     { t.TaskType = fsm.TaskVPS }
 func array(b int64, max int) func(*fsm.Task) {
 	return func(t *fsm.Task) { t.BatchID, t.ArrayThrottle = b, max }
 }
@@ -119,13 +121,17 @@ type planCase struct {
 	order []int64          // placements in this order (optional)
 	wait  map[int64]string // task → reason substrings
 	fail  map[int64]string // task → reason substrings
+	// quotas are the account limits of the pass (nil: none).
+	quotas *scheduler.Quotas
 }
 
 func runPlanCases(t *testing.T, cases []planCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res := scheduler.Plan(view(c.nodes, c.tasks))
+			v := view(c.nodes, c.tasks)
+			v.Quotas = c.quotas
+			res := scheduler.Plan(v)
 			checkResult(t, c, res)
 		})
 	}

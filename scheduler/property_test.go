@@ -25,6 +25,15 @@ type sim struct {
 	// with it on (runs are deterministic) to explain the failure.
 	verbose bool
 	log     []string
+	// Accounts (odd seeds only): owners, users and groups with quotas,
+	// drawn from a stream of their own so that the even seeds replay
+	// exactly as they did before quotas existed.
+	qrng   *rand.Rand
+	users  []fsm.User
+	groups []fsm.Group
+	quotas *scheduler.Quotas
+	// quotaWaits counts the waiting decisions a quota explained.
+	quotaWaits int
 }
 
 func newSim(seed uint64) *sim {
@@ -51,7 +60,86 @@ func newSim(seed uint64) *sim {
 		}
 		s.nodes = append(s.nodes, n)
 	}
+	if seed%2 == 1 {
+		s.addAccounts(seed)
+	}
 	return s
+}
+
+// addAccounts gives the sim users and groups with random quotas: u0 alone,
+// u1 and u2 in group g (u2 also in h), u3 with no limit.
+func (s *sim) addAccounts(seed uint64) {
+	s.qrng = rand.New(rand.NewPCG(seed, 0x51ed27))
+	r := s.qrng
+	some := func(n int) int { // 0 (no limit) a third of the time
+		if r.IntN(3) == 0 {
+			return 0
+		}
+		return 1 + r.IntN(n)
+	}
+	quota := func() fsm.Quota {
+		return fsm.Quota{Cores: some(12), MemoryBytes: int64(some(8)) * gib, GPUs: some(3), RunningTasks: some(6), VPS: some(2)}
+	}
+	s.users = []fsm.User{
+		{Name: "u0", Quota: quota()},
+		{Name: "u1", Groups: []string{"g"}},
+		{Name: "u2", Quota: quota(), Groups: []string{"g", "h"}},
+		{Name: "u3"},
+	}
+	s.groups = []fsm.Group{{Name: "g", Quota: quota()}, {Name: "h", Quota: quota()}}
+	s.quotas = scheduler.NewQuotas(s.users, s.groups)
+}
+
+// demand is what a task holds against a quota, computed here independently
+// of the scheduler: cores, memory, GPUs, one task, one VPS.
+func demand(t *fsm.Task) [5]int64 {
+	vps := int64(0)
+	if t.TaskType == fsm.TaskVPS {
+		vps = 1
+	}
+	return [5]int64{int64(t.RequiredCores), t.RequiredMemoryBytes, int64(max(len(t.RequiredGPUs), t.GPUCount)), 1, vps}
+}
+
+func limits(q fsm.Quota) [5]int64 {
+	return [5]int64{int64(q.Cores), q.MemoryBytes, int64(q.GPUs), int64(q.RunningTasks), int64(q.VPS)}
+}
+
+// quotaUse sums, per quota ("user:NAME", "group:NAME"), what the tasks
+// holding resources hold, and returns each quota's limits.
+func (s *sim) quotaUse() (use, limit map[string][5]int64) {
+	use, limit = map[string][5]int64{}, map[string][5]int64{}
+	for _, g := range s.groups {
+		limit["group:"+g.Name] = limits(g.Quota)
+	}
+	for _, u := range s.users {
+		limit["user:"+u.Name] = limits(u.Quota)
+	}
+	for _, t := range s.live() {
+		if scheduler.Holds(t.Status) {
+			for _, k := range s.quotaKeys(t.Owner) {
+				d, u := demand(t), use[k]
+				for i := range u {
+					u[i] += d[i]
+				}
+				use[k] = u
+			}
+		}
+	}
+	return use, limit
+}
+
+// quotaKeys names the quotas a task of owner counts against.
+func (s *sim) quotaKeys(owner string) []string {
+	for _, u := range s.users {
+		if u.Name == owner {
+			keys := []string{"user:" + u.Name}
+			for _, g := range u.Groups {
+				keys = append(keys, "group:"+g)
+			}
+			return keys
+		}
+	}
+	return nil
 }
 
 func (s *sim) logf(format string, args ...any) {
@@ -73,7 +161,7 @@ func (s *sim) view() scheduler.View {
 	return scheduler.View{Nodes: s.nodes, Active: slices.Clone(s.live()), Lookup: func(id int64) (*fsm.Task, bool) {
 		t, ok := s.tasks[id]
 		return t, ok
-	}}
+	}, Quotas: s.quotas}
 }
 
 // live returns the tasks not in a final status, in ID order.
@@ -137,6 +225,12 @@ func (s *sim) submit() {
 			base.After = append(base.After, id)
 		}
 	}
+	if s.qrng != nil {
+		base.Owner = []string{"", "u0", "u1", "u2", "u3"}[s.qrng.IntN(5)]
+		if s.qrng.IntN(4) == 0 {
+			base.TaskType = fsm.TaskVPS
+		}
+	}
 	batch := int64(0)
 	if count > 1 {
 		batch = s.nextID
@@ -150,8 +244,8 @@ func (s *sim) submit() {
 		s.nextID++
 		s.tasks[t.TaskID] = &t
 		s.open = append(s.open, &t)
-		s.logf("submit %d: cores=%d mem=%d gpus=%d%v prio=%d target=%q numa=%s batch=%d throttle=%d after=%v",
-			t.TaskID, t.RequiredCores, t.RequiredMemoryBytes, t.GPUCount, t.RequiredGPUs, t.Priority, t.TargetNode, fmtPtr(t.TargetNUMANodeID), t.BatchID, t.ArrayThrottle, t.After)
+		s.logf("submit %d: cores=%d mem=%d gpus=%d%v prio=%d target=%q numa=%s batch=%d throttle=%d after=%v owner=%q type=%s",
+			t.TaskID, t.RequiredCores, t.RequiredMemoryBytes, t.GPUCount, t.RequiredGPUs, t.Priority, t.TargetNode, fmtPtr(t.TargetNUMANodeID), t.BatchID, t.ArrayThrottle, t.After, t.Owner, t.TaskType)
 	}
 }
 
@@ -368,6 +462,14 @@ func (s *sim) checkState() error {
 			return fmt.Errorf("batch %d has %d tasks holding resources, throttle %d", b, c, throttle[b])
 		}
 	}
+	use, limit := s.quotaUse()
+	for k, u := range use {
+		for i, l := range limit[k] {
+			if l > 0 && u[i] > l {
+				return fmt.Errorf("quota %s exceeded: resource %d used %d, limit %d", k, i, u[i], l)
+			}
+		}
+	}
 	return nil
 }
 
@@ -397,12 +499,27 @@ func (s *sim) leftBehind() error {
 			batches[t.BatchID]++
 		}
 	}
+	use, limit := s.quotaUse()
+	overQuota := func(t *fsm.Task) bool {
+		d := demand(t)
+		for _, k := range s.quotaKeys(t.Owner) {
+			for i, l := range limit[k] {
+				if l > 0 && d[i] > 0 && use[k][i]+d[i] > l {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	for _, t := range s.live() {
 		id := t.TaskID
 		if t.Status != fsm.StatusPending {
 			continue
 		}
 		if t.ArrayThrottle > 0 && t.BatchID != 0 && batches[t.BatchID] >= t.ArrayThrottle {
+			continue
+		}
+		if overQuota(t) {
 			continue
 		}
 		if !depsCompleted(s.tasks, t) {
@@ -460,6 +577,11 @@ func (s *sim) run(steps int) (placed, at int, err error) {
 		if err := s.checkPass(res); err != nil {
 			return placed, step, err
 		}
+		for _, w := range res.Waiting {
+			if strings.HasPrefix(w.Reason, "quota: ") {
+				s.quotaWaits++
+			}
+		}
 		s.apply(res)
 		placed += len(res.Placements)
 		if err := s.checkState(); err != nil {
@@ -488,6 +610,7 @@ func (s *sim) run(steps int) (placed, at int, err error) {
 // TestPlanProperties drives random clusters through random submit / finish /
 // kill / pause / requeue / drain / offline sequences and checks, after every
 // step, that no node is over-committed, arrays stay under their throttle,
+// no user or group goes over a quota (odd seeds have accounts),
 // nothing is placed on an offline or drained node, and a pass leaves no
 // pending task that fits a free node for the next pass.
 func TestPlanProperties(t *testing.T) {
@@ -495,10 +618,12 @@ func TestPlanProperties(t *testing.T) {
 	if raceEnabled || testing.Short() {
 		seeds = 100 // the same first 100 seeds: still well under 10 s
 	}
-	total := 0
+	total, quotaWaits := 0, 0
 	for seed := range seeds {
-		placed, at, err := newSim(uint64(seed)).run(steps)
+		s := newSim(uint64(seed))
+		placed, at, err := s.run(steps)
 		total += placed
+		quotaWaits += s.quotaWaits
 		if err != nil {
 			s := newSim(uint64(seed))
 			s.verbose = true
@@ -510,4 +635,8 @@ func TestPlanProperties(t *testing.T) {
 	if total < seeds*steps/10 {
 		t.Fatalf("only %d placements over %d seeds: the generator hardly exercises placement", total, seeds)
 	}
+	if quotaWaits < seeds*steps/100 {
+		t.Fatalf("only %d waits for a quota over %d seeds: the generator hardly exercises quotas", quotaWaits, seeds)
+	}
+	t.Logf("%d placements, %d waits for a quota", total, quotaWaits)
 }

@@ -4,12 +4,14 @@
 // only, a new leader computes exactly what the old one had.
 //
 // Policy. Pending tasks are considered by priority (higher first), then in
-// submission order. A task whose dependencies are unfinished, or whose array
-// already runs its throttle's worth of tasks, waits. Otherwise it goes to
-// its target node when it names one, or else to the online, undrained node
-// that fits it most tightly (fewest cores left over, then least memory, then
-// fewest GPUs), so that large jobs still find room. A task that fits nowhere
-// now stays pending without blocking smaller tasks behind it.
+// submission order. A task whose dependencies are unfinished, whose array
+// already runs its throttle's worth of tasks, or whose owner (or one of the
+// owner's groups) would go over a quota (View.Quotas), waits. Otherwise it
+// goes to its target node when it names one, or else to the online,
+// undrained node that fits it most tightly (fewest cores left over, then
+// least memory, then fewest GPUs), so that large jobs still find room. A task
+// that fits nowhere now, or not under its quota, stays pending without
+// blocking other tasks behind it.
 package scheduler
 
 import (
@@ -50,6 +52,9 @@ type View struct {
 	Active []*fsm.Task
 	// Lookup finds any task (for dependencies that already finished).
 	Lookup func(id int64) (*fsm.Task, bool)
+	// Quotas are the account limits to enforce (nil: none), built from
+	// the committed accounts by NewQuotas.
+	Quotas *Quotas
 }
 
 // Usage is what the placed, unfinished tasks on a node hold.
@@ -110,6 +115,7 @@ func Order(tasks []*fsm.Task) {
 // Plan runs one scheduling pass.
 func Plan(v View) Result {
 	usage := Account(v.Active)
+	quota := v.Quotas.Usage(v.Active)
 	running := map[int64]int{} // batch → tasks holding resources
 	var pending []*fsm.Task
 	for _, t := range v.Active {
@@ -144,6 +150,10 @@ func Plan(v View) Result {
 			res.Waiting = append(res.Waiting, Decision{t.TaskID, fmt.Sprintf("array throttle: %d of batch %d running (max %d)", running[t.BatchID], t.BatchID, t.ArrayThrottle)})
 			continue
 		}
+		if reason := v.Quotas.hold(t, quota); reason != "" {
+			res.Waiting = append(res.Waiting, Decision{t.TaskID, reason})
+			continue
+		}
 		p, reason := place(t, v.Nodes, usage, online, undrained)
 		if p == nil {
 			res.Waiting = append(res.Waiting, Decision{t.TaskID, reason})
@@ -153,6 +163,9 @@ func Plan(v View) Result {
 			usage[p.Node] = newUsage()
 		}
 		usage[p.Node].add(t, p.GPUs, p.NUMA)
+		if v.Quotas != nil {
+			v.Quotas.charge(t, quota)
+		}
 		if t.BatchID != 0 {
 			running[t.BatchID]++
 		}

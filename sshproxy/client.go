@@ -2,6 +2,7 @@ package sshproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -16,11 +17,21 @@ const maxResponseLine = 4096
 // at addr ("host:port"). On success the returned connection carries the raw
 // bytes of the VPS's sshd; nothing after the proxy's "SUCCESS" line has been
 // read from it. The dial and the proxy's answer are each bounded by timeout
-// (0 means DefaultRequestTimeout) and by ctx. When the proxy answers
+// (0 means DefaultRequestTimeout) and by ctx. The request carries no API
+// token: the proxy serves it as far as its anonymous role allows. When the proxy answers
 // "ERROR <reason>" the error is a *TunnelError with that Reason and a Kind
 // guessed from it; any other error means the proxy could not be reached or
 // spoke something else, and another replica may do better.
 func DialTunnel(ctx context.Context, addr string, id int64, timeout time.Duration) (net.Conn, error) {
+	return DialTunnelAs(ctx, addr, id, "", timeout)
+}
+
+// DialTunnelAs is DialTunnel for the holder of API token ("" sends the
+// original's request, without a token: an anonymous caller's).
+func DialTunnelAs(ctx context.Context, addr string, id int64, token string, timeout time.Duration) (net.Conn, error) {
+	if !validToken(token) {
+		return nil, errors.New("ssh proxy: the API token must be one word of printable ASCII, at most 256 bytes")
+	}
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
 	}
@@ -32,7 +43,7 @@ func DialTunnel(ctx context.Context, addr string, id int64, timeout time.Duratio
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) }) //nolint:errcheck // best effort
 	defer stop()
 	c.SetDeadline(time.Now().Add(timeout)) //nolint:errcheck // a failed deadline shows up as an I/O error
-	line, err := requestTunnel(c, id)
+	line, err := requestTunnel(c, id, token)
 	if err != nil {
 		c.Close()
 		if ctx.Err() != nil {
@@ -60,8 +71,12 @@ func DialTunnel(ctx context.Context, addr string, id int64, timeout time.Duratio
 
 // requestTunnel sends the request and reads the answer line one byte at a
 // time, so that no byte of the tunnel itself is consumed.
-func requestTunnel(c net.Conn, id int64) (string, error) {
-	if _, err := c.Write([]byte(requestPrefix + strconv.FormatInt(id, 10) + "\n")); err != nil {
+func requestTunnel(c net.Conn, id int64, token string) (string, error) {
+	req := requestPrefix + strconv.FormatInt(id, 10)
+	if token != "" {
+		req += " " + token
+	}
+	if _, err := c.Write([]byte(req + "\n")); err != nil {
 		return "", fmt.Errorf("send request: %w", err)
 	}
 	var line []byte

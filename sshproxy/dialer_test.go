@@ -71,7 +71,7 @@ func TestDialer_Failover(t *testing.T) {
 	lookup := newLineProxy(t, "ERROR Internal error looking up task")
 	good := newLineProxy(t, "SUCCESS")
 	dead := deadAddr(t)
-	d := sshproxy.NewDialer([]string{dead, lookup.addr, good.addr}, 7, 2*time.Second)
+	d := sshproxy.NewDialer([]string{dead, lookup.addr, good.addr}, 7, "", 2*time.Second)
 	if d.TaskID() != 7 {
 		t.Fatalf("TaskID = %d", d.TaskID())
 	}
@@ -94,13 +94,13 @@ func TestDialer_Failover(t *testing.T) {
 	}
 
 	refuse := newLineProxy(t, "ERROR Task 7 not found.")
-	_, err := sshproxy.NewDialer([]string{refuse.addr, good.addr}, 7, 2*time.Second).Dial(t.Context())
+	_, err := sshproxy.NewDialer([]string{refuse.addr, good.addr}, 7, "", 2*time.Second).Dial(t.Context())
 	var te *sshproxy.TunnelError
 	if !errors.As(err, &te) || !errors.Is(err, sshproxy.ErrTaskNotFound) || !strings.Contains(err.Error(), refuse.addr) {
 		t.Fatalf("refusal = %v, want a final *TunnelError", err)
 	}
 
-	_, err = sshproxy.NewDialer([]string{dead, lookup.addr}, 7, 2*time.Second).Dial(t.Context())
+	_, err = sshproxy.NewDialer([]string{dead, lookup.addr}, 7, "", 2*time.Second).Dial(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "no SSH proxy reachable for task 7 (tried "+dead+", "+lookup.addr+")") {
 		t.Fatalf("none reachable = %v", err)
 	}

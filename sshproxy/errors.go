@@ -30,9 +30,17 @@ var (
 	ErrRunnerUnreachable = errors.New("cannot reach the VPS on its runner")
 	// ErrLookup: the Resolver failed for another reason than an unknown task.
 	ErrLookup = errors.New("task lookup failed")
-	// ErrKeyNotAuthorized: the jump host's client key is neither the VPS's
-	// key nor an admin key.
+	// ErrKeyNotAuthorized: the jump host's client key is not an admin key,
+	// nor registered on an account that may reach the VPS, nor (for an
+	// anonymous caller the anonymous role allows) the VPS's own key.
 	ErrKeyNotAuthorized = errors.New("key not authorized for this VPS")
+	// ErrUnauthenticated: a line-protocol request carried an unknown,
+	// revoked or expired API token, or none where anonymous callers may
+	// not reach the VPS.
+	ErrUnauthenticated = errors.New("authentication failed")
+	// ErrForbidden: the caller is authenticated but may not reach this VPS
+	// (it is another user's, and the caller is not an operator).
+	ErrForbidden = errors.New("permission denied")
 )
 
 // TunnelError is a refused tunnel. Reason is the exact text the line
@@ -70,6 +78,10 @@ func refuse(kind, cause error, format string, args ...any) *TunnelError {
 // only has the text).
 func kindOfReason(reason string) error {
 	switch {
+	case strings.HasPrefix(reason, "Authentication "):
+		return ErrUnauthenticated
+	case strings.HasPrefix(reason, "Permission denied"):
+		return ErrForbidden
 	case strings.HasSuffix(reason, " not found."):
 		return ErrTaskNotFound
 	case strings.HasSuffix(reason, " is not a VPS task."):

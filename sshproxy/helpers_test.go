@@ -60,6 +60,67 @@ func (r *resolver) set(id int64, t sshproxy.Target) {
 	r.targets[id] = t
 }
 
+// accounts is a fake Accounts: tokens and keys by account, and an
+// anonymous role. It is safe for concurrent use and may change while a
+// proxy uses it.
+type accounts struct {
+	mu     sync.Mutex
+	anon   fsm.Role
+	tokens map[string]sshproxy.Caller   // secret -> account
+	keys   map[string][]sshproxy.Caller // public key (wire) -> accounts
+}
+
+// openAccounts lets anonymous callers act as operators, as the original
+// HakuRiver did: the default of startProxy for tests about other things.
+func openAccounts() *accounts { return &accounts{anon: fsm.RoleOperator} }
+
+func (a *accounts) TokenCaller(_ context.Context, secret string) (sshproxy.Caller, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.tokens[secret]
+	return c, ok
+}
+
+func (a *accounts) KeyCallers(key ssh.PublicKey) []sshproxy.Caller {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]sshproxy.Caller(nil), a.keys[string(key.Marshal())]...)
+}
+
+func (a *accounts) Anonymous() sshproxy.Caller {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return sshproxy.Caller{Name: "anonymous", Role: a.anon, Anonymous: true}
+}
+
+// addToken gives user (with role) the API token secret.
+func (a *accounts) addToken(secret, user string, role fsm.Role) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tokens == nil {
+		a.tokens = map[string]sshproxy.Caller{}
+	}
+	a.tokens[secret] = sshproxy.Caller{Name: user, Role: role}
+}
+
+// addKey registers key on user's account.
+func (a *accounts) addKey(key ssh.PublicKey, user string, role fsm.Role) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.keys == nil {
+		a.keys = map[string][]sshproxy.Caller{}
+	}
+	k := string(key.Marshal())
+	a.keys[k] = append(a.keys[k], sshproxy.Caller{Name: user, Role: role})
+}
+
+// removeKeys unregisters key from every account.
+func (a *accounts) removeKeys(key ssh.PublicKey) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.keys, string(key.Marshal()))
+}
+
 // node returns an online runner node at 127.0.0.1.
 func node(name string) *fsm.Node {
 	return &fsm.Node{Hostname: name, URL: "http://127.0.0.1:8001", Status: fsm.NodeOnline}
@@ -84,6 +145,9 @@ func startProxy(tb testing.TB, cfg sshproxy.Config) *proxy {
 	tb.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(tb)
+	}
+	if cfg.Accounts == nil {
+		cfg.Accounts = openAccounts()
 	}
 	if cfg.HostKey == nil {
 		k, err := sshproxy.LoadOrCreateHostKey(filepath.Join(tb.TempDir(), sshproxy.HostKeyFile))

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // Permissions.Extensions keys set at authentication.
@@ -31,11 +33,15 @@ const maxRejects = 16
 //
 // SSH authentication happens before the client names the VPS it wants, so
 // a public key is accepted provisionally (after the client proved it holds
-// the private key) and remembered in Permissions.Extensions; every
-// direct-tcpip request is then checked against the named VPS's key before
-// anything is dialled. When the SSH user name is itself a task ID
-// ("ssh -J 123@HOST:PORT root@123") the key is checked at authentication
-// already, so a client holding several keys moves on to its next one.
+// the private key) when it is an admin key, registered on an account, or
+// could be a VPS's own key for an anonymous caller (when the anonymous role
+// reaches any VPS); any other key is refused at once, so that the client
+// moves on to its next one. The key is remembered in
+// Permissions.Extensions, and every direct-tcpip request is then checked
+// against the named VPS, with the accounts as they are at that moment,
+// before anything is dialled. When the SSH user name is itself a task ID
+// ("ssh -J 123@HOST:PORT root@123") that check happens at authentication
+// already.
 func (s *Server) newSSHConfig() *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
 		ServerVersion: serverVer,
@@ -49,12 +55,15 @@ func (s *Server) newSSHConfig() *ssh.ServerConfig {
 				perms.Extensions[extAdmin] = "1"
 				return perms, nil
 			}
+			if len(s.cfg.Accounts.KeyCallers(key)) == 0 && !s.cfg.Accounts.Anonymous().Role.AtLeast(fsm.RoleUser) {
+				return nil, refuse(ErrKeyNotAuthorized, nil, "key not registered on any account")
+			}
 			if id, ok := ParseTaskID(meta.User()); ok {
 				t, terr := s.resolve(id)
 				if terr != nil {
 					return nil, terr
 				}
-				if !t.Authorizes(key) {
+				if !s.keyMayReach(key, t) {
 					return nil, refuse(ErrKeyNotAuthorized, nil, "key not authorized for VPS task %d", id)
 				}
 			}
@@ -63,6 +72,17 @@ func (s *Server) newSSHConfig() *ssh.ServerConfig {
 	}
 	cfg.AddHostKey(s.cfg.HostKey)
 	return cfg
+}
+
+// keyMayReach reports whether the holder of key (not an admin key) may
+// reach t now: when accounts registered the key, one of them must be
+// allowed to; otherwise the caller is anonymous, and needs both the
+// anonymous role's permission and the VPS's own key.
+func (s *Server) keyMayReach(key ssh.PublicKey, t Target) bool {
+	if callers := s.cfg.Accounts.KeyCallers(key); len(callers) > 0 {
+		return anyMayReach(callers, t.Task)
+	}
+	return s.cfg.Accounts.Anonymous().MayReach(t.Task) && t.Authorizes(key)
 }
 
 // handleSSH serves one jump-host connection: the handshake, then
@@ -140,7 +160,7 @@ func (s *Server) serveChannel(log *slog.Logger, nc ssh.NewChannel, perms *ssh.Pe
 	}()
 	start := time.Now()
 	vps := up.RemoteAddr().String()
-	log.Info("ssh tunnel opened", "vps", vps, "active", s.active.Load())
+	log.Info("ssh tunnel opened", "vps", vps, "as", s.keyUsers(perms), "active", s.active.Load())
 	sent, received := relay(ch, up, ch, up)
 	log.Info("ssh tunnel closed", "vps", vps, "bytes_to_vps", sent, "bytes_from_vps", received, "duration", time.Since(start))
 	wg.Wait()
@@ -157,7 +177,9 @@ type directTCPIP struct {
 
 // openDirect checks a direct-tcpip request (the host must be a task ID;
 // the port is ignored: the VPS's sshd is always the target) and the
-// client's key, and only then connects to the VPS.
+// client's key against the accounts as they are now (a key removed from its
+// account since the connection was authenticated no longer opens
+// anything), and only then connects to the VPS.
 func (s *Server) openDirect(nc ssh.NewChannel, perms *ssh.Permissions) (net.Conn, *TunnelError) {
 	var req directTCPIP
 	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
@@ -173,11 +195,31 @@ func (s *Server) openDirect(nc ssh.NewChannel, perms *ssh.Permissions) (net.Conn
 	}
 	if perms.Extensions[extAdmin] != "1" {
 		key, err := ssh.ParsePublicKey([]byte(perms.Extensions[extKey]))
-		if err != nil || !t.Authorizes(key) {
+		if err != nil || !s.keyMayReach(key, t) {
 			return nil, refuse(ErrKeyNotAuthorized, err, "Permission denied: the key is not authorized for VPS task %d.", id)
 		}
 	}
 	return s.dial(t)
+}
+
+// keyUsers names, for logs, who the connection's key stands for: the admin
+// key, the accounts that registered it, or an anonymous caller.
+func (s *Server) keyUsers(perms *ssh.Permissions) string {
+	if perms.Extensions[extAdmin] == "1" {
+		return "admin key"
+	}
+	key, err := ssh.ParsePublicKey([]byte(perms.Extensions[extKey]))
+	if err != nil {
+		return "?"
+	}
+	var names []string
+	for _, c := range s.cfg.Accounts.KeyCallers(key) {
+		names = append(names, c.String())
+	}
+	if len(names) == 0 {
+		return "anonymous"
+	}
+	return strings.Join(names, ",")
 }
 
 // jumpTaskID parses the host of a direct-tcpip request. Besides a decimal

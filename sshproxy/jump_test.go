@@ -38,7 +38,8 @@ func jumpClient(tb testing.TB, addr, user string, key *sshtest.Key, hostKey ssh.
 const bigID = 7301234567890123456
 
 // jumpSetup is a fake VPS (task 42, owner's key) behind a proxy with an
-// admin key.
+// admin key, whose anonymous callers act as operators (the original's open
+// access: the VPS's own key opens it; auth_test.go tests the accounts).
 type jumpSetup struct {
 	owner, other, admin *sshtest.Key
 	vps                 *sshtest.SSHD
@@ -139,8 +140,9 @@ func TestJump_OtherKeyRefusedBeforeVPS(t *testing.T) {
 // the jump hop has no key of its own (OpenSSH does not pass -i on to it):
 // the jump host lets no client in without a key, whatever the user name and
 // whatever else it offers ("none", a password, keyboard-interactive). The
-// VPS key is what the jump host checks; the inner hop's authentication is
-// end-to-end with the VPS's sshd and cannot stand in for it.
+// key at the jump hop is what the jump host checks (here, with an anonymous
+// role, the VPS's key); the inner hop's authentication is end-to-end with
+// the VPS's sshd and cannot stand in for it.
 func TestJump_NoKeyRefused(t *testing.T) {
 	s := newJumpSetup(t)
 	for _, user := range []string{"proxy", "42", "root", ""} {

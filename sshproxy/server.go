@@ -3,12 +3,19 @@
 // ways:
 //
 //   - the original HakuRiver line protocol: the client sends
-//     "REQUEST_TUNNEL <task_id>\n", the proxy answers "SUCCESS\n" and then
-//     relays raw bytes both ways, or answers "ERROR <reason>\n" and closes;
+//     "REQUEST_TUNNEL <task_id> <api_token>\n", the proxy answers
+//     "SUCCESS\n" and then relays raw bytes both ways, or answers
+//     "ERROR <reason>\n" and closes. The original's request without a
+//     token is an anonymous caller's, served only as far as the configured
+//     anonymous role allows;
 //   - an SSH jump host built on golang.org/x/crypto/ssh, so that stock
-//     OpenSSH works with "ssh -J proxy@HOST:PORT root@<task_id>". It lets a
-//     client through only with the key the VPS was created with (or an
-//     admin key) and serves nothing but direct-tcpip channels.
+//     OpenSSH works with "ssh -J proxy@HOST:PORT root@<task_id>". The
+//     client's key decides who it is: an admin key, or a key registered on
+//     an account (or, when the anonymous role allows, the key the VPS was
+//     created with). It serves nothing but direct-tcpip channels.
+//
+// Either way a caller reaches a VPS only when it is theirs or they are an
+// operator or admin (Caller.MayReach); accounts come from Config.Accounts.
 //
 // Serve recognises both on one port (an SSH client's first bytes are
 // "SSH-"); ServeJump serves only SSH on a dedicated port. The package
@@ -30,6 +37,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // Defaults for the zero fields of Config.
@@ -44,10 +53,23 @@ const (
 // requestPrefix starts every line-protocol request.
 const requestPrefix = "REQUEST_TUNNEL "
 
-// Config configures a Server. Resolver is required.
+// maxTokenLen bounds the API token of a request line.
+const maxTokenLen = 256
+
+// Refusal reasons of the line protocol that concern the caller. They never
+// say whether a token, or its user, exists.
+const (
+	reasonBadToken      = "Authentication failed: unknown, revoked or expired API token."
+	reasonTokenRequired = "Authentication required: send an API token (hakuriver ssh sends the one of --token, HAKURIVER_TOKEN or hakuriver auth login)."
+)
+
+// Config configures a Server. Resolver and Accounts are required.
 type Config struct {
 	// Resolver looks tasks up.
 	Resolver Resolver
+	// Accounts authenticates callers: API tokens on the line protocol,
+	// registered public keys on the jump host, and the anonymous role.
+	Accounts Accounts
 	// HostKey is the jump host's key (see LoadOrCreateHostKey); nil
 	// disables the jump host: ServeJump fails and SSH clients reaching
 	// Serve are closed.
@@ -108,6 +130,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Resolver == nil {
 		return nil, errors.New("sshproxy: config: a Resolver is required")
+	}
+	if cfg.Accounts == nil {
+		return nil, errors.New("sshproxy: config: Accounts are required")
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
@@ -291,15 +316,27 @@ func (s *Server) handleLine(c net.Conn) {
 		s.handleSSH(&bufferedConn{Conn: c, r: br})
 		return
 	}
-	id, terr := readRequest(br, s.cfg.MaxRequestLine)
+	id, token, terr := readRequest(br, s.cfg.MaxRequestLine)
 	if terr != nil {
 		s.refuseLine(c, remote, 0, terr)
 		return
 	}
 	c.SetReadDeadline(time.Time{}) //nolint:errcheck // see above
+	// Authenticate before looking the task up, so that a caller without
+	// valid credentials learns nothing about tasks.
+	caller, terr := s.lineCaller(token)
+	if terr != nil {
+		s.refuseLine(c, remote, id, terr)
+		return
+	}
 	t, terr := s.resolve(id)
 	if terr != nil {
 		s.refuseLine(c, remote, id, terr)
+		return
+	}
+	if !caller.MayReach(t.Task) {
+		s.refuseLine(c, remote, id, refuse(ErrForbidden, fmt.Errorf("caller %s, owner %q", caller, t.Task.Owner),
+			"Permission denied: VPS task %d is not yours (only its owner or an operator may reach it).", id))
 		return
 	}
 	up, terr := s.dial(t)
@@ -320,7 +357,7 @@ func (s *Server) handleLine(c net.Conn) {
 	}
 	c.SetWriteDeadline(time.Time{}) //nolint:errcheck // see above
 	s.tunnels.Add(1)
-	s.log.Info("ssh tunnel opened", "mode", "line", "remote", remote, "task_id", id, "vps", up.RemoteAddr().String(),
+	s.log.Info("ssh tunnel opened", "mode", "line", "remote", remote, "user", caller.String(), "task_id", id, "vps", up.RemoteAddr().String(),
 		"setup", time.Since(start), "active", s.active.Load())
 	sent, received := relay(c, up, br, up)
 	s.log.Info("ssh tunnel closed", "mode", "line", "remote", remote, "task_id", id,
@@ -340,15 +377,16 @@ func (s *Server) isSSH(br *bufio.Reader) bool {
 	return err == nil && string(b) == "SSH-"
 }
 
-// readRequest reads and parses "REQUEST_TUNNEL <id>\n", reading at most
-// max bytes.
-func readRequest(br *bufio.Reader, limit int) (int64, *TunnelError) {
+// readRequest reads and parses "REQUEST_TUNNEL <id>[ <token>]\n", reading
+// at most limit bytes. token is "" when the request carries none (the
+// original's format).
+func readRequest(br *bufio.Reader, limit int) (id int64, token string, terr *TunnelError) {
 	var line []byte
 	for {
 		frag, err := br.ReadSlice('\n')
 		line = append(line, frag...)
 		if len(line) > limit {
-			return 0, refuse(ErrBadRequest, fmt.Errorf("request line longer than %d bytes", limit), "Invalid request format.")
+			return 0, "", refuse(ErrBadRequest, fmt.Errorf("request line longer than %d bytes", limit), "Invalid request format.")
 		}
 		if err == nil {
 			break
@@ -358,20 +396,59 @@ func readRequest(br *bufio.Reader, limit int) (int64, *TunnelError) {
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return 0, refuse(ErrBadRequest, err, "Timeout waiting for request.")
+			return 0, "", refuse(ErrBadRequest, err, "Timeout waiting for request.")
 		}
-		return 0, refuse(ErrBadRequest, err, "Error processing request.")
+		return 0, "", refuse(ErrBadRequest, err, "Error processing request.")
 	}
 	text := strings.TrimSuffix(string(line), "\n")
 	rest, ok := strings.CutPrefix(text, requestPrefix)
 	if !ok {
-		return 0, refuse(ErrBadRequest, nil, "Invalid request format.")
+		return 0, "", refuse(ErrBadRequest, nil, "Invalid request format.")
 	}
-	id, ok := ParseTaskID(rest)
+	idText, token, _ := strings.Cut(strings.TrimSpace(rest), " ")
+	id, ok = ParseTaskID(idText)
 	if !ok {
-		return 0, refuse(ErrBadRequest, nil, "Invalid task ID format.")
+		return 0, "", refuse(ErrBadRequest, nil, "Invalid task ID format.")
 	}
-	return id, nil
+	token = strings.TrimSpace(token)
+	if !validToken(token) {
+		return 0, "", refuse(ErrBadRequest, errors.New("malformed token"), "Invalid request format.")
+	}
+	return id, token, nil
+}
+
+// validToken reports whether token ("" for none) is one word of printable
+// ASCII of a sane length. Its value is checked by Accounts.
+func validToken(token string) bool {
+	if len(token) > maxTokenLen {
+		return false
+	}
+	for i := 0; i < len(token); i++ {
+		if token[i] <= ' ' || token[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// lineCaller authenticates a line-protocol request by its token: an
+// account, or the anonymous caller when it carries none and the anonymous
+// role lets anonymous callers reach anything.
+func (s *Server) lineCaller(token string) (Caller, *TunnelError) {
+	if token == "" {
+		anon := s.cfg.Accounts.Anonymous()
+		if !anon.Role.AtLeast(fsm.RoleUser) {
+			return Caller{}, refuse(ErrUnauthenticated, errors.New("no token, and the anonymous role reaches no VPS"), reasonTokenRequired)
+		}
+		return anon, nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.LookupTimeout)
+	defer cancel()
+	c, ok := s.cfg.Accounts.TokenCaller(ctx, token)
+	if !ok {
+		return Caller{}, refuse(ErrUnauthenticated, nil, reasonBadToken)
+	}
+	return c, nil
 }
 
 // refuseLine answers "ERROR <reason>\n" and closes the connection gently,

@@ -232,7 +232,7 @@ func TestServer_CloseEndsTunnels(t *testing.T) {
 	}()
 	r := &resolver{}
 	r.set(1, sshproxy.Target{Task: vpsTask(1, "", target.Addr().(*net.TCPAddr).Port), Node: node("n1")})
-	srv, err := sshproxy.New(sshproxy.Config{Resolver: r, Logger: testLogger(t)})
+	srv, err := sshproxy.New(sshproxy.Config{Resolver: r, Accounts: openAccounts(), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestServer_CloseEndsTunnels(t *testing.T) {
 // TestServer_ContextCancelCloses: cancelling Serve's context closes the
 // server.
 func TestServer_ContextCancelCloses(t *testing.T) {
-	srv, err := sshproxy.New(sshproxy.Config{Resolver: &resolver{}})
+	srv, err := sshproxy.New(sshproxy.Config{Resolver: &resolver{}, Accounts: openAccounts()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,13 +311,16 @@ func TestServer_ContextCancelCloses(t *testing.T) {
 }
 
 func TestNew_Validates(t *testing.T) {
-	if _, err := sshproxy.New(sshproxy.Config{}); err == nil {
+	if _, err := sshproxy.New(sshproxy.Config{Accounts: openAccounts()}); err == nil {
 		t.Error("New without a Resolver succeeded")
 	}
-	if _, err := sshproxy.New(sshproxy.Config{Resolver: &resolver{}, AdminKeys: []string{"not a key"}}); err == nil || !strings.Contains(err.Error(), "admin key 1") {
+	if _, err := sshproxy.New(sshproxy.Config{Resolver: &resolver{}}); err == nil || !strings.Contains(err.Error(), "Accounts") {
+		t.Errorf("New without Accounts = %v", err)
+	}
+	if _, err := sshproxy.New(sshproxy.Config{Resolver: &resolver{}, Accounts: openAccounts(), AdminKeys: []string{"not a key"}}); err == nil || !strings.Contains(err.Error(), "admin key 1") {
 		t.Errorf("New with a bad admin key = %v", err)
 	}
-	srv, err := sshproxy.New(sshproxy.Config{Resolver: &resolver{}})
+	srv, err := sshproxy.New(sshproxy.Config{Resolver: &resolver{}, Accounts: openAccounts()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,3 +107,26 @@ type AuditPage struct {
 	// NextAfter, when set, is the ?after= of the next page.
 	NextAfter string `json:"next_after,omitempty"`
 }
+
+// QuotaResource is one resource of a quota in GET /api/quota: what the
+// tasks holding resources (assigning, running, paused) hold, against the
+// limit (0: no limit).
+type QuotaResource struct {
+	// Resource is cores, memory_bytes, gpus, running_tasks or vps.
+	Resource string `json:"resource"`
+	Used     int64  `json:"used"`
+	Limit    int64  `json:"limit"`
+}
+
+// QuotaEntry is one user's or group's quota in GET /api/quota. A group's
+// use is the sum over all its members.
+type QuotaEntry struct {
+	// Kind is "user" or "group".
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Groups are a user's groups that set a limit.
+	Groups []string `json:"groups,omitempty"`
+	// Members are a group's users.
+	Members   []string        `json:"members,omitempty"`
+	Resources []QuotaResource `json:"resources"`
+}

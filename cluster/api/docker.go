@@ -278,3 +278,6 @@ func (c *Client) TerminalURLs(name string, rows, cols int) []string {
 
 // Token returns the cluster token the client sends ("" when none).
 func (c *Client) Token() string { return c.cfg.Token }
+
+// Bearer returns the account token the client sends ("" when none).
+func (c *Client) Bearer() string { return c.cfg.Bearer }

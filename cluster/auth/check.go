@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -62,6 +63,17 @@ type Authenticator struct {
 type Error struct {
 	Status int
 	Msg    string
+	// unknown marks a well-formed token this replica does not know.
+	unknown bool
+}
+
+// IsUnknownToken reports whether err rejects a well-formed token that this
+// replica's state does not hold: a replica that lags behind (just
+// restarted, or just joined) may not have applied its creation yet, and
+// may ask the leader instead.
+func IsUnknownToken(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.unknown
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -110,6 +122,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, errUnauthenticated
 	}
 	tok, user, ok := a.Accounts.TokenByHash(Hash(secret))
+	if !ok && LooksLikeSecret(secret) {
+		return Principal{}, &Error{Status: errUnauthenticated.Status, Msg: errUnauthenticated.Msg, unknown: true}
+	}
 	if !ok || tok.Expired(a.now()) {
 		return Principal{}, errUnauthenticated
 	}

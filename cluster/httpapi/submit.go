@@ -195,8 +195,15 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	now := time.Now().UTC()
 	owner := ownerName(p)
+	for _, t := range tasks {
+		t.Owner = owner
+	}
+	if err := checkQuota(a.quotas(), tasks); err != nil {
+		writeError(w, err)
+		return
+	}
+	now := time.Now().UTC()
 	for i, t := range tasks {
 		t.Owner = owner
 		t.RunAs = sub.runAs

@@ -16,17 +16,24 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
 
 // Terminal is the WebSocket shell into an environment container (the
-// original's messages: input, resize, output, error; plus exit).
+// original's messages: input, resize, output, error; plus exit). A browser
+// upgrade must come from the page this replica served (checkWebSocketOrigin)
+// before anything else happens.
 func (e *EnvAPI) Terminal(w http.ResponseWriter, r *http.Request) {
+	if err := checkWebSocketOrigin(r); err != nil {
+		writeError(w, err)
+		return
+	}
 	name, ok := e.servedHere(w, r)
 	if !ok {
 		return
 	}
-	up := websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096}
+	up := websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096, CheckOrigin: auth.SameOrigin}
 	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return // Upgrade answered the client
@@ -66,6 +73,23 @@ func (e *EnvAPI) Terminal(w http.ResponseWriter, r *http.Request) {
 	t.send(api.TerminalMessage{Type: "output", Data: "Terminal connected.\r\n"}) //nolint:errcheck // run notices a dead socket
 	t.run(r.Context(), s)
 	e.log.Info("environment shell closed", "environment", name)
+}
+
+// checkWebSocketOrigin refuses (403) a WebSocket upgrade from another
+// origin: a browser sends the session cookie with a page's WebSocket to any
+// port of this host (SameSite does not look at ports), so another site's
+// script could otherwise drive a shell with the user's session. An upgrade
+// authenticated by that cookie must carry the Origin header browsers send,
+// and it must be this replica's; one with a bearer token or none (CLI
+// tools) may omit it.
+func checkWebSocketOrigin(r *http.Request) error {
+	if !auth.SameOrigin(r) {
+		return forbidden(fmt.Sprintf("forbidden: cross-origin WebSocket (Origin %q is not this host %q)", r.Header.Get("Origin"), r.Host))
+	}
+	if principal(r).ViaCookie && r.Header.Get("Origin") == "" {
+		return forbidden("forbidden: a WebSocket authenticated by the session cookie must carry the Origin header")
+	}
+	return nil
 }
 
 // terminal pumps one shell session over one WebSocket.

@@ -467,6 +467,9 @@ func dialTerminal(ctx context.Context, c *api.Client, name string, rows, cols in
 	if tok := c.Token(); tok != "" {
 		hdr.Set(api.TokenHeader, tok)
 	}
+	if b := c.Bearer(); b != "" {
+		hdr.Set("Authorization", "Bearer "+b)
+	}
 	var errs []error
 	for _, u := range c.TerminalURLs(name, rows, cols) {
 		conn, resp, err := d.DialContext(ctx, u, hdr)

@@ -109,6 +109,10 @@ func TestCLI_DockerShellScripted(t *testing.T) {
 			reply(w, http.StatusBadRequest, api.ErrorResponse{Error: "environment name \"missing\": bad"})
 			return
 		}
+		if got := r.Header.Get("Authorization"); got != "Bearer hkr_shell-test" {
+			reply(w, http.StatusUnauthorized, api.ErrorResponse{Error: "authentication required, got " + got})
+			return
+		}
 		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -132,7 +136,8 @@ func TestCLI_DockerShellScripted(t *testing.T) {
 			conn.WriteJSON(api.TerminalMessage{Type: "output", Data: "echo:" + m.Data}) //nolint:errcheck // test server
 		}
 	})
-	out, _, err := runDockerCLI(t, "touch /x\n", "--host", f.srv.URL, "docker", "shell", "torch")
+	// The account's token goes with the WebSocket upgrade.
+	out, _, err := runDockerCLI(t, "touch /x\n", "--host", f.srv.URL, "--token", "hkr_shell-test", "docker", "shell", "torch")
 	var ec *exitCodeError
 	if !errors.As(err, &ec) || ec.ExitCode() != 3 {
 		t.Fatalf("shell: %v, want exit code 3", err)

@@ -147,6 +147,7 @@ func runClusterDoctor(cmd *cobra.Command, g *clientFlags, f doctorFlags) error {
 			client:       client,
 			hosts:        client.Hosts(),
 			token:        token,
+			bearer:       g.accountToken(),
 			probeTimeout: f.probeTimeout,
 			heartbeat:    c.Timing.HeartbeatPeriod(),
 		}

@@ -18,9 +18,12 @@ const doctorWorkers = 32
 // doctorRun gathers one cluster report through the API client; ops/doctor
 // plans the probes and compares the answers.
 type doctorRun struct {
-	client       *api.Client
-	hosts        []string
-	token        string
+	client *api.Client
+	hosts  []string
+	token  string
+	// bearer is the caller's account token, used when there is no
+	// cluster token.
+	bearer       string
 	probeTimeout time.Duration
 	heartbeat    time.Duration
 }
@@ -124,6 +127,9 @@ func (d *doctorRun) memberClient(base string) (*api.Client, error) {
 	cc := api.DefaultClientConfig()
 	cc.Hosts = []string{base}
 	cc.Token = d.token
+	if d.token == "" {
+		cc.Bearer = d.bearer
+	}
 	cc.Timeout = 2*d.probeTimeout + 5*time.Second
 	cc.DialTimeout = min(d.probeTimeout, api.DefaultClientDialTimeout)
 	cc.UserAgent = "hakuriver-doctor"

@@ -50,6 +50,7 @@ func newRootCmd() *cobra.Command {
 		newNodeCmd(g),
 		newClusterCmd(g),
 		newQueueCmd(g),
+		newQuotaCmd(g),
 		newDockerCmd(g),
 		newSSHCmd(g),
 		newVPSCmd(g),

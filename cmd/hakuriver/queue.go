@@ -24,8 +24,9 @@ func newQueueCmd(g *clientFlags) *cobra.Command {
 		Long: `Show the pending tasks in the order the scheduler starts them (higher
 --priority first, then submission order), each with what it waits for:
 free cores, memory or GPUs on a node that fits it, the tasks named by
---after, a free slot under its array job's %N limit, or a node that is
-not drained. TARGET is "-" when the scheduler may pick any node; COMMAND
+--after, a free slot under its array job's %N limit, a node that is
+not drained, or room under its owner's quota or a group's ("hakuriver
+quota" shows them). TARGET is "-" when the scheduler may pick any node; COMMAND
 is the program without its arguments.
 
 The answering replica forwards the request to the leader, so the queue is

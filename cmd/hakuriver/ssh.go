@@ -57,10 +57,18 @@ exit code is ssh's.
 
 With --proxy-command, stdin and stdout are the tunnel, for use as an
 OpenSSH ProxyCommand; "hakuriver ssh config" prints a ready ~/.ssh/config
-block. The replicas also act as SSH jump hosts on the same port (the
-ssh_proxy address "hakuriver cluster status -o json" lists): the jump host
-lets a client through only with the key the VPS was created with, so that
-key must be offered at the jump hop too. OpenSSH's -J does not pass -i on
+block.
+
+The tunnel request carries your API token (--token, HAKURIVER_TOKEN or the
+one "hakuriver auth login" stored): you reach your own VPS, an operator or
+admin every VPS. Without a token the proxy serves you only as far as the
+cluster's anonymous_role allows.
+
+The replicas also act as SSH jump hosts on the same port (the ssh_proxy
+address "hakuriver cluster status -o json" lists): the jump host knows you
+by your key, which must be registered on your account (ssh_keys) or be one
+of the cluster's admin keys, so that key must be offered at the jump hop
+too. OpenSSH's -J does not pass -i on
 to the jump hop; with a key file give it to both hops:
   ssh -i KEY -o ProxyCommand='ssh -i KEY -p PORT -W %h:%p TASK_ID@HOST' root@TASK_ID
 ("ssh -J TASK_ID@HOST:PORT root@TASK_ID" works when the key is in ssh-agent
@@ -124,7 +132,7 @@ func newTunnelOpener(ctx context.Context, g *clientFlags, port int, id int64) (*
 	if err != nil {
 		return nil, err
 	}
-	return sshproxy.NewDialer(addrs, id, min(g.timeout, sshproxy.DefaultRequestTimeout)), nil
+	return sshproxy.NewDialer(addrs, id, g.accountToken(), min(g.timeout, sshproxy.DefaultRequestTimeout)), nil
 }
 
 // sshProxyAddrs returns port on the --host replicas' addresses when port
@@ -411,8 +419,9 @@ func writeSSHConfig(w io.Writer, b sshConfigBlock) error {
 	}
 	fmt.Fprintf(&sb, "#\n")
 	fmt.Fprintf(&sb, "# Or through a replica's SSH jump host, without hakuriver on this machine: it\n")
-	fmt.Fprintf(&sb, "# lets only the VPS's key through. Use these two lines instead of HostName and\n")
-	fmt.Fprintf(&sb, "# ProxyCommand (any replica will do; the jump host's own key is persistent):\n")
+	fmt.Fprintf(&sb, "# lets through only a key registered on your account (ssh_keys) or an admin key.\n")
+	fmt.Fprintf(&sb, "# Use these two lines instead of HostName and ProxyCommand (any replica will\n")
+	fmt.Fprintf(&sb, "# do; the jump host's own key is persistent):\n")
 	fmt.Fprintf(&sb, "#     HostName %s\n", id)
 	if b.key == "" {
 		fmt.Fprintf(&sb, "#     ProxyJump %s@%s\n", id, b.jump)

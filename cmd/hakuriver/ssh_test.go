@@ -137,16 +137,42 @@ func contains(lines []string, s string) bool {
 	return false
 }
 
-// sshTestProxy starts an SSH proxy on 127.0.0.1 for task 7 (a VPS whose
-// sshd is at port) and returns its port.
+// API tokens the test proxy knows: alice owns task 7, bob owns nothing.
+const (
+	aliceToken = "hkr_alice-test-token"
+	bobToken   = "hkr_bob-test-token"
+)
+
+// testAccounts knows aliceToken and bobToken; anonymous callers may do
+// nothing.
+type testAccounts struct{}
+
+func (testAccounts) TokenCaller(_ context.Context, secret string) (sshproxy.Caller, bool) {
+	switch secret {
+	case aliceToken:
+		return sshproxy.Caller{Name: "alice", Role: fsm.RoleUser}, true
+	case bobToken:
+		return sshproxy.Caller{Name: "bob", Role: fsm.RoleUser}, true
+	}
+	return sshproxy.Caller{}, false
+}
+
+func (testAccounts) KeyCallers(ssh.PublicKey) []sshproxy.Caller { return nil }
+
+func (testAccounts) Anonymous() sshproxy.Caller {
+	return sshproxy.Caller{Name: "anonymous", Anonymous: true}
+}
+
+// sshTestProxy starts an SSH proxy on 127.0.0.1 for task 7 (alice's VPS
+// whose sshd is at port) and returns its port.
 func sshTestProxy(t *testing.T, port int, key string) int {
 	t.Helper()
-	srv, err := sshproxy.New(sshproxy.Config{Resolver: sshproxy.ResolverFunc(func(_ context.Context, id int64) (sshproxy.Target, error) {
+	srv, err := sshproxy.New(sshproxy.Config{Accounts: testAccounts{}, Resolver: sshproxy.ResolverFunc(func(_ context.Context, id int64) (sshproxy.Target, error) {
 		if id != 7 {
 			return sshproxy.Target{}, sshproxy.ErrTaskNotFound
 		}
 		return sshproxy.Target{
-			Task: &fsm.Task{TaskID: 7, TaskType: fsm.TaskVPS, Status: fsm.StatusRunning, AssignedNode: "n1", SSHPort: port, Command: key},
+			Task: &fsm.Task{TaskID: 7, TaskType: fsm.TaskVPS, Status: fsm.StatusRunning, AssignedNode: "n1", SSHPort: port, Command: key, Owner: "alice"},
 			Node: &fsm.Node{Hostname: "n1", URL: "http://127.0.0.1:8001", Status: fsm.NodeOnline},
 		}, nil
 	})})
@@ -174,15 +200,15 @@ func TestSSH_ProxyCommandWithFailover(t *testing.T) {
 	// 127.0.0.2 has no proxy: the next replica is tried.
 	hosts := "http://127.0.0.2:8000,http://127.0.0.1:8000"
 	out, _, err := runSSHCLI(t, strings.NewReader("ping through the tunnel\n"),
-		"--host", hosts, "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "7")
+		"--host", hosts, "--token", aliceToken, "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "7")
 	if err != nil || out != "ping through the tunnel\n" {
 		t.Fatalf("proxy-command = %q, %v", out, err)
 	}
-	_, _, err = runSSHCLI(t, strings.NewReader(""), "--host", hosts, "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "404")
+	_, _, err = runSSHCLI(t, strings.NewReader(""), "--host", hosts, "--token", aliceToken, "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "404")
 	if !errors.Is(err, sshproxy.ErrTaskNotFound) || !strings.Contains(err.Error(), "Task 404 not found.") {
 		t.Fatalf("proxy-command to an unknown task = %v", err)
 	}
-	_, _, err = runSSHCLI(t, strings.NewReader(""), "--host", "http://127.0.0.2:8000", "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "7")
+	_, _, err = runSSHCLI(t, strings.NewReader(""), "--host", "http://127.0.0.2:8000", "--token", aliceToken, "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "7")
 	if err == nil || !strings.Contains(err.Error(), "no SSH proxy reachable") {
 		t.Fatalf("proxy-command with no proxy = %v", err)
 	}
@@ -201,7 +227,7 @@ func TestSSH_Session(t *testing.T) {
 	keyFile := user.WriteFile(t, t.TempDir())
 	vpsPort := sshtest.NewSSHD(t, user.PublicKey()).Port()
 	port := sshTestProxy(t, vpsPort, string(ssh.MarshalAuthorizedKey(user.PublicKey())))
-	base := []string{"--host", "127.0.0.1:8000", "ssh", "--proxy-port", strconv.Itoa(port), "--key", keyFile, "7", "--", "-o", "BatchMode=yes"}
+	base := []string{"--host", "127.0.0.1:8000", "--token", aliceToken, "ssh", "--proxy-port", strconv.Itoa(port), "--key", keyFile, "7", "--", "-o", "BatchMode=yes"}
 
 	out, errOut, err := runSSHCLI(t, nil, append(base, "hostname")...)
 	if err != nil || out != "fake-vps\n" {
@@ -212,8 +238,50 @@ func TestSSH_Session(t *testing.T) {
 	if !errors.As(err, &ec) || ec.ExitCode() != 3 {
 		t.Fatalf("exit code: %v", err)
 	}
-	_, _, err = runSSHCLI(t, nil, "--host", "127.0.0.1:8000", "ssh", "--proxy-port", strconv.Itoa(port), "404")
+	_, _, err = runSSHCLI(t, nil, "--host", "127.0.0.1:8000", "--token", aliceToken, "ssh", "--proxy-port", strconv.Itoa(port), "404")
 	if err == nil || !strings.Contains(err.Error(), "Task 404 not found.") {
 		t.Fatalf("ssh to an unknown task = %v", err)
+	}
+}
+
+// TestSSH_SendsToken: hakuriver ssh sends the account's token (--token or
+// HAKURIVER_TOKEN); the proxy refuses another user's token, an unknown one
+// and none, and the CLI reports the refusal without starting ssh.
+func TestSSH_SendsToken(t *testing.T) {
+	// No token saved by hakuriver auth login.
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	port := sshTestProxy(t, sshtest.EchoServer(t), "")
+	run := func(token string, env bool) (string, error) {
+		t.Setenv(tokenEnv, "")
+		args := []string{"--host", "127.0.0.1:8000"}
+		switch {
+		case env:
+			t.Setenv(tokenEnv, token)
+		case token != "":
+			args = append(args, "--token", token)
+		}
+		args = append(args, "ssh", "--proxy-port", strconv.Itoa(port), "--proxy-command", "7")
+		out, _, err := runSSHCLI(t, strings.NewReader("ping\n"), args...)
+		return out, err
+	}
+	for _, env := range []bool{false, true} {
+		if out, err := run(aliceToken, env); err != nil || out != "ping\n" {
+			t.Fatalf("alice's token (env %v) = %q, %v", env, out, err)
+		}
+	}
+	for _, tc := range []struct {
+		token string
+		kind  error
+		want  string
+	}{
+		{bobToken, sshproxy.ErrForbidden, "Permission denied: VPS task 7 is not yours"},
+		{"hkr_unknown", sshproxy.ErrUnauthenticated, "Authentication failed: unknown, revoked or expired API token."},
+		{"", sshproxy.ErrUnauthenticated, "Authentication required"},
+	} {
+		_, err := run(tc.token, false)
+		if !errors.Is(err, tc.kind) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("token %q: %v, want %v (%q)", tc.token, err, tc.kind, tc.want)
+		}
 	}
 }

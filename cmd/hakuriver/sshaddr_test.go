@@ -58,7 +58,7 @@ func TestSSH_FindsProxyFromCluster(t *testing.T) {
 	}
 	ping := func(t *testing.T, hosts string) (string, error) {
 		t.Helper()
-		out, _, err := runSSHCLI(t, strings.NewReader("ping\n"), "--host", hosts, "ssh", "--proxy-command", "7")
+		out, _, err := runSSHCLI(t, strings.NewReader("ping\n"), "--host", hosts, "--token", aliceToken, "ssh", "--proxy-command", "7")
 		return out, err
 	}
 

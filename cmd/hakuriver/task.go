@@ -309,7 +309,8 @@ func newTaskStatusCmd(g *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status TASK_ID",
 		Short: "Show one task",
-		Long: `Show one task's command, resources, placement, status and timestamps.
+		Long: `Show one task's command, resources, placement, status and timestamps,
+and for a pending task what it waits for (as "hakuriver queue" says).
 With --output json it prints the task as the API returns it.`,
 		Example: `  hakuriver task status 1790263384729600000
   hakuriver task status 1790263384729600000 -o json`,
@@ -323,14 +324,36 @@ With --output json it prints the task as the API returns it.`,
 				if format == outputJSON {
 					return printJSON(cmd.OutOrStdout(), t)
 				}
-				return printTask(cmd.OutOrStdout(), t)
+				return printTaskWaiting(cmd.OutOrStdout(), t, waitingReason(ctx, c, t))
 			})
 		},
 	}
 }
 
+// waitingReason is what a pending task waits for, as the queue says ("" when
+// it is not pending or the queue cannot be read: the status still prints).
+func waitingReason(ctx context.Context, c *api.Client, t fsm.Task) string {
+	if t.Status != fsm.StatusPending {
+		return ""
+	}
+	q, err := c.Queue(ctx)
+	if err != nil {
+		return ""
+	}
+	id := strconv.FormatInt(t.TaskID, 10)
+	for _, e := range q {
+		if e.TaskID == id {
+			return e.Reason
+		}
+	}
+	return ""
+}
+
 // printTask writes a task as aligned "Key: value" lines.
-func printTask(w io.Writer, t fsm.Task) error {
+func printTask(w io.Writer, t fsm.Task) error { return printTaskWaiting(w, t, "") }
+
+// printTaskWaiting is printTask with what a pending task waits for.
+func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 	tw := newTable(w)
 	kv := func(k, v string) { row(tw, k+":", orDash(v)) }
 	kv("Task ID", strconv.FormatInt(t.TaskID, 10))
@@ -345,6 +368,9 @@ func printTask(w io.Writer, t fsm.Task) error {
 		runAs = "runner default (runner_user; a Docker image's own user)"
 	}
 	kv("Runs as", runAs)
+	if waiting != "" {
+		kv("Waiting for", waiting)
+	}
 	kv("Command", commandLine(t.Command, t.Arguments))
 	node := t.AssignedNode
 	if node == "" && t.TargetNode != "" {

@@ -267,12 +267,32 @@ func (c *Cluster) bootstrap() {
 				c.tb.Fatalf("harness: bootstrap answer %s: %v", a, err)
 			}
 			c.admin = tr.Token
+			c.waitTokenEverywhere(tr.Token, deadline)
 			return
 		}
 		if time.Now().After(deadline) {
 			c.tb.Fatalf("harness: bootstrap the accounts: %v %s", err, a)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitTokenEverywhere waits until every running replica accepts token.
+func (c *Cluster) waitTokenEverywhere(token string, deadline time.Time) {
+	c.tb.Helper()
+	for _, i := range c.Running() {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), ReadTimeout)
+			a, err := c.CallAs(ctx, i, http.MethodGet, "/api/auth/whoami", token, nil)
+			cancel()
+			if err == nil && a.Status == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.tb.Fatalf("harness: replica %s does not accept the admin token: %v %s", c.Replica(i).ID, err, a)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
 

@@ -5,7 +5,8 @@
 // through the leader and a follower, failover time after SIGKILL of the
 // leader, host memory at many tasks, snapshot/restore cost, native task
 // latency on a real `hakuriver runner`, the time to notice a dead runner,
-// and the leader's cost of 200 heart-beating runners. It prints tables and
+// the leader's cost of 200 heart-beating runners, and the cost of
+// authenticating every request with an account token. It prints tables and
 // never passes or fails on speed; it exits non-zero only when the cluster
 // misbehaves (no leader, lost tasks).
 //
@@ -45,7 +46,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats", "doctor", "docker", "ssh"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats", "doctor", "docker", "ssh", "auth"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -151,6 +152,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["ssh"] {
 		fmt.Fprintln(out)
 		sshSection(out, root, bin, s)
+	}
+	if s.sections["auth"] {
+		fmt.Fprintln(out)
+		authSection(out, root, bin, s)
 	}
 	return 0
 }

@@ -142,7 +142,8 @@ func sshBench(parent *scope, bin string, s settings) sshResult {
 	sshOpts := []string{"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"}
 	proxyArgs := func(command string) []string {
-		a := []string{"--host", c.HostFlag(0), "ssh", "--proxy-port", proxyPort, "--key", key, created.TaskID, "--"}
+		// The proxy lets the VPS's owner through: the admin's token.
+		a := []string{"--host", c.HostFlag(0), "--token", c.AdminToken(), "ssh", "--proxy-port", proxyPort, "--key", key, created.TaskID, "--"}
 		return append(append(a, sshOpts...), command)
 	}
 	directArgs := func(command string) []string {

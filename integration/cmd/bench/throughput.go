@@ -47,8 +47,15 @@ func (l load) pct(p float64) time.Duration {
 }
 
 // submitLoad runs clients goroutines that each submit one task after the
-// other through replica i until d has passed or max requests were sent.
+// other through replica i until d has passed or max requests were sent,
+// as the cluster's admin.
 func submitLoad(c *harness.Cluster, i, clients int, d time.Duration, max int, tag string) load {
+	return submitLoadAs(c, i, clients, d, max, tag, c.AdminToken())
+}
+
+// submitLoadAs is submitLoad with an account's token (bearer; "" sends
+// none: an anonymous caller).
+func submitLoadAs(c *harness.Cluster, i, clients int, d time.Duration, max int, tag, bearer string) load {
 	var issued atomic.Int64
 	var mu sync.Mutex
 	var res load
@@ -66,7 +73,7 @@ func submitLoad(c *harness.Cluster, i, clients int, d time.Duration, max int, ta
 				sent++
 				ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 				t0 := time.Now()
-				a, _, err := c.Submit(ctx, i, api.SubmitRequest{Command: "true", Arguments: []string{tag, fmt.Sprint(w), fmt.Sprint(n)}})
+				a, err := c.CallAs(ctx, i, http.MethodPost, "/api/submit", bearer, api.SubmitRequest{Command: "true", Arguments: []string{tag, fmt.Sprint(w), fmt.Sprint(n)}})
 				cancel()
 				switch {
 				case err != nil:
