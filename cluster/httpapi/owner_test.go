@@ -25,6 +25,22 @@ type fakeAccounts struct {
 
 func (f *fakeAccounts) User(name string) (fsm.User, bool) { u, ok := f.users[name]; return u, ok }
 
+func (f *fakeAccounts) Users() []fsm.User {
+	var out []fsm.User
+	for _, u := range f.users {
+		out = append(out, u)
+	}
+	return out
+}
+
+func (f *fakeAccounts) Groups() []fsm.Group {
+	var out []fsm.Group
+	for _, g := range f.groups {
+		out = append(out, g)
+	}
+	return out
+}
+
 func (f *fakeAccounts) EffectivePolicy(u fsm.User) fsm.Policy {
 	p := u.Policy
 	for _, g := range u.Groups {
