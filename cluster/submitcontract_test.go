@@ -178,7 +178,11 @@ func TestSubmitContractAcceptsOriginalPayloads(t *testing.T) {
 	// additional_mounts in a request need the mounts policy: submit as an
 	// admin who was granted it.
 	admin := bootstrapAdmin(t, h)
-	if resp, body := doAs(t, "PATCH", base+"/api/users/root", admin, api.UserPatch{Policy: &fsm.Policy{Mounts: true}}); resp.StatusCode != http.StatusOK {
+	var me api.WhoAmI
+	if resp, body := doAs(t, "GET", base+"/api/auth/whoami", admin, nil); resp.StatusCode != http.StatusOK || json.Unmarshal(body, &me) != nil {
+		t.Fatalf("whoami: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := doAs(t, "PATCH", base+"/api/users/"+me.User, admin, api.UserPatch{Policy: &fsm.Policy{Mounts: true}}); resp.StatusCode != http.StatusOK {
 		t.Fatalf("grant mounts: %d %s", resp.StatusCode, body)
 	}
 	runner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
