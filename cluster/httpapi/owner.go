@@ -49,15 +49,15 @@ func (a *API) submitterOf(p auth.Principal) (submitter, error) {
 	if a.d.Accounts != nil {
 		s.policy = a.d.Accounts.EffectivePolicy(u)
 	}
-	if IsRootUser(s.runAs) && !s.policy.RunAsRoot {
+	if isRootUser(s.runAs) && !s.policy.RunAsRoot {
 		return submitter{}, forbidden(fmt.Sprintf("forbidden: the unix_user of account %q is %q (root), and running tasks as root needs the run_as_root policy (an admin grants it to the account or one of its groups)", u.Name, s.runAs))
 	}
 	return s, nil
 }
 
-// IsRootUser reports whether a unix_user names root: the name root or UID 0
+// isRootUser reports whether a unix_user names root: the name root or UID 0
 // (with any group).
-func IsRootUser(unixUser string) bool {
+func isRootUser(unixUser string) bool {
 	uid, _, _ := strings.Cut(unixUser, ":")
 	return uid == "root" || uid != "" && strings.Trim(uid, "0") == ""
 }

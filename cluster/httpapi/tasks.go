@@ -18,7 +18,9 @@ import (
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
-// Status serves GET /api/status/{id}: one task, 404 when unknown.
+// Status serves GET /api/status/{id}: one task, 404 when unknown. Here
+// and in every task listing, env_vars values are HiddenValue for callers
+// who may not see them (shown).
 func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 	id, err := ParseTaskID(chi.URLParam(r, "id"))
 	if err != nil {

@@ -364,7 +364,10 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 	kv("Status", string(t.Status))
 	kv("Owner", t.Owner)
 	runAs := t.RunAs
-	if runAs == "" {
+	switch {
+	case t.TaskType == fsm.TaskVPS:
+		runAs = "root (VPS containers run as root)"
+	case runAs == "":
 		runAs = "runner default (runner_user; a Docker image's own user)"
 	}
 	kv("Runs as", runAs)
