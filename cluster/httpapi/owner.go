@@ -50,16 +50,17 @@ func (a *API) submitterOf(p auth.Principal) (submitter, error) {
 		s.policy = a.d.Accounts.EffectivePolicy(u)
 	}
 	if isRootUser(s.runAs) && !s.policy.RunAsRoot {
-		return submitter{}, forbidden(fmt.Sprintf("forbidden: the unix_user of account %q is %q (root), and running tasks as root needs the run_as_root policy (an admin grants it to the account or one of its groups)", u.Name, s.runAs))
+		return submitter{}, forbidden(fmt.Sprintf("forbidden: the unix_user of account %q is %q (root or the root group), and running tasks as root needs the run_as_root policy (an admin grants it to the account or one of its groups)", u.Name, s.runAs))
 	}
 	return s, nil
 }
 
-// isRootUser reports whether a unix_user names root: the name root or UID 0
-// (with any group).
+// isRootUser reports whether a unix_user names root: the name root, UID 0
+// or GID 0 (the root group).
 func isRootUser(unixUser string) bool {
-	uid, _, _ := strings.Cut(unixUser, ":")
-	return uid == "root" || uid != "" && strings.Trim(uid, "0") == ""
+	zero := func(s string) bool { return s != "" && strings.Trim(s, "0") == "" }
+	uid, gid, _ := strings.Cut(unixUser, ":")
+	return uid == "root" || zero(uid) || zero(gid)
 }
 
 // checkPolicy refuses (403, naming the field) what a submit asks for beyond

@@ -187,7 +187,7 @@ func TestSubmitAsRootNeedsPolicy(t *testing.T) {
 
 func TestIsRootUser(t *testing.T) {
 	for s, want := range map[string]bool{"root": true, "0": true, "0:0": true, "00:5": true, "root:x": true,
-		"": false, "4242": false, "4242:0": false, "rooty": false, "10": false, "alice": false} {
+		"4242:0": true, "4242:00": true, "": false, "4242": false, "4242:10": false, "rooty": false, "10": false, "alice": false} {
 		if got := isRootUser(s); got != want {
 			t.Errorf("isRootUser(%q) = %v, want %v", s, got, want)
 		}
