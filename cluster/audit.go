@@ -73,6 +73,10 @@ func (h *Host) recordAct(ctx context.Context, action, target string) {
 	if _, ok := auth.FromContext(ctx); !ok {
 		return
 	}
+	if err := h.commandKnown(fsm.CmdRecord); err != nil {
+		h.log.Info("not recorded in the audit log: a replica cannot read audit records yet", "action", action, "target", target)
+		return
+	}
 	ctx = context.WithValue(ctx, noteKey{}, note{action: action, target: target})
 	if _, err := h.apply(ctx, &fsm.Record{}); err != nil {
 		h.log.Warn("could not record an act in the audit log", "action", action, "target", target, "err", err)

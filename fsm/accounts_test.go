@@ -250,17 +250,25 @@ func TestAuditRecords(t *testing.T) {
 	if tk := h.task(2); tk.TaskID != 2 {
 		t.Fatal("the wrapped submit did not apply")
 	}
-	// Filters and paging.
-	if got, _ := h.m.Audit(fsm.AuditFilter{User: "alice"}, 10); len(got) != 1 || got[0].User != "alice" {
-		t.Fatalf("by user: %+v", got)
+	// A retried submit (same request ID) creates nothing and is not
+	// recorded a second time.
+	h.ok(audited(t, &fsm.SubmitTasks{RequestID: "again", Tasks: []*fsm.Task{newTask(5)}}, "alice", 3, 0, 0))
+	h.ok(audited(t, &fsm.SubmitTasks{RequestID: "again", Tasks: []*fsm.Task{newTask(6)}}, "alice", 3, 0, 0))
+	if got, _ := h.m.Audit(fsm.AuditFilter{User: "alice"}, 10); len(got) != 2 {
+		t.Fatalf("records of alice after a first submit and a retried one: %+v", got)
 	}
-	if got, _ := h.m.Audit(fsm.AuditFilter{Since: at(3)}, 10); len(got) != 1 {
-		t.Fatalf("since: %+v", got)
+	h.reject(audited(t, &fsm.RemoveUser{Name: "ghost"}, "root", 3, 0, 0), fsm.ErrNotFound) // keeps the record count below
+	if got, _ := h.m.Audit(fsm.AuditFilter{Since: at(3)}, 10); len(got) != 2 {
+		t.Fatalf("since at(3): %+v", got)
+	}
+	// Filters and paging.
+	if got, _ := h.m.Audit(fsm.AuditFilter{User: "root"}, 10); len(got) != 1 || got[0].User != "root" {
+		t.Fatalf("by user: %+v", got)
 	}
 	if got, more := h.m.Audit(fsm.AuditFilter{}, 1); len(got) != 1 || !more {
 		t.Fatalf("limit 1: %+v %v", got, more)
 	}
-	if got, _ := h.m.Audit(fsm.AuditFilter{After: seq}, 10); len(got) != 1 || got[0].Seq <= seq {
+	if got, _ := h.m.Audit(fsm.AuditFilter{After: seq}, 10); len(got) != 2 || got[0].Seq <= seq {
 		t.Fatalf("after %d: %+v", seq, got)
 	}
 	// Nested envelopes cannot be made, and one written by hand is an

@@ -80,6 +80,9 @@ func (m *Machine) applyAudited(index uint64, c *Audited, inner Command) Result {
 	if res.Err != nil {
 		return res
 	}
+	if sr, ok := res.Value.(SubmitResult); ok && sr.Duplicate {
+		return res // a retry of a submit already recorded
+	}
 	rec := c.Record
 	rec.Seq = index
 	if rec.Target == "" {

@@ -66,7 +66,7 @@ func cliAs(t *testing.T, c *harness.Cluster, a sshAccount, idxs []int, timeout t
 	t.Helper()
 	return harness.RunCLI(t.Context(), harness.CLICommand{Bin: c.Bin(), Timeout: timeout,
 		Args: append([]string{"--host", c.HostFlag(idxs...)}, args...),
-		Env:  []string{"HAKURIVER_TOKEN=" + a.token, "HAKURIVER_TOKEN_FILE=" + filepath.Join(t.TempDir(), "tokens.json")}})
+		Env:  []string{"HAKURIVER_TOKEN=" + a.token, "HAKURIVER_CREDENTIALS=" + filepath.Join(t.TempDir(), "tokens.json")}})
 }
 
 // TestVPSSSHAccounts: with accounts and no anonymous access, alice creates

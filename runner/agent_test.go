@@ -53,9 +53,7 @@ func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 	hc.NodeID, hc.DataDir, hc.SharedDir = "h1", t.TempDir(), shared
 	hc.APIPort, hc.RaftPort, hc.GossipPort = 0, 0, 0
 	hc.FastGossip, hc.ClusterToken = true, "secret-token"
-	// Callers without a token act as operators: these tests are about the
-	// runner, not the accounts.
-	hc.AnonymousRole = fsm.RoleOperator
+	hc.AnonymousRole = fsm.RoleOperator // this test is about the runner, not accounts
 	hc.HeartbeatInterval = 500 * time.Millisecond
 	hc.Logger = logger(t)
 	ctx := context.Background()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -63,6 +64,38 @@ func mayActOn(p auth.Principal, t *fsm.Task, what string) error {
 }
 
 func forbidden(msg string) error { return &httpError{status: http.StatusForbidden, msg: msg} }
+
+func conflict(format string, args ...any) error {
+	return &httpError{status: http.StatusConflict, msg: fmt.Sprintf(format, args...)}
+}
+
+// The checks below turn bad input away before it is proposed, so that it
+// never reaches the Raft log; Apply makes the same checks, authoritatively.
+
+// lastAdmin reports whether name is the only admin account.
+func (a *API) lastAdmin(name string) bool {
+	u, ok := a.d.Accounts.User(name)
+	if !ok || u.Role != fsm.RoleAdmin {
+		return false
+	}
+	for _, o := range a.d.Accounts.Users() {
+		if o.Name != name && o.Role == fsm.RoleAdmin {
+			return false
+		}
+	}
+	return true
+}
+
+// checkGroup validates a group before it is proposed.
+func checkGroup(g *fsm.Group) error {
+	switch {
+	case !fsm.NameRE.MatchString(g.Name):
+		return badRequest("name %q: want 1-32 characters a-z 0-9 _ . - starting with a letter or _", g.Name)
+	case !g.Quota.Valid():
+		return badRequest("quota: limits must not be negative")
+	}
+	return nil
+}
 
 func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
 	body, err := readBody(w, r, maxAccountBody)
@@ -183,6 +216,10 @@ func (a *API) CreateUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if _, exists := a.d.Accounts.User(u.Name); exists {
+		writeError(w, conflict("conflict: user %q exists", u.Name))
+		return
+	}
 	if _, ok := a.propose(w, r, &fsm.PutUser{User: u, Create: true}); ok {
 		writeJSON(w, http.StatusCreated, u)
 	}
@@ -247,6 +284,10 @@ func (a *API) PatchUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if u.Role != fsm.RoleAdmin && a.lastAdmin(u.Name) {
+		writeError(w, conflict("conflict: %q is the last admin: make another admin first", u.Name))
+		return
+	}
 	if _, ok := a.propose(w, r, &fsm.PutUser{User: &u}); ok {
 		writeJSON(w, http.StatusOK, u)
 	}
@@ -254,7 +295,16 @@ func (a *API) PatchUser(w http.ResponseWriter, r *http.Request) {
 
 // DeleteUser removes an account and its tokens (admin).
 func (a *API) DeleteUser(w http.ResponseWriter, r *http.Request) {
-	if _, ok := a.propose(w, r, &fsm.RemoveUser{Name: chi.URLParam(r, "name")}); ok {
+	name := chi.URLParam(r, "name")
+	if _, ok := a.d.Accounts.User(name); !ok {
+		writeError(w, notFound("no user %q", name))
+		return
+	}
+	if a.lastAdmin(name) {
+		writeError(w, conflict("conflict: %q is the last admin: make another admin first", name))
+		return
+	}
+	if _, ok := a.propose(w, r, &fsm.RemoveUser{Name: name}); ok {
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
@@ -272,6 +322,14 @@ func (a *API) CreateGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g := &fsm.Group{Name: req.Name, Quota: req.Quota, Policy: req.Policy, CreatedAt: time.Now().UTC()}
+	if err := checkGroup(g); err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, exists := a.d.Accounts.Group(g.Name); exists {
+		writeError(w, conflict("conflict: group %q exists", g.Name))
+		return
+	}
 	if _, ok := a.propose(w, r, &fsm.PutGroup{Group: g, Create: true}); ok {
 		writeJSON(w, http.StatusCreated, g)
 	}
@@ -295,6 +353,10 @@ func (a *API) PatchGroup(w http.ResponseWriter, r *http.Request) {
 	if req.Policy != nil {
 		g.Policy = *req.Policy
 	}
+	if err := checkGroup(&g); err != nil {
+		writeError(w, err)
+		return
+	}
 	if _, ok := a.propose(w, r, &fsm.PutGroup{Group: &g}); ok {
 		writeJSON(w, http.StatusOK, g)
 	}
@@ -302,7 +364,12 @@ func (a *API) PatchGroup(w http.ResponseWriter, r *http.Request) {
 
 // DeleteGroup removes a group (admin).
 func (a *API) DeleteGroup(w http.ResponseWriter, r *http.Request) {
-	if _, ok := a.propose(w, r, &fsm.RemoveGroup{Name: chi.URLParam(r, "name")}); ok {
+	name := chi.URLParam(r, "name")
+	if _, ok := a.d.Accounts.Group(name); !ok {
+		writeError(w, notFound("no group %q", name))
+		return
+	}
+	if _, ok := a.propose(w, r, &fsm.RemoveGroup{Name: name}); ok {
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
@@ -349,6 +416,10 @@ func (a *API) CreateTokenFor(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.User != p.Name && !p.Can(fsm.RoleAdmin) {
 		writeError(w, forbidden("forbidden: needs role admin to create another user's token"))
+		return
+	}
+	if len(req.Name) > fsm.MaxTokenName || strings.ContainsAny(req.Name, "\r\n\x00") {
+		writeError(w, badRequest("name: at most %d characters on one line", fsm.MaxTokenName))
 		return
 	}
 	var ttl time.Duration

@@ -54,7 +54,7 @@ func addClientFlags(root *cobra.Command) *clientFlags {
 		"host replica URL(s), comma-separated or repeated, tried in order (default $"+hostEnv+" or "+defaultHost+")")
 	pf.StringVarP(&g.output, "output", "o", outputTable, "output format of client commands: table or json")
 	pf.DurationVar(&g.timeout, "timeout", defaultTimeout, "time limit of each API call, trying other replicas included")
-	pf.StringVar(&g.token, "token", "", "API token of your account (default $"+tokenEnv+", else the one saved by `hakuriver auth login`)")
+	pf.StringVar(&g.token, "token", "", "API token of your account (default $"+tokenEnv+", else the one saved by 'hakuriver auth login')")
 	return g
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hakuriver/hakuriver-ha/cluster"
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/runner"
 )
 
@@ -30,8 +32,10 @@ func newDevCmd() *cobra.Command {
 		Short: "Start an embedded cluster in one process on loopback",
 		Long: `Start N host replicas in this process on 127.0.0.1, with data in a
 temporary directory (or --data-dir, which keeps state across runs). Replica i
-serves its API on --api-port + i and its SSH proxy on --api-port + 100 + i. Prints the addresses and a ready
-"export HAKURIVER_HOST=..." line for the client commands. Stop with Ctrl-C.`,
+serves its API on --api-port + i and its SSH proxy on --api-port + 100 + i. Bootstraps the accounts and prints the addresses and a ready
+"export HAKURIVER_HOST=... HAKURIVER_TOKEN=..." line for the client
+commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
+<data-dir>/admin-token. Stop with Ctrl-C.`,
 		Example: `  hakuriver dev                 # one replica on :8000
   hakuriver dev --replicas 3    # HA on one laptop: kill any one, keep working`,
 		Args: cobra.NoArgs,
@@ -142,7 +146,12 @@ serves its API on --api-port + i and its SSH proxy on --api-port + 100 + i. Prin
 				}
 				fmt.Fprintf(out, "replica %s  api %s  raft %s  gossip %s  ssh-proxy %s  (%s)\n", h.NodeID(), h.APIURL(), h.RaftAddr(), h.GossipAddr(), h.SSHProxyAddr(), role)
 			}
-			fmt.Fprintf(out, "data in %s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s HAKURIVER_TOKEN_FILE=%s\n  hakuriver cluster status\n", dataDir, strings.Join(urls, ","), tokenFile)
+			admin, err := devAdminToken(ctx, urls, token, filepath.Join(dataDir, "admin-token"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "data in %s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s HAKURIVER_TOKEN_FILE=%s HAKURIVER_TOKEN=%s\n  hakuriver cluster status\n",
+				dataDir, strings.Join(urls, ","), tokenFile, admin)
 			<-ctx.Done()
 			return nil
 		},
@@ -171,6 +180,41 @@ func waitLeader(ctx context.Context, hosts []*cluster.Host) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// devAdminToken bootstraps the accounts of the embedded cluster with the
+// cluster token and returns the admin's API token, kept in file (mode
+// 0600). A cluster of a kept --data-dir was bootstrapped by an earlier run:
+// its token is read back from file.
+func devAdminToken(ctx context.Context, urls []string, clusterToken, file string) (string, error) {
+	cfg := api.DefaultClientConfig()
+	cfg.Hosts = urls
+	cfg.Token = clusterToken
+	cfg.UserAgent = "hakuriver-dev"
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := c.Bootstrap(ctx, "admin")
+	var ae *api.APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusConflict {
+		b, rerr := os.ReadFile(file)
+		if t := strings.TrimSpace(string(b)); rerr == nil && t != "" {
+			return t, nil
+		}
+		return "", fmt.Errorf("the accounts of this --data-dir were bootstrapped before and %s is gone: "+
+			"use a token of an admin (hakuriver token create), or start over with a new --data-dir", file)
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(file, []byte(resp.Token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("keep the admin token: %w", err)
+	}
+	return resp.Token, nil
 }
 
 // newToken returns a random cluster token for the embedded cluster.

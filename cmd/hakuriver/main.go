@@ -55,6 +55,11 @@ func newRootCmd() *cobra.Command {
 		newSSHCmd(g),
 		newVPSCmd(g),
 		newDoctorCmd(g),
+		newAuthCmd(g),
+		newUserCmd(g),
+		newGroupCmd(g),
+		newTokenCmd(g),
+		newAuditCmd(g),
 	)
 	return root
 }

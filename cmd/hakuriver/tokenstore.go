@@ -16,10 +16,10 @@ type tokenStore struct {
 	Tokens map[string]string `json:"tokens"`
 }
 
-// tokenStorePath is $HAKURIVER_TOKEN_FILE, else
+// tokenStorePath is $HAKURIVER_CREDENTIALS, else
 // $XDG_CONFIG_HOME/hakuriver/tokens.json, else ~/.config/hakuriver/tokens.json.
 func tokenStorePath() (string, error) {
-	if p := os.Getenv("HAKURIVER_TOKEN_FILE"); p != "" {
+	if p := os.Getenv(credentialsEnv); p != "" {
 		return p, nil
 	}
 	dir, err := os.UserConfigDir()
@@ -113,3 +113,7 @@ func saveToken(hosts []string, token string) (string, error) {
 	}
 	return path, nil
 }
+
+// credentialsEnv names the file of saved account tokens (not to be
+// confused with HAKURIVER_TOKEN_FILE, the cluster token's file).
+const credentialsEnv = "HAKURIVER_CREDENTIALS"

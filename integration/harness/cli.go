@@ -84,7 +84,7 @@ func RunCLI(ctx context.Context, cc CLICommand) CLIResult {
 		cmd.Stdout = io.MultiWriter(&out, cc.Tee)
 	}
 	env := os.Environ()
-	for _, name := range []string{"HAKURIVER_HOST", "HAKURIVER_CONFIG", "HAKURIVER_TOKEN", "HAKURIVER_TOKEN_FILE"} {
+	for _, name := range []string{"HAKURIVER_HOST", "HAKURIVER_CONFIG", "HAKURIVER_TOKEN", "HAKURIVER_CREDENTIALS"} {
 		env = withoutEnv(env, name)
 	}
 	cmd.Env = append(env, cc.Env...)
@@ -113,7 +113,7 @@ func RunCLI(ctx context.Context, cc CLICommand) CLIResult {
 // CLIEnv is the environment the harness's CLI runs add: the admin's token
 // (HAKURIVER_TOKEN) and a token store of the cluster's own.
 func (c *Cluster) CLIEnv() []string {
-	env := []string{"HAKURIVER_TOKEN_FILE=" + filepath.Join(c.base, "cli-tokens.json")}
+	env := []string{"HAKURIVER_CREDENTIALS=" + filepath.Join(c.base, "cli-tokens.json")}
 	if c.admin != "" {
 		env = append(env, "HAKURIVER_TOKEN="+c.admin)
 	}
