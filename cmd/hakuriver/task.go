@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -502,9 +501,9 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 	err = g.withClient(cmd, func(ctx context.Context, c *api.Client, _ string) error {
 		user := o.user
 		if o.mine {
-			var who api.WhoAmI
-			if _, err := c.Do(ctx, http.MethodGet, "/api/auth/whoami", nil, &who); err != nil {
-				return fmt.Errorf("--mine: who am I: %w", err)
+			who, err := c.WhoAmI(ctx)
+			if err != nil {
+				return fmt.Errorf("--mine: %w", err)
 			}
 			user = who.User
 		}
