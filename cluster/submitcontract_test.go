@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/sshproxy/sshtest"
 )
 
@@ -174,6 +175,16 @@ func TestSubmitContractRejects(t *testing.T) {
 func TestSubmitContractAcceptsOriginalPayloads(t *testing.T) {
 	h := startCluster(t, 1)[0]
 	base := h.APIURL()
+	// additional_mounts in a request need the mounts policy: submit as an
+	// admin who was granted it.
+	admin := bootstrapAdmin(t, h)
+	var me api.WhoAmI
+	if resp, body := doAs(t, "GET", base+"/api/auth/whoami", admin, nil); resp.StatusCode != http.StatusOK || json.Unmarshal(body, &me) != nil {
+		t.Fatalf("whoami: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := doAs(t, "PATCH", base+"/api/users/"+me.User, admin, api.UserPatch{Policy: &fsm.Policy{Mounts: true}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("grant mounts: %d %s", resp.StatusCode, body)
+	}
 	runner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body) //nolint:errcheck // a fake runner
 		w.Header().Set("Content-Type", "application/json")
@@ -236,7 +247,7 @@ func TestSubmitContractAcceptsOriginalPayloads(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body := do(t, "POST", base+"/api/submit", tc.body)
+			resp, body := doAs(t, "POST", base+"/api/submit", admin, tc.body)
 			if resp.StatusCode != http.StatusAccepted {
 				t.Fatalf("status %d, want 202: %.300s", resp.StatusCode, body)
 			}

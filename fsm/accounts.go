@@ -135,6 +135,10 @@ const (
 // unixUserRE accepts a Unix user name or UID[:GID].
 var unixUserRE = regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10}(:[0-9]{1,10})?)$`)
 
+// ValidUnixUser reports whether s is a Unix user name or UID[:GID], as
+// User.UnixUser and Task.RunAs hold.
+func ValidUnixUser(s string) bool { return len(s) <= MaxUnixUserLen && unixUserRE.MatchString(s) }
+
 // CheckUser validates a user record's fields, naming the first bad one.
 func CheckUser(u *User) error {
 	switch {

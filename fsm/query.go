@@ -8,13 +8,16 @@ type Filter struct {
 	Node   string
 	Batch  int64
 	Type   TaskType
+	// Owner selects the tasks of one account (Task.Owner).
+	Owner string
 }
 
 func (f Filter) match(t *Task) bool {
 	return (f.Status == "" || t.Status == f.Status) &&
 		(f.Node == "" || t.AssignedNode == f.Node) &&
 		(f.Batch == 0 || t.BatchID == f.Batch) &&
-		(f.Type == "" || t.TaskType == f.Type)
+		(f.Type == "" || t.TaskType == f.Type) &&
+		(f.Owner == "" || t.Owner == f.Owner)
 }
 
 // Task returns the task with the given ID. The returned value must not be

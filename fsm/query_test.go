@@ -79,6 +79,7 @@ func TestTasksFilters(t *testing.T) {
 		node   string
 		batch  int64
 		typ    fsm.TaskType
+		owner  string
 	}
 	var rows []row
 	for i, s := range fsm.AllStatuses() {
@@ -89,6 +90,7 @@ func TestTasksFilters(t *testing.T) {
 			if j == 1 {
 				c.TaskType = fsm.TaskVPS
 			}
+			c.Owner = []string{"alice", "bob", ""}[i%3]
 			h.ok(&fsm.SubmitTasks{Tasks: []*fsm.Task{c}})
 			for k, step := range pathTo(s) {
 				if step == fsm.StatusAssigning {
@@ -101,7 +103,7 @@ func TestTasksFilters(t *testing.T) {
 			if s == fsm.StatusPending {
 				assigned = ""
 			}
-			rows = append(rows, row{id, s, assigned, c.BatchID, c.TaskType})
+			rows = append(rows, row{id, s, assigned, c.BatchID, c.TaskType, c.Owner})
 		}
 	}
 	filters := []fsm.Filter{
@@ -116,13 +118,16 @@ func TestTasksFilters(t *testing.T) {
 		{Batch: 3, Type: fsm.TaskVPS},
 		{Type: fsm.TaskCommand},
 		{Type: fsm.TaskVPS, Node: "n2", Batch: 1, Status: fsm.StatusAssigning},
+		{Owner: "alice"},
+		{Owner: "bob", Type: fsm.TaskVPS},
+		{Owner: "carol"},
 	}
 	for _, f := range filters {
 		var want []int64
 		for i := len(rows) - 1; i >= 0; i-- { // rows were created in increasing ID order
 			r := rows[i]
 			if (f.Status == "" || r.status == f.Status) && (f.Node == "" || r.node == f.Node) &&
-				(f.Batch == 0 || r.batch == f.Batch) && (f.Type == "" || r.typ == f.Type) {
+				(f.Batch == 0 || r.batch == f.Batch) && (f.Type == "" || r.typ == f.Type) && (f.Owner == "" || r.owner == f.Owner) {
 				want = append(want, r.id)
 			}
 		}
@@ -132,7 +137,7 @@ func TestTasksFilters(t *testing.T) {
 		}
 		for _, tk := range got {
 			if (f.Status != "" && tk.Status != f.Status) || (f.Node != "" && tk.AssignedNode != f.Node) ||
-				(f.Batch != 0 && tk.BatchID != f.Batch) || (f.Type != "" && tk.TaskType != f.Type) {
+				(f.Batch != 0 && tk.BatchID != f.Batch) || (f.Type != "" && tk.TaskType != f.Type) || (f.Owner != "" && tk.Owner != f.Owner) {
 				t.Errorf("Tasks(%+v) returned non-matching task %d", f, tk.TaskID)
 			}
 		}

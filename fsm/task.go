@@ -128,6 +128,10 @@ type Task struct {
 	// Owner is the account that submitted the task ("" for a task from
 	// before accounts existed or from an anonymous caller).
 	Owner string `json:"owner,omitempty"`
+	// RunAs is the Unix account the task runs as on its runner: the
+	// owner's unix_user when it was submitted (a user name or UID[:GID]);
+	// "" means the runner's runner_user.
+	RunAs string `json:"run_as,omitempty"`
 	// KillRequestID is the request ID of the kill that ended the task.
 	KillRequestID string `json:"kill_request_id,omitempty"`
 }

@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
@@ -51,7 +53,13 @@ func TestDockerTaskCannotPoisonEnvironments(t *testing.T) {
 	envShell(t, c, env, "echo recorded > "+versionFile)
 	tar := createTar(t, c, env)
 
-	// The mount of the shared root is refused.
+	// The mount of the shared root is refused by the runner: the admin may
+	// ask for mounts (the mounts policy), the runner still refuses this one.
+	ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
+	if a, err := c.CallAs(ctx, 0, http.MethodPatch, "/api/users/admin", c.AdminToken(), api.UserPatch{Policy: &fsm.Policy{Mounts: true}}); err != nil || a.Status != http.StatusOK {
+		t.Fatalf("grant the admin mounts: %v %s", err, a)
+	}
+	cancel()
 	id := submitCLI(t, c, []string{"--target", runner, "--container", env, "--mount", c.SharedDir() + ":/x"}, "sh", "-c", "echo pwned > /x/pwned")
 	task := c.WaitFinal(id, dockerTaskTimeout)
 	if task.Status != "failed" || !strings.Contains(task.ErrorMessage, "shared_dir") {

@@ -129,7 +129,7 @@ func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
 		Cores: req.RequiredCores, MemoryBytes: req.RequiredMemoryBytes, GPUs: req.RequiredGPUs,
 		Stdout:     filepath.Join(a.cfg.SharedDir, "task_outputs", filepath.Base(orDefault(req.StdoutPath, strconv.FormatInt(req.TaskID, 10)+".out"))),
 		Stderr:     filepath.Join(a.cfg.SharedDir, "task_errors", filepath.Base(orDefault(req.StderrPath, strconv.FormatInt(req.TaskID, 10)+".err"))),
-		User:       a.cfg.RunnerUser,
+		User:       runAs(req, a.cfg.RunnerUser),
 		Image:      req.DockerImageName,
 		Privileged: req.DockerPrivileged,
 		Mounts:     req.DockerMounts,
@@ -162,6 +162,19 @@ func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
 		s.Mems = []int{*req.TargetNUMANodeID}
 	}
 	return s, nil
+}
+
+// runAs is the user a task runs as: its owner's Unix account (RunAs) when
+// the cluster recorded one; otherwise runner_user for native tasks, and the
+// image's own user for Docker tasks (as before accounts existed).
+func runAs(req api.RunRequest, runnerUser string) string {
+	switch {
+	case req.RunAs != "":
+		return req.RunAs
+	case environment.IsNative(req.ContainerName) || req.DockerImageName == "":
+		return runnerUser
+	}
+	return ""
 }
 
 func orDefault(s, d string) string {

@@ -56,6 +56,8 @@ func TestRunRefusesWhatSubmitRefuses(t *testing.T) {
 		"env name with slash":  {func(r *api.RunRequest) { r.EnvVars = map[string]string{"A/B": "1"} }, "env_vars"},
 		"mount etc:/x":         {func(r *api.RunRequest) { r.DockerMounts = []string{"etc:/x"} }, "additional_mounts[0]"},
 		"300 KiB argument":     {func(r *api.RunRequest) { r.Arguments = []string{strings.Repeat("a", 300<<10)} }, "arguments"},
+		"run_as with a shell":  {func(r *api.RunRequest) { r.RunAs = "x;rm -rf /" }, "run_as"},
+		"run_as UID:name":      {func(r *api.RunRequest) { r.RunAs = "4242:wheel" }, "run_as"},
 	} {
 		req := base
 		tc.mod(&req)

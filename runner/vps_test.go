@@ -96,6 +96,9 @@ func TestVPSThroughAgent(t *testing.T) {
 	hc.NodeID, hc.DataDir, hc.SharedDir = "h1", t.TempDir(), shared
 	hc.APIPort, hc.RaftPort, hc.GossipPort = 0, 0, 0
 	hc.FastGossip, hc.ClusterToken = true, "secret-token"
+	// Callers without a token act as operators: these tests are about the
+	// runner, not the accounts.
+	hc.AnonymousRole = fsm.RoleOperator
 	hc.HeartbeatInterval = 500 * time.Millisecond
 	hc.DefaultContainer = env
 	// Callers without a token act as operators: this test is about the

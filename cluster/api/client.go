@@ -162,6 +162,8 @@ type TaskQuery struct {
 	Batch  string
 	Limit  int
 	After  string
+	// User lists the tasks of one owner.
+	User string
 }
 
 // Page says whether GET /api/tasks has more results and where they start.
@@ -398,7 +400,7 @@ func (c *Client) Status(ctx context.Context, id string) (fsm.Task, error) {
 // page exists; pass Page.NextAfter as TaskQuery.After to fetch it.
 func (c *Client) Tasks(ctx context.Context, q TaskQuery) ([]fsm.Task, Page, error) {
 	v := url.Values{}
-	for _, kv := range [][2]string{{"status", q.Status}, {"node", q.Node}, {"batch", q.Batch}, {"after", q.After}} {
+	for _, kv := range [][2]string{{"status", q.Status}, {"node", q.Node}, {"batch", q.Batch}, {"after", q.After}, {"user", q.User}} {
 		if kv[1] != "" {
 			v.Set(kv[0], kv[1])
 		}

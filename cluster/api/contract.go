@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // Limits of the submit contract. The host checks them at submit, before
@@ -99,6 +101,9 @@ func CheckTaskPayload(p TaskPayload) error {
 // CheckRunRequest is the runner's CheckTaskPayload on a /run body, whose
 // environment may hold RunEnvReserve more bytes (the host's variables).
 func CheckRunRequest(r RunRequest) error {
+	if r.RunAs != "" && !fsm.ValidUnixUser(r.RunAs) {
+		return &FieldError{Field: "run_as", Reason: fmt.Sprintf("%q is not a Unix user name or UID[:GID]", r.RunAs)}
+	}
 	return checkPayload(TaskPayload{
 		Command: r.Command, Arguments: r.Arguments, EnvVars: r.EnvVars, WorkDir: r.WorkDir, Mounts: r.DockerMounts,
 	}, MaxEnvBytes+RunEnvReserve)

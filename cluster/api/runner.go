@@ -101,6 +101,9 @@ type RunRequest struct {
 	DockerPrivileged    bool              `json:"docker_privileged"`
 	DockerMounts        []string          `json:"docker_additional_mounts"`
 	BatchID             int64             `json:"batch_id,omitempty"`
+	// RunAs is the Unix account the task runs as (fsm.Task.RunAs): a user
+	// name or UID[:GID]; "" means the runner's runner_user.
+	RunAs string `json:"run_as,omitempty"`
 	// ClusterID labels the task's container; EnvTarball is the recorded
 	// tarball of its environment (absent when none was recorded).
 	ClusterID  string      `json:"cluster_id,omitempty"`

@@ -26,6 +26,8 @@ type AccountReader interface {
 	TokenByID(id string) (fsm.Token, bool)
 	TokenByHash(hash string) (fsm.Token, fsm.User, bool)
 	Audit(f fsm.AuditFilter, limit int) ([]fsm.AuditRecord, bool)
+	// EffectivePolicy joins a user's policy with their groups'.
+	EffectivePolicy(u fsm.User) fsm.Policy
 }
 
 // maxAccountBody bounds the body of every account call.

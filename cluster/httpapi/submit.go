@@ -180,12 +180,22 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, submitResponse(ids))
 		return
 	}
+	p := principal(r)
+	sub, err := a.submitterOf(p)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := checkPolicy(req, sub); err != nil {
+		writeError(w, err)
+		return
+	}
 	tasks, err := a.buildTasks(req)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	owner := ownerName(principal(r))
+	owner := ownerName(p)
 	for _, t := range tasks {
 		t.Owner = owner
 	}
@@ -196,6 +206,7 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UTC()
 	for i, t := range tasks {
 		t.Owner = owner
+		t.RunAs = sub.runAs
 		t.TaskID = a.d.Proposer.NextTaskID()
 		t.BatchID = tasks[0].TaskID
 		t.SubmittedAt = now

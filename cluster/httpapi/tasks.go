@@ -18,7 +18,9 @@ import (
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
-// Status serves GET /api/status/{id}: one task, 404 when unknown.
+// Status serves GET /api/status/{id}: one task, 404 when unknown. Here
+// and in every task listing, env_vars values are HiddenValue for callers
+// who may not see them (shown).
 func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 	id, err := ParseTaskID(chi.URLParam(r, "id"))
 	if err != nil {
@@ -30,15 +32,19 @@ func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("task %d not found", id))
 		return
 	}
-	writeJSON(w, http.StatusOK, t)
+	writeJSON(w, http.StatusOK, shown(principal(r), t))
 }
 
-// Tasks serves GET /api/tasks: tasks filtered by status, node, type and
-// batch, paged by ?after and ?limit (api.MoreHeader and
+// Tasks serves GET /api/tasks: tasks filtered by status, node, type,
+// batch and owner (?user=), paged by ?after and ?limit (api.MoreHeader and
 // api.NextAfterHeader say where the next page starts).
 func (a *API) Tasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := fsm.Filter{Status: fsm.Status(q.Get("status")), Node: q.Get("node"), Type: fsm.TaskType(q.Get("type"))}
+	f := fsm.Filter{Status: fsm.Status(q.Get("status")), Node: q.Get("node"), Type: fsm.TaskType(q.Get("type")), Owner: q.Get("user")}
+	if f.Owner != "" && !fsm.NameRE.MatchString(f.Owner) {
+		writeError(w, badRequest("user %q: not an account name (want 1-32 characters a-z 0-9 _ . - starting with a letter or _)", f.Owner))
+		return
+	}
 	if f.Status != "" && !f.Status.Valid() {
 		writeError(w, badRequest("status %q: unknown status", f.Status))
 		return
@@ -81,7 +87,7 @@ func (a *API) Tasks(w http.ResponseWriter, r *http.Request) {
 	if tasks == nil {
 		tasks = []*fsm.Task{}
 	}
-	writeJSON(w, http.StatusOK, tasks)
+	writeJSON(w, http.StatusOK, shownAll(principal(r), tasks))
 }
 
 // Kill serves POST /api/kill/{id} on the leader: the task is marked killed
@@ -238,18 +244,18 @@ func (a *API) Log(stream string) http.HandlerFunc {
 
 // VPSList serves GET /api/vps: every VPS task, any status, newest first
 // (the original's §3.7); items are whole tasks as Status serves them.
-func (a *API) VPSList(w http.ResponseWriter, _ *http.Request) {
+func (a *API) VPSList(w http.ResponseWriter, r *http.Request) {
 	tasks, _ := a.d.Tasks.Tasks(fsm.Filter{Type: fsm.TaskVPS}, 0, 0)
 	if tasks == nil {
 		tasks = []*fsm.Task{}
 	}
-	writeJSON(w, http.StatusOK, tasks)
+	writeJSON(w, http.StatusOK, shownAll(principal(r), tasks))
 }
 
 // VPSStatus serves GET /api/vps/status: the active VPS tasks (pending,
 // assigning, running, paused), newest first, with ssh_port once the runner
 // published it (the original's §3.8).
-func (a *API) VPSStatus(w http.ResponseWriter, _ *http.Request) {
+func (a *API) VPSStatus(w http.ResponseWriter, r *http.Request) {
 	out := []*fsm.Task{}
 	for _, t := range a.d.Tasks.Active() {
 		if t.TaskType == fsm.TaskVPS {
@@ -257,7 +263,7 @@ func (a *API) VPSStatus(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].TaskID > out[j].TaskID })
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, shownAll(principal(r), out))
 }
 
 // bodilessTask checks that r carries no body and returns task id; it

@@ -361,6 +361,15 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 		kv("Batch ID", strconv.FormatInt(t.BatchID, 10))
 	}
 	kv("Status", string(t.Status))
+	kv("Owner", t.Owner)
+	runAs := t.RunAs
+	switch {
+	case t.TaskType == fsm.TaskVPS:
+		runAs = "root (VPS containers run as root)"
+	case runAs == "":
+		runAs = "runner default (runner_user; a Docker image's own user)"
+	}
+	kv("Runs as", runAs)
 	if waiting != "" {
 		kv("Waiting for", waiting)
 	}
@@ -423,6 +432,8 @@ type listOptions struct {
 	batch  string
 	limit  int
 	after  string
+	user   string
+	mine   bool
 }
 
 func newTaskListCmd(g *clientFlags) *cobra.Command {
@@ -431,7 +442,8 @@ func newTaskListCmd(g *clientFlags) *cobra.Command {
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List tasks, newest first",
-		Long: `List tasks, newest first, optionally filtered by status, node or batch.
+		Long: `List tasks, newest first, optionally filtered by status, node, batch or
+owner (--user NAME, or --mine for the account of your token).
 When the page holds tasks of an array job (task submit --array) an ARRAY
 column shows each task's index, with "%N" when at most N run at once; the
 tasks of one array share a batch ID, so --batch lists a whole array.
@@ -441,6 +453,8 @@ so and gives the --after value that fetches the next page.`,
 		Example: `  hakuriver task list
   hakuriver task list --status running --node node1
   hakuriver task list --batch 1790263384729600000
+  hakuriver task list --mine --status running
+  hakuriver task list --user alice
   hakuriver task list --limit 50 --after 1790263384729600000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -453,6 +467,9 @@ so and gives the --after value that fetches the next page.`,
 	f.StringVar(&o.batch, "batch", "", "only tasks of this batch ID")
 	f.IntVar(&o.limit, "limit", 0, "page size (default: the host's)")
 	f.StringVar(&o.after, "after", "", "start after this task ID (from the previous page's footer)")
+	f.StringVar(&o.user, "user", "", "only tasks owned by this account")
+	f.BoolVar(&o.mine, "mine", false, "only tasks owned by your account (the one your token authenticates)")
+	cmd.MarkFlagsMutuallyExclusive("user", "mine")
 	return cmd
 }
 
@@ -476,11 +493,22 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 	if o.limit < 0 {
 		return fmt.Errorf("invalid --limit %d: must be 0 or more", o.limit)
 	}
+	if o.user != "" && !fsm.NameRE.MatchString(o.user) {
+		return fmt.Errorf("invalid --user %q: not an account name", o.user)
+	}
 	var tasks []fsm.Task
 	var page api.Page
 	err = g.withClient(cmd, func(ctx context.Context, c *api.Client, _ string) error {
+		user := o.user
+		if o.mine {
+			who, err := c.WhoAmI(ctx)
+			if err != nil {
+				return fmt.Errorf("--mine: %w", err)
+			}
+			user = who.User
+		}
 		var err error
-		tasks, page, err = c.Tasks(ctx, api.TaskQuery{Status: o.status, Node: o.node, Batch: o.batch, Limit: o.limit, After: o.after})
+		tasks, page, err = c.Tasks(ctx, api.TaskQuery{Status: o.status, Node: o.node, Batch: o.batch, Limit: o.limit, After: o.after, User: user})
 		return err
 	})
 	if err != nil {
@@ -523,7 +551,7 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 	}
 	arrays := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.ArrayIndex != nil })
 	tw := newTable(w)
-	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "SUBMITTED", "COMMAND"}
+	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "OWNER", "SUBMITTED", "COMMAND"}
 	if arrays {
 		head = slices.Insert(head, 1, "ARRAY")
 	}
@@ -534,7 +562,7 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 			node = t.TargetNode
 		}
 		cells := []string{strconv.FormatInt(t.TaskID, 10), string(t.Status), orDash(node),
-			strconv.Itoa(t.RequiredCores), formatTime(t.SubmittedAt),
+			strconv.Itoa(t.RequiredCores), orDash(t.Owner), formatTime(t.SubmittedAt),
 			truncate(commandLine(t.Command, t.Arguments), 60)}
 		if arrays {
 			cells = slices.Insert(cells, 1, arrayLabel(t))

@@ -441,3 +441,69 @@ func TestCLI_TaskPauseResume(t *testing.T) {
 		t.Fatalf("resume method = %s", r.Method)
 	}
 }
+
+// TestCLI_TaskListByOwner: --user asks the host for one owner's tasks,
+// --mine for those of the account the token authenticates (whoami); the
+// table has an OWNER column; the two flags exclude each other.
+func TestCLI_TaskListByOwner(t *testing.T) {
+	f := newFakeHost(t)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	f.handle("GET /api/tasks", http.StatusOK, []fsm.Task{
+		{TaskID: 7, Status: fsm.StatusRunning, AssignedNode: "n1", RequiredCores: 1, Owner: "alice", SubmittedAt: now, Command: "true"},
+		{TaskID: 6, Status: fsm.StatusPending, RequiredCores: 1, SubmittedAt: now, Command: "true"},
+	})
+	f.handle("GET /api/auth/whoami", http.StatusOK, api.WhoAmI{User: "alice", Role: fsm.RoleUser})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "list", "--user", "alice")
+	if err != nil {
+		t.Fatalf("list --user: %v", err)
+	}
+	if q := f.last(t, "/api/tasks").Query; q != "user=alice" {
+		t.Errorf("--user alice: query %q", q)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0])[:6], " ") != "TASK ID STATUS NODE CORES OWNER" {
+		t.Fatalf("want the OWNER column after CORES:\n%s", out)
+	}
+	if got := strings.Join(strings.Fields(lines[1])[:5], " "); got != "7 running n1 1 alice" {
+		t.Errorf("row %q", got)
+	}
+	if got := strings.Join(strings.Fields(lines[2])[:5], " "); got != "6 pending - 1 -" {
+		t.Errorf("row without an owner %q", got)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "list", "--mine", "--status", "running"); err != nil {
+		t.Fatalf("list --mine: %v", err)
+	}
+	if q := f.last(t, "/api/tasks").Query; q != "status=running&user=alice" {
+		t.Errorf("--mine: query %q, want the whoami user", q)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "list", "--mine", "--user", "bob"); err == nil || !strings.Contains(err.Error(), "mine") {
+		t.Errorf("--mine with --user: err = %v", err)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "list", "--user", "Bad Name"); err == nil || !strings.Contains(err.Error(), "--user") {
+		t.Errorf("bad --user: err = %v", err)
+	}
+}
+
+// TestCLI_TaskStatusOwner: task status shows the owner and the Unix
+// account the task runs as.
+func TestCLI_TaskStatusOwner(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("GET /api/status/70", http.StatusOK, fsm.Task{TaskID: 70, TaskType: fsm.TaskCommand, Status: fsm.StatusRunning, Command: "true", Owner: "alice", RunAs: "4242:4242"})
+	f.handle("GET /api/status/71", http.StatusOK, fsm.Task{TaskID: 71, TaskType: fsm.TaskCommand, Status: fsm.StatusRunning, Command: "true"})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "status", "70")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, want := range []string{"Owner:", "alice", "Runs as:", "4242:4242"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = runCLI(t, "--host", f.srv.URL, "task", "status", "71")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if !strings.Contains(out, "runner_user") {
+		t.Errorf("a task without run_as does not say it runs as runner_user:\n%s", out)
+	}
+}

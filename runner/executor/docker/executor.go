@@ -207,17 +207,19 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 	if err != nil {
 		return err
 	}
+	id, err := taskUser(s, cfg, hc)
+	if err != nil {
+		return err
+	}
 	run, err := e.sync.Sync(ctx, s.Image, recordedOf(s))
 	if err != nil {
 		return fmt.Errorf("prepare environment image %s: %w", s.Image, err)
 	}
 	cfg.Image = run
 	for _, p := range []string{s.Stdout, s.Stderr} {
-		f, err := openOutput(p)
-		if err != nil {
+		if err := prepareOutput(p, id); err != nil {
 			return err
 		}
-		f.Close() //nolint:errcheck // only checking it can be opened
 	}
 	resp, err := e.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -43,14 +42,12 @@ func buildCommand(s executor.Spec) (*taskCommand, error) {
 	env := map[string]string{"PATH": defaultPath, "HOME": "/"}
 	var cred *syscall.Credential
 	if s.User != "" {
-		u, err := lookupUser(s.User)
+		id, err := executor.LookupUser(s.User)
 		if err != nil {
 			return nil, err
 		}
-		if cred, err = credential(u); err != nil {
-			return nil, err
-		}
-		env["HOME"], env["USER"], env["LOGNAME"] = u.HomeDir, u.Username, u.Username
+		cred = &syscall.Credential{Uid: id.UID, Gid: id.GID, Groups: id.Groups}
+		env["HOME"], env["USER"], env["LOGNAME"] = id.Home, id.Name, id.Name
 	} else if u, err := user.Current(); err == nil {
 		env["HOME"], env["USER"], env["LOGNAME"] = u.HomeDir, u.Username, u.Username
 	}
@@ -95,43 +92,6 @@ func buildCommand(s executor.Spec) (*taskCommand, error) {
 		*o.dst = f
 	}
 	return tc, nil
-}
-
-// lookupUser finds a user by name or numeric ID.
-func lookupUser(name string) (*user.User, error) {
-	u, err := user.Lookup(name)
-	if err == nil {
-		return u, nil
-	}
-	if _, perr := strconv.ParseUint(name, 10, 32); perr == nil {
-		if u, ierr := user.LookupId(name); ierr == nil {
-			return u, nil
-		}
-	}
-	return nil, fmt.Errorf("look up user %q: %w", name, err)
-}
-
-// credential returns u's uid, gid and supplementary groups.
-func credential(u *user.User) (*syscall.Credential, error) {
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("parse uid of user %q: %w", u.Username, err)
-	}
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("parse gid of user %q: %w", u.Username, err)
-	}
-	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	gids, err := u.GroupIds()
-	if err != nil {
-		return nil, fmt.Errorf("list groups of user %q: %w", u.Username, err)
-	}
-	for _, g := range gids {
-		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
-			c.Groups = append(c.Groups, uint32(n))
-		}
-	}
-	return c, nil
 }
 
 // envList turns env into sorted KEY=VALUE pairs.

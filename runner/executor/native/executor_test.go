@@ -140,6 +140,31 @@ func TestRunsAsUser(t *testing.T) {
 	}
 }
 
+// TestRunsAsNumericUser: UID:GID needs no passwd entry; the task gets
+// exactly that user and group (no supplementary groups) and its output
+// files belong to it.
+func TestRunsAsNumericUser(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	dir := t.TempDir()
+	out, errf := filepath.Join(dir, "id.out"), filepath.Join(dir, "id.err")
+	h.start(executor.Spec{TaskID: 1, Command: "sh", Args: []string{"-c", `id -u; id -g; id -G; echo "$HOME $USER"`},
+		User: "4242:4243", WorkDir: "/", Stdout: out, Stderr: errf})
+	if ex := h.wait(1); ex.Code != 0 {
+		t.Fatalf("exit = %+v", ex)
+	}
+	got, _ := os.ReadFile(out)
+	if string(got) != "4242\n4243\n4243\n/ 4242\n" {
+		t.Errorf("output = %q, want uid 4242, gid 4243, no other group, HOME / and USER 4242", got)
+	}
+	for _, p := range []string{out, errf} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil || st.Uid != 4242 || st.Gid != 4243 {
+			t.Errorf("%s owned by %d:%d (%v), want 4242:4243", p, st.Uid, st.Gid, err)
+		}
+	}
+}
+
 func TestStartIsIdempotent(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
