@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/ops/certs"
 	"github.com/hakuriver/hakuriver-ha/runner"
 )
 
@@ -26,6 +28,7 @@ func newDevCmd() *cobra.Command {
 		dataDir  string
 		apiPort  int
 		logLevel string
+		useTLS   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -82,6 +85,29 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 					}
 				}
 			}()
+			// With --tls every node gets a certificate of a CA kept in
+			// <data-dir>/tls (made once, reused on a kept --data-dir).
+			tlsDir := filepath.Join(dataDir, "tls")
+			bundle := func(string) (*certs.Bundle, error) { return nil, nil }
+			var clientTLS *tls.Config
+			if useTLS {
+				var nodes []string
+				for i := 0; i < replicas; i++ {
+					nodes = append(nodes, fmt.Sprintf("dev-%d", i+1))
+				}
+				for i := 0; i < runners; i++ {
+					nodes = append(nodes, fmt.Sprintf("dev-runner-%d", i+1))
+				}
+				if _, err := certs.Init(tlsDir, certs.InitOptions{Nodes: nodes}); err != nil {
+					return err
+				}
+				bundle = func(node string) (*certs.Bundle, error) {
+					return certs.Load(filepath.Join(tlsDir, certs.CertFile(node)), filepath.Join(tlsDir, certs.KeyFile(node)), filepath.Join(tlsDir, certs.CAFile))
+				}
+				if clientTLS, err = certs.ClientTLS(filepath.Join(tlsDir, certs.CAFile)); err != nil {
+					return err
+				}
+			}
 			var join []string
 			for i := 0; i < replicas; i++ {
 				hc := cluster.DefaultConfig()
@@ -99,6 +125,9 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 				hc.HeartbeatInterval = time.Second
 				hc.Version = version
 				hc.Logger = log.With("replica", hc.NodeID)
+				if hc.TLS, err = bundle(hc.NodeID); err != nil {
+					return err
+				}
 				h, err := cluster.StartHost(ctx, hc)
 				if err != nil {
 					return err
@@ -123,6 +152,9 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 				rc.FastGossip = true
 				rc.Version = version
 				rc.Logger = log.With("runner", rc.Name)
+				if rc.TLS, err = bundle(rc.Name); err != nil {
+					return err
+				}
 				// The runner's private state, next to (never inside) its
 				// scratch directory.
 				sd, err := openStateDir(filepath.Join(dataDir, rc.Name+"-state"), rc, nil)
@@ -146,12 +178,16 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 				}
 				fmt.Fprintf(out, "replica %s  api %s  raft %s  gossip %s  ssh-proxy %s  (%s)\n", h.NodeID(), h.APIURL(), h.RaftAddr(), h.GossipAddr(), h.SSHProxyAddr(), role)
 			}
-			admin, err := devAdminToken(ctx, urls, token, filepath.Join(dataDir, "admin-token"))
+			admin, err := devAdminToken(ctx, urls, token, filepath.Join(dataDir, "admin-token"), clientTLS)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "data in %s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s HAKURIVER_TOKEN_FILE=%s HAKURIVER_TOKEN=%s\n  hakuriver cluster status\n",
-				dataDir, strings.Join(urls, ","), tokenFile, admin)
+			caExport := ""
+			if useTLS {
+				caExport = " HAKURIVER_CA_FILE=" + filepath.Join(tlsDir, certs.CAFile)
+			}
+			fmt.Fprintf(out, "data in %s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s HAKURIVER_TOKEN_FILE=%s HAKURIVER_TOKEN=%s%s\n  hakuriver cluster status\n",
+				dataDir, strings.Join(urls, ","), tokenFile, admin, caExport)
 			<-ctx.Done()
 			return nil
 		},
@@ -161,6 +197,7 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep state here instead of a temporary directory")
 	cmd.Flags().IntVar(&apiPort, "api-port", 8000, "API port of the first replica; replica i uses this + i")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	cmd.Flags().BoolVar(&useTLS, "tls", false, "serve the APIs over HTTPS and Raft over TLS, with certificates of a CA made in <data-dir>/tls (the export line names it)")
 	return cmd
 }
 
@@ -183,11 +220,12 @@ func waitLeader(ctx context.Context, hosts []*cluster.Host) error {
 }
 
 // devAdminToken bootstraps the accounts of the embedded cluster with the
-// cluster token and returns the admin's API token, kept in file (mode
+// cluster token (verifying https replicas with tlsCfg) and returns the admin's API token, kept in file (mode
 // 0600). A cluster of a kept --data-dir was bootstrapped by an earlier run:
 // its token is read back from file.
-func devAdminToken(ctx context.Context, urls []string, clusterToken, file string) (string, error) {
+func devAdminToken(ctx context.Context, urls []string, clusterToken, file string, tlsCfg *tls.Config) (string, error) {
 	cfg := api.DefaultClientConfig()
+	cfg.TLS = tlsCfg
 	cfg.Hosts = urls
 	cfg.Token = clusterToken
 	cfg.UserAgent = "hakuriver-dev"

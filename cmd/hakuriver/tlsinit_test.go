@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +118,52 @@ func TestProxyTLSFollowsTheHostScheme(t *testing.T) {
 	g.caFile = filepath.Join(dir, "missing.pem")
 	if _, err := g.proxyTLS(); err == nil {
 		t.Fatal("a missing --ca-file was accepted")
+	}
+}
+
+var caExportRE = regexp.MustCompile(`export HAKURIVER_HOST=(\S+) HAKURIVER_TOKEN_FILE=\S+ HAKURIVER_TOKEN=(\S+) HAKURIVER_CA_FILE=(\S+)`)
+
+// TestDevWithTLS: `hakuriver dev --tls` serves https:// replicas whose
+// export line names the CA; a client with it gets through, one without it
+// does not.
+func TestDevWithTLS(t *testing.T) {
+	useTokenStore(t)
+	t.Setenv(caFileEnv, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	root := newRootCmd()
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs([]string{"dev", "--tls", "--replicas", "1", "--runners", "1", "--api-port", fmt.Sprint(freeDevPort(t)),
+		"--data-dir", t.TempDir(), "--log-level", "error"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Errorf("dev did not stop")
+		}
+	})
+	var m []string
+	deadline := time.Now().Add(30 * time.Second)
+	for m == nil && time.Now().Before(deadline) {
+		m = caExportRE.FindStringSubmatch(out.String())
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m == nil {
+		t.Fatalf("no export line with HAKURIVER_CA_FILE:\n%s", out)
+	}
+	host, admin, ca := m[1], m[2], m[3]
+	if !strings.HasPrefix(host, "https://") || !strings.Contains(out.String(), "runner  dev-runner-1  api https://") {
+		t.Fatalf("dev --tls printed %q", out)
+	}
+	if _, _, err := runRoot(t, "", "--host", host, "--token", admin, "--ca-file", ca, "auth", "whoami"); err != nil {
+		t.Fatalf("whoami with the CA: %v", err)
+	}
+	if _, _, err := runRoot(t, "", "--host", host, "--token", admin, "--timeout", "3s", "auth", "whoami"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("whoami without the CA: %v, want a certificate error", err)
 	}
 }
