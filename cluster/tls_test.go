@@ -164,6 +164,39 @@ func TestTLSClusterServesHTTPSAndRaftOverMutualTLS(t *testing.T) {
 		}
 	})
 
+	t.Run("the dashboard session cookie is Secure over https", func(t *testing.T) {
+		tc, err := certs.ClientTLS(filepath.Join(dir, certs.CAFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := api.DefaultClientConfig()
+		cc.Hosts, cc.TLS, cc.Token = []string{follower.APIURL()}, tc, testToken
+		bc, err := api.NewClient(cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bc.Close()
+		admin, err := bc.Bootstrap(ctx, "admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 10 * time.Second}
+		body := strings.NewReader(`{"token":"` + admin.Token + `"}`)
+		resp, err := hc.Post(follower.APIURL()+"/api/auth/login", "application/json", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(resp.Cookies()) == 0 {
+			t.Fatalf("login: %d, cookies %v", resp.StatusCode, resp.Cookies())
+		}
+		for _, ck := range resp.Cookies() {
+			if !ck.Secure {
+				t.Errorf("cookie %s is not Secure over https", ck.Name)
+			}
+		}
+	})
+
 	t.Run("a raft peer of another CA cannot append entries", func(t *testing.T) {
 		term := leader.raft.r.CurrentTerm()
 		// The attacker trusts the cluster CA (so it sees the real leader)
