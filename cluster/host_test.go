@@ -113,6 +113,31 @@ func do(t *testing.T, method, url string, body any) (*http.Response, []byte) {
 // doToken is do with token in the token header ("" = none).
 func doToken(t *testing.T, method, url, token string, body any) (*http.Response, []byte) {
 	t.Helper()
+	if token == testToken && !clusterTokenRoute(url) {
+		token = "" // the cluster token is for internal routes only
+	}
+	hdr := http.Header{}
+	if token != "" {
+		hdr.Set(api.TokenHeader, token)
+	}
+	return doHeader(t, method, url, hdr, body)
+}
+
+// doBearer sends one request with an account's API token ("" sends none:
+// an anonymous caller).
+func doBearer(t *testing.T, method, url, token string, body any) (*http.Response, []byte) {
+	t.Helper()
+	hdr := http.Header{}
+	if token != "" {
+		hdr.Set("Authorization", "Bearer "+token)
+	}
+	return doHeader(t, method, url, hdr, body)
+}
+
+// doHeader sends one request with the given headers and body (a string is
+// sent as is, anything else as JSON) and returns the answer and its body.
+func doHeader(t *testing.T, method, url string, hdr http.Header, body any) (*http.Response, []byte) {
+	t.Helper()
 	var rd io.Reader
 	if s, ok := body.(string); ok {
 		rd = bytes.NewBufferString(s)
@@ -121,11 +146,8 @@ func doToken(t *testing.T, method, url, token string, body any) (*http.Response,
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, url, rd)
-	if token == testToken && !clusterTokenRoute(url) {
-		token = "" // the cluster token is for internal routes only
-	}
-	if token != "" {
-		req.Header.Set(api.TokenHeader, token)
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
