@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/gossip"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
@@ -34,6 +35,13 @@ func (h *Host) handleDoctor(w http.ResponseWriter, r *http.Request) {
 	req, err := doctor.ParseRequest(w, r)
 	if err != nil {
 		writeError(w, badRequest("%v", err))
+		return
+	}
+	// Probes are opened from here with this replica's cluster token, and
+	// the shared-storage probe writes a file: only the cluster token or an
+	// admin may ask for them; a viewer gets the local report.
+	if p, _ := auth.FromContext(r.Context()); (len(req.Targets) > 0 || req.WriteProbe || req.ReadProbe != nil) && p.Kind != auth.Cluster && !p.Can(fsm.RoleAdmin) {
+		writeError(w, &httpError{status: http.StatusForbidden, msg: "forbidden: doctor probes (target, write_probe, read_probe) need role admin or the cluster token"})
 		return
 	}
 	rep := doctor.Report{Node: h.cfg.NodeID, Role: string(gossip.RoleHost), Version: h.cfg.Version, SharedDir: absPath(h.cfg.SharedDir)}

@@ -34,7 +34,8 @@ func parseArray(spec string) ([]int, int, error) {
 				return nil, 0, fmt.Errorf("array %q: range %q must be LOW-HIGH with LOW <= HIGH", spec, part)
 			}
 		}
-		if b-a+1+len(out) > maxArray {
+		// b-a cannot overflow (0 <= a <= b); b-a+1 could, at MaxInt.
+		if b-a >= maxArray-len(out) {
 			return nil, 0, fmt.Errorf("array %q: more than %d tasks", spec, maxArray)
 		}
 		for i := a; i <= b; i++ {
