@@ -93,7 +93,10 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		log:     cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
 		machine: fsm.New(),
 		ids:     newIDGenerator(cfg.NodeID, time.Now),
-		fwd:     &http.Client{Timeout: 30 * time.Second, Transport: peerTransport(cfg)},
+		fwd: &http.Client{Timeout: 30 * time.Second, Transport: peerTransport(cfg),
+			// A forwarded request carries the caller's credentials: never
+			// to another address than the leader's.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
 	h.auth = &auth.Authenticator{Accounts: h.machine, ClusterToken: cfg.ClusterToken,
 		InsecureNoToken: cfg.InsecureNoToken, AnonymousRole: cfg.AnonymousRole}

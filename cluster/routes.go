@@ -149,6 +149,10 @@ func (h *Host) guard(rule auth.Rule, next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// maxAskLeaderBody bounds the body askLeader reads for a caller not yet
+// authenticated.
+const maxAskLeaderBody = 1 << 20
+
 // askLeader serves a request carrying a token this replica does not know
 // by proxying it to the leader, which holds every committed token: a
 // replica that lags (restarted, just joined) must not refuse a valid
@@ -163,8 +167,12 @@ func (h *Host) askLeader(w http.ResponseWriter, r *http.Request) bool {
 	if id == "" || id == h.cfg.NodeID || url == "" {
 		return false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
-	if err != nil {
+	// Before authentication: only small bodies are carried to the leader.
+	if r.ContentLength > maxAskLeaderBody {
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAskLeaderBody+1))
+	if err != nil || len(body) > maxAskLeaderBody {
 		return false
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))

@@ -265,6 +265,9 @@ func (a *sshAccounts) TokenCaller(ctx context.Context, secret string) (sshproxy.
 		}
 		return sshproxy.Caller{Name: u.Name, Role: u.Role}, true
 	}
+	if !auth.LooksLikeSecret(secret) {
+		return sshproxy.Caller{}, false // not a token: nothing to ask the leader
+	}
 	ctx, cancel := context.WithTimeout(ctx, leaderLookupTimeout)
 	defer cancel()
 	c, err := a.h.leaderWhoAmI(ctx, secret)

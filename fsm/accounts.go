@@ -120,6 +120,12 @@ func (t Token) Expired(now time.Time) bool { return t.ExpiresAt != nil && !now.B
 // NameRE is what user and group names look like: a Unix-style name.
 var NameRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
 
+// ReservedName reports whether name belongs to callers without an
+// account: "anonymous" (callers without a token) and "cluster" (the cluster
+// token). No account may take it, or it would share their work and audit
+// records.
+func ReservedName(name string) bool { return name == "anonymous" || name == "cluster" }
+
 // tokenIDRE is what a token ID looks like.
 var tokenIDRE = regexp.MustCompile(`^[0-9a-f]{8,64}$`)
 
@@ -146,6 +152,8 @@ func CheckUser(u *User) error {
 		return fmt.Errorf("%w: no user", ErrInvalid)
 	case !NameRE.MatchString(u.Name):
 		return fmt.Errorf("%w: name %q: want 1-32 characters a-z 0-9 _ . - starting with a letter or _", ErrInvalid, u.Name)
+	case ReservedName(u.Name):
+		return fmt.Errorf("%w: name %q is reserved (it names callers without an account)", ErrInvalid, u.Name)
 	case !u.Role.Valid():
 		return fmt.Errorf("%w: role %q: want viewer, user, operator or admin", ErrInvalid, u.Role)
 	case u.UnixUser != "" && !unixUserRE.MatchString(u.UnixUser):

@@ -111,9 +111,10 @@ func (m *Machine) pruneAudit(now time.Time, keep int, maxAge time.Duration) {
 			drop++
 		}
 	}
-	if drop > 0 {
-		m.audit = append(m.audit[:0:0], m.audit[drop:]...)
-	}
+	// Reslicing, not copying: a full log costs no copy per write (append
+	// copies the live records only when it grows the array). Records are
+	// never changed in place, so snapshots sharing the array stay valid.
+	m.audit = m.audit[drop:]
 }
 
 // AuditFilter selects audit records.

@@ -131,8 +131,8 @@ func (a *API) Bootstrap(w http.ResponseWriter, r *http.Request) {
 	if req.User == "" {
 		req.User = "admin"
 	}
-	if !fsm.NameRE.MatchString(req.User) {
-		writeError(w, badRequest("user %q: want 1-32 characters a-z 0-9 _ . - starting with a letter or _", req.User))
+	if !fsm.NameRE.MatchString(req.User) || fsm.ReservedName(req.User) {
+		writeError(w, badRequest("user %q: want 1-32 characters a-z 0-9 _ . - starting with a letter or _, not anonymous or cluster", req.User))
 		return
 	}
 	if a.d.Accounts.Bootstrapped() {
@@ -163,6 +163,12 @@ func (a *API) WhoAmI(w http.ResponseWriter, r *http.Request) {
 // SameSite=Strict) and a CSRF cookie whose value every write repeats in
 // the X-Hakuriver-CSRF header.
 func (a *API) Login(w http.ResponseWriter, r *http.Request) {
+	// A page of another origin (even another port of this host, which
+	// SameSite counts as the same site) may not log a browser in.
+	if !auth.SameOrigin(r) {
+		writeError(w, forbidden("forbidden: login from another origin"))
+		return
+	}
 	var req api.LoginRequest
 	if err := a.decodeBody(w, r, &req, false); err != nil {
 		writeError(w, err)
@@ -436,7 +442,19 @@ func (a *API) CreateTokenFor(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no user %q", req.User))
 		return
 	}
-	secret, tok, err := auth.NewToken(req.User, req.Name, time.Now(), ttl)
+	now := time.Now()
+	// A token never outlives the one that made it (an admin's aside): a
+	// short-lived or stolen session cannot mint itself a permanent one.
+	if cur, ok := a.d.Accounts.TokenByID(p.TokenID); ok && cur.ExpiresAt != nil && !p.Can(fsm.RoleAdmin) {
+		if left := cur.ExpiresAt.Sub(now); ttl == 0 || ttl > left {
+			ttl = left
+		}
+		if ttl <= 0 {
+			writeError(w, &httpError{status: http.StatusUnauthorized, msg: "the token you used has expired"})
+			return
+		}
+	}
+	secret, tok, err := auth.NewToken(req.User, req.Name, now, ttl)
 	if err != nil {
 		writeError(w, err)
 		return
