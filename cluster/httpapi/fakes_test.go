@@ -94,7 +94,7 @@ func (s *fakeState) Tasks(f fsm.Filter, after int64, limit int) ([]*fsm.Task, bo
 	var out []*fsm.Task
 	for _, id := range ids {
 		t := s.tasks[id]
-		if after > 0 && id >= after || f.Status != "" && t.Status != f.Status || f.Type != "" && t.TaskType != f.Type || f.Owner != "" && t.Owner != f.Owner {
+		if after > 0 && id >= after || !f.Match(t) {
 			continue
 		}
 		if limit > 0 && len(out) == limit {
