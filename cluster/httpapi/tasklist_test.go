@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -83,5 +85,32 @@ func TestTaskListTextFilterAndSummaryView(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, bad.field) {
 			t.Errorf("%s: %d %s, want 400 naming %s", bad.query, resp.StatusCode, body, bad.field)
 		}
+	}
+}
+
+// TestLogFollowFromBeforeTheFileExists follows a task's stdout as the
+// dashboard does: ?missing=empty answers an empty 200 until the runner
+// writes the file, then the bytes from the offset on.
+func TestLogFollowFromBeforeTheFileExists(t *testing.T) {
+	tk := task(7, fsm.StatusRunning)
+	tk.StdoutPath = "/elsewhere/task_outputs/7.out"
+	f := newFixture(t, newFakeState([]*fsm.Task{tk}), Deps{})
+	resp, body := f.do(t, "GET", "/api/task/7/stdout?offset=0&missing=empty", "")
+	if resp.StatusCode != http.StatusOK || body != "" || resp.Header.Get("X-Hakuriver-Offset") != "0" || resp.Header.Get("X-Hakuriver-Log-Missing") != "true" {
+		t.Fatalf("missing file with missing=empty: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if resp, _ := f.do(t, "GET", "/api/task/7/stdout", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("missing file without missing=empty: %d, want 404", resp.StatusCode)
+	}
+	dir := filepath.Join(f.shared, "task_outputs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "7.out"), []byte("hello\nworld\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = f.do(t, "GET", "/api/task/7/stdout?offset=6&missing=empty", "")
+	if resp.StatusCode != http.StatusOK || body != "world\n" || resp.Header.Get("X-Hakuriver-Offset") != "12" || resp.Header.Get("X-Hakuriver-Log-Missing") != "" {
+		t.Fatalf("from offset 6: %d %q offset %q", resp.StatusCode, body, resp.Header.Get("X-Hakuriver-Offset"))
 	}
 }

@@ -202,7 +202,10 @@ func (a *API) Command(w http.ResponseWriter, r *http.Request) {
 
 // Log serves GET /api/task/{id}/stdout|stderr from this replica's
 // shared_dir. ?offset=N returns the bytes from N on (for --follow); the
-// X-Hakuriver-Offset header gives the offset to ask for next.
+// X-Hakuriver-Offset header gives the offset to ask for next. A file not
+// written yet is a 404, or with ?missing=empty an empty 200 with the header
+// X-Hakuriver-Log-Missing (the dashboard's viewers follow a task from before
+// it starts).
 func (a *API) Log(stream string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := ParseTaskID(chi.URLParam(r, "id"))
@@ -236,6 +239,16 @@ func (a *API) Log(stream string) http.HandlerFunc {
 			}
 		}
 		f, err := os.Open(path)
+		if errors.Is(err, os.ErrNotExist) && r.URL.Query().Get("missing") == "empty" {
+			// A viewer that follows a task from before its start: nothing
+			// yet, and no error for the browser to log.
+			w.Header().Set("X-Hakuriver-Offset", "0")
+			w.Header().Set("X-Hakuriver-Log-Missing", "true")
+			w.Header().Set("X-Hakuriver-Task-Status", string(t.Status))
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			w.Header().Set("X-Hakuriver-Offset", "0")
 			writeError(w, notFound("%s file of task %d not found (might not be generated yet)", stream, id))
