@@ -16,6 +16,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/runner"
 )
 
@@ -26,6 +27,7 @@ func newDevCmd() *cobra.Command {
 		dataDir  string
 		apiPort  int
 		logLevel string
+		withEnvs bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -66,6 +68,12 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 			}
 			var hosts []*cluster.Host
 			var stops []func() error
+			var envClosers []func() error
+			defer func() { // after the replicas closed (deferred below)
+				for _, c := range envClosers {
+					c() //nolint:errcheck // closing on the way out
+				}
+			}()
 			defer func() {
 				for _, stop := range stops {
 					if err := stop(); err != nil {
@@ -99,6 +107,16 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 				hc.HeartbeatInterval = time.Second
 				hc.Version = version
 				hc.Logger = log.With("replica", hc.NodeID)
+				if withEnvs {
+					ec := config.Default()
+					ec.Paths.SharedDir = hc.SharedDir
+					envs, err := newEnvManager(ec, hc.Logger)
+					if err != nil {
+						return err
+					}
+					envClosers = append(envClosers, envs.Close)
+					hc.Docker = dockerEnvironments{envs}
+				}
 				h, err := cluster.StartHost(ctx, hc)
 				if err != nil {
 					return err
@@ -161,6 +179,7 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep state here instead of a temporary directory")
 	cmd.Flags().IntVar(&apiPort, "api-port", 8000, "API port of the first replica; replica i uses this + i")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	cmd.Flags().BoolVar(&withEnvs, "docker-environments", true, "serve Docker environments (containers, tarballs, terminal) from this machine's Docker Engine; without Docker their calls answer 503")
 	return cmd
 }
 

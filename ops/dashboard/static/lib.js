@@ -231,7 +231,7 @@
 
   /** route finds the page of a path under /ui ("/task/12"). */
   HR.route = function (path) {
-    var p = path.replace(/^\/ui/, '') || '/';
+    var p = path.split(/[?#]/)[0].replace(/^\/ui/, '') || '/';
     if (p.length > 1) p = p.replace(/\/+$/, '');
     for (var i = 0; i < HR.pages.length; i++) {
       var m = HR.pages[i].re.exec(p);

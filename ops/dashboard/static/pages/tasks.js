@@ -141,7 +141,7 @@
           <td><hr-status :s="t.status"></hr-status></td>
           <td class="hr-cmd" :class="{'fst-italic': t.task_type === 'vps'}">{{ cmd(t) }}</td>
           <td class="d-none d-md-table-cell">{{ t.owner || '-' }}</td>
-          <td class="d-none d-md-table-cell">{{ t.assigned_node || t.target_node || '-' }}</td>
+          <td class="d-none d-md-table-cell text-nowrap">{{ t.assigned_node || t.target_node || '-' }}</td>
           <td :class="{'text-danger': t.exit_code != null && t.exit_code !== 0}" :title="t.error_message">{{ t.exit_code != null ? t.exit_code : (t.error_message ? '!' : '-') }}</td>
           <td class="text-nowrap">{{ elapsed(t) }}</td>
           <td class="d-none d-lg-table-cell text-nowrap"><hr-time :ts="t.submitted_at"></hr-time></td>
@@ -335,7 +335,7 @@
             <dt class="col-sm-3">Resources</dt><dd class="col-sm-9" id="task-resources">{{ t.required_cores }} core(s) · {{ mem }} memory · {{ gpus }}</dd>
             <dt class="col-sm-3">Target</dt><dd class="col-sm-9">{{ target }}</dd>
             <dt class="col-sm-3">Placed on</dt><dd class="col-sm-9" id="task-node"><hr-link v-if="t.assigned_node" :to="'/node/' + t.assigned_node">{{ t.assigned_node }}</hr-link><span v-else>-</span><span v-if="t.assignment_suspicion_count" class="hr-muted"> ({{ t.assignment_suspicion_count }} missed report(s))</span></dd>
-            <template v-if="t.batch_id && t.batch_id !== t.task_id"><dt class="col-sm-3">Batch</dt><dd class="col-sm-9"><a :href="'/ui/tasks?batch=' + t.batch_id">{{ t.batch_id }}</a><span v-if="t.array_index != null"> · array index {{ t.array_index }}</span><span v-if="t.array_throttle"> (at most {{ t.array_throttle }} at once)</span></dd></template>
+            <template v-if="t.batch_id && t.batch_id !== '0' && t.batch_id !== t.task_id"><dt class="col-sm-3">Batch</dt><dd class="col-sm-9"><a :href="'/ui/tasks?batch=' + t.batch_id">{{ t.batch_id }}</a><span v-if="t.array_index != null"> · array index {{ t.array_index }}</span><span v-if="t.array_throttle"> (at most {{ t.array_throttle }} at once)</span></dd></template>
             <template v-if="t.after && t.after.length"><dt class="col-sm-3">After</dt><dd class="col-sm-9"><span v-for="(a, i) in t.after"><span v-if="i">, </span><hr-link :to="'/task/' + a">{{ a }}</hr-link></span></dd></template>
             <template v-if="t.priority"><dt class="col-sm-3">Priority</dt><dd class="col-sm-9">{{ t.priority }}</dd></template>
             <template v-if="t.time_limit_seconds"><dt class="col-sm-3">Time limit</dt><dd class="col-sm-9">{{ dur(t.time_limit_seconds) }}</dd></template>
