@@ -161,7 +161,7 @@
           var out = [], counts = {};
           this.rows.forEach(function (t) { counts[t.batch_id] = (counts[t.batch_id] || 0) + 1; });
           this.rows.forEach(function (t) {
-            var b = counts[t.batch_id] > 1 ? t.batch_id : '';
+            var b = counts[t.batch_id] > 1 && t.batch_id !== '0' ? t.batch_id : '';
             var last = out[out.length - 1];
             if (last && last.batch && last.batch === b) last.rows.push(t);
             else out.push({ batch: b, rows: [t] });
