@@ -10,3 +10,11 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# The dashboard's browser tests (integration/dashboard_*_test.go) drive
+# Debian's chromium with chromedp. The dashboard's libraries are vendored
+# (ops/dashboard/static/vendor): the libjs packages are not needed to test.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "test-deps: installing chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi

@@ -51,6 +51,9 @@ type Host struct {
 	// levels caches what command types the replicas in gossip know.
 	levels levelCache
 
+	// feed is the dashboards' change feed (events.go).
+	feed *changeFeed
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -156,6 +159,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	if err := h.pool.UpdateMeta(h.meta()); err != nil { // now with the SSH proxy address
 		h.log.Warn("publish gossip meta", "err", err)
 	}
+	h.feed = newChangeFeed(h)
 	h.httpSrv = &http.Server{
 		Handler:           h.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -163,6 +167,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		// TLS handshake failures (plain HTTP, a foreign CA) are debug noise.
 		ErrorLog: slog.NewLogLogger(h.log.With("component", "http").Handler(), slog.LevelDebug),
 	}
+	h.httpSrv.RegisterOnShutdown(h.feed.stop)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel

@@ -44,11 +44,11 @@ func (h *Host) apiTable() []route {
 	return []route{
 		{"POST", "/submit", user, httpapi.CheckSubmit(h.onLeader(a.Submit))},
 		{"GET", "/status/{id}", viewerCT, h.consistentRead(a.Status)},
-		{"GET", "/tasks", viewer, h.consistentRead(a.Tasks)},
-		{"GET", "/nodes", viewerCT, h.leaderView(a.Nodes)},
+		{"GET", "/tasks", viewer, h.consistentRead(h.etagApplied(a.Tasks))},
+		{"GET", "/nodes", viewerCT, h.leaderView(etagBody(a.Nodes))},
 		// Node health samples: the original's liveness view, anonymous.
 		{"GET", "/health", public, h.leaderView(a.Health)},
-		{"GET", "/queue", viewer, h.consistentRead(a.Queue)},
+		{"GET", "/queue", viewer, h.consistentRead(h.etagApplied(a.Queue))},
 		{"POST", "/nodes/{name}/drain", operator, h.onLeader(a.Drain(true))},
 		{"POST", "/nodes/{name}/undrain", operator, h.onLeader(a.Drain(false))},
 		{"POST", "/kill/{id}", user, h.onLeader(a.Kill)},
@@ -58,7 +58,7 @@ func (h *Host) apiTable() []route {
 		{"POST", "/register", internal, h.onLeader(a.Register)},
 		{"PUT", "/heartbeat/{hostname}", internal, h.onLeader(a.Heartbeat)},
 		{"POST", "/update", internal, h.onLeader(a.Update)},
-		{"GET", "/cluster", viewerCT, h.consistentRead(a.Cluster)},
+		{"GET", "/cluster", viewerCT, h.consistentRead(etagBody(a.Cluster))},
 		{"POST", "/cluster/join", adminOrCT, h.onLeader(a.Join)},
 		// Answers the leader's challenge with an HMAC of the cluster token
 		// (hostproof.go): it proves, it grants nothing.
@@ -101,6 +101,8 @@ func (h *Host) apiTable() []route {
 		{"DELETE", "/tokens/{id}", user, h.onLeader(a.RevokeToken)},
 		{"GET", "/audit", viewer, h.consistentRead(a.Audit)},
 		{"GET", "/quota", viewer, h.consistentRead(a.Quota)},
+		// The dashboards' change feed (events.go): Server-Sent Events.
+		{"GET", "/events", viewer, h.handleEvents},
 	}
 }
 
@@ -112,7 +114,8 @@ func (h *Host) routes() http.Handler {
 	// The dashboard's static files and its login page are public; every
 	// call they make is an API call with its own rule.
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
-	r.Handle("/ui/*", http.StripPrefix("/ui/", dashboard.Handler()))
+	r.Handle("/ui/*", http.StripPrefix("/ui", dashboard.Handler()))
+	r.Get("/ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
 	table := h.apiTable()
 	mount := func(r chi.Router) {
 		for _, rt := range table {

@@ -1,6 +1,18 @@
 package fsm
 
-import "sort"
+import (
+	"bytes"
+	"sort"
+)
+
+// TextScanBytes bounds what Filter.Text looks at in each task: the first
+// TextScanBytes bytes of its command line (command and arguments joined by
+// spaces), so that a text filter costs at most this much per task however
+// large the stored commands are.
+const TextScanBytes = 1024
+
+// MaxFilterText is the longest Filter.Text accepted by the API.
+const MaxFilterText = 256
 
 // Filter selects tasks in Machine.Tasks. Zero fields match everything.
 type Filter struct {
@@ -10,14 +22,48 @@ type Filter struct {
 	Type   TaskType
 	// Owner selects the tasks of one account (Task.Owner).
 	Owner string
+	// Text selects the tasks whose command line (command and arguments
+	// joined by spaces, first TextScanBytes bytes) contains it, case
+	// sensitively. A VPS task's command is its SSH public key: it never
+	// matches.
+	Text string
 }
 
-func (f Filter) match(t *Task) bool {
+// Match reports whether t is selected by f.
+func (f Filter) Match(t *Task) bool { return f.match(t, []byte(f.Text)) }
+
+// match is Match with f.Text given as bytes (converted once per listing).
+func (f Filter) match(t *Task, text []byte) bool {
 	return (f.Status == "" || t.Status == f.Status) &&
 		(f.Node == "" || t.AssignedNode == f.Node) &&
 		(f.Batch == 0 || t.BatchID == f.Batch) &&
 		(f.Type == "" || t.TaskType == f.Type) &&
-		(f.Owner == "" || t.Owner == f.Owner)
+		(f.Owner == "" || t.Owner == f.Owner) &&
+		(len(text) == 0 || textMatch(t, text))
+}
+
+// textMatch reports whether the first TextScanBytes bytes of t's command
+// line contain text. It does not allocate: the line is assembled in a
+// fixed buffer on the stack.
+func textMatch(t *Task, text []byte) bool {
+	if t.TaskType == TaskVPS {
+		return false
+	}
+	var buf [TextScanBytes]byte
+	line := buf[:0]
+	add := func(s string) {
+		n := min(len(s), TextScanBytes-len(line))
+		line = append(line, s[:n]...)
+	}
+	add(t.Command)
+	for _, a := range t.Arguments {
+		if len(line) >= TextScanBytes {
+			break
+		}
+		add(" ")
+		add(a)
+	}
+	return bytes.Contains(line, text)
 }
 
 // Task returns the task with the given ID. The returned value must not be
@@ -40,9 +86,10 @@ func (m *Machine) Tasks(f Filter, after int64, limit int) (out []*Task, more boo
 	if after > 0 {
 		end = sort.Search(len(m.order), func(i int) bool { return m.order[i] >= after })
 	}
+	text := []byte(f.Text)
 	for i := end - 1; i >= 0; i-- {
 		t := m.tasks[m.order[i]]
-		if !f.match(t) {
+		if !f.match(t, text) {
 			continue
 		}
 		if limit > 0 && len(out) == limit {

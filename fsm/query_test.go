@@ -3,7 +3,10 @@ package fsm_test
 import (
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
@@ -210,4 +213,82 @@ func TestTasksPagingRandomIDs(t *testing.T) {
 	}
 	pageVisitsAll(t, h.m, fsm.Filter{}, all)
 	checkCounts(t, h.m)
+}
+
+func TestTasksTextFilter(t *testing.T) {
+	h := newHarness(t)
+	add := func(id int64, typ fsm.TaskType, cmd string, args ...string) {
+		c := newTask(id)
+		c.TaskType, c.Command, c.Arguments = typ, cmd, args
+		h.ok(&fsm.SubmitTasks{Tasks: []*fsm.Task{c}})
+	}
+	long := strings.Repeat("x", fsm.TextScanBytes)
+	add(1, fsm.TaskCommand, "python", "train.py", "--lr", "0.1")
+	add(2, fsm.TaskCommand, "echo", "hello world")
+	add(3, fsm.TaskVPS, "ssh-ed25519 AAAAC3Nza train.py")
+	add(4, fsm.TaskCommand, long, "train.py")       // beyond the scanned prefix
+	add(5, fsm.TaskCommand, "sh", "-c", "train.py") // across the command/argument boundary
+	for _, c := range []struct {
+		text string
+		want []int64
+	}{
+		{"train.py", []int64{5, 1}},
+		{"python train.py --lr", []int64{1}},
+		{"echo hello", []int64{2}},
+		{"ssh-ed25519", nil},
+		{"-c train", []int64{5}},
+		{"TRAIN", nil},
+		{"xxxx", []int64{4}},
+	} {
+		got, more := h.m.Tasks(fsm.Filter{Text: c.text}, 0, 0)
+		if !slices.Equal(ids(got), c.want) || more {
+			t.Errorf("Text %q: %v more=%v, want %v", c.text, ids(got), more, c.want)
+		}
+		for _, tk := range got {
+			if !(fsm.Filter{Text: c.text}).Match(tk) {
+				t.Errorf("Match disagrees with Tasks for %q on %d", c.text, tk.TaskID)
+			}
+		}
+		var want []int64
+		if c.want != nil {
+			want = c.want
+		}
+		pageVisitsAll(t, h.m, fsm.Filter{Text: c.text}, want)
+	}
+}
+
+// TestTasksTextFilterCheapAt100k lists a text filter over 100,000 tasks
+// with commands longer than the scanned prefix: the scan is bounded per task and does not allocate
+// per task.
+func TestTasksTextFilterCheapAt100k(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100,000 tasks")
+	}
+	h := newHarness(t)
+	big := strings.Repeat("a", fsm.TextScanBytes+100)
+	var batch []*fsm.Task
+	for id := int64(1); id <= 100000; id++ {
+		c := newTask(id)
+		c.Command, c.Arguments = big, []string{strconv.FormatInt(id, 10)}
+		batch = append(batch, c)
+		if len(batch) == 1000 {
+			h.ok(&fsm.SubmitTasks{Tasks: batch})
+			batch = nil
+		}
+	}
+	f := fsm.Filter{Text: "needle-not-there"}
+	allocs := testing.AllocsPerRun(3, func() {
+		if got, more := h.m.Tasks(f, 0, 50); len(got) != 0 || more {
+			t.Fatalf("got %d tasks", len(got))
+		}
+	})
+	if allocs > 10 {
+		t.Errorf("a text listing over 100,000 tasks allocates %.0f times, want a constant", allocs)
+	}
+	start := time.Now()
+	h.m.Tasks(f, 0, 50)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a text listing over 100,000 tasks took %v", d)
+	}
+	t.Logf("text listing over 100,000 tasks of commands longer than TextScanBytes: %v", time.Since(start))
 }

@@ -94,7 +94,7 @@ func (s *fakeState) Tasks(f fsm.Filter, after int64, limit int) ([]*fsm.Task, bo
 	var out []*fsm.Task
 	for _, id := range ids {
 		t := s.tasks[id]
-		if after > 0 && id >= after || f.Status != "" && t.Status != f.Status || f.Type != "" && t.TaskType != f.Type || f.Owner != "" && t.Owner != f.Owner {
+		if after > 0 && id >= after || !f.Match(t) {
 			continue
 		}
 		if limit > 0 && len(out) == limit {
@@ -193,6 +193,8 @@ type fixture struct {
 	state   *fakeState
 	runners *fakeRunners
 	srv     *httptest.Server
+	// shared is the API's SharedDir (task logs).
+	shared string
 }
 
 func newFixture(t *testing.T, state *fakeState, d Deps) *fixture {
@@ -214,7 +216,8 @@ func newFixture(t *testing.T, state *fakeState, d Deps) *fixture {
 	if d.NodeViews == nil {
 		d.NodeViews = fakeNodeViews{}
 	}
-	a := New(Config{NodeID: "h1", SharedDir: t.TempDir(), MaxListTasks: 1000, DefaultContainer: "hakuriver-base"}, d)
+	f.shared = t.TempDir()
+	a := New(Config{NodeID: "h1", SharedDir: f.shared, MaxListTasks: 1000, DefaultContainer: "hakuriver-base"}, d)
 	r := chi.NewRouter()
 	// The route table authenticates; here every caller is an operator.
 	r.Use(func(next http.Handler) http.Handler {
@@ -227,6 +230,7 @@ func newFixture(t *testing.T, state *fakeState, d Deps) *fixture {
 	r.Get("/api/status/{id}", a.Status)
 	r.Get("/api/tasks", a.Tasks)
 	r.Post("/api/kill/{id}", a.Kill)
+	r.Get("/api/task/{id}/stdout", a.Log("stdout"))
 	r.Get("/api/nodes", a.Nodes)
 	r.Get("/api/health", a.Health)
 	r.Post("/api/nodes/{name}/drain", a.Drain(true))

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -36,11 +37,23 @@ func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 }
 
 // Tasks serves GET /api/tasks: tasks filtered by status, node, type,
-// batch and owner (?user=), paged by ?after and ?limit (api.MoreHeader and
-// api.NextAfterHeader say where the next page starts).
+// batch, owner (?user=) and a substring of the command line (?text=, see
+// fsm.Filter.Text), paged by ?after and ?limit (api.MoreHeader and
+// api.NextAfterHeader say where the next page starts). ?view=summary
+// answers api.TaskSummary rows (bounded in size, what a list shows)
+// instead of whole tasks.
 func (a *API) Tasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := fsm.Filter{Status: fsm.Status(q.Get("status")), Node: q.Get("node"), Type: fsm.TaskType(q.Get("type")), Owner: q.Get("user")}
+	f := fsm.Filter{Status: fsm.Status(q.Get("status")), Node: q.Get("node"), Type: fsm.TaskType(q.Get("type")), Owner: q.Get("user"), Text: q.Get("text")}
+	if len(f.Text) > fsm.MaxFilterText || !utf8.ValidString(f.Text) {
+		writeError(w, badRequest("text: must be valid UTF-8 of at most %d bytes", fsm.MaxFilterText))
+		return
+	}
+	view := q.Get("view")
+	if view != "" && view != "summary" && view != "full" {
+		writeError(w, badRequest("view %q: unknown view (want summary or full)", view))
+		return
+	}
 	if f.Owner != "" && !fsm.NameRE.MatchString(f.Owner) {
 		writeError(w, badRequest("user %q: not an account name (want 1-32 characters a-z 0-9 _ . - starting with a letter or _)", f.Owner))
 		return
@@ -83,6 +96,14 @@ func (a *API) Tasks(w http.ResponseWriter, r *http.Request) {
 	if more && len(tasks) > 0 {
 		w.Header().Set(api.MoreHeader, "true")
 		w.Header().Set(api.NextAfterHeader, strconv.FormatInt(tasks[len(tasks)-1].TaskID, 10))
+	}
+	if view == "summary" {
+		out := make([]api.TaskSummary, len(tasks))
+		for i, t := range tasks {
+			out[i] = api.Summarize(t)
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
 	}
 	if tasks == nil {
 		tasks = []*fsm.Task{}
@@ -181,7 +202,10 @@ func (a *API) Command(w http.ResponseWriter, r *http.Request) {
 
 // Log serves GET /api/task/{id}/stdout|stderr from this replica's
 // shared_dir. ?offset=N returns the bytes from N on (for --follow); the
-// X-Hakuriver-Offset header gives the offset to ask for next.
+// X-Hakuriver-Offset header gives the offset to ask for next. A file not
+// written yet is a 404, or with ?missing=empty an empty 200 with the header
+// X-Hakuriver-Log-Missing (the dashboard's viewers follow a task from before
+// it starts).
 func (a *API) Log(stream string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := ParseTaskID(chi.URLParam(r, "id"))
@@ -215,6 +239,16 @@ func (a *API) Log(stream string) http.HandlerFunc {
 			}
 		}
 		f, err := os.Open(path)
+		if errors.Is(err, os.ErrNotExist) && r.URL.Query().Get("missing") == "empty" {
+			// A viewer that follows a task from before its start: nothing
+			// yet, and no error for the browser to log.
+			w.Header().Set("X-Hakuriver-Offset", "0")
+			w.Header().Set("X-Hakuriver-Log-Missing", "true")
+			w.Header().Set("X-Hakuriver-Task-Status", string(t.Status))
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			w.Header().Set("X-Hakuriver-Offset", "0")
 			writeError(w, notFound("%s file of task %d not found (might not be generated yet)", stream, id))

@@ -18,6 +18,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/ops/certs"
+	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/runner"
 )
 
@@ -29,6 +30,7 @@ func newDevCmd() *cobra.Command {
 		apiPort  int
 		logLevel string
 		useTLS   bool
+		withEnvs bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -69,6 +71,12 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 			}
 			var hosts []*cluster.Host
 			var stops []func() error
+			var envClosers []func() error
+			defer func() { // after the replicas closed (deferred below)
+				for _, c := range envClosers {
+					c() //nolint:errcheck // closing on the way out
+				}
+			}()
 			defer func() {
 				for _, stop := range stops {
 					if err := stop(); err != nil {
@@ -127,6 +135,16 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 				hc.Logger = log.With("replica", hc.NodeID)
 				if hc.TLS, err = bundle(hc.NodeID); err != nil {
 					return err
+				}
+				if withEnvs {
+					ec := config.Default()
+					ec.Paths.SharedDir = hc.SharedDir
+					envs, err := newEnvManager(ec, hc.Logger)
+					if err != nil {
+						return err
+					}
+					envClosers = append(envClosers, envs.Close)
+					hc.Docker = dockerEnvironments{envs}
 				}
 				h, err := cluster.StartHost(ctx, hc)
 				if err != nil {
@@ -198,6 +216,7 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 	cmd.Flags().IntVar(&apiPort, "api-port", 8000, "API port of the first replica; replica i uses this + i")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	cmd.Flags().BoolVar(&useTLS, "tls", false, "serve the APIs over HTTPS and Raft over TLS, with certificates of a CA made in <data-dir>/tls (the export line names it)")
+	cmd.Flags().BoolVar(&withEnvs, "docker-environments", true, "serve Docker environments (containers, tarballs, terminal) from this machine's Docker Engine; without Docker their calls answer 503")
 	return cmd
 }
 
