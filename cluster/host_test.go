@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -204,4 +205,26 @@ func clusterTokenRoute(url string) bool {
 		}
 	}
 	return false
+}
+
+// applyOnLeader applies c on whichever replica leads, retrying through
+// leader changes (a loaded machine loses leaders): c must be idempotent
+// (a SubmitTasks needs a RequestID). It returns the replica that applied
+// it.
+func applyOnLeader(t *testing.T, hosts []*Host, c fsm.Command) *Host {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l := leaderOf(t, hosts)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := l.apply(ctx, c)
+		cancel()
+		if err == nil {
+			return l
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) || time.Now().After(deadline) {
+			t.Fatalf("apply %T: %v", c, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -143,18 +143,14 @@ func TestSSHProxy_Accounts(t *testing.T) {
 	vps := sshtest.NewSSHD(t, aliceKey.PublicKey())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := leader.apply(ctx, &fsm.RegisterNode{Node: &fsm.Node{Hostname: "n1", URL: "http://127.0.0.1:8001", TotalCores: 4}, At: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	applyOnLeader(t, hosts, &fsm.RegisterNode{Node: &fsm.Node{Hostname: "n1", URL: "http://127.0.0.1:8001", TotalCores: 4}, At: time.Now()})
 	const aliceVPS, anonVPS = 201, 202
-	if _, err := leader.apply(ctx, &fsm.SubmitTasks{Tasks: []*fsm.Task{
+	leader = applyOnLeader(t, hosts, &fsm.SubmitTasks{RequestID: "vps-fixture", Tasks: []*fsm.Task{
 		{TaskID: aliceVPS, TaskType: fsm.TaskVPS, Status: fsm.StatusRunning, AssignedNode: "n1", SSHPort: vps.Port(),
 			Command: aliceKey.AuthorizedKey(""), RequiredCores: 1, Owner: "alice"},
 		{TaskID: anonVPS, TaskType: fsm.TaskVPS, Status: fsm.StatusRunning, AssignedNode: "n1", SSHPort: vps.Port(),
 			Command: aliceKey.AuthorizedKey(""), RequiredCores: 1, Owner: auth.AnonymousName},
-	}}); err != nil {
-		t.Fatal(err)
-	}
+	}})
 	idx := leader.machine.AppliedIndex()
 	for _, h := range hosts {
 		waitFor(t, 10*time.Second, func() bool { return h.machine.AppliedIndex() >= idx })

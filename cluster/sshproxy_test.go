@@ -50,17 +50,13 @@ func TestSSHProxy_ThroughFollower(t *testing.T) {
 	port := sshtest.EchoServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := leader.apply(ctx, &fsm.RegisterNode{Node: &fsm.Node{Hostname: "n1", URL: "http://127.0.0.1:8001", TotalCores: 4}, At: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	applyOnLeader(t, hosts, &fsm.RegisterNode{Node: &fsm.Node{Hostname: "n1", URL: "http://127.0.0.1:8001", TotalCores: 4}, At: time.Now()})
 	const vpsID, cmdID, unknownID = 101, 102, 999
 	key := string(ssh.MarshalAuthorizedKey(owner.PublicKey()))
-	if _, err := leader.apply(ctx, &fsm.SubmitTasks{Tasks: []*fsm.Task{
+	leader = applyOnLeader(t, hosts, &fsm.SubmitTasks{RequestID: "vps-fixture", Tasks: []*fsm.Task{
 		{TaskID: vpsID, TaskType: fsm.TaskVPS, Status: fsm.StatusRunning, AssignedNode: "n1", SSHPort: port, Command: key, RequiredCores: 1},
 		{TaskID: cmdID, TaskType: fsm.TaskCommand, Status: fsm.StatusRunning, AssignedNode: "n1", Command: "sleep", RequiredCores: 1},
-	}}); err != nil {
-		t.Fatal(err)
-	}
+	}})
 	deadline := time.Now().Add(10 * time.Second)
 	for _, ok := follower.machine.Task(cmdID); !ok; _, ok = follower.machine.Task(cmdID) {
 		if time.Now().After(deadline) {
