@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
@@ -390,6 +391,110 @@ func TestDashboardEnvironmentTerminal(t *testing.T) {
 	// Delete.
 	if err := chromedp.Do(ctx, acceptDialogs(), chromedp.Click(chromedp.CSS("#env-del-"+env)), chromedp.WaitNotPresent(chromedp.CSS("#env-row-"+env))); err != nil {
 		t.Fatalf("delete: %v", err)
+	}
+	noConsoleErrors(t, ctx)
+}
+
+// TestDashboardBatchKeysAndPhone submits an array through the form and
+// kills the whole batch with its group's button; generates an ed25519 key
+// pair in the browser for a VPS (the public key parses, the private key
+// offered once matches it); and checks the task page has no horizontal
+// scrolling at phone width with a long command.
+func TestDashboardBatchKeysAndPhone(t *testing.T) {
+	d := startDevUI(t)
+	base := d.URLs[d.follower(t)]
+	ctx := newBrowser(t)
+	if err := login(ctx, base, d.Token); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	// An array of 4 long tasks, at most 2 at once.
+	if err := openPage(ctx, base, "/ui/submit", "#submit-form"); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#s-command"), "sleep"),
+		chromedp.SendKeys(chromedp.CSS("#s-args"), "300"),
+		setSelect("#s-container", "NULL"),
+		chromedp.SendKeys(chromedp.CSS("#s-array"), "0-3%2"),
+		chromedp.Click(chromedp.CSS("#s-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#submitted-3")),
+	); err != nil {
+		t.Fatalf("submit an array: %v", err)
+	}
+	first := strings.TrimSpace(textOf(ctx, "#submitted-0"))
+	var st struct {
+		BatchID string `json:"batch_id"`
+	}
+	d.get(t, 0, "/api/status/"+first, &st)
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/tasks'); true`), chromedp.WaitVisible(chromedp.CSS("#batch-"+st.BatchID))); err != nil {
+		t.Fatalf("batch group: %v", err)
+	}
+	if _, err := waitText(ctx, "#batch-"+st.BatchID, "4 tasks listed, array"); err != nil {
+		t.Error(err)
+	}
+	if _, err := waitText(ctx, "#batch-"+st.BatchID, "2 running"); err != nil {
+		t.Error(err)
+	}
+	shot(t, ctx, "tasks-batch")
+	if err := chromedp.Do(ctx, acceptDialogs(), chromedp.Click(chromedp.CSS("#kill-batch-"+st.BatchID))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitText(ctx, "#batch-"+st.BatchID, "4 killed"); err != nil {
+		t.Errorf("after Kill batch: %v", err)
+	}
+	noConsoleErrors(t, ctx)
+
+	// A key pair made in the browser.
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/submit?mode=vps'); true`), chromedp.WaitVisible(chromedp.CSS("#s-sshkey"))); err != nil {
+		t.Fatal(err)
+	}
+	gen, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector('#s-genkey')`)) //nolint:errcheck // false on error
+	if !gen {
+		t.Logf("this chromium has no WebCrypto Ed25519: the page offers paste only")
+	} else {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#s-genkey")), chromedp.WaitVisible(chromedp.CSS("#s-privkey"))); err != nil {
+			t.Fatalf("generate a key: %v (page: %.300s)", err, textOf(ctx, "main"))
+		}
+		pubText, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#s-sshkey').value`))                                                          //nolint:errcheck // checked below
+		privText, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch(document.querySelector('#s-privkey a').href).then(r => r.text())`, chromedp.EvalAwaitPromise)) //nolint:errcheck // checked below
+		pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pubText))
+		if err != nil || pub.Type() != ssh.KeyAlgoED25519 {
+			t.Fatalf("generated public key %q: %v", pubText, err)
+		}
+		signer, err := ssh.ParsePrivateKey([]byte(privText))
+		if err != nil {
+			t.Fatalf("offered private key does not parse: %v\n%s", err, privText)
+		}
+		if !bytes.Equal(signer.PublicKey().Marshal(), pub.Marshal()) {
+			t.Fatal("the offered private key does not match the public key")
+		}
+		// Offered once: gone after the download link is used.
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#s-privkey a")), chromedp.WaitNotPresent(chromedp.CSS("#s-privkey"))); err != nil {
+			t.Errorf("private key still offered after its download: %v", err)
+		}
+		shot(t, ctx, "submit-vps")
+	}
+	noConsoleErrors(t, ctx)
+
+	// Phone width: a long command wraps.
+	var sr api.SubmitResponse
+	long := strings.Repeat("a-very-long-argument-without-spaces-", 12)
+	d.post(t, d.leader(t), "/api/submit", api.SubmitRequest{Command: "echo", Arguments: []string{long}, ContainerName: ptr("NULL")}, &sr)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct{ path, sel string }{{"/ui/task/" + sr.TaskIDs[0], "#task-stdout"}, {"/ui/tasks", "#tasks-table"}, {"/ui/submit", "#submit-form"}, {"/ui/vps", "#vps-table"}, {"/ui/environments", "#env-containers"}} {
+		if err := chromedp.Do(ctx, evalVoid(`HR.go('`+p.path+`'); true`), chromedp.WaitVisible(chromedp.CSS(p.sel))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		// Neither the page nor a table scrolls sideways.
+		over, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`Math.max(document.documentElement.scrollWidth - document.documentElement.clientWidth,
+			...Array.from(document.querySelectorAll('.table-responsive')).map(e => e.scrollWidth - e.clientWidth))`)) //nolint:errcheck // 0 on error
+		if over > 0 {
+			t.Errorf("%s at 390 px scrolls sideways by %d px", p.path, over)
+		}
+		shot(t, ctx, "phone-"+strings.Split(strings.TrimPrefix(p.path, "/ui/"), "/")[0])
 	}
 	noConsoleErrors(t, ctx)
 }

@@ -13,7 +13,7 @@
   var css = document.createElement('style');
   css.textContent =
     '.hr-log{max-height:24rem;min-height:3rem;overflow:auto;white-space:pre-wrap;overflow-wrap:anywhere;background:#0d1117;color:#e6edf3;font-size:.8rem}' +
-    '.hr-tasks td.hr-cmd{max-width:40rem}' +
+    '.hr-tasks td.hr-cmd{max-width:40rem}.hr-cmd-phone{max-height:4.5em;overflow:hidden}' +
     '.hr-dl dt{font-weight:600}.hr-dl dd{margin-bottom:.35rem}' +
     '.hr-term{background:#000;padding:4px;min-height:20rem}' +
     '.hr-copy code{user-select:all}';
@@ -124,7 +124,7 @@
   <div v-if="msg" class="alert alert-info py-2 hr-wrap">{{ msg }}</div>
   <div class="table-responsive">
   <table class="table table-sm table-hover bg-white hr-tasks" id="tasks-table">
-    <thead><tr><th>ID</th><th>Status</th><th>Command</th><th class="d-none d-md-table-cell">Owner</th><th class="d-none d-md-table-cell">Node</th><th>Exit</th><th>Elapsed</th><th class="d-none d-lg-table-cell">Submitted</th></tr></thead>
+    <thead><tr><th>ID</th><th class="d-none d-sm-table-cell">Status</th><th class="d-none d-md-table-cell">Command</th><th class="d-none d-md-table-cell">Owner</th><th class="d-none d-md-table-cell">Node</th><th class="d-none d-sm-table-cell">Exit</th><th class="d-none d-sm-table-cell">Elapsed</th><th class="d-none d-lg-table-cell">Submitted</th></tr></thead>
     <tbody>
       <template v-for="g in groups">
         <tr v-if="g.batch" class="table-light hr-batch" :key="'b' + g.batch" :id="'batch-' + g.batch">
@@ -137,13 +137,15 @@
           </td>
         </tr>
         <tr v-for="t in g.rows" :key="t.task_id" :id="'task-row-' + t.task_id">
-          <td class="text-nowrap"><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link><span v-if="t.array_index != null" class="hr-muted"> [{{ t.array_index }}]</span></td>
-          <td><hr-status :s="t.status"></hr-status></td>
-          <td class="hr-cmd" :class="{'fst-italic': t.task_type === 'vps'}">{{ cmd(t) }}</td>
+          <td><span class="text-nowrap"><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link><span v-if="t.array_index != null" class="hr-muted"> [{{ t.array_index }}]</span></span>
+            <div class="d-sm-none small"><hr-status :s="t.status"></hr-status><span v-if="t.exit_code != null"> · exit {{ t.exit_code }}</span><span v-if="t.started_at"> · {{ elapsed(t) }}</span><span v-if="t.owner" class="hr-muted"> · {{ t.owner }}</span></div>
+            <div class="d-md-none hr-cmd hr-cmd-phone" :class="{'fst-italic': t.task_type === 'vps'}">{{ cmd(t) }}</div></td>
+          <td class="d-none d-sm-table-cell"><hr-status :s="t.status"></hr-status></td>
+          <td class="hr-cmd d-none d-md-table-cell" :class="{'fst-italic': t.task_type === 'vps'}">{{ cmd(t) }}</td>
           <td class="d-none d-md-table-cell">{{ t.owner || '-' }}</td>
           <td class="d-none d-md-table-cell text-nowrap">{{ t.assigned_node || t.target_node || '-' }}</td>
-          <td :class="{'text-danger': t.exit_code != null && t.exit_code !== 0}" :title="t.error_message">{{ t.exit_code != null ? t.exit_code : (t.error_message ? '!' : '-') }}</td>
-          <td class="text-nowrap">{{ elapsed(t) }}</td>
+          <td class="d-none d-sm-table-cell" :class="{'text-danger': t.exit_code != null && t.exit_code !== 0}" :title="t.error_message">{{ t.exit_code != null ? t.exit_code : (t.error_message ? '!' : '-') }}</td>
+          <td class="text-nowrap d-none d-sm-table-cell">{{ elapsed(t) }}</td>
           <td class="d-none d-lg-table-cell text-nowrap"><hr-time :ts="t.submitted_at"></hr-time></td>
         </tr>
       </template>
