@@ -25,14 +25,15 @@
   <p class="hr-muted" v-if="jump">Connect with the CLI (<code>hakuriver ssh ID</code>) or plain OpenSSH through the jump host {{ jump }} (the key in ssh-agent or a default key file).</p>
   <div class="table-responsive">
   <table class="table table-sm bg-white" id="vps-table">
-    <thead><tr><th>ID</th><th>State</th><th>Owner</th><th>Node</th><th>Environment</th><th>Connect</th><th class="d-none d-md-table-cell">Created</th><th></th></tr></thead>
+    <thead><tr><th>ID</th><th class="d-none d-sm-table-cell">State</th><th class="d-none d-sm-table-cell">Owner</th><th class="d-none d-sm-table-cell">Node</th><th class="d-none d-lg-table-cell">Environment</th><th>Connect</th><th class="d-none d-md-table-cell">Created</th><th></th></tr></thead>
     <tbody>
       <tr v-for="t in shown" :key="t.task_id" :id="'vps-row-' + t.task_id">
-        <td><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link></td>
-        <td><hr-status :s="t.status"></hr-status></td>
-        <td>{{ t.owner || '-' }}</td>
-        <td>{{ t.assigned_node || t.target_node || '-' }}</td>
-        <td class="hr-wrap">{{ t.container_name }}</td>
+        <td><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link>
+          <div class="d-sm-none small"><hr-status :s="t.status"></hr-status> · {{ t.owner || '-' }} · {{ t.assigned_node || t.target_node || '-' }}</div></td>
+        <td class="d-none d-sm-table-cell"><hr-status :s="t.status"></hr-status></td>
+        <td class="d-none d-sm-table-cell">{{ t.owner || '-' }}</td>
+        <td class="d-none d-sm-table-cell">{{ t.assigned_node || t.target_node || '-' }}</td>
+        <td class="hr-wrap d-none d-lg-table-cell">{{ t.container_name }}</td>
         <td class="hr-copy">
           <template v-if="t.ssh_port && !final(t)">
             <div class="d-flex gap-1 align-items-start"><code class="hr-wrap">hakuriver ssh {{ t.task_id }}</code> <button class="btn btn-link btn-sm p-0" type="button" @click="copy('hakuriver ssh ' + t.task_id)" :aria-label="'copy the hakuriver ssh line of ' + t.task_id">copy</button></div>
