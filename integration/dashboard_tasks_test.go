@@ -216,7 +216,7 @@ func TestDashboardTaskFormLogsAndActions(t *testing.T) {
 			t.Fatalf("%s: %v", s.button, err)
 		}
 		if got, err := waitText(ctx, "#task-status", s.want); err != nil {
-			t.Fatalf("after %s: %v (%q)", s.button, err, got)
+			t.Fatalf("after %s: %v (%q; page: %.600s)", s.button, err, got, textOf(ctx, "main"))
 		}
 		var st struct {
 			Status string `json:"status"`
