@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -388,8 +389,37 @@ func TestDashboardEnvironmentTerminal(t *testing.T) {
 	}
 	shot(t, ctx, "environments")
 
+	// A VPS of this environment: its rows never show its SSH key (the
+	// runners of hakuriver dev run natively, so it fails, and stays listed).
+	epub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(epub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " ui-test@laptop"
+	var sr api.SubmitResponse
+	d.post(t, d.leader(t), "/api/submit", api.SubmitRequest{TaskType: "vps", Command: key, ContainerName: ptr(env)}, &sr)
+	vps := sr.TaskIDs[0]
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/vps'); true`), chromedp.WaitVisible(chromedp.CSS("#vps-table")),
+		chromedp.Click(chromedp.CSS("#vps-all")), chromedp.WaitVisible(chromedp.CSS("#vps-row-"+vps))); err != nil {
+		t.Fatalf("VPS page: %v", err)
+	}
+	shot(t, ctx, "vps")
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/tasks?type=vps'); true`), chromedp.WaitVisible(chromedp.CSS("#task-row-"+vps))); err != nil {
+		t.Fatalf("tasks page: %v", err)
+	}
+	if row := textOf(ctx, "#task-row-"+vps); !strings.Contains(row, "VPS") || strings.Contains(row, "ssh-ed25519") {
+		t.Errorf("VPS row %q: want VPS, never its key", row)
+	}
+	if body := textOf(ctx, "#vps-table, #tasks-table"); strings.Contains(body, "AAAA") {
+		t.Errorf("a list shows the SSH key: %q", body)
+	}
+
 	// Delete.
-	if err := chromedp.Do(ctx, acceptDialogs(), chromedp.Click(chromedp.CSS("#env-del-"+env)), chromedp.WaitNotPresent(chromedp.CSS("#env-row-"+env))); err != nil {
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/environments'); true`), acceptDialogs(), chromedp.Click(chromedp.CSS("#env-del-"+env)), chromedp.WaitNotPresent(chromedp.CSS("#env-row-"+env))); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	noConsoleErrors(t, ctx)
