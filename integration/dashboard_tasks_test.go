@@ -455,7 +455,7 @@ func TestDashboardBatchKeysAndPhone(t *testing.T) {
 	var st struct {
 		BatchID string `json:"batch_id"`
 	}
-	d.get(t, 0, "/api/status/"+first, &st)
+	d.get(t, d.leader(t), "/api/status/"+first, &st)
 	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/tasks'); true`), chromedp.WaitVisible(chromedp.CSS("#batch-"+st.BatchID))); err != nil {
 		t.Fatalf("batch group: %v", err)
 	}
@@ -505,6 +505,28 @@ func TestDashboardBatchKeysAndPhone(t *testing.T) {
 		shot(t, ctx, "submit-vps")
 	}
 	noConsoleErrors(t, ctx)
+
+	// A large log opens at its end, without downloading all of it.
+	var big api.SubmitResponse
+	d.post(t, d.leader(t), "/api/submit", api.SubmitRequest{Command: "sh", Arguments: []string{"-c", "yes 0123456789abcdef | head -c 2000000; echo; echo LAST-LINE"}, ContainerName: ptr("NULL")}, &big)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		var st struct {
+			Status string `json:"status"`
+		}
+		d.get(t, d.leader(t), "/api/status/"+big.TaskIDs[0], &st)
+		if st.Status == "completed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("large-log task: %s", st.Status)
+		}
+	}
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/task/`+big.TaskIDs[0]+`'); true`), chromedp.WaitVisible(chromedp.CSS("#task-stdout"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := waitText(ctx, "#task-stdout", "LAST-LINE"); err != nil || !strings.Contains(got, "earlier output not shown") || len(got) > 300<<10 {
+		t.Errorf("large log: %d characters shown, %v", len(got), err)
+	}
 
 	// Phone width: a long command wraps.
 	var sr api.SubmitResponse

@@ -248,6 +248,7 @@
 
   /** <hr-log> follows one stream of a task: GET /api/task/{id}/{stream}?offset=N. */
   var MAX_SHOWN = 2 << 20; // characters kept in the viewer (the tail)
+  var TAIL = 256 << 10; // bytes read when a viewer opens
   Vue.component('hr-log', {
     props: ['id', 'stream', 'running'],
     data: function () { return { text: '', offset: 0, note: 'not generated yet', err: null, dropped: false }; },
@@ -259,7 +260,7 @@
     <span v-if="running" class="badge bg-success">following</span>
     <a class="ms-auto small" :href="'/api/task/' + id + '/' + stream" target="_blank" rel="noopener">raw</a>
   </div>
-  <pre class="hr-log m-0 p-2" :id="'task-' + stream" ref="pre" tabindex="0" :aria-label="stream + ' of task ' + id"><span v-if="dropped" class="hr-muted">[earlier output not shown]\n</span>{{ text }}</pre>
+  <pre class="hr-log m-0 p-2" :id="'task-' + stream" ref="pre" tabindex="0" :aria-label="stream + ' of task ' + id"><span v-if="dropped" class="hr-muted">[earlier output not shown: see raw]\n</span>{{ text }}</pre>
   <div v-if="err" class="card-footer small text-danger">{{ err }}</div>
 </div>`,
     created: function () { this.fetch(); },
@@ -267,7 +268,11 @@
       fetch: function () {
         var self = this;
         if (self.inflight) return self.inflight;
-        self.inflight = U.raw('/api/task/' + encodeURIComponent(self.id) + '/' + self.stream + '?missing=empty&offset=' + self.offset).then(function (r) {
+        // The first read takes the last TAIL bytes only: a large log opens
+        // at its end without downloading all of it.
+        var first = !self.opened;
+        var q = first ? 'tail=' + TAIL : 'offset=' + self.offset;
+        self.inflight = U.raw('/api/task/' + encodeURIComponent(self.id) + '/' + self.stream + '?missing=empty&' + q).then(function (r) {
           if (r.status === 200 && r.headers.get('X-Hakuriver-Log-Missing') === 'true') { self.note = 'not generated yet'; self.err = null; return; }
           if (r.status !== 200) {
             var m = r.text;
@@ -276,6 +281,8 @@
             return;
           }
           self.err = null;
+          self.opened = true;
+          if (first && parseInt(r.headers.get('X-Hakuriver-Start'), 10) > 0) self.dropped = true;
           var next = parseInt(r.headers.get('X-Hakuriver-Offset'), 10);
           if (!isNaN(next)) self.offset = next;
           if (r.text) {
