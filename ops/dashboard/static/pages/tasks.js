@@ -367,8 +367,8 @@
       </div>
     </div>
     <div v-if="t.task_type !== 'vps'" class="mt-3">
-      <hr-log ref="stdout" :id="t.task_id" stream="stdout" :running="!final"></hr-log>
-      <hr-log ref="stderr" :id="t.task_id" stream="stderr" :running="!final"></hr-log>
+      <hr-log ref="stdout" :id="t.task_id" stream="stdout" :running="t.status === 'running'"></hr-log>
+      <hr-log ref="stderr" :id="t.task_id" stream="stderr" :running="t.status === 'running'"></hr-log>
     </div>
   </div>
   <p v-else-if="!err" class="hr-muted">loading…</p>
@@ -406,10 +406,10 @@
         var self = this;
         HR.follow(self, 'applied', function () { self.load(); }, 300);
         // Logs change without log entries: follow them every second while
-        // the task runs.
+        // the task runs (a status change reads them once more).
         self.timer = setInterval(function () {
           self.now = Date.now();
-          if (self.t && !FINAL[self.t.status]) self.logs();
+          if (self.t && self.t.status === 'running') self.logs();
         }, 1000);
       },
       beforeDestroy: function () { clearInterval(this.timer); },
