@@ -270,4 +270,3 @@ func nodeLineHas(out, node, word string) bool {
 	}
 	return false
 }
-
