@@ -63,6 +63,20 @@ func (a *API) Queue(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	scheduler.Order(pending)
+	// ?limit= keeps the head of a long queue (the dashboard shows the
+	// first page and the length).
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 100000 {
+			writeError(w, badRequest("limit %q: must be an integer between 1 and 100000", l))
+			return
+		}
+		w.Header().Set(api.QueueLengthHeader, strconv.Itoa(len(pending)))
+		if len(pending) > n {
+			pending = pending[:n]
+			w.Header().Set(api.MoreHeader, "true")
+		}
+	}
 	out := make([]api.QueueEntry, 0, len(pending))
 	for _, t := range pending {
 		out = append(out, api.QueueEntry{
