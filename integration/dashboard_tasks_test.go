@@ -6,10 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,36 +20,6 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
 )
-
-// post calls POST path on replica i of the dev cluster as the admin and
-// decodes the JSON answer into out.
-func (d *devUI) post(t *testing.T, i int, path string, body, out any) {
-	t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest(http.MethodPost, d.URLs[i]+path, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+d.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, rb)
-	}
-	if out != nil {
-		if err := json.Unmarshal(rb, out); err != nil {
-			t.Fatalf("POST %s: %v", path, err)
-		}
-	}
-}
 
 // openPage is open, again when chromium reports a network change (other
 // tests' Docker networks come and go on this machine).
