@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -234,7 +235,8 @@ func TestDashboardTasksSameOnFollower(t *testing.T) {
 	var ids []string
 	for i := 0; i < 3; i++ {
 		var sr api.SubmitResponse
-		d.post(t, l, "/api/submit", api.SubmitRequest{Command: "echo", Arguments: []string{fmt.Sprintf("same-%d", i), "it's quoted"}, ContainerName: ptr("NULL")}, &sr)
+		d.post(t, l, "/api/submit", api.SubmitRequest{Command: "echo", Arguments: []string{fmt.Sprintf("same-%d", i), "it's quoted"}, ContainerName: ptr("NULL"),
+			EnvVars: map[string]string{"SECRET": "s3cret-value"}}, &sr)
 		ids = append(ids, sr.TaskIDs...)
 	}
 	texts := map[int]map[string]string{}
@@ -275,6 +277,50 @@ func TestDashboardTasksSameOnFollower(t *testing.T) {
 			t.Errorf("%s: leader shows %q, follower %q", k, v, texts[f][k])
 		}
 	}
+
+	// A viewer sees the task, not its secrets, logs or buttons.
+	d.cli(t, "user", "add", "vera", "--role", "viewer")
+	var tok api.TokenResponse
+	if err := json.Unmarshal([]byte(d.cli(t, "-o", "json", "token", "create", "--user", "vera", "--name", "ui")), &tok); err != nil || tok.Token == "" {
+		t.Fatalf("viewer token: %v", err)
+	}
+	ctx := newBrowser(t)
+	if err := login(ctx, d.URLs[f], tok.Token); err != nil {
+		t.Fatalf("viewer login: %v", err)
+	}
+	if err := openPage(ctx, d.URLs[f], "/ui/task/"+ids[1], "#task-page"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := waitText(ctx, "#task-env", "SECRET=hidden"); err != nil {
+		t.Errorf("viewer env: %v (%q)", err, got)
+	}
+	if _, err := waitText(ctx, "#task-logs-forbidden", "operators"); err != nil {
+		t.Error(err)
+	}
+	page := textOf(ctx, "main")
+	if strings.Contains(page, "s3cret") || strings.Contains(page, "Kill") {
+		t.Errorf("viewer's task page shows a secret or a kill button: %.800s", page)
+	}
+	shot(t, ctx, "task-viewer")
+	// The other pages render for a viewer, without the actions it may not take.
+	for _, p := range []struct{ path, sel, absent string }{
+		{"/ui/tasks", "#tasks-table", "[id^=kill-batch-]"},
+		{"/ui/submit", "#submit-viewer", ""},
+		{"/ui/vps", "#vps-table", "#vps-create"},
+		{"/ui/environments", "#env-containers", "#env-create"},
+	} {
+		if err := chromedp.Do(ctx, evalVoid(`HR.go('`+p.path+`'); true`), chromedp.WaitVisible(chromedp.CSS(p.sel))); err != nil {
+			t.Errorf("viewer %s: %v", p.path, err)
+			continue
+		}
+		time.Sleep(500 * time.Millisecond)
+		if p.absent != "" {
+			if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('`+p.absent+`').length`)); n != 0 { //nolint:errcheck // 0 on error
+				t.Errorf("viewer %s shows %s", p.path, p.absent)
+			}
+		}
+	}
+	noConsoleErrors(t, ctx)
 }
 
 // TestDashboardEnvironmentTerminal creates an environment container from

@@ -132,7 +132,7 @@
             <div class="d-flex flex-wrap align-items-center gap-2">
               <strong>Batch <a :href="'/ui/tasks?batch=' + g.batch" @click.prevent="filterBatch(g.batch)">{{ g.batch }}</a></strong>
               <span class="hr-muted">{{ g.rows.length }} tasks listed<span v-if="g.array">, array</span> · {{ g.summary }}</span>
-              <button v-if="g.active" class="btn btn-sm btn-outline-danger ms-auto" type="button" :disabled="busy['b' + g.batch]" @click="killBatch(g.batch)" :id="'kill-batch-' + g.batch">Kill batch</button>
+              <button v-if="g.active && canKill" class="btn btn-sm btn-outline-danger ms-auto" type="button" :disabled="busy['b' + g.batch]" @click="killBatch(g.batch)" :id="'kill-batch-' + g.batch">Kill batch</button>
             </div>
           </td>
         </tr>
@@ -158,6 +158,7 @@
 </div>`,
       computed: {
         statuses: function () { return STATUSES; },
+        canKill: function () { return HR.can('user'); },
         groups: function () {
           // Consecutive rows of one batch of several tasks share a header.
           var out = [], counts = {};
@@ -314,7 +315,7 @@
     <div class="d-flex flex-wrap align-items-center gap-2 mb-3">
       <h1 class="h4 mb-0">Task {{ t.task_id }} <small v-if="t.task_type === 'vps'" class="badge bg-info text-dark">VPS</small></h1>
       <hr-status :s="t.status" id="task-status" class="fs-5"></hr-status>
-      <div class="ms-auto d-flex gap-2">
+      <div class="ms-auto d-flex gap-2" v-if="mayAct">
         <button v-if="t.status === 'running'" id="task-pause" class="btn btn-sm btn-outline-warning" type="button" :disabled="busy" @click="act('pause')">Pause</button>
         <button v-if="t.status === 'paused'" id="task-resume" class="btn btn-sm btn-outline-success" type="button" :disabled="busy" @click="act('resume')">Resume</button>
         <button v-if="!final" id="task-kill" class="btn btn-sm btn-danger" type="button" :disabled="busy" @click="kill">{{ t.task_type === 'vps' ? 'Stop' : 'Kill' }}</button>
@@ -366,7 +367,8 @@
         </div></div>
       </div>
     </div>
-    <div v-if="t.task_type !== 'vps'" class="mt-3">
+    <p v-if="t.task_type !== 'vps' && !mayAct" class="hr-muted mt-3" id="task-logs-forbidden">Its output is readable by its owner ({{ t.owner || 'anonymous' }}) and operators.</p>
+    <div v-if="t.task_type !== 'vps' && mayAct" class="mt-3">
       <hr-log ref="stdout" :id="t.task_id" stream="stdout" :running="t.status === 'running'"></hr-log>
       <hr-log ref="stderr" :id="t.task_id" stream="stderr" :running="t.status === 'running'"></hr-log>
     </div>
@@ -375,6 +377,11 @@
 </div>`,
       computed: {
         final: function () { return !this.t || !!FINAL[this.t.status]; },
+        /** mayAct: the server lets its owner and operators read its logs and act on it. */
+        mayAct: function () {
+          var me = HR.me || {};
+          return HR.can('operator') || (HR.can('user') && !!me.user && me.user === this.t.owner);
+        },
         cmd: function () { return HR.fmt.cmd(this.t.command, this.t.arguments); },
         env: function () {
           var c = this.t.container_name;

@@ -18,7 +18,7 @@
   <div class="d-flex flex-wrap align-items-center gap-2 mb-2">
     <h1 class="h4 me-auto mb-0">VPS</h1>
     <div class="form-check form-switch mb-0"><input class="form-check-input" type="checkbox" id="vps-all" v-model="all" @change="load"><label class="form-check-label" for="vps-all">show ended</label></div>
-    <a class="btn btn-sm btn-primary" href="/ui/submit?mode=vps" id="vps-create">Create a VPS</a>
+    <a v-if="canCreate" class="btn btn-sm btn-primary" href="/ui/submit?mode=vps" id="vps-create">Create a VPS</a>
   </div>
   <hr-error :err="err"></hr-error>
   <div v-if="msg" class="alert alert-info py-2 hr-wrap">{{ msg }}</div>
@@ -43,7 +43,7 @@
           <span v-else class="hr-muted">-</span>
         </td>
         <td class="d-none d-md-table-cell"><hr-time :ts="t.submitted_at"></hr-time></td>
-        <td><button v-if="!final(t)" class="btn btn-sm btn-outline-danger" type="button" :disabled="busy[t.task_id]" @click="stop(t)" :id="'vps-stop-' + t.task_id">Stop</button></td>
+        <td><button v-if="!final(t) && canStop(t)" class="btn btn-sm btn-outline-danger" type="button" :disabled="busy[t.task_id]" @click="stop(t)" :id="'vps-stop-' + t.task_id">Stop</button></td>
       </tr>
       <tr v-if="!shown.length"><td colspan="8" class="hr-muted">No {{ all ? '' : 'active ' }}VPS.</td></tr>
     </tbody>
@@ -54,6 +54,7 @@
 </div>`,
       computed: {
         jump: function () { return U().jumpHost(this.cluster); },
+        canCreate: function () { return HR.can('user'); },
         shown: function () {
           var self = this;
           return self.rows.filter(function (t) { return self.all || !U().final(t.status); });
@@ -66,6 +67,7 @@
       },
       methods: {
         final: function (t) { return U().final(t.status); },
+        canStop: function (t) { var me = HR.me || {}; return HR.can('operator') || (HR.can('user') && me.user === t.owner); },
         sshJ: function (t) { return 'ssh -J ' + t.task_id + '@' + this.jump + ' root@' + t.task_id; },
         copy: function (s) { var self = this; U().copy(s).then(function () { self.copied = s; }); },
         load: function () {
