@@ -66,6 +66,19 @@ func uiSection(out io.Writer, root *scope, bin string, s settings) {
 	fmt.Fprintln(out, " timing transfer sizes of the overview's re-reads, the feed's event itself is ~200 B; CPU % of one core)")
 }
 
+// navigate loads url, again when Chromium reports that the machine's
+// network changed (other processes create network namespaces).
+func navigate(ctx context.Context, url string) error {
+	var err error
+	for try := 0; try < 10; try++ {
+		if err = chromedp.Do(ctx, chromedp.Navigate(url)); err == nil || !strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
 func uiBench(root *scope, bin string, s settings) (res uiResult) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
