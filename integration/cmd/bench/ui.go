@@ -95,14 +95,25 @@ func uiBench(root *scope, bin string, s settings) (res uiResult) {
 	}
 	start := time.Now()
 	for n := 0; n < res.tasks; n += 10000 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		a, _, err := c.Submit(ctx, leader, api.SubmitRequest{Command: "true", Array: "0-9999"})
-		cancel()
+		// A request ID makes a retry after a lost leadership safe.
+		req := api.SubmitRequest{Command: "true", Array: "0-9999", RequestID: fmt.Sprintf("ui-bench-%d", n)}
+		var err error
+		var a harness.Answer
+		for try := 0; try < 5; try++ {
+			leader = c.WaitLeader(harness.LeaderTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			a, _, err = c.Submit(ctx, leader, req)
+			cancel()
+			if err == nil && a.Status/100 == 2 {
+				break
+			}
+		}
 		if err != nil || a.Status/100 != 2 {
 			res.err = fmt.Sprintf("submit: %v %s", err, a)
 			return res
 		}
 	}
+	leader = c.WaitLeader(harness.LeaderTimeout)
 	res.submitTime = time.Since(start)
 	c.WaitSameApplied(time.Minute, 0, 1, 2)
 	base := c.Replica(leader).API
