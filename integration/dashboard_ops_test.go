@@ -216,12 +216,25 @@ func TestDashboardDrain(t *testing.T) {
 	if _, err := waitText(ctx, "#node-state", "idle"); err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("node-drain"))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("node-drain-reason-input"), "new disk"), chromedp.Click(chromedp.ID("node-drain"))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := waitText(ctx, "#node-state", "drained"); err != nil {
 		shot(t, ctx, "drain-failed")
 		t.Fatal(err)
+	}
+	if _, err := waitText(ctx, "#node-drain-reason", "new disk"); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []struct {
+		Hostname    string `json:"hostname"`
+		DrainReason string `json:"drain_reason"`
+	}
+	d.get(t, d.leader(t), "/api/nodes", &nodes)
+	for _, n := range nodes {
+		if n.Hostname == "dev-runner-2" && n.DrainReason != "new disk" {
+			t.Fatalf("the API shows drain reason %q", n.DrainReason)
+		}
 	}
 	shot(t, ctx, "node-drained")
 	out := d.cli(t, "node", "list")

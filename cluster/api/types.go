@@ -202,3 +202,10 @@ type ReplicaStatus struct {
 	// Error says why the replica did not answer (State "unreachable").
 	Error string `json:"error,omitempty"`
 }
+
+// DrainRequest is the optional body of POST /api/nodes/{name}/drain.
+type DrainRequest struct {
+	// Reason says why (one line, at most 200 bytes); the dashboard shows
+	// it until the node is undrained.
+	Reason string `json:"reason,omitempty"`
+}

@@ -86,11 +86,13 @@
     data: function () { return { busy: {}, actionErr: null, message: '' }; },
     computed: { canDrain: function () { return HR.can('operator'); } },
     methods: {
-      setDrain: function (name, drain) {
+      setDrain: function (name, drain, reason) {
         var self = this;
         self.$set(self.busy, name, true);
         self.actionErr = null;
-        HR.api('/api/nodes/' + encodeURIComponent(name) + '/' + (drain ? 'drain' : 'undrain'), { method: 'POST' })
+        var opts = { method: 'POST' };
+        if (drain && reason) opts.body = { reason: reason };
+        HR.api('/api/nodes/' + encodeURIComponent(name) + '/' + (drain ? 'drain' : 'undrain'), opts)
           .then(function (r) { self.message = r && r.message; self.reload(); })
           .catch(function (e) { self.actionErr = e; })
           .then(function () { self.$set(self.busy, name, false); });
@@ -135,7 +137,7 @@
         '<thead><tr><th scope="col">Node</th><th scope="col">State</th><th scope="col">Cores</th><th scope="col">Memory reserved</th><th scope="col">CPU</th><th scope="col">Memory used</th><th scope="col">GPUs</th><th scope="col">NUMA</th><th scope="col">Temp</th><th scope="col">Heartbeat</th><th scope="col" v-if="canDrain"><span class="visually-hidden">Actions</span></th></tr></thead>' +
         '<tbody><tr v-for="n in shown" :key="n.hostname" :data-node="n.hostname">' +
         '<td class="hr-wrap"><hr-link :to="\'/node/\' + encodeURIComponent(n.hostname)">{{ n.hostname }}</hr-link></td>' +
-        '<td class="node-state"><hr-status :s="state(n)"></hr-status></td>' +
+        '<td class="node-state"><hr-status :s="state(n)"></hr-status><div v-if="n.drained && n.drain_reason" class="hr-muted hr-wrap node-drain-reason">{{ n.drain_reason }}</div></td>' +
         '<td>{{ n.cores_in_use }} / {{ n.total_cores }}</td>' +
         '<td>{{ bytes0(n.memory_in_use_bytes) }} / {{ bytes(n.memory_total_bytes) }}</td>' +
         '<td>{{ pct(n.cpu_percent) }}</td><td>{{ pct(n.memory_percent) }}</td>' +
@@ -179,7 +181,7 @@
       props: ['params'],
       mixins: [drainMixin],
       data: function () {
-        return { node: null, tasks: null, more: false, nextAfter: '', status: '', err: null, tick: 0, notFound: false,
+        return { node: null, tasks: null, more: false, nextAfter: '', status: '', err: null, tick: 0, notFound: false, reason: '',
           statuses: ['pending', 'assigning', 'running', 'paused', 'completed', 'failed', 'killed', 'killed_oom', 'lost'] };
       },
       computed: {
@@ -198,10 +200,13 @@
         '<div v-if="node">' +
         '<div class="d-flex flex-wrap align-items-center gap-2 mb-3"><h1 class="h4 mb-0 hr-wrap">{{ node.hostname }}</h1>' +
         '<span id="node-state" class="fs-5"><hr-status :s="state(node)"></hr-status></span>' +
-        '<span class="ms-auto" v-if="canDrain">' +
-        '<button v-if="!node.drained" id="node-drain" type="button" class="btn btn-outline-warning" :disabled="busy[node.hostname]" @click="setDrain(node.hostname, true)">Drain</button>' +
-        '<button v-else id="node-undrain" type="button" class="btn btn-outline-success" :disabled="busy[node.hostname]" @click="setDrain(node.hostname, false)">Undrain</button>' +
-        '</span></div>' +
+        '<span v-if="node.drained && node.drain_reason" id="node-drain-reason" class="hr-muted hr-wrap">({{ node.drain_reason }})</span>' +
+        '<form class="ms-auto d-flex gap-2" v-if="canDrain" @submit.prevent="node.drained ? setDrain(node.hostname, false) : setDrain(node.hostname, true, reason)">' +
+        '<label v-if="!node.drained" for="node-drain-reason-input" class="visually-hidden">Reason</label>' +
+        '<input v-if="!node.drained" id="node-drain-reason-input" v-model="reason" maxlength="200" class="form-control" placeholder="reason (optional)">' +
+        '<button v-if="!node.drained" id="node-drain" type="submit" class="btn btn-outline-warning" :disabled="busy[node.hostname]">Drain</button>' +
+        '<button v-else id="node-undrain" type="submit" class="btn btn-outline-success" :disabled="busy[node.hostname]">Undrain</button>' +
+        '</form></div>' +
         '<div class="row g-3 mb-3">' +
         '<div class="col-12 col-lg-5"><div class="card h-100"><div class="card-body"><dl class="row mb-0 small">' +
         '<dt class="col-5">Runner API</dt><dd class="col-7 hr-wrap">{{ node.url }}</dd>' +

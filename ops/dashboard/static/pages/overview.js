@@ -97,10 +97,10 @@
         '<div class="row g-3">' +
         ' <div class="col-12 col-lg-7"><div class="card"><div class="card-body">' +
         '  <h2 class="h6">Replicas</h2>' +
-        '  <div class="table-responsive"><table id="overview-replicas" class="table table-sm mb-0"><thead><tr><th scope="col">ID</th><th scope="col">Role</th><th scope="col">Term</th><th scope="col">Applied</th><th scope="col">Commit</th><th scope="col">Lag</th><th scope="col">API</th></tr></thead>' +
+        '  <div class="table-responsive"><table id="overview-replicas" class="table table-sm mb-0"><thead><tr><th scope="col">ID</th><th scope="col">Role</th><th scope="col">Term</th><th scope="col">Applied</th><th scope="col" class="d-none d-md-table-cell">Commit</th><th scope="col">Lag</th><th scope="col" class="d-none d-md-table-cell">API</th></tr></thead>' +
         '  <tbody><tr v-for="r in replicas || []" :key="r.id" :data-replica="r.id"><td>{{ r.id }}</td><td><hr-status :s="r.state"></hr-status> <span v-if="r.suffrage && r.suffrage !== \'Voter\'" class="hr-muted">{{ r.suffrage }}</span></td>' +
-        '  <td>{{ r.term || "-" }}</td><td>{{ r.applied_index || "-" }}</td><td>{{ r.commit_index || "-" }}</td><td :class="{\'text-danger\': r.lag > 1000}">{{ r.error ? "-" : r.lag }}</td>' +
-        '  <td class="hr-wrap"><a v-if="r.api" :href="r.api + \'/ui/\'">{{ r.api }}</a><span v-if="r.error" class="hr-muted d-block">{{ r.error }}</span></td></tr></tbody></table></div>' +
+        '  <td>{{ r.term || "-" }}</td><td>{{ r.applied_index || "-" }}</td><td class="d-none d-md-table-cell">{{ r.commit_index || "-" }}</td><td :class="{\'text-danger\': r.lag > 1000}">{{ r.error ? "-" : r.lag }}</td>' +
+        '  <td class="hr-wrap d-none d-md-table-cell"><a v-if="r.api" :href="r.api + \'/ui/\'">{{ r.api }}</a><span v-if="r.error" class="hr-muted d-block">{{ r.error }}</span></td></tr></tbody></table></div>' +
         ' </div></div></div>' +
         ' <div class="col-12 col-lg-5"><div class="card"><div class="card-body">' +
         '  <h2 class="h6">Tasks by status</h2>' +
