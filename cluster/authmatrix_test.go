@@ -92,6 +92,7 @@ var expectedAccess = map[string]need{
 	"GET /audit":                                  nViewer,
 	"GET /quota":                                  nViewer,
 	"GET /events":                                 nViewer,
+	"GET /cluster/replicas":                       nViewer,
 }
 
 // matrixParams fills a route's path parameters with values that name

@@ -278,3 +278,52 @@ func TestConditionalReads(t *testing.T) {
 		t.Fatalf("bad query: %d, ETag %q", r.StatusCode, r.Header.Get("ETag"))
 	}
 }
+
+// TestReplicasStatus asks a follower for every replica's own figures: all
+// three answer with their term and indexes, exactly one is the leader, and
+// a stopped replica shows as unreachable with the reason.
+func TestReplicasStatus(t *testing.T) {
+	hosts := startCluster(t, 3)
+	leader, follower := matrixLeader(t, hosts)
+	var third *Host
+	for _, h := range hosts {
+		if h != leader && h != follower {
+			third = h
+		}
+	}
+	read := func() []api.ReplicaStatus {
+		t.Helper()
+		resp, body := do(t, "GET", follower.APIURL()+"/api/cluster/replicas", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("replicas: %d %s", resp.StatusCode, body)
+		}
+		var out []api.ReplicaStatus
+		if err := json.Unmarshal(body, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		leaders, ok := 0, 0
+		for _, r := range read() {
+			if r.State == "leader" && r.ID == leader.NodeID() {
+				leaders++
+			}
+			if r.Error == "" && r.Term > 0 && r.AppliedIndex > 0 {
+				ok++
+			}
+		}
+		return leaders == 1 && ok == 3
+	})
+	if err := third.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, func() bool {
+		for _, r := range read() {
+			if r.ID == third.NodeID() {
+				return r.State == "unreachable" && r.Error != ""
+			}
+		}
+		return false
+	})
+}

@@ -60,6 +60,8 @@ func (h *Host) apiTable() []route {
 		{"POST", "/update", internal, h.onLeader(a.Update)},
 		{"GET", "/cluster", viewerCT, h.consistentRead(etagBody(a.Cluster))},
 		{"POST", "/cluster/join", adminOrCT, h.onLeader(a.Join)},
+		// Every replica's own Raft figures, asked by this one (replicastatus.go).
+		{"GET", "/cluster/replicas", viewer, h.handleReplicas},
 		// Answers the leader's challenge with an HMAC of the cluster token
 		// (hostproof.go): it proves, it grants nothing.
 		{"POST", "/cluster/prove", public, h.handleProve},

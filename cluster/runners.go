@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"sort"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -21,7 +22,11 @@ func (h *Host) nodeViews() []api.NodeView {
 	for _, n := range nodes {
 		v := api.NodeView{Node: *n}
 		if u := usage[n.Hostname]; u != nil {
-			v.CoresInUse, v.MemoryInUseBytes = u.Cores, u.MemoryBytes
+			v.CoresInUse, v.MemoryInUseBytes, v.TasksInUse = u.Cores, u.MemoryBytes, u.Tasks
+			for g := range u.GPUs {
+				v.GPUsInUse = append(v.GPUsInUse, g)
+			}
+			sort.Ints(v.GPUsInUse)
 		}
 		if n.Status == fsm.NodeOnline {
 			v.AvailableCores = max(0, n.TotalCores-v.CoresInUse)

@@ -1,6 +1,7 @@
 package fsm_test
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"slices"
@@ -609,4 +610,26 @@ func TestSetNodeDrain(t *testing.T) {
 func taskJSONNode(t testing.TB, n *fsm.Node) string {
 	t.Helper()
 	return resultKey(fsm.Result{Value: n})
+}
+
+// TestDrainReason checks that a drain keeps its reason, a re-registration
+// keeps both, an undrain clears it, and a snapshot carries it.
+func TestDrainReason(t *testing.T) {
+	h := newHarness(t)
+	h.ok(&fsm.RegisterNode{Node: testNode("n1"), At: at(10)})
+	h.ok(&fsm.SetNodeDrain{Hostname: "n1", Drained: true, Reason: "disk swap"})
+	if n := h.node("n1"); !n.Drained || n.DrainReason != "disk swap" {
+		t.Fatalf("after drain: %v %q", n.Drained, n.DrainReason)
+	}
+	h.ok(&fsm.RegisterNode{Node: testNode("n1"), At: at(20)})
+	if n := h.node("n1"); !n.Drained || n.DrainReason != "disk swap" {
+		t.Fatalf("after re-registration: %v %q", n.Drained, n.DrainReason)
+	}
+	if !bytes.Contains(snapshotBytes(t, h.m), []byte(`"drain_reason":"disk swap"`)) {
+		t.Fatal("the snapshot lost the drain reason")
+	}
+	h.ok(&fsm.SetNodeDrain{Hostname: "n1", Drained: false, Reason: "ignored"})
+	if n := h.node("n1"); n.Drained || n.DrainReason != "" {
+		t.Fatalf("after undrain: %v %q", n.Drained, n.DrainReason)
+	}
 }

@@ -148,6 +148,9 @@ type AssignTask struct {
 type SetNodeDrain struct {
 	Hostname string `json:"hostname"`
 	Drained  bool   `json:"drained"`
+	// Reason says why the node is drained (shown by the dashboard);
+	// ignored when undraining.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Type implements Command.

@@ -312,7 +312,7 @@ func (m *Machine) applyRegister(c *RegisterNode) Result {
 	n.StatusChangedAt = c.At
 	n.RegisteredAt = c.At
 	if old, ok := m.nodes[n.Hostname]; ok {
-		n.Drained = old.Drained
+		n.Drained, n.DrainReason = old.Drained, old.DrainReason
 		n.RegisteredAt = old.RegisteredAt
 		if old.Status == NodeOnline {
 			n.StatusChangedAt = old.StatusChangedAt
@@ -392,6 +392,10 @@ func (m *Machine) applyDrain(c *SetNodeDrain) Result {
 	}
 	n := old.clone()
 	n.Drained = c.Drained
+	n.DrainReason = ""
+	if c.Drained {
+		n.DrainReason = c.Reason
+	}
 	m.nodes[n.Hostname] = n
 	return Result{Value: n}
 }

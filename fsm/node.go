@@ -41,17 +41,19 @@ type GPUInfo struct {
 // utilisation) are not part of the replicated state: the leader keeps them in
 // memory. Like tasks, stored nodes are never mutated in place.
 type Node struct {
-	Hostname         string              `json:"hostname"`
-	URL              string              `json:"url"`
-	TotalCores       int                 `json:"total_cores"`
-	MemoryTotalBytes int64               `json:"memory_total_bytes"`
-	Status           NodeStatus          `json:"status"`
-	Drained          bool                `json:"drained"`
-	RegisteredAt     time.Time           `json:"registered_at"`
-	StatusChangedAt  time.Time           `json:"status_changed_at"`
-	NUMATopology     map[string]NUMANode `json:"numa_topology"`
-	GPUInfo          []GPUInfo           `json:"gpu_info"`
-	CgroupsLimited   bool                `json:"cgroups_limited"`
+	Hostname         string     `json:"hostname"`
+	URL              string     `json:"url"`
+	TotalCores       int        `json:"total_cores"`
+	MemoryTotalBytes int64      `json:"memory_total_bytes"`
+	Status           NodeStatus `json:"status"`
+	Drained          bool       `json:"drained"`
+	// DrainReason is the reason given with the drain, if any.
+	DrainReason     string              `json:"drain_reason,omitempty"`
+	RegisteredAt    time.Time           `json:"registered_at"`
+	StatusChangedAt time.Time           `json:"status_changed_at"`
+	NUMATopology    map[string]NUMANode `json:"numa_topology"`
+	GPUInfo         []GPUInfo           `json:"gpu_info"`
+	CgroupsLimited  bool                `json:"cgroups_limited"`
 }
 
 func (n *Node) clone() *Node {

@@ -257,17 +257,15 @@ func TestTasksTextFilter(t *testing.T) {
 	}
 }
 
-// TestTasksTextFilterCheapAt100k lists a text filter over 100,000 tasks
-// with commands longer than the scanned prefix: the scan is bounded per task and does not allocate
-// per task.
-func TestTasksTextFilterCheapAt100k(t *testing.T) {
-	if testing.Short() {
-		t.Skip("100,000 tasks")
-	}
+// TestTasksTextFilterCheap lists a text filter over 20,000 tasks with
+// commands longer than the scanned prefix: the scan is bounded per task and
+// does not allocate per task (BenchmarkTaskListRefresh100k in
+// cluster/httpapi times it over 100,000).
+func TestTasksTextFilterCheap(t *testing.T) {
 	h := newHarness(t)
 	big := strings.Repeat("a", fsm.TextScanBytes+100)
 	var batch []*fsm.Task
-	for id := int64(1); id <= 100000; id++ {
+	for id := int64(1); id <= 20000; id++ {
 		c := newTask(id)
 		c.Command, c.Arguments = big, []string{strconv.FormatInt(id, 10)}
 		batch = append(batch, c)
@@ -283,12 +281,12 @@ func TestTasksTextFilterCheapAt100k(t *testing.T) {
 		}
 	})
 	if allocs > 10 {
-		t.Errorf("a text listing over 100,000 tasks allocates %.0f times, want a constant", allocs)
+		t.Errorf("a text listing over 20,000 tasks allocates %.0f times, want a constant", allocs)
 	}
 	start := time.Now()
 	h.m.Tasks(f, 0, 50)
 	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("a text listing over 100,000 tasks took %v", d)
+		t.Errorf("a text listing over 20,000 tasks took %v", d)
 	}
-	t.Logf("text listing over 100,000 tasks of commands longer than TextScanBytes: %v", time.Since(start))
+	t.Logf("text listing over 20,000 tasks of commands longer than TextScanBytes: %v", time.Since(start))
 }

@@ -5,10 +5,9 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,40 +16,11 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
 )
-
-// post calls POST path on replica i of the dev cluster as the admin and
-// decodes the JSON answer into out.
-func (d *devUI) post(t *testing.T, i int, path string, body, out any) {
-	t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest(http.MethodPost, d.URLs[i]+path, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+d.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, rb)
-	}
-	if out != nil {
-		if err := json.Unmarshal(rb, out); err != nil {
-			t.Fatalf("POST %s: %v", path, err)
-		}
-	}
-}
 
 // openPage is open, again when chromium reports a network change (other
 // tests' Docker networks come and go on this machine).
@@ -215,7 +185,7 @@ func TestDashboardTaskFormLogsAndActions(t *testing.T) {
 			t.Fatalf("%s: %v", s.button, err)
 		}
 		if got, err := waitText(ctx, "#task-status", s.want); err != nil {
-			t.Fatalf("after %s: %v (%q)", s.button, err, got)
+			t.Fatalf("after %s: %v (%q; page: %.600s)", s.button, err, got, textOf(ctx, "main"))
 		}
 		var st struct {
 			Status string `json:"status"`
@@ -265,7 +235,8 @@ func TestDashboardTasksSameOnFollower(t *testing.T) {
 	var ids []string
 	for i := 0; i < 3; i++ {
 		var sr api.SubmitResponse
-		d.post(t, l, "/api/submit", api.SubmitRequest{Command: "echo", Arguments: []string{fmt.Sprintf("same-%d", i), "it's quoted"}, ContainerName: ptr("NULL")}, &sr)
+		d.post(t, l, "/api/submit", api.SubmitRequest{Command: "echo", Arguments: []string{fmt.Sprintf("same-%d", i), "it's quoted"}, ContainerName: ptr("NULL"),
+			EnvVars: map[string]string{"SECRET": "s3cret-value"}}, &sr)
 		ids = append(ids, sr.TaskIDs...)
 	}
 	texts := map[int]map[string]string{}
@@ -306,6 +277,50 @@ func TestDashboardTasksSameOnFollower(t *testing.T) {
 			t.Errorf("%s: leader shows %q, follower %q", k, v, texts[f][k])
 		}
 	}
+
+	// A viewer sees the task, not its secrets, logs or buttons.
+	d.cli(t, "user", "add", "vera", "--role", "viewer")
+	var tok api.TokenResponse
+	if err := json.Unmarshal([]byte(d.cli(t, "-o", "json", "token", "create", "--user", "vera", "--name", "ui")), &tok); err != nil || tok.Token == "" {
+		t.Fatalf("viewer token: %v", err)
+	}
+	ctx := newBrowser(t)
+	if err := login(ctx, d.URLs[f], tok.Token); err != nil {
+		t.Fatalf("viewer login: %v", err)
+	}
+	if err := openPage(ctx, d.URLs[f], "/ui/task/"+ids[1], "#task-page"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := waitText(ctx, "#task-env", "SECRET=hidden"); err != nil {
+		t.Errorf("viewer env: %v (%q)", err, got)
+	}
+	if _, err := waitText(ctx, "#task-logs-forbidden", "operators"); err != nil {
+		t.Error(err)
+	}
+	page := textOf(ctx, "main")
+	if strings.Contains(page, "s3cret") || strings.Contains(page, "Kill") {
+		t.Errorf("viewer's task page shows a secret or a kill button: %.800s", page)
+	}
+	shot(t, ctx, "task-viewer")
+	// The other pages render for a viewer, without the actions it may not take.
+	for _, p := range []struct{ path, sel, absent string }{
+		{"/ui/tasks", "#tasks-table", "[id^=kill-batch-]"},
+		{"/ui/submit", "#submit-viewer", ""},
+		{"/ui/vps", "#vps-table", "#vps-create"},
+		{"/ui/environments", "#env-containers", "#env-create"},
+	} {
+		if err := chromedp.Do(ctx, evalVoid(`HR.go('`+p.path+`'); true`), chromedp.WaitVisible(chromedp.CSS(p.sel))); err != nil {
+			t.Errorf("viewer %s: %v", p.path, err)
+			continue
+		}
+		time.Sleep(500 * time.Millisecond)
+		if p.absent != "" {
+			if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('`+p.absent+`').length`)); n != 0 { //nolint:errcheck // 0 on error
+				t.Errorf("viewer %s shows %s", p.path, p.absent)
+			}
+		}
+	}
+	noConsoleErrors(t, ctx)
 }
 
 // TestDashboardEnvironmentTerminal creates an environment container from
@@ -387,9 +402,164 @@ func TestDashboardEnvironmentTerminal(t *testing.T) {
 	}
 	shot(t, ctx, "environments")
 
+	// A VPS of this environment: its rows never show its SSH key (the
+	// runners of hakuriver dev run natively, so it fails, and stays listed).
+	epub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(epub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " ui-test@laptop"
+	var sr api.SubmitResponse
+	d.post(t, d.leader(t), "/api/submit", api.SubmitRequest{TaskType: "vps", Command: key, ContainerName: ptr(env)}, &sr)
+	vps := sr.TaskIDs[0]
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/vps'); true`), chromedp.WaitVisible(chromedp.CSS("#vps-table")),
+		chromedp.Click(chromedp.CSS("#vps-all")), chromedp.WaitVisible(chromedp.CSS("#vps-row-"+vps))); err != nil {
+		t.Fatalf("VPS page: %v", err)
+	}
+	shot(t, ctx, "vps")
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/tasks?type=vps'); true`), chromedp.WaitVisible(chromedp.CSS("#task-row-"+vps))); err != nil {
+		t.Fatalf("tasks page: %v", err)
+	}
+	if row := textOf(ctx, "#task-row-"+vps); !strings.Contains(row, "VPS") || strings.Contains(row, "ssh-ed25519") {
+		t.Errorf("VPS row %q: want VPS, never its key", row)
+	}
+	if body := textOf(ctx, "#vps-table, #tasks-table"); strings.Contains(body, "AAAA") {
+		t.Errorf("a list shows the SSH key: %q", body)
+	}
+
 	// Delete.
-	if err := chromedp.Do(ctx, acceptDialogs(), chromedp.Click(chromedp.CSS("#env-del-"+env)), chromedp.WaitNotPresent(chromedp.CSS("#env-row-"+env))); err != nil {
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/environments'); true`), acceptDialogs(), chromedp.Click(chromedp.CSS("#env-del-"+env)), chromedp.WaitNotPresent(chromedp.CSS("#env-row-"+env))); err != nil {
 		t.Fatalf("delete: %v", err)
+	}
+	noConsoleErrors(t, ctx)
+}
+
+// TestDashboardBatchKeysAndPhone submits an array through the form and
+// kills the whole batch with its group's button; generates an ed25519 key
+// pair in the browser for a VPS (the public key parses, the private key
+// offered once matches it); and checks the task page has no horizontal
+// scrolling at phone width with a long command.
+func TestDashboardBatchKeysAndPhone(t *testing.T) {
+	d := startDevUI(t)
+	base := d.URLs[d.follower(t)]
+	ctx := newBrowser(t)
+	if err := login(ctx, base, d.Token); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	// An array of 4 long tasks, at most 2 at once.
+	if err := openPage(ctx, base, "/ui/submit", "#submit-form"); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#s-command"), "sleep"),
+		chromedp.SendKeys(chromedp.CSS("#s-args"), "300"),
+		setSelect("#s-container", "NULL"),
+		chromedp.SendKeys(chromedp.CSS("#s-array"), "0-3%2"),
+		chromedp.Click(chromedp.CSS("#s-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#submitted-3")),
+	); err != nil {
+		t.Fatalf("submit an array: %v", err)
+	}
+	first := strings.TrimSpace(textOf(ctx, "#submitted-0"))
+	var st struct {
+		BatchID string `json:"batch_id"`
+	}
+	d.get(t, d.leader(t), "/api/status/"+first, &st)
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/tasks'); true`), chromedp.WaitVisible(chromedp.CSS("#batch-"+st.BatchID))); err != nil {
+		t.Fatalf("batch group: %v", err)
+	}
+	if _, err := waitText(ctx, "#batch-"+st.BatchID, "4 tasks listed, array"); err != nil {
+		t.Error(err)
+	}
+	if _, err := waitText(ctx, "#batch-"+st.BatchID, "2 running"); err != nil {
+		t.Error(err)
+	}
+	shot(t, ctx, "tasks-batch")
+	if err := chromedp.Do(ctx, acceptDialogs(), chromedp.Click(chromedp.CSS("#kill-batch-"+st.BatchID))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitText(ctx, "#batch-"+st.BatchID, "4 killed"); err != nil {
+		t.Errorf("after Kill batch: %v", err)
+	}
+	noConsoleErrors(t, ctx)
+
+	// A key pair made in the browser.
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/submit?mode=vps'); true`), chromedp.WaitVisible(chromedp.CSS("#s-sshkey"))); err != nil {
+		t.Fatal(err)
+	}
+	gen, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector('#s-genkey')`)) //nolint:errcheck // false on error
+	if !gen {
+		t.Logf("this chromium has no WebCrypto Ed25519: the page offers paste only")
+	} else {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#s-genkey")), chromedp.WaitVisible(chromedp.CSS("#s-privkey"))); err != nil {
+			t.Fatalf("generate a key: %v (page: %.300s)", err, textOf(ctx, "main"))
+		}
+		pubText, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#s-sshkey').value`))                                                          //nolint:errcheck // checked below
+		privText, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch(document.querySelector('#s-privkey a').href).then(r => r.text())`, chromedp.EvalAwaitPromise)) //nolint:errcheck // checked below
+		pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pubText))
+		if err != nil || pub.Type() != ssh.KeyAlgoED25519 {
+			t.Fatalf("generated public key %q: %v", pubText, err)
+		}
+		signer, err := ssh.ParsePrivateKey([]byte(privText))
+		if err != nil {
+			t.Fatalf("offered private key does not parse: %v\n%s", err, privText)
+		}
+		if !bytes.Equal(signer.PublicKey().Marshal(), pub.Marshal()) {
+			t.Fatal("the offered private key does not match the public key")
+		}
+		// Offered once: gone after the download link is used.
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#s-privkey a")), chromedp.WaitNotPresent(chromedp.CSS("#s-privkey"))); err != nil {
+			t.Errorf("private key still offered after its download: %v", err)
+		}
+		shot(t, ctx, "submit-vps")
+	}
+	noConsoleErrors(t, ctx)
+
+	// A large log opens at its end, without downloading all of it.
+	var big api.SubmitResponse
+	d.post(t, d.leader(t), "/api/submit", api.SubmitRequest{Command: "sh", Arguments: []string{"-c", "yes 0123456789abcdef | head -c 2000000; echo; echo LAST-LINE"}, ContainerName: ptr("NULL")}, &big)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		var st struct {
+			Status string `json:"status"`
+		}
+		d.get(t, d.leader(t), "/api/status/"+big.TaskIDs[0], &st)
+		if st.Status == "completed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("large-log task: %s", st.Status)
+		}
+	}
+	if err := chromedp.Do(ctx, evalVoid(`HR.go('/ui/task/`+big.TaskIDs[0]+`'); true`), chromedp.WaitVisible(chromedp.CSS("#task-stdout"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := waitText(ctx, "#task-stdout", "LAST-LINE"); err != nil || !strings.Contains(got, "earlier output not shown") || len(got) > 300<<10 {
+		t.Errorf("large log: %d characters shown, %v", len(got), err)
+	}
+
+	// Phone width: a long command wraps.
+	var sr api.SubmitResponse
+	long := strings.Repeat("a-very-long-argument-without-spaces-", 12)
+	d.post(t, d.leader(t), "/api/submit", api.SubmitRequest{Command: "echo", Arguments: []string{long}, ContainerName: ptr("NULL")}, &sr)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct{ path, sel string }{{"/ui/task/" + sr.TaskIDs[0], "#task-stdout"}, {"/ui/tasks", "#tasks-table"}, {"/ui/submit", "#submit-form"}, {"/ui/vps", "#vps-table"}, {"/ui/environments", "#env-containers"}} {
+		if err := chromedp.Do(ctx, evalVoid(`HR.go('`+p.path+`'); true`), chromedp.WaitVisible(chromedp.CSS(p.sel))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		// Neither the page nor a table scrolls sideways.
+		over, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`Math.max(document.documentElement.scrollWidth - document.documentElement.clientWidth,
+			...Array.from(document.querySelectorAll('.table-responsive')).map(e => e.scrollWidth - e.clientWidth))`)) //nolint:errcheck // 0 on error
+		if over > 0 {
+			t.Errorf("%s at 390 px scrolls sideways by %d px", p.path, over)
+		}
+		shot(t, ctx, "phone-"+strings.Split(strings.TrimPrefix(p.path, "/ui/"), "/")[0])
 	}
 	noConsoleErrors(t, ctx)
 }

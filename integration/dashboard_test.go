@@ -26,7 +26,7 @@ func TestDashboardLoginRequired(t *testing.T) {
 	if _, err := waitText(ctx, "#whoami", "admin"); err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("overview-cluster"))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#overview-replicas tbody tr"))); err != nil {
 		t.Fatalf("overview after login: %v", err)
 	}
 	noConsoleErrors(t, ctx)

@@ -103,8 +103,10 @@ func startDevUI(t *testing.T) *devUI {
 	}
 	done := make(chan struct{})
 	t.Cleanup(func() {
+		start := time.Now()
 		cancel()
 		<-done
+		t.Logf("hakuriver dev stopped in %v", time.Since(start).Round(time.Millisecond))
 		logf.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(filepath.Join(dir, "dev.log")); err == nil {
@@ -168,6 +170,41 @@ func (d *devUI) get(t *testing.T, i int, path string, out any) {
 			t.Fatalf("GET %s: %v", path, err)
 		}
 	}
+}
+
+// post calls POST path on replica i as the admin with a JSON body and
+// decodes the JSON answer into out; the answer must be 2xx.
+func (d *devUI) post(t *testing.T, i int, path string, body, out any) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, d.URLs[i]+path, strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+d.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, rb)
+	}
+	if out != nil {
+		if err := json.Unmarshal(rb, out); err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+	}
+}
+
+// eval evaluates a JavaScript expression in the page and returns its value.
+func eval[T any](ctx context.Context, expr string) (T, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[T](expr))
 }
 
 // leader returns the index in URLs of the current leader.
@@ -290,7 +327,14 @@ func newBrowser(t *testing.T) context.Context {
 			}
 		}
 	}()
-	t.Cleanup(func() { tcancel(); cancel(); acancel(); <-done })
+	t.Cleanup(func() {
+		start := time.Now()
+		tcancel()
+		cancel()
+		acancel()
+		<-done
+		t.Logf("browser closed in %v", time.Since(start).Round(time.Millisecond))
+	})
 	return ctx
 }
 
@@ -304,18 +348,48 @@ func noConsoleErrors(t *testing.T, ctx context.Context) {
 		t.Fatal("noConsoleErrors: not a newBrowser context")
 	}
 	for _, e := range cl.take() {
-		if strings.Contains(e, "status of 401") {
+		// A refused request while signed out is expected; so is a request
+		// cut by the host's network changing under Chromium (other tests
+		// create and delete network namespaces): the page retries it.
+		if strings.Contains(e, "status of 401") || strings.Contains(e, "ERR_NETWORK_CHANGED") {
 			continue
 		}
 		t.Errorf("browser console: %s", e)
 	}
 }
 
+// navigate loads url, again when Chromium reports that the machine's
+// network changed (other tests create and remove Docker networks).
+func navigate(ctx context.Context, url string) error {
+	var err error
+	for try := 0; try < 10; try++ {
+		start := time.Now()
+		if err = chromedp.Do(ctx, chromedp.Navigate(url)); err == nil || !strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "navigate %s: %v after %v, again\n", url, err, time.Since(start).Round(time.Millisecond))
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
+// goTo switches the signed-in dashboard of ctx to path ("/ui/nodes") the
+// way a click on a link does (history navigation, no page load) and waits
+// for sel to be visible.
+func goTo(ctx context.Context, path, sel string) error {
+	if _, err := eval[bool](ctx, fmt.Sprintf(`HR.go(%q), true`, path)); err != nil {
+		return err
+	}
+	return chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel)))
+}
+
 // login opens base's dashboard and signs in with token through the login
 // page, then waits for the who-am-I badge.
 func login(ctx context.Context, base, token string) error {
+	if err := navigate(ctx, base+"/ui/"); err != nil {
+		return err
+	}
 	return chromedp.Do(ctx,
-		chromedp.Navigate(base+"/ui/"),
 		chromedp.WaitVisible(chromedp.ID("login-token")),
 		chromedp.SendKeys(chromedp.ID("login-token"), token),
 		chromedp.Click(chromedp.ID("login-submit")),
@@ -326,7 +400,10 @@ func login(ctx context.Context, base, token string) error {
 // open navigates to a dashboard path ("/ui/nodes") of base and waits for
 // sel to be visible.
 func open(ctx context.Context, base, path, sel string) error {
-	return chromedp.Do(ctx, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS(sel)))
+	if err := navigate(ctx, base+path); err != nil {
+		return err
+	}
+	return chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel)))
 }
 
 // waitText waits until the text of the first element matching sel contains

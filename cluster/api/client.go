@@ -164,6 +164,11 @@ type TaskQuery struct {
 	After  string
 	// User lists the tasks of one owner.
 	User string
+	// Type is "command" or "vps" ("" for both).
+	Type string
+	// Text lists the tasks whose command line contains it
+	// (fsm.Filter.Text).
+	Text string
 }
 
 // Page says whether GET /api/tasks has more results and where they start.
@@ -400,7 +405,7 @@ func (c *Client) Status(ctx context.Context, id string) (fsm.Task, error) {
 // page exists; pass Page.NextAfter as TaskQuery.After to fetch it.
 func (c *Client) Tasks(ctx context.Context, q TaskQuery) ([]fsm.Task, Page, error) {
 	v := url.Values{}
-	for _, kv := range [][2]string{{"status", q.Status}, {"node", q.Node}, {"batch", q.Batch}, {"after", q.After}, {"user", q.User}} {
+	for _, kv := range [][2]string{{"status", q.Status}, {"node", q.Node}, {"batch", q.Batch}, {"after", q.After}, {"user", q.User}, {"type", q.Type}, {"text", q.Text}} {
 		if kv[1] != "" {
 			v.Set(kv[0], kv[1])
 		}

@@ -147,3 +147,12 @@ func (rc *ReplicaClient) Nodes(ctx context.Context, base string) ([]NodeView, er
 	}
 	return out, nil
 }
+
+// Cluster reads the status of the replica at base itself (GET /api/cluster).
+func (rc *ReplicaClient) Cluster(ctx context.Context, base string) (ClusterStatus, error) {
+	var out ClusterStatus
+	if err := rc.c.call(ctx, base, http.MethodGet, "/api/cluster", nil, &out); err != nil {
+		return ClusterStatus{}, err
+	}
+	return out, nil
+}

@@ -17,6 +17,10 @@ const MoreHeader = "X-Hakuriver-More"
 // NextAfterHeader carries the value to pass as ?after= for the next page.
 const NextAfterHeader = "X-Hakuriver-Next-After"
 
+// QueueLengthHeader carries the whole queue's length on GET
+// /api/queue?limit=.
+const QueueLengthHeader = "X-Hakuriver-Queue-Length"
+
 // ForwardedHeader marks a request that a follower forwarded to the leader, so
 // that it is never forwarded twice.
 const ForwardedHeader = "X-Hakuriver-Forwarded"
@@ -110,15 +114,19 @@ type Task = fsm.Task
 // the leader's live figures and derived accounting.
 type NodeView struct {
 	fsm.Node
-	CoresInUse       int      `json:"cores_in_use"`
-	AvailableCores   int      `json:"available_cores"`
-	MemoryInUseBytes int64    `json:"memory_in_use_bytes"`
-	LastHeartbeat    *string  `json:"last_heartbeat"`
-	CPUPercent       *float64 `json:"cpu_percent"`
-	MemoryPercent    *float64 `json:"memory_percent"`
-	MemoryUsedBytes  *int64   `json:"memory_used_bytes"`
-	CurrentAvgTemp   *float64 `json:"current_avg_temp"`
-	CurrentMaxTemp   *float64 `json:"current_max_temp"`
+	CoresInUse       int   `json:"cores_in_use"`
+	AvailableCores   int   `json:"available_cores"`
+	MemoryInUseBytes int64 `json:"memory_in_use_bytes"`
+	// GPUsInUse are the IDs of the GPUs held by placed tasks.
+	GPUsInUse []int `json:"gpus_in_use,omitempty"`
+	// TasksInUse counts the placed, unfinished tasks on the node.
+	TasksInUse      int      `json:"tasks_in_use,omitempty"`
+	LastHeartbeat   *string  `json:"last_heartbeat"`
+	CPUPercent      *float64 `json:"cpu_percent"`
+	MemoryPercent   *float64 `json:"memory_percent"`
+	MemoryUsedBytes *int64   `json:"memory_used_bytes"`
+	CurrentAvgTemp  *float64 `json:"current_avg_temp"`
+	CurrentMaxTemp  *float64 `json:"current_max_temp"`
 }
 
 // Replica is one member of the Raft configuration in GET /api/cluster.
@@ -175,4 +183,29 @@ type QueueEntry struct {
 	TargetNode  string `json:"target_node,omitempty"`
 	Reason      string `json:"reason"`
 	SubmittedAt string `json:"submitted_at"`
+}
+
+// ReplicaStatus is one replica's own Raft figures in GET
+// /api/cluster/replicas, as the asked replica collected them.
+type ReplicaStatus struct {
+	ID           string `json:"id"`
+	API          string `json:"api,omitempty"`
+	Suffrage     string `json:"suffrage,omitempty"`
+	State        string `json:"state"`
+	Term         uint64 `json:"term,omitempty"`
+	AppliedIndex uint64 `json:"applied_index,omitempty"`
+	CommitIndex  uint64 `json:"commit_index,omitempty"`
+	LastIndex    uint64 `json:"last_index,omitempty"`
+	// Lag is the highest commit index among the replicas minus this
+	// replica's applied index.
+	Lag uint64 `json:"lag"`
+	// Error says why the replica did not answer (State "unreachable").
+	Error string `json:"error,omitempty"`
+}
+
+// DrainRequest is the optional body of POST /api/nodes/{name}/drain.
+type DrainRequest struct {
+	// Reason says why (one line, at most 200 bytes); the dashboard shows
+	// it until the node is undrained.
+	Reason string `json:"reason,omitempty"`
 }

@@ -234,6 +234,7 @@ func newFixture(t *testing.T, state *fakeState, d Deps) *fixture {
 	r.Get("/api/nodes", a.Nodes)
 	r.Get("/api/health", a.Health)
 	r.Post("/api/nodes/{name}/drain", a.Drain(true))
+	r.Post("/api/nodes/{name}/undrain", a.Drain(false))
 	r.Get("/api/cluster", a.Cluster)
 	r.Delete("/api/cluster/peers/{id}", a.RemovePeer)
 	r.Post("/api/cluster/join", a.Join)

@@ -225,3 +225,30 @@ func TestMembershipErrors(t *testing.T) {
 		t.Errorf("join with a bad raft address: %d %s, want 400 naming raft", resp.StatusCode, body)
 	}
 }
+
+// TestDrainReasonBody checks the optional body of a drain: a reason is
+// proposed with it; a reason with a newline, too long, or an unknown field
+// is a 400 naming what is wrong; undrain takes no body.
+func TestDrainReasonBody(t *testing.T) {
+	f := newFixture(t, newFakeState(nil, &fsm.Node{Hostname: "n1"}), Deps{})
+	if resp, body := f.do(t, "POST", "/api/nodes/n1/drain", `{"reason":"  new PSU  "}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("drain with a reason: %d %s", resp.StatusCode, body)
+	}
+	cmds := f.prop.proposed()
+	if d, ok := cmds[0].(*fsm.SetNodeDrain); len(cmds) != 1 || !ok || d.Reason != "new PSU" {
+		t.Fatalf("proposed %#v, want the reason trimmed", cmds)
+	}
+	for body, want := range map[string]string{
+		`{"reason":"a\nb"}`:                             "reason",
+		`{"reason":"` + strings.Repeat("x", 201) + `"}`: "reason",
+		`{"why":"x"}`:                                   "why",
+		`{"reason":1}`:                                  "reason",
+	} {
+		if resp, got := f.do(t, "POST", "/api/nodes/n1/drain", body); resp.StatusCode != http.StatusBadRequest || !strings.Contains(got, want) {
+			t.Errorf("drain %.40s: %d %s, want 400 naming %s", body, resp.StatusCode, got, want)
+		}
+	}
+	if resp, got := f.do(t, "POST", "/api/nodes/n1/undrain", `{"reason":"x"}`); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("undrain with a body: %d %s, want 400", resp.StatusCode, got)
+	}
+}

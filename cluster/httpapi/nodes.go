@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/go-chi/chi/v5"
 
@@ -13,12 +16,47 @@ import (
 	"github.com/hakuriver/hakuriver-ha/scheduler"
 )
 
+// maxDrainReason bounds a drain's reason (bytes).
+const maxDrainReason = 200
+
+// drainReason reads the optional body of a drain, {"reason": "..."}: one
+// line of at most maxDrainReason bytes of printable text. Undrain takes no
+// body.
+func drainReason(w http.ResponseWriter, r *http.Request, drain bool) (string, error) {
+	if !drain {
+		return "", noBody(r)
+	}
+	b, err := readBody(w, r, 1<<10)
+	if err != nil {
+		return "", err
+	}
+	switch string(bytes.TrimSpace(b)) {
+	case "", "{}", "null":
+		return "", nil
+	}
+	var req api.DrainRequest
+	if err := decodeStrict(b, &req); err != nil {
+		return "", err
+	}
+	reason := strings.TrimSpace(req.Reason)
+	if len(reason) > maxDrainReason {
+		return "", badRequest("reason: longer than %d bytes", maxDrainReason)
+	}
+	for _, c := range reason {
+		if !unicode.IsPrint(c) {
+			return "", badRequest("reason: only printable characters on one line (found %q)", c)
+		}
+	}
+	return reason, nil
+}
+
 // Drain serves POST /api/nodes/{name}/drain and /undrain: a drained
 // node takes no new placements; its running work finishes.
 func (a *API) Drain(drain bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := chi.URLParam(r, "name")
-		if err := noBody(r); err != nil {
+		reason, err := drainReason(w, r, drain)
+		if err != nil {
 			writeError(w, err)
 			return
 		}
@@ -28,7 +66,7 @@ func (a *API) Drain(drain bool) http.HandlerFunc {
 		}
 		ctx, cancel := ApplyContext(r)
 		defer cancel()
-		if _, err := a.d.Proposer.Propose(ctx, &fsm.SetNodeDrain{Hostname: name, Drained: drain}); err != nil {
+		if _, err := a.d.Proposer.Propose(ctx, &fsm.SetNodeDrain{Hostname: name, Drained: drain, Reason: reason}); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -63,6 +101,20 @@ func (a *API) Queue(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	scheduler.Order(pending)
+	// ?limit= keeps the head of a long queue (the dashboard shows the
+	// first page and the length).
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 100000 {
+			writeError(w, badRequest("limit %q: must be an integer between 1 and 100000", l))
+			return
+		}
+		w.Header().Set(api.QueueLengthHeader, strconv.Itoa(len(pending)))
+		if len(pending) > n {
+			pending = pending[:n]
+			w.Header().Set(api.MoreHeader, "true")
+		}
+	}
 	out := make([]api.QueueEntry, 0, len(pending))
 	for _, t := range pending {
 		out = append(out, api.QueueEntry{

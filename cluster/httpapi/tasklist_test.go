@@ -114,3 +114,30 @@ func TestLogFollowFromBeforeTheFileExists(t *testing.T) {
 		t.Fatalf("from offset 6: %d %q offset %q", resp.StatusCode, body, resp.Header.Get("X-Hakuriver-Offset"))
 	}
 }
+
+// TestLogTail opens a log by its last bytes, as the dashboard does for a
+// large log, then follows from the offset it was given.
+func TestLogTail(t *testing.T) {
+	tk := task(8, fsm.StatusRunning)
+	tk.StdoutPath = "/x/task_outputs/8.out"
+	f := newFixture(t, newFakeState([]*fsm.Task{tk}), Deps{})
+	dir := filepath.Join(f.shared, "task_outputs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "8.out"), []byte("0123456789"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.do(t, "GET", "/api/task/8/stdout?tail=4", "")
+	if resp.StatusCode != http.StatusOK || body != "6789" || resp.Header.Get("X-Hakuriver-Start") != "6" || resp.Header.Get("X-Hakuriver-Offset") != "10" {
+		t.Fatalf("tail=4: %d %q start %q offset %q", resp.StatusCode, body, resp.Header.Get("X-Hakuriver-Start"), resp.Header.Get("X-Hakuriver-Offset"))
+	}
+	if resp, body := f.do(t, "GET", "/api/task/8/stdout?tail=100", ""); body != "0123456789" || resp.Header.Get("X-Hakuriver-Start") != "0" {
+		t.Errorf("tail beyond the size: %q start %q", body, resp.Header.Get("X-Hakuriver-Start"))
+	}
+	for _, q := range []string{"tail=0", "tail=x", "tail=4&offset=2"} {
+		if resp, body := f.do(t, "GET", "/api/task/8/stdout?"+q, ""); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "tail") {
+			t.Errorf("%s: %d %s, want 400 naming tail", q, resp.StatusCode, body)
+		}
+	}
+}

@@ -202,7 +202,9 @@ func (a *API) Command(w http.ResponseWriter, r *http.Request) {
 
 // Log serves GET /api/task/{id}/stdout|stderr from this replica's
 // shared_dir. ?offset=N returns the bytes from N on (for --follow); the
-// X-Hakuriver-Offset header gives the offset to ask for next. A file not
+// X-Hakuriver-Offset header gives the offset to ask for next; ?tail=N
+// (instead of offset) returns the last N bytes, and X-Hakuriver-Start says
+// where they start. A file not
 // written yet is a 404, or with ?missing=empty an empty 200 with the header
 // X-Hakuriver-Log-Missing (the dashboard's viewers follow a task from before
 // it starts).
@@ -259,6 +261,24 @@ func (a *API) Log(stream string) http.HandlerFunc {
 			return
 		}
 		defer f.Close()
+		if tail := r.URL.Query().Get("tail"); tail != "" {
+			// The last bytes only: a viewer opening a large log.
+			n, err := strconv.ParseInt(tail, 10, 64)
+			if err != nil || n < 1 {
+				writeError(w, badRequest("tail %q: must be a positive integer", tail))
+				return
+			}
+			if r.URL.Query().Get("offset") != "" {
+				writeError(w, badRequest("tail and offset: give one or the other"))
+				return
+			}
+			st, err := f.Stat()
+			if err != nil {
+				writeError(w, fmt.Errorf("stat %s: %w", stream, err))
+				return
+			}
+			offset = max(0, st.Size()-n)
+		}
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
 			writeError(w, fmt.Errorf("seek %s: %w", stream, err))
 			return
@@ -270,6 +290,7 @@ func (a *API) Log(stream string) http.HandlerFunc {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Hakuriver-Offset", strconv.FormatInt(offset+int64(len(data)), 10))
+		w.Header().Set("X-Hakuriver-Start", strconv.FormatInt(offset, 10))
 		w.Header().Set("X-Hakuriver-Task-Status", string(t.Status))
 		w.WriteHeader(http.StatusOK)
 		w.Write(data) //nolint:errcheck // the client went away

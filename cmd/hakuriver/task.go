@@ -434,6 +434,9 @@ type listOptions struct {
 	after  string
 	user   string
 	mine   bool
+	// typ and text filter by task type and command line text.
+	typ  string
+	text string
 }
 
 func newTaskListCmd(g *clientFlags) *cobra.Command {
@@ -442,8 +445,9 @@ func newTaskListCmd(g *clientFlags) *cobra.Command {
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List tasks, newest first",
-		Long: `List tasks, newest first, optionally filtered by status, node, batch or
-owner (--user NAME, or --mine for the account of your token).
+		Long: `List tasks, newest first, optionally filtered by status, node, batch,
+type, text in the command line (--text) or owner (--user NAME, or --mine
+for the account of your token).
 When the page holds tasks of an array job (task submit --array) an ARRAY
 column shows each task's index, with "%N" when at most N run at once; the
 tasks of one array share a batch ID, so --batch lists a whole array.
@@ -455,6 +459,7 @@ so and gives the --after value that fetches the next page.`,
   hakuriver task list --batch 1790263384729600000
   hakuriver task list --mine --status running
   hakuriver task list --user alice
+  hakuriver task list --text train.py --type command
   hakuriver task list --limit 50 --after 1790263384729600000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -469,6 +474,8 @@ so and gives the --after value that fetches the next page.`,
 	f.StringVar(&o.after, "after", "", "start after this task ID (from the previous page's footer)")
 	f.StringVar(&o.user, "user", "", "only tasks owned by this account")
 	f.BoolVar(&o.mine, "mine", false, "only tasks owned by your account (the one your token authenticates)")
+	f.StringVar(&o.typ, "type", "", "only tasks of this type (command or vps)")
+	f.StringVar(&o.text, "text", "", "only tasks whose command line contains this text (case-sensitive)")
 	cmd.MarkFlagsMutuallyExclusive("user", "mine")
 	return cmd
 }
@@ -508,7 +515,7 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 			user = who.User
 		}
 		var err error
-		tasks, page, err = c.Tasks(ctx, api.TaskQuery{Status: o.status, Node: o.node, Batch: o.batch, Limit: o.limit, After: o.after, User: user})
+		tasks, page, err = c.Tasks(ctx, api.TaskQuery{Status: o.status, Node: o.node, Batch: o.batch, Limit: o.limit, After: o.after, User: user, Type: o.typ, Text: o.text})
 		return err
 	})
 	if err != nil {

@@ -46,7 +46,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats", "doctor", "docker", "ssh", "auth"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -156,6 +156,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["auth"] {
 		fmt.Fprintln(out)
 		authSection(out, root, bin, s)
+	}
+	if s.sections["ui"] {
+		fmt.Fprintln(out)
+		uiSection(out, root, bin, s)
 	}
 	return 0
 }

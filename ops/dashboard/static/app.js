@@ -55,9 +55,14 @@
     es.addEventListener('applied', function (ev) {
       var d = JSON.parse(ev.data);
       self.root.feed = d;
+      HR.feed = d;
       HR.events.emit('applied', d);
     });
-    es.addEventListener('live', function (ev) { HR.events.emit('live', JSON.parse(ev.data)); });
+    es.addEventListener('live', function (ev) {
+      var d = JSON.parse(ev.data);
+      HR.live = d;
+      HR.events.emit('live', d);
+    });
     es.addEventListener('error', function () {
       self.root.live = false;
       if (es.readyState === EventSource.CLOSED) {
@@ -80,7 +85,7 @@
     data: {
       me: null,          // whoami answer, null until known
       needLogin: false,
-      path: location.pathname,
+      path: location.pathname + location.search,
       live: false,
       feed: null,
       navOpen: false,
@@ -120,7 +125,7 @@
       self.feedConn = new Feed(self);
       HR.events.on('unauthorized', function () { self.signedOut(); });
       HR.events.on('navigate', function (p) { self.setPath(p); });
-      window.addEventListener('popstate', function () { self.setPath(location.pathname); });
+      window.addEventListener('popstate', function () { self.setPath(location.pathname + location.search); });
       document.addEventListener('click', function (ev) {
         if (ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
         var a = ev.target.closest ? ev.target.closest('a[href]') : null;

@@ -62,15 +62,37 @@
   };
 
   /**
-   * follow calls fn now and again (debounced by wait ms, 300 by default)
-   * on every named event ('applied', 'live'), until vm (a Vue instance) is
+   * throttle returns fn called at most once per wait ms: at once when idle,
+   * else once at the end of the interval (the newest state is never lost).
+   */
+  HR.throttle = function (fn, wait) {
+    var timer = null, pending = false, self, args;
+    function fire() {
+      timer = setTimeout(function () {
+        timer = null;
+        if (pending) { pending = false; fire(); }
+      }, wait);
+      fn.apply(self, args);
+    }
+    var th = function () {
+      self = this; args = arguments;
+      if (timer) { pending = true; return; }
+      fire();
+    };
+    th.cancel = function () { clearTimeout(timer); timer = null; pending = false; };
+    return th;
+  };
+
+  /**
+   * follow calls fn now and again on every named event ('applied', 'live'),
+   * at most once per wait ms (300 by default), until vm (a Vue instance) is
    * destroyed. Pages use it to re-fetch what they show.
    */
   HR.follow = function (vm, names, fn, wait) {
-    var d = HR.debounce(fn, wait == null ? 300 : wait);
+    var d = HR.throttle(fn, wait == null ? 300 : wait);
     var offs = [].concat(names).map(function (n) { return HR.events.on(n, function () { d(); }); });
     vm.$once('hook:beforeDestroy', function () { d.cancel(); offs.forEach(function (off) { off(); }); });
-    fn();
+    d();
   };
 
   /* ------------------------------------------------------------------- api */
@@ -79,7 +101,9 @@
    * resolves to the parsed JSON body (null when empty). Writes repeat the
    * CSRF cookie in X-Hakuriver-CSRF. A 401 rejects with HR.AuthError (and
    * emits "unauthorized"); another error with an Error carrying the server's
-   * "error" message and .status.
+   * "error" message and .status. With opts.full it resolves to
+   * {data, headers, status} (paging headers: X-Hakuriver-More,
+   * X-Hakuriver-Next-After).
    */
   HR.api = function (path, opts) {
     opts = opts || {};
@@ -94,7 +118,18 @@
       headers['X-Hakuriver-CSRF'] = cookie('hakuriver_csrf');
     }
     if (opts.signal) init.signal = opts.signal;
-    return fetch(path, init).then(function (resp) {
+    // A read cut by the network (a TypeError from fetch) is tried again
+    // twice; a write never is (it may have been done).
+    var tries = method === 'GET' ? 3 : 1;
+    var attempt = function () {
+      return fetch(path, init).catch(function (e) {
+        if (--tries > 0 && e instanceof TypeError) {
+          return new Promise(function (ok) { setTimeout(ok, 300); }).then(attempt);
+        }
+        throw e;
+      });
+    };
+    return attempt().then(function (resp) {
       return resp.text().then(function (text) {
         var data = null;
         if (text) {
@@ -113,7 +148,7 @@
           err.data = data;
           throw err;
         }
-        return data;
+        return opts.full ? { data: data, headers: resp.headers, status: resp.status } : data;
       });
     });
   };
@@ -193,6 +228,23 @@
       return (Math.round(v * 10) / 10).toFixed(1) + '%';
     }
   };
+
+  /** feed and live are the newest "applied" and "live" events (app.js). */
+  HR.feed = null;
+  HR.live = null;
+
+  /**
+   * nodeState derives a runner's state from GET /api/nodes: offline (not
+   * online), drained, allocated (every core held), mixed (some held) or idle.
+   */
+  HR.nodeState = function (n) {
+    if (n.status !== 'online') return 'offline';
+    if (n.drained) return 'drained';
+    if (n.total_cores > 0 && n.cores_in_use >= n.total_cores) return 'allocated';
+    if (n.cores_in_use > 0 || n.tasks_in_use > 0 || (n.gpus_in_use || []).length) return 'mixed';
+    return 'idle';
+  };
+  HR.nodeStates = ['idle', 'mixed', 'allocated', 'drained', 'offline'];
 
   /* ----------------------------------------------------------------- roles */
   var rank = { viewer: 1, user: 2, operator: 3, admin: 4 };

@@ -76,7 +76,8 @@
   <h1 class="h4">Environments</h1>
   <hr-error :err="err"></hr-error>
   <div v-if="msg" class="alert alert-info py-2 hr-wrap" id="env-msg">{{ msg }}</div>
-  <form class="row g-2 align-items-end mb-3" id="env-create" @submit.prevent="create">
+  <p v-if="!operator" class="hr-muted">Creating, changing and opening a terminal into environments is for operators.</p>
+  <form v-if="operator" class="row g-2 align-items-end mb-3" id="env-create" @submit.prevent="create">
     <div class="col-12 col-md-4"><label class="form-label small mb-0" for="env-image">Image</label><input id="env-image" class="form-control form-control-sm" v-model.trim="image" placeholder="ubuntu:24.04" required></div>
     <div class="col-12 col-md-3"><label class="form-label small mb-0" for="env-name">Environment name</label><input id="env-name" class="form-control form-control-sm" v-model.trim="cname" placeholder="my-env" required></div>
     <div class="col-12 col-md-3"><button class="btn btn-sm btn-primary" type="submit" :disabled="creating || !image || !cname" id="env-create-btn">{{ creating ? 'Creating…' : 'Create from image' }}</button></div>
@@ -90,7 +91,7 @@
         <td class="hr-wrap">{{ c.name }}</td><td class="hr-wrap">{{ c.image }}</td>
         <td><hr-status :s="c.state || c.status"></hr-status> <span class="hr-muted">{{ c.status }}</span></td>
         <td class="d-none d-md-table-cell">{{ c.replica || '-' }}</td>
-        <td><div class="d-flex flex-wrap gap-1">
+        <td><div class="d-flex flex-wrap gap-1" v-if="operator">
           <button v-if="c.state !== 'running'" class="btn btn-sm btn-outline-success" type="button" :disabled="busy[c.name]" @click="op('start', c.name)">Start</button>
           <button v-if="c.state === 'running'" class="btn btn-sm btn-outline-dark" type="button" @click="term = c.name" :id="'env-term-' + c.name">Terminal</button>
           <button v-if="c.state === 'running'" class="btn btn-sm btn-outline-warning" type="button" :disabled="busy[c.name]" @click="op('stop', c.name)">Stop</button>
@@ -126,7 +127,8 @@
   </div>
 </div>`,
       computed: {
-        tarNames: function () { return Object.keys(this.tarballs || {}).sort(); }
+        tarNames: function () { return Object.keys(this.tarballs || {}).sort(); },
+        operator: function () { return HR.can('operator'); }
       },
       created: function () {
         var self = this;

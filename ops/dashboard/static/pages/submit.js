@@ -84,6 +84,7 @@
       template: `
 <div>
   <h1 class="h4">Submit</h1>
+  <div v-if="!mayRun" class="alert alert-warning py-2" id="submit-viewer">Your account may look but not submit (a viewer); an admin can make it a user.</div>
   <form id="submit-form" @submit.prevent="submit" novalidate>
     <div class="btn-group mb-3" role="group" aria-label="What to run">
       <input type="radio" class="btn-check" id="mode-command" value="command" v-model="mode"><label class="btn btn-outline-primary btn-sm" for="mode-command">Command</label>
@@ -155,7 +156,7 @@
       </div>
     </div>
     <hr-error :err="err"></hr-error>
-    <button id="s-submit" class="btn btn-primary mt-3" type="submit" :disabled="busy">{{ mode === 'vps' ? 'Create VPS' : 'Submit' }}</button>
+    <button id="s-submit" class="btn btn-primary mt-3" type="submit" :disabled="busy || !mayRun">{{ mode === 'vps' ? 'Create VPS' : 'Submit' }}</button>
   </form>
   <div v-if="result" class="alert alert-success mt-3" id="submit-result">
     {{ result.message }}
@@ -164,6 +165,7 @@
   </div>
 </div>`,
       computed: {
+        mayRun: function () { return HR.can('user'); },
         preview: function () { return HR.fmt.cmd(this.command, this.argList); },
         argList: function () { return this.args === '' ? [] : this.args.replace(/\r/g, '').replace(/\n$/, '').split('\n'); },
         memBytes: function () { var b = parseBytes(this.memory); return isNaN(b) ? -1 : b; },

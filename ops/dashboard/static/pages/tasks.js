@@ -13,7 +13,7 @@
   var css = document.createElement('style');
   css.textContent =
     '.hr-log{max-height:24rem;min-height:3rem;overflow:auto;white-space:pre-wrap;overflow-wrap:anywhere;background:#0d1117;color:#e6edf3;font-size:.8rem}' +
-    '.hr-tasks td.hr-cmd{max-width:40rem}' +
+    '.hr-tasks td.hr-cmd{max-width:40rem}.hr-cmd-phone{max-height:4.5em;overflow:hidden}' +
     '.hr-dl dt{font-weight:600}.hr-dl dd{margin-bottom:.35rem}' +
     '.hr-term{background:#000;padding:4px;min-height:20rem}' +
     '.hr-copy code{user-select:all}';
@@ -124,7 +124,7 @@
   <div v-if="msg" class="alert alert-info py-2 hr-wrap">{{ msg }}</div>
   <div class="table-responsive">
   <table class="table table-sm table-hover bg-white hr-tasks" id="tasks-table">
-    <thead><tr><th>ID</th><th>Status</th><th>Command</th><th class="d-none d-md-table-cell">Owner</th><th class="d-none d-md-table-cell">Node</th><th>Exit</th><th>Elapsed</th><th class="d-none d-lg-table-cell">Submitted</th></tr></thead>
+    <thead><tr><th>ID</th><th class="d-none d-sm-table-cell">Status</th><th class="d-none d-md-table-cell">Command</th><th class="d-none d-md-table-cell">Owner</th><th class="d-none d-md-table-cell">Node</th><th class="d-none d-sm-table-cell">Exit</th><th class="d-none d-sm-table-cell">Elapsed</th><th class="d-none d-lg-table-cell">Submitted</th></tr></thead>
     <tbody>
       <template v-for="g in groups">
         <tr v-if="g.batch" class="table-light hr-batch" :key="'b' + g.batch" :id="'batch-' + g.batch">
@@ -132,18 +132,20 @@
             <div class="d-flex flex-wrap align-items-center gap-2">
               <strong>Batch <a :href="'/ui/tasks?batch=' + g.batch" @click.prevent="filterBatch(g.batch)">{{ g.batch }}</a></strong>
               <span class="hr-muted">{{ g.rows.length }} tasks listed<span v-if="g.array">, array</span> · {{ g.summary }}</span>
-              <button v-if="g.active" class="btn btn-sm btn-outline-danger ms-auto" type="button" :disabled="busy['b' + g.batch]" @click="killBatch(g.batch)" :id="'kill-batch-' + g.batch">Kill batch</button>
+              <button v-if="g.active && canKill" class="btn btn-sm btn-outline-danger ms-auto" type="button" :disabled="busy['b' + g.batch]" @click="killBatch(g.batch)" :id="'kill-batch-' + g.batch">Kill batch</button>
             </div>
           </td>
         </tr>
         <tr v-for="t in g.rows" :key="t.task_id" :id="'task-row-' + t.task_id">
-          <td class="text-nowrap"><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link><span v-if="t.array_index != null" class="hr-muted"> [{{ t.array_index }}]</span></td>
-          <td><hr-status :s="t.status"></hr-status></td>
-          <td class="hr-cmd" :class="{'fst-italic': t.task_type === 'vps'}">{{ cmd(t) }}</td>
+          <td><span class="text-nowrap"><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link><span v-if="t.array_index != null" class="hr-muted"> [{{ t.array_index }}]</span></span>
+            <div class="d-sm-none small"><hr-status :s="t.status"></hr-status><span v-if="t.exit_code != null"> · exit {{ t.exit_code }}</span><span v-if="t.started_at"> · {{ elapsed(t) }}</span><span v-if="t.owner" class="hr-muted"> · {{ t.owner }}</span></div>
+            <div class="d-md-none hr-cmd hr-cmd-phone" :class="{'fst-italic': t.task_type === 'vps'}">{{ cmd(t) }}</div></td>
+          <td class="d-none d-sm-table-cell"><hr-status :s="t.status"></hr-status></td>
+          <td class="hr-cmd d-none d-md-table-cell" :class="{'fst-italic': t.task_type === 'vps'}">{{ cmd(t) }}</td>
           <td class="d-none d-md-table-cell">{{ t.owner || '-' }}</td>
           <td class="d-none d-md-table-cell text-nowrap">{{ t.assigned_node || t.target_node || '-' }}</td>
-          <td :class="{'text-danger': t.exit_code != null && t.exit_code !== 0}" :title="t.error_message">{{ t.exit_code != null ? t.exit_code : (t.error_message ? '!' : '-') }}</td>
-          <td class="text-nowrap">{{ elapsed(t) }}</td>
+          <td class="d-none d-sm-table-cell" :class="{'text-danger': t.exit_code != null && t.exit_code !== 0}" :title="t.error_message">{{ t.exit_code != null ? t.exit_code : (t.error_message ? '!' : '-') }}</td>
+          <td class="text-nowrap d-none d-sm-table-cell">{{ elapsed(t) }}</td>
           <td class="d-none d-lg-table-cell text-nowrap"><hr-time :ts="t.submitted_at"></hr-time></td>
         </tr>
       </template>
@@ -156,6 +158,7 @@
 </div>`,
       computed: {
         statuses: function () { return STATUSES; },
+        canKill: function () { return HR.can('user'); },
         groups: function () {
           // Consecutive rows of one batch of several tasks share a header.
           var out = [], counts = {};
@@ -246,6 +249,7 @@
 
   /** <hr-log> follows one stream of a task: GET /api/task/{id}/{stream}?offset=N. */
   var MAX_SHOWN = 2 << 20; // characters kept in the viewer (the tail)
+  var TAIL = 256 << 10; // bytes read when a viewer opens
   Vue.component('hr-log', {
     props: ['id', 'stream', 'running'],
     data: function () { return { text: '', offset: 0, note: 'not generated yet', err: null, dropped: false }; },
@@ -257,7 +261,7 @@
     <span v-if="running" class="badge bg-success">following</span>
     <a class="ms-auto small" :href="'/api/task/' + id + '/' + stream" target="_blank" rel="noopener">raw</a>
   </div>
-  <pre class="hr-log m-0 p-2" :id="'task-' + stream" ref="pre" tabindex="0" :aria-label="stream + ' of task ' + id"><span v-if="dropped" class="hr-muted">[earlier output not shown]\n</span>{{ text }}</pre>
+  <pre class="hr-log m-0 p-2" :id="'task-' + stream" ref="pre" tabindex="0" :aria-label="stream + ' of task ' + id"><span v-if="dropped" class="hr-muted">[earlier output not shown: see raw]\n</span>{{ text }}</pre>
   <div v-if="err" class="card-footer small text-danger">{{ err }}</div>
 </div>`,
     created: function () { this.fetch(); },
@@ -265,7 +269,11 @@
       fetch: function () {
         var self = this;
         if (self.inflight) return self.inflight;
-        self.inflight = U.raw('/api/task/' + encodeURIComponent(self.id) + '/' + self.stream + '?missing=empty&offset=' + self.offset).then(function (r) {
+        // The first read takes the last TAIL bytes only: a large log opens
+        // at its end without downloading all of it.
+        var first = !self.opened;
+        var q = first ? 'tail=' + TAIL : 'offset=' + self.offset;
+        self.inflight = U.raw('/api/task/' + encodeURIComponent(self.id) + '/' + self.stream + '?missing=empty&' + q).then(function (r) {
           if (r.status === 200 && r.headers.get('X-Hakuriver-Log-Missing') === 'true') { self.note = 'not generated yet'; self.err = null; return; }
           if (r.status !== 200) {
             var m = r.text;
@@ -274,6 +282,8 @@
             return;
           }
           self.err = null;
+          self.opened = true;
+          if (first && parseInt(r.headers.get('X-Hakuriver-Start'), 10) > 0) self.dropped = true;
           var next = parseInt(r.headers.get('X-Hakuriver-Offset'), 10);
           if (!isNaN(next)) self.offset = next;
           if (r.text) {
@@ -305,7 +315,7 @@
     <div class="d-flex flex-wrap align-items-center gap-2 mb-3">
       <h1 class="h4 mb-0">Task {{ t.task_id }} <small v-if="t.task_type === 'vps'" class="badge bg-info text-dark">VPS</small></h1>
       <hr-status :s="t.status" id="task-status" class="fs-5"></hr-status>
-      <div class="ms-auto d-flex gap-2">
+      <div class="ms-auto d-flex gap-2" v-if="mayAct">
         <button v-if="t.status === 'running'" id="task-pause" class="btn btn-sm btn-outline-warning" type="button" :disabled="busy" @click="act('pause')">Pause</button>
         <button v-if="t.status === 'paused'" id="task-resume" class="btn btn-sm btn-outline-success" type="button" :disabled="busy" @click="act('resume')">Resume</button>
         <button v-if="!final" id="task-kill" class="btn btn-sm btn-danger" type="button" :disabled="busy" @click="kill">{{ t.task_type === 'vps' ? 'Stop' : 'Kill' }}</button>
@@ -357,15 +367,21 @@
         </div></div>
       </div>
     </div>
-    <div v-if="t.task_type !== 'vps'" class="mt-3">
-      <hr-log ref="stdout" :id="t.task_id" stream="stdout" :running="!final"></hr-log>
-      <hr-log ref="stderr" :id="t.task_id" stream="stderr" :running="!final"></hr-log>
+    <p v-if="t.task_type !== 'vps' && !mayAct" class="hr-muted mt-3" id="task-logs-forbidden">Its output is readable by its owner ({{ t.owner || 'anonymous' }}) and operators.</p>
+    <div v-if="t.task_type !== 'vps' && mayAct" class="mt-3">
+      <hr-log ref="stdout" :id="t.task_id" stream="stdout" :running="t.status === 'running'"></hr-log>
+      <hr-log ref="stderr" :id="t.task_id" stream="stderr" :running="t.status === 'running'"></hr-log>
     </div>
   </div>
   <p v-else-if="!err" class="hr-muted">loading…</p>
 </div>`,
       computed: {
         final: function () { return !this.t || !!FINAL[this.t.status]; },
+        /** mayAct: the server lets its owner and operators read its logs and act on it. */
+        mayAct: function () {
+          var me = HR.me || {};
+          return HR.can('operator') || (HR.can('user') && !!me.user && me.user === this.t.owner);
+        },
         cmd: function () { return HR.fmt.cmd(this.t.command, this.t.arguments); },
         env: function () {
           var c = this.t.container_name;
@@ -397,10 +413,10 @@
         var self = this;
         HR.follow(self, 'applied', function () { self.load(); }, 300);
         // Logs change without log entries: follow them every second while
-        // the task runs.
+        // the task runs (a status change reads them once more).
         self.timer = setInterval(function () {
           self.now = Date.now();
-          if (self.t && !FINAL[self.t.status]) self.logs();
+          if (self.t && self.t.status === 'running') self.logs();
         }, 1000);
       },
       beforeDestroy: function () { clearInterval(this.timer); },

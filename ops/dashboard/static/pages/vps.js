@@ -18,21 +18,22 @@
   <div class="d-flex flex-wrap align-items-center gap-2 mb-2">
     <h1 class="h4 me-auto mb-0">VPS</h1>
     <div class="form-check form-switch mb-0"><input class="form-check-input" type="checkbox" id="vps-all" v-model="all" @change="load"><label class="form-check-label" for="vps-all">show ended</label></div>
-    <a class="btn btn-sm btn-primary" href="/ui/submit?mode=vps" id="vps-create">Create a VPS</a>
+    <a v-if="canCreate" class="btn btn-sm btn-primary" href="/ui/submit?mode=vps" id="vps-create">Create a VPS</a>
   </div>
   <hr-error :err="err"></hr-error>
   <div v-if="msg" class="alert alert-info py-2 hr-wrap">{{ msg }}</div>
   <p class="hr-muted" v-if="jump">Connect with the CLI (<code>hakuriver ssh ID</code>) or plain OpenSSH through the jump host {{ jump }} (the key in ssh-agent or a default key file).</p>
   <div class="table-responsive">
   <table class="table table-sm bg-white" id="vps-table">
-    <thead><tr><th>ID</th><th>State</th><th>Owner</th><th>Node</th><th>Environment</th><th>Connect</th><th class="d-none d-md-table-cell">Created</th><th></th></tr></thead>
+    <thead><tr><th>ID</th><th class="d-none d-sm-table-cell">State</th><th class="d-none d-sm-table-cell">Owner</th><th class="d-none d-sm-table-cell">Node</th><th class="d-none d-lg-table-cell">Environment</th><th>Connect</th><th class="d-none d-md-table-cell">Created</th><th></th></tr></thead>
     <tbody>
       <tr v-for="t in shown" :key="t.task_id" :id="'vps-row-' + t.task_id">
-        <td><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link></td>
-        <td><hr-status :s="t.status"></hr-status></td>
-        <td>{{ t.owner || '-' }}</td>
-        <td>{{ t.assigned_node || t.target_node || '-' }}</td>
-        <td class="hr-wrap">{{ t.container_name }}</td>
+        <td><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link>
+          <div class="d-sm-none small"><hr-status :s="t.status"></hr-status> · {{ t.owner || '-' }} · {{ t.assigned_node || t.target_node || '-' }}</div></td>
+        <td class="d-none d-sm-table-cell"><hr-status :s="t.status"></hr-status></td>
+        <td class="d-none d-sm-table-cell">{{ t.owner || '-' }}</td>
+        <td class="d-none d-sm-table-cell">{{ t.assigned_node || t.target_node || '-' }}</td>
+        <td class="hr-wrap d-none d-lg-table-cell">{{ t.container_name }}</td>
         <td class="hr-copy">
           <template v-if="t.ssh_port && !final(t)">
             <div class="d-flex gap-1 align-items-start"><code class="hr-wrap">hakuriver ssh {{ t.task_id }}</code> <button class="btn btn-link btn-sm p-0" type="button" @click="copy('hakuriver ssh ' + t.task_id)" :aria-label="'copy the hakuriver ssh line of ' + t.task_id">copy</button></div>
@@ -42,7 +43,7 @@
           <span v-else class="hr-muted">-</span>
         </td>
         <td class="d-none d-md-table-cell"><hr-time :ts="t.submitted_at"></hr-time></td>
-        <td><button v-if="!final(t)" class="btn btn-sm btn-outline-danger" type="button" :disabled="busy[t.task_id]" @click="stop(t)" :id="'vps-stop-' + t.task_id">Stop</button></td>
+        <td><button v-if="!final(t) && canStop(t)" class="btn btn-sm btn-outline-danger" type="button" :disabled="busy[t.task_id]" @click="stop(t)" :id="'vps-stop-' + t.task_id">Stop</button></td>
       </tr>
       <tr v-if="!shown.length"><td colspan="8" class="hr-muted">No {{ all ? '' : 'active ' }}VPS.</td></tr>
     </tbody>
@@ -53,6 +54,7 @@
 </div>`,
       computed: {
         jump: function () { return U().jumpHost(this.cluster); },
+        canCreate: function () { return HR.can('user'); },
         shown: function () {
           var self = this;
           return self.rows.filter(function (t) { return self.all || !U().final(t.status); });
@@ -65,6 +67,7 @@
       },
       methods: {
         final: function (t) { return U().final(t.status); },
+        canStop: function (t) { var me = HR.me || {}; return HR.can('operator') || (HR.can('user') && me.user === t.owner); },
         sshJ: function (t) { return 'ssh -J ' + t.task_id + '@' + this.jump + ' root@' + t.task_id; },
         copy: function (s) { var self = this; U().copy(s).then(function () { self.copied = s; }); },
         load: function () {
