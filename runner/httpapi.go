@@ -124,10 +124,13 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 // runner's own shared_dir, so shared storage may be mounted at different
 // paths on different machines.
 func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
-	native := environment.IsNative(req.ContainerName) || req.DockerImageName == ""
-	user, err := executor.TaskUser(req.RunAs, a.cfg.RunnerUser, native, req.AllowRoot)
-	if err != nil {
-		return executor.Spec{}, err
+	var user string
+	if req.TaskType != executor.TaskVPS { // a VPS runs as root inside its container
+		native := environment.IsNative(req.ContainerName) || req.DockerImageName == ""
+		var err error
+		if user, err = executor.TaskUser(req.RunAs, a.cfg.RunnerUser, native, req.AllowRoot); err != nil {
+			return executor.Spec{}, err
+		}
 	}
 	s := executor.Spec{
 		TaskID: req.TaskID, Command: req.Command, Args: req.Arguments, Env: req.EnvVars, WorkDir: req.WorkDir,

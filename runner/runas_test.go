@@ -32,11 +32,23 @@ func TestRunAs(t *testing.T) {
 		{api.RunRequest{ContainerName: "NULL"}, "root", executor.Nobody},
 		{docker(api.RunRequest{}), "", executor.Nobody},
 		{docker(api.RunRequest{}), "nobody", "nobody"},
+		// A VPS runs as root inside its container (vpsConfig), whatever
+		// runner_user is.
+		{docker(api.RunRequest{TaskType: executor.TaskVPS}), "no-such-user-hk", ""},
 	} {
 		a := &Agent{cfg: Config{RunnerUser: tc.runnerUser, SharedDir: t.TempDir()}}
 		s, err := a.spec(tc.req)
 		if err != nil || s.User != tc.want {
 			t.Errorf("spec(%+v) with runner_user %q: user %q (%v), want %q", tc.req, tc.runnerUser, s.User, err, tc.want)
 		}
+	}
+}
+
+// TestRunAsUnknownRunnerUser: a task that would run as an unknown
+// runner_user is refused, not run as root.
+func TestRunAsUnknownRunnerUser(t *testing.T) {
+	a := &Agent{cfg: Config{RunnerUser: "no-such-user-hk", SharedDir: t.TempDir()}}
+	if s, err := a.spec(api.RunRequest{ContainerName: "NULL"}); err == nil {
+		t.Errorf("spec with an unknown runner_user: user %q, want an error", s.User)
 	}
 }
