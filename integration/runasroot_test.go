@@ -44,7 +44,8 @@ func printedBy(t *testing.T, c *harness.Cluster, id string) (api.Task, string) {
 // the runner runs as root): its native task runs as nobody (65534:65534),
 // not as the runner's root. With the run_as_root policy granted it runs as
 // the runner's own user (root), as does an anonymous caller's task in
-// compatibility mode (--anonymous-role user: the original HakuRiver).
+// compatibility mode (--anonymous-role user: the original HakuRiver), and
+// the bootstrap admin's, who has the policy from the start.
 func TestNativeTaskWithoutUnixUserIsNotRoot(t *testing.T) {
 	c := startCluster(t, harness.Options{Replicas: 1, HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor, AnonymousRole: "user"})
 	c.StartRunner("rr1", twoCores)
@@ -59,6 +60,20 @@ func TestNativeTaskWithoutUnixUserIsNotRoot(t *testing.T) {
 	task, out = printedBy(t, c, submitAs(t, c, plain, inRoot(shell("id -u"))))
 	if out != "0\n" || !task.AllowRoot {
 		t.Errorf("plain's task with run_as_root printed %q (allow_root %v), want 0", out, task.AllowRoot)
+	}
+
+	// The bootstrap admin has run_as_root from the start (recorded on the
+	// account), so the cluster's operator runs as before accounts existed.
+	ctx, cancel := context.WithTimeout(context.Background(), harness.ReadTimeout)
+	a, err := c.CallAs(ctx, 0, http.MethodGet, "/api/users/admin", c.AdminToken(), nil)
+	cancel()
+	var admin fsm.User
+	if err != nil || a.Status != http.StatusOK || a.Decode(&admin) != nil || !admin.Policy.RunAsRoot {
+		t.Errorf("the bootstrap admin: %v %s, want the run_as_root policy", err, a)
+	}
+	task, out = printedBy(t, c, submitAs(t, c, c.AdminToken(), inRoot(shell("id -u"))))
+	if out != "0\n" || !task.AllowRoot {
+		t.Errorf("the bootstrap admin's task printed %q (allow_root %v), want 0", out, task.AllowRoot)
 	}
 
 	task, out = printedBy(t, c, submitAs(t, c, "", inRoot(shell("id -u"))))
