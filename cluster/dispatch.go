@@ -54,7 +54,7 @@ func runRequest(t *fsm.Task) api.RunRequest {
 		RequiredMemoryBytes: t.RequiredMemoryBytes, TargetNUMANodeID: t.TargetNUMANodeID,
 		StdoutPath: t.StdoutPath, StderrPath: t.StderrPath, ContainerName: t.ContainerName,
 		DockerImageName: image, DockerPrivileged: t.Privileged, DockerMounts: t.AdditionalMounts, BatchID: t.BatchID,
-		RunAs: t.RunAs,
+		RunAs: t.RunAs, AllowRoot: t.AllowRoot,
 	}
 }
 

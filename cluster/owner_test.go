@@ -154,8 +154,8 @@ func TestAccountsOwnTheirTasks(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &list) != nil {
 		t.Fatalf("?user=bob: %d %s", resp.StatusCode, raw)
 	}
-	if len(list) != 1 || list[0].Owner != "bob" || list[0].RunAs != "" {
-		t.Errorf("?user=bob: %+v, want bob's one task with no run_as", list)
+	if len(list) != 1 || list[0].Owner != "bob" || list[0].RunAs != "" || list[0].AllowRoot {
+		t.Errorf("?user=bob: %+v, want bob's one task with no run_as and no allow_root (he has no run_as_root)", list)
 	}
 	resp, raw = doAs(t, "GET", base+"/api/tasks?user=alice", viewer, nil)
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &list) != nil || len(list) != 2 {

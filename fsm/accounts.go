@@ -66,8 +66,10 @@ type Policy struct {
 	Privileged bool `json:"privileged,omitempty"`
 	// Mounts allows additional bind mounts named in a request.
 	Mounts bool `json:"mounts,omitempty"`
-	// RunAsRoot allows tasks to run as root (native tasks, and Docker
-	// tasks whose environment needs root).
+	// RunAsRoot allows tasks to run as root: a unix_user of root, and,
+	// for an account without a unix_user, the runner's own user (native
+	// tasks) or the image's user (Docker tasks) instead of runner_user or
+	// nobody (Task.AllowRoot).
 	RunAsRoot bool `json:"run_as_root,omitempty"`
 }
 

@@ -132,6 +132,12 @@ type Task struct {
 	// owner's unix_user when it was submitted (a user name or UID[:GID]);
 	// "" means the runner's runner_user.
 	RunAs string `json:"run_as,omitempty"`
+	// AllowRoot is whether the task may run as root when RunAs is empty:
+	// its owner's run_as_root policy when it was submitted, true for an
+	// anonymous caller (compatibility mode). Without it the runner runs
+	// the task as its runner_user when that is not root, else as nobody
+	// (65534:65534), never as its own user or a Docker image's user.
+	AllowRoot bool `json:"allow_root,omitempty"`
 	// KillRequestID is the request ID of the kill that ended the task.
 	KillRequestID string `json:"kill_request_id,omitempty"`
 }

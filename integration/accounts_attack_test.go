@@ -65,7 +65,9 @@ func TestUserCannotActOnOthers(t *testing.T) {
 	alice := createAccount(t, c, leader, "alice", fsm.RoleUser)
 	bob := createAccount(t, c, leader, "bob", fsm.RoleUser)
 
-	a := callAs(t, c, leader, "POST", "/api/submit", alice.Token, onTarget(native("sleep", "300"), runner))
+	// Alice has no unix_user and no run_as_root: her task runs as nobody,
+	// in / (inRoot).
+	a := callAs(t, c, leader, "POST", "/api/submit", alice.Token, onTarget(inRoot(native("sleep", "300")), runner))
 	var sr api.SubmitResponse
 	if a.Status != http.StatusAccepted || a.Decode(&sr) != nil || len(sr.TaskIDs) != 1 {
 		t.Fatalf("alice's submit: %s", a)

@@ -69,7 +69,8 @@ func TestQuotaRunningTasks(t *testing.T) {
 	var ids []string
 	for range 2 {
 		var out api.SubmitResponse
-		if err := call(alice, http.MethodPost, "/api/submit", native("sleep", "3"), http.StatusAccepted).Decode(&out); err != nil {
+		// As nobody (no unix_user, no run_as_root): in / (inRoot).
+		if err := call(alice, http.MethodPost, "/api/submit", inRoot(native("sleep", "3")), http.StatusAccepted).Decode(&out); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, out.TaskIDs...)

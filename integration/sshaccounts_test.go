@@ -5,6 +5,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,30 @@ func TestVPSSSHAccounts(t *testing.T) {
 		// The raw request with alice's token, as any client may send it.
 		if ans, _ := lineRequest(t, c.SSHProxy(i), "REQUEST_TUNNEL "+id+" "+alice.token+"\n"); !strings.HasPrefix(ans, "SUCCESS\nSSH-2.0-OpenSSH") {
 			t.Errorf("raw request with alice's token: got %q", ans)
+		}
+	})
+
+	// Alice has no unix_user and no policy: she is root inside her VPS
+	// (its sshd needs it), and that root is confined to an unprivileged
+	// container (no capability added but SYS_NICE, for NUMA placement)
+	// with only the two standard mounts.
+	t.Run("RootConfinedToItsContainer", func(t *testing.T) {
+		r := cliAs(t, c, alice, []int{i}, sshTimeout, "ssh", "--proxy-port", port, "--key", alice.key, id, "--",
+			"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "id -u")
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "0" {
+			t.Errorf("id -u in alice's VPS: %s, want 0", r)
+		}
+		out, err := harness.Docker("container", "inspect", "--format",
+			"{{.HostConfig.Privileged}} caps:{{join .HostConfig.CapAdd \",\"}} {{len .HostConfig.Binds}}{{range .Mounts}} {{.Destination}}{{end}}", "hakuriver-vps-"+id)
+		f := strings.Fields(strings.Replace(out, "caps:CAP_", "caps:", 1)) // engines differ
+		if err != nil || len(f) < 3 || strings.Join(f[:3], " ") != "false caps:SYS_NICE 0" {
+			t.Errorf("alice's VPS container (privileged, capabilities added, binds): %q (%v), want false caps:SYS_NICE 0", out, err)
+		}
+		if len(f) > 3 {
+			slices.Sort(f[3:])
+			if got := strings.Join(f[3:], " "); got != "/local_temp /shared" {
+				t.Errorf("alice's VPS container mounts %q, want /local_temp /shared", got)
+			}
 		}
 	})
 

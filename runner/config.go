@@ -48,7 +48,9 @@ type Config struct {
 	MemoryBytes int64
 	// HeartbeatInterval is the period of heartbeats.
 	HeartbeatInterval time.Duration
-	// RunnerUser runs native tasks as this user when set.
+	// RunnerUser runs native tasks as this user when set; it is also who
+	// tasks without an owner's unix_user and without root allowed run
+	// as, native or in Docker, unless it is root (then nobody).
 	RunnerUser string
 	// Native runs tasks as processes; Docker runs container tasks (nil
 	// until available: container tasks then run natively too).

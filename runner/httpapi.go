@@ -124,12 +124,20 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 // runner's own shared_dir, so shared storage may be mounted at different
 // paths on different machines.
 func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
+	var user string
+	if req.TaskType != executor.TaskVPS { // a VPS runs as root inside its container
+		native := environment.IsNative(req.ContainerName) || req.DockerImageName == ""
+		var err error
+		if user, err = executor.TaskUser(req.RunAs, a.cfg.RunnerUser, native, req.AllowRoot); err != nil {
+			return executor.Spec{}, err
+		}
+	}
 	s := executor.Spec{
 		TaskID: req.TaskID, Command: req.Command, Args: req.Arguments, Env: req.EnvVars, WorkDir: req.WorkDir,
 		Cores: req.RequiredCores, MemoryBytes: req.RequiredMemoryBytes, GPUs: req.RequiredGPUs,
 		Stdout:     filepath.Join(a.cfg.SharedDir, "task_outputs", filepath.Base(orDefault(req.StdoutPath, strconv.FormatInt(req.TaskID, 10)+".out"))),
 		Stderr:     filepath.Join(a.cfg.SharedDir, "task_errors", filepath.Base(orDefault(req.StderrPath, strconv.FormatInt(req.TaskID, 10)+".err"))),
-		User:       runAs(req, a.cfg.RunnerUser),
+		User:       user,
 		Image:      req.DockerImageName,
 		Privileged: req.DockerPrivileged,
 		Mounts:     req.DockerMounts,
@@ -162,19 +170,6 @@ func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
 		s.Mems = []int{*req.TargetNUMANodeID}
 	}
 	return s, nil
-}
-
-// runAs is the user a task runs as: its owner's Unix account (RunAs) when
-// the cluster recorded one; otherwise runner_user for native tasks, and the
-// image's own user for Docker tasks (as before accounts existed).
-func runAs(req api.RunRequest, runnerUser string) string {
-	switch {
-	case req.RunAs != "":
-		return req.RunAs
-	case environment.IsNative(req.ContainerName) || req.DockerImageName == "":
-		return runnerUser
-	}
-	return ""
 }
 
 func orDefault(s, d string) string {

@@ -104,6 +104,12 @@ type RunRequest struct {
 	// RunAs is the Unix account the task runs as (fsm.Task.RunAs): a user
 	// name or UID[:GID]; "" means the runner's runner_user.
 	RunAs string `json:"run_as,omitempty"`
+	// AllowRoot (fsm.Task.AllowRoot) lets a task without RunAs run as the
+	// runner's own user or a Docker image's user, as before accounts
+	// existed; without it such a task runs as runner_user unless that is
+	// root, else as nobody (65534:65534). A runner older than this field
+	// ignores it and keeps the old behaviour.
+	AllowRoot bool `json:"allow_root,omitempty"`
 	// ClusterID labels the task's container; EnvTarball is the recorded
 	// tarball of its environment (absent when none was recorded).
 	ClusterID  string      `json:"cluster_id,omitempty"`

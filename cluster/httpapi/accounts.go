@@ -121,7 +121,8 @@ func (a *API) propose(w http.ResponseWriter, r *http.Request, c fsm.Command) (an
 }
 
 // Bootstrap creates the first admin account and its token: POST
-// /api/auth/bootstrap, cluster token only, refused (409) once done.
+// /api/auth/bootstrap, cluster token only, refused (409) once done. The
+// admin gets the run_as_root policy.
 func (a *API) Bootstrap(w http.ResponseWriter, r *http.Request) {
 	var req api.BootstrapRequest
 	if err := a.decodeBody(w, r, &req, true); err != nil {
@@ -145,7 +146,10 @@ func (a *API) Bootstrap(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	admin := &fsm.User{Name: req.User, Role: fsm.RoleAdmin, CreatedAt: now}
+	// The first admin is the cluster's operator, whose tasks ran as the
+	// runner's user before accounts existed: it gets run_as_root (an admin
+	// may grant it to themselves anyway), recorded and revocable.
+	admin := &fsm.User{Name: req.User, Role: fsm.RoleAdmin, CreatedAt: now, Policy: fsm.Policy{RunAsRoot: true}}
 	if _, ok := a.propose(w, r, &fsm.BootstrapAuth{Admin: admin, Token: tok}); !ok {
 		return
 	}

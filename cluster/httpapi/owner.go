@@ -21,15 +21,21 @@ type submitter struct {
 	// policy is the account's effective policy (none for anonymous
 	// callers).
 	policy fsm.Policy
+	// allowRoot is recorded as Task.AllowRoot: the account's run_as_root
+	// policy; true for anonymous callers and the cluster itself, who run
+	// as the runner's default user as in the original HakuRiver (an
+	// administrator chose that by enabling anonymous access).
+	allowRoot bool
 }
 
 // submitterOf resolves the account of p from the replicated state (the
 // leader's, up to date): its unix_user and its effective policy. A unix_user
 // that is root is refused (403) unless the policy has run_as_root.
-// Anonymous callers run as runner_user with no policy.
+// Anonymous callers run as the runner's default user (root allowed) with
+// no policy.
 func (a *API) submitterOf(p auth.Principal) (submitter, error) {
 	if p.Kind != auth.Account {
-		return submitter{}, nil
+		return submitter{allowRoot: true}, nil
 	}
 	var u fsm.User
 	found := false
@@ -52,6 +58,7 @@ func (a *API) submitterOf(p auth.Principal) (submitter, error) {
 	if isRootUser(s.runAs) && !s.policy.RunAsRoot {
 		return submitter{}, forbidden(fmt.Sprintf("forbidden: the unix_user of account %q is %q (root or the root group), and running tasks as root needs the run_as_root policy (an admin grants it to the account or one of its groups)", u.Name, s.runAs))
 	}
+	s.allowRoot = s.policy.RunAsRoot
 	return s, nil
 }
 

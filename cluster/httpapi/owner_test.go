@@ -149,22 +149,31 @@ func testAccounts() *fakeAccounts {
 
 // TestSubmitRecordsOwnerAndRunAs: a task runs as its owner's unix_user;
 // an account without one and anonymous callers run as runner_user ("").
+// allow_root is the owner's effective run_as_root policy (their own or a
+// group's), and true for anonymous callers (compatibility mode).
 func TestSubmitRecordsOwnerAndRunAs(t *testing.T) {
-	f := newOwnerFixture(t, newFakeState(nil), testAccounts(), Config{})
-	for _, tc := range []struct{ as, owner, runAs string }{
-		{"alice", "alice", "4242:4242"},
-		{"bob", "bob", ""},
-		{"member", "member", "carol"},
-		{"trusted", "trusted", "root"},
-		{"anonymous:user", auth.AnonymousName, ""},
+	accts := testAccounts()
+	accts.users["ogre"] = fsm.User{Name: "ogre", Role: fsm.RoleUser, Groups: []string{"ops"}}
+	accts.groups["ops"] = fsm.Group{Name: "ops", Policy: fsm.Policy{RunAsRoot: true}}
+	f := newOwnerFixture(t, newFakeState(nil), accts, Config{})
+	for _, tc := range []struct {
+		as, owner, runAs string
+		allowRoot        bool
+	}{
+		{"alice", "alice", "4242:4242", false},
+		{"bob", "bob", "", false},
+		{"member", "member", "carol", false},
+		{"trusted", "trusted", "root", true},
+		{"ogre", "ogre", "", true},
+		{"anonymous:user", auth.AnonymousName, "", true},
 	} {
 		code, body := f.do(t, tc.as, "POST", "/api/submit", `{"command":"id","array":"0-1"}`)
 		if code != http.StatusAccepted {
 			t.Fatalf("%s: submit %d %s", tc.as, code, body)
 		}
 		for _, tk := range f.submitted(t) {
-			if tk.Owner != tc.owner || tk.RunAs != tc.runAs {
-				t.Errorf("%s: task owner %q run_as %q, want %q %q", tc.as, tk.Owner, tk.RunAs, tc.owner, tc.runAs)
+			if tk.Owner != tc.owner || tk.RunAs != tc.runAs || tk.AllowRoot != tc.allowRoot {
+				t.Errorf("%s: task owner %q run_as %q allow_root %v, want %q %q %v", tc.as, tk.Owner, tk.RunAs, tk.AllowRoot, tc.owner, tc.runAs, tc.allowRoot)
 			}
 		}
 	}

@@ -206,7 +206,7 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UTC()
 	for i, t := range tasks {
 		t.Owner = owner
-		t.RunAs = sub.runAs
+		t.RunAs, t.AllowRoot = sub.runAs, sub.allowRoot
 		t.TaskID = a.d.Proposer.NextTaskID()
 		t.BatchID = tasks[0].TaskID
 		t.SubmittedAt = now

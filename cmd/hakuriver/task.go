@@ -365,9 +365,11 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 	runAs := t.RunAs
 	switch {
 	case t.TaskType == fsm.TaskVPS:
-		runAs = "root (VPS containers run as root)"
-	case runAs == "":
+		runAs = "root inside its container (VPS containers run as root)"
+	case runAs == "" && t.AllowRoot:
 		runAs = "runner default (runner_user; a Docker image's own user)"
+	case runAs == "":
+		runAs = "runner_user unless it is root, else nobody (65534:65534)"
 	}
 	kv("Runs as", runAs)
 	if waiting != "" {

@@ -485,7 +485,8 @@ func TestCLI_TaskListByOwner(t *testing.T) {
 }
 
 // TestCLI_TaskStatusOwner: task status shows the owner and the Unix
-// account the task runs as.
+// account the task runs as: without run_as, runner_user or nobody, or the
+// runner's default with allow_root.
 func TestCLI_TaskStatusOwner(t *testing.T) {
 	f := newFakeHost(t)
 	f.handle("GET /api/status/70", http.StatusOK, fsm.Task{TaskID: 70, TaskType: fsm.TaskCommand, Status: fsm.StatusRunning, Command: "true", Owner: "alice", RunAs: "4242:4242"})
@@ -503,7 +504,15 @@ func TestCLI_TaskStatusOwner(t *testing.T) {
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
-	if !strings.Contains(out, "runner_user") {
-		t.Errorf("a task without run_as does not say it runs as runner_user:\n%s", out)
+	if !strings.Contains(out, "runner_user") || !strings.Contains(out, "nobody") {
+		t.Errorf("a task without run_as nor allow_root does not say it runs as runner_user or nobody:\n%s", out)
+	}
+	f.handle("GET /api/status/72", http.StatusOK, fsm.Task{TaskID: 72, TaskType: fsm.TaskCommand, Status: fsm.StatusRunning, Command: "true", AllowRoot: true})
+	out, _, err = runCLI(t, "--host", f.srv.URL, "task", "status", "72")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if !strings.Contains(out, "runner default") || strings.Contains(out, "nobody") {
+		t.Errorf("a task with allow_root does not say it runs as the runner's default:\n%s", out)
 	}
 }

@@ -78,3 +78,45 @@ func fromPasswd(u *user.User) (Identity, error) {
 	}
 	return id, nil
 }
+
+// Nobody is UID:GID of the account a task runs as when it may not run as
+// root and nothing else names one: the conventional "nobody" and
+// "nogroup" IDs, which need no passwd entry.
+const Nobody = "65534:65534"
+
+// TaskUser is who a task runs as on this runner (Spec.User), given its
+// recorded RunAs (its owner's unix_user, "" when none), this runner's
+// runner_user, whether it runs natively (not in a Docker container) and
+// whether root is allowed for it (its owner's run_as_root policy, or an
+// anonymous caller):
+//
+//   - a RunAs is always used (the leader refused a root one without the
+//     policy);
+//   - else, with root allowed, as before accounts existed: runner_user
+//     ("" = the runner's own user) for native tasks, the image's own user
+//     ("") for Docker tasks;
+//   - else runner_user when it is set and is not root (UID 0 or GID 0),
+//     and Nobody otherwise, for both kinds: never the runner's own user
+//     or the image's user, which are usually root.
+//
+// It fails only when runner_user cannot be resolved here.
+func TaskUser(runAs, runnerUser string, native, allowRoot bool) (string, error) {
+	switch {
+	case runAs != "":
+		return runAs, nil
+	case allowRoot && native:
+		return runnerUser, nil
+	case allowRoot:
+		return "", nil
+	case runnerUser == "":
+		return Nobody, nil
+	}
+	id, err := LookupUser(runnerUser)
+	if err != nil {
+		return "", fmt.Errorf("runner_user: %w", err)
+	}
+	if id.Root() || id.GID == 0 {
+		return Nobody, nil
+	}
+	return runnerUser, nil
+}

@@ -32,3 +32,41 @@ func TestLookupUser(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskUser: a task without a RunAs never falls back to root (the
+// runner's own user or a Docker image's user) unless root is allowed for
+// it: runner_user when it is not root, else nobody (65534:65534).
+func TestTaskUser(t *testing.T) {
+	for _, tc := range []struct {
+		runAs, runnerUser string
+		native, allowRoot bool
+		want              string
+	}{
+		// An owner's unix_user wins, whatever the rest.
+		{"4242:4242", "", true, false, "4242:4242"},
+		{"4242:4242", "nobody", false, false, "4242:4242"},
+		{"0", "", true, true, "0"},
+		// Root allowed: as before accounts existed.
+		{"", "", true, true, ""},
+		{"", "nobody", true, true, "nobody"},
+		{"", "nobody", false, true, ""},
+		// Root not allowed: runner_user unless it is root, else nobody.
+		{"", "", true, false, Nobody},
+		{"", "", false, false, Nobody},
+		{"", "nobody", true, false, "nobody"},
+		{"", "nobody", false, false, "nobody"},
+		{"", "4242:4243", false, false, "4242:4243"},
+		{"", "root", true, false, Nobody},
+		{"", "0", false, false, Nobody},
+		{"", "4242:0", true, false, Nobody},
+		{"", "0:4242", true, false, Nobody},
+	} {
+		got, err := TaskUser(tc.runAs, tc.runnerUser, tc.native, tc.allowRoot)
+		if err != nil || got != tc.want {
+			t.Errorf("TaskUser(%q, %q, native %v, allowRoot %v) = %q, %v; want %q", tc.runAs, tc.runnerUser, tc.native, tc.allowRoot, got, err, tc.want)
+		}
+	}
+	if _, err := TaskUser("", "no-such-user-hk", true, false); err == nil {
+		t.Error("TaskUser with an unknown runner_user: no error")
+	}
+}

@@ -13,13 +13,17 @@ import (
 )
 
 // taskUser sets the user a command task's container runs as from s.User:
-// "" keeps the image's own user; anyone else runs as "UID:GID" (root as
+// "" keeps the image's own user (only when root is allowed for the task:
+// see executor.TaskUser); anyone else runs as "UID:GID" (root as
 // "0:0"), resolved on this runner, since the image's /etc/passwd knows
 // nothing of the cluster's accounts, with their supplementary groups
 // added. It returns the resolved identity (nil for the image's user).
 //
 // VPS containers never get here: they run as root, because their sshd
-// needs it (vpsConfig); their owner logs in as root inside the container.
+// needs it (vpsConfig); their owner logs in as root inside the container,
+// whatever their run_as_root policy: that root is confined to the
+// container, which is privileged or gets extra mounts only with the
+// matching policies (checked at submit).
 func taskUser(s executor.Spec, cfg *container.Config, hc *container.HostConfig) (*executor.Identity, error) {
 	if s.User == "" {
 		return nil, nil
