@@ -103,6 +103,7 @@ func TestAccountEndpointsRejectBadInput(t *testing.T) {
 		// bootstrap (cluster token only, once)
 		{"bootstrap again", "POST", "/auth/bootstrap", "cluster", `{"user":"other"}`, nil, 409, "bootstrapped already"},
 		{"bootstrap bad name", "POST", "/auth/bootstrap", "cluster", `{"user":"Bad Name"}`, nil, 400, "user"},
+		{"bootstrap bad token", "POST", "/auth/bootstrap", "cluster", `{"token":"hkr_short"}`, nil, 400, "token"},
 		{"bootstrap unknown field", "POST", "/auth/bootstrap", "cluster", `{"usr":"x"}`, nil, 400, "usr"},
 		{"bootstrap oversize", "POST", "/auth/bootstrap", "cluster", `{"user":"` + strings.Repeat("a", 300<<10) + `"}`, nil, 413, "larger than the limit"},
 		{"bootstrap as admin", "POST", "/auth/bootstrap", "admin", `{}`, nil, 403, "cluster token"},

@@ -11,6 +11,10 @@ import (
 type BootstrapRequest struct {
 	// User names the first admin account ("admin" when empty).
 	User string `json:"user,omitempty"`
+	// Token, when set, is the secret to use (hkr_ and 43 base64url
+	// characters, 256 random bits), chosen by the caller so that a retry
+	// after a lost answer knows it; otherwise the cluster makes one.
+	Token string `json:"token,omitempty"`
 }
 
 // TokenResponse answers the creation of a token: the secret is in Token,

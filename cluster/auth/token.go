@@ -45,6 +45,18 @@ func NewToken(user, name string, now time.Time, ttl time.Duration) (secret strin
 	return secret, rec, nil
 }
 
+// TokenFromSecret is NewToken for a secret the caller chose (it must look
+// like one: LooksLikeSecret), as `nomad acl bootstrap` accepts one, so that
+// a bootstrap whose answer was lost can be retried without losing the
+// secret.
+func TokenFromSecret(user, name, secret string, now time.Time) (*fsm.Token, error) {
+	if !LooksLikeSecret(secret) {
+		return nil, fmt.Errorf("token: want %s followed by 43 base64url characters (256 random bits)", SecretPrefix)
+	}
+	h := Hash(secret)
+	return &fsm.Token{ID: h[:16], User: user, Name: name, Hash: h, CreatedAt: now.UTC()}, nil
+}
+
 // LooksLikeSecret reports whether s has the shape of a token secret.
 func LooksLikeSecret(s string) bool {
 	return strings.HasPrefix(s, SecretPrefix) && len(s) == len(SecretPrefix)+43

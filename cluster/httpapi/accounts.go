@@ -136,12 +136,20 @@ func (a *API) Bootstrap(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("user %q: want 1-32 characters a-z 0-9 _ . - starting with a letter or _, not anonymous or cluster", req.User))
 		return
 	}
+	if req.Token != "" && !auth.LooksLikeSecret(req.Token) {
+		writeError(w, badRequest("token: want %s followed by 43 base64url characters (256 random bits), or none", auth.SecretPrefix))
+		return
+	}
 	if a.d.Accounts.Bootstrapped() {
 		writeError(w, &httpError{status: http.StatusConflict, msg: "accounts were bootstrapped already: ask an admin for a token"})
 		return
 	}
 	now := time.Now().UTC()
 	secret, tok, err := auth.NewToken(req.User, "bootstrap", now, 0)
+	if req.Token != "" {
+		secret = req.Token
+		tok, err = auth.TokenFromSecret(req.User, "bootstrap", secret, now)
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -267,24 +268,25 @@ func StartCluster(tb TB, opts Options) *Cluster {
 	return c
 }
 
-// bootstrap creates the first admin with the cluster token, retrying
-// through leader changes.
+// bootstrap creates the first admin with the cluster token and a secret
+// chosen here, retrying through leader changes: an attempt whose answer
+// was lost may have committed (409 on the retry), and the secret is known
+// either way.
 func (c *Cluster) bootstrap() {
 	c.tb.Helper()
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		c.tb.Fatalf("harness: %v", err)
+	}
+	secret := "hkr_" + base64.RawURLEncoding.EncodeToString(b[:])
 	deadline := time.Now().Add(LeaderTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		a, err := c.CallInternal(ctx, 0, http.MethodPost, "/api/auth/bootstrap", map[string]string{"user": "admin"})
+		a, err := c.CallInternal(ctx, 0, http.MethodPost, "/api/auth/bootstrap", map[string]string{"user": "admin", "token": secret})
 		cancel()
-		if err == nil && a.Status == http.StatusCreated {
-			var tr struct {
-				Token string `json:"token"`
-			}
-			if err := a.Decode(&tr); err != nil || tr.Token == "" {
-				c.tb.Fatalf("harness: bootstrap answer %s: %v", a, err)
-			}
-			c.admin = tr.Token
-			c.waitTokenEverywhere(tr.Token, deadline)
+		if err == nil && (a.Status == http.StatusCreated || a.Status == http.StatusConflict) {
+			c.admin = secret
+			c.waitTokenEverywhere(secret, deadline)
 			return
 		}
 		if time.Now().After(deadline) {
