@@ -123,7 +123,7 @@ func uiBench(root *scope, bin string, s settings) (res uiResult) {
 			chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900), chromedp.ExecPath(chromium))
 		actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 		ctx, cancel := chromedp.NewContext(actx)
-		ctx, tcancel := context.WithTimeout(ctx, 5*time.Minute)
+		ctx, tcancel := context.WithTimeout(ctx, 10*time.Minute)
 		stop := func() { tcancel(); cancel(); acancel() }
 		err := navigate(ctx, base+"/ui/")
 		if err == nil {
@@ -265,10 +265,16 @@ func uiBench(root *scope, bin string, s settings) (res uiResult) {
 		}
 		res.tabs++
 	}
-	if res.tabs == 0 {
+	if res.tabs == 0 || ctx.Err() != nil {
+		res.err = "tabs: the browser's time ran out while opening them"
 		return res
 	}
 	time.Sleep(2 * time.Second)
 	res.cpuTabs = cpu()
+	if ctx.Err() != nil {
+		// The browser closed during the measure: it does not count.
+		res.cpuTabs = 0
+		res.err = "tabs: the browser's time ran out during the CPU measure"
+	}
 	return res
 }
