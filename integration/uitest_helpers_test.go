@@ -386,15 +386,45 @@ func goTo(ctx context.Context, path, sel string) error {
 // login opens base's dashboard and signs in with token through the login
 // page, then waits for the who-am-I badge.
 func login(ctx context.Context, base, token string) error {
-	if err := navigate(ctx, base+"/ui/"); err != nil {
-		return err
+	// Chromium aborts requests when the host's network changes (Docker
+	// tests running alongside create interfaces): a sign-in whose request
+	// was aborted is tried again, each attempt bounded.
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if err = navigate(ctx, base+"/ui/"); err != nil {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		state := ""
+		for state == "" && actx.Err() == nil {
+			// Signed in already (an earlier attempt's answer came late),
+			// or the form: whichever shows first.
+			state, _ = eval[string](actx, `(() => {
+				const vis = id => { const e = document.getElementById(id); return !!(e && e.offsetParent); };
+				return vis("whoami") ? "in" : vis("login-token") ? "form" : "";
+			})()`)
+			if state == "" {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		switch state {
+		case "in":
+			err = nil
+		case "form":
+			err = chromedp.Do(actx,
+				chromedp.SendKeys(chromedp.ID("login-token"), token),
+				chromedp.Click(chromedp.ID("login-submit")),
+				chromedp.WaitVisible(chromedp.ID("whoami")),
+			)
+		default:
+			err = fmt.Errorf("neither the sign-in form nor the signed-in page shows: %w", actx.Err())
+		}
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
 	}
-	return chromedp.Do(ctx,
-		chromedp.WaitVisible(chromedp.ID("login-token")),
-		chromedp.SendKeys(chromedp.ID("login-token"), token),
-		chromedp.Click(chromedp.ID("login-submit")),
-		chromedp.WaitVisible(chromedp.ID("whoami")),
-	)
+	return fmt.Errorf("sign in, 4 attempts: %w", err)
 }
 
 // open navigates to a dashboard path ("/ui/nodes") of base and waits for
