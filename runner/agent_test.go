@@ -16,6 +16,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/ops/certs"
 	"github.com/hakuriver/hakuriver-ha/runner"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 )
@@ -49,41 +50,12 @@ func logger(t *testing.T) *slog.Logger {
 func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 	shim := shimBinary(t)
 	shared := t.TempDir()
-	hc := cluster.DefaultConfig()
-	hc.NodeID, hc.DataDir, hc.SharedDir = "h1", t.TempDir(), shared
-	hc.APIPort, hc.RaftPort, hc.GossipPort = 0, 0, 0
-	hc.FastGossip, hc.ClusterToken = true, "secret-token"
-	hc.AnonymousRole = fsm.RoleOperator // this test is about the runner, not accounts
-	hc.HeartbeatInterval = 500 * time.Millisecond
-	hc.Logger = logger(t)
+	h := startTestHost(t, shared, nil)
 	ctx := context.Background()
-	h, err := cluster.StartHost(ctx, hc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close(context.Background()) })
 
 	tmp, state := t.TempDir(), t.TempDir()
 	start := func() *runner.Agent {
-		nc := native.DefaultConfig()
-		nc.StateDir = filepath.Join(state, "tasks")
-		nc.ShimCommand = []string{shim, "runner-shim"}
-		nc.CgroupParent = "hakuriver-agent-test"
-		ex, err := native.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc := runner.DefaultConfig()
-		rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
-		rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, "secret-token", shared, tmp
-		rc.StateDir = state
-		rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
-		rc.Logger = logger(t)
-		a, err := runner.Start(ctx, rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
+		return startNativeRunner(t, h, shim, shared, state, tmp, "hakuriver-agent-test", nil)
 	}
 	a := start()
 	cc := api.DefaultClientConfig()
@@ -189,4 +161,50 @@ func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// startTestHost starts one in-process host replica on loopback whose
+// anonymous callers act as operators (these tests are about the runner,
+// not accounts), with TLS when tls is set.
+func startTestHost(t *testing.T, shared string, tls *certs.Bundle) *cluster.Host {
+	t.Helper()
+	hc := cluster.DefaultConfig()
+	hc.NodeID, hc.DataDir, hc.SharedDir = "h1", t.TempDir(), shared
+	hc.APIPort, hc.RaftPort, hc.GossipPort = 0, 0, 0
+	hc.FastGossip, hc.ClusterToken, hc.TLS = true, "secret-token", tls
+	hc.AnonymousRole = fsm.RoleOperator
+	hc.HeartbeatInterval = 500 * time.Millisecond
+	hc.Logger = logger(t)
+	h, err := cluster.StartHost(context.Background(), hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+	return h
+}
+
+// startNativeRunner starts runner r1 with a native executor (shim, state
+// and temp dirs given, tasks in cgroupParent) that joins h, with TLS when
+// tls is set. The caller closes it.
+func startNativeRunner(t *testing.T, h *cluster.Host, shim, shared, state, tmp, cgroupParent string, tls *certs.Bundle) *runner.Agent {
+	t.Helper()
+	nc := native.DefaultConfig()
+	nc.StateDir = filepath.Join(state, "tasks")
+	nc.ShimCommand = []string{shim, "runner-shim"}
+	nc.CgroupParent = cgroupParent
+	ex, err := native.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := runner.DefaultConfig()
+	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
+	rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, "secret-token", shared, tmp
+	rc.StateDir, rc.TLS = state, tls
+	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
+	rc.Logger = logger(t)
+	a, err := runner.Start(context.Background(), rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -9,12 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
-	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/ops/certs"
-	"github.com/hakuriver/hakuriver-ha/runner"
-	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 )
 
 // TestAgentOverTLS runs a host replica and a runner with certificates of
@@ -35,39 +31,10 @@ func TestAgentOverTLS(t *testing.T) {
 		return b
 	}
 	shared := t.TempDir()
-	hc := cluster.DefaultConfig()
-	hc.NodeID, hc.DataDir, hc.SharedDir = "h1", t.TempDir(), shared
-	hc.APIPort, hc.RaftPort, hc.GossipPort = 0, 0, 0
-	hc.FastGossip, hc.ClusterToken, hc.TLS = true, "secret-token", bundle("h1")
-	hc.AnonymousRole = fsm.RoleOperator // this test is about transport, not accounts
-	hc.HeartbeatInterval = 500 * time.Millisecond
-	hc.Logger = logger(t)
+	h := startTestHost(t, shared, bundle("h1"))
 	ctx := context.Background()
-	h, err := cluster.StartHost(ctx, hc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close(context.Background()) })
-
 	tmp, state := t.TempDir(), t.TempDir()
-	nc := native.DefaultConfig()
-	nc.StateDir = filepath.Join(state, "tasks")
-	nc.ShimCommand = []string{shim, "runner-shim"}
-	nc.CgroupParent = "hakuriver-tls-test"
-	ex, err := native.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := runner.DefaultConfig()
-	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
-	rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, "secret-token", shared, tmp
-	rc.StateDir, rc.TLS = state, bundle("r1")
-	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
-	rc.Logger = logger(t)
-	a, err := runner.Start(ctx, rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := startNativeRunner(t, h, shim, shared, state, tmp, "hakuriver-tls-test", bundle("r1"))
 	t.Cleanup(func() { a.Close(context.Background()) })
 	if !strings.HasPrefix(a.URL(), "https://") {
 		t.Fatalf("runner advertises %s, want https://", a.URL())
