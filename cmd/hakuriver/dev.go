@@ -7,6 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,34 +18,51 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/ops/certs"
-	"github.com/hakuriver/hakuriver-ha/ops/config"
-	"github.com/hakuriver/hakuriver-ha/runner"
 )
 
-func newDevCmd() *cobra.Command {
+func newDevCmd(g *clientFlags) *cobra.Command {
 	var (
-		replicas int
-		runners  int
-		dataDir  string
-		apiPort  int
-		logLevel string
-		useTLS   bool
-		withEnvs bool
+		replicas  int
+		runners   int
+		dataDir   string
+		apiPort   int
+		logLevel  string
+		useTLS    bool
+		withEnvs  bool
+		keepTasks bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Start an embedded cluster in one process on loopback",
-		Long: `Start N host replicas in this process on 127.0.0.1, with data in a
-temporary directory (or --data-dir, which keeps state across runs). Replica i
-serves its API on --api-port + i and its SSH proxy on --api-port + 100 + i. Bootstraps the accounts and prints the addresses and a ready
+		Short: "Start a local cluster of host and runner processes on loopback",
+		Long: `Start N host replicas and M runners on 127.0.0.1, each its own process
+("hakuriver host|runner --config <data-dir>/config/<member>.toml", output in
+<data-dir>/logs/<member>.log and on stderr), with data in a temporary
+directory (removed on exit) or in --data-dir (created when missing, kept
+across runs). Replica i serves its API on --api-port + i and its SSH proxy on
+--api-port + 100 + i; the Raft, gossip and runner ports are chosen once and
+kept in <data-dir>/dev.json, so dev started again with the same --data-dir
+gets the same cluster back, every task included. Prints each member's PID,
+bootstraps the accounts and prints a ready
 "export HAKURIVER_HOST=... HAKURIVER_TOKEN=..." line for the client
 commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
-<data-dir>/admin-token. Stop with Ctrl-C.`,
-		Example: `  hakuriver dev                 # one replica on :8000
-  hakuriver dev --replicas 3    # HA on one laptop: kill any one, keep working`,
+<data-dir>/admin-token.
+
+Break it while it runs: "hakuriver dev kill|restart|pause|resume <member>"
+(host-N, runner-N or leader), or signals to the printed PIDs: kill -9 (crash),
+kill -STOP / kill -CONT (freeze, thaw). A member that ends stays down until
+"hakuriver dev restart <member>". "hakuriver dev status" lists the members.
+
+Ctrl-C (SIGINT or SIGTERM) stops the runners, kills their tasks (unless
+--keep-tasks: they then run on and the runners adopt them on the next start),
+stops the replicas, and leaves no process behind. If dev itself is killed,
+its members die with it (their tasks do not).`,
+		Example: `  hakuriver dev                 # one replica on :8000, one runner
+  hakuriver dev --replicas 3 --data-dir ~/hr-dev
+  hakuriver dev kill leader     # in another shell: the others elect a new one
+  hakuriver dev restart host-1  # start it again (it catches up)
+  hakuriver dev pause runner-1  # SIGSTOP; resume sends SIGCONT`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if replicas < 1 || replicas > 9 {
@@ -55,187 +75,210 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 			if err != nil {
 				return err
 			}
-			if dataDir == "" {
-				d, err := os.MkdirTemp("", "hakuriver-dev-")
-				if err != nil {
+			temp := dataDir == ""
+			if temp {
+				if dataDir, err = os.MkdirTemp("", "hakuriver-dev-"); err != nil {
 					return fmt.Errorf("create temp data dir: %w", err)
 				}
-				defer os.RemoveAll(d)
-				dataDir = d
+			} else {
+				if dataDir, err = filepath.Abs(dataDir); err != nil {
+					return fmt.Errorf("--data-dir: %w", err)
+				}
+				if err := os.MkdirAll(dataDir, 0o700); err != nil {
+					return fmt.Errorf("create --data-dir: %w", err)
+				}
 			}
 			ctx := cmd.Context()
-			token := newToken()
-			tokenFile := filepath.Join(dataDir, "cluster-token")
-			if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-				return fmt.Errorf("write cluster token: %w", err)
-			}
-			var hosts []*cluster.Host
-			var stops []func() error
-			var envClosers []func() error
-			defer func() { // after the replicas closed (deferred below)
-				for _, c := range envClosers {
-					c() //nolint:errcheck // closing on the way out
-				}
-			}()
-			defer func() {
-				for _, stop := range stops {
-					if err := stop(); err != nil {
-						log.Warn("stop runner", "err", err)
-					}
-				}
-			}()
-			defer func() {
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				for _, h := range hosts {
-					if err := h.Close(sctx); err != nil {
-						log.Warn("close replica", "node_id", h.NodeID(), "err", err)
-					}
-				}
-			}()
-			// With --tls every node gets a certificate of a CA kept in
-			// <data-dir>/tls (made once, reused on a kept --data-dir).
-			tlsDir := filepath.Join(dataDir, "tls")
-			bundle := func(string) (*certs.Bundle, error) { return nil, nil }
-			var clientTLS *tls.Config
-			if useTLS {
-				var nodes []string
-				for i := 0; i < replicas; i++ {
-					nodes = append(nodes, fmt.Sprintf("dev-%d", i+1))
-				}
-				for i := 0; i < runners; i++ {
-					nodes = append(nodes, fmt.Sprintf("dev-runner-%d", i+1))
-				}
-				if _, err := certs.Init(tlsDir, certs.InitOptions{Nodes: nodes}); err != nil {
-					return err
-				}
-				bundle = func(node string) (*certs.Bundle, error) {
-					return certs.Load(filepath.Join(tlsDir, certs.CertFile(node)), filepath.Join(tlsDir, certs.KeyFile(node)), filepath.Join(tlsDir, certs.CAFile))
-				}
-				if clientTLS, err = certs.ClientTLS(filepath.Join(tlsDir, certs.CAFile)); err != nil {
-					return err
-				}
-			}
-			var join []string
-			for i := 0; i < replicas; i++ {
-				hc := cluster.DefaultConfig()
-				hc.NodeID = fmt.Sprintf("dev-%d", i+1)
-				hc.DataDir = filepath.Join(dataDir, hc.NodeID)
-				hc.SharedDir = filepath.Join(dataDir, "shared")
-				hc.BindAddr = "127.0.0.1"
-				hc.APIPort = apiPort + i
-				hc.SSHProxyPort = apiPort + 100 + i
-				hc.RaftPort, hc.GossipPort = 0, 0
-				hc.BootstrapExpect = replicas
-				hc.Join = join
-				hc.FastGossip = true
-				hc.ClusterToken = token
-				hc.HeartbeatInterval = time.Second
-				hc.Version = version
-				hc.Logger = log.With("replica", hc.NodeID)
-				if hc.TLS, err = bundle(hc.NodeID); err != nil {
-					return err
-				}
-				if withEnvs {
-					ec := config.Default()
-					ec.Paths.SharedDir = hc.SharedDir
-					envs, err := newEnvManager(ec, hc.Logger)
-					if err != nil {
-						return err
-					}
-					envClosers = append(envClosers, envs.Close)
-					hc.Docker = dockerEnvironments{envs}
-				}
-				h, err := cluster.StartHost(ctx, hc)
-				if err != nil {
-					return err
-				}
-				hosts = append(hosts, h)
-				join = []string{hosts[0].GossipAddr()}
-			}
-			if err := waitLeader(ctx, hosts); err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			for i := 0; i < runners; i++ {
-				rc := runner.DefaultConfig()
-				rc.Name = fmt.Sprintf("dev-runner-%d", i+1)
-				rc.BindAddr, rc.AdvertiseAddr = "127.0.0.1", "127.0.0.1"
-				rc.Port, rc.GossipPort = 0, 0
-				rc.Join = join
-				rc.Token = token
-				rc.SharedDir = filepath.Join(dataDir, "shared")
-				rc.LocalTempDir = filepath.Join(dataDir, rc.Name)
-				rc.HeartbeatInterval = time.Second
-				rc.FastGossip = true
-				rc.Version = version
-				rc.Logger = log.With("runner", rc.Name)
-				if rc.TLS, err = bundle(rc.Name); err != nil {
-					return err
-				}
-				// The runner's private state, next to (never inside) its
-				// scratch directory.
-				sd, err := openStateDir(filepath.Join(dataDir, rc.Name+"-state"), rc, nil)
-				if err != nil {
-					return err
-				}
-				a, stop, err := startRunner(ctx, rc, sd, false)
-				if err != nil {
-					sd.Close() //nolint:errcheck // the start error is the one to report
-					return err
-				}
-				stops = append(stops, func() error { return errors.Join(stop(), sd.Close()) })
-				fmt.Fprintf(out, "runner  %s  api %s  gossip %s\n", a.Name(), a.URL(), a.GossipAddr())
-			}
-			urls := make([]string, len(hosts))
-			for i, h := range hosts {
-				urls[i] = h.APIURL()
-				role := "follower"
-				if h.IsLeader() {
-					role = "leader"
-				}
-				fmt.Fprintf(out, "replica %s  api %s  raft %s  gossip %s  ssh-proxy %s  (%s)\n", h.NodeID(), h.APIURL(), h.RaftAddr(), h.GossipAddr(), h.SSHProxyAddr(), role)
-			}
-			admin, err := devAdminToken(ctx, urls, token, filepath.Join(dataDir, "admin-token"), clientTLS)
-			if err != nil {
-				return err
-			}
-			caExport := ""
-			if useTLS {
-				caExport = " HAKURIVER_CA_FILE=" + filepath.Join(tlsDir, certs.CAFile)
-			}
-			fmt.Fprintf(out, "data in %s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s HAKURIVER_TOKEN_FILE=%s HAKURIVER_TOKEN=%s%s\n  hakuriver cluster status\n",
-				dataDir, strings.Join(urls, ","), tokenFile, admin, caExport)
-			<-ctx.Done()
-			return nil
+			return runDev(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), log, devOptions{
+				dir: dataDir, temp: temp, replicas: replicas, runners: runners, apiPort: apiPort,
+				apiChanged: cmd.Flags().Changed("api-port"), logLevel: logLevel, tls: useTLS,
+				withEnvs: withEnvs, keepTasks: keepTasks,
+			})
 		},
 	}
-	cmd.Flags().IntVar(&replicas, "replicas", 1, "number of host replicas")
+	cmd.Flags().IntVar(&replicas, "replicas", 1, "number of host replicas (fixed for a --data-dir by its first run)")
 	cmd.Flags().IntVar(&runners, "runners", 1, "number of runner agents (native executor)")
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep state here instead of a temporary directory")
-	cmd.Flags().IntVar(&apiPort, "api-port", 8000, "API port of the first replica; replica i uses this + i")
-	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep state here (created when missing) instead of a temporary directory")
+	cmd.Flags().IntVar(&apiPort, "api-port", 8000, "API port of the first replica; replica i uses this + i (a kept --data-dir keeps its ports unless this is given)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level of dev and its members: debug, info, warn or error")
 	cmd.Flags().BoolVar(&useTLS, "tls", false, "serve the APIs over HTTPS and Raft over TLS, with certificates of a CA made in <data-dir>/tls (the export line names it)")
 	cmd.Flags().BoolVar(&withEnvs, "docker-environments", true, "serve Docker environments (containers, tarballs, terminal) from this machine's Docker Engine; without Docker their calls answer 503")
+	cmd.Flags().BoolVar(&keepTasks, "keep-tasks", false, "on Ctrl-C leave the native tasks running (the runners adopt them when dev starts again on this --data-dir)")
+	restart := "Stop the member (SIGTERM, SIGKILL after 15s) if it runs, start it again with\nthe same config and data, and wait until it serves its port."
+	cmd.AddCommand(
+		newDevStatusCmd(g),
+		newDevMemberCmd(g, "kill", "SIGKILL a member of the running dev cluster (a crash)", "SIGKILL the member's process, as a crash would. It stays down until\n`hakuriver dev restart <member>`. Same as kill -9 <pid>."),
+		newDevMemberCmd(g, "restart", "Start a member of the running dev cluster again (stopping it first if it runs)", restart),
+		newDevMemberCmd(g, "pause", "SIGSTOP a member of the running dev cluster (a frozen process)", "Freeze the member's process with SIGSTOP: it holds its ports but answers\nnothing, as a hung machine. Same as kill -STOP <pid>."),
+		newDevMemberCmd(g, "resume", "SIGCONT a paused member of the running dev cluster", "Thaw a paused member with SIGCONT. Same as kill -CONT <pid>."),
+	)
 	return cmd
 }
 
-// waitLeader waits until one of hosts is a ready leader.
-func waitLeader(ctx context.Context, hosts []*cluster.Host) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		for _, h := range hosts {
-			if h.IsLeader() {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no leader elected: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+// devOptions are the settings of one dev run.
+type devOptions struct {
+	dir        string
+	temp       bool
+	replicas   int
+	runners    int
+	apiPort    int
+	apiChanged bool
+	logLevel   string
+	tls        bool
+	withEnvs   bool
+	keepTasks  bool
+}
+
+// runDev runs the dev cluster in o.dir until ctx ends, then stops it.
+func runDev(ctx context.Context, out, errOut io.Writer, log *slog.Logger, o devOptions) (err error) {
+	if o.temp {
+		defer os.RemoveAll(o.dir) // after the members stopped (deferred below)
+	}
+	old, err := loadDevState(o.dir)
+	if err != nil {
+		return err
+	}
+	if old != nil && old.PID != 0 && old.Control != "" {
+		if c, derr := net.DialTimeout("unix", old.Control, time.Second); derr == nil {
+			c.Close()
+			return fmt.Errorf("a dev cluster already runs in %s (pid %d): stop it first, or use another --data-dir", o.dir, old.PID)
 		}
 	}
+	st, err := planDev(o.dir, old, o.replicas, o.runners, o.apiPort, o.apiChanged, o.tls)
+	if err != nil {
+		return err
+	}
+	for _, sub := range []string{"config", "logs", "shared"} {
+		if err := os.MkdirAll(filepath.Join(o.dir, sub), 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", sub, err)
+		}
+	}
+	tokenFile := filepath.Join(o.dir, "cluster-token")
+	if b, rerr := os.ReadFile(tokenFile); rerr != nil || strings.TrimSpace(string(b)) == "" {
+		if err := os.WriteFile(tokenFile, []byte(newToken()+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write cluster token: %w", err)
+		}
+	}
+	// With TLS every node gets a certificate of a CA kept in
+	// <data-dir>/tls (made once, reused on a kept --data-dir).
+	tlsDir := filepath.Join(o.dir, "tls")
+	var clientTLS *tls.Config
+	if st.TLS {
+		var nodes []string
+		for _, m := range st.Members {
+			nodes = append(nodes, m.NodeID)
+		}
+		if _, err := certs.Init(tlsDir, certs.InitOptions{Nodes: nodes}); err != nil {
+			return err
+		}
+		if clientTLS, err = certs.ClientTLS(filepath.Join(tlsDir, certs.CAFile)); err != nil {
+			return err
+		}
+	}
+	bin := os.Getenv(devBinEnv)
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return fmt.Errorf("find the hakuriver binary: %w", err)
+		}
+	}
+	s := &devSupervisor{
+		bin: bin, logLevel: o.logLevel, withEnvs: o.withEnvs, tokenFile: tokenFile, tlsDir: tlsDir,
+		clientTLS: clientTLS, stderr: errOut, log: log, state: st, procs: map[string]*devProc{},
+	}
+	if err := s.writeConfigs(); err != nil {
+		return err
+	}
+	st.PID, st.Control = os.Getpid(), controlPath(o.dir)
+	stopControl, err := s.serveControl(ctx, st.Control)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		stopControl()
+		s.shutdown(o.keepTasks)
+		s.mu.Lock()
+		st.PID, st.Control = 0, ""
+		if !o.temp {
+			s.saveLocked()
+		}
+		s.mu.Unlock()
+	}()
+	rememberDevDir(o.dir)
+	s.mu.Lock()
+	for _, m := range st.Members {
+		if m.Kind == kindHost {
+			if err = s.start(m); err != nil {
+				break
+			}
+		}
+	}
+	s.saveLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	leader, err := s.waitLeader(ctx, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, m := range st.Members {
+		if m.Kind == kindRunner {
+			if err = s.start(m); err != nil {
+				break
+			}
+		}
+	}
+	s.saveLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	var urls []string
+	for _, m := range st.replicas() {
+		urls = append(urls, m.url(st.TLS))
+	}
+	admin, err := devAdminToken(ctx, urls, strings.TrimSpace(readFileString(tokenFile)), filepath.Join(o.dir, "admin-token"), clientTLS)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, m := range st.Members {
+		if m.Kind == kindHost {
+			role := "follower"
+			if m.NodeID == leader {
+				role = "leader"
+			}
+			fmt.Fprintf(out, "replica %s  api %s  raft %s  gossip %s  ssh-proxy %s  pid %d  member %s  (%s)\n",
+				m.NodeID, m.url(st.TLS), addr(m.RaftPort), addr(m.GossipPort), addr(m.SSHProxyPort), m.PID, m.Name, role)
+		} else {
+			fmt.Fprintf(out, "runner  %s  api %s  gossip %s  pid %d  member %s\n",
+				m.NodeID, m.url(st.TLS), addr(m.GossipPort), m.PID, m.Name)
+		}
+	}
+	s.mu.Unlock()
+	caExport := ""
+	if st.TLS {
+		caExport = " HAKURIVER_CA_FILE=" + filepath.Join(tlsDir, certs.CAFile)
+	}
+	where := "data in " + o.dir
+	if o.temp {
+		where += " (temporary: removed on exit; --data-dir keeps it)"
+	}
+	fmt.Fprintf(out, "dev pid %d; %s\n%s\n\nReady. In another shell:\n  export HAKURIVER_HOST=%s HAKURIVER_TOKEN_FILE=%s HAKURIVER_TOKEN=%s%s %s=%s\n  hakuriver cluster status\n  hakuriver dev kill leader   # then: hakuriver dev restart <member>\nCtrl-C stops every member.\n",
+		os.Getpid(), "state in "+filepath.Join(o.dir, devStateFile), where, strings.Join(urls, ","), tokenFile, admin, caExport, devDirEnv, o.dir)
+	<-ctx.Done()
+	return nil
+}
+
+// devBinEnv overrides the binary dev runs its members with (default: its
+// own executable).
+const devBinEnv = "HAKURIVER_DEV_BIN"
+
+// readFileString returns the file's content, "" when unreadable.
+func readFileString(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
 
 // devAdminToken bootstraps the accounts of the embedded cluster with the

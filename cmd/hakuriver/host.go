@@ -54,6 +54,7 @@ func (s *serverFlags) resolve(cmd *cobra.Command) (config.Config, *slog.Logger, 
 func newHostCmd() *cobra.Command {
 	var sf serverFlags
 	var scratch config.Config
+	var fastGossip, noEnvs bool
 	cmd := &cobra.Command{
 		Use:   "host",
 		Short: "Run a host replica (Raft member, REST API, SSH proxy)",
@@ -82,6 +83,10 @@ given, which accepts internal calls and membership changes from anyone.`,
 				return err
 			}
 			defer envs.Close() //nolint:errcheck // closing on the way out
+			hc.FastGossip = fastGossip
+			if noEnvs {
+				hc.Docker = nil
+			}
 			// A replica whose state machine halts (a log entry it cannot
 			// apply) shuts down and exits non-zero.
 			halt := make(chan error, 1)
@@ -109,7 +114,17 @@ given, which accepts internal calls and membership changes from anyone.`,
 	}
 	sf.bind(cmd)
 	config.BindFlags(cmd.Flags(), &scratch)
+	bindDevFlags(cmd, &fastGossip)
+	cmd.Flags().BoolVar(&noEnvs, "no-docker-environments", false, "answer 503 to Docker environment calls instead of serving them (dev)")
+	cmd.Flags().MarkHidden("no-docker-environments") //nolint:errcheck // the flag exists
 	return cmd
+}
+
+// bindDevFlags adds the hidden --fast-gossip flag `hakuriver dev` starts
+// its members with.
+func bindDevFlags(cmd *cobra.Command, fast *bool) {
+	cmd.Flags().BoolVar(fast, "fast-gossip", false, "shorten gossip intervals (loopback clusters of `hakuriver dev`)")
+	cmd.Flags().MarkHidden("fast-gossip") //nolint:errcheck // the flag exists
 }
 
 // hostConfig maps the file/flag config onto the replica's own Config,

@@ -44,7 +44,7 @@ func newRootCmd() *cobra.Command {
 		newHostCmd(),
 		newRunnerCmd(),
 		newShimCmd(),
-		newDevCmd(),
+		newDevCmd(g),
 		newConfigCmd(),
 		newTaskCmd(g),
 		newNodeCmd(g),

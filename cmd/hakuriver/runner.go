@@ -26,6 +26,8 @@ func newRunnerCmd() *cobra.Command {
 		memory   string
 		hosts    []string
 		noCgroup bool
+		fast     bool
+		noDocker bool
 	)
 	cmd := &cobra.Command{
 		Use:   "runner",
@@ -63,18 +65,21 @@ holds it.`,
 				}
 			}
 			rc.Hosts = hosts
+			rc.FastGossip = fast
 			sd, err := openStateDir(c.Paths.RunnerStateDir, rc, c.Docker.AdditionalMounts)
 			if err != nil {
 				return err
 			}
 			defer sd.Close() //nolint:errcheck // releasing the lock on the way out; exiting releases it too
 			warnOldLayout(log, rc.LocalTempDir)
-			dockerEx, closeDocker, err := newDockerExecutor(cmd.Context(), rc, c.Docker, sd)
-			if err != nil {
-				return err
+			if !noDocker {
+				dockerEx, closeDocker, err := newDockerExecutor(cmd.Context(), rc, c.Docker, sd)
+				if err != nil {
+					return err
+				}
+				defer closeDocker()
+				rc.Docker = dockerEx
 			}
-			defer closeDocker()
-			rc.Docker = dockerEx
 			a, stop, err := startRunner(cmd.Context(), rc, sd, noCgroup)
 			if err != nil {
 				return err
@@ -91,6 +96,9 @@ holds it.`,
 	cmd.Flags().StringVar(&memory, "memory", "", "memory to offer, e.g. 8G (default: detected)")
 	cmd.Flags().StringSliceVar(&hosts, "host-api", nil, "host API URLs to use before gossip finds replicas (optional)")
 	cmd.Flags().BoolVar(&noCgroup, "no-cgroups", false, "run native tasks without cgroup limits")
+	bindDevFlags(cmd, &fast)
+	cmd.Flags().BoolVar(&noDocker, "no-docker", false, "run without the Docker executor, as `hakuriver dev` runners do")
+	cmd.Flags().MarkHidden("no-docker") //nolint:errcheck // the flag exists
 	return cmd
 }
 
