@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,11 @@ type devSupervisor struct {
 	clientTLS *tls.Config
 	stderr    io.Writer
 	log       *slog.Logger
+
+	// quiet stops echoing the members' output to stderr (their logs keep
+	// it): set while dev stops them, whose parting complaints about each
+	// other are no news.
+	quiet atomic.Bool
 
 	mu    sync.Mutex
 	state *devState
@@ -195,7 +201,9 @@ func (s *devSupervisor) copyOutput(name string, r io.ReadCloser, logf *os.File) 
 		if strings.HasPrefix(line, "host ") || strings.HasPrefix(line, "runner ") {
 			continue
 		}
-		fmt.Fprintf(s.stderr, "%s | %s\n", name, line)
+		if !s.quiet.Load() {
+			fmt.Fprintf(s.stderr, "%s | %s\n", name, line)
+		}
 	}
 }
 
@@ -256,6 +264,7 @@ func (s *devSupervisor) stop(m *devMember, hard bool) {
 // shutdown stops every member: the runners first, then (unless keepTasks)
 // their native tasks, then the replicas.
 func (s *devSupervisor) shutdown(keepTasks bool) {
+	s.quiet.Store(true)
 	var wg sync.WaitGroup
 	each := func(kind string) {
 		for _, m := range s.state.Members {
