@@ -320,6 +320,13 @@ func TestDevProcesses(t *testing.T) {
 		}
 	})
 
+	t.Run("unknown member", func(t *testing.T) {
+		out, err := exec.Command(hostBin, "dev", "kill", "host-9", "--data-dir", dir).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "want one of host-1, host-2, host-3, runner-1, leader") {
+			t.Fatalf("dev kill host-9: %v %s", err, out)
+		}
+	})
+
 	t.Run("pause and resume the runner", func(t *testing.T) {
 		devCLI(t, dir, "pause", "runner-1")
 		var pid int
@@ -374,6 +381,9 @@ func TestDevProcesses(t *testing.T) {
 	}
 	d.stop(t)
 	assertNoProcess(t, dir, pids)
+	if out, err := exec.Command(hostBin, "dev", "status", "--data-dir", dir).CombinedOutput(); err == nil || !strings.Contains(string(out), "is not running") {
+		t.Fatalf("dev status of a stopped dev: %v %s", err, out)
+	}
 
 	// A SIGKILLed dev takes its members with it (Pdeathsig).
 	d = startDevProc(t, dir, "--replicas", "3", "--runners", "1")

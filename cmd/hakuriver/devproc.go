@@ -478,11 +478,11 @@ func (s *devSupervisor) waitServing(ctx context.Context, m *devMember, within ti
 	defer cancel()
 	for {
 		s.mu.Lock()
-		running := s.procs[m.Name] != nil
+		running, exit := s.procs[m.Name] != nil, m.Exit
 		s.mu.Unlock()
 		if !running {
 			b, _ := os.ReadFile(m.Log)
-			return fmt.Errorf("%s ended: %s; the end of %s:\n%s", m.Name, m.Exit, m.Log, logTail(b, 2048))
+			return fmt.Errorf("%s ended: %s; the end of %s:\n%s", m.Name, exit, m.Log, logTail(b, 2048))
 		}
 		if c, err := net.DialTimeout("tcp", addr(m.APIPort), time.Second); err == nil {
 			c.Close()
