@@ -76,6 +76,9 @@ its members die with it (their tasks do not).`,
 				return err
 			}
 			temp := dataDir == ""
+			if temp && keepTasks {
+				return errors.New("--keep-tasks needs --data-dir: a temporary data dir, and the tasks' state with it, is removed on exit")
+			}
 			if temp {
 				if dataDir, err = os.MkdirTemp("", "hakuriver-dev-"); err != nil {
 					return fmt.Errorf("create temp data dir: %w", err)
@@ -218,6 +221,9 @@ func runDev(ctx context.Context, out, errOut io.Writer, log *slog.Logger, o devO
 		return err
 	}
 	leader, err := s.waitLeader(ctx, 60*time.Second)
+	if ctx.Err() != nil {
+		return nil // stopped while starting
+	}
 	if err != nil {
 		return err
 	}
