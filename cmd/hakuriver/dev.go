@@ -28,7 +28,7 @@ func newDevCmd() *cobra.Command {
 		runners  int
 		dataDir  string
 		apiPort  int
-		logLevel string
+		logs     logFlags
 		useTLS   bool
 		withEnvs bool
 	)
@@ -51,10 +51,11 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 			if runners < 0 || runners > 16 {
 				return fmt.Errorf("--runners %d: must be between 0 and 16", runners)
 			}
-			log, err := newLogger(logLevel)
+			log, closeLog, err := logs.open(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer closeLog()
 			if dataDir == "" {
 				d, err := os.MkdirTemp("", "hakuriver-dev-")
 				if err != nil {
@@ -214,7 +215,7 @@ commands: HAKURIVER_TOKEN is the API token of the admin account, kept in
 	cmd.Flags().IntVar(&runners, "runners", 1, "number of runner agents (native executor)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep state here instead of a temporary directory")
 	cmd.Flags().IntVar(&apiPort, "api-port", 8000, "API port of the first replica; replica i uses this + i")
-	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	logs.bind(cmd.Flags(), "warn")
 	cmd.Flags().BoolVar(&useTLS, "tls", false, "serve the APIs over HTTPS and Raft over TLS, with certificates of a CA made in <data-dir>/tls (the export line names it)")
 	cmd.Flags().BoolVar(&withEnvs, "docker-environments", true, "serve Docker environments (containers, tarballs, terminal) from this machine's Docker Engine; without Docker their calls answer 503")
 	return cmd

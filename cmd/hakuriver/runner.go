@@ -52,6 +52,7 @@ holds it.`,
 			if err != nil {
 				return err
 			}
+			defer sf.closeLog()
 			rc, err := runnerConfig(c, log, name)
 			if err != nil {
 				return err
