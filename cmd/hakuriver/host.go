@@ -27,6 +27,9 @@ const configEnv = "HAKURIVER_CONFIG"
 type serverFlags struct {
 	configPath string
 	log        logFlags
+	// configLogFile is the config's log file of this command
+	// (paths.host_log_file or runner_log_file), used without --log-file.
+	configLogFile func(config.Config) string
 	// closeLog stops the log file's SIGHUP handling and closes it (set by
 	// resolve; the command defers it).
 	closeLog func()
@@ -49,6 +52,9 @@ func (s *serverFlags) resolve(cmd *cobra.Command) (config.Config, *slog.Logger, 
 	if err != nil {
 		return config.Config{}, nil, err
 	}
+	if s.log.file == "" && s.configLogFile != nil {
+		s.log.file = s.configLogFile(c)
+	}
 	log, closeLog, err := s.log.open(cmd.Context())
 	if err != nil {
 		return config.Config{}, nil, err
@@ -58,7 +64,7 @@ func (s *serverFlags) resolve(cmd *cobra.Command) (config.Config, *slog.Logger, 
 }
 
 func newHostCmd() *cobra.Command {
-	var sf serverFlags
+	sf := serverFlags{configLogFile: func(c config.Config) string { return c.Paths.HostLogFile }}
 	var scratch config.Config
 	cmd := &cobra.Command{
 		Use:   "host",

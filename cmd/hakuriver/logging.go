@@ -19,7 +19,7 @@ type logFlags struct {
 func (l *logFlags) bind(fs *pflag.FlagSet, defaultLevel string) {
 	fs.StringVar(&l.level, "log-level", defaultLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&l.format, "log-format", logging.FormatText, "log format: text (key=value) or json (one object a line)")
-	fs.StringVar(&l.file, "log-file", "", "append logs to this file instead of stderr; SIGHUP reopens it (for logrotate)")
+	fs.StringVar(&l.file, "log-file", "", "append logs to this file instead of stderr; SIGHUP reopens it (for logrotate). host and runner default to the config's paths.host_log_file / runner_log_file")
 }
 
 // open returns the logger the flags ask for. With --log-file, SIGHUP
