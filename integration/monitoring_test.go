@@ -6,9 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,22 +98,11 @@ func TestMonitoring(t *testing.T) {
 		}
 	})
 
+	// Prometheus's account, as ops/monitoring/prometheus.yml says: a viewer
+	// whose token alone is in a file.
+	tokenFile := viewerTokenFile(t, c)
+
 	t.Run("PrometheusScrape", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
-		defer cancel()
-		if a, err := c.Call(ctx, 0, http.MethodPost, "/api/users", api.UserRequest{Name: "prometheus", Role: fsm.RoleViewer}); err != nil || a.Status != http.StatusCreated {
-			t.Fatalf("create the viewer: %v, %v", a, err)
-		}
-		var tok api.TokenResponse
-		a, err := c.Call(ctx, 0, http.MethodPost, "/api/tokens", api.TokenRequest{User: "prometheus", Name: "scrape"})
-		if err != nil || a.Status != http.StatusCreated || a.Decode(&tok) != nil {
-			t.Fatalf("create the viewer's token: %v, %v", a, err)
-		}
-		// credentials_file of the Prometheus example: the token alone.
-		tokenFile := filepath.Join(t.TempDir(), "hakuriver.token")
-		if err := os.WriteFile(tokenFile, []byte(tok.Token+"\n"), 0o400); err != nil {
-			t.Fatal(err)
-		}
 		if !strings.Contains(string(monitoring.PrometheusConfig), "credentials_file:") {
 			t.Fatal("the example Prometheus config does not read a bearer token file")
 		}
@@ -155,9 +148,7 @@ func TestMonitoring(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Snapshot age needs a snapshot: this young cluster has none, and
-		// the cluster package's TestMetrics checks it.
-		names = slices.DeleteFunc(names, func(n string) bool { return n == "hakuriver_raft_snapshot_age_seconds" })
+		names = slices.DeleteFunc(names, func(n string) bool { return n == noSnapshotYet })
 		if missing := monitoring.Missing(names, body); len(missing) > 0 {
 			t.Errorf("the dashboard queries metrics the replica does not serve: %q", missing)
 		}
@@ -165,4 +156,154 @@ func TestMonitoring(t *testing.T) {
 			t.Errorf("positive control: missing = %q", missing)
 		}
 	})
+
+	t.Run("RealPrometheus", func(t *testing.T) { realPrometheus(t, c, tokenFile) })
+}
+
+// noSnapshotYet is the dashboard's metric a young cluster does not serve:
+// the age of a snapshot it has not taken (the cluster package's TestMetrics
+// checks it after one).
+const noSnapshotYet = "hakuriver_raft_snapshot_age_seconds"
+
+// viewerTokenFile makes a viewer account and writes one API token of it,
+// alone, to a file of mode 0400.
+func viewerTokenFile(t *testing.T, c *harness.Cluster) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
+	defer cancel()
+	if a, err := c.Call(ctx, 0, http.MethodPost, "/api/users", api.UserRequest{Name: "prometheus", Role: fsm.RoleViewer}); err != nil || a.Status != http.StatusCreated {
+		t.Fatalf("create the viewer: %v, %v", a, err)
+	}
+	var tok api.TokenResponse
+	a, err := c.Call(ctx, 0, http.MethodPost, "/api/tokens", api.TokenRequest{User: "prometheus", Name: "scrape"})
+	if err != nil || a.Status != http.StatusCreated || a.Decode(&tok) != nil {
+		t.Fatalf("create the viewer's token: %v, %v", a, err)
+	}
+	path := filepath.Join(t.TempDir(), "hakuriver.token")
+	if err := os.WriteFile(path, []byte(tok.Token+"\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// prometheusBin returns Debian's prometheus binary: from PATH, or as
+// .ci/test-deps.sh extracts it into bin/prometheus.
+func prometheusBin(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("prometheus"); err == nil {
+		return p
+	}
+	p, err := filepath.Abs("../bin/prometheus/usr/bin/prometheus")
+	if err == nil {
+		if _, err = os.Stat(p); err == nil {
+			return p
+		}
+	}
+	skipUnlessRequired(t, "HAKURIVER_REQUIRE_PROMETHEUS", "no prometheus binary (make test-deps extracts Debian's into bin/prometheus): %v", err)
+	return ""
+}
+
+// realPrometheus checks the shipped configuration with promtool, runs
+// Prometheus with it (targets, interval and token file adapted) against
+// replica 0, and evaluates every query of the Grafana dashboard: each must
+// parse and return series.
+func realPrometheus(t *testing.T, c *harness.Cluster, tokenFile string) {
+	bin := prometheusBin(t)
+	dir := t.TempDir()
+	shipped := strings.ReplaceAll(string(monitoring.PrometheusConfig), "/etc/prometheus/hakuriver.token", tokenFile)
+	check := filepath.Join(dir, "shipped.yml")
+	if err := os.WriteFile(check, []byte(shipped), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(filepath.Join(filepath.Dir(bin), "promtool"), "check", "config", check).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config of ops/monitoring/prometheus.yml: %v\n%s", err, out)
+	}
+	// The same file, scraping replica 0 every second.
+	api0 := strings.TrimPrefix(c.Replica(0).API, "http://")
+	cfg := regexp.MustCompile(`(?s)- targets:\n.*`).ReplaceAllString(shipped, "- targets: ['"+api0+"']\n")
+	cfg = strings.NewReplacer("scrape_interval: 15s", "scrape_interval: 1s", "scrape_timeout: 10s", "scrape_timeout: 1s").Replace(cfg)
+	if !strings.Contains(cfg, api0) || !strings.Contains(cfg, "scrape_interval: 1s") {
+		t.Fatalf("could not adapt the shipped config:\n%s", cfg)
+	}
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	logPath := filepath.Join(dir, "prometheus.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address="+addr)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill() //nolint:errcheck // it may have exited
+		cmd.Wait()         //nolint:errcheck // killed
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("prometheus log:\n%s", b)
+		}
+	}()
+	query := func(q string) (int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/query?query="+url.QueryEscape(q), nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Status string `json:"status"`
+			Error  string `json:"error"`
+			Data   struct {
+				Result []json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return 0, fmt.Errorf("query %q: %d: %w", q, resp.StatusCode, err)
+		}
+		if out.Status != "success" {
+			return 0, fmt.Errorf("query %q: %s", q, out.Error)
+		}
+		return len(out.Data.Result), nil
+	}
+	// Scraped with the viewer's token: up is 1.
+	c.Poll(30*time.Second, "Prometheus to scrape the replica", func() (bool, string) {
+		n, err := query(`up{job="hakuriver"} == 1`)
+		return err == nil && n == 1, fmt.Sprint(n, err)
+	})
+	exprs, err := monitoring.Exprs(monitoring.Dashboard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grafana := strings.NewReplacer("$job", "hakuriver", "$__rate_interval", "10s")
+	for _, q := range exprs {
+		expr := grafana.Replace(q.Expr)
+		if _, err := query(expr); err != nil { // a query Prometheus refuses never gets better
+			t.Errorf("panel %q: %v", q.Panel, err)
+			continue
+		}
+		c.Poll(20*time.Second, fmt.Sprintf("panel %q: %s", q.Panel, expr), func() (bool, string) {
+			n, err := query(expr)
+			if err != nil {
+				return false, err.Error()
+			}
+			return n > 0 || strings.Contains(expr, noSnapshotYet), fmt.Sprintf("%d series", n)
+		})
+	}
+	t.Logf("Prometheus evaluated the %d queries of the dashboard", len(exprs))
 }
