@@ -32,10 +32,9 @@ type metrics struct {
 	placements prometheus.Counter
 }
 
-// latencyBuckets suit requests and Raft commits alike: 0.5 ms to 5 s.
-var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
-
 func newMetrics(h *Host) *metrics {
+	// Buckets for requests and Raft writes alike: 0.5 ms to 5 s.
+	latencyBuckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

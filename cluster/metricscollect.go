@@ -54,8 +54,12 @@ var (
 	descSSHTunnels     = desc("hakuriver_ssh_proxy_tunnels_total", "Tunnels to a VPS opened through this replica's SSH proxy.")
 	descSSHRefused     = desc("hakuriver_ssh_proxy_refused_total", "Tunnel requests this replica's SSH proxy refused.")
 	descSSHBytes       = desc("hakuriver_ssh_proxy_bytes_total", "Bytes relayed through this replica's SSH proxy tunnels, by direction (to_vps, from_vps).", "direction")
-	nodeTaskStatuses   = []fsm.Status{fsm.StatusAssigning, fsm.StatusRunning, fsm.StatusPaused}
 )
+
+// nodeTaskStatuses are the statuses hakuriver_node_tasks counts.
+func nodeTaskStatuses() [3]fsm.Status {
+	return [3]fsm.Status{fsm.StatusAssigning, fsm.StatusRunning, fsm.StatusPaused}
+}
 
 // describeAll sends ds.
 func describeAll(ch chan<- *prometheus.Desc, ds ...*prometheus.Desc) {
@@ -114,6 +118,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- gaugeOf(descNodes, float64(len(nodes)))
 	byStatus := map[fsm.NodeStatus]int{}
 	drained := 0
+	statuses := nodeTaskStatuses()
 	perNode := make(map[string]*[3]int, len(nodes))
 	for _, n := range nodes {
 		byStatus[n.Status]++
@@ -130,14 +135,14 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if counts == nil {
 			continue
 		}
-		for i, s := range nodeTaskStatuses {
+		for i, s := range statuses {
 			if t.Status == s {
 				counts[i]++
 			}
 		}
 	}
 	for name, counts := range perNode {
-		for i, s := range nodeTaskStatuses {
+		for i, s := range statuses {
 			ch <- gaugeOf(descNodeTasks, float64(counts[i]), name, string(s))
 		}
 	}
