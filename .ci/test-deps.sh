@@ -18,3 +18,17 @@ if ! command -v chromium >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
+# The monitoring test (integration/monitoring_test.go) runs Debian's
+# Prometheus against a replica. Only its binaries are extracted, into
+# bin/prometheus: no service is installed or started.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -x "$root/bin/prometheus/usr/bin/prometheus" ] && ! command -v prometheus >/dev/null 2>&1; then
+  echo "test-deps: fetching prometheus (binaries into bin/prometheus)"
+  tmp="$(mktemp -d)"
+  if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root prometheus >/dev/null 2>&1); then
+    apt-get update -qq && (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root prometheus >/dev/null)
+  fi
+  mkdir -p "$root/bin/prometheus"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$root/bin/prometheus"
+  rm -rf "$tmp"
+fi

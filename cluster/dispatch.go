@@ -115,6 +115,7 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 		}()
 		res := scheduler.Plan(scheduler.View{Nodes: l.state.Nodes(), Active: l.state.Active(), Lookup: l.state.Task,
 			Quotas: scheduler.NewQuotas(l.state.Users(), l.state.Groups())})
+		l.recordQueue(res)
 		for _, f := range res.Failed {
 			code, msg := -1, "Not started: "+f.Reason
 			ok = l.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now}) && ok
@@ -129,7 +130,9 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 			if err != nil {
 				l.log.Warn("commit placement", "task_id", p.TaskID, "node", p.Node, "err", err)
 				ok = false
+				continue
 			}
+			l.placed()
 		}
 	}
 	if l.state.Counts()[fsm.StatusAssigning] == 0 {
@@ -176,6 +179,32 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 		}
 	}
 	d.mu.Unlock()
+}
+
+// queuePlacing is the queue metric's kind of a task the pass places.
+const queuePlacing = "placing"
+
+// recordQueue keeps the pending tasks by kind of a pass's result for the
+// metrics: why each waits, or that it is being placed.
+func (l *leader) recordQueue(res scheduler.Result) {
+	q := make(map[string]int, len(scheduler.WaitKinds())+1)
+	for _, d := range res.Waiting {
+		q[d.Kind]++
+	}
+	for _, d := range res.Failed {
+		q[d.Kind]++
+	}
+	q[queuePlacing] = len(res.Placements)
+	l.queue.Store(&q)
+}
+
+// queueByKind returns the pending tasks by kind as the last pass saw them
+// (nil before the first pass).
+func (l *leader) queueByKind() map[string]int {
+	if q := l.queue.Load(); q != nil {
+		return *q
+	}
+	return nil
 }
 
 // dispatch sends /run. A runner that rejects the task fails it; one that

@@ -129,7 +129,8 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.apiURL = scheme + net.JoinHostPort(h.cfg.advertise(), strconv.Itoa(h.cfg.APIPort))
 
-	if h.raft, err = openRaft(h.cfg, h.machine, h.halted); err != nil {
+	h.metrics = newMetrics(h) // its collectors read the replica at scrape time only
+	if h.raft, err = openRaft(h.cfg, h.machine, h.halted, h.metrics.observeStore); err != nil {
 		h.apiLn.Close()
 		return nil, err
 	}
@@ -149,7 +150,6 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		h.apiLn.Close()
 		return nil, err
 	}
-	h.metrics = newMetrics(h)
 	if h.sshProxy, err = h.listenSSHProxy(); err != nil {
 		h.pool.Close()
 		h.raft.close()

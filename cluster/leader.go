@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -54,6 +55,8 @@ type leaderDeps struct {
 	// livenessTick is the liveness loop's period.
 	livenessTick time.Duration
 	now          func() time.Time
+	// placed counts a committed placement (metrics); nil counts nothing.
+	placed func()
 }
 
 // leader is the leader's work for one term: it is created when this replica
@@ -65,6 +68,9 @@ type leader struct {
 	leaderDeps
 	live *liveState
 	kick chan struct{}
+	// queue is the pending tasks by Decision kind (and "placing") as the
+	// last scheduling pass saw them; nil before the first.
+	queue atomic.Pointer[map[string]int]
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -84,6 +90,9 @@ type leader struct {
 func newLeader(d leaderDeps) *leader {
 	if d.now == nil {
 		d.now = time.Now
+	}
+	if d.placed == nil {
+		d.placed = func() {}
 	}
 	return &leader{leaderDeps: d, live: newLiveState(d.now()), kick: make(chan struct{}, 1)}
 }

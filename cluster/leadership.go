@@ -105,6 +105,7 @@ func (h *Host) leaderDeps() leaderDeps {
 		// Offline within a quarter second of the timeout.
 		livenessTick: min(250*time.Millisecond, h.cfg.HeartbeatInterval/4+1),
 		now:          time.Now,
+		placed:       h.metrics.placements.Inc,
 	}
 }
 

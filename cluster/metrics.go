@@ -12,70 +12,61 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// metrics is the replica's Prometheus registry (never the global one).
+// metrics is the replica's Prometheus registry (never the global one) and
+// the instruments the replica updates as it works. Everything else is read
+// from the replica's state at scrape time (metricscollect.go). Every label
+// has a bounded set of values: route patterns (never raw paths), known
+// methods, status codes, task statuses, node names, queue kinds.
 type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-}
-
-// taskCollector reports tasks by status from the local FSM at scrape time.
-type taskCollector struct {
-	h    *Host
-	desc *prometheus.Desc
-}
-
-func (c taskCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c taskCollector) Collect(ch chan<- prometheus.Metric) {
-	counts := c.h.machine.Counts()
-	for _, s := range allStatusNames() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
-	}
+	// applyTime is how long a command takes on the leader from raft.Apply
+	// to its future's answer: replication to a quorum (each fsyncing its
+	// log), commit and FSM apply.
+	applyTime prometheus.Histogram
+	// storeTime is one write of the local Raft log store (boltdb
+	// transaction with its fsync).
+	storeTime prometheus.Histogram
+	// placements counts placements this replica committed as leader.
+	placements prometheus.Counter
 }
 
 func newMetrics(h *Host) *metrics {
+	// Buckets for requests and Raft writes alike: 0.5 ms to 5 s.
+	latencyBuckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hakuriver_http_requests_total", Help: "API requests served by this replica.",
+			Name: "hakuriver_http_requests_total", Help: "API requests served by this replica, by route pattern, method and status code.",
 		}, []string{"route", "method", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "hakuriver_http_request_duration_seconds", Help: "API request latency on this replica.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-		}, []string{"route", "method"}),
-	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
-	}
-	stat := func(key string) func() float64 {
-		return func() float64 {
-			v, _ := strconv.ParseFloat(h.raft.r.Stats()[key], 64)
-			return v
-		}
-	}
-	m.reg.MustRegister(
-		m.requests, m.latency,
-		taskCollector{h: h, desc: prometheus.NewDesc("hakuriver_tasks", "Tasks by status in this replica's FSM.", []string{"status"}, nil)},
-		gauge("hakuriver_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 { return float64(h.raft.r.State()) }),
-		gauge("hakuriver_raft_is_leader", "1 when this replica is the leader.", func() float64 {
-			if h.IsLeader() {
-				return 1
-			}
-			return 0
+			Name: "hakuriver_http_request_duration_seconds", Help: "API request latency on this replica, by route pattern, method and status code.",
+			Buckets: latencyBuckets,
+		}, []string{"route", "method", "code"}),
+		applyTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hakuriver_raft_apply_duration_seconds", Help: "Time from proposing a command on the leader to its being committed and applied.",
+			Buckets: latencyBuckets,
 		}),
-		gauge("hakuriver_raft_applied_index", "Last log index applied to the FSM.", func() float64 { return float64(h.machine.AppliedIndex()) }),
-		gauge("hakuriver_raft_commit_index", "Raft commit index.", stat("commit_index")),
-		gauge("hakuriver_raft_last_log_index", "Last Raft log index.", stat("last_log_index")),
-		gauge("hakuriver_raft_term", "Current Raft term.", stat("term")),
-		gauge("hakuriver_nodes", "Registered runner nodes.", func() float64 { return float64(len(h.machine.Nodes())) }),
-	)
+		storeTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hakuriver_raft_store_duration_seconds", Help: "Time of one write (with fsync) to this replica's Raft log store.",
+			Buckets: latencyBuckets,
+		}),
+		placements: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hakuriver_scheduler_placements_total", Help: "Placements of pending tasks this replica committed as leader.",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.applyTime, m.storeTime, m.placements,
+		raftCollector{h}, stateCollector{h}, leaderCollector{h}, sshCollector{h})
 	return m
 }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
+
+// observeStore records one Raft log store write.
+func (m *metrics) observeStore(d time.Duration) { m.storeTime.Observe(d.Seconds()) }
 
 // statusRecorder captures the status code a handler writes.
 type statusRecorder struct {
@@ -103,17 +94,33 @@ func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap exposes the underlying writer to http.ResponseController.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// instrument counts and times every request by its route pattern.
+// routeUnmatched labels requests that matched no route.
+const routeUnmatched = "unmatched"
+
+// instrument counts and times every request by its route pattern (chi's,
+// "/api/status/{id}", never the raw path), its method (any method not
+// served anywhere is "other": a client chooses it freely) and its code.
 func (m *metrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		route := "unmatched"
+		route := routeUnmatched
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
 		}
-		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
-		m.latency.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+		code := strconv.Itoa(rec.code)
+		method := metricMethod(r.Method)
+		m.requests.WithLabelValues(route, method, code).Inc()
+		m.latency.WithLabelValues(route, method, code).Observe(time.Since(start).Seconds())
 	})
+}
+
+// metricMethod bounds the method label.
+func metricMethod(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return method
+	}
+	return "other"
 }

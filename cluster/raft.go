@@ -106,10 +106,12 @@ type raftNode struct {
 	logs      *raftboltdb.BoltStore
 	addr      string
 	hadState  bool
-	snapStore *raft.FileSnapshotStore
+	snapStore *trackedSnapshotStore
 }
 
-func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error) {
+// openRaft opens the replica's Raft stores and starts Raft. storeTime
+// observes each write of the log store (metrics).
+func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(time.Duration)) (*raftNode, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -139,11 +141,12 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error)
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(logger, "snapshot"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(logger, "snapshot"))
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
+	snaps := newTrackedSnapshotStore(fileSnaps)
 	advertise := net.JoinHostPort(cfg.advertise(), strconv.Itoa(cfg.RaftPort))
 	adv, err := net.ResolveTCPAddr("tcp", advertise)
 	if err != nil {
@@ -161,7 +164,7 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error)
 		logs.Close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, raftFSM{m: m, haltOnce: new(sync.Once), onHalt: onHalt}, logs, logs, snaps, trans)
+	r, err := raft.NewRaft(rc, raftFSM{m: m, haltOnce: new(sync.Once), onHalt: onHalt}, timedLogStore{LogStore: logs, observe: storeTime}, logs, snaps, trans)
 	if err != nil {
 		trans.Close()
 		logs.Close()
@@ -216,6 +219,7 @@ func (h *Host) apply(ctx context.Context, c fsm.Command) (any, error) {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
+	start := time.Now()
 	f := h.raft.r.Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		switch {
@@ -227,6 +231,7 @@ func (h *Host) apply(ctx context.Context, c fsm.Command) (any, error) {
 		}
 		return nil, fmt.Errorf("apply %s: %w", c.Type(), err)
 	}
+	h.metrics.applyTime.Observe(time.Since(start).Seconds())
 	res, _ := f.Response().(fsm.Result)
 	if res.Err != nil {
 		return nil, res.Err

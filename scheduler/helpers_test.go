@@ -192,6 +192,9 @@ func checkDecisions(t *testing.T, kind string, got []scheduler.Decision, want ma
 		if d.Reason == "" {
 			t.Errorf("task %d is %s with an empty reason", d.TaskID, kind)
 		}
+		if want := kindOf(d.Reason); d.Kind != want {
+			t.Errorf("task %d is %s (%q) with kind %q, want %q", d.TaskID, kind, d.Reason, d.Kind, want)
+		}
 		w, ok := want[d.TaskID]
 		if !ok {
 			t.Errorf("task %d %s (%q), not expected", d.TaskID, kind, d.Reason)
@@ -219,4 +222,19 @@ func fmtPtr(p *int) string {
 		return "nil"
 	}
 	return fmt.Sprint(*p)
+}
+
+// kindOf is the Decision kind a reason's wording implies.
+func kindOf(reason string) string {
+	for prefix, kind := range map[string]string{
+		"waiting for ": scheduler.WaitDependency, "dependency ": scheduler.WaitDependencyFailed,
+		"array throttle": scheduler.WaitArrayThrottle, "quota:": scheduler.WaitQuota,
+		"no online node": scheduler.WaitNoOnlineNode, "every online node is drained": scheduler.WaitDrained,
+		"no node has ": scheduler.WaitCapacity,
+	} {
+		if strings.HasPrefix(reason, prefix) {
+			return kind
+		}
+	}
+	return scheduler.WaitTargetNode // "target node ...", "node n1 is offline", "GPU 3 of n1 ..."
 }

@@ -370,6 +370,9 @@ func (s *sim) checkPass(res scheduler.Result) error {
 			if d.Reason == "" {
 				return fmt.Errorf("task %d %s without a reason", d.TaskID, kind)
 			}
+			if !slices.Contains(scheduler.WaitKinds(), d.Kind) {
+				return fmt.Errorf("task %d %s with kind %q", d.TaskID, kind, d.Kind)
+			}
 			if prev, dup := decided[d.TaskID]; dup {
 				return fmt.Errorf("task %d is both %s and %s", d.TaskID, prev, kind)
 			}

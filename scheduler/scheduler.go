@@ -35,7 +35,38 @@ type Placement struct {
 // run (Failed).
 type Decision struct {
 	TaskID int64
+	// Kind is the reason's category, one of the Wait* constants: a small
+	// fixed set, fit for a metric label (Reason names IDs and figures).
+	Kind   string
 	Reason string
+}
+
+// The kinds of Decision.
+const (
+	// WaitDependency: a dependency has not finished yet.
+	WaitDependency = "dependency"
+	// WaitDependencyFailed: a dependency is missing or ended other than
+	// completed (a Failed decision).
+	WaitDependencyFailed = "dependency_failed"
+	// WaitArrayThrottle: the task's array runs its throttle's worth.
+	WaitArrayThrottle = "array_throttle"
+	// WaitQuota: the owner or one of their groups is at a quota.
+	WaitQuota = "quota"
+	// WaitNoOnlineNode: no runner is online.
+	WaitNoOnlineNode = "no_online_node"
+	// WaitDrained: every online node is drained.
+	WaitDrained = "drained"
+	// WaitTargetNode: the task's target node is unregistered, offline,
+	// drained or too small now.
+	WaitTargetNode = "target_node"
+	// WaitCapacity: no node has the resources free now.
+	WaitCapacity = "capacity"
+)
+
+// WaitKinds lists every Decision kind.
+func WaitKinds() []string {
+	return []string{WaitDependency, WaitDependencyFailed, WaitArrayThrottle, WaitQuota,
+		WaitNoOnlineNode, WaitDrained, WaitTargetNode, WaitCapacity}
 }
 
 // Result is the outcome of one scheduling pass.
@@ -140,23 +171,23 @@ func Plan(v View) Result {
 	for _, t := range pending {
 		if reason, failed := dependencies(t, v.Lookup); reason != "" {
 			if failed {
-				res.Failed = append(res.Failed, Decision{t.TaskID, reason})
+				res.Failed = append(res.Failed, Decision{t.TaskID, WaitDependencyFailed, reason})
 			} else {
-				res.Waiting = append(res.Waiting, Decision{t.TaskID, reason})
+				res.Waiting = append(res.Waiting, Decision{t.TaskID, WaitDependency, reason})
 			}
 			continue
 		}
 		if t.ArrayThrottle > 0 && running[t.BatchID] >= t.ArrayThrottle {
-			res.Waiting = append(res.Waiting, Decision{t.TaskID, fmt.Sprintf("array throttle: %d of batch %d running (max %d)", running[t.BatchID], t.BatchID, t.ArrayThrottle)})
+			res.Waiting = append(res.Waiting, Decision{t.TaskID, WaitArrayThrottle, fmt.Sprintf("array throttle: %d of batch %d running (max %d)", running[t.BatchID], t.BatchID, t.ArrayThrottle)})
 			continue
 		}
 		if reason := v.Quotas.hold(t, quota); reason != "" {
-			res.Waiting = append(res.Waiting, Decision{t.TaskID, reason})
+			res.Waiting = append(res.Waiting, Decision{t.TaskID, WaitQuota, reason})
 			continue
 		}
-		p, reason := place(t, v.Nodes, usage, online, undrained)
+		p, kind, reason := place(t, v.Nodes, usage, online, undrained)
 		if p == nil {
-			res.Waiting = append(res.Waiting, Decision{t.TaskID, reason})
+			res.Waiting = append(res.Waiting, Decision{t.TaskID, kind, reason})
 			continue
 		}
 		if usage[p.Node] == nil {
@@ -200,8 +231,9 @@ func dependencies(t *fsm.Task, lookup func(int64) (*fsm.Task, bool)) (string, bo
 	return "", false
 }
 
-// place finds the node for t, or says why there is none.
-func place(t *fsm.Task, nodes []*fsm.Node, usage map[string]*Usage, online, undrained int) (*Placement, string) {
+// place finds the node for t, or says why there is none (a Decision kind
+// and the reason).
+func place(t *fsm.Task, nodes []*fsm.Node, usage map[string]*Usage, online, undrained int) (*Placement, string, string) {
 	var best *Placement
 	var bestKey [3]int64
 	why := ""
@@ -228,24 +260,27 @@ func place(t *fsm.Task, nodes []*fsm.Node, usage map[string]*Usage, online, undr
 			}
 		}
 		if target == nil {
-			return nil, fmt.Sprintf("target node %s is not registered", t.TargetNode)
+			return nil, WaitTargetNode, fmt.Sprintf("target node %s is not registered", t.TargetNode)
 		}
 		consider(target)
-		return best, why
+		if best != nil {
+			return best, "", ""
+		}
+		return nil, WaitTargetNode, why
 	}
 	for _, n := range nodes {
 		consider(n)
 	}
 	if best != nil {
-		return best, ""
+		return best, "", ""
 	}
 	if online == 0 {
-		return nil, "no online node (waiting for a runner)"
+		return nil, WaitNoOnlineNode, "no online node (waiting for a runner)"
 	}
 	if undrained == 0 {
-		return nil, "every online node is drained"
+		return nil, WaitDrained, "every online node is drained"
 	}
-	return nil, fmt.Sprintf("no node has %s free", describe(t))
+	return nil, WaitCapacity, fmt.Sprintf("no node has %s free", describe(t))
 }
 
 func describe(t *fsm.Task) string {

@@ -151,7 +151,6 @@ func (s *Server) serveChannel(log *slog.Logger, nc ssh.NewChannel, perms *ssh.Pe
 		up.Close()
 		return true
 	}
-	s.tunnels.Add(1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -161,7 +160,7 @@ func (s *Server) serveChannel(log *slog.Logger, nc ssh.NewChannel, perms *ssh.Pe
 	start := time.Now()
 	vps := up.RemoteAddr().String()
 	log.Info("ssh tunnel opened", "vps", vps, "as", s.keyUsers(perms), "active", s.active.Load())
-	sent, received := relay(ch, up, ch, up)
+	sent, received := s.relayTunnel(ch, ch, up)
 	log.Info("ssh tunnel closed", "vps", vps, "bytes_to_vps", sent, "bytes_from_vps", received, "duration", time.Since(start))
 	wg.Wait()
 	return true

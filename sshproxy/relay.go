@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // Relay copies bytes between a and b in both directions until both
@@ -13,7 +14,7 @@ import (
 // in either direction closes both at once. It returns the number of bytes
 // copied from a to b and from b to a.
 func Relay(a, b net.Conn) (aToB, bToA int64) {
-	return relay(a, b, a, b)
+	return relay(a, b, a, b, nil, nil)
 }
 
 // writeCloser is one end of a relay: where bytes go, and how to close it.
@@ -23,9 +24,11 @@ type writeCloser interface {
 }
 
 // relay is Relay with the readers given separately (a connection whose
-// first bytes are buffered is read through its buffer). It runs one
-// direction in a goroutine it waits for.
-func relay(a, b writeCloser, ar, br io.Reader) (aToB, bToA int64) {
+// first bytes are buffered is read through its buffer). Bytes are added to
+// toB and toA (when not nil) as they are written, so that a long session
+// shows in the counters while it lasts. It runs one direction in a
+// goroutine it waits for.
+func relay(a, b writeCloser, ar, br io.Reader, toB, toA *atomic.Int64) (aToB, bToA int64) {
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
@@ -37,18 +40,22 @@ func relay(a, b writeCloser, ar, br io.Reader) (aToB, bToA int64) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		bToA = copyHalf(a, br, abort)
+		bToA = copyHalf(a, br, toA, abort)
 	}()
-	aToB = copyHalf(b, ar, abort)
+	aToB = copyHalf(b, ar, toB, abort)
 	wg.Wait()
 	abort()
 	return aToB, bToA
 }
 
-// copyHalf copies src to dst; at EOF it half-closes dst, on error it
-// aborts the relay.
-func copyHalf(dst writeCloser, src io.Reader, abort func()) int64 {
-	n, err := io.Copy(dst, src)
+// copyHalf copies src to dst, counting into counted (when not nil); at EOF
+// it half-closes dst, on error it aborts the relay.
+func copyHalf(dst writeCloser, src io.Reader, counted *atomic.Int64, abort func()) int64 {
+	var w io.Writer = dst
+	if counted != nil {
+		w = countingWriter{w: dst, n: counted}
+	}
+	n, err := io.Copy(w, src)
 	if err != nil {
 		abort()
 		return n
@@ -61,4 +68,16 @@ func copyHalf(dst writeCloser, src io.Reader, abort func()) int64 {
 	}
 	abort()
 	return n
+}
+
+// countingWriter adds what it writes to n.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }

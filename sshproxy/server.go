@@ -107,6 +107,12 @@ type Stats struct {
 	// Tunnels counts tunnels opened to a VPS (either mode), Refused
 	// refused requests (ERROR lines and rejected channels).
 	Tunnels, Refused int64
+	// ActiveTunnels counts the tunnels open now (a jump-host connection
+	// may carry several).
+	ActiveTunnels int64
+	// BytesToVPS and BytesFromVPS count the bytes relayed through tunnels,
+	// updated as they flow.
+	BytesToVPS, BytesFromVPS int64
 }
 
 // Server is an SSH proxy. Create it with New, run it with Serve and/or
@@ -129,6 +135,7 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	accepted, active, tunnels, refused atomic.Int64
+	activeTunnels, toVPS, fromVPS      atomic.Int64
 }
 
 // New validates cfg, fills in defaults and returns a Server that serves
@@ -186,7 +193,18 @@ func New(cfg Config) (*Server, error) {
 
 // Stats returns the connection counters.
 func (s *Server) Stats() Stats {
-	return Stats{Accepted: s.accepted.Load(), Active: s.active.Load(), Tunnels: s.tunnels.Load(), Refused: s.refused.Load()}
+	return Stats{Accepted: s.accepted.Load(), Active: s.active.Load(), Tunnels: s.tunnels.Load(), Refused: s.refused.Load(),
+		ActiveTunnels: s.activeTunnels.Load(), BytesToVPS: s.toVPS.Load(), BytesFromVPS: s.fromVPS.Load()}
+}
+
+// relayTunnel relays an opened tunnel between the client side (written to
+// client, read from clientR) and the VPS until both directions end,
+// counting it as active meanwhile and its bytes as they flow.
+func (s *Server) relayTunnel(client writeCloser, clientR io.Reader, up net.Conn) (sent, received int64) {
+	s.tunnels.Add(1)
+	s.activeTunnels.Add(1)
+	defer s.activeTunnels.Add(-1)
+	return relay(client, up, clientR, up, &s.toVPS, &s.fromVPS)
 }
 
 // Serve accepts connections on ln and serves the line protocol on them; a
@@ -368,10 +386,9 @@ func (s *Server) handleLine(c net.Conn) {
 		return
 	}
 	c.SetWriteDeadline(time.Time{}) //nolint:errcheck // see above
-	s.tunnels.Add(1)
 	s.log.Info("ssh tunnel opened", "mode", "line", "remote", remote, "user", caller.String(), "task_id", id, "vps", up.RemoteAddr().String(),
 		"setup", time.Since(start), "active", s.active.Load())
-	sent, received := relay(c, up, br, up)
+	sent, received := s.relayTunnel(c, br, up)
 	s.log.Info("ssh tunnel closed", "mode", "line", "remote", remote, "task_id", id,
 		"bytes_to_vps", sent, "bytes_from_vps", received, "duration", time.Since(start))
 }

@@ -28,7 +28,7 @@ func newDevCmd(g *clientFlags) *cobra.Command {
 		runners   int
 		dataDir   string
 		apiPort   int
-		logLevel  string
+		logs      logFlags
 		useTLS    bool
 		withEnvs  bool
 		keepTasks bool
@@ -71,10 +71,11 @@ its members die with it (their tasks do not).`,
 			if runners < 0 || runners > 16 {
 				return fmt.Errorf("--runners %d: must be between 0 and 16", runners)
 			}
-			log, err := newLogger(logLevel)
+			log, closeLog, err := logs.open(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer closeLog()
 			temp := dataDir == ""
 			if temp && keepTasks {
 				return errors.New("--keep-tasks needs --data-dir: a temporary data dir, and the tasks' state with it, is removed on exit")
@@ -94,7 +95,7 @@ its members die with it (their tasks do not).`,
 			ctx := cmd.Context()
 			return runDev(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), log, devOptions{
 				dir: dataDir, temp: temp, replicas: replicas, runners: runners, apiPort: apiPort,
-				apiChanged: cmd.Flags().Changed("api-port"), logLevel: logLevel, tls: useTLS,
+				apiChanged: cmd.Flags().Changed("api-port"), logLevel: logs.level, logFormat: logs.format, tls: useTLS,
 				withEnvs: withEnvs, keepTasks: keepTasks,
 			})
 		},
@@ -103,7 +104,7 @@ its members die with it (their tasks do not).`,
 	cmd.Flags().IntVar(&runners, "runners", 1, "number of runner agents (native executor)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep state here (created when missing) instead of a temporary directory")
 	cmd.Flags().IntVar(&apiPort, "api-port", 8000, "API port of the first replica; replica i uses this + i (a kept --data-dir keeps its ports unless this is given)")
-	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level of dev and its members: debug, info, warn or error")
+	logs.bind(cmd.Flags(), "warn")
 	cmd.Flags().BoolVar(&useTLS, "tls", false, "serve the APIs over HTTPS and Raft over TLS, with certificates of a CA made in <data-dir>/tls (the export line names it)")
 	cmd.Flags().BoolVar(&withEnvs, "docker-environments", true, "serve Docker environments (containers, tarballs, terminal) from this machine's Docker Engine; without Docker their calls answer 503")
 	cmd.Flags().BoolVar(&keepTasks, "keep-tasks", false, "on Ctrl-C leave the native tasks running (the runners adopt them when dev starts again on this --data-dir)")
@@ -127,6 +128,7 @@ type devOptions struct {
 	apiPort    int
 	apiChanged bool
 	logLevel   string
+	logFormat  string
 	tls        bool
 	withEnvs   bool
 	keepTasks  bool
@@ -185,7 +187,7 @@ func runDev(ctx context.Context, out, errOut io.Writer, log *slog.Logger, o devO
 		}
 	}
 	s := &devSupervisor{
-		bin: bin, logLevel: o.logLevel, withEnvs: o.withEnvs, tokenFile: tokenFile, tlsDir: tlsDir,
+		bin: bin, logLevel: o.logLevel, logFormat: o.logFormat, withEnvs: o.withEnvs, tokenFile: tokenFile, tlsDir: tlsDir,
 		clientTLS: clientTLS, stderr: errOut, log: log, state: st, procs: map[string]*devProc{},
 	}
 	if err := s.writeConfigs(); err != nil {

@@ -38,6 +38,7 @@ const devStopTimeout = 15 * time.Second
 type devSupervisor struct {
 	bin       string
 	logLevel  string
+	logFormat string
 	withEnvs  bool
 	tokenFile string
 	tlsDir    string
@@ -122,7 +123,7 @@ func (s *devSupervisor) writeConfigs() error {
 
 // args returns the command line of member m.
 func (s *devSupervisor) args(m *devMember) []string {
-	args := []string{m.Kind, "--config", m.Config, "--log-level", s.logLevel, "--fast-gossip"}
+	args := []string{m.Kind, "--config", m.Config, "--log-level", s.logLevel, "--log-format", s.logFormat, "--fast-gossip"}
 	if m.Kind == kindRunner {
 		args = append(args, "--name", m.NodeID, "--no-docker")
 	} else if !s.withEnvs {

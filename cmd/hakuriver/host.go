@@ -26,16 +26,24 @@ const configEnv = "HAKURIVER_CONFIG"
 // serverFlags are the flags shared by long-running server commands.
 type serverFlags struct {
 	configPath string
-	logLevel   string
+	log        logFlags
+	// configLogFile is the config's log file of this command
+	// (paths.host_log_file or runner_log_file), used without --log-file.
+	configLogFile func(config.Config) string
+	// closeLog stops the log file's SIGHUP handling and closes it (set by
+	// resolve; the command defers it).
+	closeLog func()
 }
 
 func (s *serverFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&s.configPath, "config", "c", "", "TOML config file (default $"+configEnv+"); flags override its keys")
-	cmd.Flags().StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	s.log.bind(cmd.Flags(), "info")
 }
 
-// resolve loads the config file and applies the changed flags on top.
+// resolve loads the config file, applies the changed flags on top and
+// opens the logger; the caller defers s.closeLog.
 func (s *serverFlags) resolve(cmd *cobra.Command) (config.Config, *slog.Logger, error) {
+	s.closeLog = func() {}
 	path := s.configPath
 	if path == "" {
 		path = os.Getenv(configEnv)
@@ -44,15 +52,19 @@ func (s *serverFlags) resolve(cmd *cobra.Command) (config.Config, *slog.Logger, 
 	if err != nil {
 		return config.Config{}, nil, err
 	}
-	log, err := newLogger(s.logLevel)
+	if s.log.file == "" && s.configLogFile != nil {
+		s.log.file = s.configLogFile(c)
+	}
+	log, closeLog, err := s.log.open(cmd.Context())
 	if err != nil {
 		return config.Config{}, nil, err
 	}
+	s.closeLog = closeLog
 	return c, log, nil
 }
 
 func newHostCmd() *cobra.Command {
-	var sf serverFlags
+	sf := serverFlags{configLogFile: func(c config.Config) string { return c.Paths.HostLogFile }}
 	var scratch config.Config
 	var fastGossip, noEnvs bool
 	cmd := &cobra.Command{
@@ -78,6 +90,7 @@ given, which accepts internal calls and membership changes from anyone.`,
 			if err != nil {
 				return err
 			}
+			defer sf.closeLog()
 			hc, envs, err := hostConfig(c, log)
 			if err != nil {
 				return err

@@ -1,17 +1,46 @@
 package main
 
 import (
-	"fmt"
+	"context"
 	"log/slog"
 	"os"
-	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hakuriver/hakuriver-ha/ops/logging"
 )
 
-// newLogger returns a text logger on stderr at the named level.
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+// logFlags are the logging flags of the long-running commands (host,
+// runner, dev).
+type logFlags struct {
+	level, format, file string
+}
+
+func (l *logFlags) bind(fs *pflag.FlagSet, defaultLevel string) {
+	fs.StringVar(&l.level, "log-level", defaultLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&l.format, "log-format", logging.FormatText, "log format: text (key=value) or json (one object a line)")
+	fs.StringVar(&l.file, "log-file", "", "append logs to this file instead of stderr; SIGHUP reopens it (for logrotate). host and runner default to the config's paths.host_log_file / runner_log_file")
+}
+
+// open returns the logger the flags ask for. With --log-file, SIGHUP
+// reopens the file until ctx ends; done stops that and closes the file.
+func (l *logFlags) open(ctx context.Context) (log *slog.Logger, done func(), err error) {
+	log, file, err := logging.New(logging.Options{Level: l.level, Format: l.format, File: l.file}, os.Stderr)
+	if err != nil {
+		return nil, nil, err
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	if file == nil {
+		return log, func() {}, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		file.ReopenOnSignal(ctx, log)
+	}()
+	return log, func() {
+		cancel()
+		<-stopped
+		file.Close() //nolint:errcheck // the last record is written; nothing to report it to
+	}, nil
 }

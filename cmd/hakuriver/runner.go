@@ -19,7 +19,7 @@ import (
 
 func newRunnerCmd() *cobra.Command {
 	var (
-		sf       serverFlags
+		sf       = serverFlags{configLogFile: func(c config.Config) string { return c.Paths.RunnerLogFile }}
 		scratch  config.Config
 		name     string
 		cores    int
@@ -54,6 +54,7 @@ holds it.`,
 			if err != nil {
 				return err
 			}
+			defer sf.closeLog()
 			rc, err := runnerConfig(c, log, name)
 			if err != nil {
 				return err

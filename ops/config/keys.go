@@ -92,10 +92,10 @@ func settings() []setting {
 			help:  "path of the numactl binary used for NUMA binding (empty = numactl from PATH)",
 			field: func(c *Config) any { return &c.Paths.NumactlPath }},
 		{section: "paths", name: "host_log_file",
-			help:  "file a host logs to (empty = standard error)",
+			help:  "file a host logs to (empty = standard error; --log-file overrides it); SIGHUP reopens it",
 			field: func(c *Config) any { return &c.Paths.HostLogFile }},
 		{section: "paths", name: "runner_log_file",
-			help:  "file a runner logs to (empty = standard error)",
+			help:  "file a runner logs to (empty = standard error; --log-file overrides it); SIGHUP reopens it",
 			field: func(c *Config) any { return &c.Paths.RunnerLogFile }},
 
 		// [timing]

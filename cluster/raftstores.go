@@ -1,0 +1,93 @@
+package cluster
+
+import (
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// timedLogStore times the writes of a Raft log store (for boltdb: the
+// transaction and its fsync) for the metrics; everything else passes
+// through.
+type timedLogStore struct {
+	raft.LogStore
+	observe func(time.Duration)
+}
+
+// StoreLog stores one entry, timed.
+func (s timedLogStore) StoreLog(l *raft.Log) error {
+	start := time.Now()
+	err := s.LogStore.StoreLog(l)
+	s.observe(time.Since(start))
+	return err
+}
+
+// StoreLogs stores a batch of entries, timed.
+func (s timedLogStore) StoreLogs(logs []*raft.Log) error {
+	start := time.Now()
+	err := s.LogStore.StoreLogs(logs)
+	s.observe(time.Since(start))
+	return err
+}
+
+// snapshotInfo is the newest snapshot a replica holds: its last index and
+// when it was completed.
+type snapshotInfo struct {
+	index uint64
+	at    time.Time
+}
+
+// trackedSnapshotStore records when a snapshot was last completed in this
+// replica's store, taken here or installed from the leader.
+type trackedSnapshotStore struct {
+	raft.SnapshotStore
+	last atomic.Pointer[snapshotInfo]
+}
+
+// newTrackedSnapshotStore wraps s, starting from the newest snapshot it
+// already holds: the file store names snapshots term-index-milliseconds.
+func newTrackedSnapshotStore(s raft.SnapshotStore) *trackedSnapshotStore {
+	t := &trackedSnapshotStore{SnapshotStore: s}
+	if metas, err := s.List(); err == nil && len(metas) > 0 {
+		m := metas[0] // newest first
+		info := &snapshotInfo{index: m.Index}
+		if i := strings.LastIndexByte(m.ID, '-'); i >= 0 {
+			if ms, err := strconv.ParseInt(m.ID[i+1:], 10, 64); err == nil {
+				info.at = time.UnixMilli(ms)
+			}
+		}
+		t.last.Store(info)
+	}
+	return t
+}
+
+// Create starts a snapshot whose successful Close is recorded.
+func (t *trackedSnapshotStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := t.SnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &trackedSink{SnapshotSink: sink, store: t, index: index}, nil
+}
+
+// latest returns the newest snapshot, or nil when there is none.
+func (t *trackedSnapshotStore) latest() *snapshotInfo { return t.last.Load() }
+
+type trackedSink struct {
+	raft.SnapshotSink
+	store *trackedSnapshotStore
+	index uint64
+}
+
+// Close completes the snapshot and records it.
+func (s *trackedSink) Close() error {
+	if err := s.SnapshotSink.Close(); err != nil {
+		return err
+	}
+	s.store.last.Store(&snapshotInfo{index: s.index, at: time.Now()})
+	return nil
+}
