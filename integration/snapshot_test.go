@@ -86,8 +86,12 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	t.Run("refused to non-admins", func(t *testing.T) {
 		a := a.For(t)
 		for name, call := range map[string]func() (harness.Answer, error){
-			"user":          func() (harness.Answer, error) { return a.CallAs(ctx, follower, "GET", api.SnapshotPath, alice.Token, nil) },
-			"viewer":        func() (harness.Answer, error) { return a.CallAs(ctx, follower, "GET", api.SnapshotPath, vic.Token, nil) },
+			"user": func() (harness.Answer, error) {
+				return a.CallAs(ctx, follower, "GET", api.SnapshotPath, alice.Token, nil)
+			},
+			"viewer": func() (harness.Answer, error) {
+				return a.CallAs(ctx, follower, "GET", api.SnapshotPath, vic.Token, nil)
+			},
 			"cluster token": func() (harness.Answer, error) { return a.CallInternal(ctx, follower, "GET", api.SnapshotPath, nil) },
 			"anonymous":     func() (harness.Answer, error) { return a.CallAs(ctx, follower, "GET", api.SnapshotPath, "", nil) },
 		} {
