@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,23 +21,42 @@ import (
 // handleSnapshot streams a backup of the replicated state (GET
 // /api/cluster/snapshot, admin only: it holds token hashes and environment
 // values). It runs on the leader (onLeader forwards it there and streams
-// the answer back): a Barrier makes every entry committed before the
-// request applied, then the state is captured at one applied index and
-// written in the backup format (cluster/backup) without being buffered.
+// the answer back).
 func (h *Host) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	// Who took a backup is in the audit log (and so in the backup itself).
 	h.recordAct(r.Context(), "snapshot_save", "cluster state")
+	w.Header().Set("Content-Type", "application/octet-stream")
+	hdr, sum, n, err := h.writeBackup(w, func(hdr backup.Header) {
+		w.Header().Set("Content-Disposition", `attachment; filename="hakuriver-`+strconv.FormatUint(hdr.AppliedIndex, 10)+`.snap"`)
+	})
+	switch {
+	case err != nil && n == 0:
+		writeError(w, err)
+	case err != nil:
+		// The status is sent: the client sees a file without its trailer.
+		h.log.Info("snapshot download ended early", "remote", r.RemoteAddr, "bytes", n, "err", err)
+	default:
+		h.log.Info("snapshot saved", "applied_index", hdr.AppliedIndex, "tasks", hdr.Counts.TasksTotal,
+			"bytes", n, "sha256", sum, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// writeBackup writes a backup file of the state to w, on the leader: a
+// Barrier makes every entry committed before the call applied, then the
+// state is captured at one applied index and written in the backup format
+// (cluster/backup) without being buffered. ready, when not nil, sees the
+// header before the first byte is written. n is 0 when nothing was
+// written.
+func (h *Host) writeBackup(w io.Writer, ready func(backup.Header)) (hdr backup.Header, sum string, n int64, err error) {
 	if err := h.raft.r.Barrier(h.cfg.LeaderWait).Error(); err != nil {
-		writeError(w, fmt.Errorf("%w: barrier: %v", ErrNotLeader, err))
-		return
+		return hdr, "", 0, fmt.Errorf("%w: barrier: %v", ErrNotLeader, err)
 	}
 	if err := h.machine.Halted(); err != nil {
-		writeError(w, fmt.Errorf("snapshot: %w", err))
-		return
+		return hdr, "", 0, fmt.Errorf("snapshot: %w", err)
 	}
 	snap := h.machine.Snapshot()
-	hdr := backup.Header{
+	hdr = backup.Header{
 		Format:           backup.FormatVersion,
 		HakuriverVersion: h.cfg.Version,
 		SnapshotVersion:  fsm.SnapshotVersion,
@@ -47,16 +67,11 @@ func (h *Host) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		Leader:           h.cfg.NodeID,
 		Counts:           snap.Counts(),
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="hakuriver-`+strconv.FormatUint(hdr.AppliedIndex, 10)+`.snap"`)
-	sum, n, err := backup.Write(w, hdr, snap.Write)
-	if err != nil {
-		// The status is sent: the client sees a file without its trailer.
-		h.log.Info("snapshot download ended early", "remote", r.RemoteAddr, "bytes", n, "err", err)
-		return
+	if ready != nil {
+		ready(hdr)
 	}
-	h.log.Info("snapshot saved", "applied_index", hdr.AppliedIndex, "tasks", hdr.Counts.TasksTotal,
-		"bytes", n, "sha256", sum, "took", time.Since(start).Round(time.Millisecond))
+	sum, n, err = backup.Write(w, hdr, snap.Write)
+	return hdr, sum, n, err
 }
 
 // termOf returns the term of the log entry at index: from the log, from

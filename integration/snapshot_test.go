@@ -45,12 +45,18 @@ type snapshotInfo struct {
 // TestSnapshotSaveRestore backs up a real three-replica cluster with tasks,
 // a node, an environment and accounts through a follower, refuses the
 // backup to everyone but an admin, refuses damaged files (one byte
-// flipped, truncated, a newer format), then restores the file into a new
+// flipped, truncated, a newer format), checks the leader's periodic
+// backups and their retention, then restores the file into a new
 // one-replica cluster and checks that it serves identical tasks, nodes and
 // accounts under the same cluster ID, that an old API token authenticates
 // there, and that another replica joins it.
 func TestSnapshotSaveRestore(t *testing.T) {
-	a := startWithRunners(t, runnerSpec{"snap-r1", twoCores})
+	// Every replica is told to write periodic backups into one directory,
+	// as on shared storage: only the leader writes, keeping the newest 2.
+	backups := t.TempDir()
+	a := startCluster(t, harness.Options{HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor,
+		Args: []string{"--backup-dir", backups, "--backup-interval", "1", "--backup-keep", "2"}})
+	a.StartRunner("snap-r1", twoCores)
 	ctx := context.Background()
 
 	// Accounts: a user with a token, a viewer, a group.
@@ -126,6 +132,36 @@ func TestSnapshotSaveRestore(t *testing.T) {
 			t.Fatalf("inspect does not show %q: %s", want, r)
 		}
 	}
+
+	t.Run("periodic backups", func(t *testing.T) {
+		a := a.For(t)
+		list := func() []string {
+			entries, _ := os.ReadDir(backups)
+			var names []string
+			for _, e := range entries {
+				if strings.HasSuffix(e.Name(), ".snap") && !strings.HasPrefix(e.Name(), ".") {
+					names = append(names, e.Name())
+				}
+			}
+			return names
+		}
+		var first []string
+		a.Poll(30*time.Second, "two periodic backups", func() (bool, string) {
+			first = list()
+			return len(first) >= 2, strings.Join(first, " ")
+		})
+		// Newer files come and the oldest go: never more than 2 once pruned.
+		a.Poll(30*time.Second, "the oldest backup to be pruned", func() (bool, string) {
+			now := list()
+			return len(now) == 2 && now[0] != first[0] && now[1] != first[0], strings.Join(now, " ")
+		})
+		now := list()
+		var info snapshotInfo
+		if err := a.CLIOK("-o", "json", "cluster", "snapshot", "inspect", filepath.Join(backups, now[len(now)-1])).Decode(&info); err != nil ||
+			!info.ChecksumOK || !info.StateOK || info.Header.ClusterID != saved.Header.ClusterID || info.Header.Counts.TasksTotal != 3 {
+			t.Fatalf("newest periodic backup: %+v %v", info, err)
+		}
+	})
 
 	// What the old cluster serves, to compare with the restored one.
 	l := a.WaitLeader(harness.LeaderTimeout)
