@@ -294,7 +294,9 @@ stay recognised: never run the old cluster again next to the restored one.`,
 			if err != nil {
 				return err
 			}
-			c, log, err := sf.resolve(cmd)
+			// The Raft snapshot store's own logs are left out: what goes
+			// wrong is the error returned.
+			c, _, err := sf.resolve(cmd)
 			if err != nil {
 				return err
 			}
@@ -302,7 +304,6 @@ stay recognised: never run the old cluster again next to the restored one.`,
 			if err != nil {
 				return err
 			}
-			rc.Logger = log
 			f, err := backup.Open(args[0], maxSize)
 			if err != nil {
 				return err
