@@ -14,7 +14,8 @@ import (
 // Periodic backups: while a replica leads, it writes a backup file into
 // BackupDir when the newest one there is older than BackupInterval (so a
 // new leader on shared storage goes on from its predecessor's schedule), and
-// keeps the newest BackupKeep files.
+// keeps the newest BackupKeep files. No file is written while the state
+// has not changed since the newest one.
 
 // backupPrefix and backupSuffix frame the names of periodic backup files:
 // hakuriver-20261206T215726Z-i12345.snap, which sort by time.
@@ -48,6 +49,9 @@ func (h *Host) backupLoop(ctx context.Context) {
 		files, newest := h.backupFiles()
 		if !newest.IsZero() && time.Since(newest) < h.cfg.BackupInterval {
 			continue
+		}
+		if len(files) > 0 && backupIndex(files[len(files)-1]) == h.machine.AppliedIndex() {
+			continue // nothing changed since the newest file
 		}
 		if err := h.periodicBackup(ctx); err != nil {
 			h.log.Warn("periodic backup failed", "dir", h.cfg.BackupDir, "err", err)
@@ -112,6 +116,17 @@ func (h *Host) periodicBackup(ctx context.Context) error {
 	h.log.Info("periodic backup written", "file", name, "applied_index", hdr.AppliedIndex, "bytes", n, "sha256", sum,
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// backupIndex returns the applied index in a periodic backup's name (0
+// when there is none).
+func backupIndex(name string) uint64 {
+	_, rest, ok := strings.Cut(strings.TrimSuffix(name, backupSuffix), "-i")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseUint(rest, 10, 64)
+	return n
 }
 
 // pruneBackups removes the oldest files beyond BackupKeep.

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -150,8 +151,15 @@ func TestSnapshotSaveRestore(t *testing.T) {
 			first = list()
 			return len(first) >= 2, strings.Join(first, " ")
 		})
-		// Newer files come and the oldest go: never more than 2 once pruned.
+		// Newer files come (the state changes: a newer tarball is recorded)
+		// and the oldest go: never more than 2 once pruned.
+		version := 1700000000
 		a.Poll(30*time.Second, "the oldest backup to be pruned", func() (bool, string) {
+			version++
+			env["tarball"] = map[string]any{"version": version, "sha256": strings.Repeat("cd", 32), "size": 43}
+			if ans, err := a.CallInternal(ctx, 0, http.MethodPost, "/api/docker/internal/environments", env); err != nil || ans.Status != http.StatusOK {
+				return false, fmt.Sprintf("record a newer tarball: %v %s", err, ans)
+			}
 			now := list()
 			return len(now) == 2 && now[0] != first[0] && now[1] != first[0], strings.Join(now, " ")
 		})
