@@ -81,6 +81,21 @@ func readState(t testing.TB, data []byte) (*File, *fsm.Machine, error) {
 	return f, m, err
 }
 
+// readAt writes data to path and reads its state, closing the file.
+func readAt(t testing.TB, path string, data []byte) error {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.ReadState()
+	return err
+}
+
 func TestRoundTrip(t *testing.T) {
 	m := state(t, 5)
 	data := file(t, m)
@@ -109,10 +124,11 @@ func TestRoundTrip(t *testing.T) {
 // one is refused, most as a checksum mismatch, none decodes.
 func TestEveryByteFlipRefused(t *testing.T) {
 	data := file(t, state(t, 2))
+	path := filepath.Join(t.TempDir(), "s.snap")
 	for i := range data {
 		bad := append([]byte(nil), data...)
 		bad[i] ^= 0x20
-		if _, _, err := readState(t, bad); err == nil {
+		if err := readAt(t, path, bad); err == nil {
 			t.Fatalf("byte %d flipped: accepted", i)
 		}
 	}
@@ -121,8 +137,9 @@ func TestEveryByteFlipRefused(t *testing.T) {
 // TestTruncatedRefused cuts the file at every length.
 func TestTruncatedRefused(t *testing.T) {
 	data := file(t, state(t, 2))
+	path := filepath.Join(t.TempDir(), "s.snap")
 	for n := range len(data) {
-		_, _, err := readState(t, data[:n])
+		err := readAt(t, path, data[:n])
 		if err == nil || !errors.Is(err, ErrFormat) && !errors.Is(err, ErrChecksum) {
 			t.Fatalf("cut at %d of %d: %v", n, len(data), err)
 		}
