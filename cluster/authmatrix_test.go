@@ -60,6 +60,7 @@ var expectedAccess = map[string]need{
 	"POST /cluster/prove":                         nPublic,
 	"DELETE /cluster/peers/{id}":                  nAdminCT,
 	"POST /cluster/leadership-transfer":           nAdminCT,
+	"GET /cluster/snapshot":                       nAdmin,
 	"GET /docker/host/containers":                 nViewerCT,
 	"POST /docker/host/create":                    nOperator,
 	"POST /docker/host/start/{name}":              nOperator,

@@ -76,6 +76,12 @@ type Config struct {
 	RaftElectionTimeout  time.Duration
 	// RaftNoSync disables fsync of the Raft log (benchmarks only).
 	RaftNoSync bool
+	// BackupDir, when set, is where the leader writes a backup file (the
+	// format of `cluster snapshot save`) every BackupInterval, keeping the
+	// newest BackupKeep there (backup.go).
+	BackupDir      string
+	BackupInterval time.Duration
+	BackupKeep     int
 	// SnapshotThreshold is the number of log entries between snapshots.
 	SnapshotThreshold uint64
 	// FastGossip shortens gossip intervals (loopback clusters, tests).
@@ -170,6 +176,9 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, errors.New("heartbeat_interval: must be positive"))
+	}
+	if c.BackupDir != "" && (c.BackupInterval < time.Second || c.BackupKeep < 1) {
+		errs = append(errs, errors.New("backup_interval, backup_keep: with backup_dir, at least 1 second and 1 file"))
 	}
 	if c.HeartbeatTimeoutFactor < 2 {
 		errs = append(errs, errors.New("heartbeat_timeout_factor: must be at least 2"))

@@ -67,6 +67,10 @@ func (h *Host) apiTable() []route {
 		{"POST", "/cluster/prove", public, h.handleProve},
 		{"DELETE", "/cluster/peers/{id}", adminOrCT, h.onLeader(a.RemovePeer)},
 		{"POST", "/cluster/leadership-transfer", adminOrCT, h.onLeader(a.Transfer)},
+		// A backup of the whole state, streamed by the leader (snapshot.go):
+		// admin only, it holds token hashes and environment values; not the
+		// cluster token, which runners hold.
+		{"GET", "/cluster/snapshot", admin, h.onLeader(h.handleSnapshot)},
 		{"GET", "/docker/host/containers", viewerCT, e.List},
 		{"POST", "/docker/host/create", operator, e.Create},
 		{"POST", "/docker/host/start/{name}", operator, e.Op("start")},

@@ -24,7 +24,7 @@ replicas vote, adding and removing replicas, and handing leadership over.`,
   hakuriver cluster remove h4
   hakuriver cluster transfer-leadership --to h2`,
 	}
-	cmd.AddCommand(newClusterStatusCmd(g), newClusterJoinCmd(g), newClusterRemoveCmd(g), newClusterTransferCmd(g))
+	cmd.AddCommand(newClusterStatusCmd(g), newClusterJoinCmd(g), newClusterRemoveCmd(g), newClusterTransferCmd(g), newSnapshotCmd(g))
 	return cmd
 }
 

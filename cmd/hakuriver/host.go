@@ -176,6 +176,9 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	hc.SharedDir = c.Paths.SharedDir
 	hc.MaxListTasks = c.Cluster.MaxListTasks
 	hc.LeaderWait = c.Cluster.LeaderWait()
+	hc.BackupDir = c.Cluster.BackupDir
+	hc.BackupInterval = time.Duration(c.Cluster.BackupInterval) * time.Second
+	hc.BackupKeep = c.Cluster.BackupKeep
 	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
 	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
 	hc.DefaultContainer = c.Docker.DefaultContainerName

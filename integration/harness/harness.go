@@ -101,6 +101,16 @@ type Options struct {
 	// --cert-file, --key-file and --ca-file, APIs are https:// and the
 	// harness's own calls and CLI runs (HAKURIVER_CA_FILE) verify the CA.
 	TLS bool
+	// RestoreFrom, when set, is a snapshot file (`hakuriver cluster
+	// snapshot save`) restored into the first replica's data dir with
+	// `hakuriver cluster snapshot restore` and that replica's own flags
+	// before it starts: the cluster serves the saved state. Use it with
+	// NoBootstrap-like AdminToken, since the accounts come from the file.
+	RestoreFrom string
+	// AdminToken, when set, is the API token of an admin that already
+	// exists (in the RestoreFrom state): StartCluster does not bootstrap
+	// the accounts and acts as that admin.
+	AdminToken string
 }
 
 // Cluster is a set of host processes. Its methods are safe for concurrent
@@ -252,6 +262,11 @@ func StartCluster(tb TB, opts Options) *Cluster {
 	for i, bin := range opts.ReplicaBin {
 		c.SetBinary(i, bin)
 	}
+	if opts.RestoreFrom != "" {
+		if err := c.restore(0, opts.RestoreFrom); err != nil {
+			tb.Fatalf("harness: %v", err)
+		}
+	}
 	for i := range opts.Replicas {
 		if err := c.startProcess(i); err != nil {
 			tb.Fatalf("harness: %v", err)
@@ -262,10 +277,27 @@ func StartCluster(tb TB, opts Options) *Cluster {
 	}
 	c.WaitStableLeader(LeaderTimeout, SettleTime)
 	c.WaitVoters(opts.Replicas, LeaderTimeout)
-	if !opts.NoBootstrap {
+	switch {
+	case opts.AdminToken != "":
+		c.admin = opts.AdminToken
+		c.waitTokenEverywhere(c.admin, time.Now().Add(LeaderTimeout))
+	case !opts.NoBootstrap:
 		c.bootstrap()
 	}
 	return c
+}
+
+// restore runs `hakuriver cluster snapshot restore file` with the flags
+// replica i starts with, so that it starts on the saved state.
+func (c *Cluster) restore(i int, file string) error {
+	r := c.Replica(i)
+	args := append([]string{"cluster", "snapshot", "restore", file}, r.proc.args[1:]...)
+	res := RunCLI(context.Background(), CLICommand{Bin: c.opts.Bin, Args: args})
+	if res.Code != 0 {
+		return fmt.Errorf("restore %s into %s: %s", file, r.ID, res)
+	}
+	c.tb.Logf("harness: %s", strings.TrimSpace(res.Stdout))
+	return nil
 }
 
 // bootstrap creates the first admin with the cluster token and a secret

@@ -155,6 +155,11 @@ type Cluster struct {
 	// LeaderWaitSeconds is how long a replica waits for a leader before it
 	// answers 503.
 	LeaderWaitSeconds int `toml:"leader_wait_seconds"`
+	// BackupDir, when set, is where the leader writes a snapshot file
+	// every BackupInterval seconds, keeping the newest BackupKeep.
+	BackupDir      string `toml:"backup_dir"`
+	BackupInterval int    `toml:"backup_interval"`
+	BackupKeep     int    `toml:"backup_keep"`
 }
 
 // Default returns the built-in configuration. Each call returns fresh slices,
@@ -194,6 +199,8 @@ func Default() Config {
 			Join:              []string{},
 			MaxListTasks:      1000,
 			LeaderWaitSeconds: 5,
+			BackupInterval:    3600,
+			BackupKeep:        24,
 		},
 	}
 }

@@ -3,7 +3,8 @@
 // Command bench measures a 3-replica HakuRiver host cluster of real
 // `hakuriver host` processes on loopback, fsync on: submit throughput
 // through the leader and a follower, failover time after SIGKILL of the
-// leader, host memory at many tasks, snapshot/restore cost, native task
+// leader, host memory at many tasks, snapshot/restore cost, backup files
+// (`cluster snapshot save|inspect|restore`) at many tasks, native task
 // latency on a real `hakuriver runner`, the time to notice a dead runner,
 // the leader's cost of 200 heart-beating runners, and the cost of
 // authenticating every request with an account token. It prints tables and
@@ -46,7 +47,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -132,6 +133,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["fsm"] {
 		fmt.Fprintln(out)
 		printFSM(out, fsmSnapshot(s.tasks))
+	}
+	if s.sections["snapshot"] {
+		fmt.Fprintln(out)
+		printBackup(out, backupSection(root, bin, s))
 	}
 	if s.sections["runners"] {
 		fmt.Fprintln(out)
