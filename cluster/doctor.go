@@ -15,6 +15,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/gossip"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
+	"github.com/hakuriver/hakuriver-ha/ops/systemd"
 )
 
 // Raft health thresholds of the doctor's raft check.
@@ -80,7 +81,8 @@ func (h *Host) doctorLocal() doctor.Local {
 			{Name: "task_outputs", Path: filepath.Join(shared, "task_outputs"), Dir: true, Created: true},
 			{Name: "task_errors", Path: filepath.Join(shared, "task_errors"), Dir: true, Created: true},
 		},
-		Token: h.cfg.ClusterToken,
+		Token:       h.cfg.ClusterToken,
+		ServiceUnit: systemd.UnitName(systemd.RoleHost),
 	}
 	if h.cfg.Docker != nil {
 		// The replica manages Docker environments: it writes their

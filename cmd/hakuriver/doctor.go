@@ -18,6 +18,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
+	"github.com/hakuriver/hakuriver-ha/ops/systemd"
 	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 
@@ -267,7 +268,7 @@ func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 // look at, before the process starts (its ports must be free).
 func localFromConfig(c config.Config, role, configPath string) doctor.Local {
 	shared := c.Paths.SharedDir
-	l := doctor.Local{BindAddr: c.Network.HostBindIP}
+	l := doctor.Local{BindAddr: c.Network.HostBindIP, ServiceUnit: systemd.UnitName(systemd.Role(role))}
 	for _, j := range c.Cluster.Join {
 		if h, _, err := net.SplitHostPort(j); err == nil && net.ParseIP(h) == nil {
 			l.Hostnames = append(l.Hostnames, h)
