@@ -109,6 +109,7 @@ given, which accepts internal calls and membership changes from anyone.`,
 	}
 	sf.bind(cmd)
 	config.BindFlags(cmd.Flags(), &scratch)
+	cmd.AddCommand(newHostCompactCmd())
 	return cmd
 }
 
@@ -148,6 +149,11 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	hc.SharedDir = c.Paths.SharedDir
 	hc.MaxListTasks = c.Cluster.MaxListTasks
 	hc.LeaderWait = c.Cluster.LeaderWait()
+	minFree, err := c.Cluster.MinFreeDiskBytes()
+	if err != nil {
+		return cluster.Config{}, nil, err
+	}
+	hc.MinFreeDisk = uint64(minFree)
 	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
 	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
 	hc.DefaultContainer = c.Docker.DefaultContainerName

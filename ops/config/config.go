@@ -14,6 +14,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 )
 
 // Config is the whole configuration file of HakuRiver HA. It is a plain value:
@@ -155,6 +157,9 @@ type Cluster struct {
 	// LeaderWaitSeconds is how long a replica waits for a leader before it
 	// answers 503.
 	LeaderWaitSeconds int `toml:"leader_wait_seconds"`
+	// MinFreeDisk is the free space ("512M", "2G") a host keeps on its
+	// data_dir's filesystem: below it, writes are refused. "0" = no limit.
+	MinFreeDisk string `toml:"min_free_disk"`
 }
 
 // Default returns the built-in configuration. Each call returns fresh slices,
@@ -194,6 +199,7 @@ func Default() Config {
 			Join:              []string{},
 			MaxListTasks:      1000,
 			LeaderWaitSeconds: 5,
+			MinFreeDisk:       "512Mi",
 		},
 	}
 }
@@ -212,6 +218,18 @@ func (t Timing) HeartbeatTimeout() time.Duration {
 // CleanupPeriod returns cleanup_check_interval as a duration.
 func (t Timing) CleanupPeriod() time.Duration {
 	return time.Duration(t.CleanupCheckInterval) * time.Second
+}
+
+// MinFreeDiskBytes returns min_free_disk in bytes (0 when unset).
+func (c Cluster) MinFreeDiskBytes() (int64, error) {
+	if strings.TrimSpace(c.MinFreeDisk) == "" {
+		return 0, nil
+	}
+	n, err := api.ParseMemory(c.MinFreeDisk)
+	if err != nil {
+		return 0, fmt.Errorf("cluster.min_free_disk %q: %w", c.MinFreeDisk, err)
+	}
+	return n, nil
 }
 
 // LeaderWait returns leader_wait_seconds as a duration.
