@@ -155,6 +155,9 @@ func (f initServiceFlags) unit(role systemd.Role) (systemd.Unit, error) {
 	u.Mounts = []systemd.Path{p("paths.shared_dir", c.Paths.SharedDir)}
 	if role == systemd.RoleHost {
 		u.Write = []systemd.Path{p("cluster.data_dir", c.Cluster.DataDir), p("paths.shared_dir", c.Paths.SharedDir)}
+		for _, port := range []int{c.Network.HostPort, c.Network.HostSSHProxyPort, c.Cluster.RaftPort, c.Cluster.GossipPort} {
+			u.LowPorts = u.LowPorts || port > 0 && port < 1024
+		}
 		return u, nil
 	}
 	u.Write = []systemd.Path{p("paths.shared_dir", c.Paths.SharedDir), p("paths.local_temp_dir", c.Paths.LocalTempDir),

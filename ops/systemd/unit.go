@@ -59,6 +59,9 @@ type Unit struct {
 	Mounts []Path
 	// LimitNOFILE is the open-file limit (0: DefaultLimitNOFILE).
 	LimitNOFILE int
+	// LowPorts says a configured port is below 1024: a host that is not
+	// root then keeps CAP_NET_BIND_SERVICE.
+	LowPorts bool
 }
 
 // DefaultLimitNOFILE covers a replica's client connections and SSE streams
@@ -157,11 +160,11 @@ func anyUnder(ps []Path, dirs ...string) (Path, bool) {
 	return Path{}, false
 }
 
-// homeDirs are what ProtectHome= hides; tmpDirs what PrivateTmp= replaces.
-var (
-	homeDirs = []string{"/home", "/root", "/run/user"}
-	tmpDirs  = []string{"/tmp", "/var/tmp"}
-)
+// homeDirs are what ProtectHome= hides.
+func homeDirs() []string { return []string{"/home", "/root", "/run/user"} }
+
+// tmpDirs are what PrivateTmp= replaces.
+func tmpDirs() []string { return []string{"/tmp", "/var/tmp"} }
 
 // writeDirs returns the distinct directories of u.Write, sorted, with
 // nested ones dropped (their parent already makes them writable).
@@ -262,21 +265,21 @@ func (u Unit) hardening(w func(string, ...any)) {
 		w("ReadWritePaths=%s", strings.Join(dirs, " "))
 	}
 	all := append(append([]Path{}, u.Write...), u.Read...)
-	switch p, rw := anyUnder(u.Write, homeDirs...); {
+	switch p, rw := anyUnder(u.Write, homeDirs()...); {
 	case rw:
 		w("# No ProtectHome=: %s (%s) is in a home directory.", p.Field, p.Path)
 	case u.Role == RoleRunner:
 		w("# Homes read-only, not hidden: native tasks may read their owners' files.")
 		w("ProtectHome=read-only")
 	default:
-		if p, ro := anyUnder(all, homeDirs...); ro {
+		if p, ro := anyUnder(all, homeDirs()...); ro {
 			w("# Homes read-only, not hidden: %s (%s) is in one.", p.Field, p.Path)
 			w("ProtectHome=read-only")
 		} else {
 			w("ProtectHome=yes")
 		}
 	}
-	if p, ok := anyUnder(all, tmpDirs...); ok {
+	if p, ok := anyUnder(all, tmpDirs()...); ok {
 		w("# No PrivateTmp=: %s (%s) is under a temporary directory other processes share.", p.Field, p.Path)
 	} else {
 		w("PrivateTmp=yes")
@@ -299,7 +302,13 @@ func (u Unit) hardening(w func(string, ...any)) {
 	w("RestrictSUIDSGID=yes")
 	w("RestrictNamespaces=yes")
 	w("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK")
-	if u.User != "root" && u.User != "0" {
+	switch {
+	case u.User == "root" || u.User == "0":
+	case u.LowPorts:
+		w("# A configured port is below 1024: binding it needs this one capability.")
+		w("AmbientCapabilities=CAP_NET_BIND_SERVICE")
+		w("CapabilityBoundingSet=CAP_NET_BIND_SERVICE")
+	default:
 		w("CapabilityBoundingSet=")
 	}
 }

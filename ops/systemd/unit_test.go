@@ -2,6 +2,7 @@ package systemd
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,8 +64,10 @@ func verify(t *testing.T, name string, text []byte) (string, error) {
 // really reads what we write).
 func TestRenderVerify(t *testing.T) {
 	bin := testBinary(t)
-	for _, u := range []Unit{hostUnit(bin), runnerUnit(bin)} {
-		t.Run(string(u.Role), func(t *testing.T) {
+	lowPorts := hostUnit(bin)
+	lowPorts.LowPorts = true
+	for _, u := range []Unit{hostUnit(bin), runnerUnit(bin), lowPorts} {
+		t.Run(fmt.Sprintf("%s low ports %v", u.Role, u.LowPorts), func(t *testing.T) {
 			b, err := Render(u)
 			if err != nil {
 				t.Fatal(err)
@@ -139,6 +142,12 @@ func TestRenderContents(t *testing.T) {
 	u.Write = append(u.Write, Path{"cluster.data_dir", "/root/data"})
 	if b, err = Render(u); err != nil || strings.Contains(string(b), "\nProtectHome=") || !strings.Contains(string(b), "# No ProtectHome=: cluster.data_dir (/root/data)") {
 		t.Errorf("data dir in /root: %v\n%s", err, b)
+	}
+	// A port below 1024 keeps the one capability that binds it.
+	u = hostUnit(bin)
+	u.LowPorts = true
+	if b, _ := Render(u); !strings.Contains(string(b), "\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n") || !strings.Contains(string(b), "\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n") {
+		t.Errorf("low ports:\n%s", b)
 	}
 	// Nested write directories collapse into their parent.
 	u = runnerUnit(bin)
