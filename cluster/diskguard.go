@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -15,8 +16,12 @@ import (
 var ErrInsufficientStorage = httpapi.ErrInsufficientStorage
 
 // diskRecheck is how long one free-space reading stands before a write
-// reads it again.
-const diskRecheck = time.Second
+// reads it again; diskWatch is how often the replica reads it while idle,
+// so that a filling disk is logged before the first refused write.
+const (
+	diskRecheck = time.Second
+	diskWatch   = 10 * time.Second
+)
 
 // diskGuard keeps a replica from filling its data dir's filesystem: while
 // the space available there is below min, proposals are refused (reads
@@ -78,6 +83,24 @@ func (g *diskGuard) check() error {
 	}
 	return fmt.Errorf("%w: data_dir %s has %s free, below min_free_disk %s: writes are refused until space is freed there (reads still work)",
 		ErrInsufficientStorage, g.dir, fmtBytes(g.avail), fmtBytes(g.min))
+}
+
+// watch reads the free space every diskWatch until ctx ends (check logs
+// the changes).
+func (g *diskGuard) watch(ctx context.Context) {
+	if g == nil || g.min == 0 {
+		return
+	}
+	t := time.NewTicker(diskWatch)
+	defer t.Stop()
+	for {
+		g.check() //nolint:errcheck // check logs what it finds
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // fmtBytes renders n with binary units ("1.5GiB").

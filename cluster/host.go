@@ -182,6 +182,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	h.goRun(func() { h.pool.Run(runCtx) }) //nolint:errcheck // Run only returns nil
 	h.goRun(func() { h.bootstrapLoop(runCtx) })
 	h.goRun(func() { h.leadershipLoop(runCtx) })
+	h.goRun(func() { h.disk.watch(runCtx) })
 	h.sshProxy.serve(runCtx, h)
 	h.log.Info("host replica started", "api", h.apiURL, "raft", h.raft.addr, "gossip", h.pool.Addr(), "ssh_proxy", h.SSHProxyAddr(), "existing_state", h.raft.hadState)
 	return h, nil

@@ -88,6 +88,10 @@ func TestDataDirHygiene(t *testing.T) {
 		t.Errorf("doctor does not fail the raft store check:%s", rep.failures())
 	}
 
+	if b, _ := os.ReadFile(c.Replica(0).LogPath()); !strings.Contains(string(b), `level=ERROR msg="data dir almost full`) {
+		t.Errorf("the replica does not log the refusal")
+	}
+
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +101,10 @@ func TestDataDirHygiene(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("write after freeing space: %v", err)
+	}
+
+	if b, _ := os.ReadFile(c.Replica(0).LogPath()); !strings.Contains(string(b), `msg="data dir has space again`) {
+		t.Errorf("the replica does not log that writes resume")
 	}
 
 	// Compaction: refused while the replica holds the store.
