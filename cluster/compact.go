@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // RaftStoreFile is the Raft log and stable store in a host's data dir.
@@ -51,7 +55,11 @@ func CompactStore(dataDir string) (CompactResult, error) {
 	res.Before = fi.Size()
 	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: compactLockWait})
 	if errors.Is(err, bolt.ErrTimeout) {
-		return res, fmt.Errorf("compact %s: %w: a host is running on %s; stop it first", path, ErrStoreLocked, dataDir)
+		holder := "a host"
+		if pid := flockHolder(path); pid > 0 {
+			holder += fmt.Sprintf(" (pid %d)", pid)
+		}
+		return res, fmt.Errorf("compact %s: %w: %s is running on %s; stop it first", path, ErrStoreLocked, holder, dataDir)
 	}
 	if err != nil {
 		return res, fmt.Errorf("compact: open %s: %w", path, err)
@@ -128,6 +136,31 @@ func countKeys(db *bolt.DB) (map[string]int, error) {
 		return nil, fmt.Errorf("compact: count keys: %w", err)
 	}
 	return out, nil
+}
+
+// flockHolder returns the PID holding a flock on path, read from
+// /proc/locks, or 0 when unknown.
+func flockHolder(path string) int {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0
+	}
+	// "1: FLOCK  ADVISORY  WRITE 25756 fe:00:10110101 0 EOF": the device
+	// as major:minor in hex, then the inode.
+	dev := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[1] == "FLOCK" && f[5] == dev {
+			if pid, err := strconv.Atoi(f[4]); err == nil {
+				return pid
+			}
+		}
+	}
+	return 0
 }
 
 // syncDir makes a rename in dir durable.

@@ -3,8 +3,10 @@ package cluster
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -48,14 +50,18 @@ func TestCompactStore(t *testing.T) {
 	// A running host holds the store: compact waits for its lock, then
 	// refuses.
 	before, _ := os.ReadFile(path)
-	if _, err := CompactStore(dir); !errors.Is(err, ErrStoreLocked) {
-		t.Fatalf("compact of an open store: %v, want ErrStoreLocked", err)
+	if _, err := CompactStore(dir); !errors.Is(err, ErrStoreLocked) || !strings.Contains(err.Error(), fmt.Sprintf("(pid %d)", os.Getpid())) {
+		t.Fatalf("compact of an open store: %v, want ErrStoreLocked naming pid %d", err, os.Getpid())
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
 		t.Fatal("a refused compact changed raft.db")
 	}
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
+	}
+	// doctor --local sees the free pages of the stopped store.
+	if c := StoreCheck(dir, 0); c.Status != "ok" || !strings.Contains(c.Measured, "MiB in free pages") || strings.Contains(c.Measured, "(0B in free pages)") {
+		t.Errorf("store check before compact: %+v", c)
 	}
 
 	res, err := CompactStore(dir)
@@ -89,6 +95,13 @@ func TestCompactStore(t *testing.T) {
 	}
 	if v, err := store.Get([]byte("LastVoteCand")); err != nil || string(v) != "h2" {
 		t.Fatalf("LastVoteCand = %q %v", v, err)
+	}
+
+	if c := StoreCheck(dir, 1<<62); c.Status != "fail" || !strings.Contains(c.Measured, "min_free_disk") {
+		t.Errorf("store check below min_free_disk: %+v", c)
+	}
+	if !adviseCompact(900<<20, 1<<30) || adviseCompact(100<<20, 150<<20) || adviseCompact(300<<20, 1<<30) {
+		t.Error("adviseCompact thresholds")
 	}
 
 	if _, err := CompactStore(t.TempDir()); err == nil {

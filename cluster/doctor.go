@@ -3,10 +3,8 @@ package cluster
 import (
 	"crypto/tls"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -51,7 +49,7 @@ func (h *Host) handleDoctor(w http.ResponseWriter, r *http.Request) {
 	if !req.Ping {
 		rep.Endpoints = h.doctorEndpoints()
 		rep.Peers = doctorPeers(h.pool.Members())
-		rep.Checks = []doctor.Check{doctor.TokenCheck(h.cfg.ClusterToken, h.cfg.InsecureNoToken), h.raftCheck(), h.raftStoreCheck(), h.gossipCheck()}
+		rep.Checks = []doctor.Check{doctor.TokenCheck(h.cfg.ClusterToken, h.cfg.InsecureNoToken), h.raftCheck(), storeCheck(h.cfg.DataDir, freeBytes(h.raft.logs.Stats()), h.disk), h.gossipCheck()}
 	}
 	writeJSON(w, http.StatusOK, doctor.Run(r.Context(), h.doctorLocal(), req, rep))
 }
@@ -170,60 +168,6 @@ func (h *Host) raftCheck() doctor.Check {
 			"this replica applies far behind the commit index: it is overloaded or its disk is slow"
 	}
 	return c
-}
-
-// compactAdvice is how much of raft.db may be free pages before doctor
-// suggests compacting it (both bounds must be passed).
-const (
-	compactAdviceBytes    = 256 << 20
-	compactAdviceFraction = 0.5
-)
-
-// raftStoreCheck reports the size of the Raft store and its snapshots, the
-// share of raft.db that is free pages (boltdb never shrinks its file), and
-// whether min_free_disk makes this replica refuse writes now.
-func (h *Host) raftStoreCheck() doctor.Check {
-	const name = "raft store"
-	path := filepath.Join(absPath(h.cfg.DataDir), RaftStoreFile)
-	fi, err := os.Stat(path)
-	if err != nil {
-		return doctor.Check{Name: name, Status: doctor.StatusWarn, Measured: err.Error(), Cause: "cannot read the Raft store's size: check data_dir"}
-	}
-	size := uint64(fi.Size())
-	free := uint64(h.raft.logs.Stats().FreeAlloc)
-	snapBytes, snaps := dirSize(filepath.Join(absPath(h.cfg.DataDir), "snapshots"))
-	m := fmt.Sprintf("%s: %s (%s in free pages); %d snapshot files, %s", path, fmtBytes(size), fmtBytes(free), snaps, fmtBytes(snapBytes))
-	if h.cfg.MinFreeDisk > 0 {
-		m += "; min_free_disk " + fmtBytes(h.cfg.MinFreeDisk)
-	}
-	c := doctor.Check{Name: name, Status: doctor.StatusOK, Measured: m}
-	switch err := h.disk.check(); {
-	case err != nil:
-		c.Status, c.Measured = doctor.StatusFail, m+": "+err.Error()
-		c.Cause = "this replica refuses writes while its data_dir's filesystem is almost full: free space there (or lower cluster.min_free_disk)"
-	case free > compactAdviceBytes && float64(free) > compactAdviceFraction*float64(size):
-		c.Status = doctor.StatusWarn
-		c.Cause = "most of raft.db is free pages left by a long log: stop this replica, run hakuriver host compact --data-dir " + absPath(h.cfg.DataDir) + ", start it again"
-	}
-	return c
-}
-
-// dirSize returns the bytes and the number of regular files under dir
-// (0, 0 when it cannot be read).
-func dirSize(dir string) (uint64, int) {
-	var bytes uint64
-	var n int
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error { //nolint:errcheck // a partial sum is fine
-		if err != nil || !d.Type().IsRegular() {
-			return nil
-		}
-		if info, err := d.Info(); err == nil {
-			bytes += uint64(info.Size())
-			n++
-		}
-		return nil
-	})
-	return bytes, n
 }
 
 // lastContactOver reports whether raft's last_contact stat ("never", "0",

@@ -111,7 +111,7 @@ func TestDataDirHygiene(t *testing.T) {
 	compact := func() harness.CLIResult {
 		return harness.RunCLI(context.Background(), harness.CLICommand{Bin: c.Bin(), Args: []string{"host", "compact", "--data-dir", data}})
 	}
-	if r := compact(); r.Code == 0 || !strings.Contains(r.Stderr, "stop it first") {
+	if r := compact(); r.Code == 0 || !strings.Contains(r.Stderr, "stop it first") || !strings.Contains(r.Stderr, fmt.Sprintf("(pid %d)", c.Replica(0).PID())) {
 		t.Errorf("compact of a running replica's store: %s", r)
 	}
 	c.Kill(0)

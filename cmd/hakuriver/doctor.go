@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
@@ -255,6 +256,13 @@ func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 		} else {
 			l.TLSVerify = b.Verify
 		}
+	}
+	if role == "host" {
+		minFree, err := c.Cluster.MinFreeDiskBytes()
+		if err != nil {
+			minFree = 0 // config.Load already refused a malformed value
+		}
+		rep.Checks = append(rep.Checks, cluster.StoreCheck(c.Cluster.DataDir, uint64(minFree)))
 	}
 	if role == "runner" {
 		rep.Checks = append(rep.Checks, statedir.Doctor(c.Paths.RunnerStateDir, false,
