@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -32,6 +33,7 @@ type initServiceFlags struct {
 	outputDir   string
 	binary      string
 	dockerGroup string
+	writePaths  []string
 	force       bool
 }
 
@@ -55,7 +57,11 @@ The unit reads every directory from the config, so the config must hold them
 all (flags given to a hand-started process do not reach the service), as
 absolute paths without spaces or unit-file special characters: a path that
 cannot be written into a unit is refused, naming its key. Regenerate the unit
-after changing directories in the config.`,
+after changing directories in the config.
+
+A runner's native tasks share its sandbox: they write only to shared_dir and
+local_temp_dir (homes are read-only). --write-path DIR adds a directory they
+(and the process) may write, e.g. /home or a scratch disk.`,
 		Example: `  hakuriver init service host --config /etc/hakuriver.toml
   hakuriver init service runner --config /etc/hakuriver.toml --output-dir -
   systemctl daemon-reload && systemctl enable --now hakuriver-runner.service`,
@@ -66,9 +72,12 @@ after changing directories in the config.`,
 			if role != systemd.RoleHost && role != systemd.RoleRunner {
 				return fmt.Errorf("service %q: want host or runner", args[0])
 			}
-			u, err := f.unit(role)
+			u, notes, err := f.unit(role)
 			if err != nil {
 				return err
+			}
+			for _, n := range notes {
+				fmt.Fprintln(cmd.ErrOrStderr(), "note: "+n)
 			}
 			b, err := systemd.Render(u)
 			if err != nil {
@@ -101,37 +110,38 @@ after changing directories in the config.`,
 	fl.StringVar(&f.outputDir, "output-dir", defaultUnitDir, `directory to write the unit into ("-" for standard output)`)
 	fl.StringVar(&f.binary, "binary", "", "absolute path of the hakuriver binary in ExecStart= (default: this binary)")
 	fl.StringVar(&f.dockerGroup, "docker-group", "docker", `SupplementaryGroups= for the Docker socket of a non-root process ("" for none)`)
+	fl.StringSliceVar(&f.writePaths, "write-path", nil, "another directory the service may write (repeatable): e.g. /home or a scratch disk for a runner's native tasks")
 	fl.BoolVar(&f.force, "force", false, "overwrite an existing unit file")
 	return cmd
 }
 
 // unit builds the unit of role from the flags and the config file.
-func (f initServiceFlags) unit(role systemd.Role) (systemd.Unit, error) {
+func (f initServiceFlags) unit(role systemd.Role) (u systemd.Unit, notes []string, err error) {
 	path := f.configPath
 	if path == "" {
 		path = os.Getenv(configEnv)
 	}
 	if path == "" {
-		return systemd.Unit{}, errors.New("--config: name the config file the service runs with (hakuriver config init writes one)")
+		return u, nil, errors.New("--config: name the config file the service runs with (hakuriver config init writes one)")
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return systemd.Unit{}, fmt.Errorf("--config: %w", err)
+		return u, nil, fmt.Errorf("--config: %w", err)
 	}
 	c, err := config.Load(abs)
 	if err != nil {
-		return systemd.Unit{}, err
+		return u, nil, err
 	}
 	bin := f.binary
 	if bin == "" {
 		if bin, err = os.Executable(); err != nil {
-			return systemd.Unit{}, fmt.Errorf("find this binary (give --binary): %w", err)
+			return u, nil, fmt.Errorf("find this binary (give --binary): %w", err)
 		}
 		if bin, err = filepath.EvalSymlinks(bin); err != nil {
-			return systemd.Unit{}, fmt.Errorf("find this binary (give --binary): %w", err)
+			return u, nil, fmt.Errorf("find this binary (give --binary): %w", err)
 		}
 	}
-	u := systemd.Unit{Role: role, Binary: bin, Config: abs, User: f.user, Group: f.group}
+	u = systemd.Unit{Role: role, Binary: bin, Config: abs, User: f.user, Group: f.group}
 	if u.User == "" {
 		u.User = "hakuriver"
 		if role == systemd.RoleRunner {
@@ -142,7 +152,13 @@ func (f initServiceFlags) unit(role systemd.Role) (systemd.Unit, error) {
 		u.Group = u.User
 	}
 	if f.dockerGroup != "" && u.User != "root" && u.User != "0" {
-		u.SupplementaryGroups = []string{f.dockerGroup}
+		// systemd refuses to start a unit naming a group that does not
+		// exist (no Docker on this machine).
+		if _, err := user.LookupGroup(f.dockerGroup); err == nil {
+			u.SupplementaryGroups = []string{f.dockerGroup}
+		} else {
+			notes = append(notes, fmt.Sprintf("no group %s on this machine: the unit has no SupplementaryGroups= (Docker environments need the Docker socket)", f.dockerGroup))
+		}
 	}
 	p := func(field, path string) systemd.Path { return systemd.Path{Field: field, Path: path} }
 	u.Read = []systemd.Path{p("--binary", u.Binary), p("--config", u.Config)}
@@ -158,14 +174,25 @@ func (f initServiceFlags) unit(role systemd.Role) (systemd.Unit, error) {
 		for _, port := range []int{c.Network.HostPort, c.Network.HostSSHProxyPort, c.Cluster.RaftPort, c.Cluster.GossipPort} {
 			u.LowPorts = u.LowPorts || port > 0 && port < 1024
 		}
-		return u, nil
+		u.Write = append(u.Write, f.extraWrites()...)
+		return u, notes, nil
 	}
 	u.Write = []systemd.Path{p("paths.shared_dir", c.Paths.SharedDir), p("paths.local_temp_dir", c.Paths.LocalTempDir),
 		p("paths.runner_state_dir", c.Paths.RunnerStateDir)}
 	if c.Paths.NumactlPath != "" {
 		u.Read = append(u.Read, p("paths.numactl_path", c.Paths.NumactlPath))
 	}
-	return u, nil
+	u.Write = append(u.Write, f.extraWrites()...)
+	return u, notes, nil
+}
+
+// extraWrites are the --write-path directories.
+func (f initServiceFlags) extraWrites() []systemd.Path {
+	var out []systemd.Path
+	for _, w := range f.writePaths {
+		out = append(out, systemd.Path{Field: "--write-path", Path: w})
+	}
+	return out
 }
 
 // writeUnit writes b as dir/name (mode 0644) through a temporary file and a

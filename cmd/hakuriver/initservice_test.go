@@ -67,6 +67,25 @@ func TestInitService(t *testing.T) {
 	if err != nil || !strings.HasPrefix(stdout, "# hakuriver-runner.service") || !strings.Contains(stdout, "User=root\n") {
 		t.Errorf("to stdout: %v\n%s", err, stdout)
 	}
+
+	// Native tasks that write to homes and a scratch disk: those become
+	// writable and homes are no longer protected.
+	stdout, _, err = runRoot(t, "", "init", "service", "runner", "--config", cfg, "--output-dir", "-", "--binary", bin,
+		"--write-path", "/home", "--write-path", "/scratch")
+	if err != nil || !strings.Contains(stdout, "ReadWritePaths=/home /scratch "+dir+"/shared "+dir+"/state "+dir+"/temp\n") ||
+		strings.Contains(stdout, "\nProtectHome=") || !strings.Contains(stdout, "# No ProtectHome=: --write-path (/home)") {
+		t.Errorf("--write-path: %v\n%s", err, stdout)
+	}
+	if _, _, err := runRoot(t, "", "init", "service", "runner", "--config", cfg, "--output-dir", "-", "--write-path", "scratch"); err == nil || !strings.Contains(err.Error(), "--write-path") {
+		t.Errorf("relative --write-path: %v", err)
+	}
+
+	// A Docker group that does not exist here is left out: systemd would
+	// refuse to start the unit.
+	stdout, stderr, err := runRoot(t, "", "init", "service", "host", "--config", cfg, "--output-dir", "-", "--binary", bin, "--docker-group", "no-such-group-hk")
+	if err != nil || strings.Contains(stdout, "SupplementaryGroups=") || !strings.Contains(stderr, "no group no-such-group-hk") {
+		t.Errorf("missing docker group: %v\n%s\n%s", err, stdout, stderr)
+	}
 }
 
 // TestInitServiceRefuses checks that a config whose paths cannot go into a

@@ -256,8 +256,9 @@ func (u Unit) hardening(w func(string, ...any)) {
 	w("# Sandbox. Everything is read-only but the directories in ReadWritePaths=.")
 	if u.Role == RoleRunner {
 		w("# Native tasks are the runner's children and share this sandbox: like")
-		w("# container tasks, they write only to shared_dir and local_temp_dir, and")
-		w("# cannot gain privileges through setuid programs (sudo, ping with file caps).")
+		w("# container tasks, they write only to the directories below (more with")
+		w("# `init service runner --write-path DIR`), and cannot gain privileges")
+		w("# through setuid programs (sudo, ping with file caps).")
 	}
 	w("NoNewPrivileges=yes")
 	w("ProtectSystem=strict")
