@@ -167,9 +167,9 @@ func (l Local) procRoot() string {
 
 // RunLocal runs every local check of l, in a fixed order: process user,
 // clock, addresses, name resolution, ports, paths, free disk, runner user,
-// executables, Docker socket, cgroups, TLS, the service unit. It reads the machine only (the port,
-// path and cgroup checks create and remove probe files and groups) and is
-// bounded by ctx for name lookups.
+// executables, Docker socket, cgroups, TLS, the service unit. It reads the
+// machine only (the port, path and cgroup checks create and remove probe
+// files and groups) and is bounded by ctx for name lookups and systemctl.
 func RunLocal(ctx context.Context, l Local) []Check {
 	var out []Check
 	out = append(out, processUser(), l.checkClock())
