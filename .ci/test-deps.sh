@@ -5,6 +5,9 @@ need=()
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
+# ops/systemd and `hakuriver init service` check the generated units with
+# `systemd-analyze verify` (installing the package does not start systemd).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -68,6 +68,10 @@ type Config struct {
 	MaxListTasks int
 	// LeaderWait is how long a request waits for a leader before 503.
 	LeaderWait time.Duration
+	// MinFreeDisk is the space (bytes) the replica keeps free on DataDir's
+	// filesystem: below it, it refuses to propose writes (507). 0 = no
+	// limit.
+	MinFreeDisk uint64
 	// HeartbeatInterval and HeartbeatTimeoutFactor drive runner liveness.
 	HeartbeatInterval      time.Duration
 	HeartbeatTimeoutFactor int

@@ -15,6 +15,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/gossip"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
+	"github.com/hakuriver/hakuriver-ha/ops/systemd"
 )
 
 // Raft health thresholds of the doctor's raft check.
@@ -48,7 +49,7 @@ func (h *Host) handleDoctor(w http.ResponseWriter, r *http.Request) {
 	if !req.Ping {
 		rep.Endpoints = h.doctorEndpoints()
 		rep.Peers = doctorPeers(h.pool.Members())
-		rep.Checks = []doctor.Check{doctor.TokenCheck(h.cfg.ClusterToken, h.cfg.InsecureNoToken), h.raftCheck(), h.gossipCheck()}
+		rep.Checks = []doctor.Check{doctor.TokenCheck(h.cfg.ClusterToken, h.cfg.InsecureNoToken), h.raftCheck(), storeCheck(h.cfg.DataDir, freeBytes(h.raft.logs.Stats()), h.disk), h.gossipCheck()}
 	}
 	writeJSON(w, http.StatusOK, doctor.Run(r.Context(), h.doctorLocal(), req, rep))
 }
@@ -80,7 +81,8 @@ func (h *Host) doctorLocal() doctor.Local {
 			{Name: "task_outputs", Path: filepath.Join(shared, "task_outputs"), Dir: true, Created: true},
 			{Name: "task_errors", Path: filepath.Join(shared, "task_errors"), Dir: true, Created: true},
 		},
-		Token: h.cfg.ClusterToken,
+		Token:       h.cfg.ClusterToken,
+		ServiceUnit: systemd.UnitName(systemd.RoleHost),
 	}
 	if h.cfg.Docker != nil {
 		// The replica manages Docker environments: it writes their

@@ -53,6 +53,8 @@ type Host struct {
 
 	// feed is the dashboards' change feed (events.go).
 	feed *changeFeed
+	// disk refuses proposals while the data dir is almost full.
+	disk *diskGuard
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -101,6 +103,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 			// to another address than the leader's.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
+	h.disk = newDiskGuard(cfg.DataDir, cfg.MinFreeDisk, h.log)
 	h.auth = &auth.Authenticator{Accounts: h.machine, ClusterToken: cfg.ClusterToken,
 		InsecureNoToken: cfg.InsecureNoToken, AnonymousRole: cfg.AnonymousRole}
 	h.runners = api.NewRunnerClient(api.PeerConfig{Token: cfg.ClusterToken, Transport: peerTransport(cfg)})
@@ -180,6 +183,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	h.goRun(func() { h.bootstrapLoop(runCtx) })
 	h.goRun(func() { h.leadershipLoop(runCtx) })
 	h.goRun(func() { h.backupLoop(runCtx) })
+	h.goRun(func() { h.disk.watch(runCtx) })
 	h.sshProxy.serve(runCtx, h)
 	h.log.Info("host replica started", "api", h.apiURL, "raft", h.raft.addr, "gossip", h.pool.Addr(), "ssh_proxy", h.SSHProxyAddr(), "existing_state", h.raft.hadState)
 	return h, nil

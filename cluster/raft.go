@@ -207,6 +207,9 @@ func (h *Host) apply(ctx context.Context, c fsm.Command) (any, error) {
 	if err := h.commandKnown(c.Type()); err != nil {
 		return nil, err
 	}
+	if err := h.disk.check(); err != nil {
+		return nil, err
+	}
 	c, err := h.audited(ctx, c)
 	if err != nil {
 		return nil, err

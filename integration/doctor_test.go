@@ -123,6 +123,21 @@ func TestDoctor(t *testing.T) {
 	t.Run("StoppedReplica", func(t *testing.T) { testDoctorStoppedReplica(t, c.For(t)) })
 }
 
+// TestDoctorMultiAddress runs doctor against 3 replicas and 2 runners on
+// five addresses of this machine (127.0.0.11-15), every member on the same
+// port numbers as on machines of their own: a port held by a member on
+// another address is no conflict, so the report is clean.
+func TestDoctorMultiAddress(t *testing.T) {
+	c := startCluster(t, harness.Options{HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor,
+		Addresses: []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}})
+	c.StartRunner("doc1", harness.RunnerOptions{Cores: 2, Memory: "4G", NoDocker: true, Address: "127.0.0.14"})
+	c.StartRunner("doc2", harness.RunnerOptions{Cores: 2, Memory: "4G", NoDocker: true, Address: "127.0.0.15"})
+	if a, b := c.Replica(0).API, c.Replica(1).API; strings.TrimPrefix(a, "http://127.0.0.11") != strings.TrimPrefix(b, "http://127.0.0.12") {
+		t.Fatalf("replicas not on one port: %s %s", a, b)
+	}
+	testDoctorHealthy(t, c)
+}
+
 func testDoctorHealthy(t *testing.T, c *harness.Cluster) {
 	// Without Docker (outside CI) the replicas only warn about its socket.
 	dockerless := harness.DockerProblem() != ""

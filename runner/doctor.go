@@ -10,6 +10,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/gossip"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
+	"github.com/hakuriver/hakuriver-ha/ops/systemd"
 	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 
@@ -107,6 +108,7 @@ func (a *Agent) doctorLocal() doctor.Local {
 		CgroupParent:    doctorCgroupParent,
 		CgroupsRequired: a.cfg.NativeLimited,
 		Token:           a.cfg.Token,
+		ServiceUnit:     systemd.UnitName(systemd.RoleRunner),
 	}
 	if a.cfg.TLS != nil {
 		l.TLS, l.TLSVerify = a.cfg.TLS.Client(), a.cfg.TLS.Verify

@@ -27,6 +27,10 @@ var ErrNoLeader = errors.New("no leader")
 // answers 409.
 var ErrUpgradePending = errors.New("upgrade pending")
 
+// ErrInsufficientStorage is returned when a replica refuses a write because
+// its data dir's filesystem is below min_free_disk; it answers 507.
+var ErrInsufficientStorage = errors.New("insufficient storage")
+
 // TargetRE matches a submit target, "HOST" or "HOST:NUMA_ID"; its first
 // group also checks a runner's hostname.
 var TargetRE = regexp.MustCompile(`^([a-zA-Z0-9._-]+)(?::(\d+))?$`)
@@ -77,6 +81,8 @@ func StatusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrUpgradePending):
 		return http.StatusConflict
+	case errors.Is(err, ErrInsufficientStorage):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, fsm.ErrHalted):
 		return http.StatusServiceUnavailable
 	}

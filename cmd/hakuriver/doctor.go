@@ -15,9 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/ops/doctor"
+	"github.com/hakuriver/hakuriver-ha/ops/systemd"
 	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
 
@@ -255,6 +257,13 @@ func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 			l.TLSVerify = b.Verify
 		}
 	}
+	if role == "host" {
+		minFree, err := c.Cluster.MinFreeDiskBytes()
+		if err != nil {
+			minFree = 0 // config.Load already refused a malformed value
+		}
+		rep.Checks = append(rep.Checks, cluster.StoreCheck(c.Cluster.DataDir, uint64(minFree)))
+	}
 	if role == "runner" {
 		rep.Checks = append(rep.Checks, statedir.Doctor(c.Paths.RunnerStateDir, false,
 			statedir.Area{Key: "local_temp_dir", Path: c.Paths.LocalTempDir}, statedir.Area{Key: "shared_dir", Path: c.Paths.SharedDir}))
@@ -267,7 +276,7 @@ func runLocalDoctor(cmd *cobra.Command, f doctorFlags, format string) error {
 // look at, before the process starts (its ports must be free).
 func localFromConfig(c config.Config, role, configPath string) doctor.Local {
 	shared := c.Paths.SharedDir
-	l := doctor.Local{BindAddr: c.Network.HostBindIP}
+	l := doctor.Local{BindAddr: c.Network.HostBindIP, ServiceUnit: systemd.UnitName(systemd.Role(role))}
 	for _, j := range c.Cluster.Join {
 		if h, _, err := net.SplitHostPort(j); err == nil && net.ParseIP(h) == nil {
 			l.Hostnames = append(l.Hostnames, h)

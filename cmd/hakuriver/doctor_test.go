@@ -299,6 +299,18 @@ func TestCLI_DoctorLocal(t *testing.T) {
 	if !found {
 		t.Fatalf("task_errors as a file not reported:\n%s", out)
 	}
+	// A host that has never run has no Raft store yet: no alarm.
+	out, _ = runDoctorCLI(t, "-o", "json", "doctor", "--local", "--config", cfg, "--role", "host")
+	mustJSON(t, out, &res)
+	var store []doctor.Check
+	for _, c := range res.Members[0].Checks {
+		if c.Name == "raft store" {
+			store = append(store, c)
+		}
+	}
+	if len(store) != 1 || store[0].Status != doctor.StatusOK || !strings.Contains(store[0].Measured, "none yet") {
+		t.Errorf("raft store of a new host = %+v", store)
+	}
 	if _, err := runDoctorCLI(t, "doctor", "--local", "--config", cfg, "--role", "db"); err == nil || !strings.Contains(err.Error(), "--role") {
 		t.Fatalf("bad role: %v", err)
 	}

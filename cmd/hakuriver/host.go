@@ -130,6 +130,7 @@ given, which accepts internal calls and membership changes from anyone.`,
 	bindDevFlags(cmd, &fastGossip)
 	cmd.Flags().BoolVar(&noEnvs, "no-docker-environments", false, "answer 503 to Docker environment calls instead of serving them (dev)")
 	cmd.Flags().MarkHidden("no-docker-environments") //nolint:errcheck // the flag exists
+	cmd.AddCommand(newHostCompactCmd())
 	return cmd
 }
 
@@ -179,6 +180,11 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	hc.BackupDir = c.Cluster.BackupDir
 	hc.BackupInterval = time.Duration(c.Cluster.BackupInterval) * time.Second
 	hc.BackupKeep = c.Cluster.BackupKeep
+	minFree, err := c.Cluster.MinFreeDiskBytes()
+	if err != nil {
+		return cluster.Config{}, nil, err
+	}
+	hc.MinFreeDisk = uint64(minFree)
 	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
 	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
 	hc.DefaultContainer = c.Docker.DefaultContainerName

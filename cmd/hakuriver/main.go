@@ -46,6 +46,7 @@ func newRootCmd() *cobra.Command {
 		newShimCmd(),
 		newDevCmd(g),
 		newConfigCmd(),
+		newInitCmd(),
 		newTaskCmd(g),
 		newNodeCmd(g),
 		newClusterCmd(g),

@@ -96,6 +96,11 @@ type Options struct {
 	// ReplicaBin maps a replica index to another binary than Bin, for a
 	// cluster of mixed versions (a rolling upgrade).
 	ReplicaBin map[int]string
+	// Addresses, when set, puts replica i on Addresses[i] (a loopback
+	// address such as 127.0.0.11) instead of 127.0.0.1, every replica with
+	// the same ports, as on machines of their own; runners started with
+	// RunnerOptions.Address use those ports too.
+	Addresses []string
 	// TLS runs the cluster with TLS: `hakuriver tls init` makes a CA and a
 	// certificate per host and runner (TLSDir), every process gets
 	// --cert-file, --key-file and --ca-file, APIs are https:// and the
@@ -136,6 +141,9 @@ type cluster struct {
 	admin string
 	// tlsDir holds the CA and node certificates ("" without Options.TLS).
 	tlsDir string
+
+	// same is the one port set of every member with Options.Addresses.
+	same *replicaPorts
 
 	mu       sync.Mutex
 	replicas []*Replica
@@ -245,12 +253,22 @@ func StartCluster(tb TB, opts Options) *Cluster {
 		tb.Fatalf("harness: %v", err)
 	}
 	defer ports.release()
+	if len(opts.Addresses) > 0 {
+		if len(opts.Addresses) < opts.Replicas {
+			tb.Fatalf("harness: %d Addresses for %d replicas", len(opts.Addresses), opts.Replicas)
+		}
+		same := ports.ports[0]
+		c.same = &same
+		for i := range ports.ports {
+			ports.ports[i] = same
+		}
+	}
 	var joins []string
 	for i := range opts.Replicas {
-		joins = append(joins, net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.ports[i].gossip)))
+		joins = append(joins, net.JoinHostPort(c.replicaAddr(i), strconv.Itoa(ports.ports[i].gossip)))
 	}
 	for i := range opts.Replicas {
-		r, err := c.newReplica(fmt.Sprintf("h%d", i+1), ports.ports[i], joins)
+		r, err := c.newReplica(fmt.Sprintf("h%d", i+1), c.replicaAddr(i), ports.ports[i], joins)
 		if err != nil {
 			tb.Fatalf("harness: %v", err)
 		}
@@ -374,7 +392,7 @@ func (c *Cluster) AddReplica() int {
 	id := fmt.Sprintf("h%d", len(c.replicas)+1)
 	c.mu.Unlock()
 	joins = append(joins, net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.ports[0].gossip)))
-	r, err := c.newReplica(id, ports.ports[0], joins)
+	r, err := c.newReplica(id, "127.0.0.1", ports.ports[0], joins)
 	if err != nil {
 		c.tb.Fatalf("harness: %v", err)
 	}
@@ -390,7 +408,16 @@ func (c *Cluster) AddReplica() int {
 	return i
 }
 
-func (c *Cluster) newReplica(id string, p replicaPorts, joins []string) (*Replica, error) {
+// replicaAddr is the address of replica i: Options.Addresses[i], or
+// 127.0.0.1.
+func (c *Cluster) replicaAddr(i int) string {
+	if i < len(c.opts.Addresses) {
+		return c.opts.Addresses[i]
+	}
+	return "127.0.0.1"
+}
+
+func (c *Cluster) newReplica(id, addr string, p replicaPorts, joins []string) (*Replica, error) {
 	dir, err := os.MkdirTemp(c.base, id+"-")
 	if err != nil {
 		return nil, fmt.Errorf("create replica dir: %w", err)
@@ -401,15 +428,16 @@ func (c *Cluster) newReplica(id string, p replicaPorts, joins []string) (*Replic
 	r := &Replica{
 		ID:     id,
 		Dir:    dir,
-		API:    c.scheme() + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.api)),
-		Gossip: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.gossip)),
-		Raft:   net.JoinHostPort("127.0.0.1", strconv.Itoa(p.raft)),
+		API:    c.scheme() + net.JoinHostPort(addr, strconv.Itoa(p.api)),
+		Gossip: net.JoinHostPort(addr, strconv.Itoa(p.gossip)),
+		Raft:   net.JoinHostPort(addr, strconv.Itoa(p.raft)),
 	}
 	args := []string{"host",
 		"--node-id", id,
 		"--data-dir", r.DataDir(),
 		"--shared-dir", c.shared,
-		"--bind", "127.0.0.1",
+		"--bind", addr,
+		"--advertise", addr,
 		"--api-port", strconv.Itoa(p.api),
 		"--raft-port", strconv.Itoa(p.raft),
 		"--gossip-port", strconv.Itoa(p.gossip),

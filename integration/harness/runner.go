@@ -35,6 +35,10 @@ type RunnerOptions struct {
 	// of other runners on this machine, which a Docker executor otherwise
 	// adopts when their runner has the same name (another test's cluster).
 	NoDocker bool
+	// Address puts the runner on this address instead of 127.0.0.1; in a
+	// cluster with Options.Addresses it uses the replicas' API and gossip
+	// port numbers, as on a machine of its own.
+	Address string
 	// Args are extra flags.
 	Args []string
 }
@@ -116,6 +120,13 @@ func (c *Cluster) prepareRunner(name string, opts RunnerOptions) (*Runner, []str
 		c.tb.Fatalf("harness: %v", err)
 	}
 	p := ports.ports[0]
+	addr := "127.0.0.1"
+	if opts.Address != "" {
+		addr = opts.Address
+		if c.same != nil {
+			p = *c.same
+		}
+	}
 	dir, err := os.MkdirTemp(c.base, "runner-"+name+"-")
 	if err != nil {
 		c.tb.Fatalf("harness: create runner dir: %v", err)
@@ -123,8 +134,8 @@ func (c *Cluster) prepareRunner(name string, opts RunnerOptions) (*Runner, []str
 	r := &Runner{
 		Name:   name,
 		Dir:    dir,
-		API:    c.scheme() + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.api)),
-		Gossip: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.gossip)),
+		API:    c.scheme() + net.JoinHostPort(addr, strconv.Itoa(p.api)),
+		Gossip: net.JoinHostPort(addr, strconv.Itoa(p.gossip)),
 	}
 	if err := os.MkdirAll(r.LocalTempDir(), 0o750); err != nil {
 		c.tb.Fatalf("harness: create runner dir: %v", err)
@@ -137,8 +148,8 @@ func (c *Cluster) prepareRunner(name string, opts RunnerOptions) (*Runner, []str
 	c.mu.Unlock()
 	args := []string{"runner",
 		"--name", name,
-		"--bind", "127.0.0.1",
-		"--runner-address", "127.0.0.1",
+		"--bind", addr,
+		"--runner-address", addr,
 		"--runner-port", strconv.Itoa(p.api),
 		"--gossip-port", strconv.Itoa(p.gossip),
 		"--join", strings.Join(joins, ","),

@@ -14,6 +14,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 )
 
 // Config is the whole configuration file of HakuRiver HA. It is a plain value:
@@ -160,6 +162,9 @@ type Cluster struct {
 	BackupDir      string `toml:"backup_dir"`
 	BackupInterval int    `toml:"backup_interval"`
 	BackupKeep     int    `toml:"backup_keep"`
+	// MinFreeDisk is the free space ("512M", "2G") a host keeps on its
+	// data_dir's filesystem: below it, writes are refused. "0" = no limit.
+	MinFreeDisk string `toml:"min_free_disk"`
 }
 
 // Default returns the built-in configuration. Each call returns fresh slices,
@@ -201,6 +206,7 @@ func Default() Config {
 			LeaderWaitSeconds: 5,
 			BackupInterval:    3600,
 			BackupKeep:        24,
+			MinFreeDisk:       "512Mi",
 		},
 	}
 }
@@ -219,6 +225,18 @@ func (t Timing) HeartbeatTimeout() time.Duration {
 // CleanupPeriod returns cleanup_check_interval as a duration.
 func (t Timing) CleanupPeriod() time.Duration {
 	return time.Duration(t.CleanupCheckInterval) * time.Second
+}
+
+// MinFreeDiskBytes returns min_free_disk in bytes (0 when unset).
+func (c Cluster) MinFreeDiskBytes() (int64, error) {
+	if strings.TrimSpace(c.MinFreeDisk) == "" {
+		return 0, nil
+	}
+	n, err := api.ParseMemory(c.MinFreeDisk)
+	if err != nil {
+		return 0, fmt.Errorf("cluster.min_free_disk %q: %w", c.MinFreeDisk, err)
+	}
+	return n, nil
 }
 
 // LeaderWait returns leader_wait_seconds as a duration.

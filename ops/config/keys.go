@@ -141,6 +141,9 @@ func settings() []setting {
 		{section: "cluster", name: "data_dir",
 			help:  "directory of a host's Raft log, stable store and snapshots",
 			field: func(c *Config) any { return &c.Cluster.DataDir }, check: nonEmpty},
+		{section: "cluster", name: "min_free_disk",
+			help:  "free space a host keeps on data_dir's filesystem: below it the replica refuses writes (507) and still serves reads (0 = no limit)",
+			field: func(c *Config) any { return &c.Cluster.MinFreeDisk }, check: byteSize},
 		{section: "cluster", name: "raft_port",
 			help:  "Raft transport port of a host (0 = any free port)",
 			field: func(c *Config) any { return &c.Cluster.RaftPort }, check: port},
@@ -317,6 +320,13 @@ func anonymousRole(p any) string {
 		return ""
 	}
 	return fmt.Sprintf("%q: want none, viewer, user or operator", *p.(*string))
+}
+
+func byteSize(p any) string {
+	if _, err := api.ParseMemory(*p.(*string)); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 func nonEmpty(p any) string {

@@ -82,6 +82,10 @@ type Local struct {
 	CgroupRoot      string
 	CgroupParent    string
 	CgroupsRequired bool
+	// ServiceUnit is this node's systemd unit ("hakuriver-host.service");
+	// when a unit file of that name is installed (UnitDirs), doctor checks
+	// that systemd runs it. "" skips the check.
+	ServiceUnit string
 	// Token is the cluster token sent on http probes; never reported.
 	Token string
 	// TLS verifies https probes against the cluster CA (nil: the system
@@ -102,6 +106,14 @@ type Local struct {
 	Now func() time.Time
 	// ProcRoot is where /proc is mounted, to find who holds a port.
 	ProcRoot string
+	// UnitDirs are where unit files are looked for (nil: /etc/systemd/system,
+	// /lib/systemd/system, /usr/lib/systemd/system).
+	UnitDirs []string
+	// SystemdBooted reports whether systemd runs the machine (nil:
+	// /run/systemd/system exists).
+	SystemdBooted func() bool
+	// IsActive answers `systemctl is-active unit` (nil: runs systemctl).
+	IsActive func(ctx context.Context, unit string) (string, error)
 }
 
 // lookupTimeout bounds one name lookup of the local checks.
@@ -155,9 +167,9 @@ func (l Local) procRoot() string {
 
 // RunLocal runs every local check of l, in a fixed order: process user,
 // clock, addresses, name resolution, ports, paths, free disk, runner user,
-// executables, Docker socket, cgroups. It reads the machine only (the port,
-// path and cgroup checks create and remove probe files and groups) and is
-// bounded by ctx for name lookups.
+// executables, Docker socket, cgroups, TLS, the service unit. It reads the
+// machine only (the port, path and cgroup checks create and remove probe
+// files and groups) and is bounded by ctx for name lookups and systemctl.
 func RunLocal(ctx context.Context, l Local) []Check {
 	var out []Check
 	out = append(out, processUser(), l.checkClock())
@@ -192,6 +204,11 @@ func RunLocal(ctx context.Context, l Local) []Check {
 	}
 	if l.TLSVerify != nil {
 		out = append(out, l.checkTLS())
+	}
+	if l.ServiceUnit != "" {
+		if c, ok := l.checkService(ctx); ok {
+			out = append(out, c)
+		}
 	}
 	return out
 }

@@ -232,6 +232,16 @@ func TestDiskThresholds(t *testing.T) {
 	}
 }
 
+// TestDiskSmallFilesystem checks the absolute threshold: a small
+// filesystem with a fine share free but under 1 GiB left warns.
+func TestDiskSmallFilesystem(t *testing.T) {
+	const mib = 1 << 20
+	l := Local{Statfs: func(string) (uint64, uint64, error) { return 4096 * mib, 900 * mib, nil }}
+	if c := l.checkDisk(Path{Name: "data_dir", Path: t.TempDir(), Disk: true}); c.Status != StatusWarn || !strings.Contains(c.Cause, "1GiB") {
+		t.Fatalf("checkDisk = %+v, want a warning under 1GiB", c)
+	}
+}
+
 func TestPorts(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

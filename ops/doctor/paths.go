@@ -14,6 +14,8 @@ import (
 const (
 	diskWarnFraction = 0.10
 	diskFailFraction = 0.02
+	// diskWarnBytes warns on a small filesystem whose share free is fine.
+	diskWarnBytes = 1 << 30
 )
 
 // checkPath checks that p exists with the right type and that this process's
@@ -188,6 +190,8 @@ func (l Local) checkDisk(p Path) Check {
 		return failCheck(name, m, "almost no space left: writes (Raft log, task output) will fail; free space or grow the filesystem")
 	case frac < diskWarnFraction:
 		return warnCheck(name, m, "less than 10% free: free space or grow the filesystem before it fills up")
+	case avail < diskWarnBytes:
+		return warnCheck(name, m, "less than 1GiB free: free space or grow the filesystem before it fills up")
 	}
 	return okCheck(name, m)
 }

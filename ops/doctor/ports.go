@@ -16,6 +16,7 @@ import (
 // socket is one listening socket found in /proc/net.
 type socket struct {
 	addr  string // ip:port
+	ip    net.IP
 	inode string
 }
 
@@ -50,16 +51,47 @@ func (l Local) checkPorts() []Check {
 	return out
 }
 
-// checkOwnPort reports who listens on p: this process, and nobody else.
+// overlaps reports whether sockets bound to a and b on one port take each
+// other's connections: the same address, or a wildcard of a family that
+// covers the other (0.0.0.0 covers IPv4; :: covers both, as Linux's
+// dual-stack default does). Five members on five addresses of one machine,
+// each on the same ports, do not conflict.
+func overlaps(a, b net.IP) bool {
+	covers := func(w, x net.IP) bool {
+		return w.IsUnspecified() && (w.To4() == nil || x.To4() != nil)
+	}
+	return a.Equal(b) || covers(a, b) || covers(b, a)
+}
+
+// bindIP is the address the process binds to: the wildcard when empty or
+// not an IP.
+func (l Local) bindIP() net.IP {
+	if ip := net.ParseIP(l.BindAddr); ip != nil {
+		return ip
+	}
+	return net.IPv4zero
+}
+
+// checkOwnPort reports who listens on p: this process, and nobody else on
+// an address that overlaps one of this process's sockets on that port.
 func (l Local) checkOwnPort(name string, p Port) Check {
 	socks, err := l.listeners(p.Proto, p.Port)
 	if err != nil {
 		return okCheck(name, "held by this process (listeners not readable: "+err.Error()+")")
 	}
 	own := l.ownInodes()
+	var mine []net.IP
+	for _, s := range socks {
+		if own[s.inode] {
+			mine = append(mine, s.ip)
+		}
+	}
+	if len(mine) == 0 {
+		mine = []net.IP{l.bindIP()}
+	}
 	var others []string
 	for _, s := range socks {
-		if !own[s.inode] {
+		if !own[s.inode] && overlapsAny(s.ip, mine) {
 			others = append(others, s.addr+" by "+l.ownerOf(s.inode).String())
 		}
 	}
@@ -95,11 +127,16 @@ func (l Local) checkFreePort(name string, p Port) Check {
 		if socks, lerr := l.listeners(p.Proto, p.Port); lerr == nil && len(socks) > 0 {
 			var hs []string
 			for _, s := range socks {
+				if !overlaps(s.ip, l.bindIP()) {
+					continue
+				}
 				o := l.ownerOf(s.inode)
 				hakuriver = hakuriver || strings.Contains(o.comm, "hakuriver")
 				hs = append(hs, s.addr+" by "+o.String())
 			}
-			holders = strings.Join(hs, "; ")
+			if len(hs) > 0 {
+				holders = strings.Join(hs, "; ")
+			}
 		}
 		if hakuriver {
 			return warnCheck(name, addr+" in use: "+holders, "a hakuriver process already holds it: fine if this node is already running, else stop the old one")
@@ -111,6 +148,16 @@ func (l Local) checkFreePort(name string, p Port) Check {
 		return failCheck(name, fmt.Sprintf("%s: %v", addr, err), causeNotLocal)
 	}
 	return failCheck(name, fmt.Sprintf("%s: %v", addr, err), "cannot listen there: see the measured error")
+}
+
+// overlapsAny reports whether ip overlaps any of ips.
+func overlapsAny(ip net.IP, ips []net.IP) bool {
+	for _, o := range ips {
+		if overlaps(ip, o) {
+			return true
+		}
+	}
+	return false
 }
 
 // listeners returns the sockets listening (tcp) or bound (udp) on port, read
@@ -157,7 +204,7 @@ func parseProcNet(path, state string, port int) ([]socket, error) {
 		if !ok || p != port {
 			continue
 		}
-		out = append(out, socket{addr: net.JoinHostPort(ip.String(), strconv.Itoa(p)), inode: fields[9]})
+		out = append(out, socket{addr: net.JoinHostPort(ip.String(), strconv.Itoa(p)), ip: ip, inode: fields[9]})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read listeners: %w", err)
