@@ -230,8 +230,9 @@ func Render(u Unit) ([]byte, error) {
 		w("SupplementaryGroups=%s", strings.Join(u.SupplementaryGroups, " "))
 	}
 	w("ExecStart=%s %s --config %s", u.Binary, u.Role, u.Config)
-	w("# No ExecReload=: the process does not handle SIGHUP (it would stop); use")
-	w("# systemctl restart, which a replica and a runner both survive without losing work.")
+	w("# No ExecReload=: SIGHUP only reopens a configured log file (logrotate sends it,")
+	w("# see the README); without one it would stop the process. Use systemctl restart,")
+	w("# which a replica and a runner both survive without losing work.")
 	w("Restart=on-failure")
 	w("RestartSec=5s")
 	w("TimeoutStopSec=30s")
