@@ -71,9 +71,12 @@ type Config struct {
 	// HeartbeatInterval and HeartbeatTimeoutFactor drive runner liveness.
 	HeartbeatInterval      time.Duration
 	HeartbeatTimeoutFactor int
-	// RaftHeartbeatTimeout and RaftElectionTimeout tune failover speed.
-	RaftHeartbeatTimeout time.Duration
-	RaftElectionTimeout  time.Duration
+	// RaftMultiplier scales Raft's timing: the heartbeat and election
+	// timeouts are RaftMultiplier × 500 ms and the leader lease
+	// RaftMultiplier × 250 ms (see raftTiming). 1 fails over fastest;
+	// higher values keep a leader through longer stalls (slow fsync, CPU
+	// shared with tasks, GC). Must be 1 to 10.
+	RaftMultiplier int
 	// RaftNoSync disables fsync of the Raft log (benchmarks only).
 	RaftNoSync bool
 	// SnapshotThreshold is the number of log entries between snapshots.
@@ -124,8 +127,7 @@ func DefaultConfig() Config {
 		LeaderWait:             5 * time.Second,
 		HeartbeatInterval:      5 * time.Second,
 		HeartbeatTimeoutFactor: 6,
-		RaftHeartbeatTimeout:   500 * time.Millisecond,
-		RaftElectionTimeout:    500 * time.Millisecond,
+		RaftMultiplier:         2,
 		SnapshotThreshold:      8192,
 		DefaultContainer:       "hakuriver-base",
 		ContainerDir:           "hakuriver-containers",
@@ -170,6 +172,9 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, errors.New("heartbeat_interval: must be positive"))
+	}
+	if c.RaftMultiplier < 1 || c.RaftMultiplier > 10 {
+		errs = append(errs, fmt.Errorf("raft_multiplier: %d: must be between 1 and 10", c.RaftMultiplier))
 	}
 	if c.HeartbeatTimeoutFactor < 2 {
 		errs = append(errs, errors.New("heartbeat_timeout_factor: must be at least 2"))

@@ -163,6 +163,7 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	hc.SharedDir = c.Paths.SharedDir
 	hc.MaxListTasks = c.Cluster.MaxListTasks
 	hc.LeaderWait = c.Cluster.LeaderWait()
+	hc.RaftMultiplier = c.Cluster.RaftMultiplier
 	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
 	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
 	hc.DefaultContainer = c.Docker.DefaultContainerName

@@ -78,6 +78,7 @@ func TestDefault(t *testing.T) {
 		{"bootstrap_expect", c.Cluster.BootstrapExpect, 1},
 		{"max_list_tasks", c.Cluster.MaxListTasks, 1000},
 		{"leader_wait", c.Cluster.LeaderWait(), 5 * time.Second},
+		{"raft_multiplier", c.Cluster.RaftMultiplier, 2},
 	}
 	for _, tc := range checks {
 		if tc.got != tc.want {
