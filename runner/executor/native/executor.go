@@ -237,6 +237,9 @@ func (e *Executor) reconcile(ctx context.Context, t *taskFiles) *taskFiles {
 		result = e.recordLost(ctx, t)
 		return nil
 	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return t // forgotten meanwhile: load reports it unknown
+	}
 	if err != nil {
 		e.log.Warn("lock task dir", keyTaskID, t.ID, keyErr, err)
 		return t

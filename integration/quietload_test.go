@@ -1,0 +1,163 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/integration/harness"
+)
+
+// Load of TestHealthyLoadIsQuiet: quietClients clients each submit
+// quietSubmits native `true` tasks, one after the other.
+const (
+	quietClients = 8
+	quietSubmits = 50
+	// quietTimeout bounds the whole load and the wait for every task's end.
+	quietTimeout = 4 * time.Minute
+)
+
+// quietAllowed lists the WARN lines a healthy run may print, each with why
+// it is not a fault here. Every other line a healthy cluster under load
+// prints is INFO or DEBUG: a WARN or ERROR is a real problem.
+var quietAllowed = []string{
+	// The runner is started with NoDocker (DOCKER_HOST pointing nowhere, so
+	// that it never adopts other tests' containers): it says once, at
+	// start, that container tasks will run natively. On a real node that
+	// is a configuration problem worth a warning.
+	"Docker is unreachable: container tasks run natively",
+}
+
+// TestHealthyLoadIsQuiet runs a bounded load against 3 replicas and one
+// native runner: 8 clients each submit 50 `true` tasks through the three
+// replicas in turn (so that most submits are forwarded to the leader).
+// Every task must complete, the leader must stay leader in the same term,
+// and no member's log (the replicas' and the runner's, as the harness
+// captures them) may hold an ERROR line or a WARN line outside
+// quietAllowed: placements and dispatches that race a leader change are
+// not faults, and a start must never be cut short because the host hung up.
+func TestHealthyLoadIsQuiet(t *testing.T) {
+	c := startWithRunners(t, runnerSpec{"quiet", harness.RunnerOptions{Cores: 8, Memory: "4G", NoDocker: true}})
+	leader := c.WaitLeader(harness.LeaderTimeout)
+	before, err := c.Status(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), quietTimeout)
+	defer cancel()
+	ids := make(chan string, quietClients*quietSubmits)
+	var wg sync.WaitGroup
+	errs := make(chan error, quietClients)
+	for cl := range quietClients {
+		wg.Go(func() {
+			for n := range quietSubmits {
+				i := (cl + n) % c.N()
+				a, out, err := c.Submit(ctx, i, native("true"))
+				if err == nil && (a.Status != http.StatusAccepted || len(out.TaskIDs) != 1) {
+					err = fmt.Errorf("want 202 with one task, got %s", a)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("client %d, submit %d through %s: %w", cl, n, c.Replica(i).ID, err)
+					return
+				}
+				ids <- out.TaskIDs[0]
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	want := map[string]bool{}
+	for id := range ids {
+		want[id] = true
+	}
+
+	c.Poll(quietTimeout, "every task completed", func() (bool, string) {
+		tasks, err := c.Tasks(leader)
+		if err != nil {
+			return false, err.Error()
+		}
+		done, other := 0, map[string]int{}
+		for _, tr := range tasks {
+			if !want[tr.TaskID] {
+				continue
+			}
+			if tr.Status == "completed" {
+				done++
+			} else {
+				other[tr.Status]++
+			}
+		}
+		return done == len(want), fmt.Sprintf("%d of %d completed, others %v", done, len(want), other)
+	})
+
+	after, err := c.Status(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Term != before.Term || after.LeaderID != before.LeaderID {
+		t.Errorf("leadership changed under load: leader %s term %d before, leader %s term %d after",
+			before.LeaderID, before.Term, after.LeaderID, after.Term)
+	}
+
+	logs := map[string]string{"runner quiet": c.Runner("quiet").LogPath()}
+	for i := range c.N() {
+		logs["replica "+c.Replica(i).ID] = c.Replica(i).LogPath()
+	}
+	for who, path := range logs {
+		for _, l := range loudLines(t, path) {
+			t.Errorf("%s logged: %s", who, l)
+		}
+	}
+}
+
+// loudLines returns the ERROR lines and the WARN lines not in quietAllowed
+// of a member's log.
+func loudLines(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 4<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		switch {
+		case strings.Contains(l, "level=ERROR"):
+			out = append(out, l)
+		case strings.Contains(l, "level=WARN") && !allowedWarn(l):
+			out = append(out, l)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return out
+}
+
+func allowedWarn(line string) bool {
+	for _, a := range quietAllowed {
+		if strings.Contains(line, a) {
+			return true
+		}
+	}
+	return false
+}
