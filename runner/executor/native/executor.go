@@ -2,15 +2,14 @@
 // with cgroups (cpu quota, memory max, cpuset for NUMA binding, freezer for
 // pause) and killed with everything they started.
 //
-// Every task runs under its own supervisor, the same binary re-executed as
-// "hakuriver runner-shim <task-dir>" (RunShim), detached from the runner, so
+// Every task runs under its own supervisor, the same binary executed as
+// "hakuriver runner-shim <task-dir>" (RunShim) in a session of its own, so
 // that runner restarts never kill work. All state lives in files under
 // Config.StateDir, one directory per task, so a new Executor (a restarted
 // runner) finds the tasks of the previous one, running or ended.
 package native
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -125,12 +124,14 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	if err != nil || !created {
 		return err
 	}
-	if err := e.runShim(dir); err != nil {
+	started, err := e.startSupervisor(dir)
+	if err != nil {
 		if rerr := os.RemoveAll(dir); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("remove task dir: %w", rerr))
 		}
 		return fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}
+	waitStarted(ctx, started)
 	if err := e.awaitStarted(ctx, s.TaskID); err != nil {
 		return fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}
@@ -167,19 +168,56 @@ func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err
 	return created, nil
 }
 
-// runShim runs the shim's first stage, which detaches the supervisor and
-// exits at once. It is not cancelled with the Start's ctx: killing it after
-// it launched the supervisor would leave a task that Start then disowns.
-func (e *Executor) runShim(dir string) error {
+// startSupervisor starts the task's supervisor in a new session (so no
+// signal to the runner's process group or terminal reaches it), its output
+// going to the task directory's shim.log, and returns the read end of a
+// pipe that the supervisor closes once the task's process is recorded (or
+// its failure to start is; or the supervisor died). It is not cancelled
+// with the Start's ctx: killing it after it started would leave a task
+// that Start then disowns. The supervisor is this process's child: a
+// goroutine reaps it when it ends; when this process ends first, it is
+// re-parented to init (or the nearest subreaper) and goes on.
+func (e *Executor) startSupervisor(dir string) (*os.File, error) {
+	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("start supervisor: %w", err)
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start supervisor: %w", err)
+	}
+	defer w.Close()
 	argv := append(slices.Clone(e.cfg.ShimCommand), dir)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = "/"
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("run shim %q: %w: %s", argv, err, bytes.TrimSpace(out.Bytes()))
+	// fd 3 (the first of ExtraFiles) is the pipe's write end.
+	cmd.Env = append(os.Environ(), shimStartedFDEnv+"=3")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("start supervisor %q: %w", argv, err)
 	}
-	return nil
+	go cmd.Wait() //nolint:errcheck // reaping only: the task's end is in its records
+	return r, nil
+}
+
+// waitStarted blocks until the supervisor closed the pipe started or ctx
+// ends, and closes it. Either way the task's records say what happened.
+func waitStarted(ctx context.Context, started *os.File) {
+	defer started.Close()
+	stop := context.AfterFunc(ctx, func() {
+		started.SetReadDeadline(time.Now()) //nolint:errcheck // a pipe supports deadlines
+	})
+	defer stop()
+	var b [1]byte
+	for {
+		if _, err := started.Read(b[:]); err != nil {
+			return // EOF: closed; or the deadline set above
+		}
+	}
 }
 
 // awaitStarted waits until the supervisor recorded the task's process or
