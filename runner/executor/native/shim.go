@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +21,16 @@ import (
 // once the task's process is recorded (or its failure to start is): the
 // Executor's Start waits on it instead of polling the task's files.
 const shimStartedFDEnv = "HAKURIVER_SHIM_STARTED_FD"
+
+// shimDirFDEnv names the descriptor of the pipe a warm supervisor reads its
+// task directory from.
+const shimDirFDEnv = "HAKURIVER_SHIM_DIR_FD"
+
+// WarmArg, given to RunShim (and so to "hakuriver runner-shim") instead of
+// a task directory, starts a warm supervisor: it boots, then waits for the
+// Executor to send it the directory of the task to run (or to close the
+// pipe, which makes it exit).
+const WarmArg = "-"
 
 // cleanupTimeout bounds the shim's killing of leftovers and removal of the
 // task cgroup after the task ended.
@@ -46,6 +58,13 @@ const cleanupTimeout = 10 * time.Second
 func RunShim(ctx context.Context, dir string) int {
 	started := inheritedStartedPipe()
 	defer started.done()
+	if dir == WarmArg {
+		d, ok := awaitTaskDir(ctx)
+		if !ok {
+			return 0 // closed unused: nothing to do
+		}
+		dir = d
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(keyDir, dir, keyPID, os.Getpid())
 	if !fileExists(filepath.Join(dir, fileSpec)) {
 		log.Error("supervise task: not a task directory")
@@ -56,6 +75,43 @@ func RunShim(ctx context.Context, dir string) int {
 		return 1
 	}
 	return 0
+}
+
+// awaitTaskDir reads a warm supervisor's task directory from the pipe named
+// by shimDirFDEnv and sends the supervisor's output to its shim.log. It
+// reports false when the pipe was closed without a directory, or ctx ended.
+func awaitTaskDir(ctx context.Context) (string, bool) {
+	fd, err := strconv.Atoi(os.Getenv(shimDirFDEnv))
+	if err != nil || fd < 3 {
+		fmt.Fprintln(os.Stderr, "runner-shim: warm supervisor without a directory pipe")
+		return "", false
+	}
+	syscall.CloseOnExec(fd)
+	f := os.NewFile(uintptr(fd), "task-dir")
+	defer f.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(f, 4096)) // the runner writes it whole and closes
+		got <- b
+	}()
+	var b []byte
+	select {
+	case <-ctx.Done():
+		return "", false
+	case b = <-got:
+	}
+	dir := strings.TrimSuffix(string(b), "\n")
+	if dir == "" || !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return "", false
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err == nil {
+		// Best effort: without it the supervisor's few lines are lost.
+		_ = syscall.Dup3(int(logf.Fd()), 1, 0)
+		_ = syscall.Dup3(int(logf.Fd()), 2, 0)
+		logf.Close()
+	}
+	return dir, true
 }
 
 // startedPipe is the supervisor's end of the pipe the Executor's Start
@@ -98,7 +154,7 @@ func supervise(ctx context.Context, dir string, started *startedPipe, log *slog.
 		if ended {
 			return nil
 		}
-		return writeJSONAtomic(filepath.Join(dir, fileShim), rec)
+		return writeRecord(filepath.Join(dir, fileShim), rec)
 	}); err != nil {
 		return err
 	}
@@ -154,7 +210,7 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	if st, err := readProcStat(pid); err == nil {
 		proc.StartTicks = st.StartTicks
 	}
-	if err := writeJSONAtomic(filepath.Join(dir, fileProc), proc); err != nil {
+	if err := writeRecord(filepath.Join(dir, fileProc), proc); err != nil {
 		log.Warn("record task process", keyErr, err)
 	}
 	started.done()
