@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -115,6 +116,7 @@ func TestHealthyLoadIsQuiet(t *testing.T) {
 			before.LeaderID, before.Term, after.LeaderID, after.Term)
 	}
 
+	logStartTimes(t, c.Runner("quiet").LogPath())
 	logs := map[string]string{"runner quiet": c.Runner("quiet").LogPath()}
 	for i := range c.N() {
 		logs["replica "+c.Replica(i).ID] = c.Replica(i).LogPath()
@@ -160,4 +162,32 @@ func allowedWarn(line string) bool {
 		}
 	}
 	return false
+}
+
+// logStartTimes logs the p50 and p99 of the runner's start times (the took
+// of its "task started" lines: from a /run request to the task's process
+// running), for information: no limit is asserted.
+func logStartTimes(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var took []time.Duration
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, `msg="task started" component=runner`) {
+			continue
+		}
+		_, v, ok := strings.Cut(l, " took=")
+		if f := strings.Fields(v); ok && len(f) > 0 {
+			if d, err := time.ParseDuration(f[0]); err == nil {
+				took = append(took, d)
+			}
+		}
+	}
+	if len(took) == 0 {
+		return
+	}
+	slices.Sort(took)
+	t.Logf("runner start (/run to process running), %d tasks: p50 %v, p99 %v", len(took), took[len(took)/2], took[len(took)*99/100])
 }

@@ -63,6 +63,7 @@ const startBound = 10 * time.Minute
 
 // handleRun starts a task; it is idempotent by task ID.
 func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
+	begin := time.Now()
 	var req api.RunRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxRunBodyBytes)).Decode(&req); err != nil {
 		writeErr(w, http.StatusBadRequest, "malformed run request: %v", err)
@@ -118,7 +119,8 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, status, "start task %d: %v", req.TaskID, err)
 		return
 	}
-	a.log.Info("task started", "task_id", req.TaskID, "command", req.Command)
+	// took: from the /run request to the task's process running.
+	a.log.Info("task started", "task_id", req.TaskID, "command", req.Command, "took", time.Since(begin).Round(10*time.Microsecond))
 	select {
 	case a.kick <- struct{}{}:
 	default:
