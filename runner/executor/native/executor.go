@@ -153,7 +153,7 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	if err != nil || !created {
 		return err
 	}
-	sup, err := e.startSupervisor(dir)
+	sup, warm, err := e.startSupervisor(dir)
 	if err == nil {
 		waitStarted(ctx, sup.started)
 		err = failedStart(ctx, dir, s.TaskID, sup)
@@ -167,7 +167,7 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	if err := e.awaitStarted(ctx, s.TaskID); err != nil {
 		return fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}
-	e.log.Info("task started", keyTaskID, s.TaskID, "limited", e.layout != nil)
+	e.log.Info("task started", keyTaskID, s.TaskID, "limited", e.layout != nil, "warm", warm)
 	return nil
 }
 
@@ -201,11 +201,11 @@ func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err
 }
 
 // startSupervisor hands the task directory to an idle warm supervisor, or
-// starts a supervisor for it when none is ready. Either way a new warm
-// supervisor is started in the background. Nothing here is cancelled with
+// starts a supervisor for it when none is ready (warm says which). Either
+// way a new warm supervisor is started in the background. Nothing here is cancelled with
 // the Start's ctx: killing a supervisor after it started would leave a
 // task that Start then disowns.
-func (e *Executor) startSupervisor(dir string) (*supervisor, error) {
+func (e *Executor) startSupervisor(dir string) (sup *supervisor, warm bool, err error) {
 	defer e.refillWarm()
 	for w := e.takeWarm(); w != nil; w = e.takeWarm() {
 		_, err := w.dir.WriteString(dir + "\n")
@@ -213,7 +213,7 @@ func (e *Executor) startSupervisor(dir string) (*supervisor, error) {
 			err = cerr
 		}
 		if err == nil {
-			return w.supervisor, nil
+			return w.supervisor, true, nil
 		}
 		// It died while idle (EPIPE): try the next one.
 		w.started.Close()
@@ -221,11 +221,11 @@ func (e *Executor) startSupervisor(dir string) (*supervisor, error) {
 	}
 	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("start supervisor: %w", err)
+		return nil, false, fmt.Errorf("start supervisor: %w", err)
 	}
 	defer logf.Close()
-	sup, _, err := e.launchSupervisor(dir, logf, false)
-	return sup, err
+	sup, _, err = e.launchSupervisor(dir, logf, false)
+	return sup, false, err
 }
 
 // launchSupervisor starts "ShimCommand arg" in a new session (so no signal

@@ -58,6 +58,9 @@ const cleanupTimeout = 10 * time.Second
 func RunShim(ctx context.Context, dir string) int {
 	started := inheritedStartedPipe()
 	defer started.done()
+	// What needs no task is done first, while a warm supervisor waits.
+	self, selfErr := readProcStat(os.Getpid())
+	reaperErr := setChildSubreaper()
 	if dir == WarmArg {
 		d, ok := awaitTaskDir(ctx)
 		if !ok {
@@ -70,7 +73,14 @@ func RunShim(ctx context.Context, dir string) int {
 		log.Error("supervise task: not a task directory")
 		return 1
 	}
-	if err := supervise(ctx, dir, started, log); err != nil {
+	if selfErr != nil {
+		log.Error("supervise task", keyErr, selfErr)
+		return 1
+	}
+	if reaperErr != nil {
+		log.Warn("orphans of the task will not be reaped here", keyErr, reaperErr)
+	}
+	if err := supervise(ctx, dir, self, started, log); err != nil {
 		log.Error("supervise task", keyErr, err)
 		return 1
 	}
@@ -140,11 +150,7 @@ func (p *startedPipe) done() {
 }
 
 // supervise runs the task and records its end.
-func supervise(ctx context.Context, dir string, started *startedPipe, log *slog.Logger) error {
-	self, err := readProcStat(os.Getpid())
-	if err != nil {
-		return err
-	}
+func supervise(ctx context.Context, dir string, self procStat, started *startedPipe, log *slog.Logger) error {
 	rec := shimRecord{PID: os.Getpid(), StartTicks: self.StartTicks}
 	// Under the lock: either an executor already recorded the task lost
 	// (then do not start it), or it will see this record and leave it be.
@@ -168,9 +174,6 @@ func supervise(ctx context.Context, dir string, started *startedPipe, log *slog.
 	}
 	if !ok {
 		return errors.New("read launch record: missing")
-	}
-	if err := setChildSubreaper(); err != nil {
-		log.Warn("orphans of the task will not be reaped here", keyErr, err)
 	}
 	end := runTask(ctx, dir, l, started, log)
 	log.Info("task ended", keyTaskID, l.Spec.TaskID, keyCode, end.Code, "oom", end.OOM, "killed", end.Killed)
