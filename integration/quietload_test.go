@@ -36,6 +36,12 @@ var quietAllowed = []string{
 	// start, that container tasks will run natively. On a real node that
 	// is a configuration problem worth a warning.
 	"Docker is unreachable: container tasks run natively",
+	// The leader did not hear from one follower for a whole lease (0.5 s at
+	// the default raft_multiplier) but still from a quorum: it stays leader
+	// (the test checks the term separately). On a dedicated host that is a
+	// stall worth a warning; on a CI machine shared with -race test
+	// processes it happens without any fault of the cluster.
+	"raft: failed to contact: server-id=",
 }
 
 // TestHealthyLoadIsQuiet runs a bounded load against 3 replicas and one
