@@ -525,3 +525,28 @@ func TestBrokenSupervisorFailsStart(t *testing.T) {
 		}
 	}
 }
+
+// TestShimForEarlierRunner runs the shim as a runner of the previous
+// version did (no started pipe, "runner-shim <dir>", waiting for it to
+// exit): it detaches a supervisor and exits at once, and the task runs.
+func TestShimForEarlierRunner(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.DisableCgroups = true })
+	id := int64(7)
+	dir := h.e.taskDir(id)
+	if _, err := h.e.createTaskDir(executor.Spec{TaskID: id, Command: "sh", Args: []string{"-c", "exit 5"}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	argv := append(slices.Clone(h.cfg.ShimCommand), dir)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("shim: %v: %s", err, out)
+	}
+	eventually(t, 10*time.Second, "the supervisor record", func() bool {
+		return fileExists(filepath.Join(dir, fileShim))
+	})
+	h.rememberShim(id)
+	if ex := h.wait(id); ex.Code != 5 {
+		t.Fatalf("exit %+v, want code 5", ex)
+	}
+}

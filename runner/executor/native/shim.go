@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -32,6 +33,10 @@ const shimDirFDEnv = "HAKURIVER_SHIM_DIR_FD"
 // pipe, which makes it exit).
 const WarmArg = "-"
 
+// legacyStageEnv marks the second stage of the supervisor as runners
+// before warm supervisors started it (see legacyDetach).
+const legacyStageEnv = "HAKURIVER_SHIM_STAGE"
+
 // cleanupTimeout bounds the shim's killing of leftovers and removal of the
 // task cgroup after the task ended.
 const cleanupTimeout = 10 * time.Second
@@ -56,6 +61,9 @@ const cleanupTimeout = 10 * time.Second
 // RunShim is meant to be the whole of a process: it uses the process's
 // cgroup membership and its inherited descriptors.
 func RunShim(ctx context.Context, dir string) int {
+	if dir != WarmArg && os.Getenv(shimStartedFDEnv) == "" && os.Getenv(legacyStageEnv) == "" {
+		return legacyDetach(dir)
+	}
 	started := inheritedStartedPipe()
 	defer started.done()
 	// What needs no task is done first, while a warm supervisor waits.
@@ -82,6 +90,38 @@ func RunShim(ctx context.Context, dir string) int {
 	}
 	if err := supervise(ctx, dir, self, started, log); err != nil {
 		log.Error("supervise task", keyErr, err)
+		return 1
+	}
+	return 0
+}
+
+// legacyDetach serves a runner of an earlier version whose binary was
+// replaced under it (an upgrade before its restart): such a runner runs
+// "runner-shim <dir>" and waits for it to exit, so the supervisor is
+// re-executed detached, in its own session, and this process exits at once.
+func legacyDetach(dir string) int {
+	if !fileExists(filepath.Join(dir, fileSpec)) {
+		fmt.Fprintf(os.Stderr, "runner-shim: %s is not a task directory\n", dir)
+		return 1
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "runner-shim:", err)
+		return 1
+	}
+	defer logf.Close()
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Env = append(os.Environ(), legacyStageEnv+"=supervise")
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "runner-shim:", err)
+		return 1
+	}
+	if err := cmd.Process.Release(); err != nil {
+		fmt.Fprintln(os.Stderr, "runner-shim:", err)
 		return 1
 	}
 	return 0
