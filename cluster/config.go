@@ -75,9 +75,12 @@ type Config struct {
 	// HeartbeatInterval and HeartbeatTimeoutFactor drive runner liveness.
 	HeartbeatInterval      time.Duration
 	HeartbeatTimeoutFactor int
-	// RaftHeartbeatTimeout and RaftElectionTimeout tune failover speed.
-	RaftHeartbeatTimeout time.Duration
-	RaftElectionTimeout  time.Duration
+	// RaftMultiplier scales Raft's timing: the heartbeat and election
+	// timeouts are RaftMultiplier × 500 ms and the leader lease
+	// RaftMultiplier × 250 ms (see raftTiming). 1 fails over fastest;
+	// higher values keep a leader through longer stalls (slow fsync, CPU
+	// shared with tasks, GC). Must be 1 to 10.
+	RaftMultiplier int
 	// RaftNoSync disables fsync of the Raft log (benchmarks only).
 	RaftNoSync bool
 	// BackupDir, when set, is where the leader writes a backup file (the
@@ -134,8 +137,7 @@ func DefaultConfig() Config {
 		LeaderWait:             5 * time.Second,
 		HeartbeatInterval:      5 * time.Second,
 		HeartbeatTimeoutFactor: 6,
-		RaftHeartbeatTimeout:   500 * time.Millisecond,
-		RaftElectionTimeout:    500 * time.Millisecond,
+		RaftMultiplier:         2,
 		SnapshotThreshold:      8192,
 		DefaultContainer:       "hakuriver-base",
 		ContainerDir:           "hakuriver-containers",
@@ -183,6 +185,9 @@ func (c Config) Validate() error {
 	}
 	if c.BackupDir != "" && (c.BackupInterval < time.Second || c.BackupKeep < 1) {
 		errs = append(errs, errors.New("backup_interval, backup_keep: with backup_dir, at least 1 second and 1 file"))
+	}
+	if c.RaftMultiplier < 1 || c.RaftMultiplier > 10 {
+		errs = append(errs, fmt.Errorf("raft_multiplier: %d: must be between 1 and 10", c.RaftMultiplier))
 	}
 	if c.HeartbeatTimeoutFactor < 2 {
 		errs = append(errs, errors.New("heartbeat_timeout_factor: must be at least 2"))

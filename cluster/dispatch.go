@@ -128,8 +128,14 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 			_, err := l.apply(actx, &fsm.AssignTask{TaskID: p.TaskID, Node: p.Node, GPUs: p.GPUs, NUMA: p.NUMA, At: now})
 			cancel()
 			if err != nil {
-				l.log.Warn("commit placement", "task_id", p.TaskID, "node", p.Node, "err", err)
 				ok = false
+				if leadershipEnded(ctx, err) {
+					// A pass racing the end of this term: the next leader
+					// plans again from the committed state.
+					l.log.Info("placements not committed: leadership ended", "task_id", p.TaskID, "err", err)
+					return
+				}
+				l.log.Warn("commit placement", "task_id", p.TaskID, "node", p.Node, "err", err)
 				continue
 			}
 			l.placed()
@@ -232,5 +238,19 @@ func (l *leader) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
 		l.applyLogged(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: l.now().UTC()})
 		return
 	}
+	if ctx.Err() != nil {
+		// Leadership ended while /run was in flight: the runner finishes
+		// the start on its own and the next leader re-sends /run, which
+		// finds the task tracked.
+		l.log.Debug("dispatch abandoned: leadership ended", "task_id", t.TaskID, "runner", node.Hostname)
+		return
+	}
 	l.log.Warn("dispatch failed; will retry", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
+}
+
+// leadershipEnded reports whether a failed apply failed because this
+// replica stopped leading (ctx is the leader's, cancelled when it steps
+// down): the normal course of a leader change, not a fault.
+func leadershipEnded(ctx context.Context, err error) bool {
+	return errors.Is(err, ErrNotLeader) || ctx.Err() != nil
 }

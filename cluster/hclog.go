@@ -32,11 +32,24 @@ func (w slogWriter) Write(p []byte) (int, error) {
 // routine reports whether a raft warning or error describes the normal
 // course of an election rather than a fault, so that a healthy cluster's
 // log holds no WARN or ERROR line: the first election of a fresh replica
-// (no leader was ever known) and a leader stepping down because a peer won
+// (no leader was ever known); a leader stepping down because a peer won
 // a newer term (a leadership transfer, or a leader that was cut off and is
-// now replaced, whose loss is logged on its own).
+// now replaced, whose loss is logged on its own); a new leader finding
+// where a follower's log ends (log matching: the leader's first guess is
+// its own last index, which a follower a few entries behind rejects); and
+// a follower seeing the old leader's replication connection reset when it
+// stepped down.
 func routine(p []byte) bool {
-	if bytes.Contains(p, []byte("peer has newer term, stopping replication")) {
+	for _, s := range []string{
+		"peer has newer term, stopping replication",
+		"appendEntries rejected, sending older logs",
+		"failed to get previous log",
+	} {
+		if bytes.Contains(p, []byte(s)) {
+			return true
+		}
+	}
+	if bytes.Contains(p, []byte("failed to decode incoming command")) && bytes.Contains(p, []byte("connection reset by peer")) {
 		return true
 	}
 	neverLed := bytes.Contains(p, []byte("last-leader-id= ")) || bytes.HasSuffix(bytes.TrimSpace(p), []byte("last-leader-id="))

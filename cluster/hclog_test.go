@@ -16,6 +16,10 @@ func TestRaftRoutineLinesAreInfo(t *testing.T) {
 		{`[ERROR] raft: peer has newer term, stopping replication: peer="{Voter dev-1 127.0.0.1:34045}"`, "INFO"},
 		{`[ERROR] raft: failed to appendEntries to: peer="{Voter h2 127.0.0.1:1}" error="connection refused"`, "ERROR"},
 		{`[WARN]  raft: failed to contact quorum of nodes, stepping down`, "WARN"},
+		{`[WARN]  raft: appendEntries rejected, sending older logs: peer="{Voter h3 127.0.0.1:42045}" next=1564`, "INFO"},
+		{`[WARN]  raft: failed to get previous log: previous-index=1573 last-index=1563 error="log not found"`, "INFO"},
+		{`[ERROR] transport: failed to decode incoming command: error="read tcp 127.0.0.1:42045->127.0.0.1:52276: read: connection reset by peer"`, "INFO"},
+		{`[ERROR] transport: failed to decode incoming command: error="msgpack decode error"`, "ERROR"},
 	}
 	for _, tt := range tests {
 		var buf bytes.Buffer

@@ -169,6 +169,10 @@ func (l *leader) applyLogged(ctx context.Context, c fsm.Command) bool {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := l.apply(actx, c); err != nil {
+		if leadershipEnded(ctx, err) {
+			l.log.Info("not committed: leadership ended", "command", c.Type().String(), "err", err)
+			return false
+		}
 		l.log.Warn("apply", "command", c.Type().String(), "err", err)
 		return false
 	}

@@ -341,3 +341,29 @@ func TestLeaderStopWaitsForDispatch(t *testing.T) {
 		t.Fatal("stop returned while a /run call was still in flight")
 	}
 }
+
+// TestRaftTiming checks that raft_multiplier scales every Raft timeout and
+// that the default keeps a leader through stalls of half a second.
+func TestRaftTiming(t *testing.T) {
+	for _, tc := range []struct {
+		m                          int
+		heartbeat, election, lease time.Duration
+	}{
+		{1, 500 * time.Millisecond, 500 * time.Millisecond, 250 * time.Millisecond},
+		{DefaultConfig().RaftMultiplier, time.Second, time.Second, 500 * time.Millisecond},
+		{5, 2500 * time.Millisecond, 2500 * time.Millisecond, 1250 * time.Millisecond},
+	} {
+		hb, el, lease := raftTiming(tc.m)
+		if hb != tc.heartbeat || el != tc.election || lease != tc.lease {
+			t.Errorf("raftTiming(%d) = %v, %v, %v; want %v, %v, %v", tc.m, hb, el, lease, tc.heartbeat, tc.election, tc.lease)
+		}
+	}
+	c := DefaultConfig()
+	c.NodeID, c.DataDir, c.InsecureNoToken = "n", "/tmp/x", true
+	for m, ok := range map[int]bool{0: false, 1: true, 10: true, 11: false} {
+		c.RaftMultiplier = m
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("Validate with raft_multiplier %d: %v", m, err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -56,8 +57,13 @@ func (a *Agent) tokenOK(got string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.Token)) == 1
 }
 
+// startBound bounds one /run's start, an environment image load included
+// (the leader allows a first run as long).
+const startBound = 10 * time.Minute
+
 // handleRun starts a task; it is idempotent by task ID.
 func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
+	begin := time.Now()
 	var req api.RunRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxRunBodyBytes)).Decode(&req); err != nil {
 		writeErr(w, http.StatusBadRequest, "malformed run request: %v", err)
@@ -97,16 +103,24 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "task %d: VPS tasks need a Docker environment and Docker on runner %s", req.TaskID, a.cfg.Name)
 		return
 	}
-	if err := a.executorFor(image).Start(r.Context(), spec); err != nil {
-		a.log.Error("start task", "task_id", req.TaskID, "err", err)
+	// The start outlives the request: a host that hangs up (its leadership
+	// ended, its call timed out) must not cancel a start half done, which
+	// would leave a tracked task the runner reports as failed to start.
+	// startBound bounds it (the native executor's own StartTimeout is
+	// shorter); the next leader's /run finds the task tracked.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), startBound)
+	defer cancel()
+	if err := a.executorFor(image).Start(sctx, spec); err != nil {
 		status := http.StatusInternalServerError
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) {
 			status = http.StatusServiceUnavailable // not a verdict on the task: the host retries
 		}
+		a.log.Error("start task", "task_id", req.TaskID, "err", err)
 		writeErr(w, status, "start task %d: %v", req.TaskID, err)
 		return
 	}
-	a.log.Info("task started", "task_id", req.TaskID, "command", req.Command)
+	// took: from the /run request to the task's process running.
+	a.log.Info("task started", "task_id", req.TaskID, "command", req.Command, "took", time.Since(begin).Round(10*time.Microsecond))
 	select {
 	case a.kick <- struct{}{}:
 	default:

@@ -92,13 +92,36 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	}
 	for _, id := range resp.Kill {
 		if ex := owner[id]; ex != nil {
-			a.log.Warn("killing a task the cluster considers finished", "task_id", id)
-			if err := ex.Kill(ctx, id); err != nil && !errors.Is(err, executor.ErrUnknownTask) {
-				a.log.Warn("kill", "task_id", id, "err", err)
-			}
+			a.killFinished(ctx, ex, id)
 		}
 	}
 	return nil
+}
+
+// killFinished kills a task the cluster holds a final status for. Most
+// often the task ended on its own and its end was committed while this
+// heartbeat, which still listed it, was in flight: the kill then finds it
+// ended (or forgotten), which is the normal course. Only a process that was
+// really still running is worth a warning.
+func (a *Agent) killFinished(ctx context.Context, ex executor.Executor, id int64) {
+	if err := ex.Kill(ctx, id); errors.Is(err, executor.ErrUnknownTask) {
+		return
+	} else if err != nil {
+		a.log.Warn("kill a task the cluster considers finished", "task_id", id, "err", err)
+		return
+	}
+	list, err := ex.List(ctx)
+	if err != nil {
+		a.log.Warn("list tasks", "err", err)
+		return
+	}
+	for _, s := range list {
+		if s.TaskID == id && s.Exit != nil && s.Exit.Killed {
+			a.log.Warn("killed a task the cluster considers finished", "task_id", id)
+			return
+		}
+	}
+	a.log.Debug("task the cluster considers finished had ended already", "task_id", id)
 }
 
 // watchLoop reports every task's status change to the cluster and forgets

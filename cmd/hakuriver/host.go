@@ -185,6 +185,7 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 		return cluster.Config{}, nil, err
 	}
 	hc.MinFreeDisk = uint64(minFree)
+	hc.RaftMultiplier = c.Cluster.RaftMultiplier
 	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
 	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
 	hc.DefaultContainer = c.Docker.DefaultContainerName

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -195,12 +196,14 @@ func startRunner(ctx context.Context, rc runner.Config, sd *statedir.Dir, noCgro
 	rc.NativeLimited = ex.Limited()
 	a, err := runner.Start(ctx, rc)
 	if err != nil {
+		ex.Close() //nolint:errcheck // the start error is the one to report
 		return nil, nil, err
 	}
 	stop := func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return a.Close(sctx)
+		err := a.Close(sctx)
+		return errors.Join(err, ex.Close()) // idle warm supervisors only: tasks go on
 	}
 	return a, stop, nil
 }

@@ -165,7 +165,20 @@ type Cluster struct {
 	// MinFreeDisk is the free space ("512M", "2G") a host keeps on its
 	// data_dir's filesystem: below it, writes are refused. "0" = no limit.
 	MinFreeDisk string `toml:"min_free_disk"`
+	// RaftMultiplier scales Raft's timing (heartbeat, election and leader
+	// lease timeouts), as Consul's performance.raft_multiplier does: 1 is
+	// the fastest failover, higher values tolerate slow disks and loaded
+	// machines. Every replica should use the same value.
+	RaftMultiplier int `toml:"raft_multiplier"`
 }
+
+// DefaultRaftMultiplier is the default of cluster.raft_multiplier: Raft
+// notices a dead leader after 1-2 s and a leader keeps its lease through
+// stalls of up to 0.5 s (busy disks, CPU shared with tasks).
+const DefaultRaftMultiplier = 2
+
+// MaxRaftMultiplier is the largest cluster.raft_multiplier (as Consul's).
+const MaxRaftMultiplier = 10
 
 // Default returns the built-in configuration. Each call returns fresh slices,
 // so callers may modify the result freely.
@@ -207,6 +220,7 @@ func Default() Config {
 			BackupInterval:    3600,
 			BackupKeep:        24,
 			MinFreeDisk:       "512Mi",
+			RaftMultiplier:    DefaultRaftMultiplier,
 		},
 	}
 }

@@ -78,6 +78,7 @@ func TestDefault(t *testing.T) {
 		{"bootstrap_expect", c.Cluster.BootstrapExpect, 1},
 		{"max_list_tasks", c.Cluster.MaxListTasks, 1000},
 		{"leader_wait", c.Cluster.LeaderWait(), 5 * time.Second},
+		{"raft_multiplier", c.Cluster.RaftMultiplier, 2},
 	}
 	for _, tc := range checks {
 		if tc.got != tc.want {
@@ -416,6 +417,9 @@ func TestValidate(t *testing.T) {
 			c.Paths.LocalTempDir, c.Paths.RunnerStateDir = "/var/lib/hk/temp", "/var/lib/hk/temp-state"
 		}, ""},
 		{"leader wait negative", func(c *config.Config) { c.Cluster.LeaderWaitSeconds = -1 }, "cluster.leader_wait_seconds: must be at least 0"},
+		{"raft multiplier zero", func(c *config.Config) { c.Cluster.RaftMultiplier = 0 }, "cluster.raft_multiplier: must be between 1 and 10, got 0"},
+		{"raft multiplier too big", func(c *config.Config) { c.Cluster.RaftMultiplier = 11 }, "cluster.raft_multiplier: must be between 1 and 10, got 11"},
+		{"raft multiplier 10", func(c *config.Config) { c.Cluster.RaftMultiplier = 10 }, ""},
 		{"port clash", func(c *config.Config) { c.Cluster.GossipPort = c.Network.HostSSHProxyPort }, "cluster.gossip_port: port 8002 is also network.host_ssh_proxy_port"},
 	}
 	for _, tc := range tests {

@@ -183,6 +183,9 @@ func settings() []setting {
 		{section: "cluster", name: "backup_keep",
 			help:  "periodic snapshots kept in backup_dir, oldest removed first",
 			field: func(c *Config) any { return &c.Cluster.BackupKeep }, check: atLeast(1)},
+		{section: "cluster", name: "raft_multiplier",
+			help:  "scales Raft's heartbeat, election and leader lease timeouts (0.5 s, 0.5 s, 0.25 s at 1), like Consul's raft_multiplier: 1 = fastest failover, raise it (up to 10) for slow disks or busy hosts; the same on every replica",
+			field: func(c *Config) any { return &c.Cluster.RaftMultiplier }, check: between(1, MaxRaftMultiplier)},
 		{section: "auth", name: "anonymous_role",
 			help:  "what callers without a token may do: none, viewer, user or operator (user = the original HakuRiver's open API)",
 			field: func(c *Config) any { return &c.Auth.AnonymousRole }, check: anonymousRole},
@@ -309,6 +312,15 @@ func atLeast(n int) func(any) string {
 	return func(p any) string {
 		if v := *p.(*int); v < n {
 			return fmt.Sprintf("must be at least %d, got %d", n, v)
+		}
+		return ""
+	}
+}
+
+func between(lo, hi int) func(any) string {
+	return func(p any) string {
+		if v := *p.(*int); v < lo || v > hi {
+			return fmt.Sprintf("must be between %d and %d, got %d", lo, hi, v)
 		}
 		return ""
 	}

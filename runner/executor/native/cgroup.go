@@ -340,6 +340,28 @@ func (l cgroupLayout) join(name string, pid int) error {
 	return nil
 }
 
+// joinThread moves the calling OS thread alone into cgroup name of every
+// v1 hierarchy (the caller has it locked: runtime.LockOSThread).
+func (l cgroupLayout) joinThread(name string) error {
+	for _, d := range l.dirs(name) {
+		if err := writeCgroupFile(filepath.Join(d, "tasks"), "0"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isSetUp reports whether the shims cgroup (and so the parent) exists in
+// every hierarchy, as setup leaves them.
+func (l cgroupLayout) isSetUp() bool {
+	for _, d := range l.dirs(shimsCgroup) {
+		if noSymlinkDir(d) != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // procs lists the processes in cgroup name, in any hierarchy; a cgroup
 // that does not exist has none.
 func (l cgroupLayout) procs(name string) ([]int, error) {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
@@ -67,6 +68,33 @@ func TestCgroupLimitsApplied(t *testing.T) {
 	if err != nil || !strings.Contains(string(cg), h.cfg.CgroupParent+"/"+name) {
 		t.Errorf("/proc/%d/cgroup = %q, %v", pid, cg, err)
 	}
+	// The supervisor, every thread of it, leaves the runner's cgroups for
+	// the shims cgroup (right after the task started).
+	eventually(t, 10*time.Second, "the supervisor in the shims cgroup of every hierarchy", func() bool {
+		for _, d := range l.dirs(shimsCgroup) {
+			procs, err := readTrim(filepath.Join(d, "cgroup.procs"))
+			if err != nil || !contains(strings.Fields(procs), strconv.Itoa(shim.PID)) {
+				return false
+			}
+		}
+		threads, err := os.ReadDir("/proc/" + strconv.Itoa(shim.PID) + "/task")
+		if err != nil {
+			return false
+		}
+		for _, th := range threads {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(shim.PID) + "/task/" + th.Name() + "/cgroup")
+			if err != nil {
+				return false
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				_, path, _ := strings.Cut(line[strings.Index(line, ":")+1:], ":")
+				if strings.Contains(line, "cpuset") && !strings.HasSuffix(path, "/"+shimsCgroup) {
+					return false
+				}
+			}
+		}
+		return true
+	})
 }
 
 func contains(list []string, s string) bool {

@@ -2,8 +2,8 @@
 // with cgroups (cpu quota, memory max, cpuset for NUMA binding, freezer for
 // pause) and killed with everything they started.
 //
-// Every task runs under its own supervisor, the same binary re-executed as
-// "hakuriver runner-shim <task-dir>" (RunShim), detached from the runner, so
+// Every task runs under its own supervisor, the same binary executed as
+// "hakuriver runner-shim <task-dir>" (RunShim) in a session of its own, so
 // that runner restarts never kill work. All state lives in files under
 // Config.StateDir, one directory per task, so a new Executor (a restarted
 // runner) finds the tasks of the previous one, running or ended.
@@ -46,13 +46,39 @@ type Executor struct {
 	mu       sync.Mutex
 	notified map[int64]bool // ended tasks already sent on exits
 	bad      map[int64]bool // unreadable task records already warned about
+	warm     []*warmShim    // idle supervisors waiting for a task
+	spawning int            // warm supervisors being started
+	closed   bool           // Close was called: start no more warm ones
 }
 
-var _ executor.Executor = (*Executor)(nil)
+// warmShims is how many idle supervisors an Executor keeps ready once it
+// started a task: a start then waits for no process to boot.
+const warmShims = 2
+
+// supervisor is a started supervisor process, as Start sees it.
+type supervisor struct {
+	// started is the read end of its started pipe (waitStarted).
+	started *os.File
+	// exited is closed once it exited and was reaped; err is then how.
+	exited chan struct{}
+	err    error
+	pid    int
+}
+
+// warmShim is a supervisor started ahead of time (RunShim with WarmArg),
+// waiting for the directory of the task it is to run.
+type warmShim struct {
+	*supervisor
+	// dir is the write end of the pipe the task directory is sent on;
+	// closing it unsent makes the supervisor exit.
+	dir *os.File
+}
 
 // New creates the state directory and probes cgroups: where they cannot be
 // created under CgroupRoot/CgroupParent, tasks run without limits (Limited
-// reports false) and a warning is logged. It starts no goroutine.
+// reports false) and a warning is logged. It starts no goroutine and no
+// process; the first Start begins keeping warmShims idle supervisors
+// ready (Close ends them).
 func New(cfg Config) (*Executor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("native executor config: %w", err)
@@ -105,12 +131,14 @@ func (e *Executor) taskDir(id int64) string {
 	return filepath.Join(e.cfg.StateDir, strconv.FormatInt(id, 10))
 }
 
-// Start launches the task under a new supervisor and returns once the task's
-// process runs (or failed to start: that is recorded as the task's exit,
-// code -1 with a message, and reported by List, Wait and Exits like any
-// other end). Starting an ID that is already tracked returns nil and starts
-// nothing. It returns an error for an empty command or when no supervisor
-// could be started (nothing is then tracked), and when the supervisor did not report within
+// Start launches the task under its own supervisor (a warm one when one
+// waits) and returns once the task's process runs (or failed to start:
+// that is recorded as the task's exit, code -1 with a message, and
+// reported by List, Wait and Exits like any other end). Starting an ID
+// that is already tracked returns nil and starts nothing. It returns an
+// error for an empty command, when no supervisor could be started or the
+// supervisor exited without starting the task or saying why (nothing is
+// then tracked), and when the supervisor did not report within
 // StartTimeout or before ctx ended (the task stays tracked; List reports it
 // lost if its supervisor never shows up).
 func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
@@ -125,7 +153,12 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	if err != nil || !created {
 		return err
 	}
-	if err := e.runShim(dir); err != nil {
+	sup, warm, err := e.startSupervisor(dir)
+	if err == nil {
+		waitStarted(ctx, sup.started)
+		err = failedStart(ctx, dir, s.TaskID, sup)
+	}
+	if err != nil {
 		if rerr := os.RemoveAll(dir); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("remove task dir: %w", rerr))
 		}
@@ -134,7 +167,7 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	if err := e.awaitStarted(ctx, s.TaskID); err != nil {
 		return fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}
-	e.log.Info("task started", keyTaskID, s.TaskID, "limited", e.layout != nil)
+	e.log.Info("task started", keyTaskID, s.TaskID, "limited", e.layout != nil, "warm", warm)
 	return nil
 }
 
@@ -146,7 +179,7 @@ func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err
 		return false, fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}
 	l := launchRecord{Spec: s, Cgroup: e.layout, CreatedAt: time.Now()}
-	err = writeJSONAtomic(filepath.Join(tmp, fileSpec), l)
+	err = writeRecord(filepath.Join(tmp, fileSpec), l)
 	if err == nil {
 		err = os.Rename(tmp, dir)
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
@@ -167,19 +200,182 @@ func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err
 	return created, nil
 }
 
-// runShim runs the shim's first stage, which detaches the supervisor and
-// exits at once. It is not cancelled with the Start's ctx: killing it after
-// it launched the supervisor would leave a task that Start then disowns.
-func (e *Executor) runShim(dir string) error {
-	argv := append(slices.Clone(e.cfg.ShimCommand), dir)
+// startSupervisor hands the task directory to an idle warm supervisor, or
+// starts a supervisor for it when none is ready (warm says which). Either
+// way a new warm supervisor is started in the background. Nothing here is cancelled with
+// the Start's ctx: killing a supervisor after it started would leave a
+// task that Start then disowns.
+func (e *Executor) startSupervisor(dir string) (sup *supervisor, warm bool, err error) {
+	defer e.refillWarm()
+	for w := e.takeWarm(); w != nil; w = e.takeWarm() {
+		_, err := w.dir.WriteString(dir + "\n")
+		if cerr := w.dir.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			return w.supervisor, true, nil
+		}
+		// It died while idle (EPIPE): try the next one.
+		w.started.Close()
+		e.log.Debug("warm supervisor gone", keyErr, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("start supervisor: %w", err)
+	}
+	defer logf.Close()
+	sup, _, err = e.launchSupervisor(dir, logf, false)
+	return sup, false, err
+}
+
+// launchSupervisor starts "ShimCommand arg" in a new session (so no signal
+// to the runner's process group or terminal reaches it) with its output on
+// logf (nil: /dev/null) and returns it and, with dirPipe, the write end of
+// the pipe its task directory is to be sent on. The supervisor is this
+// process's child: a goroutine reaps it when it ends; when this process
+// ends first, it is re-parented to init (or the nearest subreaper) and
+// goes on.
+func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (sup *supervisor, dir *os.File, err error) {
+	started, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("start supervisor: %w", err)
+	}
+	defer w.Close()
+	// The pipes are the supervisor's fds 3 and 4 (ExtraFiles).
+	files := []*os.File{w}
+	env := append(os.Environ(), shimStartedFDEnv+"=3")
+	if dirPipe {
+		r, dw, err := os.Pipe()
+		if err != nil {
+			started.Close()
+			return nil, nil, fmt.Errorf("start supervisor: %w", err)
+		}
+		defer r.Close()
+		dir = dw
+		files = append(files, r)
+		env = append(env, shimDirFDEnv+"=4")
+	}
+	argv := append(slices.Clone(e.cfg.ShimCommand), arg)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = "/"
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("run shim %q: %w: %s", argv, err, bytes.TrimSpace(out.Bytes()))
+	cmd.Env = env
+	if logf != nil {
+		cmd.Stdout, cmd.Stderr = logf, logf
 	}
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		started.Close()
+		if dir != nil {
+			dir.Close()
+		}
+		return nil, nil, fmt.Errorf("start supervisor %q: %w", argv, err)
+	}
+	sup = &supervisor{started: started, exited: make(chan struct{}), pid: cmd.Process.Pid}
+	go func() {
+		sup.err = cmd.Wait()
+		close(sup.exited)
+	}()
+	return sup, dir, nil
+}
+
+// takeWarm removes an idle warm supervisor from the pool, nil if none.
+func (e *Executor) takeWarm() *warmShim {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := len(e.warm)
+	if n == 0 {
+		return nil
+	}
+	w := e.warm[n-1]
+	e.warm = e.warm[:n-1]
+	return w
+}
+
+// refillWarm starts warm supervisors in the background until warmShims are
+// idle or starting.
+func (e *Executor) refillWarm() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for ; !e.closed && len(e.warm)+e.spawning < warmShims; e.spawning++ {
+		go func() {
+			sup, dir, err := e.launchSupervisor(WarmArg, nil, true)
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.spawning--
+			switch {
+			case err != nil:
+				e.log.Debug("start a warm supervisor", keyErr, err)
+			case e.closed:
+				sup.started.Close()
+				dir.Close() // it exits
+			default:
+				e.warm = append(e.warm, &warmShim{supervisor: sup, dir: dir})
+			}
+		}()
+	}
+}
+
+// Close ends the idle warm supervisors and starts no more. Tasks and their
+// supervisors are not touched; Start still works (without warm ones).
+func (e *Executor) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	for _, w := range e.warm {
+		w.started.Close()
+		w.dir.Close() // it exits
+	}
+	e.warm = nil
 	return nil
+}
+
+// waitStarted blocks until the supervisor closed the pipe started or ctx
+// ends, and closes it. Either way the task's records say what happened.
+func waitStarted(ctx context.Context, started *os.File) {
+	defer started.Close()
+	stop := context.AfterFunc(ctx, func() {
+		started.SetReadDeadline(time.Now()) //nolint:errcheck // a pipe supports deadlines
+	})
+	defer stop()
+	var b [1]byte
+	for {
+		if _, err := started.Read(b[:]); err != nil {
+			return // EOF: closed; or the deadline set above
+		}
+	}
+}
+
+// exitGrace is how long failedStart waits for a supervisor that closed its
+// started pipe without recording anything to exit.
+const exitGrace = time.Second
+
+// failedStart returns an error when the supervisor exited without starting
+// the task or recording why (a broken shim binary, a task directory it
+// could not use): its started pipe is closed, the task has neither a
+// process nor an exit record, and the process is gone. The error carries
+// the end of its shim.log. In every other case it returns nil and the
+// task's records tell the rest (awaitStarted).
+func failedStart(ctx context.Context, dir string, id int64, sup *supervisor) error {
+	t, err := readTask(dir, id)
+	if err != nil || t.Proc != nil || t.Exit != nil {
+		return nil
+	}
+	select {
+	case <-sup.exited:
+	case <-time.After(exitGrace):
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+	if t, err = readTask(dir, id); err != nil || t.Proc != nil || t.Exit != nil {
+		return nil
+	}
+	out, _ := readNoFollow(filepath.Join(dir, fileShimLog))
+	if len(out) > 1024 {
+		out = out[len(out)-1024:]
+	}
+	return fmt.Errorf("supervisor %d exited without starting the task (%v): %s", sup.pid, sup.err, bytes.TrimSpace(out))
 }
 
 // awaitStarted waits until the supervisor recorded the task's process or
@@ -237,6 +433,9 @@ func (e *Executor) reconcile(ctx context.Context, t *taskFiles) *taskFiles {
 		result = e.recordLost(ctx, t)
 		return nil
 	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return t // forgotten meanwhile: load reports it unknown
+	}
 	if err != nil {
 		e.log.Warn("lock task dir", keyTaskID, t.ID, keyErr, err)
 		return t

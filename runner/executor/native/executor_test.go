@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -356,65 +358,83 @@ func listOne(t testing.TB, e *Executor, id int64) executor.State {
 // the task running and later its real exit, also through Run and Exits.
 func TestRunnerRestart(t *testing.T) {
 	modes(t, func(t *testing.T, h *harness) {
-		trigger := filepath.Join(t.TempDir(), "go")
-		order, _ := json.Marshal(runnerOrder{
-			Config: withoutLogger(h.cfg),
-			Spec: executor.Spec{TaskID: 42, Command: "sh",
-				Args: []string{"-c", `while [ ! -e "$1" ]; do sleep 0.02; done; exit 7`, "sh", trigger}},
-		})
-		runner := exec.Command(os.Args[0])
-		runner.Env = append(os.Environ(), testRunnerEnv+"="+string(order))
-		runner.Stderr = tWriter{t}
-		stdout, err := runner.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := runner.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err != nil || line != "started\n" {
-			_ = runner.Process.Kill() // the test failed already
-			_ = runner.Wait()         // reap it; its error is not the point
-			t.Fatalf("runner said %q, %v", line, err)
-		}
-		if err := runner.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if err := runner.Wait(); err == nil {
-			t.Fatal("runner exited cleanly, want killed")
-		}
-		h.rememberShim(42)
-
-		e := h.newExecutor()
-		s := listOne(t, e, 42)
-		if !s.Running || s.Exit != nil || s.Started.IsZero() {
-			t.Fatalf("after the runner died: %+v", s)
-		}
-		run, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- e.Run(run) }()
-		defer func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}()
-		if err := os.WriteFile(trigger, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case id := <-e.Exits():
-			if id != 42 {
-				t.Fatalf("Exits gave %d, want 42", id)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("no exit notification within 10s")
-		}
-		if ex := h.wait(42); ex.Code != 7 || ex.Killed {
-			t.Errorf("exit = %+v, want code 7", ex)
+		for _, warm := range []bool{false, true} {
+			t.Run(map[bool]string{false: "cold", true: "warm"}[warm], func(t *testing.T) {
+				runnerRestart(t, h, warm)
+			})
 		}
 	})
+}
+
+// runnerRestart starts task 42 (or 43 with warm, on a warm supervisor) in
+// a runner process, SIGKILLs the runner, and checks that a new executor
+// finds the task running and sees its end.
+func runnerRestart(t *testing.T, h *harness, warm bool) {
+	id := int64(42)
+	if warm {
+		id = 43
+	}
+	trigger := filepath.Join(t.TempDir(), "go")
+	order, _ := json.Marshal(runnerOrder{
+		Config: withoutLogger(h.cfg),
+		Spec: executor.Spec{TaskID: id, Command: "sh",
+			Args: []string{"-c", `while [ ! -e "$1" ]; do sleep 0.02; done; exit 7`, "sh", trigger}},
+		Warm: warm,
+	})
+	runner := exec.Command(os.Args[0])
+	runner.Env = append(os.Environ(), testRunnerEnv+"="+string(order))
+	runner.Stderr = tWriter{t}
+	stdout, err := runner.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "started\n" {
+		_ = runner.Process.Kill() // the test failed already
+		_ = runner.Wait()         // reap it; its error is not the point
+		t.Fatalf("runner said %q, %v", line, err)
+	}
+	if err := runner.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.Wait(); err == nil {
+		t.Fatal("runner exited cleanly, want killed")
+	}
+	h.rememberShim(id)
+	h.rememberShim(id + 1000)
+
+	e := h.newExecutor()
+	s := listOne(t, e, id)
+	if !s.Running || s.Exit != nil || s.Started.IsZero() {
+		t.Fatalf("after the runner died: %+v", s)
+	}
+	run, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(run) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if err := os.WriteFile(trigger, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Earlier tasks of this state dir (ended, not forgotten) come too.
+	deadline := time.After(10 * time.Second)
+	for got := int64(0); got != id; {
+		select {
+		case got = <-e.Exits():
+		case <-deadline:
+			t.Fatalf("no exit notification for task %d within 10s", id)
+		}
+	}
+	if ex := h.wait(id); ex.Code != 7 || ex.Killed {
+		t.Errorf("exit = %+v, want code 7", ex)
+	}
 }
 
 // withoutLogger drops the test logger, which cannot cross a process.
@@ -447,4 +467,86 @@ func TestLostSupervisor(t *testing.T) {
 			t.Errorf("task process %d survived its lost supervisor", task.PID)
 		}
 	})
+}
+
+// TestWarmSupervisors checks that after a first start the executor keeps
+// supervisors waiting, that the next start runs on one of them, and that
+// Close ends the idle ones.
+func TestWarmSupervisors(t *testing.T) {
+	modes(t, func(t *testing.T, h *harness) {
+		h.start(executor.Spec{TaskID: 1, Command: "true"})
+		var warm []int
+		eventually(t, 20*time.Second, "warm supervisors", func() bool {
+			warm = h.e.warmPIDs()
+			return len(warm) == warmShims
+		})
+		h.start(executor.Spec{TaskID: 2, Command: "sleep", Args: []string{"30"}})
+		var shim shimRecord
+		if ok, err := readJSON(filepath.Join(h.e.taskDir(2), fileShim), &shim); err != nil || !ok {
+			t.Fatalf("supervisor record of task 2: ok=%v err=%v", ok, err)
+		}
+		if !slices.Contains(warm, shim.PID) {
+			t.Fatalf("task 2 runs under supervisor %d, not one of the warm %v", shim.PID, warm)
+		}
+		if s := listOne(t, h.e, 2); !s.Running {
+			t.Fatalf("task 2: %+v, want running", s)
+		}
+		if err := h.e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, pid := range warm {
+			if pid == shim.PID {
+				continue
+			}
+			eventually(t, 10*time.Second, fmt.Sprintf("idle supervisor %d to exit", pid), func() bool {
+				return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+			})
+		}
+		if s := listOne(t, h.e, 2); !s.Running {
+			t.Fatalf("task 2 after Close: %+v, want still running", s)
+		}
+	})
+}
+
+// TestBrokenSupervisorFailsStart uses a shim that exits at once: Start
+// fails (cold, and again when the warm supervisors are broken too) and
+// nothing is tracked.
+func TestBrokenSupervisorFailsStart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.ShimCommand = []string{"/bin/sh", "-c", "echo broken shim >&2; exit 3"} })
+	for id := int64(1); id <= 3; id++ {
+		err := h.e.Start(ctx(t), executor.Spec{TaskID: id, Command: "true"})
+		if err == nil || !strings.Contains(err.Error(), "without starting the task") {
+			t.Fatalf("Start(%d) = %v, want a supervisor that exited without starting the task", id, err)
+		}
+		states, err := h.e.List(ctx(t))
+		if err != nil || len(states) != 0 {
+			t.Fatalf("after a failed Start: List = %+v, %v; want nothing tracked", states, err)
+		}
+	}
+}
+
+// TestShimForEarlierRunner runs the shim as a runner of the previous
+// version did (no started pipe, "runner-shim <dir>", waiting for it to
+// exit): it detaches a supervisor and exits at once, and the task runs.
+func TestShimForEarlierRunner(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.DisableCgroups = true })
+	id := int64(7)
+	dir := h.e.taskDir(id)
+	if _, err := h.e.createTaskDir(executor.Spec{TaskID: id, Command: "sh", Args: []string{"-c", "exit 5"}}, dir); err != nil {
+		t.Fatal(err)
+	}
+	argv := append(slices.Clone(h.cfg.ShimCommand), dir)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("shim: %v: %s", err, out)
+	}
+	eventually(t, 10*time.Second, "the supervisor record", func() bool {
+		return fileExists(filepath.Join(dir, fileShim))
+	})
+	h.rememberShim(id)
+	if ex := h.wait(id); ex.Code != 5 {
+		t.Fatalf("exit %+v, want code 5", ex)
+	}
 }

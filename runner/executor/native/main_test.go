@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,6 +56,9 @@ func TestMain(m *testing.M) {
 type runnerOrder struct {
 	Config Config        `json:"config"`
 	Spec   executor.Spec `json:"spec"`
+	// Warm starts Spec on a warm supervisor: a `true` task (ID Spec.TaskID
+	// + 1000) goes first, and Spec once supervisors wait.
+	Warm bool `json:"warm"`
 }
 
 // fakeRunner is a runner process: it starts one task, says so on stdout
@@ -72,13 +76,43 @@ func fakeRunner(order string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	var warm []int
+	if o.Warm {
+		if err := e.Start(ctx, executor.Spec{TaskID: o.Spec.TaskID + 1000, Command: "true"}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for warm = e.warmPIDs(); len(warm) == 0 && ctx.Err() == nil; warm = e.warmPIDs() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	if err := e.Start(ctx, o.Spec); err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var shim shimRecord
+	if ok, err := readJSON(filepath.Join(e.taskDir(o.Spec.TaskID), fileShim), &shim); err != nil || !ok {
+		fmt.Fprintln(os.Stderr, "no supervisor record", err)
+		return 1
+	}
+	if o.Warm && !slices.Contains(warm, shim.PID) {
+		fmt.Printf("started on supervisor %d, not a warm one of %v\n", shim.PID, warm)
 		return 1
 	}
 	fmt.Println("started")
 	<-ctx.Done()
 	return 2
+}
+
+// warmPIDs lists the process IDs of e's idle warm supervisors.
+func (e *Executor) warmPIDs() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []int
+	for _, w := range e.warm {
+		out = append(out, w.pid)
+	}
+	return out
 }
 
 // harness is an Executor over a test's own state dir and cgroup parent,
@@ -131,6 +165,7 @@ func (h *harness) newExecutor() *Executor {
 	if err != nil {
 		h.t.Fatalf("New: %v", err)
 	}
+	h.t.Cleanup(func() { e.Close() }) //nolint:errcheck // Close never fails
 	return e
 }
 

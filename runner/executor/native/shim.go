@@ -4,94 +4,193 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
-// shimStageEnv tells a re-executed shim that it is the supervisor (second
-// stage) rather than the launcher.
-const (
-	shimStageEnv       = "HAKURIVER_SHIM_STAGE"
-	shimStageSupervise = "supervise"
-)
+// shimStartedFDEnv names the descriptor of the pipe a supervisor closes
+// once the task's process is recorded (or its failure to start is): the
+// Executor's Start waits on it instead of polling the task's files.
+const shimStartedFDEnv = "HAKURIVER_SHIM_STARTED_FD"
+
+// shimDirFDEnv names the descriptor of the pipe a warm supervisor reads its
+// task directory from.
+const shimDirFDEnv = "HAKURIVER_SHIM_DIR_FD"
+
+// WarmArg, given to RunShim (and so to "hakuriver runner-shim") instead of
+// a task directory, starts a warm supervisor: it boots, then waits for the
+// Executor to send it the directory of the task to run (or to close the
+// pipe, which makes it exit).
+const WarmArg = "-"
+
+// legacyStageEnv marks the second stage of the supervisor as runners
+// before warm supervisors started it (see legacyDetach).
+const legacyStageEnv = "HAKURIVER_SHIM_STAGE"
 
 // cleanupTimeout bounds the shim's killing of leftovers and removal of the
 // task cgroup after the task ended.
 const cleanupTimeout = 10 * time.Second
 
 // RunShim is the body of "hakuriver runner-shim <task-dir>", the per-task
-// supervisor that the Executor starts through Config.ShimCommand. It returns
-// the process exit status.
+// supervisor that the Executor starts through Config.ShimCommand, in a
+// session of its own, its output going to the task directory's shim.log.
+// It returns the process exit status. Neither the runner's exit nor a
+// SIGKILL of the runner touches it: it is then re-parented to init (or the
+// nearest subreaper) and goes on.
 //
-// Called by the Executor (first stage), it re-executes the same binary with
-// the same arguments as the supervisor in a new session, its output going to
-// the task directory's shim.log, and returns at once; the supervisor is then
-// a child of init (or of the nearest subreaper), so neither the runner's
-// exit nor a SIGKILL of the runner touches it.
+// The supervisor records its pid, creates the task's cgroup with its
+// limits, starts the task in its own process group inside that cgroup,
+// tells the Executor (the pipe named by HAKURIVER_SHIM_STARTED_FD), moves
+// itself out of the runner's cgroup into the "shims" cgroup, waits for the
+// task, kills whatever the task left behind, removes the cgroup and records
+// the exit atomically (exit.json). It is a child subreaper, so orphans of
+// the task are reaped. Cancelling ctx (SIGINT/SIGTERM to the shim) sends
+// SIGTERM to the task's process group once; the supervisor keeps waiting
+// for the task to end.
 //
-// The supervisor (second stage) records its pid, moves itself into the
-// "shims" cgroup, creates the task's cgroup with its limits, starts the task
-// in its own process group inside that cgroup, waits for it, kills whatever
-// the task left behind, removes the cgroup and records the exit atomically
-// (exit.json). It is a child subreaper, so orphans of the task are reaped.
-// Cancelling ctx (SIGINT/SIGTERM to the shim) sends SIGTERM to the task's
-// process group once; the supervisor keeps waiting for the task to end.
-//
-// RunShim is meant to be the whole of a process: it uses os.Args,
-// /proc/self/exe and the process's cgroup membership.
+// RunShim is meant to be the whole of a process: it uses the process's
+// cgroup membership and its inherited descriptors.
 func RunShim(ctx context.Context, dir string) int {
-	if os.Getenv(shimStageEnv) != shimStageSupervise {
-		if err := launchSupervisor(dir); err != nil {
-			fmt.Fprintln(os.Stderr, "runner-shim:", err)
-			return 1
+	if dir != WarmArg && os.Getenv(shimStartedFDEnv) == "" && os.Getenv(legacyStageEnv) == "" {
+		return legacyDetach(dir)
+	}
+	started := inheritedStartedPipe()
+	defer started.done()
+	// What needs no task is done first, while a warm supervisor waits.
+	self, selfErr := readProcStat(os.Getpid())
+	reaperErr := setChildSubreaper()
+	if dir == WarmArg {
+		d, ok := awaitTaskDir(ctx)
+		if !ok {
+			return 0 // closed unused: nothing to do
 		}
-		return 0
+		dir = d
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(keyDir, dir, keyPID, os.Getpid())
-	if err := supervise(ctx, dir, log); err != nil {
+	if !fileExists(filepath.Join(dir, fileSpec)) {
+		log.Error("supervise task: not a task directory")
+		return 1
+	}
+	if selfErr != nil {
+		log.Error("supervise task", keyErr, selfErr)
+		return 1
+	}
+	if reaperErr != nil {
+		log.Warn("orphans of the task will not be reaped here", keyErr, reaperErr)
+	}
+	if err := supervise(ctx, dir, self, started, log); err != nil {
 		log.Error("supervise task", keyErr, err)
 		return 1
 	}
 	return 0
 }
 
-// launchSupervisor starts the second stage, detached, and does not wait.
-func launchSupervisor(dir string) error {
+// legacyDetach serves a runner of an earlier version whose binary was
+// replaced under it (an upgrade before its restart): such a runner runs
+// "runner-shim <dir>" and waits for it to exit, so the supervisor is
+// re-executed detached, in its own session, and this process exits at once.
+func legacyDetach(dir string) int {
 	if !fileExists(filepath.Join(dir, fileSpec)) {
-		return fmt.Errorf("launch supervisor: %s is not a task directory", dir)
+		fmt.Fprintf(os.Stderr, "runner-shim: %s is not a task directory\n", dir)
+		return 1
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("launch supervisor: %w", err)
+		fmt.Fprintln(os.Stderr, "runner-shim:", err)
+		return 1
 	}
 	defer logf.Close()
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
-	cmd.Env = append(os.Environ(), shimStageEnv+"="+shimStageSupervise)
+	cmd.Env = append(os.Environ(), legacyStageEnv+"=supervise")
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("launch supervisor: %w", err)
+		fmt.Fprintln(os.Stderr, "runner-shim:", err)
+		return 1
 	}
 	if err := cmd.Process.Release(); err != nil {
-		return fmt.Errorf("launch supervisor: release: %w", err)
+		fmt.Fprintln(os.Stderr, "runner-shim:", err)
+		return 1
 	}
-	return nil
+	return 0
 }
 
-// supervise is the second stage: it runs the task and records its end.
-func supervise(ctx context.Context, dir string, log *slog.Logger) error {
-	self, err := readProcStat(os.Getpid())
-	if err != nil {
-		return err
+// awaitTaskDir reads a warm supervisor's task directory from the pipe named
+// by shimDirFDEnv and sends the supervisor's output to its shim.log. It
+// reports false when the pipe was closed without a directory, or ctx ended.
+func awaitTaskDir(ctx context.Context) (string, bool) {
+	fd, err := strconv.Atoi(os.Getenv(shimDirFDEnv))
+	if err != nil || fd < 3 {
+		fmt.Fprintln(os.Stderr, "runner-shim: warm supervisor without a directory pipe")
+		return "", false
 	}
+	syscall.CloseOnExec(fd)
+	f := os.NewFile(uintptr(fd), "task-dir")
+	defer f.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(f, 4096)) // the runner writes it whole and closes
+		got <- b
+	}()
+	var b []byte
+	select {
+	case <-ctx.Done():
+		return "", false
+	case b = <-got:
+	}
+	dir := strings.TrimSuffix(string(b), "\n")
+	if dir == "" || !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return "", false
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err == nil {
+		// Best effort: without it the supervisor's few lines are lost.
+		_ = syscall.Dup3(int(logf.Fd()), 1, 0)
+		_ = syscall.Dup3(int(logf.Fd()), 2, 0)
+		logf.Close()
+	}
+	return dir, true
+}
+
+// startedPipe is the supervisor's end of the pipe the Executor's Start
+// waits on; nil (no pipe inherited) is valid and does nothing.
+type startedPipe struct{ f *os.File }
+
+// inheritedStartedPipe takes the descriptor named by shimStartedFDEnv and
+// marks it close-on-exec at once, so that the task never inherits it.
+func inheritedStartedPipe() *startedPipe {
+	fd, err := strconv.Atoi(os.Getenv(shimStartedFDEnv))
+	if err != nil || fd < 3 {
+		return nil
+	}
+	syscall.CloseOnExec(fd)
+	return &startedPipe{f: os.NewFile(uintptr(fd), "started")}
+}
+
+// done closes the pipe, which wakes the Executor's Start; later calls do
+// nothing.
+func (p *startedPipe) done() {
+	if p == nil || p.f == nil {
+		return
+	}
+	_ = p.f.Close() // a runner gone meanwhile is no error: nobody waits
+	p.f = nil
+}
+
+// supervise runs the task and records its end.
+func supervise(ctx context.Context, dir string, self procStat, started *startedPipe, log *slog.Logger) error {
 	rec := shimRecord{PID: os.Getpid(), StartTicks: self.StartTicks}
 	// Under the lock: either an executor already recorded the task lost
 	// (then do not start it), or it will see this record and leave it be.
@@ -101,7 +200,7 @@ func supervise(ctx context.Context, dir string, log *slog.Logger) error {
 		if ended {
 			return nil
 		}
-		return writeJSONAtomic(filepath.Join(dir, fileShim), rec)
+		return writeRecord(filepath.Join(dir, fileShim), rec)
 	}); err != nil {
 		return err
 	}
@@ -116,17 +215,16 @@ func supervise(ctx context.Context, dir string, log *slog.Logger) error {
 	if !ok {
 		return errors.New("read launch record: missing")
 	}
-	if err := setChildSubreaper(); err != nil {
-		log.Warn("orphans of the task will not be reaped here", keyErr, err)
-	}
-	end := runTask(ctx, dir, l, log)
+	end := runTask(ctx, dir, l, started, log)
 	log.Info("task ended", keyTaskID, l.Spec.TaskID, keyCode, end.Code, "oom", end.OOM, "killed", end.Killed)
-	return writeJSONAtomic(filepath.Join(dir, fileExit), end)
+	err = writeJSONAtomic(filepath.Join(dir, fileExit), end)
+	started.done() // a task that could not start ends here
+	return err
 }
 
 // runTask starts the task, waits for it and cleans up; a task that cannot
 // start ends with code -1 and a message saying why.
-func runTask(ctx context.Context, dir string, l launchRecord, log *slog.Logger) exitRecord {
+func runTask(ctx context.Context, dir string, l launchRecord, started *startedPipe, log *slog.Logger) exitRecord {
 	startFailed := func(err error) exitRecord {
 		now := time.Now()
 		log.Warn("task did not start", keyTaskID, l.Spec.TaskID, keyErr, err)
@@ -155,8 +253,16 @@ func runTask(ctx context.Context, dir string, l launchRecord, log *slog.Logger) 
 	if st, err := readProcStat(pid); err == nil {
 		proc.StartTicks = st.StartTicks
 	}
-	if err := writeJSONAtomic(filepath.Join(dir, fileProc), proc); err != nil {
+	if err := writeRecord(filepath.Join(dir, fileProc), proc); err != nil {
 		log.Warn("record task process", keyErr, err)
+	}
+	started.done()
+	if cg != nil {
+		// Off the start's critical path: leave the runner's cgroup (whose
+		// service stop would take the supervisor down) for the shims one.
+		if err := cg.join(shimsCgroup, os.Getpid()); err != nil {
+			log.Error("move the supervisor to the shims cgroup", keyErr, err)
+		}
 	}
 	if fileExists(filepath.Join(dir, fileKill)) {
 		// Kill was asked while the task was starting.
@@ -187,15 +293,14 @@ func runTask(ctx context.Context, dir string, l launchRecord, log *slog.Logger) 
 	return end
 }
 
-// prepareCgroup moves the shim out of the runner's cgroup into the shims
-// cgroup and creates the task's cgroup with its limits (removing it again
-// when that fails).
+// prepareCgroup creates the task's cgroup with its limits (removing it
+// again when that fails), and the parent and shims cgroups first when they
+// are missing (the Executor made them when it started).
 func prepareCgroup(cg *cgroupLayout, name string, s executor.Spec, log *slog.Logger) error {
-	if err := cg.setup(); err != nil {
-		return err
-	}
-	if err := cg.join(shimsCgroup, os.Getpid()); err != nil {
-		return err
+	if !cg.isSetUp() {
+		if err := cg.setup(); err != nil {
+			return err
+		}
 	}
 	// Never share a cgroup with another task (say, of another runner on the
 	// same host using the same parent and task ID): Kill would hit both.
@@ -216,13 +321,17 @@ func prepareCgroup(cg *cgroupLayout, name string, s executor.Spec, log *slog.Log
 
 // startInCgroup starts the task inside cgroup name: the shim joins the
 // cgroup, forks the task (which inherits it, so nothing it forks can slip
-// out) and moves back to the shims cgroup.
+// out) and moves back to the shims cgroup. On cgroup v1 only the forking
+// thread moves (startFromThread).
 func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) error {
 	if cg == nil {
 		if err := tc.cmd.Start(); err != nil {
 			return fmt.Errorf("start task: %w", err)
 		}
 		return nil
+	}
+	if cg.Version == 1 {
+		return startFromThread(tc, cg, name, log)
 	}
 	self := os.Getpid()
 	if err := cg.join(name, self); err != nil {
@@ -238,6 +347,38 @@ func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Log
 		return fmt.Errorf("start task: %w", startErr)
 	}
 	return nil
+}
+
+// startFromThread (cgroup v1) moves only the calling OS thread into cgroup
+// name ("0" written to each hierarchy's tasks file: the kernel then moves
+// the writing thread alone, without the system-wide lock that moving a
+// whole process takes, which costs milliseconds per hierarchy), forks the
+// task from that thread (a child starts in the cgroups of the thread that
+// forked it, so the task is inside before it execs) and moves the thread
+// to the shims cgroup. A thread that could not be moved back is not
+// reused: its goroutine ends locked to it, which ends the thread.
+func startFromThread(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cg.joinThread(name); err != nil {
+			errc <- err // maybe moved in part: the thread ends with us
+			return
+		}
+		var startErr error
+		if err := tc.cmd.Start(); err != nil {
+			startErr = fmt.Errorf("start task: %w", err)
+		}
+		if err := cg.joinThread(shimsCgroup); err != nil {
+			// The task runs; the supervisor goes on without this thread.
+			log.Error("leave the task's cgroup", keyErr, err)
+			errc <- startErr
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- startErr
+	}()
+	return <-errc
 }
 
 // waitTask reaps children until the task's main process ends; the shim is a

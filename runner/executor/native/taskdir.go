@@ -153,8 +153,18 @@ func (t *taskFiles) state() executor.State {
 }
 
 // writeJSONAtomic writes v as JSON to path through a synced temp file and
-// a rename, so readers never see a partial record.
-func writeJSONAtomic(path string, v any) error {
+// a rename, so readers never see a partial record, and the record survives
+// a crash of the machine.
+func writeJSONAtomic(path string, v any) error { return writeJSON(path, v, true) }
+
+// writeRecord is writeJSONAtomic without the fsync, for the records that
+// mean nothing after a crash of the machine, which ends every task with
+// it: the launch, supervisor and process records. Such a record may then
+// read back empty, which counts as missing (readJSON); exit records, which
+// the cluster needs after a reboot, are synced.
+func writeRecord(path string, v any) error { return writeJSON(path, v, false) }
+
+func writeJSON(path string, v any, sync bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
@@ -164,7 +174,7 @@ func writeJSONAtomic(path string, v any) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = f.Write(b)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -180,10 +190,11 @@ func writeJSONAtomic(path string, v any) error {
 	return nil
 }
 
-// readJSON decodes path into v; ok is false when the file does not exist.
+// readJSON decodes path into v; ok is false when the file does not exist
+// or is empty (an unsynced record after a crash: see writeRecord).
 func readJSON(path string, v any) (ok bool, err error) {
 	b, err := readNoFollow(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || err == nil && len(b) == 0 {
 		return false, nil
 	}
 	if err != nil {
