@@ -127,7 +127,7 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 			_, err := l.apply(actx, &fsm.AssignTask{TaskID: p.TaskID, Node: p.Node, GPUs: p.GPUs, NUMA: p.NUMA, At: now})
 			cancel()
 			if err != nil {
-				l.log.Warn("commit placement", "task_id", p.TaskID, "node", p.Node, "err", err)
+				l.logLeaderErr(ctx, "commit placement", err, "task_id", p.TaskID, "node", p.Node)
 				ok = false
 			}
 		}
@@ -203,5 +203,11 @@ func (l *leader) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
 		l.applyLogged(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: l.now().UTC()})
 		return
 	}
-	l.log.Warn("dispatch failed; will retry", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
+	if l.runnerLeft != nil && l.runnerLeft(node.Hostname) {
+		// A runner that stopped cleanly (an upgrade): /run goes again
+		// once it is back, or the task is lost if it stays away.
+		l.log.Info("dispatch waits for a runner that is restarting", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
+		return
+	}
+	l.logLeaderErr(ctx, "dispatch failed; will retry", err, "task_id", t.TaskID, "runner", node.Hostname)
 }

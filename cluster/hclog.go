@@ -9,7 +9,12 @@ import (
 )
 
 // slogWriter turns hclog's formatted lines into slog records.
-type slogWriter struct{ log *slog.Logger }
+type slogWriter struct {
+	log *slog.Logger
+	// stops quiets complaints about replicas that stopped cleanly (nil:
+	// none).
+	stops *cleanStops
+}
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
@@ -25,6 +30,9 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	if level > slog.LevelInfo && routine(p) {
 		level = slog.LevelInfo
 	}
+	if level > slog.LevelInfo && w.stops.quiet(p) {
+		level = slog.LevelDebug
+	}
 	w.log.Log(context.Background(), level, line)
 	return len(p), nil
 }
@@ -34,21 +42,28 @@ func (w slogWriter) Write(p []byte) (int, error) {
 // log holds no WARN or ERROR line: the first election of a fresh replica
 // (no leader was ever known) and a leader stepping down because a peer won
 // a newer term (a leadership transfer, or a leader that was cut off and is
-// now replaced, whose loss is logged on its own).
+// now replaced, whose loss is logged on its own), and this replica's own
+// Raft transport closing during a clean stop.
 func routine(p []byte) bool {
 	if bytes.Contains(p, []byte("peer has newer term, stopping replication")) {
+		return true
+	}
+	// This replica's own transport closing under a connection it serves
+	// (a clean stop).
+	if bytes.Contains(p, []byte(`error="transport shutdown"`)) {
 		return true
 	}
 	neverLed := bytes.Contains(p, []byte("last-leader-id= ")) || bytes.HasSuffix(bytes.TrimSpace(p), []byte("last-leader-id="))
 	return neverLed && bytes.Contains(p, []byte("heartbeat timeout reached, starting election"))
 }
 
-// newHCLogger bridges raft's hclog output to log.
-func newHCLogger(log *slog.Logger, name string) hclog.Logger {
+// newHCLogger bridges raft's hclog output to log; stops (may be nil)
+// quiets complaints about replicas that stopped cleanly.
+func newHCLogger(log *slog.Logger, name string, stops *cleanStops) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:            name,
 		Level:           hclog.Info,
-		Output:          slogWriter{log: log},
+		Output:          slogWriter{log: log, stops: stops},
 		DisableTime:     true,
 		IncludeLocation: false,
 	})

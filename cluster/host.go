@@ -129,7 +129,8 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.apiURL = scheme + net.JoinHostPort(h.cfg.advertise(), strconv.Itoa(h.cfg.APIPort))
 
-	if h.raft, err = openRaft(h.cfg, h.machine, h.halted); err != nil {
+	stops := newCleanStops(h.log)
+	if h.raft, err = openRaft(h.cfg, h.machine, h.halted, stops); err != nil {
 		h.apiLn.Close()
 		return nil, err
 	}
@@ -149,6 +150,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		h.apiLn.Close()
 		return nil, err
 	}
+	stops.watch(h.pool)
 	h.metrics = newMetrics(h)
 	if h.sshProxy, err = h.listenSSHProxy(); err != nil {
 		h.pool.Close()

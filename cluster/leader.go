@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -49,6 +50,9 @@ type leaderDeps struct {
 	changed func() <-chan struct{}
 	voters  voterSet
 	runners runnerCaller
+	// runnerLeft reports whether runner name left gossip on purpose (a
+	// clean stop, as in a rolling upgrade) and is not back yet; nil: never.
+	runnerLeft func(name string) bool
 	// heartbeatTimeout is the silence after which a runner is offline.
 	heartbeatTimeout time.Duration
 	// livenessTick is the liveness loop's period.
@@ -160,10 +164,23 @@ func (l *leader) applyLogged(ctx context.Context, c fsm.Command) bool {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := l.apply(actx, c); err != nil {
-		l.log.Warn("apply", "command", c.Type().String(), "err", err)
+		l.logLeaderErr(ctx, "apply", err, "command", c.Type().String())
 		return false
 	}
 	return true
+}
+
+// logLeaderErr logs a failed step of the leader's work: at warn, unless
+// leadership is ending (ctx cancelled, or Raft says this replica no longer
+// leads, as during a leadership transfer), when the next leader redoes the
+// step and this is the normal course (info).
+func (l *leader) logLeaderErr(ctx context.Context, msg string, err error, args ...any) {
+	args = append(args, "err", err)
+	if ctx.Err() != nil || errors.Is(err, ErrNotLeader) {
+		l.log.Info(msg+" (leadership ending)", args...)
+		return
+	}
+	l.log.Warn(msg, args...)
 }
 
 // kickScheduler asks the scheduling loop for a pass now.

@@ -109,14 +109,14 @@ type raftNode struct {
 	snapStore *raft.FileSnapshotStore
 }
 
-func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error) {
+func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), stops *cleanStops) (*raftNode, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	logger := cfg.Logger.With("component", "raft")
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.Logger = newHCLogger(logger, "raft")
+	rc.Logger = newHCLogger(logger, "raft", stops)
 	rc.HeartbeatTimeout = cfg.RaftHeartbeatTimeout
 	rc.ElectionTimeout = cfg.RaftElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.RaftHeartbeatTimeout / 2
@@ -139,7 +139,7 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error)
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(logger, "snapshot"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(logger, "snapshot", stops))
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
@@ -150,7 +150,7 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error)
 		logs.Close()
 		return nil, fmt.Errorf("resolve raft advertise address %s: %w", advertise, err)
 	}
-	trans, err := openTransport(cfg, adv, logger)
+	trans, err := openTransport(cfg, adv, logger, stops)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open raft transport on port %d: %w", cfg.RaftPort, err)
@@ -172,16 +172,16 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error)) (*raftNode, error)
 
 // openTransport opens the Raft transport: plain TCP, or mutually
 // authenticated TLS when cfg.TLS is set.
-func openTransport(cfg Config, adv *net.TCPAddr, logger *slog.Logger) (*raft.NetworkTransport, error) {
+func openTransport(cfg Config, adv *net.TCPAddr, logger *slog.Logger, stops *cleanStops) (*raft.NetworkTransport, error) {
 	bind := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort))
 	if cfg.TLS == nil {
-		return raft.NewTCPTransportWithLogger(bind, adv, 5, 10*time.Second, newHCLogger(logger, "transport"))
+		return raft.NewTCPTransportWithLogger(bind, adv, 5, 10*time.Second, newHCLogger(logger, "transport", stops))
 	}
 	stream, err := newTLSStreamLayer(bind, adv, cfg.TLS.Mutual())
 	if err != nil {
 		return nil, err
 	}
-	return raft.NewNetworkTransportWithLogger(stream, 5, 10*time.Second, newHCLogger(logger, "transport")), nil
+	return raft.NewNetworkTransportWithLogger(stream, 5, 10*time.Second, newHCLogger(logger, "transport", stops)), nil
 }
 
 func (n *raftNode) close() error {

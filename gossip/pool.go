@@ -55,7 +55,9 @@ type Pool struct {
 	closed atomic.Bool
 	mu     sync.Mutex
 	meta   []byte
-	log    *slog.Logger
+	// current is meta decoded: what Close marks as leaving.
+	current Meta
+	log     *slog.Logger
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -64,6 +66,9 @@ type Pool struct {
 	// memberlist.Members returns pointers it keeps mutating.
 	membersMu sync.RWMutex
 	members   map[string]Member
+	// left holds the members that left on purpose (Close: a clean stop,
+	// as in a rolling upgrade) and have not come back, by name.
+	left map[string]Member
 }
 
 type delegate struct{ p *Pool }
@@ -94,11 +99,20 @@ func (p *Pool) track(n *memberlist.Node, alive bool) {
 	}
 	meta, err := DecodeMeta(n.Meta)
 	p.membersMu.Lock()
+	prev, had := p.members[n.Name]
 	if err == nil && alive {
 		m.Meta = meta
 		p.members[n.Name] = m
+		delete(p.left, n.Name)
 	} else {
 		delete(p.members, n.Name)
+		// memberlist does not say whether a member left or failed: a
+		// member leaving on purpose announces it first (Close).
+		if !alive && had && prev.Meta.Leaving {
+			p.left[n.Name] = prev
+		} else {
+			delete(p.left, n.Name)
+		}
 	}
 	p.membersMu.Unlock()
 	p.notify()
@@ -118,7 +132,7 @@ func New(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, meta: meta, log: log, changed: make(chan struct{}), members: map[string]Member{}}
+	p := &Pool{cfg: cfg, meta: meta, current: cfg.Meta, log: log, changed: make(chan struct{}), members: map[string]Member{}, left: map[string]Member{}}
 	mc := memberlist.DefaultLANConfig()
 	if cfg.Fast {
 		mc = memberlist.DefaultLocalConfig()
@@ -215,6 +229,20 @@ func (p *Pool) Member(name string) (Member, bool) {
 	return m, ok
 }
 
+// Left returns the members that left the pool on purpose (their process
+// stopped cleanly and said goodbye) and have not rejoined, sorted by name;
+// a member that failed (crashed, unreachable) is not among them.
+func (p *Pool) Left() []Member {
+	p.membersMu.RLock()
+	out := make([]Member, 0, len(p.left))
+	for _, m := range p.left {
+		out = append(out, m)
+	}
+	p.membersMu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // UpdateMeta replaces the member's metadata and gossips it.
 func (p *Pool) UpdateMeta(m Meta) error {
 	b, err := m.Encode()
@@ -222,7 +250,7 @@ func (p *Pool) UpdateMeta(m Meta) error {
 		return err
 	}
 	p.mu.Lock()
-	p.meta = b
+	p.meta, p.current = b, m
 	p.mu.Unlock()
 	if err := p.ml.UpdateNode(2 * time.Second); err != nil {
 		return fmt.Errorf("gossip meta update: %w", err)
@@ -235,6 +263,15 @@ func (p *Pool) UpdateMeta(m Meta) error {
 func (p *Pool) Close() error {
 	if p.closed.Swap(true) {
 		return nil
+	}
+	// First say that this is a clean stop (the update goes out before the
+	// leave message), then leave.
+	p.mu.Lock()
+	leaving := p.current
+	p.mu.Unlock()
+	leaving.Leaving = true
+	if err := p.UpdateMeta(leaving); err != nil {
+		p.log.Debug("gossip leaving meta", "err", err)
 	}
 	if err := p.ml.Leave(time.Second); err != nil {
 		p.log.Debug("gossip leave", "err", err)

@@ -50,6 +50,37 @@ func TestPoolJoinMetaAndLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMembers(t, a, func(ms []Member) bool { return len(ms) == 1 })
+	if left := a.Left(); len(left) != 1 || left[0].Name != "b" || left[0].Meta.API != "http://b2" {
+		t.Fatalf("a: b left on purpose, but Left() = %+v", left)
+	}
+}
+
+// TestPoolLeftOnlyOnPurpose: a member that stops without saying goodbye
+// (a crash) is not among Left, and one that left and joins again is no
+// longer there.
+func TestPoolLeftOnlyOnPurpose(t *testing.T) {
+	a := newPool(t, "a", nil)
+	b := newPool(t, "b", nil, a.Addr())
+	c := newPool(t, "c", nil, a.Addr())
+	waitMembers(t, a, func(ms []Member) bool { return len(ms) == 3 })
+	// c crashes: memberlist stops without a leave message.
+	c.closed.Store(true)
+	if err := c.ml.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, a, func(ms []Member) bool { return len(ms) == 1 })
+	if left := a.Left(); len(left) != 1 || left[0].Name != "b" {
+		t.Fatalf("a: only b left on purpose, but Left() = %+v", left)
+	}
+	b2 := newPool(t, "b", nil, a.Addr())
+	waitMembers(t, a, func([]Member) bool { _, ok := a.Member("b"); return ok })
+	if left := a.Left(); len(left) != 0 {
+		t.Fatalf("a: b is back, but Left() = %+v", left)
+	}
+	_ = b2
 }
 
 // TestPoolWrongKeyCannotJoin: a pool with another key never joins, while

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -56,6 +57,10 @@ func (a *Agent) tokenOK(got string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.Token)) == 1
 }
 
+// startTimeout bounds one task start on the runner, a first image load
+// included (the leader allows its /run as long).
+const startTimeout = 10 * time.Minute
+
 // handleRun starts a task; it is idempotent by task ID.
 func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	var req api.RunRequest
@@ -97,7 +102,18 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "task %d: VPS tasks need a Docker environment and Docker on runner %s", req.TaskID, a.cfg.Name)
 		return
 	}
-	if err := a.executorFor(image).Start(r.Context(), spec); err != nil {
+	// The start goes on when the caller goes away (a leader that lost
+	// leadership cancels its /run): the new leader's /run then finds the
+	// task tracked instead of a start abandoned half-way.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), startTimeout)
+	defer cancel()
+	if err := a.executorFor(image).Start(sctx, spec); err != nil {
+		if errors.Is(err, executor.ErrUnknownTask) && a.finished(req.TaskID) {
+			// It ran, ended, was reported and forgotten before the start
+			// looked again: a short task on a busy runner.
+			api.WriteJSON(w, http.StatusOK, map[string]any{"message": "Task already ran on this node", "task_id": req.TaskID})
+			return
+		}
 		a.log.Error("start task", "task_id", req.TaskID, "err", err)
 		status := http.StatusInternalServerError
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -92,6 +92,12 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	}
 	for _, id := range resp.Kill {
 		if ex := owner[id]; ex != nil {
+			if !states[id].Running {
+				// It ended by itself and the cluster has its end: the
+				// heartbeat listed it before the watch loop forgot it.
+				a.log.Debug("task already ended", "task_id", id)
+				continue
+			}
 			a.log.Warn("killing a task the cluster considers finished", "task_id", id)
 			if err := ex.Kill(ctx, id); err != nil && !errors.Is(err, executor.ErrUnknownTask) {
 				a.log.Warn("kill", "task_id", id, "err", err)
@@ -132,7 +138,7 @@ func (a *Agent) watchLoop(ctx context.Context) {
 			a.acked[id] = ack
 			if s.Exit != nil {
 				a.markFinished(id)
-				if err := owner[id].Forget(ctx, id); err != nil {
+				if err := owner[id].Forget(ctx, id); err != nil && ctx.Err() == nil {
 					a.log.Warn("forget task", "task_id", id, "err", err)
 				}
 				delete(a.acked, id)
