@@ -4,35 +4,41 @@ import (
 	"bytes"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/gossip"
 )
 
 // cleanStops recognises Raft's complaints about a peer replica that stopped
-// cleanly: it said in gossip that it was leaving (gossip.Pool.Left), as a
-// replica does on SIGTERM during a rolling upgrade. Raft then fails to
-// reach it until it is back; that is the expected course of a restart, not
-// a fault, so those lines are logged at debug, after one info line per
-// stop. A replica that crashed or is cut off never left, and Raft's errors
-// about it stay errors. Safe for concurrent use; a nil *cleanStops
-// recognises nothing.
+// cleanly: it said in gossip that it was leaving (gossip.Pool.Departures),
+// as a replica does on SIGTERM during a rolling upgrade. Raft then fails to
+// reach it until it is back, and a connection to the old process may
+// still fail just after; that is the expected course of a restart, not a
+// fault, so those lines are logged at debug, after one info line per stop.
+// A replica that crashed or is cut off never left, and Raft's errors about
+// it stay errors. Safe for concurrent use; a nil *cleanStops recognises
+// nothing.
 type cleanStops struct {
 	log *slog.Logger
 
-	mu   sync.Mutex
-	left func() []gossip.Member // set once gossip runs
-	// noted holds the replicas whose current stop was logged.
-	noted map[string]bool
+	mu         sync.Mutex
+	departures func() []gossip.Departure // set once gossip runs
+	// noted holds the stops logged, by replica and time of leaving.
+	noted map[string]time.Time
 }
 
+// cleanStopGrace is how long after a replica is back that errors about
+// it still count as its clean stop's (a connection to the old process).
+const cleanStopGrace = 5 * time.Second
+
 func newCleanStops(log *slog.Logger) *cleanStops {
-	return &cleanStops{log: log, noted: map[string]bool{}}
+	return &cleanStops{log: log, noted: map[string]time.Time{}}
 }
 
 // watch makes c ask pool who left.
 func (c *cleanStops) watch(pool *gossip.Pool) {
 	c.mu.Lock()
-	c.left = pool.Left
+	c.departures = pool.Departures
 	c.mu.Unlock()
 }
 
@@ -45,34 +51,24 @@ func (c *cleanStops) quiet(line []byte) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.left == nil {
+	if c.departures == nil {
 		return false
 	}
-	left := c.left()
-	gone := make(map[string]bool, len(left))
-	match := ""
-	for _, m := range left {
-		if m.Meta.Role != gossip.RoleHost {
+	now := time.Now()
+	for _, d := range c.departures() {
+		if d.Meta.Role != gossip.RoleHost || !d.BackAt.IsZero() && now.Sub(d.BackAt) > cleanStopGrace {
 			continue
 		}
-		gone[m.Meta.ID] = true
-		if match == "" && (containsToken(line, m.Meta.Raft) || containsToken(line, "server-id="+m.Meta.ID)) {
-			match = m.Meta.ID
+		if !containsToken(line, d.Meta.Raft) && !containsToken(line, "server-id="+d.Meta.ID) {
+			continue
 		}
-	}
-	for id := range c.noted {
-		if !gone[id] {
-			delete(c.noted, id) // back: its next stop is noted again
+		if !c.noted[d.Meta.ID].Equal(d.LeftAt) {
+			c.noted[d.Meta.ID] = d.LeftAt
+			c.log.Info("replica stopped cleanly (it left gossip); Raft retries it until it is back", "replica", d.Meta.ID)
 		}
+		return true
 	}
-	if match == "" {
-		return false
-	}
-	if !c.noted[match] {
-		c.noted[match] = true
-		c.log.Info("replica stopped cleanly (it left gossip); Raft retries it until it is back", "replica", match)
-	}
-	return true
+	return false
 }
 
 // containsToken reports whether line holds s neither preceded nor followed

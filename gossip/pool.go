@@ -67,8 +67,9 @@ type Pool struct {
 	membersMu sync.RWMutex
 	members   map[string]Member
 	// left holds the members that left on purpose (Close: a clean stop,
-	// as in a rolling upgrade) and have not come back, by name.
-	left map[string]Member
+	// as in a rolling upgrade), by name, until a while after they are
+	// back.
+	left map[string]Departure
 }
 
 type delegate struct{ p *Pool }
@@ -100,16 +101,25 @@ func (p *Pool) track(n *memberlist.Node, alive bool) {
 	meta, err := DecodeMeta(n.Meta)
 	p.membersMu.Lock()
 	prev, had := p.members[n.Name]
+	now := time.Now()
+	for name, d := range p.left {
+		if !d.BackAt.IsZero() && now.Sub(d.BackAt) > departureMemory {
+			delete(p.left, name)
+		}
+	}
 	if err == nil && alive {
 		m.Meta = meta
 		p.members[n.Name] = m
-		delete(p.left, n.Name)
+		if d, ok := p.left[n.Name]; ok && d.BackAt.IsZero() {
+			d.BackAt = now
+			p.left[n.Name] = d
+		}
 	} else {
 		delete(p.members, n.Name)
 		// memberlist does not say whether a member left or failed: a
 		// member leaving on purpose announces it first (Close).
 		if !alive && had && prev.Meta.Leaving {
-			p.left[n.Name] = prev
+			p.left[n.Name] = Departure{Member: prev, LeftAt: now}
 		} else {
 			delete(p.left, n.Name)
 		}
@@ -132,7 +142,7 @@ func New(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, meta: meta, current: cfg.Meta, log: log, changed: make(chan struct{}), members: map[string]Member{}, left: map[string]Member{}}
+	p := &Pool{cfg: cfg, meta: meta, current: cfg.Meta, log: log, changed: make(chan struct{}), members: map[string]Member{}, left: map[string]Departure{}}
 	mc := memberlist.DefaultLANConfig()
 	if cfg.Fast {
 		mc = memberlist.DefaultLocalConfig()
@@ -229,17 +239,42 @@ func (p *Pool) Member(name string) (Member, bool) {
 	return m, ok
 }
 
-// Left returns the members that left the pool on purpose (their process
-// stopped cleanly and said goodbye) and have not rejoined, sorted by name;
-// a member that failed (crashed, unreachable) is not among them.
-func (p *Pool) Left() []Member {
+// departureMemory is how long a Departure is kept after the member came
+// back.
+const departureMemory = time.Minute
+
+// Departure is a member that left the pool on purpose (its process
+// stopped cleanly and said goodbye), as it was when it left.
+type Departure struct {
+	Member
+	LeftAt time.Time
+	// BackAt is when it joined again; zero while it is away.
+	BackAt time.Time
+}
+
+// Departures returns the members that left on purpose and are still away
+// or came back less than a minute ago, sorted by name; a member that
+// failed (crashed, unreachable) is not among them.
+func (p *Pool) Departures() []Departure {
 	p.membersMu.RLock()
-	out := make([]Member, 0, len(p.left))
-	for _, m := range p.left {
-		out = append(out, m)
+	out := make([]Departure, 0, len(p.left))
+	for _, d := range p.left {
+		out = append(out, d)
 	}
 	p.membersMu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Left returns the members that left on purpose and are still away,
+// sorted by name.
+func (p *Pool) Left() []Member {
+	var out []Member
+	for _, d := range p.Departures() {
+		if d.BackAt.IsZero() {
+			out = append(out, d.Member)
+		}
+	}
 	return out
 }
 

@@ -80,6 +80,9 @@ func TestPoolLeftOnlyOnPurpose(t *testing.T) {
 	if left := a.Left(); len(left) != 0 {
 		t.Fatalf("a: b is back, but Left() = %+v", left)
 	}
+	if ds := a.Departures(); len(ds) != 1 || ds[0].Name != "b" || ds[0].BackAt.IsZero() || ds[0].BackAt.Before(ds[0].LeftAt) {
+		t.Fatalf("a: b left and came back, but Departures() = %+v", ds)
+	}
 	_ = b2
 }
 
