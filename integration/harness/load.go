@@ -74,9 +74,9 @@ type Load struct {
 	done chan struct{}
 	once sync.Once
 
-	mu     sync.Mutex
-	res    LoadResult
-	acked  []int
+	mu    sync.Mutex
+	res   LoadResult
+	acked []int
 }
 
 // StartLoad starts opts.Clients clients against every replica (client k
