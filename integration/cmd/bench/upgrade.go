@@ -23,6 +23,8 @@ const (
 	upgradePerClient = 5000
 	// upgradeStepWait bounds `cluster wait-healthy` after one restart.
 	upgradeStepWait = 60 * time.Second
+	// upgradeQuiet is the window without restarts measured for comparison.
+	upgradeQuiet = 5 * time.Second
 )
 
 // upgradeStep is one restart of a rolling upgrade.
@@ -67,6 +69,10 @@ func upgradeSection(out io.Writer, parent *scope, bin string, s settings) {
 	if err := load.WaitEach(3, 30*time.Second); err != nil {
 		sc.Fatalf("clients before the upgrade: %v", err)
 	}
+	// The same measure without any restart, for comparison.
+	quietFrom := time.Now()
+	time.Sleep(upgradeQuiet)
+	quietTo := time.Now()
 	var rounds []upgradeRound
 	for n := range s.trials {
 		rounds = append(rounds, upgradeOnce(sc, c, bins[(n+1)%2], runners))
@@ -104,7 +110,8 @@ func upgradeSection(out io.Writer, parent *scope, bin string, s settings) {
 			}
 		}
 	}
-	printUpgrade(out, rounds, len(res.Acks))
+	quiet, _ := res.MaxGap(quietFrom, quietTo)
+	printUpgrade(out, rounds, len(res.Acks), quiet)
 }
 
 // copyBin copies bin to a new file: the "new version" of an upgrade.
@@ -171,11 +178,12 @@ func benchWaitHealthy(sc *scope, c *harness.Cluster, args ...string) {
 	}
 }
 
-func printUpgrade(out io.Writer, rounds []upgradeRound, acked int) {
+func printUpgrade(out io.Writer, rounds []upgradeRound, acked int, quiet time.Duration) {
 	fmt.Fprintf(out, "Rolling upgrade of 3 replicas + 2 native runners (README procedure: SIGTERM, new binary, `cluster wait-healthy` after each;\n"+
 		"leader last after `cluster transfer-leadership`), %d clients submitting native `true` with request_ids, 100 ms apart; %d rounds, %d submits acknowledged\n",
 		upgradeClients, len(rounds), acked)
-	fmt.Fprintln(out, "(gap = longest time in which no client had a submit acknowledged; retryable = failed attempts retried on the next replica)")
+	fmt.Fprintf(out, "(gap = longest time in which no client had a submit acknowledged: %s ms over %s without restarts; retryable = failed attempts retried on the next replica)\n",
+		ms(quiet), upgradeQuiet)
 	tw := table(out)
 	fmt.Fprintln(tw, "round\tupgrade s\tmax gap ms\tretryable\tacked\t")
 	for k, r := range rounds {
