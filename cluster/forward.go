@@ -292,6 +292,7 @@ func (h *Host) askLeader(w http.ResponseWriter, r *http.Request) bool {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxAskLeaderBody+1))
 	if err != nil || len(body) > maxAskLeaderBody {
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body)) // as it came
 		return false
 	}
 	deadline := time.Now().Add(h.cfg.LeaderWait)

@@ -214,6 +214,14 @@ func upgradeReplica(t *testing.T, c *harness.Cluster, i int, newBin string) {
 	}
 	c.SetBinary(i, newBin)
 	c.Restart(i)
+	// At once, before it has heard from the leader: a valid token is not
+	// refused.
+	ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
+	a, err := c.CallAs(ctx, i, http.MethodGet, "/api/auth/whoami", c.AdminToken(), nil)
+	cancel()
+	if err != nil || a.Status != http.StatusOK {
+		t.Errorf("whoami on %s just restarted: %v %s, want 200", c.Replica(i).ID, err, a)
+	}
 	waitHealthy(t, c)
 }
 
