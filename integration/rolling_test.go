@@ -436,3 +436,34 @@ func logStderr(t *testing.T, c *harness.Cluster, tasks map[string]api.Task) {
 		t.Logf("stderr of %s: %v %s", describe(task), err, a)
 	}
 }
+
+// TestRestartedReplicaChecksTokensWithTheLeader: a replica restarted from
+// its data dir knows no account until it has heard from a leader. Started
+// while the leader is frozen, it gets a valid token at once: it must not
+// answer 401 (a client takes that as final) but wait for the new leader to
+// check the token, and a wrong token still gets 401.
+func TestRestartedReplicaChecksTokensWithTheLeader(t *testing.T) {
+	c := startCluster(t, harness.Options{})
+	leader := c.WaitLeader(harness.LeaderTimeout)
+	f := c.Followers()[0]
+	c.WaitSameApplied(catchUpTimeout, 0, 1, 2)
+	if err := c.Terminate(f); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(leader)
+	defer c.Cont(leader)
+	c.Restart(f)
+	for _, k := range []struct {
+		token string
+		want  int
+	}{{c.AdminToken(), http.StatusOK}, {"hkr_" + strings.Repeat("x", 43), http.StatusUnauthorized}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		a, err := c.CallAs(ctx, f, http.MethodGet, "/api/auth/whoami", k.token, nil)
+		cancel()
+		if err != nil || a.Status != k.want {
+			t.Errorf("whoami on %s restarted without a leader: %v %s, want %d", c.Replica(f).ID, err, a, k.want)
+		} else {
+			t.Logf("whoami on %s restarted without a leader: %s", c.Replica(f).ID, a)
+		}
+	}
+}
