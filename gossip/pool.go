@@ -204,7 +204,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
 		if p.ml.NumMembers() <= 1 {
-			if _, err := p.ml.Join(p.cfg.Join); err != nil {
+			if err := p.join(p.cfg.Join); err != nil {
 				p.log.Debug("gossip join", "err", err)
 			}
 		}
@@ -217,6 +217,35 @@ func (p *Pool) Run(ctx context.Context) error {
 			backoff *= 2
 		}
 	}
+}
+
+// join tries every seed at once: a seed that accepts the connection and
+// never answers (a frozen machine) holds its own attempt for memberlist's
+// TCP timeout (10 s), not the join through the others. It returns when
+// every attempt has ended, nil when one succeeded.
+func (p *Pool) join(seeds []string) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	joined := 0
+	var errs []error
+	for _, seed := range seeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := p.ml.Join([]string{seed})
+			mu.Lock()
+			defer mu.Unlock()
+			joined += n
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if joined > 0 {
+		return nil
+	}
+	return errors.Join(errs...)
 }
 
 // Members returns the alive members, self included, sorted by name.

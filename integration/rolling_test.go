@@ -443,7 +443,9 @@ func logStderr(t *testing.T, c *harness.Cluster, tasks map[string]api.Task) {
 // answer 401 (a client takes that as final) but wait for the new leader to
 // check the token, and a wrong token still gets 401.
 func TestRestartedReplicaChecksTokensWithTheLeader(t *testing.T) {
-	c := startCluster(t, harness.Options{})
+	// A long leader wait: the election must fit in it on a loaded machine
+	// (without a leader the answer is 503, never 401).
+	c := startCluster(t, harness.Options{LeaderWaitSeconds: 30})
 	leader := c.WaitLeader(harness.LeaderTimeout)
 	f := c.Followers()[0]
 	c.WaitSameApplied(catchUpTimeout, 0, 1, 2)
@@ -457,7 +459,7 @@ func TestRestartedReplicaChecksTokensWithTheLeader(t *testing.T) {
 		token string
 		want  int
 	}{{c.AdminToken(), http.StatusOK}, {"hkr_" + strings.Repeat("x", 43), http.StatusUnauthorized}} {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 		a, err := c.CallAs(ctx, f, http.MethodGet, "/api/auth/whoami", k.token, nil)
 		cancel()
 		if err != nil || a.Status != k.want {
