@@ -15,51 +15,92 @@ import (
 // reach it until it is back, and a connection to the old process may
 // still fail just after; that is the expected course of a restart, not a
 // fault, so those lines are logged at debug, after one info line per stop.
-// A replica that crashed or is cut off never left, and Raft's errors about
-// it stay errors. Safe for concurrent use; a nil *cleanStops recognises
-// nothing.
+// Gossip may tell of the departure a little after Raft notices it (a busy
+// machine): a complaint about a replica that is alive in gossip is judged
+// once settle has passed. A replica that crashed or is cut off never left,
+// and Raft's errors about it stay errors. Safe for concurrent use; a nil
+// *cleanStops recognises nothing.
 type cleanStops struct {
 	log *slog.Logger
+	// settle is how long a complaint about a replica alive in gossip waits
+	// for news of its departure.
+	settle time.Duration
 
 	mu         sync.Mutex
 	departures func() []gossip.Departure // set once gossip runs
+	members    func() []gossip.Member
 	// noted holds the stops logged, by replica and time of leaving.
 	noted map[string]time.Time
 }
 
-// cleanStopGrace is how long after a replica is back that errors about
-// it still count as its clean stop's (a connection to the old process).
-const cleanStopGrace = 5 * time.Second
+// Bounds of cleanStops.
+const (
+	// cleanStopGrace is how long after a replica is back that errors about
+	// it still count as its clean stop's (a connection to the old process).
+	cleanStopGrace = 5 * time.Second
+	// cleanStopSettle is cleanStops.settle.
+	cleanStopSettle = 2 * time.Second
+)
+
+// verdict is what cleanStops says of a Raft complaint.
+type verdict int
+
+const (
+	notOurs verdict = iota // about no replica known to have left: log it as it is
+	quiet                  // about a replica that stopped cleanly: debug
+	unsure                 // about a replica alive in gossip: judge after settle
+)
 
 func newCleanStops(log *slog.Logger) *cleanStops {
-	return &cleanStops{log: log, noted: map[string]time.Time{}}
+	return &cleanStops{log: log, settle: cleanStopSettle, noted: map[string]time.Time{}}
 }
 
 // watch makes c ask pool who left.
 func (c *cleanStops) watch(pool *gossip.Pool) {
 	c.mu.Lock()
-	c.departures = pool.Departures
+	c.departures, c.members = pool.Departures, pool.Members
 	c.mu.Unlock()
 }
 
-// quiet reports whether a Raft log line is about a replica that left on
-// purpose, naming it by Raft address or server ID. The first line of each
-// stop is noted at info.
-func (c *cleanStops) quiet(line []byte) bool {
+// judge says whether a Raft log line logged at now is about a replica that
+// stopped cleanly, naming it by Raft address or server ID.
+func (c *cleanStops) judge(line []byte, now time.Time) verdict {
 	if c == nil {
-		return false
+		return notOurs
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.departures == nil {
-		return false
+		return notOurs
 	}
-	now := time.Now()
+	if c.departed(line, now, now) {
+		return quiet
+	}
+	for _, m := range c.members() {
+		if m.Meta.Role == gossip.RoleHost && names(line, m.Meta) {
+			return unsure
+		}
+	}
+	return notOurs
+}
+
+// settled judges again, settle after it was logged at at, a line that was
+// unsure: quiet when the replica it names has left by now.
+func (c *cleanStops) settled(line []byte, at time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.departed(line, at, time.Now())
+}
+
+// departed reports whether line names a replica that had left by the time
+// now and was not back long before at (its departure known by now); it
+// notes each stop once. c.mu is held.
+func (c *cleanStops) departed(line []byte, at, now time.Time) bool {
 	for _, d := range c.departures() {
-		if d.Meta.Role != gossip.RoleHost || !d.BackAt.IsZero() && now.Sub(d.BackAt) > cleanStopGrace {
+		if d.Meta.Role != gossip.RoleHost || d.LeftAt.After(now) || !d.BackAt.IsZero() && at.Sub(d.BackAt) > cleanStopGrace {
 			continue
 		}
-		if !containsToken(line, d.Meta.Raft) && !containsToken(line, "server-id="+d.Meta.ID) {
+		if !names(line, d.Meta) {
 			continue
 		}
 		if !c.noted[d.Meta.ID].Equal(d.LeftAt) {
@@ -69,6 +110,12 @@ func (c *cleanStops) quiet(line []byte) bool {
 		return true
 	}
 	return false
+}
+
+// names reports whether line names the replica of m by Raft address or
+// server ID.
+func names(line []byte, m gossip.Meta) bool {
+	return containsToken(line, m.Raft) || containsToken(line, "server-id="+m.ID)
 }
 
 // containsToken reports whether line holds s neither preceded nor followed

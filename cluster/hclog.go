@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -30,11 +31,36 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	if level > slog.LevelInfo && routine(p) {
 		level = slog.LevelInfo
 	}
-	if level > slog.LevelInfo && w.stops.quiet(p) {
-		level = slog.LevelDebug
+	if level > slog.LevelInfo {
+		now := time.Now()
+		switch w.stops.judge(p, now) {
+		case quiet:
+			level = slog.LevelDebug
+		case unsure:
+			// About a replica alive in gossip: its departure may be on the
+			// way. Logged once that is settled, with its own time.
+			held := bytes.Clone(p)
+			time.AfterFunc(w.stops.settle, func() {
+				lvl := level
+				if w.stops.settled(held, now) {
+					lvl = slog.LevelDebug
+				}
+				w.logAt(now, lvl, line)
+			})
+			return len(p), nil
+		}
 	}
 	w.log.Log(context.Background(), level, line)
 	return len(p), nil
+}
+
+// logAt logs line at level with the time at.
+func (w slogWriter) logAt(at time.Time, level slog.Level, line string) {
+	h := w.log.Handler()
+	if !h.Enabled(context.Background(), level) {
+		return
+	}
+	h.Handle(context.Background(), slog.NewRecord(at, level, line, 0)) //nolint:errcheck // as slog.Logger.Log does
 }
 
 // routine reports whether a raft warning or error describes the normal
