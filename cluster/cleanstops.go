@@ -76,6 +76,9 @@ func (c *cleanStops) judge(line []byte, now time.Time) verdict {
 	if c.departed(line, now, now) {
 		return quiet
 	}
+	if incoming(line) {
+		return unsure // it does not say from whom: judged by any departure
+	}
 	for _, m := range c.members() {
 		if m.Meta.Role == gossip.RoleHost && names(line, m.Meta) {
 			return unsure
@@ -89,7 +92,28 @@ func (c *cleanStops) judge(line []byte, now time.Time) verdict {
 func (c *cleanStops) settled(line []byte, at time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.departed(line, at, time.Now())
+	now := time.Now()
+	if c.departed(line, at, now) {
+		return true
+	}
+	if !incoming(line) {
+		return false
+	}
+	// A connection a peer had opened to this replica broke: a clean stop's
+	// when some replica left about then.
+	for _, d := range c.departures() {
+		if d.Meta.Role == gossip.RoleHost && !d.LeftAt.After(now) && at.Sub(d.LeftAt) <= cleanStopGrace {
+			return true
+		}
+	}
+	return false
+}
+
+// incoming reports whether line is Raft's complaint about a connection a
+// peer opened to this replica, which names no peer.
+func incoming(line []byte) bool {
+	return bytes.Contains(line, []byte("failed to decode incoming command")) &&
+		(bytes.Contains(line, []byte("connection reset by peer")) || bytes.Contains(line, []byte("EOF")))
 }
 
 // departed reports whether line names a replica that had left by the time

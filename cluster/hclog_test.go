@@ -108,6 +108,23 @@ func TestRaftLinesAboutCleanStopsAreDebug(t *testing.T) {
 		t.Errorf("after settle: %s", got)
 	}
 
+	// A connection from a peer reset: a clean stop's when a replica left
+	// about then, an error otherwise.
+	reset := `[ERROR] transport: failed to decode incoming command: error="read tcp 127.0.0.1:42361->127.0.0.1:47994: read: connection reset by peer"`
+	w.Write([]byte(reset + "\n")) //nolint:errcheck // a buffer
+	time.Sleep(3 * stops.settle)
+	if got := logged(); !strings.Contains(got, "level=DEBUG") {
+		t.Errorf("reset while h3 left: %s", got)
+	}
+	depsMu.Lock()
+	deps = nil
+	depsMu.Unlock()
+	w.Write([]byte(reset + "\n")) //nolint:errcheck // a buffer
+	time.Sleep(3 * stops.settle)
+	if got := logged(); !strings.Contains(got, "level=ERROR") {
+		t.Errorf("reset with no replica gone: %s", got)
+	}
+
 	// Its next stop is noted again.
 	depsMu.Lock()
 	deps = []gossip.Departure{{Member: h1, LeftAt: time.Now()}}
