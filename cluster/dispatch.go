@@ -245,7 +245,13 @@ func (l *leader) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
 		l.log.Debug("dispatch abandoned: leadership ended", "task_id", t.TaskID, "runner", node.Hostname)
 		return
 	}
-	l.log.Warn("dispatch failed; will retry", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
+	if l.runnerLeft != nil && l.runnerLeft(node.Hostname) {
+		// A runner that stopped cleanly (an upgrade): /run goes again
+		// once it is back, or the task is lost if it stays away.
+		l.log.Info("dispatch waits for a runner that is restarting", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
+		return
+	}
+	l.logLeaderErr(ctx, "dispatch failed; will retry", err, "task_id", t.TaskID, "runner", node.Hostname)
 }
 
 // leadershipEnded reports whether a failed apply failed because this

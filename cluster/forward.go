@@ -268,3 +268,53 @@ func (h *Host) waitApplied(ctx context.Context, v string) {
 		}
 	}
 }
+
+// maxAskLeaderBody bounds the body askLeader reads for a caller not yet
+// authenticated.
+const maxAskLeaderBody = 1 << 20
+
+// askLeader serves a request carrying a token this replica does not know
+// by proxying it to the leader, which holds every committed token: a
+// replica that lags (restarted, just joined) must not refuse a valid
+// token. While no leader is known (a replica that has just started has not
+// heard from it yet) it waits, bounded by LeaderWait, and then answers 503
+// with Retry-After: a 401 would tell the client that its valid token is
+// wrong. It returns false, writing nothing, when this replica is (or
+// becomes) the leader, the request was already forwarded, is a WebSocket
+// upgrade or carries a large body; the caller then judges the token itself.
+func (h *Host) askLeader(w http.ResponseWriter, r *http.Request) bool {
+	if h.IsLeader() || r.Header.Get(api.ForwardedHeader) != "" || r.Header.Get("Upgrade") != "" {
+		return false
+	}
+	// Before authentication: only small bodies are carried to the leader.
+	if r.ContentLength > maxAskLeaderBody {
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAskLeaderBody+1))
+	if err != nil || len(body) > maxAskLeaderBody {
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body)) // as it came
+		return false
+	}
+	deadline := time.Now().Add(h.cfg.LeaderWait)
+	for {
+		if h.IsLeader() {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			return false
+		}
+		if id, url := h.leaderInfo(); id != "" && id != h.cfg.NodeID && url != "" {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if h.forwardTo(w, r, id, url, body) {
+				return true
+			}
+		}
+		if time.Now().After(deadline) {
+			writeError(w, ErrNoLeader)
+			return true
+		}
+		select {
+		case <-r.Context().Done():
+			return true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -133,7 +133,8 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	h.apiURL = scheme + net.JoinHostPort(h.cfg.advertise(), strconv.Itoa(h.cfg.APIPort))
 
 	h.metrics = newMetrics(h) // its collectors read the replica at scrape time only
-	if h.raft, err = openRaft(h.cfg, h.machine, h.halted, h.metrics.observeStore); err != nil {
+	stops := newCleanStops(h.log)
+	if h.raft, err = openRaft(h.cfg, h.machine, h.halted, h.metrics.observeStore, stops); err != nil {
 		h.apiLn.Close()
 		return nil, err
 	}
@@ -153,6 +154,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		h.apiLn.Close()
 		return nil, err
 	}
+	stops.watch(h.pool)
 	if h.sshProxy, err = h.listenSSHProxy(); err != nil {
 		h.pool.Close()
 		h.raft.close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,9 @@ type leaderDeps struct {
 	changed func() <-chan struct{}
 	voters  voterSet
 	runners runnerCaller
+	// runnerLeft reports whether runner name left gossip on purpose (a
+	// clean stop, as in a rolling upgrade) and is not back yet; nil: never.
+	runnerLeft func(name string) bool
 	// heartbeatTimeout is the silence after which a runner is offline.
 	heartbeatTimeout time.Duration
 	// livenessTick is the liveness loop's period.
@@ -177,6 +181,19 @@ func (l *leader) applyLogged(ctx context.Context, c fsm.Command) bool {
 		return false
 	}
 	return true
+}
+
+// logLeaderErr logs a failed step of the leader's work: at warn, unless
+// leadership is ending (ctx cancelled, or Raft says this replica no longer
+// leads, as during a leadership transfer), when the next leader redoes the
+// step and this is the normal course (info).
+func (l *leader) logLeaderErr(ctx context.Context, msg string, err error, args ...any) {
+	args = append(args, "err", err)
+	if ctx.Err() != nil || errors.Is(err, ErrNotLeader) {
+		l.log.Info(msg+" (leadership ending)", args...)
+		return
+	}
+	l.log.Warn(msg, args...)
 }
 
 // kickScheduler asks the scheduling loop for a pass now.

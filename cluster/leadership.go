@@ -101,6 +101,7 @@ func (h *Host) leaderDeps() leaderDeps {
 		changed:          h.pool.Changed,
 		voters:           raftVoters{r: h.raft.r, verify: h.verifyHost},
 		runners:          h.runners,
+		runnerLeft:       h.runnerLeft,
 		heartbeatTimeout: h.cfg.HeartbeatInterval * time.Duration(h.cfg.HeartbeatTimeoutFactor),
 		// Offline within a quarter second of the timeout.
 		livenessTick: min(250*time.Millisecond, h.cfg.HeartbeatInterval/4+1),

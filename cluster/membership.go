@@ -23,6 +23,17 @@ func (h *Host) aliveHosts() []gossip.Member {
 	return out
 }
 
+// runnerLeft reports whether runner name left gossip on purpose and has
+// not rejoined: it is restarting (or stopped) cleanly.
+func (h *Host) runnerLeft(name string) bool {
+	for _, m := range h.pool.Left() {
+		if m.Meta.Role == gossip.RoleRunner && m.Meta.ID == name {
+			return true
+		}
+	}
+	return false
+}
+
 // bootstrapLoop writes the first Raft configuration once BootstrapExpect
 // hosts without Raft state see each other, as Consul and Nomad do. Every one
 // of them computes the same configuration, which makes concurrent bootstraps

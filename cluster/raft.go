@@ -128,15 +128,16 @@ func raftTiming(m int) (heartbeat, election, lease time.Duration) {
 }
 
 // openRaft opens the replica's Raft stores and starts Raft. storeTime
-// observes each write of the log store (metrics).
-func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(time.Duration)) (*raftNode, error) {
+// observes each write of the log store (metrics); stops tells Raft's
+// complaints about a cleanly stopped peer from a crash.
+func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(time.Duration), stops *cleanStops) (*raftNode, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	logger := cfg.Logger.With("component", "raft")
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.Logger = newHCLogger(logger, "raft")
+	rc.Logger = newHCLogger(logger, "raft", stops)
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = raftTiming(cfg.RaftMultiplier)
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.MaxAppendEntries = 512
@@ -157,7 +158,7 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
-	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(logger, "snapshot"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(logger, "snapshot", stops))
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
@@ -169,7 +170,7 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 		logs.Close()
 		return nil, fmt.Errorf("resolve raft advertise address %s: %w", advertise, err)
 	}
-	trans, err := openTransport(cfg, adv, logger)
+	trans, err := openTransport(cfg, adv, logger, stops)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open raft transport on port %d: %w", cfg.RaftPort, err)
@@ -191,16 +192,16 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 
 // openTransport opens the Raft transport: plain TCP, or mutually
 // authenticated TLS when cfg.TLS is set.
-func openTransport(cfg Config, adv *net.TCPAddr, logger *slog.Logger) (*raft.NetworkTransport, error) {
+func openTransport(cfg Config, adv *net.TCPAddr, logger *slog.Logger, stops *cleanStops) (*raft.NetworkTransport, error) {
 	bind := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort))
 	if cfg.TLS == nil {
-		return raft.NewTCPTransportWithLogger(bind, adv, 5, 10*time.Second, newHCLogger(logger, "transport"))
+		return raft.NewTCPTransportWithLogger(bind, adv, 5, 10*time.Second, newHCLogger(logger, "transport", stops))
 	}
 	stream, err := newTLSStreamLayer(bind, adv, cfg.TLS.Mutual())
 	if err != nil {
 		return nil, err
 	}
-	return raft.NewNetworkTransportWithLogger(stream, 5, 10*time.Second, newHCLogger(logger, "transport")), nil
+	return raft.NewNetworkTransportWithLogger(stream, 5, 10*time.Second, newHCLogger(logger, "transport", stops)), nil
 }
 
 func (n *raftNode) close() error {

@@ -1,13 +1,10 @@
 package cluster
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -146,8 +143,13 @@ func (h *Host) routes() http.Handler {
 func (h *Host) guard(rule auth.Rule, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := h.auth.Check(rule, r)
-		if auth.IsUnknownToken(err) && h.askLeader(w, r) {
-			return
+		if auth.IsUnknownToken(err) {
+			if h.askLeader(w, r) {
+				return
+			}
+			// This replica may have become the leader meanwhile, holding
+			// every committed token now.
+			p, err = h.auth.Check(rule, r)
 		}
 		if err != nil {
 			h.log.Info("rejected call", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
@@ -156,34 +158,4 @@ func (h *Host) guard(rule auth.Rule, next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 	}
-}
-
-// maxAskLeaderBody bounds the body askLeader reads for a caller not yet
-// authenticated.
-const maxAskLeaderBody = 1 << 20
-
-// askLeader serves a request carrying a token this replica does not know
-// by proxying it to the leader, which holds every committed token: a
-// replica that lags (restarted, just joined) must not refuse a valid
-// token. It returns false, writing nothing, when this replica is the
-// leader, the request was already forwarded, is a WebSocket upgrade, or no
-// leader answers; the caller then answers 401.
-func (h *Host) askLeader(w http.ResponseWriter, r *http.Request) bool {
-	if h.IsLeader() || r.Header.Get(api.ForwardedHeader) != "" || r.Header.Get("Upgrade") != "" {
-		return false
-	}
-	id, url := h.leaderInfo()
-	if id == "" || id == h.cfg.NodeID || url == "" {
-		return false
-	}
-	// Before authentication: only small bodies are carried to the leader.
-	if r.ContentLength > maxAskLeaderBody {
-		return false
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAskLeaderBody+1))
-	if err != nil || len(body) > maxAskLeaderBody {
-		return false
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	return h.forwardTo(w, r, id, url, body)
 }

@@ -140,7 +140,7 @@ func RestoreDataDir(cfg RestoreConfig, m *fsm.Machine, term uint64) (err error) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(logger, "snapshot"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(logger, "snapshot", nil))
 	if err != nil {
 		return fmt.Errorf("restore: open snapshot store: %w", err)
 	}

@@ -39,6 +39,9 @@ type Meta struct {
 	// MaxCommand is, for a host, the highest replicated command type its
 	// build can apply (fsm.MaxKnownCommand); 0 from older builds.
 	MaxCommand uint8 `json:"mc,omitempty"`
+	// Leaving is set by a member about to leave on purpose (Close): the
+	// others then know that its silence is a clean stop, not a failure.
+	Leaving bool `json:"l,omitempty"`
 }
 
 // Encode serialises m, failing when it exceeds MaxMetaSize.

@@ -55,7 +55,9 @@ type Pool struct {
 	closed atomic.Bool
 	mu     sync.Mutex
 	meta   []byte
-	log    *slog.Logger
+	// current is meta decoded: what Close marks as leaving.
+	current Meta
+	log     *slog.Logger
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -64,6 +66,10 @@ type Pool struct {
 	// memberlist.Members returns pointers it keeps mutating.
 	membersMu sync.RWMutex
 	members   map[string]Member
+	// left holds the members that left on purpose (Close: a clean stop,
+	// as in a rolling upgrade), by name, until a while after they are
+	// back.
+	left map[string]Departure
 }
 
 type delegate struct{ p *Pool }
@@ -94,11 +100,29 @@ func (p *Pool) track(n *memberlist.Node, alive bool) {
 	}
 	meta, err := DecodeMeta(n.Meta)
 	p.membersMu.Lock()
+	prev, had := p.members[n.Name]
+	now := time.Now()
+	for name, d := range p.left {
+		if !d.BackAt.IsZero() && now.Sub(d.BackAt) > departureMemory {
+			delete(p.left, name)
+		}
+	}
 	if err == nil && alive {
 		m.Meta = meta
 		p.members[n.Name] = m
+		if d, ok := p.left[n.Name]; ok && d.BackAt.IsZero() {
+			d.BackAt = now
+			p.left[n.Name] = d
+		}
 	} else {
 		delete(p.members, n.Name)
+		// memberlist does not say whether a member left or failed: a
+		// member leaving on purpose announces it first (Close).
+		if !alive && had && prev.Meta.Leaving {
+			p.left[n.Name] = Departure{Member: prev, LeftAt: now}
+		} else {
+			delete(p.left, n.Name)
+		}
 	}
 	p.membersMu.Unlock()
 	p.notify()
@@ -118,7 +142,7 @@ func New(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, meta: meta, log: log, changed: make(chan struct{}), members: map[string]Member{}}
+	p := &Pool{cfg: cfg, meta: meta, current: cfg.Meta, log: log, changed: make(chan struct{}), members: map[string]Member{}, left: map[string]Departure{}}
 	mc := memberlist.DefaultLANConfig()
 	if cfg.Fast {
 		mc = memberlist.DefaultLocalConfig()
@@ -180,7 +204,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
 		if p.ml.NumMembers() <= 1 {
-			if _, err := p.ml.Join(p.cfg.Join); err != nil {
+			if err := p.join(p.cfg.Join); err != nil {
 				p.log.Debug("gossip join", "err", err)
 			}
 		}
@@ -193,6 +217,35 @@ func (p *Pool) Run(ctx context.Context) error {
 			backoff *= 2
 		}
 	}
+}
+
+// join tries every seed at once: a seed that accepts the connection and
+// never answers (a frozen machine) holds its own attempt for memberlist's
+// TCP timeout (10 s), not the join through the others. It returns when
+// every attempt has ended, nil when one succeeded.
+func (p *Pool) join(seeds []string) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	joined := 0
+	var errs []error
+	for _, seed := range seeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := p.ml.Join([]string{seed})
+			mu.Lock()
+			defer mu.Unlock()
+			joined += n
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if joined > 0 {
+		return nil
+	}
+	return errors.Join(errs...)
 }
 
 // Members returns the alive members, self included, sorted by name.
@@ -215,6 +268,45 @@ func (p *Pool) Member(name string) (Member, bool) {
 	return m, ok
 }
 
+// departureMemory is how long a Departure is kept after the member came
+// back.
+const departureMemory = time.Minute
+
+// Departure is a member that left the pool on purpose (its process
+// stopped cleanly and said goodbye), as it was when it left.
+type Departure struct {
+	Member
+	LeftAt time.Time
+	// BackAt is when it joined again; zero while it is away.
+	BackAt time.Time
+}
+
+// Departures returns the members that left on purpose and are still away
+// or came back less than a minute ago, sorted by name; a member that
+// failed (crashed, unreachable) is not among them.
+func (p *Pool) Departures() []Departure {
+	p.membersMu.RLock()
+	out := make([]Departure, 0, len(p.left))
+	for _, d := range p.left {
+		out = append(out, d)
+	}
+	p.membersMu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Left returns the members that left on purpose and are still away,
+// sorted by name.
+func (p *Pool) Left() []Member {
+	var out []Member
+	for _, d := range p.Departures() {
+		if d.BackAt.IsZero() {
+			out = append(out, d.Member)
+		}
+	}
+	return out
+}
+
 // UpdateMeta replaces the member's metadata and gossips it.
 func (p *Pool) UpdateMeta(m Meta) error {
 	b, err := m.Encode()
@@ -222,7 +314,7 @@ func (p *Pool) UpdateMeta(m Meta) error {
 		return err
 	}
 	p.mu.Lock()
-	p.meta = b
+	p.meta, p.current = b, m
 	p.mu.Unlock()
 	if err := p.ml.UpdateNode(2 * time.Second); err != nil {
 		return fmt.Errorf("gossip meta update: %w", err)
@@ -235,6 +327,15 @@ func (p *Pool) UpdateMeta(m Meta) error {
 func (p *Pool) Close() error {
 	if p.closed.Swap(true) {
 		return nil
+	}
+	// First say that this is a clean stop (the update goes out before the
+	// leave message), then leave.
+	p.mu.Lock()
+	leaving := p.current
+	p.mu.Unlock()
+	leaving.Leaving = true
+	if err := p.UpdateMeta(leaving); err != nil {
+		p.log.Debug("gossip leaving meta", "err", err)
 	}
 	if err := p.ml.Leave(time.Second); err != nil {
 		p.log.Debug("gossip leave", "err", err)

@@ -158,14 +158,16 @@ func (a *Agent) Close(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
+	// Leave gossip first: the leader then knows the runner stops on
+	// purpose (a restart) before its API stops answering.
+	if err := a.pool.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := a.srv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown runner api: %w", err))
 	}
 	a.cancel()
 	a.wg.Wait()
-	if err := a.pool.Close(); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
 }
 
@@ -239,7 +241,9 @@ func (a *Agent) allStates(ctx context.Context) (map[int64]executor.State, map[in
 	for _, ex := range a.executors() {
 		list, err := ex.List(ctx)
 		if err != nil {
-			a.log.Warn("list tasks", "err", err)
+			if ctx.Err() == nil { // not the runner stopping
+				a.log.Warn("list tasks", "err", err)
+			}
 			complete = false
 			continue
 		}

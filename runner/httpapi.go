@@ -111,6 +111,12 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), startBound)
 	defer cancel()
 	if err := a.executorFor(image).Start(sctx, spec); err != nil {
+		if errors.Is(err, executor.ErrUnknownTask) && a.finished(req.TaskID) {
+			// It ran, ended, was reported and forgotten before the start
+			// looked again: a short task on a busy runner.
+			api.WriteJSON(w, http.StatusOK, map[string]any{"message": "Task already ran on this node", "task_id": req.TaskID})
+			return
+		}
 		status := http.StatusInternalServerError
 		if errors.Is(err, context.DeadlineExceeded) {
 			status = http.StatusServiceUnavailable // not a verdict on the task: the host retries

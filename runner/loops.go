@@ -155,7 +155,7 @@ func (a *Agent) watchLoop(ctx context.Context) {
 			a.acked[id] = ack
 			if s.Exit != nil {
 				a.markFinished(id)
-				if err := owner[id].Forget(ctx, id); err != nil {
+				if err := owner[id].Forget(ctx, id); err != nil && ctx.Err() == nil {
 					a.log.Warn("forget task", "task_id", id, "err", err)
 				}
 				delete(a.acked, id)

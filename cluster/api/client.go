@@ -582,6 +582,17 @@ func (c *Client) Cluster(ctx context.Context, consistent bool) (ClusterStatus, e
 	return out, nil
 }
 
+// Replicas returns every replica of the Raft configuration with its own
+// term, indexes and lag, as the answering replica collected them (GET
+// /api/cluster/replicas).
+func (c *Client) Replicas(ctx context.Context) ([]ReplicaStatus, error) {
+	var out []ReplicaStatus
+	if _, err := c.Do(ctx, http.MethodGet, "/api/cluster/replicas", nil, &out); err != nil {
+		return nil, fmt.Errorf("get replica status: %w", err)
+	}
+	return out, nil
+}
+
 // Join adds a host replica to the Raft group as a voter
 // (POST /api/cluster/join; needs the cluster token, ClientConfig.Token).
 func (c *Client) Join(ctx context.Context, req JoinRequest) (MessageResponse, error) {

@@ -22,9 +22,11 @@ replicas vote, adding and removing replicas, and handing leadership over.`,
   export HAKURIVER_TOKEN_FILE=/etc/hakuriver/token   # membership changes need the cluster token
   hakuriver cluster join --id h4 --raft 10.0.0.4:8300 --api http://10.0.0.4:8000
   hakuriver cluster remove h4
-  hakuriver cluster transfer-leadership --to h2`,
+  hakuriver cluster transfer-leadership --to h2
+  hakuriver cluster wait-healthy --timeout 5m`,
 	}
-	cmd.AddCommand(newClusterStatusCmd(g), newClusterJoinCmd(g), newClusterRemoveCmd(g), newClusterTransferCmd(g), newSnapshotCmd(g))
+	cmd.AddCommand(newClusterStatusCmd(g), newClusterJoinCmd(g), newClusterRemoveCmd(g), newClusterTransferCmd(g),
+		newClusterWaitHealthyCmd(g), newSnapshotCmd(g))
 	return cmd
 }
 

@@ -759,12 +759,21 @@ func tail(path string, n int) string {
 // SetBinary makes the next start of replica i run bin instead of the
 // cluster's binary, as an upgrade (or a downgrade) of that machine would;
 // the running process is not touched.
-func (c *Cluster) SetBinary(i int, bin string) {
-	p := c.Replica(i).proc
-	p.mu.Lock()
-	p.bin = bin
-	p.mu.Unlock()
-}
+func (c *Cluster) SetBinary(i int, bin string) { c.Replica(i).proc.setBinary(bin) }
+
+// TerminateTimeout bounds a graceful stop (Terminate, TerminateRunner): a
+// host closes its API, gossip and Raft within 10 s.
+const TerminateTimeout = 20 * time.Second
+
+// Terminate stops replica i gracefully with SIGTERM, as a service manager
+// does, waits until it has exited and returns its wait error: nil when it
+// exited 0. A replica still running after TerminateTimeout is killed and
+// the error says so.
+func (c *Cluster) Terminate(i int) error { return c.Replica(i).proc.terminate(TerminateTimeout) }
+
+// Exe returns the binary replica i's current process runs (read from
+// /proc/PID/exe), "" when it is down.
+func (r *Replica) Exe() string { return r.proc.exe() }
 
 // StartReplica starts replica i again after Kill without waiting for its
 // API (see Restart), for a start that is expected to fail.

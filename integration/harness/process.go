@@ -140,3 +140,51 @@ func (p *process) exitedEarly() (bool, error) {
 		return false, nil
 	}
 }
+
+// terminate sends SIGTERM, as systemd's stop does, and waits up to timeout
+// for the process to exit by itself; it returns the wait error (nil for
+// exit status 0). A process still running after timeout is killed and an
+// error returned.
+func (p *process) terminate(timeout time.Duration) error {
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	if err := p.signal(syscall.SIGTERM, stateRunning); err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		if err := p.kill(); err != nil {
+			return fmt.Errorf("terminate %s: still running %s after SIGTERM; %w", p.name, timeout, err)
+		}
+		return fmt.Errorf("terminate %s: still running %s after SIGTERM; killed", p.name, timeout)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.waitErr != nil {
+		return fmt.Errorf("terminate %s: %w", p.name, p.waitErr)
+	}
+	return nil
+}
+
+// exe returns the binary the current process runs (its /proc/PID/exe), or
+// "" when down.
+func (p *process) exe() string {
+	pid := p.pid()
+	if pid == 0 {
+		return ""
+	}
+	path, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return ""
+	}
+	return path
+}
+
+// setBinary makes the next start run bin.
+func (p *process) setBinary(bin string) {
+	p.mu.Lock()
+	p.bin = bin
+	p.mu.Unlock()
+}

@@ -227,6 +227,25 @@ func (c *Cluster) RestartRunner(name string) {
 	c.waitRunnerUp(r)
 }
 
+// TerminateRunner stops runner name gracefully with SIGTERM, waits until it
+// has exited and returns its wait error (nil when it exited 0); see
+// Terminate. The supervisors of its native tasks and its containers keep
+// running.
+func (c *Cluster) TerminateRunner(name string) error {
+	c.tb.Helper()
+	return c.mustRunner(name).proc.terminate(TerminateTimeout)
+}
+
+// SetRunnerBinary makes the next start of runner name run bin (an
+// upgrade); the running process is not touched.
+func (c *Cluster) SetRunnerBinary(name, bin string) {
+	c.tb.Helper()
+	c.mustRunner(name).proc.setBinary(bin)
+}
+
+// Exe returns the binary the runner's current process runs, "" when down.
+func (r *Runner) Exe() string { return r.proc.exe() }
+
 // runnerHealth is the part of a runner's GET /health the harness reads.
 type runnerHealth struct {
 	Registered bool `json:"registered"`

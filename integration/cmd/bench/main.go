@@ -7,9 +7,10 @@
 // (`cluster snapshot save|inspect|restore`) at many tasks, native task
 // latency on a real `hakuriver runner`, the time to notice a dead runner,
 // the leader's cost of 200 heart-beating runners, and the cost of
-// authenticating every request with an account token. It prints tables and
-// never passes or fails on speed; it exits non-zero only when the cluster
-// misbehaves (no leader, lost tasks).
+// authenticating every request with an account token, and a rolling upgrade
+// under load (its duration, the longest pause of acknowledged writes). It
+// prints tables and never passes or fails on speed; it exits non-zero only
+// when the cluster misbehaves (no leader, lost tasks).
 //
 //	go run -tags integration ./integration/cmd/bench [-quick] [-sections runners,heartbeats]
 //
@@ -47,7 +48,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui", "upgrade"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -59,7 +60,7 @@ func run(args []string, out io.Writer) int {
 	fs.BoolVar(&s.quick, "quick", false, "short run: 1 s throughput runs, 3 failover trials, 10,000 tasks, no wait for a snapshot, 30 native tasks, 10 s of simulated heartbeats")
 	fs.DurationVar(&s.duration, "duration", 3*time.Second, "time limit of each throughput run")
 	fs.IntVar(&s.maxRequests, "max-requests", 20000, "request limit of each throughput run")
-	fs.IntVar(&s.trials, "trials", 5, "failover trials")
+	fs.IntVar(&s.trials, "trials", 5, "failover trials, and rolling-upgrade rounds")
 	fs.IntVar(&s.tasks, "tasks", 100000, "tasks in the FSM for the memory and snapshot measurements")
 	fs.DurationVar(&s.snapshotWait, "snapshot-wait", 250*time.Second, "how long to wait for Raft's periodic snapshot (every 120-240 s) before the restart measurement; 0 = do not wait")
 	fs.IntVar(&s.runnerSamples, "runner-samples", 100, "native `true` tasks timed on one runner")
@@ -165,6 +166,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["ui"] {
 		fmt.Fprintln(out)
 		uiSection(out, root, bin, s)
+	}
+	if s.sections["upgrade"] {
+		fmt.Fprintln(out)
+		upgradeSection(out, root, bin, s)
 	}
 	return 0
 }

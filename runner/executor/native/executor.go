@@ -437,7 +437,9 @@ func (e *Executor) reconcile(ctx context.Context, t *taskFiles) *taskFiles {
 		return t // forgotten meanwhile: load reports it unknown
 	}
 	if err != nil {
-		e.log.Warn("lock task dir", keyTaskID, t.ID, keyErr, err)
+		if !errors.Is(err, fs.ErrNotExist) { // not merely forgotten meanwhile
+			e.log.Warn("lock task dir", keyTaskID, t.ID, keyErr, err)
+		}
 		return t
 	}
 	return result
