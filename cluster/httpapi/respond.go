@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -26,10 +25,6 @@ var ErrNoLeader = errors.New("no leader")
 // because a replica it sees does not know the command's type yet; it
 // answers 409.
 var ErrUpgradePending = errors.New("upgrade pending")
-
-// TargetRE matches a submit target, "HOST" or "HOST:NUMA_ID"; its first
-// group also checks a runner's hostname.
-var TargetRE = regexp.MustCompile(`^([a-zA-Z0-9._-]+)(?::(\d+))?$`)
 
 // httpError is a handler-level rejection with its status code.
 type httpError struct {
