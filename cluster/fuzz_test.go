@@ -27,27 +27,29 @@ type fuzzRoute struct {
 // would dismantle the one-replica cluster under test, and the calls that
 // act on Docker or probe addresses (/docker/host/*, /docker/create_tar,
 // POST /doctor), which change no replicated state.
-var fuzzRoutes = []fuzzRoute{
-	{"POST", "/api/submit", false},
-	{"POST", "/api/nodes/{p}/drain", false},
-	{"POST", "/api/nodes/{p}/undrain", false},
-	{"POST", "/api/kill/{p}", false},
-	{"POST", "/api/command/{p}/pause", false},
-	{"POST", "/api/register", true},
-	{"PUT", "/api/heartbeat/{p}", true},
-	{"POST", "/api/update", true},
-	{"POST", "/api/docker/internal/environments", true},
-	{"POST", "/api/auth/bootstrap", true},
-	{"POST", "/api/auth/login", false},
-	{"POST", "/api/auth/logout", false},
-	{"POST", "/api/users", false},
-	{"PATCH", "/api/users/{p}", false},
-	{"DELETE", "/api/users/{p}", false},
-	{"POST", "/api/groups", false},
-	{"PATCH", "/api/groups/{p}", false},
-	{"DELETE", "/api/groups/{p}", false},
-	{"POST", "/api/tokens", false},
-	{"DELETE", "/api/tokens/{p}", false},
+func fuzzRoutes() []fuzzRoute {
+	return []fuzzRoute{
+		{"POST", "/api/submit", false},
+		{"POST", "/api/nodes/{p}/drain", false},
+		{"POST", "/api/nodes/{p}/undrain", false},
+		{"POST", "/api/kill/{p}", false},
+		{"POST", "/api/command/{p}/pause", false},
+		{"POST", "/api/register", true},
+		{"PUT", "/api/heartbeat/{p}", true},
+		{"POST", "/api/update", true},
+		{"POST", "/api/docker/internal/environments", true},
+		{"POST", "/api/auth/bootstrap", true},
+		{"POST", "/api/auth/login", false},
+		{"POST", "/api/auth/logout", false},
+		{"POST", "/api/users", false},
+		{"PATCH", "/api/users/{p}", false},
+		{"DELETE", "/api/users/{p}", false},
+		{"POST", "/api/groups", false},
+		{"PATCH", "/api/groups/{p}", false},
+		{"DELETE", "/api/groups/{p}", false},
+		{"POST", "/api/tokens", false},
+		{"DELETE", "/api/tokens/{p}", false},
+	}
 }
 
 // fuzzAdmin is the account FuzzWriteBodies acts as; it is never the
@@ -146,7 +148,8 @@ func FuzzWriteBodies(f *testing.F) {
 		"/api/tokens":         {`{"user":"alice","name":"ci","ttl":"1h"}`, `{"ttl":"-1h"}`, `{"user":"ghost"}`},
 	}
 	params := []string{"n1", taskID, "alice", "ml", "ghost", "", "..", "a/b", "%00", "-1", "99999999999999999999"}
-	for i, r := range fuzzRoutes {
+	routes := fuzzRoutes()
+	for i, r := range routes {
 		bodies := append([]string{"", "{}", "null", "[]", `{"x":1}`, `{"a":1,"a":2}`}, seeds[r.path]...)
 		for j, b := range bodies {
 			f.Add(uint8(i), params[j%len(params)], []byte(b))
@@ -154,7 +157,7 @@ func FuzzWriteBodies(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, route uint8, param string, body []byte) {
-		r := fuzzRoutes[int(route)%len(fuzzRoutes)]
+		r := routes[int(route)%len(routes)]
 		if strings.Contains(r.path, "{p}") && (param == fuzzAdmin || param == adminTokenID) {
 			return // the fuzzer must not lock itself out
 		}
