@@ -8,7 +8,7 @@ TESTFLAGS ?=
 # MAX_SKIPS fails `make test` when more tests skip (-1: report only); CI sets 0.
 MAX_SKIPS ?= -1
 
-.PHONY: build run test test-unit test-deps test-images lint bench mutate clean
+.PHONY: build run test test-unit test-deps test-images lint bench fuzz mutate clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/hakuriver
@@ -41,6 +41,20 @@ test-unit:
 
 bench: build
 	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/bench
+
+# fuzz runs every fuzz target (func FuzzX in a _test.go file) in turn for
+# FUZZTIME each; `go test` alone runs their checked-in seeds
+# (testdata/fuzz/FuzzX/) as ordinary tests. A failing input is written to
+# the package's testdata/fuzz/FuzzX/: keep it there once fixed. Minimizing
+# is capped so that a short run is spent fuzzing.
+FUZZTIME ?= 20s
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd cluster fsm gossip ops runner scheduler sshproxy | sort); do \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$name in ./$$(dirname $$f) for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./$$(dirname $$f); \
+		done; \
+	done
 
 # mutate breaks named behaviours one at a time in a scratch copy and shows
 # which tests catch each (.ci/mutate.sh); run after `make test-deps`.

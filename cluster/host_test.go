@@ -34,14 +34,14 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 // startCluster starts n in-process replicas on loopback that bootstrap
 // through gossip.
-func startCluster(t *testing.T, n int) []*Host {
+func startCluster(t testing.TB, n int) []*Host {
 	t.Helper()
 	return startClusterWith(t, n, nil)
 }
 
 // startClusterWith is startCluster with a hook that adjusts replica i's
 // config before it starts.
-func startClusterWith(t *testing.T, n int, adjust func(i int, cfg *Config)) []*Host {
+func startClusterWith(t testing.TB, n int, adjust func(i int, cfg *Config)) []*Host {
 	t.Helper()
 	var hosts []*Host
 	var seed string
@@ -89,7 +89,7 @@ func startClusterWith(t *testing.T, n int, adjust func(i int, cfg *Config)) []*H
 	return hosts
 }
 
-func waitFor(t *testing.T, d time.Duration, f func() bool) {
+func waitFor(t testing.TB, d time.Duration, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {

@@ -32,6 +32,11 @@ type Audited struct {
 	Keep    int           `json:"keep,omitempty"`
 	MaxAge  time.Duration `json:"max_age,omitempty"`
 	Command []byte        `json:"command"`
+
+	// inner is Command decoded, and innerOK whether it is a command this
+	// build applies (not an ignorable unknown one); Decode sets both.
+	inner   Command
+	innerOK bool
 }
 
 // Type implements Command.

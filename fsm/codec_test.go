@@ -93,6 +93,10 @@ func TestApplyUnreadableEntryHalts(t *testing.T) {
 		{"bad time", entry(fsm.CmdKillTask, `{"task_id":"1","at":"yesterday"}`), fsm.CmdKillTask},
 		{"wrong field type", entry(fsm.CmdSetNodeDrain, `{"hostname":"n1","drained":"yes"}`), fsm.CmdSetNodeDrain},
 		{"binary", []byte{byte(fsm.CmdRegisterNode), 0xff, 0xfe, 0x00}, fsm.CmdRegisterNode},
+		// Found by FuzzDecode: an envelope around nothing used to count as
+		// applied before it halted.
+		{"audit envelope without a command", entry(fsm.CmdAudited, `{}`), fsm.CmdAudited},
+		{"audit envelope around garbage", entry(fsm.CmdAudited, `{"command":"AXs="}`), fsm.CmdAudited},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,8 +137,14 @@ func TestApplyUnreadableEntryHalts(t *testing.T) {
 // to MaxKnownCommand, so a new type cannot be added without raising it (and
 // with it what this build gossips).
 func TestMaxKnownCommand(t *testing.T) {
+	// An audit envelope is readable only with a readable command inside.
+	envelope := encode(t, &fsm.Audited{Command: encode(t, &fsm.Record{})})[1:]
 	for ct := fsm.CommandType(1); ct < fsm.IgnoreUnknownFlag; ct++ {
-		_, ok, err := fsm.Decode(append([]byte{byte(ct)}, `{}`...))
+		body := []byte(`{}`)
+		if ct == fsm.CmdAudited {
+			body = envelope
+		}
+		_, ok, err := fsm.Decode(append([]byte{byte(ct)}, body...))
 		known := err == nil && ok
 		if known != (ct <= fsm.MaxKnownCommand) {
 			t.Errorf("type %d (%s): decodable %v (%v), MaxKnownCommand %d", ct, ct, known, err, fsm.MaxKnownCommand)

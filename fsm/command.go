@@ -242,5 +242,12 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 	if err := json.Unmarshal(data[1:], c); err != nil {
 		return nil, false, fmt.Errorf("decode %s: %w", t, err)
 	}
+	if a, isAudit := c.(*Audited); isAudit {
+		// The wrapped command is part of the entry: one that cannot be
+		// read makes the whole entry unreadable.
+		if a.inner, a.innerOK, err = a.decodeInner(); err != nil {
+			return nil, false, fmt.Errorf("decode %s: %w", t, err)
+		}
+	}
 	return c, true, nil
 }

@@ -54,31 +54,21 @@ var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 func (*SetEnvironment) Type() CommandType { return CmdSetEnvironment }
 
 func (m *Machine) applySetEnvironment(c *SetEnvironment) Result {
-	if c.Name == "" {
-		return Result{Err: fmt.Errorf("%w: environment without a name", ErrInvalid)}
-	}
-	if c.Tarball != nil && !c.Deleted {
-		if r := m.checkTarball(c); r.Err != nil {
-			return r
-		}
-		if c.Replica == "" {
-			m.tarballs[c.Name] = *c.Tarball
-			return Result{Value: m.envs[c.Name]}
-		}
-	}
 	old, exists := m.envs[c.Name]
+	tb, hasTarball := m.tarballs[c.Name]
+	if err := c.Check(old, exists, tb, hasTarball); err != nil {
+		return Result{Err: err}
+	}
+	if c.Tarball != nil && !c.Deleted && c.Replica == "" {
+		m.tarballs[c.Name] = *c.Tarball
+		return Result{Value: old}
+	}
 	if c.Deleted {
 		if !exists {
 			return Result{}
 		}
 		delete(m.envs, c.Name)
 		return Result{Value: old}
-	}
-	if c.Replica == "" {
-		return Result{Err: fmt.Errorf("%w: environment %s without a replica", ErrInvalid, c.Name)}
-	}
-	if exists && old.Replica != c.Replica {
-		return Result{Err: fmt.Errorf("%w: environment %s already lives on replica %s", ErrConflict, c.Name, old.Replica)}
 	}
 	e := Environment{Name: c.Name, Replica: c.Replica}
 	m.envs[c.Name] = e
@@ -88,18 +78,35 @@ func (m *Machine) applySetEnvironment(c *SetEnvironment) Result {
 	return Result{Value: e}
 }
 
-// checkTarball validates c.Tarball against the recorded one.
-func (m *Machine) checkTarball(c *SetEnvironment) Result {
-	tb := c.Tarball
-	if tb.Version <= 0 || !sha256RE.MatchString(tb.SHA256) || tb.Size < 0 {
-		return Result{Err: fmt.Errorf("%w: environment %s: tarball needs a positive version and a lower-case hex SHA-256", ErrInvalid, c.Name)}
+// Check returns the error Apply gives c when the committed records of
+// c.Name are env (exists reports whether there is one) and tarball
+// (hasTarball), and nil when Apply accepts it. It changes nothing: the
+// leader calls it to refuse a bad command before it reaches the log, and
+// Apply runs the same check.
+func (c *SetEnvironment) Check(env Environment, exists bool, tarball TarballRecord, hasTarball bool) error {
+	if c.Name == "" {
+		return fmt.Errorf("%w: environment without a name", ErrInvalid)
 	}
-	if old, ok := m.tarballs[c.Name]; ok {
-		if tb.Version < old.Version || tb.Version == old.Version && tb.SHA256 != old.SHA256 {
-			return Result{Err: fmt.Errorf("%w: environment %s: tarball version %d (recorded: %d)", ErrConflict, c.Name, tb.Version, old.Version)}
+	if tb := c.Tarball; tb != nil && !c.Deleted {
+		if tb.Version <= 0 || !sha256RE.MatchString(tb.SHA256) || tb.Size < 0 {
+			return fmt.Errorf("%w: environment %s: tarball needs a positive version and a lower-case hex SHA-256", ErrInvalid, c.Name)
+		}
+		if hasTarball && (tb.Version < tarball.Version || tb.Version == tarball.Version && tb.SHA256 != tarball.SHA256) {
+			return fmt.Errorf("%w: environment %s: tarball version %d (recorded: %d)", ErrConflict, c.Name, tb.Version, tarball.Version)
+		}
+		if c.Replica == "" {
+			return nil
 		}
 	}
-	return Result{}
+	switch {
+	case c.Deleted:
+		return nil
+	case c.Replica == "":
+		return fmt.Errorf("%w: environment %s without a replica", ErrInvalid, c.Name)
+	case exists && env.Replica != c.Replica:
+		return fmt.Errorf("%w: environment %s already lives on replica %s", ErrConflict, c.Name, env.Replica)
+	}
+	return nil
 }
 
 // Tarball returns the newest tarball recorded for environment name.

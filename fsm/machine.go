@@ -109,15 +109,10 @@ func (m *Machine) applyLocked(index uint64, data []byte) Result {
 		return Result{}
 	}
 	if a, isAudit := c.(*Audited); isAudit {
-		inner, ok, err := a.decodeInner()
-		if err != nil {
-			m.halt = &EntryError{Index: index, Type: CmdAudited, Err: err}
-			return Result{Err: m.halt}
+		if !a.innerOK {
+			return Result{} // an ignorable command of a newer build
 		}
-		if !ok {
-			return Result{}
-		}
-		return m.applyAudited(index, a, inner)
+		return m.applyAudited(index, a, a.inner)
 	}
 	return m.applyCommand(index, c)
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -11,19 +12,25 @@ import (
 // The value syntaxes of a submit as people type them (CLI flags, forms),
 // checked before a request is sent; the host validates the request again.
 
+// TargetRE matches a submit target as the host accepts it, "HOST" or
+// "HOST:NUMA_ID"; its first group also checks a runner's hostname.
+var TargetRE = regexp.MustCompile(`^([a-zA-Z0-9._-]+)(?::(\d+))?$`)
+
 // ParseTarget splits a submit target HOST[:NUMA][::GPU,GPU...] at the
 // first "::" as the original client does: the part before is the target
 // sent to the host (SubmitRequest.Targets), the part after is the GPU list
-// of that target (nil without "::"). Its error says what is malformed.
+// of that target (nil without "::"). It accepts only what the host accepts
+// (TargetRE); its error says what is malformed.
 func ParseTarget(t string) (host string, gpus []int, err error) {
 	host, list, hasGPU := strings.Cut(strings.TrimSpace(t), "::")
 	if host == "" {
 		return "", nil, errors.New("want HOST[:NUMA][::GPU,GPU...]")
 	}
-	if h, numa, ok := strings.Cut(host, ":"); ok {
-		if n, err := strconv.Atoi(numa); h == "" || err != nil || n < 0 {
-			return "", nil, errors.New("NUMA ID must be a non-negative integer")
-		}
+	if h, numa, ok := strings.Cut(host, ":"); ok && h != "" && (numa == "" || strings.Trim(numa, "0123456789") != "") {
+		return "", nil, errors.New("NUMA ID must be a non-negative integer")
+	}
+	if !TargetRE.MatchString(host) {
+		return "", nil, fmt.Errorf("host %q: want HOST[:NUMA][::GPU,GPU...], HOST of letters, digits, '.', '_' and '-'", host)
 	}
 	if !hasGPU {
 		return host, nil, nil

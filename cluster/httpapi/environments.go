@@ -190,6 +190,14 @@ func (e *EnvAPI) SetEnvironment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// Refuse here what the FSM would refuse: a bad record never reaches
+	// the log (the FSM checks again, against the state it applies to).
+	env, exists := e.d.State.Environment(c.Name)
+	tb, hasTarball := e.d.State.Tarball(c.Name)
+	if err := c.Check(env, exists, tb, hasTarball); err != nil {
+		writeError(w, err)
+		return
+	}
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
 	v, err := e.d.Proposer.Propose(ctx, &c)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -30,10 +29,6 @@ var ErrUpgradePending = errors.New("upgrade pending")
 // ErrInsufficientStorage is returned when a replica refuses a write because
 // its data dir's filesystem is below min_free_disk; it answers 507.
 var ErrInsufficientStorage = errors.New("insufficient storage")
-
-// TargetRE matches a submit target, "HOST" or "HOST:NUMA_ID"; its first
-// group also checks a runner's hostname.
-var TargetRE = regexp.MustCompile(`^([a-zA-Z0-9._-]+)(?::(\d+))?$`)
 
 // httpError is a handler-level rejection with its status code.
 type httpError struct {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 )
@@ -133,11 +134,13 @@ func (ks *keyScanner) str() (raw []byte, escaped bool) {
 	return ks.data[start:], escaped
 }
 
-// key returns the object key at pos, unescaped.
+// key returns the object key at pos as encoding/json decodes it: unescaped,
+// and with invalid UTF-8 replaced by U+FFFD (so "\xd8" and "\x89" are the
+// same key given twice).
 func (ks *keyScanner) key() string {
 	start := ks.pos
 	raw, escaped := ks.str()
-	if !escaped {
+	if !escaped && utf8.Valid(raw) {
 		return string(raw)
 	}
 	var k string
