@@ -1,0 +1,105 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/integration/harness"
+)
+
+// TestPlaceAtSubmit checks the submit that places its task in the same
+// Raft entry (issue 16) on 3 replicas and a native runner: a task that
+// fits an idle node costs at most three entries in all (submit and
+// placement, running, its end: the old path took four), and such a task,
+// retried with its request ID through a new leader after the old one was
+// SIGKILLed, is neither created nor run a second time (invariant 3).
+func TestPlaceAtSubmit(t *testing.T) {
+	c := startWithRunners(t, runnerSpec{"r1", twoCores})
+	leader := c.WaitStableLeader(harness.LeaderTimeout, time.Second)
+
+	t.Run("EntriesPerTask", func(t *testing.T) {
+		c := c.For(t)
+		// Warm-up: the runner's first task, the cluster named.
+		c.WaitFinal(submitOne(t, c, leader, native("true")), taskTimeout)
+		const n = 10
+		before := quietIndex(t, c, leader)
+		for range n {
+			id := submitOne(t, c, leader, native("true"))
+			if task := c.WaitFinal(id, taskTimeout); task.Status != "completed" {
+				t.Fatalf("task %s: %s", id, describe(task))
+			}
+		}
+		entries := quietIndex(t, c, leader) - before
+		t.Logf("%d Raft entries for %d tasks (%.2f per task)", entries, n, float64(entries)/n)
+		if entries > 3*n {
+			t.Errorf("%d Raft entries for %d sequential tasks: more than 3 per task", entries, n)
+		}
+	})
+
+	t.Run("IdempotentAcrossFailover", func(t *testing.T) {
+		c := c.For(t)
+		dir := sharedDir(t, c, "placed")
+		req := shell(markScript(dir, "sleep 2"))
+		req.RequestID = "placed-at-submit-failover"
+		ids := c.SubmitOK(leader, req)
+		// The leader answers once the entry is applied there: placed at
+		// submit, the task is already out of the queue.
+		task, err := c.Task(leader, ids[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.Status == "pending" {
+			t.Fatalf("task %s is pending after its submit on an idle runner: %s", ids[0], describe(task))
+		}
+		c.Kill(leader)
+		nl := c.WaitNewLeader(leader, harness.LeaderTimeout)
+		for _, i := range c.Running() {
+			if again := c.SubmitOK(i, req); !slices.Equal(again, ids) {
+				t.Fatalf("retry through %s (leader %s): tasks %v, first %v", c.Replica(i).ID, c.Replica(nl).ID, again, ids)
+			}
+		}
+		tasks := c.WaitAllFinal(ids, 60*time.Second)
+		requireAll(t, tasks, "completed")
+		if got := checkRanOnce(t, dir, tasks); got != 1 {
+			t.Errorf("%d runs of task %s", got, ids[0])
+		}
+		for _, i := range c.Running() {
+			refs, err := c.Tasks(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same := 0
+			for _, r := range refs {
+				if r.RequestID == req.RequestID {
+					same++
+				}
+			}
+			if same != 1 {
+				t.Errorf("%s holds %d tasks of request %s", c.Replica(i).ID, same, req.RequestID)
+			}
+		}
+	})
+}
+
+// quietIndex waits until replica i's last Raft index holds still for a
+// moment and returns it.
+func quietIndex(t *testing.T, c *harness.Cluster, i int) uint64 {
+	t.Helper()
+	var last uint64
+	var since time.Time
+	c.Poll(30*time.Second, "a quiet Raft log", func() (bool, string) {
+		st, err := c.Status(i)
+		if err != nil {
+			return false, err.Error()
+		}
+		if st.LastIndex != last {
+			last, since = st.LastIndex, time.Now()
+		}
+		return time.Since(since) >= 500*time.Millisecond, fmt.Sprintf("last index %d", last)
+	})
+	return last
+}
