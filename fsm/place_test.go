@@ -432,3 +432,25 @@ func overCommitted(m *fsm.Machine) string {
 	}
 	return ""
 }
+
+// TestSubmitPlacedAudited: an audited submit that places its task is
+// recorded as a submit, like any other, and a retry adds no record.
+func TestSubmitPlacedAudited(t *testing.T) {
+	h := newHarness(t)
+	h.register("n1", 0)
+	c := &fsm.SubmitPlaced{SubmitTasks: fsm.SubmitTasks{RequestID: "r", Tasks: []*fsm.Task{newTask(1)}}, Place: []fsm.AssignTask{place(1, "n1")}}
+	for range 2 {
+		a, err := fsm.Wrap(c, fsm.AuditRecord{At: at(1), User: "alice", Role: fsm.RoleUser}, 10, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.ok(a)
+	}
+	recs, _ := h.m.Audit(fsm.AuditFilter{}, 10)
+	if len(recs) != 1 || recs[0].Action != "submit_tasks" || recs[0].Target != "task 1" {
+		t.Fatalf("audit records %+v, want one submit_tasks of task 1", recs)
+	}
+	if tk := h.task(1); tk.Status != fsm.StatusAssigning {
+		t.Fatalf("task 1 is %s", tk.Status)
+	}
+}
