@@ -57,6 +57,20 @@ func (h *Host) newAPI() *httpapi.API {
 // Propose applies c through Raft on the leader (see apply).
 func (h *Host) Propose(ctx context.Context, c fsm.Command) (any, error) { return h.apply(ctx, c) }
 
+// Submit commits a submit on the leader, placing the new tasks in the same
+// entry when nothing waits ahead of them (leader.submit).
+func (h *Host) Submit(ctx context.Context, c *fsm.SubmitTasks) (fsm.SubmitResult, error) {
+	if l := h.currentLeader(); l != nil {
+		return l.submit(ctx, c)
+	}
+	v, err := h.apply(ctx, c)
+	if err != nil {
+		return fsm.SubmitResult{}, err
+	}
+	sr, _ := v.(fsm.SubmitResult)
+	return sr, nil
+}
+
 // NextTaskID issues a fresh task ID, greater than every committed one.
 func (h *Host) NextTaskID() int64 { return h.ids.next(h.machine.MaxTaskID()) }
 

@@ -71,11 +71,37 @@ type dispatcher struct {
 	wg      sync.WaitGroup
 }
 
+func newDispatcher() *dispatcher {
+	return &dispatcher{attempts: map[int64]time.Time{}, inflight: map[int64]bool{}}
+}
+
+// claim reports whether task id is due for a /run at now (never sent, or
+// last sent more than redriveAfter ago, and none in flight) and, if so,
+// marks it in flight until done.
+func (d *dispatcher) claim(id int64, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	last, seen := d.attempts[id]
+	if seen && now.Sub(last) <= redriveAfter || d.inflight[id] {
+		return false
+	}
+	d.attempts[id] = now
+	d.inflight[id] = true
+	return true
+}
+
+// done ends the /run call of a claimed task.
+func (d *dispatcher) done(id int64) {
+	d.mu.Lock()
+	delete(d.inflight, id)
+	d.mu.Unlock()
+}
+
 // scheduleLoop is the leader's placement and dispatch loop: it commits
 // placements for pending tasks and (re-)sends /run for assigning ones,
 // including those a previous leader left behind.
 func (l *leader) scheduleLoop(ctx context.Context) {
-	d := &dispatcher{attempts: map[int64]time.Time{}, inflight: map[int64]bool{}}
+	d := l.disp
 	defer d.wg.Wait()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -120,6 +146,10 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 			code, msg := -1, "Not started: "+f.Reason
 			ok = l.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now}) && ok
 		}
+		if len(res.Placements) > 1 && l.known(fsm.CmdAssignTasks) == nil {
+			ok = l.assignAll(ctx, res.Placements, now) && ok
+			res.Placements = nil // committed together, in one entry
+		}
 		for _, p := range res.Placements {
 			if ctx.Err() != nil {
 				return
@@ -151,31 +181,19 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 		if t.Status != fsm.StatusAssigning {
 			continue
 		}
-		d.mu.Lock()
-		last, seen := d.attempts[t.TaskID]
-		due := (!seen || now.Sub(last) > redriveAfter) && !d.inflight[t.TaskID]
-		if due {
-			d.attempts[t.TaskID] = now
-			d.inflight[t.TaskID] = true
-		}
-		d.mu.Unlock()
-		if !due {
+		if !d.claim(t.TaskID, now) {
 			continue
 		}
 		node, ok := l.state.Node(t.AssignedNode)
 		if !ok || node.Status != fsm.NodeOnline {
-			d.mu.Lock()
-			delete(d.inflight, t.TaskID)
-			d.mu.Unlock()
+			d.done(t.TaskID)
 			continue
 		}
 		d.wg.Add(1)
 		go func(t *fsm.Task) {
 			defer d.wg.Done()
 			l.dispatch(ctx, node, t)
-			d.mu.Lock()
-			delete(d.inflight, t.TaskID)
-			d.mu.Unlock()
+			d.done(t.TaskID)
 		}(t)
 	}
 	d.mu.Lock()

@@ -72,6 +72,9 @@ type leader struct {
 	leaderDeps
 	live *liveState
 	kick chan struct{}
+	// disp tracks the /run calls in flight, of the scheduling loop and of
+	// tasks placed at submit.
+	disp *dispatcher
 	// queue is the pending tasks by Decision kind (and "placing") as the
 	// last scheduling pass saw them; nil before the first.
 	queue atomic.Pointer[map[string]int]
@@ -98,7 +101,7 @@ func newLeader(d leaderDeps) *leader {
 	if d.placed == nil {
 		d.placed = func() {}
 	}
-	return &leader{leaderDeps: d, live: newLiveState(d.now()), kick: make(chan struct{}, 1)}
+	return &leader{leaderDeps: d, live: newLiveState(d.now()), kick: make(chan struct{}, 1), disp: newDispatcher()}
 }
 
 // start runs the leader's loops until stop (or ctx ends).

@@ -61,6 +61,9 @@ func Wrap(c Command, rec AuditRecord, keep int, maxAge time.Duration) (*Audited,
 	}
 	if rec.Action == "" {
 		rec.Action = c.Type().String()
+		if _, placed := c.(*SubmitPlaced); placed {
+			rec.Action = CmdSubmitTasks.String() // a submit, whether placed at once or not
+		}
 	}
 	return &Audited{Record: rec, Keep: keep, MaxAge: maxAge, Command: data}, nil
 }

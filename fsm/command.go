@@ -37,6 +37,10 @@ const (
 	// CmdRecord changes nothing: wrapped in Audited, it records an act that
 	// is not a state change of the FSM (a Raft membership change).
 	CmdRecord CommandType = 18
+	// CmdAssignTasks places several tasks in one entry (place.go).
+	CmdAssignTasks CommandType = 19
+	// CmdSubmitPlaced submits tasks and places them in one entry (place.go).
+	CmdSubmitPlaced CommandType = 20
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -80,6 +84,10 @@ func (c CommandType) String() string {
 		return "audited"
 	case CmdRecord:
 		return "record"
+	case CmdAssignTasks:
+		return "assign_tasks"
+	case CmdSubmitPlaced:
+		return "submit_placed"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -233,6 +241,10 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &Audited{}
 	case CmdRecord:
 		c = &Record{}
+	case CmdAssignTasks:
+		c = &AssignTasks{}
+	case CmdSubmitPlaced:
+		c = &SubmitPlaced{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -19,6 +19,8 @@ type Result struct {
 type SubmitResult struct {
 	TaskIDs   []int64
 	Duplicate bool // true when RequestID had been seen and nothing was created
+	// Placed lists the new tasks a SubmitPlaced also placed.
+	Placed []int64
 }
 
 // Machine is the replicated state. Apply must be called from one goroutine at
@@ -154,6 +156,10 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return m.applyRevokeToken(c)
 	case *Record:
 		return Result{}
+	case *AssignTasks:
+		return m.applyAssignTasks(c)
+	case *SubmitPlaced:
+		return m.applySubmitPlaced(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }

@@ -29,6 +29,9 @@ type Proposer interface {
 	// Propose applies c and returns the state machine's result; business
 	// rejections wrap fsm's sentinels.
 	Propose(ctx context.Context, c fsm.Command) (any, error)
+	// Submit applies a submit; the leader may place the new tasks in the
+	// same entry and then starts their dispatch (or else schedules them).
+	Submit(ctx context.Context, c *fsm.SubmitTasks) (fsm.SubmitResult, error)
 	// NextTaskID issues a fresh task ID, greater than every committed one.
 	NextTaskID() int64
 	// KickScheduler asks for a scheduling pass now (new work or capacity).

@@ -45,6 +45,15 @@ func (p *fakeProposer) Propose(_ context.Context, c fsm.Command) (any, error) {
 	return nil, nil
 }
 
+func (p *fakeProposer) Submit(ctx context.Context, c *fsm.SubmitTasks) (fsm.SubmitResult, error) {
+	v, err := p.Propose(ctx, c)
+	if err != nil {
+		return fsm.SubmitResult{}, err
+	}
+	p.KickScheduler()
+	return v.(fsm.SubmitResult), nil
+}
+
 func (p *fakeProposer) NextTaskID() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -221,14 +221,12 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
-	v, err := a.d.Proposer.Propose(ctx, &fsm.SubmitTasks{RequestID: req.RequestID, Tasks: tasks})
+	v, err := a.d.Proposer.Submit(ctx, &fsm.SubmitTasks{RequestID: req.RequestID, Tasks: tasks})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	// Place the new work now rather than at the next scheduling tick.
-	a.d.Proposer.KickScheduler()
-	writeJSON(w, http.StatusAccepted, submitResponse(v.(fsm.SubmitResult).TaskIDs))
+	writeJSON(w, http.StatusAccepted, submitResponse(v.TaskIDs))
 }
 
 func submitResponse(ids []int64) api.SubmitResponse {

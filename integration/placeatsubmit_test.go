@@ -1,0 +1,141 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/integration/harness"
+)
+
+// TestPlaceAtSubmit checks the submit that places its task in the same
+// Raft entry (issue 16) on 3 replicas and a native runner: a task that
+// fits an idle node costs at most three entries in all (submit and
+// placement, running, its end: the old path took four), and such a task,
+// retried with its request ID through a new leader after the old one was
+// SIGKILLed, is neither created nor run a second time (invariant 3).
+func TestPlaceAtSubmit(t *testing.T) {
+	c := startWithRunners(t, runnerSpec{"r1", twoCores})
+	leader := c.WaitStableLeader(harness.LeaderTimeout, time.Second)
+
+	t.Run("EntriesPerTask", func(t *testing.T) {
+		c := c.For(t)
+		// Warm-up: the runner's first task, the cluster named.
+		c.WaitFinal(submitOne(t, c, leader, native("true")), taskTimeout)
+		const n = 10
+		// A run counts only on a quiet cluster: the same term, and the
+		// runner never offline (a loaded machine may miss heartbeats,
+		// which commits two node status changes).
+		for attempt := 1; ; attempt++ {
+			before, term, changed := quietIndex(t, c, leader), termOf(t, c, leader), nodeChanged(t, c, "r1")
+			for range n {
+				// Not `true`: a task that ends within the runner's report
+				// tick is reported once (final, with its start), which
+				// would hide an extra entry of the submit path.
+				id := submitOne(t, c, leader, native("sleep", "0.2"))
+				if task := c.WaitFinal(id, taskTimeout); task.Status != "completed" {
+					t.Fatalf("task %s: %s", id, describe(task))
+				}
+			}
+			entries := quietIndex(t, c, leader) - before
+			t.Logf("%d Raft entries for %d tasks (%.2f per task)", entries, n, float64(entries)/n)
+			if termOf(t, c, leader) != term || nodeChanged(t, c, "r1") != changed {
+				if attempt < 3 {
+					t.Logf("not quiet (a new term or the runner went offline): measuring again")
+					continue
+				}
+				t.Fatalf("no quiet run in %d attempts", attempt)
+			}
+			if entries > 3*n {
+				t.Errorf("%d Raft entries for %d sequential tasks: more than 3 per task", entries, n)
+			}
+			return
+		}
+	})
+
+	t.Run("IdempotentAcrossFailover", func(t *testing.T) {
+		c := c.For(t)
+		dir := sharedDir(t, c, "placed")
+		req := shell(markScript(dir, "sleep 2"))
+		req.RequestID = "placed-at-submit-failover"
+		ids := c.SubmitOK(leader, req)
+		// The leader answers once the entry is applied there: placed at
+		// submit, the task is already out of the queue.
+		task, err := c.Task(leader, ids[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.Status == "pending" {
+			t.Fatalf("task %s is pending after its submit on an idle runner: %s", ids[0], describe(task))
+		}
+		c.Kill(leader)
+		nl := c.WaitNewLeader(leader, harness.LeaderTimeout)
+		for _, i := range c.Running() {
+			if again := c.SubmitOK(i, req); !slices.Equal(again, ids) {
+				t.Fatalf("retry through %s (leader %s): tasks %v, first %v", c.Replica(i).ID, c.Replica(nl).ID, again, ids)
+			}
+		}
+		tasks := c.WaitAllFinal(ids, 60*time.Second)
+		requireAll(t, tasks, "completed")
+		if got := checkRanOnce(t, dir, tasks); got != 1 {
+			t.Errorf("%d runs of task %s", got, ids[0])
+		}
+		for _, i := range c.Running() {
+			refs, err := c.Tasks(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same := 0
+			for _, r := range refs {
+				if r.RequestID == req.RequestID {
+					same++
+				}
+			}
+			if same != 1 {
+				t.Errorf("%s holds %d tasks of request %s", c.Replica(i).ID, same, req.RequestID)
+			}
+		}
+	})
+}
+
+// quietIndex waits until replica i's last Raft index holds still for a
+// moment and returns it.
+func quietIndex(t *testing.T, c *harness.Cluster, i int) uint64 {
+	t.Helper()
+	var last uint64
+	var since time.Time
+	c.Poll(30*time.Second, "a quiet Raft log", func() (bool, string) {
+		st, err := c.Status(i)
+		if err != nil {
+			return false, err.Error()
+		}
+		if st.LastIndex != last {
+			last, since = st.LastIndex, time.Now()
+		}
+		return time.Since(since) >= 500*time.Millisecond, fmt.Sprintf("last index %d", last)
+	})
+	return last
+}
+
+// termOf returns replica i's Raft term.
+func termOf(t *testing.T, c *harness.Cluster, i int) uint64 {
+	t.Helper()
+	st, err := c.Status(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Term
+}
+
+// nodeChanged returns when runner name's node last changed status.
+func nodeChanged(t *testing.T, c *harness.Cluster, name string) time.Time {
+	t.Helper()
+	n, err := c.Node(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.StatusChangedAt
+}
