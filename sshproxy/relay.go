@@ -51,11 +51,7 @@ func relay(a, b writeCloser, ar, br io.Reader, toB, toA *atomic.Int64) (aToB, bT
 // copyHalf copies src to dst, counting into counted (when not nil); at EOF
 // it half-closes dst, on error it aborts the relay.
 func copyHalf(dst writeCloser, src io.Reader, counted *atomic.Int64, abort func()) int64 {
-	var w io.Writer = dst
-	if counted != nil {
-		w = countingWriter{w: dst, n: counted}
-	}
-	n, err := io.Copy(w, src)
+	n, err := copyCounted(dst, src, counted)
 	if err != nil {
 		abort()
 		return n
@@ -68,6 +64,52 @@ func copyHalf(dst writeCloser, src io.Reader, counted *atomic.Int64, abort func(
 	}
 	abort()
 	return n
+}
+
+// copyBufferSize is the buffer of a copy that cannot be spliced (TLS, SSH
+// channels).
+const copyBufferSize = 64 << 10
+
+// copyCounted copies src to dst until EOF, adding what it writes to
+// counted (when not nil) as it goes. A *bufferedConn is read from its
+// buffer first and then from its connection. Between two TCP connections
+// the bytes move in the kernel (spliceCopy); anything else (TLS, SSH
+// channels) is copied in user space.
+func copyCounted(dst io.Writer, src io.Reader, counted *atomic.Int64) (int64, error) {
+	var written int64
+	add := func(n int) {
+		written += int64(n)
+		if counted != nil {
+			counted.Add(int64(n))
+		}
+	}
+	if bc, ok := src.(*bufferedConn); ok {
+		if k := bc.r.Buffered(); k > 0 {
+			b, _ := bc.r.Peek(k) //nolint:errcheck // k bytes are buffered
+			n, err := dst.Write(b)
+			add(n)
+			if err != nil {
+				return written, err
+			}
+			bc.r.Discard(n) //nolint:errcheck // n bytes are buffered
+		}
+		src = bc.Conn
+	}
+	if d, ok := dst.(*net.TCPConn); ok {
+		if s, ok := src.(*net.TCPConn); ok {
+			n, handled, err := spliceCopy(d, s, counted)
+			written += n
+			if handled {
+				return written, err
+			}
+		}
+	}
+	w := dst
+	if counted != nil {
+		w = countingWriter{w: dst, n: counted}
+	}
+	n, err := io.CopyBuffer(w, src, make([]byte, copyBufferSize))
+	return written + n, err
 }
 
 // countingWriter adds what it writes to n.
