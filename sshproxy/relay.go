@@ -14,7 +14,14 @@ import (
 // in either direction closes both at once. It returns the number of bytes
 // copied from a to b and from b to a.
 func Relay(a, b net.Conn) (aToB, bToA int64) {
-	return relay(a, b, a, b, nil, nil)
+	return relay(a, b, a, b, nil, nil, nil)
+}
+
+// RelayNotify is Relay, calling sent (when not nil) as soon as the copy
+// from a to b has ended: everything a sent has been written to b, while
+// the other direction may still be running.
+func RelayNotify(a, b net.Conn, sent func()) (aToB, bToA int64) {
+	return relay(a, b, a, b, nil, nil, sent)
 }
 
 // writeCloser is one end of a relay: where bytes go, and how to close it.
@@ -27,8 +34,9 @@ type writeCloser interface {
 // first bytes are buffered is read through its buffer). Bytes are added to
 // toB and toA (when not nil) as they are written, so that a long session
 // shows in the counters while it lasts. It runs one direction in a
-// goroutine it waits for.
-func relay(a, b writeCloser, ar, br io.Reader, toB, toA *atomic.Int64) (aToB, bToA int64) {
+// goroutine it waits for. sent, when not nil, is called when the copy from
+// a to b has ended.
+func relay(a, b writeCloser, ar, br io.Reader, toB, toA *atomic.Int64, sent func()) (aToB, bToA int64) {
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
@@ -43,6 +51,9 @@ func relay(a, b writeCloser, ar, br io.Reader, toB, toA *atomic.Int64) (aToB, bT
 		bToA = copyHalf(a, br, toA, abort)
 	}()
 	aToB = copyHalf(b, ar, toB, abort)
+	if sent != nil {
+		sent()
+	}
 	wg.Wait()
 	abort()
 	return aToB, bToA

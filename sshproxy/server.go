@@ -204,7 +204,7 @@ func (s *Server) relayTunnel(client writeCloser, clientR io.Reader, up net.Conn)
 	s.tunnels.Add(1)
 	s.activeTunnels.Add(1)
 	defer s.activeTunnels.Add(-1)
-	return relay(client, up, clientR, up, &s.toVPS, &s.fromVPS)
+	return relay(client, up, clientR, up, &s.toVPS, &s.fromVPS, nil)
 }
 
 // Serve accepts connections on ln and serves the line protocol on them; a
