@@ -80,11 +80,19 @@ func spliceCopy(dst, src *net.TCPConn, counted *atomic.Int64) (written int64, ha
 }
 
 // splice moves up to max bytes from in to out, retrying when interrupted.
+// Neither end blocks (the pipe by SPLICE_F_NONBLOCK, the socket by
+// O_NONBLOCK), so it is a raw system call: the runtime's bookkeeping of a
+// blocking one (handing the P off, waking sysmon) would cost more than the
+// call itself, once per chunk.
 func splice(in, out, max int) (int64, error) {
 	for {
-		n, err := syscall.Splice(in, nil, out, nil, max, spliceNonblock)
-		if err != syscall.EINTR {
-			return n, err
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(max), spliceNonblock)
+		switch errno {
+		case 0:
+			return int64(n), nil
+		case syscall.EINTR:
+			continue
 		}
+		return 0, errno
 	}
 }
