@@ -72,8 +72,9 @@ type transferPair struct {
 	direct, proxy time.Duration
 	// directCPU is the ssh client's CPU time; proxyCPU that of hakuriver
 	// ssh and its ssh client; replicaCPU that of the replica (its proxy)
-	// during the proxied transfer.
-	directCPU, proxyCPU, replicaCPU time.Duration
+	// during the proxied transfer, replicaIdleCPU during the direct one
+	// (its background work).
+	directCPU, proxyCPU, replicaCPU, replicaIdleCPU time.Duration
 }
 
 func (p transferPair) ratio() float64 {
@@ -354,28 +355,31 @@ func sshBench(parent *scope, bin string, s settings) sshResult {
 
 	// Throughput: zero bytes into `cat > /dev/null`, paired rounds in
 	// alternating order, then (full run) one long pair.
-	directTransfer := func(n int64) (time.Duration, time.Duration, error) {
-		return timedCommand(transferBudget, n, "ssh", directArgs("cat > /dev/null")...)
-	}
 	pid := c.Replica(0).PID()
-	proxyTransfer := func(n int64) (wall, cpu, replica time.Duration, err error) {
+	timedTransfer := func(n int64, name string, args ...string) (wall, cpu, replica time.Duration, err error) {
 		before, err := processCPU(pid)
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		wall, cpu, err = timedCommand(transferBudget, n, bin, proxyArgs("cat > /dev/null")...)
+		wall, cpu, err = timedCommand(transferBudget, n, name, args...)
 		after, cerr := processCPU(pid)
 		return wall, cpu, after - before, errors.Join(err, cerr)
+	}
+	directTransfer := func(n int64) (wall, cpu, replica time.Duration, err error) {
+		return timedTransfer(n, "ssh", directArgs("cat > /dev/null")...)
+	}
+	proxyTransfer := func(n int64) (wall, cpu, replica time.Duration, err error) {
+		return timedTransfer(n, bin, proxyArgs("cat > /dev/null")...)
 	}
 	for k := range pairedRounds(s) {
 		var p transferPair
 		var derr, perr error
 		if k%2 == 0 {
-			p.direct, p.directCPU, derr = directTransfer(pairedBytes)
+			p.direct, p.directCPU, p.replicaIdleCPU, derr = directTransfer(pairedBytes)
 			p.proxy, p.proxyCPU, p.replicaCPU, perr = proxyTransfer(pairedBytes)
 		} else {
 			p.proxy, p.proxyCPU, p.replicaCPU, perr = proxyTransfer(pairedBytes)
-			p.direct, p.directCPU, derr = directTransfer(pairedBytes)
+			p.direct, p.directCPU, p.replicaIdleCPU, derr = directTransfer(pairedBytes)
 		}
 		if err := errors.Join(derr, perr); err != nil {
 			res.fail("transfer: %v", err)
@@ -384,7 +388,7 @@ func sshBench(parent *scope, bin string, s settings) sshResult {
 		res.pairs = append(res.pairs, p)
 	}
 	if res.bytes = transferBytes(s); res.bytes > 0 {
-		if d, _, err := directTransfer(res.bytes); err != nil {
+		if d, _, _, err := directTransfer(res.bytes); err != nil {
 			res.fail("direct transfer: %v", err)
 		} else {
 			res.transferDirect = d
@@ -443,14 +447,14 @@ func printSSH(out io.Writer, r sshResult) {
 	tw.Flush() //nolint:errcheck // stdout
 
 	fmt.Fprintln(out)
-	fmt.Fprintf(out, "SSH transfer of %s MiB of zeros from stdin into `cat > /dev/null` in the VPS, paired rounds (direct and proxy back to back, order alternating; wall time of the client process, setup included; CPU: the client processes', and the replica's during the proxied transfer)\n", mib(pairedBytes))
+	fmt.Fprintf(out, "SSH transfer of %s MiB of zeros from stdin into `cat > /dev/null` in the VPS, paired rounds (direct and proxy back to back, order alternating; wall time of the client process, setup included; CPU: the client processes', and the replica's during the proxied transfer and, for its background work, during the direct one)\n", mib(pairedBytes))
 	tw = table(out)
-	fmt.Fprintln(tw, "round\tdirect s\tproxy s\tproxy / direct\tdirect client CPU s\tproxy client CPU s\treplica CPU s\t")
+	fmt.Fprintln(tw, "round\tdirect s\tproxy s\tproxy / direct\tdirect client CPU s\tproxy client CPU s\treplica CPU s\treplica CPU (direct) s\t")
 	ratios := make([]float64, 0, len(r.pairs))
 	for i, p := range r.pairs {
 		ratios = append(ratios, p.ratio())
-		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2fx\t%.2f\t%.2f\t%.2f\t\n", i+1, p.direct.Seconds(), p.proxy.Seconds(), p.ratio(),
-			p.directCPU.Seconds(), p.proxyCPU.Seconds(), p.replicaCPU.Seconds())
+		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2fx\t%.2f\t%.2f\t%.2f\t%.2f\t\n", i+1, p.direct.Seconds(), p.proxy.Seconds(), p.ratio(),
+			p.directCPU.Seconds(), p.proxyCPU.Seconds(), p.replicaCPU.Seconds(), p.replicaIdleCPU.Seconds())
 	}
 	tw.Flush() //nolint:errcheck // stdout
 	if len(ratios) > 0 {
