@@ -95,12 +95,12 @@ type sshResult struct {
 	// to the VPS's published port: through the proxy (connect,
 	// REQUEST_TUNNEL, SUCCESS) or directly (connect); sorted.
 	openProxy, openDirect []time.Duration
-	pairs                     []transferPair
-	bytes                     int64 // the long transfer (0: none)
-	transferProxy             time.Duration
-	transferDirect            time.Duration
-	firstErr                  string
-	skipped                   string
+	pairs                 []transferPair
+	bytes                 int64 // the long transfer (0: none)
+	transferProxy         time.Duration
+	transferDirect        time.Duration
+	firstErr              string
+	skipped               string
 }
 
 func (r *sshResult) fail(format string, args ...any) {
