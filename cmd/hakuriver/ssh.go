@@ -396,6 +396,8 @@ func (l *localTunnels) forget(c net.Conn) {
 // relays.
 func (l *localTunnels) close(ln net.Listener) {
 	ln.Close()
+	// ssh has exited: a first tunnel still being opened is not needed.
+	l.first.cancel()
 	l.mu.Lock()
 	var pending []chan struct{}
 	for _, sent := range l.conns {
@@ -414,7 +416,6 @@ wait:
 			break wait
 		}
 	}
-	l.first.cancel()
 	close(l.quit)
 	l.mu.Lock()
 	l.closed = true
