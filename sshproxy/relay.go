@@ -14,7 +14,14 @@ import (
 // in either direction closes both at once. It returns the number of bytes
 // copied from a to b and from b to a.
 func Relay(a, b net.Conn) (aToB, bToA int64) {
-	return relay(a, b, a, b, nil, nil)
+	return relay(a, b, a, b, nil, nil, nil)
+}
+
+// RelayNotify is Relay, calling sent (when not nil) as soon as the copy
+// from a to b has ended: everything a sent has been written to b, while
+// the other direction may still be running.
+func RelayNotify(a, b net.Conn, sent func()) (aToB, bToA int64) {
+	return relay(a, b, a, b, nil, nil, sent)
 }
 
 // writeCloser is one end of a relay: where bytes go, and how to close it.
@@ -27,8 +34,9 @@ type writeCloser interface {
 // first bytes are buffered is read through its buffer). Bytes are added to
 // toB and toA (when not nil) as they are written, so that a long session
 // shows in the counters while it lasts. It runs one direction in a
-// goroutine it waits for.
-func relay(a, b writeCloser, ar, br io.Reader, toB, toA *atomic.Int64) (aToB, bToA int64) {
+// goroutine it waits for. sent, when not nil, is called when the copy from
+// a to b has ended.
+func relay(a, b writeCloser, ar, br io.Reader, toB, toA *atomic.Int64, sent func()) (aToB, bToA int64) {
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
@@ -43,6 +51,9 @@ func relay(a, b writeCloser, ar, br io.Reader, toB, toA *atomic.Int64) (aToB, bT
 		bToA = copyHalf(a, br, toA, abort)
 	}()
 	aToB = copyHalf(b, ar, toB, abort)
+	if sent != nil {
+		sent()
+	}
 	wg.Wait()
 	abort()
 	return aToB, bToA
@@ -51,11 +62,7 @@ func relay(a, b writeCloser, ar, br io.Reader, toB, toA *atomic.Int64) (aToB, bT
 // copyHalf copies src to dst, counting into counted (when not nil); at EOF
 // it half-closes dst, on error it aborts the relay.
 func copyHalf(dst writeCloser, src io.Reader, counted *atomic.Int64, abort func()) int64 {
-	var w io.Writer = dst
-	if counted != nil {
-		w = countingWriter{w: dst, n: counted}
-	}
-	n, err := io.Copy(w, src)
+	n, err := copyCounted(dst, src, counted)
 	if err != nil {
 		abort()
 		return n
@@ -68,6 +75,52 @@ func copyHalf(dst writeCloser, src io.Reader, counted *atomic.Int64, abort func(
 	}
 	abort()
 	return n
+}
+
+// copyBufferSize is the buffer of a copy that cannot be spliced (TLS, SSH
+// channels).
+const copyBufferSize = 64 << 10
+
+// copyCounted copies src to dst until EOF, adding what it writes to
+// counted (when not nil) as it goes. A *bufferedConn is read from its
+// buffer first and then from its connection. Between two TCP connections
+// the bytes move in the kernel (spliceCopy); anything else (TLS, SSH
+// channels) is copied in user space.
+func copyCounted(dst io.Writer, src io.Reader, counted *atomic.Int64) (int64, error) {
+	var written int64
+	add := func(n int) {
+		written += int64(n)
+		if counted != nil {
+			counted.Add(int64(n))
+		}
+	}
+	if bc, ok := src.(*bufferedConn); ok {
+		if k := bc.r.Buffered(); k > 0 {
+			b, _ := bc.r.Peek(k) //nolint:errcheck // k bytes are buffered
+			n, err := dst.Write(b)
+			add(n)
+			if err != nil {
+				return written, err
+			}
+			bc.r.Discard(n) //nolint:errcheck // n bytes are buffered
+		}
+		src = bc.Conn
+	}
+	if d, ok := dst.(*net.TCPConn); ok {
+		if s, ok := src.(*net.TCPConn); ok {
+			n, handled, err := spliceCopy(d, s, counted)
+			written += n
+			if handled {
+				return written, err
+			}
+		}
+	}
+	w := dst
+	if counted != nil {
+		w = countingWriter{w: dst, n: counted}
+	}
+	n, err := io.CopyBuffer(w, src, make([]byte, copyBufferSize))
+	return written + n, err
 }
 
 // countingWriter adds what it writes to n.

@@ -204,7 +204,7 @@ func (s *Server) relayTunnel(client writeCloser, clientR io.Reader, up net.Conn)
 	s.tunnels.Add(1)
 	s.activeTunnels.Add(1)
 	defer s.activeTunnels.Add(-1)
-	return relay(client, up, clientR, up, &s.toVPS, &s.fromVPS)
+	return relay(client, up, clientR, up, &s.toVPS, &s.fromVPS, nil)
 }
 
 // Serve accepts connections on ln and serves the line protocol on them; a
@@ -388,7 +388,7 @@ func (s *Server) handleLine(c net.Conn) {
 	c.SetWriteDeadline(time.Time{}) //nolint:errcheck // see above
 	s.log.Info("ssh tunnel opened", "mode", "line", "remote", remote, "user", caller.String(), "task_id", id, "vps", up.RemoteAddr().String(),
 		"setup", time.Since(start), "active", s.active.Load())
-	sent, received := s.relayTunnel(c, br, up)
+	sent, received := s.relayTunnel(c, &bufferedConn{Conn: c, r: br}, up)
 	s.log.Info("ssh tunnel closed", "mode", "line", "remote", remote, "task_id", id,
 		"bytes_to_vps", sent, "bytes_from_vps", received, "duration", time.Since(start))
 }

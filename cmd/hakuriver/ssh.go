@@ -202,24 +202,22 @@ func runProxyCommand(ctx context.Context, op *sshproxy.Dialer, stdin io.Reader, 
 	return nil
 }
 
-// runSSHSession opens a first tunnel (so that a refusal is reported
-// plainly), serves tunnels on a local port and runs the system ssh on it.
+// runSSHSession serves tunnels on a local port and runs the system ssh on
+// it. The first tunnel is opened while ssh starts; when it is refused, ssh
+// is stopped before it has said anything and the refusal is reported
+// plainly.
 func runSSHSession(cmd *cobra.Command, o *sshOptions, op *sshproxy.Dialer, extra []string) error {
 	ctx := cmd.Context()
 	sshBin, err := exec.LookPath("ssh")
 	if err != nil {
 		return &exitCodeError{code: 127, msg: fmt.Sprintf("the ssh client is not installed: %v", err)}
 	}
-	first, err := op.Dial(ctx)
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.localPort)))
 	if err != nil {
-		first.Close()
 		return fmt.Errorf("listen on local port %d: %w", o.localPort, err)
 	}
-	local := &localTunnels{op: op, first: first, errOut: cmd.ErrOrStderr(), conns: make(map[net.Conn]struct{})}
+	local := &localTunnels{op: op, first: newFirstTunnel(ctx, op), errOut: cmd.ErrOrStderr(),
+		quit: make(chan struct{}), conns: make(map[net.Conn]chan struct{})}
 	local.wg.Add(1)
 	go func() {
 		defer local.wg.Done()
@@ -234,7 +232,22 @@ func runSSHSession(cmd *cobra.Command, o *sshOptions, op *sshproxy.Dialer, extra
 	c.Stdin, c.Stdout, c.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
 	c.WaitDelay = sshRelayGrace
-	err = c.Run()
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("run ssh: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	select {
+	case err = <-exited:
+	case <-local.first.done:
+		if ferr := local.first.err; ferr != nil {
+			// ssh is still waiting for the server's first line.
+			c.Process.Kill() //nolint:errcheck // it may have exited meanwhile
+			<-exited
+			return ferr
+		}
+		err = <-exited
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -259,15 +272,40 @@ func sshArgs(port int, o *sshOptions, extra []string) []string {
 	return append(args, extra...)
 }
 
+// firstTunnel is the tunnel opened while ssh starts, for its first
+// connection.
+type firstTunnel struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the dial has ended
+	conn   net.Conn      // set before done is closed when the dial succeeded
+	err    error         // set before done is closed when it failed
+}
+
+func newFirstTunnel(ctx context.Context, op *sshproxy.Dialer) *firstTunnel {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &firstTunnel{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.conn, f.err = op.Dial(ctx)
+	}()
+	return f
+}
+
 // localTunnels serves the local port: each connection gets a tunnel (the
-// first one the tunnel opened up front).
+// first one the tunnel opened while ssh started).
 type localTunnels struct {
 	op     *sshproxy.Dialer
+	first  *firstTunnel
 	errOut io.Writer
 
-	mu     sync.Mutex
-	first  net.Conn
-	conns  map[net.Conn]struct{}
+	quit chan struct{} // closed when close starts closing everything
+
+	mu         sync.Mutex
+	firstTaken bool
+	// conns holds every open connection, local and tunnel; a local one
+	// maps to a channel closed once everything it sent went into its
+	// tunnel.
+	conns  map[net.Conn]chan struct{}
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -278,51 +316,72 @@ func (l *localTunnels) serve(ctx context.Context, ln net.Listener) {
 		if err != nil {
 			return
 		}
+		sent := make(chan struct{})
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
 			c.Close()
 			return
 		}
-		l.conns[c] = struct{}{}
-		up := l.first
-		l.first = nil
+		l.conns[c] = sent
+		useFirst := !l.firstTaken
+		l.firstTaken = true
 		l.wg.Add(1)
 		l.mu.Unlock()
 		go func() {
 			defer l.wg.Done()
 			defer l.forget(c)
-			l.relay(ctx, c, up)
+			l.relay(ctx, c, useFirst, sent)
 		}()
 	}
 }
 
-func (l *localTunnels) relay(ctx context.Context, c, up net.Conn) {
-	if up == nil {
-		var err error
-		if up, err = l.op.Dial(ctx); err != nil {
-			fmt.Fprintf(l.errOut, "hakuriver ssh: %v\n", err)
-			reason := "Internal client proxy error."
-			var te *sshproxy.TunnelError
-			if errors.As(err, &te) {
-				reason = te.Reason
-			}
-			fmt.Fprintf(c, "Proxy Error: %s\r\n", reason)
+// relay connects c to a tunnel (the first one when useFirst) and relays
+// until both directions end, closing sent once c's bytes all went in.
+func (l *localTunnels) relay(ctx context.Context, c net.Conn, useFirst bool, sent chan struct{}) {
+	var up net.Conn
+	var err error
+	if useFirst {
+		select {
+		case <-l.first.done:
+			up, err = l.first.conn, l.first.err
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	} else {
+		up, err = l.op.Dial(ctx)
+	}
+	if err != nil {
+		close(sent)
+		if useFirst {
+			// runSSHSession stops ssh and reports the error; closing c
+			// before would have ssh report a closed connection.
+			<-l.quit
 			c.Close()
 			return
 		}
+		fmt.Fprintf(l.errOut, "hakuriver ssh: %v\n", err)
+		reason := "Internal client proxy error."
+		var te *sshproxy.TunnelError
+		if errors.As(err, &te) {
+			reason = te.Reason
+		}
+		fmt.Fprintf(c, "Proxy Error: %s\r\n", reason)
+		c.Close()
+		return
 	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
+		close(sent)
 		up.Close()
 		c.Close()
 		return
 	}
-	l.conns[up] = struct{}{}
+	l.conns[up] = nil
 	l.mu.Unlock()
 	defer l.forget(up)
-	sshproxy.Relay(c, up)
+	sshproxy.RelayNotify(c, up, func() { close(sent) })
 }
 
 func (l *localTunnels) forget(c net.Conn) {
@@ -331,30 +390,48 @@ func (l *localTunnels) forget(c net.Conn) {
 	delete(l.conns, c)
 }
 
-// close stops accepting, lets the tunnels drain for a while and then
-// closes what is left.
+// close stops accepting, lets every tunnel pass on what ssh sent into it
+// (for a while at most: a backgrounded ssh may still be using it), closes
+// what is left without waiting for the VPS's side, and waits for the
+// relays.
 func (l *localTunnels) close(ln net.Listener) {
 	ln.Close()
-	done := make(chan struct{})
-	go func() {
-		l.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(sshRelayGrace):
+	// ssh has exited: a first tunnel still being opened is not needed.
+	l.first.cancel()
+	l.mu.Lock()
+	var pending []chan struct{}
+	for _, sent := range l.conns {
+		if sent != nil {
+			pending = append(pending, sent)
+		}
 	}
+	l.mu.Unlock()
+	grace := time.NewTimer(sshRelayGrace)
+	defer grace.Stop()
+wait:
+	for _, sent := range pending {
+		select {
+		case <-sent:
+		case <-grace.C:
+			break wait
+		}
+	}
+	close(l.quit)
 	l.mu.Lock()
 	l.closed = true
-	if l.first != nil {
-		l.first.Close()
-		l.first = nil
-	}
 	for c := range l.conns {
 		c.Close()
 	}
 	l.mu.Unlock()
-	<-done
+	l.wg.Wait()
+	// The first tunnel, when no connection took it.
+	<-l.first.done
+	l.mu.Lock()
+	taken := l.firstTaken
+	l.mu.Unlock()
+	if !taken && l.first.conn != nil {
+		l.first.conn.Close()
+	}
 }
 
 // newSSHConfigCmd builds "hakuriver ssh config".

@@ -238,9 +238,14 @@ func TestSSH_Session(t *testing.T) {
 	if !errors.As(err, &ec) || ec.ExitCode() != 3 {
 		t.Fatalf("exit code: %v", err)
 	}
-	_, _, err = runSSHCLI(t, nil, "--host", "127.0.0.1:8000", "--token", aliceToken, "ssh", "--proxy-port", strconv.Itoa(port), "404")
+	// The first tunnel opens while ssh starts; its refusal stops ssh
+	// before ssh says anything.
+	_, errOut, err = runSSHCLI(t, nil, "--host", "127.0.0.1:8000", "--token", aliceToken, "ssh", "--proxy-port", strconv.Itoa(port), "404")
 	if err == nil || !strings.Contains(err.Error(), "Task 404 not found.") {
 		t.Fatalf("ssh to an unknown task = %v", err)
+	}
+	if strings.Contains(errOut, "onnection closed") || strings.Contains(errOut, "kex_exchange") {
+		t.Fatalf("ssh to an unknown task: ssh spoke: %q", errOut)
 	}
 }
 
