@@ -28,10 +28,12 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	case bytes.Contains(p, []byte("[INFO]")):
 		level = slog.LevelInfo
 	}
-	if level > slog.LevelInfo && routine(p) {
-		level = slog.LevelInfo
-	}
 	if level > slog.LevelInfo {
+		// A line about a cleanly stopped replica is DEBUG; otherwise a
+		// routine one (an election, a step-down's reset) is INFO.
+		if routine(p) {
+			level = slog.LevelInfo
+		}
 		now := time.Now()
 		switch w.stops.judge(p, now) {
 		case quiet:

@@ -113,7 +113,8 @@ func TestRaftLinesAboutCleanStopsAreDebug(t *testing.T) {
 	}
 
 	// A connection from a peer reset: a clean stop's when a replica left
-	// about then, an error otherwise.
+	// about then (DEBUG), otherwise routine (an old leader stepping down
+	// closes its replication connections): INFO.
 	reset := `[ERROR] transport: failed to decode incoming command: error="read tcp 127.0.0.1:42361->127.0.0.1:47994: read: connection reset by peer"`
 	w.Write([]byte(reset + "\n")) //nolint:errcheck // a buffer
 	time.Sleep(3 * stops.settle)
@@ -125,7 +126,7 @@ func TestRaftLinesAboutCleanStopsAreDebug(t *testing.T) {
 	depsMu.Unlock()
 	w.Write([]byte(reset + "\n")) //nolint:errcheck // a buffer
 	time.Sleep(3 * stops.settle)
-	if got := logged(); !strings.Contains(got, "level=ERROR") {
+	if got := logged(); !strings.Contains(got, "level=INFO") {
 		t.Errorf("reset with no replica gone: %s", got)
 	}
 
