@@ -140,7 +140,9 @@ func TestNoLeader503(t *testing.T) {
 
 	c.Cont(leader)
 	c.Cont(other)
-	l := c.WaitLeader(harness.LeaderTimeout)
+	// Every replica, keep included, follows one leader before the write
+	// (keep may still be a candidate whose pre-vote failed for a moment).
+	l := c.WaitStableLeader(harness.LeaderTimeout, 0)
 	c.SubmitOK(keep, echo("after"))
 	c.WaitSameApplied(10*time.Second, l, keep, other, leader)
 }
