@@ -140,6 +140,10 @@ type Task struct {
 	AllowRoot bool `json:"allow_root,omitempty"`
 	// KillRequestID is the request ID of the kill that ended the task.
 	KillRequestID string `json:"kill_request_id,omitempty"`
+	// Placements is the task's placement history, oldest first, at most
+	// MaxPlacements entries (nil until the task is first placed; absent
+	// from snapshots written before it existed).
+	Placements []Placement `json:"placements,omitempty"`
 }
 
 // IDList is a list of task IDs that JSON renders as decimal strings, like
@@ -180,6 +184,7 @@ func (t *Task) clone() *Task {
 	c.RequiredGPUs = append([]int(nil), t.RequiredGPUs...)
 	c.AdditionalMounts = append([]string(nil), t.AdditionalMounts...)
 	c.After = append(IDList(nil), t.After...)
+	c.Placements = append([]Placement(nil), t.Placements...)
 	if t.ArrayIndex != nil {
 		v := *t.ArrayIndex
 		c.ArrayIndex = &v
