@@ -28,13 +28,21 @@ func rowsText(table string, col int) string {
 	return fmt.Sprintf(`Array.from(document.querySelectorAll(%q)).map(r => r.cells[%d].innerText.trim()).join("|")`, table+" tbody tr", col)
 }
 
+// cellsText is the text of every cell of a table's rows: cells joined by
+// ",", rows by "|".
+func cellsText(table string) string {
+	return fmt.Sprintf(`Array.from(document.querySelectorAll(%q)).map(r => Array.from(r.cells).map(c => c.innerText.trim()).join(",")).join("|")`, table+" tbody tr")
+}
+
 // TestDashboardOpsPages opens every operator page (overview, nodes, a node,
 // queue, doctor, audit) on the leader and on a follower, checks that each
 // renders without console errors, that both replicas show the same data,
-// and saves a screenshot of each (and of the overview at phone width).
+// and saves a screenshot of each (and of the overview at phone width). The
+// runners report two GPUs each through the fake nvidia-smi: the nodes and
+// node pages show them with their live figures.
 func TestDashboardOpsPages(t *testing.T) {
 	start := time.Now()
-	d := startDevUI(t)
+	d := startDevUI(t, withFakeGPUs())
 	t.Logf("dev cluster up in %v", time.Since(start).Round(time.Millisecond))
 	// On dev-runner-1 (2 cores) one task runs with one core, and one that
 	// wants both waits behind it.
@@ -83,9 +91,11 @@ func TestDashboardOpsPages(t *testing.T) {
 			"names":  rowsText("#nodes-table", 0),
 			"states": rowsText("#nodes-table", 1),
 			"cores":  rowsText("#nodes-table", 2),
+			"gpus":   rowsText("#nodes-table", 6),
 			"chart":  `document.querySelectorAll("#nodes canvas").length + ""`,
 		}},
-		{"node", "/ui/node/dev-runner-1", "#node-cores", map[string]string{
+		{"node", "/ui/node/dev-runner-1", "#node-gpus tbody tr", map[string]string{
+			"gpus":  cellsText("#node-gpus"),
 			"cores": `document.querySelector("#node-cores").innerText`,
 			"tasks": `document.querySelector("#node-tasks") ? ` + rowsText("#node-tasks", 0) + ` : document.querySelector("#node-no-tasks").innerText`,
 		}},
@@ -187,8 +197,15 @@ func TestDashboardOpsPages(t *testing.T) {
 	if !strings.HasPrefix(ov["runners"], "2") || !strings.Contains(ov["queue"], "1 pending") || ov["doctorset"] != "yes" {
 		t.Errorf("overview: runners %q queue %q doctor %q", ov["runners"], ov["queue"], ov["doctorset"])
 	}
-	if n := seen["nodes"]; n["names"] != "dev-runner-1|dev-runner-2" || !strings.Contains(n["states"], "mixed") || n["chart"] != "1" {
+	if n := seen["nodes"]; n["names"] != "dev-runner-1|dev-runner-2" || !strings.Contains(n["states"], "mixed") || n["chart"] != "1" ||
+		n["gpus"] != "0 / 2|0 / 2" {
 		t.Errorf("nodes: %v", n)
+	}
+	// The fake nvidia-smi's figures (runner/resources/testdata/nvidia-smi):
+	// ID, name, utilisation, memory used / total, temperature, power, held.
+	wantGPUs := "0,NVIDIA GeForce RTX 4090,37%,1.8GiB / 24.0GiB,54°C,85 W,|1,Tesla K80,0%,4.0MiB / 11.2GiB,38°C,-,"
+	if got := seen["node"]["gpus"]; got != wantGPUs {
+		t.Errorf("node page GPUs:\n got %q\nwant %q", got, wantGPUs)
 	}
 	if q := seen["queue"]; q["ids"] != waitID || !strings.Contains(q["reasons"], "core") {
 		t.Errorf("queue: %v (want task %s waiting for cores)", q, waitID)

@@ -73,10 +73,31 @@ func freeBase(t *testing.T, n int) int {
 	return 0
 }
 
+// devOption changes how startDevUI starts the cluster.
+type devOption func(t *testing.T, cmd *exec.Cmd)
+
+// withFakeGPUs puts the fake nvidia-smi of the runner's resource tests
+// (an RTX 4090 and a Tesla K80 with fixed figures) first on the cluster's
+// PATH: both runners report those two GPUs, live figures included.
+func withFakeGPUs() devOption {
+	return func(t *testing.T, cmd *exec.Cmd) {
+		t.Helper()
+		fake, err := filepath.Abs(filepath.Join("..", "runner", "resources", "testdata", "nvidia-smi"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := t.TempDir()
+		if err := os.Symlink(fake, filepath.Join(bin, "nvidia-smi")); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
+}
+
 // startDevUI starts `hakuriver dev --replicas 3 --runners 2` with its own
 // data dir and ports, waits for its export line and stops it (SIGINT) when
 // the test ends.
-func startDevUI(t *testing.T) *devUI {
+func startDevUI(t *testing.T, opts ...devOption) *devUI {
 	t.Helper()
 	dir := t.TempDir()
 	base := freeBase(t, 3)
@@ -88,6 +109,9 @@ func startDevUI(t *testing.T) *devUI {
 		"--data-dir", filepath.Join(dir, "data"), "--api-port", fmt.Sprint(base))
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 15 * time.Second
+	for _, o := range opts {
+		o(t, cmd)
+	}
 	logf, err := os.Create(filepath.Join(dir, "dev.log"))
 	if err != nil {
 		t.Fatal(err)
