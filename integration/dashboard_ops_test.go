@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -216,6 +217,59 @@ func TestDashboardOpsPages(t *testing.T) {
 	if dir := os.Getenv("HAKURIVER_UI_SHOTS"); dir != "" {
 		t.Logf("screenshots also in %s", filepath.Clean(dir))
 	}
+	manyTabs(t, d, follower)
+}
+
+// manyTabs opens eight overviews of one replica in one browser: all load
+// and follow the change feed. A browser keeps six connections per host;
+// with a stream per tab the seventh never loaded (feedworker.js shares one).
+func manyTabs(t *testing.T, d *devUI, ri int) {
+	const n = 8
+	start := time.Now()
+	ctx := newBrowser(t)
+	base := d.URLs[ri]
+	if err := login(ctx, base, d.Token); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	tabs := []context.Context{ctx}
+	for len(tabs) < n {
+		tab, _ := chromedp.NewContext(ctx) // closed with the browser
+		if err := chromedp.Do(tab); err != nil {
+			t.Fatalf("new tab: %v", err)
+		}
+		if err := open(tab, base, "/ui/", "#overview-tasks-total"); err != nil {
+			t.Fatalf("tab %d of one browser: %v", len(tabs)+1, err)
+		}
+		tabs = append(tabs, tab)
+	}
+	if err := goTo(ctx, "/ui/", "#overview-tasks-total"); err != nil {
+		t.Fatal(err)
+	}
+	var total int
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		s, err := eval[string](ctx, `document.querySelector("#overview-tasks-total").innerText`)
+		if _, perr := fmt.Sscan(s, &total); err == nil && perr == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("overview task total %q: %v", s, err)
+		}
+	}
+	d.post(t, ri, "/api/submit", api.SubmitRequest{Command: "true", ContainerName: ptr("NULL")}, nil)
+	want := fmt.Sprint(total + 1)
+	for i, tab := range tabs {
+		if got, err := waitText(tab, "#overview-tasks-total", want); err != nil {
+			t.Errorf("tab %d does not follow the feed: %v (%q)", i+1, err, got)
+		}
+		if shared, err := eval[bool](tab, `!!(HR.app.feedConn && HR.app.feedConn.port)`); err != nil || !shared {
+			t.Errorf("tab %d: no shared feed (%v)", i+1, err)
+		}
+		if live, err := eval[bool](tab, `HR.app.live`); err != nil || !live {
+			t.Errorf("tab %d: live updates off (%v)", i+1, err)
+		}
+	}
+	noConsoleErrors(t, ctx)
+	t.Logf("%d tabs of one browser on one replica loaded and followed the feed in %v", n, time.Since(start).Round(time.Millisecond))
 }
 
 // TestDashboardDrain drains a runner from its node page on a follower: the

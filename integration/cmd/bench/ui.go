@@ -267,8 +267,11 @@ func uiCPU(c *harness.Cluster, leader int, s settings, browser func(time.Duratio
 		window = 10
 	}
 	res.cpuWindow = time.Duration(window) * time.Second
-	pid := c.Replica(leader).PID()
-	cpu := func() float64 {
+	// cpu measures the leader's CPU over the window; a leadership change
+	// during it spoils the figure (reported, and 0).
+	cpu := func(what string) float64 {
+		leader = c.WaitLeader(harness.LeaderTimeout)
+		pid := c.Replica(leader).PID()
 		st0, err0 := harness.ReadProcStat(pid)
 		t0 := time.Now()
 		for i := 0; i < window; i++ {
@@ -281,12 +284,13 @@ func uiCPU(c *harness.Cluster, leader int, s settings, browser func(time.Duratio
 			time.Sleep(time.Until(t0.Add(time.Duration(i+1) * time.Second)))
 		}
 		st1, err1 := harness.ReadProcStat(pid)
-		if err0 != nil || err1 != nil {
+		if now := c.WaitLeader(harness.LeaderTimeout); now != leader || err0 != nil || err1 != nil {
+			res.err = fmt.Sprintf("%s: the leader changed during the measure (replica %d, then %d)", what, leader, now)
 			return 0
 		}
 		return 100 * float64(st1.CPUTicks-st0.CPUTicks) / harness.ClockTicks / time.Since(t0).Seconds()
 	}
-	res.cpuBase = cpu()
+	res.cpuBase = cpu("no dashboard")
 
 	// Browsers live long enough for opening every tab at its limit, the
 	// measure and the check after it.
@@ -338,12 +342,17 @@ func uiCPU(c *harness.Cluster, leader int, s settings, browser func(time.Duratio
 		return
 	}
 	time.Sleep(2 * time.Second) // the tabs' first re-reads settle
-	res.cpuTabs = cpu()
+	res.cpuTabs = cpu("dashboards open")
 	want := strconv.Quote(strconv.Itoa(submitted))
-	for _, tab := range tabs {
+	for i, tab := range tabs {
 		wctx, wcancel := context.WithTimeout(tab, time.Minute)
 		if _, err := chromedp.Run(wctx, chromedp.Poll[bool](`document.querySelector("#overview-tasks-total").innerText === `+want)); err == nil {
 			res.live++
+		} else if res.err == "" {
+			tctx, tcancel := context.WithTimeout(tab, 10*time.Second)
+			got, _ := chromedp.Run(tctx, chromedp.Evaluate[string](`document.querySelector("#overview-tasks-total").innerText`)) //nolint:errcheck // for the message
+			tcancel()
+			res.err = fmt.Sprintf("tab %d shows %s tasks, %s were submitted", i+1, got, want)
 		}
 		wcancel()
 	}
