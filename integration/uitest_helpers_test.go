@@ -319,6 +319,12 @@ type consoleKey struct{}
 // collected for noConsoleErrors.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
+	return newBrowserFor(t, 2*time.Minute)
+}
+
+// newBrowserFor is newBrowser with the browser's lifetime given.
+func newBrowserFor(t *testing.T, life time.Duration) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
@@ -331,7 +337,7 @@ func newBrowser(t *testing.T) context.Context {
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	cl := &consoleLog{}
 	ctx, cancel := chromedp.NewContext(context.WithValue(actx, consoleKey{}, cl))
-	ctx, tcancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, tcancel := context.WithTimeout(ctx, life)
 	if err := chromedp.Do(ctx); err != nil {
 		tcancel()
 		cancel()
