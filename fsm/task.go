@@ -177,14 +177,16 @@ func (l *IDList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// clone returns a copy of t that shares no mutable memory with it.
+// clone returns a copy of t that shares no mutable memory with it (its
+// placement history, never written in place, is shared).
 func (t *Task) clone() *Task {
 	c := *t
 	c.Arguments = append([]string(nil), t.Arguments...)
 	c.RequiredGPUs = append([]int(nil), t.RequiredGPUs...)
 	c.AdditionalMounts = append([]string(nil), t.AdditionalMounts...)
 	c.After = append(IDList(nil), t.After...)
-	c.Placements = append([]Placement(nil), t.Placements...)
+	// Placements is shared: it is never written in place (addPlacement
+	// makes a new array), and most updates do not change it.
 	if t.ArrayIndex != nil {
 		v := *t.ArrayIndex
 		c.ArrayIndex = &v
