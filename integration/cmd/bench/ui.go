@@ -31,7 +31,9 @@ type uiResult struct {
 	tabs        int           // tabs rendered before the CPU measure
 	live        int           // of those, tabs that showed every submit of the measure
 	tabRender   time.Duration // slowest first render of a tab
-	err         string
+	// leaderChanges counts CPU measures spoilt by a leader change.
+	leaderChanges int
+	err           string
 }
 
 const (
@@ -77,6 +79,9 @@ func uiSection(out io.Writer, root *scope, bin string, s settings) {
 		fmt.Fprintf(w, "leader CPU, 1 submit/s for %v, %d overviews open (%d showed every submit)\t%.1f %%\t\n", win, res.tabs, res.live, res.cpuTabs)
 	}
 	w.Flush()
+	if res.leaderChanges > 0 {
+		fmt.Fprintf(out, "(the CPU windows were measured again after %d leader change(s) during them)\n", res.leaderChanges)
+	}
 	fmt.Fprintln(out, "(zero: not measured; render: navigation start to the overview showing the replicas and the task total; bytes: resource")
 	fmt.Fprintln(out, " timing transfer sizes of the overview's re-reads, the feed's event itself is ~200 B; CPU % of one core)")
 }
@@ -133,7 +138,7 @@ func uiBench(root *scope, bin string, s settings) (res uiResult) {
 	c.WaitSameApplied(time.Minute, 0, 1, 2)
 	base := c.Replica(leader).API
 
-	browser := func(limit time.Duration) (context.Context, func(), error) {
+	browser := func(base string, limit time.Duration) (context.Context, func(), error) {
 		opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.NoSandbox, chromedp.DisableGPU,
 			chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900), chromedp.ExecPath(chromium))
 		actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -185,7 +190,7 @@ func uiBench(root *scope, bin string, s settings) (res uiResult) {
 		// A new browser: signing in is not measured; the overview is
 		// then loaded again from a cold page (cached scripts only in the
 		// sense that this browser just loaded them once).
-		if ctx, stop, err = browser(10 * time.Minute); err != nil {
+		if ctx, stop, err = browser(base, 10*time.Minute); err != nil {
 			res.err = "chromium: " + err.Error()
 			return res
 		}
@@ -261,7 +266,7 @@ func uiBench(root *scope, bin string, s settings) (res uiResult) {
 // counts the tabs that showed every task submitted, as proof that they
 // followed the feed during the measure. submitted is the number of tasks
 // in the state so far.
-func uiCPU(c *harness.Cluster, leader int, s settings, browser func(time.Duration) (context.Context, func(), error), res *uiResult, submitted int) {
+func uiCPU(c *harness.Cluster, leader int, s settings, browser func(string, time.Duration) (context.Context, func(), error), res *uiResult, submitted int) {
 	window := 20
 	if s.quick {
 		window = 10
@@ -290,70 +295,89 @@ func uiCPU(c *harness.Cluster, leader int, s settings, browser func(time.Duratio
 		}
 		return 100 * float64(st1.CPUTicks-st0.CPUTicks) / harness.ClockTicks / time.Since(t0).Seconds()
 	}
-	res.cpuBase = cpu("no dashboard")
-
-	// Browsers live long enough for opening every tab at its limit, the
-	// measure and the check after it.
-	life := uiTabLimit*uiTabs + res.cpuWindow + 5*time.Minute
-	ready := `document.querySelectorAll("#overview-replicas tbody tr").length === 3 && /^[0-9]/.test((document.querySelector("#overview-tasks-total") || {}).innerText || "")`
-	var tabs []context.Context
-	for b := 0; b < uiBrowsers && res.err == ""; b++ {
-		bctx, stop, err := browser(life)
-		if err != nil {
-			res.err = fmt.Sprintf("browser %d: %v", b+1, err)
-			break
-		}
-		defer stop()
-		for i := 0; i < uiTabs/uiBrowsers; i++ {
-			tab := bctx // the browser's first tab, signed in on the overview
-			start := time.Now()
-			if i > 0 {
-				tab, _ = chromedp.NewContext(bctx) // closed with its browser
-				// The first call on a tab creates it, bound to the context
-				// it is given: the tab's own, not the timeouts below.
-				if err = chromedp.Do(tab); err != nil {
-					res.err = fmt.Sprintf("open tab %d: %v", len(tabs)+1, err)
-					break
-				}
-				nctx, ncancel := context.WithTimeout(tab, uiTabLimit)
-				err = navigate(nctx, c.Replica(leader).API+"/ui/")
-				ncancel()
-				if err != nil {
-					res.err = fmt.Sprintf("open tab %d: %v", len(tabs)+1, err)
-					break
-				}
-			}
-			wctx, wcancel := context.WithTimeout(tab, uiTabLimit-time.Since(start))
-			_, err = chromedp.Run(wctx, chromedp.Poll[bool](ready, chromedp.WithPollingInterval(50*time.Millisecond)))
-			wcancel()
+	// measure opens the tabs on the current leader and measures with them.
+	measure := func() {
+		opened := leader
+		base := c.Replica(opened).API
+		// Browsers live long enough for opening every tab at its limit, the
+		// measure and the check after it.
+		life := uiTabLimit*uiTabs + res.cpuWindow + 5*time.Minute
+		ready := `document.querySelectorAll("#overview-replicas tbody tr").length === 3 && /^[0-9]/.test((document.querySelector("#overview-tasks-total") || {}).innerText || "")`
+		var tabs []context.Context
+		for b := 0; b < uiBrowsers && res.err == ""; b++ {
+			bctx, stop, err := browser(base, life)
 			if err != nil {
-				dctx, dcancel := context.WithTimeout(tab, 10*time.Second)
-				page, _ := chromedp.Run(dctx, chromedp.Evaluate[string](`location.href + ": " + document.body.innerText.slice(0, 300)`)) //nolint:errcheck // for the message
-				dcancel()
-				res.err = fmt.Sprintf("tab %d: no first render in %v: %v (page %q)", len(tabs)+1, uiTabLimit, err, page)
+				res.err = fmt.Sprintf("browser %d: %v", b+1, err)
 				break
 			}
-			res.tabRender = max(res.tabRender, time.Since(start))
-			tabs = append(tabs, tab)
+			defer stop()
+			for i := 0; i < uiTabs/uiBrowsers; i++ {
+				tab := bctx // the browser's first tab, signed in on the overview
+				start := time.Now()
+				if i > 0 {
+					tab, _ = chromedp.NewContext(bctx) // closed with its browser
+					// The first call on a tab creates it, bound to the context
+					// it is given: the tab's own, not the timeouts below.
+					if err = chromedp.Do(tab); err != nil {
+						res.err = fmt.Sprintf("open tab %d: %v", len(tabs)+1, err)
+						break
+					}
+					nctx, ncancel := context.WithTimeout(tab, uiTabLimit)
+					err = navigate(nctx, base+"/ui/")
+					ncancel()
+					if err != nil {
+						res.err = fmt.Sprintf("open tab %d: %v", len(tabs)+1, err)
+						break
+					}
+				}
+				wctx, wcancel := context.WithTimeout(tab, uiTabLimit-time.Since(start))
+				_, err = chromedp.Run(wctx, chromedp.Poll[bool](ready, chromedp.WithPollingInterval(50*time.Millisecond)))
+				wcancel()
+				if err != nil {
+					dctx, dcancel := context.WithTimeout(tab, 10*time.Second)
+					page, _ := chromedp.Run(dctx, chromedp.Evaluate[string](`location.href + ": " + document.body.innerText.slice(0, 300)`)) //nolint:errcheck // for the message
+					dcancel()
+					res.err = fmt.Sprintf("tab %d: no first render in %v: %v (page %q)", len(tabs)+1, uiTabLimit, err, page)
+					break
+				}
+				res.tabRender = max(res.tabRender, time.Since(start))
+				tabs = append(tabs, tab)
+			}
+		}
+		res.tabs = len(tabs)
+		if res.tabs == 0 || res.err != "" {
+			return
+		}
+		time.Sleep(2 * time.Second) // the tabs' first re-reads settle
+		if now := c.WaitLeader(harness.LeaderTimeout); now != opened {
+			res.err = fmt.Sprintf("dashboards open: the leader changed while the tabs opened (replica %d, then %d)", opened, now)
+			return
+		}
+		res.cpuTabs = cpu("dashboards open")
+		want := strconv.Quote(strconv.Itoa(submitted))
+		for i, tab := range tabs {
+			wctx, wcancel := context.WithTimeout(tab, time.Minute)
+			if _, err := chromedp.Run(wctx, chromedp.Poll[bool](`document.querySelector("#overview-tasks-total").innerText === `+want)); err == nil {
+				res.live++
+			} else if res.err == "" {
+				tctx, tcancel := context.WithTimeout(tab, 10*time.Second)
+				got, _ := chromedp.Run(tctx, chromedp.Evaluate[string](`document.querySelector("#overview-tasks-total").innerText`)) //nolint:errcheck // for the message
+				tcancel()
+				res.err = fmt.Sprintf("tab %d shows %s tasks, %s were submitted", i+1, got, want)
+			}
+			wcancel()
 		}
 	}
-	res.tabs = len(tabs)
-	if res.tabs == 0 {
-		return
-	}
-	time.Sleep(2 * time.Second) // the tabs' first re-reads settle
-	res.cpuTabs = cpu("dashboards open")
-	want := strconv.Quote(strconv.Itoa(submitted))
-	for i, tab := range tabs {
-		wctx, wcancel := context.WithTimeout(tab, time.Minute)
-		if _, err := chromedp.Run(wctx, chromedp.Poll[bool](`document.querySelector("#overview-tasks-total").innerText === `+want)); err == nil {
-			res.live++
-		} else if res.err == "" {
-			tctx, tcancel := context.WithTimeout(tab, 10*time.Second)
-			got, _ := chromedp.Run(tctx, chromedp.Evaluate[string](`document.querySelector("#overview-tasks-total").innerText`)) //nolint:errcheck // for the message
-			tcancel()
-			res.err = fmt.Sprintf("tab %d shows %s tasks, %s were submitted", i+1, got, want)
+	// A leader change (this machine is shared and busy) spoils a window:
+	// measure again, both windows, up to three times.
+	for attempt := 1; ; attempt++ {
+		res.err, res.tabs, res.live, res.tabRender, res.cpuTabs = "", 0, 0, 0, 0
+		if res.cpuBase = cpu("no dashboard"); res.err == "" {
+			measure()
 		}
-		wcancel()
+		if !strings.Contains(res.err, "leader changed") || attempt == 3 {
+			return
+		}
+		res.leaderChanges++
 	}
 }
