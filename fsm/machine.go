@@ -252,6 +252,13 @@ func (m *Machine) applyUpdate(c *UpdateTask) Result {
 	}
 	t := old.clone()
 	t.Status = c.Status
+	if ev, ok := placementFor(old.Status, c.Status); ok && old.AssignedNode != "" {
+		at := c.At
+		if ev == PlacementStarted && c.StartedAt != nil {
+			at = *c.StartedAt
+		}
+		t.Placements = addPlacement(old.Placements, NewPlacement(old.AssignedNode, at, ev))
+	}
 	if c.ExitCode != nil {
 		v := *c.ExitCode
 		t.ExitCode = &v
@@ -352,6 +359,7 @@ func (m *Machine) applyNodeStatus(c *SetNodeStatus) Result {
 			lt.ExitCode = &exit
 			at := c.At
 			lt.CompletedAt = &at
+			lt.Placements = addPlacement(t.Placements, NewPlacement(n.Hostname, c.At, PlacementLost))
 			m.putTask(lt)
 		}
 	}
@@ -375,7 +383,8 @@ func (m *Machine) applyAssign(c *AssignTask) Result {
 	}
 	t := old.clone()
 	t.Status = StatusAssigning
-	t.AssignedNode = c.Node
+	t.AssignedNode = n.Hostname // shares the node record's string
+	t.Placements = addPlacement(old.Placements, NewPlacement(n.Hostname, c.At, PlacementPlaced))
 	t.RequiredGPUs = append([]int(nil), c.GPUs...)
 	if c.NUMA != nil {
 		v := *c.NUMA

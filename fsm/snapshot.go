@@ -264,9 +264,24 @@ func (m *Machine) decodeTasks(dec *json.Decoder) error {
 		if t.TaskID <= 0 {
 			return fmt.Errorf("task without an ID")
 		}
+		m.internNodeNames(&t)
 		m.putTask(&t)
 	}
 	return expectDelim(dec, ']')
+}
+
+// internNodeNames points a restored task's node names at the strings of
+// the node records (decoded before the tasks), so that 100,000 tasks do not
+// hold 100,000 copies of a few host names.
+func (m *Machine) internNodeNames(t *Task) {
+	if n, ok := m.nodes[t.AssignedNode]; ok {
+		t.AssignedNode = n.Hostname
+	}
+	for i := range t.Placements {
+		if n, ok := m.nodes[t.Placements[i].Node]; ok {
+			t.Placements[i].Node = n.Hostname
+		}
+	}
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim) error {

@@ -140,6 +140,10 @@ type Task struct {
 	AllowRoot bool `json:"allow_root,omitempty"`
 	// KillRequestID is the request ID of the kill that ended the task.
 	KillRequestID string `json:"kill_request_id,omitempty"`
+	// Placements is the task's placement history, oldest first, at most
+	// MaxPlacements entries (nil until the task is first placed; absent
+	// from snapshots written before it existed).
+	Placements []Placement `json:"placements,omitempty"`
 }
 
 // IDList is a list of task IDs that JSON renders as decimal strings, like
@@ -173,13 +177,16 @@ func (l *IDList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// clone returns a copy of t that shares no mutable memory with it.
+// clone returns a copy of t that shares no mutable memory with it (its
+// placement history, never written in place, is shared).
 func (t *Task) clone() *Task {
 	c := *t
 	c.Arguments = append([]string(nil), t.Arguments...)
 	c.RequiredGPUs = append([]int(nil), t.RequiredGPUs...)
 	c.AdditionalMounts = append([]string(nil), t.AdditionalMounts...)
 	c.After = append(IDList(nil), t.After...)
+	// Placements is shared: it is never written in place (addPlacement
+	// makes a new array), and most updates do not change it.
 	if t.ArrayIndex != nil {
 		v := *t.ArrayIndex
 		c.ArrayIndex = &v

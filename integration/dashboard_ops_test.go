@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,13 +29,21 @@ func rowsText(table string, col int) string {
 	return fmt.Sprintf(`Array.from(document.querySelectorAll(%q)).map(r => r.cells[%d].innerText.trim()).join("|")`, table+" tbody tr", col)
 }
 
+// cellsText is the text of every cell of a table's rows: cells joined by
+// ",", rows by "|".
+func cellsText(table string) string {
+	return fmt.Sprintf(`Array.from(document.querySelectorAll(%q)).map(r => Array.from(r.cells).map(c => c.innerText.trim()).join(",")).join("|")`, table+" tbody tr")
+}
+
 // TestDashboardOpsPages opens every operator page (overview, nodes, a node,
 // queue, doctor, audit) on the leader and on a follower, checks that each
 // renders without console errors, that both replicas show the same data,
-// and saves a screenshot of each (and of the overview at phone width).
+// and saves a screenshot of each (and of the overview at phone width). The
+// runners report two GPUs each through the fake nvidia-smi: the nodes and
+// node pages show them with their live figures.
 func TestDashboardOpsPages(t *testing.T) {
 	start := time.Now()
-	d := startDevUI(t)
+	d := startDevUI(t, withFakeGPUs())
 	t.Logf("dev cluster up in %v", time.Since(start).Round(time.Millisecond))
 	// On dev-runner-1 (2 cores) one task runs with one core, and one that
 	// wants both waits behind it.
@@ -83,9 +92,11 @@ func TestDashboardOpsPages(t *testing.T) {
 			"names":  rowsText("#nodes-table", 0),
 			"states": rowsText("#nodes-table", 1),
 			"cores":  rowsText("#nodes-table", 2),
+			"gpus":   rowsText("#nodes-table", 6),
 			"chart":  `document.querySelectorAll("#nodes canvas").length + ""`,
 		}},
-		{"node", "/ui/node/dev-runner-1", "#node-cores", map[string]string{
+		{"node", "/ui/node/dev-runner-1", "#node-gpus tbody tr", map[string]string{
+			"gpus":  cellsText("#node-gpus"),
 			"cores": `document.querySelector("#node-cores").innerText`,
 			"tasks": `document.querySelector("#node-tasks") ? ` + rowsText("#node-tasks", 0) + ` : document.querySelector("#node-no-tasks").innerText`,
 		}},
@@ -187,8 +198,15 @@ func TestDashboardOpsPages(t *testing.T) {
 	if !strings.HasPrefix(ov["runners"], "2") || !strings.Contains(ov["queue"], "1 pending") || ov["doctorset"] != "yes" {
 		t.Errorf("overview: runners %q queue %q doctor %q", ov["runners"], ov["queue"], ov["doctorset"])
 	}
-	if n := seen["nodes"]; n["names"] != "dev-runner-1|dev-runner-2" || !strings.Contains(n["states"], "mixed") || n["chart"] != "1" {
+	if n := seen["nodes"]; n["names"] != "dev-runner-1|dev-runner-2" || !strings.Contains(n["states"], "mixed") || n["chart"] != "1" ||
+		n["gpus"] != "0 / 2|0 / 2" {
 		t.Errorf("nodes: %v", n)
+	}
+	// The fake nvidia-smi's figures (runner/resources/testdata/nvidia-smi):
+	// ID, name, utilisation, memory used / total, temperature, power, held.
+	wantGPUs := "0,NVIDIA GeForce RTX 4090,37%,1.8GiB / 24.0GiB,54°C,85 W,|1,Tesla K80,0%,4.0MiB / 11.2GiB,38°C,-,"
+	if got := seen["node"]["gpus"]; got != wantGPUs {
+		t.Errorf("node page GPUs:\n got %q\nwant %q", got, wantGPUs)
 	}
 	if q := seen["queue"]; q["ids"] != waitID || !strings.Contains(q["reasons"], "core") {
 		t.Errorf("queue: %v (want task %s waiting for cores)", q, waitID)
@@ -199,6 +217,59 @@ func TestDashboardOpsPages(t *testing.T) {
 	if dir := os.Getenv("HAKURIVER_UI_SHOTS"); dir != "" {
 		t.Logf("screenshots also in %s", filepath.Clean(dir))
 	}
+	manyTabs(t, d, follower)
+}
+
+// manyTabs opens seven overviews of one replica in one browser: all load
+// and follow the change feed. A browser keeps six connections per host;
+// with a stream per tab the seventh never loaded (feedworker.js shares one).
+func manyTabs(t *testing.T, d *devUI, ri int) {
+	const n = 7
+	start := time.Now()
+	ctx := newBrowserFor(t, 4*time.Minute) // seven page loads on a busy machine
+	base := d.URLs[ri]
+	if err := login(ctx, base, d.Token); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	tabs := []context.Context{ctx}
+	for len(tabs) < n {
+		tab, _ := chromedp.NewContext(ctx) // closed with the browser
+		if err := chromedp.Do(tab); err != nil {
+			t.Fatalf("new tab: %v", err)
+		}
+		if err := open(tab, base, "/ui/", "#overview-tasks-total"); err != nil {
+			t.Fatalf("tab %d of one browser: %v", len(tabs)+1, err)
+		}
+		tabs = append(tabs, tab)
+	}
+	if err := goTo(ctx, "/ui/", "#overview-tasks-total"); err != nil {
+		t.Fatal(err)
+	}
+	var total int
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		s, err := eval[string](ctx, `document.querySelector("#overview-tasks-total").innerText`)
+		if _, perr := fmt.Sscan(s, &total); err == nil && perr == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("overview task total %q: %v", s, err)
+		}
+	}
+	d.post(t, ri, "/api/submit", api.SubmitRequest{Command: "true", ContainerName: ptr("NULL")}, nil)
+	want := fmt.Sprint(total + 1)
+	for i, tab := range tabs {
+		if got, err := waitText(tab, "#overview-tasks-total", want); err != nil {
+			t.Errorf("tab %d does not follow the feed: %v (%q)", i+1, err, got)
+		}
+		if shared, err := eval[bool](tab, `!!(HR.app.feedConn && HR.app.feedConn.port)`); err != nil || !shared {
+			t.Errorf("tab %d: no shared feed (%v)", i+1, err)
+		}
+		if live, err := eval[bool](tab, `HR.app.live`); err != nil || !live {
+			t.Errorf("tab %d: live updates off (%v)", i+1, err)
+		}
+	}
+	noConsoleErrors(t, ctx)
+	t.Logf("%d tabs of one browser on one replica loaded and followed the feed in %v", n, time.Since(start).Round(time.Millisecond))
 }
 
 // TestDashboardDrain drains a runner from its node page on a follower: the

@@ -145,10 +145,15 @@ func TestDashboardTaskFormLogsAndActions(t *testing.T) {
 		"#task-exit":      "0",
 		"#task-resources": "64.0MiB",
 		"#task-timeline":  "started",
+		// The placement history: placed, then started, on one runner.
+		"#task-placements": "started on dev-runner-",
 	} {
 		if got, err := waitText(ctx, sel, want); err != nil {
 			t.Errorf("%s: %v (%q)", sel, err, got)
 		}
+	}
+	if got := textOf(ctx, "#task-placements"); !regexp.MustCompile(`^placed on (dev-runner-\d) .*\n\s*started on (dev-runner-\d) `).MatchString(got) {
+		t.Errorf("placement history = %q, want placed then started", got)
 	}
 	shot(t, ctx, "task")
 	readmeShot(t, ctx, "task")

@@ -73,10 +73,31 @@ func freeBase(t *testing.T, n int) int {
 	return 0
 }
 
+// devOption changes how startDevUI starts the cluster.
+type devOption func(t *testing.T, cmd *exec.Cmd)
+
+// withFakeGPUs puts the fake nvidia-smi of the runner's resource tests
+// (an RTX 4090 and a Tesla K80 with fixed figures) first on the cluster's
+// PATH: both runners report those two GPUs, live figures included.
+func withFakeGPUs() devOption {
+	return func(t *testing.T, cmd *exec.Cmd) {
+		t.Helper()
+		fake, err := filepath.Abs(filepath.Join("..", "runner", "resources", "testdata", "nvidia-smi"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := t.TempDir()
+		if err := os.Symlink(fake, filepath.Join(bin, "nvidia-smi")); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
+}
+
 // startDevUI starts `hakuriver dev --replicas 3 --runners 2` with its own
 // data dir and ports, waits for its export line and stops it (SIGINT) when
 // the test ends.
-func startDevUI(t *testing.T) *devUI {
+func startDevUI(t *testing.T, opts ...devOption) *devUI {
 	t.Helper()
 	dir := t.TempDir()
 	base := freeBase(t, 3)
@@ -88,6 +109,9 @@ func startDevUI(t *testing.T) *devUI {
 		"--data-dir", filepath.Join(dir, "data"), "--api-port", fmt.Sprint(base))
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 15 * time.Second
+	for _, o := range opts {
+		o(t, cmd)
+	}
 	logf, err := os.Create(filepath.Join(dir, "dev.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -295,6 +319,12 @@ type consoleKey struct{}
 // collected for noConsoleErrors.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
+	return newBrowserFor(t, 2*time.Minute)
+}
+
+// newBrowserFor is newBrowser with the browser's lifetime given.
+func newBrowserFor(t *testing.T, life time.Duration) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
@@ -307,7 +337,7 @@ func newBrowser(t *testing.T) context.Context {
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	cl := &consoleLog{}
 	ctx, cancel := chromedp.NewContext(context.WithValue(actx, consoleKey{}, cl))
-	ctx, tcancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, tcancel := context.WithTimeout(ctx, life)
 	if err := chromedp.Do(ctx); err != nil {
 		tcancel()
 		cancel()

@@ -55,7 +55,7 @@ func TestAgentRunsTaskAndSurvivesRestart(t *testing.T) {
 
 	tmp, state := t.TempDir(), t.TempDir()
 	start := func() *runner.Agent {
-		return startNativeRunner(t, h, shim, shared, state, tmp, "hakuriver-agent-test", nil)
+		return startNativeRunner(t, h, []string{shim, "runner-shim"}, shared, state, tmp, "hakuriver-agent-test", nil)
 	}
 	a := start()
 	cc := api.DefaultClientConfig()
@@ -183,14 +183,14 @@ func startTestHost(t *testing.T, shared string, tls *certs.Bundle) *cluster.Host
 	return h
 }
 
-// startNativeRunner starts runner r1 with a native executor (shim, state
-// and temp dirs given, tasks in cgroupParent) that joins h, with TLS when
+// startNativeRunner starts runner r1 with a native executor (shim command,
+// state and temp dirs given, tasks in cgroupParent) that joins h, with TLS when
 // tls is set. The caller closes it.
-func startNativeRunner(t *testing.T, h *cluster.Host, shim, shared, state, tmp, cgroupParent string, tls *certs.Bundle) *runner.Agent {
+func startNativeRunner(t *testing.T, h *cluster.Host, shimCmd []string, shared, state, tmp, cgroupParent string, tls *certs.Bundle) *runner.Agent {
 	t.Helper()
 	nc := native.DefaultConfig()
 	nc.StateDir = filepath.Join(state, "tasks")
-	nc.ShimCommand = []string{shim, "runner-shim"}
+	nc.ShimCommand = shimCmd
 	nc.CgroupParent = cgroupParent
 	ex, err := native.New(nc)
 	if err != nil {

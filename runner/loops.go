@@ -138,6 +138,12 @@ func (a *Agent) watchLoop(ctx context.Context) {
 		}
 		states, owner := a.states(ctx)
 		for id, s := range states {
+			if s.Starting {
+				// Not running yet: reported once its process exists, so
+				// that the cluster never offers to pause a task that
+				// cannot be paused yet (the heartbeat lists it already).
+				continue
+			}
 			u := statusUpdate(s)
 			// A VPS's port is part of what was acknowledged: it changes
 			// when Docker restarts the container.

@@ -34,7 +34,7 @@ func TestAgentOverTLS(t *testing.T) {
 	h := startTestHost(t, shared, bundle("h1"))
 	ctx := context.Background()
 	tmp, state := t.TempDir(), t.TempDir()
-	a := startNativeRunner(t, h, shim, shared, state, tmp, "hakuriver-tls-test", bundle("r1"))
+	a := startNativeRunner(t, h, []string{shim, "runner-shim"}, shared, state, tmp, "hakuriver-tls-test", bundle("r1"))
 	t.Cleanup(func() { a.Close(context.Background()) })
 	if !strings.HasPrefix(a.URL(), "https://") {
 		t.Fatalf("runner advertises %s, want https://", a.URL())

@@ -468,22 +468,32 @@ func (c *Client) Queue(ctx context.Context) ([]QueueEntry, error) {
 // running tasks finish. Draining a drained node succeeds. An unknown node is
 // an *APIError with StatusCode 404.
 func (c *Client) Drain(ctx context.Context, name string) (MessageResponse, error) {
-	return c.drain(ctx, name, "drain")
+	return c.DrainWithReason(ctx, name, "")
+}
+
+// DrainWithReason is Drain with a reason (one printable line, at most 200
+// bytes) that node listings and the dashboard show until the node is
+// undrained; an empty reason sends no body. A reason the cluster refuses is
+// an *APIError with StatusCode 400.
+func (c *Client) DrainWithReason(ctx context.Context, name, reason string) (MessageResponse, error) {
+	if strings.TrimSpace(name) == "" {
+		return MessageResponse{}, errors.New("empty node name")
+	}
+	var body any
+	if reason != "" {
+		body = DrainRequest{Reason: reason}
+	}
+	return c.message(ctx, http.MethodPost, "/api/nodes/"+url.PathEscape(name)+"/drain", body, "drain node "+name)
 }
 
 // Undrain lets the scheduler place tasks on a drained node again
 // (POST /api/nodes/{name}/undrain). An unknown node is an *APIError with
 // StatusCode 404.
 func (c *Client) Undrain(ctx context.Context, name string) (MessageResponse, error) {
-	return c.drain(ctx, name, "undrain")
-}
-
-// drain runs POST /api/nodes/{name}/{action}.
-func (c *Client) drain(ctx context.Context, name, action string) (MessageResponse, error) {
 	if strings.TrimSpace(name) == "" {
 		return MessageResponse{}, errors.New("empty node name")
 	}
-	return c.message(ctx, http.MethodPost, "/api/nodes/"+url.PathEscape(name)+"/"+action, nil, action+" node "+name)
+	return c.message(ctx, http.MethodPost, "/api/nodes/"+url.PathEscape(name)+"/undrain", nil, "undrain node "+name)
 }
 
 // Log streams of a command task, for Logs.

@@ -574,6 +574,12 @@ func TestClient_PauseResume(t *testing.T) {
 			t.Errorf("request %d = %s %s %q, want POST %s without a body", i, got[i].Method, got[i].Path, got[i].Body, p)
 		}
 	}
+	if _, err := c.DrainWithReason(ctxT(t), "n1", "new disk"); err != nil {
+		t.Fatalf("DrainWithReason: %v", err)
+	}
+	if got := srv.requests(); got[len(got)-1].Path != "/api/nodes/n1/drain" || got[len(got)-1].Body != `{"reason":"new disk"}` {
+		t.Fatalf("DrainWithReason sent %s %q", got[len(got)-1].Path, got[len(got)-1].Body)
+	}
 }
 
 func TestClient_DoRawErrorKeepsHeaders(t *testing.T) {

@@ -26,7 +26,7 @@ stop new placements on it, for maintenance, and undrain it afterwards.`,
   hakuriver node list -o json
   hakuriver node health
   hakuriver node health node1 --history
-  hakuriver node drain node1
+  hakuriver node drain node1 --reason "replacing a disk"
   hakuriver node undrain node1`,
 	}
 	cmd.AddCommand(newNodeListCmd(g), newNodeHealthCmd(g), newNodeDrainCmd(g), newNodeUndrainCmd(g))
@@ -44,8 +44,9 @@ reserved by its tasks out of its total, its live CPU load, its GPU count,
 the age of its last heartbeat and whether it enforces cgroup limits on
 native tasks. Live figures the leader has not received yet show as "-".
 
-A note follows the table when some nodes run native tasks without cgroup
-limits. --output json prints the full node records, GPUs, NUMA topology and
+After the table, one line per drained node gives the reason it was drained
+with (hakuriver node drain --reason), and a note follows when some nodes
+run native tasks without cgroup limits. --output json prints the full node records, GPUs, NUMA topology and
 live figures included.`,
 		Example: `  hakuriver node list
   hakuriver --host http://h1:8000,http://h2:8000 node list -o json`,
@@ -104,6 +105,13 @@ func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 	}
 	if err := flushTable(tw); err != nil {
 		return err
+	}
+	for _, n := range nodes {
+		if n.Drained && n.DrainReason != "" {
+			if _, err := fmt.Fprintf(w, "drained %s: %s\n", n.Hostname, n.DrainReason); err != nil {
+				return fmt.Errorf("write output: %w", err)
+			}
+		}
 	}
 	if len(unlimited) > 0 {
 		if _, err := fmt.Fprintf(w, "note: %s run native tasks without cgroup limits\n", strings.Join(unlimited, ", ")); err != nil {
@@ -223,15 +231,31 @@ func aggregateTemps(a api.HealthAggregate) string {
 }
 
 func newNodeDrainCmd(g *clientFlags) *cobra.Command {
-	return messageCmd(g, &cobra.Command{
+	var reason string
+	cmd := &cobra.Command{
 		Use:   "drain NODE",
 		Short: "Stop placing new tasks on a node",
 		Long: `Stop placing new tasks on NODE, for maintenance. Its running tasks go on
 and finish; pending tasks wait for other nodes or for "hakuriver node
-undrain". "hakuriver node list" shows the node's status with ",drained".
-Draining a drained node succeeds; an unknown node is an error.`,
-		Example: `  hakuriver node drain node1`,
-	}, (*api.Client).Drain)
+undrain". "hakuriver node list" shows the node's status with ",drained"
+and the reason given with --reason (one line, at most 200 bytes), as does
+the dashboard. Draining a drained node succeeds and replaces its reason; an
+unknown node is an error.`,
+		Example: `  hakuriver node drain node1
+  hakuriver node drain node1 --reason "replacing a disk"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+				resp, err := c.DrainWithReason(ctx, args[0], strings.TrimSpace(reason))
+				if err != nil {
+					return err
+				}
+				return printMessage(cmd.OutOrStdout(), format, resp)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why the node is drained, shown by node list and the dashboard")
+	return cmd
 }
 
 func newNodeUndrainCmd(g *clientFlags) *cobra.Command {

@@ -20,7 +20,8 @@ func TestCLI_NodeList(t *testing.T) {
 			CgroupsLimited: true, GPUInfo: []fsm.GPUInfo{{GPUID: 0}, {GPUID: 1}}},
 			CoresInUse: 4, MemoryInUseBytes: 1288490189, // 1.2GiB
 			LastHeartbeat: &beat, CPUPercent: ptr(37.25), MemoryPercent: ptr(50.0)},
-		{Node: fsm.Node{Hostname: "node2", URL: "http://10.0.0.2:8001", TotalCores: 8, MemoryTotalBytes: 32 << 30, Status: fsm.NodeOffline, Drained: true}},
+		{Node: fsm.Node{Hostname: "node2", URL: "http://10.0.0.2:8001", TotalCores: 8, MemoryTotalBytes: 32 << 30, Status: fsm.NodeOffline, Drained: true,
+			DrainReason: "replacing a disk"}},
 		{Node: fsm.Node{Hostname: "node3", TotalCores: 4, MemoryTotalBytes: 8 << 30, Status: fsm.NodeOnline}},
 	}
 	f.handle("GET /api/nodes", http.StatusOK, nodes)
@@ -29,8 +30,8 @@ func TestCLI_NodeList(t *testing.T) {
 		t.Fatalf("node list: %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("want header, 3 rows and a note:\n%s", out)
+	if len(lines) != 6 {
+		t.Fatalf("want header, 3 rows, a drain reason and a note:\n%s", out)
 	}
 	for _, col := range []string{"HOSTNAME", "STATUS", "CORES", "MEMORY", "CPU%", "GPUS", "LAST HEARTBEAT", "LIMITS"} {
 		if !strings.Contains(lines[0], col) {
@@ -50,8 +51,11 @@ func TestCLI_NodeList(t *testing.T) {
 	if got := strings.Join(strings.Fields(lines[3]), " "); got != "node3 online 0/4 0/8G - 0 - none" {
 		t.Errorf("row = %q", got)
 	}
-	if lines[4] != "note: node2, node3 run native tasks without cgroup limits" {
-		t.Errorf("note = %q", lines[4])
+	if lines[4] != "drained node2: replacing a disk" {
+		t.Errorf("drain reason = %q", lines[4])
+	}
+	if lines[5] != "note: node2, node3 run native tasks without cgroup limits" {
+		t.Errorf("note = %q", lines[5])
 	}
 
 	out, _, err = runCLI(t, "--host", f.srv.URL, "-o", "json", "node", "list")
@@ -63,6 +67,9 @@ func TestCLI_NodeList(t *testing.T) {
 	if len(got) != 3 || got[0].Hostname != "node1" || got[0].CoresInUse != 4 || *got[0].CPUPercent != 37.25 ||
 		*got[0].LastHeartbeat != beat || got[1].LastHeartbeat != nil || got[1].CPUPercent != nil {
 		t.Fatalf("json = %+v", got)
+	}
+	if got[1].DrainReason != "replacing a disk" || !strings.Contains(out, `"drain_reason": "replacing a disk"`) {
+		t.Fatalf("json lacks the drain reason:\n%s", out)
 	}
 	if !strings.Contains(out, `"last_heartbeat": null`) || !strings.Contains(out, `"cgroups_limited": true`) {
 		t.Fatalf("json lacks null live figures or cgroups_limited:\n%s", out)
@@ -206,6 +213,13 @@ func TestCLI_NodeDrainUndrain(t *testing.T) {
 	}
 	if r := f.last(t, "/api/nodes/node1/drain"); r.Method != http.MethodPost || len(r.Body) != 0 {
 		t.Fatalf("drain request = %s %q", r.Method, r.Body)
+	}
+	out, _, err = runCLI(t, "--host", f.srv.URL, "node", "drain", "node2", "--reason", "  replacing a disk ")
+	if err != nil || out != "Node node2 drained: no new placements.\n" {
+		t.Fatalf("drain --reason: out = %q, err = %v", out, err)
+	}
+	if r := f.last(t, "/api/nodes/node2/drain"); string(r.Body) != `{"reason":"replacing a disk"}` {
+		t.Fatalf("drain --reason body = %q", r.Body)
 	}
 	out, _, err = runCLI(t, "--host", f.srv.URL, "-o", "json", "node", "undrain", "node1")
 	if err != nil {

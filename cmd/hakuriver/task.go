@@ -414,6 +414,13 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 	kv("Submitted", formatTime(t.SubmittedAt))
 	kv("Started", formatTimePtr(t.StartedAt))
 	kv("Completed", formatTimePtr(t.CompletedAt))
+	for i, p := range t.Placements {
+		k := ""
+		if i == 0 {
+			k = "Placements:"
+		}
+		row(tw, k, fmt.Sprintf("%s %s %s", formatTime(p.At()), p.Event, p.Node))
+	}
 	if t.TaskType == fsm.TaskVPS {
 		port := ""
 		if t.SSHPort != 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -373,7 +374,10 @@ func TestCLI_TaskStatus(t *testing.T) {
 	f := newFakeHost(t)
 	task := fsm.Task{TaskID: 55, TaskType: fsm.TaskCommand, Status: fsm.StatusCompleted, Command: "echo", Arguments: []string{"hi"},
 		AssignedNode: "node2", RequiredCores: 1, RequiredMemoryBytes: 1 << 30, RequiredGPUs: []int{0, 1}, ExitCode: ptr(0),
-		EnvVars: map[string]string{"B": "2", "A": "1"}, SubmittedAt: time.Now()}
+		EnvVars: map[string]string{"B": "2", "A": "1"}, SubmittedAt: time.Now(),
+		Placements: []fsm.Placement{fsm.NewPlacement("node1", time.Unix(1_800_000_000, 0), fsm.PlacementPlaced),
+			fsm.NewPlacement("node1", time.Unix(1_800_000_001, 0), fsm.PlacementRequeued),
+			fsm.NewPlacement("node2", time.Unix(1_800_000_002, 0), fsm.PlacementPlaced)}}
 	f.handle("GET /api/status/55", http.StatusOK, task)
 	f.handle("GET /api/status/56", http.StatusNotFound, api.ErrorResponse{Error: "task 56 not found"})
 
@@ -386,13 +390,19 @@ func TestCLI_TaskStatus(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	hist := regexp.MustCompile(`(?m)^Placements: +\S+ \S+ placed node1\n +\S+ \S+ requeued node1\n +\S+ \S+ placed node2$`)
+	if !hist.MatchString(out) {
+		t.Errorf("output lacks the placement history:\n%s", out)
+	}
 	out, _, err = runCLI(t, "--host", f.srv.URL, "-o", "json", "task", "status", "55")
 	if err != nil {
 		t.Fatalf("status json: %v", err)
 	}
 	var got fsm.Task
 	mustJSON(t, out, &got)
-	if got.TaskID != 55 || got.Status != fsm.StatusCompleted || !strings.Contains(out, `"task_id": "55"`) {
+	if got.TaskID != 55 || got.Status != fsm.StatusCompleted || !strings.Contains(out, `"task_id": "55"`) ||
+		len(got.Placements) != 3 || got.Placements[2] != task.Placements[2] ||
+		!strings.Contains(out, `"node": "node1",`) || !strings.Contains(out, `"event": "requeued"`) {
 		t.Fatalf("json = %s", out)
 	}
 	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "status", "56"); err == nil || !strings.Contains(err.Error(), "task 56 not found") {

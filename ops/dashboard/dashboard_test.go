@@ -38,7 +38,7 @@ func TestHandlerServesTheApplication(t *testing.T) {
 		index = body
 	}
 	refs := regexp.MustCompile(`(?:src|href)="(/ui/[^"]+)"`).FindAllStringSubmatch(index, -1)
-	want := []string{"vendor/vue.min.js", "vendor/bootstrap.min.css", "vendor/chart.min.js", "vendor/xterm.js", "lib.js", "app.js", "pages/overview.js", "pages/nodes.js", "pages/queue.js", "pages/doctor.js", "pages/audit.js"}
+	want := []string{"vendor/vue.min.js", "vendor/bootstrap.min.css", "vendor/chart.min.js", "vendor/xterm.js", "lib.js", "app.js", "feedworker.js", "pages/overview.js", "pages/nodes.js", "pages/queue.js", "pages/doctor.js", "pages/audit.js"}
 	for _, w := range want {
 		found := false
 		for _, r := range refs {

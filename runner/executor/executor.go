@@ -77,9 +77,13 @@ type Exit struct {
 type State struct {
 	TaskID  int64
 	Running bool // false once it exited
-	Paused  bool
-	Exit    *Exit // set once it exited
-	Started time.Time
+	// Starting is true while the task is tracked but its process (or
+	// container) has not started yet: it cannot be paused, and the runner
+	// does not report it running before it is.
+	Starting bool
+	Paused   bool
+	Exit     *Exit // set once it exited
+	Started  time.Time
 	// SSHPort is the runner-host port a VPS task's sshd (container port
 	// 22) is published on while it runs; 0 for command tasks and while no
 	// port is published (for example while its container restarts).

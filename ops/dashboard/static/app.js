@@ -39,42 +39,83 @@
     computed: { path: function () { return location.pathname; } }
   };
 
-  /** Feed keeps one EventSource on /api/events and relays its events. */
+  /** Feed relays the change feed (/api/events) to the pages: through the
+   * SharedWorker of feedworker.js, one stream for every tab of this
+   * browser (a browser holds at most six connections per host, and a tab
+   * without its stream never loads), or with an EventSource of its own where
+   * there is no SharedWorker. */
   function Feed(root) {
     this.root = root;
     this.es = null;
+    this.port = null;
     this.retry = null;
   }
+  Feed.prototype.event = function (type, data) {
+    var d = JSON.parse(data);
+    if (type === 'applied') {
+      this.root.feed = d;
+      HR.feed = d;
+    } else {
+      HR.live = d;
+    }
+    HR.events.emit(type, d);
+  };
+  /** refused: the stream was refused (401, 503): ask again later; the
+   * check tells whether the session ended. */
+  Feed.prototype.refused = function () {
+    var self = this;
+    clearTimeout(self.retry);
+    self.retry = setTimeout(function () { self.root.whoami().then(function (ok) { if (ok) self.open(); }); }, 5000);
+  };
+  Feed.prototype.worker = function () {
+    var self = this;
+    if (self.port) return self.port;
+    var link = document.getElementById('hr-feed-worker');
+    if (typeof SharedWorker === 'undefined' || !link) return null;
+    try {
+      self.port = new SharedWorker(link.getAttribute('href'), { name: 'hakuriver-feed' }).port;
+    } catch (e) {
+      return null;
+    }
+    self.port.onmessage = function (m) {
+      var d = m.data || {};
+      if (d.type === 'open') self.root.live = true;
+      else if (d.type === 'applied' || d.type === 'live') self.event(d.type, d.data);
+      else if (d.type === 'error') {
+        self.root.live = false;
+        if (d.closed) self.refused();
+      }
+    };
+    window.addEventListener('pagehide', function () { self.port.postMessage('close'); });
+    window.addEventListener('pageshow', function (ev) { if (ev.persisted && HR.me) self.port.postMessage('open'); });
+    return self.port;
+  };
   Feed.prototype.open = function () {
     var self = this;
     self.close();
+    var port = self.worker();
+    if (port) {
+      port.postMessage('open');
+      return;
+    }
     if (typeof EventSource === 'undefined') return;
     var es = new EventSource('/api/events');
     self.es = es;
     es.addEventListener('open', function () { self.root.live = true; });
-    es.addEventListener('applied', function (ev) {
-      var d = JSON.parse(ev.data);
-      self.root.feed = d;
-      HR.feed = d;
-      HR.events.emit('applied', d);
-    });
-    es.addEventListener('live', function (ev) {
-      var d = JSON.parse(ev.data);
-      HR.live = d;
-      HR.events.emit('live', d);
+    ['applied', 'live'].forEach(function (t) {
+      es.addEventListener(t, function (ev) { self.event(t, ev.data); });
     });
     es.addEventListener('error', function () {
       self.root.live = false;
       if (es.readyState === EventSource.CLOSED) {
-        // A refusal (401, 503): ask again later; the check tells whether
-        // the session ended.
         self.es = null;
-        self.retry = setTimeout(function () { self.root.whoami().then(function (ok) { if (ok) self.open(); }); }, 5000);
+        self.refused();
       }
     });
   };
   Feed.prototype.close = function () {
     clearTimeout(this.retry);
+    if (this.port) this.port.postMessage('close');
     if (this.es) this.es.close();
     this.es = null;
     this.root.live = false;

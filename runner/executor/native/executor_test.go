@@ -550,3 +550,49 @@ func TestShimForEarlierRunner(t *testing.T) {
 		t.Fatalf("exit %+v, want code 5", ex)
 	}
 }
+
+// TestStartingUntilProcessRuns holds the supervisor back before it starts
+// the task: meanwhile List reports the task Starting (the runner does not
+// report it running) and Pause refuses it; once the process exists the
+// task is running and pauses.
+func TestStartingUntilProcessRuns(t *testing.T) {
+	t.Parallel()
+	gate := filepath.Join(t.TempDir(), "gate")
+	h := newHarness(t, func(c *Config) {
+		c.DisableCgroups = true
+		wait := `while [ ! -e "$0" ]; do sleep 0.01; done; exec "$@"`
+		c.ShimCommand = append([]string{"/bin/sh", "-c", wait, gate}, c.ShimCommand...)
+	})
+	started := make(chan error, 1)
+	go func() { started <- h.e.Start(ctx(t), executor.Spec{TaskID: 3, Command: "sleep", Args: []string{"30"}}) }()
+	eventually(t, 10*time.Second, "the task to be listed", func() bool {
+		states, err := h.e.List(ctx(t))
+		return err == nil && len(states) == 1
+	})
+	if s := listOne(t, h.e, 3); !s.Starting || !s.Running || s.Paused || s.Exit != nil {
+		t.Fatalf("state before the process started = %+v, want Starting", s)
+	}
+	if err := h.e.Pause(ctx(t), 3); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Pause before the process started: %v, want ErrNotRunning", err)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-started; err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	h.rememberShim(3)
+	if s := listOne(t, h.e, 3); s.Starting || !s.Running {
+		t.Fatalf("state once started = %+v", s)
+	}
+	if err := h.e.Pause(ctx(t), 3); err != nil {
+		t.Fatalf("Pause once started: %v", err)
+	}
+	if s := listOne(t, h.e, 3); !s.Paused || s.Starting {
+		t.Fatalf("state after Pause = %+v", s)
+	}
+	if err := h.e.Kill(ctx(t), 3); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	h.wait(3)
+}

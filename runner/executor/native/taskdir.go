@@ -148,6 +148,7 @@ func (t *taskFiles) state() executor.State {
 		s.Exit = &ex
 	} else {
 		s.Paused = t.Paused
+		s.Starting = t.Proc == nil // the supervisor has not started it yet
 	}
 	return s
 }

@@ -363,6 +363,13 @@
             <li v-if="t.completed_at"><span class="hr-status" :class="'hr-s-' + t.status">{{ t.status }}</span> <hr-time :ts="t.completed_at"></hr-time> <span class="hr-muted" v-if="ran != null">after running {{ dur(ran) }}</span></li>
             <li v-else-if="t.started_at" class="hr-muted">{{ t.status }} for {{ dur(ran) }}</li>
           </ol>
+          <template v-if="t.placements && t.placements.length">
+            <h2 class="h6 mt-3">Placement history</h2>
+            <ol class="list-unstyled mb-0" id="task-placements">
+              <li v-for="(p, i) in t.placements" :key="i" :data-event="p.event" :data-node="p.node"><span class="hr-status" :class="'hr-s-' + placementClass(p.event)">{{ p.event }}</span> {{ p.event === 'requeued' ? 'from' : 'on' }} <hr-link :to="'/node/' + p.node">{{ p.node }}</hr-link> <hr-time :ts="p.at"></hr-time></li>
+            </ol>
+            <div class="hr-muted small" v-if="t.placements.length >= 16">the last 16 events</div>
+          </template>
           <div class="hr-muted mt-2 hr-wrap" v-if="t.stdout_path">logs: {{ t.stdout_path }}, {{ t.stderr_path }}</div>
         </div></div>
       </div>
@@ -423,6 +430,7 @@
       methods: {
         dur: function (s) { return HR.fmt.duration(s, false); },
         hidden: function (v) { return v === HIDDEN; },
+        placementClass: function (e) { return { placed: 'assigning', started: 'running', requeued: 'pending', lost: 'lost' }[e] || 'pending'; },
         load: function () {
           var self = this;
           return HR.api('/api/status/' + encodeURIComponent(self.params.id)).then(function (t) {
