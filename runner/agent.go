@@ -41,10 +41,13 @@ type Agent struct {
 
 	// acked is the last status the cluster acknowledged per task; only the
 	// watch loop touches it.
-	acked      map[int64]string
-	notFound   map[int64]time.Time // first 404 per task report; watch loop only
-	registered atomic.Bool
-	kick       chan struct{}
+	acked    map[int64]string
+	notFound map[int64]time.Time // first 404 per task report; watch loop only
+	// noBatchUntil: the cluster refused /api/updates; until then the
+	// watch loop reports one task at a time. Watch loop only.
+	noBatchUntil time.Time
+	registered   atomic.Bool
+	kick         chan struct{}
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
