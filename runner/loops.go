@@ -128,36 +128,70 @@ func (a *Agent) killFinished(ctx context.Context, ex executor.Executor, id int64
 
 // watchLoop reports every task's status change to the cluster and forgets
 // a finished task once its end is acknowledged. It runs when a task starts
-// or ends (kick) and every 100 ms. Reports go out at once, all pending
-// ones in one request; changes made while a request is in flight wait for
-// it and go together in the next, so a task that starts and ends meanwhile
-// is reported once, ended, with its start time.
+// or ends (kick), every 100 ms, and when a held report is due. An end goes
+// out at once, with every other pending report, in one request; a start
+// alone waits up to startReportDelay for company, so that a task that ends
+// within it is reported once, ended, with its start time (started_at is
+// the process's own start either way). Changes made while a request is in
+// flight go together in the next.
 func (a *Agent) watchLoop(ctx context.Context) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	held := time.NewTimer(time.Hour)
+	held.Stop()
+	defer held.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-a.kick:
+		case <-held.C:
 		}
-		a.reportChanges(ctx)
+		if wait := a.reportChanges(ctx); wait > 0 {
+			held.Reset(wait)
+		}
 	}
 }
 
+// startReportDelay is how long a runner holds the report that a task
+// started when nothing else is to be reported, waiting for its end.
+const startReportDelay = 25 * time.Millisecond
+
 // reportChanges sends every status change the cluster has not
-// acknowledged and records what it acknowledged.
-func (a *Agent) reportChanges(ctx context.Context) {
+// acknowledged and records what it acknowledged. When only starts are
+// pending, none older than startReportDelay, it sends nothing and returns
+// how long until the oldest is due.
+func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 	states, owner := a.states(ctx)
 	var pending []api.UpdateRequest
+	now := time.Now()
+	due := false
 	for id, s := range states {
-		if u := statusUpdate(s); a.acked[id] != ackKey(u) {
-			pending = append(pending, u)
+		u := statusUpdate(s)
+		if a.acked[id] == ackKey(u) {
+			delete(a.changed, id)
+			continue
+		}
+		pending = append(pending, u)
+		first, seen := a.changed[id]
+		if !seen {
+			first = now
+			a.changed[id] = now
+		}
+		if s.Exit != nil || u.Status != "running" || a.acked[id] != "" || now.Sub(first) >= startReportDelay {
+			due = true // an end, a pause, a port change, or a start held long enough
+		} else if w := startReportDelay - now.Sub(first); wait == 0 || w < wait {
+			wait = w
 		}
 	}
-	if len(pending) == 0 {
-		return
+	for id := range a.changed {
+		if _, ok := states[id]; !ok {
+			delete(a.changed, id)
+		}
+	}
+	if len(pending) == 0 || !due {
+		return wait
 	}
 	slices.SortFunc(pending, func(x, y api.UpdateRequest) int { return cmp.Compare(x.TaskID, y.TaskID) })
 	for i, ok := range a.sendReports(ctx, pending) {
@@ -166,6 +200,7 @@ func (a *Agent) reportChanges(ctx context.Context) {
 		}
 		u := pending[i]
 		a.acked[u.TaskID] = ackKey(u)
+		delete(a.changed, u.TaskID)
 		if states[u.TaskID].Exit != nil {
 			a.markFinished(u.TaskID)
 			if err := owner[u.TaskID].Forget(ctx, u.TaskID); err != nil && ctx.Err() == nil {
@@ -174,6 +209,7 @@ func (a *Agent) reportChanges(ctx context.Context) {
 			delete(a.acked, u.TaskID)
 		}
 	}
+	return 0
 }
 
 // ackKey is what the cluster acknowledged of a report: its status and, for
