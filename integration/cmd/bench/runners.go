@@ -45,9 +45,9 @@ type taskLatency struct {
 	// entries is how many Raft entries the leader's log grew by over the
 	// measurement (warm-up included), tasks how many tasks ended in it.
 	entries, tasks int
-	running   []time.Duration // submit sent → the task's process started (its started_at), sorted
-	completed []time.Duration // submit sent → the follower reports completed, sorted
-	firstErr  string
+	running        []time.Duration // submit sent → the task's process started (its started_at), sorted
+	completed      []time.Duration // submit sent → the follower reports completed, sorted
+	firstErr       string
 }
 
 // detection is one runner-loss trial.
