@@ -36,9 +36,10 @@ func TestPlaceAtSubmit(t *testing.T) {
 		for attempt := 1; ; attempt++ {
 			before, term, changed := quietIndex(t, c, leader), termOf(t, c, leader), nodeChanged(t, c, "r1")
 			for range n {
-				// Not `true`: a task that ends within the runner's report
-				// tick is reported once (final, with its start), which
-				// would hide an extra entry of the submit path.
+				// Not `true`: a task that ends within the runner's hold of
+				// a start report is reported once (final, with its
+				// start), which would hide an extra entry of the submit
+				// path.
 				id := submitOne(t, c, leader, native("sleep", "0.2"))
 				if task := c.WaitFinal(id, taskTimeout); task.Status != "completed" {
 					t.Fatalf("task %s: %s", id, describe(task))
