@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/gossip"
 )
 
 // TestBatchUpdates drives POST /api/updates on a real host: a batch of
@@ -139,6 +142,52 @@ func TestBatchUpdates(t *testing.T) {
 		}
 		if after := h.machine.AppliedIndex(); after != before {
 			t.Errorf("a retried batch moved the applied index %d → %d", before, after)
+		}
+	})
+	t.Run("older replica", func(t *testing.T) {
+		// A host replica in gossip that knows commands up to SubmitPlaced
+		// only: the leader must not propose UpdateTasks, and falls back
+		// to one UpdateTask entry per report.
+		old, err := gossip.New(gossip.Config{Name: "host:old", BindAddr: "127.0.0.1", Join: []string{h.GossipAddr()}, Fast: true,
+			Logger: slog.New(slog.DiscardHandler), Meta: gossip.Meta{Role: gossip.RoleHost, ID: "old", MaxCommand: uint8(fsm.CmdSubmitPlaced)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go old.Run(ctx)                          //nolint:errcheck // returns nil when ctx ends
+		defer func() { cancel(); old.Close() }() //nolint:errcheck // test cleanup
+		waitFor(t, 10*time.Second, func() bool { return h.commandKnown(fsm.CmdUpdateTasks) != nil })
+		var more []int64
+		for range 2 {
+			resp, body := do(t, "POST", h.APIURL()+"/api/submit", api.SubmitRequest{Command: "true", ContainerName: &null, RequiredCores: &one})
+			var sr api.SubmitResponse
+			if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != 1 {
+				t.Fatalf("submit: %d %s", resp.StatusCode, body)
+			}
+			id, _ := strconv.ParseInt(sr.TaskIDs[0], 10, 64)
+			more = append(more, id)
+		}
+		waitFor(t, 10*time.Second, func() bool {
+			for _, id := range more {
+				if tk, ok := h.machine.Task(id); !ok || tk.Status != fsm.StatusAssigning {
+					return false
+				}
+			}
+			return true
+		})
+		before := h.machine.AppliedIndex()
+		resp, body := do(t, "POST", url, api.UpdatesRequest{Updates: []api.UpdateRequest{
+			{TaskID: more[0], Status: "running"}, {TaskID: 987654321, Status: "running"}, {TaskID: more[1], Status: "completed", ExitCode: &zero},
+		}})
+		var ur api.UpdatesResponse
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &ur) != nil || len(ur.Results) != 3 {
+			t.Fatalf("batch: %d %s", resp.StatusCode, body)
+		}
+		if ur.Results[0].Status != 200 || ur.Results[1].Status != 404 || ur.Results[2].Status != 200 {
+			t.Errorf("results %+v, want 200, 404, 200", ur.Results)
+		}
+		if after := h.machine.AppliedIndex(); after != before+2 {
+			t.Errorf("applied index %d → %d, want one entry per applied report", before, after)
 		}
 	})
 	t.Run("final task", func(t *testing.T) {
