@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -73,6 +74,33 @@ func (h *Host) Submit(ctx context.Context, c *fsm.SubmitTasks) (fsm.SubmitResult
 
 // NextTaskID issues a fresh task ID, greater than every committed one.
 func (h *Host) NextTaskID() int64 { return h.ids.next(h.machine.MaxTaskID()) }
+
+// UpdateTasks applies runner reports in one fsm.UpdateTasks entry when
+// every replica knows that command, else (an upgrade under way) one
+// fsm.UpdateTask entry each. A business rejection of one report is its
+// result; any other error ends the batch (a retry re-applies nothing).
+func (h *Host) UpdateTasks(ctx context.Context, us []fsm.UpdateTask) (fsm.UpdateResults, error) {
+	if len(us) > 1 && h.commandKnown(fsm.CmdUpdateTasks) == nil {
+		v, err := h.apply(ctx, &fsm.UpdateTasks{Updates: us})
+		if err != nil {
+			return nil, err
+		}
+		res, ok := v.(fsm.UpdateResults)
+		if !ok || len(res) != len(us) {
+			return nil, fmt.Errorf("update tasks: unexpected result %T", v)
+		}
+		return res, nil
+	}
+	out := make(fsm.UpdateResults, len(us))
+	for i := range us {
+		_, err := h.apply(ctx, &us[i])
+		if err != nil && !errors.Is(err, fsm.ErrNotFound) && !errors.Is(err, fsm.ErrConflict) && !errors.Is(err, fsm.ErrInvalid) {
+			return nil, err
+		}
+		out[i] = err
+	}
+	return out, nil
+}
 
 // KickScheduler asks the leader for a scheduling pass now.
 func (h *Host) KickScheduler() { h.kickScheduler() }

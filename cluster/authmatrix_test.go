@@ -55,6 +55,7 @@ var expectedAccess = map[string]need{
 	"POST /register":                              nCT,
 	"PUT /heartbeat/{hostname}":                   nCT,
 	"POST /update":                                nCT,
+	"POST /updates":                               nCT,
 	"GET /cluster":                                nViewerCT,
 	"POST /cluster/join":                          nAdminCT,
 	"POST /cluster/prove":                         nPublic,

@@ -55,6 +55,8 @@ func (h *Host) apiTable() []route {
 		{"POST", "/register", internal, h.onLeader(a.Register)},
 		{"PUT", "/heartbeat/{hostname}", internal, h.onLeader(a.Heartbeat)},
 		{"POST", "/update", internal, h.onLeader(a.Update)},
+		// Many tasks' reports in one entry (runners of this version).
+		{"POST", "/updates", internal, h.onLeader(a.Updates)},
 		{"GET", "/cluster", viewerCT, h.consistentRead(etagBody(a.Cluster))},
 		{"POST", "/cluster/join", adminOrCT, h.onLeader(a.Join)},
 		// Every replica's own Raft figures, asked by this one (replicastatus.go).

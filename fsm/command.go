@@ -41,6 +41,9 @@ const (
 	CmdAssignTasks CommandType = 19
 	// CmdSubmitPlaced submits tasks and places them in one entry (place.go).
 	CmdSubmitPlaced CommandType = 20
+	// CmdUpdateTasks applies several task status reports in one entry
+	// (updates.go).
+	CmdUpdateTasks CommandType = 21
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -88,6 +91,8 @@ func (c CommandType) String() string {
 		return "assign_tasks"
 	case CmdSubmitPlaced:
 		return "submit_placed"
+	case CmdUpdateTasks:
+		return "update_tasks"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -245,6 +250,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &AssignTasks{}
 	case CmdSubmitPlaced:
 		c = &SubmitPlaced{}
+	case CmdUpdateTasks:
+		c = &UpdateTasks{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -158,6 +158,8 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return Result{}
 	case *AssignTasks:
 		return m.applyAssignTasks(c)
+	case *UpdateTasks:
+		return m.applyUpdateTasks(c)
 	case *SubmitPlaced:
 		return m.applySubmitPlaced(c)
 	}

@@ -3,11 +3,15 @@
 package integration
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
 )
 
@@ -32,9 +36,10 @@ func TestPlaceAtSubmit(t *testing.T) {
 		for attempt := 1; ; attempt++ {
 			before, term, changed := quietIndex(t, c, leader), termOf(t, c, leader), nodeChanged(t, c, "r1")
 			for range n {
-				// Not `true`: a task that ends within the runner's report
-				// tick is reported once (final, with its start), which
-				// would hide an extra entry of the submit path.
+				// Not `true`: a task that ends within the runner's hold of
+				// a start report is reported once (final, with its
+				// start), which would hide an extra entry of the submit
+				// path.
 				id := submitOne(t, c, leader, native("sleep", "0.2"))
 				if task := c.WaitFinal(id, taskTimeout); task.Status != "completed" {
 					t.Fatalf("task %s: %s", id, describe(task))
@@ -51,6 +56,48 @@ func TestPlaceAtSubmit(t *testing.T) {
 			}
 			if entries > 3*n {
 				t.Errorf("%d Raft entries for %d sequential tasks: more than 3 per task", entries, n)
+			}
+			return
+		}
+	})
+
+	t.Run("EntriesPerTaskConcurrent", func(t *testing.T) {
+		c := c.For(t)
+		// 8 submitters of short tasks at once: the runner's reports share
+		// entries (fsm.UpdateTasks), and a task that starts and ends
+		// while a report is in flight is reported once. One entry per
+		// task for each report would make it 3 or more.
+		const submitters, each = 8, 4
+		for attempt := 1; ; attempt++ {
+			before, term, changed := quietIndex(t, c, leader), termOf(t, c, leader), nodeChanged(t, c, "r1")
+			var wg sync.WaitGroup
+			errs := make(chan error, submitters)
+			for range submitters {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- submitAndWait(c, leader, native("true"), each)
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			n := submitters * each
+			entries := quietIndex(t, c, leader) - before
+			t.Logf("%d Raft entries for %d tasks from %d submitters (%.2f per task)", entries, n, submitters, float64(entries)/float64(n))
+			if termOf(t, c, leader) != term || nodeChanged(t, c, "r1") != changed {
+				if attempt < 3 {
+					t.Logf("not quiet (a new term or the runner went offline): measuring again")
+					continue
+				}
+				t.Fatalf("no quiet run in %d attempts", attempt)
+			}
+			if entries >= 3*uint64(n) {
+				t.Errorf("%d Raft entries for %d concurrent tasks: 3 or more per task, the reports do not share entries", entries, n)
 			}
 			return
 		}
@@ -99,6 +146,32 @@ func TestPlaceAtSubmit(t *testing.T) {
 			}
 		}
 	})
+}
+
+// submitAndWait submits req n times through replica i, each once the
+// previous one completed; safe in a goroutine (it returns errors).
+func submitAndWait(c *harness.Cluster, i int, req api.SubmitRequest, n int) error {
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
+		a, out, err := c.Submit(ctx, i, req)
+		cancel()
+		if err != nil || a.Status != http.StatusAccepted || len(out.TaskIDs) != 1 {
+			return fmt.Errorf("submit: %v %s", err, a)
+		}
+		for deadline := time.Now().Add(taskTimeout); ; time.Sleep(5 * time.Millisecond) {
+			task, err := c.Task(i, out.TaskIDs[0])
+			if err == nil && task.Status.Final() {
+				if task.Status != "completed" {
+					return fmt.Errorf("task %s: %s", out.TaskIDs[0], describe(task))
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("task %s not final within %s (%v)", out.TaskIDs[0], taskTimeout, err)
+			}
+		}
+	}
+	return nil
 }
 
 // quietIndex waits until replica i's last Raft index holds still for a

@@ -41,10 +41,16 @@ type Agent struct {
 
 	// acked is the last status the cluster acknowledged per task; only the
 	// watch loop touches it.
-	acked      map[int64]string
-	notFound   map[int64]time.Time // first 404 per task report; watch loop only
-	registered atomic.Bool
-	kick       chan struct{}
+	acked    map[int64]string
+	notFound map[int64]time.Time // first 404 per task report; watch loop only
+	// changed is when the watch loop first saw each unacknowledged
+	// change. Watch loop only.
+	changed map[int64]time.Time
+	// noBatchUntil: the cluster refused /api/updates; until then the
+	// watch loop reports one task at a time. Watch loop only.
+	noBatchUntil time.Time
+	registered   atomic.Bool
+	kick         chan struct{}
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -84,6 +90,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.acked = map[int64]string{}
 	a.notFound = map[int64]time.Time{}
+	a.changed = map[int64]time.Time{}
 	a.pruneFinished(time.Now())
 	if a.ln, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port))); err != nil {
 		return nil, fmt.Errorf("listen for the runner API: %w", err)

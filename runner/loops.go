@@ -1,11 +1,13 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -125,49 +127,176 @@ func (a *Agent) killFinished(ctx context.Context, ex executor.Executor, id int64
 }
 
 // watchLoop reports every task's status change to the cluster and forgets
-// a finished task once its end is acknowledged.
+// a finished task once its end is acknowledged. It runs when a task starts
+// or ends (kick), every 100 ms, and when a held report is due. An end goes
+// out at once, with every other pending report, in one request; a start
+// alone waits up to startReportDelay for company, so that a task that ends
+// within it is reported once, ended, with its start time (started_at is
+// the process's own start either way). Changes made while a request is in
+// flight go together in the next.
 func (a *Agent) watchLoop(ctx context.Context) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	held := time.NewTimer(time.Hour)
+	held.Stop()
+	defer held.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-a.kick:
+		case <-held.C:
 		}
-		states, owner := a.states(ctx)
-		for id, s := range states {
-			if s.Starting {
-				// Not running yet: reported once its process exists, so
-				// that the cluster never offers to pause a task that
-				// cannot be paused yet (the heartbeat lists it already).
-				continue
+		if wait := a.reportChanges(ctx); wait > 0 {
+			held.Reset(wait)
+		}
+	}
+}
+
+// startReportDelay is how long a runner holds the report that a task
+// started when nothing else is to be reported, waiting for its end.
+const startReportDelay = 25 * time.Millisecond
+
+// reportChanges sends every status change the cluster has not
+// acknowledged and records what it acknowledged. When only starts are
+// pending, none older than startReportDelay, it sends nothing and returns
+// how long until the oldest is due.
+func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
+	states, owner := a.states(ctx)
+	var pending []api.UpdateRequest
+	now := time.Now()
+	due := false
+	for id, s := range states {
+		if s.Starting {
+			// Not running yet: reported once its process exists, so that
+			// the cluster never offers to pause a task that cannot be
+			// paused yet (the heartbeat lists it already).
+			continue
+		}
+		u := statusUpdate(s)
+		if a.acked[id] == ackKey(u) {
+			delete(a.changed, id)
+			continue
+		}
+		pending = append(pending, u)
+		first, seen := a.changed[id]
+		if !seen {
+			first = now
+			a.changed[id] = now
+		}
+		if s.Exit != nil || u.Status != "running" || a.acked[id] != "" || now.Sub(first) >= startReportDelay {
+			due = true // an end, a pause, a port change, or a start held long enough
+		} else if w := startReportDelay - now.Sub(first); wait == 0 || w < wait {
+			wait = w
+		}
+	}
+	for id := range a.changed {
+		if _, ok := states[id]; !ok {
+			delete(a.changed, id)
+		}
+	}
+	if len(pending) == 0 || !due {
+		return wait
+	}
+	slices.SortFunc(pending, func(x, y api.UpdateRequest) int { return cmp.Compare(x.TaskID, y.TaskID) })
+	for i, ok := range a.sendReports(ctx, pending) {
+		if !ok {
+			continue
+		}
+		u := pending[i]
+		a.acked[u.TaskID] = ackKey(u)
+		delete(a.changed, u.TaskID)
+		if states[u.TaskID].Exit != nil {
+			a.markFinished(u.TaskID)
+			if err := owner[u.TaskID].Forget(ctx, u.TaskID); err != nil && ctx.Err() == nil {
+				a.log.Warn("forget task", "task_id", u.TaskID, "err", err)
 			}
-			u := statusUpdate(s)
-			// A VPS's port is part of what was acknowledged: it changes
-			// when Docker restarts the container.
-			ack := u.Status
-			if u.SSHPort != 0 {
-				ack += ":" + strconv.Itoa(u.SSHPort)
+			delete(a.acked, u.TaskID)
+		}
+	}
+	return 0
+}
+
+// ackKey is what the cluster acknowledged of a report: its status and, for
+// a VPS, its port (it changes when Docker restarts the container).
+func ackKey(u api.UpdateRequest) string {
+	if u.SSHPort != 0 {
+		return u.Status + ":" + strconv.Itoa(u.SSHPort)
+	}
+	return u.Status
+}
+
+// sendReports sends us, in batches of api.MaxUpdateBatch through
+// /api/updates, or one at a time through /api/update when there is one
+// report or the host does not take batches (an older version: it is asked
+// again after batchRetry). ok[i] says whether us[i] was acknowledged.
+func (a *Agent) sendReports(ctx context.Context, us []api.UpdateRequest) (ok []bool) {
+	ok = make([]bool, len(us))
+	if len(us) > 1 && time.Now().After(a.noBatchUntil) {
+		for from := 0; from < len(us); from += api.MaxUpdateBatch {
+			to := min(from+api.MaxUpdateBatch, len(us))
+			res, err := a.reportBatch(ctx, us[from:to])
+			var ae *api.APIError
+			if errors.As(err, &ae) && (ae.StatusCode == http.StatusNotFound || ae.StatusCode == http.StatusMethodNotAllowed) {
+				a.log.Info("the cluster does not take batched reports yet; reporting one task at a time", "err", err)
+				a.noBatchUntil = time.Now().Add(batchRetry)
+				break
 			}
-			if a.acked[id] == ack {
-				continue
+			if err != nil {
+				a.log.Debug("report statuses", "reports", to-from, "err", err)
+				return ok
 			}
-			if err := a.report(ctx, u); err != nil {
-				a.log.Debug("report status", "task_id", id, "status", u.Status, "err", err)
-				continue
-			}
-			a.acked[id] = ack
-			if s.Exit != nil {
-				a.markFinished(id)
-				if err := owner[id].Forget(ctx, id); err != nil && ctx.Err() == nil {
-					a.log.Warn("forget task", "task_id", id, "err", err)
+			for i, r := range res {
+				ok[from+i] = a.outcome(r.TaskID, r.Status)
+				if !ok[from+i] {
+					a.log.Debug("report status", "task_id", r.TaskID, "status", us[from+i].Status, "answer", r.Status, "err", r.Error)
 				}
-				delete(a.acked, id)
+			}
+			if to == len(us) {
+				return ok
 			}
 		}
 	}
+	for i, u := range us {
+		if ok[i] {
+			continue // acknowledged in a batch before the host refused one
+		}
+		if err := a.report(ctx, u); err != nil {
+			a.log.Debug("report status", "task_id", u.TaskID, "status", u.Status, "err", err)
+			continue
+		}
+		ok[i] = true
+	}
+	return ok
+}
+
+// batchRetry is how long a runner reports one task at a time after the
+// cluster refused the batch route, before it tries that route again.
+const batchRetry = time.Minute
+
+// reportBatch sends one batch and checks the answer has a result per
+// report, in order.
+func (a *Agent) reportBatch(ctx context.Context, us []api.UpdateRequest) ([]api.UpdateResult, error) {
+	c, err := a.hostClient()
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var resp api.UpdatesResponse
+	if _, err := c.Do(rctx, http.MethodPost, "/api/updates", api.UpdatesRequest{Updates: us}, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Results) != len(us) {
+		return nil, fmt.Errorf("report statuses: %d results for %d reports", len(resp.Results), len(us))
+	}
+	for i, r := range resp.Results {
+		if r.TaskID != us[i].TaskID {
+			return nil, fmt.Errorf("report statuses: result %d is for task %d, not %d", i, r.TaskID, us[i].TaskID)
+		}
+	}
+	return resp.Results, nil
 }
 
 // statusUpdate turns an executor state into the status report to send.
@@ -209,10 +338,7 @@ func statusUpdate(s executor.State) api.UpdateRequest {
 	return u
 }
 
-// report sends one status update. A 409 (the cluster already holds a final
-// status) counts as acknowledged. A 404 may come from a replica that has not
-// applied the task yet, so it is retried, and taken as final only after
-// unknownTaskGrace.
+// report sends one status update through /api/update.
 func (a *Agent) report(ctx context.Context, u api.UpdateRequest) error {
 	c, err := a.hostClient()
 	if err != nil {
@@ -223,22 +349,38 @@ func (a *Agent) report(ctx context.Context, u api.UpdateRequest) error {
 	_, err = c.Do(rctx, http.MethodPost, "/api/update", u, nil)
 	var ae *api.APIError
 	switch {
-	case errors.As(err, &ae) && ae.StatusCode == http.StatusConflict:
-		return nil
-	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound:
-		first, seen := a.notFound[u.TaskID]
-		if !seen {
-			a.notFound[u.TaskID] = time.Now()
-			return err
-		}
-		if time.Since(first) < unknownTaskGrace {
-			return err
-		}
-		delete(a.notFound, u.TaskID)
+	case err == nil:
+		a.outcome(u.TaskID, http.StatusOK)
+	case errors.As(err, &ae) && a.outcome(u.TaskID, ae.StatusCode):
 		return nil
 	}
-	delete(a.notFound, u.TaskID)
 	return err
+}
+
+// outcome reports whether the cluster's answer status to a report of task
+// id acknowledges it. A 409 (the cluster already holds a final status)
+// counts as acknowledged. A 404 may come from a replica that has not
+// applied the task yet, so it is retried, and taken as final only after
+// unknownTaskGrace.
+func (a *Agent) outcome(id int64, status int) bool {
+	switch status {
+	case http.StatusOK, http.StatusConflict:
+		delete(a.notFound, id)
+		return true
+	case http.StatusNotFound:
+		first, seen := a.notFound[id]
+		if !seen {
+			a.notFound[id] = time.Now()
+			return false
+		}
+		if time.Since(first) < unknownTaskGrace {
+			return false
+		}
+		delete(a.notFound, id)
+		return true
+	}
+	delete(a.notFound, id)
+	return false
 }
 
 // unknownTaskGrace is how long a runner keeps reporting a task the cluster

@@ -81,6 +81,33 @@ type UpdateRequest struct {
 	SSHPort     int        `json:"ssh_port,omitempty"`
 }
 
+// MaxUpdateBatch is the most reports one POST /api/updates may carry.
+const MaxUpdateBatch = 1000
+
+// UpdatesRequest is the body of POST /api/updates (runner → host): the
+// status reports of many tasks, committed in one Raft entry. A task appears
+// at most once. A host without the route answers 404 or 405; the runner
+// then reports through /api/update one task at a time.
+type UpdatesRequest struct {
+	Updates []UpdateRequest `json:"updates"`
+}
+
+// UpdatesResponse answers POST /api/updates with one result per report, in
+// the order of the request.
+type UpdatesResponse struct {
+	Results []UpdateResult `json:"results"`
+}
+
+// UpdateResult is the outcome of one report of a batch: Status is what
+// POST /api/update would have answered for it alone (200 applied or
+// nothing to do, 404 unknown task, 409 the task is final, 400 a move the
+// status rules forbid), Error says why when it is not 200.
+type UpdateResult struct {
+	TaskID int64  `json:"task_id"`
+	Status int    `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
 // RunRequest is the body of the runner's POST /run (host → runner), the
 // original TaskInfo. /run is idempotent by task ID.
 type RunRequest struct {

@@ -36,6 +36,12 @@ type Proposer interface {
 	NextTaskID() int64
 	// KickScheduler asks for a scheduling pass now (new work or capacity).
 	KickScheduler()
+	// UpdateTasks applies runner reports, in one entry when every replica
+	// knows fsm.UpdateTasks, else one entry each. The result holds each
+	// report's business outcome (nil: applied); err is set when the batch
+	// could not be committed (it may have been in part: retrying it is
+	// harmless, as a report applied already changes nothing).
+	UpdateTasks(ctx context.Context, us []fsm.UpdateTask) (fsm.UpdateResults, error)
 }
 
 // TaskReader is a read-only view of the replica's committed tasks

@@ -54,6 +54,13 @@ func (p *fakeProposer) Submit(ctx context.Context, c *fsm.SubmitTasks) (fsm.Subm
 	return v.(fsm.SubmitResult), nil
 }
 
+func (p *fakeProposer) UpdateTasks(ctx context.Context, us []fsm.UpdateTask) (fsm.UpdateResults, error) {
+	if _, err := p.Propose(ctx, &fsm.UpdateTasks{Updates: us}); err != nil {
+		return nil, err
+	}
+	return make(fsm.UpdateResults, len(us)), nil
+}
+
 func (p *fakeProposer) NextTaskID() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -105,38 +105,22 @@ func (a *API) Update(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	st := fsm.Status(req.Status)
-	if !st.Valid() {
-		writeError(w, badRequest("status %q: unknown status", req.Status))
+	st, err := reportStatus(req.Status, "status")
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	if st != fsm.StatusRunning && st != fsm.StatusPaused && !st.Final() {
-		// Queueing and placement are the leader's decisions, never a runner's.
-		writeError(w, badRequest("status %q: a runner may report running, paused or a final status", req.Status))
-		return
-	}
-	// Answer what the FSM would answer without a log entry when the report
-	// changes nothing (a retry, a stale report, a task this cluster does not
-	// know): only state transitions go into the log (invariant 2).
-	t, ok := a.d.Tasks.Task(req.TaskID)
-	switch {
-	case !ok:
-		writeError(w, fmt.Errorf("%w: task %d", fsm.ErrNotFound, req.TaskID))
-		return
-	case t.Status == st && (req.SSHPort == 0 || t.Status.Final()):
+	if done, err := a.settled(req, st); done {
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		writeJSON(w, http.StatusOK, api.MessageResponse{Message: "Task status updated successfully."})
-		return
-	case t.Status.Final():
-		writeError(w, fmt.Errorf("%w: task %d cannot move from %s to %s", fsm.ErrConflict, req.TaskID, t.Status, st))
 		return
 	}
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
-	_, err := a.d.Proposer.Propose(ctx, &fsm.UpdateTask{
-		TaskID: req.TaskID, Status: st, ExitCode: req.ExitCode, Message: req.Message,
-		StartedAt: req.StartedAt, CompletedAt: req.CompletedAt, SSHPort: req.SSHPort, At: time.Now().UTC(),
-	})
-	if err != nil {
+	if _, err := a.d.Proposer.Propose(ctx, updateCommand(req, st, time.Now().UTC())); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -144,4 +128,127 @@ func (a *API) Update(w http.ResponseWriter, r *http.Request) {
 		a.d.Proposer.KickScheduler()
 	}
 	writeJSON(w, http.StatusOK, api.MessageResponse{Message: "Task status updated successfully."})
+}
+
+// Updates serves POST /api/updates: a runner reports many tasks' statuses,
+// committed in one entry. The batch is checked whole first (size, every
+// status, no task twice): a bad one is refused with nothing applied. Each
+// report then gets what /api/update would answer for it alone.
+func (a *API) Updates(w http.ResponseWriter, r *http.Request) {
+	var req api.UpdatesRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	sts, err := checkBatch(req.Updates)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	now := time.Now().UTC()
+	results := make([]api.UpdateResult, len(req.Updates))
+	var cmds []fsm.UpdateTask
+	var at []int // index in the request of each of cmds
+	for i, u := range req.Updates {
+		results[i] = api.UpdateResult{TaskID: u.TaskID, Status: http.StatusOK}
+		if done, err := a.settled(u, sts[i]); done {
+			results[i] = updateResult(u.TaskID, err)
+			continue
+		}
+		cmds = append(cmds, *updateCommand(u, sts[i], now))
+		at = append(at, i)
+	}
+	if len(cmds) > 0 {
+		ctx, cancel := ApplyContext(r)
+		defer cancel()
+		errs, err := a.d.Proposer.UpdateTasks(ctx, cmds)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		kick := false
+		for k, e := range errs {
+			results[at[k]] = updateResult(cmds[k].TaskID, e)
+			kick = kick || (e == nil && cmds[k].Status.Final())
+		}
+		if kick {
+			a.d.Proposer.KickScheduler()
+		}
+	}
+	writeJSON(w, http.StatusOK, api.UpdatesResponse{Results: results})
+}
+
+// checkBatch validates a batch of reports at the boundary and returns
+// their statuses.
+func checkBatch(us []api.UpdateRequest) ([]fsm.Status, error) {
+	switch {
+	case us == nil:
+		return nil, badRequest("updates: required (a list of reports)")
+	case len(us) > api.MaxUpdateBatch:
+		return nil, &httpError{status: http.StatusRequestEntityTooLarge,
+			msg: fmt.Sprintf("updates: %d reports, more than the limit of %d per request", len(us), api.MaxUpdateBatch)}
+	}
+	sts := make([]fsm.Status, len(us))
+	seen := make(map[int64]int, len(us))
+	for i, u := range us {
+		if u.TaskID <= 0 {
+			return nil, badRequest("updates[%d].task_id: must be a positive task ID", i)
+		}
+		if j, dup := seen[u.TaskID]; dup {
+			return nil, badRequest("updates[%d].task_id: task %d is reported twice (also updates[%d])", i, u.TaskID, j)
+		}
+		seen[u.TaskID] = i
+		st, err := reportStatus(u.Status, fmt.Sprintf("updates[%d].status", i))
+		if err != nil {
+			return nil, err
+		}
+		sts[i] = st
+	}
+	return sts, nil
+}
+
+// reportStatus parses a status a runner reports; field names it in errors.
+func reportStatus(s, field string) (fsm.Status, error) {
+	st := fsm.Status(s)
+	if !st.Valid() {
+		return "", badRequest("%s %q: unknown status", field, s)
+	}
+	if st != fsm.StatusRunning && st != fsm.StatusPaused && !st.Final() {
+		// Queueing and placement are the leader's decisions, never a runner's.
+		return "", badRequest("%s %q: a runner may report running, paused or a final status", field, s)
+	}
+	return st, nil
+}
+
+// settled answers, without a log entry, a report that changes nothing (a
+// retry, a stale report, a task this cluster does not know): done is true
+// and err what the FSM would answer. Only state transitions go into the
+// log (invariant 2).
+func (a *API) settled(u api.UpdateRequest, st fsm.Status) (done bool, err error) {
+	t, ok := a.d.Tasks.Task(u.TaskID)
+	switch {
+	case !ok:
+		return true, fmt.Errorf("%w: task %d", fsm.ErrNotFound, u.TaskID)
+	case t.Status == st && (u.SSHPort == 0 || t.Status.Final()):
+		return true, nil
+	case t.Status.Final():
+		return true, fmt.Errorf("%w: task %d cannot move from %s to %s", fsm.ErrConflict, u.TaskID, t.Status, st)
+	}
+	return false, nil
+}
+
+// updateCommand is the FSM command of a runner report.
+func updateCommand(u api.UpdateRequest, st fsm.Status, now time.Time) *fsm.UpdateTask {
+	return &fsm.UpdateTask{
+		TaskID: u.TaskID, Status: st, ExitCode: u.ExitCode, Message: u.Message,
+		StartedAt: u.StartedAt, CompletedAt: u.CompletedAt, SSHPort: u.SSHPort, At: now,
+	}
+}
+
+// updateResult is the result of one report of a batch.
+func updateResult(id int64, err error) api.UpdateResult {
+	if err == nil {
+		return api.UpdateResult{TaskID: id, Status: http.StatusOK}
+	}
+	return api.UpdateResult{TaskID: id, Status: StatusOf(err), Error: err.Error()}
 }

@@ -39,11 +39,15 @@ func startRunnerBenchCluster(sc *scope, bin string) *harness.Cluster {
 
 // taskLatency is the outcome of the native-task latency measurement.
 type taskLatency struct {
-	samples   int
-	via       string
-	running   []time.Duration // submit sent → the task's process started (its started_at), sorted
-	completed []time.Duration // submit sent → the follower reports completed, sorted
-	firstErr  string
+	samples    int
+	submitters int
+	via        string
+	// entries is how many Raft entries the leader's log grew by over the
+	// measurement (warm-up included), tasks how many tasks ended in it.
+	entries, tasks int
+	running        []time.Duration // submit sent → the task's process started (its started_at), sorted
+	completed      []time.Duration // submit sent → the follower reports completed, sorted
+	firstErr       string
 }
 
 // detection is one runner-loss trial.
@@ -54,7 +58,7 @@ type detection struct {
 
 // runnerResult gathers the measurements made with one real runner.
 type runnerResult struct {
-	lat    taskLatency
+	lat    []taskLatency // 1 and 8 concurrent submitters
 	trials []detection
 }
 
@@ -67,19 +71,74 @@ func runnerBench(parent *scope, bin string, s settings) runnerResult {
 	c := startRunnerBenchCluster(sc, bin)
 	c.StartRunner("r1", harness.RunnerOptions{NoDocker: true})
 	var res runnerResult
-	res.lat = nativeLatency(sc, c, s.runnerSamples)
+	for _, k := range []int{1, 8} {
+		res.lat = append(res.lat, nativeLatency(sc, c, s.runnerSamples, k))
+	}
 	for n := range s.offlineTrials {
 		res.trials = append(res.trials, runnerLoss(sc, c, "r1", n))
 	}
 	return res
 }
 
-// nativeLatency submits native `true` n times, one after the other,
-// through a follower and times each until its process started and until
-// the follower reports it completed.
-func nativeLatency(sc *scope, c *harness.Cluster, n int) taskLatency {
+// nativeLatency has k submitters each submit native `true` n/k times, one
+// after the other, through a follower and times each until its process
+// started and until the follower reports it completed. It also counts the
+// Raft entries the leader's log grew by per task that ended.
+func nativeLatency(sc *scope, c *harness.Cluster, n, k int) taskLatency {
 	via := c.Followers()[0]
-	res := taskLatency{via: c.Replica(via).ID}
+	res := taskLatency{via: c.Replica(via).ID, submitters: k}
+	leader := c.WaitLeader(harness.LeaderTimeout)
+	first := lastIndex(sc, c, leader)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			one := latencyRun(sc, c, via, max(1, n/k))
+			mu.Lock()
+			defer mu.Unlock()
+			res.samples += one.samples
+			res.tasks += one.tasks
+			res.running = append(res.running, one.running...)
+			res.completed = append(res.completed, one.completed...)
+			if res.firstErr == "" {
+				res.firstErr = one.firstErr
+			}
+		}()
+	}
+	wg.Wait()
+	res.entries = int(lastIndex(sc, c, leader) - first)
+	slices.Sort(res.running)
+	slices.Sort(res.completed)
+	return res
+}
+
+// lastIndex returns replica i's last Raft index once it holds still for
+// 300 ms (what is in flight has landed).
+func lastIndex(sc *scope, c *harness.Cluster, i int) uint64 {
+	var last uint64
+	since := time.Now()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		st, err := c.Status(i)
+		if err != nil {
+			continue
+		}
+		if st.LastIndex != last {
+			last, since = st.LastIndex, time.Now()
+		}
+		if time.Since(since) >= 300*time.Millisecond {
+			return last
+		}
+	}
+	sc.Fatalf("replica %d: Raft log never quiet", i)
+	return 0
+}
+
+// latencyRun is one submitter of nativeLatency: n tasks after 3 warm-up
+// ones.
+func latencyRun(sc *scope, c *harness.Cluster, via, n int) taskLatency {
+	var res taskLatency
 	null := environment.Native
 	req := api.SubmitRequest{Command: "true", ContainerName: &null}
 	const warmup = 3
@@ -105,9 +164,11 @@ func nativeLatency(sc *scope, c *harness.Cluster, n int) taskLatency {
 			}
 			time.Sleep(statusPoll)
 		}
+		if done == 0 {
+			sc.Fatalf("native true %s: not final within %s", id, taskBudget)
+		}
+		res.tasks++
 		switch {
-		case done == 0:
-			sc.Fatalf("native true %s: not final through %s within %s", id, res.via, taskBudget)
 		case task.Status != "completed":
 			if res.firstErr == "" {
 				res.firstErr = fmt.Sprintf("task %s ended %s: %s", id, task.Status, task.ErrorMessage)
@@ -122,8 +183,6 @@ func nativeLatency(sc *scope, c *harness.Cluster, n int) taskLatency {
 			res.running = append(res.running, task.StartedAt.Sub(t0))
 		}
 	}
-	slices.Sort(res.running)
-	slices.Sort(res.completed)
 	return res
 }
 
@@ -186,19 +245,22 @@ func leaderNode(c *harness.Cluster, leader int, name string) (api.NodeView, erro
 }
 
 func printRunner(out io.Writer, s settings, r runnerResult) {
-	l := r.lat
-	fmt.Fprintf(out, "Native `true` on 1 runner, submitted one at a time through follower %s: %d samples (after 3 warm-up tasks)\n", l.via, l.samples)
-	fmt.Fprintln(out, "(running = submit sent → the task's process started, its started_at; completed = submit sent → the follower reports completed, polled every 2 ms)")
-	tw := table(out)
-	fmt.Fprintln(tw, "submit →\tsamples\tp50 ms\tp99 ms\tmax ms\ttarget\tfirst error\t")
-	fmt.Fprintf(tw, "running\t%d\t%.1f\t%.1f\t%.1f\t-\t%s\t\n", len(l.running), msf(pctD(l.running, 0.5)), msf(pctD(l.running, 0.99)), msf(pctD(l.running, 1)), orDash(l.firstErr))
-	fmt.Fprintf(tw, "completed\t%d\t%.1f\t%.1f\t%.1f\tp50 <= 10, p99 <= 50\t%s\t\n", len(l.completed), msf(pctD(l.completed, 0.5)), msf(pctD(l.completed, 0.99)), msf(pctD(l.completed, 1)), orDash(l.firstErr))
-	tw.Flush() //nolint:errcheck // stdout
-
-	fmt.Fprintln(out)
+	for _, l := range r.lat {
+		fmt.Fprintf(out, "Native `true` on 1 runner, %d submitter(s) each submitting one at a time through follower %s: %d samples (after 3 warm-up tasks each)\n", l.submitters, l.via, l.samples)
+		fmt.Fprintln(out, "(running = submit sent → the task's process started, its started_at; completed = submit sent → the follower reports completed, polled every 2 ms)")
+		tw := table(out)
+		fmt.Fprintln(tw, "submit →\tsamples\tp50 ms\tp99 ms\tmax ms\ttarget\tfirst error\t")
+		fmt.Fprintf(tw, "running\t%d\t%.1f\t%.1f\t%.1f\t-\t%s\t\n", len(l.running), msf(pctD(l.running, 0.5)), msf(pctD(l.running, 0.99)), msf(pctD(l.running, 1)), orDash(l.firstErr))
+		fmt.Fprintf(tw, "completed\t%d\t%.1f\t%.1f\t%.1f\tp50 <= 10, p99 <= 50\t%s\t\n", len(l.completed), msf(pctD(l.completed, 0.5)), msf(pctD(l.completed, 0.99)), msf(pctD(l.completed, 1)), orDash(l.firstErr))
+		tw.Flush() //nolint:errcheck // stdout
+		if l.tasks > 0 {
+			fmt.Fprintf(out, "Raft entries per completed task: %.2f (%d entries on the leader for %d tasks, heartbeats' node changes included)\n", float64(l.entries)/float64(l.tasks), l.entries, l.tasks)
+		}
+		fmt.Fprintln(out)
+	}
 	fmt.Fprintf(out, "Runner loss: SIGKILL of the runner just after a heartbeat, heartbeat_interval %d s x factor %d = %d s timeout; %d trials (runner restarted in between)\n",
 		benchHBInterval, benchHBFactor, benchHBInterval*benchHBFactor, len(r.trials))
-	tw = table(out)
+	tw := table(out)
 	fmt.Fprintln(tw, "trial\tSIGKILL → offline seen ms\tlast heartbeat → offline committed ms\t")
 	var seen, silence []time.Duration
 	for n, d := range r.trials {

@@ -42,9 +42,13 @@ type Executor struct {
 	layout *cgroupLayout // nil: no cgroups, no limits
 	exits  chan int64
 	ran    atomic.Bool
+	// wake tells Run that a supervisor this process started has exited:
+	// its task's end is read at once instead of at the next poll.
+	wake chan struct{}
 
 	mu       sync.Mutex
 	notified map[int64]bool // ended tasks already sent on exits
+	ended    []int64        // tasks whose supervisor exited, for Run to read
 	bad      map[int64]bool // unreadable task records already warned about
 	warm     []*warmShim    // idle supervisors waiting for a task
 	spawning int            // warm supervisors being started
@@ -102,6 +106,7 @@ func New(cfg Config) (*Executor, error) {
 		cfg:      cfg,
 		log:      log.With("component", "native-executor"),
 		exits:    make(chan int64, 64),
+		wake:     make(chan struct{}, 1),
 		notified: map[int64]bool{},
 		bad:      map[int64]bool{},
 	}
@@ -164,6 +169,7 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 		}
 		return fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}
+	go e.watchSupervisor(s.TaskID, sup)
 	if err := e.awaitStarted(ctx, s.TaskID); err != nil {
 		return fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}
@@ -710,9 +716,44 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 // drain it.
 func (e *Executor) Exits() <-chan int64 { return e.exits }
 
+// watchSupervisor waits for the supervisor of task id, a child of this
+// process, to exit (it records the task's end just before) and wakes Run.
+// Supervisors of an earlier runner process are not children: Run's poll
+// finds their ends.
+func (e *Executor) watchSupervisor(id int64, sup *supervisor) {
+	<-sup.exited
+	if !e.ran.Load() {
+		return // nobody reads them: List finds the end
+	}
+	e.mu.Lock()
+	e.ended = append(e.ended, id)
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default: // Run is woken already
+	}
+}
+
+// endedStates reads the tasks whose supervisor exited since the last call.
+func (e *Executor) endedStates(ctx context.Context) []executor.State {
+	e.mu.Lock()
+	ids := e.ended
+	e.ended = nil
+	e.mu.Unlock()
+	var out []executor.State
+	for _, id := range ids {
+		if t, err := e.load(ctx, id); err == nil {
+			out = append(out, t.state())
+		}
+	}
+	return out
+}
+
 // Run watches StateDir every PollInterval until ctx ends, recording lost
-// tasks and feeding Exits. It is optional: polling List finds the same ends.
-// Call it at most once; it returns nil when ctx ends.
+// tasks and feeding Exits; the end of a task whose supervisor this Executor
+// started is fed as soon as that supervisor exits. It is optional: polling
+// List finds the same ends. Call it at most once; it returns nil when ctx
+// ends.
 func (e *Executor) Run(ctx context.Context) error {
 	if !e.ran.CompareAndSwap(false, true) {
 		return errors.New("native executor: Run called twice")
@@ -720,10 +761,16 @@ func (e *Executor) Run(ctx context.Context) error {
 	defer close(e.exits)
 	tick := time.NewTicker(e.cfg.PollInterval)
 	defer tick.Stop()
+	full := true
 	for {
-		states, err := e.List(ctx)
-		if err != nil {
-			e.log.Warn("watch tasks", keyErr, err)
+		var states []executor.State
+		if full {
+			var err error
+			if states, err = e.List(ctx); err != nil {
+				e.log.Warn("watch tasks", keyErr, err)
+			}
+		} else {
+			states = e.endedStates(ctx)
 		}
 		for _, s := range states {
 			if s.Exit == nil || e.wasNotified(s.TaskID) {
@@ -740,6 +787,9 @@ func (e *Executor) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			full = true
+		case <-e.wake:
+			full = false
 		}
 	}
 }

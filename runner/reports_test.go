@@ -1,0 +1,118 @@
+package runner_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/runner"
+	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
+)
+
+// TestReportsFallBackWithoutBatchRoute runs a real runner against a real
+// host behind a proxy that answers /api/updates with 404, as a host of an
+// earlier version does: the runner, holding several reports at once, tries
+// the batch route, then reports each task through /api/update, and every
+// task completes.
+func TestReportsFallBackWithoutBatchRoute(t *testing.T) {
+	shim := shimBinary(t)
+	shared := t.TempDir()
+	h := startTestHost(t, shared, nil)
+	target, _ := url.Parse(h.APIURL())
+	var batches, singles atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/updates":
+			batches.Add(1)
+			http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
+			return
+		case "/api/update":
+			// The first report waits until every task has ended, so
+			// that the next round holds several reports.
+			<-release
+			singles.Add(1)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	defer once.Do(func() { close(release) })
+
+	state, tmp := t.TempDir(), t.TempDir()
+	nc := native.DefaultConfig()
+	nc.StateDir = filepath.Join(state, "tasks")
+	nc.ShimCommand = []string{shim, "runner-shim"}
+	nc.CgroupParent = "hakuriver-reports-test"
+	ex, err := native.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := runner.DefaultConfig()
+	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
+	rc.Hosts, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{proxy.URL}, "secret-token", shared, tmp
+	rc.StateDir = state
+	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
+	rc.Logger = logger(t)
+	a, err := runner.Start(context.Background(), rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background()) //nolint:errcheck // test cleanup
+
+	ctx := context.Background()
+	cc := api.DefaultClientConfig()
+	cc.Hosts = []string{h.APIURL()}
+	c, err := api.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	null := "NULL"
+	deadline := time.Now().Add(30 * time.Second)
+	for !a.Registered() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var ids []string
+	for range 2 { // both fit a 2-core machine at once
+		sr, err := c.Submit(ctx, api.SubmitRequest{Command: "true", ContainerName: &null})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sr.TaskIDs[0])
+	}
+	ended := func() bool {
+		for _, id := range ids {
+			if !fileExists(filepath.Join(nc.StateDir, id, "exit.json")) {
+				return false
+			}
+		}
+		return true
+	}
+	for !ended() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	once.Do(func() { close(release) })
+	for _, id := range ids {
+		for time.Now().Before(deadline) {
+			if tk, err := c.Status(ctx, id); err == nil && tk.Status == "completed" {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if tk, err := c.Status(ctx, id); err != nil || tk.Status != "completed" {
+			t.Fatalf("task %s: %+v %v, want completed", id, tk, err)
+		}
+	}
+	if batches.Load() == 0 || singles.Load() < int64(len(ids)) {
+		t.Errorf("%d batch and %d single reports: want the batch route tried, then one report per task", batches.Load(), singles.Load())
+	}
+}
