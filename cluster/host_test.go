@@ -19,7 +19,10 @@ import (
 
 // testLogger sends logs to t.Log when -v is given.
 func testLogger(t testing.TB) *slog.Logger {
-	if !testing.Verbose() {
+	// A fuzz target's F may not log while the target runs (testing panics,
+	// and the panic in a handler closes the client's connection): a
+	// cluster started for fuzzing logs nowhere.
+	if _, fuzzing := t.(*testing.F); fuzzing || !testing.Verbose() {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
