@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -132,12 +133,14 @@ func TestQuotaRunningTasks(t *testing.T) {
 	if peak := maxConcurrent(t, tasks); peak != 1 {
 		t.Errorf("alice ran %d tasks at once with a quota of 1 running task", peak)
 	}
-	if err := call(alice, http.MethodGet, "/api/quota", nil, http.StatusOK).Decode(&quotas); err != nil {
-		t.Fatal(err)
-	}
-	if len(quotas) != 1 || !hasResource(quotas[0], "running_tasks", 0, 1) {
-		t.Errorf("GET /api/quota after both completed: %+v, want alice using 0 of 1 running tasks", quotas)
-	}
+	// alice's replica may apply the last end a moment after the replica
+	// WaitAllFinal read it from.
+	c.Poll(10*time.Second, "alice using 0 of 1 running tasks after both completed", func() (bool, string) {
+		if err := call(alice, http.MethodGet, "/api/quota", nil, http.StatusOK).Decode(&quotas); err != nil {
+			t.Fatal(err)
+		}
+		return len(quotas) == 1 && hasResource(quotas[0], "running_tasks", 0, 1), fmt.Sprintf("GET /api/quota: %+v", quotas)
+	})
 }
 
 // hasResource reports whether e lists resource with this use and limit.
