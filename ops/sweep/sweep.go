@@ -1,0 +1,139 @@
+// Package sweep expands hakurun's span arguments into the Cartesian
+// product of argument lists, with the original's rules (SPEC.md §12):
+//
+//   - "span:{A..B}" is the integers A to B inclusive (spaces around the
+//     numbers allowed); A > B gives no value; a malformed integer is an
+//     error.
+//   - "span:[x, y, z]" is the items split on "," and stripped of spaces:
+//     no quoting or escaping, so "span:[\"a,b\"]" gives `"a` and `b"`;
+//     "span:[]" gives no value.
+//   - any other "span:REST" is the single literal REST.
+//   - an argument without the "span:" prefix is itself.
+//
+// Combinations come in argument order with the first argument varying
+// slowest (Python's itertools.product). The command itself is never
+// expanded, only its arguments.
+package sweep
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Prefix marks an argument that expands to several values.
+const Prefix = "span:"
+
+// MaxCombinations bounds the number of combinations Expand returns.
+const MaxCombinations = 100_000
+
+// Values returns the values one argument stands for.
+func Values(arg string) ([]string, error) {
+	rest, ok := strings.CutPrefix(arg, Prefix)
+	if !ok {
+		return []string{arg}, nil
+	}
+	switch {
+	case len(rest) >= 2 && rest[0] == '{' && rest[len(rest)-1] == '}':
+		return intRange(arg, rest[1:len(rest)-1])
+	case len(rest) >= 2 && rest[0] == '[' && rest[len(rest)-1] == ']':
+		inner := rest[1 : len(rest)-1]
+		if strings.TrimSpace(inner) == "" {
+			return nil, nil
+		}
+		items := strings.Split(inner, ",")
+		for i, it := range items {
+			items[i] = strings.TrimSpace(it)
+		}
+		return items, nil
+	}
+	return []string{rest}, nil
+}
+
+// intRange expands "A..B".
+func intRange(arg, body string) ([]string, error) {
+	lo, hi, ok := strings.Cut(body, "..")
+	if !ok {
+		return nil, fmt.Errorf("argument %q: want span:{START..END} with integers", arg)
+	}
+	a, errA := strconv.ParseInt(strings.TrimSpace(lo), 10, 64)
+	b, errB := strconv.ParseInt(strings.TrimSpace(hi), 10, 64)
+	if errA != nil || errB != nil {
+		return nil, fmt.Errorf("argument %q: want span:{START..END} with integers", arg)
+	}
+	if a > b {
+		return nil, nil
+	}
+	if b-a >= MaxCombinations || b-a < 0 {
+		return nil, fmt.Errorf("argument %q: more than %d values", arg, MaxCombinations)
+	}
+	out := make([]string, 0, b-a+1)
+	for i := a; i <= b; i++ {
+		out = append(out, strconv.FormatInt(i, 10))
+	}
+	return out, nil
+}
+
+// Spans reports whether any argument is a span argument.
+func Spans(args []string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, Prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// Expand returns every combination of args' values, first argument varying
+// slowest. It fails on a malformed span and when there would be more than
+// limit combinations (limit <= 0 means MaxCombinations); zero combinations
+// (an empty span) give an empty result and no error.
+func Expand(args []string, limit int) ([][]string, error) {
+	if limit <= 0 || limit > MaxCombinations {
+		limit = MaxCombinations
+	}
+	values := make([][]string, len(args))
+	total := 1
+	for i, a := range args {
+		v, err := Values(a)
+		if err != nil {
+			return nil, err
+		}
+		values[i] = v
+		if len(v) == 0 {
+			total = 0
+		} else if total > 0 {
+			if total > limit/len(v) {
+				return nil, fmt.Errorf("more than %d combinations (the limit)", limit)
+			}
+			total *= len(v)
+		}
+	}
+	if total > limit {
+		return nil, fmt.Errorf("more than %d combinations (the limit)", limit)
+	}
+	out := make([][]string, 0, total)
+	if total == 0 {
+		return out, nil
+	}
+	idx := make([]int, len(args))
+	for {
+		combo := make([]string, len(args))
+		for i := range args {
+			combo[i] = values[i][idx[i]]
+		}
+		out = append(out, combo)
+		// Advance like an odometer: the last argument varies fastest.
+		i := len(args) - 1
+		for ; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < len(values[i]) {
+				break
+			}
+			idx[i] = 0
+		}
+		if i < 0 {
+			return out, nil
+		}
+	}
+}
