@@ -140,6 +140,34 @@ type Task struct {
 	AllowRoot bool `json:"allow_root,omitempty"`
 	// KillRequestID is the request ID of the kill that ended the task.
 	KillRequestID string `json:"kill_request_id,omitempty"`
+	// Name is the label given at submit ("" for none): ValidTaskName.
+	Name string `json:"name,omitempty"`
+}
+
+// MaxTaskNameLen bounds a task name.
+const MaxTaskNameLen = 64
+
+// ValidTaskName reports whether s may name a task: 1 to MaxTaskNameLen
+// characters of letters, digits, '.', '_' and '-', starting with a letter
+// or digit and not all digits (so it never reads as a task ID).
+func ValidTaskName(s string) bool {
+	if s == "" || len(s) > MaxTaskNameLen {
+		return false
+	}
+	digits := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+			digits = false
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+			digits = false
+		default:
+			return false
+		}
+	}
+	return !digits
 }
 
 // IDList is a list of task IDs that JSON renders as decimal strings, like
