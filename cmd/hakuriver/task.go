@@ -56,6 +56,7 @@ type submitOptions struct {
 	privileged   bool
 	mounts       []string
 	requestID    string
+	name         string
 	wait         bool
 	pollInterval time.Duration
 }
@@ -125,6 +126,7 @@ makes the command exit with that code).`,
 	f.StringVar(&o.workdir, "workdir", "", "working directory of the task")
 	f.BoolVar(&o.privileged, "privileged", false, "run the container privileged (default: host default)")
 	f.StringArrayVar(&o.mounts, "mount", nil, "extra bind mount HOST:CONTAINER[:OPTS]; repeatable; replaces the host's default mounts")
+	f.StringVar(&o.name, "name", "", "label the task(s) with `NAME` (1-64 of a-z A-Z 0-9 . _ -); status, logs, wait and kill take it where unambiguous")
 	f.StringVar(&o.requestID, "request-id", "", "idempotency key: resubmitting with the same ID creates nothing new (default: random)")
 	f.BoolVar(&o.wait, "wait", false, "wait until every task finishes; fail unless all completed")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks with --wait")
@@ -204,6 +206,10 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 		Arguments: args[1:],
 		WorkDir:   o.workdir,
 		RequestID: strings.TrimSpace(o.requestID),
+		Name:      o.name,
+	}
+	if o.name != "" && !fsm.ValidTaskName(o.name) {
+		return req, fmt.Errorf("invalid --name %q: want 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit and not all digits", o.name, fsm.MaxTaskNameLen)
 	}
 	if strings.TrimSpace(req.Command) == "" {
 		return req, fmt.Errorf("empty command: give it after --")
@@ -306,20 +312,36 @@ func parseEnv(items []string) (map[string]string, error) {
 
 func newTaskStatusCmd(g *clientFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status TASK_ID",
-		Short: "Show one task",
+		Use:   "status TASK_ID|BATCH_ID|NAME",
+		Short: "Show one task, or a batch's summary",
 		Long: `Show one task's command, resources, placement, status and timestamps,
 and for a pending task what it waits for (as "hakuriver queue" says).
-With --output json it prints the task as the API returns it.`,
+With --output json it prints the task as the API returns it.
+
+Given a batch ID it prints the batch's summary, as "task list --batch"
+does. A task name works where only one task, or one batch, has it.`,
 		Example: `  hakuriver task status 1790263384729600000
   hakuriver task status 1790263384729600000 -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				t, err := c.Status(ctx, args[0])
+				ref, err := resolveRef(ctx, c, args[0], false)
 				if err != nil {
 					return err
 				}
+				if ref.batch {
+					tasks, err := batchTasks(ctx, c, ref.id)
+					if err != nil {
+						return err
+					}
+					sum := summarizeBatch(ref.id, tasks)
+					if format == outputJSON {
+						return printJSON(cmd.OutOrStdout(), sum)
+					}
+					_, err = fmt.Fprintln(cmd.OutOrStdout(), sum.String())
+					return err
+				}
+				t := *ref.task
 				if format == outputJSON {
 					return printJSON(cmd.OutOrStdout(), t)
 				}
@@ -356,6 +378,9 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 	tw := newTable(w)
 	kv := func(k, v string) { row(tw, k+":", orDash(v)) }
 	kv("Task ID", strconv.FormatInt(t.TaskID, 10))
+	if t.Name != "" {
+		kv("Name", t.Name)
+	}
 	kv("Type", string(t.TaskType))
 	if t.BatchID != 0 {
 		kv("Batch ID", strconv.FormatInt(t.BatchID, 10))
@@ -452,7 +477,9 @@ type, text in the command line (--text) or owner (--user NAME, or --mine
 for the account of your token).
 When the page holds tasks of an array job (task submit --array) an ARRAY
 column shows each task's index, with "%N" when at most N run at once; the
-tasks of one array share a batch ID, so --batch lists a whole array.
+tasks of one array share a batch ID, so --batch lists a whole array (or sweep) and ends with the batch's
+summary: its tasks counted by status and the array indexes of those that
+did not complete.
 
 The host returns one page at a time. When more tasks exist a footer says
 so and gives the --after value that fetches the next page.`,
@@ -543,6 +570,18 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 	if err := printTaskList(out, tasks); err != nil {
 		return err
 	}
+	if o.batch != "" && len(tasks) > 0 {
+		var all []fsm.Task
+		err := g.withClient(cmd, func(ctx context.Context, c *api.Client, _ string) error {
+			var err error
+			all, err = batchTasks(ctx, c, o.batch)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, summarizeBatch(o.batch, all).String())
+	}
 	if footer != "" {
 		fmt.Fprintln(out, footer)
 	}
@@ -559,10 +598,14 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 		return nil
 	}
 	arrays := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.ArrayIndex != nil })
+	names := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.Name != "" })
 	tw := newTable(w)
 	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "OWNER", "SUBMITTED", "COMMAND"}
 	if arrays {
 		head = slices.Insert(head, 1, "ARRAY")
+	}
+	if names {
+		head = slices.Insert(head, 1, "NAME")
 	}
 	row(tw, head...)
 	for _, t := range tasks {
@@ -575,6 +618,9 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 			truncate(commandLine(t.Command, t.Arguments), 60)}
 		if arrays {
 			cells = slices.Insert(cells, 1, arrayLabel(t))
+		}
+		if names {
+			cells = slices.Insert(cells, 1, orDash(t.Name))
 		}
 		row(tw, cells...)
 	}
@@ -595,34 +641,86 @@ func arrayLabel(t fsm.Task) string {
 }
 
 func newTaskKillCmd(g *clientFlags) *cobra.Command {
-	return messageCmd(g, &cobra.Command{
-		Use:   "kill TASK_ID",
-		Short: "Kill a task",
+	return refActionCmd(g, &cobra.Command{
+		Use:   "kill TASK_ID|BATCH_ID|NAME",
+		Short: "Kill a task, or every task of a batch",
 		Long: `Kill a pending, assigning, running or paused task. The task is marked
-killed at once and its runner stops it. Killing a finished task fails.`,
-		Example: `  hakuriver task kill 1790263384729600000`,
-	}, (*api.Client).Kill)
+killed at once and its runner stops it. Killing a finished task fails.
+
+Given a batch ID (printed by "hakuriver sweep", shown by "task status" as
+Batch ID), it kills every task of the batch that has not finished yet, in
+one call. --batch takes the ID as a batch ID in any case (needed for
+batches submitted before batch IDs of their own, which share their first
+task's ID). A task name works where only one task, or one batch, has it.`,
+		Example: `  hakuriver task kill 1790263384729600000
+  hakuriver task kill --batch 1790263384729600000
+  hakuriver task kill lr-sweep`,
+	}, "kill", (*api.Client).Kill)
 }
 
 func newTaskPauseCmd(g *clientFlags) *cobra.Command {
-	return messageCmd(g, &cobra.Command{
-		Use:   "pause TASK_ID",
-		Short: "Pause a running task",
+	return refActionCmd(g, &cobra.Command{
+		Use:   "pause TASK_ID|BATCH_ID|NAME",
+		Short: "Pause a running task, or the running tasks of a batch",
 		Long: `Pause a running task: its runner freezes the task's processes until
 "hakuriver task resume". Pausing a task that is not running fails, as does
-pausing while its runner is offline.`,
+pausing while its runner is offline. Given a batch ID (or --batch), it
+pauses every running task of the batch.`,
 		Example: `  hakuriver task pause 1790263384729600000`,
-	}, (*api.Client).Pause)
+	}, "pause", (*api.Client).Pause)
 }
 
 func newTaskResumeCmd(g *clientFlags) *cobra.Command {
-	return messageCmd(g, &cobra.Command{
-		Use:   "resume TASK_ID",
-		Short: "Resume a paused task",
+	return refActionCmd(g, &cobra.Command{
+		Use:   "resume TASK_ID|BATCH_ID|NAME",
+		Short: "Resume a paused task, or the paused tasks of a batch",
 		Long: `Resume a task paused by "hakuriver task pause". Resuming a task that is
-not paused fails, as does resuming while its runner is offline.`,
+not paused fails, as does resuming while its runner is offline. Given a
+batch ID (or --batch), it resumes every paused task of the batch.`,
 		Example: `  hakuriver task resume 1790263384729600000`,
-	}, (*api.Client).Resume)
+	}, "resume", (*api.Client).Resume)
+}
+
+// refActionCmd completes a kill/pause/resume command: its argument is
+// resolved (resolveRef) and the action goes to the task or to the batch.
+func refActionCmd(g *clientFlags, cmd *cobra.Command, action string, call func(*api.Client, context.Context, string) (api.MessageResponse, error)) *cobra.Command {
+	var batch bool
+	cmd.Args = cobra.ExactArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+			ref, err := resolveRef(ctx, c, args[0], batch)
+			if err != nil {
+				return err
+			}
+			if !ref.batch {
+				resp, err := call(c, ctx, ref.id)
+				if err != nil {
+					return err
+				}
+				return printMessage(cmd.OutOrStdout(), format, resp)
+			}
+			resp, err := c.BatchAction(ctx, ref.id, action)
+			if err != nil {
+				return err
+			}
+			if format == outputJSON {
+				if err := printJSON(cmd.OutOrStdout(), resp); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
+				for _, f := range resp.Failed {
+					fmt.Fprintf(cmd.ErrOrStderr(), "task %s: %s\n", f.TaskID, f.Reason)
+				}
+			}
+			if len(resp.Failed) > 0 {
+				return fmt.Errorf("%s failed for %d tasks of batch %s", action, len(resp.Failed), ref.id)
+			}
+			return nil
+		})
+	}
+	cmd.Flags().BoolVar(&batch, "batch", false, "take the ID as a batch ID")
+	return cmd
 }
 
 // printMessage prints a {"message"} answer as text or JSON.
