@@ -43,7 +43,8 @@ func OriginalSubmitFields() []string {
 // other letter cases is rejected with 400 naming it.
 func SubmitFields() []string {
 	return append(OriginalSubmitFields(),
-		"working_dir", "priority", "gpu_count", "array", "time_limit_seconds", "after", "request_id")
+		"working_dir", "priority", "gpu_count", "array", "time_limit_seconds", "after", "request_id",
+		"argument_sets", "name")
 }
 
 // SubmitRequest is the body of POST /api/submit (the original TaskRequest
@@ -117,6 +118,8 @@ type SubmitResponse struct {
 	Message       string         `json:"message"`
 	TaskIDs       []string       `json:"task_ids"`
 	FailedTargets []FailedTarget `json:"failed_targets,omitempty"`
+	// BatchID is the ID of the batch the tasks form (absent for one task).
+	BatchID string `json:"batch_id,omitempty"`
 }
 
 // MessageResponse is the generic {"message": ...} answer.

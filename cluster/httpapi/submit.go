@@ -186,7 +186,7 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if ids, ok := a.d.Tasks.RequestTasks(req.RequestID); ok {
-		writeJSON(w, http.StatusAccepted, submitResponse(ids))
+		writeJSON(w, http.StatusAccepted, a.submitResponse(ids))
 		return
 	}
 	p := principal(r)
@@ -239,13 +239,18 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, submitResponse(v.TaskIDs))
+	writeJSON(w, http.StatusAccepted, a.submitResponse(v.TaskIDs))
 }
 
-func submitResponse(ids []int64) api.SubmitResponse {
+func (a *API) submitResponse(ids []int64) api.SubmitResponse {
 	out := api.SubmitResponse{
 		Message: fmt.Sprintf("Task batch submitted successfully. %d tasks created.", len(ids)),
 		TaskIDs: make([]string, len(ids)),
+	}
+	if len(ids) > 0 {
+		if t, ok := a.d.Tasks.Task(ids[0]); ok && t.BatchID != 0 {
+			out.BatchID = strconv.FormatInt(t.BatchID, 10)
+		}
 	}
 	for i, id := range ids {
 		out.TaskIDs[i] = strconv.FormatInt(id, 10)

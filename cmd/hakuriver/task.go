@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -42,21 +43,25 @@ $HAKURIVER_HOST) and tries the next replica when one is down.`,
 
 // submitOptions holds the flags of "task submit".
 type submitOptions struct {
-	targets      []string
-	cores        int
-	memory       string
-	gpus         string
-	priority     int
-	array        string
-	timeLimit    string
-	after        []string
-	container    string
-	env          []string
-	workdir      string
-	privileged   bool
-	mounts       []string
-	requestID    string
-	name         string
+	targets    []string
+	cores      int
+	memory     string
+	gpus       string
+	priority   int
+	array      string
+	timeLimit  string
+	after      []string
+	container  string
+	env        []string
+	workdir    string
+	privileged bool
+	mounts     []string
+	requestID  string
+	name       string
+	// sets and throttle are a sweep's argument sets and its --throttle
+	// (sweep.go); nil for a plain submit.
+	sets         [][]string
+	throttle     int
 	wait         bool
 	pollInterval time.Duration
 }
@@ -113,6 +118,12 @@ makes the command exit with that code).`,
 	}
 	f := cmd.Flags()
 	f.SetInterspersed(false)
+	o.addFlags(f)
+	return cmd
+}
+
+// addFlags registers the flags of "task submit" (shared with "sweep").
+func (o *submitOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.targets, "target", nil, "target HOST[:NUMA][::GPU,GPU...]; repeat for one task per target")
 	f.IntVar(&o.cores, "cores", 1, "CPU cores per task (0: no limit)")
 	f.StringVar(&o.memory, "memory", "", "memory limit per task, e.g. 512M, 4G, 2Gi (default: no limit)")
@@ -130,7 +141,6 @@ makes the command exit with that code).`,
 	f.StringVar(&o.requestID, "request-id", "", "idempotency key: resubmitting with the same ID creates nothing new (default: random)")
 	f.BoolVar(&o.wait, "wait", false, "wait until every task finishes; fail unless all completed")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks with --wait")
-	return cmd
 }
 
 func runSubmit(cmd *cobra.Command, g *clientFlags, o *submitOptions, args []string) error {
@@ -160,6 +170,9 @@ func runSubmit(cmd *cobra.Command, g *clientFlags, o *submitOptions, args []stri
 	if format == outputTable {
 		for _, f := range resp.FailedTargets {
 			fmt.Fprintf(errOut, "warning: target %s failed: %s\n", f.Target, f.Reason)
+		}
+		if o.sets != nil && resp.BatchID != "" {
+			fmt.Fprintln(out, resp.BatchID) // a sweep: the batch ID first
 		}
 		for _, id := range resp.TaskIDs {
 			fmt.Fprintln(out, id)
@@ -252,6 +265,12 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 		return req, err
 	}
 	req.AdditionalMounts = o.mounts
+	if o.sets != nil {
+		req.Arguments, req.ArgumentSets = nil, o.sets
+		if o.throttle > 0 {
+			req.Array = fmt.Sprintf("0-%d%%%d", len(o.sets)-1, o.throttle)
+		}
+	}
 	return req, nil
 }
 
