@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -498,7 +499,7 @@ When the page holds tasks of an array job (task submit --array) an ARRAY
 column shows each task's index, with "%N" when at most N run at once; the
 tasks of one array share a batch ID, so --batch lists a whole array (or sweep) and ends with the batch's
 summary: its tasks counted by status and the array indexes of those that
-did not complete.
+did not complete (when --batch is the only filter).
 
 The host returns one page at a time. When more tasks exist a footer says
 so and gives the --after value that fetches the next page.`,
@@ -589,15 +590,19 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 	if err := printTaskList(out, tasks); err != nil {
 		return err
 	}
-	if o.batch != "" && len(tasks) > 0 {
-		var all []fsm.Task
-		err := g.withClient(cmd, func(ctx context.Context, c *api.Client, _ string) error {
-			var err error
-			all, err = batchTasks(ctx, c, o.batch)
-			return err
-		})
-		if err != nil {
-			return err
+	onlyBatch := o.after == "" && o.status == "" && o.node == "" && o.user == "" && !o.mine && o.typ == "" && o.text == ""
+	if o.batch != "" && len(tasks) > 0 && onlyBatch {
+		all := tasks
+		if page.More {
+			// The page is not the whole batch: read it all.
+			err := g.withClient(cmd, func(ctx context.Context, c *api.Client, _ string) error {
+				var err error
+				all, err = batchTasks(ctx, c, o.batch)
+				return err
+			})
+			if err != nil {
+				return err
+			}
 		}
 		fmt.Fprintln(out, summarizeBatch(o.batch, all).String())
 	}
@@ -707,16 +712,24 @@ func refActionCmd(g *clientFlags, cmd *cobra.Command, action string, call func(*
 	cmd.Args = cobra.ExactArgs(1)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-			ref, err := resolveRef(ctx, c, args[0], batch)
+			ref, err := actionRef(ctx, c, args[0], batch)
 			if err != nil {
 				return err
 			}
 			if !ref.batch {
 				resp, err := call(c, ctx, ref.id)
-				if err != nil {
-					return err
+				if api.StatusCode(err) == http.StatusNotFound && isNumeric(ref.id) {
+					// Not a task: perhaps a batch.
+					if in, _, lerr := c.Tasks(ctx, api.TaskQuery{Batch: ref.id, Limit: 1}); lerr == nil && len(in) > 0 {
+						ref.batch = true
+					}
 				}
-				return printMessage(cmd.OutOrStdout(), format, resp)
+				if !ref.batch {
+					if err != nil {
+						return err
+					}
+					return printMessage(cmd.OutOrStdout(), format, resp)
+				}
 			}
 			resp, err := c.BatchAction(ctx, ref.id, action)
 			if err != nil {

@@ -308,8 +308,11 @@ func TestCLI_TaskListArrayColumn(t *testing.T) {
 		t.Fatalf("list: %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(strings.Join(strings.Fields(lines[0]), " "), "TASK ID ARRAY STATUS NODE") {
-		t.Fatalf("want the ARRAY column after TASK ID:\n%s", out)
+	if len(lines) != 5 || !strings.HasPrefix(strings.Join(strings.Fields(lines[0]), " "), "TASK ID ARRAY STATUS NODE") {
+		t.Fatalf("want the ARRAY column after TASK ID and the batch summary:\n%s", out)
+	}
+	if want := "Batch 2001: 3 tasks: 1 pending, 1 running, 1 completed"; lines[4] != want {
+		t.Errorf("summary %q, want %q", lines[4], want)
 	}
 	for i, want := range []string{"2003 2%8 pending -", "2002 0 running n1", "1999 - completed n2"} {
 		if got := strings.Join(strings.Fields(lines[i+1])[:4], " "); got != want {

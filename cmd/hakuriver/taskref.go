@@ -82,6 +82,22 @@ func resolveRef(ctx context.Context, c *api.Client, arg string, forceBatch bool)
 	return taskRef{}, fmt.Errorf("the name %q is ambiguous: %d tasks carry it: %s; give a task ID", arg, len(named), strings.Join(cands, ", "))
 }
 
+// isNumeric reports whether s is a decimal ID.
+func isNumeric(s string) bool {
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
+}
+
+// actionRef is resolveRef for kill, pause and resume, which try a numeric
+// ID as a task first with the action itself (one call, no lookup).
+func actionRef(ctx context.Context, c *api.Client, arg string, forceBatch bool) (taskRef, error) {
+	arg = strings.TrimSpace(arg)
+	if isNumeric(arg) {
+		return taskRef{id: arg, batch: forceBatch}, nil
+	}
+	return resolveRef(ctx, c, arg, forceBatch)
+}
+
 // batchTasks lists every task of a batch, oldest first.
 func batchTasks(ctx context.Context, c *api.Client, id string) ([]fsm.Task, error) {
 	tasks, _, err := c.Tasks(ctx, api.TaskQuery{Batch: id, Limit: maxBatchList})
