@@ -519,3 +519,32 @@ func TestCLI_TaskStatusOwner(t *testing.T) {
 		t.Errorf("a task with allow_root does not say it runs as the runner's default:\n%s", out)
 	}
 }
+
+// TestCLI_TaskKillBatch: an ID that is no task but a batch is killed as a
+// batch in one call; a name two unrelated tasks carry is refused listing
+// both.
+func TestCLI_TaskKillBatch(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("POST /api/kill/{id}", http.StatusNotFound, api.ErrorResponse{Error: "task 90 not found"})
+	f.mux.HandleFunc("GET /api/tasks", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Query().Get("batch") == "90":
+			reply(w, http.StatusOK, []fsm.Task{{TaskID: 91, BatchID: 90, Status: fsm.StatusRunning}})
+		case r.URL.Query().Get("name") == "twin":
+			reply(w, http.StatusOK, []fsm.Task{{TaskID: 7, Name: "twin", Status: fsm.StatusRunning}, {TaskID: 8, Name: "twin", Status: fsm.StatusPending}})
+		default:
+			reply(w, http.StatusOK, []fsm.Task{})
+		}
+	})
+	f.handle("POST /api/batch/90/kill", http.StatusOK, api.BatchActionResponse{Message: "Kill requested for 1 of the 1 tasks of batch 90.", BatchID: "90", Acted: []string{"91"}})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "90")
+	if err != nil || out != "Kill requested for 1 of the 1 tasks of batch 90.\n" {
+		t.Fatalf("kill batch: out = %q, err = %v", out, err)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "twin"); err == nil || !strings.Contains(err.Error(), "ambiguous") || !strings.Contains(err.Error(), "7 (running)") || !strings.Contains(err.Error(), "8 (pending)") {
+		t.Fatalf("ambiguous name: %v", err)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "nobody"); err == nil || !strings.Contains(err.Error(), `no task is named "nobody"`) {
+		t.Fatalf("unknown name: %v", err)
+	}
+}
