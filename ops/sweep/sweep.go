@@ -1,9 +1,11 @@
 // Package sweep expands hakurun's span arguments into the Cartesian
 // product of argument lists, with the original's rules (SPEC.md §12):
 //
+//   - what follows "span:" is stripped of surrounding spaces first.
 //   - "span:{A..B}" is the integers A to B inclusive (spaces around the
-//     numbers allowed); A > B gives no value; a malformed integer is an
-//     error.
+//     numbers allowed, Python's int() syntax: sign, "_" between digits,
+//     leading zeros dropped); A > B gives no value; a malformed integer or
+//     a second ".." is an error. Braces without ".." are a literal.
 //   - "span:[x, y, z]" is the items split on "," and stripped of spaces:
 //     no quoting or escaping, so "span:[\"a,b\"]" gives `"a` and `b"`;
 //     "span:[]" gives no value.
@@ -12,7 +14,8 @@
 //
 // Combinations come in argument order with the first argument varying
 // slowest (Python's itertools.product). The command itself is never
-// expanded, only its arguments.
+// expanded, only its arguments. The rules follow hakurun/run.py
+// (parse_spanning, make_arg_product) of the original.
 package sweep
 
 import (
@@ -33,8 +36,9 @@ func Values(arg string) ([]string, error) {
 	if !ok {
 		return []string{arg}, nil
 	}
+	rest = strings.TrimSpace(rest)
 	switch {
-	case len(rest) >= 2 && rest[0] == '{' && rest[len(rest)-1] == '}':
+	case len(rest) >= 2 && rest[0] == '{' && rest[len(rest)-1] == '}' && strings.Contains(rest, ".."):
 		return intRange(arg, rest[1:len(rest)-1])
 	case len(rest) >= 2 && rest[0] == '[' && rest[len(rest)-1] == ']':
 		inner := rest[1 : len(rest)-1]
@@ -52,12 +56,9 @@ func Values(arg string) ([]string, error) {
 
 // intRange expands "A..B".
 func intRange(arg, body string) ([]string, error) {
-	lo, hi, ok := strings.Cut(body, "..")
-	if !ok {
-		return nil, fmt.Errorf("argument %q: want span:{START..END} with integers", arg)
-	}
-	a, errA := strconv.ParseInt(strings.TrimSpace(lo), 10, 64)
-	b, errB := strconv.ParseInt(strings.TrimSpace(hi), 10, 64)
+	lo, hi, _ := strings.Cut(body, "..")
+	a, errA := pyInt(lo)
+	b, errB := pyInt(hi)
 	if errA != nil || errB != nil {
 		return nil, fmt.Errorf("argument %q: want span:{START..END} with integers", arg)
 	}
@@ -136,4 +137,15 @@ func Expand(args []string, limit int) ([][]string, error) {
 			return out, nil
 		}
 	}
+}
+
+// pyInt parses a decimal integer as Python's int() does for the original:
+// surrounding spaces, an optional sign, single "_" between digits.
+func pyInt(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	digits := strings.TrimLeft(s, "+-")
+	if len(s)-len(digits) > 1 || strings.HasPrefix(digits, "_") || strings.HasSuffix(digits, "_") || strings.Contains(digits, "__") {
+		return 0, fmt.Errorf("%q is not an integer", s)
+	}
+	return strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 10, 64)
 }
