@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -17,6 +18,9 @@ import (
 // maxBatchTasks bounds the tasks one batch action reads (a batch holds at
 // most maxArray tasks per target).
 const maxBatchTasks = 100000
+
+// batchWorkers bounds the actions of one batch call in flight at once.
+const batchWorkers = 32
 
 // Batch serves POST /api/batch/{id}/{kill|pause|resume} on the leader: the
 // action on every task of the batch it applies to (kill: every task not yet
@@ -57,23 +61,37 @@ func (a *API) Batch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out := api.BatchActionResponse{BatchID: strconv.FormatInt(id, 10), Acted: []string{}}
+	var todo []*fsm.Task
 	for _, t := range tasks {
-		var err error
-		switch action {
-		case "kill":
-			if t.Status.Final() {
-				continue
-			}
-			err = a.killOne(r.Context(), t.TaskID, reqID)
-		case "pause", "resume":
-			want := map[string]fsm.Status{"pause": fsm.StatusRunning, "resume": fsm.StatusPaused}[action]
-			if t.Status != want {
-				continue
-			}
-			err = a.pauseResume(r.Context(), t, action)
-		}
-		tid := strconv.FormatInt(t.TaskID, 10)
 		switch {
+		case action == "kill" && !t.Status.Final(),
+			action == "pause" && t.Status == fsm.StatusRunning,
+			action == "resume" && t.Status == fsm.StatusPaused:
+			todo = append(todo, t)
+		}
+	}
+	// Several at once: the leader batches concurrent proposals into one
+	// log write, so a batch of thousands is killed in a few round trips.
+	errs := make([]error, len(todo))
+	sem := make(chan struct{}, batchWorkers)
+	var wg sync.WaitGroup
+	for i, t := range todo {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if action == "kill" {
+				errs[i] = a.killOne(r.Context(), t.TaskID, reqID)
+			} else {
+				errs[i] = a.pauseResume(r.Context(), t, action)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, t := range todo {
+		tid := strconv.FormatInt(t.TaskID, 10)
+		switch err := errs[i]; {
 		case errors.Is(err, fsm.ErrConflict):
 			// It ended meanwhile: nothing to do.
 		case err != nil:
