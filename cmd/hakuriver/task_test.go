@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -546,5 +547,29 @@ func TestCLI_TaskKillBatch(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "nobody"); err == nil || !strings.Contains(err.Error(), `no task is named "nobody"`) {
 		t.Fatalf("unknown name: %v", err)
+	}
+}
+
+func TestCompactList(t *testing.T) {
+	var many []string
+	for i := 0; i < 10000; i++ {
+		many = append(many, strconv.Itoa(i))
+	}
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"3"}, "3"},
+		{[]string{"1", "2", "3", "7", "9", "10"}, "1-3, 7, 9-10"},
+		{many, "0-9999"},
+		{[]string{"1", "3", "5", "7"}, "1, 3, ... (2 more)"},
+	} {
+		max := 20
+		if len(tc.in) == 4 {
+			max = 2
+		}
+		if got := compactList(tc.in, max); got != tc.want {
+			t.Errorf("compactList(%d items) = %q, want %q", len(tc.in), got, tc.want)
+		}
 	}
 }

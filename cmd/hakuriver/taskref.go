@@ -158,7 +158,41 @@ func (s batchSummary) String() string {
 	}
 	line := fmt.Sprintf("Batch %s: %d tasks: %s", s.BatchID, s.Tasks, strings.Join(parts, ", "))
 	if len(s.FailedIndexes) > 0 {
-		line += "; did not complete: " + strings.Join(s.FailedIndexes, ", ")
+		line += "; did not complete: " + compactList(s.FailedIndexes, 20)
 	}
 	return line
+}
+
+// compactList joins numbers with runs of consecutive ones as "A-B", at
+// most max parts, then "... (N more)".
+func compactList(items []string, max int) string {
+	var parts []string
+	more := 0
+	for i := 0; i < len(items); {
+		j := i
+		for j+1 < len(items) && consecutive(items[j], items[j+1]) {
+			j++
+		}
+		part := items[i]
+		if j > i {
+			part += "-" + items[j]
+		}
+		if len(parts) < max {
+			parts = append(parts, part)
+		} else {
+			more += j - i + 1
+		}
+		i = j + 1
+	}
+	if more > 0 {
+		parts = append(parts, fmt.Sprintf("... (%d more)", more))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// consecutive reports whether b is the number after a.
+func consecutive(a, b string) bool {
+	x, err1 := strconv.ParseInt(a, 10, 64)
+	y, err2 := strconv.ParseInt(b, 10, 64)
+	return err1 == nil && err2 == nil && y == x+1
 }
