@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
 )
 
@@ -28,6 +29,52 @@ func TestSweepsAndBatches(t *testing.T) {
 	t.Run("Sweep12", func(t *testing.T) { testSweep12(t, c.For(t)) })
 	t.Run("KillBatch", func(t *testing.T) { testKillBatch(t, c.For(t)) })
 	t.Run("Names", func(t *testing.T) { testTaskNames(t, c.For(t)) })
+	t.Run("BatchOwnerOnly", func(t *testing.T) { testBatchOwnerOnly(t, c.For(t)) })
+}
+
+// testBatchOwnerOnly performs the attack: user bob kills, pauses and
+// resumes user alice's batch through every replica and is refused (403),
+// her tasks run on; then alice pauses, resumes and kills her own batch, one
+// call each, against the real runner.
+func testBatchOwnerOnly(t *testing.T, c *harness.Cluster) {
+	leader := c.WaitLeader(harness.LeaderTimeout)
+	alice := createAccount(t, c, leader, "sweep-alice", fsm.RoleUser)
+	bob := createAccount(t, c, leader, "sweep-bob", fsm.RoleUser)
+	req := inRoot(native("sleep"))
+	req.ArgumentSets = [][]string{{"300"}, {"301"}}
+	a := callAs(t, c, leader, "POST", "/api/submit", alice.Token, req)
+	var sr api.SubmitResponse
+	if a.Status != http.StatusAccepted || a.Decode(&sr) != nil || len(sr.TaskIDs) != 2 || sr.BatchID == "" {
+		t.Fatalf("alice's sweep: %s", a)
+	}
+	killOnFailure(t, c, sr.TaskIDs...)
+	status := func(want string) {
+		t.Helper()
+		for _, id := range sr.TaskIDs {
+			c.WaitStatus(id, want, taskTimeout)
+		}
+	}
+	status("running")
+	for i := range c.N() {
+		for _, action := range []string{"kill", "pause", "resume"} {
+			if a := callAs(t, c, i, "POST", "/api/batch/"+sr.BatchID+"/"+action, bob.Token, nil); a.Status != http.StatusForbidden {
+				t.Errorf("bob: %s alice's batch through %s: %s, want 403", action, c.Replica(i).ID, a)
+			}
+		}
+	}
+	for _, id := range sr.TaskIDs {
+		if task, err := c.Task(leader, id); err != nil || task.Status != "running" {
+			t.Fatalf("alice's task %s after bob's attempts: %+v %v", id, task.Status, err)
+		}
+	}
+	for _, step := range []struct{ action, want string }{{"pause", "paused"}, {"resume", "running"}, {"kill", "killed"}} {
+		a := callAs(t, c, c.Followers()[0], "POST", "/api/batch/"+sr.BatchID+"/"+step.action, alice.Token, nil)
+		var br api.BatchActionResponse
+		if a.Status != http.StatusOK || a.Decode(&br) != nil || len(br.Acted) != 2 {
+			t.Fatalf("alice: %s her batch: %s", step.action, a)
+		}
+		status(step.want)
+	}
 }
 
 // sweepIDs splits the output of `hakuriver sweep`: the batch ID, then
