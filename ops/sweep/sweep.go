@@ -75,14 +75,15 @@ func intRange(arg, body string) ([]string, error) {
 	return out, nil
 }
 
-// Spans reports whether any argument is a span argument.
-func Spans(args []string) bool {
-	for _, a := range args {
+// tooMany names the span arguments whose product passes limit.
+func tooMany(args []string, values [][]string, limit int) error {
+	var parts []string
+	for i, a := range args {
 		if strings.HasPrefix(a, Prefix) {
-			return true
+			parts = append(parts, fmt.Sprintf("%q gives %d", a, len(values[i])))
 		}
 	}
-	return false
+	return fmt.Errorf("more than %d combinations (the limit): %s", limit, strings.Join(parts, ", "))
 }
 
 // Expand returns every combination of args' values, first argument varying
@@ -94,24 +95,24 @@ func Expand(args []string, limit int) ([][]string, error) {
 		limit = MaxCombinations
 	}
 	values := make([][]string, len(args))
-	total := 1
+	total, over := 1, false
 	for i, a := range args {
 		v, err := Values(a)
 		if err != nil {
 			return nil, err
 		}
 		values[i] = v
-		if len(v) == 0 {
+		switch {
+		case len(v) == 0:
 			total = 0
-		} else if total > 0 {
-			if total > limit/len(v) {
-				return nil, fmt.Errorf("more than %d combinations (the limit)", limit)
-			}
+		case total > 0 && total > limit/len(v):
+			over = true
+		case total > 0:
 			total *= len(v)
 		}
 	}
-	if total > limit {
-		return nil, fmt.Errorf("more than %d combinations (the limit)", limit)
+	if over && total > 0 {
+		return nil, tooMany(args, values, limit)
 	}
 	out := make([][]string, 0, total)
 	if total == 0 {

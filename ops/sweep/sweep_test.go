@@ -48,7 +48,8 @@ func TestExpand(t *testing.T) {
 			{"a", "0", "x"}, {"a", "0", "y"}, {"a", "1", "x"}, {"a", "1", "y"},
 			{"b", "0", "x"}, {"b", "0", "y"}, {"b", "1", "x"}, {"b", "1", "y"},
 		}, ""},
-		{"too many", []string{"span:{1..1000}", "span:{1..1000}"}, nil, "more than 100000 combinations"},
+		{"too many", []string{"span:{1..1000}", "x", "span:{1..1000}"}, nil, `more than 100000 combinations (the limit): "span:{1..1000}" gives 1000, "span:{1..1000}" gives 1000`},
+		{"too many but one span empty", []string{"span:{1..1000}", "span:{1..1000}", "span:[]"}, [][]string{}, ""},
 		{"huge range", []string{"span:{0..9223372036854775807}"}, nil, "more than 100000 values"},
 	}
 	for _, c := range cases {
