@@ -50,6 +50,7 @@ var expectedAccess = map[string]need{
 	"POST /nodes/{name}/undrain":                  nOperator,
 	"POST /kill/{id}":                             nUser,
 	"POST /command/{id}/{action}":                 nUser,
+	"POST /batch/{id}/{action}":                   nUser,
 	"GET /task/{id}/stdout":                       nUser,
 	"GET /task/{id}/stderr":                       nUser,
 	"POST /register":                              nCT,

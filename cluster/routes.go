@@ -50,6 +50,9 @@ func (h *Host) apiTable() []route {
 		{"POST", "/nodes/{name}/undrain", operator, h.onLeader(a.Drain(false))},
 		{"POST", "/kill/{id}", user, h.onLeader(a.Kill)},
 		{"POST", "/command/{id}/{action}", user, h.onLeader(a.Command)},
+		// Kill, pause or resume every task of a batch (owner of every task
+		// or operator, as for one task).
+		{"POST", "/batch/{id}/{action}", user, h.onLeader(a.Batch)},
 		{"GET", "/task/{id}/stdout", user, a.Log("stdout")},
 		{"GET", "/task/{id}/stderr", user, a.Log("stderr")},
 		{"POST", "/register", internal, h.onLeader(a.Register)},

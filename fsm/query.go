@@ -27,6 +27,8 @@ type Filter struct {
 	// sensitively. A VPS task's command is its SSH public key: it never
 	// matches.
 	Text string
+	// Name selects the tasks of that name (Task.Name).
+	Name string
 }
 
 // Match reports whether t is selected by f.
@@ -39,6 +41,7 @@ func (f Filter) match(t *Task, text []byte) bool {
 		(f.Batch == 0 || t.BatchID == f.Batch) &&
 		(f.Type == "" || t.TaskType == f.Type) &&
 		(f.Owner == "" || t.Owner == f.Owner) &&
+		(f.Name == "" || t.Name == f.Name) &&
 		(len(text) == 0 || textMatch(t, text))
 }
 

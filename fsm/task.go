@@ -144,6 +144,34 @@ type Task struct {
 	// MaxPlacements entries (nil until the task is first placed; absent
 	// from snapshots written before it existed).
 	Placements []Placement `json:"placements,omitempty"`
+	// Name is the label given at submit ("" for none): ValidTaskName.
+	Name string `json:"name,omitempty"`
+}
+
+// MaxTaskNameLen bounds a task name.
+const MaxTaskNameLen = 64
+
+// ValidTaskName reports whether s may name a task: 1 to MaxTaskNameLen
+// characters of letters, digits, '.', '_' and '-', starting with a letter
+// or digit and not all digits (so it never reads as a task ID).
+func ValidTaskName(s string) bool {
+	if s == "" || len(s) > MaxTaskNameLen {
+		return false
+	}
+	digits := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+			digits = false
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+			digits = false
+		default:
+			return false
+		}
+	}
+	return !digits
 }
 
 // IDList is a list of task IDs that JSON renders as decimal strings, like

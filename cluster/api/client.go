@@ -169,6 +169,8 @@ type TaskQuery struct {
 	// Text lists the tasks whose command line contains it
 	// (fsm.Filter.Text).
 	Text string
+	// Name lists the tasks of that name.
+	Name string
 }
 
 // Page says whether GET /api/tasks has more results and where they start.
@@ -405,7 +407,7 @@ func (c *Client) Status(ctx context.Context, id string) (fsm.Task, error) {
 // page exists; pass Page.NextAfter as TaskQuery.After to fetch it.
 func (c *Client) Tasks(ctx context.Context, q TaskQuery) ([]fsm.Task, Page, error) {
 	v := url.Values{}
-	for _, kv := range [][2]string{{"status", q.Status}, {"node", q.Node}, {"batch", q.Batch}, {"after", q.After}, {"user", q.User}, {"type", q.Type}, {"text", q.Text}} {
+	for _, kv := range [][2]string{{"status", q.Status}, {"node", q.Node}, {"batch", q.Batch}, {"after", q.After}, {"user", q.User}, {"type", q.Type}, {"text", q.Text}, {"name", q.Name}} {
 		if kv[1] != "" {
 			v.Set(kv[0], kv[1])
 		}
@@ -648,3 +650,18 @@ const RequestIDHeader = "X-Hakuriver-Request-Id"
 
 // requestIDKey is the context key of the request ID send attaches.
 type requestIDKey struct{}
+
+// BatchAction kills, pauses or resumes every task of a batch (POST
+// /api/batch/{id}/{action}, action "kill", "pause" or "resume"); an unknown
+// batch is an *APIError with StatusCode 404.
+func (c *Client) BatchAction(ctx context.Context, id, action string) (BatchActionResponse, error) {
+	if err := checkID("batch", id); err != nil {
+		return BatchActionResponse{}, err
+	}
+	ctx = context.WithValue(ctx, requestIDKey{}, NewRequestID())
+	var out BatchActionResponse
+	if _, err := c.Do(ctx, http.MethodPost, "/api/batch/"+url.PathEscape(id)+"/"+url.PathEscape(action), nil, &out); err != nil {
+		return BatchActionResponse{}, fmt.Errorf("%s batch %s: %w", action, id, err)
+	}
+	return out, nil
+}

@@ -27,6 +27,7 @@ type TaskSummary struct {
 	Truncated      bool       `json:"truncated,omitempty"`
 	Status         fsm.Status `json:"status"`
 	Owner          string     `json:"owner,omitempty"`
+	Name           string     `json:"name,omitempty"`
 	AssignedNode   string     `json:"assigned_node"`
 	TargetNode     string     `json:"target_node,omitempty"`
 	ContainerName  string     `json:"container_name"`
@@ -48,7 +49,7 @@ type TaskSummary struct {
 // beyond strings.
 func Summarize(t *fsm.Task) TaskSummary {
 	s := TaskSummary{
-		TaskID: t.TaskID, TaskType: t.TaskType, BatchID: t.BatchID, Status: t.Status, Owner: t.Owner,
+		TaskID: t.TaskID, TaskType: t.TaskType, BatchID: t.BatchID, Status: t.Status, Owner: t.Owner, Name: t.Name,
 		AssignedNode: t.AssignedNode, TargetNode: t.TargetNode, ContainerName: t.ContainerName,
 		RequiredCores: t.RequiredCores, RequiredMemory: t.RequiredMemoryBytes,
 		RequiredGPUs: append([]int{}, t.RequiredGPUs...), GPUCount: t.GPUCount, Priority: t.Priority,

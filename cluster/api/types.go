@@ -43,7 +43,8 @@ func OriginalSubmitFields() []string {
 // other letter cases is rejected with 400 naming it.
 func SubmitFields() []string {
 	return append(OriginalSubmitFields(),
-		"working_dir", "priority", "gpu_count", "array", "time_limit_seconds", "after", "request_id")
+		"working_dir", "priority", "gpu_count", "array", "time_limit_seconds", "after", "request_id",
+		"argument_sets", "name")
 }
 
 // SubmitRequest is the body of POST /api/submit (the original TaskRequest
@@ -80,6 +81,30 @@ type SubmitRequest struct {
 	// example through another replica after a failover) returns the tasks
 	// created by the first attempt instead of creating new ones.
 	RequestID string `json:"request_id,omitempty"`
+	// ArgumentSets submits one task per set, each with the command and
+	// that set as its arguments (a sweep): task i has array index i.
+	// Arguments must then be empty; Array, if given, must list exactly
+	// the indexes 0..len-1 (it carries the "%N" throttle).
+	ArgumentSets [][]string `json:"argument_sets,omitempty"`
+	// Name labels the tasks (fsm.ValidTaskName); commands that take a
+	// task ID also take a name that only one task carries.
+	Name string `json:"name,omitempty"`
+}
+
+// BatchActionResponse is the answer of POST /api/batch/{id}/{action}.
+type BatchActionResponse struct {
+	Message string `json:"message"`
+	BatchID string `json:"batch_id"`
+	// Acted lists the tasks the action was applied to.
+	Acted []string `json:"task_ids"`
+	// Failed lists the tasks whose action failed, and why.
+	Failed []FailedTask `json:"failed,omitempty"`
+}
+
+// FailedTask names a task an action failed on and why.
+type FailedTask struct {
+	TaskID string `json:"task_id"`
+	Reason string `json:"reason"`
 }
 
 // FailedTarget names a target that could not take a task and why.
@@ -93,6 +118,8 @@ type SubmitResponse struct {
 	Message       string         `json:"message"`
 	TaskIDs       []string       `json:"task_ids"`
 	FailedTargets []FailedTarget `json:"failed_targets,omitempty"`
+	// BatchID is the ID of the batch the tasks form (absent for one task).
+	BatchID string `json:"batch_id,omitempty"`
 }
 
 // MessageResponse is the generic {"message": ...} answer.

@@ -53,6 +53,13 @@ func TestSubmitBadInputNamesFieldAndProposesNothing(t *testing.T) {
 		{`{"command":"x","required_cores":64}`, "largest node"},
 		{`{"command":"x","container_name":"nosuchenv"}`, "container_name"},
 		{`{"command":"x","array":"0-"}`, "array"},
+		{`{"command":"x","name":"no spaces"}`, "name"},
+		{`{"command":"x","name":"12345"}`, "name"},
+		{`{"command":"x","argument_sets":[]}`, "argument_sets"},
+		{`{"command":"x","arguments":["a"],"argument_sets":[["b"]]}`, "argument_sets"},
+		{`{"command":"x","argument_sets":[["a"],["b\u0000"]]}`, "argument_sets[1]"},
+		{`{"command":"x","argument_sets":[["a"],["b"]],"array":"0-2"}`, "array"},
+		{`{"command":"x","argument_sets":[["a"]],"targets":["n1","n1"]}`, "argument_sets"},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			f := newFixture(t, state, Deps{})

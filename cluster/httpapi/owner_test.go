@@ -92,6 +92,7 @@ func newOwnerFixture(t *testing.T, state *fakeState, accts *fakeAccounts, cfg Co
 	r.Get("/api/tasks", a.Tasks)
 	r.Get("/api/vps", a.VPSList)
 	r.Get("/api/vps/status", a.VPSStatus)
+	r.Post("/api/batch/{id}/{action}", a.Batch)
 	f.srv = httptest.NewServer(r)
 	t.Cleanup(f.srv.Close)
 	return f

@@ -53,7 +53,12 @@ func (a *API) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 		after = append(after, id)
 	}
 	indexes, throttle := []int{-1}, 0
-	if req.Array != "" {
+	if len(req.ArgumentSets) > 0 {
+		var err error
+		if indexes, throttle, err = sweepIndexes(req); err != nil {
+			return nil, err
+		}
+	} else if req.Array != "" {
 		var err error
 		if indexes, throttle, err = parseArray(req.Array); err != nil {
 			return nil, badRequest("%v", err)
@@ -85,10 +90,14 @@ func (a *API) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 				TimeLimitSeconds:    req.TimeLimitSeconds,
 				After:               after,
 				ArrayThrottle:       throttle,
+				Name:                req.Name,
 			}
 			if idx >= 0 {
 				v := idx
 				t.ArrayIndex = &v
+			}
+			if len(req.ArgumentSets) > 0 {
+				t.Arguments = req.ArgumentSets[idx]
 			}
 			t.Privileged = a.cfg.TasksPrivileged
 			if req.Privileged != nil {
@@ -177,7 +186,7 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if ids, ok := a.d.Tasks.RequestTasks(req.RequestID); ok {
-		writeJSON(w, http.StatusAccepted, submitResponse(ids))
+		writeJSON(w, http.StatusAccepted, a.submitResponse(ids))
 		return
 	}
 	p := principal(r)
@@ -204,19 +213,23 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now().UTC()
+	// A batch gets an ID of its own, issued before its tasks' IDs (so no
+	// task ever takes it): a batch ID is never a task ID, and commands
+	// that take either can tell them apart.
+	var batch int64
+	if len(tasks) > 1 {
+		batch = a.d.Proposer.NextTaskID()
+	}
 	for i, t := range tasks {
 		t.Owner = owner
 		t.RunAs, t.AllowRoot = sub.runAs, sub.allowRoot
 		t.TaskID = a.d.Proposer.NextTaskID()
-		t.BatchID = tasks[0].TaskID
+		t.BatchID = batch
 		t.SubmittedAt = now
 		idStr := strconv.FormatInt(t.TaskID, 10)
 		t.StdoutPath = filepath.Join(a.cfg.SharedDir, "task_outputs", idStr+".out")
 		t.StderrPath = filepath.Join(a.cfg.SharedDir, "task_errors", idStr+".err")
 		t.SystemdUnitName = "hakuriver-task-" + idStr + ".scope"
-		if len(tasks) == 1 {
-			t.BatchID = 0
-		}
 		tasks[i] = t
 	}
 	ctx, cancel := ApplyContext(r)
@@ -226,13 +239,18 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, submitResponse(v.TaskIDs))
+	writeJSON(w, http.StatusAccepted, a.submitResponse(v.TaskIDs))
 }
 
-func submitResponse(ids []int64) api.SubmitResponse {
+func (a *API) submitResponse(ids []int64) api.SubmitResponse {
 	out := api.SubmitResponse{
 		Message: fmt.Sprintf("Task batch submitted successfully. %d tasks created.", len(ids)),
 		TaskIDs: make([]string, len(ids)),
+	}
+	if len(ids) > 0 {
+		if t, ok := a.d.Tasks.Task(ids[0]); ok && t.BatchID != 0 {
+			out.BatchID = strconv.FormatInt(t.BatchID, 10)
+		}
 	}
 	for i, id := range ids {
 		out.TaskIDs[i] = strconv.FormatInt(id, 10)

@@ -3,9 +3,11 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -155,6 +157,12 @@ func validateSubmit(req *api.SubmitRequest) error {
 			return badRequest("after[%d]: %q is not a task ID", i, a)
 		}
 	}
+	if req.Name != "" && !fsm.ValidTaskName(req.Name) {
+		return badRequest("name %q: want 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit and not all digits", req.Name, fsm.MaxTaskNameLen)
+	}
+	if err := checkArgumentSets(req); err != nil {
+		return err
+	}
 	if req.Array != "" {
 		if len(req.Targets) > 1 {
 			return badRequest("array: an array job takes at most one target")
@@ -166,10 +174,73 @@ func validateSubmit(req *api.SubmitRequest) error {
 	return nil
 }
 
+// checkArgumentSets checks a sweep's argument sets: a command task with
+// no arguments of its own, at most maxArray sets, one target at most, each
+// set within the submit contract.
+func checkArgumentSets(req *api.SubmitRequest) error {
+	if req.ArgumentSets == nil {
+		return nil
+	}
+	switch {
+	case len(req.ArgumentSets) == 0:
+		return badRequest("argument_sets: empty (give at least one set or leave it out)")
+	case len(req.ArgumentSets) > maxArray:
+		return &api.FieldError{Field: "argument_sets", TooLarge: true, Reason: fmt.Sprintf("%d sets, more than the limit of %d tasks", len(req.ArgumentSets), maxArray)}
+	case req.TaskType == string(fsm.TaskVPS):
+		return badRequest("argument_sets: VPS tasks take no arguments")
+	case len(req.Arguments) > 0:
+		return badRequest("argument_sets: give arguments or argument_sets, not both")
+	case len(req.Targets) > 1:
+		return badRequest("argument_sets: a sweep takes at most one target")
+	}
+	for i, set := range req.ArgumentSets {
+		err := api.CheckTaskPayload(api.TaskPayload{Command: req.Command, Arguments: set})
+		var fe *api.FieldError
+		if errors.As(err, &fe) {
+			return &api.FieldError{Field: fmt.Sprintf("argument_sets[%d]", i), Reason: fe.Error(), TooLarge: fe.TooLarge}
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepIndexes is the array indexes and throttle of a sweep: 0..len-1, with
+// req.Array (when given) listing exactly those.
+func sweepIndexes(req *api.SubmitRequest) ([]int, int, error) {
+	n := len(req.ArgumentSets)
+	indexes := make([]int, n)
+	for i := range indexes {
+		indexes[i] = i
+	}
+	if req.Array == "" {
+		return indexes, 0, nil
+	}
+	got, throttle, err := parseArray(req.Array)
+	if err != nil {
+		return nil, 0, badRequest("%v", err)
+	}
+	if !slices.Equal(got, indexes) {
+		return nil, 0, badRequest("array %q: with %d argument_sets it must list exactly the indexes 0-%d", req.Array, n, n-1)
+	}
+	return indexes, throttle, nil
+}
+
 // checkStoredSize bounds what a submit of n tasks stores in the Raft log.
 func checkStoredSize(req *api.SubmitRequest, n int) error {
 	per := api.TaskPayload{Command: req.Command, Arguments: req.Arguments, EnvVars: req.EnvVars,
 		WorkDir: req.WorkDir, Mounts: req.AdditionalMounts}.Size()
+	if len(req.ArgumentSets) > 0 {
+		total := 0
+		for _, set := range req.ArgumentSets {
+			total += per + api.TaskPayload{Arguments: set}.Size()
+		}
+		if total > api.MaxSubmitStoredBytes {
+			return &api.FieldError{Field: "argument_sets", TooLarge: true,
+				Reason: fmt.Sprintf("%d tasks store %d bytes, more than the limit of %d bytes; pass large inputs through shared_data", len(req.ArgumentSets), total, api.MaxSubmitStoredBytes)}
+		}
+		return nil
+	}
 	if n > 1 && per > api.MaxSubmitStoredBytes/n {
 		return &api.FieldError{Field: "array", TooLarge: true,
 			Reason: fmt.Sprintf("%d tasks (targets × array indexes) of %d bytes each store more than the limit of %d bytes; pass large inputs through shared_data", n, per, api.MaxSubmitStoredBytes)}

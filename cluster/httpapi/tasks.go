@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,14 +36,18 @@ func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 }
 
 // Tasks serves GET /api/tasks: tasks filtered by status, node, type,
-// batch, owner (?user=) and a substring of the command line (?text=, see
+// batch, name, owner (?user=) and a substring of the command line (?text=, see
 // fsm.Filter.Text), paged by ?after and ?limit (api.MoreHeader and
 // api.NextAfterHeader say where the next page starts). ?view=summary
 // answers api.TaskSummary rows (bounded in size, what a list shows)
 // instead of whole tasks.
 func (a *API) Tasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := fsm.Filter{Status: fsm.Status(q.Get("status")), Node: q.Get("node"), Type: fsm.TaskType(q.Get("type")), Owner: q.Get("user"), Text: q.Get("text")}
+	f := fsm.Filter{Status: fsm.Status(q.Get("status")), Node: q.Get("node"), Type: fsm.TaskType(q.Get("type")), Owner: q.Get("user"), Text: q.Get("text"), Name: q.Get("name")}
+	if f.Name != "" && !fsm.ValidTaskName(f.Name) {
+		writeError(w, badRequest("name %q: not a task name", f.Name))
+		return
+	}
 	if len(f.Text) > fsm.MaxFilterText || !utf8.ValidString(f.Text) {
 		writeError(w, badRequest("text: must be valid UTF-8 of at most %d bytes", fsm.MaxFilterText))
 		return
@@ -174,25 +177,7 @@ func (a *API) Command(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: cannot %s task %d in state %s", fsm.ErrConflict, action, id, t.Status))
 		return
 	}
-	node, ok := a.d.Nodes.Node(t.AssignedNode)
-	if !ok || node.Status != fsm.NodeOnline {
-		writeError(w, &httpError{status: http.StatusConflict, msg: fmt.Sprintf("runner %s of task %d is offline", t.AssignedNode, id)})
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
-	defer cancel()
-	call := a.d.Runners.Pause
-	if action == "resume" {
-		call = a.d.Runners.Resume
-	}
-	if err := call(ctx, node.URL, id); err != nil {
-		writeError(w, &httpError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s task %d on %s: %v", action, id, node.Hostname, err)})
-		return
-	}
-	// The runner reports the status change itself; mirror it right away so
-	// the caller sees it, idempotently.
-	st := map[string]fsm.Status{"pause": fsm.StatusPaused, "resume": fsm.StatusRunning}[action]
-	if _, err := a.d.Proposer.Propose(ctx, &fsm.UpdateTask{TaskID: id, Status: st, At: time.Now().UTC()}); err != nil && !errors.Is(err, fsm.ErrConflict) {
+	if err := a.pauseResume(r.Context(), t, action); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -48,6 +48,7 @@ func newRootCmd() *cobra.Command {
 		newConfigCmd(),
 		newInitCmd(),
 		newTaskCmd(g),
+		newSweepCmd(g),
 		newNodeCmd(g),
 		newClusterCmd(g),
 		newQueueCmd(g),

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -42,20 +44,25 @@ $HAKURIVER_HOST) and tries the next replica when one is down.`,
 
 // submitOptions holds the flags of "task submit".
 type submitOptions struct {
-	targets      []string
-	cores        int
-	memory       string
-	gpus         string
-	priority     int
-	array        string
-	timeLimit    string
-	after        []string
-	container    string
-	env          []string
-	workdir      string
-	privileged   bool
-	mounts       []string
-	requestID    string
+	targets    []string
+	cores      int
+	memory     string
+	gpus       string
+	priority   int
+	array      string
+	timeLimit  string
+	after      []string
+	container  string
+	env        []string
+	workdir    string
+	privileged bool
+	mounts     []string
+	requestID  string
+	name       string
+	// sets and throttle are a sweep's argument sets and its --throttle
+	// (sweep.go); nil for a plain submit.
+	sets         [][]string
+	throttle     int
 	wait         bool
 	pollInterval time.Duration
 }
@@ -112,6 +119,12 @@ makes the command exit with that code).`,
 	}
 	f := cmd.Flags()
 	f.SetInterspersed(false)
+	o.addFlags(f)
+	return cmd
+}
+
+// addFlags registers the flags of "task submit" (shared with "sweep").
+func (o *submitOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.targets, "target", nil, "target HOST[:NUMA][::GPU,GPU...]; repeat for one task per target")
 	f.IntVar(&o.cores, "cores", 1, "CPU cores per task (0: no limit)")
 	f.StringVar(&o.memory, "memory", "", "memory limit per task, e.g. 512M, 4G, 2Gi (default: no limit)")
@@ -125,10 +138,10 @@ makes the command exit with that code).`,
 	f.StringVar(&o.workdir, "workdir", "", "working directory of the task")
 	f.BoolVar(&o.privileged, "privileged", false, "run the container privileged (default: host default)")
 	f.StringArrayVar(&o.mounts, "mount", nil, "extra bind mount HOST:CONTAINER[:OPTS]; repeatable; replaces the host's default mounts")
+	f.StringVar(&o.name, "name", "", "label the task(s) with `NAME` (1-64 of a-z A-Z 0-9 . _ -); status, logs, wait and kill take it where unambiguous")
 	f.StringVar(&o.requestID, "request-id", "", "idempotency key: resubmitting with the same ID creates nothing new (default: random)")
 	f.BoolVar(&o.wait, "wait", false, "wait until every task finishes; fail unless all completed")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks with --wait")
-	return cmd
 }
 
 func runSubmit(cmd *cobra.Command, g *clientFlags, o *submitOptions, args []string) error {
@@ -158,6 +171,9 @@ func runSubmit(cmd *cobra.Command, g *clientFlags, o *submitOptions, args []stri
 	if format == outputTable {
 		for _, f := range resp.FailedTargets {
 			fmt.Fprintf(errOut, "warning: target %s failed: %s\n", f.Target, f.Reason)
+		}
+		if o.sets != nil && resp.BatchID != "" {
+			fmt.Fprintln(out, resp.BatchID) // a sweep: the batch ID first
 		}
 		for _, id := range resp.TaskIDs {
 			fmt.Fprintln(out, id)
@@ -204,6 +220,10 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 		Arguments: args[1:],
 		WorkDir:   o.workdir,
 		RequestID: strings.TrimSpace(o.requestID),
+		Name:      o.name,
+	}
+	if o.name != "" && !fsm.ValidTaskName(o.name) {
+		return req, fmt.Errorf("invalid --name %q: want 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit and not all digits", o.name, fsm.MaxTaskNameLen)
 	}
 	if strings.TrimSpace(req.Command) == "" {
 		return req, fmt.Errorf("empty command: give it after --")
@@ -246,6 +266,12 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 		return req, err
 	}
 	req.AdditionalMounts = o.mounts
+	if o.sets != nil {
+		req.Arguments, req.ArgumentSets = nil, o.sets
+		if o.throttle > 0 {
+			req.Array = fmt.Sprintf("0-%d%%%d", len(o.sets)-1, o.throttle)
+		}
+	}
 	return req, nil
 }
 
@@ -306,20 +332,36 @@ func parseEnv(items []string) (map[string]string, error) {
 
 func newTaskStatusCmd(g *clientFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status TASK_ID",
-		Short: "Show one task",
+		Use:   "status TASK_ID|BATCH_ID|NAME",
+		Short: "Show one task, or a batch's summary",
 		Long: `Show one task's command, resources, placement, status and timestamps,
 and for a pending task what it waits for (as "hakuriver queue" says).
-With --output json it prints the task as the API returns it.`,
+With --output json it prints the task as the API returns it.
+
+Given a batch ID it prints the batch's summary, as "task list --batch"
+does. A task name works where only one task, or one batch, has it.`,
 		Example: `  hakuriver task status 1790263384729600000
   hakuriver task status 1790263384729600000 -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				t, err := c.Status(ctx, args[0])
+				ref, err := resolveRef(ctx, c, args[0], false)
 				if err != nil {
 					return err
 				}
+				if ref.batch {
+					tasks, err := batchTasks(ctx, c, ref.id)
+					if err != nil {
+						return err
+					}
+					sum := summarizeBatch(ref.id, tasks)
+					if format == outputJSON {
+						return printJSON(cmd.OutOrStdout(), sum)
+					}
+					_, err = fmt.Fprintln(cmd.OutOrStdout(), sum.String())
+					return err
+				}
+				t := *ref.task
 				if format == outputJSON {
 					return printJSON(cmd.OutOrStdout(), t)
 				}
@@ -356,6 +398,9 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 	tw := newTable(w)
 	kv := func(k, v string) { row(tw, k+":", orDash(v)) }
 	kv("Task ID", strconv.FormatInt(t.TaskID, 10))
+	if t.Name != "" {
+		kv("Name", t.Name)
+	}
 	kv("Type", string(t.TaskType))
 	if t.BatchID != 0 {
 		kv("Batch ID", strconv.FormatInt(t.BatchID, 10))
@@ -459,7 +504,9 @@ type, text in the command line (--text) or owner (--user NAME, or --mine
 for the account of your token).
 When the page holds tasks of an array job (task submit --array) an ARRAY
 column shows each task's index, with "%N" when at most N run at once; the
-tasks of one array share a batch ID, so --batch lists a whole array.
+tasks of one array share a batch ID, so --batch lists a whole array (or sweep) and ends with the batch's
+summary: its tasks counted by status and the array indexes of those that
+did not complete (when --batch is the only filter).
 
 The host returns one page at a time. When more tasks exist a footer says
 so and gives the --after value that fetches the next page.`,
@@ -550,6 +597,22 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 	if err := printTaskList(out, tasks); err != nil {
 		return err
 	}
+	onlyBatch := o.after == "" && o.status == "" && o.node == "" && o.user == "" && !o.mine && o.typ == "" && o.text == ""
+	if o.batch != "" && len(tasks) > 0 && onlyBatch {
+		all := tasks
+		if page.More {
+			// The page is not the whole batch: read it all.
+			err := g.withClient(cmd, func(ctx context.Context, c *api.Client, _ string) error {
+				var err error
+				all, err = batchTasks(ctx, c, o.batch)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		fmt.Fprintln(out, summarizeBatch(o.batch, all).String())
+	}
 	if footer != "" {
 		fmt.Fprintln(out, footer)
 	}
@@ -566,10 +629,14 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 		return nil
 	}
 	arrays := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.ArrayIndex != nil })
+	names := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.Name != "" })
 	tw := newTable(w)
 	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "OWNER", "SUBMITTED", "COMMAND"}
 	if arrays {
 		head = slices.Insert(head, 1, "ARRAY")
+	}
+	if names {
+		head = slices.Insert(head, 1, "NAME")
 	}
 	row(tw, head...)
 	for _, t := range tasks {
@@ -582,6 +649,9 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 			truncate(commandLine(t.Command, t.Arguments), 60)}
 		if arrays {
 			cells = slices.Insert(cells, 1, arrayLabel(t))
+		}
+		if names {
+			cells = slices.Insert(cells, 1, orDash(t.Name))
 		}
 		row(tw, cells...)
 	}
@@ -602,34 +672,94 @@ func arrayLabel(t fsm.Task) string {
 }
 
 func newTaskKillCmd(g *clientFlags) *cobra.Command {
-	return messageCmd(g, &cobra.Command{
-		Use:   "kill TASK_ID",
-		Short: "Kill a task",
+	return refActionCmd(g, &cobra.Command{
+		Use:   "kill TASK_ID|BATCH_ID|NAME",
+		Short: "Kill a task, or every task of a batch",
 		Long: `Kill a pending, assigning, running or paused task. The task is marked
-killed at once and its runner stops it. Killing a finished task fails.`,
-		Example: `  hakuriver task kill 1790263384729600000`,
-	}, (*api.Client).Kill)
+killed at once and its runner stops it. Killing a finished task fails.
+
+Given a batch ID (printed by "hakuriver sweep", shown by "task status" as
+Batch ID), it kills every task of the batch that has not finished yet, in
+one call. --batch takes the ID as a batch ID in any case (needed for
+batches submitted before batch IDs of their own, which share their first
+task's ID). A task name works where only one task, or one batch, has it.`,
+		Example: `  hakuriver task kill 1790263384729600000
+  hakuriver task kill --batch 1790263384729600000
+  hakuriver task kill lr-sweep`,
+	}, "kill", (*api.Client).Kill)
 }
 
 func newTaskPauseCmd(g *clientFlags) *cobra.Command {
-	return messageCmd(g, &cobra.Command{
-		Use:   "pause TASK_ID",
-		Short: "Pause a running task",
+	return refActionCmd(g, &cobra.Command{
+		Use:   "pause TASK_ID|BATCH_ID|NAME",
+		Short: "Pause a running task, or the running tasks of a batch",
 		Long: `Pause a running task: its runner freezes the task's processes until
 "hakuriver task resume". Pausing a task that is not running fails, as does
-pausing while its runner is offline.`,
+pausing while its runner is offline. Given a batch ID (or --batch), it
+pauses every running task of the batch.`,
 		Example: `  hakuriver task pause 1790263384729600000`,
-	}, (*api.Client).Pause)
+	}, "pause", (*api.Client).Pause)
 }
 
 func newTaskResumeCmd(g *clientFlags) *cobra.Command {
-	return messageCmd(g, &cobra.Command{
-		Use:   "resume TASK_ID",
-		Short: "Resume a paused task",
+	return refActionCmd(g, &cobra.Command{
+		Use:   "resume TASK_ID|BATCH_ID|NAME",
+		Short: "Resume a paused task, or the paused tasks of a batch",
 		Long: `Resume a task paused by "hakuriver task pause". Resuming a task that is
-not paused fails, as does resuming while its runner is offline.`,
+not paused fails, as does resuming while its runner is offline. Given a
+batch ID (or --batch), it resumes every paused task of the batch.`,
 		Example: `  hakuriver task resume 1790263384729600000`,
-	}, (*api.Client).Resume)
+	}, "resume", (*api.Client).Resume)
+}
+
+// refActionCmd completes a kill/pause/resume command: its argument is
+// resolved (resolveRef) and the action goes to the task or to the batch.
+func refActionCmd(g *clientFlags, cmd *cobra.Command, action string, call func(*api.Client, context.Context, string) (api.MessageResponse, error)) *cobra.Command {
+	var batch bool
+	cmd.Args = cobra.ExactArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
+			ref, err := actionRef(ctx, c, args[0], batch)
+			if err != nil {
+				return err
+			}
+			if !ref.batch {
+				resp, err := call(c, ctx, ref.id)
+				if api.StatusCode(err) == http.StatusNotFound && isNumeric(ref.id) {
+					// Not a task: perhaps a batch.
+					if in, _, lerr := c.Tasks(ctx, api.TaskQuery{Batch: ref.id, Limit: 1}); lerr == nil && len(in) > 0 {
+						ref.batch = true
+					}
+				}
+				if !ref.batch {
+					if err != nil {
+						return err
+					}
+					return printMessage(cmd.OutOrStdout(), format, resp)
+				}
+			}
+			resp, err := c.BatchAction(ctx, ref.id, action)
+			if err != nil {
+				return err
+			}
+			if format == outputJSON {
+				if err := printJSON(cmd.OutOrStdout(), resp); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
+				for _, f := range resp.Failed {
+					fmt.Fprintf(cmd.ErrOrStderr(), "task %s: %s\n", f.TaskID, f.Reason)
+				}
+			}
+			if len(resp.Failed) > 0 {
+				return fmt.Errorf("%s failed for %d tasks of batch %s", action, len(resp.Failed), ref.id)
+			}
+			return nil
+		})
+	}
+	cmd.Flags().BoolVar(&batch, "batch", false, "take the ID as a batch ID")
+	return cmd
 }
 
 // printMessage prints a {"message"} answer as text or JSON.

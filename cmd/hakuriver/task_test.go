@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -309,8 +310,11 @@ func TestCLI_TaskListArrayColumn(t *testing.T) {
 		t.Fatalf("list: %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(strings.Join(strings.Fields(lines[0]), " "), "TASK ID ARRAY STATUS NODE") {
-		t.Fatalf("want the ARRAY column after TASK ID:\n%s", out)
+	if len(lines) != 5 || !strings.HasPrefix(strings.Join(strings.Fields(lines[0]), " "), "TASK ID ARRAY STATUS NODE") {
+		t.Fatalf("want the ARRAY column after TASK ID and the batch summary:\n%s", out)
+	}
+	if want := "Batch 2001: 3 tasks: 1 pending, 1 running, 1 completed"; lines[4] != want {
+		t.Errorf("summary %q, want %q", lines[4], want)
 	}
 	for i, want := range []string{"2003 2%8 pending -", "2002 0 running n1", "1999 - completed n2"} {
 		if got := strings.Join(strings.Fields(lines[i+1])[:4], " "); got != want {
@@ -524,5 +528,58 @@ func TestCLI_TaskStatusOwner(t *testing.T) {
 	}
 	if !strings.Contains(out, "runner default") || strings.Contains(out, "nobody") {
 		t.Errorf("a task with allow_root does not say it runs as the runner's default:\n%s", out)
+	}
+}
+
+// TestCLI_TaskKillBatch: an ID that is no task but a batch is killed as a
+// batch in one call; a name two unrelated tasks carry is refused listing
+// both.
+func TestCLI_TaskKillBatch(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("POST /api/kill/{id}", http.StatusNotFound, api.ErrorResponse{Error: "task 90 not found"})
+	f.mux.HandleFunc("GET /api/tasks", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Query().Get("batch") == "90":
+			reply(w, http.StatusOK, []fsm.Task{{TaskID: 91, BatchID: 90, Status: fsm.StatusRunning}})
+		case r.URL.Query().Get("name") == "twin":
+			reply(w, http.StatusOK, []fsm.Task{{TaskID: 7, Name: "twin", Status: fsm.StatusRunning}, {TaskID: 8, Name: "twin", Status: fsm.StatusPending}})
+		default:
+			reply(w, http.StatusOK, []fsm.Task{})
+		}
+	})
+	f.handle("POST /api/batch/90/kill", http.StatusOK, api.BatchActionResponse{Message: "Kill requested for 1 of the 1 tasks of batch 90.", BatchID: "90", Acted: []string{"91"}})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "90")
+	if err != nil || out != "Kill requested for 1 of the 1 tasks of batch 90.\n" {
+		t.Fatalf("kill batch: out = %q, err = %v", out, err)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "twin"); err == nil || !strings.Contains(err.Error(), "ambiguous") || !strings.Contains(err.Error(), "7 (running)") || !strings.Contains(err.Error(), "8 (pending)") {
+		t.Fatalf("ambiguous name: %v", err)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "nobody"); err == nil || !strings.Contains(err.Error(), `no task is named "nobody"`) {
+		t.Fatalf("unknown name: %v", err)
+	}
+}
+
+func TestCompactList(t *testing.T) {
+	var many []string
+	for i := 0; i < 10000; i++ {
+		many = append(many, strconv.Itoa(i))
+	}
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"3"}, "3"},
+		{[]string{"1", "2", "3", "7", "9", "10"}, "1-3, 7, 9-10"},
+		{many, "0-9999"},
+		{[]string{"1", "3", "5", "7"}, "1, 3, ... (2 more)"},
+	} {
+		max := 20
+		if len(tc.in) == 4 {
+			max = 2
+		}
+		if got := compactList(tc.in, max); got != tc.want {
+			t.Errorf("compactList(%d items) = %q, want %q", len(tc.in), got, tc.want)
+		}
 	}
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // logsOptions holds the flags of "task logs".
@@ -19,7 +21,7 @@ type logsOptions struct {
 func newTaskLogsCmd(g *clientFlags) *cobra.Command {
 	o := &logsOptions{}
 	cmd := &cobra.Command{
-		Use:   "logs TASK_ID",
+		Use:   "logs TASK_ID|NAME",
 		Short: "Print a command task's output",
 		Long: `Print a command task's standard output (or, with --stderr, its standard
 error) as the host's shared directory holds it. The bytes are written as
@@ -28,7 +30,10 @@ they are; --output does not apply.
 Without --follow a log file that does not exist yet is an error. With
 --follow the command keeps polling for new bytes, waits for a log file
 that was not written yet, and stops once the task has reached a final
-status and everything it wrote was printed. Ctrl-C stops it earlier.`,
+status and everything it wrote was printed, and then exits as the task did:
+0 when it completed, its exit code when it failed with one (128+N for
+signal N), 1 when it ended otherwise (killed, lost). Ctrl-C stops it
+earlier. A task name works where only one task has it.`,
 		Example: `  hakuriver task logs 1790263384729600000
   hakuriver task logs --stderr 1790263384729600000
   hakuriver task logs --follow --poll-interval 2s 1790263384729600000`,
@@ -60,10 +65,45 @@ func runTaskLogs(cmd *cobra.Command, g *clientFlags, o *logsOptions, id string) 
 		return err
 	}
 	defer c.Close()
+	if _, err := strconv.ParseInt(id, 10, 64); err != nil {
+		ctx, cancel := g.call(cmd.Context())
+		ref, err := resolveRef(ctx, c, id, false)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if ref.batch {
+			return fmt.Errorf("%q names a batch: give one of its task IDs (hakuriver task list --batch %s)", id, ref.id)
+		}
+		id = ref.id
+	}
 	r := &api.LogReader{Client: c, TaskID: id, Stream: stream, W: cmd.OutOrStdout(),
 		Poll: g.pollOptions(o.pollInterval, cmd.ErrOrStderr(), "following")}
 	if !o.follow {
 		return r.Dump(cmd.Context())
 	}
-	return r.Follow(cmd.Context())
+	if err := r.Follow(cmd.Context()); err != nil {
+		return err
+	}
+	ctx, cancel := g.call(cmd.Context())
+	defer cancel()
+	t, err := c.Status(ctx, id)
+	if err != nil {
+		return fmt.Errorf("task %s finished; reading its exit status: %w", id, err)
+	}
+	return taskEnd(t)
+}
+
+// taskEnd is nil for a completed task, else an error that makes the
+// process exit as the task did: its exit code (128+N for signal N), or 1
+// when it has none.
+func taskEnd(t fsm.Task) error {
+	if t.Status == fsm.StatusCompleted {
+		return nil
+	}
+	msg := fmt.Sprintf("task %d %s", t.TaskID, describeEnd(t))
+	if t.ExitCode != nil && *t.ExitCode != 0 {
+		return &exitCodeError{code: processExitCode(*t.ExitCode), msg: msg}
+	}
+	return &exitCodeError{code: 1, msg: msg}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,12 +20,43 @@ import (
 type waitOptions struct {
 	timeout      time.Duration
 	pollInterval time.Duration
+	batch        bool
+}
+
+// waitIDs resolves the arguments of "task wait" into task IDs: a batch ID
+// (or name of a batch) stands for every task of the batch.
+func waitIDs(ctx context.Context, g *clientFlags, c *api.Client, args []string, batch bool) ([]string, error) {
+	var ids []string
+	add := func(id string) {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	for _, arg := range args {
+		cctx, cancel := g.call(ctx)
+		ref, err := resolveRef(cctx, c, arg, batch)
+		if err == nil && ref.batch {
+			var tasks []fsm.Task
+			if tasks, err = batchTasks(cctx, c, ref.id); err == nil {
+				for _, t := range tasks {
+					add(strconv.FormatInt(t.TaskID, 10))
+				}
+			}
+		} else if err == nil {
+			add(ref.id)
+		}
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
 }
 
 func newTaskWaitCmd(g *clientFlags) *cobra.Command {
 	o := &waitOptions{}
 	cmd := &cobra.Command{
-		Use:   "wait TASK_ID...",
+		Use:   "wait TASK_ID|BATCH_ID|NAME...",
 		Short: "Wait until tasks finish",
 		Long: `Wait until every given task has reached a final status (completed, failed,
 killed, killed_oom or lost), printing each one as it finishes.
@@ -36,7 +68,11 @@ exits with that code (a task killed by signal N exits with 128+N).
 
 --timeout bounds the whole wait (0, the default, waits forever); for this
 command it replaces the global --timeout, and each API call keeps the
-default limit of ` + defaultTimeout.String() + `. --output json prints the final tasks.`,
+default limit of ` + defaultTimeout.String() + `. --output json prints the final tasks.
+
+A batch ID (or --batch ID) waits for every task of the batch, and fails if
+any of them did not complete. A task name works where only one task, or
+one batch, has it.`,
 		Example: `  hakuriver task wait 1790263384729600000
   hakuriver task wait --timeout 1h 1790263384729600000 1790263384729600001
   hakuriver task wait -o json 1790263384729600000`,
@@ -48,6 +84,7 @@ default limit of ` + defaultTimeout.String() + `. --output json prints the final
 	f := cmd.Flags()
 	f.DurationVar(&o.timeout, "timeout", 0, "give up after this long (0: wait forever)")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks")
+	f.BoolVar(&o.batch, "batch", false, "take each ID as a batch ID")
 	return cmd
 }
 
@@ -62,14 +99,9 @@ func runTaskWait(cmd *cobra.Command, g *clientFlags, o *waitOptions, args []stri
 	if o.pollInterval <= 0 {
 		return fmt.Errorf("invalid --poll-interval %s: must be positive", o.pollInterval)
 	}
-	var ids []string
 	for _, id := range args {
-		id = strings.TrimSpace(id)
-		if id == "" {
+		if strings.TrimSpace(id) == "" {
 			return fmt.Errorf("empty task ID")
-		}
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
 		}
 	}
 	c, err := g.client()
@@ -78,6 +110,10 @@ func runTaskWait(cmd *cobra.Command, g *clientFlags, o *waitOptions, args []stri
 	}
 	defer c.Close()
 	ctx := cmd.Context()
+	ids, err := waitIDs(ctx, g, c, args, o.batch)
+	if err != nil {
+		return err
+	}
 	if o.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)

@@ -137,7 +137,7 @@
           </td>
         </tr>
         <tr v-for="t in g.rows" :key="t.task_id" :id="'task-row-' + t.task_id">
-          <td><span class="text-nowrap"><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link><span v-if="t.array_index != null" class="hr-muted"> [{{ t.array_index }}]</span></span>
+          <td><span class="text-nowrap"><hr-link :to="'/task/' + t.task_id">{{ t.task_id }}</hr-link><span v-if="t.array_index != null" class="hr-muted"> [{{ t.array_index }}]</span><span v-if="t.name" class="hr-muted"> {{ t.name }}</span></span>
             <div class="d-sm-none small"><hr-status :s="t.status"></hr-status><span v-if="t.exit_code != null"> · exit {{ t.exit_code }}</span><span v-if="t.started_at"> · {{ elapsed(t) }}</span><span v-if="t.owner" class="hr-muted"> · {{ t.owner }}</span></div>
             <div class="d-md-none hr-cmd hr-cmd-phone" :class="{'fst-italic': t.task_type === 'vps'}">{{ cmd(t) }}</div></td>
           <td class="d-none d-sm-table-cell"><hr-status :s="t.status"></hr-status></td>
@@ -341,6 +341,7 @@
             <dt class="col-sm-3">Environment</dt><dd class="col-sm-9">{{ env }}</dd>
             <template v-if="envVars.length"><dt class="col-sm-3">Env vars</dt><dd class="col-sm-9" id="task-env">
               <div v-for="kv in envVars" class="hr-cmd"><span>{{ kv[0] }}</span>=<span v-if="hidden(kv[1])" class="badge bg-secondary" title="hidden: only its owner or an operator sees the value">hidden</span><span v-else>{{ kv[1] }}</span></div></dd></template>
+            <template v-if="t.name"><dt class="col-sm-3">Name</dt><dd class="col-sm-9" id="task-name">{{ t.name }}</dd></template>
             <dt class="col-sm-3">Owner</dt><dd class="col-sm-9">{{ t.owner || '-' }}<span v-if="t.run_as" class="hr-muted"> (runs as {{ t.run_as }})</span></dd>
             <dt class="col-sm-3">Resources</dt><dd class="col-sm-9" id="task-resources">{{ t.required_cores }} core(s) · {{ mem }} memory · {{ gpus }}</dd>
             <dt class="col-sm-3">Target</dt><dd class="col-sm-9">{{ target }}</dd>
