@@ -101,6 +101,10 @@ type Options struct {
 	// the same ports, as on machines of their own; runners started with
 	// RunnerOptions.Address use those ports too.
 	Addresses []string
+	// Netns, when set, runs replica i inside network namespace Netns[i]
+	// (with `ip netns exec`), e.g. a Bridge member whose address is
+	// Addresses[i].
+	Netns []string
 	// TLS runs the cluster with TLS: `hakuriver tls init` makes a CA and a
 	// certificate per host and runner (TLSDir), every process gets
 	// --cert-file, --key-file and --ca-file, APIs are https:// and the
@@ -271,6 +275,9 @@ func StartCluster(tb TB, opts Options) *Cluster {
 		r, err := c.newReplica(fmt.Sprintf("h%d", i+1), c.replicaAddr(i), ports.ports[i], joins)
 		if err != nil {
 			tb.Fatalf("harness: %v", err)
+		}
+		if i < len(opts.Netns) {
+			r.proc.netns = opts.Netns[i]
 		}
 		c.mu.Lock()
 		c.replicas = append(c.replicas, r)

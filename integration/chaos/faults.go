@@ -1,0 +1,117 @@
+//go:build integration
+
+package chaos
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/integration/harness"
+)
+
+// runnerMember is the Bridge member index of the runner (after the three
+// replicas).
+const runnerMember = 3
+
+// others returns the replica indexes other than i.
+func (e *Env) others(i int) []int {
+	var out []int
+	for j := range e.C.N() {
+		if j != i {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// PartitionLeaderWithRunner is a 2|1 partition: the leader and the runner
+// on the minority side, the two other replicas on the majority side.
+// Clients (root namespace) still reach every member.
+func PartitionLeaderWithRunner() Fault {
+	return Fault{Name: "partition 2|1, leader+runner in minority",
+		Inject: func(e *Env) ([]string, []string, error) {
+			l, id := e.leaderID()
+			return []string{id}, nil, e.Net.Partition([]int{l, runnerMember}, e.others(l))
+		},
+		Heal: func(e *Env) error { return e.Net.Heal() },
+	}
+}
+
+// IsolateLeader cuts the leader from every other member (replicas and
+// runner) while clients still reach it.
+func IsolateLeader() Fault {
+	return Fault{Name: "leader isolated, clients attached",
+		Inject: func(e *Env) ([]string, []string, error) {
+			l, id := e.leaderID()
+			return []string{id}, nil, e.Net.Isolate(l)
+		},
+		Heal: func(e *Env) error { return e.Net.Heal() },
+	}
+}
+
+// OneWayFromLeader drops every packet from the leader at the other
+// replicas: the leader still hears them (gossip over UDP arrives), they no
+// longer hear it.
+func OneWayFromLeader() Fault {
+	return Fault{Name: "one-way: followers stop hearing the leader",
+		Inject: func(e *Env) ([]string, []string, error) {
+			l, id := e.leaderID()
+			var errs []error
+			for _, j := range e.others(l) {
+				errs = append(errs, e.Net.CutOneWay(l, j))
+			}
+			return []string{id}, nil, errors.Join(errs...)
+		},
+		Heal: func(e *Env) error { return e.Net.Heal() },
+	}
+}
+
+// KillLeader SIGKILLs the leader and restarts it on heal.
+func KillLeader() Fault {
+	var killed int
+	return Fault{Name: "SIGKILL of the leader",
+		Inject: func(e *Env) ([]string, []string, error) {
+			l, id := e.leaderID()
+			killed = l
+			e.C.Kill(l)
+			return nil, []string{id}, nil
+		},
+		Heal: func(e *Env) error {
+			e.C.StartReplica(killed)
+			return harness.Eventually(harness.StartTimeout, func() (bool, string) {
+				_, err := e.C.Status(killed)
+				if err != nil {
+					return false, err.Error()
+				}
+				return true, ""
+			})
+		},
+	}
+}
+
+// Faults returns every fault kind, by a short name.
+func Faults() map[string]Fault {
+	return map[string]Fault{
+		"partition": PartitionLeaderWithRunner(),
+		"isolate":   IsolateLeader(),
+		"oneway":    OneWayFromLeader(),
+		"kill":      KillLeader(),
+	}
+}
+
+// FaultNames lists Faults' names in a fixed order.
+func FaultNames() []string { return []string{"partition", "isolate", "oneway", "kill"} }
+
+// FormatReports renders reports as a table.
+func FormatReports(reps []Report) string {
+	s := fmt.Sprintf("%-45s %7s %7s %9s %10s\n", "fault", "writes", "errors", "resume", "recovery")
+	for _, r := range reps {
+		resume := "-"
+		if r.Resume >= 0 {
+			resume = r.Resume.Round(10 * time.Millisecond).String()
+		}
+		s += fmt.Sprintf("%-45s %7d %6.0f%% %9s %10s\n", r.Fault, r.Writes, 100*r.ErrorRate(), resume, r.Recovery.Round(10*time.Millisecond))
+	}
+	return s
+}
