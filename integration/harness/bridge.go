@@ -69,8 +69,10 @@ func NewBridge(tb TB, n int) (*Bridge, error) {
 			if out, err := runCmd("ip", "netns", "del", m.Netns); err != nil {
 				tb.Logf("cleanup: ip netns del %s: %v: %s", m.Netns, err, out)
 			}
+			// Deleting the namespace destroys the pair; remove the host
+			// end in case it outlived it.
 			if _, err := net.InterfaceByName(m.hostIf); err == nil {
-				if out, err := runCmd("ip", "link", "del", m.hostIf); err != nil {
+				if out, err := runCmd("ip", "link", "del", m.hostIf); err != nil && !strings.Contains(out, "Cannot find device") {
 					tb.Logf("cleanup: ip link del %s: %v: %s", m.hostIf, err, out)
 				}
 			}
