@@ -4,16 +4,14 @@ package chaos
 
 import (
 	"bufio"
-	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -240,11 +238,13 @@ func (e *Env) Quiesce() (Final, error) {
 	return final, nil
 }
 
-// replicaState reads replica i's full task listing between two equal
-// readings of its applied index (so that the listing is that index's).
+// replicaState reads replica i's FSM digest (GET
+// /api/cluster/state-digest: the SHA-256 of its snapshot encoding) and its
+// full task listing between two equal readings of the digest's applied
+// index, so that both are that index's.
 func (e *Env) replicaState(i int) (ReplicaState, error) {
 	for range 20 {
-		a, err := e.C.Status(i)
+		a, err := e.digest(i)
 		if err != nil {
 			return ReplicaState{}, err
 		}
@@ -252,31 +252,35 @@ func (e *Env) replicaState(i int) (ReplicaState, error) {
 		if err != nil {
 			return ReplicaState{}, err
 		}
-		b, err := e.C.Status(i)
+		b, err := e.digest(i)
 		if err != nil {
 			return ReplicaState{}, err
 		}
 		if a.AppliedIndex != b.AppliedIndex {
 			continue
 		}
-		return stateOf(b.AppliedIndex, tasks)
+		rs := ReplicaState{Applied: b.AppliedIndex, Digest: b.SHA256, Tasks: map[string]TaskState{}}
+		for _, t := range tasks {
+			rs.Tasks[strconv.FormatInt(t.TaskID, 10)] = TaskState{RequestID: t.RequestID, Status: string(t.Status), KillRequestID: t.KillRequestID}
+		}
+		return rs, nil
 	}
 	return ReplicaState{}, fmt.Errorf("replica %s keeps applying entries", e.C.Replica(i).ID)
 }
 
-// stateOf digests a full task listing (sorted by ID, canonical JSON).
-func stateOf(applied uint64, tasks []api.Task) (ReplicaState, error) {
-	slices.SortFunc(tasks, func(a, b api.Task) int { return cmp.Compare(a.TaskID, b.TaskID) })
-	b, err := json.Marshal(tasks)
+// digest asks replica i for its own state digest.
+func (e *Env) digest(i int) (api.StateDigest, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	a, err := e.C.CallInternal(ctx, i, http.MethodGet, "/api/cluster/state-digest", nil)
 	if err != nil {
-		return ReplicaState{}, fmt.Errorf("encode tasks: %w", err)
+		return api.StateDigest{}, err
 	}
-	sum := sha256.Sum256(b)
-	rs := ReplicaState{Applied: applied, Digest: hex.EncodeToString(sum[:]), Tasks: map[string]TaskState{}}
-	for _, t := range tasks {
-		rs.Tasks[fmt.Sprint(t.TaskID)] = TaskState{RequestID: t.RequestID, Status: string(t.Status), KillRequestID: t.KillRequestID}
+	if a.Status != http.StatusOK {
+		return api.StateDigest{}, fmt.Errorf("GET /api/cluster/state-digest on %s: %s", e.C.Replica(i).ID, a)
 	}
-	return rs, nil
+	var d api.StateDigest
+	return d, a.Decode(&d)
 }
 
 // readTokens counts the lines of the token file (absent: none yet).
