@@ -83,6 +83,9 @@ type Report struct {
 	// Writes, WriteErrors: writes invoked while the fault lasted and how
 	// many of them were not acknowledged.
 	Writes, WriteErrors int
+	// MajorityWrites, MajorityErrors: the same for writes sent to a
+	// member on the majority side.
+	MajorityWrites, MajorityErrors int
 	// Resume: from the fault to the first acknowledged write invoked
 	// after it through a member on the majority side (-1: none).
 	Resume time.Duration
@@ -97,6 +100,14 @@ func (r Report) ErrorRate() float64 {
 		return 0
 	}
 	return float64(r.WriteErrors) / float64(r.Writes)
+}
+
+// MajorityErrorRate is MajorityErrors/MajorityWrites.
+func (r Report) MajorityErrorRate() float64 {
+	if r.MajorityWrites == 0 {
+		return 0
+	}
+	return float64(r.MajorityErrors) / float64(r.MajorityWrites)
 }
 
 // Reports returns the reports of every fault so far.
@@ -154,8 +165,15 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 			continue
 		}
 		rep.Writes++
+		majority := !slices.Contains(out, op.Member)
+		if majority {
+			rep.MajorityWrites++
+		}
 		if op.Result != Ok {
 			rep.WriteErrors++
+			if majority {
+				rep.MajorityErrors++
+			}
 		} else if !slices.Contains(out, op.Member) && (rep.Resume < 0 || op.Complete.Sub(from) < rep.Resume) {
 			rep.Resume = op.Complete.Sub(from)
 		}
@@ -235,6 +253,11 @@ func (e *Env) Quiesce() (Final, error) {
 		return Final{}, err
 	}
 	final.Tokens = toks
+	if len(final.Order) > 0 {
+		ref := final.Replicas[final.Order[0]]
+		e.TB.Logf("chaos: quiet: %d tasks, %d tokens, applied index %d, state digest %.16s on %s",
+			len(ref.Tasks), len(toks), ref.Applied, ref.Digest, final.Order[0])
+	}
 	return final, nil
 }
 

@@ -103,15 +103,18 @@ func Faults() map[string]Fault {
 // FaultNames lists Faults' names in a fixed order.
 func FaultNames() []string { return []string{"partition", "isolate", "oneway", "kill"} }
 
-// FormatReports renders reports as a table.
+// FormatReports renders reports as a table: writes invoked during the
+// fault, the share not acknowledged (all, and those sent to the majority
+// side), the time until the majority acknowledged a write, and the time
+// from healing until every replica did.
 func FormatReports(reps []Report) string {
-	s := fmt.Sprintf("%-45s %7s %7s %9s %10s\n", "fault", "writes", "errors", "resume", "recovery")
+	s := fmt.Sprintf("%-45s %7s %7s %9s %9s %10s\n", "fault", "writes", "errors", "majority", "resume", "recovery")
 	for _, r := range reps {
 		resume := "-"
 		if r.Resume >= 0 {
 			resume = r.Resume.Round(10 * time.Millisecond).String()
 		}
-		s += fmt.Sprintf("%-45s %7d %6.0f%% %9s %10s\n", r.Fault, r.Writes, 100*r.ErrorRate(), resume, r.Recovery.Round(10*time.Millisecond))
+		s += fmt.Sprintf("%-45s %7d %6.0f%% %8.0f%% %9s %10s\n", r.Fault, r.Writes, 100*r.ErrorRate(), 100*r.MajorityErrorRate(), resume, r.Recovery.Round(10*time.Millisecond))
 	}
 	return s
 }
