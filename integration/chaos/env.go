@@ -86,6 +86,9 @@ type Report struct {
 	// MajorityWrites, MajorityErrors: the same for writes sent to a
 	// member on the majority side.
 	MajorityWrites, MajorityErrors int
+	// MinorityWrites: writes sent to a member on the minority side (the
+	// checker requires that none was acknowledged).
+	MinorityWrites int
 	// Resume: from the fault to the first acknowledged write invoked
 	// after it through a member on the majority side (-1: none).
 	Resume time.Duration
@@ -168,6 +171,9 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 		majority := !slices.Contains(out, op.Member)
 		if majority {
 			rep.MajorityWrites++
+		}
+		if slices.Contains(minority, op.Member) {
+			rep.MinorityWrites++
 		}
 		if op.Result != Ok {
 			rep.WriteErrors++

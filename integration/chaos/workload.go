@@ -110,13 +110,18 @@ func (w *Workload) client(ctx context.Context, k int, rng *rand.Rand, maxOps, pi
 		}
 		for r := 0; r < 3 && ops < maxOps && ctx.Err() == nil; r++ {
 			if r == 1 && rng.IntN(5) == 0 {
-				w.kill(ctx, k, pick(), sub.TaskID)
 				ops++
+				if w.kill(ctx, k, pick(), sub.TaskID).Result != Ok {
+					break
+				}
 			}
 			sleep(ctx, time.Duration(50+rng.IntN(150))*time.Millisecond)
 			read := w.read(ctx, k, pick(), sub.TaskID)
 			ops++
-			if read.Result == Ok && isFinal(read.Status) {
+			// A failed operation ends the task's turn: the client goes on
+			// writing, so that a client pinned to a cut-off member keeps
+			// trying writes there.
+			if read.Result != Ok || isFinal(read.Status) {
 				break
 			}
 		}
