@@ -58,8 +58,16 @@ func NewEnv(tb harness.TB, bin string) (*Env, error) {
 		return nil, err
 	}
 	ips, nss := net.IPs(), net.Netns()
+	// Each data dir is a small tmpfs of its own, so that a disk can be
+	// filled; the disk guard keeps only 1 MiB free (the default 512 MiB
+	// would not fit).
+	conf := filepath.Join(tb.TempDir(), "chaos.toml")
+	if err := os.WriteFile(conf, []byte("[cluster]\nmin_free_disk = \"1Mi\"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write config: %w", err)
+	}
 	c := harness.StartCluster(tb, harness.Options{Bin: bin, Replicas: 3, Addresses: ips[:3], Netns: nss[:3],
-		HeartbeatInterval: 1, HeartbeatTimeoutFactor: 5})
+		HeartbeatInterval: 1, HeartbeatTimeoutFactor: 5, Args: []string{"--config", conf},
+		BeforeStart: func(r *harness.Replica) error { return mountTmpfs(tb, r.DataDir(), DataDirMiB) }})
 	c.StartRunner(RunnerName, harness.RunnerOptions{Cores: 4, Memory: "2G", NoDocker: true, NoCgroups: true, Address: ips[3], Netns: nss[3]})
 	e := &Env{TB: tb, C: c, Net: net, TokenFile: filepath.Join(c.SharedDir(), "chaos-tokens"), Hist: &History{}}
 	var targets []Target
@@ -80,6 +88,8 @@ func (e *Env) Isolated(member string, from, to time.Time) {
 // Report is what one fault did to the clients.
 type Report struct {
 	Fault string
+	// Minority names the members cut off from the majority.
+	Minority []string
 	// Writes, WriteErrors: writes invoked while the fault lasted and how
 	// many of them were not acknowledged.
 	Writes, WriteErrors int
@@ -155,7 +165,7 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 		return Report{}, fmt.Errorf("heal %s: %w", f.Name, err)
 	}
 	healed := time.Now()
-	rep := Report{Fault: f.Name, Resume: -1}
+	rep := Report{Fault: f.Name, Minority: minority, Resume: -1}
 	recovered, err := e.probeAll(ctx)
 	e.W.Stop()
 	if err != nil {

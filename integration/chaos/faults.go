@@ -97,11 +97,12 @@ func Faults() map[string]Fault {
 		"isolate":   IsolateLeader(),
 		"oneway":    OneWayFromLeader(),
 		"kill":      KillLeader(),
+		"diskfull":  DiskFullLeader(),
 	}
 }
 
 // FaultNames lists Faults' names in a fixed order.
-func FaultNames() []string { return []string{"partition", "isolate", "oneway", "kill"} }
+func FaultNames() []string { return []string{"partition", "isolate", "oneway", "kill", "diskfull"} }
 
 // FormatReports renders reports as a table: writes invoked during the
 // fault, the share not acknowledged (all, and those sent to the majority

@@ -101,6 +101,10 @@ type Options struct {
 	// the same ports, as on machines of their own; runners started with
 	// RunnerOptions.Address use those ports too.
 	Addresses []string
+	// BeforeStart, when set, is called with each replica StartCluster
+	// starts, after its directories exist and before its process starts
+	// (e.g. to mount a small filesystem on its data dir).
+	BeforeStart func(r *Replica) error
 	// Netns, when set, runs replica i inside network namespace Netns[i]
 	// (with `ip netns exec`), e.g. a Bridge member whose address is
 	// Addresses[i].
@@ -293,6 +297,11 @@ func StartCluster(tb TB, opts Options) *Cluster {
 		}
 	}
 	for i := range opts.Replicas {
+		if opts.BeforeStart != nil {
+			if err := opts.BeforeStart(c.Replica(i)); err != nil {
+				tb.Fatalf("harness: before starting %s: %v", c.Replica(i).ID, err)
+			}
+		}
 		if err := c.startProcess(i); err != nil {
 			tb.Fatalf("harness: %v", err)
 		}
