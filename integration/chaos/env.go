@@ -61,12 +61,8 @@ func NewEnv(tb harness.TB, bin string) (*Env, error) {
 	// Each data dir is a small tmpfs of its own, so that a disk can be
 	// filled; the disk guard keeps only 1 MiB free (the default 512 MiB
 	// would not fit).
-	conf := filepath.Join(tb.TempDir(), "chaos.toml")
-	if err := os.WriteFile(conf, []byte("[cluster]\nmin_free_disk = \"1Mi\"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("write config: %w", err)
-	}
 	c := harness.StartCluster(tb, harness.Options{Bin: bin, Replicas: 3, Addresses: ips[:3], Netns: nss[:3],
-		HeartbeatInterval: 1, HeartbeatTimeoutFactor: 5, Args: []string{"--config", conf},
+		HeartbeatInterval: 1, HeartbeatTimeoutFactor: 5, Args: []string{"--min-free-disk", "1Mi"},
 		BeforeStart: func(r *harness.Replica) error { return mountTmpfs(tb, r.DataDir(), DataDirMiB) }})
 	c.StartRunner(RunnerName, harness.RunnerOptions{Cores: 4, Memory: "2G", NoDocker: true, NoCgroups: true, Address: ips[3], Netns: nss[3]})
 	e := &Env{TB: tb, C: c, Net: net, TokenFile: filepath.Join(c.SharedDir(), "chaos-tokens"), Hist: &History{}}
