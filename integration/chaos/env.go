@@ -258,7 +258,7 @@ func (e *Env) Quiesce() (Final, error) {
 	})
 	if err != nil {
 		// Report what differs: the checker names it as a divergence.
-		e.TB.Logf("chaos: replicas did not reach one applied index: %v", err)
+		e.TB.Logf("replicas did not reach one applied index: %v", err)
 	}
 	toks, err := readTokens(e.TokenFile)
 	if err != nil {
@@ -267,7 +267,7 @@ func (e *Env) Quiesce() (Final, error) {
 	final.Tokens = toks
 	if len(final.Order) > 0 {
 		ref := final.Replicas[final.Order[0]]
-		e.TB.Logf("chaos: quiet: %d tasks, %d tokens, applied index %d, state digest %.16s on %s",
+		e.TB.Logf("quiet: %d tasks, %d tokens, applied index %d, state digest %.16s on %s",
 			len(ref.Tasks), len(toks), ref.Applied, ref.Digest, final.Order[0])
 	}
 	return final, nil

@@ -119,3 +119,47 @@ func FormatReports(reps []Report) string {
 	}
 	return s
 }
+
+// FormatByKind aggregates reports by fault: how many, the mean and worst
+// time until the majority took writes, the mean error rates, and the mean
+// and worst recovery after healing.
+func FormatByKind(reps []Report) string {
+	type agg struct {
+		n, resumed          int
+		resume, maxResume   time.Duration
+		rec, maxRec         time.Duration
+		errRate, majErrRate float64
+	}
+	var order []string
+	by := map[string]*agg{}
+	for _, r := range reps {
+		a := by[r.Fault]
+		if a == nil {
+			a = &agg{}
+			by[r.Fault] = a
+			order = append(order, r.Fault)
+		}
+		a.n++
+		if r.Resume >= 0 {
+			a.resumed++
+			a.resume += r.Resume
+			a.maxResume = max(a.maxResume, r.Resume)
+		}
+		a.rec += r.Recovery
+		a.maxRec = max(a.maxRec, r.Recovery)
+		a.errRate += r.ErrorRate()
+		a.majErrRate += r.MajorityErrorRate()
+	}
+	round := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+	s := fmt.Sprintf("%-45s %3s %9s %9s %7s %9s %9s %9s\n", "fault", "n", "resume", "worst", "errors", "majority", "recovery", "worst")
+	for _, f := range order {
+		a := by[f]
+		resume := "-"
+		if a.resumed > 0 {
+			resume = round(a.resume / time.Duration(a.resumed))
+		}
+		s += fmt.Sprintf("%-45s %3d %9s %9s %6.0f%% %8.0f%% %9s %9s\n", f, a.n, resume, round(a.maxResume),
+			100*a.errRate/float64(a.n), 100*a.majErrRate/float64(a.n), round(a.rec/time.Duration(a.n)), round(a.maxRec))
+	}
+	return s
+}

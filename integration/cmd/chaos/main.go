@@ -123,6 +123,8 @@ func summary(out io.Writer, env *chaos.Env, injected map[string]int, anomalies m
 	sort.SliceStable(reps, func(i, j int) bool { return reps[i].Fault < reps[j].Fault })
 	fmt.Fprint(out, chaos.FormatReports(reps))
 	fmt.Fprintln(out)
+	fmt.Fprint(out, chaos.FormatByKind(reps))
+	fmt.Fprintln(out)
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "fault kind\tinjected\t")
 	for _, n := range chaos.FaultNames() {
