@@ -17,7 +17,8 @@ import (
 // under client load, one after the other: a 2|1 partition with the leader
 // (and the runner) on the minority side, the leader isolated from every
 // member while clients pinned to it keep calling it, a one-way partition
-// (the followers stop hearing the leader), SIGKILL of the leader under 8
+// (the followers stop hearing the leader), a 1|1|1 partition (no majority
+// anywhere: no write may be acknowledged), SIGKILL of the leader under 8
 // clients, and the leader's data dir filesystem (a 64 MiB tmpfs) filled to
 // the last byte. After each, the network is healed, the cluster quiesces and
 // the history checker (integration/chaos) must find zero anomalies in the

@@ -67,6 +67,22 @@ func OneWayFromLeader() Fault {
 	}
 }
 
+// SplitThree cuts every replica from every other (1|1|1; the runner
+// keeps its links): no side has a majority, so no write may be
+// acknowledged anywhere until healing.
+func SplitThree() Fault {
+	return Fault{Name: "partition 1|1|1, no majority",
+		Inject: func(e *Env) ([]string, []string, error) {
+			var ids []string
+			for i := range e.C.N() {
+				ids = append(ids, e.C.Replica(i).ID)
+			}
+			return ids, nil, e.Net.Partition([]int{0}, []int{1}, []int{2})
+		},
+		Heal: func(e *Env) error { return e.Net.Heal() },
+	}
+}
+
 // KillLeader SIGKILLs the leader and restarts it on heal.
 func KillLeader() Fault {
 	var killed int
@@ -98,11 +114,14 @@ func Faults() map[string]Fault {
 		"oneway":    OneWayFromLeader(),
 		"kill":      KillLeader(),
 		"diskfull":  DiskFullLeader(),
+		"split3":    SplitThree(),
 	}
 }
 
 // FaultNames lists Faults' names in a fixed order.
-func FaultNames() []string { return []string{"partition", "isolate", "oneway", "kill", "diskfull"} }
+func FaultNames() []string {
+	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull"}
+}
 
 // FormatReports renders reports as a table: writes invoked during the
 // fault, the share not acknowledged (all, and those sent to the majority
@@ -115,7 +134,11 @@ func FormatReports(reps []Report) string {
 		if r.Resume >= 0 {
 			resume = r.Resume.Round(10 * time.Millisecond).String()
 		}
-		s += fmt.Sprintf("%-45s %7d %6.0f%% %8.0f%% %9s %10s\n", r.Fault, r.Writes, 100*r.ErrorRate(), 100*r.MajorityErrorRate(), resume, r.Recovery.Round(10*time.Millisecond))
+		majority := "-"
+		if r.MajorityWrites > 0 {
+			majority = fmt.Sprintf("%.0f%%", 100*r.MajorityErrorRate())
+		}
+		s += fmt.Sprintf("%-45s %7d %6.0f%% %9s %9s %10s\n", r.Fault, r.Writes, 100*r.ErrorRate(), majority, resume, r.Recovery.Round(10*time.Millisecond))
 	}
 	return s
 }

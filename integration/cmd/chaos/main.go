@@ -5,7 +5,7 @@
 // namespace on a bridge (integration/chaos): faults drawn by seed one after
 // the other under client load (2|1 partition with the leader in the
 // minority, isolated leader with clients attached, one-way partition,
-// SIGKILL of the leader, the leader's disk full), each healed and followed by the history checker.
+// 1|1|1 partition, SIGKILL of the leader, the leader's disk full), each healed and followed by the history checker.
 // It prints a summary table (operations, faults, anomalies by kind) and
 // exits 1 on any anomaly, 2 when the cluster misbehaved otherwise.
 //
