@@ -177,11 +177,11 @@ func FormatByKind(reps []Report) string {
 	s := fmt.Sprintf("%-45s %3s %9s %9s %7s %9s %9s %9s\n", "fault", "n", "resume", "worst", "errors", "majority", "recovery", "worst")
 	for _, f := range order {
 		a := by[f]
-		resume := "-"
+		resume, worst := "-", "-"
 		if a.resumed > 0 {
-			resume = round(a.resume / time.Duration(a.resumed))
+			resume, worst = round(a.resume/time.Duration(a.resumed)), round(a.maxResume)
 		}
-		s += fmt.Sprintf("%-45s %3d %9s %9s %6.0f%% %8.0f%% %9s %9s\n", f, a.n, resume, round(a.maxResume),
+		s += fmt.Sprintf("%-45s %3d %9s %9s %6.0f%% %8.0f%% %9s %9s\n", f, a.n, resume, worst,
 			100*a.errRate/float64(a.n), 100*a.majErrRate/float64(a.n), round(a.rec/time.Duration(a.n)), round(a.maxRec))
 	}
 	return s
