@@ -8,7 +8,7 @@ TESTFLAGS ?=
 # MAX_SKIPS fails `make test` when more tests skip (-1: report only); CI sets 0.
 MAX_SKIPS ?= -1
 
-.PHONY: build run test test-unit test-deps test-images lint bench fuzz mutate clean
+.PHONY: build run test test-unit test-deps test-images lint bench chaos fuzz mutate clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/hakuriver
@@ -41,6 +41,15 @@ test-unit:
 
 bench: build
 	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/bench
+
+# chaos runs a randomized fault campaign (network partitions in namespaces,
+# SIGKILL) for DURATION with the fault schedule drawn from SEED (0: from
+# the clock, printed), checks the client history after every fault and
+# prints a summary table; it exits non-zero on any anomaly. Needs root.
+DURATION ?= 5m
+SEED ?= 0
+chaos: build
+	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/chaos -duration $(DURATION) -seed $(SEED)
 
 # fuzz runs every fuzz target (func FuzzX in a _test.go file) in turn for
 # FUZZTIME each; `go test` alone runs their checked-in seeds

@@ -96,6 +96,7 @@ var expectedAccess = map[string]need{
 	"GET /quota":                                  nViewer,
 	"GET /events":                                 nViewer,
 	"GET /cluster/replicas":                       nViewer,
+	"GET /cluster/state-digest":                   nAdminCT,
 }
 
 // matrixParams fills a route's path parameters with values that name

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 )
 
@@ -41,6 +43,29 @@ type diskGuard struct {
 	avail  uint64
 	err    error
 	refuse bool
+	// handedOff is when the leader last handed leadership over because
+	// of a full disk (see Host.yieldForDisk).
+	handedOff time.Time
+}
+
+// diskHandOffEvery spaces a leader's attempts to hand leadership over
+// while its data dir stays almost full.
+const diskHandOffEvery = 5 * time.Second
+
+// shouldHandOff reports whether the leader refusing writes for lack of
+// space should try to hand leadership over now, and records the attempt.
+func (g *diskGuard) shouldHandOff() bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	if !g.refuse || now.Sub(g.handedOff) < diskHandOffEvery {
+		return false
+	}
+	g.handedOff = now
+	return true
 }
 
 func newDiskGuard(dir string, min uint64, log *slog.Logger) *diskGuard {
@@ -86,15 +111,17 @@ func (g *diskGuard) check() error {
 }
 
 // watch reads the free space every diskWatch until ctx ends (check logs
-// the changes).
-func (g *diskGuard) watch(ctx context.Context) {
+// the changes) and calls low after each reading that refuses writes.
+func (g *diskGuard) watch(ctx context.Context, low func()) {
 	if g == nil || g.min == 0 {
 		return
 	}
 	t := time.NewTicker(diskWatch)
 	defer t.Stop()
 	for {
-		g.check() //nolint:errcheck // check logs what it finds
+		if g.check() != nil {
+			low()
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -115,4 +142,36 @@ func fmtBytes(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// yieldForDisk hands leadership to another voter while this replica leads
+// with its data dir almost full: the leader refuses every write then, and
+// since a refused write never reaches the disk nothing else makes it step
+// down, so the whole cluster would refuse writes although a majority of
+// healthy replicas could take them (found by the chaos test, leader's disk
+// full). A transfer runs in the background, at most once per
+// diskHandOffEvery; a single-voter cluster has no one to hand over to.
+func (h *Host) yieldForDisk() {
+	if h.closed.Load() || !h.IsLeader() || !h.disk.shouldHandOff() {
+		return
+	}
+	cf := h.raft.r.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return
+	}
+	voters := 0
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return
+	}
+	h.goRun(func() {
+		h.log.Info("data dir almost full: handing leadership to another replica")
+		if err := h.raft.r.LeadershipTransfer().Error(); err != nil {
+			h.log.Warn("hand leadership over (data dir almost full)", "err", err)
+		}
+	})
 }

@@ -44,3 +44,41 @@ func TestDiskGuard(t *testing.T) {
 		t.Fatalf("after the recheck: %v", err)
 	}
 }
+
+// TestDiskGuardHandOff: a guard asks for a leadership hand-off only while
+// it refuses writes, and at most once per diskHandOffEvery.
+func TestDiskGuardHandOff(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	avail := uint64(1 << 30)
+	g := newDiskGuard(t.TempDir(), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g.now = func() time.Time { return now }
+	g.statfs = func(string) (uint64, error) { return avail, nil }
+	var nilGuard *diskGuard
+	if nilGuard.shouldHandOff() {
+		t.Fatal("a nil guard asks for a hand-off")
+	}
+	if g.check() != nil || g.shouldHandOff() {
+		t.Fatal("a guard with space asks for a hand-off")
+	}
+	avail = 1 << 10
+	now = now.Add(diskRecheck)
+	if g.check() == nil {
+		t.Fatal("no refusal below the minimum")
+	}
+	if !g.shouldHandOff() {
+		t.Fatal("no hand-off while refusing")
+	}
+	now = now.Add(diskHandOffEvery - time.Millisecond)
+	if g.shouldHandOff() {
+		t.Fatal("a second hand-off within diskHandOffEvery")
+	}
+	now = now.Add(time.Millisecond)
+	if !g.shouldHandOff() {
+		t.Fatal("no hand-off after diskHandOffEvery")
+	}
+	avail = 1 << 30
+	now = now.Add(diskHandOffEvery)
+	if g.check() != nil || g.shouldHandOff() {
+		t.Fatal("a hand-off after space was freed")
+	}
+}

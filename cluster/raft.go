@@ -225,6 +225,7 @@ func (h *Host) apply(ctx context.Context, c fsm.Command) (any, error) {
 		return nil, err
 	}
 	if err := h.disk.check(); err != nil {
+		h.yieldForDisk()
 		return nil, err
 	}
 	c, err := h.audited(ctx, c)

@@ -64,6 +64,9 @@ func (h *Host) apiTable() []route {
 		{"POST", "/cluster/join", adminOrCT, h.onLeader(a.Join)},
 		// Every replica's own Raft figures, asked by this one (replicastatus.go).
 		{"GET", "/cluster/replicas", viewer, h.handleReplicas},
+		// This replica's own state digest, for comparing replicas
+		// (statedigest.go): admin or cluster token, as it sizes the state.
+		{"GET", "/cluster/state-digest", adminOrCT, h.handleStateDigest},
 		// Answers the leader's challenge with an HMAC of the cluster token
 		// (hostproof.go): it proves, it grants nothing.
 		{"POST", "/cluster/prove", public, h.handleProve},

@@ -212,6 +212,17 @@ type QueueEntry struct {
 	SubmittedAt string `json:"submitted_at"`
 }
 
+// StateDigest is GET /api/cluster/state-digest: a digest of the asked
+// replica's own FSM state (its snapshot encoding, byte-identical for equal
+// states on every replica) at one applied index, never forwarded. Replicas
+// that applied the same index must answer the same SHA256.
+type StateDigest struct {
+	NodeID       string `json:"node_id"`
+	AppliedIndex uint64 `json:"applied_index"`
+	SHA256       string `json:"sha256"`
+	Bytes        int64  `json:"bytes"`
+}
+
 // ReplicaStatus is one replica's own Raft figures in GET
 // /api/cluster/replicas, as the asked replica collected them.
 type ReplicaStatus struct {

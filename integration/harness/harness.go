@@ -101,6 +101,14 @@ type Options struct {
 	// the same ports, as on machines of their own; runners started with
 	// RunnerOptions.Address use those ports too.
 	Addresses []string
+	// BeforeStart, when set, is called with each replica StartCluster
+	// starts, after its directories exist and before its process starts
+	// (e.g. to mount a small filesystem on its data dir).
+	BeforeStart func(r *Replica) error
+	// Netns, when set, runs replica i inside network namespace Netns[i]
+	// (with `ip netns exec`), e.g. a Bridge member whose address is
+	// Addresses[i].
+	Netns []string
 	// TLS runs the cluster with TLS: `hakuriver tls init` makes a CA and a
 	// certificate per host and runner (TLSDir), every process gets
 	// --cert-file, --key-file and --ca-file, APIs are https:// and the
@@ -272,6 +280,9 @@ func StartCluster(tb TB, opts Options) *Cluster {
 		if err != nil {
 			tb.Fatalf("harness: %v", err)
 		}
+		if i < len(opts.Netns) {
+			r.proc.netns = opts.Netns[i]
+		}
 		c.mu.Lock()
 		c.replicas = append(c.replicas, r)
 		c.mu.Unlock()
@@ -286,6 +297,11 @@ func StartCluster(tb TB, opts Options) *Cluster {
 		}
 	}
 	for i := range opts.Replicas {
+		if opts.BeforeStart != nil {
+			if err := opts.BeforeStart(c.Replica(i)); err != nil {
+				tb.Fatalf("harness: before starting %s: %v", c.Replica(i).ID, err)
+			}
+		}
 		if err := c.startProcess(i); err != nil {
 			tb.Fatalf("harness: %v", err)
 		}

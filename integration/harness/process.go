@@ -30,6 +30,8 @@ type process struct {
 	args    []string
 	env     []string
 	logPath string
+	// netns, when set, is the network namespace the process runs in.
+	netns string
 
 	mu      sync.Mutex
 	state   procState
@@ -55,6 +57,11 @@ func (p *process) start() error {
 	fmt.Fprintf(logf, "=== harness: start #%d of %s at %s: %s %s\n", p.starts, p.name,
 		time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(p.args, " "))
 	cmd := exec.Command(p.bin, p.args...)
+	if p.netns != "" {
+		// `ip netns exec` enters the namespace and execs the binary: the
+		// PID is the hakuriver process's own.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", p.netns, p.bin}, p.args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = p.env
 	// The process dies with the harness even when cleanups never run.

@@ -39,6 +39,9 @@ type RunnerOptions struct {
 	// cluster with Options.Addresses it uses the replicas' API and gossip
 	// port numbers, as on a machine of its own.
 	Address string
+	// Netns, when set, runs the runner (and so its native tasks) inside
+	// this network namespace, e.g. the Bridge member holding Address.
+	Netns string
 	// Args are extra flags.
 	Args []string
 }
@@ -83,6 +86,7 @@ func (c *Cluster) StartRunner(name string, opts RunnerOptions) *Runner {
 	r, args, ports := c.prepareRunner(name, opts)
 	defer ports.release()
 	r.proc = c.newProcess("runner "+name, args, filepath.Join(r.Dir, "runner.log"))
+	r.proc.netns = opts.Netns
 	if opts.NoDocker {
 		r.proc.env = append(withoutEnv(r.proc.env, "DOCKER_HOST"), "DOCKER_HOST=unix://"+filepath.Join(r.Dir, "no-docker.sock"))
 	}
