@@ -69,6 +69,23 @@ func CompactStore(dataDir string) (CompactResult, error) {
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return res, fmt.Errorf("compact: remove a stale %s: %w", tmp, err)
 	}
+	// The new file is made here, never through a symlink, and gets the
+	// old one's owner and mode: compact run as root must not leave a
+	// raft.db the host's own user cannot open.
+	nf, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fi.Mode().Perm())
+	if err != nil {
+		return res, fmt.Errorf("compact: create %s: %w", tmp, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		err = nf.Chown(int(st.Uid), int(st.Gid))
+	}
+	if cerr := nf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp) //nolint:errcheck // the error that matters is err
+		return res, fmt.Errorf("compact: prepare %s: %w", tmp, err)
+	}
 	if res.Keys, err = copyStore(src, tmp); err != nil {
 		os.Remove(tmp) //nolint:errcheck // the error that matters is err
 		return res, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -64,9 +65,22 @@ func TestCompactStore(t *testing.T) {
 		t.Errorf("store check before compact: %+v", c)
 	}
 
+	// The store belongs to the host's user (nobody here) with its own
+	// mode: compact, run as root, keeps both.
+	const hostUID, hostGID = 65534, 65534
+	if err := os.Chown(path, hostUID, hostGID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
 	res, err := CompactStore(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 ||
+		fi.Sys().(*syscall.Stat_t).Uid != hostUID || fi.Sys().(*syscall.Stat_t).Gid != hostGID {
+		t.Fatalf("raft.db after compact: %v %v, want mode 0640 owned by %d:%d", fi.Mode(), err, hostUID, hostGID)
 	}
 	t.Logf("compacted: %d -> %d bytes, keys %v", res.Before, res.After, res.Keys)
 	if res.After >= res.Before/4 || res.Keys["logs"] != keep || res.Keys["conf"] != 2 {

@@ -25,6 +25,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -149,7 +150,9 @@ func Open(path string, maxBytes int64) (*File, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxFileBytes
 	}
-	f, err := os.Open(path)
+	// O_NONBLOCK: a named pipe in place of the file must not hang the
+	// open; open() then refuses anything but a regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot: %w", err)
 	}
@@ -305,7 +308,32 @@ func (f *File) ReadState() (*fsm.Machine, error) {
 		return nil, fmt.Errorf("%w: the state (cluster %q, index %d, %d tasks) does not match the header (cluster %q, index %d, %d tasks)",
 			ErrFormat, m.ClusterID(), m.AppliedIndex(), m.Len(), h.ClusterID, h.AppliedIndex, h.Counts.TasksTotal)
 	}
+	// Every count the header shows (inspect prints them) must be the
+	// state's own: a header that under-reports, say, the tokens would
+	// hide what a restore brings in.
+	if got := m.Snapshot().Counts(); !sameCounts(got, h.Counts) {
+		return nil, fmt.Errorf("%w: the state's counts %+v do not match the header's %+v", ErrFormat, got, h.Counts)
+	}
 	return m, nil
+}
+
+// sameCounts reports whether a and b count the same things.
+func sameCounts(a, b fsm.SnapshotCounts) bool {
+	if a.TasksTotal != b.TasksTotal || a.Nodes != b.Nodes || a.Environments != b.Environments || a.Tarballs != b.Tarballs ||
+		a.Users != b.Users || a.Groups != b.Groups || a.Tokens != b.Tokens || a.AuditRecords != b.AuditRecords {
+		return false
+	}
+	for st, n := range a.Tasks {
+		if b.Tasks[st] != n {
+			return false
+		}
+	}
+	for st, n := range b.Tasks {
+		if a.Tasks[st] != n {
+			return false
+		}
+	}
+	return true
 }
 
 // Close closes the file.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,6 +178,9 @@ func TestHostileContentRefused(t *testing.T) {
 		"header without end":    {huge, ErrFormat},
 		"header lies (cluster)": {replace(`"cluster_id":"c0ffee","applied`, `"cluster_id":"other","applied`), ErrFormat},
 		"header lies (tasks)":   {replace(`"tasks_total":2`, `"tasks_total":1`), ErrFormat},
+		"header lies (nodes)":   {replace(`"nodes":1`, `"nodes":3`), ErrFormat},
+		"header lies (status)":  {replace(`"pending":2`, `"pending":1,"running":1`), ErrFormat},
+		"unknown count field":   {replace(`"users":`, `"x_users":7,"users":`), ErrFormat},
 		"task without ID":       {replace(`"task_id":"1"`, `"task_id":"0"`), ErrFormat},
 		"data after the state":  {resum(bytes.Replace(good, []byte("}\n"+trailerPrefix), []byte("} {}\n"+trailerPrefix), 1)), ErrFormat},
 		"not json":              {replace(`{"version":1`, `[1,2`), ErrFormat},
@@ -185,6 +189,28 @@ func TestHostileContentRefused(t *testing.T) {
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", name, err, tc.want)
 		}
+	}
+}
+
+// TestNamedPipeRefused: a FIFO in place of the file is refused at once
+// instead of hanging the open.
+func TestNamedPipeRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo.snap")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Open(p, 0)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFormat) {
+			t.Fatalf("Open(fifo) = %v, want ErrFormat", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Open(fifo) still blocked after 10 s")
 	}
 }
 

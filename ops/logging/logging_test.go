@@ -68,3 +68,24 @@ func TestFileReopen(t *testing.T) {
 		t.Errorf("new file mode: %v, %v", st.Mode(), err)
 	}
 }
+
+// TestFileRefusesSymlink: a symlink planted where the log goes is not
+// followed (the runner logs as root), and its target is left unchanged.
+func TestFileRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "victim")
+	if err := os.WriteFile(target, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "host.log")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := OpenFile(link); err == nil {
+		f.Close()
+		t.Fatal("OpenFile followed a symlink")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "precious\n" {
+		t.Fatalf("the symlink's target changed: %q", b)
+	}
+}
