@@ -62,7 +62,7 @@ func TestRunRefusesWhatSubmitRefuses(t *testing.T) {
 		req := base
 		tc.mod(&req)
 		_, err := c.Do(ctx, "POST", "/run", req, nil)
-		if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), "HTTP 400") || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: /run answered %v, want 400 naming %s", name, err, tc.want)
 		}
 	}
@@ -75,7 +75,7 @@ func TestRunRefusesWhatSubmitRefuses(t *testing.T) {
 	req.Arguments = []string{strings.Repeat("a", api.MaxArgBytes), strings.Repeat("b", api.MaxCommandBytes-api.MaxArgBytes-len("true"))}
 	req.EnvVars = map[string]string{"E": strings.Repeat("<", api.MaxEnvBytes)}
 	_, err = c.Do(ctx, "POST", "/run", req, nil)
-	if err == nil || strings.Contains(err.Error(), "400") {
+	if err == nil || strings.Contains(err.Error(), "HTTP 400") {
 		t.Fatalf("/run at the limits: %v, want past the contract check", err)
 	}
 }
