@@ -30,15 +30,24 @@ const devDirEnv = "HAKURIVER_DEV_DIR"
 const devLastFile = "hakuriver/dev-last"
 
 // controlPath returns the control socket of a dev cluster in dir: in dir
-// when its path is short enough for a Unix socket, else in the temp dir
-// under a name derived from dir.
+// when its path is short enough for a Unix socket, else under a name
+// derived from dir in the user's own 0700 cache directory (never a shared
+// temp dir, where another user could take the name first or reach the
+// socket before its chmod).
 func controlPath(dir string) string {
 	p := filepath.Join(dir, "dev.sock")
 	if len(p) < 100 {
 		return p
 	}
 	sum := sha256.Sum256([]byte(dir))
-	return filepath.Join(os.TempDir(), "hakuriver-dev-"+hex.EncodeToString(sum[:6])+".sock")
+	name := "dev-" + hex.EncodeToString(sum[:6]) + ".sock"
+	if cache, err := os.UserCacheDir(); err == nil {
+		priv := filepath.Join(cache, "hakuriver")
+		if os.MkdirAll(priv, 0o700) == nil && os.Chmod(priv, 0o700) == nil && len(filepath.Join(priv, name)) < 100 {
+			return filepath.Join(priv, name)
+		}
+	}
+	return filepath.Join(os.TempDir(), "hakuriver-"+name)
 }
 
 // rememberDevDir records dir as the dev cluster started last (best effort).

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -51,5 +53,28 @@ func TestPlanDevKeepsPorts(t *testing.T) {
 	}
 	if _, err := planDev(dir, first, 1, 1, 18000, false, false); err == nil || !strings.Contains(err.Error(), "start it with --replicas 3") {
 		t.Errorf("a 3-replica data dir planned with 1 replica: %v", err)
+	}
+}
+
+// TestControlPathPrivate: a data dir too long for a Unix socket puts the
+// control socket in the user's own 0700 cache directory, never in the
+// shared temp dir where another user could take the name first.
+func TestControlPathPrivate(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	short := t.TempDir()
+	if p := controlPath(short); p != filepath.Join(short, "dev.sock") {
+		t.Fatalf("short data dir: %s", p)
+	}
+	long := filepath.Join(short, strings.Repeat("d", 120))
+	p := controlPath(long)
+	if filepath.Dir(p) != filepath.Join(cache, "hakuriver") {
+		t.Fatalf("long data dir: socket at %s, want it in %s", p, filepath.Join(cache, "hakuriver"))
+	}
+	if fi, err := os.Stat(filepath.Dir(p)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("socket directory: %v %v, want mode 0700", fi.Mode(), err)
+	}
+	if p2 := controlPath(long); p2 != p {
+		t.Fatalf("not stable: %s then %s", p, p2)
 	}
 }
