@@ -147,7 +147,7 @@ func (s *Snapshot) Write(w io.Writer) error {
 func (m *Machine) Restore(r io.Reader) error {
 	fresh := New()
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
-	if err := fresh.decodeSnapshot(dec); err != nil {
+	if err := fresh.decodeSnapshot(dec, false); err != nil {
 		return fmt.Errorf("read snapshot: %w", err)
 	}
 	m.mu.Lock()
@@ -164,18 +164,29 @@ func (m *Machine) Restore(r io.Reader) error {
 }
 
 // decodeSnapshot fills an empty machine from the JSON object in dec.
-func (m *Machine) decodeSnapshot(dec *json.Decoder) error {
+// Strict (a backup file, untrusted): unknown or repeated keys are refused,
+// at every level. Otherwise (a Raft snapshot from another replica, maybe
+// of a newer version during an upgrade) unknown top-level keys are skipped.
+func (m *Machine) decodeSnapshot(dec *json.Decoder, strict bool) error {
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := expectDelim(dec, '{'); err != nil {
 		return err
 	}
 	version := 0
 	var maxID int64
+	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return err
 		}
 		key, _ := tok.(string)
+		if strict && seen[key] {
+			return fmt.Errorf("field %q appears twice", key)
+		}
+		seen[key] = true
 		switch key {
 		case "version":
 			err = dec.Decode(&version)
@@ -226,6 +237,9 @@ func (m *Machine) decodeSnapshot(dec *json.Decoder) error {
 		case "audit":
 			err = dec.Decode(&m.audit)
 		default:
+			if strict {
+				return fmt.Errorf("unknown field %q", key)
+			}
 			var skip json.RawMessage
 			err = dec.Decode(&skip)
 		}

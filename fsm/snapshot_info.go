@@ -51,7 +51,7 @@ func (s *Snapshot) Counts() SnapshotCounts {
 func ReadSnapshot(r io.Reader) (*Machine, error) {
 	m := New()
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
-	if err := m.decodeSnapshot(dec); err != nil {
+	if err := m.decodeSnapshot(dec, true); err != nil {
 		return nil, fmt.Errorf("read snapshot: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {

@@ -184,6 +184,9 @@ func TestHostileContentRefused(t *testing.T) {
 		"task without ID":       {replace(`"task_id":"1"`, `"task_id":"0"`), ErrFormat},
 		"data after the state":  {resum(bytes.Replace(good, []byte("}\n"+trailerPrefix), []byte("} {}\n"+trailerPrefix), 1)), ErrFormat},
 		"not json":              {replace(`{"version":1`, `[1,2`), ErrFormat},
+		"unknown state key":     {replace(`{"version":1`, `{"zzz":[1],"version":1`), ErrFormat},
+		"repeated state key":    {replace(`{"version":1`, `{"version":1,"version":1`), ErrFormat},
+		"unknown task field":    {replace(`"task_id":"1"`, `"task_id":"1","evil":1`), ErrFormat},
 	} {
 		_, _, err := readState(t, tc.data)
 		if !errors.Is(err, tc.want) {
