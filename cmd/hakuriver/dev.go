@@ -209,17 +209,22 @@ func runDev(ctx context.Context, out, errOut io.Writer, log *slog.Logger, o devO
 		s.mu.Unlock()
 	}()
 	rememberDevDir(o.dir)
-	s.mu.Lock()
-	for _, m := range st.Members {
-		if m.Kind == kindHost {
-			if err = s.start(m); err != nil {
-				break
+	// startAll starts every member of kind, in order, and records them.
+	startAll := func(kind string) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var err error
+		for _, m := range st.Members {
+			if m.Kind == kind {
+				if err = s.start(m); err != nil {
+					break
+				}
 			}
 		}
+		s.saveLocked()
+		return err
 	}
-	s.saveLocked()
-	s.mu.Unlock()
-	if err != nil {
+	if err = startAll(kindHost); err != nil {
 		return err
 	}
 	leader, err := s.waitLeader(ctx, 60*time.Second)
@@ -229,17 +234,7 @@ func runDev(ctx context.Context, out, errOut io.Writer, log *slog.Logger, o devO
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	for _, m := range st.Members {
-		if m.Kind == kindRunner {
-			if err = s.start(m); err != nil {
-				break
-			}
-		}
-	}
-	s.saveLocked()
-	s.mu.Unlock()
-	if err != nil {
+	if err = startAll(kindRunner); err != nil {
 		return err
 	}
 	var urls []string
