@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -39,6 +40,33 @@ func (h *Host) leaderInfo() (id, apiURL string) {
 // is known (or it is unreachable) the request waits, bounded by LeaderWait,
 // and then gets 503 with Retry-After.
 func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
+	return h.leaderRoute(next, false)
+}
+
+// onLeaderStream is onLeader for a route whose answer is a long stream (a
+// backup of the state): a forward to the leader has no overall deadline,
+// only an idle one (forwardIdle).
+func (h *Host) onLeaderStream(next http.HandlerFunc) http.HandlerFunc {
+	return h.leaderRoute(next, true)
+}
+
+// Bounds of a forward to the leader (Host.fwdLimits).
+const (
+	// forwardTimeout bounds a whole forwarded exchange.
+	forwardTimeout = 30 * time.Second
+	// forwardIdle bounds a streamed forward (onLeaderStream) while no
+	// bytes of the answer move, the wait for its header included.
+	forwardIdle = 30 * time.Second
+)
+
+// forwardLimits are the bounds of a forward to the leader: total for
+// every route, idle instead for a streamed one.
+type forwardLimits struct {
+	total, idle time.Duration
+}
+
+// leaderRoute is onLeader; stream selects the idle bound of the forward.
+func (h *Host) leaderRoute(next http.HandlerFunc, stream bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
 		if err != nil {
@@ -65,7 +93,7 @@ func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
 				return
 			}
 			if id, url := h.leaderInfo(); id != "" && id != h.cfg.NodeID && url != "" {
-				if h.forwardTo(w, r, id, url, body) {
+				if h.forwardTo(w, r, id, url, body, stream) {
 					return
 				}
 			}
@@ -86,14 +114,33 @@ func (h *Host) onLeader(next http.HandlerFunc) http.HandlerFunc {
 // nothing, when the leader could not answer (unreachable, or itself no
 // longer leader), so that the caller may retry.
 func (h *Host) forward(w http.ResponseWriter, r *http.Request, base string, body []byte) bool {
-	return h.forwardTo(w, r, "", base, body)
+	return h.forwardTo(w, r, "", base, body, false)
 }
 
 // forwardTo is forward to the leader leaderID. When leaderID is set it also
 // gives up (returns false) once this replica's view of the leader changes
-// while the request is in flight.
-func (h *Host) forwardTo(w http.ResponseWriter, r *http.Request, leaderID, base string, body []byte) bool {
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+// while the request is in flight. The exchange is bounded by
+// fwdLimits.total, or, when stream is set, only while no bytes of the
+// answer arrive for fwdLimits.idle.
+func (h *Host) forwardTo(w http.ResponseWriter, r *http.Request, leaderID, base string, body []byte, stream bool) bool {
+	client := h.fwd
+	var ctx context.Context
+	var cancel context.CancelFunc
+	var idle *time.Timer
+	if stream {
+		c := *h.fwd
+		c.Timeout = 0 // bounded by the idle timer below
+		client = &c
+		var cancelCause context.CancelCauseFunc
+		ctx, cancelCause = context.WithCancelCause(r.Context())
+		cancel = func() { cancelCause(nil) }
+		idle = time.AfterFunc(h.fwdLimits.idle, func() {
+			cancelCause(fmt.Errorf("no bytes from the leader for %s", h.fwdLimits.idle))
+		})
+		defer idle.Stop()
+	} else {
+		ctx, cancel = context.WithTimeout(r.Context(), h.fwdLimits.total)
+	}
 	defer cancel()
 	answered := func() {}
 	if leaderID != "" {
@@ -111,7 +158,7 @@ func (h *Host) forwardTo(w http.ResponseWriter, r *http.Request, leaderID, base 
 		req.Header[k] = v
 	}
 	req.Header.Set(api.ForwardedHeader, h.cfg.NodeID)
-	resp, err := h.fwd.Do(req)
+	resp, err := client.Do(req)
 	answered()
 	if err != nil {
 		h.log.Debug("forward to leader", "url", base, "err", err)
@@ -129,8 +176,31 @@ func (h *Host) forwardTo(w http.ResponseWriter, r *http.Request, leaderID, base 
 	}
 	h.waitApplied(ctx, resp.Header.Get(appliedHeader))
 	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, resp.Body) //nolint:errcheck // the client went away
+	var src io.Reader = resp.Body
+	if idle != nil {
+		src = &idleReader{r: resp.Body, t: idle, d: h.fwdLimits.idle}
+	}
+	if _, err := io.Copy(w, src); err != nil {
+		// The status is sent: the client sees a truncated answer.
+		h.log.Info("forwarded answer ended early", "url", base+r.URL.Path, "err", err, "cause", context.Cause(ctx))
+	}
 	return true
+}
+
+// idleReader re-arms t for d after every read that moved bytes.
+type idleReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+// Read reads from the wrapped reader and re-arms the timer on progress.
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if n > 0 {
+		ir.t.Reset(ir.d)
+	}
+	return n, err
 }
 
 // cancelOnLeaderChange calls cancel once this replica's view of the leader
@@ -303,7 +373,7 @@ func (h *Host) askLeader(w http.ResponseWriter, r *http.Request) bool {
 		}
 		if id, url := h.leaderInfo(); id != "" && id != h.cfg.NodeID && url != "" {
 			r.Body = io.NopCloser(bytes.NewReader(body))
-			if h.forwardTo(w, r, id, url, body) {
+			if h.forwardTo(w, r, id, url, body, false) {
 				return true
 			}
 		}

@@ -37,6 +37,8 @@ type Host struct {
 	httpSrv *http.Server
 	apiURL  string
 	fwd     *http.Client
+	// fwdLimits bound a forward to the leader (forward.go).
+	fwdLimits forwardLimits
 	// sshProxy serves SSH tunnels to VPS tasks (sshproxy.go).
 	sshProxy *sshProxy
 
@@ -94,11 +96,12 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	h := &Host{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
-		machine: fsm.New(),
-		ids:     newIDGenerator(cfg.NodeID, time.Now),
-		fwd: &http.Client{Timeout: 30 * time.Second, Transport: peerTransport(cfg),
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
+		machine:   fsm.New(),
+		ids:       newIDGenerator(cfg.NodeID, time.Now),
+		fwdLimits: forwardLimits{total: forwardTimeout, idle: forwardIdle},
+		fwd: &http.Client{Timeout: forwardTimeout, Transport: peerTransport(cfg),
 			// A forwarded request carries the caller's credentials: never
 			// to another address than the leader's.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},

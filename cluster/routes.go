@@ -74,8 +74,9 @@ func (h *Host) apiTable() []route {
 		{"POST", "/cluster/leadership-transfer", adminOrCT, h.onLeader(a.Transfer)},
 		// A backup of the whole state, streamed by the leader (snapshot.go):
 		// admin only, it holds token hashes and environment values; not the
-		// cluster token, which runners hold.
-		{"GET", "/cluster/snapshot", admin, h.onLeader(h.handleSnapshot)},
+		// cluster token, which runners hold. Relayed with an idle bound,
+		// not an overall one.
+		{"GET", "/cluster/snapshot", admin, h.onLeaderStream(h.handleSnapshot)},
 		{"GET", "/docker/host/containers", viewerCT, e.List},
 		{"POST", "/docker/host/create", operator, e.Create},
 		{"POST", "/docker/host/start/{name}", operator, e.Op("start")},
