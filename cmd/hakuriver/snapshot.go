@@ -54,6 +54,7 @@ type snapshotSummary struct {
 
 func newSnapshotSaveCmd(g *clientFlags) *cobra.Command {
 	var maxTime time.Duration
+	var maxSize int64
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "save FILE",
@@ -63,7 +64,9 @@ leader's stream. The leader first makes sure it has applied everything
 committed (a Raft barrier), then writes the state at one applied index. The
 file carries a header (format and binary versions, cluster ID, applied index
 and term, counts, creation time) and a SHA-256 checksum; it is written to a
-temporary file next to FILE, verified, and only then renamed to FILE.
+temporary file next to FILE, verified, and only then renamed to FILE. A
+download larger than --max-size is stopped and removed. FILE is never
+replaced without --force, even when it appears during the download.
 
 Needs an admin account's token: the file holds token hashes and environment
 values.`,
@@ -78,6 +81,9 @@ values.`,
 			if maxTime <= 0 {
 				return fmt.Errorf("invalid --max-time %s: must be positive", maxTime)
 			}
+			if maxSize <= 0 {
+				return fmt.Errorf("invalid --max-size %d: must be positive", maxSize)
+			}
 			path := args[0]
 			if _, err := os.Lstat(path); err == nil && !force {
 				return fmt.Errorf("%s exists: choose another name or pass --force to replace it", path)
@@ -89,7 +95,7 @@ values.`,
 			defer c.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), maxTime)
 			defer cancel()
-			sum, err := saveSnapshot(ctx, path, func(w io.Writer) (int64, error) { return c.Snapshot(ctx, w) })
+			sum, err := saveSnapshot(ctx, path, maxSize, force, func(w io.Writer) (int64, error) { return c.Snapshot(ctx, w) })
 			if err != nil {
 				return err
 			}
@@ -97,13 +103,36 @@ values.`,
 		},
 	}
 	cmd.Flags().DurationVar(&maxTime, "max-time", 30*time.Minute, "time limit of the whole download")
+	cmd.Flags().Int64Var(&maxSize, "max-size", backup.DefaultMaxFileBytes, "stop the download when it grows past this many bytes")
 	cmd.Flags().BoolVar(&force, "force", false, "replace FILE when it exists")
 	return cmd
 }
 
+// errTooLarge is what capWriter returns past its limit.
+var errTooLarge = errors.New("the snapshot is larger than --max-size")
+
+// capWriter passes at most max bytes to w; a write past that fails with
+// errTooLarge and writes nothing of it.
+type capWriter struct {
+	w      io.Writer
+	max, n int64
+}
+
+// Write writes p, or fails without writing when p would pass the limit.
+func (c *capWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > c.max-c.n {
+		return 0, fmt.Errorf("%w (%d bytes)", errTooLarge, c.max)
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
 // saveSnapshot writes what fetch streams into a temporary file next to
-// path, syncs and verifies it, and renames it to path.
-func saveSnapshot(ctx context.Context, path string, fetch func(io.Writer) (int64, error)) (snapshotSummary, error) {
+// path, stopping past maxSize bytes, syncs and verifies it, and moves it to
+// path. Without force an existing path is never replaced: the file is
+// hard-linked to path, which fails when path exists.
+func saveSnapshot(ctx context.Context, path string, maxSize int64, force bool, fetch func(io.Writer) (int64, error)) (snapshotSummary, error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".partial-*")
 	if err != nil {
@@ -116,7 +145,7 @@ func saveSnapshot(ctx context.Context, path string, fetch func(io.Writer) (int64
 			os.Remove(tmp.Name())
 		}
 	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := bufio.NewWriterSize(&capWriter{w: tmp, max: maxSize}, 1<<20)
 	if _, err := fetch(bw); err != nil {
 		return snapshotSummary{}, fmt.Errorf("save snapshot: %w", err)
 	}
@@ -132,7 +161,7 @@ func saveSnapshot(ctx context.Context, path string, fetch func(io.Writer) (int64
 	if err := ctx.Err(); err != nil {
 		return snapshotSummary{}, err
 	}
-	f, err := backup.Open(tmp.Name(), -1)
+	f, err := backup.Open(tmp.Name(), maxSize)
 	if err != nil {
 		return snapshotSummary{}, fmt.Errorf("the snapshot received is incomplete or damaged: %w", err)
 	}
@@ -140,8 +169,8 @@ func saveSnapshot(ctx context.Context, path string, fetch func(io.Writer) (int64
 	if err := f.Verify(); err != nil {
 		return snapshotSummary{}, fmt.Errorf("the snapshot received is incomplete or damaged: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return snapshotSummary{}, fmt.Errorf("save snapshot: %w", err)
+	if err := placeSnapshot(tmp.Name(), path, force); err != nil {
+		return snapshotSummary{}, err
 	}
 	done = true
 	if d, err := os.Open(dir); err == nil {
@@ -149,6 +178,28 @@ func saveSnapshot(ctx context.Context, path string, fetch func(io.Writer) (int64
 		d.Close()
 	}
 	return snapshotSummary{File: path, Bytes: f.Size, SHA256: f.Checksum, ChecksumOK: true, Header: f.Header}, nil
+}
+
+// placeSnapshot moves the finished file tmp to path: by rename with force,
+// otherwise by a hard link, which fails when path exists (also when it was
+// created during the download), and then removes tmp.
+func placeSnapshot(tmp, path string, force bool) error {
+	if force {
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("save snapshot: %w", err)
+		}
+		return nil
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s exists: choose another name or pass --force to replace it", path)
+		}
+		return fmt.Errorf("save snapshot (without --force the file is hard-linked into place): %w", err)
+	}
+	if err := os.Remove(tmp); err != nil {
+		return fmt.Errorf("save snapshot: remove %s: %w", tmp, err)
+	}
+	return nil
 }
 
 func newSnapshotInspectCmd(g *clientFlags) *cobra.Command {
