@@ -40,6 +40,7 @@ func (h *Host) nodeViews() []api.NodeView {
 				v.GPUInfo = hb.GPUInfo
 			}
 		}
+		v.State = api.NodeState(&v)
 		out = append(out, v)
 	}
 	return out

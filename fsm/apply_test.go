@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -631,5 +632,63 @@ func TestDrainReason(t *testing.T) {
 	h.ok(&fsm.SetNodeDrain{Hostname: "n1", Drained: false, Reason: "ignored"})
 	if n := h.node("n1"); n.Drained || n.DrainReason != "" {
 		t.Fatalf("after undrain: %v %q", n.Drained, n.DrainReason)
+	}
+}
+
+// TestDrainedByAndAt checks that a drain records who drained the node and
+// when (from the command), that re-registration and a snapshot round trip
+// keep both, that an undrain clears them, and that a snapshot written before
+// the fields existed still loads (the node drained, by and at unknown).
+func TestDrainedByAndAt(t *testing.T) {
+	h := newHarness(t)
+	h.ok(&fsm.RegisterNode{Node: testNode("n1"), At: at(10)})
+	h.ok(&fsm.SetNodeDrain{Hostname: "n1", Drained: true, Reason: "disk swap", By: "alice", At: at(15)})
+	check := func(what string, n *fsm.Node) {
+		t.Helper()
+		if !n.Drained || n.DrainReason != "disk swap" || n.DrainedBy != "alice" || n.DrainedAt == nil || !n.DrainedAt.Equal(at(15)) {
+			t.Fatalf("%s: drained %v reason %q by %q at %v", what, n.Drained, n.DrainReason, n.DrainedBy, n.DrainedAt)
+		}
+	}
+	check("after drain", h.node("n1"))
+	h.ok(&fsm.RegisterNode{Node: testNode("n1"), At: at(20)})
+	check("after re-registration", h.node("n1"))
+
+	snap := snapshotBytes(t, h.m)
+	m2 := fsm.New()
+	if err := m2.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	n, ok := m2.Node("n1")
+	if !ok {
+		t.Fatal("n1 lost in the snapshot round trip")
+	}
+	check("after snapshot round trip", n)
+
+	// An old snapshot: the same state without the new keys.
+	old := regexp.MustCompile(`,?"drained_(by|at)":"[^"]*"`).ReplaceAll(snap, nil)
+	if bytes.Contains(old, []byte("drained_by")) || bytes.Contains(old, []byte("drained_at")) {
+		t.Fatalf("test setup: keys left in %s", old)
+	}
+	m3 := fsm.New()
+	if err := m3.Restore(bytes.NewReader(old)); err != nil {
+		t.Fatalf("Restore of an old snapshot: %v", err)
+	}
+	if n, ok := m3.Node("n1"); !ok || !n.Drained || n.DrainReason != "disk swap" || n.DrainedBy != "" || n.DrainedAt != nil {
+		t.Fatalf("old snapshot: %+v", n)
+	}
+
+	// An old log entry (no by/at) decodes and drains without them.
+	cmd, known, err := fsm.Decode(append([]byte{byte(fsm.CmdSetNodeDrain)}, `{"hostname":"n1","drained":true,"reason":"old"}`...))
+	if err != nil || !known {
+		t.Fatalf("Decode old entry: %v (known %v)", err, known)
+	}
+	h.ok(cmd)
+	if n := h.node("n1"); !n.Drained || n.DrainReason != "old" || n.DrainedBy != "" || n.DrainedAt != nil {
+		t.Fatalf("old entry: %+v", n)
+	}
+
+	h.ok(&fsm.SetNodeDrain{Hostname: "n1", Drained: false, By: "bob", At: at(30)})
+	if n := h.node("n1"); n.Drained || n.DrainedBy != "" || n.DrainedAt != nil {
+		t.Fatalf("after undrain: %+v", n)
 	}
 }

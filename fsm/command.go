@@ -164,6 +164,11 @@ type SetNodeDrain struct {
 	// Reason says why the node is drained (shown by the dashboard);
 	// ignored when undraining.
 	Reason string `json:"reason,omitempty"`
+	// By names the principal who drained the node, and At when; the API
+	// handler fills both (Apply reads no clock or request). Absent in
+	// entries written before they existed; ignored when undraining.
+	By string    `json:"by,omitempty"`
+	At time.Time `json:"at,omitzero"`
 }
 
 // Type implements Command.

@@ -322,7 +322,7 @@ func (m *Machine) applyRegister(c *RegisterNode) Result {
 	n.StatusChangedAt = c.At
 	n.RegisteredAt = c.At
 	if old, ok := m.nodes[n.Hostname]; ok {
-		n.Drained, n.DrainReason = old.Drained, old.DrainReason
+		n.Drained, n.DrainReason, n.DrainedBy, n.DrainedAt = old.Drained, old.DrainReason, old.DrainedBy, old.DrainedAt
 		n.RegisteredAt = old.RegisteredAt
 		if old.Status == NodeOnline {
 			n.StatusChangedAt = old.StatusChangedAt
@@ -404,9 +404,13 @@ func (m *Machine) applyDrain(c *SetNodeDrain) Result {
 	}
 	n := old.clone()
 	n.Drained = c.Drained
-	n.DrainReason = ""
+	n.DrainReason, n.DrainedBy, n.DrainedAt = "", "", nil
 	if c.Drained {
-		n.DrainReason = c.Reason
+		n.DrainReason, n.DrainedBy = c.Reason, c.By
+		if !c.At.IsZero() {
+			at := c.At
+			n.DrainedAt = &at
+		}
 	}
 	m.nodes[n.Hostname] = n
 	return Result{Value: n}

@@ -48,7 +48,12 @@ type Node struct {
 	Status           NodeStatus `json:"status"`
 	Drained          bool       `json:"drained"`
 	// DrainReason is the reason given with the drain, if any.
-	DrainReason     string              `json:"drain_reason,omitempty"`
+	DrainReason string `json:"drain_reason,omitempty"`
+	// DrainedBy names the principal who drained the node and DrainedAt
+	// when, if the drain recorded them (drains committed before these
+	// fields existed did not).
+	DrainedBy       string              `json:"drained_by,omitempty"`
+	DrainedAt       *time.Time          `json:"drained_at,omitempty"`
 	RegisteredAt    time.Time           `json:"registered_at"`
 	StatusChangedAt time.Time           `json:"status_changed_at"`
 	NUMATopology    map[string]NUMANode `json:"numa_topology"`
@@ -58,6 +63,10 @@ type Node struct {
 
 func (n *Node) clone() *Node {
 	c := *n
+	if n.DrainedAt != nil {
+		at := *n.DrainedAt
+		c.DrainedAt = &at
+	}
 	c.GPUInfo = append([]GPUInfo(nil), n.GPUInfo...)
 	if n.NUMATopology != nil {
 		c.NUMATopology = make(map[string]NUMANode, len(n.NUMATopology))

@@ -18,8 +18,8 @@ import (
 // TestScheduler drives the leader's scheduler with real runners (issue
 // 4): a node never runs more than its cores, arrays are throttled, --after
 // orders and fails dependents, drained nodes take no new work, time limits
-// kill. Two runners with 2 cores each; the subtests share the cluster and
-// each waits for its own tasks to end.
+// kill, nodes show sinfo-like states. Two runners with 2 cores each; the
+// subtests share the cluster and each waits for its own tasks to end.
 func TestScheduler(t *testing.T) {
 	c := startWithRunners(t, runnerSpec{"r1", twoCores}, runnerSpec{"r2", twoCores})
 	t.Run("CoresBoundConcurrency", func(t *testing.T) { testCoresBound(t, c.For(t)) })
@@ -27,6 +27,7 @@ func TestScheduler(t *testing.T) {
 	t.Run("After", func(t *testing.T) { testAfter(t, c.For(t)) })
 	t.Run("DrainUndrain", func(t *testing.T) { testDrain(t, c.For(t)) })
 	t.Run("TimeLimit", func(t *testing.T) { testTimeLimit(t, c.For(t)) })
+	t.Run("NodeStates", func(t *testing.T) { testNodeStates(t, c.For(t)) }) // last: kills r1
 }
 
 // testCoresBound queues 6 one-core `sleep 1` tasks on a 2-core runner:

@@ -141,9 +141,12 @@ type Task = fsm.Task
 // the leader's live figures and derived accounting.
 type NodeView struct {
 	fsm.Node
-	CoresInUse       int   `json:"cores_in_use"`
-	AvailableCores   int   `json:"available_cores"`
-	MemoryInUseBytes int64 `json:"memory_in_use_bytes"`
+	// State is the node's state as sinfo names them (see NodeState):
+	// idle, mixed, allocated, drained or offline.
+	State            string `json:"state"`
+	CoresInUse       int    `json:"cores_in_use"`
+	AvailableCores   int    `json:"available_cores"`
+	MemoryInUseBytes int64  `json:"memory_in_use_bytes"`
 	// GPUsInUse are the IDs of the GPUs held by placed tasks.
 	GPUsInUse []int `json:"gpus_in_use,omitempty"`
 	// TasksInUse counts the placed, unfinished tasks on the node.
@@ -246,4 +249,32 @@ type DrainRequest struct {
 	// Reason says why (one line, at most 200 bytes); the dashboard shows
 	// it until the node is undrained.
 	Reason string `json:"reason,omitempty"`
+}
+
+// Node states, as NodeView.State reports them (the dashboard uses the same
+// rules).
+const (
+	NodeStateIdle      = "idle"
+	NodeStateMixed     = "mixed"
+	NodeStateAllocated = "allocated"
+	NodeStateDrained   = "drained"
+	NodeStateOffline   = "offline"
+)
+
+// NodeState derives a node's state from its view: offline when not online,
+// else drained when drained (running work may still finish), else allocated
+// when every core is held, mixed when some cores, tasks or GPUs are held,
+// else idle.
+func NodeState(v *NodeView) string {
+	switch {
+	case v.Status != fsm.NodeOnline:
+		return NodeStateOffline
+	case v.Drained:
+		return NodeStateDrained
+	case v.TotalCores > 0 && v.CoresInUse >= v.TotalCores:
+		return NodeStateAllocated
+	case v.CoresInUse > 0 || v.TasksInUse > 0 || len(v.GPUsInUse) > 0:
+		return NodeStateMixed
+	}
+	return NodeStateIdle
 }

@@ -38,16 +38,18 @@ func newNodeListCmd(g *clientFlags) *cobra.Command {
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the runner nodes",
-		Long: `List every registered runner node with its status (",drained" when it
-takes no new tasks), the cores in use out of its total, the memory
+		Long: `List every registered runner node with its state, as sinfo names them:
+idle (nothing placed), mixed (some cores, tasks or GPUs held), allocated
+(every core held), drained (takes no new tasks; running ones finish) or
+offline (not heartbeating); then the cores in use out of its total, the memory
 reserved by its tasks out of its total, its live CPU load, its GPU count,
 the age of its last heartbeat and whether it enforces cgroup limits on
 native tasks. Live figures the leader has not received yet show as "-".
 
 After the table, one line per drained node gives the reason it was drained
-with (hakuriver node drain --reason), and a note follows when some nodes
+with (hakuriver node drain --reason), who drained it and when, and a note follows when some nodes
 run native tasks without cgroup limits. --output json prints the full node records, GPUs, NUMA topology and
-live figures included.`,
+live figures, state, drained_by and drained_at included.`,
 		Example: `  hakuriver node list
   hakuriver --host http://h1:8000,http://h2:8000 node list -o json`,
 		Args: cobra.NoArgs,
@@ -78,12 +80,12 @@ func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 		return nil
 	}
 	tw := newTable(w)
-	row(tw, "HOSTNAME", "STATUS", "CORES", "MEMORY", "CPU%", "GPUS", "LAST HEARTBEAT", "LIMITS")
+	row(tw, "HOSTNAME", "STATE", "CORES", "MEMORY", "CPU%", "GPUS", "LAST HEARTBEAT", "LIMITS")
 	var unlimited []string
 	for _, n := range nodes {
-		status := string(n.Status)
-		if n.Drained {
-			status += ",drained"
+		state := n.State
+		if state == "" { // a server from before the state field
+			state = api.NodeState(&n)
 		}
 		online := n.Status == fsm.NodeOnline
 		cores, mem := "-", "-"
@@ -95,7 +97,7 @@ func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 			limits = "none"
 			unlimited = append(unlimited, n.Hostname)
 		}
-		row(tw, n.Hostname, status,
+		row(tw, n.Hostname, state,
 			cores+"/"+strconv.Itoa(n.TotalCores),
 			mem+"/"+formatSize(n.MemoryTotalBytes),
 			formatPercent(n.CPUPercent),
@@ -107,8 +109,8 @@ func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 		return err
 	}
 	for _, n := range nodes {
-		if n.Drained && n.DrainReason != "" {
-			if _, err := fmt.Fprintf(w, "drained %s: %s\n", n.Hostname, n.DrainReason); err != nil {
+		if line := drainLine(n.Node); line != "" {
+			if _, err := fmt.Fprintln(w, line); err != nil {
 				return fmt.Errorf("write output: %w", err)
 			}
 		}
@@ -119,6 +121,31 @@ func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// drainLine describes a drained node's drain: "drained NAME: REASON (by
+// WHO at WHEN)", leaving out what the drain did not record; "" when the node
+// is not drained or nothing was recorded.
+func drainLine(n fsm.Node) string {
+	if !n.Drained || (n.DrainReason == "" && n.DrainedBy == "" && n.DrainedAt == nil) {
+		return ""
+	}
+	reason := n.DrainReason
+	if reason == "" {
+		reason = "no reason given"
+	}
+	var who []string
+	if n.DrainedBy != "" {
+		who = append(who, "by "+n.DrainedBy)
+	}
+	if n.DrainedAt != nil {
+		who = append(who, "at "+formatTime(*n.DrainedAt))
+	}
+	line := "drained " + n.Hostname + ": " + reason
+	if len(who) > 0 {
+		line += " (" + strings.Join(who, " ") + ")"
+	}
+	return line
 }
 
 func newNodeHealthCmd(g *clientFlags) *cobra.Command {

@@ -15,13 +15,14 @@ import (
 func TestCLI_NodeList(t *testing.T) {
 	f := newFakeHost(t)
 	beat := time.Now().Add(-3500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	drainedAt := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	nodes := []api.NodeView{
 		{Node: fsm.Node{Hostname: "node1", URL: "http://10.0.0.1:8001", TotalCores: 16, MemoryTotalBytes: 16 << 30, Status: fsm.NodeOnline,
 			CgroupsLimited: true, GPUInfo: []fsm.GPUInfo{{GPUID: 0}, {GPUID: 1}}},
-			CoresInUse: 4, MemoryInUseBytes: 1288490189, // 1.2GiB
+			State: api.NodeStateMixed, CoresInUse: 4, MemoryInUseBytes: 1288490189, // 1.2GiB
 			LastHeartbeat: &beat, CPUPercent: ptr(37.25), MemoryPercent: ptr(50.0)},
 		{Node: fsm.Node{Hostname: "node2", URL: "http://10.0.0.2:8001", TotalCores: 8, MemoryTotalBytes: 32 << 30, Status: fsm.NodeOffline, Drained: true,
-			DrainReason: "replacing a disk"}},
+			DrainReason: "replacing a disk", DrainedBy: "alice", DrainedAt: &drainedAt}},
 		{Node: fsm.Node{Hostname: "node3", TotalCores: 4, MemoryTotalBytes: 8 << 30, Status: fsm.NodeOnline}},
 	}
 	f.handle("GET /api/nodes", http.StatusOK, nodes)
@@ -33,25 +34,26 @@ func TestCLI_NodeList(t *testing.T) {
 	if len(lines) != 6 {
 		t.Fatalf("want header, 3 rows, a drain reason and a note:\n%s", out)
 	}
-	for _, col := range []string{"HOSTNAME", "STATUS", "CORES", "MEMORY", "CPU%", "GPUS", "LAST HEARTBEAT", "LIMITS"} {
+	for _, col := range []string{"HOSTNAME", "STATE", "CORES", "MEMORY", "CPU%", "GPUS", "LAST HEARTBEAT", "LIMITS"} {
 		if !strings.Contains(lines[0], col) {
 			t.Errorf("header %q lacks %s", lines[0], col)
 		}
 	}
 	// Live figures.
 	if got := strings.Fields(lines[1]); len(got) != 9 ||
-		strings.Join(got[:6], " ") != "node1 online 4/16 1.2G/16G 37.2 2" ||
+		strings.Join(got[:6], " ") != "node1 mixed 4/16 1.2G/16G 37.2 2" ||
 		!regexp.MustCompile(`^[34]s$`).MatchString(got[6]) || got[7] != "ago" || got[8] != "cgroups" {
 		t.Errorf("row = %q", lines[1])
 	}
-	// No heartbeat yet: null live figures show as "-".
-	if got := strings.Join(strings.Fields(lines[2]), " "); got != "node2 offline,drained -/8 -/32G - 0 - none" {
+	// No heartbeat yet: null live figures show as "-". Without a state from
+	// the server (an older one) the CLI derives it.
+	if got := strings.Join(strings.Fields(lines[2]), " "); got != "node2 offline -/8 -/32G - 0 - none" {
 		t.Errorf("row = %q", got)
 	}
-	if got := strings.Join(strings.Fields(lines[3]), " "); got != "node3 online 0/4 0/8G - 0 - none" {
+	if got := strings.Join(strings.Fields(lines[3]), " "); got != "node3 idle 0/4 0/8G - 0 - none" {
 		t.Errorf("row = %q", got)
 	}
-	if lines[4] != "drained node2: replacing a disk" {
+	if want := "drained node2: replacing a disk (by alice at " + formatTime(drainedAt) + ")"; lines[4] != want {
 		t.Errorf("drain reason = %q", lines[4])
 	}
 	if lines[5] != "note: node2, node3 run native tasks without cgroup limits" {
@@ -68,7 +70,9 @@ func TestCLI_NodeList(t *testing.T) {
 		*got[0].LastHeartbeat != beat || got[1].LastHeartbeat != nil || got[1].CPUPercent != nil {
 		t.Fatalf("json = %+v", got)
 	}
-	if got[1].DrainReason != "replacing a disk" || !strings.Contains(out, `"drain_reason": "replacing a disk"`) {
+	if got[1].DrainReason != "replacing a disk" || !strings.Contains(out, `"drain_reason": "replacing a disk"`) ||
+		!strings.Contains(out, `"drained_by": "alice"`) || !strings.Contains(out, `"drained_at": "2026-01-02T03:04:05Z"`) ||
+		!strings.Contains(out, `"state": "mixed"`) {
 		t.Fatalf("json lacks the drain reason:\n%s", out)
 	}
 	if !strings.Contains(out, `"last_heartbeat": null`) || !strings.Contains(out, `"cgroups_limited": true`) {

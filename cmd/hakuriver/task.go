@@ -619,8 +619,9 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 	return nil
 }
 
-// printTaskList writes the task table. The ARRAY column, each task's array
-// index, is shown only when some task of the page belongs to an array job.
+// printTaskList writes the task table. The ARRAY column, each task's place
+// in its array job as BATCH[INDEX], is shown only when some task of the page
+// belongs to an array job.
 func printTaskList(w io.Writer, tasks []fsm.Task) error {
 	if len(tasks) == 0 {
 		if _, err := fmt.Fprintln(w, "No tasks."); err != nil {
@@ -658,17 +659,15 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 	return flushTable(tw)
 }
 
-// arrayLabel renders a task's array index with the batch's throttle, "3" or
-// "3%8", or "-" for a task outside an array job.
+// arrayLabel renders a task's place in its array job as BATCH[INDEX], e.g.
+// "2001[3]", or "-" for a task outside an array job. The batch's throttle
+// (%N at submit) is not shown here, where "3%8" read like a modulo; `task
+// status` shows it in words.
 func arrayLabel(t fsm.Task) string {
 	if t.ArrayIndex == nil {
 		return "-"
 	}
-	s := strconv.Itoa(*t.ArrayIndex)
-	if t.ArrayThrottle > 0 {
-		s += "%" + strconv.Itoa(t.ArrayThrottle)
-	}
-	return s
+	return strconv.FormatInt(t.BatchID, 10) + "[" + strconv.Itoa(*t.ArrayIndex) + "]"
 }
 
 func newTaskKillCmd(g *clientFlags) *cobra.Command {

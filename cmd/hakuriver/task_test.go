@@ -316,7 +316,7 @@ func TestCLI_TaskListArrayColumn(t *testing.T) {
 	if want := "Batch 2001: 3 tasks: 1 pending, 1 running, 1 completed"; lines[4] != want {
 		t.Errorf("summary %q, want %q", lines[4], want)
 	}
-	for i, want := range []string{"2003 2%8 pending -", "2002 0 running n1", "1999 - completed n2"} {
+	for i, want := range []string{"2003 2001[2] pending -", "2002 2001[0] running n1", "1999 - completed n2"} {
 		if got := strings.Join(strings.Fields(lines[i+1])[:4], " "); got != want {
 			t.Errorf("row %d = %q, want %q", i, got, want)
 		}
