@@ -156,8 +156,9 @@ func (h *Host) guard(rule auth.Rule, next http.HandlerFunc) http.HandlerFunc {
 			if h.askLeader(w, r) {
 				return
 			}
-			// This replica may have become the leader meanwhile, holding
-			// every committed token now.
+			// This replica may have become the leader meanwhile: once it
+			// is ready it holds every committed token.
+			h.waitLeaderReady(r.Context())
 			p, err = h.auth.Check(rule, r)
 		}
 		if err != nil {

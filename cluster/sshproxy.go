@@ -290,7 +290,7 @@ func (h *Host) leaderWhoAmI(ctx context.Context, secret string) (sshproxy.Caller
 	err := ErrNoLeader
 	for {
 		if h.IsLeader() {
-			return sshproxy.Caller{}, errTokenRefused // the local lookup said no
+			return h.leaderLocalCaller(ctx, secret)
 		}
 		if lid, base := h.leaderInfo(); lid != "" && lid != h.cfg.NodeID && base != "" {
 			var c sshproxy.Caller
@@ -304,6 +304,42 @@ func (h *Host) leaderWhoAmI(ctx context.Context, secret string) (sshproxy.Caller
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// leaderLocalCaller is leaderWhoAmI on the leader: once the leader is
+// ready (a replica just elected may not have applied every committed entry
+// yet, the token's among them), the local state.
+func (h *Host) leaderLocalCaller(ctx context.Context, secret string) (sshproxy.Caller, error) {
+	if !h.waitLeaderReady(ctx) {
+		return sshproxy.Caller{}, fmt.Errorf("check a token: %w", ErrNotLeader)
+	}
+	tok, u, ok := h.machine.TokenByHash(auth.Hash(secret))
+	if !ok || tok.Expired(time.Now()) {
+		return sshproxy.Caller{}, errTokenRefused
+	}
+	return sshproxy.Caller{Name: u.Name, Role: u.Role}, nil
+}
+
+// waitLeaderReady waits, bounded by ctx and LeaderWait, while this replica
+// leads but is not ready yet (its term's first Barrier, after which its
+// state holds every committed entry, has not completed), and reports
+// whether it is a ready leader. It adds no log entry.
+func (h *Host) waitLeaderReady(ctx context.Context) bool {
+	deadline := time.Now().Add(h.cfg.LeaderWait)
+	for h.IsLeader() {
+		if h.lead.Load() != nil {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // whoAmI asks the replica at base who holds token secret.
