@@ -82,8 +82,13 @@ func TestReportsFallBackWithoutBatchRoute(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var ids []string
-	for range 2 { // both fit a 2-core machine at once
-		sr, err := c.Submit(ctx, api.SubmitRequest{Command: "true", ContainerName: &null})
+	// Both fit a 2-core machine at once. Each runs long enough that its
+	// first report is its start (held at most startReportDelay), never
+	// already its end: with the first single report held back until both
+	// ended, the next round then holds at least two reports, which go to
+	// the batch route first.
+	for range 2 {
+		sr, err := c.Submit(ctx, api.SubmitRequest{Command: "sleep", Arguments: []string{"1"}, ContainerName: &null})
 		if err != nil {
 			t.Fatal(err)
 		}
