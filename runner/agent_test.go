@@ -176,6 +176,12 @@ func startTestHost(t *testing.T, shared string, tls *certs.Bundle) *cluster.Host
 	hc.HeartbeatInterval = 500 * time.Millisecond
 	hc.Logger = logger(t)
 	h, err := cluster.StartHost(context.Background(), hc)
+	// A free port the host picked may be taken by a parallel test before
+	// it binds it: start again on fresh ports (bounded).
+	for try := 1; err != nil && strings.Contains(err.Error(), "address already in use") && try < 4; try++ {
+		hc.DataDir = t.TempDir()
+		h, err = cluster.StartHost(context.Background(), hc)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
