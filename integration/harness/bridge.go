@@ -3,7 +3,6 @@
 package harness
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -55,7 +54,7 @@ func NewBridge(tb TB, n int) (*Bridge, error) {
 			return nil, fmt.Errorf("%w: %v", ErrNetnsUnavailable, err)
 		}
 	}
-	subnet, err := freeBridgeSubnet()
+	subnet, err := freeSubnet("10.214")
 	if err != nil {
 		return nil, err
 	}
@@ -211,26 +210,4 @@ func (b *Bridge) Heal() error {
 	}
 	b.cuts = map[[2]int]bool{}
 	return errors.Join(errs...)
-}
-
-// freeBridgeSubnet picks 10.214.X for a /24 that no address or route of
-// this machine uses.
-func freeBridgeSubnet() (string, error) {
-	addrs, err := runCmd("ip", "-4", "-o", "addr", "show")
-	if err != nil {
-		return "", fmt.Errorf("ip addr show: %v: %s", err, addrs)
-	}
-	routes, err := runCmd("ip", "-4", "route", "show", "table", "all")
-	if err != nil {
-		return "", fmt.Errorf("ip route show: %v: %s", err, routes)
-	}
-	c := make([]byte, 1)
-	for range 64 {
-		rand.Read(c) //nolint:errcheck // crypto/rand.Read never fails
-		subnet := fmt.Sprintf("10.214.%d", c[0])
-		if !strings.Contains(addrs, subnet+".") && !strings.Contains(routes, subnet+".") {
-			return subnet, nil
-		}
-	}
-	return "", errors.New("no free 10.214.X.0/24 subnet found on this machine")
 }

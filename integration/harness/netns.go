@@ -48,7 +48,7 @@ func NewNetns(tb TB) (*Netns, error) {
 	}
 	id := randomHex(3)
 	n := &Netns{Name: "hkt-" + id, HostIf: "hkt" + id + "h", NSIf: "hkt" + id + "n"}
-	subnet, err := freeSubnet()
+	subnet, err := freeSubnet("10.213")
 	if err != nil {
 		return nil, err
 	}
@@ -85,9 +85,9 @@ func NewNetns(tb TB) (*Netns, error) {
 	return n, nil
 }
 
-// freeSubnet picks 10.213.X for a /30 that no address or route of this
-// machine uses.
-func freeSubnet() (string, error) {
+// freeSubnet picks prefix.X (prefix "10.213" or the like) for a subnet
+// that no address or route of this machine uses.
+func freeSubnet(prefix string) (string, error) {
 	addrs, err := runCmd("ip", "-4", "-o", "addr", "show")
 	if err != nil {
 		return "", fmt.Errorf("ip addr show: %v: %s", err, addrs)
@@ -99,12 +99,12 @@ func freeSubnet() (string, error) {
 	b := make([]byte, 1)
 	for range 64 {
 		rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
-		subnet := fmt.Sprintf("10.213.%d", b[0])
+		subnet := fmt.Sprintf("%s.%d", prefix, b[0])
 		if !strings.Contains(addrs, subnet+".") && !strings.Contains(routes, subnet+".") {
 			return subnet, nil
 		}
 	}
-	return "", errors.New("no free 10.213.X.0/30 subnet found on this machine")
+	return "", fmt.Errorf("no free %s.X subnet found on this machine", prefix)
 }
 
 // Exec runs a command inside the namespace and returns its combined
