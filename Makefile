@@ -52,18 +52,12 @@ chaos: build
 	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/chaos -duration $(DURATION) -seed $(SEED)
 
 # fuzz runs every fuzz target (func FuzzX in a _test.go file) in turn for
-# FUZZTIME each; `go test` alone runs their checked-in seeds
+# FUZZTIME each (.ci/fuzz.sh); `go test` alone runs their checked-in seeds
 # (testdata/fuzz/FuzzX/) as ordinary tests. A failing input is written to
-# the package's testdata/fuzz/FuzzX/: keep it there once fixed. Minimizing
-# is capped so that a short run is spent fuzzing.
+# the package's testdata/fuzz/FuzzX/: keep it there once fixed.
 FUZZTIME ?= 20s
 fuzz:
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd cluster fsm gossip ops runner scheduler sshproxy | sort); do \
-		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
-			echo "== $$name in ./$$(dirname $$f) for $(FUZZTIME)"; \
-			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./$$(dirname $$f); \
-		done; \
-	done
+	@GO=$(GO) bash .ci/fuzz.sh $(FUZZTIME)
 
 # mutate breaks named behaviours one at a time in a scratch copy and shows
 # which tests catch each (.ci/mutate.sh); run after `make test-deps`.
