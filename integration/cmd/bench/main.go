@@ -6,7 +6,7 @@
 // leader, host memory at many tasks, snapshot/restore cost, backup files
 // (`cluster snapshot save|inspect|restore`) at many tasks, native task
 // latency on a real `hakuriver runner`, the time to notice a dead runner,
-// the leader's cost of 200 heart-beating runners, and the cost of
+// the leader's cost of 1,000 heart-beating runners, and the cost of
 // authenticating every request with an account token, and a rolling upgrade
 // under load (its duration, the longest pause of acknowledged writes). It
 // prints tables and never passes or fails on speed; it exits non-zero only
@@ -57,7 +57,7 @@ func main() {
 func run(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var s settings
-	fs.BoolVar(&s.quick, "quick", false, "short run: 1 s throughput runs, 3 failover trials, 10,000 tasks, no wait for a snapshot, 30 native tasks, 10 s of simulated heartbeats")
+	fs.BoolVar(&s.quick, "quick", false, "short run: 1 s throughput runs, 3 failover trials, 10,000 tasks, no wait for a snapshot, 30 native tasks, 10 s of 200 simulated runners' heartbeats")
 	fs.DurationVar(&s.duration, "duration", 3*time.Second, "time limit of each throughput run")
 	fs.IntVar(&s.maxRequests, "max-requests", 20000, "request limit of each throughput run")
 	fs.IntVar(&s.trials, "trials", 5, "failover trials, and rolling-upgrade rounds")
@@ -65,7 +65,7 @@ func run(args []string, out io.Writer) int {
 	fs.DurationVar(&s.snapshotWait, "snapshot-wait", 250*time.Second, "how long to wait for Raft's periodic snapshot (every 120-240 s) before the restart measurement; 0 = do not wait")
 	fs.IntVar(&s.runnerSamples, "runner-samples", 100, "native `true` tasks timed on one runner")
 	fs.IntVar(&s.offlineTrials, "offline-trials", 3, "runner SIGKILL → offline trials")
-	fs.IntVar(&s.simRunners, "sim-runners", 200, "simulated runners heart-beating every second")
+	fs.IntVar(&s.simRunners, "sim-runners", 1000, "simulated runners heart-beating every second")
 	fs.DurationVar(&s.simDuration, "sim-duration", 60*time.Second, "measurement window of the simulated heartbeats")
 	sections := fs.String("sections", strings.Join(allSections, ","), "comma-separated parts to run: "+strings.Join(allSections, ", "))
 	if err := fs.Parse(args); err != nil {
@@ -82,6 +82,7 @@ func run(args []string, out io.Writer) int {
 			"snapshot-wait":  func() { s.snapshotWait = 0 },
 			"runner-samples": func() { s.runnerSamples = 30 },
 			"sim-duration":   func() { s.simDuration = 10 * time.Second },
+			"sim-runners":    func() { s.simRunners = 200 },
 		}
 		for name, apply := range defaults {
 			if !set[name] {

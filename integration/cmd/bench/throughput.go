@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,14 +112,89 @@ type tpRun struct {
 	via     string
 	clients int
 	load
+	raftCost
+}
+
+// raftCost is what one run cost the Raft group, from the leader's view:
+// log entries and log-store writes (each an fsync) per accepted submit,
+// and elections (term changes on any replica) during the run.
+type raftCost struct {
+	entries, stores uint64
+	termChanges     uint64
+	costErr         string
+}
+
+// raftMark is the Raft state raftCost is measured between.
+type raftMark struct {
+	leader      int
+	lastIndex   uint64
+	storeWrites uint64
+	maxTerm     uint64
+}
+
+// markRaft reads the leader's last index and log-store write count and the
+// highest term of any replica.
+func markRaft(c *harness.Cluster) (raftMark, error) {
+	m := raftMark{leader: c.WaitLeader(harness.LeaderTimeout)}
+	for i := range c.N() {
+		st, err := c.Status(i)
+		if err != nil {
+			return m, err
+		}
+		m.maxTerm = max(m.maxTerm, st.Term)
+		if i == m.leader {
+			m.lastIndex = st.LastIndex
+		}
+	}
+	n, err := metricValue(c, m.leader, "hakuriver_raft_store_duration_seconds_count")
+	m.storeWrites = uint64(n)
+	return m, err
+}
+
+// costBetween is the Raft cost from a to b; a leader change makes the
+// per-leader counts meaningless, so only the term change is kept.
+func costBetween(a, b raftMark, errA, errB error) raftCost {
+	switch {
+	case errA != nil:
+		return raftCost{costErr: errA.Error()}
+	case errB != nil:
+		return raftCost{costErr: errB.Error()}
+	}
+	rc := raftCost{termChanges: b.maxTerm - a.maxTerm}
+	if a.leader == b.leader {
+		rc.entries = b.lastIndex - a.lastIndex
+		rc.stores = b.storeWrites - a.storeWrites
+	}
+	return rc
+}
+
+// metricValue scrapes replica i's /metrics (cluster token) and returns the
+// value of an unlabelled sample.
+func metricValue(c *harness.Cluster, i int, name string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	a, err := c.CallInternal(ctx, i, http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	if a.Status != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %s", a)
+	}
+	for _, line := range strings.Split(string(a.Body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("GET /metrics: no %s", name)
 }
 
 // throughput measures submit throughput through the leader and through a
-// follower with 1 and 16 clients, each on a fresh cluster.
+// follower with 1, 16 and 64 clients, each on a fresh cluster, with what
+// each run cost the Raft group.
 func throughput(parent *scope, bin string, s settings) []tpRun {
 	var out []tpRun
 	for _, via := range []string{"leader", "follower"} {
-		for _, clients := range []int{1, 16} {
+		for _, clients := range []int{1, 16, 64} {
 			sc := parent.child(fmt.Sprintf("throughput-%s-%d", via, clients))
 			c := startBenchCluster(sc, bin)
 			target := c.WaitLeader(harness.LeaderTimeout)
@@ -126,7 +203,11 @@ func throughput(parent *scope, bin string, s settings) []tpRun {
 			}
 			// Warm up connections and the leader's first fsyncs.
 			submitLoad(c, target, clients, time.Second, 4*clients, "warmup")
-			out = append(out, tpRun{via: via, clients: clients, load: submitLoad(c, target, clients, s.duration, s.maxRequests, "load")})
+			before, errA := markRaft(c)
+			l := submitLoad(c, target, clients, s.duration, s.maxRequests, "load")
+			lastIndex(sc, c, before.leader) // what is in flight has landed
+			after, errB := markRaft(c)
+			out = append(out, tpRun{via: via, clients: clients, load: l, raftCost: costBetween(before, after, errA, errB)})
 			sc.close()
 		}
 	}
@@ -136,12 +217,21 @@ func throughput(parent *scope, bin string, s settings) []tpRun {
 func printThroughput(out io.Writer, s settings, runs []tpRun) {
 	fmt.Fprintf(out, "Submit throughput: POST /api/submit, one task per request, closed loop; each run <= %s or %d requests, fresh cluster\n", s.duration, s.maxRequests)
 	tw := table(out)
-	fmt.Fprintln(tw, "through\tclients\trequests\t202\ttasks/s\tp50 ms\tp99 ms\tmax ms\tfirst error\t")
+	fmt.Fprintln(tw, "through\tclients\trequests\t202\ttasks/s\tp50 ms\tp99 ms\tmax ms\tentries/task\tfsyncs/task\telections\tfirst error\t")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%s\t\n", r.via, r.clients, r.sent, r.ok, r.perSecond(),
-			msf(r.pct(0.50)), msf(r.pct(0.99)), msf(r.pct(1)), orDash(r.firstErr))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%d\t%s\t\n", r.via, r.clients, r.sent, r.ok, r.perSecond(),
+			msf(r.pct(0.50)), msf(r.pct(0.99)), msf(r.pct(1)), perTask(r.entries, r.ok), perTask(r.stores, r.ok), r.termChanges, orDash(r.firstErr+r.costErr))
 	}
 	tw.Flush() //nolint:errcheck // stdout
+	fmt.Fprintln(out, "(entries/fsyncs per task: the leader's Raft log entries and log-store writes, each an fsync, per accepted submit; elections: term changes on any replica during the run, target 0)")
+}
+
+// perTask formats n per accepted submit ("-" without any).
+func perTask(n uint64, ok int) string {
+	if ok == 0 || n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", float64(n)/float64(ok))
 }
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
