@@ -1,0 +1,65 @@
+package cluster
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkSubmit16 submits b.N one-task requests with 16 concurrent
+// clients to the leader of 3 in-process replicas (real Raft, boltdb files,
+// fsync on, real HTTP on loopback): the whole submit path, for CPU
+// profiles (`go test -run '^$' -bench Submit16 -cpuprofile cpu.out
+// ./cluster`). The three replicas share the machine's cores as they do in
+// `make bench`.
+func BenchmarkSubmit16(b *testing.B) {
+	hosts := startCluster(b, 3)
+	var leader *Host
+	waitFor(b, 15e9, func() bool {
+		for _, h := range hosts {
+			if h.IsLeader() {
+				leader = h
+				return true
+			}
+		}
+		return false
+	})
+	url := leader.APIURL() + "/api/submit"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var next, failed atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := next.Add(1); n <= int64(b.N); n = next.Add(1) {
+				body := fmt.Sprintf(`{"command":"true","arguments":["%d","%d"]}`, w, n)
+				req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte(body)))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d submits failed", f, b.N)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
