@@ -76,16 +76,16 @@ func (c NotifyConfig) validate() []error {
 	var errs []error
 	for i, u := range c.Webhooks {
 		if err := notify.CheckURL(u); err != nil {
-			errs = append(errs, fmt.Errorf("notify.webhooks[%d]: %w", i, err))
+			errs = append(errs, fmt.Errorf("notify.webhook_urls[%d]: %w", i, err))
 		}
 	}
 	for i, p := range c.Allow {
 		if err := notify.CheckURL(p); err != nil {
-			errs = append(errs, fmt.Errorf("notify.allow[%d] %q: %w (a prefix is an absolute http(s) URL, e.g. https://hooks.lab.example/)", i, p, err))
+			errs = append(errs, fmt.Errorf("notify.webhook_allow[%d] %q: %w (a prefix is an absolute http(s) URL, e.g. https://hooks.lab.example/)", i, p, err))
 		}
 	}
 	if len(c.Secret) == 0 && (len(c.Webhooks) > 0 || len(c.Allow) > 0) {
-		errs = append(errs, errors.New("notify.secret or notify.secret_file: required with notify.webhooks or notify.allow (every delivery is signed)"))
+		errs = append(errs, errors.New("notify.webhook_secret or notify.webhook_secret_file: required with notify.webhook_urls or notify.webhook_allow (every delivery is signed)"))
 	}
 	if c.MaxAttempts < 0 || c.Workers < 0 || c.QueueSize < 0 || c.Timeout < 0 || c.MaxAge < 0 {
 		errs = append(errs, errors.New("notify: max_attempts, workers, queue size, timeout and max age must not be negative"))
@@ -126,15 +126,15 @@ func webhookTargets(urls []string) []webhookTarget {
 }
 
 // checkNotifyURL is nil when a task may have url as its notify URL: the
-// URL starts with a prefix of notify.allow (and a secret signs the
+// URL starts with a prefix of notify.webhook_allow (and a secret signs the
 // deliveries), and every replica can record delivery outcomes.
 func (h *Host) checkNotifyURL(url string) error {
 	if !h.cfg.Notify.enabled() || len(h.cfg.Notify.Allow) == 0 {
 		return httpapi.BadRequest("notify: per-task webhook URLs are refused on this cluster: an admin must list allowed URL prefixes " +
-			"in the hosts' config ([notify] allow = [\"https://hooks.example.org/\"], with notify.secret): the leader POSTs from inside the cluster's network")
+			"in the hosts' config ([notify] webhook_allow = [\"https://hooks.example.org/\"], with webhook_secret): the leader POSTs from inside the cluster's network")
 	}
 	if !notify.Allowed(url, h.cfg.Notify.Allow) {
-		return httpapi.BadRequest("notify: %q does not start with an allowed prefix (notify.allow in the hosts' config: %s)",
+		return httpapi.BadRequest("notify: %q does not start with an allowed prefix (notify.webhook_allow in the hosts' config: %s)",
 			url, strings.Join(h.cfg.Notify.Allow, ", "))
 	}
 	return h.commandKnown(fsm.CmdNotifyDelivered)

@@ -147,7 +147,7 @@ type Task struct {
 	// Name is the label given at submit ("" for none): ValidTaskName.
 	Name string `json:"name,omitempty"`
 	// Notify is the URL the task's final status is POSTed to ("" for
-	// none), set at submit when the host's notify.allow permits it.
+	// none), set at submit when the host's notify.webhook_allow permits it.
 	Notify string `json:"notify,omitempty"`
 	// Notifications is the delivery state of the task's webhook
 	// notifications (NotifyDelivered), oldest first; never written in

@@ -91,7 +91,7 @@ type SubmitRequest struct {
 	Name string `json:"name,omitempty"`
 	// Notify is a URL the leader POSTs each task's final status to
 	// (signed; see the README's "Notifications"). It must start with a
-	// prefix of the hosts' notify.allow, else the submit is refused (400).
+	// prefix of the hosts' notify.webhook_allow, else the submit is refused (400).
 	Notify string `json:"notify,omitempty"`
 }
 
