@@ -28,7 +28,7 @@ import (
 // active tasks: states a task passes through between two looks are
 // coalesced, and one never attempted before a leader change is not resent.
 const (
-	notifyWatchTick = 200 * time.Millisecond
+	notifyWatchTick = 100 * time.Millisecond
 	notifyScanEvery = 30 * time.Second
 	// notifyFlushMax bounds the outcomes recorded in one entry.
 	notifyFlushMax = 512
@@ -63,6 +63,8 @@ type delivery struct {
 	attempts int
 	next     time.Time
 	inflight bool
+	// queued: in the notifier's ready list, waiting for a worker.
+	queued bool
 	// recording: the final outcome waits to be committed; never resent.
 	recording bool
 }
@@ -84,8 +86,10 @@ type notifier struct {
 	results chan deliveryResult
 	// outcomes wait to be committed, by delivery ID (newest wins).
 	outcomes map[string]fsm.NotifyRecord
-	prev     map[int64]fsm.Status
-	lastID   int64
+	// ready holds the due deliveries in the order they became due.
+	ready  []*delivery
+	prev   map[int64]fsm.Status
+	lastID int64
 }
 
 func newNotifier(d notifyDeps) *notifier {
@@ -131,6 +135,7 @@ func (n *notifier) run(ctx context.Context) {
 			return
 		case r := <-n.results:
 			n.handle(r)
+			n.dispatch()
 		case <-tick.C:
 			if n.now().Sub(lastScan) >= notifyScanEvery {
 				n.scan()
@@ -138,7 +143,8 @@ func (n *notifier) run(ctx context.Context) {
 			}
 			n.watch()
 			n.flush(ctx)
-			n.dispatch(ctx)
+			n.due()
+			n.dispatch()
 		}
 	}
 }
@@ -291,18 +297,32 @@ func (n *notifier) watch() {
 	n.prev = cur
 }
 
-// dispatch hands the due deliveries to the workers, as many as they take.
-func (n *notifier) dispatch(ctx context.Context) {
+// due moves the deliveries whose time has come to the ready list.
+func (n *notifier) due() {
 	now := n.now()
 	for _, d := range n.jobs {
-		if d.inflight || d.recording || d.next.After(now) {
+		if !d.inflight && !d.recording && !d.queued && !d.next.After(now) {
+			d.queued = true
+			n.ready = append(n.ready, d)
+		}
+	}
+}
+
+// dispatch hands ready deliveries to the workers, as many as they take
+// without waiting.
+func (n *notifier) dispatch() {
+	for len(n.ready) > 0 {
+		d := n.ready[0]
+		if d.inflight || d.recording {
+			n.ready = n.ready[1:]
+			d.queued = false
 			continue
 		}
 		select {
 		case n.work <- d:
-			d.inflight = true
-		case <-ctx.Done():
-			return
+			d.inflight, d.queued = true, false
+			n.ready[0] = nil
+			n.ready = n.ready[1:]
 		default:
 			return
 		}
