@@ -222,6 +222,7 @@ func (n *notifier) enqueueTo(t *fsm.Task, event fsm.Status, key, target, url str
 		return
 	}
 	d := &delivery{id: id, taskID: t.TaskID, key: key, target: target, url: url, event: event, next: n.now()}
+	recorded := false
 	for _, r := range t.Notifications {
 		if r.Key != key || r.Target != target {
 			continue
@@ -229,8 +230,12 @@ func (n *notifier) enqueueTo(t *fsm.Task, event fsm.Status, key, target, url str
 		if r.State != fsm.DeliveryPending {
 			return // delivered or given up
 		}
+		recorded = true
 		d.attempts = r.Attempts
 		d.next = r.At.Add(notify.Backoff(r.Attempts, n.cfg.BackoffBase, n.cfg.BackoffMax))
+	}
+	if !recorded && len(t.Notifications) >= fsm.MaxNotifications {
+		return // its outcome could not be recorded: a scan would resend it forever
 	}
 	n.jobs[id] = d
 }

@@ -46,6 +46,10 @@ type NotifyConfig struct {
 	QueueSize int
 }
 
+// maxWebhooks bounds the cluster-wide webhooks, so that a task's delivery
+// records (one per event and target) stay within fsm.MaxNotifications.
+const maxWebhooks = 8
+
 // withDefaults fills the zero fields.
 func (c NotifyConfig) withDefaults() NotifyConfig {
 	def := func(d *time.Duration, v time.Duration) {
@@ -78,6 +82,9 @@ func (c NotifyConfig) validate() []error {
 		if err := notify.CheckURL(u); err != nil {
 			errs = append(errs, fmt.Errorf("notify.webhook_urls[%d]: %w", i, err))
 		}
+	}
+	if len(c.Webhooks) > maxWebhooks {
+		errs = append(errs, fmt.Errorf("notify.webhook_urls: %d URLs, at most %d", len(c.Webhooks), maxWebhooks))
 	}
 	for i, p := range c.Allow {
 		if err := notify.CheckURL(p); err != nil {
