@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -131,5 +132,51 @@ func TestNotifierRetriesThenRecords(t *testing.T) {
 	n2.watch()
 	if len(n2.jobs) != 0 {
 		t.Fatalf("a new leader would resend: %v", n2.jobs)
+	}
+}
+
+// TestNotifierAllEvents: with AllEvents every status the watcher sees is
+// queued under its own key, and a task created and ended between two looks
+// still gets its final event.
+func TestNotifierAllEvents(t *testing.T) {
+	f := &fakeCluster{m: fsm.New()}
+	bg := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	mustApply := func(c fsm.Command) {
+		t.Helper()
+		if _, err := f.apply(bg, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustApply(&fsm.RegisterNode{Node: &fsm.Node{Hostname: "n1", TotalCores: 4}, At: now})
+	mustApply(&fsm.SubmitTasks{Tasks: []*fsm.Task{{TaskID: 3, Status: fsm.StatusPending, SubmittedAt: now}}})
+	n := newNotifier(notifyDeps{
+		cfg: NotifyConfig{Secret: []byte("s"), Webhooks: []string{"https://h/all"}, AllEvents: true},
+		log: testLogger(t), state: f.m, apply: f.apply, known: func(fsm.CommandType) error { return nil },
+		send: func(context.Context, string, string, []byte) error { return nil },
+		now:  func() time.Time { return now },
+	})
+	if !n.waitReady(bg) {
+		t.Fatal("not ready")
+	}
+	n.scan() // task 3, pending before this leader, is no event of its own
+	mustApply(&fsm.SubmitTasks{Tasks: []*fsm.Task{{TaskID: 4, Status: fsm.StatusPending, SubmittedAt: now}}})
+	n.watch() // sees task 4 pending
+	mustApply(&fsm.AssignTask{TaskID: 4, Node: "n1", At: now})
+	n.watch()
+	mustApply(&fsm.UpdateTask{TaskID: 4, Status: fsm.StatusRunning, At: now})
+	n.watch()
+	mustApply(&fsm.UpdateTask{TaskID: 4, Status: fsm.StatusCompleted, At: now})
+	mustApply(&fsm.SubmitTasks{Tasks: []*fsm.Task{{TaskID: 5, Status: fsm.StatusPending, SubmittedAt: now}}})
+	mustApply(&fsm.KillTask{TaskID: 5, At: now})
+	n.watch()
+	var keys []string
+	for _, d := range n.jobs {
+		keys = append(keys, d.key)
+	}
+	slices.Sort(keys)
+	want := []string{"4-1-assigning", "4-1-completed", "4-1-pending", "4-1-running", "5-1-killed"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("queued %v, want %v", keys, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -300,6 +301,19 @@ func TestWebhookDelivery(t *testing.T) {
 		}
 		if len(codes) < 2 || codes[0] != http.StatusInternalServerError || codes[len(codes)-1] >= 300 {
 			t.Errorf("/hook %s: answers %v, want 500 first, then 2xx", key, codes)
+		}
+	}
+	// Retrying after a 500 is the normal course: nothing of the notifier
+	// logs at warn or error.
+	for i := range c.N() {
+		b, err := os.ReadFile(c.Replica(i).LogPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "component=notify") && (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) {
+				t.Errorf("%s: %s", c.Replica(i).ID, line)
+			}
 		}
 	}
 	out := c.CLIOK("task", "status", ownID).Stdout
