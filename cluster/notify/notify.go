@@ -110,8 +110,16 @@ func CheckURL(raw string) error {
 	if u.User != nil {
 		return errors.New("credentials in a URL are not accepted")
 	}
-	if strings.ContainsAny(raw, " \t\r\n") {
-		return errors.New("contains white space")
+	if strings.ContainsAny(raw, " \t\r\n\\") {
+		return errors.New("contains white space or a backslash")
+	}
+	// A dot segment could climb out of an allowed path prefix
+	// ("https://h/hooks/../admin") on a receiver that resolves it.
+	for _, seg := range strings.Split(strings.ToLower(u.EscapedPath()), "/") {
+		switch strings.ReplaceAll(seg, "%2e", ".") {
+		case ".", "..":
+			return errors.New("dot segments (. or ..) in the path are not accepted")
+		}
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func TestCheckURLAndAllowed(t *testing.T) {
 			t.Errorf("CheckURL(%q): %v", u, err)
 		}
 	}
-	for _, u := range []string{"", "ftp://h/x", "file:///etc/passwd", "http://", "https://u:p@h/x", "/relative", "http://h/a b"} {
+	for _, u := range []string{"", "ftp://h/x", "file:///etc/passwd", "http://", "https://u:p@h/x", "/relative", "http://h/a b", "http://h/hooks/../admin", "http://h/hooks/%2E%2e/admin", "http://h/./x", "http://h\\@evil/"} {
 		if CheckURL(u) == nil {
 			t.Errorf("CheckURL(%q) accepted", u)
 		}
