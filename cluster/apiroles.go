@@ -40,6 +40,7 @@ func (h *Host) newAPI() *httpapi.API {
 		AdditionalMounts: h.cfg.AdditionalMounts,
 		Logger:           h.log,
 		CheckSSHKey:      checkAuthorizedKey,
+		CheckNotify:      h.checkNotifyURL,
 	}, httpapi.Deps{
 		Proposer:     h,
 		Tasks:        h.machine,

@@ -106,6 +106,8 @@ type Config struct {
 	// (cmd/hakuriver wires runner/executor/docker in); nil disables them
 	// here (environment calls answer 503).
 	Docker Environments
+	// Notify configures webhook notifications (notifier.go).
+	Notify NotifyConfig
 	// Version is reported in gossip and /api/cluster.
 	Version string
 	// OnHalt is called once, from Raft's apply goroutine, when this
@@ -192,6 +194,7 @@ func (c Config) Validate() error {
 	if c.HeartbeatTimeoutFactor < 2 {
 		errs = append(errs, errors.New("heartbeat_timeout_factor: must be at least 2"))
 	}
+	errs = append(errs, c.Notify.validate()...)
 	return errors.Join(errs...)
 }
 

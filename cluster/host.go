@@ -57,6 +57,8 @@ type Host struct {
 	feed *changeFeed
 	// disk refuses proposals while the data dir is almost full.
 	disk *diskGuard
+	// notifyClient POSTs webhook notifications (notifier.go).
+	notifyClient *http.Client
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -107,6 +109,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
 	h.disk = newDiskGuard(cfg.DataDir, cfg.MinFreeDisk, h.log)
+	h.notifyClient = newNotifyClient()
 	h.auth = &auth.Authenticator{Accounts: h.machine, ClusterToken: cfg.ClusterToken,
 		InsecureNoToken: cfg.InsecureNoToken, AnonymousRole: cfg.AnonymousRole}
 	h.runners = api.NewRunnerClient(api.PeerConfig{Token: cfg.ClusterToken, Transport: peerTransport(cfg)})

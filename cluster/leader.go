@@ -61,6 +61,8 @@ type leaderDeps struct {
 	now          func() time.Time
 	// placed counts a committed placement (metrics); nil counts nothing.
 	placed func()
+	// notify runs the webhook notifier for the term (nil: none).
+	notify func(ctx context.Context)
 }
 
 // leader is the leader's work for one term: it is created when this replica
@@ -111,6 +113,9 @@ func (l *leader) start(ctx context.Context) {
 	l.goRun(func() { l.scheduleLoop(ctx) })
 	l.goRun(func() { l.livenessLoop(ctx) })
 	l.goRun(func() { l.membershipLoop(ctx) })
+	if l.notify != nil {
+		l.goRun(func() { l.notify(ctx) })
+	}
 }
 
 // stop ends the loops and waits for every goroutine the leader started.

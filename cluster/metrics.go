@@ -30,6 +30,12 @@ type metrics struct {
 	storeTime prometheus.Histogram
 	// placements counts placements this replica committed as leader.
 	placements prometheus.Counter
+	// notifyAttempts counts webhook attempts by outcome; notifyPost is one
+	// POST's duration and notifyLag the time from a task's end to its
+	// notification's delivery (notifier.go).
+	notifyAttempts *prometheus.CounterVec
+	notifyPost     prometheus.Histogram
+	notifyLag      prometheus.Histogram
 }
 
 func newMetrics(h *Host) *metrics {
@@ -55,14 +61,34 @@ func newMetrics(h *Host) *metrics {
 		placements: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hakuriver_scheduler_placements_total", Help: "Placements of pending tasks this replica committed as leader.",
 		}),
+		notifyAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hakuriver_notify_attempts_total", Help: "Webhook delivery attempts this replica made as leader, by outcome (delivered, retry, failed: given up).",
+		}, []string{"outcome"}),
+		notifyPost: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hakuriver_notify_post_duration_seconds", Help: "Duration of one webhook POST.", Buckets: latencyBuckets,
+		}),
+		notifyLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hakuriver_notify_delivery_lag_seconds", Help: "Time from a task's end to the delivery of its final-state webhook.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800},
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.applyTime, m.storeTime, m.placements,
+	m.reg.MustRegister(m.requests, m.latency, m.applyTime, m.storeTime, m.placements, m.notifyAttempts, m.notifyPost, m.notifyLag,
 		raftCollector{h}, stateCollector{h}, leaderCollector{h}, sshCollector{h})
 	return m
 }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// observeNotify records one webhook attempt (lag < 0: not a delivered
+// final event).
+func (m *metrics) observeNotify(outcome string, post, lag time.Duration) {
+	m.notifyAttempts.WithLabelValues(outcome).Inc()
+	m.notifyPost.Observe(post.Seconds())
+	if lag >= 0 {
+		m.notifyLag.Observe(lag.Seconds())
+	}
 }
 
 // observeStore records one Raft log store write.

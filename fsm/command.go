@@ -93,6 +93,8 @@ func (c CommandType) String() string {
 		return "submit_placed"
 	case CmdUpdateTasks:
 		return "update_tasks"
+	case CmdNotifyDelivered:
+		return "notify_delivered"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -257,6 +259,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &SubmitPlaced{}
 	case CmdUpdateTasks:
 		c = &UpdateTasks{}
+	case CmdNotifyDelivered:
+		c = &NotifyDelivered{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

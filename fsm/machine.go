@@ -38,7 +38,9 @@ type Machine struct {
 	tarballs map[string]TarballRecord
 	// clusterID is set once (SetClusterID).
 	clusterID string
-	acct      accounts
+	// notifyTargets are the registered webhook targets (notify.go).
+	notifyTargets map[string]time.Time
+	acct          accounts
 	// audit holds the audit records, oldest first (audit.go).
 	audit   []AuditRecord
 	maxID   int64
@@ -66,6 +68,7 @@ func (m *Machine) reset() {
 	m.envs = make(map[string]Environment)
 	m.tarballs = make(map[string]TarballRecord)
 	m.clusterID = ""
+	m.notifyTargets = make(map[string]time.Time)
 	m.acct = newAccounts()
 	m.audit = nil
 	m.maxID = 0
@@ -162,6 +165,8 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return m.applyUpdateTasks(c)
 	case *SubmitPlaced:
 		return m.applySubmitPlaced(c)
+	case *NotifyDelivered:
+		return m.applyNotifyDelivered(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }

@@ -40,6 +40,8 @@ type snapshotState struct {
 	// Accounts and Audit are omitted while there are none.
 	Accounts *accountsState `json:"accounts,omitempty"`
 	Audit    []AuditRecord  `json:"audit,omitempty"`
+	// NotifyTargets (sorted by ID) is omitted while there are none.
+	NotifyTargets []NotifyTarget `json:"notify_targets,omitempty"`
 }
 
 // Snapshot captures the current state.
@@ -64,6 +66,7 @@ func (m *Machine) Snapshot() *Snapshot {
 	s.ClusterID = m.clusterID
 	s.Accounts = m.acct.state()
 	s.Audit = m.audit
+	s.NotifyTargets = m.sortedNotifyTargets()
 	return &Snapshot{state: s}
 }
 
@@ -131,6 +134,9 @@ func (s *Snapshot) Write(w io.Writer) error {
 	if err == nil && len(st.Audit) > 0 {
 		err = put(`,"audit":`, st.Audit)
 	}
+	if err == nil && len(st.NotifyTargets) > 0 {
+		err = put(`,"notify_targets":`, st.NotifyTargets)
+	}
 	if err == nil {
 		bw.WriteString("}\n")
 		err = bw.Flush()
@@ -156,6 +162,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.counts, m.active, m.envs = fresh.counts, fresh.active, fresh.envs
 	m.tarballs, m.clusterID = fresh.tarballs, fresh.clusterID
 	m.acct, m.audit = fresh.acct, fresh.audit
+	m.notifyTargets = fresh.notifyTargets
 	fresh.rebuildRequestQueue()
 	m.reqQueue = fresh.reqQueue
 	m.maxID, m.applied = fresh.maxID, fresh.applied
@@ -236,6 +243,13 @@ func (m *Machine) decodeSnapshot(dec *json.Decoder, strict bool) error {
 			}
 		case "audit":
 			err = dec.Decode(&m.audit)
+		case "notify_targets":
+			var ts []NotifyTarget
+			if err = dec.Decode(&ts); err == nil {
+				for _, t := range ts {
+					m.notifyTargets[t.ID] = t.Since
+				}
+			}
 		default:
 			if strict {
 				return fmt.Errorf("unknown field %q", key)

@@ -146,6 +146,13 @@ type Task struct {
 	Placements []Placement `json:"placements,omitempty"`
 	// Name is the label given at submit ("" for none): ValidTaskName.
 	Name string `json:"name,omitempty"`
+	// Notify is the URL the task's final status is POSTed to ("" for
+	// none), set at submit when the host's notify.webhook_allow permits it.
+	Notify string `json:"notify,omitempty"`
+	// Notifications is the delivery state of the task's webhook
+	// notifications (NotifyDelivered), oldest first; never written in
+	// place.
+	Notifications []Notification `json:"notifications,omitempty"`
 }
 
 // MaxTaskNameLen bounds a task name.

@@ -44,7 +44,7 @@ func OriginalSubmitFields() []string {
 func SubmitFields() []string {
 	return append(OriginalSubmitFields(),
 		"working_dir", "priority", "gpu_count", "array", "time_limit_seconds", "after", "request_id",
-		"argument_sets", "name")
+		"argument_sets", "name", "notify")
 }
 
 // SubmitRequest is the body of POST /api/submit (the original TaskRequest
@@ -89,6 +89,10 @@ type SubmitRequest struct {
 	// Name labels the tasks (fsm.ValidTaskName); commands that take a
 	// task ID also take a name that only one task carries.
 	Name string `json:"name,omitempty"`
+	// Notify is a URL the leader POSTs each task's final status to
+	// (signed; see the README's "Notifications"). It must start with a
+	// prefix of the hosts' notify.webhook_allow, else the submit is refused (400).
+	Notify string `json:"notify,omitempty"`
 }
 
 // BatchActionResponse is the answer of POST /api/batch/{id}/{action}.

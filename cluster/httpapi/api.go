@@ -121,6 +121,11 @@ type Config struct {
 	// CheckSSHKey, when set, rejects an authorized_keys line that does
 	// not parse.
 	CheckSSHKey func(line string) error
+	// CheckNotify, when set, is nil for a task notify URL the cluster may
+	// POST to, else a 400 naming the "notify" field (or another error,
+	// e.g. a replica too old to record deliveries). nil refuses every
+	// per-task URL.
+	CheckNotify func(url string) error
 }
 
 // Deps are the roles the handlers use; every one must be set.

@@ -91,16 +91,21 @@ func maySeeSecrets(p auth.Principal, t *fsm.Task) bool {
 	return p.Kind == auth.Cluster || p.Can(fsm.RoleOperator) || p.Can(fsm.RoleUser) && p.Owns(t.Owner)
 }
 
-// shown returns t as p may see it: values of env_vars replaced by
-// HiddenValue (keys kept) unless maySeeSecrets. t is never modified.
+// shown returns t as p may see it: values of env_vars (keys kept) and the
+// notify URL replaced by HiddenValue unless maySeeSecrets. t is never modified.
 func shown(p auth.Principal, t *fsm.Task) *fsm.Task {
-	if len(t.EnvVars) == 0 || maySeeSecrets(p, t) {
+	if len(t.EnvVars) == 0 && t.Notify == "" || maySeeSecrets(p, t) {
 		return t
 	}
 	c := *t
-	c.EnvVars = make(map[string]string, len(t.EnvVars))
-	for k := range t.EnvVars {
-		c.EnvVars[k] = HiddenValue
+	if c.Notify != "" {
+		c.Notify = HiddenValue // may hold a token of the owner's receiver
+	}
+	if len(t.EnvVars) > 0 {
+		c.EnvVars = make(map[string]string, len(t.EnvVars))
+		for k := range t.EnvVars {
+			c.EnvVars[k] = HiddenValue
+		}
 	}
 	return &c
 }

@@ -91,6 +91,7 @@ func (a *API) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 				After:               after,
 				ArrayThrottle:       throttle,
 				Name:                req.Name,
+				Notify:              req.Notify,
 			}
 			if idx >= 0 {
 				v := idx
@@ -199,6 +200,12 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if req.Notify != "" {
+		if err := a.checkNotify(req.Notify); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
 	tasks, err := a.buildTasks(req)
 	if err != nil {
 		writeError(w, err)
@@ -240,6 +247,15 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, a.submitResponse(v.TaskIDs))
+}
+
+// checkNotify asks the replica whether a task may notify url (the
+// allow-list, and every replica able to record deliveries).
+func (a *API) checkNotify(url string) error {
+	if a.cfg.CheckNotify == nil {
+		return badRequest("notify: per-task webhook URLs are not enabled on this cluster")
+	}
+	return a.cfg.CheckNotify(url)
 }
 
 func (a *API) submitResponse(ids []int64) api.SubmitResponse {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/notify"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
 )
@@ -159,6 +160,11 @@ func validateSubmit(req *api.SubmitRequest) error {
 	}
 	if req.Name != "" && !fsm.ValidTaskName(req.Name) {
 		return badRequest("name %q: want 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit and not all digits", req.Name, fsm.MaxTaskNameLen)
+	}
+	if req.Notify != "" {
+		if err := notify.CheckURL(req.Notify); err != nil {
+			return badRequest("notify: %v", err)
+		}
 	}
 	if err := checkArgumentSets(req); err != nil {
 		return err

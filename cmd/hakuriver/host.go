@@ -192,6 +192,9 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	hc.TasksPrivileged = c.Docker.TasksPrivileged
 	hc.AdditionalMounts = c.Docker.AdditionalMounts
 	hc.ContainerDir = c.Docker.ContainerDir
+	if hc.Notify, err = notifyConfig(c.Notify); err != nil {
+		return cluster.Config{}, nil, err
+	}
 	envs, err := newEnvManager(c, log)
 	if err != nil {
 		return cluster.Config{}, nil, err
@@ -229,4 +232,20 @@ func secrets(c config.Config) (gossipKey []byte, token string, err error) {
 		return nil, "", errNoToken
 	}
 	return gossipKey, token, nil
+}
+
+// notifyConfig maps the [notify] section (webhooks) onto the replica's.
+func notifyConfig(n config.Notify) (cluster.NotifyConfig, error) {
+	secret, err := n.Secret()
+	if err != nil {
+		return cluster.NotifyConfig{}, err
+	}
+	return cluster.NotifyConfig{
+		Webhooks:    n.WebhookURLs,
+		AllEvents:   n.WebhookEvents == "all",
+		Secret:      []byte(secret),
+		Allow:       n.WebhookAllow,
+		MaxAttempts: n.WebhookMaxAttempts,
+		Timeout:     time.Duration(n.WebhookTimeout) * time.Second,
+	}, nil
 }

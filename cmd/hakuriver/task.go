@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/notify"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
@@ -59,6 +60,7 @@ type submitOptions struct {
 	mounts     []string
 	requestID  string
 	name       string
+	notify     string
 	// sets and throttle are a sweep's argument sets and its --throttle
 	// (sweep.go); nil for a plain submit.
 	sets         [][]string
@@ -104,7 +106,13 @@ completed; when one of them ends otherwise, the tasks fail naming it.
 The task IDs are printed one per line. With --wait the command also waits
 until every task has finished and fails unless all of them completed, as
 "hakuriver task wait" does (a single task that failed with an exit code
-makes the command exit with that code).`,
+makes the command exit with that code).
+
+--notify URL makes the leader POST each task's final status (completed,
+failed, killed, killed_oom, lost) to URL as signed JSON, retried with
+backoff until the receiver answers 2xx; "task status" shows the delivery
+state. An admin must allow the URL's prefix in the hosts' config
+([notify] webhook_allow), else the submit is refused.`,
 		Example: `  hakuriver task submit -- echo hello
   hakuriver task submit --target node1 --target node2 --cores 4 --memory 8G -- ./sweep.sh
   hakuriver task submit --target gpu1::0,1 --container pytorch -- python train.py
@@ -139,6 +147,7 @@ func (o *submitOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.privileged, "privileged", false, "run the container privileged (default: host default)")
 	f.StringArrayVar(&o.mounts, "mount", nil, "extra bind mount HOST:CONTAINER[:OPTS]; repeatable; replaces the host's default mounts")
 	f.StringVar(&o.name, "name", "", "label the task(s) with `NAME` (1-64 of a-z A-Z 0-9 . _ -); status, logs, wait and kill take it where unambiguous")
+	f.StringVar(&o.notify, "notify", "", "POST each task's final status to `URL` (signed JSON; the URL must start with a prefix the admin allowed in the hosts' notify.webhook_allow)")
 	f.StringVar(&o.requestID, "request-id", "", "idempotency key: resubmitting with the same ID creates nothing new (default: random)")
 	f.BoolVar(&o.wait, "wait", false, "wait until every task finishes; fail unless all completed")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks with --wait")
@@ -221,6 +230,12 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 		WorkDir:   o.workdir,
 		RequestID: strings.TrimSpace(o.requestID),
 		Name:      o.name,
+		Notify:    strings.TrimSpace(o.notify),
+	}
+	if req.Notify != "" {
+		if err := notify.CheckURL(req.Notify); err != nil {
+			return req, fmt.Errorf("invalid --notify %q: %w", req.Notify, err)
+		}
 	}
 	if o.name != "" && !fsm.ValidTaskName(o.name) {
 		return req, fmt.Errorf("invalid --name %q: want 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit and not all digits", o.name, fsm.MaxTaskNameLen)
@@ -459,6 +474,7 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 	kv("Submitted", formatTime(t.SubmittedAt))
 	kv("Started", formatTimePtr(t.StartedAt))
 	kv("Completed", formatTimePtr(t.CompletedAt))
+	notificationRows(tw, &t)
 	for i, p := range t.Placements {
 		k := ""
 		if i == 0 {

@@ -29,6 +29,46 @@ type Config struct {
 	Cluster     Cluster     `toml:"cluster"`
 	Auth        Auth        `toml:"auth"`
 	TLS         TLS         `toml:"tls"`
+	Notify      Notify      `toml:"notify"`
+}
+
+// Notify is the [notify] section: webhook notifications of task states,
+// POSTed by the leader and signed with WebhookSecret.
+type Notify struct {
+	// WebhookURLs receive the events of every task (cluster-wide).
+	WebhookURLs []string `toml:"webhook_urls"`
+	// WebhookEvents is "final" (final states only, the default) or "all"
+	// (every status change).
+	WebhookEvents string `toml:"webhook_events"`
+	// WebhookSecret signs every delivery (HMAC-SHA256); WebhookSecretFile
+	// is a file holding it. One is required with WebhookURLs or
+	// WebhookAllow.
+	WebhookSecret     string `toml:"webhook_secret"`
+	WebhookSecretFile string `toml:"webhook_secret_file"`
+	// WebhookAllow lists the URL prefixes a task's own --notify URL may
+	// start with; empty refuses per-task URLs.
+	WebhookAllow []string `toml:"webhook_allow"`
+	// WebhookMaxAttempts bounds the attempts of one delivery.
+	WebhookMaxAttempts int `toml:"webhook_max_attempts"`
+	// WebhookTimeout is the time limit of one attempt, in seconds.
+	WebhookTimeout int `toml:"webhook_timeout"`
+}
+
+// Secret returns notify.webhook_secret, or else the trimmed contents of
+// notify.webhook_secret_file ("" when neither is set).
+func (n Notify) Secret() (string, error) {
+	if n.WebhookSecret != "" || n.WebhookSecretFile == "" {
+		return n.WebhookSecret, nil
+	}
+	b, err := os.ReadFile(n.WebhookSecretFile)
+	if err != nil {
+		return "", fmt.Errorf("read notify.webhook_secret_file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("notify.webhook_secret_file: %s: %w", n.WebhookSecretFile, ErrEmptyToken)
+	}
+	return s, nil
 }
 
 // TLS is the [tls] section: the node's certificate and the cluster CA. When
@@ -185,6 +225,8 @@ const MaxRaftMultiplier = 10
 func Default() Config {
 	return Config{
 		Auth: Auth{AnonymousRole: "none", AuditKeep: 10000, AuditMaxAgeDays: 90},
+		Notify: Notify{WebhookURLs: []string{}, WebhookEvents: "final", WebhookAllow: []string{},
+			WebhookMaxAttempts: 8, WebhookTimeout: 10},
 		Network: Network{
 			HostBindIP:           "0.0.0.0",
 			HostPort:             8000,

@@ -52,6 +52,7 @@ func sections() []section {
 		{"cluster", "High availability: Raft host replicas, gossip membership, cluster secrets."},
 		{"auth", "Accounts: what callers without a token may do, and how long the audit log is kept."},
 		{"tls", "TLS of the API, runners and Raft (make the files with `hakuriver tls init`); all three files or none."},
+		{"notify", "Webhook notifications of task states: signed JSON POSTs from the leader (see the README's Notifications)."},
 	}
 }
 
@@ -206,6 +207,42 @@ func settings() []setting {
 		{section: "tls", name: "ca_file",
 			help:  "cluster CA certificate (PEM) that peers are verified against",
 			field: func(c *Config) any { return &c.TLS.CAFile }},
+
+		// [notify]
+		{section: "notify", name: "webhook_urls", noSplit: true,
+			help:  "URLs that receive the events of every task (cluster-wide webhooks)",
+			field: func(c *Config) any { return &c.Notify.WebhookURLs }},
+		{section: "notify", name: "webhook_events",
+			help:  "which events are sent: final (final states only) or all (every status change)",
+			field: func(c *Config) any { return &c.Notify.WebhookEvents }, check: oneOf("final", "all")},
+		{section: "notify", name: "webhook_secret",
+			help:  "secret that signs every delivery (HMAC-SHA256, header X-HakuRiver-Signature); required with webhook_urls or webhook_allow",
+			field: func(c *Config) any { return &c.Notify.WebhookSecret }},
+		{section: "notify", name: "webhook_secret_file",
+			help:  "file holding webhook_secret (instead of the secret itself)",
+			field: func(c *Config) any { return &c.Notify.WebhookSecretFile }},
+		{section: "notify", name: "webhook_allow", noSplit: true,
+			help:  "URL prefixes a task's own --notify URL may start with (empty = per-task URLs refused: the leader POSTs from inside the lab network)",
+			field: func(c *Config) any { return &c.Notify.WebhookAllow }},
+		{section: "notify", name: "webhook_max_attempts",
+			help:  "attempts of one delivery before it is recorded failed (exponential backoff from 1 s to 5 min between them)",
+			field: func(c *Config) any { return &c.Notify.WebhookMaxAttempts }, check: between(1, 100)},
+		{section: "notify", name: "webhook_timeout",
+			help:  "seconds one delivery attempt may take",
+			field: func(c *Config) any { return &c.Notify.WebhookTimeout }, check: between(1, 300)},
+	}
+}
+
+// oneOf accepts one of the given strings.
+func oneOf(vals ...string) func(any) string {
+	return func(p any) string {
+		v := *p.(*string)
+		for _, ok := range vals {
+			if v == ok {
+				return ""
+			}
+		}
+		return fmt.Sprintf("must be one of %s, got %q", strings.Join(vals, ", "), v)
 	}
 }
 
@@ -247,6 +284,14 @@ func (c Config) problems() []keyError {
 	if c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == "" || c.TLS.CAFile == "") {
 		errs = append(errs, keyError{key: "tls.cert_file",
 			msg: "set all of tls.cert_file, tls.key_file and tls.ca_file, or none"})
+	}
+	if c.Notify.WebhookSecret != "" && c.Notify.WebhookSecretFile != "" {
+		errs = append(errs, keyError{key: "notify.webhook_secret_file",
+			msg: "set only one of notify.webhook_secret and notify.webhook_secret_file"})
+	}
+	if c.Notify.WebhookSecret == "" && c.Notify.WebhookSecretFile == "" && (len(c.Notify.WebhookURLs) > 0 || len(c.Notify.WebhookAllow) > 0) {
+		errs = append(errs, keyError{key: "notify.webhook_secret",
+			msg: "required with notify.webhook_urls or notify.webhook_allow (every delivery is signed): set webhook_secret or webhook_secret_file"})
 	}
 	errs = append(errs, c.stateDirOverlaps()...)
 	return append(errs, c.portClashes()...)
