@@ -9,7 +9,7 @@ import (
 
 // CmdNotifyDelivered records the outcome of webhook deliveries (and the
 // webhook targets the cluster delivers to) in one entry (notify.go).
-const CmdNotifyDelivered CommandType = 25
+const CmdNotifyDelivered CommandType = 22
 
 // Delivery states of a Notification. A delivery not yet attempted has no
 // record at all: the leader derives it from the task (see the cluster's
