@@ -59,6 +59,9 @@ type Config struct {
 	// NativeLimited reports whether the native executor enforces cgroup
 	// limits (shown in node list).
 	NativeLimited bool
+	// CopyMaxBytes caps the files of one `hakuriver cp` into a task
+	// (0: filecopy.DefaultMaxBytes).
+	CopyMaxBytes int64
 	// NvidiaSMI is the nvidia-smi path ("" = look it up).
 	NvidiaSMI string
 	// SysRoot and ProcRoot point resource detection elsewhere (tests).

@@ -1,0 +1,241 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
+	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+)
+
+// Task access through any replica: `hakuriver forward` (GET
+// /api/task/{id}/forward?port=N, upgraded to a raw stream) and `hakuriver
+// cp` (PUT and GET /api/task/{id}/files?path=P, a tar stream). The caller
+// is checked (role by the route table, owner or operator here) before
+// anything reaches the runner; the runner is found in this replica's own
+// state (taskstream.go), so the leader plays no part in the stream. Each
+// session is recorded in the audit log once it ends.
+
+// Session actions in the audit log.
+const (
+	actionForward  = "forward"
+	actionCopyTo   = "cp-to"
+	actionCopyFrom = "cp-from"
+)
+
+// maxCopyPath bounds the path of a copy.
+const maxCopyPath = 4096
+
+// accessTask reads the task of the request and checks that its caller may
+// reach into it.
+func (h *Host) accessTask(r *http.Request, what string) (*fsm.Task, auth.Principal, error) {
+	p, _ := auth.FromContext(r.Context())
+	id, err := httpapi.ParseTaskID(chi.URLParam(r, "id"))
+	if err != nil {
+		return nil, p, err
+	}
+	t, ok := h.machine.Task(id)
+	if !ok {
+		return nil, p, notFound("task %d not found", id)
+	}
+	if err := httpapi.MayActOn(p, t, what); err != nil {
+		return nil, p, err
+	}
+	return t, p, nil
+}
+
+// handleForward connects the caller's stream to a port inside the task,
+// through its runner.
+func (h *Host) handleForward(w http.ResponseWriter, r *http.Request) {
+	t, p, err := h.accessTask(r, "forward a port of")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	raw := r.URL.Query().Get("port")
+	port, err := strconv.Atoi(raw)
+	if err != nil || port < 1 || port > 65535 || raw[0] == '+' {
+		writeError(w, badRequest("port %q: must be a number from 1 to 65535", raw))
+		return
+	}
+	if !api.IsStreamRequest(r) {
+		writeError(w, badRequest("forward: needs the headers Connection: Upgrade and Upgrade: %s", api.StreamProtocol))
+		return
+	}
+	start := time.Now()
+	target, err := h.dialTaskStream(r.Context(), t, fmt.Sprintf("/tasks/%d/forward?port=%d", t.TaskID, port))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	conn, err := api.AcceptStream(w)
+	if err != nil {
+		target.Close()
+		h.log.Info("forward: the caller went away", "task_id", t.TaskID, "port", port, "err", err)
+		return
+	}
+	api.Pipe(conn, target)
+	h.recordSession(p, actionForward, fmt.Sprintf("task %d port %d", t.TaskID, port), start)
+}
+
+// copyPathParam reads and checks the path of a copy.
+func copyPathParam(r *http.Request) (string, error) {
+	p := r.URL.Query().Get("path")
+	switch {
+	case p == "":
+		return "", badRequest("path: required (a path in the task, absolute or relative to its working directory)")
+	case len(p) > maxCopyPath:
+		return "", badRequest("path: longer than %d bytes", maxCopyPath)
+	case strings.ContainsRune(p, 0):
+		return "", badRequest("path: contains a NUL byte")
+	}
+	return p, nil
+}
+
+// handlePutFiles streams the request's tar body into the task at path.
+func (h *Host) handlePutFiles(w http.ResponseWriter, r *http.Request) {
+	t, p, err := h.accessTask(r, "copy files into")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	path, err := copyPathParam(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	start := time.Now()
+	resp, err := h.taskRunnerRequest(r.Context(), t, http.MethodPut, filesPath(t.TaskID, path), r.Body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer resp.Body.Close()
+	h.recordSession(p, actionCopyTo, fmt.Sprintf("task %d path %s", t.TaskID, path), start)
+	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("copied into %s in task %d", path, t.TaskID)})
+}
+
+// handleGetFiles streams a tar of path in the task to the caller.
+func (h *Host) handleGetFiles(w http.ResponseWriter, r *http.Request) {
+	t, p, err := h.accessTask(r, "copy files from")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	path, err := copyPathParam(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	start := time.Now()
+	resp, err := h.taskRunnerRequest(r.Context(), t, http.MethodGet, filesPath(t.TaskID, path), nil)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		h.log.Info("copy from a task ended early", "task_id", t.TaskID, "err", err)
+	}
+	h.recordSession(p, actionCopyFrom, fmt.Sprintf("task %d path %s", t.TaskID, path), start)
+}
+
+func filesPath(id int64, path string) string {
+	return fmt.Sprintf("/tasks/%d/files?path=%s", id, url.QueryEscape(path))
+}
+
+// sessionRecordBound bounds the attempts to record one session: a leader
+// may have to be elected first.
+const sessionRecordBound = 30 * time.Second
+
+// recordSession records a finished session of p in the audit log, in the
+// background: through the leader, which may be another replica or none
+// for a while. target gets when the session began and how long it took.
+func (h *Host) recordSession(p auth.Principal, action, target string, start time.Time) {
+	rec := api.SessionRecord{
+		User: p.Name, Role: string(p.Role), Action: action, Via: h.cfg.NodeID,
+		Target: fmt.Sprintf("%s, from %s for %s", target, start.UTC().Format(time.RFC3339), time.Since(start).Round(time.Millisecond)),
+	}
+	h.goRun(func() {
+		deadline := time.Now().Add(sessionRecordBound)
+		var err error
+		for !h.closed.Load() && time.Now().Before(deadline) {
+			if err = h.sendSessionRecord(rec); err == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		h.log.Warn("a task access session was not recorded in the audit log", "user", rec.User, "action", rec.Action, "target", rec.Target, "err", err)
+	})
+}
+
+// sendSessionRecord records rec on the leader: here when this replica
+// leads, else through the leader's internal endpoint.
+func (h *Host) sendSessionRecord(rec api.SessionRecord) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if h.currentLeader() != nil {
+		return h.applySessionRecord(ctx, rec)
+	}
+	lid, base := h.leaderInfo()
+	if lid == "" || base == "" || lid == h.cfg.NodeID {
+		return ErrNoLeader
+	}
+	return h.replicas.RecordSession(ctx, base, rec)
+}
+
+// applySessionRecord commits rec as an audit record of its user (on the
+// leader).
+func (h *Host) applySessionRecord(ctx context.Context, rec api.SessionRecord) error {
+	if err := h.commandKnown(fsm.CmdRecord); err != nil {
+		return nil // a replica cannot read audit records yet: nothing to keep
+	}
+	ctx = auth.WithPrincipal(ctx, auth.Principal{Kind: auth.Account, Name: rec.User, Role: fsm.Role(rec.Role)})
+	ctx = context.WithValue(ctx, originKey{}, origin{via: rec.Via})
+	ctx = context.WithValue(ctx, noteKey{}, note{action: rec.Action, target: rec.Target})
+	_, err := h.apply(ctx, &fsm.Record{})
+	return err
+}
+
+// handleSessionRecord is the leader's side of sendSessionRecord (cluster
+// token only).
+func (h *Host) handleSessionRecord(w http.ResponseWriter, r *http.Request) {
+	var rec api.SessionRecord
+	if err := decodeJSON(r, &rec); err != nil {
+		writeError(w, err)
+		return
+	}
+	switch {
+	case rec.Action != actionForward && rec.Action != actionCopyTo && rec.Action != actionCopyFrom:
+		writeError(w, badRequest("action %q: must be %s, %s or %s", rec.Action, actionForward, actionCopyTo, actionCopyFrom))
+		return
+	case rec.User == "" || len(rec.User) > 256:
+		writeError(w, badRequest("user: required, at most 256 bytes"))
+		return
+	case len(rec.Target) > maxCopyPath+256 || len(rec.Via) > 256 || len(rec.Role) > 32:
+		writeError(w, badRequest("target, via or role: too long"))
+		return
+	}
+	if _, known := h.pool.Member(rec.Via); !known {
+		rec.Via = h.cfg.NodeID
+	}
+	ctx, cancel := h.applyCtx(r)
+	defer cancel()
+	if err := h.applySessionRecord(ctx, rec); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.MessageResponse{Message: "recorded"})
+}
