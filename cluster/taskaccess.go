@@ -68,6 +68,16 @@ func (h *Host) handleForward(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("port %q: must be a number from 1 to 65535", raw))
 		return
 	}
+	if r.URL.Query().Get("check") == "1" {
+		// The CLI's check before it listens: may this caller forward,
+		// and does the task run somewhere? Nothing is opened.
+		if _, err := h.taskRunner(t); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("task %d port %d can be forwarded", t.TaskID, port)})
+		return
+	}
 	if !api.IsStreamRequest(r) {
 		writeError(w, badRequest("forward: needs the headers Connection: Upgrade and Upgrade: %s", api.StreamProtocol))
 		return
