@@ -51,13 +51,20 @@ type accessCluster struct {
 
 func startAccessCluster(t *testing.T) *accessCluster {
 	t.Helper()
-	requireDocker(t, busyboxImage)
+	return startAccessClusterWith(t, busyboxImage)
+}
+
+// startAccessClusterWith is startAccessCluster with the environment made
+// from image.
+func startAccessClusterWith(t *testing.T, image string) *accessCluster {
+	t.Helper()
+	requireDocker(t, image)
 	c := startCluster(t, harness.Options{HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
 	name := "hkt-access-" + uniqueSuffix()
 	t.Cleanup(func() { harness.RemoveRunnerContainers(t, name) })
 	c.StartRunner(name, dockerRunner)
 	env := envName("hkt-access")
-	createEnvironment(t, c, busyboxImage, env)
+	createEnvironment(t, c, image, env)
 	createTar(t, c, env)
 	a := &accessCluster{c: c, runner: name, env: env}
 	a.alice = createRunAsAccount(t, c, api.UserRequest{Name: "alice", Role: fsm.RoleUser, UnixUser: fmt.Sprintf("%d:%d", accessUnixUser, accessUnixUser)})
@@ -503,4 +510,57 @@ func putTar(t *testing.T, base, bearer, id, path string, body []byte) (int, stri
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strconv.Quote(string(b))
+}
+
+// TestForwardAndCopyReachAVPS: a VPS runs on a bridge network, so the
+// runner dials its container's own address: forwarding its port 22
+// through a follower gives sshd's banner; a 0600 file copied into root's
+// home comes back with its mode.
+func TestForwardAndCopyReachAVPS(t *testing.T) {
+	a := startAccessClusterWith(t, sshdImage)
+	c := a.c
+	key := filepath.Join(t.TempDir(), "vps_ed25519")
+	f := c.Followers()[0]
+	r := c.CLIVia([]int{f}, vpsStartTimeout, "", "--token", a.alice, "-o", "json", "vps", "create", "--wait", "--poll-interval", "200ms",
+		"--container", a.env, "--cores", "1", "--target", a.runner, "--gen-ssh-key", "--key-out", key)
+	if r.Code != 0 {
+		t.Fatalf("vps create: %s", r)
+	}
+	var vps vpsCreated
+	if err := r.Decode(&vps); err != nil || vps.Task == nil || vps.Task.Status != "running" {
+		t.Fatalf("vps create --wait: %s (%v)", r.Stdout, err)
+	}
+	t.Cleanup(func() {
+		c.CLI("vps", "stop", vps.TaskID)
+		harness.RemoveContainers(t, "hakuriver-vps-"+vps.TaskID)
+	})
+	_, fw := a.startForward(t, []int{f}, vps.TaskID, "0:22")
+	var banner string
+	err := harness.Eventually(accessTimeout, func() (bool, string) {
+		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(fw.Forwards[0].URL, "http://"), 10*time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		banner, err = bufio.NewReader(conn).ReadString('\n')
+		return strings.HasPrefix(banner, "SSH-2.0-"), fmt.Sprintf("banner %q, %v", banner, err)
+	})
+	if err != nil {
+		t.Fatalf("sshd through the forward: %v", err)
+	}
+	src := copyTree(t)
+	if r := a.cpAs(a.alice, filepath.Join(src, "secret"), vps.TaskID+":/root/secret"); r.Code != 0 {
+		t.Fatalf("cp into the VPS: %s", r)
+	}
+	out := accessibleDir(t, "vpsout")
+	if r := a.cpAs(a.alice, vps.TaskID+":/root/secret", filepath.Join(out, "back")); r.Code != 0 {
+		t.Fatalf("cp out of the VPS: %s", r)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "back")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("back: %v %v, want mode 0600", fi, err)
+	}
+	if r := a.cpAs(a.bob, vps.TaskID+":/root/secret", filepath.Join(out, "bob")); r.Code == 0 || !strings.Contains(r.Stderr, "HTTP 403") {
+		t.Errorf("bob's cp out of alice's VPS: want HTTP 403, got %s", r)
+	}
 }
