@@ -100,6 +100,9 @@ func (e *Executor) CopyTo(ctx context.Context, id int64, p string, r io.Reader, 
 		// The rewrite's own refusal says more than the engine's error.
 		return fmt.Errorf("copy into %s in task %d: %w", p, id, rerr)
 	}
+	if isNotFound(err) {
+		return fmt.Errorf("copy into %s in task %d: %w: %s", p, id, executor.ErrNoSuchPath, dir)
+	}
 	if err != nil {
 		return fmt.Errorf("copy into %s in task %d: %w", p, id, err)
 	}
