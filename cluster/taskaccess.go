@@ -82,7 +82,6 @@ func (h *Host) handleForward(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("forward: needs the headers Connection: Upgrade and Upgrade: %s", api.StreamProtocol))
 		return
 	}
-	start := time.Now()
 	target, err := h.dialTaskStream(r.Context(), t, fmt.Sprintf("/tasks/%d/forward?port=%d", t.TaskID, port))
 	if err != nil {
 		writeError(w, err)
@@ -94,8 +93,9 @@ func (h *Host) handleForward(w http.ResponseWriter, r *http.Request) {
 		h.log.Info("forward: the caller went away", "task_id", t.TaskID, "port", port, "err", err)
 		return
 	}
+	end := h.beginStream(p, actionForward, r.Header.Get(api.SessionHeader), fmt.Sprintf("task %d port %d", t.TaskID, port))
+	defer end()
 	api.Pipe(conn, target)
-	h.recordSession(p, actionForward, fmt.Sprintf("task %d port %d", t.TaskID, port), start)
 }
 
 // copyPathParam reads and checks the path of a copy.
@@ -131,7 +131,7 @@ func (h *Host) handlePutFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
-	h.recordSession(p, actionCopyTo, fmt.Sprintf("task %d path %s", t.TaskID, path), start)
+	h.recordSession(p, actionCopyTo, fmt.Sprintf("task %d path %s", t.TaskID, path), start, time.Now(), 1)
 	writeJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("copied into %s in task %d", path, t.TaskID)})
 }
 
@@ -159,7 +159,7 @@ func (h *Host) handleGetFiles(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		h.log.Info("copy from a task ended early", "task_id", t.TaskID, "err", err)
 	}
-	h.recordSession(p, actionCopyFrom, fmt.Sprintf("task %d path %s", t.TaskID, path), start)
+	h.recordSession(p, actionCopyFrom, fmt.Sprintf("task %d path %s", t.TaskID, path), start, time.Now(), 1)
 }
 
 func filesPath(id int64, path string) string {
@@ -169,27 +169,6 @@ func filesPath(id int64, path string) string {
 // sessionRecordBound bounds the attempts to record one session: a leader
 // may have to be elected first.
 const sessionRecordBound = 30 * time.Second
-
-// recordSession records a finished session of p in the audit log, in the
-// background: through the leader, which may be another replica or none
-// for a while. target gets when the session began and how long it took.
-func (h *Host) recordSession(p auth.Principal, action, target string, start time.Time) {
-	rec := api.SessionRecord{
-		User: p.Name, Role: string(p.Role), Action: action, Via: h.cfg.NodeID,
-		Target: fmt.Sprintf("%s, from %s for %s", target, start.UTC().Format(time.RFC3339), time.Since(start).Round(time.Millisecond)),
-	}
-	h.goRun(func() {
-		deadline := time.Now().Add(sessionRecordBound)
-		var err error
-		for !h.closed.Load() && time.Now().Before(deadline) {
-			if err = h.sendSessionRecord(rec); err == nil {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		h.log.Warn("a task access session was not recorded in the audit log", "user", rec.User, "action", rec.Action, "target", rec.Target, "err", err)
-	})
-}
 
 // sendSessionRecord records rec on the leader: here when this replica
 // leads, else through the leader's internal endpoint.

@@ -10,6 +10,11 @@ import (
 // copy) in the audit log, for the replica that served it.
 const SessionRecordPath = "/api/audit/sessions"
 
+// SessionHeader carries the ID of a `hakuriver forward` session on each
+// of its streams: a replica records the streams of one session as one
+// audit record.
+const SessionHeader = "X-Hakuriver-Session"
+
 // SessionRecord is one finished task access session, as the replica that
 // served it saw it: who (an account and its role), what (Action: forward,
 // cp-to, cp-from; Target: the task, its port or path, when and for how

@@ -128,8 +128,11 @@ func newForwarder(ctx context.Context, g *clientFlags, ref string) (*forwarder, 
 	if err != nil {
 		return nil, fmt.Errorf("invalid --host: %w", err)
 	}
+	// One session ID for every stream: the replicas record them as one
+	// session in the audit log.
+	session := http.Header{api.SessionHeader: {api.NewRequestID()}}
 	return &forwarder{g: g, taskID: id, hosts: hosts, format: format,
-		dialer: api.StreamDialer{TLS: cfg.TLS, Bearer: cfg.Bearer, DialTimeout: cfg.DialTimeout}}, nil
+		dialer: api.StreamDialer{TLS: cfg.TLS, Bearer: cfg.Bearer, DialTimeout: cfg.DialTimeout, Header: session}}, nil
 }
 
 // resolveTaskID turns a task ID or name into a task ID.

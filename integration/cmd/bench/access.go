@@ -144,7 +144,7 @@ func serveSink(sc *scope) net.Listener {
 			}
 			go func() {
 				defer conn.Close()
-				io.Copy(io.Discard, conn) //nolint:errcheck // the client reads the answer
+				io.Copy(io.Discard, conn)  //nolint:errcheck // the client reads the answer
 				io.WriteString(conn, "ok") //nolint:errcheck // the client judges
 			}()
 		}
