@@ -32,6 +32,7 @@ type accessResult struct {
 	via                  string
 	directUp, forwardUp  time.Duration
 	directDn, forwardDn  time.Duration
+	relayUp, relayDn     time.Duration // through 3 bare relays in this process
 	cpTo, cpFrom, cpDisk time.Duration
 	cpBytes              int64
 	firstErr             string
@@ -83,6 +84,10 @@ func accessBench(parent *scope, bin string, s settings) accessResult {
 	}); err != nil {
 		sc.Fatalf("forward: %v", err)
 	}
+	// The ceiling of any design with three relays on one machine: three
+	// bare TCP relays (api.Pipe) in this process, no HTTP, no checks.
+	relaySink := relayChain(sc, sink.Addr().String(), 3)
+	relaySource := relayChain(sc, source.Addr().String(), 3)
 	fwSink := "127.0.0.1:" + strconv.Itoa(mapping.Forwards[0].LocalPort)
 	fwSource := "127.0.0.1:" + strconv.Itoa(mapping.Forwards[1].LocalPort)
 	// Warm up each path once, then measure direct and forwarded in turn.
@@ -91,13 +96,16 @@ func accessBench(parent *scope, bin string, s settings) accessResult {
 		fu, err2 := upload(fwSink, res.bytes)
 		dd, err3 := download(source.Addr().String(), res.bytes)
 		fd, err4 := download(fwSource, res.bytes)
-		for _, err := range []error{err1, err2, err3, err4} {
+		ru, err5 := upload(relaySink, res.bytes)
+		rd, err6 := download(relaySource, res.bytes)
+		for _, err := range []error{err1, err2, err3, err4, err5, err6} {
 			if err != nil {
 				res.fail("%v", err)
 			}
 		}
 		if k == 1 {
 			res.directUp, res.forwardUp, res.directDn, res.forwardDn = du, fu, dd, fd
+			res.relayUp, res.relayDn = ru, rd
 		}
 	}
 
@@ -172,6 +180,37 @@ func serveSource(sc *scope, n int64) net.Listener {
 		}
 	}()
 	return ln
+}
+
+// relayChain starts n chained TCP relays in front of to and returns the
+// first one's address.
+func relayChain(sc *scope, to string, n int) string {
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			sc.Fatalf("listen: %v", err)
+		}
+		sc.Cleanup(func() { ln.Close() })
+		next := to
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					d, err := net.DialTimeout("tcp", next, 10*time.Second)
+					if err != nil {
+						conn.Close()
+						return
+					}
+					api.Pipe(conn, d)
+				}()
+			}
+		}()
+		to = ln.Addr().String()
+	}
+	return to
 }
 
 // upload sends n bytes to addr, half-closes, and waits for "ok".
@@ -258,9 +297,11 @@ func printAccess(out io.Writer, r accessResult) {
 	fmt.Fprintf(out, "Task access through follower %s: forward (%s MiB per transfer) vs a direct loopback connection, cp (%s MiB file)\n",
 		r.via, mib(r.bytes), mib(r.cpBytes))
 	tw := table(out)
-	fmt.Fprintln(tw, "path\tdirect MiB/s\tforward MiB/s\tforward/direct\t")
-	fmt.Fprintf(tw, "upload (client → task)\t%s\t%s\t%s\t\n", rate(r.bytes, r.directUp), rate(r.bytes, r.forwardUp), fwdRatio(r.directUp, r.forwardUp))
-	fmt.Fprintf(tw, "download (task → client)\t%s\t%s\t%s\t\n", rate(r.bytes, r.directDn), rate(r.bytes, r.forwardDn), fwdRatio(r.directDn, r.forwardDn))
+	fmt.Fprintln(tw, "path\tdirect MiB/s\tforward MiB/s\tforward/direct\t3 bare relays MiB/s\tbare/direct\t")
+	fmt.Fprintf(tw, "upload (client → task)\t%s\t%s\t%s\t%s\t%s\t\n", rate(r.bytes, r.directUp), rate(r.bytes, r.forwardUp), fwdRatio(r.directUp, r.forwardUp),
+		rate(r.bytes, r.relayUp), fwdRatio(r.directUp, r.relayUp))
+	fmt.Fprintf(tw, "download (task → client)\t%s\t%s\t%s\t%s\t%s\t\n", rate(r.bytes, r.directDn), rate(r.bytes, r.forwardDn), fwdRatio(r.directDn, r.forwardDn),
+		rate(r.bytes, r.relayDn), fwdRatio(r.directDn, r.relayDn))
 	tw.Flush()
 	tw = table(out)
 	fmt.Fprintln(tw, "copy\tMiB/s\twall\t")
