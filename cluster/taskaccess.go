@@ -45,6 +45,13 @@ func (h *Host) accessTask(r *http.Request, what string) (*fsm.Task, auth.Princip
 		return nil, p, err
 	}
 	t, ok := h.machine.Task(id)
+	if !ok || !runningStatus(t.Status) {
+		// This replica may lag behind the leader (a task just started):
+		// the leader's view, when there is a leader to ask.
+		if lt, err := h.leaderTask(r.Context(), id); err == nil {
+			t, ok = lt, true
+		}
+	}
 	if !ok {
 		return nil, p, notFound("task %d not found", id)
 	}
@@ -52,6 +59,28 @@ func (h *Host) accessTask(r *http.Request, what string) (*fsm.Task, auth.Princip
 		return nil, p, err
 	}
 	return t, p, nil
+}
+
+// leaderLookupBound bounds asking the leader for a task.
+const leaderLookupBound = 3 * time.Second
+
+func runningStatus(s fsm.Status) bool { return s == fsm.StatusRunning || s == fsm.StatusPaused }
+
+// leaderTask reads task id from the leader (after its Barrier); an error
+// when this replica leads (its own state is the answer), when no leader
+// is known or it does not answer within leaderLookupBound.
+func (h *Host) leaderTask(ctx context.Context, id int64) (*fsm.Task, error) {
+	lid, base := h.leaderInfo()
+	if lid == "" || base == "" || lid == h.cfg.NodeID {
+		return nil, ErrNoLeader
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaderLookupBound)
+	defer cancel()
+	t, err := h.replicas.Task(ctx, base, id)
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
 }
 
 // handleForward connects the caller's stream to a port inside the task,

@@ -25,7 +25,7 @@ var errRunnerUnreachable = errors.New("runner unreachable")
 // taskRunner returns the base URL of the runner that runs t, which must
 // be running or paused.
 func (h *Host) taskRunner(t *fsm.Task) (string, error) {
-	if t.Status != fsm.StatusRunning && t.Status != fsm.StatusPaused {
+	if !runningStatus(t.Status) {
 		return "", &httpError{status: http.StatusConflict, msg: fmt.Sprintf("task %d is %s, not running", t.TaskID, t.Status)}
 	}
 	n, ok := h.machine.Node(t.AssignedNode)

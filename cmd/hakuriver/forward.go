@@ -135,8 +135,13 @@ func newForwarder(ctx context.Context, g *clientFlags, ref string) (*forwarder, 
 		dialer: api.StreamDialer{TLS: cfg.TLS, Bearer: cfg.Bearer, DialTimeout: cfg.DialTimeout, Header: session}}, nil
 }
 
-// resolveTaskID turns a task ID or name into a task ID.
+// resolveTaskID turns a task ID or name into a task ID. A number is
+// taken as it is: the replica that serves the stream checks it (and asks
+// the leader when it has not seen the task yet).
 func resolveTaskID(ctx context.Context, g *clientFlags, ref string) (string, error) {
+	if n, err := strconv.ParseInt(ref, 10, 64); err == nil && n > 0 && ref[0] != '+' {
+		return ref, nil
+	}
 	c, err := g.client()
 	if err != nil {
 		return "", err

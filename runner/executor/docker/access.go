@@ -70,7 +70,7 @@ func containerPath(ins container.InspectResponse, p string) string {
 // CopyTo writes the tar stream r into task id's container at p (into p
 // when it is a directory, else as p), checked by filecopy's rules within
 // lim; the files belong to the container's user when it runs as a
-// numeric UID:GID, else to root. name is the stream's top-level name.
+// numeric UID:GID, else to root.
 func (e *Executor) CopyTo(ctx context.Context, id int64, p string, r io.Reader, lim filecopy.Limits) error {
 	ins, err := e.running(ctx, id)
 	if err != nil {
