@@ -250,11 +250,15 @@ func (a *Agent) nativeCopy(ctx context.Context, id int64, na nativeAccess, op, p
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(spec.WorkDir, p)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find the copy helper: %w", err)
+	helper := a.cfg.CopyHelper
+	if len(helper) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the copy helper: %w", err)
+		}
+		helper = []string{exe, filecopy.HelperCommand}
 	}
-	args := []string{filecopy.HelperCommand, op, p}
+	args := append(append([]string{}, helper[1:]...), op, p)
 	if lim.MaxBytes > 0 {
 		args = append(args, "--max-bytes", strconv.FormatInt(lim.MaxBytes, 10))
 	}
@@ -267,7 +271,7 @@ func (a *Agent) nativeCopy(ctx context.Context, id int64, na nativeAccess, op, p
 			args = append(args, "--as", as)
 		}
 	}
-	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd := exec.CommandContext(ctx, helper[0], args...)
 	var stderr bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, &limitedBuffer{b: &stderr, n: 4096}
 	if err := cmd.Run(); err != nil {
