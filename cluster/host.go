@@ -41,6 +41,8 @@ type Host struct {
 	fwdLimits forwardLimits
 	// sshProxy serves SSH tunnels to VPS tasks (sshproxy.go).
 	sshProxy *sshProxy
+	// sessions gathers the streams of forward sessions (sessions.go).
+	sessions *sessionBook
 
 	// lead is this replica's leader while it leads and its FSM has applied
 	// everything committed before (Barrier); nil on a follower. Writes wait
@@ -103,6 +105,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		machine:   fsm.New(),
 		ids:       newIDGenerator(cfg.NodeID, time.Now),
 		fwdLimits: forwardLimits{total: forwardTimeout, idle: forwardIdle},
+		sessions:  &sessionBook{m: map[sessionKey]*openSession{}},
 		fwd: &http.Client{Timeout: forwardTimeout, Transport: peerTransport(cfg),
 			// A forwarded request carries the caller's credentials: never
 			// to another address than the leader's.

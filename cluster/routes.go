@@ -55,6 +55,14 @@ func (h *Host) apiTable() []route {
 		{"POST", "/batch/{id}/{action}", user, h.onLeader(a.Batch)},
 		{"GET", "/task/{id}/stdout", user, a.Log("stdout")},
 		{"GET", "/task/{id}/stderr", user, a.Log("stderr")},
+		// Task access (taskaccess.go): a port forward (upgraded to a raw
+		// stream) and file copies (tar streams), owner or operator, served
+		// by this replica without the leader; sessions are recorded on the
+		// leader through the internal route.
+		{"GET", "/task/{id}/forward", user, h.handleForward},
+		{"PUT", "/task/{id}/files", user, h.handlePutFiles},
+		{"GET", "/task/{id}/files", user, h.handleGetFiles},
+		{"POST", "/audit/sessions", internal, h.onLeader(h.handleSessionRecord)},
 		{"POST", "/register", internal, h.onLeader(a.Register)},
 		{"PUT", "/heartbeat/{hostname}", internal, h.onLeader(a.Heartbeat)},
 		{"POST", "/update", internal, h.onLeader(a.Update)},

@@ -206,6 +206,7 @@ func startNativeRunner(t *testing.T, h *cluster.Host, shimCmd []string, shared, 
 	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
 	rc.Join, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{h.GossipAddr()}, "secret-token", shared, tmp
 	rc.StateDir, rc.TLS = state, tls
+	rc.CopyHelper = []string{shimCmd[0], "runner-files"}
 	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
 	rc.Logger = logger(t)
 	a, err := runner.Start(context.Background(), rc)

@@ -59,6 +59,13 @@ type Config struct {
 	// NativeLimited reports whether the native executor enforces cgroup
 	// limits (shown in node list).
 	NativeLimited bool
+	// CopyMaxBytes caps the files of one `hakuriver cp` into a task
+	// (0: filecopy.DefaultMaxBytes).
+	CopyMaxBytes int64
+	// CopyHelper is the argv prefix of the helper that copies files into
+	// and out of native tasks as their user; empty means
+	// [os.Executable(), filecopy.HelperCommand].
+	CopyHelper []string
 	// NvidiaSMI is the nvidia-smi path ("" = look it up).
 	NvidiaSMI string
 	// SysRoot and ProcRoot point resource detection elsewhere (tests).

@@ -28,6 +28,7 @@ func (a *Agent) routes() http.Handler {
 	r.Post("/resume", a.handleTaskOp("resume"))
 	r.Get("/health", a.handleHealth)
 	r.HandleFunc("/doctor", a.handleDoctor)
+	a.accessRoutes(r)
 	return r
 }
 

@@ -11,6 +11,14 @@ import (
 // ErrUnknownTask is returned for a task ID the executor does not track.
 var ErrUnknownTask = errors.New("unknown task")
 
+// ErrNotRunning is returned when a task must be running for an act
+// (forwarding a port, copying files) and is not.
+var ErrNotRunning = errors.New("task not running")
+
+// ErrNoSuchPath is returned when a path to copy from a task does not
+// exist.
+var ErrNoSuchPath = errors.New("no such file or directory")
+
 // TaskVPS is Spec.TaskType of a VPS task: a persistent container running
 // sshd that its owner reaches with the key in Spec.PublicKey. Any other
 // value ("", "command") is a command task.

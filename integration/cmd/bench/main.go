@@ -48,7 +48,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui", "upgrade", "notify"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui", "upgrade", "notify", "access"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -175,6 +175,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["notify"] {
 		fmt.Fprintln(out)
 		notifySection(out, root, bin, s)
+	}
+	if s.sections["access"] {
+		fmt.Fprintln(out)
+		accessSection(out, root, bin, s)
 	}
 	return 0
 }

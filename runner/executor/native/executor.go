@@ -818,3 +818,17 @@ func (e *Executor) markNotified(id int64) {
 	defer e.mu.Unlock()
 	e.notified[id] = true
 }
+
+// TaskSpec returns the launch spec of task id, which must be running:
+// its user and working directory say as whom and where `hakuriver cp`
+// acts on it.
+func (e *Executor) TaskSpec(ctx context.Context, id int64) (executor.Spec, error) {
+	t, err := e.load(ctx, id)
+	if err != nil {
+		return executor.Spec{}, err
+	}
+	if t.Exit != nil || t.Proc == nil {
+		return executor.Spec{}, fmt.Errorf("task %d: %w", id, executor.ErrNotRunning)
+	}
+	return t.Launch.Spec, nil
+}

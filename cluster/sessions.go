@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
+)
+
+// A `hakuriver forward` opens one stream per TCP connection it accepts
+// (a browser opens dozens). They share the session ID the CLI sends
+// (api.SessionHeader), and this replica records them as one audit record
+// once the last of them has been closed for sessionLinger: one Raft entry
+// per session, not per connection. Streams without a session ID are
+// recorded one by one.
+
+// Bounds of the session book.
+const (
+	// sessionLinger is how long a session without open streams waits for
+	// another before it is recorded.
+	sessionLinger = 5 * time.Second
+	// maxOpenSessions bounds the book; beyond it streams are recorded
+	// one by one.
+	maxOpenSessions = 10000
+	// maxSessionID bounds a session ID's length.
+	maxSessionID = 64
+)
+
+// sessionKey names one forward session on this replica.
+type sessionKey struct {
+	user, id, target string
+}
+
+// openSession is a session with its streams.
+type openSession struct {
+	p      auth.Principal
+	action string
+	start  time.Time
+	last   time.Time // when its last stream ended
+	open   int
+	conns  int
+	timer  *time.Timer
+}
+
+// sessionBook tracks the forward sessions served by this replica.
+type sessionBook struct {
+	mu sync.Mutex
+	m  map[sessionKey]*openSession
+}
+
+// validSessionID reports whether a client's session ID is usable: 1 to
+// maxSessionID printable ASCII bytes.
+func validSessionID(id string) bool {
+	if id == "" || len(id) > maxSessionID {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// beginStream notes a stream of session id (of p, on target) and returns
+// the function to call when it ends. An unusable id, or a full book,
+// records the stream on its own when it ends.
+func (h *Host) beginStream(p auth.Principal, action, id, target string) (end func()) {
+	start := time.Now()
+	single := func() { h.recordSession(p, action, target, start, start, 1) }
+	if !validSessionID(id) {
+		return single
+	}
+	b := h.sessions
+	k := sessionKey{user: p.Name, id: id, target: target}
+	b.mu.Lock()
+	s := b.m[k]
+	if s == nil {
+		if len(b.m) >= maxOpenSessions {
+			b.mu.Unlock()
+			return single
+		}
+		s = &openSession{p: p, action: action, start: start}
+		b.m[k] = s
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.open++
+	b.mu.Unlock()
+	return func() { h.endStream(k, s) }
+}
+
+// endStream ends one stream of session s; the last one arms its record.
+func (h *Host) endStream(k sessionKey, s *openSession) {
+	b := h.sessions
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s.open--
+	s.conns++
+	s.last = time.Now()
+	if s.open > 0 {
+		return
+	}
+	s.timer = time.AfterFunc(sessionLinger, func() {
+		b.mu.Lock()
+		if s.open > 0 || b.m[k] != s {
+			b.mu.Unlock()
+			return
+		}
+		delete(b.m, k)
+		b.mu.Unlock()
+		h.recordSession(s.p, s.action, k.target, s.start, s.last, s.conns)
+	})
+}
+
+// recordSession records a finished session of p (conns streams from start
+// to end) in the audit log, in the background: through the leader, which
+// may be another replica, or none for a while.
+func (h *Host) recordSession(p auth.Principal, action, target string, start, end time.Time, conns int) {
+	if end.Before(start) || end.Equal(start) {
+		end = time.Now()
+	}
+	detail := fmt.Sprintf("%s, from %s for %s", target, start.UTC().Format(time.RFC3339), end.Sub(start).Round(time.Millisecond))
+	if action == actionForward {
+		detail = fmt.Sprintf("%s, %d connection(s), from %s for %s", target, conns, start.UTC().Format(time.RFC3339), end.Sub(start).Round(time.Millisecond))
+	}
+	rec := api.SessionRecord{User: p.Name, Role: string(p.Role), Action: action, Via: h.cfg.NodeID, Target: detail}
+	if h.closed.Load() {
+		return
+	}
+	h.goRun(func() {
+		deadline := time.Now().Add(sessionRecordBound)
+		var err error
+		for !h.closed.Load() && time.Now().Before(deadline) {
+			if err = h.sendSessionRecord(rec); err == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !h.closed.Load() {
+			h.log.Warn("a task access session was not recorded in the audit log", "user", rec.User, "action", rec.Action, "target", rec.Target, "err", err)
+		}
+	})
+}
