@@ -44,6 +44,10 @@ const (
 	// CmdUpdateTasks applies several task status reports in one entry
 	// (updates.go).
 	CmdUpdateTasks CommandType = 21
+	// VPS lifecycle (vps.go). 22-26 belong to other branches of issue 18
+	// (renumbered at merge).
+	CmdVPSStop  CommandType = 27
+	CmdVPSStart CommandType = 28
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -93,6 +97,10 @@ func (c CommandType) String() string {
 		return "submit_placed"
 	case CmdUpdateTasks:
 		return "update_tasks"
+	case CmdVPSStop:
+		return "vps_stop"
+	case CmdVPSStart:
+		return "vps_start"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -257,6 +265,10 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &SubmitPlaced{}
 	case CmdUpdateTasks:
 		c = &UpdateTasks{}
+	case CmdVPSStop:
+		c = &VPSStop{}
+	case CmdVPSStart:
+		c = &VPSStart{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

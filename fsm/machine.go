@@ -33,7 +33,7 @@ type Machine struct {
 	requests map[string][]int64
 	reqQueue []requestKey // request IDs by submit time, for pruning
 	counts   map[Status]int
-	active   []int64 // IDs of tasks not in a final status, ascending
+	active   []int64 // IDs of tasks in a status that Holds, ascending
 	envs     map[string]Environment
 	tarballs map[string]TarballRecord
 	// clusterID is set once (SetClusterID).
@@ -162,6 +162,10 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return m.applyUpdateTasks(c)
 	case *SubmitPlaced:
 		return m.applySubmitPlaced(c)
+	case *VPSStop:
+		return m.applyVPSStop(c)
+	case *VPSStart:
+		return m.applyVPSStart(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }
@@ -197,7 +201,7 @@ func (m *Machine) putTask(t *Task) {
 	}
 	m.tasks[t.TaskID] = t
 	m.counts[t.Status]++
-	m.active = setActive(m.active, t.TaskID, !t.Status.Final())
+	m.active = setActive(m.active, t.TaskID, t.Status.Holds())
 }
 
 func (m *Machine) applySubmit(c *SubmitTasks) Result {
@@ -246,7 +250,8 @@ func (m *Machine) applyUpdate(c *UpdateTask) Result {
 	if old.Status == c.Status && (c.SSHPort == 0 || old.Status.Final()) {
 		return Result{Value: old} // a retried report: nothing to do; a final task never changes
 	}
-	if !c.Status.Valid() {
+	if !c.Status.Valid() || c.Status == StatusStopped {
+		// stopped is VPSStop's alone (vps.go), never a runner's report
 		return Result{Err: fmt.Errorf("%w: task %d: unknown status %q", ErrInvalid, c.TaskID, c.Status)}
 	}
 	if old.Status != c.Status && !old.Status.CanMoveTo(c.Status) {
@@ -284,6 +289,9 @@ func (m *Machine) applyUpdate(c *UpdateTask) Result {
 			at = *c.CompletedAt
 		}
 		t.CompletedAt = &at
+	}
+	if c.Status != StatusAssigning {
+		t.Restarting = false // a restart ends when the VPS runs (or ends)
 	}
 	if c.Status == StatusPending {
 		// Back in the queue: the placement is dropped, but RequiredGPUs
@@ -352,7 +360,7 @@ func (m *Machine) applyNodeStatus(c *SetNodeStatus) Result {
 		exit := -1
 		for _, id := range m.order {
 			t := m.tasks[id]
-			if t.AssignedNode != c.Hostname || t.Status.Final() || t.Status == StatusPending {
+			if t.AssignedNode != c.Hostname || !t.Status.Holds() || t.Status == StatusPending {
 				continue
 			}
 			lt := t.clone()
