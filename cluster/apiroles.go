@@ -52,6 +52,7 @@ func (h *Host) newAPI() *httpapi.API {
 		RunnerBook:   runnerBook{h},
 		ClusterID:    h.machine,
 		Accounts:     h.machine,
+		VPS:          h.runners,
 	})
 }
 

@@ -90,6 +90,10 @@ func auditTarget(c fsm.Command) string {
 		return "task " + strconv.FormatInt(c.TaskID, 10)
 	case *fsm.UpdateTask:
 		return "task " + strconv.FormatInt(c.TaskID, 10)
+	case *fsm.VPSStop:
+		return "task " + strconv.FormatInt(c.TaskID, 10)
+	case *fsm.VPSStart:
+		return "task " + strconv.FormatInt(c.TaskID, 10)
 	case *fsm.SetNodeDrain:
 		return "node " + c.Hostname
 	case *fsm.PutUser:

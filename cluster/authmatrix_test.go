@@ -74,6 +74,8 @@ var expectedAccess = map[string]need{
 	"POST /docker/internal/environments":          nCT,
 	"GET /vps":                                    nViewer,
 	"GET /vps/status":                             nViewer,
+	"POST /vps/{id}/stop":                         nUser,
+	"POST /vps/{id}/start":                        nUser,
 	"GET /doctor":                                 nViewerCT,
 	"POST /doctor":                                nAdminCT,
 	"POST /auth/bootstrap":                        nCT,

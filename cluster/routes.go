@@ -90,6 +90,10 @@ func (h *Host) apiTable() []route {
 		// asks the leader).
 		{"GET", "/vps", viewer, h.consistentRead(a.VPSList)},
 		{"GET", "/vps/status", viewer, h.consistentRead(a.VPSStatus)},
+		// Stop (keep the container) and start a VPS: owner or operator,
+		// checked by the handlers (httpapi/vps.go).
+		{"POST", "/vps/{id}/stop", user, h.onLeader(a.VPSStop)},
+		{"POST", "/vps/{id}/start", user, h.onLeader(a.VPSStart)},
 		{"GET", "/doctor", viewerCT, h.handleDoctor},
 		// POST asks this replica to probe addresses with its cluster
 		// token: admin or the cluster token only.

@@ -138,6 +138,8 @@ type Deps struct {
 	ClusterID  ClusterIDReader
 	// Accounts serves the account calls (accounts.go).
 	Accounts AccountReader
+	// VPS reaches runners for the VPS lifecycle (vps.go).
+	VPS VPSRunners
 }
 
 // API holds the client-facing handlers. Its methods are safe for

@@ -145,6 +145,9 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	case !isVPS(s) && (s.TaskID <= 0 || s.Command == "" || s.Image == ""):
 		return fmt.Errorf("%w: docker task: task ID, command and image are required", environment.ErrInvalid)
 	}
+	if s.Restart && isVPS(s) && e.isStopped(s.TaskID) {
+		e.untrack(s.TaskID) // a List that raced StopVPS may have tracked it again
+	}
 	e.mu.Lock()
 	if _, ok := e.tasks[s.TaskID]; ok {
 		e.mu.Unlock()
@@ -172,6 +175,9 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 }
 
 func (e *Executor) start(ctx context.Context, s executor.Spec) error {
+	if s.Restart && isVPS(s) {
+		return e.restartVPS(ctx, s)
+	}
 	name := ContainerName(s.TaskID)
 	if isVPS(s) {
 		name = VPSContainerName(s.TaskID)
@@ -375,8 +381,8 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 		if err != nil || id <= 0 {
 			continue
 		}
-		if c.Labels[LabelTaskType] == executor.TaskVPS && e.isStarting(id) {
-			continue // not running until its sshd answers (or removed)
+		if c.Labels[LabelTaskType] == executor.TaskVPS && (e.isStarting(id) || e.isStopped(id)) {
+			continue // not running until its sshd answers (or removed); stopped and kept (vpslife.go)
 		}
 		switch c.State {
 		case container.StateRunning, container.StatePaused, container.StateRestarting:

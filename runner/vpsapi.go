@@ -1,0 +1,61 @@
+package runner
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/ops/environment"
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
+)
+
+// handleVPSOp serves the VPS lifecycle calls of the leader (cluster token
+// only, as every runner route): POST /vps/stop stops a VPS's container and
+// keeps it, /vps/state says what this runner holds of it, /vps/remove
+// removes a stopped one (its task was killed). The body is an api.TaskRef.
+func (a *Agent) handleVPSOp(op string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var ref api.TaskRef
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&ref); err != nil || ref.TaskID <= 0 {
+			writeErr(w, http.StatusBadRequest, "task_id: required, a positive task ID")
+			return
+		}
+		k, ok := a.cfg.Docker.(executor.VPSKeeper)
+		if a.cfg.Docker == nil || !ok {
+			writeErr(w, http.StatusBadRequest, "runner %s has no Docker executor: it holds no VPS", a.cfg.Name)
+			return
+		}
+		var err error
+		switch op {
+		case "stop":
+			err = k.StopVPS(r.Context(), ref.TaskID)
+		case "remove":
+			err = k.RemoveStoppedVPS(r.Context(), ref.TaskID)
+		case "state":
+			var st executor.VPSState
+			if st, err = k.VPSState(r.Context(), ref.TaskID); err == nil {
+				api.WriteJSON(w, http.StatusOK, api.VPSStateResponse{TaskID: ref.TaskID, State: string(st)})
+				return
+			}
+		}
+		switch {
+		case errors.Is(err, executor.ErrVPSGone):
+			writeErr(w, http.StatusGone, "VPS %d: its container no longer exists on %s", ref.TaskID, a.cfg.Name)
+			return
+		case errors.Is(err, environment.ErrConflict):
+			writeErr(w, http.StatusConflict, "VPS %d: %v", ref.TaskID, err)
+			return
+		case err != nil:
+			a.log.Error("VPS "+op, "task_id", ref.TaskID, "err", err)
+			writeErr(w, http.StatusInternalServerError, "VPS %s %d: %v", op, ref.TaskID, err)
+			return
+		}
+		a.log.Info("VPS "+op, "task_id", ref.TaskID)
+		select {
+		case a.kick <- struct{}{}:
+		default:
+		}
+		api.WriteJSON(w, http.StatusOK, api.MessageResponse{Message: "VPS " + op + " done"})
+	}
+}
