@@ -184,3 +184,18 @@ func mergeNewestFirst(a, b []fsm.Task) []fsm.Task {
 	slices.SortFunc(a, func(x, y fsm.Task) int { return compareInt64(y.TaskID, x.TaskID) })
 	return a
 }
+
+// sshTaskID is the VPS a "hakuriver ssh" argument names: a task ID as is,
+// or a VPS name (vps create --name) looked up through the cluster.
+func sshTaskID(cmd *cobra.Command, g *clientFlags, arg string) (int64, error) {
+	if isNumeric(arg) || !fsm.ValidTaskName(arg) {
+		return parseSSHTaskID(arg)
+	}
+	var id int64
+	err := g.withClient(cmd, func(ctx context.Context, c *api.Client, _ string) error {
+		t, err := resolveVPS(ctx, c, arg)
+		id = t.TaskID
+		return err
+	})
+	return id, err
+}

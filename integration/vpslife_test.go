@@ -1,0 +1,185 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/integration/harness"
+)
+
+// vpsLife is the cluster of TestVPSLifecycle: alice owns the VPS, bob is
+// another user.
+type vpsLife struct {
+	c          *harness.Cluster
+	node       string // the runner every VPS here runs on
+	env        string
+	alice, bob sshAccount
+}
+
+// as runs the CLI as account a through every replica.
+func (v *vpsLife) as(t *testing.T, a sshAccount, timeout time.Duration, args ...string) harness.CLIResult {
+	t.Helper()
+	return cliAs(t, v.c, a, nil, timeout, args...)
+}
+
+// create makes a VPS of alice's on v.node holding every core of it (2) and
+// returns its ID.
+func (v *vpsLife) create(t *testing.T, name string) string {
+	t.Helper()
+	r := v.as(t, v.alice, vpsStartTimeout, "-o", "json", "vps", "create", "--wait", "--poll-interval", "200ms",
+		"--container", v.env, "--cores", "2", "--target", v.node, "--name", name, "--public-key-file", v.alice.key+".pub")
+	var created vpsCreated
+	if r.Code != 0 || r.Decode(&created) != nil || created.Task == nil || created.Task.SSHPort <= 0 {
+		t.Fatalf("alice's vps create: %s", r)
+	}
+	id := created.TaskID
+	t.Cleanup(func() {
+		v.c.CLI("vps", "kill", id)
+		harness.RemoveContainers(t, "hakuriver-vps-"+id)
+	})
+	return id
+}
+
+// ssh runs script in VPS ref (ID or name) as alice through a follower's
+// SSH proxy.
+func (v *vpsLife) ssh(t *testing.T, ref, script string) harness.CLIResult {
+	t.Helper()
+	i := v.c.Followers()[0]
+	return cliAs(t, v.c, v.alice, []int{i}, sshTimeout, "ssh", "--proxy-port", proxyPort(t, v.c.SSHProxy(i)), "--key", v.alice.key, ref, "--",
+		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", script)
+}
+
+// nodeCores returns the cores in use on v.node as the leader accounts them.
+func (v *vpsLife) nodeCores(t *testing.T) int {
+	t.Helper()
+	var nodes []api.NodeView
+	if err := v.c.CLIOK("-o", "json", "node", "list").Decode(&nodes); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Hostname == v.node {
+			return n.CoresInUse
+		}
+	}
+	t.Fatalf("node %s not in node list", v.node)
+	return 0
+}
+
+// wantFail checks that r failed with an error containing want.
+func wantFail(t *testing.T, what string, r harness.CLIResult, want string) {
+	t.Helper()
+	if r.Code == 0 || !strings.Contains(r.Stderr, want) {
+		t.Errorf("%s: want a failure saying %q, got %s", what, want, r)
+	}
+}
+
+// TestVPSLifecycle: alice's VPS, holding all the cores of its node, is
+// stopped and started by name: a file written over ssh before the stop is
+// there after the start (through the SSH proxy again, on its new port); the
+// stop frees the cores at once (a task that waited for them runs, node list
+// shows them free); a start while that task holds them is refused for want
+// of room; bob can neither stop nor start it; killing a stopped VPS removes
+// its kept container; and a start after the container was removed behind
+// the cluster's back says so and leaves it stopped.
+func TestVPSLifecycle(t *testing.T) {
+	requireDocker(t, sshdImage)
+	requireSSH(t)
+	c, names := startDockerCluster(t, "vl")
+	v := &vpsLife{c: c, node: names[0], env: envName("hkt-vpslife")}
+	createEnvironment(t, c, sshdImage, v.env)
+	createTar(t, c, v.env)
+	dir := t.TempDir()
+	leader := c.WaitLeader(30 * time.Second)
+	v.alice = newSSHAccount(t, c, leader, dir, "alice")
+	v.bob = newSSHAccount(t, c, leader, dir, "bob")
+
+	name := "box-" + uniqueSuffix()
+	id := v.create(t, name)
+	marker := "kept-" + uniqueSuffix()
+	if r := v.ssh(t, name, "echo "+marker+" > /root/keep.txt && sync && cat /root/keep.txt"); r.Code != 0 || strings.TrimSpace(r.Stdout) != marker {
+		t.Fatalf("write the file over ssh: %s", r)
+	}
+
+	// A task needing the node's 2 cores waits while the VPS holds them.
+	waiter := submitOne(t, c, leader, onTarget(withCores(shell("sleep 300"), 2), v.node))
+	t.Cleanup(func() { c.CLI("task", "kill", waiter) })
+	if task, err := c.Task(leader, waiter); err != nil || task.Status != "pending" {
+		t.Fatalf("the task needing the VPS's cores: %s, %v (want pending)", describe(task), err)
+	}
+	if n := v.nodeCores(t); n != 2 {
+		t.Errorf("node list: %d cores in use on %s with the VPS running, want 2", n, v.node)
+	}
+
+	wantFail(t, "bob stops alice's VPS", v.as(t, v.bob, 0, "vps", "stop", id), "forbidden")
+	if r := v.as(t, v.alice, time.Minute, "vps", "stop", name); r.Code != 0 || !strings.Contains(r.Stdout, "stopped") {
+		t.Fatalf("alice's vps stop: %s", r)
+	}
+	task := c.WaitStatus(id, "stopped", 30*time.Second)
+	if task.AssignedNode != v.node || task.SSHPort != 0 {
+		t.Errorf("stopped VPS: node %q, ssh port %d (want %s, 0)", task.AssignedNode, task.SSHPort, v.node)
+	}
+	if st, err := harness.DockerState("hakuriver-vps-" + id); err != nil || st != "exited" {
+		t.Errorf("stopped VPS's container: %q, %v (want kept, exited)", st, err)
+	}
+	// The cores are free at once: the waiting task runs on the node.
+	c.WaitStatus(waiter, "running", 60*time.Second)
+	if r := v.ssh(t, id, "true"); r.Code == 0 {
+		t.Errorf("ssh to a stopped VPS succeeded: %s", r)
+	}
+
+	wantFail(t, "bob starts alice's VPS", v.as(t, v.bob, 0, "vps", "start", name), "forbidden")
+	wantFail(t, "start with no room", v.as(t, v.alice, 0, "vps", "start", id), "no room on its node")
+	if task, err := c.Task(leader, id); err != nil || task.Status != "stopped" {
+		t.Fatalf("after the refused starts: %s, %v", describe(task), err)
+	}
+	c.CLIOK("task", "kill", waiter)
+	c.WaitFinal(waiter, 30*time.Second)
+
+	r := v.as(t, v.alice, vpsStartTimeout, "-o", "json", "vps", "start", name, "--wait", "--poll-interval", "200ms")
+	var started api.Task
+	if r.Code != 0 || r.Decode(&started) != nil || started.Status != "running" || started.SSHPort <= 0 || started.AssignedNode != v.node {
+		t.Fatalf("alice's vps start --wait: %s", r)
+	}
+	if r := v.ssh(t, name, "cat /root/keep.txt"); r.Code != 0 || strings.TrimSpace(r.Stdout) != marker {
+		t.Errorf("the file written before the stop, after the start: %s", r)
+	}
+	if n := v.nodeCores(t); n != 2 {
+		t.Errorf("node list: %d cores in use on %s after the start, want 2", n, v.node)
+	}
+
+	// Killing a stopped VPS removes its kept container.
+	v.as(t, v.alice, time.Minute, "vps", "stop", id)
+	c.WaitStatus(id, "stopped", 30*time.Second)
+	if r := v.as(t, v.alice, 0, "vps", "kill", name); r.Code != 0 {
+		t.Fatalf("vps kill of a stopped VPS: %s", r)
+	}
+	c.WaitStatus(id, "killed", 30*time.Second)
+	c.Poll(30*time.Second, "the killed stopped VPS's container to be removed", func() (bool, string) {
+		st, err := harness.DockerState("hakuriver-vps-" + id)
+		return err != nil, st
+	})
+
+	// A container removed behind the cluster's back: a clear refusal.
+	gone := v.create(t, "gone-"+uniqueSuffix())
+	v.as(t, v.alice, time.Minute, "vps", "stop", gone)
+	c.WaitStatus(gone, "stopped", 30*time.Second)
+	harness.RemoveContainers(t, "hakuriver-vps-"+gone)
+	wantFail(t, "start after the container was removed", v.as(t, v.alice, 0, "vps", "start", gone), "no longer exists")
+	if task, err := c.Task(leader, gone); err != nil || task.Status != "stopped" {
+		t.Errorf("after the refused start: %s, %v (want stopped)", describe(task), err)
+	}
+	if got := fmt.Sprint(v.nodeCores(t)); got != "0" {
+		t.Errorf("node list: %s cores in use with both VPS stopped or ended, want 0", got)
+	}
+}
+
+// withCores returns req asking for n cores.
+func withCores(req api.SubmitRequest, n int) api.SubmitRequest {
+	req.RequiredCores = &n
+	return req
+}
