@@ -48,6 +48,8 @@ const (
 	// (renumbered at merge).
 	CmdVPSStop  CommandType = 27
 	CmdVPSStart CommandType = 28
+	// CmdSetVPSSnapshot records or deletes a VPS snapshot (vpssnap.go).
+	CmdSetVPSSnapshot CommandType = 29
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -101,6 +103,8 @@ func (c CommandType) String() string {
 		return "vps_stop"
 	case CmdVPSStart:
 		return "vps_start"
+	case CmdSetVPSSnapshot:
+		return "set_vps_snapshot"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -269,6 +273,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &VPSStop{}
 	case CmdVPSStart:
 		c = &VPSStart{}
+	case CmdSetVPSSnapshot:
+		c = &SetVPSSnapshot{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

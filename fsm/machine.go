@@ -36,6 +36,8 @@ type Machine struct {
 	active   []int64 // IDs of tasks in a status that Holds, ascending
 	envs     map[string]Environment
 	tarballs map[string]TarballRecord
+	// snaps holds the VPS snapshots by name (vpssnap.go).
+	snaps map[string]VPSSnapshot
 	// clusterID is set once (SetClusterID).
 	clusterID string
 	acct      accounts
@@ -65,6 +67,7 @@ func (m *Machine) reset() {
 	m.active = nil
 	m.envs = make(map[string]Environment)
 	m.tarballs = make(map[string]TarballRecord)
+	m.snaps = make(map[string]VPSSnapshot)
 	m.clusterID = ""
 	m.acct = newAccounts()
 	m.audit = nil
@@ -166,6 +169,8 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return m.applyVPSStop(c)
 	case *VPSStart:
 		return m.applyVPSStart(c)
+	case *SetVPSSnapshot:
+		return m.applySetVPSSnapshot(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }

@@ -40,6 +40,8 @@ type snapshotState struct {
 	// Accounts and Audit are omitted while there are none.
 	Accounts *accountsState `json:"accounts,omitempty"`
 	Audit    []AuditRecord  `json:"audit,omitempty"`
+	// VPSSnapshots is omitted while there are none.
+	VPSSnapshots []VPSSnapshot `json:"vps_snapshots,omitempty"`
 }
 
 // Snapshot captures the current state.
@@ -64,6 +66,7 @@ func (m *Machine) Snapshot() *Snapshot {
 	s.ClusterID = m.clusterID
 	s.Accounts = m.acct.state()
 	s.Audit = m.audit
+	s.VPSSnapshots = m.sortedSnaps()
 	return &Snapshot{state: s}
 }
 
@@ -131,6 +134,9 @@ func (s *Snapshot) Write(w io.Writer) error {
 	if err == nil && len(st.Audit) > 0 {
 		err = put(`,"audit":`, st.Audit)
 	}
+	if err == nil && len(st.VPSSnapshots) > 0 {
+		err = put(`,"vps_snapshots":`, st.VPSSnapshots)
+	}
 	if err == nil {
 		bw.WriteString("}\n")
 		err = bw.Flush()
@@ -156,6 +162,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.counts, m.active, m.envs = fresh.counts, fresh.active, fresh.envs
 	m.tarballs, m.clusterID = fresh.tarballs, fresh.clusterID
 	m.acct, m.audit = fresh.acct, fresh.audit
+	m.snaps = fresh.snaps
 	fresh.rebuildRequestQueue()
 	m.reqQueue = fresh.reqQueue
 	m.maxID, m.applied = fresh.maxID, fresh.applied
@@ -236,6 +243,13 @@ func (m *Machine) decodeSnapshot(dec *json.Decoder, strict bool) error {
 			}
 		case "audit":
 			err = dec.Decode(&m.audit)
+		case "vps_snapshots":
+			var ss []VPSSnapshot
+			if err = dec.Decode(&ss); err == nil {
+				for _, s := range ss {
+					m.snaps[s.Name] = s
+				}
+			}
 		default:
 			if strict {
 				return fmt.Errorf("unknown field %q", key)

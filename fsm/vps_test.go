@@ -106,3 +106,60 @@ func TestVPSStoppedSnapshot(t *testing.T) {
 		t.Fatalf("restored machine: active %v counts %v", isActive(m2, 1), m2.Counts())
 	}
 }
+
+func TestSetVPSSnapshot(t *testing.T) {
+	h := newHarness(t)
+	h.register("n1", 0)
+	h.vpsIn(1, "n1")
+	sum := func(c byte) string { return string(bytesRepeat(c, 64)) }
+	snap := &fsm.VPSSnapshot{Name: "box-snap", Owner: "alice", TaskID: 1, Version: 100, SHA256: sum('a'), Size: 10, At: at(5)}
+	h.ok(&fsm.SetVPSSnapshot{Snapshot: snap})
+	if tb, ok := h.m.Tarball("box-snap"); !ok || tb.Version != 100 {
+		t.Fatalf("tarball record of the snapshot: %+v %v", tb, ok)
+	}
+	// A newer version replaces it; an older one or another hash for the
+	// same version is a conflict; a retry is harmless.
+	h.ok(&fsm.SetVPSSnapshot{Snapshot: snap})
+	older := *snap
+	older.Version = 99
+	h.reject(&fsm.SetVPSSnapshot{Snapshot: &older}, fsm.ErrConflict)
+	other := *snap
+	other.SHA256 = sum('b')
+	h.reject(&fsm.SetVPSSnapshot{Snapshot: &other}, fsm.ErrConflict)
+	newer := *snap
+	newer.Version, newer.SHA256 = 200, sum('c')
+	h.ok(&fsm.SetVPSSnapshot{Snapshot: &newer})
+	if got := h.m.VPSSnapshots(); len(got) != 1 || got[0].Version != 200 {
+		t.Fatalf("snapshots = %+v", got)
+	}
+	// Never over an environment that is not a snapshot.
+	h.ok(&fsm.SetEnvironment{Name: "base", Replica: "h1"})
+	env := *snap
+	env.Name = "base"
+	h.reject(&fsm.SetVPSSnapshot{Snapshot: &env}, fsm.ErrConflict)
+	h.reject(&fsm.SetVPSSnapshot{Snapshot: &fsm.VPSSnapshot{Name: "x", Version: 1, SHA256: sum('a')}}, fsm.ErrInvalid)
+
+	// Snapshot and restore carry it.
+	m2 := fsm.New()
+	if err := m2.Restore(bytesReader(snapshotBytes(t, h.m))); err != nil {
+		t.Fatal(err)
+	}
+	assertSameState(t, "restored", stateBytes(t, h.m), stateBytes(t, m2))
+	if s, ok := m2.VPSSnapshotNamed("box-snap"); !ok || s.Version != 200 || s.Owner != "alice" {
+		t.Fatalf("restored snapshot: %+v %v", s, ok)
+	}
+
+	h.ok(&fsm.SetVPSSnapshot{Delete: "box-snap"})
+	if _, ok := h.m.Tarball("box-snap"); ok || len(h.m.VPSSnapshots()) != 0 {
+		t.Fatalf("deleted snapshot still recorded")
+	}
+	h.reject(&fsm.SetVPSSnapshot{Delete: "box-snap"}, fsm.ErrNotFound)
+}
+
+func bytesRepeat(c byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = c
+	}
+	return b
+}
