@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -40,6 +41,7 @@ func (h *Host) newAPI() *httpapi.API {
 		AdditionalMounts: h.cfg.AdditionalMounts,
 		Logger:           h.log,
 		CheckSSHKey:      checkAuthorizedKey,
+		TarballDir:       filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir),
 	}, httpapi.Deps{
 		Proposer:     h,
 		Tasks:        h.machine,
@@ -53,6 +55,8 @@ func (h *Host) newAPI() *httpapi.API {
 		ClusterID:    h.machine,
 		Accounts:     h.machine,
 		VPS:          h.runners,
+		Snapshots:    h.machine,
+		Snapshotter:  h.runners,
 	})
 }
 

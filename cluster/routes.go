@@ -94,6 +94,12 @@ func (h *Host) apiTable() []route {
 		// checked by the handlers (httpapi/vps.go).
 		{"POST", "/vps/{id}/stop", user, h.onLeader(a.VPSStop)},
 		{"POST", "/vps/{id}/start", user, h.onLeader(a.VPSStart)},
+		// VPS snapshots (httpapi/vpssnap.go): owner or operator; a
+		// snapshot commits and saves a whole image, relayed with an idle
+		// bound rather than the write bound.
+		{"POST", "/vps/{id}/snapshot", user, h.onLeaderStream(a.VPSSnapshot)},
+		{"GET", "/vps/snapshots", viewer, h.consistentRead(a.VPSSnapshotList)},
+		{"DELETE", "/vps/snapshots/{name}", user, h.onLeader(a.VPSSnapshotDelete)},
 		{"GET", "/doctor", viewerCT, h.handleDoctor},
 		// POST asks this replica to probe addresses with its cluster
 		// token: admin or the cluster token only.

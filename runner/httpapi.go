@@ -30,6 +30,7 @@ func (a *Agent) routes() http.Handler {
 	r.Post("/vps/stop", a.handleVPSOp("stop"))
 	r.Post("/vps/state", a.handleVPSOp("state"))
 	r.Post("/vps/remove", a.handleVPSOp("remove"))
+	r.Post("/vps/snapshot", a.handleVPSSnapshot)
 	r.Get("/health", a.handleHealth)
 	r.HandleFunc("/doctor", a.handleDoctor)
 	return r

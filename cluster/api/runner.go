@@ -147,6 +147,26 @@ type RunRequest struct {
 	Restart bool `json:"restart,omitempty"`
 }
 
+// VPSSnapshotRequest is the body of the runner's POST /vps/snapshot:
+// commit VPS TaskID into environment Name, as a version newer than After,
+// keeping the newest Keep versions.
+type VPSSnapshotRequest struct {
+	TaskID    int64  `json:"task_id"`
+	Name      string `json:"name"`
+	ClusterID string `json:"cluster_id,omitempty"`
+	After     int64  `json:"after,omitempty"`
+	Keep      int    `json:"keep,omitempty"`
+}
+
+// VPSSnapshotResponse is the tarball a VPS snapshot saved.
+type VPSSnapshotResponse struct {
+	Name    string `json:"name"`
+	Version int64  `json:"version"`
+	Path    string `json:"path"`
+	Size    int64  `json:"size"`
+	SHA256  string `json:"sha256"`
+}
+
 // VPSStateResponse is the runner's answer to POST /vps/state: what it
 // holds of a VPS's container (executor.VPSState: absent, stopped, active).
 type VPSStateResponse struct {

@@ -26,3 +26,11 @@ func (rc *RunnerClient) VPSState(ctx context.Context, runnerURL string, id int64
 func (rc *RunnerClient) RemoveStoppedVPS(ctx context.Context, runnerURL string, id int64) error {
 	return rc.c.call(ctx, runnerURL, http.MethodPost, "/vps/remove", TaskRef{TaskID: id}, nil)
 }
+
+// SnapshotVPS asks the runner at runnerURL to commit a VPS into a new
+// tarball version of an environment (POST /vps/snapshot).
+func (rc *RunnerClient) SnapshotVPS(ctx context.Context, runnerURL string, req VPSSnapshotRequest) (VPSSnapshotResponse, error) {
+	var out VPSSnapshotResponse
+	err := rc.c.call(ctx, runnerURL, http.MethodPost, "/vps/snapshot", req, &out)
+	return out, err
+}

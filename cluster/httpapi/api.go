@@ -121,6 +121,8 @@ type Config struct {
 	// CheckSSHKey, when set, rejects an authorized_keys line that does
 	// not parse.
 	CheckSSHKey func(line string) error
+	// TarballDir is where environment (and VPS snapshot) tarballs lie.
+	TarballDir string
 }
 
 // Deps are the roles the handlers use; every one must be set.
@@ -138,8 +140,11 @@ type Deps struct {
 	ClusterID  ClusterIDReader
 	// Accounts serves the account calls (accounts.go).
 	Accounts AccountReader
-	// VPS reaches runners for the VPS lifecycle (vps.go).
-	VPS VPSRunners
+	// VPS reaches runners for the VPS lifecycle (vps.go); Snapshots and
+	// Snapshotter serve VPS snapshots (vpssnap.go).
+	VPS         VPSRunners
+	Snapshots   VPSSnapshots
+	Snapshotter VPSSnapshotter
 }
 
 // API holds the client-facing handlers. Its methods are safe for

@@ -45,7 +45,8 @@ $HAKURIVER_HOST) and tries the next replica when one is down.`,
   hakuriver vps kill lab-box      # ends it and removes the container`,
 	}
 	cmd.AddCommand(newVPSCreateCmd(g), newVPSListCmd(g), newVPSStatusCmd(g), newVPSStopCmd(g),
-		newVPSStartCmd(g), newVPSKillCmd(g), newVPSControlCmd(g, "pause"), newVPSControlCmd(g, "resume"))
+		newVPSStartCmd(g), newVPSKillCmd(g), newVPSSnapshotCmd(g), newVPSSnapshotsCmd(g),
+		newVPSControlCmd(g, "pause"), newVPSControlCmd(g, "resume"))
 	return cmd
 }
 
@@ -64,6 +65,7 @@ type vpsCreateOptions struct {
 	keyOut        string
 	requestID     string
 	name          string
+	fromSnapshot  string
 	wait          bool
 	pollInterval  time.Duration
 }
@@ -111,10 +113,12 @@ waits until the VPS runs and its SSH port is known.`,
 	f.BoolVar(&o.genKey, "gen-ssh-key", false, "generate a new ed25519 key pair for this VPS")
 	f.StringVar(&o.keyOut, "key-out", "", "where --gen-ssh-key saves the private key (default ~/.ssh/hakuriver-vps-TASK_ID)")
 	f.StringVar(&o.name, "name", "", "name the VPS `NAME` (1-64 of a-z A-Z 0-9 . _ -): vps stop/start/kill/status and ssh take it instead of the ID")
+	f.StringVar(&o.fromSnapshot, "from-snapshot", "", "start from VPS snapshot `NAME[:VERSION]` (hakuriver vps snapshots) instead of --container")
 	f.StringVar(&o.requestID, "request-id", "", "idempotency key: creating again with the same ID creates nothing new (default: random)")
 	f.BoolVar(&o.wait, "wait", false, "wait until the VPS runs and its SSH port is known")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks with --wait")
 	cmd.MarkFlagsMutuallyExclusive("public-key", "public-key-file", "gen-ssh-key")
+	cmd.MarkFlagsMutuallyExclusive("container", "from-snapshot")
 	return cmd
 }
 
@@ -160,6 +164,15 @@ func runVPSCreate(cmd *cobra.Command, g *clientFlags, o *vpsCreateOptions) error
 	}
 	defer c.Close()
 	ctx, cancel := g.call(cmd.Context())
+	if o.fromSnapshot != "" {
+		env, err := fromSnapshot(ctx, c, o.fromSnapshot)
+		if err != nil {
+			cancel()
+			key.discard()
+			return err
+		}
+		req.ContainerName = &env
+	}
 	resp, err := c.Submit(ctx, req)
 	cancel()
 	if err == nil && len(resp.TaskIDs) != 1 {

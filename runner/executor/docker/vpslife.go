@@ -161,3 +161,56 @@ func (e *Executor) restartVPS(ctx context.Context, s executor.Spec) error {
 	e.log.Info("VPS container started again", keyTaskID, s.TaskID, keyContainer, name, "ssh_port", port)
 	return nil
 }
+
+// SnapshotVPS commits VPS id's container (running, paused or stopped; a
+// running one is paused during the commit) into environment env's image and
+// saves it as a new tarball version in the shared tarball directory, like
+// create-tar does for an environment, then keeps the newest keep versions
+// of env (at least 1). cluster labels the image, so that this engine's
+// runners use it without a load; version is newer than after and than the
+// tarballs already there.
+func (e *Executor) SnapshotVPS(ctx context.Context, id int64, env, cluster string, after int64, keep int) (environment.Tarball, error) {
+	if err := environment.CheckName(env); err != nil {
+		return environment.Tarball{}, err
+	}
+	ins, err := e.inspectVPS(ctx, id)
+	if err != nil {
+		return environment.Tarball{}, err
+	}
+	dir := e.cfg.tarballDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return environment.Tarball{}, fmt.Errorf("create tarball directory: %w", err)
+	}
+	now := time.Now()
+	version := max(now.Unix(), after+1)
+	all, err := environment.ListTarballs(dir)
+	if err != nil {
+		return environment.Tarball{}, err
+	}
+	for _, tb := range all[env] {
+		if tb.Version <= now.Add(environment.MaxVersionSkew).Unix() {
+			version = max(version, tb.Version+1)
+		}
+	}
+	m := &Manager{cfg: e.cfg, cli: e.cli, log: e.log, cluster: cluster}
+	tag := environment.ImageName(env)
+	start := time.Now()
+	if err := m.commit(ctx, ins, tag, version); err != nil {
+		return environment.Tarball{}, err
+	}
+	var total int64
+	if ii, err := e.cli.ImageInspect(ctx, tag); err == nil {
+		total = ii.Size
+	}
+	path, size, sum, err := m.save(ctx, tag, dir, environment.TarballName(env, version), total, func(environment.Progress) {})
+	if err != nil {
+		return environment.Tarball{}, err
+	}
+	removed, err := pruneTarballs(dir, env, max(keep, 1), version)
+	if err != nil {
+		e.log.Warn("prune old snapshot tarballs", keyEnv, env, keyErr, err)
+	}
+	e.log.Info("VPS snapshot saved", keyTaskID, id, keyEnv, env, keyTarball, path, keyBytes, size, keyVersion, version,
+		"pruned", len(removed), keyTook, time.Since(start).Round(time.Millisecond))
+	return environment.Tarball{Env: env, Version: version, Path: path, Size: size, SHA256: sum}, nil
+}
