@@ -4,11 +4,13 @@ package integration
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
 )
 
@@ -27,12 +29,16 @@ func (v *vpsLife) as(t *testing.T, a sshAccount, timeout time.Duration, args ...
 	return cliAs(t, v.c, a, nil, timeout, args...)
 }
 
-// create makes a VPS of alice's on v.node holding every core of it (2) and
-// returns its ID.
-func (v *vpsLife) create(t *testing.T, name string) string {
+// create makes a VPS of alice's on v.node holding every core of it (2),
+// from v.env unless from (flags) says otherwise, and returns its ID.
+func (v *vpsLife) create(t *testing.T, name string, from ...string) string {
 	t.Helper()
-	r := v.as(t, v.alice, vpsStartTimeout, "-o", "json", "vps", "create", "--wait", "--poll-interval", "200ms",
-		"--container", v.env, "--cores", "2", "--target", v.node, "--name", name, "--public-key-file", v.alice.key+".pub")
+	if len(from) == 0 {
+		from = []string{"--container", v.env}
+	}
+	args := append([]string{"-o", "json", "vps", "create", "--wait", "--poll-interval", "200ms",
+		"--cores", "2", "--target", v.node, "--name", name, "--public-key-file", v.alice.key + ".pub"}, from...)
+	r := v.as(t, v.alice, vpsStartTimeout, args...)
 	var created vpsCreated
 	if r.Code != 0 || r.Decode(&created) != nil || created.Task == nil || created.Task.SSHPort <= 0 {
 		t.Fatalf("alice's vps create: %s", r)
@@ -83,9 +89,12 @@ func wantFail(t *testing.T, what string, r harness.CLIResult, want string) {
 // there after the start (through the SSH proxy again, on its new port); the
 // stop frees the cores at once (a task that waited for them runs, node list
 // shows them free); a start while that task holds them is refused for want
-// of room; bob can neither stop nor start it; killing a stopped VPS removes
-// its kept container; and a start after the container was removed behind
-// the cluster's back says so and leaves it stopped.
+// of room; bob can neither stop nor start nor snapshot it. Stopped with
+// --snapshot, it is listed and restores into a new VPS that has the file;
+// the snapshot is deleted (bob may not) and cannot be used any more.
+// Killing a stopped VPS removes its kept container; a start after the
+// container was removed behind the cluster's back says so and leaves it
+// stopped.
 func TestVPSLifecycle(t *testing.T) {
 	requireDocker(t, sshdImage)
 	requireSSH(t)
@@ -152,9 +161,40 @@ func TestVPSLifecycle(t *testing.T) {
 		t.Errorf("node list: %d cores in use on %s after the start, want 2", n, v.node)
 	}
 
-	// Killing a stopped VPS removes its kept container.
-	v.as(t, v.alice, time.Minute, "vps", "stop", id)
+	// Stopped with a snapshot, which restores into a new VPS with the file.
+	snap := "snap-" + uniqueSuffix()
+	if r := v.as(t, v.alice, 5*time.Minute, "vps", "stop", name, "--snapshot", "--snapshot-name", snap); r.Code != 0 || !strings.Contains(r.Stdout, "Snapshot "+snap) {
+		t.Fatalf("vps stop --snapshot: %s", r)
+	}
+	t.Cleanup(func() { harness.RemoveImages(t, envImage(snap)) })
 	c.WaitStatus(id, "stopped", 30*time.Second)
+	wantFail(t, "bob snapshots alice's VPS", v.as(t, v.bob, 0, "vps", "snapshot", id, "--name", "bobs-"+uniqueSuffix()), "forbidden")
+	var snaps []fsm.VPSSnapshot
+	if err := v.as(t, v.bob, 0, "-o", "json", "vps", "snapshots").Decode(&snaps); err != nil {
+		t.Fatal(err)
+	}
+	if len(snaps) != 1 || snaps[0].Name != snap || fmt.Sprint(snaps[0].TaskID) != id || snaps[0].Owner != "alice" || snaps[0].Version <= 0 {
+		t.Fatalf("vps snapshots: %+v", snaps)
+	}
+	restored := v.create(t, "restored-"+uniqueSuffix(), "--from-snapshot", snap)
+	if r := v.ssh(t, restored, "cat /root/keep.txt; hostname"); r.Code != 0 || strings.Join(strings.Fields(r.Stdout), " ") != marker+" hakuriver-vps-"+restored {
+		t.Errorf("the snapshot's file in the VPS restored from it: %s", r)
+	}
+	c.CLIOK("vps", "kill", restored)
+	c.WaitStatus(restored, "killed", 30*time.Second)
+	wantFail(t, "bob deletes alice's snapshot", v.as(t, v.bob, 0, "vps", "snapshots", "delete", snap), "forbidden")
+	if r := v.as(t, v.alice, 0, "vps", "snapshots", "delete", snap); r.Code != 0 {
+		t.Fatalf("vps snapshots delete: %s", r)
+	}
+	if err := v.as(t, v.alice, 0, "-o", "json", "vps", "snapshots").Decode(&snaps); err != nil || len(snaps) != 0 {
+		t.Errorf("vps snapshots after the delete: %+v, %v", snaps, err)
+	}
+	if tbs, _ := filepath.Glob(filepath.Join(c.SharedDir(), tarballDir, snap+"-*.tar")); len(tbs) != 0 {
+		t.Errorf("tarballs of the deleted snapshot remain: %v", tbs)
+	}
+	wantFail(t, "create from a deleted snapshot", v.as(t, v.alice, 0, "vps", "create", "--from-snapshot", snap, "--public-key-file", v.alice.key+".pub"), "no VPS snapshot is named")
+
+	// Killing a stopped VPS removes its kept container.
 	if r := v.as(t, v.alice, 0, "vps", "kill", name); r.Code != 0 {
 		t.Fatalf("vps kill of a stopped VPS: %s", r)
 	}

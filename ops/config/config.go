@@ -29,6 +29,14 @@ type Config struct {
 	Cluster     Cluster     `toml:"cluster"`
 	Auth        Auth        `toml:"auth"`
 	TLS         TLS         `toml:"tls"`
+	VPS         VPS         `toml:"vps"`
+}
+
+// VPS is the [vps] section: the VPS lifecycle on host replicas.
+type VPS struct {
+	// IdleStopSeconds stops (and keeps) a running VPS once no SSH session
+	// through any replica's SSH proxy has been open for this long (0 = off).
+	IdleStopSeconds int `toml:"idle_stop"`
 }
 
 // TLS is the [tls] section: the node's certificate and the cluster CA. When
