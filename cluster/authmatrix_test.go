@@ -56,6 +56,7 @@ var expectedAccess = map[string]need{
 	"POST /register":                              nCT,
 	"PUT /heartbeat/{hostname}":                   nCT,
 	"POST /update":                                nCT,
+	"GET /cluster/vps-activity":                   nCT,
 	"POST /updates":                               nCT,
 	"GET /cluster":                                nViewerCT,
 	"POST /cluster/join":                          nAdminCT,

@@ -67,6 +67,9 @@ func (h *Host) apiTable() []route {
 		// This replica's own state digest, for comparing replicas
 		// (statedigest.go): admin or cluster token, as it sizes the state.
 		{"GET", "/cluster/state-digest", adminOrCT, h.handleStateDigest},
+		// This replica's SSH proxy tunnels per VPS, for the leader's idle
+		// auto-stop (vpsidle.go): the cluster token only.
+		{"GET", "/cluster/vps-activity", internal, h.handleVPSActivity},
 		// Answers the leader's challenge with an HMAC of the cluster token
 		// (hostproof.go): it proves, it grants nothing.
 		{"POST", "/cluster/prove", public, h.handleProve},

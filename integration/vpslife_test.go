@@ -4,6 +4,7 @@ package integration
 
 import (
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -222,4 +223,59 @@ func TestVPSLifecycle(t *testing.T) {
 func withCores(req api.SubmitRequest, n int) api.SubmitRequest {
 	req.RequiredCores = &n
 	return req
+}
+
+// TestVPSIdleStop: with vps.idle_stop set, the leader stops (and keeps) a
+// VPS nobody has an SSH session to, while a VPS with a session open
+// through a follower's proxy keeps running past several idle periods; once
+// that session ends, it is stopped too.
+func TestVPSIdleStop(t *testing.T) {
+	requireDocker(t, sshdImage)
+	requireSSH(t)
+	const idle = 10 * time.Second
+	c, _ := startDockerClusterWith(t, "vi", harness.Options{AnonymousRole: "operator", Args: []string{"--idle-stop", fmt.Sprint(int(idle / time.Second))}})
+	env := envName("hkt-vpsidle")
+	createEnvironment(t, c, sshdImage, env)
+	createTar(t, c, env)
+	dir := t.TempDir()
+	busy := vpsCreate(t, c, "--container", env, "--cores", "1", "--gen-ssh-key", "--key-out", filepath.Join(dir, "busy"))
+	i := c.Followers()[0]
+	session := c.StartCLIVia([]int{i}, 5*time.Minute, "ssh", "--proxy-port", proxyPort(t, c.SSHProxy(i)), "--key", busy.PrivateKeyFile, busy.TaskID, "--",
+		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "echo ready; while [ ! -e /tmp/done ]; do sleep 0.2; done")
+	c.Poll(sshTimeout, "the session to the busy VPS to start", func() (bool, string) {
+		if r, done := session.Done(); done {
+			t.Fatalf("the session ended early: %s", r)
+		}
+		return strings.Contains(session.Stdout(), "ready"), session.Stdout()
+	})
+	quiet := vpsCreate(t, c, "--container", env, "--cores", "1", "--gen-ssh-key", "--key-out", filepath.Join(dir, "quiet"))
+
+	task := c.WaitTask(quiet.TaskID, 3*idle+harness.LeaderTimeout, "to be stopped for idleness", func(t api.Task) bool { return t.Status == "stopped" })
+	if !strings.Contains(task.ErrorMessage, "no SSH session") {
+		t.Errorf("idle-stopped VPS: message %q", task.ErrorMessage)
+	}
+	if st, err := harness.DockerState("hakuriver-vps-" + quiet.TaskID); err != nil || st != "exited" {
+		t.Errorf("idle-stopped VPS's container: %q, %v (want kept, exited)", st, err)
+	}
+	// The busy VPS runs on while its session is open, for 3 idle periods
+	// past its start.
+	started := time.Now()
+	if busy.Task.StartedAt != nil {
+		started = *busy.Task.StartedAt
+	}
+	c.Poll(6*idle, "the busy VPS to stay running for 3 idle periods", func() (bool, string) {
+		bt := c.WaitTask(busy.TaskID, harness.LeaderTimeout, "to be known", func(api.Task) bool { return true })
+		if bt.Status != "running" {
+			t.Fatalf("the VPS with an open session was stopped: %s", describe(bt))
+		}
+		return time.Since(started) > 3*idle, describe(bt)
+	})
+	// End the session from inside the VPS.
+	if out, err := exec.Command("docker", "exec", "hakuriver-vps-"+busy.TaskID, "touch", "/tmp/done").CombinedOutput(); err != nil {
+		t.Fatalf("docker exec touch /tmp/done: %v: %s", err, out)
+	}
+	if r, done := session.Wait(sshTimeout); !done || r.Code != 0 {
+		t.Fatalf("the session did not end cleanly: %v %s", done, r)
+	}
+	c.WaitTask(busy.TaskID, 3*idle+harness.LeaderTimeout, "to be stopped once its session ended", func(t api.Task) bool { return t.Status == "stopped" })
 }

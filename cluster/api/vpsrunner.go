@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"time"
 )
 
 // StopVPS asks the runner at runnerURL to stop VPS id's container and keep
@@ -32,5 +33,27 @@ func (rc *RunnerClient) RemoveStoppedVPS(ctx context.Context, runnerURL string, 
 func (rc *RunnerClient) SnapshotVPS(ctx context.Context, runnerURL string, req VPSSnapshotRequest) (VPSSnapshotResponse, error) {
 	var out VPSSnapshotResponse
 	err := rc.c.call(ctx, runnerURL, http.MethodPost, "/vps/snapshot", req, &out)
+	return out, err
+}
+
+// TunnelActivity is what one replica's SSH proxy saw of a VPS's tunnels:
+// how many are open and when one last opened or closed.
+type TunnelActivity struct {
+	Open int       `json:"open"`
+	Last time.Time `json:"last"`
+}
+
+// VPSActivity is a replica's answer to GET /api/cluster/vps-activity: its
+// SSH proxy's tunnels per VPS task since Since (when the proxy started;
+// nothing before it is known).
+type VPSActivity struct {
+	Since time.Time                `json:"since"`
+	Tasks map[int64]TunnelActivity `json:"tasks"`
+}
+
+// VPSActivity reads the SSH proxy activity of the replica at base.
+func (rc *ReplicaClient) VPSActivity(ctx context.Context, base string) (VPSActivity, error) {
+	var out VPSActivity
+	err := rc.c.call(ctx, base, http.MethodGet, "/api/cluster/vps-activity", nil, &out)
 	return out, err
 }
