@@ -368,6 +368,16 @@ func (m *Machine) applyNodeStatus(c *SetNodeStatus) Result {
 			if t.AssignedNode != c.Hostname || !t.Status.Holds() || t.Status == StatusPending {
 				continue
 			}
+			if t.Restarting {
+				// A stopped VPS being started again: its container is
+				// still kept on the node, so it is stopped again.
+				st := t.clone()
+				st.Status, st.Restarting, st.ErrorMessage = StatusStopped, false, msg
+				at := c.At
+				st.StoppedAt = &at
+				m.putTask(st)
+				continue
+			}
 			lt := t.clone()
 			lt.Status = StatusLost
 			lt.ErrorMessage = msg

@@ -70,6 +70,14 @@ func TestVPSStopStart(t *testing.T) {
 	if tk = r.Value.(*fsm.Task); tk.Status != fsm.StatusStopped || tk.Restarting || tk.ErrorMessage != "container gone" {
 		t.Fatalf("failed restart = %+v", tk)
 	}
+	// Its node going offline while it restarts stops it again (the
+	// container is still there), rather than losing it.
+	h.ok(&fsm.VPSStart{TaskID: 1, At: at(44)})
+	h.ok(&fsm.SetNodeStatus{Hostname: "n1", Status: fsm.NodeOffline, At: at(45)})
+	if tk = h.task(1); tk.Status != fsm.StatusStopped || tk.Restarting || isActive(h.m, 1) {
+		t.Fatalf("restarting VPS after node offline = %+v", tk)
+	}
+	h.ok(&fsm.SetNodeStatus{Hostname: "n1", Status: fsm.NodeOnline, At: at(46)})
 	h.ok(&fsm.VPSStart{TaskID: 1, At: at(50)})
 	r = h.ok(&fsm.UpdateTask{TaskID: 1, Status: fsm.StatusRunning, SSHPort: 32002, At: at(51)})
 	if tk = r.Value.(*fsm.Task); tk.Restarting || tk.SSHPort != 32002 {
