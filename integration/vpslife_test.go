@@ -93,7 +93,8 @@ func wantFail(t *testing.T, what string, r harness.CLIResult, want string) {
 // of room; bob can neither stop nor start nor snapshot it. Stopped with
 // --snapshot, it is listed and restores into a new VPS that has the file;
 // the snapshot is deleted (bob may not) and cannot be used any more.
-// Killing a stopped VPS removes its kept container; a start after the
+// The stopped VPS outlives the loss of the leader: the next leader starts
+// it. Killing a stopped VPS removes its kept container; a start after the
 // container was removed behind the cluster's back says so and leaves it
 // stopped.
 func TestVPSLifecycle(t *testing.T) {
@@ -194,6 +195,22 @@ func TestVPSLifecycle(t *testing.T) {
 		t.Errorf("tarballs of the deleted snapshot remain: %v", tbs)
 	}
 	wantFail(t, "create from a deleted snapshot", v.as(t, v.alice, 0, "vps", "create", "--from-snapshot", snap, "--public-key-file", v.alice.key+".pub"), "no VPS snapshot is named")
+
+	// The stopped VPS outlives its leader: the next one starts it, and the
+	// file and the SSH path are as before.
+	c.Kill(leader)
+	leader = c.WaitNewLeader(leader, harness.LeaderTimeout)
+	r = v.as(t, v.alice, vpsStartTimeout, "-o", "json", "vps", "start", name, "--wait", "--poll-interval", "200ms")
+	if r.Code != 0 || r.Decode(&started) != nil || started.Status != "running" || started.AssignedNode != v.node {
+		t.Fatalf("vps start --wait under the new leader: %s", r)
+	}
+	if r := v.ssh(t, name, "cat /root/keep.txt"); r.Code != 0 || strings.TrimSpace(r.Stdout) != marker {
+		t.Errorf("the file after a start by the new leader: %s", r)
+	}
+	if r := v.as(t, v.alice, time.Minute, "vps", "stop", id); r.Code != 0 {
+		t.Fatalf("vps stop under the new leader: %s", r)
+	}
+	c.WaitStatus(id, "stopped", 30*time.Second)
 
 	// Killing a stopped VPS removes its kept container.
 	if r := v.as(t, v.alice, 0, "vps", "kill", name); r.Code != 0 {
