@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
@@ -145,22 +146,21 @@ func (h *Host) clusterVPSActivity(ctx context.Context) ([]api.VPSActivity, error
 	return out, nil
 }
 
-// stopIdle stops VPS t as `vps stop` does: its runner stops and keeps the
-// container, then the leader commits the stop.
+// stopIdle stops VPS t as `vps stop` does (httpapi.StopKept).
 func (h *Host) stopIdle(ctx context.Context, t *fsm.Task, idleFor time.Duration) error {
 	n, ok := h.machine.Node(t.AssignedNode)
 	if !ok || n.Status != fsm.NodeOnline {
 		return errors.New("its node is not online")
 	}
-	rctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-	err := h.runners.StopVPS(rctx, n.URL, t.TaskID)
-	cancel()
+	msg := fmt.Sprintf("Stopped: no SSH session for %s (vps.idle_stop).", idleFor.Round(time.Second))
+	err := httpapi.StopKept(ctx, h.runners, h.log, n.URL, t.TaskID, func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err := h.apply(actx, &fsm.VPSStop{TaskID: t.TaskID, Message: msg, At: time.Now().UTC()})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("stop on runner %s: %w", n.Hostname, err)
-	}
-	msg := fmt.Sprintf("Stopped: no SSH session for %s (vps.idle_stop).", idleFor.Round(time.Second))
-	if _, err := h.apply(ctx, &fsm.VPSStop{TaskID: t.TaskID, Message: msg, At: time.Now().UTC()}); err != nil {
-		return err
 	}
 	h.log.Info("idle VPS stopped", "task_id", t.TaskID, "node", n.Hostname, "idle", idleFor.Round(time.Second))
 	h.kickScheduler()

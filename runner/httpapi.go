@@ -27,6 +27,8 @@ func (a *Agent) routes() http.Handler {
 	r.Post("/pause", a.handleTaskOp("pause"))
 	r.Post("/resume", a.handleTaskOp("resume"))
 	// VPS lifecycle (vpsapi.go).
+	r.Post("/vps/mark", a.handleVPSOp("mark"))
+	r.Post("/vps/unmark", a.handleVPSOp("unmark"))
 	r.Post("/vps/stop", a.handleVPSOp("stop"))
 	r.Post("/vps/state", a.handleVPSOp("state"))
 	r.Post("/vps/remove", a.handleVPSOp("remove"))

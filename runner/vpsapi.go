@@ -13,9 +13,11 @@ import (
 )
 
 // handleVPSOp serves the VPS lifecycle calls of the leader (cluster token
-// only, as every runner route): POST /vps/stop stops a VPS's container and
-// keeps it, /vps/state says what this runner holds of it, /vps/remove
-// removes a stopped one (its task was killed). The body is an api.TaskRef.
+// only, as every runner route): POST /vps/mark marks a VPS stopped before
+// the leader commits the stop (/vps/unmark takes it back), /vps/stop stops
+// its container and keeps it, /vps/state says what this runner holds of
+// it, /vps/remove removes a stopped one (its task was killed). The body is
+// an api.TaskRef.
 func (a *Agent) handleVPSOp(op string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var ref api.TaskRef
@@ -30,6 +32,10 @@ func (a *Agent) handleVPSOp(op string) http.HandlerFunc {
 		}
 		var err error
 		switch op {
+		case "mark":
+			err = k.MarkVPSStopped(r.Context(), ref.TaskID)
+		case "unmark":
+			err = k.UnmarkVPSStopped(r.Context(), ref.TaskID)
 		case "stop":
 			err = k.StopVPS(r.Context(), ref.TaskID)
 		case "remove":

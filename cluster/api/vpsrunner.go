@@ -6,6 +6,19 @@ import (
 	"time"
 )
 
+// MarkVPSStopped asks the runner at runnerURL to mark VPS id stopped
+// before the stop is committed (POST /vps/mark): its container is never
+// removed from then on. UnmarkVPSStopped takes the mark back.
+func (rc *RunnerClient) MarkVPSStopped(ctx context.Context, runnerURL string, id int64) error {
+	return rc.c.call(ctx, runnerURL, http.MethodPost, "/vps/mark", TaskRef{TaskID: id}, nil)
+}
+
+// UnmarkVPSStopped asks the runner at runnerURL to take VPS id's stopped
+// mark back (POST /vps/unmark): its stop was not committed.
+func (rc *RunnerClient) UnmarkVPSStopped(ctx context.Context, runnerURL string, id int64) error {
+	return rc.c.call(ctx, runnerURL, http.MethodPost, "/vps/unmark", TaskRef{TaskID: id}, nil)
+}
+
 // StopVPS asks the runner at runnerURL to stop VPS id's container and keep
 // it (POST /vps/stop). A 410 *APIError says the container is gone.
 func (rc *RunnerClient) StopVPS(ctx context.Context, runnerURL string, id int64) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 // VPSRunners is the leader's way to a VPS's runner for the VPS lifecycle
 // (api.RunnerClient's VPS calls).
 type VPSRunners interface {
+	MarkVPSStopped(ctx context.Context, runnerURL string, id int64) error
+	UnmarkVPSStopped(ctx context.Context, runnerURL string, id int64) error
 	StopVPS(ctx context.Context, runnerURL string, id int64) error
 	VPSState(ctx context.Context, runnerURL string, id int64) (string, error)
 	RemoveStoppedVPS(ctx context.Context, runnerURL string, id int64) error
@@ -72,11 +75,60 @@ func runnerFailure(id int64, node, what string, err error) error {
 	return &httpError{status: http.StatusBadGateway, msg: fmt.Sprintf("VPS %d: could not %s it on runner %s: %v", id, what, node, err)}
 }
 
-// VPSStop serves POST /api/vps/{id}/stop on the leader: the runner stops
-// the VPS's container and keeps it, then the task becomes stopped and its
-// resources are free. The runner acts first: a commit that then fails
-// leaves a stopped container of a running task, which the next heartbeats
-// find missing (lost) rather than a running container of a stopped one.
+// StopKept stops VPS id on the runner at runnerURL and keeps it, committing
+// the stop with propose: the runner first marks the VPS stopped (from then
+// on it never removes the container, and lists it only while it runs),
+// then the stop is committed (the task is stopped and its resources free),
+// then the runner stops the container. The order leaves no moment at which
+// the leader could find the VPS missing (and lose it) or kill it for good:
+// between the commit and the runner's stop, the leader's reconciliation
+// may ask the runner to kill it, which for a marked VPS is the same stop.
+// A commit the state machine refused takes the mark back (one that may
+// have committed keeps it); a stop that fails after the commit is left to
+// that reconciliation (logged).
+func StopKept(ctx context.Context, r VPSRunners, log *slog.Logger, runnerURL string, id int64, propose func(context.Context) error) error {
+	mctx, cancel := context.WithTimeout(ctx, vpsRunnerTimeout)
+	err := r.MarkVPSStopped(mctx, runnerURL, id)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := propose(ctx); err != nil {
+		if !definitelyNotCommitted(err) {
+			// It may have committed (a timeout, a leader change): the
+			// mark stays, so the container is never removed.
+			return err
+		}
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), vpsRunnerTimeout)
+		defer cancel()
+		if uerr := r.UnmarkVPSStopped(uctx, runnerURL, id); uerr != nil {
+			log.Warn("take back the stopped mark of a VPS whose stop was not committed", "task_id", id, "err", uerr)
+		}
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), vpsRunnerTimeout)
+	defer cancel()
+	if err := r.StopVPS(sctx, runnerURL, id); err != nil {
+		log.Warn("stop a VPS whose stop is committed; the runner's next heartbeat does it", "task_id", id, "err", err)
+	}
+	return nil
+}
+
+// definitelyNotCommitted reports whether a failed proposal certainly
+// changed nothing: the state machine or the upgrade check refused it.
+func definitelyNotCommitted(err error) bool {
+	return errors.Is(err, fsm.ErrConflict) || errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrInvalid) ||
+		errors.Is(err, ErrUpgradePending)
+}
+
+// errCommit marks an error of the commit (not of the runner) in StopKept.
+type errCommit struct{ err error }
+
+func (e errCommit) Error() string { return e.err.Error() }
+func (e errCommit) Unwrap() error { return e.err }
+
+// VPSStop serves POST /api/vps/{id}/stop on the leader: the VPS is
+// stopped and kept on its node (StopKept), its resources free.
 func (a *API) VPSStop(w http.ResponseWriter, r *http.Request) {
 	t, n, ok := a.lifecycleVPS(w, r, "stop")
 	if !ok {
@@ -97,18 +149,22 @@ func (a *API) VPSStop(w http.ResponseWriter, r *http.Request) {
 		writeError(w, conflict("VPS %d cannot be stopped: its node %s is %s", id, n.Hostname, n.Status))
 		return
 	}
-	rctx, cancel := context.WithTimeout(r.Context(), vpsRunnerTimeout)
-	err := a.d.VPS.StopVPS(rctx, n.URL, id)
-	cancel()
-	if err != nil {
-		writeError(w, runnerFailure(id, n.Hostname, "stop", err))
-		return
-	}
-	ctx, cancel := ApplyContext(r)
-	defer cancel()
 	msg := fmt.Sprintf("Stopped by %s.", principal(r).Name)
-	if _, err := a.d.Proposer.Propose(ctx, &fsm.VPSStop{TaskID: id, Message: msg, At: time.Now().UTC()}); err != nil {
-		writeError(w, err)
+	err := StopKept(r.Context(), a.d.VPS, a.log, n.URL, id, func(context.Context) error {
+		ctx, cancel := ApplyContext(r)
+		defer cancel()
+		if _, err := a.d.Proposer.Propose(ctx, &fsm.VPSStop{TaskID: id, Message: msg, At: time.Now().UTC()}); err != nil {
+			return errCommit{err}
+		}
+		return nil
+	})
+	var ce errCommit
+	switch {
+	case errors.As(err, &ce):
+		writeError(w, ce.err)
+		return
+	case err != nil:
+		writeError(w, runnerFailure(id, n.Hostname, "stop", err))
 		return
 	}
 	a.d.Proposer.KickScheduler() // its resources are free

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,6 +33,12 @@ func (r *fakeVPSRunners) record(s string) error {
 }
 
 func (r *fakeVPSRunners) StopVPS(context.Context, string, int64) error { return r.record("stop") }
+func (r *fakeVPSRunners) MarkVPSStopped(context.Context, string, int64) error {
+	return r.record("mark")
+}
+func (r *fakeVPSRunners) UnmarkVPSStopped(context.Context, string, int64) error {
+	return r.record("unmark")
+}
 func (r *fakeVPSRunners) VPSState(context.Context, string, int64) (string, error) {
 	return r.state, r.record("state")
 }
@@ -130,9 +137,9 @@ func TestVPSLifecycleRefusals(t *testing.T) {
 	}
 }
 
-// TestVPSStopStartPropose: a stop calls the runner, then proposes
-// VPSStop; a start checks the container, then proposes VPSStart with the
-// placement, and kicks the scheduler.
+// TestVPSStopStartPropose: a stop marks the VPS on the runner, proposes
+// VPSStop, then stops it; a start checks the container, then proposes
+// VPSStart with the placement, and kicks the scheduler.
 func TestVPSStopStartPropose(t *testing.T) {
 	alice := auth.Principal{Kind: auth.Account, Name: "alice", Role: fsm.RoleUser}
 	online := &fsm.Node{Hostname: "n1", URL: "http://n1", Status: fsm.NodeOnline, TotalCores: 4}
@@ -156,7 +163,23 @@ func TestVPSStopStartPropose(t *testing.T) {
 	if s, ok := cmds[1].(*fsm.VPSStart); !ok || s.TaskID != 2 {
 		t.Errorf("second proposal %#v, want VPSStart of 2", cmds[1])
 	}
-	if strings.Join(r.calls, ",") != "stop,state" || prop.kicks != 2 {
+	if strings.Join(r.calls, ",") != "mark,stop,state" || prop.kicks != 2 {
 		t.Errorf("runner calls %v, kicks %d", r.calls, prop.kicks)
+	}
+}
+
+// TestVPSStopCommitFails: a stop that cannot be committed takes the
+// runner's mark back and never stops the container.
+func TestVPSStopCommitFails(t *testing.T) {
+	alice := auth.Principal{Kind: auth.Account, Name: "alice", Role: fsm.RoleUser}
+	online := &fsm.Node{Hostname: "n1", URL: "http://n1", Status: fsm.NodeOnline, TotalCores: 4}
+	prop := &fakeProposer{err: fmt.Errorf("%w: VPS 1 cannot be stopped (state: lost)", fsm.ErrConflict)}
+	r := &fakeVPSRunners{}
+	srv := vpsServer(t, newFakeState([]*fsm.Task{vpsTask(1, fsm.StatusRunning, "n1")}, online), prop, r, alice)
+	if resp, body := send(t, srv, "POST", "/api/vps/1/stop", ""); resp.StatusCode != http.StatusConflict || !strings.Contains(body, "state: lost") {
+		t.Fatalf("stop: %d %s, want the commit's 409", resp.StatusCode, body)
+	}
+	if got := strings.Join(r.calls, ","); got != "mark,unmark" {
+		t.Errorf("runner calls %s, want mark,unmark", got)
 	}
 }

@@ -136,7 +136,15 @@ var ErrVPSGone = errors.New("the VPS container no longer exists")
 // stopped VPS is not listed by List (it is not running, and it has not
 // ended either); Start with Spec.Restart starts it again.
 type VPSKeeper interface {
-	// StopVPS stops the VPS's container without removing it.
+	// MarkVPSStopped marks the VPS stopped before its stop is committed:
+	// from then on its container is never removed (not by Kill, not by
+	// Forget), and once it no longer runs it is not listed. While it still
+	// runs it is listed as before. UnmarkVPSStopped takes the mark back
+	// (the stop was not committed).
+	MarkVPSStopped(ctx context.Context, id int64) error
+	UnmarkVPSStopped(ctx context.Context, id int64) error
+	// StopVPS marks the VPS stopped and stops its container without
+	// removing it.
 	StopVPS(ctx context.Context, id int64) error
 	// VPSState says what this runner holds of VPS id's container.
 	VPSState(ctx context.Context, id int64) (VPSState, error)

@@ -381,8 +381,11 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 		if err != nil || id <= 0 {
 			continue
 		}
-		if c.Labels[LabelTaskType] == executor.TaskVPS && (e.isStarting(id) || e.isStopped(id)) {
-			continue // not running until its sshd answers (or removed); stopped and kept (vpslife.go)
+		if c.Labels[LabelTaskType] == executor.TaskVPS && e.isStarting(id) {
+			continue // not running until its sshd answers (or removed)
+		}
+		if c.Labels[LabelTaskType] == executor.TaskVPS && c.State != container.StateRunning && c.State != container.StatePaused && e.isStopped(id) {
+			continue // stopped and kept (vpslife.go)
 		}
 		switch c.State {
 		case container.StateRunning, container.StatePaused, container.StateRestarting:
@@ -497,6 +500,10 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 	if err != nil {
 		return err
 	}
+	if ins.Config.Labels[LabelTaskType] == executor.TaskVPS && e.isStopped(id) {
+		// Marked stopped: stopped and kept, never killed (vpslife.go).
+		return e.StopVPS(ctx, id)
+	}
 	if !ins.State.Running {
 		return nil
 	}
@@ -577,6 +584,9 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 	}
 	if !gone && (ins.State.Running || ins.State.Status == container.StateCreated) {
 		return fmt.Errorf("%w: forget task %d: it is still running", environment.ErrConflict, id)
+	}
+	if !gone && e.isStopped(id) {
+		return fmt.Errorf("%w: forget task %d: a stopped VPS is kept", environment.ErrConflict, id)
 	}
 	if t != nil {
 		if err := waitLogs(ctx, t); err != nil {

@@ -1,13 +1,16 @@
 package docker
 
-// Stopping and starting a VPS (issue 18). StopVPS writes a mark in the
-// runner's private state directory (<StateDir>/<id>.stopped, never a place a
-// task can write), then stops the container with `docker stop`: the restart
-// policy (unless-stopped) keeps it stopped across Docker and machine
-// restarts, and its writable layer (the VPS's disk) stays. List skips a
-// marked container, so the runner neither reports it nor forgets (removes)
-// it. Start with Spec.Restart starts the marked container again, waits for
-// its sshd like a first start, and drops the mark.
+// Stopping and starting a VPS (issue 18). The leader first has the runner
+// mark the VPS stopped (<StateDir>/<id>.stopped, in the runner's private
+// state directory, never a place a task can write), commits the stop, then
+// has it stop the container with `docker stop`: the restart policy
+// (unless-stopped) keeps it stopped across Docker and machine restarts, and
+// its writable layer (the VPS's disk) stays. A marked container is never
+// removed: Kill stops it gracefully instead (the leader's reconciliation
+// kills a task it believes stopped that the runner still reports running),
+// and once it no longer runs List skips it, so the runner neither reports
+// it nor forgets it. Start with Spec.Restart starts the marked container
+// again, waits for its sshd like a first start, and drops the mark.
 
 import (
 	"context"
@@ -58,6 +61,38 @@ func (e *Executor) inspectVPS(ctx context.Context, id int64) (container.InspectR
 	return ins, nil
 }
 
+// MarkVPSStopped writes VPS id's stopped mark (see executor.VPSKeeper).
+func (e *Executor) MarkVPSStopped(ctx context.Context, id int64) error {
+	if _, err := e.inspectVPS(ctx, id); err != nil {
+		return err
+	}
+	return e.mark(id)
+}
+
+func (e *Executor) mark(id int64) error {
+	if err := os.WriteFile(e.stoppedPath(id), []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("mark VPS %d stopped: %w", id, err)
+	}
+	return nil
+}
+
+// UnmarkVPSStopped removes VPS id's stopped mark while its container still
+// runs (a stop that was not committed); a VPS whose container no longer
+// runs keeps it.
+func (e *Executor) UnmarkVPSStopped(ctx context.Context, id int64) error {
+	ins, err := e.inspectVPS(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ins.State.Running {
+		return fmt.Errorf("%w: VPS %d is stopped already", environment.ErrConflict, id)
+	}
+	if err := os.Remove(e.stoppedPath(id)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("unmark VPS %d: %w", id, err)
+	}
+	return nil
+}
+
 // StopVPS marks VPS id stopped and stops its container (a paused one is
 // thawed first). Stopping a stopped VPS is a no-op.
 func (e *Executor) StopVPS(ctx context.Context, id int64) error {
@@ -65,8 +100,12 @@ func (e *Executor) StopVPS(ctx context.Context, id int64) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(e.stoppedPath(id), []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("mark VPS %d stopped: %w", id, err)
+	if err := e.mark(id); err != nil {
+		return err
+	}
+	if !ins.State.Running {
+		e.untrack(id)
+		return nil
 	}
 	if ins.State.Paused {
 		if err := e.cli.ContainerUnpause(ctx, ins.ID); err != nil {
@@ -75,7 +114,6 @@ func (e *Executor) StopVPS(ctx context.Context, id int64) error {
 	}
 	timeout := vpsStopTimeout
 	if err := e.cli.ContainerStop(ctx, ins.ID, container.StopOptions{Timeout: &timeout}); err != nil {
-		os.Remove(e.stoppedPath(id)) //nolint:errcheck // it still runs: unmarked, it is listed again
 		return fmt.Errorf("stop VPS %d: %w", id, translate(err))
 	}
 	e.untrack(id)
