@@ -122,7 +122,7 @@ func printVPSLife(out io.Writer, r vpsLifeResult) {
 		return
 	}
 	fmt.Fprintf(out, "VPS lifecycle: hakuriver-test/sshd VPS (1 core) on Docker runner %s, 1 replica, load average %s at the start\n", r.runner, r.loadavg)
-	fmt.Fprintln(out, "(wall time of the CLI: `vps create --wait` until sshd answers; `vps stop` (docker stop, container kept, commit); `vps start --wait` until sshd answers on its new port)")
+	fmt.Fprintln(out, "(wall time of the CLI: `vps create --wait` until sshd answers; `vps stop` (mark on the runner, commit, docker stop; container kept); `vps start --wait` until sshd answers on its new port)")
 	tw := table(out)
 	fmt.Fprintln(tw, "step\tsamples\tp50 ms\tp99 ms\tmax ms\tfirst error\t")
 	for _, row := range []struct {
