@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -41,6 +42,7 @@ func (h *Host) newAPI() *httpapi.API {
 		Logger:           h.log,
 		CheckSSHKey:      checkAuthorizedKey,
 		CheckNotify:      h.checkNotifyURL,
+		TarballDir:       filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir),
 	}, httpapi.Deps{
 		Proposer:     h,
 		Tasks:        h.machine,
@@ -53,6 +55,9 @@ func (h *Host) newAPI() *httpapi.API {
 		RunnerBook:   runnerBook{h},
 		ClusterID:    h.machine,
 		Accounts:     h.machine,
+		VPS:          h.runners,
+		Snapshots:    h.machine,
+		Snapshotter:  h.runners,
 	})
 }
 

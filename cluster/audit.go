@@ -90,6 +90,15 @@ func auditTarget(c fsm.Command) string {
 		return "task " + strconv.FormatInt(c.TaskID, 10)
 	case *fsm.UpdateTask:
 		return "task " + strconv.FormatInt(c.TaskID, 10)
+	case *fsm.VPSStop:
+		return "task " + strconv.FormatInt(c.TaskID, 10)
+	case *fsm.VPSStart:
+		return "task " + strconv.FormatInt(c.TaskID, 10)
+	case *fsm.SetVPSSnapshot:
+		if c.Snapshot != nil {
+			return "vps snapshot " + c.Snapshot.Name + " of task " + strconv.FormatInt(c.Snapshot.TaskID, 10)
+		}
+		return "vps snapshot " + c.Delete
 	case *fsm.SetNodeDrain:
 		return "node " + c.Hostname
 	case *fsm.PutUser:

@@ -63,6 +63,9 @@ type Config struct {
 	// bound of that kind).
 	AuditKeep   int
 	AuditMaxAge time.Duration
+	// VPSIdleStop stops a running VPS with no SSH session through any
+	// replica's proxy for this long (0: never; vpsidle.go).
+	VPSIdleStop time.Duration
 	SharedDir   string
 	// MaxListTasks caps GET /api/tasks without an explicit limit.
 	MaxListTasks int

@@ -54,7 +54,7 @@ func runRequest(t *fsm.Task) api.RunRequest {
 		RequiredMemoryBytes: t.RequiredMemoryBytes, TargetNUMANodeID: t.TargetNUMANodeID,
 		StdoutPath: t.StdoutPath, StderrPath: t.StderrPath, ContainerName: t.ContainerName,
 		DockerImageName: image, DockerPrivileged: t.Privileged, DockerMounts: t.AdditionalMounts, BatchID: t.BatchID,
-		RunAs: t.RunAs, AllowRoot: t.AllowRoot,
+		RunAs: t.RunAs, AllowRoot: t.AllowRoot, Restart: t.Restarting,
 	}
 }
 
@@ -251,6 +251,13 @@ func (l *leader) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
 	if errors.As(err, &re) && re.StatusCode != http.StatusServiceUnavailable && re.StatusCode != http.StatusUnauthorized {
 		if cur, ok := l.state.Task(t.TaskID); !ok || cur.Status != fsm.StatusAssigning {
 			return // a late answer to a redundant /run: the task already moved on
+		}
+		if cur, _ := l.state.Task(t.TaskID); cur.Restarting {
+			// A stopped VPS that could not start again (its container is
+			// gone, or its sshd did not answer) stays stopped, with why.
+			msg := fmt.Sprintf("Start failed on %s: %d - %s", node.Hostname, re.StatusCode, re.Message)
+			l.applyLogged(ctx, &fsm.VPSStop{TaskID: t.TaskID, Message: msg, At: l.now().UTC()})
+			return
 		}
 		code, msg := -1, fmt.Sprintf("Runner rejected task: %d - %s", re.StatusCode, re.Message)
 		l.applyLogged(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: l.now().UTC()})

@@ -194,6 +194,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	h.goRun(func() { h.bootstrapLoop(runCtx) })
 	h.goRun(func() { h.leadershipLoop(runCtx) })
 	h.goRun(func() { h.backupLoop(runCtx) })
+	h.goRun(func() { h.vpsIdleLoop(runCtx) })
 	h.goRun(func() { h.disk.watch(runCtx, h.yieldForDisk) })
 	h.sshProxy.serve(runCtx, h)
 	h.log.Info("host replica started", "api", h.apiURL, "raft", h.raft.addr, "gossip", h.pool.Addr(), "ssh_proxy", h.SSHProxyAddr(), "existing_state", h.raft.hadState)

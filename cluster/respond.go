@@ -39,4 +39,4 @@ func (h *Host) applyCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return httpapi.ApplyContext(r)
 }
 
-func allStatusNames() []fsm.Status { return fsm.AllStatuses() }
+func allStatusNames() []fsm.Status { return append(fsm.AllStatuses(), fsm.StatusStopped) }

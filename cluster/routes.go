@@ -75,6 +75,9 @@ func (h *Host) apiTable() []route {
 		// This replica's own state digest, for comparing replicas
 		// (statedigest.go): admin or cluster token, as it sizes the state.
 		{"GET", "/cluster/state-digest", adminOrCT, h.handleStateDigest},
+		// This replica's SSH proxy tunnels per VPS, for the leader's idle
+		// auto-stop (vpsidle.go): the cluster token only.
+		{"GET", "/cluster/vps-activity", internal, h.handleVPSActivity},
 		// Answers the leader's challenge with an HMAC of the cluster token
 		// (hostproof.go): it proves, it grants nothing.
 		{"POST", "/cluster/prove", public, h.handleProve},
@@ -98,6 +101,16 @@ func (h *Host) apiTable() []route {
 		// asks the leader).
 		{"GET", "/vps", viewer, h.consistentRead(a.VPSList)},
 		{"GET", "/vps/status", viewer, h.consistentRead(a.VPSStatus)},
+		// Stop (keep the container) and start a VPS: owner or operator,
+		// checked by the handlers (httpapi/vps.go).
+		{"POST", "/vps/{id}/stop", user, h.onLeader(a.VPSStop)},
+		{"POST", "/vps/{id}/start", user, h.onLeader(a.VPSStart)},
+		// VPS snapshots (httpapi/vpssnap.go): owner or operator; a
+		// snapshot commits and saves a whole image, relayed with an idle
+		// bound rather than the write bound.
+		{"POST", "/vps/{id}/snapshot", user, h.onLeaderStream(a.VPSSnapshot)},
+		{"GET", "/vps/snapshots", viewer, h.consistentRead(a.VPSSnapshotList)},
+		{"DELETE", "/vps/snapshots/{name}", user, h.onLeader(a.VPSSnapshotDelete)},
 		{"GET", "/doctor", viewerCT, h.handleDoctor},
 		// POST asks this replica to probe addresses with its cluster
 		// token: admin or the cluster token only.

@@ -34,6 +34,8 @@ type sshProxy struct {
 	srv    *sshproxy.Server
 	lineLn net.Listener
 	jumpLn net.Listener // nil without SSHJumpPort
+	// since is when srv was made: its activity counts start then.
+	since time.Time
 }
 
 // listenSSHProxy loads the host key and binds the SSH proxy's listeners,
@@ -58,7 +60,7 @@ func (h *Host) listenSSHProxy() (*sshProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &sshProxy{srv: srv}
+	p := &sshProxy{srv: srv, since: time.Now().UTC()}
 	if p.lineLn, err = net.Listen("tcp", net.JoinHostPort(h.cfg.BindAddr, strconv.Itoa(h.cfg.SSHProxyPort))); err != nil {
 		return nil, fmt.Errorf("listen for the ssh proxy: %w", err)
 	}

@@ -38,7 +38,7 @@ func TestStatusPredicates(t *testing.T) {
 			t.Errorf("%s.Final() = %v, want %v", s, got, want)
 		}
 	}
-	for _, s := range []fsm.Status{"", "bogus", "Pending", "stopped", "RUNNING"} {
+	for _, s := range []fsm.Status{"", "bogus", "Pending", "Stopped", "RUNNING"} {
 		if s.Valid() {
 			t.Errorf("%q.Valid() = true", s)
 		}

@@ -44,6 +44,11 @@ const (
 	// CmdUpdateTasks applies several task status reports in one entry
 	// (updates.go).
 	CmdUpdateTasks CommandType = 21
+	// VPS lifecycle (vps.go); 22 is CmdNotifyDelivered (notify.go).
+	CmdVPSStop  CommandType = 23
+	CmdVPSStart CommandType = 24
+	// CmdSetVPSSnapshot records or deletes a VPS snapshot (vpssnap.go).
+	CmdSetVPSSnapshot CommandType = 25
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -95,6 +100,12 @@ func (c CommandType) String() string {
 		return "update_tasks"
 	case CmdNotifyDelivered:
 		return "notify_delivered"
+	case CmdVPSStop:
+		return "vps_stop"
+	case CmdVPSStart:
+		return "vps_start"
+	case CmdSetVPSSnapshot:
+		return "set_vps_snapshot"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -261,6 +272,12 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &UpdateTasks{}
 	case CmdNotifyDelivered:
 		c = &NotifyDelivered{}
+	case CmdVPSStop:
+		c = &VPSStop{}
+	case CmdVPSStart:
+		c = &VPSStart{}
+	case CmdSetVPSSnapshot:
+		c = &SetVPSSnapshot{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -303,10 +303,11 @@ func checkCounts(t testing.TB, m *fsm.Machine) {
 			t.Fatalf("Counts()[%s] = %d, recount = %d (all: %v)", s, got[s], n, got)
 		}
 	}
-	// Active lists the non-final tasks, oldest first.
+	// Active lists the tasks that hold resources (not final, not a
+	// stopped VPS), oldest first.
 	var wantActive []int64
 	for i := len(all) - 1; i >= 0; i-- {
-		if !all[i].Status.Final() {
+		if all[i].Status.Holds() {
 			wantActive = append(wantActive, all[i].TaskID)
 		}
 	}

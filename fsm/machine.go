@@ -33,9 +33,11 @@ type Machine struct {
 	requests map[string][]int64
 	reqQueue []requestKey // request IDs by submit time, for pruning
 	counts   map[Status]int
-	active   []int64 // IDs of tasks not in a final status, ascending
+	active   []int64 // IDs of tasks in a status that Holds, ascending
 	envs     map[string]Environment
 	tarballs map[string]TarballRecord
+	// snaps holds the VPS snapshots by name (vpssnap.go).
+	snaps map[string]VPSSnapshot
 	// clusterID is set once (SetClusterID).
 	clusterID string
 	// notifyTargets are the registered webhook targets (notify.go).
@@ -67,6 +69,7 @@ func (m *Machine) reset() {
 	m.active = nil
 	m.envs = make(map[string]Environment)
 	m.tarballs = make(map[string]TarballRecord)
+	m.snaps = make(map[string]VPSSnapshot)
 	m.clusterID = ""
 	m.notifyTargets = make(map[string]time.Time)
 	m.acct = newAccounts()
@@ -167,6 +170,12 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return m.applySubmitPlaced(c)
 	case *NotifyDelivered:
 		return m.applyNotifyDelivered(c)
+	case *VPSStop:
+		return m.applyVPSStop(c)
+	case *VPSStart:
+		return m.applyVPSStart(c)
+	case *SetVPSSnapshot:
+		return m.applySetVPSSnapshot(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }
@@ -202,7 +211,7 @@ func (m *Machine) putTask(t *Task) {
 	}
 	m.tasks[t.TaskID] = t
 	m.counts[t.Status]++
-	m.active = setActive(m.active, t.TaskID, !t.Status.Final())
+	m.active = setActive(m.active, t.TaskID, t.Status.Holds())
 }
 
 func (m *Machine) applySubmit(c *SubmitTasks) Result {
@@ -251,7 +260,8 @@ func (m *Machine) applyUpdate(c *UpdateTask) Result {
 	if old.Status == c.Status && (c.SSHPort == 0 || old.Status.Final()) {
 		return Result{Value: old} // a retried report: nothing to do; a final task never changes
 	}
-	if !c.Status.Valid() {
+	if !c.Status.Valid() || c.Status == StatusStopped {
+		// stopped is VPSStop's alone (vps.go), never a runner's report
 		return Result{Err: fmt.Errorf("%w: task %d: unknown status %q", ErrInvalid, c.TaskID, c.Status)}
 	}
 	if old.Status != c.Status && !old.Status.CanMoveTo(c.Status) {
@@ -289,6 +299,9 @@ func (m *Machine) applyUpdate(c *UpdateTask) Result {
 			at = *c.CompletedAt
 		}
 		t.CompletedAt = &at
+	}
+	if c.Status != StatusAssigning {
+		t.Restarting = false // a restart ends when the VPS runs (or ends)
 	}
 	if c.Status == StatusPending {
 		// Back in the queue: the placement is dropped, but RequiredGPUs
@@ -357,7 +370,17 @@ func (m *Machine) applyNodeStatus(c *SetNodeStatus) Result {
 		exit := -1
 		for _, id := range m.order {
 			t := m.tasks[id]
-			if t.AssignedNode != c.Hostname || t.Status.Final() || t.Status == StatusPending {
+			if t.AssignedNode != c.Hostname || !t.Status.Holds() || t.Status == StatusPending {
+				continue
+			}
+			if t.Restarting {
+				// A stopped VPS being started again: its container is
+				// still kept on the node, so it is stopped again.
+				st := t.clone()
+				st.Status, st.Restarting, st.ErrorMessage = StatusStopped, false, msg
+				at := c.At
+				st.StoppedAt = &at
+				m.putTask(st)
 				continue
 			}
 			lt := t.clone()

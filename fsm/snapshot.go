@@ -42,6 +42,8 @@ type snapshotState struct {
 	Audit    []AuditRecord  `json:"audit,omitempty"`
 	// NotifyTargets (sorted by ID) is omitted while there are none.
 	NotifyTargets []NotifyTarget `json:"notify_targets,omitempty"`
+	// VPSSnapshots is omitted while there are none.
+	VPSSnapshots []VPSSnapshot `json:"vps_snapshots,omitempty"`
 }
 
 // Snapshot captures the current state.
@@ -67,6 +69,7 @@ func (m *Machine) Snapshot() *Snapshot {
 	s.Accounts = m.acct.state()
 	s.Audit = m.audit
 	s.NotifyTargets = m.sortedNotifyTargets()
+	s.VPSSnapshots = m.sortedSnaps()
 	return &Snapshot{state: s}
 }
 
@@ -137,6 +140,9 @@ func (s *Snapshot) Write(w io.Writer) error {
 	if err == nil && len(st.NotifyTargets) > 0 {
 		err = put(`,"notify_targets":`, st.NotifyTargets)
 	}
+	if err == nil && len(st.VPSSnapshots) > 0 {
+		err = put(`,"vps_snapshots":`, st.VPSSnapshots)
+	}
 	if err == nil {
 		bw.WriteString("}\n")
 		err = bw.Flush()
@@ -163,6 +169,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.tarballs, m.clusterID = fresh.tarballs, fresh.clusterID
 	m.acct, m.audit = fresh.acct, fresh.audit
 	m.notifyTargets = fresh.notifyTargets
+	m.snaps = fresh.snaps
 	fresh.rebuildRequestQueue()
 	m.reqQueue = fresh.reqQueue
 	m.maxID, m.applied = fresh.maxID, fresh.applied
@@ -248,6 +255,13 @@ func (m *Machine) decodeSnapshot(dec *json.Decoder, strict bool) error {
 			if err = dec.Decode(&ts); err == nil {
 				for _, t := range ts {
 					m.notifyTargets[t.ID] = t.Since
+				}
+			}
+		case "vps_snapshots":
+			var ss []VPSSnapshot
+			if err = dec.Decode(&ss); err == nil {
+				for _, s := range ss {
+					m.snaps[s.Name] = s
 				}
 			}
 		default:

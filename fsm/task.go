@@ -35,9 +35,13 @@ const (
 	StatusKilled    Status = "killed"
 	StatusKilledOOM Status = "killed_oom"
 	StatusLost      Status = "lost"
+	// StatusStopped is a VPS whose container is stopped but kept on its
+	// node (vps.go): not final, holding no resources.
+	StatusStopped Status = "stopped"
 )
 
-// AllStatuses lists every status in lifecycle order.
+// AllStatuses lists every status of the task lifecycle in order; a VPS
+// may also be StatusStopped (vps.go), which Valid accepts too.
 func AllStatuses() []Status {
 	return []Status{StatusPending, StatusAssigning, StatusRunning, StatusPaused,
 		StatusCompleted, StatusFailed, StatusKilled, StatusKilledOOM, StatusLost}
@@ -45,6 +49,9 @@ func AllStatuses() []Status {
 
 // Valid reports whether s is a known status.
 func (s Status) Valid() bool {
+	if s == StatusStopped {
+		return true
+	}
 	for _, k := range AllStatuses() {
 		if s == k {
 			return true
@@ -153,6 +160,10 @@ type Task struct {
 	// notifications (NotifyDelivered), oldest first; never written in
 	// place.
 	Notifications []Notification `json:"notifications,omitempty"`
+	// StoppedAt is when a VPS was last stopped (vps.go); Restarting is
+	// set while a stopped VPS is being started again on its node.
+	StoppedAt  *time.Time `json:"stopped_at,omitempty"`
+	Restarting bool       `json:"restarting,omitempty"`
 }
 
 // MaxTaskNameLen bounds a task name.

@@ -99,7 +99,7 @@ func TestVPSSSHAccounts(t *testing.T) {
 	}
 	id := created.TaskID
 	t.Cleanup(func() {
-		c.CLI("vps", "stop", id)
+		c.CLI("vps", "kill", id)
 		harness.RemoveContainers(t, "hakuriver-vps-"+id)
 	})
 	if created.Task.Owner != "alice" {

@@ -70,7 +70,7 @@ func vpsCreate(t *testing.T, c *harness.Cluster, flags ...string) vpsCreated {
 		t.Fatalf("vps create --wait: want a running VPS with an SSH port, got %s", r.Stdout)
 	}
 	t.Cleanup(func() {
-		c.CLI("vps", "stop", out.TaskID)
+		c.CLI("vps", "kill", out.TaskID)
 		harness.RemoveContainers(t, "hakuriver-vps-"+out.TaskID)
 	})
 	return out
@@ -349,8 +349,8 @@ func (f *vpsFixture) testLineProtocolBadInput(t *testing.T) {
 		}
 		good()
 	}
-	// A stopped VPS.
-	c.CLIOK("vps", "stop", f.other)
+	// A killed VPS.
+	c.CLIOK("vps", "kill", f.other)
 	c.Poll(30*time.Second, "replica "+c.Replica(i).ID+" to see VPS "+f.other+" killed", func() (bool, string) {
 		task, err := c.Task(i, f.other)
 		if err != nil {
@@ -358,7 +358,7 @@ func (f *vpsFixture) testLineProtocolBadInput(t *testing.T) {
 		}
 		return task.Status == "killed", describe(task)
 	})
-	c.Poll(30*time.Second, "the stopped VPS's container to be removed", func() (bool, string) {
+	c.Poll(30*time.Second, "the killed VPS's container to be removed", func() (bool, string) {
 		st, err := harness.DockerState("hakuriver-vps-" + f.other)
 		return err != nil, st
 	})

@@ -26,6 +26,13 @@ func (a *Agent) routes() http.Handler {
 	r.Post("/kill", a.handleTaskOp("kill"))
 	r.Post("/pause", a.handleTaskOp("pause"))
 	r.Post("/resume", a.handleTaskOp("resume"))
+	// VPS lifecycle (vpsapi.go).
+	r.Post("/vps/mark", a.handleVPSOp("mark"))
+	r.Post("/vps/unmark", a.handleVPSOp("unmark"))
+	r.Post("/vps/stop", a.handleVPSOp("stop"))
+	r.Post("/vps/state", a.handleVPSOp("state"))
+	r.Post("/vps/remove", a.handleVPSOp("remove"))
+	r.Post("/vps/snapshot", a.handleVPSSnapshot)
 	r.Get("/health", a.handleHealth)
 	r.HandleFunc("/doctor", a.handleDoctor)
 	a.accessRoutes(r)
@@ -119,6 +126,9 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		status := http.StatusInternalServerError
+		if errors.Is(err, executor.ErrVPSGone) {
+			status = http.StatusGone
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			status = http.StatusServiceUnavailable // not a verdict on the task: the host retries
 		}
@@ -173,6 +183,7 @@ func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
 	if req.TaskType == executor.TaskVPS {
 		// A VPS's command is its owner's public key; it has no output files.
 		s.TaskType, s.PublicKey, s.Command, s.Args = executor.TaskVPS, req.Command, "", nil
+		s.Restart = req.Restart
 		s.Stdout, s.Stderr = "", ""
 	}
 	if len(req.RequiredGPUs) > 0 {

@@ -163,7 +163,17 @@ const startReportDelay = 25 * time.Millisecond
 // pending, none older than startReportDelay, it sends nothing and returns
 // how long until the oldest is due.
 func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
-	states, owner := a.states(ctx)
+	states, owner, complete := a.allStates(ctx)
+	if complete {
+		// A task no executor lists any more (a stopped VPS, or a
+		// container removed behind the runner's back) is reported afresh
+		// should it come back, even on the same SSH port.
+		for id := range a.acked {
+			if _, ok := states[id]; !ok {
+				delete(a.acked, id)
+			}
+		}
+	}
 	var pending []api.UpdateRequest
 	now := time.Now()
 	due := false

@@ -400,3 +400,14 @@ func Limit(t *fsm.Task, n *fsm.Node) string {
 
 // Capacity reports whether t could ever fit node n when it is empty.
 func Capacity(t *fsm.Task, n *fsm.Node) bool { return Limit(t, n) == "" }
+
+// FitOn checks whether t fits node n now, beside the placed tasks in
+// active, and returns its placement or why not (a stopped VPS started again
+// on the node that holds its container). t keeps the GPUs it holds
+// (RequiredGPUs) rather than asking for any GPUCount.
+func FitOn(t *fsm.Task, n *fsm.Node, active []*fsm.Task) (*Placement, string) {
+	c := *t
+	c.GPUCount = 0
+	p, _, reason := fit(&c, n, Account(active)[n.Hostname], true)
+	return p, reason
+}

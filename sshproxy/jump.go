@@ -133,7 +133,7 @@ func (s *Server) serveChannel(log *slog.Logger, nc ssh.NewChannel, perms *ssh.Pe
 		log.Info("ssh jump channel refused", "type", nc.ChannelType())
 		return false
 	}
-	up, terr := s.openDirect(nc, perms)
+	up, id, terr := s.openDirect(nc, perms)
 	if terr != nil {
 		nc.Reject(rejectType(terr), terr.Reason) //nolint:errcheck // the client went away
 		s.refused.Add(1)
@@ -160,7 +160,7 @@ func (s *Server) serveChannel(log *slog.Logger, nc ssh.NewChannel, perms *ssh.Pe
 	start := time.Now()
 	vps := up.RemoteAddr().String()
 	log.Info("ssh tunnel opened", "vps", vps, "as", s.keyUsers(perms), "active", s.active.Load())
-	sent, received := s.relayTunnel(ch, ch, up)
+	sent, received := s.relayTunnel(id, ch, ch, up)
 	log.Info("ssh tunnel closed", "vps", vps, "bytes_to_vps", sent, "bytes_from_vps", received, "duration", time.Since(start))
 	wg.Wait()
 	return true
@@ -179,26 +179,27 @@ type directTCPIP struct {
 // client's key against the accounts as they are now (a key removed from its
 // account since the connection was authenticated no longer opens
 // anything), and only then connects to the VPS.
-func (s *Server) openDirect(nc ssh.NewChannel, perms *ssh.Permissions) (net.Conn, *TunnelError) {
+func (s *Server) openDirect(nc ssh.NewChannel, perms *ssh.Permissions) (net.Conn, int64, *TunnelError) {
 	var req directTCPIP
 	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
-		return nil, refuse(ErrBadRequest, err, "Invalid request format.")
+		return nil, 0, refuse(ErrBadRequest, err, "Invalid request format.")
 	}
 	id, ok := jumpTaskID(req.Host)
 	if !ok {
-		return nil, refuse(ErrBadRequest, fmt.Errorf("host %q", req.Host), "Invalid task ID format.")
+		return nil, 0, refuse(ErrBadRequest, fmt.Errorf("host %q", req.Host), "Invalid task ID format.")
 	}
 	t, terr := s.resolve(id)
 	if terr != nil {
-		return nil, terr
+		return nil, id, terr
 	}
 	if perms.Extensions[extAdmin] != "1" {
 		key, err := ssh.ParsePublicKey([]byte(perms.Extensions[extKey]))
 		if err != nil || !s.keyMayReach(key, t) {
-			return nil, refuse(ErrKeyNotAuthorized, err, "Permission denied: the key is not authorized for VPS task %d.", id)
+			return nil, id, refuse(ErrKeyNotAuthorized, err, "Permission denied: the key is not authorized for VPS task %d.", id)
 		}
 	}
-	return s.dial(t)
+	up, terr := s.dial(t)
+	return up, id, terr
 }
 
 // keyUsers names, for logs, who the connection's key stands for: the admin

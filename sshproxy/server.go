@@ -136,6 +136,9 @@ type Server struct {
 
 	accepted, active, tunnels, refused atomic.Int64
 	activeTunnels, toVPS, fromVPS      atomic.Int64
+
+	// act counts open tunnels per VPS (activity.go).
+	act *activity
 }
 
 // New validates cfg, fills in defaults and returns a Server that serves
@@ -173,6 +176,7 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     newConnSet(),
+		act:       newActivity(),
 	}
 	for i, line := range cfg.AdminKeys {
 		if strings.TrimSpace(line) == "" {
@@ -200,10 +204,12 @@ func (s *Server) Stats() Stats {
 // relayTunnel relays an opened tunnel between the client side (written to
 // client, read from clientR) and the VPS until both directions end,
 // counting it as active meanwhile and its bytes as they flow.
-func (s *Server) relayTunnel(client writeCloser, clientR io.Reader, up net.Conn) (sent, received int64) {
+func (s *Server) relayTunnel(id int64, client writeCloser, clientR io.Reader, up net.Conn) (sent, received int64) {
 	s.tunnels.Add(1)
 	s.activeTunnels.Add(1)
 	defer s.activeTunnels.Add(-1)
+	s.act.begin(id)
+	defer s.act.end(id)
 	return relay(client, up, clientR, up, &s.toVPS, &s.fromVPS, nil)
 }
 
@@ -388,7 +394,7 @@ func (s *Server) handleLine(c net.Conn) {
 	c.SetWriteDeadline(time.Time{}) //nolint:errcheck // see above
 	s.log.Info("ssh tunnel opened", "mode", "line", "remote", remote, "user", caller.String(), "task_id", id, "vps", up.RemoteAddr().String(),
 		"setup", time.Since(start), "active", s.active.Load())
-	sent, received := s.relayTunnel(c, &bufferedConn{Conn: c, r: br}, up)
+	sent, received := s.relayTunnel(id, c, &bufferedConn{Conn: c, r: br}, up)
 	s.log.Info("ssh tunnel closed", "mode", "line", "remote", remote, "task_id", id,
 		"bytes_to_vps", sent, "bytes_from_vps", received, "duration", time.Since(start))
 }

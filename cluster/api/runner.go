@@ -141,6 +141,37 @@ type RunRequest struct {
 	// tarball of its environment (absent when none was recorded).
 	ClusterID  string      `json:"cluster_id,omitempty"`
 	EnvTarball *EnvTarball `json:"env_tarball,omitempty"`
+	// Restart starts a stopped VPS's kept container again (fsm.Task
+	// Restarting): the runner never creates a fresh one for it, and
+	// answers 410 Gone when the container no longer exists.
+	Restart bool `json:"restart,omitempty"`
+}
+
+// VPSSnapshotRequest is the body of the runner's POST /vps/snapshot:
+// commit VPS TaskID into environment Name, as a version newer than After,
+// keeping the newest Keep versions.
+type VPSSnapshotRequest struct {
+	TaskID    int64  `json:"task_id"`
+	Name      string `json:"name"`
+	ClusterID string `json:"cluster_id,omitempty"`
+	After     int64  `json:"after,omitempty"`
+	Keep      int    `json:"keep,omitempty"`
+}
+
+// VPSSnapshotResponse is the tarball a VPS snapshot saved.
+type VPSSnapshotResponse struct {
+	Name    string `json:"name"`
+	Version int64  `json:"version"`
+	Path    string `json:"path"`
+	Size    int64  `json:"size"`
+	SHA256  string `json:"sha256"`
+}
+
+// VPSStateResponse is the runner's answer to POST /vps/state: what it
+// holds of a VPS's container (executor.VPSState: absent, stopped, active).
+type VPSStateResponse struct {
+	TaskID int64  `json:"task_id"`
+	State  string `json:"state"`
 }
 
 // TaskRef is the body of the runner's POST /kill, /pause and /resume.

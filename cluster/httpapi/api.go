@@ -126,6 +126,8 @@ type Config struct {
 	// e.g. a replica too old to record deliveries). nil refuses every
 	// per-task URL.
 	CheckNotify func(url string) error
+	// TarballDir is where environment (and VPS snapshot) tarballs lie.
+	TarballDir string
 }
 
 // Deps are the roles the handlers use; every one must be set.
@@ -143,6 +145,11 @@ type Deps struct {
 	ClusterID  ClusterIDReader
 	// Accounts serves the account calls (accounts.go).
 	Accounts AccountReader
+	// VPS reaches runners for the VPS lifecycle (vps.go); Snapshots and
+	// Snapshotter serve VPS snapshots (vpssnap.go).
+	VPS         VPSRunners
+	Snapshots   VPSSnapshots
+	Snapshotter VPSSnapshotter
 }
 
 // API holds the client-facing handlers. Its methods are safe for

@@ -149,7 +149,10 @@ func (a *API) Kill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if t.AssignedNode != "" {
+	switch {
+	case t.Status == fsm.StatusStopped:
+		a.removeStopped(r, t) // no runner lists it: it would never be killed
+	case t.AssignedNode != "":
 		a.d.Runners.NotifyKill(t)
 	}
 	writeJSON(w, http.StatusAccepted, api.MessageResponse{Message: fmt.Sprintf("Kill requested for task %d. Task marked as killed.", id)})

@@ -174,6 +174,7 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	}
 	hc.AuditKeep = c.Auth.AuditKeep
 	hc.AuditMaxAge = time.Duration(c.Auth.AuditMaxAgeDays) * 24 * time.Hour
+	hc.VPSIdleStop = time.Duration(c.VPS.IdleStopSeconds) * time.Second
 	hc.SharedDir = c.Paths.SharedDir
 	hc.MaxListTasks = c.Cluster.MaxListTasks
 	hc.LeaderWait = c.Cluster.LeaderWait()

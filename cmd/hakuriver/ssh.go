@@ -89,7 +89,7 @@ or is a default key such as ~/.ssh/id_ed25519).`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseSSHTaskID(args[0])
+			id, err := sshTaskID(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
@@ -454,7 +454,7 @@ replica.`,
   ssh lab-vps`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseSSHTaskID(args[0])
+			id, err := sshTaskID(cmd, g, args[0])
 			if err != nil {
 				return err
 			}

@@ -555,7 +555,7 @@ so and gives the --after value that fetches the next page.`,
 // statusNames lists the task statuses for help and error texts.
 func statusNames() string {
 	var s []string
-	for _, st := range fsm.AllStatuses() {
+	for _, st := range append(fsm.AllStatuses(), fsm.StatusStopped) {
 		s = append(s, string(st))
 	}
 	return strings.Join(s, ", ")

@@ -28,7 +28,7 @@ import (
 func newVPSCmd(g *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "vps",
-		Short: "Create, list and stop VPS tasks (long-lived containers reached by SSH)",
+		Short: "Create, list, stop, start and kill VPS tasks (long-lived containers reached by SSH)",
 		Long: `A VPS is a long-lived container from a Docker environment with sshd, the
 cores, memory and GPUs it was created with, and your public key installed
 for root. Reach it with "hakuriver ssh TASK_ID" through any host replica.
@@ -38,10 +38,14 @@ $HAKURIVER_HOST) and tries the next replica when one is down.`,
 		Example: `  hakuriver vps create --cores 4 --memory 8G --wait
   hakuriver vps create --target gpu1::0 --container pytorch --gen-ssh-key
   hakuriver vps list
+  hakuriver vps create --name lab-box --wait
   hakuriver ssh 1790263384729600000
-  hakuriver vps stop 1790263384729600000`,
+  hakuriver vps stop lab-box      # container and disk kept, resources freed
+  hakuriver vps start lab-box --wait
+  hakuriver vps kill lab-box      # ends it and removes the container`,
 	}
 	cmd.AddCommand(newVPSCreateCmd(g), newVPSListCmd(g), newVPSStatusCmd(g), newVPSStopCmd(g),
+		newVPSStartCmd(g), newVPSKillCmd(g), newVPSSnapshotCmd(g), newVPSSnapshotsCmd(g),
 		newVPSControlCmd(g, "pause"), newVPSControlCmd(g, "resume"))
 	return cmd
 }
@@ -60,6 +64,8 @@ type vpsCreateOptions struct {
 	genKey        bool
 	keyOut        string
 	requestID     string
+	name          string
+	fromSnapshot  string
 	wait          bool
 	pollInterval  time.Duration
 }
@@ -106,10 +112,13 @@ waits until the VPS runs and its SSH port is known.`,
 	f.StringVar(&o.publicKeyFile, "public-key-file", "", "read the SSH public key from `FILE`")
 	f.BoolVar(&o.genKey, "gen-ssh-key", false, "generate a new ed25519 key pair for this VPS")
 	f.StringVar(&o.keyOut, "key-out", "", "where --gen-ssh-key saves the private key (default ~/.ssh/hakuriver-vps-TASK_ID)")
+	f.StringVar(&o.name, "name", "", "name the VPS `NAME` (1-64 of a-z A-Z 0-9 . _ -): vps stop/start/kill/status and ssh take it instead of the ID")
+	f.StringVar(&o.fromSnapshot, "from-snapshot", "", "start from VPS snapshot `NAME[:VERSION]` (hakuriver vps snapshots) instead of --container")
 	f.StringVar(&o.requestID, "request-id", "", "idempotency key: creating again with the same ID creates nothing new (default: random)")
 	f.BoolVar(&o.wait, "wait", false, "wait until the VPS runs and its SSH port is known")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks with --wait")
 	cmd.MarkFlagsMutuallyExclusive("public-key", "public-key-file", "gen-ssh-key")
+	cmd.MarkFlagsMutuallyExclusive("container", "from-snapshot")
 	return cmd
 }
 
@@ -155,6 +164,15 @@ func runVPSCreate(cmd *cobra.Command, g *clientFlags, o *vpsCreateOptions) error
 	}
 	defer c.Close()
 	ctx, cancel := g.call(cmd.Context())
+	if o.fromSnapshot != "" {
+		env, err := fromSnapshot(ctx, c, o.fromSnapshot)
+		if err != nil {
+			cancel()
+			key.discard()
+			return err
+		}
+		req.ContainerName = &env
+	}
 	resp, err := c.Submit(ctx, req)
 	cancel()
 	if err == nil && len(resp.TaskIDs) != 1 {
@@ -196,7 +214,10 @@ func runVPSCreate(cmd *cobra.Command, g *clientFlags, o *vpsCreateOptions) error
 
 // request builds the submit body from the flags (without the key).
 func (o *vpsCreateOptions) request(cmd *cobra.Command) (api.SubmitRequest, error) {
-	req := api.SubmitRequest{TaskType: string(fsm.TaskVPS), RequestID: strings.TrimSpace(o.requestID)}
+	req := api.SubmitRequest{TaskType: string(fsm.TaskVPS), RequestID: strings.TrimSpace(o.requestID), Name: o.name}
+	if o.name != "" && !fsm.ValidTaskName(o.name) {
+		return req, fmt.Errorf("invalid --name %q: want 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit and not all digits", o.name, fsm.MaxTaskNameLen)
+	}
 	if o.cores < 0 {
 		return req, fmt.Errorf("invalid --cores value %d: must be 0 or more", o.cores)
 	}
@@ -392,10 +413,10 @@ func newVPSListCmd(g *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
-		Short:   "List active VPS tasks, newest first",
-		Long: `List the VPS tasks that are pending, assigning, running or paused, newest
-first, with the SSH port of each running one. --all lists every VPS task,
-ended ones included.`,
+		Short:   "List active and stopped VPS tasks, newest first",
+		Long: `List the VPS tasks that are pending, assigning, running, paused or
+stopped, newest first, with the SSH port of each running one. --all lists
+every VPS task, ended ones included.`,
 		Example: `  hakuriver vps list
   hakuriver vps list --all -o json`,
 		Args: cobra.NoArgs,
@@ -408,6 +429,14 @@ ended ones included.`,
 				var tasks []fsm.Task
 				if _, err := c.Do(ctx, http.MethodGet, path, nil, &tasks); err != nil {
 					return fmt.Errorf("list VPS tasks: %w", err)
+				}
+				if !all {
+					// The original's active list leaves stopped VPS out.
+					stopped, _, err := c.Tasks(ctx, api.TaskQuery{Type: string(fsm.TaskVPS), Status: string(fsm.StatusStopped), Limit: maxBatchList})
+					if err != nil {
+						return fmt.Errorf("list stopped VPS tasks: %w", err)
+					}
+					tasks = mergeNewestFirst(tasks, stopped)
 				}
 				if format == outputJSON {
 					if tasks == nil {
@@ -430,7 +459,7 @@ func printVPSTable(w io.Writer, tasks []fsm.Task) error {
 		return err
 	}
 	tw := newTable(w)
-	row(tw, "TASK ID", "STATUS", "NODE", "SSH PORT", "CORES", "MEMORY", "STARTED")
+	row(tw, "TASK ID", "NAME", "STATUS", "NODE", "SSH PORT", "CORES", "MEMORY", "STARTED")
 	for _, t := range tasks {
 		port := "-"
 		if t.SSHPort > 0 {
@@ -444,7 +473,7 @@ func printVPSTable(w io.Writer, tasks []fsm.Task) error {
 		if t.RequiredCores == 0 {
 			cores = "-"
 		}
-		row(tw, strconv.FormatInt(t.TaskID, 10), string(t.Status), orDash(node), port, cores,
+		row(tw, strconv.FormatInt(t.TaskID, 10), orDash(t.Name), string(t.Status), orDash(node), port, cores,
 			formatBytes(t.RequiredMemoryBytes), formatTimePtr(t.StartedAt))
 	}
 	return flushTable(tw)
@@ -464,15 +493,15 @@ func getVPS(ctx context.Context, c *api.Client, id string) (fsm.Task, error) {
 
 func newVPSStatusCmd(g *clientFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status TASK_ID",
-		Short: "Show one VPS task",
+		Use:   "status VPS",
+		Short: "Show one VPS task (by task ID or name)",
 		Long: `Show one VPS task: status, node, SSH port, resources and timestamps. With
 --output json it prints the task as the API returns it.`,
 		Example: `  hakuriver vps status 1790263384729600000`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				t, err := getVPS(ctx, c, args[0])
+				t, err := resolveVPS(ctx, c, args[0])
 				if err != nil {
 					return err
 				}
@@ -483,34 +512,9 @@ func newVPSStatusCmd(g *clientFlags) *cobra.Command {
 					return err
 				}
 				if t.Status == fsm.StatusRunning && t.SSHPort > 0 {
-					_, err = fmt.Fprintf(cmd.OutOrStdout(), "Connect with: hakuriver ssh %s\n", args[0])
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "Connect with: hakuriver ssh %d\n", t.TaskID)
 				}
 				return err
-			})
-		},
-	}
-}
-
-func newVPSStopCmd(g *clientFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:     "stop TASK_ID",
-		Aliases: []string{"kill"},
-		Short:   "Stop a VPS task (it ends as killed and its container is removed)",
-		Long: `Stop a VPS: the task is marked killed at once, and its runner kills the
-container and removes it. Whatever was stored only inside the container is
-lost; /shared is not.`,
-		Example: `  hakuriver vps stop 1790263384729600000`,
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				if _, err := getVPS(ctx, c, args[0]); err != nil {
-					return err
-				}
-				resp, err := c.Kill(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return printMessage(cmd.OutOrStdout(), format, resp)
 			})
 		},
 	}

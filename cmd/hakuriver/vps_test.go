@@ -282,19 +282,26 @@ func TestCLI_VPSList(t *testing.T) {
 		{TaskID: 1, TaskType: fsm.TaskVPS, Status: fsm.StatusPending, RequiredCores: 1},
 	})
 	f.handle("GET /api/vps", http.StatusOK, []fsm.Task{{TaskID: 3, TaskType: fsm.TaskVPS, Status: fsm.StatusKilled}})
+	f.handle("GET /api/tasks", http.StatusOK, []fsm.Task{{TaskID: 4, Name: "box", TaskType: fsm.TaskVPS, Status: fsm.StatusStopped, AssignedNode: "n2"}})
 	out, _, err := runVPSCLI(t, "--host", f.srv.URL, "vps", "list")
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "TASK ID STATUS NODE SSH PORT CORES MEMORY STARTED" {
+	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "TASK ID NAME STATUS NODE SSH PORT CORES MEMORY STARTED" {
 		t.Fatalf("table:\n%s", out)
 	}
-	if f := strings.Fields(lines[1]); f[0] != "2" || f[1] != "running" || f[2] != "n1" || f[3] != "40022" || f[4] != "4" || f[5] != "8.0GiB" {
+	if f := strings.Fields(lines[1]); f[0] != "4" || f[1] != "box" || f[2] != "stopped" || f[3] != "n2" {
 		t.Fatalf("row %q", lines[1])
 	}
-	if f := strings.Fields(lines[2]); f[0] != "1" || f[1] != "pending" || f[2] != "-" || f[3] != "-" {
+	if q := f.last(t, "/api/tasks").Query; !strings.Contains(q, "status=stopped") || !strings.Contains(q, "type=vps") {
+		t.Fatalf("stopped VPS query: %v", q)
+	}
+	if f := strings.Fields(lines[2]); f[0] != "2" || f[1] != "-" || f[2] != "running" || f[3] != "n1" || f[4] != "40022" || f[5] != "4" || f[6] != "8.0GiB" {
 		t.Fatalf("row %q", lines[2])
+	}
+	if f := strings.Fields(lines[3]); f[0] != "1" || f[2] != "pending" || f[3] != "-" || f[4] != "-" {
+		t.Fatalf("row %q", lines[3])
 	}
 	out, _, err = runVPSCLI(t, "--host", f.srv.URL, "vps", "list", "--all", "-o", "json")
 	if err != nil {
@@ -326,19 +333,29 @@ func TestCLI_VPSStatusAndStop(t *testing.T) {
 	if err != nil || tk.SSHPort != 40022 || !strings.Contains(out, `"ssh_port": 40022`) {
 		t.Fatalf("json status: %v %s", err, out)
 	}
-	if out, _, err = runVPSCLI(t, "--host", f.srv.URL, "vps", "stop", "55"); err != nil || !strings.Contains(out, "Kill requested") {
+	f.handle("POST /api/vps/55/stop", http.StatusOK, api.MessageResponse{Message: "VPS 55 stopped; its container is kept on n1."})
+	f.handle("POST /api/vps/55/start", http.StatusAccepted, api.MessageResponse{Message: "VPS 55 is starting on n1."})
+	for _, alias := range []string{"kill", "delete"} {
+		if out, _, err = runVPSCLI(t, "--host", f.srv.URL, "vps", alias, "55"); err != nil || !strings.Contains(out, "Kill requested") {
+			t.Fatalf("%s: %q %v", alias, out, err)
+		}
+	}
+	if out, _, err = runVPSCLI(t, "--host", f.srv.URL, "vps", "stop", "55"); err != nil || !strings.Contains(out, "container is kept") {
 		t.Fatalf("stop: %q %v", out, err)
+	}
+	if out, _, err = runVPSCLI(t, "--host", f.srv.URL, "vps", "start", "55"); err != nil || !strings.Contains(out, "starting on n1") {
+		t.Fatalf("start: %q %v", out, err)
 	}
 	if _, _, err = runVPSCLI(t, "--host", f.srv.URL, "vps", "pause", "55"); err != nil {
 		t.Fatalf("pause: %v", err)
 	}
-	for _, cmd := range []string{"stop", "status", "pause"} {
+	for _, cmd := range []string{"stop", "start", "kill", "status", "pause"} {
 		if _, _, err := runVPSCLI(t, "--host", f.srv.URL, "vps", cmd, "7"); err == nil || !strings.Contains(err.Error(), "not a VPS") {
 			t.Fatalf("vps %s of a command task: %v", cmd, err)
 		}
 	}
 	for _, r := range f.requests() {
-		if r.Path == "/api/kill/7" || r.Path == "/api/command/7/pause" {
+		if r.Path == "/api/kill/7" || r.Path == "/api/command/7/pause" || strings.HasPrefix(r.Path, "/api/vps/7/") {
 			t.Fatalf("a command task was controlled through vps: %s", r.Path)
 		}
 	}

@@ -30,6 +30,14 @@ type Config struct {
 	Auth        Auth        `toml:"auth"`
 	TLS         TLS         `toml:"tls"`
 	Notify      Notify      `toml:"notify"`
+	VPS         VPS         `toml:"vps"`
+}
+
+// VPS is the [vps] section: the VPS lifecycle on host replicas.
+type VPS struct {
+	// IdleStopSeconds stops (and keeps) a running VPS once no SSH session
+	// through any replica's SSH proxy has been open for this long (0 = off).
+	IdleStopSeconds int `toml:"idle_stop"`
 }
 
 // Notify is the [notify] section: webhook notifications of task states,

@@ -51,6 +51,7 @@ func sections() []section {
 		{"docker", "Container environments, stored as tarballs in <shared_dir>/<container_dir>."},
 		{"cluster", "High availability: Raft host replicas, gossip membership, cluster secrets."},
 		{"auth", "Accounts: what callers without a token may do, and how long the audit log is kept."},
+		{"vps", "The VPS lifecycle on host replicas."},
 		{"tls", "TLS of the API, runners and Raft (make the files with `hakuriver tls init`); all three files or none."},
 		{"notify", "Webhook notifications of task states: signed JSON POSTs from the leader (see the README's Notifications)."},
 	}
@@ -196,6 +197,11 @@ func settings() []setting {
 		{section: "auth", name: "audit_max_age_days",
 			help:  "days an audit record is kept (0 = no age limit)",
 			field: func(c *Config) any { return &c.Auth.AuditMaxAgeDays }, check: atLeast(0)},
+
+		// [vps]
+		{section: "vps", name: "idle_stop",
+			help:  "stop (and keep) a running VPS after this many seconds with no SSH session through any replica's SSH proxy (0 = never); the leader decides",
+			field: func(c *Config) any { return &c.VPS.IdleStopSeconds }, check: atLeast(0)},
 
 		// [tls]
 		{section: "tls", name: "cert_file",

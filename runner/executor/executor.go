@@ -65,6 +65,10 @@ type Spec struct {
 	ImageVersion int64
 	ImageSHA256  string
 	ImageSize    int64
+	// Restart starts a stopped VPS's existing container again
+	// (VPSKeeper.StopVPS); Start then never creates a container and fails
+	// with ErrVPSGone when there is none.
+	Restart bool
 }
 
 // Exit is how a task ended.
@@ -115,4 +119,44 @@ type Executor interface {
 	List(ctx context.Context) ([]State, error)
 	// Forget drops an exited task's records once its end was reported.
 	Forget(ctx context.Context, id int64) error
+}
+
+// VPSState is what a runner holds of a VPS's container (VPSKeeper).
+type VPSState string
+
+// VPS container states.
+const (
+	// VPSAbsent: no container of the task on this runner.
+	VPSAbsent VPSState = "absent"
+	// VPSStopped: the container is stopped and kept (StopVPS).
+	VPSStopped VPSState = "stopped"
+	// VPSActive: the container exists and is not stopped by StopVPS
+	// (running, paused, restarting, or ended on its own).
+	VPSActive VPSState = "active"
+)
+
+// ErrVPSGone is returned when a stopped VPS's container no longer exists,
+// so it cannot be started (or snapshotted) again.
+var ErrVPSGone = errors.New("the VPS container no longer exists")
+
+// VPSKeeper is implemented by container executors that can stop a VPS and
+// keep its container, start it again, and commit it to an image. A
+// stopped VPS is not listed by List (it is not running, and it has not
+// ended either); Start with Spec.Restart starts it again.
+type VPSKeeper interface {
+	// MarkVPSStopped marks the VPS stopped before its stop is committed:
+	// from then on its container is never removed (not by Kill, not by
+	// Forget), and once it no longer runs it is not listed. While it still
+	// runs it is listed as before. UnmarkVPSStopped takes the mark back
+	// (the stop was not committed).
+	MarkVPSStopped(ctx context.Context, id int64) error
+	UnmarkVPSStopped(ctx context.Context, id int64) error
+	// StopVPS marks the VPS stopped and stops its container without
+	// removing it.
+	StopVPS(ctx context.Context, id int64) error
+	// VPSState says what this runner holds of VPS id's container.
+	VPSState(ctx context.Context, id int64) (VPSState, error)
+	// RemoveStoppedVPS removes a stopped VPS's container (the task was
+	// killed while stopped); a missing one is not an error.
+	RemoveStoppedVPS(ctx context.Context, id int64) error
 }

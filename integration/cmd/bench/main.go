@@ -48,7 +48,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui", "upgrade", "notify", "access"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "vpslife", "auth", "ui", "upgrade", "notify", "access"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -159,6 +159,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["ssh"] {
 		fmt.Fprintln(out)
 		sshSection(out, root, bin, s)
+	}
+	if s.sections["vpslife"] {
+		fmt.Fprintln(out)
+		vpsLifeSection(out, root, bin, s)
 	}
 	if s.sections["auth"] {
 		fmt.Fprintln(out)

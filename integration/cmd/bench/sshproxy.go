@@ -225,7 +225,7 @@ func sshBench(parent *scope, bin string, s settings) sshResult {
 		key = created.PrivateKeyFile
 	}
 	sc.Cleanup(func() {
-		c.CLI("vps", "stop", created.TaskID)
+		c.CLI("vps", "kill", created.TaskID)
 		harness.RemoveContainers(sc, "hakuriver-vps-"+created.TaskID)
 	})
 	proxyAddr := c.SSHProxy(0)

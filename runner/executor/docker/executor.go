@@ -145,6 +145,9 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	case !isVPS(s) && (s.TaskID <= 0 || s.Command == "" || s.Image == ""):
 		return fmt.Errorf("%w: docker task: task ID, command and image are required", environment.ErrInvalid)
 	}
+	if s.Restart && isVPS(s) && e.isStopped(s.TaskID) {
+		e.untrack(s.TaskID) // a List that raced StopVPS may have tracked it again
+	}
 	e.mu.Lock()
 	if _, ok := e.tasks[s.TaskID]; ok {
 		e.mu.Unlock()
@@ -172,6 +175,9 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 }
 
 func (e *Executor) start(ctx context.Context, s executor.Spec) error {
+	if s.Restart && isVPS(s) {
+		return e.restartVPS(ctx, s)
+	}
 	name := ContainerName(s.TaskID)
 	if isVPS(s) {
 		name = VPSContainerName(s.TaskID)
@@ -378,6 +384,9 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 		if c.Labels[LabelTaskType] == executor.TaskVPS && e.isStarting(id) {
 			continue // not running until its sshd answers (or removed)
 		}
+		if c.Labels[LabelTaskType] == executor.TaskVPS && c.State != container.StateRunning && c.State != container.StatePaused && e.isStopped(id) {
+			continue // stopped and kept (vpslife.go)
+		}
 		switch c.State {
 		case container.StateRunning, container.StatePaused, container.StateRestarting:
 			t := e.track(id, c.Labels, time.Unix(c.Created, 0))
@@ -491,6 +500,10 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 	if err != nil {
 		return err
 	}
+	if ins.Config.Labels[LabelTaskType] == executor.TaskVPS && e.isStopped(id) {
+		// Marked stopped: stopped and kept, never killed (vpslife.go).
+		return e.StopVPS(ctx, id)
+	}
 	if !ins.State.Running {
 		return nil
 	}
@@ -571,6 +584,9 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 	}
 	if !gone && (ins.State.Running || ins.State.Status == container.StateCreated) {
 		return fmt.Errorf("%w: forget task %d: it is still running", environment.ErrConflict, id)
+	}
+	if !gone && e.isStopped(id) {
+		return fmt.Errorf("%w: forget task %d: a stopped VPS is kept", environment.ErrConflict, id)
 	}
 	if t != nil {
 		if err := waitLogs(ctx, t); err != nil {
