@@ -44,6 +44,7 @@ const (
 	// CmdUpdateTasks applies several task status reports in one entry
 	// (updates.go).
 	CmdUpdateTasks CommandType = 21
+	// CmdReportTasks (24, usage.go) is UpdateTasks with accounting.
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -93,6 +94,8 @@ func (c CommandType) String() string {
 		return "submit_placed"
 	case CmdUpdateTasks:
 		return "update_tasks"
+	case CmdReportTasks:
+		return "report_tasks"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -122,6 +125,9 @@ type UpdateTask struct {
 	CompletedAt *time.Time `json:"completed_at,omitempty"`
 	SSHPort     int        `json:"ssh_port,omitempty"`
 	At          time.Time  `json:"at"`
+	// Usage is the runner's measure of an ended task. Only ReportTasks
+	// records it; UpdateTask and UpdateTasks entries ignore it.
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // KillTask marks a non-final task killed at the user's request.
@@ -257,6 +263,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &SubmitPlaced{}
 	case CmdUpdateTasks:
 		c = &UpdateTasks{}
+	case CmdReportTasks:
+		c = &ReportTasks{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

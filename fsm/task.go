@@ -146,6 +146,9 @@ type Task struct {
 	Placements []Placement `json:"placements,omitempty"`
 	// Name is the label given at submit ("" for none): ValidTaskName.
 	Name string `json:"name,omitempty"`
+	// Usage is what the task consumed, as its runner measured it at its
+	// end (nil: not measured, still running, or from before accounting).
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // MaxTaskNameLen bounds a task name.
@@ -240,6 +243,10 @@ func (t *Task) clone() *Task {
 	if t.CompletedAt != nil {
 		v := *t.CompletedAt
 		c.CompletedAt = &v
+	}
+	if t.Usage != nil {
+		v := *t.Usage
+		c.Usage = &v
 	}
 	return &c
 }

@@ -138,6 +138,8 @@ type Deps struct {
 	ClusterID  ClusterIDReader
 	// Accounts serves the account calls (accounts.go).
 	Accounts AccountReader
+	// Usage serves GET /api/usage (usage.go).
+	Usage UsageReader
 }
 
 // API holds the client-facing handlers. Its methods are safe for
