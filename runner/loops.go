@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
@@ -334,6 +335,25 @@ func statusUpdate(s executor.State) api.UpdateRequest {
 		if msg != "" {
 			u.Message = &msg
 		}
+		u.Usage = usageOf(e)
+	}
+	return u
+}
+
+// usageOf is the accounting sent with the report of a task's end, nil
+// when there is nothing to send. Figures the host would refuse (negative
+// counters of a broken kernel interface) are dropped rather than sent, so
+// that the end itself is still reported.
+func usageOf(e *executor.Exit) *fsm.Usage {
+	if e.Usage == nil && e.Signal == 0 {
+		return nil
+	}
+	u := &fsm.Usage{Signal: e.Signal}
+	if x := e.Usage; x != nil {
+		u.CPUUserNs, u.CPUSystemNs, u.PeakMemoryBytes, u.Source = x.UserNs, x.SystemNs, x.PeakBytes, x.Source
+	}
+	if u.Check("usage", -1, 0) != nil {
+		return nil
 	}
 	return u
 }
