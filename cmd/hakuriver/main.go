@@ -53,6 +53,7 @@ func newRootCmd() *cobra.Command {
 		newClusterCmd(g),
 		newQueueCmd(g),
 		newQuotaCmd(g),
+		newUsageCmd(g),
 		newDockerCmd(g),
 		newSSHCmd(g),
 		newVPSCmd(g),

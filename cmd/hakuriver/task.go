@@ -459,6 +459,7 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 	kv("Submitted", formatTime(t.SubmittedAt))
 	kv("Started", formatTimePtr(t.StartedAt))
 	kv("Completed", formatTimePtr(t.CompletedAt))
+	usageRows(kv, t)
 	for i, p := range t.Placements {
 		k := ""
 		if i == 0 {
