@@ -142,6 +142,7 @@ func (m *Machine) UsageReport(q UsageQuery) ([]UsageRow, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	rows := map[string]*UsageRow{}
+	days := map[int64]*UsageRow{} // by day: keyed by the day's number, named at the end
 	for _, id := range m.order {
 		t := m.tasks[id]
 		if q.Owner != "" && t.Owner != q.Owner {
@@ -151,32 +152,44 @@ func (m *Machine) UsageReport(q UsageQuery) ([]UsageRow, error) {
 		if !ok || !q.Since.IsZero() && end.Before(q.Since) || !q.Until.IsZero() && !end.Before(q.Until) {
 			continue
 		}
-		key := usageKey(q.By, t, end)
-		r := rows[key]
-		if r == nil {
-			r = &UsageRow{Key: key}
-			rows[key] = r
+		var r *UsageRow
+		if q.By == UsageByDay {
+			day := end.Unix() / 86400
+			if end.Unix() < 0 && end.Unix()%86400 != 0 {
+				day-- // floor, for times before 1970
+			}
+			if r = days[day]; r == nil {
+				r = &UsageRow{Key: time.Unix(day*86400, 0).UTC().Format(time.DateOnly)}
+				days[day] = r
+			}
+		} else {
+			key := usageKey(q.By, t)
+			if r = rows[key]; r == nil {
+				r = &UsageRow{Key: key}
+				rows[key] = r
+			}
 		}
 		r.add(FiguresOf(t, q.Now))
 	}
-	out := make([]UsageRow, 0, len(rows))
+	out := make([]UsageRow, 0, len(rows)+len(days))
 	for _, r := range rows {
+		out = append(out, *r)
+	}
+	for _, r := range days {
 		out = append(out, *r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
 }
 
-// usageKey is task t's group under by.
-func usageKey(by string, t *Task, end time.Time) string {
+// usageKey is task t's group under by (not by day).
+func usageKey(by string, t *Task) string {
 	var k string
 	switch by {
 	case UsageByUser:
 		k = t.Owner
 	case UsageByNode:
 		k = t.AssignedNode
-	case UsageByDay:
-		return end.UTC().Format(time.DateOnly)
 	default:
 		return "total"
 	}
