@@ -99,6 +99,19 @@ func TestAccounting(t *testing.T) {
 		}
 	}
 
+	// task list -o csv: one accounting record per task.
+	lines := strings.Split(c.CLIOK("task", "list", "-o", "csv").Stdout, "\n")
+	if !strings.HasPrefix(lines[0], "task_id,name,batch_id,owner,status,exit_code") {
+		t.Errorf("task list -o csv: header %q", lines[0])
+	}
+	found := false
+	for _, l := range lines {
+		found = found || strings.HasPrefix(l, busy+",") && strings.Contains(l, ",alice,completed,0,")
+	}
+	if !found {
+		t.Errorf("task list -o csv: no record of %s:\n%s", busy, strings.Join(lines, "\n"))
+	}
+
 	t.Run("BadFiguresRefused", func(t *testing.T) { testBadFigures(t, c.For(t), long) })
 
 	// The user kills the long task: the runner's report of its end brings

@@ -173,3 +173,50 @@ func usageRows(kv func(k, v string), t fsm.Task) {
 		kv("Signal", strconv.Itoa(t.Usage.Signal))
 	}
 }
+
+// taskCSVHeader names the columns of "task list -o csv": one accounting
+// record per task, like Slurm's sacct --parsable.
+var taskCSVHeader = []string{"task_id", "name", "batch_id", "owner", "status", "exit_code", "signal", "node", "cores",
+	"gpus", "memory_bytes", "submitted_at", "started_at", "completed_at", "elapsed_s", "cpu_user_s", "cpu_system_s",
+	"peak_memory_bytes", "command"}
+
+// printTaskCSV writes tasks as CSV accounting records (times RFC 3339 UTC,
+// durations in seconds; empty where unknown).
+func printTaskCSV(w io.Writer, tasks []fsm.Task) error {
+	cw := csv.NewWriter(w)
+	ts := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	sec := func(ns int64) string { return strconv.FormatFloat(float64(ns)/1e9, 'f', 3, 64) }
+	recs := [][]string{taskCSVHeader}
+	for i := range tasks {
+		t := &tasks[i]
+		exit, sig, el, user, sys, peak, gpus := "", "", "", "", "", "", ""
+		if len(t.RequiredGPUs) > 0 {
+			gpus = formatInts(t.RequiredGPUs)
+		}
+		if t.ExitCode != nil {
+			exit = strconv.Itoa(*t.ExitCode)
+		}
+		if t.StartedAt != nil && t.CompletedAt != nil {
+			el = sec(int64(fsm.TaskElapsed(t, time.Time{})))
+		}
+		if u := t.Usage; u != nil {
+			user, sys, peak = sec(u.CPUUserNs), sec(u.CPUSystemNs), strconv.FormatInt(u.PeakMemoryBytes, 10)
+			if u.Signal != 0 {
+				sig = strconv.Itoa(u.Signal)
+			}
+		}
+		recs = append(recs, []string{strconv.FormatInt(t.TaskID, 10), t.Name, strconv.FormatInt(t.BatchID, 10), t.Owner,
+			string(t.Status), exit, sig, t.AssignedNode, strconv.Itoa(t.RequiredCores), gpus,
+			strconv.FormatInt(t.RequiredMemoryBytes, 10), t.SubmittedAt.UTC().Format(time.RFC3339), ts(t.StartedAt),
+			ts(t.CompletedAt), el, user, sys, peak, commandLine(t.Command, t.Arguments)})
+	}
+	if err := cw.WriteAll(recs); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}

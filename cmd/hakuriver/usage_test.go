@@ -55,4 +55,15 @@ func TestPrintUsage(t *testing.T) {
 			t.Errorf("task status: no %q in\n%s", w, sb.String())
 		}
 	}
+
+	var csvb bytes.Buffer
+	tk.Name, tk.Owner, tk.AssignedNode, tk.RequiredCores, tk.Command, tk.Arguments = "train", "alice", "n1", 2, "python", []string{"a b.py"}
+	if err := printTaskCSV(&csvb, []fsm.Task{tk}); err != nil {
+		t.Fatal(err)
+	}
+	want = strings.Join(taskCSVHeader, ",") + "\n" +
+		`1,train,0,alice,killed,,9,n1,2,,0,0001-01-01T00:00:00Z,2026-12-01T00:00:00Z,2026-12-01T00:00:04Z,4.000,1.500,0.500,209715200,"python ""a b.py"""` + "\n"
+	if csvb.String() != want {
+		t.Fatalf("task csv:\n%s\nwant:\n%s", csvb.String(), want)
+	}
 }
