@@ -65,6 +65,9 @@ type Executor struct {
 	// parent of their own to be measured (usage.go).
 	driverOnce sync.Once
 	cgroupfs   bool
+	// lastSweep is when List last looked for cgroup parents left behind
+	// (under mu).
+	lastSweep time.Time
 }
 
 type startCall struct {
@@ -377,11 +380,14 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 		return nil, fmt.Errorf("list task containers: %w", translate(err))
 	}
 	out := make([]executor.State, 0, len(list))
+	live := make(map[int64]bool, len(list))
+	defer e.maybeSweepParents(live)
 	for _, c := range list {
 		id, err := strconv.ParseInt(c.Labels[LabelTaskID], 10, 64)
 		if err != nil || id <= 0 {
 			continue
 		}
+		live[id] = true
 		if c.Labels[LabelTaskType] == executor.TaskVPS && e.isStarting(id) {
 			continue // not running until its sshd answers (or removed)
 		}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/cgacct"
@@ -95,4 +96,50 @@ func removeParent(parent string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sweepEvery is how often List looks for cgroup parents left behind.
+const sweepEvery = time.Minute
+
+// maybeSweepParents runs sweepParents at most every sweepEvery, with the
+// task IDs that have a container (live).
+func (e *Executor) maybeSweepParents(live map[int64]bool) {
+	e.mu.Lock()
+	due := time.Since(e.lastSweep) >= sweepEvery
+	if due {
+		e.lastSweep = time.Now()
+		for id := range e.starting {
+			live[id] = true
+		}
+	}
+	e.mu.Unlock()
+	if due && e.cgroupfs {
+		e.sweepParents(live)
+	}
+}
+
+// sweepParents removes the cgroup parents of this runner's tasks that no
+// longer have a container (removed by hand, or after a runner died before
+// it forgot them). They are empty: a parent still in use is not removed
+// (rmdir fails on a cgroup with children).
+func (e *Executor) sweepParents(live map[int64]bool) {
+	dir := filepath.Join(cgroupRoot, "cpuacct", taskParentDir)
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		dir = filepath.Join(cgroupRoot, taskParentDir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // none made yet
+	}
+	prefix := unsafeCgroupChars.ReplaceAllString(e.cfg.RunnerName, "_") + "-"
+	for _, ent := range entries {
+		rest, ok := strings.CutPrefix(ent.Name(), prefix)
+		id, err := strconv.ParseInt(rest, 10, 64)
+		if !ok || err != nil || !ent.IsDir() || live[id] {
+			continue
+		}
+		if err := removeParent(taskParentDir + "/" + ent.Name()); err != nil {
+			e.log.Debug("remove a task's cgroup parent left behind", keyTaskID, id, keyErr, err)
+		}
+	}
 }

@@ -59,4 +59,17 @@ func TestTaskUsage(t *testing.T) {
 			}
 		}
 	}
+	// A parent left behind (its container removed by hand) is swept.
+	stray := e.cgroupParentOf(ctx, testTaskID())
+	for _, h := range []string{"cpuacct", "memory"} {
+		if err := os.MkdirAll(filepath.Join(cgroupRoot, h, stray), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.sweepParents(map[int64]bool{})
+	for _, h := range []string{"cpuacct", "memory"} {
+		if _, err := os.Stat(filepath.Join(cgroupRoot, h, stray)); err == nil {
+			t.Errorf("stray cgroup parent %s not swept in %q", stray, h)
+		}
+	}
 }
