@@ -30,7 +30,8 @@ const userHZ = 100
 
 // ReadV1 reads a cgroup v1 group: cpuacct.usage_user and usage_sys (or
 // cpuacct.stat where those are missing) in cpuacctDir, and
-// memory.max_usage_in_bytes in memoryDir ("": not read).
+// memory.max_usage_in_bytes in memoryDir ("": not read; PeakBytes is left
+// 0 when it cannot be read). Only unreadable CPU figures are an error.
 func ReadV1(cpuacctDir, memoryDir string) (Figures, error) {
 	var f Figures
 	var errs []error
@@ -48,11 +49,10 @@ func ReadV1(cpuacctDir, memoryDir string) (Figures, error) {
 		}
 	}
 	if memoryDir != "" {
-		p, err := readInt(filepath.Join(memoryDir, "memory.max_usage_in_bytes"))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("read peak memory: %w", err))
+		// Left 0 (unknown) when unreadable, as on v2 without memory.peak.
+		if p, err := readInt(filepath.Join(memoryDir, "memory.max_usage_in_bytes")); err == nil {
+			f.PeakBytes = p
 		}
-		f.PeakBytes = p
 	}
 	return f, errors.Join(errs...)
 }

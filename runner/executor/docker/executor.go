@@ -461,7 +461,9 @@ func (e *Executor) exitOf(ctx context.Context, t *task) (*executor.Exit, error) 
 		if ins.HostConfig != nil {
 			// The container ended: its parent's counters are final.
 			if rec.usage, err = parentUsage(ins.HostConfig.CgroupParent); err != nil {
-				e.log.Warn("measure the task container's usage", keyTaskID, t.id, keyErr, err)
+				// A runner that cannot see the engine's cgroups (say, in
+				// a container itself): the end goes without figures.
+				e.log.Debug("measure the task container's usage", keyTaskID, t.id, keyErr, err)
 			}
 		}
 		rec.startedAt, _ = time.Parse(time.RFC3339Nano, ins.State.StartedAt) //nolint:errcheck // zero when unset

@@ -281,7 +281,9 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	if cg != nil {
 		// Every process is gone: the counters are final.
 		if f, err := cg.usage(name); err != nil {
-			log.Warn("measure the task's usage from its cgroup", keyErr, err)
+			// Not a fault of the task or the runner (a kernel without
+			// cpuacct, say): the end is reported without cgroup figures.
+			log.Info("measure the task's usage from its cgroup", keyErr, err)
 		} else {
 			end.Usage = &usageRecord{UserNs: f.UserNs, SystemNs: f.SystemNs, PeakBytes: f.PeakBytes, Source: "cgroup"}
 		}
