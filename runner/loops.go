@@ -176,6 +176,9 @@ func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 			continue
 		}
 		u := statusUpdate(s)
+		if a.figuresRefused[id] {
+			u.Usage = nil // the cluster refused them: the end goes without
+		}
 		if a.acked[id] == ackKey(u) {
 			delete(a.changed, id)
 			continue
@@ -197,6 +200,11 @@ func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 			delete(a.changed, id)
 		}
 	}
+	for id := range a.figuresRefused {
+		if _, ok := states[id]; !ok {
+			delete(a.figuresRefused, id)
+		}
+	}
 	if len(pending) == 0 || !due {
 		return wait
 	}
@@ -214,6 +222,7 @@ func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 				a.log.Warn("forget task", "task_id", u.TaskID, "err", err)
 			}
 			delete(a.acked, u.TaskID)
+			delete(a.figuresRefused, u.TaskID)
 		}
 	}
 	return 0
@@ -387,6 +396,13 @@ func (a *Agent) outcome(id int64, status int) bool {
 	case http.StatusOK, http.StatusConflict:
 		delete(a.notFound, id)
 		return true
+	case http.StatusBadRequest:
+		// A report the cluster cannot take; the figures are the part a
+		// runner measures: send the end again without them.
+		if !a.figuresRefused[id] {
+			a.log.Warn("the cluster refused a task's report; reporting its end without figures", "task_id", id)
+		}
+		a.figuresRefused[id] = true
 	case http.StatusNotFound:
 		first, seen := a.notFound[id]
 		if !seen {

@@ -137,7 +137,8 @@ func (a *API) Update(w http.ResponseWriter, r *http.Request) {
 // Updates serves POST /api/updates: a runner reports many tasks' statuses,
 // committed in one entry. The batch is checked whole first (size, every
 // status, no task twice): a bad one is refused with nothing applied. Each
-// report then gets what /api/update would answer for it alone.
+// report then gets what /api/update would answer for it alone (a report
+// with impossible figures: 400 naming them, the others still applied).
 func (a *API) Updates(w http.ResponseWriter, r *http.Request) {
 	var req api.UpdatesRequest
 	if err := DecodeJSON(r, &req); err != nil {
@@ -145,9 +146,6 @@ func (a *API) Updates(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sts, err := checkBatch(req.Updates)
-	for i := 0; err == nil && i < len(req.Updates); i++ {
-		err = a.checkUsage(req.Updates[i], sts[i], fmt.Sprintf("updates[%d].usage", i))
-	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -158,6 +156,12 @@ func (a *API) Updates(w http.ResponseWriter, r *http.Request) {
 	var at []int // index in the request of each of cmds
 	for i, u := range req.Updates {
 		results[i] = api.UpdateResult{TaskID: u.TaskID, Status: http.StatusOK}
+		if err := a.checkUsage(u, sts[i], fmt.Sprintf("updates[%d].usage", i)); err != nil {
+			// Refused alone, so that one runner's bad figures hold back
+			// no other report (the runner sends this end again without).
+			results[i] = updateResult(u.TaskID, err)
+			continue
+		}
 		if done, err := a.settled(u, sts[i]); done {
 			results[i] = updateResult(u.TaskID, err)
 			continue
