@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -59,7 +60,7 @@ func (a *API) Usage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.d.Usage == nil {
-		writeError(w, badRequest("usage: not served by this replica"))
+		writeError(w, errors.New("usage: this replica has no accounting view"))
 		return
 	}
 	rows, err := a.d.Usage.UsageReport(uq)
