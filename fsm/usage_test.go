@@ -76,6 +76,15 @@ func TestReportTasksRecordsUsage(t *testing.T) {
 		t.Fatalf("restored task 1 usage %+v, want %+v", tk.Usage, u)
 	}
 	assertSameState(t, "restore", stateBytes(t, h.m), stateBytes(t, m))
+
+	// The figures are replicated state: the snapshot (and so the state
+	// digest, its hash) differs with and without them.
+	with, without := usageSetup(t), usageSetup(t)
+	with.ok(&fsm.ReportTasks{Updates: []fsm.UpdateTask{end(1, fsm.StatusCompleted, 0, u)}})
+	without.ok(&fsm.UpdateTasks{Updates: []fsm.UpdateTask{end(1, fsm.StatusCompleted, 0, u)}})
+	if bytes.Equal(snapshotBytes(t, with.m), snapshotBytes(t, without.m)) {
+		t.Fatal("the snapshot does not carry the figures")
+	}
 }
 
 func ptr(u fsm.UpdateTask) *fsm.UpdateTask { return &u }
