@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -108,8 +109,8 @@ func (m *Machine) applyReportTasks(c *ReportTasks) Result {
 // applyReport applies one report of a ReportTasks.
 func (m *Machine) applyReport(u *UpdateTask) error {
 	err := m.applyUpdate(u).Err
-	if u.Usage == nil {
-		return err
+	if u.Usage == nil || err != nil && !errors.Is(err, ErrConflict) {
+		return err // no figures, or a report to refuse whole
 	}
 	t, ok := m.tasks[u.TaskID]
 	if !ok || !t.Status.Final() || t.Usage != nil || t.StartedAt == nil {
