@@ -1,6 +1,7 @@
 package native
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 const busyScript = `while :; do read -r _ _ _ _ _ _ _ _ _ _ _ _ _ ut st _ < /proc/$$/stat; ` +
 	`[ $((ut+st)) -ge 200 ] && break; i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; done`
 
+// usageWait bounds the wait for the end of 2 s of CPU work.
+const usageWait = 3 * time.Minute
+
 // TestUsageMeasured checks the figures of a task's end: the CPU time of
 // a task that did 2 s of CPU work, the peak memory of one that held a
 // 200 MiB buffer, and the signal that ended one; from the task's cgroup,
@@ -23,11 +27,23 @@ func TestUsageMeasured(t *testing.T) {
 		h.start(executor.Spec{TaskID: 1, Command: "sh", Args: []string{"-c", busyScript}})
 		h.start(executor.Spec{TaskID: 2, Command: "sh", Args: []string{"-c", "dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null"}})
 		h.start(executor.Spec{TaskID: 3, Command: "sh", Args: []string{"-c", "kill -TERM $$"}})
+		// 2 s of CPU work takes much longer in wall-clock time on a
+		// loaded machine: wait up to usageWait (ctx's 15 s is too short).
+		wait := func(id int64) executor.Exit {
+			t.Helper()
+			c, cancel := context.WithTimeout(context.Background(), usageWait)
+			defer cancel()
+			ex, err := h.e.Wait(c, id)
+			if err != nil {
+				t.Fatalf("Wait(%d): %v", id, err)
+			}
+			return ex
+		}
 		source := "cgroup"
 		if h.e.layout == nil {
 			source = "rusage"
 		}
-		ex := h.wait(1)
+		ex := wait(1)
 		if ex.Code != 0 || ex.Usage == nil || ex.Usage.Source != source {
 			t.Fatalf("busy loop: exit %+v usage %+v, want code 0 measured by %s", ex, ex.Usage, source)
 		}
@@ -36,7 +52,7 @@ func TestUsageMeasured(t *testing.T) {
 		if cpu < 1500*time.Millisecond || cpu > 2600*time.Millisecond {
 			t.Errorf("busy loop of 2 s of CPU work: measured %s, want 1.5 s to 2.6 s", cpu)
 		}
-		ex = h.wait(2)
+		ex = wait(2)
 		if ex.Code != 0 || ex.Usage == nil {
 			t.Fatalf("200 MiB: exit %+v, want code 0 with usage", ex)
 		}
@@ -44,7 +60,7 @@ func TestUsageMeasured(t *testing.T) {
 		if ex.Usage.PeakBytes < 200<<20 {
 			t.Errorf("200 MiB buffer: peak memory %d bytes, want at least %d", ex.Usage.PeakBytes, 200<<20)
 		}
-		if ex = h.wait(3); ex.Signal != 15 || ex.Code != -1 {
+		if ex = wait(3); ex.Signal != 15 || ex.Code != -1 {
 			t.Errorf("SIGTERM: exit %+v, want signal 15, code -1", ex)
 		}
 	})
