@@ -381,7 +381,7 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 	}
 	out := make([]executor.State, 0, len(list))
 	live := make(map[int64]bool, len(list))
-	defer e.maybeSweepParents(live)
+	defer e.maybeSweepParents(ctx, live)
 	for _, c := range list {
 		id, err := strconv.ParseInt(c.Labels[LabelTaskID], 10, 64)
 		if err != nil || id <= 0 {

@@ -35,6 +35,15 @@ var unsafeCgroupChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 // cgroupParentOf is task id's cgroup parent, "" when the engine's cgroup
 // driver is not cgroupfs (systemd wants slices: no figures there).
 func (e *Executor) cgroupParentOf(ctx context.Context, id int64) string {
+	if !e.cgroupfsDriver(ctx) {
+		return ""
+	}
+	return taskParentDir + "/" + unsafeCgroupChars.ReplaceAllString(e.cfg.RunnerName, "_") + "-" + strconv.FormatInt(id, 10)
+}
+
+// cgroupfsDriver reports whether the engine's cgroup driver is cgroupfs,
+// asking it once.
+func (e *Executor) cgroupfsDriver(ctx context.Context) bool {
 	e.driverOnce.Do(func() {
 		info, err := e.cli.Info(ctx)
 		if err != nil {
@@ -43,10 +52,7 @@ func (e *Executor) cgroupParentOf(ctx context.Context, id int64) string {
 		}
 		e.cgroupfs = info.CgroupDriver == "cgroupfs"
 	})
-	if !e.cgroupfs {
-		return ""
-	}
-	return taskParentDir + "/" + unsafeCgroupChars.ReplaceAllString(e.cfg.RunnerName, "_") + "-" + strconv.FormatInt(id, 10)
+	return e.cgroupfs
 }
 
 // ownParent reports whether parent is a task cgroup parent this package
@@ -103,7 +109,7 @@ const sweepEvery = time.Minute
 
 // maybeSweepParents runs sweepParents at most every sweepEvery, with the
 // task IDs that have a container (live).
-func (e *Executor) maybeSweepParents(live map[int64]bool) {
+func (e *Executor) maybeSweepParents(ctx context.Context, live map[int64]bool) {
 	e.mu.Lock()
 	due := time.Since(e.lastSweep) >= sweepEvery
 	if due {
@@ -113,7 +119,7 @@ func (e *Executor) maybeSweepParents(live map[int64]bool) {
 		}
 	}
 	e.mu.Unlock()
-	if due && e.cgroupfs {
+	if due && e.cgroupfsDriver(ctx) {
 		e.sweepParents(live)
 	}
 }

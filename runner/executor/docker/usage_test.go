@@ -28,7 +28,7 @@ func TestTaskUsage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !e.cgroupfs {
+	if !e.cgroupfsDriver(ctx) {
 		t.Skip("the engine's cgroup driver is not cgroupfs: task containers are not measured")
 	}
 	ex := waitExit(t, e, busy, 2*time.Minute)
