@@ -77,9 +77,9 @@ answer, --output csv one line per row (and the total) for spreadsheets.`,
 // usageHeader names the columns of the table and the CSV.
 var usageHeader = []string{"TASKS", "COMPLETED", "FAILED", "KILLED", "RUNNING", "ELAPSED-H", "CORE-H", "GPU-H", "CPU-H", "PEAK"}
 
-// usageCells renders one row's figures.
-func usageCells(r fsm.UsageRow, peak func(int64) string) []string {
-	h := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+// usageCells renders one row's figures, hours with prec decimals.
+func usageCells(r fsm.UsageRow, prec int, peak func(int64) string) []string {
+	h := func(v float64) string { return strconv.FormatFloat(v, 'f', prec, 64) }
 	return []string{strconv.Itoa(r.Tasks), strconv.Itoa(r.Completed), strconv.Itoa(r.Failed), strconv.Itoa(r.Killed),
 		strconv.Itoa(r.Running), h(r.ElapsedHours), h(r.CoreHours), h(r.GPUHours), h(r.CPUHours), peak(r.MaxPeakMemoryBytes)}
 }
@@ -100,10 +100,10 @@ func printUsage(w io.Writer, res api.UsageResponse) error {
 	row(tw, append([]string{upper(by)}, usageHeader...)...)
 	if res.By != "" {
 		for _, r := range res.Rows {
-			row(tw, append([]string{r.Key}, usageCells(r, formatBytes)...)...)
+			row(tw, append([]string{r.Key}, usageCells(r, 3, formatBytes)...)...)
 		}
 	}
-	row(tw, append([]string{"TOTAL"}, usageCells(res.Total, formatBytes)...)...)
+	row(tw, append([]string{"TOTAL"}, usageCells(res.Total, 3, formatBytes)...)...)
 	return flushTable(tw)
 }
 
@@ -118,10 +118,10 @@ func printUsageCSV(w io.Writer, res api.UsageResponse) error {
 	bytesCell := func(n int64) string { return strconv.FormatInt(n, 10) }
 	if res.By != "" {
 		for _, r := range res.Rows {
-			recs = append(recs, append([]string{r.Key}, usageCells(r, bytesCell)...))
+			recs = append(recs, append([]string{r.Key}, usageCells(r, 6, bytesCell)...))
 		}
 	}
-	recs = append(recs, append([]string{"TOTAL"}, usageCells(res.Total, bytesCell)...))
+	recs = append(recs, append([]string{"TOTAL"}, usageCells(res.Total, 6, bytesCell)...))
 	if err := cw.WriteAll(recs); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}

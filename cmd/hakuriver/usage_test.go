@@ -24,16 +24,16 @@ func TestPrintUsage(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(tb.String()), "\n")
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "USER") || !strings.HasPrefix(lines[3], "TOTAL") ||
-		!strings.Contains(lines[1], "1.50") || !strings.Contains(lines[1], "200.0MiB") || !strings.Contains(lines[3], "2.00") {
+		!strings.Contains(lines[1], "1.500") || !strings.Contains(lines[1], "200.0MiB") || !strings.Contains(lines[3], "2.000") {
 		t.Fatalf("table:\n%s", tb.String())
 	}
 	if err := printUsageCSV(&cb, res); err != nil {
 		t.Fatal(err)
 	}
 	want := "user,TASKS,COMPLETED,FAILED,KILLED,RUNNING,ELAPSED-H,CORE-H,GPU-H,CPU-H,PEAK\n" +
-		"alice,2,1,1,0,0,0.00,1.50,0.00,0.25,209715200\n" +
-		"bob,1,1,0,0,0,0.00,0.00,2.00,0.00,0\n" +
-		"TOTAL,3,2,1,0,0,0.00,1.50,2.00,0.25,209715200\n"
+		"alice,2,1,1,0,0,0.000000,1.500000,0.000000,0.250000,209715200\n" +
+		"bob,1,1,0,0,0,0.000000,0.000000,2.000000,0.000000,0\n" +
+		"TOTAL,3,2,1,0,0,0.000000,1.500000,2.000000,0.250000,209715200\n"
 	if cb.String() != want {
 		t.Fatalf("csv:\n%s\nwant:\n%s", cb.String(), want)
 	}
