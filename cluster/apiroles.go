@@ -28,6 +28,7 @@ var (
 	_ httpapi.RunnerBook      = runnerBook{}
 	_ httpapi.ClusterIDReader = (*fsm.Machine)(nil)
 	_ httpapi.AccountReader   = (*fsm.Machine)(nil)
+	_ httpapi.UsageReader     = (*fsm.Machine)(nil)
 )
 
 // newAPI returns the client-facing handlers over this replica.
@@ -58,6 +59,7 @@ func (h *Host) newAPI() *httpapi.API {
 		VPS:          h.runners,
 		Snapshots:    h.machine,
 		Snapshotter:  h.runners,
+		Usage:        h.machine,
 	})
 }
 
@@ -81,21 +83,18 @@ func (h *Host) Submit(ctx context.Context, c *fsm.SubmitTasks) (fsm.SubmitResult
 // NextTaskID issues a fresh task ID, greater than every committed one.
 func (h *Host) NextTaskID() int64 { return h.ids.next(h.machine.MaxTaskID()) }
 
-// UpdateTasks applies runner reports in one fsm.UpdateTasks entry when
-// every replica knows that command, else (an upgrade under way) one
+// UpdateTasks applies runner reports in one fsm.ReportTasks entry when
+// one carries a task's figures and every replica knows that command, else
+// in one fsm.UpdateTasks entry when every replica knows that one (the
+// figures are then not recorded), else (an upgrade under way) one
 // fsm.UpdateTask entry each. A business rejection of one report is its
 // result; any other error ends the batch (a retry re-applies nothing).
 func (h *Host) UpdateTasks(ctx context.Context, us []fsm.UpdateTask) (fsm.UpdateResults, error) {
+	if withUsage(us) && h.commandKnown(fsm.CmdReportTasks) == nil {
+		return h.applyUpdates(ctx, &fsm.ReportTasks{Updates: us}, len(us))
+	}
 	if len(us) > 1 && h.commandKnown(fsm.CmdUpdateTasks) == nil {
-		v, err := h.apply(ctx, &fsm.UpdateTasks{Updates: us})
-		if err != nil {
-			return nil, err
-		}
-		res, ok := v.(fsm.UpdateResults)
-		if !ok || len(res) != len(us) {
-			return nil, fmt.Errorf("update tasks: unexpected result %T", v)
-		}
-		return res, nil
+		return h.applyUpdates(ctx, &fsm.UpdateTasks{Updates: us}, len(us))
 	}
 	out := make(fsm.UpdateResults, len(us))
 	for i := range us {
@@ -106,6 +105,31 @@ func (h *Host) UpdateTasks(ctx context.Context, us []fsm.UpdateTask) (fsm.Update
 		out[i] = err
 	}
 	return out, nil
+}
+
+// withUsage reports whether a report of us carries a task's figures
+// (recorded only by fsm.ReportTasks: UpdateTasks entries ignore them).
+func withUsage(us []fsm.UpdateTask) bool {
+	for i := range us {
+		if us[i].Usage != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// applyUpdates commits a batch of reports in one entry and returns the
+// result of each.
+func (h *Host) applyUpdates(ctx context.Context, c fsm.Command, n int) (fsm.UpdateResults, error) {
+	v, err := h.apply(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	res, ok := v.(fsm.UpdateResults)
+	if !ok || len(res) != n {
+		return nil, fmt.Errorf("update tasks: unexpected result %T", v)
+	}
+	return res, nil
 }
 
 // KickScheduler asks the leader for a scheduling pass now.

@@ -104,6 +104,7 @@ var expectedAccess = map[string]need{
 	"DELETE /tokens/{id}":                         nUser,
 	"GET /audit":                                  nViewer,
 	"GET /quota":                                  nViewer,
+	"GET /usage":                                  nViewer,
 	"GET /events":                                 nViewer,
 	"GET /cluster/replicas":                       nViewer,
 	"GET /cluster/state-digest":                   nAdminCT,

@@ -134,6 +134,8 @@ func (h *Host) apiTable() []route {
 		{"DELETE", "/tokens/{id}", user, h.onLeader(a.RevokeToken)},
 		{"GET", "/audit", viewer, h.consistentRead(a.Audit)},
 		{"GET", "/quota", viewer, h.consistentRead(a.Quota)},
+		// Accounting of the tasks (httpapi/usage.go).
+		{"GET", "/usage", viewer, h.consistentRead(a.Usage)},
 		// The dashboards' change feed (events.go): Server-Sent Events.
 		{"GET", "/events", viewer, h.handleEvents},
 	}

@@ -49,6 +49,7 @@ const (
 	CmdVPSStart CommandType = 24
 	// CmdSetVPSSnapshot records or deletes a VPS snapshot (vpssnap.go).
 	CmdSetVPSSnapshot CommandType = 25
+	// CmdReportTasks (26, usage.go) is UpdateTasks with accounting.
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -106,6 +107,8 @@ func (c CommandType) String() string {
 		return "vps_start"
 	case CmdSetVPSSnapshot:
 		return "set_vps_snapshot"
+	case CmdReportTasks:
+		return "report_tasks"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -135,6 +138,9 @@ type UpdateTask struct {
 	CompletedAt *time.Time `json:"completed_at,omitempty"`
 	SSHPort     int        `json:"ssh_port,omitempty"`
 	At          time.Time  `json:"at"`
+	// Usage is the runner's measure of an ended task. Only ReportTasks
+	// records it; UpdateTask and UpdateTasks entries ignore it.
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // KillTask marks a non-final task killed at the user's request.
@@ -278,6 +284,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &VPSStart{}
 	case CmdSetVPSSnapshot:
 		c = &SetVPSSnapshot{}
+	case CmdReportTasks:
+		c = &ReportTasks{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -166,6 +166,8 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return m.applyAssignTasks(c)
 	case *UpdateTasks:
 		return m.applyUpdateTasks(c)
+	case *ReportTasks:
+		return m.applyReportTasks(c)
 	case *SubmitPlaced:
 		return m.applySubmitPlaced(c)
 	case *NotifyDelivered:

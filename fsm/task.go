@@ -164,6 +164,9 @@ type Task struct {
 	// set while a stopped VPS is being started again on its node.
 	StoppedAt  *time.Time `json:"stopped_at,omitempty"`
 	Restarting bool       `json:"restarting,omitempty"`
+	// Usage is what the task consumed, as its runner measured it at its
+	// end (nil: not measured, still running, or from before accounting).
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // MaxTaskNameLen bounds a task name.
@@ -258,6 +261,10 @@ func (t *Task) clone() *Task {
 	if t.CompletedAt != nil {
 		v := *t.CompletedAt
 		c.CompletedAt = &v
+	}
+	if t.Usage != nil {
+		v := *t.Usage
+		c.Usage = &v
 	}
 	return &c
 }

@@ -297,6 +297,19 @@ func TestDashboardDrain(t *testing.T) {
 	if _, err := waitText(ctx, "#node-drain-reason", "new disk"); err != nil {
 		t.Fatal(err)
 	}
+	// Who drained it: the dev cluster's admin account.
+	if _, err := waitText(ctx, "#node-drained-by", "drained by "); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(ctx, d.URLs[f], "/ui/nodes", `#nodes-table tr[data-node="dev-runner-2"] .node-drained-by`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitText(ctx, `#nodes-table tr[data-node="dev-runner-2"] .node-drain-reason`, "new disk"); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(ctx, d.URLs[f], "/ui/node/dev-runner-2", "#node-undrain"); err != nil {
+		t.Fatal(err)
+	}
 	var nodes []struct {
 		Hostname    string `json:"hostname"`
 		DrainReason string `json:"drain_reason"`

@@ -43,6 +43,9 @@ type Agent struct {
 	// watch loop touches it.
 	acked    map[int64]string
 	notFound map[int64]time.Time // first 404 per task report; watch loop only
+	// figuresRefused marks tasks whose report the cluster refused (400):
+	// their end is reported again without figures; watch loop only.
+	figuresRefused map[int64]bool
 	// changed is when the watch loop first saw each unacknowledged
 	// change. Watch loop only.
 	changed map[int64]time.Time
@@ -90,6 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.acked = map[int64]string{}
 	a.notFound = map[int64]time.Time{}
+	a.figuresRefused = map[int64]bool{}
 	a.changed = map[int64]time.Time{}
 	a.pruneFinished(time.Now())
 	if a.ln, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port))); err != nil {

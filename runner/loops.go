@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
@@ -185,6 +186,9 @@ func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 			continue
 		}
 		u := statusUpdate(s)
+		if a.figuresRefused[id] {
+			u.Usage = nil // the cluster refused them: the end goes without
+		}
 		if a.acked[id] == ackKey(u) {
 			delete(a.changed, id)
 			continue
@@ -206,6 +210,11 @@ func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 			delete(a.changed, id)
 		}
 	}
+	for id := range a.figuresRefused {
+		if _, ok := states[id]; !ok {
+			delete(a.figuresRefused, id)
+		}
+	}
 	if len(pending) == 0 || !due {
 		return wait
 	}
@@ -223,6 +232,7 @@ func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 				a.log.Warn("forget task", "task_id", u.TaskID, "err", err)
 			}
 			delete(a.acked, u.TaskID)
+			delete(a.figuresRefused, u.TaskID)
 		}
 	}
 	return 0
@@ -344,6 +354,25 @@ func statusUpdate(s executor.State) api.UpdateRequest {
 		if msg != "" {
 			u.Message = &msg
 		}
+		u.Usage = usageOf(e)
+	}
+	return u
+}
+
+// usageOf is the accounting sent with the report of a task's end, nil
+// when there is nothing to send. Figures the host would refuse (negative
+// counters of a broken kernel interface) are dropped rather than sent, so
+// that the end itself is still reported.
+func usageOf(e *executor.Exit) *fsm.Usage {
+	if e.Usage == nil && e.Signal == 0 {
+		return nil
+	}
+	u := &fsm.Usage{Signal: e.Signal}
+	if x := e.Usage; x != nil {
+		u.CPUUserNs, u.CPUSystemNs, u.PeakMemoryBytes, u.Source = x.UserNs, x.SystemNs, x.PeakBytes, x.Source
+	}
+	if u.Check("usage", -1, 0) != nil {
+		return nil
 	}
 	return u
 }
@@ -377,6 +406,13 @@ func (a *Agent) outcome(id int64, status int) bool {
 	case http.StatusOK, http.StatusConflict:
 		delete(a.notFound, id)
 		return true
+	case http.StatusBadRequest:
+		// A report the cluster cannot take; the figures are the part a
+		// runner measures: send the end again without them.
+		if !a.figuresRefused[id] {
+			a.log.Warn("the cluster refused a task's report; reporting its end without figures", "task_id", id)
+		}
+		a.figuresRefused[id] = true
 	case http.StatusNotFound:
 		first, seen := a.notFound[id]
 		if !seen {

@@ -79,6 +79,9 @@ type UpdateRequest struct {
 	StartedAt   *time.Time `json:"started_at"`
 	CompletedAt *time.Time `json:"completed_at"`
 	SSHPort     int        `json:"ssh_port,omitempty"`
+	// Usage is what the task consumed, measured by the runner at its end
+	// (final statuses only; hostile input: the host checks its ranges).
+	Usage *fsm.Usage `json:"usage,omitempty"`
 }
 
 // MaxUpdateBatch is the most reports one POST /api/updates may carry.

@@ -150,6 +150,8 @@ type Deps struct {
 	VPS         VPSRunners
 	Snapshots   VPSSnapshots
 	Snapshotter VPSSnapshotter
+	// Usage serves GET /api/usage (usage.go).
+	Usage UsageReader
 }
 
 // API holds the client-facing handlers. Its methods are safe for

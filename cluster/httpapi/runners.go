@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -106,6 +107,9 @@ func (a *API) Update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := reportStatus(req.Status, "status")
+	if err == nil {
+		err = a.checkUsage(req, st, "usage")
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -120,7 +124,7 @@ func (a *API) Update(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
-	if _, err := a.d.Proposer.Propose(ctx, updateCommand(req, st, time.Now().UTC())); err != nil {
+	if err := a.applyOne(ctx, updateCommand(req, st, time.Now().UTC())); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -133,7 +137,8 @@ func (a *API) Update(w http.ResponseWriter, r *http.Request) {
 // Updates serves POST /api/updates: a runner reports many tasks' statuses,
 // committed in one entry. The batch is checked whole first (size, every
 // status, no task twice): a bad one is refused with nothing applied. Each
-// report then gets what /api/update would answer for it alone.
+// report then gets what /api/update would answer for it alone (a report
+// with impossible figures: 400 naming them, the others still applied).
 func (a *API) Updates(w http.ResponseWriter, r *http.Request) {
 	var req api.UpdatesRequest
 	if err := DecodeJSON(r, &req); err != nil {
@@ -151,6 +156,12 @@ func (a *API) Updates(w http.ResponseWriter, r *http.Request) {
 	var at []int // index in the request of each of cmds
 	for i, u := range req.Updates {
 		results[i] = api.UpdateResult{TaskID: u.TaskID, Status: http.StatusOK}
+		if err := a.checkUsage(u, sts[i], fmt.Sprintf("updates[%d].usage", i)); err != nil {
+			// Refused alone, so that one runner's bad figures hold back
+			// no other report (the runner sends this end again without).
+			results[i] = updateResult(u.TaskID, err)
+			continue
+		}
 		if done, err := a.settled(u, sts[i]); done {
 			results[i] = updateResult(u.TaskID, err)
 			continue
@@ -229,6 +240,8 @@ func (a *API) settled(u api.UpdateRequest, st fsm.Status) (done bool, err error)
 	switch {
 	case !ok:
 		return true, fmt.Errorf("%w: task %d", fsm.ErrNotFound, u.TaskID)
+	case u.Usage != nil && t.Status.Final() && t.Usage == nil && t.StartedAt != nil:
+		return false, nil // the end's figures are still to record
 	case t.Status == st && (u.SSHPort == 0 || t.Status.Final()):
 		return true, nil
 	case t.Status.Final():
@@ -241,8 +254,63 @@ func (a *API) settled(u api.UpdateRequest, st fsm.Status) (done bool, err error)
 func updateCommand(u api.UpdateRequest, st fsm.Status, now time.Time) *fsm.UpdateTask {
 	return &fsm.UpdateTask{
 		TaskID: u.TaskID, Status: st, ExitCode: u.ExitCode, Message: u.Message,
-		StartedAt: u.StartedAt, CompletedAt: u.CompletedAt, SSHPort: u.SSHPort, At: now,
+		StartedAt: u.StartedAt, CompletedAt: u.CompletedAt, SSHPort: u.SSHPort, At: now, Usage: u.Usage,
 	}
+}
+
+// applyOne commits one report: through UpdateTasks when it carries
+// figures (recorded where every replica knows fsm.ReportTasks), else as
+// one fsm.UpdateTask.
+func (a *API) applyOne(ctx context.Context, c *fsm.UpdateTask) error {
+	if c.Usage == nil {
+		_, err := a.d.Proposer.Propose(ctx, c)
+		return err
+	}
+	errs, err := a.d.Proposer.UpdateTasks(ctx, []fsm.UpdateTask{*c})
+	if err != nil {
+		return err
+	}
+	if len(errs) != 1 {
+		return fmt.Errorf("update task %d: %d results for one report", c.TaskID, len(errs))
+	}
+	return errs[0]
+}
+
+// checkUsage validates the figures of a report at the boundary (a
+// runner's report is hostile input): only with a final status, every
+// figure in range, no more CPU time than the task's node has cores for
+// the time it ran. field names the figures in the error (400).
+func (a *API) checkUsage(u api.UpdateRequest, st fsm.Status, field string) error {
+	if u.Usage == nil {
+		return nil
+	}
+	if !st.Final() {
+		return badRequest("%s: figures come with a final status only, not %s", field, st)
+	}
+	elapsed, cores := time.Duration(-1), 0
+	if t, ok := a.d.Tasks.Task(u.TaskID); ok {
+		start, stop := t.StartedAt, t.CompletedAt
+		if start == nil {
+			start = u.StartedAt
+		}
+		if stop == nil {
+			stop = u.CompletedAt
+		}
+		if start != nil {
+			end := time.Now()
+			if stop != nil {
+				end = *stop
+			}
+			elapsed = max(0, end.Sub(*start))
+		}
+		if n, ok := a.d.Nodes.Node(t.AssignedNode); ok {
+			cores = n.TotalCores
+		}
+	}
+	if err := u.Usage.Check(field, elapsed, cores); err != nil {
+		return badRequest("%s", strings.TrimPrefix(err.Error(), fsm.ErrInvalid.Error()+": "))
+	}
+	return nil
 }
 
 // updateResult is the result of one report of a batch.

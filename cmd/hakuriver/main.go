@@ -54,6 +54,7 @@ func newRootCmd() *cobra.Command {
 		newClusterCmd(g),
 		newQueueCmd(g),
 		newQuotaCmd(g),
+		newUsageCmd(g),
 		newDockerCmd(g),
 		newSSHCmd(g),
 		newForwardCmd(g),

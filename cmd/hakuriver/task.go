@@ -475,6 +475,7 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 	kv("Started", formatTimePtr(t.StartedAt))
 	kv("Completed", formatTimePtr(t.CompletedAt))
 	notificationRows(tw, &t)
+	usageRows(kv, t)
 	for i, p := range t.Placements {
 		k := ""
 		if i == 0 {
@@ -525,7 +526,11 @@ summary: its tasks counted by status and the array indexes of those that
 did not complete (when --batch is the only filter).
 
 The host returns one page at a time. When more tasks exist a footer says
-so and gives the --after value that fetches the next page.`,
+so and gives the --after value that fetches the next page.
+
+--output csv prints one accounting record per task (owner, status, exit
+code, signal, node, cores, GPUs, times, elapsed, CPU user/system seconds
+and peak memory as the runner measured them), like Slurm's sacct.`,
 		Example: `  hakuriver task list
   hakuriver task list --status running --node node1
   hakuriver task list --batch 1790263384729600000
@@ -562,6 +567,10 @@ func statusNames() string {
 }
 
 func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
+	csvOut := g.output == outputCSV
+	if csvOut {
+		g.output = outputTable // the shared flag knows table and json
+	}
 	format, err := g.format()
 	if err != nil {
 		return err
@@ -601,12 +610,15 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 			footer = fmt.Sprintf("More tasks exist: run again with --after %s for the next page.", page.NextAfter)
 		}
 	}
-	if format == outputJSON {
+	if format == outputJSON || csvOut {
 		if tasks == nil {
 			tasks = []fsm.Task{}
 		}
 		if footer != "" {
 			fmt.Fprintln(cmd.ErrOrStderr(), footer)
+		}
+		if csvOut {
+			return printTaskCSV(out, tasks)
 		}
 		return printJSON(out, tasks)
 	}

@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -94,6 +96,19 @@ func RemoveRunnerContainers(tb TB, name string) {
 		if _, err := Docker(append([]string{"rm", "-f"}, ids...)...); err != nil {
 			tb.Logf("cleanup: %v", err)
 		}
+	}
+	removeTaskCgroupParents(name)
+}
+
+// removeTaskCgroupParents removes the (empty) cgroup parents the Docker
+// executor of runner name made for its task containers
+// (/hakuriver-tasks/<name>_<installation id>-<task id>), which the runner
+// removes itself only for the tasks it forgot.
+func removeTaskCgroupParents(name string) {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/hakuriver-tasks/" + name + "_*-*") //nolint:errcheck // a bad pattern matches nothing
+	v2, _ := filepath.Glob("/sys/fs/cgroup/hakuriver-tasks/" + name + "_*-*")     //nolint:errcheck // as above
+	for _, d := range append(dirs, v2...) {
+		os.Remove(d) //nolint:errcheck // best effort: a busy one stays
 	}
 }
 

@@ -83,6 +83,21 @@ type Exit struct {
 	Message   string
 	StartedAt time.Time
 	EndedAt   time.Time
+	// Signal is the signal that ended the main process (0: none or
+	// unknown).
+	Signal int
+	// Usage is what the task consumed, nil when it could not be measured.
+	Usage *Usage
+}
+
+// Usage is what a task consumed, measured when it ended.
+type Usage struct {
+	UserNs, SystemNs int64
+	// PeakBytes is the most memory it held at once (0: unknown).
+	PeakBytes int64
+	// Source is "cgroup" (the task's own cgroup) or "rusage" (the
+	// resource usage of its processes as reaped; peak: the largest).
+	Source string
 }
 
 // State is a tracked task's current state.

@@ -48,7 +48,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "vpslife", "auth", "ui", "upgrade", "notify", "access"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "vpslife", "auth", "ui", "upgrade", "notify", "access", "usage"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -183,6 +183,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["access"] {
 		fmt.Fprintln(out)
 		accessSection(out, root, bin, s)
+	}
+	if s.sections["usage"] {
+		fmt.Fprintln(out)
+		printUsageBench(out, usageSection(s.tasks))
 	}
 	return 0
 }

@@ -59,6 +59,15 @@ type Executor struct {
 	// sshdWait bounds how long a VPS's Start waits for its sshd (tests
 	// shorten it).
 	sshdWait time.Duration
+
+	// driverOnce reads the engine's cgroup driver once; cgroupfs is
+	// whether it is "cgroupfs", under which task containers get a cgroup
+	// parent of their own to be measured (usage.go).
+	driverOnce sync.Once
+	cgroupfs   bool
+	// lastSweep is when List last looked for cgroup parents left behind
+	// (under mu).
+	lastSweep time.Time
 }
 
 type startCall struct {
@@ -213,6 +222,7 @@ func (e *Executor) start(ctx context.Context, s executor.Spec) error {
 	if err != nil {
 		return err
 	}
+	hc.CgroupParent = e.cgroupParentOf(ctx, s.TaskID)
 	id, err := taskUser(s, cfg, hc)
 	if err != nil {
 		return err
@@ -376,11 +386,14 @@ func (e *Executor) List(ctx context.Context) ([]executor.State, error) {
 		return nil, fmt.Errorf("list task containers: %w", translate(err))
 	}
 	out := make([]executor.State, 0, len(list))
+	live := make(map[int64]bool, len(list))
+	defer e.maybeSweepParents(ctx, live)
 	for _, c := range list {
 		id, err := strconv.ParseInt(c.Labels[LabelTaskID], 10, 64)
 		if err != nil || id <= 0 {
 			continue
 		}
+		live[id] = true
 		if c.Labels[LabelTaskType] == executor.TaskVPS && e.isStarting(id) {
 			continue // not running until its sshd answers (or removed)
 		}
@@ -454,6 +467,14 @@ func (e *Executor) exitOf(ctx context.Context, t *task) (*executor.Exit, error) 
 			ins = again
 		}
 		rec = &exitRecord{code: ins.State.ExitCode, oom: ins.State.OOMKilled, message: ins.State.Error}
+		if ins.HostConfig != nil {
+			// The container ended: its parent's counters are final.
+			if rec.usage, err = parentUsage(ins.HostConfig.CgroupParent); err != nil {
+				// A runner that cannot see the engine's cgroups (say, in
+				// a container itself): the end goes without figures.
+				e.log.Debug("measure the task container's usage", keyTaskID, t.id, keyErr, err)
+			}
+		}
 		rec.startedAt, _ = time.Parse(time.RFC3339Nano, ins.State.StartedAt) //nolint:errcheck // zero when unset
 		rec.endedAt, _ = time.Parse(time.RFC3339Nano, ins.State.FinishedAt)  //nolint:errcheck // zero when unset
 		t.mu.Lock()
@@ -461,7 +482,7 @@ func (e *Executor) exitOf(ctx context.Context, t *task) (*executor.Exit, error) 
 		t.mu.Unlock()
 	}
 	ex := &executor.Exit{Code: rec.code, OOM: rec.oom, Killed: killed && !rec.oom, Message: rec.message,
-		StartedAt: rec.startedAt, EndedAt: rec.endedAt}
+		StartedAt: rec.startedAt, EndedAt: rec.endedAt, Usage: rec.usage}
 	if ex.Message == "" && rec.code == 127 {
 		ex.Message = "Command not found in the container (exit code 127)."
 	}
@@ -596,6 +617,11 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 	if !gone {
 		if err := e.cli.ContainerRemove(ctx, ins.ID, container.RemoveOptions{Force: true}); err != nil && !errors.Is(translate(err), environment.ErrNotFound) {
 			return fmt.Errorf("remove container of task %d: %w", id, translate(err))
+		}
+		if ins.HostConfig != nil {
+			if err := removeParent(ins.HostConfig.CgroupParent); err != nil {
+				e.log.Warn("remove the task container's cgroup parent", keyTaskID, id, keyErr, err)
+			}
 		}
 	}
 	if err := os.Remove(e.statePath(id)); err != nil && !os.IsNotExist(err) {

@@ -123,6 +123,9 @@ func newTestExecutor(t testing.TB, cfg Config) *Executor {
 	t.Cleanup(func() {
 		e.Close()
 		removeTaskContainers(t, cli, cfg.RunnerName)
+		if e.cgroupfsDriver(context.Background()) {
+			e.sweepParents(map[int64]bool{}) // their containers are gone
+		}
 	})
 	return e
 }

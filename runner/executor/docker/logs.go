@@ -31,6 +31,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
 // stateSaveEvery bounds how often a task's log position is written.
@@ -67,6 +68,8 @@ type exitRecord struct {
 	message   string
 	startedAt time.Time
 	endedAt   time.Time
+	// usage is what the container consumed (nil: not measured).
+	usage *executor.Usage
 }
 
 func (e *Executor) statePath(id int64) string {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hakuriver/hakuriver-ha/runner/executor/cgacct"
 )
 
 // cfsPeriod is the CPU bandwidth period in microseconds; a quota of
@@ -27,9 +29,10 @@ const shimsCgroup = "shims"
 // v1Controllers returns the cgroup v1 controllers used: tasks need the
 // required ones; the optional ones are joined when mounted and writable
 // ("systemd" is the name=systemd hierarchy, joined so that stopping a
-// runner's service unit does not take the tasks down with it).
+// runner's service unit does not take the tasks down with it; "cpuacct"
+// measures the task's CPU time where it is not co-mounted with "cpu").
 func v1Controllers() (required, optional []string) {
-	return []string{"cpu", "cpuset", "memory", "freezer"}, []string{"pids", "systemd"}
+	return []string{"cpu", "cpuset", "memory", "freezer"}, []string{"pids", "systemd", "cpuacct"}
 }
 
 // v2Controllers returns the controllers enabled for the parent's children
@@ -517,6 +520,18 @@ func (l cgroupLayout) remove(ctx context.Context, name string) error {
 		}
 	}
 	return nil
+}
+
+// usage reads what the processes of cgroup name consumed (cgacct).
+func (l cgroupLayout) usage(name string) (cgacct.Figures, error) {
+	if l.Version == 2 {
+		return cgacct.ReadV2(l.dir("", name))
+	}
+	acct := "cpu" // co-mounted as cpu,cpuacct, or cpuacct is its own
+	if _, ok := l.Controllers["cpuacct"]; ok {
+		acct = "cpuacct"
+	}
+	return cgacct.ReadV1(l.dir(acct, name), l.dir("memory", name))
 }
 
 // taskCgroup names the cgroup of task id.

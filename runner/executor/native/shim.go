@@ -268,15 +268,25 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 		// Kill was asked while the task was starting.
 		killLeftovers(cg, name, pid, log)
 	}
-	ws, werr := waitTask(ctx, pid, log)
+	var ru reaped
+	ws, werr := waitTask(ctx, pid, &ru, log)
 	end := exitRecord{Code: -1, StartedAt: proc.StartedAt, EndedAt: time.Now()}
 	end.Killed = fileExists(filepath.Join(dir, fileKill))
 	if cg != nil {
 		end.OOM = cg.oomKilled(name, ws.Signaled() && ws.Signal() == syscall.SIGKILL)
 	}
 	killLeftovers(cg, name, pid, log)
-	reapOrphans(2 * time.Second)
+	reapOrphans(2*time.Second, &ru)
+	end.Usage = ru.record()
 	if cg != nil {
+		// Every process is gone: the counters are final.
+		if f, err := cg.usage(name); err != nil {
+			// Not a fault of the task or the runner (a kernel without
+			// cpuacct, say): the end is reported without cgroup figures.
+			log.Info("measure the task's usage from its cgroup", keyErr, err)
+		} else {
+			end.Usage = &usageRecord{UserNs: f.UserNs, SystemNs: f.SystemNs, PeakBytes: f.PeakBytes, Source: "cgroup"}
+		}
 		removeCgroup(cg, name, log)
 	}
 	switch {
@@ -384,7 +394,7 @@ func startFromThread(tc *taskCommand, cg *cgroupLayout, name string, log *slog.L
 // waitTask reaps children until the task's main process ends; the shim is a
 // subreaper, so orphans of the task are reaped along the way. When ctx ends
 // first, the task's process group gets SIGTERM once and the wait goes on.
-func waitTask(ctx context.Context, pid int, log *slog.Logger) (syscall.WaitStatus, error) {
+func waitTask(ctx context.Context, pid int, ru *reaped, log *slog.Logger) (syscall.WaitStatus, error) {
 	type result struct {
 		ws  syscall.WaitStatus
 		err error
@@ -393,14 +403,17 @@ func waitTask(ctx context.Context, pid int, log *slog.Logger) (syscall.WaitStatu
 	go func() {
 		for {
 			var ws syscall.WaitStatus
-			got, err := syscall.Wait4(-1, &ws, 0, nil)
+			var r syscall.Rusage
+			got, err := syscall.Wait4(-1, &ws, 0, &r)
 			switch {
 			case errors.Is(err, syscall.EINTR):
 				continue
 			case err != nil:
 				done <- result{err: fmt.Errorf("wait for task process %d: %w", pid, err)}
 				return
-			case got == pid:
+			}
+			ru.add(&r)
+			if got == pid {
 				done <- result{ws: ws}
 				return
 			}
@@ -435,12 +448,42 @@ func killLeftovers(cg *cgroupLayout, name string, pgid int, log *slog.Logger) {
 	}
 }
 
-// reapOrphans reaps exited children until none is left or timeout passes.
-func reapOrphans(timeout time.Duration) {
+// reaped sums the resource usage of the task's processes as the shim
+// reaps them: the measure of a task without a cgroup. Each reaped child's
+// figures include those of the descendants it waited for.
+type reaped struct {
+	userNs, systemNs int64
+	maxRSSKiB        int64
+	n                int
+}
+
+// add counts one reaped child's usage.
+func (r *reaped) add(u *syscall.Rusage) {
+	r.n++
+	r.userNs += u.Utime.Nano()
+	r.systemNs += u.Stime.Nano()
+	r.maxRSSKiB = max(r.maxRSSKiB, u.Maxrss)
+}
+
+// record is the usage of the reaped processes, nil when none was reaped.
+func (r *reaped) record() *usageRecord {
+	if r.n == 0 {
+		return nil
+	}
+	return &usageRecord{UserNs: r.userNs, SystemNs: r.systemNs, PeakBytes: r.maxRSSKiB << 10, Source: "rusage"}
+}
+
+// reapOrphans reaps exited children until none is left or timeout passes,
+// counting their usage in ru.
+func reapOrphans(timeout time.Duration, ru *reaped) {
 	deadline := time.Now().Add(timeout)
 	for {
 		var ws syscall.WaitStatus
-		got, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		var r syscall.Rusage
+		got, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, &r)
+		if got > 0 {
+			ru.add(&r)
+		}
 		switch {
 		case errors.Is(err, syscall.EINTR) || got > 0:
 			continue

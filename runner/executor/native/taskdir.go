@@ -73,14 +73,29 @@ type exitRecord struct {
 	Lost      bool      `json:"lost,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 	EndedAt   time.Time `json:"ended_at"`
+	// Usage is what the task consumed (absent: not measured, or a record
+	// of an earlier version).
+	Usage *usageRecord `json:"usage,omitempty"`
+}
+
+// usageRecord is what a task consumed, as the shim measured it.
+type usageRecord struct {
+	UserNs    int64  `json:"user_ns"`
+	SystemNs  int64  `json:"system_ns"`
+	PeakBytes int64  `json:"peak_bytes"`
+	Source    string `json:"source"`
 }
 
 // exit converts the record to the executor's type.
 func (r exitRecord) exit() executor.Exit {
-	return executor.Exit{
+	ex := executor.Exit{
 		Code: r.Code, OOM: r.OOM, Killed: r.Killed, Message: r.Message,
-		StartedAt: r.StartedAt, EndedAt: r.EndedAt,
+		StartedAt: r.StartedAt, EndedAt: r.EndedAt, Signal: r.Signal,
 	}
+	if u := r.Usage; u != nil {
+		ex.Usage = &executor.Usage{UserNs: u.UserNs, SystemNs: u.SystemNs, PeakBytes: u.PeakBytes, Source: u.Source}
+	}
+	return ex
 }
 
 // taskFiles is a task directory's contents read at one moment.

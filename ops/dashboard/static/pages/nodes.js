@@ -137,7 +137,8 @@
         '<thead><tr><th scope="col">Node</th><th scope="col">State</th><th scope="col">Cores</th><th scope="col">Memory reserved</th><th scope="col">CPU</th><th scope="col">Memory used</th><th scope="col">GPUs</th><th scope="col">NUMA</th><th scope="col">Temp</th><th scope="col">Heartbeat</th><th scope="col" v-if="canDrain"><span class="visually-hidden">Actions</span></th></tr></thead>' +
         '<tbody><tr v-for="n in shown" :key="n.hostname" :data-node="n.hostname">' +
         '<td class="hr-wrap"><hr-link :to="\'/node/\' + encodeURIComponent(n.hostname)">{{ n.hostname }}</hr-link></td>' +
-        '<td class="node-state"><hr-status :s="state(n)"></hr-status><div v-if="n.drained && n.drain_reason" class="hr-muted hr-wrap node-drain-reason">{{ n.drain_reason }}</div></td>' +
+        '<td class="node-state"><hr-status :s="state(n)"></hr-status><div v-if="n.drained && n.drain_reason" class="hr-muted hr-wrap node-drain-reason">{{ n.drain_reason }}</div>' +
+        '<div v-if="n.drained && n.drained_by" class="hr-muted hr-wrap node-drained-by">by {{ n.drained_by }} <hr-time :ts="n.drained_at"></hr-time></div></td>' +
         '<td>{{ n.cores_in_use }} / {{ n.total_cores }}</td>' +
         '<td>{{ bytes0(n.memory_in_use_bytes) }} / {{ bytes(n.memory_total_bytes) }}</td>' +
         '<td>{{ pct(n.cpu_percent) }}</td><td>{{ pct(n.memory_percent) }}</td>' +
@@ -201,6 +202,7 @@
         '<div class="d-flex flex-wrap align-items-center gap-2 mb-3"><h1 class="h4 mb-0 hr-wrap">{{ node.hostname }}</h1>' +
         '<span id="node-state" class="fs-5"><hr-status :s="state(node)"></hr-status></span>' +
         '<span v-if="node.drained && node.drain_reason" id="node-drain-reason" class="hr-muted hr-wrap">({{ node.drain_reason }})</span>' +
+        '<span v-if="node.drained && node.drained_by" id="node-drained-by" class="hr-muted hr-wrap">drained by {{ node.drained_by }} <hr-time :ts="node.drained_at"></hr-time></span>' +
         '<form class="ms-auto d-flex gap-2" v-if="canDrain" @submit.prevent="node.drained ? setDrain(node.hostname, false) : setDrain(node.hostname, true, reason)">' +
         '<label v-if="!node.drained" for="node-drain-reason-input" class="visually-hidden">Reason</label>' +
         '<input v-if="!node.drained" id="node-drain-reason-input" v-model="reason" maxlength="200" class="form-control" placeholder="reason (optional)">' +
