@@ -41,6 +41,7 @@ func (h *Host) newAPI() *httpapi.API {
 		Logger:           h.log,
 		CheckSSHKey:      checkAuthorizedKey,
 		CheckNotify:      h.checkNotifyURL,
+		Now:              h.clock,
 	}, httpapi.Deps{
 		Proposer:     h,
 		Tasks:        h.machine,

@@ -61,7 +61,7 @@ func (a *API) Register(w http.ResponseWriter, r *http.Request) {
 		GPUInfo:          req.GPUInfo,
 		CgroupsLimited:   req.CgroupsLimited,
 	}
-	now := time.Now().UTC()
+	now := a.now().UTC()
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
 	if _, err := a.d.Proposer.Propose(ctx, &fsm.RegisterNode{Node: node, At: now}); err != nil {
@@ -90,7 +90,7 @@ func (a *API) Heartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
-	kill, err := a.d.RunnerBook.Heartbeat(ctx, node, hb, time.Now().UTC())
+	kill, err := a.d.RunnerBook.Heartbeat(ctx, node, hb, a.now().UTC())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -120,7 +120,7 @@ func (a *API) Update(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
-	if _, err := a.d.Proposer.Propose(ctx, updateCommand(req, st, time.Now().UTC())); err != nil {
+	if _, err := a.d.Proposer.Propose(ctx, updateCommand(req, st, a.now().UTC())); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -145,7 +145,7 @@ func (a *API) Updates(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	now := time.Now().UTC()
+	now := a.now().UTC()
 	results := make([]api.UpdateResult, len(req.Updates))
 	var cmds []fsm.UpdateTask
 	var at []int // index in the request of each of cmds

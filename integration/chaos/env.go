@@ -44,6 +44,10 @@ type Env struct {
 	Hist      *History
 	W         *Workload
 
+	// rng draws a fault's own choices (which member, how much); Run seeds
+	// it, so a campaign's seed fixes them.
+	rng *rand.Rand
+
 	mu         sync.Mutex
 	isolations []Isolation
 	reports    []Report
@@ -145,6 +149,7 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 	e.W.Start(ctx, clients, seed, 10000, func(int) int { return -1 })
 	e.W.Start(ctx, pinned, seed+1, 10000, func(int) int { return leader })
 	sleep(ctx, time.Second)
+	e.rng = rand.New(rand.NewPCG(seed, 0x5eed))
 	minority, down, err := f.Inject(e)
 	from := time.Now()
 	if err != nil {

@@ -109,18 +109,26 @@ func KillLeader() Fault {
 // Faults returns every fault kind, by a short name.
 func Faults() map[string]Fault {
 	return map[string]Fault{
-		"partition": PartitionLeaderWithRunner(),
-		"isolate":   IsolateLeader(),
-		"oneway":    OneWayFromLeader(),
-		"kill":      KillLeader(),
-		"diskfull":  DiskFullLeader(),
-		"split3":    SplitThree(),
+		"partition":  PartitionLeaderWithRunner(),
+		"isolate":    IsolateLeader(),
+		"oneway":     OneWayFromLeader(),
+		"kill":       KillLeader(),
+		"diskfull":   DiskFullLeader(),
+		"split3":     SplitThree(),
+		"sigstop":    StopAny(),
+		"restartall": RestartAll(),
+		"loss":       PacketLoss(),
+		"runnercut":  CutRunner(),
+		"gossipcut":  CutLeaderGossip(),
+		"raftcut":    CutLeaderRaft(),
+		"clockskew":  SkewClock(),
 	}
 }
 
 // FaultNames lists Faults' names in a fixed order.
 func FaultNames() []string {
-	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull"}
+	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull",
+		"sigstop", "restartall", "loss", "runnercut", "gossipcut", "raftcut", "clockskew"}
 }
 
 // FormatReports renders reports as a table: writes invoked during the
