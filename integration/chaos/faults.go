@@ -131,6 +131,12 @@ func FaultNames() []string {
 		"sigstop", "restartall", "loss", "runnercut", "gossipcut", "raftcut", "clockskew"}
 }
 
+// CIFaultNames are the fault kinds of the short run in CI (TestChaos):
+// those the issue requires there, the skewed clocks among them.
+func CIFaultNames() []string {
+	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull", "clockskew"}
+}
+
 // FormatReports renders reports as a table: writes invoked during the
 // fault, the share not acknowledged (all, and those sent to the majority
 // side), the time until the majority acknowledged a write, and the time

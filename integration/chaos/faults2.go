@@ -3,14 +3,18 @@
 package chaos
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
 )
 
@@ -163,35 +167,99 @@ func CutLeaderRaft() Fault {
 // wall clock (cluster/clock); a production build has no such hook.
 const ClockOffsetFile = "clock-offset"
 
-// SkewClock steps the wall clock of one replica (the leader or a
-// follower, drawn by the seed) by 1–5 minutes, forwards or backwards,
-// while it runs, and steps it back on heal: like an NTP step, or a machine
-// whose clock was off when it joined. Histories must stay monotone (the
-// FSM orders by log index, not by time).
+// SkewClock steps the wall clocks of two replicas by 1–5 minutes (drawn
+// by the seed) in opposite directions while they run, the leader's one way
+// and a follower's the other, then hands leadership to that follower: the
+// times the leader puts into commands jump back by twice the offset from
+// one entry to the next, as with a replica whose clock was off when it
+// took over. Histories must stay monotone (the FSM orders by log index,
+// not by time) and no runner may be judged silent. Heal steps both clocks
+// back. It needs a hakuriver_clockskew build (SkewBinary).
 func SkewClock() Fault {
-	var dir string
-	return Fault{Name: "replica clock off by minutes",
+	var dirs []string
+	return Fault{Name: "replica clocks off by minutes, leader change",
 		Inject: func(e *Env) ([]string, []string, error) {
-			l, _ := e.leaderID()
-			target := l
-			if e.rng.IntN(2) == 0 {
-				target = e.others(l)[e.rng.IntN(2)]
-			}
+			l, lid := e.leaderID()
+			f := e.others(l)[e.rng.IntN(2)]
 			off := time.Duration(1+e.rng.IntN(5)) * time.Minute
 			if e.rng.IntN(2) == 0 {
 				off = -off
 			}
-			dir = e.C.Replica(target).DataDir()
-			e.TB.Logf("clock of %s (leader: %v) off by %s", e.C.Replica(target).ID, target == l, off)
-			return nil, nil, writeOffset(dir, off)
+			dirs = nil
+			for _, s := range []struct {
+				i   int
+				off time.Duration
+			}{{l, off}, {f, -off}} {
+				r := e.C.Replica(s.i)
+				dirs = append(dirs, r.DataDir())
+				if err := writeOffset(r.DataDir(), s.off); err != nil {
+					return nil, nil, err
+				}
+				// Every API call reads the clock (token expiry): the
+				// replica logs the new offset at its next request.
+				if err := waitLog(r.LogPath(), "offset="+s.off.String()+" ", 20*time.Second); err != nil {
+					return nil, nil, fmt.Errorf("clock of %s: %w (not a hakuriver_clockskew build?)", r.ID, err)
+				}
+			}
+			fid := e.C.Replica(f).ID
+			e.TB.Logf("clock of leader %s off by %s, of %s by %s; leadership to %s", lid, off, fid, -off, fid)
+			return nil, nil, e.transfer(f)
 		},
 		Heal: func(e *Env) error {
-			if err := os.Remove(filepath.Join(dir, ClockOffsetFile)); err != nil {
-				return fmt.Errorf("unskew %s: %w", dir, err)
+			var errs []error
+			for _, dir := range dirs {
+				if err := os.Remove(filepath.Join(dir, ClockOffsetFile)); err != nil {
+					errs = append(errs, fmt.Errorf("unskew %s: %w", dir, err))
+				}
 			}
-			return nil
+			return errors.Join(errs...)
 		},
 	}
+}
+
+// transfer hands leadership to replica to and waits until it leads.
+func (e *Env) transfer(to int) error {
+	id := e.C.Replica(to).ID
+	return harness.Eventually(harness.LeaderTimeout, func() (bool, string) {
+		if l := e.C.WaitLeader(harness.LeaderTimeout); l == to {
+			return true, ""
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		defer cancel()
+		a, err := e.C.Call(ctx, to, http.MethodPost, "/api/cluster/leadership-transfer", api.TransferRequest{ID: id})
+		if err != nil {
+			return false, err.Error()
+		}
+		return false, "transfer to " + id + ": " + a.String()
+	})
+}
+
+// waitLog waits until the file at path holds substr.
+func waitLog(path, substr string, timeout time.Duration) error {
+	return harness.Eventually(timeout, func() (bool, string) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false, err.Error()
+		}
+		if strings.Contains(string(b), substr) {
+			return true, ""
+		}
+		return false, fmt.Sprintf("no %q in %s", substr, path)
+	})
+}
+
+// SkewBinary returns $HAKURIVER_SKEW_BIN when set (make builds it as
+// bin/hakuriver-clockskew), otherwise builds the hakuriver binary with the
+// hakuriver_clockskew tag into dir: the product with a wall clock the
+// chaos tests can shift (cluster/clock), for every replica of an Env.
+func SkewBinary(dir string) (string, error) {
+	if p := os.Getenv("HAKURIVER_SKEW_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("HAKURIVER_SKEW_BIN: %w", err)
+		}
+		return p, nil
+	}
+	return harness.BuildWithTags(dir, "hakuriver_clockskew")
 }
 
 // writeOffset writes off into dir's offset file atomically (a rename), so

@@ -5,7 +5,11 @@
 // namespace on a bridge (integration/chaos): faults drawn by seed one after
 // the other under client load (2|1 partition with the leader in the
 // minority, isolated leader with clients attached, one-way partition,
-// 1|1|1 partition, SIGKILL of the leader, the leader's disk full), each healed and followed by the history checker.
+// 1|1|1 partition, SIGKILL of the leader, the leader's disk full, SIGSTOP
+// of a random member, SIGKILL and restart of all replicas at once, packet
+// loss on every link, the runner cut from the hosts, the leader cut from
+// gossip only or from Raft only, replica clocks off by minutes), each
+// healed and followed by the history checker.
 // It prints a summary table (operations, faults, anomalies by kind) and
 // exits 1 on any anomaly, 2 when the cluster misbehaved otherwise.
 //
@@ -13,8 +17,9 @@
 //
 // The same seed draws the same faults, holds and client counts (timing,
 // and so the histories, still vary). It needs root (network namespaces,
-// iptables). The binary under test is $HAKURIVER_BIN, or one built with
-// `go build`.
+// iptables). The binary under test is $HAKURIVER_SKEW_BIN, or one built
+// with `go build -tags hakuriver_clockskew` (the product with a wall clock
+// the test can shift; cluster/clock).
 package main
 
 import (
@@ -25,14 +30,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/integration/chaos"
-	"github.com/hakuriver/hakuriver-ha/integration/harness"
 )
 
 func main() {
@@ -43,8 +49,20 @@ func run(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	duration := fs.Duration("duration", 5*time.Minute, "how long to keep injecting faults (the last one is finished and checked after)")
 	seed := fs.Uint64("seed", 0, "seed of the fault schedule; 0 picks one from the clock (printed)")
+	only := fs.String("faults", "", "comma-separated fault kinds to draw from (default: all of "+strings.Join(chaos.FaultNames(), ",")+")")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	names := chaos.FaultNames()
+	if *only != "" {
+		names = nil
+		for _, n := range strings.Split(*only, ",") {
+			if !slices.Contains(chaos.FaultNames(), n) {
+				fmt.Fprintf(os.Stderr, "chaos: -faults: unknown fault kind %q (known: %s)\n", n, strings.Join(chaos.FaultNames(), ","))
+				return 2
+			}
+			names = append(names, n)
+		}
 	}
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano())
@@ -55,7 +73,7 @@ func run(args []string, out io.Writer) int {
 
 	tb := &scope{}
 	defer tb.close()
-	bin, err := harness.Binary(tb.TempDir())
+	bin, err := chaos.SkewBinary(tb.TempDir())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2
@@ -66,7 +84,7 @@ func run(args []string, out io.Writer) int {
 		return 2
 	}
 	rng := rand.New(rand.NewPCG(*seed, 0))
-	faults, names := chaos.Faults(), chaos.FaultNames()
+	faults := chaos.Faults()
 	injected := map[string]int{}
 	anomalies := map[chaos.Kind]int{}
 	end := time.Now().Add(*duration)
