@@ -67,7 +67,8 @@ func TestChaos(t *testing.T) {
 			for _, a := range anoms {
 				t.Errorf("anomaly: %v", a)
 			}
-			t.Logf("history: %v", env.Hist.Count())
+			ran, notRun := env.Losses()
+			t.Logf("history: %v; tasks reported lost: %d after running, %d before", env.Hist.Count(), ran, notRun)
 		})
 	}
 	t.Logf("\n%s", chaos.FormatReports(env.Reports()))

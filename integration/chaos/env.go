@@ -51,6 +51,8 @@ type Env struct {
 	mu         sync.Mutex
 	isolations []Isolation
 	reports    []Report
+	// last is the final state the last Check saw.
+	last Final
 }
 
 // NewEnv builds the network, starts the cluster and the runner. An error
@@ -202,9 +204,20 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 }
 
 // probeAll submits through every replica in turn until each has
-// acknowledged one write, and returns when the last did.
+// acknowledged one write and the runner is online again (full recovery:
+// the cluster can run tasks), and returns when the last of these was seen.
 func (e *Env) probeAll(ctx context.Context) (time.Time, error) {
 	deadline := time.Now().Add(recoverTimeout)
+	err := harness.Eventually(recoverTimeout, func() (bool, string) {
+		n, err := e.C.Node(RunnerName)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n.Status == "online", "runner " + RunnerName + " is " + string(n.Status)
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("runner not online again within %s: %w", recoverTimeout, err)
+	}
 	rng := rand.New(rand.NewPCG(0, 0))
 	for _, t := range e.W.Targets {
 		for {
@@ -351,8 +364,18 @@ func (e *Env) Check() ([]Anomaly, error) {
 	}
 	e.mu.Lock()
 	iso := slices.Clone(e.isolations)
+	e.last = final
 	e.mu.Unlock()
 	return Check(e.Hist.Ops(), iso, final), nil
+}
+
+// Losses counts, as of the last Check, the acknowledged tasks that ended
+// lost after running (reported losses) and without running (see Losses).
+func (e *Env) Losses() (ran, notRun int) {
+	e.mu.Lock()
+	final := e.last
+	e.mu.Unlock()
+	return Losses(e.Hist.Ops(), final)
 }
 
 // leaderID returns the node ID of the current leader.

@@ -112,8 +112,9 @@ func run(args []string, out io.Writer) int {
 		for _, a := range anoms {
 			fmt.Fprintf(out, "chaos:   anomaly %v\n", a)
 		}
-		fmt.Fprintf(out, "chaos:   %d writes during the fault, %.0f%% not acknowledged, resume %s, recovery %s\n",
-			rep.Writes, 100*rep.ErrorRate(), rep.Resume, rep.Recovery)
+		ran, notRun := env.Losses()
+		fmt.Fprintf(out, "chaos:   %d writes during the fault, %.0f%% not acknowledged, resume %s, recovery %s; so far %d tasks reported lost after running, %d before\n",
+			rep.Writes, 100*rep.ErrorRate(), rep.Resume, rep.Recovery, ran, notRun)
 	}
 	summary(out, env, injected, anomalies)
 	total := 0
@@ -136,6 +137,8 @@ func summary(out io.Writer, env *chaos.Env, injected map[string]int, anomalies m
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t\n", k, c[chaos.Ok], c[chaos.Fail], c[chaos.Info])
 	}
 	w.Flush()
+	ran, notRun := env.Losses()
+	fmt.Fprintf(out, "tasks reported lost: %d after running (their token written once: a reported loss, not a double run), %d before running\n", ran, notRun)
 	fmt.Fprintln(out)
 	reps := env.Reports()
 	sort.SliceStable(reps, func(i, j int) bool { return reps[i].Fault < reps[j].Fault })
