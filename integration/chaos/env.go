@@ -44,6 +44,9 @@ type Env struct {
 	Hist      *History
 	W         *Workload
 
+	// disks maps a replica's data dir to the major:minor of the loop
+	// device under it (absent: a tmpfs).
+	disks map[string]string
 	// rng draws a fault's own choices (which member, how much); Run seeds
 	// it, so a campaign's seed fixes them.
 	rng *rand.Rand
@@ -64,14 +67,24 @@ func NewEnv(tb harness.TB, bin string) (*Env, error) {
 		return nil, err
 	}
 	ips, nss := net.IPs(), net.Netns()
-	// Each data dir is a small tmpfs of its own, so that a disk can be
-	// filled; the disk guard keeps only 1 MiB free (the default 512 MiB
-	// would not fit).
+	// Each data dir is a small filesystem of its own, so that a disk can
+	// be filled: ext4 on a loop device, whose writes can be slowed (see
+	// slowdisk.go), or a tmpfs where loop devices are not available; the
+	// disk guard keeps only 1 MiB free (the default 512 MiB would not fit).
+	disks := map[string]string{}
 	c := harness.StartCluster(tb, harness.Options{Bin: bin, Replicas: 3, Addresses: ips[:3], Netns: nss[:3],
 		HeartbeatInterval: 1, HeartbeatTimeoutFactor: 5, Args: []string{"--min-free-disk", "1Mi"},
-		BeforeStart: func(r *harness.Replica) error { return mountTmpfs(tb, r.DataDir(), DataDirMiB) }})
+		BeforeStart: func(r *harness.Replica) error {
+			dev, err := mountLoopExt4(tb, r.DataDir(), DataDirMiB)
+			if err == nil {
+				disks[r.DataDir()] = dev
+				return nil
+			}
+			tb.Logf("%s: data dir on a tmpfs (no slow-fsync fault): %v", r.ID, err)
+			return mountTmpfs(tb, r.DataDir(), DataDirMiB)
+		}})
 	c.StartRunner(RunnerName, harness.RunnerOptions{Cores: 4, Memory: "2G", NoDocker: true, NoCgroups: true, Address: ips[3], Netns: nss[3]})
-	e := &Env{TB: tb, C: c, Net: net, TokenFile: filepath.Join(c.SharedDir(), "chaos-tokens"), Hist: &History{}}
+	e := &Env{TB: tb, C: c, Net: net, disks: disks, TokenFile: filepath.Join(c.SharedDir(), "chaos-tokens"), Hist: &History{}}
 	var targets []Target
 	for i := range c.N() {
 		targets = append(targets, Target{ID: c.Replica(i).ID, API: c.Replica(i).API})

@@ -122,13 +122,14 @@ func Faults() map[string]Fault {
 		"gossipcut":  CutLeaderGossip(),
 		"raftcut":    CutLeaderRaft(),
 		"clockskew":  SkewClock(),
+		"slowfsync":  SlowFsync(),
 	}
 }
 
 // FaultNames lists Faults' names in a fixed order.
 func FaultNames() []string {
 	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull",
-		"sigstop", "restartall", "loss", "runnercut", "gossipcut", "raftcut", "clockskew"}
+		"sigstop", "restartall", "loss", "runnercut", "gossipcut", "raftcut", "clockskew", "slowfsync"}
 }
 
 // CIFaultNames are the fault kinds of the short run in CI (TestChaos):
