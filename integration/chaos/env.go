@@ -220,7 +220,9 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 // acknowledged one write and the runner is online again (full recovery:
 // the cluster can run tasks), and returns when the last of these was seen.
 func (e *Env) probeAll(ctx context.Context) (time.Time, error) {
-	deadline := time.Now().Add(recoverTimeout)
+	start := time.Now()
+	deadline := start.Add(recoverTimeout)
+	var steps []string
 	err := harness.Eventually(recoverTimeout, func() (bool, string) {
 		n, err := e.C.Node(RunnerName)
 		if err != nil {
@@ -231,12 +233,17 @@ func (e *Env) probeAll(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("runner not online again within %s: %w", recoverTimeout, err)
 	}
+	steps = append(steps, fmt.Sprintf("runner online +%s", time.Since(start).Round(time.Millisecond)))
 	rng := rand.New(rand.NewPCG(0, 0))
 	for _, t := range e.W.Targets {
-		for {
+		for n := 1; ; n++ {
 			op := e.W.submit(ctx, -1, t, rng)
 			if op.Result == Ok {
+				steps = append(steps, fmt.Sprintf("%s +%s (%d tries, last %s)", t.ID, time.Since(start).Round(time.Millisecond), n, op.Complete.Sub(op.Invoke).Round(time.Millisecond)))
 				break
+			}
+			if n == 1 || op.Complete.Sub(op.Invoke) > time.Second {
+				steps = append(steps, fmt.Sprintf("%s try %d: %s after %s", t.ID, n, op.Err, op.Complete.Sub(op.Invoke).Round(time.Millisecond)))
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return time.Time{}, fmt.Errorf("no write through %s acknowledged within %s: %s", t.ID, recoverTimeout, op.Err)
@@ -244,6 +251,7 @@ func (e *Env) probeAll(ctx context.Context) (time.Time, error) {
 			sleep(ctx, 100*time.Millisecond)
 		}
 	}
+	e.TB.Logf("recovery: %s", strings.Join(steps, "; "))
 	return time.Now(), nil
 }
 
