@@ -154,6 +154,9 @@ type Fault struct {
 	Inject func(e *Env) (minority, down []string, err error)
 	// Heal undoes it.
 	Heal func(e *Env) error
+	// MinHold, when set, is the shortest the fault lasts, whatever hold
+	// Run is given.
+	MinHold time.Duration
 }
 
 // Run injects f for hold under a load of clients (pinned clients talk only
@@ -171,7 +174,7 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 		e.W.Stop()
 		return Report{}, fmt.Errorf("inject %s: %w", f.Name, err)
 	}
-	sleep(ctx, hold)
+	sleep(ctx, max(hold, f.MinHold))
 	to := time.Now()
 	for _, m := range minority {
 		e.Isolated(m, from, to)
@@ -217,8 +220,9 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 }
 
 // probeAll submits through every replica in turn until each has
-// acknowledged one write and the runner is online again (full recovery:
-// the cluster can run tasks), and returns when the last of these was seen.
+// acknowledged one write, the runner is online again and every replica's
+// gossip sees every other alive (full recovery), and returns when the last
+// of these was seen.
 func (e *Env) probeAll(ctx context.Context) (time.Time, error) {
 	start := time.Now()
 	deadline := start.Add(recoverTimeout)
@@ -251,6 +255,26 @@ func (e *Env) probeAll(ctx context.Context) (time.Time, error) {
 			sleep(ctx, 100*time.Millisecond)
 		}
 	}
+	// Gossip healed too: every replica sees every other alive (a replica
+	// gossip still holds dead is "unreachable" in GET /api/cluster).
+	err = harness.Eventually(time.Until(deadline), func() (bool, string) {
+		for i := range e.C.N() {
+			st, err := e.C.Status(i)
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, r := range st.Replicas {
+				if r.State == "unreachable" {
+					return false, fmt.Sprintf("%s sees %s unreachable", st.NodeID, r.ID)
+				}
+			}
+		}
+		return true, ""
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("gossip not healed within %s: %w", recoverTimeout, err)
+	}
+	steps = append(steps, fmt.Sprintf("gossip healed +%s", time.Since(start).Round(time.Millisecond)))
 	e.TB.Logf("recovery: %s", strings.Join(steps, "; "))
 	return time.Now(), nil
 }

@@ -49,6 +49,7 @@ func run(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	duration := fs.Duration("duration", 5*time.Minute, "how long to keep injecting faults (the last one is finished and checked after)")
 	seed := fs.Uint64("seed", 0, "seed of the fault schedule; 0 picks one from the clock (printed)")
+	holdFlag := fs.Duration("hold", 0, "how long each fault lasts (0: drawn by the seed, 3-12 s)")
 	only := fs.String("faults", "", "comma-separated fault kinds to draw from (default: all of "+strings.Join(chaos.FaultNames(), ",")+")")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -91,6 +92,9 @@ func run(args []string, out io.Writer) int {
 	for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
 		name := names[rng.IntN(len(names))]
 		hold := time.Duration(3+rng.IntN(10)) * time.Second
+		if *holdFlag > 0 {
+			hold = *holdFlag
+		}
 		clients, pinned := 2+rng.IntN(7), rng.IntN(3)
 		fmt.Fprintf(out, "chaos: fault %d: %s for %s, %d clients + %d on the leader\n", n+1, name, hold, clients, pinned)
 		rep, err := env.Run(ctx, faults[name], clients, pinned, hold, *seed+uint64(n)*16)
