@@ -95,6 +95,7 @@ func run(args []string, out io.Writer) int {
 		if *holdFlag > 0 {
 			hold = *holdFlag
 		}
+		hold = max(hold, faults[name].MinHold)
 		clients, pinned := 2+rng.IntN(7), rng.IntN(3)
 		fmt.Fprintf(out, "chaos: fault %d: %s for %s, %d clients + %d on the leader\n", n+1, name, hold, clients, pinned)
 		rep, err := env.Run(ctx, faults[name], clients, pinned, hold, *seed+uint64(n)*16)
