@@ -58,7 +58,7 @@ func TestChaos(t *testing.T) {
 			if pinned > 0 && len(rep.Minority) > 0 && rep.MinorityWrites == 0 {
 				t.Errorf("no write reached the minority side during %s", rep.Fault)
 			}
-			t.Logf("%s: %d writes during the fault, %.0f%% not acknowledged, %d of them to the minority side, writes resumed on the majority after %s, every replica took writes %s after healing",
+			t.Logf("%s: %d writes during the fault, %.0f%% not acknowledged, %d of them to the minority side, writes resumed on the majority after %s, full recovery (a write through every replica, runner online, gossip healed) %s after healing",
 				rep.Fault, rep.Writes, 100*rep.ErrorRate(), rep.MinorityWrites, rep.Resume, rep.Recovery)
 			anoms, err := env.Check()
 			if err != nil {
