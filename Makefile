@@ -3,15 +3,21 @@
 GO       ?= go
 SHELL    := /bin/bash
 BIN      := bin/hakuriver
+# SKEWBIN is a test-only build whose wall clock can be shifted (the chaos
+# tests' skewed replica; cluster/clock): never install it.
+SKEWBIN  := bin/hakuriver-clockskew
 PKGS     := ./...
 TESTFLAGS ?=
 # MAX_SKIPS fails `make test` when more tests skip (-1: report only); CI sets 0.
 MAX_SKIPS ?= -1
 
-.PHONY: build run test test-unit test-deps test-images lint bench chaos fuzz mutate clean
+.PHONY: build build-skew run test test-unit test-deps test-images lint bench chaos fuzz mutate clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/hakuriver
+
+build-skew:
+	$(GO) build -tags hakuriver_clockskew -o $(SKEWBIN) ./cmd/hakuriver
 
 run: build
 	./$(BIN) dev
@@ -31,9 +37,9 @@ lint:
 
 # test prints one line per package, the output of failed tests, and every
 # skipped test with its reason (integration/cmd/testreport).
-test: test-deps build lint
+test: test-deps build build-skew lint
 	@$(GO) build -o bin/testreport ./integration/cmd/testreport
-	set -o pipefail; HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) test -json -race -tags integration -timeout 20m -count=1 $(TESTFLAGS) $(PKGS) \
+	set -o pipefail; HAKURIVER_BIN=$(CURDIR)/$(BIN) HAKURIVER_SKEW_BIN=$(CURDIR)/$(SKEWBIN) $(GO) test -json -race -tags integration -timeout 20m -count=1 $(TESTFLAGS) $(PKGS) \
 		| bin/testreport -max-skips $(MAX_SKIPS)
 
 test-unit:
@@ -48,8 +54,10 @@ bench: build
 # prints a summary table; it exits non-zero on any anomaly. Needs root.
 DURATION ?= 5m
 SEED ?= 0
-chaos: build
-	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/chaos -duration $(DURATION) -seed $(SEED)
+# FAULTS restricts the campaign to some fault kinds (comma-separated; empty: all).
+FAULTS ?=
+chaos: build build-skew
+	HAKURIVER_BIN=$(CURDIR)/$(BIN) HAKURIVER_SKEW_BIN=$(CURDIR)/$(SKEWBIN) $(GO) run -tags integration ./integration/cmd/chaos -duration $(DURATION) -seed $(SEED) -faults "$(FAULTS)"
 
 # fuzz runs every fuzz target (func FuzzX in a _test.go file) in turn for
 # FUZZTIME each (.ci/fuzz.sh); `go test` alone runs their checked-in seeds

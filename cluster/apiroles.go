@@ -44,6 +44,7 @@ func (h *Host) newAPI() *httpapi.API {
 		CheckSSHKey:      checkAuthorizedKey,
 		CheckNotify:      h.checkNotifyURL,
 		TarballDir:       filepath.Join(h.cfg.SharedDir, h.cfg.ContainerDir),
+		Now:              h.clock,
 	}, httpapi.Deps{
 		Proposer:     h,
 		Tasks:        h.machine,

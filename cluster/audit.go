@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/auth"
@@ -53,7 +52,7 @@ func (h *Host) audited(ctx context.Context, c fsm.Command) (fsm.Command, error) 
 		return c, nil // a replica too old to read audit envelopes: no record
 	}
 	o, _ := ctx.Value(originKey{}).(origin)
-	rec := fsm.AuditRecord{At: time.Now().UTC(), User: p.Name, Role: p.Role, Via: o.via, RequestID: o.requestID, Target: auditTarget(c)}
+	rec := fsm.AuditRecord{At: h.clock().UTC(), User: p.Name, Role: p.Role, Via: o.via, RequestID: o.requestID, Target: auditTarget(c)}
 	if n, ok := ctx.Value(noteKey{}).(note); ok {
 		rec.Action, rec.Target = n.action, n.target
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/auth"
+	"github.com/hakuriver/hakuriver-ha/cluster/clock"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/gossip"
 )
@@ -29,6 +30,9 @@ type Host struct {
 	raft    *raftNode
 	pool    *gossip.Pool
 	ids     *idGenerator
+	// clock is the wall clock this replica stamps times with (commands it
+	// proposes as leader, token expiry, task IDs); see cluster/clock.
+	clock   clock.Clock
 	metrics *metrics
 	// auth authenticates every API call (routes.go guard).
 	auth *auth.Authenticator
@@ -99,11 +103,14 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	log := cfg.Logger.With("component", "host", "node_id", cfg.NodeID)
+	wall := clock.ForDataDir(cfg.DataDir, log)
 	h := &Host{
 		cfg:       cfg,
-		log:       cfg.Logger.With("component", "host", "node_id", cfg.NodeID),
+		log:       log,
 		machine:   fsm.New(),
-		ids:       newIDGenerator(cfg.NodeID, time.Now),
+		clock:     wall,
+		ids:       newIDGenerator(cfg.NodeID, wall),
 		fwdLimits: forwardLimits{total: forwardTimeout, idle: forwardIdle},
 		sessions:  &sessionBook{m: map[sessionKey]*openSession{}},
 		fwd: &http.Client{Timeout: forwardTimeout, Transport: peerTransport(cfg),
@@ -113,7 +120,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.disk = newDiskGuard(cfg.DataDir, cfg.MinFreeDisk, h.log)
 	h.notifyClient = newNotifyClient()
-	h.auth = &auth.Authenticator{Accounts: h.machine, ClusterToken: cfg.ClusterToken,
+	h.auth = &auth.Authenticator{Accounts: h.machine, ClusterToken: cfg.ClusterToken, Now: wall,
 		InsecureNoToken: cfg.InsecureNoToken, AnonymousRole: cfg.AnonymousRole}
 	h.runners = api.NewRunnerClient(api.PeerConfig{Token: cfg.ClusterToken, Transport: peerTransport(cfg)})
 	h.replicas = api.NewReplicaClient(api.PeerConfig{Token: cfg.ClusterToken, From: cfg.NodeID, Transport: h.fwd.Transport})

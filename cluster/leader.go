@@ -58,7 +58,11 @@ type leaderDeps struct {
 	heartbeatTimeout time.Duration
 	// livenessTick is the liveness loop's period.
 	livenessTick time.Duration
-	now          func() time.Time
+	// now is the wall clock the leader stamps commands with; mono is the
+	// monotonic clock silence is measured with (time.Now when nil: its
+	// monotonic reading ignores wall-clock steps).
+	now  func() time.Time
+	mono func() time.Time
 	// placed counts a committed placement (metrics); nil counts nothing.
 	placed func()
 	// notify runs the webhook notifier for the term (nil: none).
@@ -100,10 +104,13 @@ func newLeader(d leaderDeps) *leader {
 	if d.now == nil {
 		d.now = time.Now
 	}
+	if d.mono == nil {
+		d.mono = time.Now
+	}
 	if d.placed == nil {
 		d.placed = func() {}
 	}
-	return &leader{leaderDeps: d, live: newLiveState(d.now()), kick: make(chan struct{}, 1), disp: newDispatcher()}
+	return &leader{leaderDeps: d, live: newLiveState(d.mono()), kick: make(chan struct{}, 1), disp: newDispatcher()}
 }
 
 // start runs the leader's loops until stop (or ctx ends).

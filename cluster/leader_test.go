@@ -142,6 +142,7 @@ func newLeaderHarness(t *testing.T) *leaderHarness {
 		heartbeatTimeout: 3 * time.Second,
 		livenessTick:     10 * time.Millisecond,
 		now:              x.clock.now,
+		mono:             x.clock.now,
 	})
 	return x
 }

@@ -105,7 +105,7 @@ func (h *Host) leaderDeps() leaderDeps {
 		heartbeatTimeout: h.cfg.HeartbeatInterval * time.Duration(h.cfg.HeartbeatTimeoutFactor),
 		// Offline within a quarter second of the timeout.
 		livenessTick: min(250*time.Millisecond, h.cfg.HeartbeatInterval/4+1),
-		now:          time.Now,
+		now:          h.clock,
 		placed:       h.metrics.placements.Inc,
 		notify:       h.runNotifier,
 	}

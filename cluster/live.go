@@ -15,7 +15,12 @@ const historyLen = 60
 // liveNode is what the leader knows about a runner beyond the log: its last
 // heartbeat and figures. Never replicated (invariant 2).
 type liveNode struct {
+	// lastHeartbeat is the wall-clock time of the last heartbeat (shown to
+	// users); seen is the same instant on the monotonic clock, from which
+	// silence is measured, so that a step of the wall clock (NTP, a clock
+	// off by minutes) neither silences every runner nor hides a dead one.
 	lastHeartbeat time.Time
+	seen          time.Time
 	hb            api.HeartbeatRequest
 	// missing counts consecutive full heartbeats that did not list a task
 	// the FSM believes running there (scheduler.Reconcile's counters).
@@ -27,7 +32,7 @@ type liveNode struct {
 type liveState struct {
 	mu      sync.Mutex
 	nodes   map[string]*liveNode
-	since   time.Time // leadership start: silence is measured from here at the latest
+	since   time.Time // leadership start (monotonic): silence is measured from here at the latest
 	history []healthSample
 }
 
@@ -36,12 +41,14 @@ type healthSample struct {
 	aggregate api.HealthAggregate
 }
 
-func newLiveState(now time.Time) *liveState {
-	return &liveState{nodes: map[string]*liveNode{}, since: now}
+// newLiveState starts a view at mono, a monotonic-clock reading.
+func newLiveState(mono time.Time) *liveState {
+	return &liveState{nodes: map[string]*liveNode{}, since: mono}
 }
 
-// heartbeat records a heartbeat and returns the node's entry.
-func (l *liveState) heartbeat(name string, hb api.HeartbeatRequest, now time.Time) *liveNode {
+// heartbeat records a heartbeat received at wall-clock time now and
+// monotonic-clock time mono, and returns the node's entry.
+func (l *liveState) heartbeat(name string, hb api.HeartbeatRequest, now, mono time.Time) *liveNode {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.nodes[name]
@@ -49,18 +56,18 @@ func (l *liveState) heartbeat(name string, hb api.HeartbeatRequest, now time.Tim
 		n = &liveNode{missing: map[int64]int{}}
 		l.nodes[name] = n
 	}
-	n.lastHeartbeat = now
+	n.lastHeartbeat, n.seen = now, mono
 	n.hb = hb
 	return n
 }
 
-// lastSeen returns when a node was last heard from, or the leadership start
-// when this leader has not heard from it yet.
+// lastSeen returns when (on the monotonic clock) a node was last heard
+// from, or the leadership start when this leader has not heard from it yet.
 func (l *liveState) lastSeen(name string) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if n := l.nodes[name]; n != nil && n.lastHeartbeat.After(l.since) {
-		return n.lastHeartbeat
+	if n := l.nodes[name]; n != nil && n.seen.After(l.since) {
+		return n.seen
 	}
 	return l.since
 }

@@ -36,7 +36,7 @@ func (l *leader) livenessLoop(ctx context.Context) {
 // offline, tasks past their time limit are killed.
 func (l *leader) checkLiveness(ctx context.Context, now time.Time) {
 	for _, n := range l.state.Nodes() {
-		if n.Status != fsm.NodeOnline || now.Sub(l.live.lastSeen(n.Hostname)) <= l.heartbeatTimeout {
+		if n.Status != fsm.NodeOnline || l.mono().Sub(l.live.lastSeen(n.Hostname)) <= l.heartbeatTimeout {
 			continue
 		}
 		l.log.Warn("runner went offline (heartbeat timeout)", "runner", n.Hostname, "timeout", l.heartbeatTimeout)
@@ -99,7 +99,7 @@ func (l *leader) killOnRunner(t *fsm.Task) {
 // registered records a runner's registration (committed by the caller) as
 // its first heartbeat and asks for a scheduling pass.
 func (l *leader) registered(name string, now time.Time) {
-	l.live.heartbeat(name, api.HeartbeatRequest{}, now)
+	l.live.heartbeat(name, api.HeartbeatRequest{}, now, l.mono())
 	l.kickScheduler()
 }
 
@@ -108,7 +108,7 @@ func (l *leader) registered(name string, now time.Time) {
 // on the runner). It returns the tasks the runner must kill.
 func (l *leader) heartbeat(ctx context.Context, node *fsm.Node, hb api.HeartbeatRequest, now time.Time) ([]int64, error) {
 	name := node.Hostname
-	ln := l.live.heartbeat(name, hb, now)
+	ln := l.live.heartbeat(name, hb, now, l.mono())
 	if node.Status != fsm.NodeOnline {
 		if _, err := l.apply(ctx, &fsm.SetNodeStatus{Hostname: name, Status: fsm.NodeOnline, At: now}); err != nil {
 			return nil, err

@@ -118,11 +118,11 @@ func (l *leader) reconcileVoters(ctx context.Context, failed map[string]time.Tim
 		}
 		key := m.Name + " " + m.Meta.Raft
 		at, failedBefore := failed[key]
-		if failedBefore && l.now().Sub(at) < proofRetry {
+		if failedBefore && l.mono().Sub(at) < proofRetry {
 			continue
 		}
 		if err := l.voters.prove(ctx, m); err != nil {
-			failed[key] = l.now()
+			failed[key] = l.mono()
 			log := l.log.Warn
 			if failedBefore {
 				log = l.log.Debug // said once already

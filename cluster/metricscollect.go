@@ -162,7 +162,7 @@ func (c leaderCollector) Collect(ch chan<- prometheus.Metric) {
 	if l == nil {
 		return
 	}
-	now := time.Now()
+	now := l.mono()
 	for _, n := range c.h.machine.Nodes() {
 		ch <- gaugeOf(descHeartbeatAge, now.Sub(l.live.lastSeen(n.Hostname)).Seconds(), n.Hostname)
 	}

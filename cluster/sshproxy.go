@@ -262,7 +262,7 @@ var _ sshproxy.Accounts = (*sshAccounts)(nil)
 func (a *sshAccounts) TokenCaller(ctx context.Context, secret string) (sshproxy.Caller, bool) {
 	tok, u, ok := a.h.machine.TokenByHash(auth.Hash(secret))
 	if ok {
-		if tok.Expired(time.Now()) {
+		if tok.Expired(a.h.clock()) {
 			return sshproxy.Caller{}, false
 		}
 		return sshproxy.Caller{Name: u.Name, Role: u.Role}, true
@@ -316,7 +316,7 @@ func (h *Host) leaderLocalCaller(ctx context.Context, secret string) (sshproxy.C
 		return sshproxy.Caller{}, fmt.Errorf("check a token: %w", ErrNotLeader)
 	}
 	tok, u, ok := h.machine.TokenByHash(auth.Hash(secret))
-	if !ok || tok.Expired(time.Now()) {
+	if !ok || tok.Expired(h.clock()) {
 		return sshproxy.Caller{}, errTokenRefused
 	}
 	return sshproxy.Caller{Name: u.Name, Role: u.Role}, nil

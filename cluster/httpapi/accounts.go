@@ -144,7 +144,7 @@ func (a *API) Bootstrap(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &httpError{status: http.StatusConflict, msg: "accounts were bootstrapped already: ask an admin for a token"})
 		return
 	}
-	now := time.Now().UTC()
+	now := a.now().UTC()
 	secret, tok, err := auth.NewToken(req.User, "bootstrap", now, 0)
 	if req.Token != "" {
 		secret = req.Token
@@ -187,7 +187,7 @@ func (a *API) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, user, ok := a.d.Accounts.TokenByHash(auth.Hash(req.Token))
-	if req.Token == "" || !ok || tok.Expired(time.Now()) {
+	if req.Token == "" || !ok || tok.Expired(a.now()) {
 		writeError(w, &httpError{status: http.StatusUnauthorized, msg: "unknown, revoked or expired token"})
 		return
 	}
@@ -229,7 +229,7 @@ func (a *API) CreateUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := &fsm.User{Name: req.Name, Role: req.Role, UnixUser: req.UnixUser, SSHKeys: req.SSHKeys, Groups: req.Groups,
-		Quota: req.Quota, Policy: req.Policy, CreatedAt: time.Now().UTC()}
+		Quota: req.Quota, Policy: req.Policy, CreatedAt: a.now().UTC()}
 	if err := a.checkUser(u); err != nil {
 		writeError(w, err)
 		return
@@ -339,7 +339,7 @@ func (a *API) CreateGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	g := &fsm.Group{Name: req.Name, Quota: req.Quota, Policy: req.Policy, CreatedAt: time.Now().UTC()}
+	g := &fsm.Group{Name: req.Name, Quota: req.Quota, Policy: req.Policy, CreatedAt: a.now().UTC()}
 	if err := checkGroup(g); err != nil {
 		writeError(w, err)
 		return
@@ -409,7 +409,7 @@ func (a *API) Tokens(w http.ResponseWriter, r *http.Request) {
 	default:
 		user = p.Name
 	}
-	now := time.Now()
+	now := a.now()
 	out := []api.TokenInfo{}
 	for _, t := range a.d.Accounts.Tokens(user) {
 		out = append(out, tokenInfo(t, now))
@@ -454,7 +454,7 @@ func (a *API) CreateTokenFor(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no user %q", req.User))
 		return
 	}
-	now := time.Now()
+	now := a.now()
 	// A token never outlives the one that made it (an admin's aside): a
 	// short-lived or stolen session cannot mint itself a permanent one.
 	if cur, ok := a.d.Accounts.TokenByID(p.TokenID); ok && cur.ExpiresAt != nil && !p.Can(fsm.RoleAdmin) {
@@ -506,7 +506,7 @@ func (a *API) Audit(w http.ResponseWriter, r *http.Request) {
 				writeError(w, badRequest("since %q: want an RFC 3339 time or a duration like 24h", s))
 				return
 			}
-			t = time.Now().Add(-d)
+			t = a.now().Add(-d)
 		}
 		f.Since = t
 	}

@@ -18,6 +18,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -128,6 +129,9 @@ type Config struct {
 	CheckNotify func(url string) error
 	// TarballDir is where environment (and VPS snapshot) tarballs lie.
 	TarballDir string
+	// Now is the replica's wall clock, which the handlers stamp commands
+	// and judge token expiry with (time.Now when nil; cluster/clock).
+	Now func() time.Time
 }
 
 // Deps are the roles the handlers use; every one must be set.
@@ -168,5 +172,11 @@ func New(cfg Config, d Deps) *API {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &API{cfg: cfg, d: d, log: log}
 }
+
+// now reads the replica's wall clock.
+func (a *API) now() time.Time { return a.cfg.Now() }

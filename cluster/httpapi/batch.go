@@ -119,7 +119,7 @@ func (a *API) killOne(ctx context.Context, id int64, reqID string) error {
 	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := a.d.Proposer.Propose(actx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user (batch).", At: time.Now().UTC(), RequestID: reqID}); err != nil {
+	if _, err := a.d.Proposer.Propose(actx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user (batch).", At: a.now().UTC(), RequestID: reqID}); err != nil {
 		return err
 	}
 	if t, ok := a.d.Tasks.Task(id); ok && t.AssignedNode != "" {
@@ -145,7 +145,7 @@ func (a *API) pauseResume(ctx context.Context, t *fsm.Task, action string) error
 		return &httpError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s task %d on %s: %v", action, t.TaskID, node.Hostname, err)}
 	}
 	st := map[string]fsm.Status{"pause": fsm.StatusPaused, "resume": fsm.StatusRunning}[action]
-	if _, err := a.d.Proposer.Propose(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Status: st, At: time.Now().UTC()}); err != nil && !errors.Is(err, fsm.ErrConflict) {
+	if _, err := a.d.Proposer.Propose(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Status: st, At: a.now().UTC()}); err != nil && !errors.Is(err, fsm.ErrConflict) {
 		return err
 	}
 	return nil

@@ -67,7 +67,7 @@ func (a *API) Drain(drain bool) http.HandlerFunc {
 		ctx, cancel := ApplyContext(r)
 		defer cancel()
 		if _, err := a.d.Proposer.Propose(ctx, &fsm.SetNodeDrain{Hostname: name, Drained: drain, Reason: reason,
-			By: principal(r).Name, At: time.Now().UTC()}); err != nil {
+			By: principal(r).Name, At: a.now().UTC()}); err != nil {
 			writeError(w, err)
 			return
 		}

@@ -62,7 +62,7 @@ func (a *API) Register(w http.ResponseWriter, r *http.Request) {
 		GPUInfo:          req.GPUInfo,
 		CgroupsLimited:   req.CgroupsLimited,
 	}
-	now := time.Now().UTC()
+	now := a.now().UTC()
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
 	if _, err := a.d.Proposer.Propose(ctx, &fsm.RegisterNode{Node: node, At: now}); err != nil {
@@ -91,7 +91,7 @@ func (a *API) Heartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
-	kill, err := a.d.RunnerBook.Heartbeat(ctx, node, hb, time.Now().UTC())
+	kill, err := a.d.RunnerBook.Heartbeat(ctx, node, hb, a.now().UTC())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -124,7 +124,7 @@ func (a *API) Update(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
-	if err := a.applyOne(ctx, updateCommand(req, st, time.Now().UTC())); err != nil {
+	if err := a.applyOne(ctx, updateCommand(req, st, a.now().UTC())); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -150,7 +150,7 @@ func (a *API) Updates(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	now := time.Now().UTC()
+	now := a.now().UTC()
 	results := make([]api.UpdateResult, len(req.Updates))
 	var cmds []fsm.UpdateTask
 	var at []int // index in the request of each of cmds
@@ -297,7 +297,7 @@ func (a *API) checkUsage(u api.UpdateRequest, st fsm.Status, field string) error
 			stop = u.CompletedAt
 		}
 		if start != nil {
-			end := time.Now()
+			end := a.now()
 			if stop != nil {
 				end = *stop
 			}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -219,7 +218,7 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	now := time.Now().UTC()
+	now := a.now().UTC()
 	// A batch gets an ID of its own, issued before its tasks' IDs (so no
 	// task ever takes it): a batch ID is never a task ID, and commands
 	// that take either can tell them apart.

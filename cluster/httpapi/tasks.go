@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
@@ -145,7 +144,7 @@ func (a *API) Kill(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := ApplyContext(r)
 	defer cancel()
-	if _, err := a.d.Proposer.Propose(ctx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user.", At: time.Now().UTC(), RequestID: reqID}); err != nil {
+	if _, err := a.d.Proposer.Propose(ctx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user.", At: a.now().UTC(), RequestID: reqID}); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -34,7 +34,7 @@ func (a *API) Usage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	uq := fsm.UsageQuery{By: q.Get("by"), Owner: q.Get("user"), Now: time.Now().UTC()}
+	uq := fsm.UsageQuery{By: q.Get("by"), Owner: q.Get("user"), Now: a.now().UTC()}
 	if uq.By == "total" {
 		uq.By = fsm.UsageByTotal
 	}

@@ -153,7 +153,7 @@ func (a *API) VPSStop(w http.ResponseWriter, r *http.Request) {
 	err := StopKept(r.Context(), a.d.VPS, a.log, n.URL, id, func(context.Context) error {
 		ctx, cancel := ApplyContext(r)
 		defer cancel()
-		if _, err := a.d.Proposer.Propose(ctx, &fsm.VPSStop{TaskID: id, Message: msg, At: time.Now().UTC()}); err != nil {
+		if _, err := a.d.Proposer.Propose(ctx, &fsm.VPSStop{TaskID: id, Message: msg, At: a.now().UTC()}); err != nil {
 			return errCommit{err}
 		}
 		return nil

@@ -295,3 +295,28 @@ func Summary(anoms []Anomaly) map[Kind]int {
 	}
 	return out
 }
+
+// Losses counts the acknowledged submits whose task ended lost: ran, its
+// token written once (a run the hosts reported lost, e.g. on a runner cut
+// off from them while its task went on: a reported loss, not a double
+// execution), or never ran. Neither is an anomaly: HakuRiver reports a
+// run it cannot vouch for as lost and does not run it again.
+func Losses(ops []Op, final Final) (ran, notRun int) {
+	if len(final.Order) == 0 {
+		return 0, 0
+	}
+	ref := final.Replicas[final.Order[0]]
+	for _, op := range ops {
+		if op.Kind != OpSubmit || op.Result != Ok {
+			continue
+		}
+		if t, ok := ref.Tasks[op.TaskID]; ok && t.Status == string(fsm.StatusLost) {
+			if final.Tokens[op.Token] > 0 {
+				ran++
+			} else {
+				notRun++
+			}
+		}
+	}
+	return ran, notRun
+}

@@ -174,3 +174,28 @@ func ExampleSummary() {
 	fmt.Println(Summary([]Anomaly{{Kind: LostAck}, {Kind: LostAck}, {Kind: StaleRead}}))
 	// Output: map[lost-ack:2 stale-read:1]
 }
+
+// TestCheckReportedLoss: a task the hosts declared lost while it went on
+// running (its token written once, e.g. its runner cut off) is a reported
+// loss, counted by Losses, not an anomaly; the same task with its token
+// written twice is still a double run.
+func TestCheckReportedLoss(t *testing.T) {
+	ops, final := clean()
+	setTasks(&final, func(m map[string]TaskState) { m["1"] = TaskState{RequestID: "r1", Status: "lost"} })
+	// Its last read said running: lost can follow.
+	ops = slices.DeleteFunc(ops, func(o Op) bool { return o.TaskID == "1" && o.Status == "completed" })
+	if got := Check(ops, isolated, final); len(got) != 0 {
+		t.Fatalf("anomalies with a reported loss: %v", got)
+	}
+	if ran, notRun := Losses(ops, final); ran != 1 || notRun != 0 {
+		t.Fatalf("Losses = %d ran, %d not run; want 1, 0", ran, notRun)
+	}
+	final.Tokens["k1"] = 0
+	if ran, notRun := Losses(ops, final); ran != 0 || notRun != 1 {
+		t.Fatalf("Losses without its token = %d ran, %d not run; want 0, 1", ran, notRun)
+	}
+	final.Tokens["k1"] = 2
+	if got := Summary(Check(ops, isolated, final)); got[DoubleRun] != 1 || len(got) != 1 {
+		t.Fatalf("a lost task whose token appears twice: %v, want one double run", got)
+	}
+}

@@ -44,9 +44,18 @@ type Env struct {
 	Hist      *History
 	W         *Workload
 
+	// disks maps a replica's data dir to the major:minor of the loop
+	// device under it (absent: a tmpfs).
+	disks map[string]string
+	// rng draws a fault's own choices (which member, how much); Run seeds
+	// it, so a campaign's seed fixes them.
+	rng *rand.Rand
+
 	mu         sync.Mutex
 	isolations []Isolation
 	reports    []Report
+	// last is the final state the last Check saw.
+	last Final
 }
 
 // NewEnv builds the network, starts the cluster and the runner. An error
@@ -58,14 +67,24 @@ func NewEnv(tb harness.TB, bin string) (*Env, error) {
 		return nil, err
 	}
 	ips, nss := net.IPs(), net.Netns()
-	// Each data dir is a small tmpfs of its own, so that a disk can be
-	// filled; the disk guard keeps only 1 MiB free (the default 512 MiB
-	// would not fit).
+	// Each data dir is a small filesystem of its own, so that a disk can
+	// be filled: ext4 on a loop device, whose writes can be slowed (see
+	// slowdisk.go), or a tmpfs where loop devices are not available; the
+	// disk guard keeps only 1 MiB free (the default 512 MiB would not fit).
+	disks := map[string]string{}
 	c := harness.StartCluster(tb, harness.Options{Bin: bin, Replicas: 3, Addresses: ips[:3], Netns: nss[:3],
 		HeartbeatInterval: 1, HeartbeatTimeoutFactor: 5, Args: []string{"--min-free-disk", "1Mi"},
-		BeforeStart: func(r *harness.Replica) error { return mountTmpfs(tb, r.DataDir(), DataDirMiB) }})
+		BeforeStart: func(r *harness.Replica) error {
+			dev, err := mountLoopExt4(tb, r.DataDir(), DataDirMiB)
+			if err == nil {
+				disks[r.DataDir()] = dev
+				return nil
+			}
+			tb.Logf("%s: data dir on a tmpfs (no slow-fsync fault): %v", r.ID, err)
+			return mountTmpfs(tb, r.DataDir(), DataDirMiB)
+		}})
 	c.StartRunner(RunnerName, harness.RunnerOptions{Cores: 4, Memory: "2G", NoDocker: true, NoCgroups: true, Address: ips[3], Netns: nss[3]})
-	e := &Env{TB: tb, C: c, Net: net, TokenFile: filepath.Join(c.SharedDir(), "chaos-tokens"), Hist: &History{}}
+	e := &Env{TB: tb, C: c, Net: net, disks: disks, TokenFile: filepath.Join(c.SharedDir(), "chaos-tokens"), Hist: &History{}}
 	var targets []Target
 	for i := range c.N() {
 		targets = append(targets, Target{ID: c.Replica(i).ID, API: c.Replica(i).API})
@@ -135,6 +154,9 @@ type Fault struct {
 	Inject func(e *Env) (minority, down []string, err error)
 	// Heal undoes it.
 	Heal func(e *Env) error
+	// MinHold, when set, is the shortest the fault lasts, whatever hold
+	// Run is given.
+	MinHold time.Duration
 }
 
 // Run injects f for hold under a load of clients (pinned clients talk only
@@ -145,13 +167,14 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 	e.W.Start(ctx, clients, seed, 10000, func(int) int { return -1 })
 	e.W.Start(ctx, pinned, seed+1, 10000, func(int) int { return leader })
 	sleep(ctx, time.Second)
+	e.rng = rand.New(rand.NewPCG(seed, 0x5eed))
 	minority, down, err := f.Inject(e)
 	from := time.Now()
 	if err != nil {
 		e.W.Stop()
 		return Report{}, fmt.Errorf("inject %s: %w", f.Name, err)
 	}
-	sleep(ctx, hold)
+	sleep(ctx, max(hold, f.MinHold))
 	to := time.Now()
 	for _, m := range minority {
 		e.Isolated(m, from, to)
@@ -197,15 +220,34 @@ func (e *Env) Run(ctx context.Context, f Fault, clients, pinned int, hold time.D
 }
 
 // probeAll submits through every replica in turn until each has
-// acknowledged one write, and returns when the last did.
+// acknowledged one write, the runner is online again and every replica's
+// gossip sees every other alive (full recovery), and returns when the last
+// of these was seen.
 func (e *Env) probeAll(ctx context.Context) (time.Time, error) {
-	deadline := time.Now().Add(recoverTimeout)
+	start := time.Now()
+	deadline := start.Add(recoverTimeout)
+	var steps []string
+	err := harness.Eventually(recoverTimeout, func() (bool, string) {
+		n, err := e.C.Node(RunnerName)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n.Status == "online", "runner " + RunnerName + " is " + string(n.Status)
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("runner not online again within %s: %w", recoverTimeout, err)
+	}
+	steps = append(steps, fmt.Sprintf("runner online +%s", time.Since(start).Round(time.Millisecond)))
 	rng := rand.New(rand.NewPCG(0, 0))
 	for _, t := range e.W.Targets {
-		for {
+		for n := 1; ; n++ {
 			op := e.W.submit(ctx, -1, t, rng)
 			if op.Result == Ok {
+				steps = append(steps, fmt.Sprintf("%s +%s (%d tries, last %s)", t.ID, time.Since(start).Round(time.Millisecond), n, op.Complete.Sub(op.Invoke).Round(time.Millisecond)))
 				break
+			}
+			if n == 1 || op.Complete.Sub(op.Invoke) > time.Second {
+				steps = append(steps, fmt.Sprintf("%s try %d: %s after %s", t.ID, n, op.Err, op.Complete.Sub(op.Invoke).Round(time.Millisecond)))
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return time.Time{}, fmt.Errorf("no write through %s acknowledged within %s: %s", t.ID, recoverTimeout, op.Err)
@@ -213,6 +255,27 @@ func (e *Env) probeAll(ctx context.Context) (time.Time, error) {
 			sleep(ctx, 100*time.Millisecond)
 		}
 	}
+	// Gossip healed too: every replica sees every other alive (a replica
+	// gossip still holds dead is "unreachable" in GET /api/cluster).
+	err = harness.Eventually(time.Until(deadline), func() (bool, string) {
+		for i := range e.C.N() {
+			st, err := e.C.Status(i)
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, r := range st.Replicas {
+				if r.State == "unreachable" {
+					return false, fmt.Sprintf("%s sees %s unreachable", st.NodeID, r.ID)
+				}
+			}
+		}
+		return true, ""
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("gossip not healed within %s: %w", recoverTimeout, err)
+	}
+	steps = append(steps, fmt.Sprintf("gossip healed +%s", time.Since(start).Round(time.Millisecond)))
+	e.TB.Logf("recovery: %s", strings.Join(steps, "; "))
 	return time.Now(), nil
 }
 
@@ -346,8 +409,18 @@ func (e *Env) Check() ([]Anomaly, error) {
 	}
 	e.mu.Lock()
 	iso := slices.Clone(e.isolations)
+	e.last = final
 	e.mu.Unlock()
 	return Check(e.Hist.Ops(), iso, final), nil
+}
+
+// Losses counts, as of the last Check, the acknowledged tasks that ended
+// lost after running (reported losses) and without running (see Losses).
+func (e *Env) Losses() (ran, notRun int) {
+	e.mu.Lock()
+	final := e.last
+	e.mu.Unlock()
+	return Losses(e.Hist.Ops(), final)
 }
 
 // leaderID returns the node ID of the current leader.

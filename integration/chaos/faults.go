@@ -38,6 +38,16 @@ func PartitionLeaderWithRunner() Fault {
 	}
 }
 
+// LongPartition is PartitionLeaderWithRunner held for 40 s at least:
+// longer than gossip's GossipToTheDeadTime (30 s), after which memberlist
+// alone never merges the two sides again (gossip.Pool reconnects them).
+func LongPartition() Fault {
+	f := PartitionLeaderWithRunner()
+	f.Name = "partition 2|1 for 40 s+"
+	f.MinHold = 40 * time.Second
+	return f
+}
+
 // IsolateLeader cuts the leader from every other member (replicas and
 // runner) while clients still reach it.
 func IsolateLeader() Fault {
@@ -109,18 +119,34 @@ func KillLeader() Fault {
 // Faults returns every fault kind, by a short name.
 func Faults() map[string]Fault {
 	return map[string]Fault{
-		"partition": PartitionLeaderWithRunner(),
-		"isolate":   IsolateLeader(),
-		"oneway":    OneWayFromLeader(),
-		"kill":      KillLeader(),
-		"diskfull":  DiskFullLeader(),
-		"split3":    SplitThree(),
+		"partition":     PartitionLeaderWithRunner(),
+		"isolate":       IsolateLeader(),
+		"oneway":        OneWayFromLeader(),
+		"kill":          KillLeader(),
+		"diskfull":      DiskFullLeader(),
+		"split3":        SplitThree(),
+		"sigstop":       StopAny(),
+		"restartall":    RestartAll(),
+		"loss":          PacketLoss(),
+		"runnercut":     CutRunner(),
+		"gossipcut":     CutLeaderGossip(),
+		"raftcut":       CutLeaderRaft(),
+		"clockskew":     SkewClock(),
+		"slowfsync":     SlowFsync(),
+		"longpartition": LongPartition(),
 	}
 }
 
 // FaultNames lists Faults' names in a fixed order.
 func FaultNames() []string {
-	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull"}
+	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull",
+		"sigstop", "restartall", "loss", "runnercut", "gossipcut", "raftcut", "clockskew", "slowfsync", "longpartition"}
+}
+
+// CIFaultNames are the fault kinds of the short run in CI (TestChaos):
+// those the issue requires there, the skewed clocks among them.
+func CIFaultNames() []string {
+	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull", "clockskew"}
 }
 
 // FormatReports renders reports as a table: writes invoked during the

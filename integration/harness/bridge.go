@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -209,5 +210,48 @@ func (b *Bridge) Heal() error {
 		}
 	}
 	b.cuts = map[[2]int]bool{}
+	return errors.Join(errs...)
+}
+
+// CutPort drops the traffic between members x and y to or from port on
+// either side (TCP and UDP), both ways: e.g. their gossip but not their
+// Raft. Other ports keep working.
+func (b *Bridge) CutPort(x, y, port int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var errs []error
+	p := strconv.Itoa(port)
+	for _, pair := range [][2]int{{x, y}, {y, x}} {
+		from, to := pair[0], pair[1]
+		for _, proto := range []string{"tcp", "udp"} {
+			for _, dir := range []string{"--dport", "--sport"} {
+				if out, err := b.iptables(to, "-A", "INPUT", "-s", b.Members[from].IP, "-p", proto, dir, p, "-j", "DROP"); err != nil {
+					errs = append(errs, fmt.Errorf("cut port %s %s %s -> %s: %v: %s", proto, p, b.Members[from].IP, b.Members[to].IP, err, out))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Lossy drops each packet between members (not from the root namespace's
+// clients) with probability p, at every receiving member: every link
+// loses packets, both ways, independently. (iptables' statistic match:
+// the kernel here may lack sch_netem, see README.)
+func (b *Bridge) Lossy(p float64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var errs []error
+	prob := strconv.FormatFloat(p, 'f', 3, 64)
+	for to := range b.Members {
+		for from := range b.Members {
+			if from == to {
+				continue
+			}
+			if out, err := b.iptables(to, "-A", "INPUT", "-s", b.Members[from].IP, "-m", "statistic", "--mode", "random", "--probability", prob, "-j", "DROP"); err != nil {
+				errs = append(errs, fmt.Errorf("loss %s at %s: %v: %s", b.Members[from].IP, b.Members[to].IP, err, out))
+			}
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -345,4 +346,26 @@ func (c *Cluster) RunnerTasks(name string) (int, error) {
 		return 0, fmt.Errorf("GET /health of runner %s: %s", name, a)
 	}
 	return h.Tasks, nil
+}
+
+// StopRunner freezes runner name with SIGSTOP: its sockets stay open but
+// it neither answers nor heartbeats; the supervisors of its native tasks
+// are processes of their own and keep running.
+func (c *Cluster) StopRunner(name string) {
+	c.tb.Helper()
+	p := c.mustRunner(name).proc
+	if err := p.signal(syscall.SIGSTOP, stateStopped); err != nil {
+		c.tb.Fatalf("harness: %v", err)
+	}
+	if err := waitStopped(p.pid(), exitTimeout); err != nil {
+		c.tb.Fatalf("harness: %s: %v", p.name, err)
+	}
+}
+
+// ContRunner resumes a runner frozen by StopRunner.
+func (c *Cluster) ContRunner(name string) {
+	c.tb.Helper()
+	if err := c.mustRunner(name).proc.signal(syscall.SIGCONT, stateRunning); err != nil {
+		c.tb.Fatalf("harness: %v", err)
+	}
 }

@@ -5,7 +5,11 @@
 // namespace on a bridge (integration/chaos): faults drawn by seed one after
 // the other under client load (2|1 partition with the leader in the
 // minority, isolated leader with clients attached, one-way partition,
-// 1|1|1 partition, SIGKILL of the leader, the leader's disk full), each healed and followed by the history checker.
+// 1|1|1 partition, SIGKILL of the leader, the leader's disk full, SIGSTOP
+// of a random member, SIGKILL and restart of all replicas at once, packet
+// loss on every link, the runner cut from the hosts, the leader cut from
+// gossip only or from Raft only, replica clocks off by minutes), each
+// healed and followed by the history checker.
 // It prints a summary table (operations, faults, anomalies by kind) and
 // exits 1 on any anomaly, 2 when the cluster misbehaved otherwise.
 //
@@ -13,8 +17,9 @@
 //
 // The same seed draws the same faults, holds and client counts (timing,
 // and so the histories, still vary). It needs root (network namespaces,
-// iptables). The binary under test is $HAKURIVER_BIN, or one built with
-// `go build`.
+// iptables). The binary under test is $HAKURIVER_SKEW_BIN, or one built
+// with `go build -tags hakuriver_clockskew` (the product with a wall clock
+// the test can shift; cluster/clock).
 package main
 
 import (
@@ -25,14 +30,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/integration/chaos"
-	"github.com/hakuriver/hakuriver-ha/integration/harness"
 )
 
 func main() {
@@ -43,8 +49,21 @@ func run(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	duration := fs.Duration("duration", 5*time.Minute, "how long to keep injecting faults (the last one is finished and checked after)")
 	seed := fs.Uint64("seed", 0, "seed of the fault schedule; 0 picks one from the clock (printed)")
+	holdFlag := fs.Duration("hold", 0, "how long each fault lasts (0: drawn by the seed, 3-12 s)")
+	only := fs.String("faults", "", "comma-separated fault kinds to draw from (default: all of "+strings.Join(chaos.FaultNames(), ",")+")")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	names := chaos.FaultNames()
+	if *only != "" {
+		names = nil
+		for _, n := range strings.Split(*only, ",") {
+			if !slices.Contains(chaos.FaultNames(), n) {
+				fmt.Fprintf(os.Stderr, "chaos: -faults: unknown fault kind %q (known: %s)\n", n, strings.Join(chaos.FaultNames(), ","))
+				return 2
+			}
+			names = append(names, n)
+		}
 	}
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano())
@@ -55,7 +74,7 @@ func run(args []string, out io.Writer) int {
 
 	tb := &scope{}
 	defer tb.close()
-	bin, err := harness.Binary(tb.TempDir())
+	bin, err := chaos.SkewBinary(tb.TempDir())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2
@@ -66,13 +85,17 @@ func run(args []string, out io.Writer) int {
 		return 2
 	}
 	rng := rand.New(rand.NewPCG(*seed, 0))
-	faults, names := chaos.Faults(), chaos.FaultNames()
+	faults := chaos.Faults()
 	injected := map[string]int{}
 	anomalies := map[chaos.Kind]int{}
 	end := time.Now().Add(*duration)
 	for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
 		name := names[rng.IntN(len(names))]
 		hold := time.Duration(3+rng.IntN(10)) * time.Second
+		if *holdFlag > 0 {
+			hold = *holdFlag
+		}
+		hold = max(hold, faults[name].MinHold)
 		clients, pinned := 2+rng.IntN(7), rng.IntN(3)
 		fmt.Fprintf(out, "chaos: fault %d: %s for %s, %d clients + %d on the leader\n", n+1, name, hold, clients, pinned)
 		rep, err := env.Run(ctx, faults[name], clients, pinned, hold, *seed+uint64(n)*16)
@@ -94,8 +117,9 @@ func run(args []string, out io.Writer) int {
 		for _, a := range anoms {
 			fmt.Fprintf(out, "chaos:   anomaly %v\n", a)
 		}
-		fmt.Fprintf(out, "chaos:   %d writes during the fault, %.0f%% not acknowledged, resume %s, recovery %s\n",
-			rep.Writes, 100*rep.ErrorRate(), rep.Resume, rep.Recovery)
+		ran, notRun := env.Losses()
+		fmt.Fprintf(out, "chaos:   %d writes during the fault, %.0f%% not acknowledged, resume %s, recovery %s; so far %d tasks reported lost after running, %d before\n",
+			rep.Writes, 100*rep.ErrorRate(), rep.Resume, rep.Recovery, ran, notRun)
 	}
 	summary(out, env, injected, anomalies)
 	total := 0
@@ -118,6 +142,8 @@ func summary(out io.Writer, env *chaos.Env, injected map[string]int, anomalies m
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t\n", k, c[chaos.Ok], c[chaos.Fail], c[chaos.Info])
 	}
 	w.Flush()
+	ran, notRun := env.Losses()
+	fmt.Fprintf(out, "tasks reported lost: %d after running (their token written once: a reported loss, not a double run), %d before running\n", ran, notRun)
 	fmt.Fprintln(out)
 	reps := env.Reports()
 	sort.SliceStable(reps, func(i, j int) bool { return reps[i].Fault < reps[j].Fault })
