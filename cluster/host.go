@@ -58,6 +58,9 @@ type Host struct {
 	// disk refuses proposals while the data dir is almost full.
 	disk *diskGuard
 
+	// life ends when the replica closes (the parent of its background
+	// work that no request owns, such as recording exec sessions).
+	life   context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -179,6 +182,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
+	h.life = runCtx
 	h.goRun(func() {
 		if err := h.httpSrv.Serve(h.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			h.log.Error("api server stopped", "err", err)

@@ -26,6 +26,7 @@ func (a *Agent) routes() http.Handler {
 	r.Post("/kill", a.handleTaskOp("kill"))
 	r.Post("/pause", a.handleTaskOp("pause"))
 	r.Post("/resume", a.handleTaskOp("resume"))
+	r.Get("/exec/{id}", a.handleExec)
 	r.Get("/health", a.handleHealth)
 	r.HandleFunc("/doctor", a.handleDoctor)
 	return r
