@@ -1,0 +1,348 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/gorilla/websocket"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
+	"github.com/hakuriver/hakuriver-ha/integration/harness"
+)
+
+// Bounds of the exec tests.
+const (
+	// execTimeout bounds one non-interactive exec.
+	execTimeout = 30 * time.Second
+	// expectTimeout bounds the wait for one expected piece of terminal
+	// output; far below the 100 s sleep that Ctrl-C must interrupt.
+	expectTimeout = 20 * time.Second
+)
+
+// execOut runs `hakuriver task exec` through replicas idxs and returns
+// its result.
+func execOut(c *harness.Cluster, idxs []int, id string, command ...string) harness.CLIResult {
+	return c.CLIVia(idxs, execTimeout, "", append([]string{"task", "exec", id, "--"}, command...)...)
+}
+
+// checkSeparated runs a command that writes to both streams and exits 3:
+// the CLI exits 3 with each stream on its own side.
+func checkSeparated(t *testing.T, c *harness.Cluster, idxs []int, id string) {
+	t.Helper()
+	r := execOut(c, idxs, id, "sh", "-c", "echo to-out; echo to-err >&2; exit 3")
+	if r.Code != 3 || r.Stdout != "to-out\n" || r.Stderr != "to-err\n" {
+		t.Fatalf("exec: want exit 3, stdout %q, stderr %q; got %s", "to-out\n", "to-err\n", r)
+	}
+}
+
+// ptySession is the real `hakuriver` CLI running on the slave side of a
+// pseudo-terminal that the test drives from its master side.
+type ptySession struct {
+	f    *os.File
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	seen int // expect searches from here
+	done chan struct{}
+	err  error
+}
+
+// startPTY runs the CLI with args through replicas idxs on a terminal of
+// rows×cols.
+func startPTY(t *testing.T, c *harness.Cluster, idxs []int, rows, cols uint16, args ...string) *ptySession {
+	t.Helper()
+	cmd := exec.Command(c.Bin(), append([]string{"--host", c.HostFlag(idxs...)}, args...)...)
+	cmd.Env = append(os.Environ(), c.CLIEnv()...)
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		t.Fatalf("start %v on a pty: %v", args, err)
+	}
+	s := &ptySession{f: f, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := f.Read(buf)
+			s.mu.Lock()
+			s.out.Write(buf[:n])
+			s.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() { s.err = cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			cmd.Process.Kill() //nolint:errcheck // a failed test's session
+			<-s.done
+		}
+		f.Close()
+	})
+	return s
+}
+
+func (s *ptySession) send(t *testing.T, keys string) {
+	t.Helper()
+	if _, err := s.f.WriteString(keys); err != nil {
+		t.Fatalf("type %q: %v", keys, err)
+	}
+}
+
+// expect waits for want in the output after the previous match.
+func (s *ptySession) expect(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(expectTimeout)
+	for {
+		s.mu.Lock()
+		all := s.out.String()
+		i := strings.Index(all[s.seen:], want)
+		if i >= 0 {
+			s.seen += i + len(want)
+		}
+		s.mu.Unlock()
+		if i >= 0 {
+			return
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("the session ended (%v) without printing %q; it printed %q", s.err, want, all)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q within %s; the terminal shows %q", want, expectTimeout, all)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// exitCode waits for the CLI to end and returns its exit code.
+func (s *ptySession) exitCode(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(expectTimeout):
+		t.Fatalf("the session did not end; the terminal shows %q", s.out.String())
+	}
+	var ee *exec.ExitError
+	if errors.As(s.err, &ee) {
+		return ee.ExitCode()
+	}
+	if s.err != nil {
+		t.Fatalf("session: %v", s.err)
+	}
+	return 0
+}
+
+// checkInteractive drives `hakuriver connect id` through replicas idxs: the
+// terminal size, a resize, Ctrl-C of a sleep, and the exit code of exit 7.
+func checkInteractive(t *testing.T, c *harness.Cluster, idxs []int, id string) {
+	s := startPTY(t, c, idxs, 24, 80, "connect", id)
+	s.send(t, "stty size\r")
+	s.expect(t, "24 80\r\n")
+	if err := pty.Setsize(s.f, &pty.Winsize{Rows: 40, Cols: 100}); err != nil {
+		t.Fatal(err)
+	}
+	// The resize travels as a control frame, asynchronously: ask until
+	// the command sees it, a bounded number of times.
+	deadline := time.Now().Add(expectTimeout)
+	for {
+		s.send(t, "stty size\r")
+		s.expect(t, "stty size\r\n")
+		s.send(t, "echo mar''k\r")
+		s.expect(t, "mark\r\n")
+		s.mu.Lock()
+		got := s.out.String()[:s.seen]
+		s.mu.Unlock()
+		if strings.Contains(got, "40 100\r\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the command never saw the resize to 40x100; terminal: %q", got)
+		}
+	}
+	// Quotes split the marker in the typed (echoed) line, so only the
+	// command's output matches.
+	s.send(t, "echo slee''ping; sleep 100\r")
+	s.expect(t, "sleeping\r\n")
+	s.send(t, "\x03")
+	s.send(t, "echo interrup''ted-$((6*7))\r")
+	s.expect(t, "interrupted-42\r\n")
+	s.send(t, "exit 7\r")
+	if code := s.exitCode(t); code != 7 {
+		t.Fatalf("connect after exit 7: exit code %d; terminal: %q", code, s.out.String())
+	}
+}
+
+// dialExecAs opens the exec WebSocket of task id on replica i with bearer
+// (none when "") and origin (none when ""), and returns the handshake's
+// HTTP status (101 once upgraded).
+func dialExecAs(t *testing.T, c *harness.Cluster, i int, id, bearer, origin string) int {
+	t.Helper()
+	hdr := http.Header{}
+	if bearer != "" {
+		hdr.Set("Authorization", "Bearer "+bearer)
+	}
+	if origin != "" {
+		hdr.Set("Origin", origin)
+	}
+	u := "ws" + strings.TrimPrefix(c.Replica(i).API, "http") + "/api/task/" + id + "/exec?cmd=true"
+	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+	defer cancel()
+	conn, resp, err := websocket.DefaultDialer.DialContext(ctx, u, hdr)
+	if err == nil {
+		conn.Close()
+		return http.StatusSwitchingProtocols
+	}
+	if resp == nil {
+		t.Fatalf("dial %s: %v", u, err)
+	}
+	resp.Body.Close()
+	if !errors.Is(err, websocket.ErrBadHandshake) {
+		t.Fatalf("dial %s: %v", u, err)
+	}
+	return resp.StatusCode
+}
+
+// waitAudit waits until replica i's audit log holds a record of user with
+// action on target prefix, and returns it.
+func waitAudit(t *testing.T, c *harness.Cluster, i int, user, action, target string) fsm.AuditRecord {
+	t.Helper()
+	var found fsm.AuditRecord
+	c.Poll(harness.LeaderTimeout, "audit record "+action+" "+target, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
+		defer cancel()
+		a, err := c.CallAs(ctx, i, http.MethodGet, "/api/audit?limit=1000&user="+user, c.AdminToken(), nil)
+		var page api.AuditPage
+		if err != nil || a.Status != http.StatusOK || a.Decode(&page) != nil {
+			return false, fmt.Sprintf("audit: %v %s", err, a)
+		}
+		for _, r := range page.Records {
+			if r.Action == action && strings.HasPrefix(r.Target, target) {
+				found = r
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d records of %s, none %s %s", len(page.Records), user, action, target)
+	})
+	return found
+}
+
+// TestExecNative runs commands inside a native task through the replicas:
+// separate streams and the exit code through a follower, as the task's
+// user in its cgroup, a full interactive terminal, the owner and origin
+// checks before the upgrade, audit records, and a session that outlives
+// the leader.
+func TestExecNative(t *testing.T) {
+	c := startWithRunners(t, runnerSpec{"ex1", twoCores})
+	f := c.Followers()
+	// carol's tasks run as uid 4242 (no passwd entry); the admin execs
+	// into them as an operator may.
+	carol := createRunAsAccount(t, c, api.UserRequest{Name: "carol", Role: fsm.RoleUser, UnixUser: "4242:4242"})
+	req := inRoot(native("sleep", "600"))
+	req.EnvVars = map[string]string{"HKT_EXEC_VAR": "from-the-task"}
+	id := submitAs(t, c, carol, req)
+	killOnFailure(t, c, id)
+	t.Cleanup(func() { c.CLI("task", "kill", id) })
+	c.WaitStatus(id, "running", taskTimeout)
+
+	t.Run("StreamsAndExitCodeThroughFollower", func(t *testing.T) {
+		checkSeparated(t, c.For(t), f[:1], id)
+		// As the task runs: its user, its working directory and
+		// environment, its cgroup.
+		r := execOut(c, f[:1], id, "sh", "-c", `id -u; pwd; echo "$HKT_EXEC_VAR"; grep -c "/task-`+id+`$" /proc/self/cgroup`)
+		lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+		if r.Code != 0 || len(lines) != 4 {
+			t.Fatalf("exec of the identity probe: %s", r)
+		}
+		if lines[0] != "4242" || lines[1] != "/" || lines[2] != "from-the-task" || lines[3] == "0" {
+			t.Fatalf("exec ran as uid %s in %s with HKT_EXEC_VAR=%q in %s cgroups of the task; want the task's 4242, /, from-the-task, >0",
+				lines[0], lines[1], lines[2], lines[3])
+		}
+		waitAudit(t, c, f[0], "admin", "exec_end", "task "+id)
+	})
+	t.Run("Interactive", func(t *testing.T) { checkInteractive(t, c.For(t), f[:1], id) })
+	t.Run("OwnerOriginAnonymous", func(t *testing.T) {
+		alice := createRunAsAccount(t, c, api.UserRequest{Name: "alice", Role: fsm.RoleUser})
+		bob := createRunAsAccount(t, c, api.UserRequest{Name: "bob", Role: fsm.RoleUser})
+		mine := submitAs(t, c, alice, inRoot(native("sleep", "600")))
+		killOnFailure(t, c, mine)
+		t.Cleanup(func() { c.CLI("task", "kill", mine) })
+		c.WaitStatus(mine, "running", taskTimeout)
+		for _, i := range []int{f[0], f[1]} {
+			if got := dialExecAs(t, c, i, mine, bob, ""); got != http.StatusForbidden {
+				t.Errorf("bob's exec into alice's task on %s: HTTP %d, want 403 before any upgrade", c.Replica(i).ID, got)
+			}
+			if got := dialExecAs(t, c, i, mine, "", ""); got != http.StatusUnauthorized {
+				t.Errorf("anonymous exec on %s: HTTP %d, want 401", c.Replica(i).ID, got)
+			}
+			if got := dialExecAs(t, c, i, mine, alice, "http://evil.example"); got != http.StatusForbidden {
+				t.Errorf("cross-origin exec on %s: HTTP %d, want 403", c.Replica(i).ID, got)
+			}
+		}
+		if got := dialExecAs(t, c, f[0], mine, alice, ""); got != http.StatusSwitchingProtocols {
+			t.Fatalf("alice's exec into her own task: HTTP %d, want an upgrade", got)
+		}
+		r := harness.RunCLI(context.Background(), harness.CLICommand{Bin: c.Bin(), Timeout: execTimeout,
+			Args: []string{"--host", c.HostFlag(f[0]), "--token", bob, "task", "exec", mine, "--", "true"}, Env: c.CLIEnv()})
+		if r.Code == 0 || !strings.Contains(r.Stderr, "HTTP 403") {
+			t.Fatalf("bob's CLI exec into alice's task: want HTTP 403, got %s", r)
+		}
+		waitAudit(t, c, f[1], "alice", "exec_end", "task "+mine)
+	})
+	t.Run("KillLeaderDuringSession", func(t *testing.T) {
+		leader := c.WaitLeader(harness.LeaderTimeout)
+		via := c.Followers()[0]
+		s := startPTY(t, c.For(t), []int{via}, 24, 80, "connect", id)
+		s.send(t, "echo befo''re\r")
+		s.expect(t, "before\r\n")
+		c.Kill(leader)
+		s.send(t, "echo af''ter-kill\r")
+		s.expect(t, "after-kill\r\n")
+		s.send(t, "exit 7\r")
+		if code := s.exitCode(t); code != 7 {
+			t.Fatalf("exit code %d after the leader died, want 7", code)
+		}
+		c.WaitNewLeader(leader, harness.LeaderTimeout)
+		rec := waitAudit(t, c, via, "admin", "exec_end", "task "+id+" (tty)")
+		if rec.Via == "" {
+			t.Errorf("audit record %+v names no replica", rec)
+		}
+		c.Restart(leader)
+	})
+}
+
+// TestExecDocker runs commands inside a container task: separate streams,
+// the exit code and a full interactive terminal (docker exec).
+func TestExecDocker(t *testing.T) {
+	requireDocker(t, busyboxImage)
+	c, runner := startDockerSingle(t, "hkt-exec")
+	env := envName("hkt-exec")
+	createEnvironment(t, c, busyboxImage, env)
+	createTar(t, c, env)
+	id := submitOne(t, c, 0, api.SubmitRequest{Command: "sleep", Arguments: []string{"600"}, ContainerName: &env, Targets: []string{runner}})
+	killOnFailure(t, c, id)
+	t.Cleanup(func() { c.CLI("task", "kill", id) })
+	c.WaitStatus(id, "running", dockerTaskTimeout)
+	checkSeparated(t, c, nil, id)
+	r := execOut(c, nil, id, "cat", "/proc/1/cmdline")
+	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "sleep\x00600") {
+		t.Fatalf("exec into the container: want its pid 1 to be the task (sleep 600), got %s", r)
+	}
+	checkInteractive(t, c, nil, id)
+	waitAudit(t, c, 0, "admin", "exec_end", "task "+id+" (tty)")
+}
