@@ -37,6 +37,7 @@
         <td class="hr-copy">
           <template v-if="t.ssh_port && !final(t)">
             <div class="d-flex gap-1 align-items-start"><code class="hr-wrap">hakuriver ssh {{ t.task_id }}</code> <button class="btn btn-link btn-sm p-0" type="button" @click="copy('hakuriver ssh ' + t.task_id)" :aria-label="'copy the hakuriver ssh line of ' + t.task_id">copy</button></div>
+            <div v-if="t.status === 'running'" class="d-flex gap-1 align-items-start"><code class="hr-wrap">hakuriver connect {{ t.task_id }}</code> <button class="btn btn-link btn-sm p-0" type="button" @click="copy('hakuriver connect ' + t.task_id)" :aria-label="'copy the hakuriver connect line of ' + t.task_id">copy</button> <hr-link :to="'/task/' + t.task_id" class="small">terminal</hr-link></div>
             <div v-if="jump" class="d-flex gap-1 align-items-start"><code class="hr-wrap">{{ sshJ(t) }}</code> <button class="btn btn-link btn-sm p-0" type="button" @click="copy(sshJ(t))" :aria-label="'copy the ssh -J line of ' + t.task_id">copy</button></div>
           </template>
           <span v-else-if="!final(t)" class="hr-muted">starting…</span>
