@@ -48,7 +48,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui", "upgrade"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "auth", "ui", "upgrade", "exec"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -170,6 +170,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["upgrade"] {
 		fmt.Fprintln(out)
 		upgradeSection(out, root, bin, s)
+	}
+	if s.sections["exec"] {
+		fmt.Fprintln(out)
+		execSection(out, root, bin, s)
 	}
 	return 0
 }
