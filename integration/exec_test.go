@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -193,6 +194,14 @@ func checkInteractive(t *testing.T, c *harness.Cluster, idxs []int, id string) {
 // HTTP status (101 once upgraded).
 func dialExecAs(t *testing.T, c *harness.Cluster, i int, id, bearer, origin string) int {
 	t.Helper()
+	code, _ := dialExec(t, c, i, id, "cmd=true", bearer, origin)
+	return code
+}
+
+// dialExec is dialExecAs with the upgrade's query; it also returns the
+// body of a refusal.
+func dialExec(t *testing.T, c *harness.Cluster, i int, id, query, bearer, origin string) (int, string) {
+	t.Helper()
 	hdr := http.Header{}
 	if bearer != "" {
 		hdr.Set("Authorization", "Bearer "+bearer)
@@ -200,22 +209,23 @@ func dialExecAs(t *testing.T, c *harness.Cluster, i int, id, bearer, origin stri
 	if origin != "" {
 		hdr.Set("Origin", origin)
 	}
-	u := "ws" + strings.TrimPrefix(c.Replica(i).API, "http") + "/api/task/" + id + "/exec?cmd=true"
+	u := "ws" + strings.TrimPrefix(c.Replica(i).API, "http") + "/api/task/" + id + "/exec?" + query
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
 	conn, resp, err := websocket.DefaultDialer.DialContext(ctx, u, hdr)
 	if err == nil {
 		conn.Close()
-		return http.StatusSwitchingProtocols
+		return http.StatusSwitchingProtocols, ""
 	}
 	if resp == nil {
 		t.Fatalf("dial %s: %v", u, err)
 	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck // the status is the answer
 	resp.Body.Close()
 	if !errors.Is(err, websocket.ErrBadHandshake) {
 		t.Fatalf("dial %s: %v", u, err)
 	}
-	return resp.StatusCode
+	return resp.StatusCode, string(body)
 }
 
 // waitAudit waits until replica i's audit log holds a record of user with
@@ -303,6 +313,21 @@ func TestExecNative(t *testing.T) {
 			t.Fatalf("bob's CLI exec into alice's task: want HTTP 403, got %s", r)
 		}
 		waitAudit(t, c, f[1], "alice", "exec_end", "task "+mine)
+	})
+	t.Run("BadInput", func(t *testing.T) {
+		for _, q := range []struct{ query, field string }{{"tty=maybe", "tty"}, {"rows=-3", "rows"}, {"cmd=", "cmd[0]"}} {
+			if code, body := dialExec(t, c, f[1], id, q.query, c.AdminToken(), ""); code != http.StatusBadRequest || !strings.Contains(body, q.field+":") {
+				t.Errorf("exec with ?%s: HTTP %d %s, want 400 naming %s", q.query, code, body, q.field)
+			}
+		}
+		if code, body := dialExec(t, c, f[1], "123", "cmd=true", c.AdminToken(), ""); code != http.StatusNotFound {
+			t.Errorf("exec into an unknown task: HTTP %d %s, want 404", code, body)
+		}
+		done := submitOne(t, c, f[1], inRoot(native("true")))
+		c.WaitFinal(done, taskTimeout)
+		if code, body := dialExec(t, c, f[1], done, "cmd=true", c.AdminToken(), ""); code != http.StatusConflict || !strings.Contains(body, "not running") {
+			t.Errorf("exec into a finished task: HTTP %d %s, want 409 not running", code, body)
+		}
 	})
 	t.Run("KillLeaderDuringSession", func(t *testing.T) {
 		leader := c.WaitLeader(harness.LeaderTimeout)
