@@ -85,7 +85,6 @@ func execSection(out io.Writer, parent *scope, bin string, s settings) {
 	tw.Flush() //nolint:errcheck // stdout
 }
 
-
 // execOnce runs `true` in task id through the replica at base and returns
 // the time from the dial to the exit code.
 func execOnce(sc *scope, base, token, id string) time.Duration {
