@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -352,9 +353,10 @@ func TestExecNative(t *testing.T) {
 }
 
 // TestExecDocker runs commands inside a container task: separate streams,
-// the exit code and a full interactive terminal (docker exec).
+// the exit code and a full interactive terminal (docker exec); and in a
+// VPS, without its sshd.
 func TestExecDocker(t *testing.T) {
-	requireDocker(t, busyboxImage)
+	requireDocker(t, busyboxImage, sshdImage)
 	c, runner := startDockerSingle(t, "hkt-exec")
 	env := envName("hkt-exec")
 	createEnvironment(t, c, busyboxImage, env)
@@ -370,4 +372,27 @@ func TestExecDocker(t *testing.T) {
 	}
 	checkInteractive(t, c, nil, id)
 	waitAudit(t, c, 0, "admin", "exec_end", "task "+id+" (tty)")
+
+	t.Run("VPS", func(t *testing.T) {
+		c := c.For(t)
+		vpsEnv := envName("hkt-exec-vps")
+		createEnvironment(t, c, sshdImage, vpsEnv)
+		createTar(t, c, vpsEnv)
+		r := c.CLIVia(nil, vpsStartTimeout, "", "-o", "json", "vps", "create", "--wait", "--poll-interval", "200ms",
+			"--container", vpsEnv, "--cores", "1", "--gen-ssh-key", "--key-out", filepath.Join(t.TempDir(), "vps_ed25519"))
+		var created vpsCreated
+		if r.Code != 0 || r.Decode(&created) != nil || created.TaskID == "" {
+			t.Fatalf("vps create: %s", r)
+		}
+		vps := created.TaskID
+		t.Cleanup(func() {
+			c.CLI("vps", "stop", vps)
+			harness.RemoveContainers(t, "hakuriver-vps-"+vps)
+		})
+		checkSeparated(t, c, nil, vps)
+		if r := execOut(c, nil, vps, "id", "-u"); r.Code != 0 || r.Stdout != "0\n" {
+			t.Fatalf("exec into the VPS: want root (0), got %s", r)
+		}
+		checkInteractive(t, c, nil, vps)
+	})
 }
