@@ -396,3 +396,19 @@ func TestExecDocker(t *testing.T) {
 		checkInteractive(t, c, nil, vps)
 	})
 }
+
+// TestExecOverTLS: with TLS, the client reaches a follower over wss:// and
+// the follower the runner over wss:// with the cluster CA.
+func TestExecOverTLS(t *testing.T) {
+	c := startCluster(t, harness.Options{TLS: true, HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor})
+	if r := c.StartRunner("ext1", twoCores); !strings.HasPrefix(r.API, "https://") {
+		t.Fatalf("runner API %s, want https", r.API)
+	}
+	f := c.Followers()
+	id := submitOne(t, c, f[0], inRoot(native("sleep", "600")))
+	killOnFailure(t, c, id)
+	t.Cleanup(func() { c.CLI("task", "kill", id) })
+	c.WaitStatus(id, "running", taskTimeout)
+	checkSeparated(t, c, f[:1], id)
+	checkInteractive(t, c, f[1:2], id)
+}
