@@ -127,3 +127,55 @@ func isRunnerError(err error, status int, text string) bool {
 	var re *RunnerError
 	return errors.As(err, &re) && re.Status == status && strings.Contains(re.Message, text)
 }
+
+// TestRelayEndsWhenASideGoesSilent: a client that never reads (so never
+// answers a ping) ends the relay, and the runner side is closed.
+func TestRelayEndsWhenASideGoesSilent(t *testing.T) {
+	runnerClosed := make(chan struct{})
+	runner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer close(runnerClosed)
+		defer conn.Close()
+		for {
+			if _, _, err := conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}))
+	defer runner.Close()
+	relayed := make(chan error, 1)
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := (Dialer{}).Dial(r.Context(), runner.URL, "/exec/1", nil)
+		if err != nil {
+			api.WriteError(w, http.StatusBadGateway, err.Error())
+			return
+		}
+		a, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		relayed <- RelayPinging(a, b, 50*time.Millisecond)
+	}))
+	defer replica.Close()
+	client, _, err := websocket.DefaultDialer.DialContext(t.Context(), "ws"+strings.TrimPrefix(replica.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close() // never read: its pings go unanswered
+	select {
+	case err := <-relayed:
+		if err == nil {
+			t.Fatal("Relay ended without an error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Relay went on with a silent client")
+	}
+	select {
+	case <-runnerClosed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the runner side stayed open")
+	}
+}
