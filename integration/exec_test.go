@@ -178,8 +178,10 @@ func checkInteractive(t *testing.T, c *harness.Cluster, idxs []int, id string) {
 		}
 	}
 	// Quotes split the marker in the typed (echoed) line, so only the
-	// command's output matches.
-	s.send(t, "echo slee''ping; sleep 100\r")
+	// command's output matches. The marker and the sleep are one process
+	// (exec), so once the marker shows, the sleep is the terminal's
+	// foreground: Ctrl-C cannot land between them.
+	s.send(t, "sh -c 'echo slee\"\"ping; exec sleep 100'\r")
 	s.expect(t, "sleeping\r\n")
 	s.send(t, "\x03")
 	s.send(t, "echo interrup''ted-$((6*7))\r")
