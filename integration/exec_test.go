@@ -268,6 +268,7 @@ func TestExecNative(t *testing.T) {
 	carol := createRunAsAccount(t, c, api.UserRequest{Name: "carol", Role: fsm.RoleUser, UnixUser: "4242:4242"})
 	req := inRoot(native("sleep", "600"))
 	req.EnvVars = map[string]string{"HKT_EXEC_VAR": "from-the-task"}
+	req.Name = "exec-target"
 	id := submitAs(t, c, carol, req)
 	killOnFailure(t, c, id)
 	t.Cleanup(func() { c.CLI("task", "kill", id) })
@@ -285,6 +286,10 @@ func TestExecNative(t *testing.T) {
 		if lines[0] != "4242" || lines[1] != "/" || lines[2] != "from-the-task" || lines[3] == "0" {
 			t.Fatalf("exec ran as uid %s in %s with HKT_EXEC_VAR=%q in %s cgroups of the task; want the task's 4242, /, from-the-task, >0",
 				lines[0], lines[1], lines[2], lines[3])
+		}
+		// By the task's name, as everywhere an ID is taken.
+		if r := execOut(c, f[:1], "exec-target", "sh", "-c", "exit 5"); r.Code != 5 {
+			t.Fatalf("exec by task name: want exit 5, got %s", r)
 		}
 		waitAudit(t, c, f[0], "admin", "exec_end", "task "+id)
 	})
