@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -29,22 +30,52 @@ func (h *Host) newExecAPI() *httpapi.ExecAPI {
 // sessionKey carries the audit record of an exec session into audited.
 type sessionKey struct{}
 
-// Bounds of recording one exec session.
+// Bounds of recording exec sessions.
 const (
 	sessionAuditTries = 20
 	sessionAuditWait  = 500 * time.Millisecond
+	// sessionAuditQueue bounds the records waiting (for a leader, say).
+	sessionAuditQueue = 4096
 )
+
+// sessionRecorder hands exec session records to the leader one after the
+// other, in the order the sessions produced them.
+type sessionRecorder struct {
+	once sync.Once
+	q    chan api.SessionAudit
+}
 
 // RecordSession records an exec session in the audit log in the
 // background: through Raft on the leader, else by asking the leader
 // (POST api.SessionAuditPath), trying again while there is none, a bounded
-// number of times. It never blocks the stream; a record that could not be
-// made is logged.
+// number of times. Records go in order through one queue; it never blocks
+// the stream (a record that finds the queue full, or that could not be
+// made, is logged).
 func (h *Host) RecordSession(rec api.SessionAudit) {
 	if h.closed.Load() {
 		return
 	}
-	h.goRun(func() {
+	r := &h.sessions
+	r.once.Do(func() {
+		r.q = make(chan api.SessionAudit, sessionAuditQueue)
+		h.goRun(func() { h.recordSessions(r.q) })
+	})
+	select {
+	case r.q <- rec:
+	default:
+		h.log.Warn("exec session not recorded in the audit log: too many records waiting", "task_id", rec.TaskID, "user", rec.User, "action", rec.Action)
+	}
+}
+
+// recordSessions records what comes on q until the replica closes.
+func (h *Host) recordSessions(q <-chan api.SessionAudit) {
+	for {
+		var rec api.SessionAudit
+		select {
+		case <-h.life.Done():
+			return
+		case rec = <-q:
+		}
 		var err error
 		for range sessionAuditTries {
 			if err = h.recordSessionOnce(h.life, rec); err == nil || h.life.Err() != nil {
@@ -58,7 +89,7 @@ func (h *Host) RecordSession(rec api.SessionAudit) {
 		if err != nil {
 			h.log.Warn("could not record an exec session in the audit log", "task_id", rec.TaskID, "user", rec.User, "action", rec.Action, "err", err)
 		}
-	})
+	}
 }
 
 func (h *Host) recordSessionOnce(ctx context.Context, rec api.SessionAudit) error {

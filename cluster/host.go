@@ -60,7 +60,10 @@ type Host struct {
 
 	// life ends when the replica closes (the parent of its background
 	// work that no request owns, such as recording exec sessions).
-	life   context.Context
+	life context.Context
+	// sessions records exec sessions in the audit log (execaudit.go).
+	sessions sessionRecorder
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool

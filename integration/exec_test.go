@@ -291,7 +291,12 @@ func TestExecNative(t *testing.T) {
 		if r := execOut(c, f[:1], "exec-target", "sh", "-c", "exit 5"); r.Code != 5 {
 			t.Fatalf("exec by task name: want exit 5, got %s", r)
 		}
-		waitAudit(t, c, f[0], "admin", "exec_end", "task "+id)
+		end := waitAudit(t, c, f[0], "admin", "exec_end", "task "+id)
+		start := waitAudit(t, c, f[0], "admin", "exec_start", "task "+id)
+		if start.Seq >= end.Seq || start.Via != c.Replica(f[0]).ID || !strings.Contains(end.Target, " after ") || !strings.HasSuffix(end.Target, "s") {
+			t.Errorf("audit records of the first session: start %+v, end %+v; want the start first, both via %s, the end with its duration",
+				start, end, c.Replica(f[0]).ID)
+		}
 	})
 	t.Run("Interactive", func(t *testing.T) { checkInteractive(t, c.For(t), f[:1], id) })
 	t.Run("OwnerOriginAnonymous", func(t *testing.T) {
