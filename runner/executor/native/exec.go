@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -122,8 +124,9 @@ func withEnv(env map[string]string, key, value string) map[string]string {
 // begins inside cgroup name: on v2 through clone3's CLONE_INTO_CGROUP, on
 // v1 from an OS thread moved into the cgroup (a child starts in its
 // forking thread's cgroups). That thread belongs to the runner, which must
-// stay out of task cgroups: its goroutine ends locked to it, so the thread
-// ends too instead of being moved back. Without cg, start just runs.
+// never stay in a task's cgroup (killing the task would kill the runner):
+// it moves back to the cgroups it was in, and if that fails its goroutine
+// ends locked to it, which ends the thread. Without cg, start just runs.
 func startInTaskCgroup(cg *cgroupLayout, name string, cmd *exec.Cmd, start func() error) error {
 	if cg == nil {
 		return start()
@@ -140,14 +143,65 @@ func startInTaskCgroup(cg *cgroupLayout, name string, cmd *exec.Cmd, start func(
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// Never unlocked: the thread ends with this goroutine.
-		if err := cg.joinThread(name); err != nil {
+		orig, err := threadCgroups()
+		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		errc <- start()
+		if err := cg.joinThread(name); err != nil {
+			errc <- err // maybe moved in part: the thread ends with us
+			return
+		}
+		startErr := start()
+		if err := cg.rejoinThread(orig); err != nil {
+			errc <- errors.Join(startErr, fmt.Errorf("leave the task's cgroup (the thread ends): %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- startErr
 	}()
 	return <-errc
+}
+
+// threadCgroups reads the calling thread's v1 cgroups: hierarchy (as
+// /proc names it, "cpu,cpuacct") → path within it.
+func threadCgroups() (map[string]string, error) {
+	b, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("read the thread's cgroups: %w", err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 && parts[1] != "" {
+			out[parts[1]] = parts[2]
+		}
+	}
+	return out, nil
+}
+
+// rejoinThread moves the calling OS thread back into the cgroups orig
+// (threadCgroups) of every hierarchy of the layout.
+func (l cgroupLayout) rejoinThread(orig map[string]string) error {
+	done := map[string]bool{}
+	for _, h := range l.Controllers {
+		if done[h] {
+			continue
+		}
+		done[h] = true
+		p, ok := orig[h]
+		if !ok {
+			p, ok = orig["name="+h] // a named hierarchy: name=systemd
+		}
+		if !ok {
+			return fmt.Errorf("the thread's cgroup in hierarchy %s is unknown", h)
+		}
+		if err := writeCgroupFile(filepath.Join(l.Root, h, filepath.Clean("/"+p), "tasks"), "0"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // nativeProcess is one exec'd process of a native task.
