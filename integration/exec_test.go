@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -361,6 +362,26 @@ func TestExecNative(t *testing.T) {
 			t.Errorf("audit record %+v names no replica", rec)
 		}
 		c.Restart(leader)
+	})
+	t.Run("KillTaskEndsSession", func(t *testing.T) {
+		// The session's shell lives in the task's cgroup: killing the task
+		// ends it (and the session), and nothing else: the runner, which
+		// started it, runs on.
+		s := startPTY(t, c.For(t), f[:1], 24, 80, "connect", id)
+		s.send(t, "echo in''side\r")
+		s.expect(t, "inside\r\n")
+		runnerPID := c.Runner("ex1").PID()
+		c.KillTask(f[0], id)
+		if code := s.exitCode(t); code == 0 {
+			t.Fatalf("the session of a killed task exited 0; terminal: %q", s.out.String())
+		}
+		c.WaitFinal(id, taskTimeout)
+		if err := syscall.Kill(runnerPID, 0); err != nil {
+			t.Fatalf("the runner (pid %d) after the kill of a task it exec'd into: %v", runnerPID, err)
+		}
+		if n := c.WaitNodeStatus("ex1", "online", hbTimeout*3); n.Status != "online" {
+			t.Fatalf("runner ex1 is %s", n.Status)
+		}
 	})
 }
 
