@@ -300,6 +300,18 @@ func TestExecNative(t *testing.T) {
 		}
 	})
 	t.Run("Interactive", func(t *testing.T) { checkInteractive(t, c.For(t), f[:1], id) })
+	t.Run("ScriptIntoConnect", func(t *testing.T) {
+		// Standard input that is not a terminal: the session is not raw,
+		// and the end of the script ends the shell (Ctrl-D).
+		r := c.CLIVia(f[1:2], execTimeout, "echo pi''ped-$((6*7))\n", "connect", id)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "piped-42") {
+			t.Fatalf("a script piped into connect: want its output and exit 0, got %s", r)
+		}
+		r = c.CLIVia(f[1:2], execTimeout, "exit 3\n", "connect", id)
+		if r.Code != 3 {
+			t.Fatalf("exit 3 piped into connect: %s", r)
+		}
+	})
 	t.Run("OwnerOriginAnonymous", func(t *testing.T) {
 		alice := createRunAsAccount(t, c, api.UserRequest{Name: "alice", Role: fsm.RoleUser})
 		bob := createRunAsAccount(t, c, api.UserRequest{Name: "bob", Role: fsm.RoleUser})

@@ -103,6 +103,7 @@ func pumpProcess(ctx context.Context, conn *websocket.Conn, p executor.Process) 
 	}
 	outs.Add(1)
 	go copyOut(api.ExecChanStdout, p.Stdout())
+	tty := p.Stderr() == nil
 	if e := p.Stderr(); e != nil {
 		outs.Add(1)
 		go copyOut(api.ExecChanStderr, e)
@@ -137,6 +138,14 @@ func pumpProcess(ctx context.Context, conn *websocket.Conn, p executor.Process) 
 						p.Resize(ctx, uint(c.Rows), uint(c.Cols)) //nolint:errcheck // a failed resize keeps the old size
 					}
 				case api.ExecEOF:
+					if tty {
+						// A terminal has no end of input but Ctrl-D: it
+						// ends a shell reading a script, as at a keyboard
+						// (closing the terminal would hang it up, output
+						// still unread).
+						stdin.Write([]byte{4}) //nolint:errcheck // as a keystroke
+						continue
+					}
 					stdin.Close() //nolint:errcheck // EOF is all it means
 				}
 			}

@@ -40,8 +40,9 @@ the task's user, in its cgroup, with its environment and working directory.
 Without -t the command's stdout and stderr stay separate. -i sends standard
 input (without it the command reads end-of-file). -t gives the command a
 terminal: on a terminal the session is raw (Ctrl-C and other keys go to the
-command) and follows window resizes. The exit code of hakuriver is the
-command's.
+command) and follows window resizes; with -i and an input that is not a
+terminal (a pipe), -t is dropped so that the input's end reaches the
+command. The exit code of hakuriver is the command's.
 
 Any replica serves the session and the session does not depend on the
 leader. Only the task's owner or an operator may exec into it, and every
@@ -71,9 +72,12 @@ func newConnectCmd(g *clientFlags) *cobra.Command {
 		Long: `Open a shell (bash, else sh) with a terminal inside running task ID (a task
 ID or a task name): the same as "hakuriver task exec -it ID" with the task's
 default shell. No sshd needed, also for a VPS. Exit the shell (exit, Ctrl-D)
-to end the session; hakuriver exits with the shell's exit code.`,
+to end the session; hakuriver exits with the shell's exit code. When
+standard input is not a terminal (a script piped in), the shell runs without
+one and reads the script; its end ends the shell.`,
 		Example: `  hakuriver connect 1790263384729600000
-  hakuriver connect my-vps`,
+  hakuriver connect my-vps
+  printf 'cd /shared && ls\n' | hakuriver connect my-vps`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return execCommand(cmd, g, args[0], api.ExecRequest{TTY: true}, true)
@@ -141,6 +145,12 @@ func runExec(ctx context.Context, c *api.Client, id int64, req api.ExecRequest, 
 	if f, ok := eio.out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		outFd = int(f.Fd())
 	}
+	if req.TTY && eio.sendStdin && inFd < 0 {
+		// Input from a file or a pipe (a script): no terminal, as
+		// kubectl exec does, so that its end ends the command (a
+		// terminal has no end of input).
+		req.TTY = false
+	}
 	if req.TTY {
 		req.Rows, req.Cols = termSize(outFd, inFd)
 	}
@@ -171,7 +181,9 @@ func runExec(ctx context.Context, c *api.Client, id int64, req api.ExecRequest, 
 		// Standard input cannot be interrupted: this goroutine ends with
 		// the process (or at end of input).
 		go s.pumpStdin(eio.in)
-	} else {
+	} else if !req.TTY {
+		// No input: the command reads end-of-file (a terminal has none;
+		// the command just gets no keys).
 		s.control(api.ExecControl{Type: api.ExecEOF}) //nolint:errcheck // the reader sees a broken socket
 	}
 	return s.readOutput(eio.out, eio.errOut)

@@ -113,10 +113,7 @@
     methods: {
       copy: function (s) {
         var self = this;
-        var done = function () { self.copied = s; };
-        if (navigator.clipboard && navigator.clipboard.writeText) {
-          navigator.clipboard.writeText(s).then(done, function () {});
-        }
+        HR.taskUtil.copy(s).then(function () { self.copied = s; }, function () {});
       }
     }
   });
