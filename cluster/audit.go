@@ -56,6 +56,12 @@ func (h *Host) audited(ctx context.Context, c fsm.Command) (fsm.Command, error) 
 	if n, ok := ctx.Value(noteKey{}).(note); ok {
 		rec.Action, rec.Target = n.action, n.target
 	}
+	if s, ok := ctx.Value(execSessionKey{}).(fsm.AuditRecord); ok {
+		// An exec session a replica served: the record it sent, with
+		// the session's user, time and replica (execaudit.go).
+		s.RequestID = rec.RequestID
+		rec = s
+	}
 	return fsm.Wrap(c, rec, h.cfg.AuditKeep, h.cfg.AuditMaxAge)
 }
 

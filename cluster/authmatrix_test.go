@@ -57,6 +57,8 @@ var expectedAccess = map[string]need{
 	"PUT /task/{id}/files":                        nUser,
 	"GET /task/{id}/files":                        nUser,
 	"POST /audit/sessions":                        nCT,
+	"GET /task/{id}/exec":                         nUser,
+	"POST /audit/session":                         nCT,
 	"POST /register":                              nCT,
 	"PUT /heartbeat/{hostname}":                   nCT,
 	"POST /update":                                nCT,
@@ -454,16 +456,19 @@ func TestSessionCookieOverHTTP(t *testing.T) {
 
 	// Cross-site WebSocket hijacking of the terminal: refused before any
 	// upgrade.
-	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/api/docker/host/containers/x/terminal"
-	for _, origin := range []string{"http://evil.example", "null"} {
-		hdr := http.Header{"Origin": {origin}, "Cookie": {auth.SessionCookie + "=" + session.Value}}
-		conn, resp, err := websocket.DefaultDialer.Dial(wsURL, hdr)
-		if err == nil {
-			conn.Close()
-			t.Fatalf("cross-origin (%s) terminal upgrade with the session cookie succeeded", origin)
-		}
-		if resp == nil || resp.StatusCode != http.StatusForbidden {
-			t.Fatalf("cross-origin (%s) terminal upgrade: %v %v, want 403", origin, resp, err)
+	// The same for a task's exec stream.
+	for _, path := range []string{"/api/docker/host/containers/x/terminal", "/api/task/1/exec"} {
+		wsURL := "ws" + strings.TrimPrefix(base, "http") + path
+		for _, origin := range []string{"http://evil.example", "null"} {
+			hdr := http.Header{"Origin": {origin}, "Cookie": {auth.SessionCookie + "=" + session.Value}}
+			conn, resp, err := websocket.DefaultDialer.Dial(wsURL, hdr)
+			if err == nil {
+				conn.Close()
+				t.Fatalf("cross-origin (%s) upgrade of %s with the session cookie succeeded", origin, path)
+			}
+			if resp == nil || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("cross-origin (%s) upgrade of %s: %v %v, want 403", origin, path, resp, err)
+			}
 		}
 	}
 

@@ -66,6 +66,12 @@ type Host struct {
 	// notifyClient POSTs webhook notifications (notifier.go).
 	notifyClient *http.Client
 
+	// life ends when the replica closes (the parent of its background
+	// work that no request owns, such as recording exec sessions).
+	life context.Context
+	// execAudit records exec sessions in the audit log (execaudit.go).
+	execAudit sessionRecorder
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -192,6 +198,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
+	h.life = runCtx
 	h.goRun(func() {
 		if err := h.httpSrv.Serve(h.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			h.log.Error("api server stopped", "err", err)

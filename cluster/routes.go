@@ -38,6 +38,7 @@ var (
 func (h *Host) apiTable() []route {
 	a := h.newAPI()
 	e := h.newEnvAPI()
+	x := h.newExecAPI()
 	return []route{
 		{"POST", "/submit", user, httpapi.CheckSubmit(h.onLeader(a.Submit))},
 		{"GET", "/status/{id}", viewerCT, h.consistentRead(a.Status)},
@@ -63,6 +64,13 @@ func (h *Host) apiTable() []route {
 		{"PUT", "/task/{id}/files", user, h.handlePutFiles},
 		{"GET", "/task/{id}/files", user, h.handleGetFiles},
 		{"POST", "/audit/sessions", internal, h.onLeader(h.handleSessionRecord)},
+		// A command or shell inside a running task (WebSocket; owner or
+		// operator, checked before the upgrade), relayed to its runner
+		// from this replica's own state: no leader needed (httpapi/exec.go).
+		{"GET", "/task/{id}/exec", user, x.Exec},
+		// An exec session a replica served, recorded in the audit log by
+		// the leader (execaudit.go).
+		{"POST", "/audit/session", internal, h.onLeader(h.handleSessionAudit)},
 		{"POST", "/register", internal, h.onLeader(a.Register)},
 		{"PUT", "/heartbeat/{hostname}", internal, h.onLeader(a.Heartbeat)},
 		{"POST", "/update", internal, h.onLeader(a.Update)},

@@ -33,6 +33,7 @@ func (a *Agent) routes() http.Handler {
 	r.Post("/vps/state", a.handleVPSOp("state"))
 	r.Post("/vps/remove", a.handleVPSOp("remove"))
 	r.Post("/vps/snapshot", a.handleVPSSnapshot)
+	r.Get("/exec/{id}", a.handleExec)
 	r.Get("/health", a.handleHealth)
 	r.HandleFunc("/doctor", a.handleDoctor)
 	a.accessRoutes(r)

@@ -22,8 +22,11 @@ func run() int {
 	defer stop()
 	root := newRootCmd()
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
 		var ec *exitCodeError
+		if errors.As(err, &ec) && ec.msg == "" {
+			return ec.ExitCode() // a remote command's own exit code: nothing to add
+		}
+		fmt.Fprintln(os.Stderr, "Error:", err)
 		if errors.As(err, &ec) {
 			return ec.ExitCode()
 		}
@@ -59,6 +62,7 @@ func newRootCmd() *cobra.Command {
 		newSSHCmd(g),
 		newForwardCmd(g),
 		newCpCmd(g),
+		newConnectCmd(g),
 		newVPSCmd(g),
 		newDoctorCmd(g),
 		newAuthCmd(g),

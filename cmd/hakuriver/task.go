@@ -39,7 +39,7 @@ $HAKURIVER_HOST) and tries the next replica when one is down.`,
   hakuriver task kill 1790263384729600000`,
 	}
 	cmd.AddCommand(newTaskSubmitCmd(g), newTaskStatusCmd(g), newTaskListCmd(g), newTaskLogsCmd(g),
-		newTaskWaitCmd(g), newTaskKillCmd(g), newTaskPauseCmd(g), newTaskResumeCmd(g))
+		newTaskWaitCmd(g), newTaskKillCmd(g), newTaskPauseCmd(g), newTaskResumeCmd(g), newTaskExecCmd(g))
 	return cmd
 }
 

@@ -12,7 +12,8 @@ import (
 var ErrUnknownTask = errors.New("unknown task")
 
 // ErrNotRunning is returned when a task must be running for an act
-// (forwarding a port, copying files) and is not.
+// (exec, forwarding a port, copying files) and is not (starting, paused
+// or ended).
 var ErrNotRunning = errors.New("task not running")
 
 // ErrNoSuchPath is returned when a path to copy from a task does not

@@ -306,7 +306,7 @@
     title: 'Task',
     component: {
       props: ['params'],
-      data: function () { return { t: null, err: null, actErr: null, msg: '', busy: false, now: Date.now(), cluster: null }; },
+      data: function () { return { t: null, err: null, actErr: null, msg: '', busy: false, now: Date.now(), cluster: null, term: false }; },
       template: `
 <div>
   <nav aria-label="breadcrumb"><ol class="breadcrumb mb-2"><li class="breadcrumb-item"><a href="/ui/tasks">Tasks</a></li><li class="breadcrumb-item active" aria-current="page">{{ params.id }}</li></ol></nav>
@@ -375,6 +375,12 @@
         </div></div>
       </div>
     </div>
+    <div v-if="t.status === 'running' && mayAct" class="card mt-3"><div class="card-body">
+      <div class="d-flex align-items-center gap-2 mb-2"><h2 class="h6 mb-0">Access</h2>
+        <button v-if="!term" id="task-terminal-open" class="btn btn-sm btn-outline-dark ms-auto" type="button" @click="term = true">Open terminal</button></div>
+      <hr-access-commands :id="t.task_id" :vps="t.task_type === 'vps'"></hr-access-commands>
+    </div></div>
+    <hr-exec-terminal v-if="term && t.status === 'running'" :id="t.task_id" :key="'term-' + t.task_id" @close="term = false"></hr-exec-terminal>
     <p v-if="t.task_type !== 'vps' && !mayAct" class="hr-muted mt-3" id="task-logs-forbidden">Its output is readable by its owner ({{ t.owner || 'anonymous' }}) and operators.</p>
     <div v-if="t.task_type !== 'vps' && mayAct" class="mt-3">
       <hr-log ref="stdout" :id="t.task_id" stream="stdout" :running="t.status === 'running'"></hr-log>

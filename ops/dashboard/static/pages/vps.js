@@ -1,6 +1,7 @@
 /* VPS page: the VPS tasks (GET /api/tasks?type=vps&view=summary, never
  * their SSH keys) with owner, node, state and the lines to connect; create
- * (the submit form in VPS mode) and stop (kill). */
+ * (the submit form in VPS mode), stop (kill), and a terminal into a running
+ * one (pages/exec.js, no sshd needed). */
 (function () {
   'use strict';
   var U = function () { return HR.taskUtil; };
@@ -12,7 +13,7 @@
     order: 40,
     component: {
       props: ['params'],
-      data: function () { return { rows: [], all: false, more: false, cluster: null, err: null, msg: '', busy: {}, copied: '' }; },
+      data: function () { return { rows: [], all: false, more: false, cluster: null, err: null, msg: '', busy: {}, copied: '', term: '' }; },
       template: `
 <div>
   <div class="d-flex flex-wrap align-items-center gap-2 mb-2">
@@ -37,18 +38,21 @@
         <td class="hr-copy">
           <template v-if="t.ssh_port && !final(t)">
             <div class="d-flex gap-1 align-items-start"><code class="hr-wrap">hakuriver ssh {{ t.task_id }}</code> <button class="btn btn-link btn-sm p-0" type="button" @click="copy('hakuriver ssh ' + t.task_id)" :aria-label="'copy the hakuriver ssh line of ' + t.task_id">copy</button></div>
+            <div v-if="t.status === 'running'" class="d-flex gap-1 align-items-start"><code class="hr-wrap">hakuriver connect {{ t.task_id }}</code> <button class="btn btn-link btn-sm p-0" type="button" @click="copy('hakuriver connect ' + t.task_id)" :aria-label="'copy the hakuriver connect line of ' + t.task_id">copy</button></div>
             <div v-if="jump" class="d-flex gap-1 align-items-start"><code class="hr-wrap">{{ sshJ(t) }}</code> <button class="btn btn-link btn-sm p-0" type="button" @click="copy(sshJ(t))" :aria-label="'copy the ssh -J line of ' + t.task_id">copy</button></div>
           </template>
           <span v-else-if="!final(t)" class="hr-muted">starting…</span>
           <span v-else class="hr-muted">-</span>
         </td>
         <td class="d-none d-md-table-cell"><hr-time :ts="t.submitted_at"></hr-time></td>
-        <td><button v-if="!final(t) && canStop(t)" class="btn btn-sm btn-outline-danger" type="button" :disabled="busy[t.task_id]" @click="stop(t)" :id="'vps-stop-' + t.task_id">Stop</button></td>
+        <td><div class="d-flex gap-1"><button v-if="t.status === 'running' && canStop(t)" class="btn btn-sm btn-outline-dark" type="button" @click="term = t.task_id" :id="'vps-term-' + t.task_id">Terminal</button>
+          <button v-if="!final(t) && canStop(t)" class="btn btn-sm btn-outline-danger" type="button" :disabled="busy[t.task_id]" @click="stop(t)" :id="'vps-stop-' + t.task_id">Stop</button></div></td>
       </tr>
       <tr v-if="!shown.length"><td colspan="8" class="hr-muted">No {{ all ? '' : 'active ' }}VPS.</td></tr>
     </tbody>
   </table>
   </div>
+  <hr-exec-terminal v-if="term" :id="term" :key="'term-' + term" @close="term = ''"></hr-exec-terminal>
   <div v-if="copied" class="hr-muted" role="status">copied: {{ copied }}</div>
   <div v-if="more" class="hr-muted">Only the newest 200 are listed; the <a href="/ui/tasks?type=vps">tasks page</a> pages through all.</div>
 </div>`,
