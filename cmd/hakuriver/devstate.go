@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // devStateFile is the dev cluster's state in its data dir: the members,
@@ -225,7 +227,11 @@ func planDev(dir string, old *devState, replicas, runners, apiBase int, apiChang
 }
 
 // freePorts returns a picker of free loopback TCP ports outside used (each
-// held open until release, so two picks never return the same port).
+// held open until release, so two picks never return the same port). The
+// ports are drawn below the kernel's ephemeral range when there is room
+// (net.ipv4.ip_local_port_range): a port from that range, free when
+// picked, can become the local port of any process's outgoing connection
+// before the member binds it ("address already in use").
 func freePorts(used map[int]bool) (pick func() (int, error), release func(), err error) {
 	var held []net.Listener
 	release = func() {
@@ -233,11 +239,17 @@ func freePorts(used map[int]bool) (pick func() (int, error), release func(), err
 			l.Close() //nolint:errcheck // only reserving
 		}
 	}
+	low, high := stablePortRange()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
 	pick = func() (int, error) {
-		for range 100 {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
+		for range 200 {
+			addr := "127.0.0.1:0"
+			if high > low {
+				addr = fmt.Sprintf("127.0.0.1:%d", low+rng.IntN(high-low))
+			}
+			l, err := net.Listen("tcp", addr)
 			if err != nil {
-				return 0, fmt.Errorf("pick a free port: %w", err)
+				continue // taken: draw another
 			}
 			held = append(held, l)
 			if p := l.Addr().(*net.TCPAddr).Port; !used[p] {
@@ -248,4 +260,21 @@ func freePorts(used map[int]bool) (pick func() (int, error), release func(), err
 		return 0, errors.New("pick a free port: none found")
 	}
 	return pick, release, nil
+}
+
+// stablePortRange is the range freePorts draws from: from 20000 up to the
+// start of the kernel's ephemeral range, or an empty range (any free
+// port) when the ephemeral range starts lower.
+func stablePortRange() (low, high int) {
+	low, high = 20000, 32768 // Linux's default ephemeral range starts at 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var start, end int
+		if _, err := fmt.Sscan(string(b), &start, &end); err == nil {
+			high = start
+		}
+	}
+	if high-low < 1000 {
+		return 0, 0
+	}
+	return low, high
 }
