@@ -93,6 +93,7 @@ func wantFail(t *testing.T, what string, r harness.CLIResult, want string) {
 // of room; bob can neither stop nor start nor snapshot it. Stopped with
 // --snapshot, it is listed and restores into a new VPS that has the file;
 // Bob may not start a VPS or a task from alice's snapshot (her disk);
+// alice may not snapshot into the default environment (not yet made);
 // the snapshot is deleted (bob may not) and cannot be used any more.
 // The stopped VPS outlives the loss of the leader: the next leader starts
 // it. Killing a stopped VPS removes its kept container; a start after the
@@ -101,7 +102,9 @@ func wantFail(t *testing.T, what string, r harness.CLIResult, want string) {
 func TestVPSLifecycle(t *testing.T) {
 	requireDocker(t, sshdImage)
 	requireSSH(t)
-	c, names := startDockerCluster(t, "vl")
+	// The default environment of tasks that name none, not created (yet).
+	dflt := envName("hkt-vldefault")
+	c, names := startDockerClusterWith(t, "vl", harness.Options{Args: []string{"--default-container-name", dflt}})
 	v := &vpsLife{c: c, node: names[0], env: envName("hkt-vpslife")}
 	createEnvironment(t, c, sshdImage, v.env)
 	createTar(t, c, v.env)
@@ -171,6 +174,10 @@ func TestVPSLifecycle(t *testing.T) {
 	}
 	t.Cleanup(func() { harness.RemoveImages(t, envImage(snap)) })
 	c.WaitStatus(id, "stopped", 30*time.Second)
+	// The default environment, not made yet, is not alice's to fill:
+	// every task naming no environment would run in her image.
+	t.Cleanup(func() { harness.RemoveImages(t, envImage(dflt)) })
+	wantFail(t, "alice snapshots into the default environment", v.as(t, v.alice, 5*time.Minute, "vps", "snapshot", id, "--name", dflt), "forbidden: name")
 	wantFail(t, "bob snapshots alice's VPS", v.as(t, v.bob, 0, "vps", "snapshot", id, "--name", "bobs-"+uniqueSuffix()), "forbidden")
 	var snaps []fsm.VPSSnapshot
 	if err := v.as(t, v.bob, 0, "-o", "json", "vps", "snapshots").Decode(&snaps); err != nil {
