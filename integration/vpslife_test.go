@@ -174,10 +174,6 @@ func TestVPSLifecycle(t *testing.T) {
 	}
 	t.Cleanup(func() { harness.RemoveImages(t, envImage(snap)) })
 	c.WaitStatus(id, "stopped", 30*time.Second)
-	// The default environment, not made yet, is not alice's to fill:
-	// every task naming no environment would run in her image.
-	t.Cleanup(func() { harness.RemoveImages(t, envImage(dflt)) })
-	wantFail(t, "alice snapshots into the default environment", v.as(t, v.alice, 5*time.Minute, "vps", "snapshot", id, "--name", dflt), "forbidden: name")
 	wantFail(t, "bob snapshots alice's VPS", v.as(t, v.bob, 0, "vps", "snapshot", id, "--name", "bobs-"+uniqueSuffix()), "forbidden")
 	var snaps []fsm.VPSSnapshot
 	if err := v.as(t, v.bob, 0, "-o", "json", "vps", "snapshots").Decode(&snaps); err != nil {
@@ -194,6 +190,10 @@ func TestVPSLifecycle(t *testing.T) {
 	if err := v.as(t, v.bob, 0, "-o", "json", "task", "list", "--mine").Decode(&bobs); err != nil || len(bobs) != 0 {
 		t.Errorf("bob's tasks after the refused submits: %+v, %v (want none)", bobs, err)
 	}
+	// The default environment, not made yet, is not alice's to fill:
+	// every task naming no environment would run in her image.
+	t.Cleanup(func() { harness.RemoveImages(t, envImage(dflt)) })
+	wantFail(t, "alice snapshots into the default environment", v.as(t, v.alice, 5*time.Minute, "vps", "snapshot", id, "--name", dflt), "forbidden: name")
 	restored := v.create(t, "restored-"+uniqueSuffix(), "--from-snapshot", snap)
 	if r := v.ssh(t, restored, "cat /root/keep.txt; hostname"); r.Code != 0 || strings.Join(strings.Fields(r.Stdout), " ") != marker+" hakuriver-vps-"+restored {
 		t.Errorf("the snapshot's file in the VPS restored from it: %s", r)
