@@ -92,6 +92,8 @@ func wantFail(t *testing.T, what string, r harness.CLIResult, want string) {
 // shows them free); a start while that task holds them is refused for want
 // of room; bob can neither stop nor start nor snapshot it. Stopped with
 // --snapshot, it is listed and restores into a new VPS that has the file;
+// Bob may not start a VPS or a task from alice's snapshot (her disk);
+// alice may not snapshot into the default environment (not yet made);
 // the snapshot is deleted (bob may not) and cannot be used any more.
 // The stopped VPS outlives the loss of the leader: the next leader starts
 // it. Killing a stopped VPS removes its kept container; a start after the
@@ -100,7 +102,9 @@ func wantFail(t *testing.T, what string, r harness.CLIResult, want string) {
 func TestVPSLifecycle(t *testing.T) {
 	requireDocker(t, sshdImage)
 	requireSSH(t)
-	c, names := startDockerCluster(t, "vl")
+	// The default environment of tasks that name none, not created (yet).
+	dflt := envName("hkt-vldefault")
+	c, names := startDockerClusterWith(t, "vl", harness.Options{Args: []string{"--default-container-name", dflt}})
 	v := &vpsLife{c: c, node: names[0], env: envName("hkt-vpslife")}
 	createEnvironment(t, c, sshdImage, v.env)
 	createTar(t, c, v.env)
@@ -178,6 +182,18 @@ func TestVPSLifecycle(t *testing.T) {
 	if len(snaps) != 1 || snaps[0].Name != snap || fmt.Sprint(snaps[0].TaskID) != id || snaps[0].Owner != "alice" || snaps[0].Version <= 0 {
 		t.Fatalf("vps snapshots: %+v", snaps)
 	}
+	// The snapshot is alice's disk: bob may start neither a VPS nor a
+	// command task from it (nothing is submitted).
+	wantFail(t, "bob creates a VPS from alice's snapshot", v.as(t, v.bob, 0, "vps", "create", "--from-snapshot", snap, "--public-key-file", v.bob.key+".pub"), "forbidden: container_name")
+	wantFail(t, "bob runs a task in alice's snapshot", v.as(t, v.bob, 0, "task", "submit", "--container", snap, "--target", v.node, "--", "cat", "/root/keep.txt"), "forbidden: container_name")
+	var bobs []api.Task
+	if err := v.as(t, v.bob, 0, "-o", "json", "task", "list", "--mine").Decode(&bobs); err != nil || len(bobs) != 0 {
+		t.Errorf("bob's tasks after the refused submits: %+v, %v (want none)", bobs, err)
+	}
+	// The default environment, not made yet, is not alice's to fill:
+	// every task naming no environment would run in her image.
+	t.Cleanup(func() { harness.RemoveImages(t, envImage(dflt)) })
+	wantFail(t, "alice snapshots into the default environment", v.as(t, v.alice, 5*time.Minute, "vps", "snapshot", id, "--name", dflt), "forbidden: name")
 	restored := v.create(t, "restored-"+uniqueSuffix(), "--from-snapshot", snap)
 	if r := v.ssh(t, restored, "cat /root/keep.txt; hostname"); r.Code != 0 || strings.Join(strings.Fields(r.Stdout), " ") != marker+" hakuriver-vps-"+restored {
 		t.Errorf("the snapshot's file in the VPS restored from it: %s", r)

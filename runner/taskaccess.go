@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -174,7 +175,12 @@ func (a *Agent) handlePutFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	lim := filecopy.Limits{MaxBytes: a.cfg.CopyMaxBytes}
 	if ca != nil {
-		err = ca.CopyTo(r.Context(), id, p, r.Body, lim)
+		var h *helperRun
+		if h, err = a.containerHelper(r.Context(), id, ca, p); err == nil && h != nil {
+			err = a.runHelper(r.Context(), "put", *h, r.Body, nil, lim)
+		} else if err == nil {
+			err = ca.CopyTo(r.Context(), id, p, r.Body, lim)
+		}
 	} else {
 		err = a.nativeCopy(r.Context(), id, na, "put", p, r.Body, nil, lim)
 	}
@@ -201,6 +207,22 @@ func (a *Agent) handleGetFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ca != nil {
+		h, err := a.containerHelper(r.Context(), id, ca, p)
+		if err != nil {
+			writeAccessErr(w, err)
+			return
+		}
+		if h != nil {
+			sw := &startedWriter{w: w}
+			if err := a.runHelper(r.Context(), "get", *h, nil, sw, filecopy.Limits{}); err != nil {
+				if !sw.started {
+					writeAccessErr(w, err)
+					return
+				}
+				a.log.Info("copy from a task ended early", "task_id", id, "path", p, "err", err)
+			}
+			return
+		}
 		rc, err := ca.CopyFrom(r.Context(), id, p)
 		if err != nil {
 			writeAccessErr(w, err)
@@ -239,6 +261,73 @@ func (s *startedWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// helperRun is one run of the copy helper: at path, as a user
+// ("UID:GID[:G1,...]", "" for the runner's own), chrooted into root when
+// set; user names the task's user in errors.
+type helperRun struct {
+	path, as, root, user string
+}
+
+// containerRoot is what the Docker executor offers for reaching a
+// container's files as its user.
+type containerRoot interface {
+	TaskRoot(ctx context.Context, id int64) (executor.TaskRoot, error)
+}
+
+// containerHelper returns the helper run that copies at p in container
+// task id as the container's user, or nil when the container runs as root
+// (or its image's user, which only a task allowed root gets): the Engine
+// then copies, as root, which is what the task itself is. The Engine
+// reads and writes as root everywhere, bind mounts (the shared directory)
+// included, so a task running as a UID other than root never copies
+// through it: the helper enters the container's root (/proc/PID/root) and
+// becomes that UID, whose own permissions then decide.
+func (a *Agent) containerHelper(ctx context.Context, id int64, ca containerAccess, p string) (*helperRun, error) {
+	cr, ok := ca.(containerRoot)
+	if !ok {
+		return nil, nil
+	}
+	tr, err := cr.TaskRoot(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	uid, gid, ok := numericUser(tr.User)
+	if !ok || uid == 0 && gid == 0 {
+		return nil, nil
+	}
+	if tr.PID <= 0 {
+		return nil, fmt.Errorf("task %d: %w: its container has no process", id, executor.ErrNotRunning)
+	}
+	if os.Geteuid() != 0 {
+		return nil, accessError{http.StatusForbidden, fmt.Sprintf("task %d runs as %s: copying as that user needs a runner running as root", id, tr.User)}
+	}
+	if !path.IsAbs(p) {
+		p = path.Join(tr.WorkDir, p)
+	}
+	groups := make([]string, 0, len(tr.Groups))
+	for _, g := range tr.Groups {
+		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+			groups = append(groups, strconv.FormatUint(n, 10))
+		}
+	}
+	return &helperRun{path: path.Clean(p), as: fmt.Sprintf("%d:%d:%s", uid, gid, strings.Join(groups, ",")),
+		root: fmt.Sprintf("/proc/%d/root", tr.PID), user: tr.User}, nil
+}
+
+// numericUser parses a container's "UID[:GID]" user.
+func numericUser(u string) (uid, gid int, ok bool) {
+	us, gs, hasGID := strings.Cut(u, ":")
+	if !hasGID {
+		gs = us
+	}
+	uid, err1 := strconv.Atoi(us)
+	gid, err2 := strconv.Atoi(gs)
+	if err1 != nil || err2 != nil || uid < 0 || gid < 0 {
+		return 0, 0, false
+	}
+	return uid, gid, true
+}
+
 // nativeCopy runs the copy helper (filecopy.HelperCommand) as the task's
 // user: "put" reads the tar stream from in, "get" writes it to out. A
 // relative path is taken from the task's working directory.
@@ -250,6 +339,18 @@ func (a *Agent) nativeCopy(ctx context.Context, id int64, na nativeAccess, op, p
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(spec.WorkDir, p)
 	}
+	h := helperRun{path: p, user: spec.User}
+	if spec.User != "" {
+		if h.as, err = asFlag(spec.User); err != nil {
+			return err
+		}
+	}
+	return a.runHelper(ctx, op, h, in, out, lim)
+}
+
+// runHelper runs the copy helper (filecopy.HelperCommand) for h: "put"
+// reads the tar stream from in, "get" writes it to out.
+func (a *Agent) runHelper(ctx context.Context, op string, h helperRun, in io.Reader, out io.Writer, lim filecopy.Limits) error {
 	helper := a.cfg.CopyHelper
 	if len(helper) == 0 {
 		exe, err := os.Executable()
@@ -258,18 +359,15 @@ func (a *Agent) nativeCopy(ctx context.Context, id int64, na nativeAccess, op, p
 		}
 		helper = []string{exe, filecopy.HelperCommand}
 	}
-	args := append(append([]string{}, helper[1:]...), op, p)
+	args := append(append([]string{}, helper[1:]...), op, h.path)
 	if lim.MaxBytes > 0 {
 		args = append(args, "--max-bytes", strconv.FormatInt(lim.MaxBytes, 10))
 	}
-	if spec.User != "" {
-		as, err := asFlag(spec.User)
-		if err != nil {
-			return err
-		}
-		if as != "" {
-			args = append(args, "--as", as)
-		}
+	if h.root != "" {
+		args = append(args, "--root", h.root)
+	}
+	if h.as != "" {
+		args = append(args, "--as", h.as)
 	}
 	cmd := exec.CommandContext(ctx, helper[0], args...)
 	var stderr bytes.Buffer
@@ -279,7 +377,7 @@ func (a *Agent) nativeCopy(ctx context.Context, id int64, na nativeAccess, op, p
 		if msg == "" {
 			msg = err.Error()
 		}
-		return helperError(op, p, spec.User, msg)
+		return helperError(op, h.path, h.user, msg)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/scheduler"
@@ -210,6 +211,10 @@ func (a *API) Submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := a.maySnapshotUse(p, tasks[0].ContainerName); err != nil {
+		writeError(w, err)
+		return
+	}
 	owner := ownerName(p)
 	for _, t := range tasks {
 		t.Owner = owner
@@ -271,4 +276,19 @@ func (a *API) submitResponse(ids []int64) api.SubmitResponse {
 		out.TaskIDs[i] = strconv.FormatInt(id, 10)
 	}
 	return out
+}
+
+// maySnapshotUse refuses (403) a task of p's started from container when
+// it is another user's VPS snapshot: a snapshot is its owner's VPS disk
+// (their files, keys, sshd host keys), so only its owner, an operator or
+// the cluster itself may start a VPS or a task from it.
+func (a *API) maySnapshotUse(p auth.Principal, container string) error {
+	if a.d.Snapshots == nil || container == "" || p.Kind == auth.Cluster || p.Can(fsm.RoleOperator) {
+		return nil
+	}
+	s, ok := a.d.Snapshots.VPSSnapshotNamed(container)
+	if !ok || p.Owns(s.Owner) {
+		return nil
+	}
+	return forbidden(fmt.Sprintf("forbidden: container_name: %s is a VPS snapshot of %s; only its owner or an operator may start from it", container, orAnon(s.Owner)))
 }

@@ -112,6 +112,12 @@ func (a *API) snapshot(r *http.Request, t *fsm.Task, n *fsm.Node, name string, k
 	case a.d.Snapshots == nil || a.d.Snapshotter == nil:
 		return fsm.VPSSnapshot{}, errors.New("VPS snapshots are not wired on this replica")
 	}
+	if name == a.cfg.DefaultContainer && !principal(r).Can(fsm.RoleOperator) {
+		// Not yet an environment (its tarball comes later), the default
+		// would otherwise become this VPS's image for every task that
+		// names no environment, whoever submits it.
+		return fsm.VPSSnapshot{}, forbidden(fmt.Sprintf("forbidden: name: %s is the cluster's default environment; only an operator may snapshot into it", name))
+	}
 	old, exists := a.d.Snapshots.VPSSnapshotNamed(name)
 	if exists && old.Owner != t.Owner && !principal(r).Can(fsm.RoleOperator) {
 		return fsm.VPSSnapshot{}, forbidden(fmt.Sprintf("forbidden: snapshot %s belongs to %s", name, old.Owner))

@@ -18,9 +18,10 @@ import (
 // PATH": the helper a runner starts to copy files into or out of a
 // native task. With --as it first becomes that user (all threads), so
 // that the task user's own permissions decide what it may read or
-// write; the tar stream comes on stdin (put) or goes to stdout (get).
+// write; with --root it first enters that directory (a container's
+// root), so that paths resolve as inside the container; the tar stream comes on stdin (put) or goes to stdout (get).
 func newRunnerFilesCmd() *cobra.Command {
-	var as string
+	var as, root string
 	var lim filecopy.Limits
 	cmd := &cobra.Command{
 		Use:    filecopy.HelperCommand + " put|get PATH",
@@ -28,6 +29,16 @@ func newRunnerFilesCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if root != "" {
+				// A container's root (/proc/PID/root): absolute links and
+				// mounts resolve as inside the container.
+				if err := syscall.Chroot(root); err != nil {
+					return fmt.Errorf("enter %s: %w", root, err)
+				}
+				if err := os.Chdir("/"); err != nil {
+					return fmt.Errorf("enter %s: %w", root, err)
+				}
+			}
 			if as != "" {
 				if err := becomeUser(as); err != nil {
 					return err
@@ -47,6 +58,7 @@ func newRunnerFilesCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&as, "as", "", "act as UID:GID[:G1,G2...] (needs root)")
+	cmd.Flags().StringVar(&root, "root", "", "chroot into DIR first (a container's /proc/PID/root; needs root)")
 	cmd.Flags().Int64Var(&lim.MaxBytes, "max-bytes", 0, "cap on the files' total size (0: the default)")
 	cmd.Flags().IntVar(&lim.MaxEntries, "max-entries", 0, "cap on the number of entries (0: the default)")
 	return cmd

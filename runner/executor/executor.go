@@ -176,3 +176,16 @@ type VPSKeeper interface {
 	// killed while stopped); a missing one is not an error.
 	RemoveStoppedVPS(ctx context.Context, id int64) error
 }
+
+// TaskRoot is how a container task's files are reached on its runner as
+// the task's own user (see the Docker executor's TaskRoot).
+type TaskRoot struct {
+	// PID is the container's init process on the host.
+	PID int
+	// User is the container's "UID[:GID]" ("" or a name: the image's user).
+	User string
+	// Groups are the supplementary groups added to the container.
+	Groups []string
+	// WorkDir is the container's working directory.
+	WorkDir string
+}

@@ -148,3 +148,28 @@ func (e *Executor) CopyFrom(ctx context.Context, id int64, p string) (io.ReadClo
 	}
 	return rc, nil
 }
+
+// TaskRoot tells how to reach task id's files as its own user: the
+// container's init process (its /proc/PID/root is the container's file
+// system with its mounts), the user it runs as ("UID:GID", "" for the
+// image's user), its supplementary groups and its working directory.
+// A runner copies into and out of a container that runs as someone other
+// than root through that root as that user, never through the Engine
+// (which would read and write as root, bind mounts included).
+func (e *Executor) TaskRoot(ctx context.Context, id int64) (executor.TaskRoot, error) {
+	ins, err := e.running(ctx, id)
+	if err != nil {
+		return executor.TaskRoot{}, err
+	}
+	tr := executor.TaskRoot{WorkDir: containerPath(ins, ".")}
+	if ins.State != nil {
+		tr.PID = ins.State.Pid
+	}
+	if ins.Config != nil {
+		tr.User = ins.Config.User
+	}
+	if ins.HostConfig != nil {
+		tr.Groups = append(tr.Groups, ins.HostConfig.GroupAdd...)
+	}
+	return tr, nil
+}
