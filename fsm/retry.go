@@ -231,3 +231,24 @@ func (t *Task) RetryLabel() string {
 
 // RetryOnString renders retry conditions as a comma list.
 func RetryOnString(on []string) string { return strings.Join(on, ",") }
+
+// addEarlierAttempts adds to f the figures of t's attempts before its
+// current one (a retried task): their run time, at the task's cores and
+// GPUs, and the CPU time and peak memory their runners measured.
+func addEarlierAttempts(f *TaskFigures, t *Task) {
+	for _, a := range t.Attempts {
+		if a.Attempt >= t.CurrentAttempt() {
+			continue
+		}
+		if a.StartedAt != nil && a.CompletedAt != nil && a.CompletedAt.After(*a.StartedAt) {
+			el := a.CompletedAt.Sub(*a.StartedAt)
+			f.Elapsed += el
+			f.CoreHours += float64(t.RequiredCores) * el.Hours()
+			f.GPUHours += float64(len(t.RequiredGPUs)) * el.Hours()
+		}
+		if a.Usage != nil {
+			f.CPUHours += a.Usage.CPUTime().Hours()
+			f.PeakMemoryBytes = max(f.PeakMemoryBytes, a.Usage.PeakMemoryBytes)
+		}
+	}
+}

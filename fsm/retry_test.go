@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
@@ -70,6 +71,10 @@ func TestRetryTaskStartsNextAttemptOnce(t *testing.T) {
 	h.unchanged(&fsm.RetryTask{TaskID: 1, Attempt: 3, NotBefore: at(300)})
 	if len(tk.Attempts) != 3 {
 		t.Fatalf("attempts = %d, want 3: %s", len(tk.Attempts), taskJSON(t, tk))
+	}
+	// Accounting counts every attempt's run time (1 s each here).
+	if f := fsm.FiguresOf(tk, at(1000)); f.Elapsed != 3*time.Second {
+		t.Fatalf("FiguresOf elapsed = %s, want 3s (three attempts of 1s)", f.Elapsed)
 	}
 	for i, a := range tk.Attempts {
 		if a.Attempt != i+1 || a.Status != fsm.StatusFailed || a.ExitCode == nil || *a.ExitCode != 3 || a.Node != "n1" || a.StartedAt == nil || a.CompletedAt == nil {
