@@ -69,7 +69,19 @@ func (h *Host) Propose(ctx context.Context, c fsm.Command) (any, error) { return
 
 // Submit commits a submit on the leader, placing the new tasks in the same
 // entry when nothing waits ahead of them (leader.submit).
+//
+// Tasks with retries are accepted only when every replica knows
+// fsm.CmdRetryTask: a replica that did not would keep their first failure
+// as final while the others retry.
 func (h *Host) Submit(ctx context.Context, c *fsm.SubmitTasks) (fsm.SubmitResult, error) {
+	for _, t := range c.Tasks {
+		if t.Retries > 0 {
+			if err := h.commandKnown(fsm.CmdRetryTask); err != nil {
+				return fsm.SubmitResult{}, fmt.Errorf("retries: %w", err)
+			}
+			break
+		}
+	}
 	if l := h.currentLeader(); l != nil {
 		return l.submit(ctx, c)
 	}

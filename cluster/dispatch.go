@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,13 +49,16 @@ func runRequest(t *fsm.Task) api.RunRequest {
 	if t.ArrayIndex != nil {
 		env["HAKURIVER_ARRAY_INDEX"] = fmt.Sprint(*t.ArrayIndex)
 	}
+	if t.Attempt > 0 {
+		env["HAKURIVER_ATTEMPT"] = fmt.Sprint(t.Attempt)
+	}
 	return api.RunRequest{
 		TaskID: t.TaskID, TaskType: string(t.TaskType), Command: t.Command, Arguments: t.Arguments,
 		EnvVars: env, WorkDir: t.WorkDir, RequiredCores: t.RequiredCores, RequiredGPUs: t.RequiredGPUs,
 		RequiredMemoryBytes: t.RequiredMemoryBytes, TargetNUMANodeID: t.TargetNUMANodeID,
 		StdoutPath: t.StdoutPath, StderrPath: t.StderrPath, ContainerName: t.ContainerName,
 		DockerImageName: image, DockerPrivileged: t.Privileged, DockerMounts: t.AdditionalMounts, BatchID: t.BatchID,
-		RunAs: t.RunAs, AllowRoot: t.AllowRoot, Restart: t.Restarting,
+		RunAs: t.RunAs, AllowRoot: t.AllowRoot, Restart: t.Restarting, Attempt: t.Attempt,
 	}
 }
 
@@ -62,30 +66,44 @@ func runRequest(t *fsm.Task) api.RunRequest {
 type dispatcher struct {
 	mu       sync.Mutex
 	attempts map[int64]time.Time
+	// tries is the task attempt each entry of attempts was for.
+	tries map[int64]int
 	// inflight holds tasks whose /run call has not returned yet: a task is
 	// never sent twice at once (an image load may take minutes).
 	inflight map[int64]bool
 	// planned is the applied index the last Plan saw: placements depend on
 	// committed state only, so an unchanged index needs no new Plan.
 	planned uint64
-	wg      sync.WaitGroup
+	// wakeAt is when the last Plan's first retry delay ends (zero: none
+	// waits): Plan runs again then, though nothing was committed.
+	wakeAt time.Time
+	wg     sync.WaitGroup
 }
 
 func newDispatcher() *dispatcher {
-	return &dispatcher{attempts: map[int64]time.Time{}, inflight: map[int64]bool{}}
+	return &dispatcher{attempts: map[int64]time.Time{}, tries: map[int64]int{}, inflight: map[int64]bool{}}
 }
 
 // claim reports whether task id is due for a /run at now (never sent, or
 // last sent more than redriveAfter ago, and none in flight) and, if so,
 // marks it in flight until done.
-func (d *dispatcher) claim(id int64, now time.Time) bool {
+func (d *dispatcher) claim(id int64, now time.Time) bool { return d.claimAttempt(id, 1, now) }
+
+// claimAttempt is claim for a given attempt of the task: a /run of an
+// earlier attempt does not delay the first /run of the next one.
+func (d *dispatcher) claimAttempt(id int64, attempt int, now time.Time) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	attempt = max(1, attempt)
 	last, seen := d.attempts[id]
+	if seen && d.tries[id] != attempt {
+		seen = false
+	}
 	if seen && now.Sub(last) <= redriveAfter || d.inflight[id] {
 		return false
 	}
 	d.attempts[id] = now
+	d.tries[id] = attempt
 	d.inflight[id] = true
 	return true
 }
@@ -131,6 +149,9 @@ const minPassInterval = 10 * time.Millisecond
 
 func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 	now := l.now().UTC()
+	if !d.wakeAt.IsZero() && !now.Before(d.wakeAt) {
+		d.planned, d.wakeAt = 0, time.Time{} // a retry delay ended: plan again
+	}
 	if idx := l.state.AppliedIndex(); idx != d.planned {
 		d.planned = idx
 		ok := true
@@ -139,12 +160,14 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 				d.planned = 0 // something did not commit: plan again next pass
 			}
 		}()
+		ok = l.retryEnded(ctx, now) && ok
 		res := scheduler.Plan(scheduler.View{Nodes: l.state.Nodes(), Active: l.state.Active(), Lookup: l.state.Task,
-			Quotas: scheduler.NewQuotas(l.state.Users(), l.state.Groups())})
+			Quotas: scheduler.NewQuotas(l.state.Users(), l.state.Groups()), Now: now})
 		l.recordQueue(res)
+		d.wakeAt = res.WakeAt
 		for _, f := range res.Failed {
 			code, msg := -1, "Not started: "+f.Reason
-			ok = l.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now}) && ok
+			ok = l.applyLogged(ctx, &fsm.UpdateTask{TaskID: f.TaskID, Attempt: attemptOf(l.state, f.TaskID), Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: now}) && ok
 		}
 		if len(res.Placements) > 1 && l.known(fsm.CmdAssignTasks) == nil {
 			ok = l.assignAll(ctx, res.Placements, now) && ok
@@ -174,6 +197,7 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 	if l.state.Counts()[fsm.StatusAssigning] == 0 {
 		d.mu.Lock()
 		clear(d.attempts)
+		clear(d.tries)
 		d.mu.Unlock()
 		return
 	}
@@ -181,7 +205,7 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 		if t.Status != fsm.StatusAssigning {
 			continue
 		}
-		if !d.claim(t.TaskID, now) {
+		if !d.claimAttempt(t.TaskID, t.Attempt, now) {
 			continue
 		}
 		node, ok := l.state.Node(t.AssignedNode)
@@ -200,6 +224,7 @@ func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 	for id := range d.attempts {
 		if t, ok := l.state.Task(id); !ok || t.Status != fsm.StatusAssigning {
 			delete(d.attempts, id)
+			delete(d.tries, id)
 		}
 	}
 	d.mu.Unlock()
@@ -260,7 +285,14 @@ func (l *leader) dispatch(ctx context.Context, node *fsm.Node, t *fsm.Task) {
 			return
 		}
 		code, msg := -1, fmt.Sprintf("Runner rejected task: %d - %s", re.StatusCode, re.Message)
-		l.applyLogged(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: l.now().UTC()})
+		l.applyLogged(ctx, &fsm.UpdateTask{TaskID: t.TaskID, Attempt: t.Attempt, Status: fsm.StatusFailed, ExitCode: &code, Message: &msg, At: l.now().UTC()})
+		return
+	}
+	if errors.As(err, &re) && re.StatusCode == http.StatusServiceUnavailable && strings.Contains(re.Message, "is still tracked") {
+		// The runner still tracks the task's earlier attempt (running, or
+		// its end not yet acknowledged): it never runs two at once, and
+		// /run goes again on a later pass.
+		l.log.Info("dispatch waits for the task's earlier attempt to end on its runner", "task_id", t.TaskID, "attempt", t.Attempt, "runner", node.Hostname)
 		return
 	}
 	if ctx.Err() != nil {

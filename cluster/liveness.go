@@ -125,7 +125,7 @@ func (l *leader) heartbeat(ctx context.Context, node *fsm.Node, hb api.Heartbeat
 		if k.Reason == "oom" {
 			status = fsm.StatusKilledOOM
 		}
-		l.applyLogged(ctx, &fsm.UpdateTask{TaskID: k.TaskID, Status: status, ExitCode: &code, Message: &msg, At: now})
+		l.applyLogged(ctx, &fsm.UpdateTask{TaskID: k.TaskID, Attempt: t.Attempt, Status: status, ExitCode: &code, Message: &msg, At: now})
 	}
 	// Reconciliation (invariant 5): kill what the FSM does not place here,
 	// lose what the runner keeps omitting.
@@ -138,7 +138,23 @@ func (l *leader) heartbeat(ctx context.Context, node *fsm.Node, hb api.Heartbeat
 	for _, id := range rec.Lost {
 		code, msg := -1, fmt.Sprintf("Runner %s no longer reports this task.", name)
 		l.log.Warn("task lost: runner no longer reports it", "task_id", id, "runner", name)
-		l.applyLogged(ctx, &fsm.UpdateTask{TaskID: id, Status: fsm.StatusLost, ExitCode: &code, Message: &msg, At: now})
+		l.applyLogged(ctx, &fsm.UpdateTask{TaskID: id, Attempt: attemptOf(l.state, id), Status: fsm.StatusLost, ExitCode: &code, Message: &msg, At: now})
 	}
-	return rec.Kill, nil
+	return append(rec.Kill, staleAttempts(name, hb, l.state)...), nil
+}
+
+// staleAttempts lists the tasks a runner reports running at an attempt
+// other than the committed one, though placed on it: an earlier attempt,
+// lost with its runner and retried here, that still runs. The runner
+// refuses the current attempt until it ends, so it is killed.
+func staleAttempts(node string, hb api.HeartbeatRequest, state *fsm.Machine) []int64 {
+	var out []int64
+	for id, attempt := range hb.Attempts {
+		t, ok := state.Task(id)
+		if !ok || t.Status.Final() || t.AssignedNode != node || max(1, attempt) == t.CurrentAttempt() {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
 }

@@ -249,7 +249,7 @@ func (n *notifier) scan() {
 		page := n.state.TasksAfter(after, notifyPage)
 		for _, t := range page {
 			after = t.TaskID
-			if t.Status.Final() && t.CompletedAt != nil && t.CompletedAt.After(cutoff) {
+			if t.Done() && t.CompletedAt != nil && t.CompletedAt.After(cutoff) { // Done: no retry follows
 				n.enqueue(t, t.Status, t.CompletedAt)
 			}
 			for _, r := range t.Notifications {
@@ -283,7 +283,7 @@ func (n *notifier) watch() {
 		if _, ok := cur[id]; ok {
 			continue
 		}
-		if t, ok := n.state.Task(id); ok && t.Status.Final() {
+		if t, ok := n.state.Task(id); ok && t.Done() {
 			n.enqueue(t, t.Status, t.CompletedAt)
 		}
 	}
@@ -291,7 +291,7 @@ func (n *notifier) watch() {
 		page := n.state.TasksAfter(n.lastID, notifyPage)
 		for _, t := range page {
 			n.lastID = t.TaskID
-			if t.Status.Final() {
+			if t.Done() {
 				n.enqueue(t, t.Status, t.CompletedAt)
 			}
 		}

@@ -109,6 +109,8 @@ func (c CommandType) String() string {
 		return "set_vps_snapshot"
 	case CmdReportTasks:
 		return "report_tasks"
+	case CmdRetryTask:
+		return "retry_task"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -141,6 +143,10 @@ type UpdateTask struct {
 	// Usage is the runner's measure of an ended task. Only ReportTasks
 	// records it; UpdateTask and UpdateTasks entries ignore it.
 	Usage *Usage `json:"usage,omitempty"`
+	// Attempt names the attempt the report is about (0: the current one,
+	// from a reporter older than retries); a report of another attempt is
+	// refused (ErrConflict).
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // KillTask marks a non-final task killed at the user's request.
@@ -286,6 +292,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &SetVPSSnapshot{}
 	case CmdReportTasks:
 		c = &ReportTasks{}
+	case CmdRetryTask:
+		c = &RetryTask{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -34,6 +34,8 @@ type Machine struct {
 	reqQueue []requestKey // request IDs by submit time, for pruning
 	counts   map[Status]int
 	active   []int64 // IDs of tasks in a status that Holds, ascending
+	// retrying holds the IDs of tasks with Task.RetryPending, ascending.
+	retrying []int64
 	envs     map[string]Environment
 	tarballs map[string]TarballRecord
 	// snaps holds the VPS snapshots by name (vpssnap.go).
@@ -67,6 +69,7 @@ func (m *Machine) reset() {
 	m.reqQueue = nil
 	m.counts = make(map[Status]int)
 	m.active = nil
+	m.retrying = nil
 	m.envs = make(map[string]Environment)
 	m.tarballs = make(map[string]TarballRecord)
 	m.snaps = make(map[string]VPSSnapshot)
@@ -178,6 +181,8 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return m.applyVPSStart(c)
 	case *SetVPSSnapshot:
 		return m.applySetVPSSnapshot(c)
+	case *RetryTask:
+		return m.applyRetry(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }
@@ -196,6 +201,7 @@ func (m *Machine) Halted() error {
 // putTask stores t, keeping the status counts and the ID order up to date.
 func (m *Machine) putTask(t *Task) {
 	if old, ok := m.tasks[t.TaskID]; ok {
+		noteAttemptEnd(old, t)
 		m.counts[old.Status]--
 	} else {
 		n := len(m.order)
@@ -214,6 +220,9 @@ func (m *Machine) putTask(t *Task) {
 	m.tasks[t.TaskID] = t
 	m.counts[t.Status]++
 	m.active = setActive(m.active, t.TaskID, t.Status.Holds())
+	if t.Retries > 0 {
+		m.setRetrying(t)
+	}
 }
 
 func (m *Machine) applySubmit(c *SubmitTasks) Result {
@@ -258,6 +267,9 @@ func (m *Machine) applyUpdate(c *UpdateTask) Result {
 	old, ok := m.tasks[c.TaskID]
 	if !ok {
 		return Result{Err: fmt.Errorf("%w: task %d", ErrNotFound, c.TaskID)}
+	}
+	if err := checkAttempt(old, c.Attempt); err != nil {
+		return Result{Err: err}
 	}
 	if old.Status == c.Status && (c.SSHPort == 0 || old.Status.Final()) {
 		return Result{Value: old} // a retried report: nothing to do; a final task never changes
@@ -319,6 +331,14 @@ func (m *Machine) applyKill(c *KillTask) Result {
 	old, ok := m.tasks[c.TaskID]
 	if !ok {
 		return Result{Err: fmt.Errorf("%w: task %d", ErrNotFound, c.TaskID)}
+	}
+	if old.RetryPending() {
+		// Its attempt ended and a retry was due: killing stops retries.
+		t := old.clone()
+		t.NoRetry = true
+		t.KillRequestID = c.RequestID
+		m.putTask(t)
+		return Result{Value: t}
 	}
 	if old.Status.Final() {
 		return Result{Err: fmt.Errorf("%w: task %d cannot be killed (state: %s)", ErrConflict, c.TaskID, old.Status)}

@@ -165,7 +165,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.tasks, m.order, m.nodes, m.requests = fresh.tasks, fresh.order, fresh.nodes, fresh.requests
-	m.counts, m.active, m.envs = fresh.counts, fresh.active, fresh.envs
+	m.counts, m.active, m.retrying, m.envs = fresh.counts, fresh.active, fresh.retrying, fresh.envs
 	m.tarballs, m.clusterID = fresh.tarballs, fresh.clusterID
 	m.acct, m.audit = fresh.acct, fresh.audit
 	m.notifyTargets = fresh.notifyTargets

@@ -167,6 +167,23 @@ type Task struct {
 	// Usage is what the task consumed, as its runner measured it at its
 	// end (nil: not measured, still running, or from before accounting).
 	Usage *Usage `json:"usage,omitempty"`
+	// Retries is how many more attempts the task may have after its
+	// first (0: none), when an attempt ends in a status RetryOn covers
+	// (retry.go). RetryDelayMS is the wait before each retry.
+	Retries      int      `json:"retries,omitempty"`
+	RetryDelayMS int64    `json:"retry_delay_ms,omitempty"`
+	RetryOn      []string `json:"retry_on,omitempty"`
+	// Attempt is the current attempt's number, from 1 (0 for a task
+	// without retries: its one attempt).
+	Attempt int `json:"attempt,omitempty"`
+	// Attempts records every ended attempt of a task with retries, oldest
+	// first.
+	Attempts []Attempt `json:"attempts,omitempty"`
+	// NotBefore holds a retried task pending until then.
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	// NoRetry is set when the task was killed while a retry was due: no
+	// further attempt starts.
+	NoRetry bool `json:"no_retry,omitempty"`
 }
 
 // MaxTaskNameLen bounds a task name.
@@ -265,6 +282,12 @@ func (t *Task) clone() *Task {
 	if t.Usage != nil {
 		v := *t.Usage
 		c.Usage = &v
+	}
+	// Attempts and RetryOn are shared like Placements: never written in
+	// place.
+	if t.NotBefore != nil {
+		v := *t.NotBefore
+		c.NotBefore = &v
 	}
 	return &c
 }

@@ -86,6 +86,7 @@ func FiguresOf(t *Task, now time.Time) TaskFigures {
 	if t.Usage != nil {
 		f.PeakMemoryBytes = t.Usage.PeakMemoryBytes
 	}
+	addEarlierAttempts(&f, t)
 	switch t.Status {
 	case StatusCompleted:
 		f.Completed = true

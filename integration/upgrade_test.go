@@ -48,6 +48,7 @@ func TestRollingUpgradeUnknownCommand(t *testing.T) {
 		return a.Status == http.StatusConflict && strings.Contains(string(a.Body), "h3") &&
 			strings.Contains(string(a.Body), "set_environment"), a.String()
 	})
+	checkRetriesWaitForUpgrade(t, c)
 	c.WaitSameApplied(10*time.Second, 0, 1, h3)
 	if st, err := c.Status(0); err != nil || st.ClusterID != "" {
 		t.Fatalf("the cluster ID was committed with h3 unable to apply it: %q %v", st.ClusterID, err)
@@ -86,4 +87,21 @@ func TestRollingUpgradeUnknownCommand(t *testing.T) {
 		}
 		return ids[0] != "" && ids[0] == ids[1] && ids[1] == ids[2], strings.Join(ids, ",")
 	})
+}
+
+// checkRetriesWaitForUpgrade: a submit with retries (whose tasks the new
+// replicas would retry through fsm.CmdRetryTask while h3 kept their first
+// failure) is refused naming h3 and the command; one without is accepted.
+func checkRetriesWaitForUpgrade(t *testing.T, c *harness.Cluster) {
+	t.Helper()
+	req := native("true")
+	req.Retries = 1
+	ctx, cancel := context.WithTimeout(context.Background(), harness.WriteTimeout)
+	defer cancel()
+	a, _, err := c.Submit(ctx, c.WaitLeader(harness.LeaderTimeout), req)
+	if err != nil || a.Status != http.StatusConflict || !strings.Contains(string(a.Body), "h3") || !strings.Contains(string(a.Body), "retry_task") {
+		t.Fatalf("submit with retries while h3 is old: %v %s, want HTTP 409 naming h3 and retry_task", err, a)
+	}
+	req.Retries = 0
+	c.SubmitOK(c.WaitLeader(harness.LeaderTimeout), req)
 }

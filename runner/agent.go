@@ -54,6 +54,8 @@ type Agent struct {
 	noBatchUntil time.Time
 	registered   atomic.Bool
 	kick         chan struct{}
+	// attempts is which attempt of each tracked task runs here.
+	attempts *attemptBook
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -95,6 +97,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	a.notFound = map[int64]time.Time{}
 	a.figuresRefused = map[int64]bool{}
 	a.changed = map[int64]time.Time{}
+	a.attempts = newAttemptBook(cfg.StateDir)
 	a.pruneFinished(time.Now())
 	if a.ln, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port))); err != nil {
 		return nil, fmt.Errorf("listen for the runner API: %w", err)

@@ -18,22 +18,32 @@ const finishedKeep = 7 * 24 * time.Hour
 // ever starting here).
 func (a *Agent) finishedDir() string { return filepath.Join(a.cfg.StateDir, statedir.Finished) }
 
-// markFinished records, on disk so that it survives restarts, that task id
-// ran here and its end was acknowledged.
-func (a *Agent) markFinished(id int64) {
+// tombstoneName names the tombstone of attempt attempt of task id: the
+// task ID for its first attempt (as before retries existed), "ID.N" for
+// attempt N > 1.
+func tombstoneName(id int64, attempt int) string {
+	if attempt <= 1 {
+		return strconv.FormatInt(id, 10)
+	}
+	return strconv.FormatInt(id, 10) + "." + strconv.Itoa(attempt)
+}
+
+// markFinished records, on disk so that it survives restarts, that attempt
+// attempt of task id ran here and its end was acknowledged.
+func (a *Agent) markFinished(id int64, attempt int) {
 	if err := os.MkdirAll(a.finishedDir(), 0o700); err != nil {
 		a.log.Warn("record finished task", "task_id", id, "err", err)
 		return
 	}
-	if err := os.WriteFile(filepath.Join(a.finishedDir(), strconv.FormatInt(id, 10)), nil, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(a.finishedDir(), tombstoneName(id, attempt)), nil, 0o600); err != nil {
 		a.log.Warn("record finished task", "task_id", id, "err", err)
 	}
 }
 
-// finished reports whether task id already ran here (a regular file
-// tombstone; anything else is ignored).
-func (a *Agent) finished(id int64) bool {
-	info, err := os.Lstat(filepath.Join(a.finishedDir(), strconv.FormatInt(id, 10)))
+// finished reports whether attempt attempt of task id already ran here (a
+// regular file tombstone; anything else is ignored).
+func (a *Agent) finished(id int64, attempt int) bool {
+	info, err := os.Lstat(filepath.Join(a.finishedDir(), tombstoneName(id, attempt)))
 	return err == nil && info.Mode().IsRegular()
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/ops/environment"
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 	"github.com/hakuriver/hakuriver-ha/runner/resources"
@@ -88,16 +89,36 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "task %d: %v", req.TaskID, err)
 		return
 	}
-	if a.finished(req.TaskID) {
+	if req.Attempt < 0 || req.Attempt > fsm.MaxRetries+1 {
+		writeErr(w, http.StatusBadRequest, "attempt: %d is out of range (0..%d)", req.Attempt, fsm.MaxRetries+1)
+		return
+	}
+	if a.finished(req.TaskID, req.Attempt) {
 		// Its end was reported and acknowledged already: a /run re-sent by a
 		// new leader must never start it a second time.
 		api.WriteJSON(w, http.StatusOK, map[string]any{"message": "Task already ran on this node", "task_id": req.TaskID})
 		return
 	}
 	states, _ := a.states(r.Context())
+	if _, ok := states[req.TaskID]; ok && !sameAttempt(a.attempts.get(req.TaskID), req.Attempt) {
+		states = a.awaitEarlierAttempt(r.Context(), req.TaskID)
+	}
 	if _, ok := states[req.TaskID]; ok {
+		if cur := a.attempts.get(req.TaskID); !sameAttempt(cur, req.Attempt) {
+			// An earlier attempt is still tracked here (running, or its end
+			// not yet acknowledged): never two attempts at once. The host
+			// sends /run again later.
+			writeErr(w, http.StatusServiceUnavailable, "task %d: attempt %d is still tracked on this node; attempt %d waits", req.TaskID, max(1, cur), req.Attempt)
+			return
+		}
 		api.WriteJSON(w, http.StatusOK, map[string]any{"message": "Task already tracked on this node", "task_id": req.TaskID})
 		return
+	}
+	if req.Attempt > 0 { // a task with retries (0: none, the attempt is its only one)
+		if err := a.attempts.set(req.TaskID, req.Attempt); err != nil {
+			writeErr(w, http.StatusInternalServerError, "task %d: record attempt: %v", req.TaskID, err)
+			return
+		}
 	}
 	spec, err := a.spec(req)
 	if err != nil {
@@ -120,7 +141,7 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), startBound)
 	defer cancel()
 	if err := a.executorFor(image).Start(sctx, spec); err != nil {
-		if errors.Is(err, executor.ErrUnknownTask) && a.finished(req.TaskID) {
+		if errors.Is(err, executor.ErrUnknownTask) && a.finished(req.TaskID, req.Attempt) {
 			// It ran, ended, was reported and forgotten before the start
 			// looked again: a short task on a busy runner.
 			api.WriteJSON(w, http.StatusOK, map[string]any{"message": "Task already ran on this node", "task_id": req.TaskID})
@@ -165,7 +186,7 @@ func (a *Agent) spec(req api.RunRequest) (executor.Spec, error) {
 		}
 	}
 	s := executor.Spec{
-		TaskID: req.TaskID, Command: req.Command, Args: req.Arguments, Env: req.EnvVars, WorkDir: req.WorkDir,
+		TaskID: req.TaskID, Attempt: req.Attempt, Command: req.Command, Args: req.Arguments, Env: req.EnvVars, WorkDir: req.WorkDir,
 		Cores: req.RequiredCores, MemoryBytes: req.RequiredMemoryBytes, GPUs: req.RequiredGPUs,
 		Stdout:     filepath.Join(a.cfg.SharedDir, "task_outputs", filepath.Base(orDefault(req.StdoutPath, strconv.FormatInt(req.TaskID, 10)+".out"))),
 		Stderr:     filepath.Join(a.cfg.SharedDir, "task_errors", filepath.Base(orDefault(req.StderrPath, strconv.FormatInt(req.TaskID, 10)+".err"))),

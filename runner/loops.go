@@ -80,6 +80,12 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	hb.Partial = !complete
 	for id := range states {
 		hb.RunningTasks = append(hb.RunningTasks, id)
+		if n := a.attempts.get(id); n > 0 {
+			if hb.Attempts == nil {
+				hb.Attempts = map[int64]int{}
+			}
+			hb.Attempts[id] = n
+		}
 	}
 	if live, err := a.sampler.Sample(ctx); err == nil {
 		hb.CPUPercent, hb.MemoryPercent = &live.CPUPercent, &live.MemoryPercent
@@ -94,6 +100,9 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		return err
 	}
 	for _, id := range resp.Kill {
+		if n, ok := hb.Attempts[id]; ok && a.attempts.get(id) != n {
+			continue // the kill is of the attempt this heartbeat listed, gone since
+		}
 		if ex := owner[id]; ex != nil {
 			a.killFinished(ctx, ex, id)
 		}
@@ -189,6 +198,7 @@ func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 		if a.figuresRefused[id] {
 			u.Usage = nil // the cluster refused them: the end goes without
 		}
+		u.Attempt = a.attempts.get(id)
 		if a.acked[id] == ackKey(u) {
 			delete(a.changed, id)
 			continue
@@ -227,7 +237,8 @@ func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 		a.acked[u.TaskID] = ackKey(u)
 		delete(a.changed, u.TaskID)
 		if states[u.TaskID].Exit != nil {
-			a.markFinished(u.TaskID)
+			a.markFinished(u.TaskID, u.Attempt)
+			a.attempts.forget(u.TaskID, u.Attempt)
 			if err := owner[u.TaskID].Forget(ctx, u.TaskID); err != nil && ctx.Err() == nil {
 				a.log.Warn("forget task", "task_id", u.TaskID, "err", err)
 			}

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
@@ -61,12 +62,14 @@ const (
 	WaitTargetNode = "target_node"
 	// WaitCapacity: no node has the resources free now.
 	WaitCapacity = "capacity"
+	// WaitRetryDelay: a retried task waits for its retry delay.
+	WaitRetryDelay = "retry_delay"
 )
 
 // WaitKinds lists every Decision kind.
 func WaitKinds() []string {
 	return []string{WaitDependency, WaitDependencyFailed, WaitArrayThrottle, WaitQuota,
-		WaitNoOnlineNode, WaitDrained, WaitTargetNode, WaitCapacity}
+		WaitNoOnlineNode, WaitDrained, WaitTargetNode, WaitCapacity, WaitRetryDelay}
 }
 
 // Result is the outcome of one scheduling pass.
@@ -74,6 +77,9 @@ type Result struct {
 	Placements []Placement
 	Waiting    []Decision
 	Failed     []Decision
+	// WakeAt is the earliest time a task waiting for its retry delay may
+	// be placed (zero: none waits): plan again then.
+	WakeAt time.Time
 }
 
 // View is the committed state Plan works on.
@@ -86,6 +92,9 @@ type View struct {
 	// Quotas are the account limits to enforce (nil: none), built from
 	// the committed accounts by NewQuotas.
 	Quotas *Quotas
+	// Now is the leader's clock: a retried task is not placed before its
+	// NotBefore. Zero places it regardless.
+	Now time.Time
 }
 
 // Usage is what the placed, unfinished tasks on a node hold.
@@ -169,6 +178,13 @@ func Plan(v View) Result {
 		}
 	}
 	for _, t := range pending {
+		if t.NotBefore != nil && !v.Now.IsZero() && v.Now.Before(*t.NotBefore) {
+			res.Waiting = append(res.Waiting, Decision{t.TaskID, WaitRetryDelay, t.RetryLabel()})
+			if res.WakeAt.IsZero() || t.NotBefore.Before(res.WakeAt) {
+				res.WakeAt = *t.NotBefore
+			}
+			continue
+		}
 		if reason, failed := dependencies(t, v.Lookup); reason != "" {
 			if failed {
 				res.Failed = append(res.Failed, Decision{t.TaskID, WaitDependencyFailed, reason})
@@ -219,7 +235,7 @@ func dependencies(t *fsm.Task, lookup func(int64) (*fsm.Task, bool)) (string, bo
 		case !ok:
 			return fmt.Sprintf("dependency %d does not exist", id), true
 		case d.Status == fsm.StatusCompleted:
-		case d.Status.Final():
+		case d.Done():
 			return fmt.Sprintf("dependency %d ended %s", id, d.Status), true
 		default:
 			waiting = append(waiting, strconv.FormatInt(id, 10))

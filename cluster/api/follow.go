@@ -77,7 +77,7 @@ func (r *LogReader) Follow(ctx context.Context) error {
 				// A host that sends no status header: ask for it.
 				status, _ = r.status(ctx) // on error the status stays unknown: keep polling
 			}
-			if n == 0 && fsm.Status(status).Final() {
+			if n == 0 && fsm.Status(status).Final() && r.lastAttempt(ctx) {
 				return nil
 			}
 			if n > 0 {
@@ -142,4 +142,14 @@ func (r *LogReader) status(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return string(t.Status), nil
+}
+
+// lastAttempt reports whether the task, final, will not be retried (a
+// retry appends the next attempt's output to the same file): true also
+// when its state cannot be read.
+func (r *LogReader) lastAttempt(ctx context.Context) bool {
+	cctx, cancel := r.Poll.call(ctx)
+	defer cancel()
+	t, err := r.Client.Status(cctx, r.TaskID)
+	return err != nil || t.Done()
 }

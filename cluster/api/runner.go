@@ -59,6 +59,12 @@ type HeartbeatRequest struct {
 	// (e.g. Docker briefly unreachable): RunningTasks may then be missing
 	// some, and the leader must not declare the missing ones lost.
 	Partial bool `json:"partial,omitempty"`
+	// Attempts gives, for the listed tasks whose attempt the runner
+	// recorded, the attempt it tracks (RunRequest.Attempt). The leader
+	// kills a task that runs an attempt other than the committed one (an
+	// attempt lost with its runner, which was then retried). Absent from
+	// runners older than retries.
+	Attempts map[int64]int `json:"attempts,omitempty"`
 }
 
 // HeartbeatResponse answers a heartbeat. Kill lists task IDs the runner
@@ -82,6 +88,10 @@ type UpdateRequest struct {
 	// Usage is what the task consumed, measured by the runner at its end
 	// (final statuses only; hostile input: the host checks its ranges).
 	Usage *fsm.Usage `json:"usage,omitempty"`
+	// Attempt is the attempt of the task the report is about (RunRequest
+	// .Attempt); the cluster refuses (409) a report of an attempt that is
+	// not the task's current one. 0: a runner older than retries.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // MaxUpdateBatch is the most reports one POST /api/updates may carry.
@@ -131,6 +141,11 @@ type RunRequest struct {
 	DockerPrivileged    bool              `json:"docker_privileged"`
 	DockerMounts        []string          `json:"docker_additional_mounts"`
 	BatchID             int64             `json:"batch_id,omitempty"`
+	// Attempt is the task's attempt number (0 or 1 for its first; a
+	// retried task runs again under the same ID with the next number).
+	// The runner runs one attempt of a task at a time and reports it
+	// with each status.
+	Attempt int `json:"attempt,omitempty"`
 	// RunAs is the Unix account the task runs as (fsm.Task.RunAs): a user
 	// name or UID[:GID]; "" means the runner's runner_user.
 	RunAs string `json:"run_as,omitempty"`

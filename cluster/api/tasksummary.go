@@ -43,6 +43,10 @@ type TaskSummary struct {
 	StartedAt      *time.Time `json:"started_at"`
 	CompletedAt    *time.Time `json:"completed_at"`
 	SSHPort        int        `json:"ssh_port,omitempty"`
+	// Attempt and Retries are the current attempt and the retries allowed
+	// of a task with retries (fsm.Task).
+	Attempt int `json:"attempt,omitempty"`
+	Retries int `json:"retries,omitempty"`
 }
 
 // Summarize returns the summary of t. It shares no mutable memory with t
@@ -54,7 +58,7 @@ func Summarize(t *fsm.Task) TaskSummary {
 		RequiredCores: t.RequiredCores, RequiredMemory: t.RequiredMemoryBytes,
 		RequiredGPUs: append([]int{}, t.RequiredGPUs...), GPUCount: t.GPUCount, Priority: t.Priority,
 		ExitCode: t.ExitCode, SubmittedAt: t.SubmittedAt, StartedAt: t.StartedAt, CompletedAt: t.CompletedAt,
-		SSHPort: t.SSHPort, Arguments: []string{},
+		SSHPort: t.SSHPort, Arguments: []string{}, Attempt: t.Attempt, Retries: t.Retries,
 	}
 	if t.ArrayIndex != nil {
 		v := *t.ArrayIndex

@@ -44,7 +44,7 @@ func OriginalSubmitFields() []string {
 func SubmitFields() []string {
 	return append(OriginalSubmitFields(),
 		"working_dir", "priority", "gpu_count", "array", "time_limit_seconds", "after", "request_id",
-		"argument_sets", "name", "notify")
+		"argument_sets", "name", "notify", "retries", "retry_delay", "retry_on")
 }
 
 // SubmitRequest is the body of POST /api/submit (the original TaskRequest
@@ -93,6 +93,14 @@ type SubmitRequest struct {
 	// (signed; see the README's "Notifications"). It must start with a
 	// prefix of the hosts' notify.webhook_allow, else the submit is refused (400).
 	Notify string `json:"notify,omitempty"`
+	// Retries (0..fsm.MaxRetries) starts a task again, under the same ID,
+	// up to this many times when an attempt ends in a status RetryOn
+	// covers ("exit": failed with a non-zero exit, "lost", "oom"; default
+	// exit and lost), each after RetryDelay (a Go duration such as "30s",
+	// 0 to 24h).
+	Retries    int      `json:"retries,omitempty"`
+	RetryDelay string   `json:"retry_delay,omitempty"`
+	RetryOn    []string `json:"retry_on,omitempty"`
 }
 
 // BatchActionResponse is the answer of POST /api/batch/{id}/{action}.

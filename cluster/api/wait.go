@@ -123,7 +123,7 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 			}
 			delete(firstMiss, id)
 			seen[id] = t.Status
-			if t.Status.Final() {
+			if t.Done() { // final, and no retry follows
 				done[id] = t
 				if ended != nil {
 					ended(id, t)

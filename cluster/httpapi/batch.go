@@ -64,7 +64,7 @@ func (a *API) Batch(w http.ResponseWriter, r *http.Request) {
 	var todo []*fsm.Task
 	for _, t := range tasks {
 		switch {
-		case action == "kill" && !t.Status.Final(),
+		case action == "kill" && !t.Done(),
 			action == "pause" && t.Status == fsm.StatusRunning,
 			action == "resume" && t.Status == fsm.StatusPaused:
 			todo = append(todo, t)
@@ -122,8 +122,8 @@ func (a *API) killOne(ctx context.Context, id int64, reqID string) error {
 	if _, err := a.d.Proposer.Propose(actx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user (batch).", At: a.now().UTC(), RequestID: reqID}); err != nil {
 		return err
 	}
-	if t, ok := a.d.Tasks.Task(id); ok && t.AssignedNode != "" {
-		a.d.Runners.NotifyKill(t)
+	if t, ok := a.d.Tasks.Task(id); ok && t.AssignedNode != "" && !t.NoRetry {
+		a.d.Runners.NotifyKill(t) // not for a task killed between attempts: nothing runs
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func (a *API) Drain(drain bool) http.HandlerFunc {
 // reason each waits, computed by the scheduler from committed state.
 func (a *API) Queue(w http.ResponseWriter, r *http.Request) {
 	active := a.d.Tasks.Active()
-	res := scheduler.Plan(scheduler.View{Nodes: a.d.Nodes.Nodes(), Active: active, Lookup: a.d.Tasks.Task, Quotas: a.quotas()})
+	res := scheduler.Plan(scheduler.View{Nodes: a.d.Nodes.Nodes(), Active: active, Lookup: a.d.Tasks.Task, Quotas: a.quotas(), Now: time.Now()})
 	reasons := map[int64]string{}
 	for _, d := range res.Waiting {
 		reasons[d.TaskID] = d.Reason

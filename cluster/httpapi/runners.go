@@ -242,6 +242,8 @@ func (a *API) settled(u api.UpdateRequest, st fsm.Status) (done bool, err error)
 		return true, fmt.Errorf("%w: task %d", fsm.ErrNotFound, u.TaskID)
 	case u.Usage != nil && t.Status.Final() && t.Usage == nil && t.StartedAt != nil:
 		return false, nil // the end's figures are still to record
+	case u.Attempt != 0 && u.Attempt != t.CurrentAttempt():
+		return true, fmt.Errorf("%w: task %d: report of attempt %d, the task is at attempt %d", fsm.ErrConflict, u.TaskID, u.Attempt, t.CurrentAttempt())
 	case t.Status == st && (u.SSHPort == 0 || t.Status.Final()):
 		return true, nil
 	case t.Status.Final():
@@ -254,7 +256,7 @@ func (a *API) settled(u api.UpdateRequest, st fsm.Status) (done bool, err error)
 func updateCommand(u api.UpdateRequest, st fsm.Status, now time.Time) *fsm.UpdateTask {
 	return &fsm.UpdateTask{
 		TaskID: u.TaskID, Status: st, ExitCode: u.ExitCode, Message: u.Message,
-		StartedAt: u.StartedAt, CompletedAt: u.CompletedAt, SSHPort: u.SSHPort, At: now, Usage: u.Usage,
+		StartedAt: u.StartedAt, CompletedAt: u.CompletedAt, SSHPort: u.SSHPort, At: now, Usage: u.Usage, Attempt: u.Attempt,
 	}
 }
 

@@ -71,6 +71,18 @@ func (a *API) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 	if err := checkStoredSize(req, len(targets)*len(indexes)); err != nil {
 		return nil, err
 	}
+	retryOn, delay := fsm.DefaultRetryOn(), time.Duration(0)
+	if req.Retries > 0 {
+		var err error
+		if len(req.RetryOn) > 0 {
+			if retryOn, err = fsm.NormalizeRetryOn(req.RetryOn); err != nil {
+				return nil, badRequest("retry_on: %v", err)
+			}
+		}
+		if delay, err = retryDelay(req.RetryDelay); err != nil {
+			return nil, err
+		}
+	}
 	tasks := make([]*fsm.Task, 0, len(targets)*len(indexes))
 	for i, tg := range targets {
 		for _, idx := range indexes {
@@ -92,6 +104,9 @@ func (a *API) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 				ArrayThrottle:       throttle,
 				Name:                req.Name,
 				Notify:              req.Notify,
+			}
+			if req.Retries > 0 {
+				t.Retries, t.RetryOn, t.RetryDelayMS, t.Attempt = req.Retries, retryOn, delay.Milliseconds(), 1
 			}
 			if idx >= 0 {
 				v := idx

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -140,6 +141,9 @@ func validateSubmit(req *api.SubmitRequest) error {
 				return badRequest("required_gpus[%d]: GPU ID %d is negative", i, g)
 			}
 		}
+	}
+	if err := checkRetries(req); err != nil {
+		return err
 	}
 	if req.Priority < -1000 || req.Priority > 1000 {
 		return badRequest("priority: %d is out of range (-1000..1000)", req.Priority)
@@ -299,3 +303,47 @@ const maxMemoryBytes = int64(1) << 50
 
 // maxCores bounds required_cores.
 const maxCores = 1 << 16
+
+// checkRetries checks the retry fields of a submit: retries 0..fsm.MaxRetries
+// (command tasks only), retry_delay a duration from 0 to fsm.MaxRetryDelay,
+// retry_on known conditions; the last two only with retries.
+func checkRetries(req *api.SubmitRequest) error {
+	if req.Retries < 0 || req.Retries > fsm.MaxRetries {
+		return badRequest("retries: %d is out of range (0..%d)", req.Retries, fsm.MaxRetries)
+	}
+	if req.Retries > 0 && req.TaskType == string(fsm.TaskVPS) {
+		return badRequest("retries: VPS tasks are not retried (command tasks only)")
+	}
+	if req.RetryDelay != "" {
+		if req.Retries == 0 {
+			return badRequest("retry_delay: given without retries")
+		}
+		if _, err := retryDelay(req.RetryDelay); err != nil {
+			return err
+		}
+	}
+	if len(req.RetryOn) > 0 {
+		if req.Retries == 0 {
+			return badRequest("retry_on: given without retries")
+		}
+		if _, err := fsm.NormalizeRetryOn(req.RetryOn); err != nil {
+			return badRequest("retry_on: %v", err)
+		}
+	}
+	return nil
+}
+
+// retryDelay parses a submit's retry_delay ("" is 0).
+func retryDelay(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, badRequest("retry_delay %q: not a duration (want e.g. 30s, 5m, 1h)", s)
+	}
+	if d < 0 || d > fsm.MaxRetryDelay {
+		return 0, badRequest("retry_delay %q: out of range (0 to %s)", s, fsm.MaxRetryDelay)
+	}
+	return d, nil
+}

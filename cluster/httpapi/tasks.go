@@ -132,13 +132,13 @@ func (a *API) Kill(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if t.Status == fsm.StatusKilled && reqID != "" && t.KillRequestID == reqID {
+	if (t.Status == fsm.StatusKilled || t.NoRetry) && reqID != "" && t.KillRequestID == reqID {
 		// A retry of a kill that already committed (e.g. forwarded again
 		// after a leader change): same answer as the first time.
 		writeJSON(w, http.StatusAccepted, api.MessageResponse{Message: fmt.Sprintf("Kill requested for task %d. Task marked as killed.", id)})
 		return
 	}
-	if t.Status.Final() {
+	if t.Done() { // final, and no retry follows: a task waiting for a retry may be killed (no retry then)
 		writeError(w, fmt.Errorf("%w: task %d cannot be killed (state: %s)", fsm.ErrConflict, id, t.Status))
 		return
 	}
@@ -146,6 +146,10 @@ func (a *API) Kill(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if _, err := a.d.Proposer.Propose(ctx, &fsm.KillTask{TaskID: id, Message: "Kill requested by user.", At: a.now().UTC(), RequestID: reqID}); err != nil {
 		writeError(w, err)
+		return
+	}
+	if t.RetryPending() {
+		writeJSON(w, http.StatusAccepted, api.MessageResponse{Message: fmt.Sprintf("Kill requested for task %d: no further attempt (its last attempt ended %s).", id, t.Status)})
 		return
 	}
 	switch {

@@ -67,6 +67,11 @@ type submitOptions struct {
 	throttle     int
 	wait         bool
 	pollInterval time.Duration
+	// retries, retryDelay and retryOn are --retries, --retry-delay and
+	// --retry-on (sent only when given).
+	retries    int
+	retryDelay string
+	retryOn    []string
 }
 
 func newTaskSubmitCmd(g *clientFlags) *cobra.Command {
@@ -103,6 +108,15 @@ are rounded up; 0 means no limit.
 --after ID[,ID...] holds the tasks pending until every named task has
 completed; when one of them ends otherwise, the tasks fail naming it.
 
+--retries N (0..100) runs a task again, under the same task ID, up to N
+more times when an attempt ends in a status named by --retry-on: "exit"
+(it ran and exited non-zero), "lost" (its runner lost it) or "oom"
+(killed for exceeding --memory); default exit,lost. Each retry waits
+--retry-delay (e.g. 30s, 5m; up to 24h) and is then queued as usual.
+"task status" lists every attempt (node, exit code, times); killing the
+task stops its retries; "task wait" waits for the last attempt. A task
+finds its attempt number in $HAKURIVER_ATTEMPT.
+
 The task IDs are printed one per line. With --wait the command also waits
 until every task has finished and fails unless all of them completed, as
 "hakuriver task wait" does (a single task that failed with an exit code
@@ -119,6 +133,7 @@ state. An admin must allow the URL's prefix in the hosts' config
   hakuriver task submit --gpus 2 --priority 10 --time-limit 12h -- python train.py
   hakuriver task submit --array 0-99%8 -- ./process.sh
   hakuriver task submit --after 1790263384729600000 -- ./report.sh
+  hakuriver task submit --retries 3 --retry-delay 1m --retry-on exit,oom -- ./flaky.sh
   hakuriver task submit --container NULL --env OMP_NUM_THREADS=4 --wait -- make test`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -149,6 +164,9 @@ func (o *submitOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.name, "name", "", "label the task(s) with `NAME` (1-64 of a-z A-Z 0-9 . _ -); status, logs, wait and kill take it where unambiguous")
 	f.StringVar(&o.notify, "notify", "", "POST each task's final status to `URL` (signed JSON; the URL must start with a prefix the admin allowed in the hosts' notify.webhook_allow)")
 	f.StringVar(&o.requestID, "request-id", "", "idempotency key: resubmitting with the same ID creates nothing new (default: random)")
+	f.IntVar(&o.retries, "retries", 0, "run a task again up to `N` times (0..100) when an attempt ends as --retry-on says")
+	f.StringVar(&o.retryDelay, "retry-delay", "", "wait `DURATION` (e.g. 30s, 5m; at most 24h) before each retry (default: none)")
+	f.StringSliceVar(&o.retryOn, "retry-on", nil, "retry on `exit|lost|oom`: a non-zero exit, a lost task, an OOM kill; repeatable or comma list (default: exit,lost)")
 	f.BoolVar(&o.wait, "wait", false, "wait until every task finishes; fail unless all completed")
 	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between status checks with --wait")
 }
@@ -278,6 +296,9 @@ func (o *submitOptions) request(cmd *cobra.Command, args []string) (api.SubmitRe
 		req.Privileged = &p
 	}
 	if err := checkMountFlags(o.mounts); err != nil {
+		return req, err
+	}
+	if err := o.addRetries(&req); err != nil {
 		return req, err
 	}
 	req.AdditionalMounts = o.mounts
@@ -421,6 +442,7 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 		kv("Batch ID", strconv.FormatInt(t.BatchID, 10))
 	}
 	kv("Status", string(t.Status))
+	retryRows(kv, t)
 	kv("Owner", t.Owner)
 	runAs := t.RunAs
 	switch {
@@ -483,6 +505,7 @@ func printTaskWaiting(w io.Writer, t fsm.Task, waiting string) error {
 		}
 		row(tw, k, fmt.Sprintf("%s %s %s", formatTime(p.At()), p.Event, p.Node))
 	}
+	attemptRows(tw, t)
 	if t.TaskType == fsm.TaskVPS {
 		port := ""
 		if t.SSHPort != 0 {
@@ -659,8 +682,12 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 	}
 	arrays := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.ArrayIndex != nil })
 	names := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.Name != "" })
+	retried := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.Retries > 0 })
 	tw := newTable(w)
 	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "OWNER", "SUBMITTED", "COMMAND"}
+	if retried {
+		head = slices.Insert(head, 2, "ATTEMPT")
+	}
 	if arrays {
 		head = slices.Insert(head, 1, "ARRAY")
 	}
@@ -676,6 +703,9 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 		cells := []string{strconv.FormatInt(t.TaskID, 10), string(t.Status), orDash(node),
 			strconv.Itoa(t.RequiredCores), orDash(t.Owner), formatTime(t.SubmittedAt),
 			truncate(commandLine(t.Command, t.Arguments), 60)}
+		if retried {
+			cells = slices.Insert(cells, 2, attemptCell(t))
+		}
 		if arrays {
 			cells = slices.Insert(cells, 1, arrayLabel(t))
 		}

@@ -136,7 +136,7 @@ func summarizeBatch(id string, tasks []fsm.Task) batchSummary {
 	s := batchSummary{BatchID: id, Tasks: len(tasks), Counts: map[string]int{}, FailedIndexes: []string{}}
 	for _, t := range tasks {
 		s.Counts[string(t.Status)]++
-		if t.Status.Final() && t.Status != fsm.StatusCompleted {
+		if t.Done() && t.Status != fsm.StatusCompleted { // a task whose retry is due has not failed yet
 			if t.ArrayIndex != nil {
 				s.FailedIndexes = append(s.FailedIndexes, strconv.Itoa(*t.ArrayIndex))
 			} else {

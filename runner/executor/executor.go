@@ -27,7 +27,12 @@ const TaskVPS = "vps"
 
 // Spec is everything needed to start one task.
 type Spec struct {
-	TaskID  int64
+	TaskID int64
+	// Attempt is the task's attempt number (0 or 1: its first). A later
+	// attempt gets resources of its own (a native task's cgroup), so that
+	// an earlier attempt still running under another runner of the same
+	// machine never shares them.
+	Attempt int
 	Command string
 	Args    []string
 	Env     map[string]string

@@ -31,6 +31,8 @@ const (
 	DockerTasks = "docker-tasks"
 	// Finished holds one tombstone per task whose end was acknowledged.
 	Finished = "finished"
+	// Attempts holds, per tracked task, the attempt number it runs.
+	Attempts = "attempts"
 )
 
 // Mode is the state directory's permission bits.

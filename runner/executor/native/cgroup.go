@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/cgacct"
 )
 
@@ -537,6 +538,15 @@ func (l cgroupLayout) usage(name string) (cgacct.Figures, error) {
 // taskCgroup names the cgroup of task id.
 func taskCgroup(id int64) string {
 	return "task-" + strconv.FormatInt(id, 10)
+}
+
+// specCgroup names the cgroup of the attempt s describes: taskCgroup for
+// a first attempt, "task-ID-aN" for attempt N > 1.
+func specCgroup(s executor.Spec) string {
+	if s.Attempt > 1 {
+		return taskCgroup(s.TaskID) + "-a" + strconv.Itoa(s.Attempt)
+	}
+	return taskCgroup(s.TaskID)
 }
 
 // formatList formats ids as a cpuset list ("0,2,3").

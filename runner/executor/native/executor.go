@@ -510,7 +510,7 @@ func (e *Executor) killLost(ctx context.Context, t *taskFiles) (oom bool) {
 		}
 		return false
 	}
-	name := taskCgroup(t.ID)
+	name := specCgroup(t.Launch.Spec)
 	oom = cg.oomKilled(name, false)
 	ctx, cancel := context.WithTimeout(ctx, lostCleanupTimeout)
 	defer cancel()
@@ -561,7 +561,7 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 // killRound sends one round of SIGKILL to a running task.
 func (e *Executor) killRound(t *taskFiles) {
 	if cg := e.cgroupOf(t); cg != nil {
-		name := taskCgroup(t.ID)
+		name := specCgroup(t.Launch.Spec)
 		pids, err := cg.procs(name)
 		if err != nil {
 			e.log.Warn("list the task's processes", keyTaskID, t.ID, keyErr, err)
@@ -602,7 +602,7 @@ func (e *Executor) setPaused(ctx context.Context, id int64, paused bool) error {
 		return fmt.Errorf("%s task %d: %w", verb, id, ErrNotRunning)
 	}
 	if cg := e.cgroupOf(t); cg != nil {
-		err = cg.setFrozen(ctx, taskCgroup(id), paused)
+		err = cg.setFrozen(ctx, specCgroup(t.Launch.Spec), paused)
 		if errors.Is(err, fs.ErrNotExist) {
 			// The cgroup is gone: the task ended meanwhile (a thawed task
 			// may end at once) and its shim removed it.

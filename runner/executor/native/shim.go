@@ -235,7 +235,7 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 		return startFailed(err)
 	}
 	defer tc.close()
-	cg, name := l.Cgroup, taskCgroup(l.Spec.TaskID)
+	cg, name := l.Cgroup, specCgroup(l.Spec)
 	if cg != nil {
 		if err := prepareCgroup(cg, name, l.Spec, log); err != nil {
 			return startFailed(err)
