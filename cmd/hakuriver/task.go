@@ -525,6 +525,10 @@ tasks of one array share a batch ID, so --batch lists a whole array (or sweep) a
 summary: its tasks counted by status and the array indexes of those that
 did not complete (when --batch is the only filter).
 
+EXIT is the task's exit code ("-" until it ends, and for a task killed
+before it started or lost); ELAPSED how long it ran, to now while it
+runs, as [D-]HH:MM:SS ("-" if it never started).
+
 The host returns one page at a time. When more tasks exist a footer says
 so and gives the --after value that fetches the next page.
 
@@ -659,8 +663,9 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 	}
 	arrays := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.ArrayIndex != nil })
 	names := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.Name != "" })
+	now := time.Now()
 	tw := newTable(w)
-	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "OWNER", "SUBMITTED", "COMMAND"}
+	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "OWNER", "EXIT", "ELAPSED", "SUBMITTED", "COMMAND"}
 	if arrays {
 		head = slices.Insert(head, 1, "ARRAY")
 	}
@@ -674,7 +679,7 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 			node = t.TargetNode
 		}
 		cells := []string{strconv.FormatInt(t.TaskID, 10), string(t.Status), orDash(node),
-			strconv.Itoa(t.RequiredCores), orDash(t.Owner), formatTime(t.SubmittedAt),
+			strconv.Itoa(t.RequiredCores), orDash(t.Owner), exitLabel(t), elapsedLabel(t, now), formatTime(t.SubmittedAt),
 			truncate(commandLine(t.Command, t.Arguments), 60)}
 		if arrays {
 			cells = slices.Insert(cells, 1, arrayLabel(t))
@@ -685,6 +690,30 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 		row(tw, cells...)
 	}
 	return flushTable(tw)
+}
+
+// exitLabel is a task's exit code for the list, "-" while it has none
+// (not ended, or ended without one: killed before it started, lost).
+func exitLabel(t fsm.Task) string {
+	if t.ExitCode == nil {
+		return "-"
+	}
+	return strconv.Itoa(*t.ExitCode)
+}
+
+// elapsedLabel is how long a task ran (to now while it runs), as sacct
+// prints it: [D-]HH:MM:SS; "-" for a task that never started.
+func elapsedLabel(t fsm.Task, now time.Time) string {
+	if t.StartedAt == nil {
+		return "-"
+	}
+	d := fsm.TaskElapsed(&t, now).Round(time.Second)
+	days, rest := d/(24*time.Hour), d%(24*time.Hour)
+	hms := fmt.Sprintf("%02d:%02d:%02d", int(rest/time.Hour), int(rest%time.Hour/time.Minute), int(rest%time.Minute/time.Second))
+	if days > 0 {
+		return fmt.Sprintf("%d-%s", days, hms)
+	}
+	return hms
 }
 
 // arrayLabel renders a task's place in its array job as BATCH[INDEX], e.g.

@@ -583,3 +583,44 @@ func TestCompactList(t *testing.T) {
 		}
 	}
 }
+
+// TestCLI_TaskListExitAndElapsed: the table shows each task's exit code
+// and how long it ran (sacct's [D-]HH:MM:SS), "-" for what it does not
+// have yet.
+func TestCLI_TaskListExitAndElapsed(t *testing.T) {
+	f := newFakeHost(t)
+	sub := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	start := sub.Add(time.Minute)
+	end := start.Add(time.Hour + 2*time.Minute + 3*time.Second)
+	long := start.Add(26*time.Hour + 5*time.Second)
+	runStart := time.Now().Add(-90 * time.Second)
+	f.handle("GET /api/tasks", http.StatusOK, []fsm.Task{
+		{TaskID: 5, Status: fsm.StatusFailed, AssignedNode: "n1", RequiredCores: 1, Owner: "bob", ExitCode: ptr(3), StartedAt: &start, CompletedAt: &end, SubmittedAt: sub, Command: "false"},
+		{TaskID: 4, Status: fsm.StatusCompleted, AssignedNode: "n1", RequiredCores: 1, Owner: "bob", ExitCode: ptr(0), StartedAt: &start, CompletedAt: &long, SubmittedAt: sub, Command: "true"},
+		{TaskID: 3, Status: fsm.StatusRunning, AssignedNode: "n1", RequiredCores: 1, Owner: "bob", StartedAt: &runStart, SubmittedAt: sub, Command: "sleep"},
+		{TaskID: 2, Status: fsm.StatusPending, RequiredCores: 1, Owner: "bob", SubmittedAt: sub, Command: "true"},
+	})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "list")
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || strings.Join(strings.Fields(lines[0])[:8], " ") != "TASK ID STATUS NODE CORES OWNER EXIT ELAPSED" {
+		t.Fatalf("want EXIT and ELAPSED columns after OWNER:\n%s", out)
+	}
+	cols := func(i int) string { return strings.Join(strings.Fields(lines[i])[:7], " ") }
+	for i, want := range []string{"5 failed n1 1 bob 3 01:02:03", "4 completed n1 1 bob 0 1-02:00:05", "2 pending - 1 bob - -"} {
+		row := i + 1
+		if i == 2 {
+			row = 4
+		}
+		if got := cols(row); got != want {
+			t.Errorf("row %d = %q, want %q", row, got, want)
+		}
+	}
+	// A running task counts to now: at least the 90 s it has run, no exit code.
+	f3 := strings.Fields(lines[3])
+	if f3[5] != "-" || f3[6] < "00:01:30" || !strings.HasPrefix(f3[6], "00:0") {
+		t.Errorf("running task: exit %q elapsed %q, want - and about 00:01:30", f3[5], f3[6])
+	}
+}
