@@ -804,9 +804,7 @@ func refActionCmd(g *clientFlags, cmd *cobra.Command, action string, call func(*
 				}
 			} else {
 				fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
-				for _, f := range resp.Failed {
-					fmt.Fprintf(cmd.ErrOrStderr(), "task %s: %s\n", f.TaskID, f.Reason)
-				}
+				printBatchFailures(cmd.ErrOrStderr(), resp.Failed)
 			}
 			if len(resp.Failed) > 0 {
 				return fmt.Errorf("%s failed for %d tasks of batch %s", action, len(resp.Failed), ref.id)
@@ -816,6 +814,45 @@ func refActionCmd(g *clientFlags, cmd *cobra.Command, action string, call func(*
 	}
 	cmd.Flags().BoolVar(&batch, "batch", false, "take the ID as a batch ID")
 	return cmd
+}
+
+// maxFailureLines bounds the lines printBatchFailures writes: a batch
+// action on 10,000 tasks that failed for one reason (the leader changed)
+// must not print 10,000 lines.
+const maxFailureLines = 10
+
+// printBatchFailures writes a batch action's failures grouped by reason,
+// in the order the reasons first appear, with at most 3 task IDs each and
+// at most maxFailureLines lines; --output json lists every one.
+func printBatchFailures(w io.Writer, failed []api.FailedTask) {
+	var reasons []string
+	ids := map[string][]string{}
+	for _, f := range failed {
+		if _, ok := ids[f.Reason]; !ok {
+			reasons = append(reasons, f.Reason)
+		}
+		ids[f.Reason] = append(ids[f.Reason], f.TaskID)
+	}
+	for i, r := range reasons {
+		if i == maxFailureLines {
+			rest := 0
+			for _, r := range reasons[i:] {
+				rest += len(ids[r])
+			}
+			fmt.Fprintf(w, "... %d more tasks failed for %d other reasons (--output json lists every one)\n", rest, len(reasons)-i)
+			return
+		}
+		list := ids[r]
+		if len(list) == 1 {
+			fmt.Fprintf(w, "task %s: %s\n", list[0], r)
+			continue
+		}
+		shown := strings.Join(list[:min(3, len(list))], ", ")
+		if len(list) > 3 {
+			shown += fmt.Sprintf(" and %d more", len(list)-3)
+		}
+		fmt.Fprintf(w, "%d tasks (%s): %s\n", len(list), shown, r)
+	}
 }
 
 // printMessage prints a {"message"} answer as text or JSON.

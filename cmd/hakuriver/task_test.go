@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -622,5 +623,44 @@ func TestCLI_TaskListExitAndElapsed(t *testing.T) {
 	f3 := strings.Fields(lines[3])
 	if f3[5] != "-" || f3[6] < "00:01:30" || !strings.HasPrefix(f3[6], "00:0") {
 		t.Errorf("running task: exit %q elapsed %q, want - and about 00:01:30", f3[5], f3[6])
+	}
+}
+
+// TestCLI_BatchFailuresGrouped: a batch action whose thousands of tasks
+// failed for one reason prints one line for that reason (with a few task
+// IDs), not one line per task; many distinct reasons stop after
+// maxFailureLines lines; --output json keeps every failure.
+func TestCLI_BatchFailuresGrouped(t *testing.T) {
+	f := newFakeHost(t)
+	resp := api.BatchActionResponse{BatchID: "90", Message: "Kill requested for 0 of the 5012 tasks of batch 90. 5012 failed.", Acted: []string{}}
+	for i := range 5000 {
+		resp.Failed = append(resp.Failed, api.FailedTask{TaskID: strconv.Itoa(100 + i), Reason: "not the leader: node is not the leader"})
+	}
+	for i := range 12 {
+		resp.Failed = append(resp.Failed, api.FailedTask{TaskID: strconv.Itoa(9000 + i), Reason: fmt.Sprintf("reason %d", i)})
+	}
+	f.handle("POST /api/batch/90/kill", http.StatusOK, resp)
+	_, errOut, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "--batch", "90")
+	if err == nil || !strings.Contains(err.Error(), "kill failed for 5012 tasks of batch 90") {
+		t.Fatalf("err = %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if len(lines) != maxFailureLines+1 {
+		t.Fatalf("%d lines of failures, want %d:\n%s", len(lines), maxFailureLines+1, errOut)
+	}
+	if want := "5000 tasks (100, 101, 102 and 4997 more): not the leader: node is not the leader"; lines[0] != want {
+		t.Errorf("first line %q, want %q", lines[0], want)
+	}
+	if want := "task 9000: reason 0"; lines[1] != want {
+		t.Errorf("second line %q, want %q", lines[1], want)
+	}
+	if want := "... 3 more tasks failed for 3 other reasons (--output json lists every one)"; lines[maxFailureLines] != want {
+		t.Errorf("last line %q, want %q", lines[maxFailureLines], want)
+	}
+	out, _, _ := runCLI(t, "--host", f.srv.URL, "-o", "json", "task", "kill", "--batch", "90")
+	var got api.BatchActionResponse
+	mustJSON(t, out, &got)
+	if len(got.Failed) != 5012 {
+		t.Errorf("json lists %d failures, want 5012", len(got.Failed))
 	}
 }
