@@ -264,9 +264,9 @@ func newNodeDrainCmd(g *clientFlags) *cobra.Command {
 		Short: "Stop placing new tasks on a node",
 		Long: `Stop placing new tasks on NODE, for maintenance. Its running tasks go on
 and finish; pending tasks wait for other nodes or for "hakuriver node
-undrain". "hakuriver node list" shows the node's status with ",drained"
-and the reason given with --reason (one line, at most 200 bytes), as does
-the dashboard. Draining a drained node succeeds and replaces its reason; an
+undrain". "hakuriver node list" shows the node's state as "drained"
+and, under the table, the reason given with --reason (one line, at most
+200 bytes), who drained it and when, as does the dashboard. Draining a drained node succeeds and replaces its reason; an
 unknown node is an error.`,
 		Example: `  hakuriver node drain node1
   hakuriver node drain node1 --reason "replacing a disk"`,
