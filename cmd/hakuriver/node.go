@@ -88,9 +88,10 @@ func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 			state = api.NodeState(&n)
 		}
 		online := n.Status == fsm.NodeOnline
-		cores, mem := "-", "-"
+		cores, mem, cpu := "-", "-", "-"
 		if online {
-			cores, mem = strconv.Itoa(n.CoresInUse), formatSize(n.MemoryInUseBytes)
+			// An offline node's CPU load is its last heartbeat's: stale.
+			cores, mem, cpu = strconv.Itoa(n.CoresInUse), formatSize(n.MemoryInUseBytes), formatPercent(n.CPUPercent)
 		}
 		limits := "cgroups"
 		if !n.CgroupsLimited {
@@ -100,7 +101,7 @@ func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 		row(tw, n.Hostname, state,
 			cores+"/"+strconv.Itoa(n.TotalCores),
 			mem+"/"+formatSize(n.MemoryTotalBytes),
-			formatPercent(n.CPUPercent),
+			cpu,
 			strconv.Itoa(len(n.GPUInfo)),
 			formatAgeRFC3339(n.LastHeartbeat, now),
 			limits)
