@@ -302,6 +302,11 @@ func TestWebhookDelivery(t *testing.T) {
 		if len(codes) < 2 || codes[0] != http.StatusInternalServerError || codes[len(codes)-1] >= 300 {
 			t.Errorf("/hook %s: answers %v, want 500 first, then 2xx", key, codes)
 		}
+		// Once per key: nothing is sent again after the receiver took it
+		// (no leader change here to make at-least-once send it twice).
+		if ok := slices.IndexFunc(codes, func(c int) bool { return c < 300 }); ok >= 0 && ok != len(codes)-1 {
+			t.Errorf("/hook %s: answers %v: sent again after a 2xx", key, codes)
+		}
 	}
 	// Retrying after a 500 is the normal course: nothing of the notifier
 	// logs at warn or error.

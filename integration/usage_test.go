@@ -221,13 +221,30 @@ func testUsageSums(t *testing.T, c *harness.Cluster, f int) {
 			if want[key] == nil {
 				want[key] = &fsm.UsageRow{Key: key}
 			}
-			fig := fsm.FiguresOf(&tk, time.Time{})
+			// Summed here from the task records, not with the FSM's
+			// own FiguresOf: cores (GPUs) held × the time from start to
+			// end, the runner's CPU counters, the largest peak.
+			hours, cpuHours, peak := 0.0, 0.0, int64(0)
+			if tk.StartedAt != nil && tk.CompletedAt != nil && tk.CompletedAt.After(*tk.StartedAt) {
+				hours = tk.CompletedAt.Sub(*tk.StartedAt).Hours()
+			}
+			if tk.Usage != nil {
+				cpuHours = float64(tk.Usage.CPUUserNs+tk.Usage.CPUSystemNs) / float64(time.Hour)
+				peak = tk.Usage.PeakMemoryBytes
+			}
 			for _, r := range []*fsm.UsageRow{want[key], &total} {
 				r.Tasks++
-				r.CoreHours += fig.CoreHours
-				r.CPUHours += fig.CPUHours
-				r.GPUHours += fig.GPUHours
-				if fig.Failed {
+				r.ElapsedHours += hours
+				r.CoreHours += float64(tk.RequiredCores) * hours
+				r.CPUHours += cpuHours
+				r.GPUHours += float64(len(tk.RequiredGPUs)) * hours
+				r.MaxPeakMemoryBytes = max(r.MaxPeakMemoryBytes, peak)
+				switch tk.Status {
+				case fsm.StatusCompleted:
+					r.Completed++
+				case fsm.StatusKilled:
+					r.Killed++
+				default:
 					r.Failed++
 				}
 			}
@@ -237,8 +254,9 @@ func testUsageSums(t *testing.T, c *harness.Cluster, f int) {
 		}
 		same := func(got, w fsm.UsageRow) bool {
 			near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
-			return got.Tasks == w.Tasks && got.Failed == w.Failed && near(got.CoreHours, w.CoreHours) &&
-				near(got.CPUHours, w.CPUHours) && near(got.GPUHours, w.GPUHours)
+			return got.Tasks == w.Tasks && got.Failed == w.Failed && got.Completed == w.Completed && got.Killed == w.Killed &&
+				near(got.CoreHours, w.CoreHours) && near(got.ElapsedHours, w.ElapsedHours) && near(got.CPUHours, w.CPUHours) &&
+				near(got.GPUHours, w.GPUHours) && got.MaxPeakMemoryBytes == w.MaxPeakMemoryBytes
 		}
 		for _, r := range res.Rows {
 			if w := want[r.Key]; w == nil || !same(r, *w) {

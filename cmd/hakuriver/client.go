@@ -88,7 +88,7 @@ func addClientFlags(root *cobra.Command) *clientFlags {
 	pf := root.PersistentFlags()
 	pf.StringSliceVar(&g.hosts, "host", nil,
 		"host replica URL(s), comma-separated or repeated, tried in order (default $"+hostEnv+" or "+defaultHost+")")
-	pf.StringVarP(&g.output, "output", "o", outputTable, "output format of client commands: table or json")
+	pf.StringVarP(&g.output, "output", "o", outputTable, "output format of client commands: table or json (task list and usage also take csv)")
 	pf.DurationVar(&g.timeout, "timeout", defaultTimeout, "time limit of each API call, trying other replicas included")
 	pf.StringVar(&g.caFile, "ca-file", "", "cluster CA certificate that https:// replicas are verified against (default $"+caFileEnv+")")
 	pf.StringVar(&g.token, "token", "", "API token of your account (default $"+tokenEnv+", else the one saved by 'hakuriver auth login')")
@@ -112,6 +112,9 @@ func (g *clientFlags) format() (string, error) {
 	switch g.output {
 	case outputTable, outputJSON:
 		return g.output, nil
+	}
+	if g.output == outputCSV {
+		return "", fmt.Errorf("invalid --output %q: this command prints %s or %s (csv is for task list and usage)", g.output, outputTable, outputJSON)
 	}
 	return "", fmt.Errorf("invalid --output %q: want %s or %s", g.output, outputTable, outputJSON)
 }

@@ -88,9 +88,10 @@ func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 			state = api.NodeState(&n)
 		}
 		online := n.Status == fsm.NodeOnline
-		cores, mem := "-", "-"
+		cores, mem, cpu := "-", "-", "-"
 		if online {
-			cores, mem = strconv.Itoa(n.CoresInUse), formatSize(n.MemoryInUseBytes)
+			// An offline node's CPU load is its last heartbeat's: stale.
+			cores, mem, cpu = strconv.Itoa(n.CoresInUse), formatSize(n.MemoryInUseBytes), formatPercent(n.CPUPercent)
 		}
 		limits := "cgroups"
 		if !n.CgroupsLimited {
@@ -100,7 +101,7 @@ func printNodes(w io.Writer, nodes []api.NodeView, now time.Time) error {
 		row(tw, n.Hostname, state,
 			cores+"/"+strconv.Itoa(n.TotalCores),
 			mem+"/"+formatSize(n.MemoryTotalBytes),
-			formatPercent(n.CPUPercent),
+			cpu,
 			strconv.Itoa(len(n.GPUInfo)),
 			formatAgeRFC3339(n.LastHeartbeat, now),
 			limits)
@@ -264,9 +265,9 @@ func newNodeDrainCmd(g *clientFlags) *cobra.Command {
 		Short: "Stop placing new tasks on a node",
 		Long: `Stop placing new tasks on NODE, for maintenance. Its running tasks go on
 and finish; pending tasks wait for other nodes or for "hakuriver node
-undrain". "hakuriver node list" shows the node's status with ",drained"
-and the reason given with --reason (one line, at most 200 bytes), as does
-the dashboard. Draining a drained node succeeds and replaces its reason; an
+undrain". "hakuriver node list" shows the node's state as "drained"
+and, under the table, the reason given with --reason (one line, at most
+200 bytes), who drained it and when, as does the dashboard. Draining a drained node succeeds and replaces its reason; an
 unknown node is an error.`,
 		Example: `  hakuriver node drain node1
   hakuriver node drain node1 --reason "replacing a disk"`,

@@ -22,7 +22,9 @@ func TestCLI_NodeList(t *testing.T) {
 			State: api.NodeStateMixed, CoresInUse: 4, MemoryInUseBytes: 1288490189, // 1.2GiB
 			LastHeartbeat: &beat, CPUPercent: ptr(37.25), MemoryPercent: ptr(50.0)},
 		{Node: fsm.Node{Hostname: "node2", URL: "http://10.0.0.2:8001", TotalCores: 8, MemoryTotalBytes: 32 << 30, Status: fsm.NodeOffline, Drained: true,
-			DrainReason: "replacing a disk", DrainedBy: "alice", DrainedAt: &drainedAt}},
+			DrainReason: "replacing a disk", DrainedBy: "alice", DrainedAt: &drainedAt},
+			// The leader keeps an offline node's last live figure: stale, not shown.
+			CPUPercent: ptr(88.0)},
 		{Node: fsm.Node{Hostname: "node3", TotalCores: 4, MemoryTotalBytes: 8 << 30, Status: fsm.NodeOnline}},
 	}
 	f.handle("GET /api/nodes", http.StatusOK, nodes)
@@ -67,7 +69,7 @@ func TestCLI_NodeList(t *testing.T) {
 	var got []api.NodeView
 	mustJSON(t, out, &got)
 	if len(got) != 3 || got[0].Hostname != "node1" || got[0].CoresInUse != 4 || *got[0].CPUPercent != 37.25 ||
-		*got[0].LastHeartbeat != beat || got[1].LastHeartbeat != nil || got[1].CPUPercent != nil {
+		*got[0].LastHeartbeat != beat || got[1].LastHeartbeat != nil || got[1].CPUPercent == nil || *got[1].CPUPercent != 88 {
 		t.Fatalf("json = %+v", got)
 	}
 	if got[1].DrainReason != "replacing a disk" || !strings.Contains(out, `"drain_reason": "replacing a disk"`) ||

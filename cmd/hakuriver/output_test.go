@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,5 +49,18 @@ func TestProcessExitCode(t *testing.T) {
 		if got := processExitCode(in); got != want {
 			t.Errorf("processExitCode(%d) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// TestOutputCSVOnlyWhereListed: -o csv on a command without a csv form is
+// refused saying which commands have one, before any call.
+func TestOutputCSVOnlyWhereListed(t *testing.T) {
+	f := newFakeHost(t)
+	_, _, err := runCLI(t, "--host", f.srv.URL, "-o", "csv", "node", "list")
+	if err == nil || !strings.Contains(err.Error(), `invalid --output "csv"`) || !strings.Contains(err.Error(), "task list and usage") {
+		t.Fatalf("node list -o csv: %v", err)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "-o", "yaml", "node", "list"); err == nil || !strings.Contains(err.Error(), "want table or json") {
+		t.Fatalf("node list -o yaml: %v", err)
 	}
 }

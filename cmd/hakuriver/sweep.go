@@ -97,8 +97,11 @@ func runClusterSweep(cmd *cobra.Command, g *clientFlags, o *submitOptions, args 
 		return fmt.Errorf("--target: a sweep takes at most one target")
 	}
 	sets, err := expandSweep(args, maxClusterSweep)
+	if errors.Is(err, sweep.ErrTooMany) {
+		return fmt.Errorf("%w (a cluster sweep creates at most %d tasks; --local runs up to %d)", err, maxClusterSweep, sweep.MaxCombinations)
+	}
 	if err != nil {
-		return fmt.Errorf("%w (a cluster sweep creates at most %d tasks)", err, maxClusterSweep)
+		return err
 	}
 	o.sets = sets
 	return runSubmit(cmd, g, o, args)

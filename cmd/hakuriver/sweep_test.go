@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // TestLocalSweep runs real processes: sequentially the combinations run in
@@ -37,5 +40,33 @@ func TestLocalSweep(t *testing.T) {
 	}
 	if err := runLocalSweep(context.Background(), []string{"true", "span:[]"}, 1, &out, &errOut); err == nil {
 		t.Error("an empty span ran")
+	}
+}
+
+// TestClusterSweepErrors: a malformed or empty span is refused for what
+// it is, before any call, without the cluster's task limit in the
+// message; only too many combinations mention the limit.
+func TestClusterSweepErrors(t *testing.T) {
+	f := newFakeHost(t)
+	for _, tc := range []struct {
+		args       []string
+		want, absn string
+	}{
+		{[]string{"echo", "span:{1..b}"}, `argument "span:{1..b}": want span:{START..END} with integers`, "at most"},
+		{[]string{"echo", "span:[]"}, "no argument combinations generated", "at most"},
+		{[]string{"echo", "span:{1..101}", "span:{1..100}"}, "a cluster sweep creates at most 10000 tasks", ""},
+	} {
+		root := &cobra.Command{Use: "hakuriver", SilenceUsage: true, SilenceErrors: true}
+		root.AddCommand(newSweepCmd(addClientFlags(root)))
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		root.SetArgs(append([]string{"--host", f.srv.URL, "sweep", "--"}, tc.args...))
+		err := root.ExecuteContext(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tc.want) || tc.absn != "" && strings.Contains(err.Error(), tc.absn) {
+			t.Errorf("sweep %q: %v, want an error with %q (and not %q)", tc.args, err, tc.want, tc.absn)
+		}
+	}
+	if r := f.requests(); len(r) != 0 {
+		t.Errorf("refused sweeps called the host: %+v", r)
 	}
 }

@@ -548,6 +548,10 @@ tasks of one array share a batch ID, so --batch lists a whole array (or sweep) a
 summary: its tasks counted by status and the array indexes of those that
 did not complete (when --batch is the only filter).
 
+EXIT is the task's exit code ("-" until it ends, and for a task killed
+before it started or lost); ELAPSED how long it ran, to now while it
+runs, as [D-]HH:MM:SS ("-" if it never started).
+
 The host returns one page at a time. When more tasks exist a footer says
 so and gives the --after value that fetches the next page.
 
@@ -683,8 +687,9 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 	arrays := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.ArrayIndex != nil })
 	names := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.Name != "" })
 	retried := slices.ContainsFunc(tasks, func(t fsm.Task) bool { return t.Retries > 0 })
+	now := time.Now()
 	tw := newTable(w)
-	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "OWNER", "SUBMITTED", "COMMAND"}
+	head := []string{"TASK ID", "STATUS", "NODE", "CORES", "OWNER", "EXIT", "ELAPSED", "SUBMITTED", "COMMAND"}
 	if retried {
 		head = slices.Insert(head, 2, "ATTEMPT")
 	}
@@ -701,7 +706,7 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 			node = t.TargetNode
 		}
 		cells := []string{strconv.FormatInt(t.TaskID, 10), string(t.Status), orDash(node),
-			strconv.Itoa(t.RequiredCores), orDash(t.Owner), formatTime(t.SubmittedAt),
+			strconv.Itoa(t.RequiredCores), orDash(t.Owner), exitLabel(t), elapsedLabel(t, now), formatTime(t.SubmittedAt),
 			truncate(commandLine(t.Command, t.Arguments), 60)}
 		if retried {
 			cells = slices.Insert(cells, 2, attemptCell(t))
@@ -715,6 +720,30 @@ func printTaskList(w io.Writer, tasks []fsm.Task) error {
 		row(tw, cells...)
 	}
 	return flushTable(tw)
+}
+
+// exitLabel is a task's exit code for the list, "-" while it has none
+// (not ended, or ended without one: killed before it started, lost).
+func exitLabel(t fsm.Task) string {
+	if t.ExitCode == nil {
+		return "-"
+	}
+	return strconv.Itoa(*t.ExitCode)
+}
+
+// elapsedLabel is how long a task ran (to now while it runs), as sacct
+// prints it: [D-]HH:MM:SS; "-" for a task that never started.
+func elapsedLabel(t fsm.Task, now time.Time) string {
+	if t.StartedAt == nil {
+		return "-"
+	}
+	d := fsm.TaskElapsed(&t, now).Round(time.Second)
+	days, rest := d/(24*time.Hour), d%(24*time.Hour)
+	hms := fmt.Sprintf("%02d:%02d:%02d", int(rest/time.Hour), int(rest%time.Hour/time.Minute), int(rest%time.Minute/time.Second))
+	if days > 0 {
+		return fmt.Sprintf("%d-%s", days, hms)
+	}
+	return hms
 }
 
 // arrayLabel renders a task's place in its array job as BATCH[INDEX], e.g.
@@ -805,9 +834,7 @@ func refActionCmd(g *clientFlags, cmd *cobra.Command, action string, call func(*
 				}
 			} else {
 				fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
-				for _, f := range resp.Failed {
-					fmt.Fprintf(cmd.ErrOrStderr(), "task %s: %s\n", f.TaskID, f.Reason)
-				}
+				printBatchFailures(cmd.ErrOrStderr(), resp.Failed)
 			}
 			if len(resp.Failed) > 0 {
 				return fmt.Errorf("%s failed for %d tasks of batch %s", action, len(resp.Failed), ref.id)
@@ -817,6 +844,45 @@ func refActionCmd(g *clientFlags, cmd *cobra.Command, action string, call func(*
 	}
 	cmd.Flags().BoolVar(&batch, "batch", false, "take the ID as a batch ID")
 	return cmd
+}
+
+// maxFailureLines bounds the lines printBatchFailures writes: a batch
+// action on 10,000 tasks that failed for one reason (the leader changed)
+// must not print 10,000 lines.
+const maxFailureLines = 10
+
+// printBatchFailures writes a batch action's failures grouped by reason,
+// in the order the reasons first appear, with at most 3 task IDs each and
+// at most maxFailureLines lines; --output json lists every one.
+func printBatchFailures(w io.Writer, failed []api.FailedTask) {
+	var reasons []string
+	ids := map[string][]string{}
+	for _, f := range failed {
+		if _, ok := ids[f.Reason]; !ok {
+			reasons = append(reasons, f.Reason)
+		}
+		ids[f.Reason] = append(ids[f.Reason], f.TaskID)
+	}
+	for i, r := range reasons {
+		if i == maxFailureLines {
+			rest := 0
+			for _, r := range reasons[i:] {
+				rest += len(ids[r])
+			}
+			fmt.Fprintf(w, "... %d more tasks failed for %d other reasons (--output json lists every one)\n", rest, len(reasons)-i)
+			return
+		}
+		list := ids[r]
+		if len(list) == 1 {
+			fmt.Fprintf(w, "task %s: %s\n", list[0], r)
+			continue
+		}
+		shown := strings.Join(list[:min(3, len(list))], ", ")
+		if len(list) > 3 {
+			shown += fmt.Sprintf(" and %d more", len(list)-3)
+		}
+		fmt.Fprintf(w, "%d tasks (%s): %s\n", len(list), shown, r)
+	}
 }
 
 // printMessage prints a {"message"} answer as text or JSON.

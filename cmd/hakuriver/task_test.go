@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -581,5 +582,85 @@ func TestCompactList(t *testing.T) {
 		if got := compactList(tc.in, max); got != tc.want {
 			t.Errorf("compactList(%d items) = %q, want %q", len(tc.in), got, tc.want)
 		}
+	}
+}
+
+// TestCLI_TaskListExitAndElapsed: the table shows each task's exit code
+// and how long it ran (sacct's [D-]HH:MM:SS), "-" for what it does not
+// have yet.
+func TestCLI_TaskListExitAndElapsed(t *testing.T) {
+	f := newFakeHost(t)
+	sub := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	start := sub.Add(time.Minute)
+	end := start.Add(time.Hour + 2*time.Minute + 3*time.Second)
+	long := start.Add(26*time.Hour + 5*time.Second)
+	runStart := time.Now().Add(-90 * time.Second)
+	f.handle("GET /api/tasks", http.StatusOK, []fsm.Task{
+		{TaskID: 5, Status: fsm.StatusFailed, AssignedNode: "n1", RequiredCores: 1, Owner: "bob", ExitCode: ptr(3), StartedAt: &start, CompletedAt: &end, SubmittedAt: sub, Command: "false"},
+		{TaskID: 4, Status: fsm.StatusCompleted, AssignedNode: "n1", RequiredCores: 1, Owner: "bob", ExitCode: ptr(0), StartedAt: &start, CompletedAt: &long, SubmittedAt: sub, Command: "true"},
+		{TaskID: 3, Status: fsm.StatusRunning, AssignedNode: "n1", RequiredCores: 1, Owner: "bob", StartedAt: &runStart, SubmittedAt: sub, Command: "sleep"},
+		{TaskID: 2, Status: fsm.StatusPending, RequiredCores: 1, Owner: "bob", SubmittedAt: sub, Command: "true"},
+	})
+	out, _, err := runCLI(t, "--host", f.srv.URL, "task", "list")
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || strings.Join(strings.Fields(lines[0])[:8], " ") != "TASK ID STATUS NODE CORES OWNER EXIT ELAPSED" {
+		t.Fatalf("want EXIT and ELAPSED columns after OWNER:\n%s", out)
+	}
+	cols := func(i int) string { return strings.Join(strings.Fields(lines[i])[:7], " ") }
+	for i, want := range []string{"5 failed n1 1 bob 3 01:02:03", "4 completed n1 1 bob 0 1-02:00:05", "2 pending - 1 bob - -"} {
+		row := i + 1
+		if i == 2 {
+			row = 4
+		}
+		if got := cols(row); got != want {
+			t.Errorf("row %d = %q, want %q", row, got, want)
+		}
+	}
+	// A running task counts to now: at least the 90 s it has run, no exit code.
+	f3 := strings.Fields(lines[3])
+	if f3[5] != "-" || f3[6] < "00:01:30" || !strings.HasPrefix(f3[6], "00:0") {
+		t.Errorf("running task: exit %q elapsed %q, want - and about 00:01:30", f3[5], f3[6])
+	}
+}
+
+// TestCLI_BatchFailuresGrouped: a batch action whose thousands of tasks
+// failed for one reason prints one line for that reason (with a few task
+// IDs), not one line per task; many distinct reasons stop after
+// maxFailureLines lines; --output json keeps every failure.
+func TestCLI_BatchFailuresGrouped(t *testing.T) {
+	f := newFakeHost(t)
+	resp := api.BatchActionResponse{BatchID: "90", Message: "Kill requested for 0 of the 5012 tasks of batch 90. 5012 failed.", Acted: []string{}}
+	for i := range 5000 {
+		resp.Failed = append(resp.Failed, api.FailedTask{TaskID: strconv.Itoa(100 + i), Reason: "not the leader: node is not the leader"})
+	}
+	for i := range 12 {
+		resp.Failed = append(resp.Failed, api.FailedTask{TaskID: strconv.Itoa(9000 + i), Reason: fmt.Sprintf("reason %d", i)})
+	}
+	f.handle("POST /api/batch/90/kill", http.StatusOK, resp)
+	_, errOut, err := runCLI(t, "--host", f.srv.URL, "task", "kill", "--batch", "90")
+	if err == nil || !strings.Contains(err.Error(), "kill failed for 5012 tasks of batch 90") {
+		t.Fatalf("err = %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if len(lines) != maxFailureLines+1 {
+		t.Fatalf("%d lines of failures, want %d:\n%s", len(lines), maxFailureLines+1, errOut)
+	}
+	if want := "5000 tasks (100, 101, 102 and 4997 more): not the leader: node is not the leader"; lines[0] != want {
+		t.Errorf("first line %q, want %q", lines[0], want)
+	}
+	if want := "task 9000: reason 0"; lines[1] != want {
+		t.Errorf("second line %q, want %q", lines[1], want)
+	}
+	if want := "... 3 more tasks failed for 3 other reasons (--output json lists every one)"; lines[maxFailureLines] != want {
+		t.Errorf("last line %q, want %q", lines[maxFailureLines], want)
+	}
+	out, _, _ := runCLI(t, "--host", f.srv.URL, "-o", "json", "task", "kill", "--batch", "90")
+	var got api.BatchActionResponse
+	mustJSON(t, out, &got)
+	if len(got.Failed) != 5012 {
+		t.Errorf("json lists %d failures, want 5012", len(got.Failed))
 	}
 }

@@ -19,6 +19,7 @@
 package sweep
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -83,8 +84,20 @@ func tooMany(args []string, values [][]string, limit int) error {
 			parts = append(parts, fmt.Sprintf("%q gives %d", a, len(values[i])))
 		}
 	}
-	return fmt.Errorf("more than %d combinations (the limit): %s", limit, strings.Join(parts, ", "))
+	return &limitError{msg: fmt.Sprintf("more than %d combinations (the limit): %s", limit, strings.Join(parts, ", "))}
 }
+
+// ErrTooMany matches (errors.Is) Expand's error when the combinations
+// would pass the limit, and no other.
+var ErrTooMany = errors.New("too many combinations")
+
+// limitError is Expand's error for combinations past the limit.
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string { return e.msg }
+
+// Is makes errors.Is(err, ErrTooMany) true.
+func (e *limitError) Is(target error) bool { return target == ErrTooMany }
 
 // Expand returns every combination of args' values, first argument varying
 // slowest. It fails on a malformed span and when there would be more than

@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -72,8 +73,11 @@ func TestExpand(t *testing.T) {
 }
 
 func TestExpandLimit(t *testing.T) {
-	if _, err := Expand([]string{"span:{1..5}", "span:{1..2}"}, 9); err == nil {
-		t.Fatal("10 combinations passed a limit of 9")
+	if _, err := Expand([]string{"span:{1..5}", "span:{1..2}"}, 9); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("10 combinations under a limit of 9: %v, want ErrTooMany", err)
+	}
+	if _, err := Expand([]string{"span:{1..b}"}, 9); err == nil || errors.Is(err, ErrTooMany) {
+		t.Fatalf("a malformed span: %v, want an error other than ErrTooMany", err)
 	}
 	got, err := Expand([]string{"span:{1..5}", "span:{1..2}"}, 10)
 	if err != nil || len(got) != 10 {

@@ -48,7 +48,7 @@ type settings struct {
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "vpslife", "auth", "ui", "upgrade", "notify", "access", "usage", "exec"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "vpslife", "auth", "ui", "upgrade", "notify", "access", "usage", "exec", "sweep"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -191,6 +191,10 @@ func run(args []string, out io.Writer) int {
 	if s.sections["exec"] {
 		fmt.Fprintln(out)
 		execSection(out, root, bin, s)
+	}
+	if s.sections["sweep"] {
+		fmt.Fprintln(out)
+		sweepSection(out, root, bin, s)
 	}
 	return 0
 }
