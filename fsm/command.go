@@ -44,6 +44,9 @@ const (
 	// CmdUpdateTasks applies several task status reports in one entry
 	// (updates.go).
 	CmdUpdateTasks CommandType = 21
+	// CmdArchiveTasks moves finished tasks to the on-disk archive
+	// (archive_apply.go).
+	CmdArchiveTasks CommandType = 30
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -93,6 +96,8 @@ func (c CommandType) String() string {
 		return "submit_placed"
 	case CmdUpdateTasks:
 		return "update_tasks"
+	case CmdArchiveTasks:
+		return "archive_tasks"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -257,6 +262,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &SubmitPlaced{}
 	case CmdUpdateTasks:
 		c = &UpdateTasks{}
+	case CmdArchiveTasks:
+		c = &ArchiveTasks{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil
