@@ -61,6 +61,8 @@ type leaderDeps struct {
 	now          func() time.Time
 	// placed counts a committed placement (metrics); nil counts nothing.
 	placed func()
+	// history says when finished tasks move to the archive.
+	history historyRule
 }
 
 // leader is the leader's work for one term: it is created when this replica
@@ -111,6 +113,7 @@ func (l *leader) start(ctx context.Context) {
 	l.goRun(func() { l.scheduleLoop(ctx) })
 	l.goRun(func() { l.livenessLoop(ctx) })
 	l.goRun(func() { l.membershipLoop(ctx) })
+	l.goRun(func() { l.archiveLoop(ctx) })
 }
 
 // stop ends the loops and waits for every goroutine the leader started.

@@ -160,6 +160,12 @@ func RestoreDataDir(cfg RestoreConfig, m *fsm.Machine, term uint64) (err error) 
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("restore: close snapshot: %w", err)
 	}
+	// The archived tasks also go straight into the replica's archive, so
+	// that its first start keeps it instead of rebuilding it from the
+	// snapshot.
+	if err := m.CopyArchiveTo(filepath.Join(cfg.DataDir, ArchiveFile)); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
 	if err != nil {
 		return fmt.Errorf("restore: create raft log: %w", err)

@@ -277,3 +277,17 @@ func mergeDesc(a, b []*Task, limit int) (out []*Task, more bool) {
 	}
 	return out, false
 }
+
+// CopyArchiveTo writes a copy of the archive, as the state holds it, to a
+// new file at path (nothing without an archive).
+func (m *Machine) CopyArchiveTo(path string) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.arch == nil || !m.archSynced {
+		return nil
+	}
+	if err := m.arch.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(path, 0o600) }); err != nil {
+		return fmt.Errorf("copy the archive to %s: %w", path, err)
+	}
+	return nil
+}

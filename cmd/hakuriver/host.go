@@ -186,6 +186,9 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	}
 	hc.MinFreeDisk = uint64(minFree)
 	hc.RaftMultiplier = c.Cluster.RaftMultiplier
+	hc.HistoryKeep = time.Duration(c.Cluster.HistoryKeepDays) * 24 * time.Hour
+	hc.HistoryKeepTasks = c.Cluster.HistoryKeepTasks
+	hc.ArchiveInterval = time.Duration(c.Cluster.HistoryArchiveInterval) * time.Second
 	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
 	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
 	hc.DefaultContainer = c.Docker.DefaultContainerName
