@@ -91,6 +91,9 @@ type Config struct {
 	BackupKeep     int
 	// SnapshotThreshold is the number of log entries between snapshots.
 	SnapshotThreshold uint64
+	// SnapshotInterval is how often Raft checks whether a snapshot is due
+	// (0: 15 s).
+	SnapshotInterval time.Duration
 	// HistoryKeep and HistoryKeepTasks are the retention of finished tasks
 	// in memory: tasks completed longer than HistoryKeep ago, and the
 	// finished tasks beyond the newest HistoryKeepTasks, move to the

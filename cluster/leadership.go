@@ -107,6 +107,7 @@ func (h *Host) leaderDeps() leaderDeps {
 		livenessTick: min(250*time.Millisecond, h.cfg.HeartbeatInterval/4+1),
 		now:          time.Now,
 		placed:       h.metrics.placements.Inc,
+		history:      historyRule{keep: h.cfg.HistoryKeep, keepTasks: h.cfg.HistoryKeepTasks, every: h.cfg.ArchiveInterval},
 	}
 }
 

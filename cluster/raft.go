@@ -167,6 +167,9 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 	// burst of submits the log is compacted before it grows to hundreds of
 	// MB in boltdb, whose file never shrinks.
 	rc.SnapshotInterval = 15 * time.Second
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 		rc.TrailingLogs = cfg.SnapshotThreshold

@@ -180,6 +180,11 @@ type Cluster struct {
 	// HistoryArchiveInterval is how often (seconds) the leader looks for
 	// tasks to archive.
 	HistoryArchiveInterval int `toml:"history_archive_interval"`
+	// RaftSnapshotThreshold is the number of log entries between Raft
+	// snapshots (and the entries kept after one); RaftSnapshotInterval
+	// (seconds) how often a replica checks whether one is due.
+	RaftSnapshotThreshold int `toml:"raft_snapshot_threshold"`
+	RaftSnapshotInterval  int `toml:"raft_snapshot_interval"`
 }
 
 // DefaultRaftMultiplier is the default of cluster.raft_multiplier: Raft
@@ -234,6 +239,8 @@ func Default() Config {
 			HistoryKeepDays:        7,
 			HistoryKeepTasks:       50000,
 			HistoryArchiveInterval: 60,
+			RaftSnapshotThreshold:  8192,
+			RaftSnapshotInterval:   15,
 		},
 	}
 }
