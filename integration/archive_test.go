@@ -111,11 +111,11 @@ func TestArchiveRoundTrip(t *testing.T) {
 		})
 		j := c.AddReplica()
 		c.WaitVoters(4, harness.LeaderTimeout)
+		c.Poll(harness.LeaderTimeout, "the new replica to install the leader's snapshot", func() (bool, string) {
+			log, err := os.ReadFile(c.Replica(j).LogPath())
+			return err == nil && strings.Contains(string(log), "Installed remote snapshot"), c.LogTail(j, 5)
+		})
 		c.WaitSameApplied(harness.LeaderTimeout)
-		log, err := os.ReadFile(c.Replica(j).LogPath())
-		if err != nil || !strings.Contains(string(log), "Installed remote snapshot") {
-			t.Fatalf("the new replica did not get the state by snapshot install (%v): %s", err, c.LogTail(j, 30))
-		}
 		sameArchiveViews(t, "joined "+c.Replica(j).ID, want, archiveViews(t, c, j, ids, sub.BatchID, true))
 		sameDigests(t, c, c.Running()...)
 	})
