@@ -135,7 +135,7 @@ func buildHistory(dir, file string, n int) (archived int, archiveBytes int64, er
 		}
 		return nil
 	}
-	if err := apply(&fsm.SetClusterID{ID: "bench-history"}); err != nil {
+	if err := apply(&fsm.SetClusterID{ID: "benchhistory"}); err != nil {
 		return 0, 0, err
 	}
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -197,7 +197,7 @@ func buildHistory(dir, file string, n int) (archived int, archiveBytes int64, er
 	defer f.Close()
 	snap := m.Snapshot()
 	hdr := backup.Header{Format: backup.FormatVersion, HakuriverVersion: "bench", SnapshotVersion: fsm.SnapshotVersion,
-		ClusterID: "bench-history", AppliedIndex: m.AppliedIndex(), Term: 1, CreatedAt: time.Now().UTC(), Leader: "bench",
+		ClusterID: "benchhistory", AppliedIndex: m.AppliedIndex(), Term: 1, CreatedAt: time.Now().UTC(), Leader: "bench",
 		Counts: snap.Counts()}
 	bw := bufio.NewWriterSize(f, 1<<20)
 	if _, _, err := backup.Write(bw, hdr, snap.Write); err != nil {
