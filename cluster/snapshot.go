@@ -56,6 +56,7 @@ func (h *Host) writeBackup(w io.Writer, ready func(backup.Header)) (hdr backup.H
 		return hdr, "", 0, fmt.Errorf("snapshot: %w", err)
 	}
 	snap := h.machine.Snapshot()
+	defer snap.Close() // Write closes it too; this covers a failure before
 	hdr = backup.Header{
 		Format:           backup.FormatVersion,
 		HakuriverVersion: h.cfg.Version,
