@@ -25,8 +25,9 @@ import (
 //
 // Buckets: "tasks" maps the task ID (8 bytes, big endian, so a cursor walks
 // IDs in order) to the task (a version byte, then the task's JSON
-// compressed with flate and a fixed dictionary); "batch" indexes tasks by
-// batch (batch ID then task ID, empty value); "meta" holds the index of the
+// compressed with flate and a fixed dictionary); "index" holds empty keys
+// that find the tasks of a batch, a name, an owner and the VPS tasks
+// without reading the others (indexKeys); "meta" holds the index of the
 // last ArchiveTasks entry applied and the counts by status.
 type Archive struct {
 	path string
@@ -35,7 +36,7 @@ type Archive struct {
 
 var (
 	bucketTasks = []byte("tasks")
-	bucketBatch = []byte("batch")
+	bucketIndex = []byte("index")
 	bucketMeta  = []byte("meta")
 	keyIndex    = []byte("index")
 	keyCounts   = []byte("counts")
@@ -68,7 +69,7 @@ func OpenArchive(path string) (*Archive, error) {
 		return nil, fmt.Errorf("open archive %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTasks, bucketBatch, bucketMeta} {
+		for _, b := range [][]byte{bucketTasks, bucketIndex, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -154,11 +155,47 @@ func idKey(id int64) []byte {
 	return k
 }
 
-func batchKey(batch, id int64) []byte {
-	k := make([]byte, 16)
-	binary.BigEndian.PutUint64(k, uint64(batch))
-	binary.BigEndian.PutUint64(k[8:], uint64(id))
-	return k
+// Index key kinds: the first byte of an "index" key.
+const (
+	indexBatch = 'b' // then the batch ID (8 bytes), then the task ID
+	indexName  = 'n' // then the name, 0, then the task ID
+	indexOwner = 'o' // then the owner, 0, then the task ID
+	indexVPS   = 'v' // then the task ID
+)
+
+// indexPrefix returns the prefix of the index keys that f selects by, the
+// most selective first; nil when no index applies (a scan of every task).
+func indexPrefix(f Filter) []byte {
+	switch {
+	case f.Batch != 0:
+		return binary.BigEndian.AppendUint64([]byte{indexBatch}, uint64(f.Batch))
+	case f.Name != "":
+		return append(append([]byte{indexName}, f.Name...), 0)
+	case f.Type == TaskVPS:
+		return []byte{indexVPS}
+	case f.Owner != "":
+		return append(append([]byte{indexOwner}, f.Owner...), 0)
+	}
+	return nil
+}
+
+// indexKeys returns the index keys of t.
+func indexKeys(t *Task) [][]byte {
+	var out [][]byte
+	add := func(prefix []byte) { out = append(out, binary.BigEndian.AppendUint64(prefix, uint64(t.TaskID))) }
+	if t.BatchID != 0 {
+		add(indexPrefix(Filter{Batch: t.BatchID}))
+	}
+	if t.Name != "" {
+		add(indexPrefix(Filter{Name: t.Name}))
+	}
+	if t.TaskType == TaskVPS {
+		add(indexPrefix(Filter{Type: TaskVPS}))
+	}
+	if t.Owner != "" {
+		add(indexPrefix(Filter{Owner: t.Owner}))
+	}
+	return out
 }
 
 // archiveCodec compresses and decompresses values; one per goroutine.
@@ -213,7 +250,7 @@ func decodeArchived(v []byte) (*Task, error) {
 // put stores tasks in an open write transaction and adds them to m's
 // counts. A task already stored is left as it is.
 func putArchived(tx *bolt.Tx, c *archiveCodec, m *archiveMeta, tasks []*Task) error {
-	tb, bb := tx.Bucket(bucketTasks), tx.Bucket(bucketBatch)
+	tb, bb := tx.Bucket(bucketTasks), tx.Bucket(bucketIndex)
 	// Tasks arrive by ascending ID, mostly above every stored one: full
 	// pages (bbolt's default leaves them half empty) halve the file.
 	tb.FillPercent, bb.FillPercent = 0.95, 0.95
@@ -229,8 +266,8 @@ func putArchived(tx *bolt.Tx, c *archiveCodec, m *archiveMeta, tasks []*Task) er
 		if err := tb.Put(k, v); err != nil {
 			return err
 		}
-		if t.BatchID != 0 {
-			if err := bb.Put(batchKey(t.BatchID, t.TaskID), nil); err != nil {
+		for _, k := range indexKeys(t) {
+			if err := bb.Put(k, nil); err != nil {
 				return err
 			}
 		}
@@ -273,11 +310,11 @@ func getArchived(tx *bolt.Tx, id int64) (*Task, bool, error) {
 }
 
 // scanArchived calls fn for the archived tasks below the ID before (0 =
-// from the newest), newest first, until fn returns false. With batch set
-// it walks that batch's index only.
-func scanArchived(tx *bolt.Tx, batch, before int64, fn func(*Task) bool) error {
-	if batch != 0 {
-		return scanBatch(tx, batch, before, fn)
+// from the newest), newest first, until fn returns false: those of the
+// index f selects by (indexPrefix), or else every one. fn still checks f.
+func scanArchived(tx *bolt.Tx, f Filter, before int64, fn func(*Task) bool) error {
+	if prefix := indexPrefix(f); prefix != nil {
+		return scanIndex(tx, prefix, before, fn)
 	}
 	c := tx.Bucket(bucketTasks).Cursor()
 	var k, v []byte
@@ -303,26 +340,28 @@ func scanArchived(tx *bolt.Tx, batch, before int64, fn func(*Task) bool) error {
 	return nil
 }
 
-func scanBatch(tx *bolt.Tx, batch, before int64, fn func(*Task) bool) error {
-	c := tx.Bucket(bucketBatch).Cursor()
-	prefix := idKey(batch)
+func scanIndex(tx *bolt.Tx, prefix []byte, before int64, fn func(*Task) bool) error {
+	c := tx.Bucket(bucketIndex).Cursor()
 	if before <= 0 {
 		before = int64(^uint64(0) >> 1)
 	}
-	k, _ := c.Seek(batchKey(batch, before))
+	k, _ := c.Seek(binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(before)))
 	if k == nil {
 		k, _ = c.Last()
 	} else {
 		k, _ = c.Prev()
 	}
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
-		id := int64(binary.BigEndian.Uint64(k[8:]))
+		if len(k) != len(prefix)+8 {
+			continue // a longer name or owner that starts alike
+		}
+		id := int64(binary.BigEndian.Uint64(k[len(prefix):]))
 		t, ok, err := getArchived(tx, id)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("batch index names task %d, which the archive does not hold", id)
+			return fmt.Errorf("the index names task %d, which the archive does not hold", id)
 		}
 		if !fn(t) {
 			return nil

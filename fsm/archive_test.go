@@ -57,6 +57,15 @@ func archiveFixture(h *harness) {
 		if id > 3 {
 			tk.BatchID = 200
 		}
+		if id%2 == 1 {
+			tk.Owner = "alice"
+		}
+		if id == 2 || id == 4 {
+			tk.Name = "train"
+		}
+		if id == 6 {
+			tk.TaskType = fsm.TaskVPS
+		}
 		h.ok(&fsm.SubmitTasks{RequestID: "req-" + string(rune('a'+i)), Tasks: []*fsm.Task{tk}})
 		node := "n1"
 		if id%2 == 0 {
@@ -88,6 +97,12 @@ func views(t testing.TB, m *fsm.Machine) map[string]string {
 	out["n2"] = listing(t, m, fsm.Filter{Node: "n2"}, 0, 0)
 	out["text"] = listing(t, m, fsm.Filter{Text: "train.py 5"}, 0, 0)
 	out["running"] = listing(t, m, fsm.Filter{Status: fsm.StatusRunning}, 0, 10)
+	out["alice"] = listing(t, m, fsm.Filter{Owner: "alice"}, 0, 0)
+	out["alice paged"] = listing(t, m, fsm.Filter{Owner: "alice"}, 5, 1)
+	out["named"] = listing(t, m, fsm.Filter{Name: "train"}, 0, 0)
+	out["named other"] = listing(t, m, fsm.Filter{Name: "trai"}, 0, 0)
+	out["vps"] = listing(t, m, fsm.Filter{Type: fsm.TaskVPS}, 0, 0)
+	out["commands of alice"] = listing(t, m, fsm.Filter{Type: fsm.TaskCommand, Owner: "alice"}, 0, 0)
 	counts := m.Counts()
 	for _, st := range fsm.AllStatuses() {
 		out["count "+string(st)] = string(rune('0' + counts[st]))

@@ -119,7 +119,7 @@ func (m *Machine) Tasks(f Filter, after int64, limit int) (out []*Task, more boo
 	}
 	defer tx.Rollback() //nolint:errcheck // a read transaction
 	var arch []*Task
-	err := scanArchived(tx, f.Batch, after, func(t *Task) bool {
+	err := scanArchived(tx, f, after, func(t *Task) bool {
 		if f.match(t, text) {
 			arch = append(arch, t)
 		}
