@@ -285,6 +285,7 @@ func TestArchiveCorruptSnapshotKeepsArchive(t *testing.T) {
 		"count":       bytes.Replace(good, []byte(`"archive":{"index":`), []byte(`"archive":{"counts":{"lost":1},"index":`), 1),
 		"cut in half": good[:len(good)*2/3],
 		"no header":   bytes.Replace(good, []byte(`"archive":`), []byte(`"archivex":`), 1),
+		"tasks after": bytes.Replace(bytes.Replace(good, []byte(`"tasks":`), []byte(`"tasks0":`), 1), []byte(`"requests":`), []byte(`"tasks":[],"requests":`), 1),
 	} {
 		if bytes.Equal(bad, good) {
 			t.Fatalf("%s: the corruption did not apply", name)

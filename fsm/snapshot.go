@@ -313,6 +313,9 @@ func (m *Machine) decodeSnapshot(dec *json.Decoder, strict bool) error {
 				}
 			}
 		case "tasks":
+			if m.restoring != nil && m.restoring.hdr != nil {
+				return fmt.Errorf("field %q: after the archive", key)
+			}
 			err = m.decodeTasks(dec)
 		case "archive":
 			err = m.decodeArchiveHeader(dec)
