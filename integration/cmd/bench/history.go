@@ -285,4 +285,3 @@ func printHistory(out io.Writer, rows []historyRow) {
 	}
 	tw.Flush() //nolint:errcheck // stdout
 }
-
