@@ -3,13 +3,18 @@ package fsm
 import (
 	"bytes"
 	"compress/flate"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,7 +45,43 @@ var (
 	bucketMeta  = []byte("meta")
 	keyIndex    = []byte("index")
 	keyCounts   = []byte("counts")
+	keyShape    = []byte("shape")
 )
+
+// taskShape names how this build encodes a Task in JSON: a hash of the
+// Task type's fields, types and tags (nested ones too) and the Go version.
+// An archive whose values were all encoded by a build of the same shape
+// (its meta says so) streams them into a snapshot as stored, without
+// decoding and encoding each again: the bytes are those a re-encoding
+// would give.
+var taskShape = func() string {
+	var b strings.Builder
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		fmt.Fprintf(&b, "%s/%s;", t, t.Kind())
+		switch t.Kind() {
+		case reflect.Map:
+			walk(t.Key())
+			walk(t.Elem())
+		case reflect.Pointer, reflect.Slice, reflect.Array:
+			walk(t.Elem())
+		case reflect.Struct:
+			if seen[t] {
+				return
+			}
+			seen[t] = true
+			for i := range t.NumField() {
+				f := t.Field(i)
+				fmt.Fprintf(&b, "%s %s `%s`;", f.Name, f.Type, f.Tag)
+				walk(f.Type)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Task]())
+	sum := sha256.Sum256([]byte(b.String() + runtime.Version()))
+	return hex.EncodeToString(sum[:8])
+}()
 
 // archiveValueV1 marks a value: flate (with archiveDict) of the task JSON.
 const archiveValueV1 = 1
@@ -100,6 +141,8 @@ func (a *Archive) Size() int64 {
 type archiveMeta struct {
 	index  uint64
 	counts map[Status]int
+	// shape is the taskShape of every stored value ("" when mixed).
+	shape string
 }
 
 func (m archiveMeta) total() int {
@@ -132,6 +175,7 @@ func readMeta(tx *bolt.Tx) (archiveMeta, error) {
 			return out, fmt.Errorf("archive counts: %w", err)
 		}
 	}
+	out.shape = string(b.Get(keyShape))
 	return out, nil
 }
 
@@ -144,6 +188,9 @@ func writeMeta(tx *bolt.Tx, m archiveMeta) error {
 	}
 	counts, err := json.Marshal(m.counts)
 	if err != nil {
+		return err
+	}
+	if err := b.Put(keyShape, []byte(m.shape)); err != nil {
 		return err
 	}
 	return b.Put(keyCounts, counts)
@@ -247,6 +294,22 @@ func decodeArchived(v []byte) (*Task, error) {
 	return &t, nil
 }
 
+// inflateArchived appends the task JSON of a stored value to dst.
+func inflateArchived(dst *bytes.Buffer, v []byte) error {
+	if len(v) == 0 || v[0] != archiveValueV1 {
+		return errors.New("archived task: unknown value format")
+	}
+	r := inflaters.Get().(io.ReadCloser)
+	defer inflaters.Put(r)
+	if err := r.(flate.Resetter).Reset(bytes.NewReader(v[1:]), archiveDict); err != nil {
+		return fmt.Errorf("archived task: %w", err)
+	}
+	if _, err := dst.ReadFrom(r); err != nil {
+		return fmt.Errorf("archived task: %w", err)
+	}
+	return nil
+}
+
 // put stores tasks in an open write transaction and adds them to m's
 // counts. A task already stored is left as it is.
 func putArchived(tx *bolt.Tx, c *archiveCodec, m *archiveMeta, tasks []*Task) error {
@@ -287,6 +350,12 @@ func (a *Archive) add(index uint64, tasks []*Task) error {
 		}
 		if index <= m.index {
 			return nil
+		}
+		switch {
+		case m.total() == 0:
+			m.shape = taskShape
+		case m.shape != taskShape:
+			m.shape = "" // values of another build's encoding stay
 		}
 		if err := putArchived(tx, newArchiveCodec(), &m, tasks); err != nil {
 			return err
@@ -393,7 +462,7 @@ func newArchiveBuilder(path string) (*archiveBuilder, error) {
 	}
 	// A builder's writes need no fsync each: install syncs once at the end.
 	a.db.NoSync = true
-	return &archiveBuilder{a: a, codec: newArchiveCodec(), meta: archiveMeta{counts: map[Status]int{}}}, nil
+	return &archiveBuilder{a: a, codec: newArchiveCodec(), meta: archiveMeta{counts: map[Status]int{}, shape: taskShape}}, nil
 }
 
 func (b *archiveBuilder) add(t *Task) error {

@@ -102,7 +102,17 @@ func (m *Machine) decodeArchived(dec *json.Decoder) error {
 	}
 	for dec.More() {
 		var t Task
-		if err := dec.Decode(&t); err != nil {
+		if ar.keep {
+			// Only checked: the fields that matter, not a whole task.
+			var head struct {
+				TaskID int64  `json:"task_id,string"`
+				Status Status `json:"status"`
+			}
+			if err := dec.Decode(&head); err != nil {
+				return err
+			}
+			t.TaskID, t.Status = head.TaskID, head.Status
+		} else if err := dec.Decode(&t); err != nil {
 			return err
 		}
 		if t.TaskID <= ar.lastID {

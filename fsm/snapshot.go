@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,9 @@ type Snapshot struct {
 	arch    *archiveHeader
 	archTx  *bolt.Tx
 	archErr error
+	// archRaw: the archive's values all have this build's taskShape, so
+	// they are streamed as stored.
+	archRaw bool
 }
 
 // archiveHeader is the "archive" field of a snapshot: the index of the last
@@ -110,6 +114,10 @@ func (m *Machine) Snapshot() *Snapshot {
 		if h.Index > 0 || h.total() > 0 {
 			snap.arch = h
 			snap.archTx, snap.archErr = m.arch.db.Begin(false)
+			if snap.archErr == nil {
+				meta, err := readMeta(snap.archTx)
+				snap.archRaw = err == nil && meta.shape == taskShape
+			}
 		}
 	}
 	return snap
@@ -126,14 +134,23 @@ func (s *Snapshot) writeArchived(bw *bufio.Writer) error {
 	bw.WriteByte('[')
 	c := s.archTx.Bucket(bucketTasks).Cursor()
 	n := 0
+	var raw bytes.Buffer
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		t, err := decodeArchived(v)
-		if err != nil {
-			return fmt.Errorf("read the archive: %w", err)
-		}
-		b, err := json.Marshal(t)
-		if err != nil {
-			return err
+		var b []byte
+		if s.archRaw {
+			raw.Reset()
+			if err := inflateArchived(&raw, v); err != nil {
+				return fmt.Errorf("read the archive: %w", err)
+			}
+			b = raw.Bytes()
+		} else {
+			t, err := decodeArchived(v)
+			if err != nil {
+				return fmt.Errorf("read the archive: %w", err)
+			}
+			if b, err = json.Marshal(t); err != nil {
+				return err
+			}
 		}
 		if n > 0 {
 			bw.WriteByte(',')

@@ -73,7 +73,7 @@ func historyAt(sc *scope, bin string, n int) historyRow {
 	}
 
 	start = time.Now()
-	c := harness.StartCluster(sc, harness.Options{Bin: bin, Replicas: 1, RestoreFrom: file, LogLevel: "warn",
+	c := harness.StartCluster(sc, harness.Options{Bin: bin, Replicas: 1, RestoreFrom: file, LogLevel: "warn", RestoreTimeout: 30 * time.Minute, StartTimeout: 10 * time.Minute,
 		Args: []string{"--history-keep-tasks", strconv.Itoa(historyKeep)}})
 	row.restoreStart = time.Since(start)
 	c.WaitLeader(harness.LeaderTimeout)
