@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -407,4 +408,63 @@ func BenchmarkApplyArchive2000(b *testing.B) {
 			b.Fatalf("archive: %+v", r)
 		}
 	}
+}
+
+// TestArchiveConcurrentReads reads (Task, Tasks, Counts, snapshots) while
+// entries archive tasks and a Restore swaps the archive: run with -race.
+// Every listing must be one state: no task twice, counts that add up.
+func TestArchiveConcurrentReads(t *testing.T) {
+	log := archiveLog(t)
+	m := fsm.NewWithArchive(openArchive(t, t.TempDir()))
+	defer m.Close()
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for r := range 3 {
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				all, _ := m.Tasks(fsm.Filter{}, 0, 0)
+				seen := map[int64]bool{}
+				for _, tk := range all {
+					if seen[tk.TaskID] {
+						errs <- fmt.Errorf("reader %d: task %d listed twice", r, tk.TaskID)
+						return
+					}
+					seen[tk.TaskID] = true
+				}
+				m.Task(int64(1 + i%25))
+				m.Tasks(fsm.Filter{Batch: 1001}, 0, 2)
+				m.Counts()
+				if r == 0 {
+					var b bytes.Buffer
+					if err := m.Snapshot().Write(&b); err != nil {
+						errs <- fmt.Errorf("snapshot: %w", err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for round := range 3 {
+		fresh := fsm.NewWithArchive(openArchive(t, t.TempDir()))
+		applyLog(t, fresh, log, 0, len(log)/2+round)
+		snap := snapshotBytes(t, fresh)
+		fresh.Close()
+		if err := m.Restore(bytes.NewReader(snap)); err != nil {
+			t.Fatal(err)
+		}
+		applyLog(t, m, log, len(log)/2+round, len(log))
+	}
+	close(stop)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkCounts(t, m)
 }
