@@ -104,8 +104,11 @@ const archiveMmapSize = 8 << 30
 
 // OpenArchive opens (creating it if needed) the archive file at path.
 func OpenArchive(path string) (*Archive, error) {
+	// The freelist is synced (bbolt's default): without it, opening the
+	// file walks every page to rebuild it, which reads the whole archive
+	// into the page cache and this process's RSS.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, InitialMmapSize: archiveMmapSize,
-		FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+		FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open archive %s: %w", path, err)
 	}
