@@ -72,6 +72,10 @@ func textMatch(t *Task, text []byte) bool {
 	return bytes.Contains(line, text)
 }
 
+// dropAfterReads is the number of archived tasks a listing reads beyond
+// which it gives their pages back (dropMapped).
+const dropAfterReads = 20000
+
 // Task returns the task with the given ID, in memory or archived. The
 // returned value must not be modified.
 func (m *Machine) Task(id int64) (*Task, bool) {
@@ -119,12 +123,17 @@ func (m *Machine) Tasks(f Filter, after int64, limit int) (out []*Task, more boo
 	}
 	defer tx.Rollback() //nolint:errcheck // a read transaction
 	var arch []*Task
+	read := 0
 	err := scanArchived(tx, f, after, func(t *Task) bool {
+		read++
 		if f.match(t, text) {
 			arch = append(arch, t)
 		}
 		return limit <= 0 || len(arch) <= limit
 	})
+	if read > dropAfterReads {
+		dropMapped(tx.DB().Path()) // a long scan: see Snapshot.Write
+	}
 	if err != nil && onErr != nil {
 		onErr(fmt.Errorf("read the archive: %w", err))
 	}

@@ -163,6 +163,7 @@ func (s *Snapshot) writeArchived(bw *bufio.Writer) error {
 	if n != s.arch.total() {
 		return fmt.Errorf("the archive holds %d tasks, its counts say %d", n, s.arch.total())
 	}
+	dropMapped(s.archTx.DB().Path())
 	return bw.WriteByte(']')
 }
 
