@@ -94,6 +94,17 @@ type Config struct {
 	BackupKeep     int
 	// SnapshotThreshold is the number of log entries between snapshots.
 	SnapshotThreshold uint64
+	// SnapshotInterval is how often Raft checks whether a snapshot is due
+	// (0: 15 s).
+	SnapshotInterval time.Duration
+	// HistoryKeep and HistoryKeepTasks are the retention of finished tasks
+	// in memory: tasks completed longer than HistoryKeep ago, and the
+	// finished tasks beyond the newest HistoryKeepTasks, move to the
+	// on-disk archive (archive.go). 0 turns a rule off; both 0 archive
+	// nothing. The leader looks every ArchiveInterval.
+	HistoryKeep      time.Duration
+	HistoryKeepTasks int
+	ArchiveInterval  time.Duration
 	// FastGossip shortens gossip intervals (loopback clusters, tests).
 	FastGossip bool
 	// DefaultContainer is the environment used when a submit names none.
@@ -149,6 +160,9 @@ func DefaultConfig() Config {
 		Version:                "dev",
 		AuditKeep:              10000,
 		AuditMaxAge:            90 * 24 * time.Hour,
+		HistoryKeep:            7 * 24 * time.Hour,
+		HistoryKeepTasks:       50000,
+		ArchiveInterval:        time.Minute,
 	}
 }
 
@@ -193,6 +207,12 @@ func (c Config) Validate() error {
 	}
 	if c.RaftMultiplier < 1 || c.RaftMultiplier > 10 {
 		errs = append(errs, fmt.Errorf("raft_multiplier: %d: must be between 1 and 10", c.RaftMultiplier))
+	}
+	if c.HistoryKeep < 0 || c.HistoryKeepTasks < 0 {
+		errs = append(errs, errors.New("history_keep_days, history_keep_tasks: must not be negative"))
+	}
+	if c.ArchiveInterval <= 0 && (c.HistoryKeep > 0 || c.HistoryKeepTasks > 0) {
+		errs = append(errs, errors.New("history_archive_interval: must be positive"))
 	}
 	if c.HeartbeatTimeoutFactor < 2 {
 		errs = append(errs, errors.New("heartbeat_timeout_factor: must be at least 2"))

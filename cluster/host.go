@@ -102,7 +102,7 @@ func peerTransport(cfg Config) *http.Transport {
 // StartHost opens the replica's Raft state in cfg.DataDir, starts gossip,
 // the REST API and the background loops, and returns once all listeners are
 // bound. The cluster may not have a leader yet.
-func StartHost(ctx context.Context, cfg Config) (*Host, error) {
+func StartHost(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("host config: %w", err)
 	}
@@ -111,10 +111,19 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	log := cfg.Logger.With("component", "host", "node_id", cfg.NodeID)
 	wall := clock.ForDataDir(cfg.DataDir, log)
+	machine, err := openMachine(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			machine.Close() //nolint:errcheck // the start error is the one to report
+		}
+	}()
 	h := &Host{
 		cfg:       cfg,
 		log:       log,
-		machine:   fsm.New(),
+		machine:   machine,
 		clock:     wall,
 		ids:       newIDGenerator(cfg.NodeID, wall),
 		fwdLimits: forwardLimits{total: forwardTimeout, idle: forwardIdle},
@@ -124,6 +133,7 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 			// to another address than the leader's.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
+	h.machine.SetArchiveErrorHandler(func(err error) { h.log.Error("task archive", "err", err) })
 	h.disk = newDiskGuard(cfg.DataDir, cfg.MinFreeDisk, h.log)
 	h.notifyClient = newNotifyClient()
 	h.auth = &auth.Authenticator{Accounts: h.machine, ClusterToken: cfg.ClusterToken, Now: wall,
@@ -134,7 +144,6 @@ func StartHost(ctx context.Context, cfg Config) (*Host, error) {
 		h.log.Warn("INSECURE: no cluster token (--insecure-no-token): anyone who reaches this replica can make internal calls, " +
 			"register runners and change the Raft membership; set cluster_token or cluster_token_file")
 	}
-	var err error
 	if h.cfg.RaftPort == 0 {
 		if h.cfg.RaftPort, err = freePort(cfg.BindAddr); err != nil {
 			return nil, err
@@ -279,5 +288,8 @@ func (h *Host) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	h.wg.Wait()
+	if err := h.machine.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close the task archive: %w", err))
+	}
 	return errors.Join(errs...)
 }

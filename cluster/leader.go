@@ -67,6 +67,8 @@ type leaderDeps struct {
 	placed func()
 	// notify runs the webhook notifier for the term (nil: none).
 	notify func(ctx context.Context)
+	// history says when finished tasks move to the archive.
+	history historyRule
 }
 
 // leader is the leader's work for one term: it is created when this replica
@@ -123,6 +125,7 @@ func (l *leader) start(ctx context.Context) {
 	if l.notify != nil {
 		l.goRun(func() { l.notify(ctx) })
 	}
+	l.goRun(func() { l.archiveLoop(ctx) })
 }
 
 // stop ends the loops and waits for every goroutine the leader started.

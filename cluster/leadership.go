@@ -108,6 +108,7 @@ func (h *Host) leaderDeps() leaderDeps {
 		now:          h.clock,
 		placed:       h.metrics.placements.Inc,
 		notify:       h.runNotifier,
+		history:      historyRule{keep: h.cfg.HistoryKeep, keepTasks: h.cfg.HistoryKeepTasks, every: h.cfg.ArchiveInterval},
 	}
 }
 

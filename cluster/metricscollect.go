@@ -45,6 +45,9 @@ var (
 	descTasks          = desc("hakuriver_tasks", "Tasks by status in this replica's FSM.", "status")
 	descNodeTasks      = desc("hakuriver_node_tasks", "Unfinished tasks placed on each runner node, by status, in this replica's FSM.", "node", "status")
 	descNodes          = desc("hakuriver_nodes", "Registered runner nodes.")
+	descTasksArchived  = desc("hakuriver_tasks_archived", "Finished tasks in this replica's on-disk archive (archive.db).")
+	descTasksMemory    = desc("hakuriver_tasks_in_memory", "Tasks held in this replica's memory (not archived).")
+	descArchiveBytes   = desc("hakuriver_archive_bytes", "Size of this replica's task archive file.")
 	descRunners        = desc("hakuriver_runners", "Registered runner nodes by committed status (online, offline).", "status")
 	descRunnersDrained = desc("hakuriver_runners_drained", "Registered runner nodes that are drained.")
 	descHeartbeatAge   = desc("hakuriver_runner_heartbeat_age_seconds", "Seconds since the leader last heard a runner's heartbeat (leader only; from the leadership start at most).", "node")
@@ -105,7 +108,7 @@ func (c raftCollector) Collect(ch chan<- prometheus.Metric) {
 type stateCollector struct{ h *Host }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	describeAll(ch, descTasks, descNodeTasks, descNodes, descRunners, descRunnersDrained)
+	describeAll(ch, descTasks, descNodeTasks, descNodes, descRunners, descRunnersDrained, descTasksArchived, descTasksMemory, descArchiveBytes)
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -114,6 +117,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range allStatusNames() {
 		ch <- gaugeOf(descTasks, float64(counts[s]), string(s))
 	}
+	arch := m.ArchiveStats()
+	ch <- gaugeOf(descTasksArchived, float64(arch.Tasks))
+	ch <- gaugeOf(descTasksMemory, float64(m.MemoryTasks()))
+	ch <- gaugeOf(descArchiveBytes, float64(arch.Bytes))
 	nodes := m.Nodes()
 	ch <- gaugeOf(descNodes, float64(len(nodes)))
 	byStatus := map[fsm.NodeStatus]int{}

@@ -97,7 +97,25 @@ func (s snapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func (s snapshot) Release() {}
+func (s snapshot) Release() { s.s.Close() }
+
+// ArchiveFile is the name of a replica's task archive in its data dir.
+const ArchiveFile = "archive.db"
+
+// openMachine opens the replica's state machine with its task archive
+// (<dataDir>/archive.db, created if missing). Raft then brings both in
+// step: it restores the last snapshot (which rebuilds the archive unless
+// it already holds the snapshot's) and replays the log after it.
+func openMachine(dataDir string) (*fsm.Machine, error) {
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	a, err := fsm.OpenArchive(filepath.Join(dataDir, ArchiveFile))
+	if err != nil {
+		return nil, err
+	}
+	return fsm.NewWithArchive(a), nil
+}
 
 // raftNode bundles the Raft instance with its stores.
 type raftNode struct {
@@ -149,6 +167,9 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 	// burst of submits the log is compacted before it grows to hundreds of
 	// MB in boltdb, whose file never shrinks.
 	rc.SnapshotInterval = 15 * time.Second
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 		rc.TrailingLogs = cfg.SnapshotThreshold

@@ -56,6 +56,7 @@ func (h *Host) writeBackup(w io.Writer, ready func(backup.Header)) (hdr backup.H
 		return hdr, "", 0, fmt.Errorf("snapshot: %w", err)
 	}
 	snap := h.machine.Snapshot()
+	defer snap.Close() // Write closes it too; this covers a failure before
 	hdr = backup.Header{
 		Format:           backup.FormatVersion,
 		HakuriverVersion: h.cfg.Version,
@@ -159,6 +160,12 @@ func RestoreDataDir(cfg RestoreConfig, m *fsm.Machine, term uint64) (err error) 
 	}
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("restore: close snapshot: %w", err)
+	}
+	// The archived tasks also go straight into the replica's archive, so
+	// that its first start keeps it instead of rebuilding it from the
+	// snapshot.
+	if err := m.CopyArchiveTo(filepath.Join(cfg.DataDir, ArchiveFile)); err != nil {
+		return fmt.Errorf("restore: %w", err)
 	}
 	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
 	if err != nil {

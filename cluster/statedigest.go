@@ -26,6 +26,7 @@ func (c *countingHash) Write(b []byte) (int, error) {
 // replicas' states byte for byte after quiescence.
 func (h *Host) handleStateDigest(w http.ResponseWriter, r *http.Request) {
 	snap := h.machine.Snapshot()
+	defer snap.Close()
 	sum := sha256.New()
 	ch := &countingHash{h: sum}
 	if err := snap.Write(ch); err != nil {

@@ -49,7 +49,11 @@ const (
 	CmdVPSStart CommandType = 24
 	// CmdSetVPSSnapshot records or deletes a VPS snapshot (vpssnap.go).
 	CmdSetVPSSnapshot CommandType = 25
-	// CmdReportTasks (26, usage.go) is UpdateTasks with accounting.
+	// CmdReportTasks (26, usage.go) is UpdateTasks with accounting;
+	// CmdRetryTask (27, retry.go) starts a task's next attempt.
+	// CmdArchiveTasks moves finished tasks to the on-disk archive
+	// (archive_apply.go).
+	CmdArchiveTasks CommandType = 28
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -111,6 +115,8 @@ func (c CommandType) String() string {
 		return "report_tasks"
 	case CmdRetryTask:
 		return "retry_task"
+	case CmdArchiveTasks:
+		return "archive_tasks"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -294,6 +300,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &ReportTasks{}
 	case CmdRetryTask:
 		c = &RetryTask{}
+	case CmdArchiveTasks:
+		c = &ArchiveTasks{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -49,6 +49,19 @@ type Machine struct {
 	audit   []AuditRecord
 	maxID   int64
 	applied uint64
+	// arch holds the archived tasks (archive.go), nil without one;
+	// archCounts counts them by status and archIndex is the last
+	// ArchiveTasks entry applied. archSynced is set once Restore or a
+	// first Apply made the archive agree with the state. archTemp is the
+	// directory of a temporary archive (ReadSnapshot), removed by Close.
+	arch       *Archive
+	archCounts map[Status]int
+	archIndex  uint64
+	archSynced bool
+	archTemp   string
+	archErr    func(error)
+	// restoring is set on the fresh Machine a snapshot is decoded into.
+	restoring *archiveRestore
 	// halt is set by the first entry that cannot be read; from then on
 	// nothing is applied (see ErrHalted).
 	halt *EntryError
@@ -80,6 +93,8 @@ func (m *Machine) reset() {
 	m.maxID = 0
 	m.applied = 0
 	m.halt = nil
+	m.archCounts = make(map[Status]int)
+	m.archIndex = 0
 }
 
 // Apply decodes and applies one log entry at the given index.
@@ -113,6 +128,12 @@ func (m *Machine) applyLocked(index uint64, data []byte) Result {
 		m.halt = &EntryError{Index: index, Type: t, Err: err}
 		return Result{Err: m.halt}
 	}
+	if !m.archSynced && m.arch != nil {
+		if err := m.syncArchive(); err != nil {
+			m.halt = &EntryError{Index: index, Type: CommandType(data[0]), Err: fmt.Errorf("empty the archive: %w", err)}
+			return Result{Err: m.halt}
+		}
+	}
 	if index > m.applied {
 		m.applied = index
 	}
@@ -129,7 +150,7 @@ func (m *Machine) applyLocked(index uint64, data []byte) Result {
 }
 
 // applyCommand applies one decoded command other than Audited.
-func (m *Machine) applyCommand(_ uint64, c Command) Result {
+func (m *Machine) applyCommand(index uint64, c Command) Result {
 	switch c := c.(type) {
 	case *SubmitTasks:
 		return m.applySubmit(c)
@@ -183,6 +204,8 @@ func (m *Machine) applyCommand(_ uint64, c Command) Result {
 		return m.applySetVPSSnapshot(c)
 	case *RetryTask:
 		return m.applyRetry(c)
+	case *ArchiveTasks:
+		return m.applyArchive(index, c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }
@@ -266,6 +289,14 @@ func (m *Machine) applySubmit(c *SubmitTasks) Result {
 func (m *Machine) applyUpdate(c *UpdateTask) Result {
 	old, ok := m.tasks[c.TaskID]
 	if !ok {
+		// An archived task is final: a retried report of its end is a
+		// no-op, anything else a conflict, as before it was archived.
+		if t, archived := m.archived(c.TaskID); archived {
+			if t.Status == c.Status {
+				return Result{Value: t}
+			}
+			return Result{Err: fmt.Errorf("%w: task %d cannot move from %s to %s", ErrConflict, c.TaskID, t.Status, c.Status)}
+		}
 		return Result{Err: fmt.Errorf("%w: task %d", ErrNotFound, c.TaskID)}
 	}
 	if err := checkAttempt(old, c.Attempt); err != nil {
@@ -330,6 +361,9 @@ func (m *Machine) applyUpdate(c *UpdateTask) Result {
 func (m *Machine) applyKill(c *KillTask) Result {
 	old, ok := m.tasks[c.TaskID]
 	if !ok {
+		if t, archived := m.archived(c.TaskID); archived {
+			return Result{Err: fmt.Errorf("%w: task %d cannot be killed (state: %s)", ErrConflict, c.TaskID, t.Status)}
+		}
 		return Result{Err: fmt.Errorf("%w: task %d", ErrNotFound, c.TaskID)}
 	}
 	if old.RetryPending() {
@@ -530,7 +564,7 @@ func (m *Machine) rebuildRequestQueue() {
 	for id, ids := range m.requests {
 		var at time.Time
 		if len(ids) > 0 {
-			if t, ok := m.tasks[ids[0]]; ok {
+			if t, ok := m.lookup(ids[0]); ok {
 				at = t.SubmittedAt
 			}
 		}

@@ -2,7 +2,10 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"sort"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // TextScanBytes bounds what Filter.Text looks at in each task: the first
@@ -69,38 +72,72 @@ func textMatch(t *Task, text []byte) bool {
 	return bytes.Contains(line, text)
 }
 
-// Task returns the task with the given ID. The returned value must not be
-// modified.
+// dropAfterReads is the number of archived tasks a listing reads beyond
+// which it gives their pages back (dropMapped).
+const dropAfterReads = 20000
+
+// Task returns the task with the given ID, in memory or archived. The
+// returned value must not be modified.
 func (m *Machine) Task(id int64) (*Task, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	t, ok := m.tasks[id]
-	return t, ok
+	return m.lookup(id)
 }
 
 // Tasks returns up to limit tasks matching f, newest (highest ID) first,
-// starting below the ID after (0 = from the newest). more reports whether
-// further matches exist. limit <= 0 means no limit. The returned values must
-// not be modified.
+// starting below the ID after (0 = from the newest), archived tasks
+// included. more reports whether further matches exist. limit <= 0 means
+// no limit. The returned values must not be modified. The archive is read
+// in a transaction begun under the same lock as the memory, so the result
+// is one state; the scan itself runs without the lock, so a long one
+// never holds up Apply.
 func (m *Machine) Tasks(f Filter, after int64, limit int) (out []*Task, more bool) {
+	text := []byte(f.Text)
 	m.mu.RLock()
-	defer m.mu.RUnlock()
 	end := len(m.order)
 	if after > 0 {
 		end = sort.Search(len(m.order), func(i int) bool { return m.order[i] >= after })
 	}
-	text := []byte(f.Text)
 	for i := end - 1; i >= 0; i-- {
 		t := m.tasks[m.order[i]]
 		if !f.match(t, text) {
 			continue
 		}
-		if limit > 0 && len(out) == limit {
-			return out, true
-		}
 		out = append(out, t)
+		if limit > 0 && len(out) > limit {
+			break
+		}
 	}
-	return out, false
+	var tx *bolt.Tx
+	if m.archiveMayMatch(f) {
+		var err error
+		if tx, err = m.arch.db.Begin(false); err != nil {
+			m.archiveError(err)
+			tx = nil
+		}
+	}
+	onErr := m.archErr
+	m.mu.RUnlock()
+	if tx == nil {
+		return mergeDesc(out, nil, limit)
+	}
+	defer tx.Rollback() //nolint:errcheck // a read transaction
+	var arch []*Task
+	read := 0
+	err := scanArchived(tx, f, after, func(t *Task) bool {
+		read++
+		if f.match(t, text) {
+			arch = append(arch, t)
+		}
+		return limit <= 0 || len(arch) <= limit
+	})
+	if read > dropAfterReads {
+		dropMapped(tx.DB().Path()) // a long scan: see Snapshot.Write
+	}
+	if err != nil && onErr != nil {
+		onErr(fmt.Errorf("read the archive: %w", err))
+	}
+	return mergeDesc(out, arch, limit)
 }
 
 // Node returns the node with the given hostname.
@@ -133,11 +170,27 @@ func (m *Machine) Counts() map[Status]int {
 			out[k] = v
 		}
 	}
+	for k, v := range m.archCounts {
+		if v != 0 {
+			out[k] += v
+		}
+	}
 	return out
 }
 
-// Len returns the number of tasks.
+// Len returns the number of tasks, archived ones included.
 func (m *Machine) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := len(m.order)
+	for _, c := range m.archCounts {
+		n += c
+	}
+	return n
+}
+
+// MemoryTasks returns the number of tasks held in memory (not archived).
+func (m *Machine) MemoryTasks() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return len(m.order)

@@ -2,10 +2,14 @@ package fsm
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // SnapshotVersion is the format version written by Snapshot.Persist.
@@ -16,6 +20,41 @@ const SnapshotVersion = 1
 // may run concurrently with Apply.
 type Snapshot struct {
 	state snapshotState
+	// arch, when the state has an archive, is its header and a read
+	// transaction begun with the capture: Write streams the archived
+	// tasks from it and Close (or the end of Write) ends it.
+	arch    *archiveHeader
+	archTx  *bolt.Tx
+	archErr error
+	// archRaw: the archive's values all have this build's taskShape, so
+	// they are streamed as stored.
+	archRaw bool
+}
+
+// archiveHeader is the "archive" field of a snapshot: the index of the last
+// ArchiveTasks entry and the archived tasks' counts by status (the
+// "archived" field that follows lists them, by ascending ID).
+type archiveHeader struct {
+	Index  uint64         `json:"index"`
+	Counts map[Status]int `json:"counts"`
+}
+
+func (h *archiveHeader) total() int {
+	n := 0
+	for _, c := range h.Counts {
+		n += c
+	}
+	return n
+}
+
+// Close ends the snapshot's archive transaction (Write does so too). A
+// Snapshot that is not written must be closed: an open read transaction
+// keeps the archive from reusing pages.
+func (s *Snapshot) Close() {
+	if s.archTx != nil {
+		s.archTx.Rollback() //nolint:errcheck // a read transaction
+		s.archTx = nil
+	}
 }
 
 type requestEntry struct {
@@ -70,7 +109,68 @@ func (m *Machine) Snapshot() *Snapshot {
 	s.Audit = m.audit
 	s.NotifyTargets = m.sortedNotifyTargets()
 	s.VPSSnapshots = m.sortedSnaps()
-	return &Snapshot{state: s}
+	snap := &Snapshot{state: s}
+	if m.arch != nil && m.archSynced {
+		h := &archiveHeader{Index: m.archIndex, Counts: map[Status]int{}}
+		for st, n := range m.archCounts {
+			if n != 0 {
+				h.Counts[st] = n
+			}
+		}
+		if h.Index > 0 || h.total() > 0 {
+			snap.arch = h
+			snap.archTx, snap.archErr = m.arch.db.Begin(false)
+			if snap.archErr == nil {
+				meta, err := readMeta(snap.archTx)
+				snap.archRaw = err == nil && meta.shape == taskShape
+			}
+		}
+	}
+	return snap
+}
+
+// writeArchived streams the archived tasks, ascending by ID, as a JSON list.
+func (s *Snapshot) writeArchived(bw *bufio.Writer) error {
+	if s.archErr != nil {
+		return fmt.Errorf("read the archive: %w", s.archErr)
+	}
+	if s.archTx == nil {
+		return errors.New("the snapshot's archive was closed")
+	}
+	bw.WriteByte('[')
+	c := s.archTx.Bucket(bucketTasks).Cursor()
+	n := 0
+	var raw bytes.Buffer
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var b []byte
+		if s.archRaw {
+			raw.Reset()
+			if err := inflateArchived(&raw, v); err != nil {
+				return fmt.Errorf("read the archive: %w", err)
+			}
+			b = raw.Bytes()
+		} else {
+			t, err := decodeArchived(v)
+			if err != nil {
+				return fmt.Errorf("read the archive: %w", err)
+			}
+			if b, err = json.Marshal(t); err != nil {
+				return err
+			}
+		}
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+		n++
+	}
+	if n != s.arch.total() {
+		return fmt.Errorf("the archive holds %d tasks, its counts say %d", n, s.arch.total())
+	}
+	dropMapped(s.archTx.DB().Path())
+	return bw.WriteByte(']')
 }
 
 // Write encodes the snapshot to w, streaming one task at a time so that a
@@ -78,6 +178,7 @@ func (m *Machine) Snapshot() *Snapshot {
 // for equal states on every replica (and equal to encoding the whole state
 // with encoding/json).
 func (s *Snapshot) Write(w io.Writer) error {
+	defer s.Close()
 	sort.Slice(s.state.Nodes, func(i, j int) bool { return s.state.Nodes[i].Hostname < s.state.Nodes[j].Hostname })
 	sort.Slice(s.state.Requests, func(i, j int) bool { return s.state.Requests[i].RequestID < s.state.Requests[j].RequestID })
 	bw := bufio.NewWriterSize(w, 256<<10)
@@ -119,6 +220,12 @@ func (s *Snapshot) Write(w io.Writer) error {
 			bw.WriteByte(']')
 		}
 	}
+	if err == nil && s.arch != nil {
+		if err = put(`,"archive":`, s.arch); err == nil {
+			bw.WriteString(`,"archived":`)
+			err = s.writeArchived(bw)
+		}
+	}
 	if err == nil {
 		err = put(`,"requests":`, st.Requests)
 	}
@@ -158,22 +265,41 @@ func (s *Snapshot) Write(w io.Writer) error {
 // end, so a corrupt snapshot leaves the current state untouched.
 func (m *Machine) Restore(r io.Reader) error {
 	fresh := New()
+	m.mu.RLock()
+	ar := &archiveRestore{cur: m.arch}
+	m.mu.RUnlock()
+	fresh.restoring = ar
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
-	if err := fresh.decodeSnapshot(dec, false); err != nil {
+	err := fresh.decodeSnapshot(dec, false)
+	if err == nil {
+		err = ar.done()
+	}
+	if err != nil {
+		ar.discard()
 		return fmt.Errorf("read snapshot: %w", err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if ar.built != nil {
+		if m.arch, err = installArchive(m.arch, ar.built.a); err != nil {
+			ar.discard()
+			return fmt.Errorf("read snapshot: %w", err)
+		}
+	}
 	m.tasks, m.order, m.nodes, m.requests = fresh.tasks, fresh.order, fresh.nodes, fresh.requests
 	m.counts, m.active, m.retrying, m.envs = fresh.counts, fresh.active, fresh.retrying, fresh.envs
 	m.tarballs, m.clusterID = fresh.tarballs, fresh.clusterID
 	m.acct, m.audit = fresh.acct, fresh.audit
 	m.notifyTargets = fresh.notifyTargets
 	m.snaps = fresh.snaps
-	fresh.rebuildRequestQueue()
-	m.reqQueue = fresh.reqQueue
 	m.maxID, m.applied = fresh.maxID, fresh.applied
+	if m.arch != nil {
+		m.archSynced = true
+		m.archCounts, m.archIndex = ar.hdr.Counts, ar.hdr.Index
+	}
 	m.halt = nil // a snapshot is a consistent state to go on from
+	m.rebuildRequestQueue()
+	fresh.restoring = nil
 	return nil
 }
 
@@ -219,7 +345,14 @@ func (m *Machine) decodeSnapshot(dec *json.Decoder, strict bool) error {
 				}
 			}
 		case "tasks":
+			if m.restoring != nil && m.restoring.hdr != nil {
+				return fmt.Errorf("field %q: after the archive", key)
+			}
 			err = m.decodeTasks(dec)
+		case "archive":
+			err = m.decodeArchiveHeader(dec)
+		case "archived":
+			err = m.decodeArchived(dec)
 		case "requests":
 			var reqs []requestEntry
 			if err = dec.Decode(&reqs); err == nil {

@@ -37,6 +37,12 @@ func (s *Snapshot) Counts() SnapshotCounts {
 	for _, t := range st.Tasks {
 		c.Tasks[t.Status]++
 	}
+	if s.arch != nil {
+		for status, n := range s.arch.Counts {
+			c.Tasks[status] += n
+			c.TasksTotal += n
+		}
+	}
 	if a := st.Accounts; a != nil {
 		c.Users, c.Groups, c.Tokens = len(a.Users), len(a.Groups), len(a.Tokens)
 	}
@@ -48,17 +54,32 @@ func (s *Snapshot) Counts() SnapshotCounts {
 // and the format version must be the one this build writes. It is meant for
 // untrusted input (a backup file); the decoder holds one task at a time, so
 // memory is bounded by the largest single value in r plus the state.
+//
+// Archived tasks in r go to a temporary archive (in os.TempDir), which the
+// returned Machine's Close removes.
 func ReadSnapshot(r io.Reader) (*Machine, error) {
 	m := New()
+	ar := &archiveRestore{temp: true}
+	m.restoring = ar
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
-	if err := m.decodeSnapshot(dec, true); err != nil {
+	err := m.decodeSnapshot(dec, true)
+	if err == nil {
+		if _, err = dec.Token(); !errors.Is(err, io.EOF) {
+			if err == nil {
+				err = errors.New("data after the snapshot object")
+			}
+		} else {
+			err = ar.done()
+		}
+	}
+	if err != nil {
+		ar.discard()
 		return nil, fmt.Errorf("read snapshot: %w", err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err == nil {
-			err = errors.New("data after the snapshot object")
-		}
-		return nil, fmt.Errorf("read snapshot: %w", err)
+	m.restoring = nil
+	if ar.built != nil {
+		m.arch, m.archTemp, m.archSynced = ar.built.a, ar.tempDir, true
+		m.archCounts, m.archIndex = ar.hdr.Counts, ar.hdr.Index
 	}
 	m.rebuildRequestQueue()
 	return m, nil

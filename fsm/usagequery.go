@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Usage groupings (UsageQuery.By).
@@ -134,24 +136,22 @@ func UsageEnd(t *Task, now time.Time) (end time.Time, ok bool) {
 }
 
 // UsageReport sums the tasks q selects, one row per group, sorted by key
-// (the total row alone has key "total"). It reads the state once under
-// the read lock; it is linear in the number of tasks.
+// (the total row alone has key "total"), archived tasks included. It reads
+// the tasks in memory once under the read lock, then the archive in one
+// read transaction; it is linear in the number of tasks.
 func (m *Machine) UsageReport(q UsageQuery) ([]UsageRow, error) {
 	if !ValidUsageBy(q.By) {
 		return nil, fmt.Errorf("%w: usage grouping %q", ErrInvalid, q.By)
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
 	rows := map[string]*UsageRow{}
 	days := map[int64]*UsageRow{} // by day: keyed by the day's number, named at the end
-	for _, id := range m.order {
-		t := m.tasks[id]
+	add := func(t *Task) {
 		if q.Owner != "" && t.Owner != q.Owner {
-			continue
+			return
 		}
 		end, ok := UsageEnd(t, q.Now)
 		if !ok || !q.Since.IsZero() && end.Before(q.Since) || !q.Until.IsZero() && !end.Before(q.Until) {
-			continue
+			return
 		}
 		var r *UsageRow
 		if q.By == UsageByDay {
@@ -171,6 +171,34 @@ func (m *Machine) UsageReport(q UsageQuery) ([]UsageRow, error) {
 			}
 		}
 		r.add(FiguresOf(t, q.Now))
+	}
+	m.mu.RLock()
+	for _, id := range m.order {
+		add(m.tasks[id])
+	}
+	var tx *bolt.Tx
+	if m.arch != nil && m.archSynced && len(m.archCounts) > 0 {
+		var err error
+		if tx, err = m.arch.db.Begin(false); err != nil {
+			m.mu.RUnlock()
+			return nil, fmt.Errorf("read the archive: %w", err)
+		}
+	}
+	m.mu.RUnlock()
+	if tx != nil {
+		defer tx.Rollback() //nolint:errcheck // a read transaction
+		read := 0
+		err := scanArchived(tx, Filter{Owner: q.Owner}, 0, func(t *Task) bool {
+			read++
+			add(t)
+			return true
+		})
+		if read > dropAfterReads {
+			dropMapped(tx.DB().Path()) // a long scan: see Snapshot.Write
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the archive: %w", err)
+		}
 	}
 	out := make([]UsageRow, 0, len(rows)+len(days))
 	for _, r := range rows {

@@ -287,7 +287,8 @@ func (f *File) BodySize() int64 { return f.bodySize }
 
 // ReadState verifies the checksum, then decodes the body strictly into a
 // state machine and checks it against the header (cluster ID, applied
-// index, task count).
+// index, task count). Close the Machine when done: archived tasks are
+// held in a temporary file until then.
 func (f *File) ReadState() (*fsm.Machine, error) {
 	if err := f.Verify(); err != nil {
 		return nil, err
@@ -304,14 +305,18 @@ func (f *File) ReadState() (*fsm.Machine, error) {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
 	h := f.Header
+	snap := m.Snapshot()
+	snap.Close()
 	if m.ClusterID() != h.ClusterID || m.AppliedIndex() != h.AppliedIndex || m.Len() != h.Counts.TasksTotal {
+		m.Close()
 		return nil, fmt.Errorf("%w: the state (cluster %q, index %d, %d tasks) does not match the header (cluster %q, index %d, %d tasks)",
 			ErrFormat, m.ClusterID(), m.AppliedIndex(), m.Len(), h.ClusterID, h.AppliedIndex, h.Counts.TasksTotal)
 	}
 	// Every count the header shows (inspect prints them) must be the
 	// state's own: a header that under-reports, say, the tokens would
 	// hide what a restore brings in.
-	if got := m.Snapshot().Counts(); !sameCounts(got, h.Counts) {
+	if got := snap.Counts(); !sameCounts(got, h.Counts) {
+		m.Close()
 		return nil, fmt.Errorf("%w: the state's counts %+v do not match the header's %+v", ErrFormat, got, h.Counts)
 	}
 	return m, nil

@@ -79,6 +79,9 @@ func readState(t testing.TB, data []byte) (*File, *fsm.Machine, error) {
 	}
 	t.Cleanup(func() { f.Close() })
 	m, err := f.ReadState()
+	if m != nil {
+		t.Cleanup(func() { m.Close() })
+	}
 	return f, m, err
 }
 
@@ -93,7 +96,10 @@ func readAt(t testing.TB, path string, data []byte) error {
 		return err
 	}
 	defer f.Close()
-	_, err = f.ReadState()
+	m, err := f.ReadState()
+	if m != nil {
+		m.Close()
+	}
 	return err
 }
 
@@ -249,8 +255,12 @@ func FuzzReadState(f *testing.F) {
 			return
 		}
 		defer sf.Close()
-		if m, err := sf.ReadState(); err == nil && m == nil {
+		m, err := sf.ReadState()
+		if err == nil && m == nil {
 			t.Fatal("no state and no error")
+		}
+		if m != nil {
+			m.Close() // its temporary archive, if any
 		}
 	})
 }

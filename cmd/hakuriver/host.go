@@ -187,6 +187,11 @@ func hostConfig(c config.Config, log *slog.Logger) (cluster.Config, *docker.Mana
 	}
 	hc.MinFreeDisk = uint64(minFree)
 	hc.RaftMultiplier = c.Cluster.RaftMultiplier
+	hc.HistoryKeep = time.Duration(c.Cluster.HistoryKeepDays) * 24 * time.Hour
+	hc.HistoryKeepTasks = c.Cluster.HistoryKeepTasks
+	hc.ArchiveInterval = time.Duration(c.Cluster.HistoryArchiveInterval) * time.Second
+	hc.SnapshotThreshold = uint64(c.Cluster.RaftSnapshotThreshold)
+	hc.SnapshotInterval = time.Duration(c.Cluster.RaftSnapshotInterval) * time.Second
 	hc.HeartbeatInterval = c.Timing.HeartbeatPeriod()
 	hc.HeartbeatTimeoutFactor = c.Timing.HeartbeatTimeoutFactor
 	hc.DefaultContainer = c.Docker.DefaultContainerName

@@ -229,8 +229,10 @@ decodes and matches the header. Exits 1 when the file is damaged.`,
 			var checkErr error
 			if checkErr = f.Verify(); checkErr == nil {
 				sum.ChecksumOK = true
-				if _, checkErr = f.ReadState(); checkErr == nil {
+				var m *fsm.Machine
+				if m, checkErr = f.ReadState(); checkErr == nil {
 					sum.StateOK = true
+					m.Close() //nolint:errcheck // only its temporary archive
 				}
 			}
 			if checkErr != nil {
@@ -364,6 +366,7 @@ stay recognised: never run the old cluster again next to the restored one.`,
 			if err != nil {
 				return fmt.Errorf("refusing to restore %s: %w", args[0], err)
 			}
+			defer m.Close() //nolint:errcheck // only its temporary archive
 			if err := cluster.RestoreDataDir(rc, m, f.Header.Term); err != nil {
 				return err
 			}

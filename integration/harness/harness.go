@@ -120,6 +120,11 @@ type Options struct {
 	// before it starts: the cluster serves the saved state. Use it with
 	// NoBootstrap-like AdminToken, since the accounts come from the file.
 	RestoreFrom string
+	// RestoreTimeout bounds that restore (CLITimeout when 0), and
+	// StartTimeout the wait for a replica's API (StartTimeout when 0):
+	// a replica restoring a large state takes longer.
+	RestoreTimeout time.Duration
+	StartTimeout   time.Duration
 	// AdminToken, when set, is the API token of an admin that already
 	// exists (in the RestoreFrom state): StartCluster does not bootstrap
 	// the accounts and acts as that admin.
@@ -326,7 +331,7 @@ func StartCluster(tb TB, opts Options) *Cluster {
 func (c *Cluster) restore(i int, file string) error {
 	r := c.Replica(i)
 	args := append([]string{"cluster", "snapshot", "restore", file}, r.proc.args[1:]...)
-	res := RunCLI(context.Background(), CLICommand{Bin: c.opts.Bin, Args: args})
+	res := RunCLI(context.Background(), CLICommand{Bin: c.opts.Bin, Args: args, Timeout: c.opts.RestoreTimeout})
 	if res.Code != 0 {
 		return fmt.Errorf("restore %s into %s: %s", file, r.ID, res)
 	}
@@ -703,7 +708,11 @@ func (c *Cluster) Restart(i int) {
 func (c *Cluster) WaitAPI(i int) {
 	c.tb.Helper()
 	r := c.Replica(i)
-	deadline := time.Now().Add(StartTimeout)
+	wait := StartTimeout
+	if c.opts.StartTimeout > 0 {
+		wait = c.opts.StartTimeout
+	}
+	deadline := time.Now().Add(wait)
 	var lastErr error
 	for time.Now().Before(deadline) {
 		if exited, waitErr := r.proc.exitedEarly(); exited {
@@ -716,7 +725,7 @@ func (c *Cluster) WaitAPI(i int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c.tb.Fatalf("harness: %s did not serve its API within %s: %v", r.ID, StartTimeout, lastErr)
+	c.tb.Fatalf("harness: %s did not serve its API within %s: %v", r.ID, wait, lastErr)
 }
 
 // shutdown kills every process, runners first, then what their native

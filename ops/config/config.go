@@ -218,6 +218,21 @@ type Cluster struct {
 	// the fastest failover, higher values tolerate slow disks and loaded
 	// machines. Every replica should use the same value.
 	RaftMultiplier int `toml:"raft_multiplier"`
+	// HistoryKeepDays and HistoryKeepTasks are the retention of finished
+	// tasks in a replica's memory: older (completed more than
+	// HistoryKeepDays ago) or beyond the newest HistoryKeepTasks finished
+	// ones, they move to the on-disk archive (<data_dir>/archive.db), where
+	// every read still finds them. 0 turns a rule off; both 0: no archiving.
+	HistoryKeepDays  int `toml:"history_keep_days"`
+	HistoryKeepTasks int `toml:"history_keep_tasks"`
+	// HistoryArchiveInterval is how often (seconds) the leader looks for
+	// tasks to archive.
+	HistoryArchiveInterval int `toml:"history_archive_interval"`
+	// RaftSnapshotThreshold is the number of log entries between Raft
+	// snapshots (and the entries kept after one); RaftSnapshotInterval
+	// (seconds) how often a replica checks whether one is due.
+	RaftSnapshotThreshold int `toml:"raft_snapshot_threshold"`
+	RaftSnapshotInterval  int `toml:"raft_snapshot_interval"`
 }
 
 // DefaultRaftMultiplier is the default of cluster.raft_multiplier: Raft
@@ -260,17 +275,22 @@ func Default() Config {
 			KeepTarballs:         1,
 		},
 		Cluster: Cluster{
-			DataDir:           "/var/lib/hakuriver/data",
-			RaftPort:          8300,
-			GossipPort:        7946,
-			BootstrapExpect:   1,
-			Join:              []string{},
-			MaxListTasks:      1000,
-			LeaderWaitSeconds: 5,
-			BackupInterval:    3600,
-			BackupKeep:        24,
-			MinFreeDisk:       "512Mi",
-			RaftMultiplier:    DefaultRaftMultiplier,
+			DataDir:                "/var/lib/hakuriver/data",
+			RaftPort:               8300,
+			GossipPort:             7946,
+			BootstrapExpect:        1,
+			Join:                   []string{},
+			MaxListTasks:           1000,
+			LeaderWaitSeconds:      5,
+			BackupInterval:         3600,
+			BackupKeep:             24,
+			MinFreeDisk:            "512Mi",
+			RaftMultiplier:         DefaultRaftMultiplier,
+			HistoryKeepDays:        7,
+			HistoryKeepTasks:       50000,
+			HistoryArchiveInterval: 60,
+			RaftSnapshotThreshold:  8192,
+			RaftSnapshotInterval:   15,
 		},
 	}
 }

@@ -45,10 +45,12 @@ type settings struct {
 	simRunners    int
 	simDuration   time.Duration
 	sections      map[string]bool
+	// historySizes are the task counts of the history section.
+	historySizes string
 }
 
 // allSections lists the bench's parts in the order they run.
-var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "vpslife", "auth", "ui", "upgrade", "notify", "access", "usage", "exec", "sweep"}
+var allSections = []string{"throughput", "failover", "scale", "fsm", "snapshot", "runners", "heartbeats", "doctor", "docker", "ssh", "vpslife", "auth", "ui", "upgrade", "notify", "access", "usage", "exec", "sweep", "history"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
@@ -67,6 +69,7 @@ func run(args []string, out io.Writer) int {
 	fs.IntVar(&s.offlineTrials, "offline-trials", 3, "runner SIGKILL → offline trials")
 	fs.IntVar(&s.simRunners, "sim-runners", 1000, "simulated runners heart-beating every second")
 	fs.DurationVar(&s.simDuration, "sim-duration", 60*time.Second, "measurement window of the simulated heartbeats")
+	fs.StringVar(&s.historySizes, "history-sizes", "10000,100000,1000000", "finished tasks in the state of each history row (comma-separated)")
 	sections := fs.String("sections", strings.Join(allSections, ","), "comma-separated parts to run: "+strings.Join(allSections, ", "))
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -83,6 +86,7 @@ func run(args []string, out io.Writer) int {
 			"runner-samples": func() { s.runnerSamples = 30 },
 			"sim-duration":   func() { s.simDuration = 10 * time.Second },
 			"sim-runners":    func() { s.simRunners = 200 },
+			"history-sizes":  func() { s.historySizes = "10000,100000" },
 		}
 		for name, apply := range defaults {
 			if !set[name] {
@@ -195,6 +199,15 @@ func run(args []string, out io.Writer) int {
 	if s.sections["sweep"] {
 		fmt.Fprintln(out)
 		sweepSection(out, root, bin, s)
+	}
+	if s.sections["history"] {
+		sizes, err := parseSizes(s.historySizes)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 2
+		}
+		fmt.Fprintln(out)
+		printHistory(out, historySection(root, bin, sizes))
 	}
 	return 0
 }
