@@ -105,14 +105,22 @@ func copyPathParam(r *http.Request) (string, error) {
 	return p, nil
 }
 
-// handlePutFiles streams the request's tar body into the task at path.
-func (h *Host) handlePutFiles(w http.ResponseWriter, r *http.Request) {
-	t, p, err := h.accessTask(r, "copy files into")
+// copyRequest checks a copy's caller (accessTask) and path.
+func (h *Host) copyRequest(r *http.Request, what string) (*fsm.Task, auth.Principal, string, error) {
+	t, p, err := h.accessTask(r, what)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, p, "", err
 	}
 	path, err := copyPathParam(r)
+	if err != nil {
+		return nil, p, "", err
+	}
+	return t, p, path, nil
+}
+
+// handlePutFiles streams the request's tar body into the task at path.
+func (h *Host) handlePutFiles(w http.ResponseWriter, r *http.Request) {
+	t, p, path, err := h.copyRequest(r, "copy files into")
 	if err != nil {
 		writeError(w, err)
 		return
@@ -130,12 +138,7 @@ func (h *Host) handlePutFiles(w http.ResponseWriter, r *http.Request) {
 
 // handleGetFiles streams a tar of path in the task to the caller.
 func (h *Host) handleGetFiles(w http.ResponseWriter, r *http.Request) {
-	t, p, err := h.accessTask(r, "copy files from")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	path, err := copyPathParam(r)
+	t, p, path, err := h.copyRequest(r, "copy files from")
 	if err != nil {
 		writeError(w, err)
 		return
