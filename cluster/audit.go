@@ -56,9 +56,9 @@ func (h *Host) audited(ctx context.Context, c fsm.Command) (fsm.Command, error) 
 	if n, ok := ctx.Value(noteKey{}).(note); ok {
 		rec.Action, rec.Target = n.action, n.target
 	}
-	if s, ok := ctx.Value(execSessionKey{}).(fsm.AuditRecord); ok {
-		// An exec session a replica served: the record it sent, with
-		// the session's user, time and replica (execaudit.go).
+	if s, ok := ctx.Value(sessionRecordKey{}).(fsm.AuditRecord); ok {
+		// A task access session a replica served: the record it sent, with
+		// the session's user, time and replica (sessionaudit.go).
 		s.RequestID = rec.RequestID
 		rec = s
 	}

@@ -58,7 +58,6 @@ var expectedAccess = map[string]need{
 	"GET /task/{id}/files":                        nUser,
 	"POST /audit/sessions":                        nCT,
 	"GET /task/{id}/exec":                         nUser,
-	"POST /audit/session":                         nCT,
 	"POST /register":                              nCT,
 	"PUT /heartbeat/{hostname}":                   nCT,
 	"POST /update":                                nCT,

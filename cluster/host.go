@@ -69,8 +69,9 @@ type Host struct {
 	// life ends when the replica closes (the parent of its background
 	// work that no request owns, such as recording exec sessions).
 	life context.Context
-	// execAudit records exec sessions in the audit log (execaudit.go).
-	execAudit sessionRecorder
+	// sessionAudit records task access sessions in the audit log
+	// (sessionaudit.go).
+	sessionAudit sessionRecorder
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

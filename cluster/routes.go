@@ -58,19 +58,18 @@ func (h *Host) apiTable() []route {
 		{"GET", "/task/{id}/stderr", user, a.Log("stderr")},
 		// Task access (taskaccess.go): a port forward (upgraded to a raw
 		// stream) and file copies (tar streams), owner or operator, served
-		// by this replica without the leader; sessions are recorded on the
-		// leader through the internal route.
+		// by this replica without the leader.
 		{"GET", "/task/{id}/forward", user, h.handleForward},
 		{"PUT", "/task/{id}/files", user, h.handlePutFiles},
 		{"GET", "/task/{id}/files", user, h.handleGetFiles},
-		{"POST", "/audit/sessions", internal, h.onLeader(h.handleSessionRecord)},
 		// A command or shell inside a running task (WebSocket; owner or
 		// operator, checked before the upgrade), relayed to its runner
 		// from this replica's own state: no leader needed (httpapi/exec.go).
 		{"GET", "/task/{id}/exec", user, x.Exec},
-		// An exec session a replica served, recorded in the audit log by
-		// the leader (execaudit.go).
-		{"POST", "/audit/session", internal, h.onLeader(h.handleSessionAudit)},
+		// The sessions of all three (exec, forward, cp), recorded in the
+		// audit log by the leader for the replica that served them
+		// (sessionaudit.go).
+		{"POST", "/audit/sessions", internal, h.onLeader(h.handleSessionRecord)},
 		{"POST", "/register", internal, h.onLeader(a.Register)},
 		{"PUT", "/heartbeat/{hostname}", internal, h.onLeader(a.Heartbeat)},
 		{"POST", "/update", internal, h.onLeader(a.Update)},

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"fmt"
 	"sync"
 	"time"
 
@@ -28,9 +27,12 @@ const (
 	maxSessionID = 64
 )
 
-// sessionKey names one forward session on this replica.
+// sessionKey names one forward session on this replica: what is the
+// port ("port N") of task.
 type sessionKey struct {
-	user, id, target string
+	user, id string
+	task     int64
+	what     string
 }
 
 // openSession is a session with its streams.
@@ -64,17 +66,17 @@ func validSessionID(id string) bool {
 	return true
 }
 
-// beginStream notes a stream of session id (of p, on target) and returns
-// the function to call when it ends. An unusable id, or a full book,
-// records the stream on its own when it ends.
-func (h *Host) beginStream(p auth.Principal, action, id, target string) (end func()) {
+// beginStream notes a stream of session id (of p, on what in task) and
+// returns the function to call when it ends. An unusable id, or a full
+// book, records the stream on its own when it ends.
+func (h *Host) beginStream(p auth.Principal, action, id string, task int64, what string) (end func()) {
 	start := time.Now()
-	single := func() { h.recordSession(p, action, target, start, start, 1) }
+	single := func() { h.recordSession(p, action, task, what, start, start, 1) }
 	if !validSessionID(id) {
 		return single
 	}
 	b := h.sessions
-	k := sessionKey{user: p.Name, id: id, target: target}
+	k := sessionKey{user: p.Name, id: id, task: task, what: what}
 	b.mu.Lock()
 	s := b.m[k]
 	if s == nil {
@@ -113,36 +115,19 @@ func (h *Host) endStream(k sessionKey, s *openSession) {
 		}
 		delete(b.m, k)
 		b.mu.Unlock()
-		h.recordSession(s.p, s.action, k.target, s.start, s.last, s.conns)
+		h.recordSession(s.p, s.action, k.task, k.what, s.start, s.last, s.conns)
 	})
 }
 
 // recordSession records a finished session of p (conns streams from start
-// to end) in the audit log, in the background: through the leader, which
-// may be another replica, or none for a while.
-func (h *Host) recordSession(p auth.Principal, action, target string, start, end time.Time, conns int) {
-	if end.Before(start) || end.Equal(start) {
+// to end, on what in task) in the audit log, in the background
+// (RecordSession).
+func (h *Host) recordSession(p auth.Principal, action string, task int64, what string, start, end time.Time, conns int) {
+	if !end.After(start) {
 		end = time.Now()
 	}
-	detail := fmt.Sprintf("%s, from %s for %s", target, start.UTC().Format(time.RFC3339), end.Sub(start).Round(time.Millisecond))
-	if action == actionForward {
-		detail = fmt.Sprintf("%s, %d connection(s), from %s for %s", target, conns, start.UTC().Format(time.RFC3339), end.Sub(start).Round(time.Millisecond))
-	}
-	rec := api.SessionRecord{User: p.Name, Role: string(p.Role), Action: action, Via: h.cfg.NodeID, Target: detail}
-	if h.closed.Load() {
-		return
-	}
-	h.goRun(func() {
-		deadline := time.Now().Add(sessionRecordBound)
-		var err error
-		for !h.closed.Load() && time.Now().Before(deadline) {
-			if err = h.sendSessionRecord(rec); err == nil {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		if !h.closed.Load() {
-			h.log.Warn("a task access session was not recorded in the audit log", "user", rec.User, "action", rec.Action, "target", rec.Target, "err", err)
-		}
+	h.RecordSession(api.SessionRecord{
+		User: p.Name, Role: string(p.Role), Action: action, TaskID: task, Target: what, Via: h.cfg.NodeID,
+		At: start.UTC().Format(time.RFC3339Nano), Seconds: end.Sub(start).Seconds(), Conns: conns,
 	})
 }

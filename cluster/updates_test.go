@@ -24,35 +24,8 @@ import (
 // with the applied index unchanged.
 func TestBatchUpdates(t *testing.T) {
 	h := startCluster(t, 1)[0]
-	runner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"message":"ok"}`) //nolint:errcheck // test server
-	}))
-	defer runner.Close()
-	if resp, body := do(t, "POST", h.APIURL()+"/api/register", api.RegisterRequest{
-		Hostname: "n1", TotalCores: 8, TotalRAMBytes: 8 << 30, RunnerURL: runner.URL,
-	}); resp.StatusCode != http.StatusOK {
-		t.Fatalf("register: %d %s", resp.StatusCode, body)
-	}
+	ids := assigningTasks(t, h, 3)
 	null, one := "NULL", 1
-	var ids []int64
-	for range 3 {
-		resp, body := do(t, "POST", h.APIURL()+"/api/submit", api.SubmitRequest{Command: "true", ContainerName: &null, RequiredCores: &one})
-		var sr api.SubmitResponse
-		if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != 1 {
-			t.Fatalf("submit: %d %s", resp.StatusCode, body)
-		}
-		id, _ := strconv.ParseInt(sr.TaskIDs[0], 10, 64)
-		ids = append(ids, id)
-	}
-	waitFor(t, 10*time.Second, func() bool {
-		for _, id := range ids {
-			if tk, ok := h.machine.Task(id); !ok || tk.Status != fsm.StatusAssigning {
-				return false
-			}
-		}
-		return true
-	})
 	url := h.APIURL() + "/api/updates"
 
 	t.Run("hostile", func(t *testing.T) {
@@ -205,4 +178,41 @@ func TestBatchUpdates(t *testing.T) {
 			t.Errorf("a final task changed: %+v", tk)
 		}
 	})
+}
+
+// assigningTasks registers a runner n1 that accepts every dispatch on h,
+// submits n one-core native tasks and waits until all are assigning; it
+// returns their IDs.
+func assigningTasks(t *testing.T, h *Host, n int) []int64 {
+	t.Helper()
+	runner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"message":"ok"}`) //nolint:errcheck // test server
+	}))
+	t.Cleanup(runner.Close)
+	if resp, body := do(t, "POST", h.APIURL()+"/api/register", api.RegisterRequest{
+		Hostname: "n1", TotalCores: 8, TotalRAMBytes: 8 << 30, RunnerURL: runner.URL,
+	}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("register: %d %s", resp.StatusCode, body)
+	}
+	null, one := "NULL", 1
+	var ids []int64
+	for range n {
+		resp, body := do(t, "POST", h.APIURL()+"/api/submit", api.SubmitRequest{Command: "true", ContainerName: &null, RequiredCores: &one})
+		var sr api.SubmitResponse
+		if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != 1 {
+			t.Fatalf("submit: %d %s", resp.StatusCode, body)
+		}
+		id, _ := strconv.ParseInt(sr.TaskIDs[0], 10, 64)
+		ids = append(ids, id)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		for _, id := range ids {
+			if tk, ok := h.machine.Task(id); !ok || tk.Status != fsm.StatusAssigning {
+				return false
+			}
+		}
+		return true
+	})
+	return ids
 }

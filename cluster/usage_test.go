@@ -2,12 +2,8 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"testing"
 	"time"
 
@@ -23,35 +19,7 @@ import (
 // same state).
 func TestReportUsageUpgrade(t *testing.T) {
 	h := startCluster(t, 1)[0]
-	runner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"message":"ok"}`) //nolint:errcheck // test server
-	}))
-	defer runner.Close()
-	if resp, body := do(t, "POST", h.APIURL()+"/api/register", api.RegisterRequest{
-		Hostname: "n1", TotalCores: 8, TotalRAMBytes: 8 << 30, RunnerURL: runner.URL,
-	}); resp.StatusCode != http.StatusOK {
-		t.Fatalf("register: %d %s", resp.StatusCode, body)
-	}
-	null, one := "NULL", 1
-	var ids []int64
-	for range 2 {
-		resp, body := do(t, "POST", h.APIURL()+"/api/submit", api.SubmitRequest{Command: "true", ContainerName: &null, RequiredCores: &one})
-		var sr api.SubmitResponse
-		if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != 1 {
-			t.Fatalf("submit: %d %s", resp.StatusCode, body)
-		}
-		id, _ := strconv.ParseInt(sr.TaskIDs[0], 10, 64)
-		ids = append(ids, id)
-	}
-	waitFor(t, 10*time.Second, func() bool {
-		for _, id := range ids {
-			if tk, ok := h.machine.Task(id); !ok || tk.Status != fsm.StatusAssigning {
-				return false
-			}
-		}
-		return true
-	})
+	ids := assigningTasks(t, h, 2)
 	zero := 0
 	started := time.Now().UTC().Add(-3 * time.Second)
 	ended := started.Add(2 * time.Second)

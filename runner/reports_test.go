@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/runner"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
@@ -48,34 +49,9 @@ func TestReportsFallBackWithoutBatchRoute(t *testing.T) {
 	defer proxy.Close()
 	defer once.Do(func() { close(release) })
 
-	state, tmp := t.TempDir(), t.TempDir()
-	nc := native.DefaultConfig()
-	nc.StateDir = filepath.Join(state, "tasks")
-	nc.ShimCommand = []string{shim, "runner-shim"}
-	nc.CgroupParent = "hakuriver-reports-test"
-	ex, err := native.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := runner.DefaultConfig()
-	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
-	rc.Hosts, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{proxy.URL}, "secret-token", shared, tmp
-	rc.StateDir = state
-	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
-	rc.Logger = logger(t)
-	a, err := runner.Start(context.Background(), rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, c, tasksDir := startProxiedRunner(t, h, proxy.URL, shim, shared, "hakuriver-reports-test")
 	defer a.Close(context.Background()) //nolint:errcheck // test cleanup
-
 	ctx := context.Background()
-	cc := api.DefaultClientConfig()
-	cc.Hosts = []string{h.APIURL()}
-	c, err := api.NewClient(cc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	null := "NULL"
 	deadline := time.Now().Add(30 * time.Second)
 	for !a.Registered() && time.Now().Before(deadline) {
@@ -96,7 +72,7 @@ func TestReportsFallBackWithoutBatchRoute(t *testing.T) {
 	}
 	ended := func() bool {
 		for _, id := range ids {
-			if !fileExists(filepath.Join(nc.StateDir, id, "exit.json")) {
+			if !fileExists(filepath.Join(tasksDir, id, "exit.json")) {
 				return false
 			}
 		}
@@ -120,4 +96,39 @@ func TestReportsFallBackWithoutBatchRoute(t *testing.T) {
 	if batches.Load() == 0 || singles.Load() < int64(len(ids)) {
 		t.Errorf("%d batch and %d single reports: want the batch route tried, then one report per task", batches.Load(), singles.Load())
 	}
+}
+
+// startProxiedRunner starts a runner with a native executor (its tasks
+// under cgroupParent) that reaches host h through hostURL (a test proxy in
+// front of it), and a client of h; it returns them and the executor's
+// task state directory. The caller closes the runner.
+func startProxiedRunner(t *testing.T, h *cluster.Host, hostURL, shim, shared, cgroupParent string) (*runner.Agent, *api.Client, string) {
+	t.Helper()
+	state, tmp := t.TempDir(), t.TempDir()
+	nc := native.DefaultConfig()
+	nc.StateDir = filepath.Join(state, "tasks")
+	nc.ShimCommand = []string{shim, "runner-shim"}
+	nc.CgroupParent = cgroupParent
+	ex, err := native.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := runner.DefaultConfig()
+	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
+	rc.Hosts, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{hostURL}, "secret-token", shared, tmp
+	rc.StateDir = state
+	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
+	rc.Logger = logger(t)
+	a, err := runner.Start(context.Background(), rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := api.DefaultClientConfig()
+	cc.Hosts = []string{h.APIURL()}
+	c, err := api.NewClient(cc)
+	if err != nil {
+		a.Close(context.Background()) //nolint:errcheck // test cleanup
+		t.Fatal(err)
+	}
+	return a, c, nc.StateDir
 }

@@ -8,14 +8,11 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
-	"github.com/hakuriver/hakuriver-ha/runner"
-	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 )
 
 // TestReportsRefusedFiguresResent runs a real runner against a real host
@@ -45,34 +42,9 @@ func TestReportsRefusedFiguresResent(t *testing.T) {
 	}))
 	defer proxy.Close()
 
-	state, tmp := t.TempDir(), t.TempDir()
-	nc := native.DefaultConfig()
-	nc.StateDir = filepath.Join(state, "tasks")
-	nc.ShimCommand = []string{shim, "runner-shim"}
-	nc.CgroupParent = "hakuriver-reportsusage-test"
-	ex, err := native.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := runner.DefaultConfig()
-	rc.Name, rc.BindAddr, rc.AdvertiseAddr, rc.Port, rc.GossipPort = "r1", "127.0.0.1", "127.0.0.1", 0, 0
-	rc.Hosts, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{proxy.URL}, "secret-token", shared, tmp
-	rc.StateDir = state
-	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
-	rc.Logger = logger(t)
-	a, err := runner.Start(context.Background(), rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, c, _ := startProxiedRunner(t, h, proxy.URL, shim, shared, "hakuriver-reportsusage-test")
 	defer a.Close(context.Background()) //nolint:errcheck // test cleanup
-
 	ctx := context.Background()
-	cc := api.DefaultClientConfig()
-	cc.Hosts = []string{h.APIURL()}
-	c, err := api.NewClient(cc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !a.Registered() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)

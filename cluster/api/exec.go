@@ -1,11 +1,9 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -151,34 +149,3 @@ func ExecPath(id int64) string { return "/api/task/" + strconv.FormatInt(id, 10)
 
 // RunnerExecPath is the runner's exec endpoint of task id (cluster token).
 func RunnerExecPath(id int64) string { return "/exec/" + strconv.FormatInt(id, 10) }
-
-// SessionAuditPath is the leader's internal endpoint (cluster token) that
-// records an exec session a replica served.
-const SessionAuditPath = "/api/audit/session"
-
-// SessionAudit is one exec session's audit record, sent by the replica that
-// served it to the leader: who, which task, when, for how long; never what
-// went through it.
-type SessionAudit struct {
-	User string `json:"user"`
-	Role string `json:"role,omitempty"`
-	// Action is "exec_start" or "exec_end".
-	Action string `json:"action"`
-	TaskID int64  `json:"task_id,string"`
-	// Via is the replica that served the session.
-	Via string `json:"via"`
-	// At is when the session began; Seconds how long it lasted (end only).
-	At      string  `json:"at"`
-	Seconds float64 `json:"seconds,omitempty"`
-	TTY     bool    `json:"tty,omitempty"`
-}
-
-// ErrorText is the message of an error answer's body ({"error": ...}, the
-// original's {"detail": ...}, else the text itself).
-func ErrorText(body []byte) string { return errorMessage(body) }
-
-// RecordExecSession asks the leader at base to record an exec session
-// (POST SessionAuditPath).
-func (rc *ReplicaClient) RecordExecSession(ctx context.Context, base string, rec SessionAudit) error {
-	return rc.c.call(ctx, base, http.MethodPost, SessionAuditPath, rec, nil)
-}

@@ -15,18 +15,26 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/cluster/taskstream"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // RunnerStreams opens authenticated WebSockets to runners
-// (taskstream.Dialer is one).
+// (taskstream.Client is one).
 type RunnerStreams interface {
 	Dial(ctx context.Context, base, path string, q url.Values) (*websocket.Conn, error)
 }
 
-// SessionAuditor records exec sessions in the audit log. RecordSession must
-// not block: it hands the record on (to the leader) in the background.
+// SessionAuditor records task access sessions in the audit log.
+// RecordSession must not block: it hands the record on (to the leader) in
+// the background.
 type SessionAuditor interface {
-	RecordSession(rec api.SessionAudit)
+	RecordSession(rec api.SessionRecord)
+}
+
+// TaskFinder finds a task for a session: in this replica's state, or the
+// leader's view of a task not yet seen running here.
+type TaskFinder interface {
+	FindTask(ctx context.Context, id int64) (*fsm.Task, bool)
 }
 
 // ExecAPI serves GET /api/task/{id}/exec: a command (or a shell) inside a
@@ -35,7 +43,7 @@ type SessionAuditor interface {
 // session opens and goes on whoever leads.
 type ExecAPI struct {
 	NodeID  string
-	Tasks   taskstream.Tasks
+	Tasks   TaskFinder
 	Nodes   taskstream.Nodes
 	Streams RunnerStreams
 	Audit   SessionAuditor
@@ -57,7 +65,7 @@ func (e *ExecAPI) Exec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principal(r)
-	t, ok := e.Tasks.Task(id)
+	t, ok := e.Tasks.FindTask(r.Context(), id)
 	if !ok {
 		writeError(w, notFound("Task %d not found.", id))
 		return
@@ -75,13 +83,13 @@ func (e *ExecAPI) Exec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("%v", err))
 		return
 	}
-	target, err := taskstream.Locate(e.Tasks, e.Nodes, id)
+	runnerURL, err := taskstream.RunnerURL(e.Nodes, t, taskstream.Reach{})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	dctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	runner, err := e.Streams.Dial(dctx, target.RunnerURL, api.RunnerExecPath(id), req.Query())
+	runner, err := e.Streams.Dial(dctx, runnerURL, api.RunnerExecPath(id), req.Query())
 	cancel()
 	if err != nil {
 		writeError(w, runnerRefusal(id, err))
@@ -97,15 +105,15 @@ func (e *ExecAPI) Exec(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(api.MaxExecFrameBytes + 1)
 	runner.SetReadLimit(api.MaxExecFrameBytes + 1)
 	begin := time.Now().UTC()
-	rec := api.SessionAudit{User: p.Name, Role: string(p.Role), TaskID: id, Via: e.NodeID, At: begin.Format(time.RFC3339Nano), TTY: req.TTY}
+	rec := api.SessionRecord{User: p.Name, Role: string(p.Role), TaskID: id, Via: e.NodeID, At: begin.Format(time.RFC3339Nano), TTY: req.TTY}
 	start := rec
-	start.Action = "exec_start"
+	start.Action = api.SessionExecStart
 	e.Audit.RecordSession(start)
 	e.Log.Info("exec session opened", "task_id", id, "user", p.Name, "tty", req.TTY, "runner", t.AssignedNode)
 	relayErr := taskstream.Relay(conn, runner)
 	took := time.Since(begin)
 	end := rec
-	end.Action, end.Seconds = "exec_end", took.Seconds()
+	end.Action, end.Seconds = api.SessionExecEnd, took.Seconds()
 	e.Audit.RecordSession(end)
 	e.Log.Info("exec session closed", "task_id", id, "user", p.Name, "took", took.Round(time.Millisecond), "end", relayErr)
 }
@@ -114,9 +122,9 @@ func (e *ExecAPI) Exec(w http.ResponseWriter, r *http.Request) {
 // answer: its 4xx verdicts on the task pass on (a 401 would be this
 // replica's own fault), anything else is a 502.
 func runnerRefusal(id int64, err error) error {
-	var re *taskstream.RunnerError
+	var re *api.APIError
 	if errors.As(err, &re) {
-		switch re.Status {
+		switch re.StatusCode {
 		case http.StatusNotFound, http.StatusConflict:
 			return &httpError{status: http.StatusConflict, msg: fmt.Sprintf("task %d: its runner says: %s", id, re.Message)}
 		case http.StatusBadRequest:

@@ -76,17 +76,17 @@ func TestDialAndRelay(t *testing.T) {
 	}))
 	defer runner.Close()
 	ctx := t.Context()
-	if _, err := (Dialer{Token: "wrong"}).Dial(ctx, runner.URL, "/exec/1", url.Values{"cmd": {"echo"}}); !isRunnerError(err, http.StatusUnauthorized, "cluster token") {
+	if _, err := (Client{Token: "wrong"}).Dial(ctx, runner.URL, "/exec/1", url.Values{"cmd": {"echo"}}); !isRunnerError(err, http.StatusUnauthorized, "cluster token") {
 		t.Fatalf("wrong token: %v", err)
 	}
-	if _, err := (Dialer{Token: token}).Dial(ctx, runner.URL, "/exec/1", url.Values{"cmd": {"sleep"}}); !isRunnerError(err, http.StatusConflict, "not running") {
+	if _, err := (Client{Token: token}).Dial(ctx, runner.URL, "/exec/1", url.Values{"cmd": {"sleep"}}); !isRunnerError(err, http.StatusConflict, "not running") {
 		t.Fatalf("refusal: %v", err)
 	}
 
 	// The replica: relays its client to the runner.
 	relayed := make(chan error, 1)
 	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := (Dialer{Token: token}).Dial(r.Context(), runner.URL, "/exec/1", url.Values{"cmd": {"echo"}})
+		b, err := (Client{Token: token}).Dial(r.Context(), runner.URL, "/exec/1", url.Values{"cmd": {"echo"}})
 		if err != nil {
 			api.WriteError(w, http.StatusBadGateway, err.Error())
 			return
@@ -124,8 +124,8 @@ func TestDialAndRelay(t *testing.T) {
 }
 
 func isRunnerError(err error, status int, text string) bool {
-	var re *RunnerError
-	return errors.As(err, &re) && re.Status == status && strings.Contains(re.Message, text)
+	var re *api.APIError
+	return errors.As(err, &re) && re.StatusCode == status && strings.Contains(re.Message, text)
 }
 
 // TestRelayEndsWhenASideGoesSilent: a client that never reads (so never
@@ -148,7 +148,7 @@ func TestRelayEndsWhenASideGoesSilent(t *testing.T) {
 	defer runner.Close()
 	relayed := make(chan error, 1)
 	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := (Dialer{}).Dial(r.Context(), runner.URL, "/exec/1", nil)
+		b, err := (Client{}).Dial(r.Context(), runner.URL, "/exec/1", nil)
 		if err != nil {
 			api.WriteError(w, http.StatusBadGateway, err.Error())
 			return

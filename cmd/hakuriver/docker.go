@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -463,39 +460,8 @@ func runShell(ctx context.Context, cmd *cobra.Command, c *api.Client, name strin
 }
 
 // dialTerminal opens the WebSocket on the first replica that accepts it.
-// An HTTP answer (bad name) is final; unreachable replicas are skipped.
 func dialTerminal(ctx context.Context, c *api.Client, name string, rows, cols int, timeout time.Duration) (*websocket.Conn, error) {
-	d := websocket.Dialer{HandshakeTimeout: timeout, Proxy: http.ProxyFromEnvironment, TLSClientConfig: c.TLS()}
-	hdr := http.Header{}
-	if tok := c.Token(); tok != "" {
-		hdr.Set(api.TokenHeader, tok)
-	}
-	if b := c.Bearer(); b != "" {
-		hdr.Set("Authorization", "Bearer "+b)
-	}
-	var errs []error
-	for _, u := range c.TerminalURLs(name, rows, cols) {
-		conn, resp, err := d.DialContext(ctx, u, hdr)
-		if err == nil {
-			return conn, nil
-		}
-		if resp != nil && resp.StatusCode != http.StatusServiceUnavailable {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck // the status alone still explains
-			resp.Body.Close()
-			return nil, &api.APIError{StatusCode: resp.StatusCode, Message: strings.TrimSpace(apiErrorText(body)), Host: u}
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", u, err))
-	}
-	return nil, fmt.Errorf("open the terminal of %s: %w: %w", name, api.ErrNoReplica, errors.Join(errs...))
-}
-
-// apiErrorText extracts "error" from a JSON error body, else the body.
-func apiErrorText(body []byte) string {
-	var e api.ErrorResponse
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return e.Error
-	}
-	return string(body)
+	return dialWebSocket(ctx, c, c.TerminalURLs(name, rows, cols), "the terminal of "+name, timeout)
 }
 
 // isTerminal reports whether fd is a terminal.

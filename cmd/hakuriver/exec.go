@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -263,29 +262,10 @@ func (s *execClient) readOutput(out, errOut io.Writer) (int, error) {
 // An HTTP answer other than 503 is final (403, 404, 409); unreachable
 // replicas are skipped.
 func dialExec(ctx context.Context, c *api.Client, id int64, req api.ExecRequest, timeout time.Duration) (*websocket.Conn, error) {
-	d := websocket.Dialer{HandshakeTimeout: timeout, Proxy: http.ProxyFromEnvironment, TLSClientConfig: c.TLS(),
-		ReadBufferSize: 32 << 10, WriteBufferSize: 32 << 10}
-	hdr := http.Header{}
-	if tok := c.Token(); tok != "" {
-		hdr.Set(api.TokenHeader, tok)
-	}
-	if b := c.Bearer(); b != "" {
-		hdr.Set("Authorization", "Bearer "+b)
-	}
 	q := req.Query().Encode()
-	var errs []error
+	var urls []string
 	for _, h := range c.Hosts() {
-		u := "ws" + strings.TrimPrefix(h, "http") + api.ExecPath(id) + "?" + q // http→ws, https→wss
-		conn, resp, err := d.DialContext(ctx, u, hdr)
-		if err == nil {
-			return conn, nil
-		}
-		if resp != nil && resp.StatusCode != http.StatusServiceUnavailable {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck // the status alone still explains
-			resp.Body.Close()
-			return nil, &api.APIError{StatusCode: resp.StatusCode, Message: strings.TrimSpace(apiErrorText(body)), Host: h}
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", h, err))
+		urls = append(urls, "ws"+strings.TrimPrefix(h, "http")+api.ExecPath(id)+"?"+q) // http→ws, https→wss
 	}
-	return nil, fmt.Errorf("open an exec session in task %d: %w: %w", id, api.ErrNoReplica, errors.Join(errs...))
+	return dialWebSocket(ctx, c, urls, fmt.Sprintf("an exec session in task %d", id), timeout)
 }

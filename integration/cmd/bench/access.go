@@ -139,29 +139,22 @@ func accessBench(parent *scope, bin string, s settings) accessResult {
 // serveSink accepts connections that it reads to their end, then answers
 // "ok".
 func serveSink(sc *scope) net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		sc.Fatalf("listen: %v", err)
-	}
-	sc.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				io.Copy(io.Discard, conn)  //nolint:errcheck // the client reads the answer
-				io.WriteString(conn, "ok") //nolint:errcheck // the client judges
-			}()
-		}
-	}()
-	return ln
+	return serveTCP(sc, func(conn net.Conn) {
+		io.Copy(io.Discard, conn)  //nolint:errcheck // the client reads the answer
+		io.WriteString(conn, "ok") //nolint:errcheck // the client judges
+	})
 }
 
 // serveSource accepts connections that it sends n zero bytes to.
 func serveSource(sc *scope, n int64) net.Listener {
+	return serveTCP(sc, func(conn net.Conn) {
+		io.Copy(conn, io.LimitReader(zeros{}, n)) //nolint:errcheck // the client counts
+	})
+}
+
+// serveTCP listens on a loopback port until sc ends and serves each
+// connection with serve, then closes it.
+func serveTCP(sc *scope, serve func(net.Conn)) net.Listener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		sc.Fatalf("listen: %v", err)
@@ -175,7 +168,7 @@ func serveSource(sc *scope, n int64) net.Listener {
 			}
 			go func() {
 				defer conn.Close()
-				io.Copy(conn, io.LimitReader(zeros{}, n)) //nolint:errcheck // the client counts
+				serve(conn)
 			}()
 		}
 	}()

@@ -336,6 +336,44 @@
   });
 
   /** <hr-link to="/task/1"> is an in-app link (history navigation). */
+  /** HR.terminalMixin is what the web terminals (an environment's shell,
+   * exec into a task) share, whatever their socket speaks: the xterm.js in
+   * ref "term", sized to its card; the text it shows, kept in the element's
+   * data-output for tests and screen readers (xterm draws on a canvas); the
+   * socket's URL on this replica; the close shown in state and err; and
+   * the teardown. A component calls openTerm() in mounted, record() with
+   * what it writes, and closed(ev) from its socket's onclose. */
+  HR.terminalMixin = {
+    data: function () { return { state: 'connecting', err: '' }; },
+    beforeDestroy: function () {
+      if (this.ws) this.ws.close();
+      if (this.term) (this.term.dispose || this.term.destroy).call(this.term);
+    },
+    methods: {
+      openTerm: function () {
+        var el = this.$refs.term;
+        var cols = Math.max(40, Math.floor((el.clientWidth - 8) / 9)) || 80;
+        var term = new Terminal({ cols: cols, rows: 24, cursorBlink: true, convertEol: false });
+        this.term = term;
+        term.open(el);
+        this.shown = '';
+        return term;
+      },
+      /** wsURL is path (with its query) as a WebSocket URL on this replica. */
+      wsURL: function (path) {
+        return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;
+      },
+      closed: function (ev) {
+        if (this.state.indexOf('exited') < 0) this.state = 'closed' + (ev.reason ? ': ' + ev.reason : '');
+        if (ev.reason && !this.err) this.err = ev.reason;
+      },
+      record: function (d) {
+        this.shown = (this.shown + d).slice(-65536);
+        this.$el.setAttribute('data-output', this.shown);
+      }
+    }
+  };
+
   Vue.component('hr-link', {
     props: ['to'],
     template: '<a :href="\'/ui\' + to"><slot></slot></a>'

@@ -40,8 +40,8 @@ func ReadV1(cpuacctDir, memoryDir string) (Figures, error) {
 	if uerr == nil && serr == nil {
 		f.UserNs, f.SystemNs = u, s
 	} else {
-		ut, ok1 := readKeyed(filepath.Join(cpuacctDir, "cpuacct.stat"), "user")
-		st, ok2 := readKeyed(filepath.Join(cpuacctDir, "cpuacct.stat"), "system")
+		ut, ok1 := ReadKeyed(filepath.Join(cpuacctDir, "cpuacct.stat"), "user")
+		st, ok2 := ReadKeyed(filepath.Join(cpuacctDir, "cpuacct.stat"), "system")
 		if !ok1 || !ok2 {
 			errs = append(errs, fmt.Errorf("read CPU time of cgroup %s: %w", cpuacctDir, errors.Join(uerr, serr)))
 		} else {
@@ -61,8 +61,8 @@ func ReadV1(cpuacctDir, memoryDir string) (Figures, error) {
 // and memory.peak (left 0 where the kernel has none).
 func ReadV2(dir string) (Figures, error) {
 	var f Figures
-	u, ok1 := readKeyed(filepath.Join(dir, "cpu.stat"), "user_usec")
-	s, ok2 := readKeyed(filepath.Join(dir, "cpu.stat"), "system_usec")
+	u, ok1 := ReadKeyed(filepath.Join(dir, "cpu.stat"), "user_usec")
+	s, ok2 := ReadKeyed(filepath.Join(dir, "cpu.stat"), "system_usec")
 	if !ok1 || !ok2 {
 		return f, fmt.Errorf("read CPU time of cgroup %s: no user_usec/system_usec in cpu.stat", dir)
 	}
@@ -86,8 +86,9 @@ func readInt(path string) (int64, error) {
 	return n, nil
 }
 
-// readKeyed reads the value of key from a "key value" per line file.
-func readKeyed(path, key string) (int64, bool) {
+// ReadKeyed reads the non-negative value of key from a cgroup file of
+// "key value" lines (cpu.stat, memory.events, memory.oom_control).
+func ReadKeyed(path, key string) (int64, bool) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, false

@@ -339,15 +339,31 @@ func (m *Manager) CreateTarball(ctx context.Context, name string, after int64, p
 	if err != nil {
 		return environment.Tarball{}, err
 	}
+	start := time.Now()
+	tb, pruned, err := m.commitTarball(ctx, c, name, after, m.cfg.KeepTarballs, progress)
+	if err != nil {
+		return environment.Tarball{}, err
+	}
+	m.log.Info("environment tarball created", keyEnv, name, keyTarball, tb.Path, keyBytes, tb.Size,
+		keyVersion, tb.Version, "pruned", pruned, keyTook, time.Since(start).Round(time.Millisecond))
+	return tb, nil
+}
+
+// commitTarball commits container c into environment name's image and
+// saves it as a new tarball version (newer than after and than the
+// tarballs there, except those from the future), then keeps the newest
+// keep versions; it returns the tarball and how many were pruned. Both
+// an environment's create-tar and a VPS snapshot make their tarballs here.
+func (m *Manager) commitTarball(ctx context.Context, c container.InspectResponse, name string, after int64, keep int, progress func(environment.Progress)) (environment.Tarball, int, error) {
 	dir := m.cfg.tarballDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return environment.Tarball{}, fmt.Errorf("create tarball directory: %w", err)
+		return environment.Tarball{}, 0, fmt.Errorf("create tarball directory: %w", err)
 	}
 	now := time.Now()
 	version := max(now.Unix(), after+1)
 	all, err := environment.ListTarballs(dir)
 	if err != nil {
-		return environment.Tarball{}, err
+		return environment.Tarball{}, 0, err
 	}
 	for _, tb := range all[name] {
 		if tb.Version > now.Add(environment.MaxVersionSkew).Unix() {
@@ -357,10 +373,9 @@ func (m *Manager) CreateTarball(ctx context.Context, name string, after int64, p
 		version = max(version, tb.Version+1)
 	}
 	tag := environment.ImageName(name)
-	start := time.Now()
 	progress(environment.Progress{Stage: "commit"})
 	if err := m.commit(ctx, c, tag, version); err != nil {
-		return environment.Tarball{}, err
+		return environment.Tarball{}, 0, err
 	}
 	var total int64
 	if ii, err := m.cli.ImageInspect(ctx, tag); err == nil {
@@ -368,16 +383,14 @@ func (m *Manager) CreateTarball(ctx context.Context, name string, after int64, p
 	}
 	path, size, sum, err := m.save(ctx, tag, dir, environment.TarballName(name, version), total, progress)
 	if err != nil {
-		return environment.Tarball{}, err
+		return environment.Tarball{}, 0, err
 	}
-	removed, err := pruneTarballs(dir, name, m.cfg.KeepTarballs, version)
+	removed, err := pruneTarballs(dir, name, max(keep, 1), version)
 	if err != nil {
 		m.log.Warn("prune old tarballs", keyEnv, name, keyErr, err)
 	}
 	progress(environment.Progress{Stage: "done", Bytes: size, Total: size})
-	m.log.Info("environment tarball created", keyEnv, name, keyTarball, path, keyBytes, size,
-		keyVersion, version, "pruned", len(removed), keyTook, time.Since(start).Round(time.Millisecond))
-	return environment.Tarball{Env: name, Version: version, Path: path, Size: size, SHA256: sum}, nil
+	return environment.Tarball{Env: name, Version: version, Path: path, Size: size, SHA256: sum}, len(removed), nil
 }
 
 // commit commits c to tag with the version label, restoring the source

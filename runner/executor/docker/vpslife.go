@@ -215,40 +215,13 @@ func (e *Executor) SnapshotVPS(ctx context.Context, id int64, env, cluster strin
 	if err != nil {
 		return environment.Tarball{}, err
 	}
-	dir := e.cfg.tarballDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return environment.Tarball{}, fmt.Errorf("create tarball directory: %w", err)
-	}
-	now := time.Now()
-	version := max(now.Unix(), after+1)
-	all, err := environment.ListTarballs(dir)
-	if err != nil {
-		return environment.Tarball{}, err
-	}
-	for _, tb := range all[env] {
-		if tb.Version <= now.Add(environment.MaxVersionSkew).Unix() {
-			version = max(version, tb.Version+1)
-		}
-	}
 	m := &Manager{cfg: e.cfg, cli: e.cli, log: e.log, cluster: cluster}
-	tag := environment.ImageName(env)
 	start := time.Now()
-	if err := m.commit(ctx, ins, tag, version); err != nil {
-		return environment.Tarball{}, err
-	}
-	var total int64
-	if ii, err := e.cli.ImageInspect(ctx, tag); err == nil {
-		total = ii.Size
-	}
-	path, size, sum, err := m.save(ctx, tag, dir, environment.TarballName(env, version), total, func(environment.Progress) {})
+	tb, pruned, err := m.commitTarball(ctx, ins, env, after, keep, func(environment.Progress) {})
 	if err != nil {
 		return environment.Tarball{}, err
 	}
-	removed, err := pruneTarballs(dir, env, max(keep, 1), version)
-	if err != nil {
-		e.log.Warn("prune old snapshot tarballs", keyEnv, env, keyErr, err)
-	}
-	e.log.Info("VPS snapshot saved", keyTaskID, id, keyEnv, env, keyTarball, path, keyBytes, size, keyVersion, version,
-		"pruned", len(removed), keyTook, time.Since(start).Round(time.Millisecond))
-	return environment.Tarball{Env: env, Version: version, Path: path, Size: size, SHA256: sum}, nil
+	e.log.Info("VPS snapshot saved", keyTaskID, id, keyEnv, env, keyTarball, tb.Path, keyBytes, tb.Size, keyVersion, tb.Version,
+		"pruned", pruned, keyTook, time.Since(start).Round(time.Millisecond))
+	return tb, nil
 }

@@ -1,15 +1,14 @@
 package native
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/hakuriver/hakuriver-ha/runner/executor/cgacct"
 )
 
 // Reading and writing cgroup control files. A write never follows a
@@ -91,20 +90,9 @@ func readNoFollow(path string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// readKeyed reads the value of key from a "key value" per line file.
+// readKeyed reads the value of key from a "key value" per line file
+// (cgacct.ReadKeyed).
 func readKeyed(path, key string) (uint64, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
-		if ok && k == key {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
+	n, ok := cgacct.ReadKeyed(path, key)
+	return uint64(n), ok
 }

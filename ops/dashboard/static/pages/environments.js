@@ -9,7 +9,7 @@
   /** <hr-terminal :name> is a shell in environment container name. */
   Vue.component('hr-terminal', {
     props: ['name'],
-    data: function () { return { state: 'connecting', err: '' }; },
+    mixins: [HR.terminalMixin],
     template: `
 <div class="card mt-3" id="env-terminal">
   <div class="card-header d-flex align-items-center gap-2 py-1">
@@ -21,17 +21,8 @@
 </div>`,
     mounted: function () {
       var self = this;
-      var el = self.$refs.term;
-      var cols = Math.max(40, Math.floor((el.clientWidth - 8) / 9)) || 80;
-      var term = new Terminal({ cols: cols, rows: 24, cursorBlink: true, convertEol: false });
-      self.term = term;
-      term.open(el);
-      // The text the terminal shows, for tests and screen readers that read
-      // the DOM (xterm draws on a canvas).
-      self.shown = '';
-      var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host +
-        '/api/docker/host/containers/' + encodeURIComponent(self.name) + '/terminal?rows=' + term.rows + '&cols=' + term.cols;
-      var ws = new WebSocket(url);
+      var term = self.openTerm();
+      var ws = new WebSocket(self.wsURL('/api/docker/host/containers/' + encodeURIComponent(self.name) + '/terminal?rows=' + term.rows + '&cols=' + term.cols));
       self.ws = ws;
       ws.onopen = function () { self.state = 'connected'; term.focus(); };
       ws.onmessage = function (ev) {
@@ -41,23 +32,10 @@
         else if (m.type === 'error') { self.err = m.data; term.write('\r\n\x1b[31m' + m.data + '\x1b[0m\r\n'); }
         else if (m.type === 'exit') { self.state = 'shell exited (' + m.code + ')'; }
       };
-      ws.onclose = function (ev) {
-        if (self.state.indexOf('exited') < 0) self.state = 'closed' + (ev.reason ? ': ' + ev.reason : '');
-        if (ev.reason && !self.err) self.err = ev.reason;
-      };
+      ws.onclose = function (ev) { self.closed(ev); };
       ws.onerror = function () { self.state = 'connection error'; };
       term.on('data', function (d) { if (ws.readyState === 1) ws.send(JSON.stringify({ type: 'input', data: d })); });
       term.on('resize', function (s) { if (ws.readyState === 1) ws.send(JSON.stringify({ type: 'resize', rows: s.rows, cols: s.cols })); });
-    },
-    beforeDestroy: function () {
-      if (this.ws) this.ws.close();
-      if (this.term) (this.term.dispose || this.term.destroy).call(this.term);
-    },
-    methods: {
-      record: function (d) {
-        this.shown = (this.shown + d).slice(-65536);
-        this.$el.setAttribute('data-output', this.shown);
-      }
     }
   });
 

@@ -20,7 +20,7 @@
   /** <hr-exec-terminal :id> is a shell (the task's default) in running task id. */
   Vue.component('hr-exec-terminal', {
     props: ['id'],
-    data: function () { return { state: 'connecting', err: '' }; },
+    mixins: [HR.terminalMixin],
     template: `
 <div class="card mt-3" id="task-terminal">
   <div class="card-header d-flex align-items-center gap-2 py-1">
@@ -32,19 +32,10 @@
 </div>`,
     mounted: function () {
       var self = this;
-      var el = self.$refs.term;
-      var cols = Math.max(40, Math.floor((el.clientWidth - 8) / 9)) || 80;
-      var term = new Terminal({ cols: cols, rows: 24, cursorBlink: true, convertEol: false });
-      self.term = term;
-      term.open(el);
-      // The text the terminal shows, for tests and screen readers that
-      // read the DOM (xterm draws on a canvas).
-      self.shown = '';
+      var term = self.openTerm();
       var enc = new TextEncoder();
       var dec = new TextDecoder('utf-8');
-      var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host +
-        '/api/task/' + encodeURIComponent(self.id) + '/exec?tty=1&rows=' + term.rows + '&cols=' + term.cols;
-      var ws = new WebSocket(url);
+      var ws = new WebSocket(self.wsURL('/api/task/' + encodeURIComponent(self.id) + '/exec?tty=1&rows=' + term.rows + '&cols=' + term.cols));
       ws.binaryType = 'arraybuffer';
       self.ws = ws;
       var control = function (c) { if (ws.readyState === 1) ws.send(frame(CONTROL, enc.encode(JSON.stringify(c)))); };
@@ -65,23 +56,12 @@
         }
       };
       ws.onclose = function (ev) {
-        if (self.state.indexOf('exited') < 0) self.state = 'closed' + (ev.reason ? ': ' + ev.reason : '');
-        if (ev.reason && !self.err) self.err = ev.reason;
+        self.closed(ev);
         if (ev.code === 1006 && self.state === 'closed' && !self.err) self.err = 'The replica refused or lost the session (only the task\'s owner or an operator may open it, and only while it runs).';
       };
       ws.onerror = function () { self.state = 'connection error'; };
       term.on('data', function (d) { if (ws.readyState === 1) ws.send(frame(STDIN, enc.encode(d))); });
       term.on('resize', function (s) { control({ type: 'resize', rows: s.rows, cols: s.cols }); });
-    },
-    beforeDestroy: function () {
-      if (this.ws) this.ws.close();
-      if (this.term) (this.term.dispose || this.term.destroy).call(this.term);
-    },
-    methods: {
-      record: function (d) {
-        this.shown = (this.shown + d).slice(-65536);
-        this.$el.setAttribute('data-output', this.shown);
-      }
     }
   });
 
