@@ -97,7 +97,14 @@ func TestPlaceAtSubmit(t *testing.T) {
 				t.Fatalf("no quiet run in %d attempts", attempt)
 			}
 			if entries >= 3*uint64(n) {
-				t.Errorf("%d Raft entries for %d concurrent tasks: 3 or more per task, the reports do not share entries", entries, n)
+				// Shared reports bring it to 2.5-2.9 here; an entry the
+				// load adds (a dispatch retried, a report sent again)
+				// can tip one run over. Without sharing every run does.
+				if attempt < 3 {
+					t.Logf("3 or more entries per task: measuring again")
+					continue
+				}
+				t.Errorf("%d Raft entries for %d concurrent tasks: 3 or more per task in %d runs, the reports do not share entries", entries, n, attempt)
 			}
 			return
 		}
