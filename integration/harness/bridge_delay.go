@@ -1,0 +1,100 @@
+//go:build integration
+
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Delay adds d of latency each way to every TCP connection between member
+// m and the other members, opened either way (see delay.go): member m
+// sends its connections to the others through a DelayRelay in its own
+// namespace, every other member its connections to m through one in its
+// namespace. Each chunk in each direction is held for d, so a round trip
+// on such a link takes 2d more. Connections with the root namespace (the
+// clients) and UDP (memberlist's gossip) are not slowed. The NAT rule
+// only catches connections opened after it, so Delay then resets m's
+// established TCP connections with the others (ss -K): they reconnect
+// through the relays. Heal removes the rules and closes the relays (their
+// connections reset and reconnect directly).
+func (b *Bridge) Delay(m int, d time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.relays == nil {
+		b.relays = map[int]*DelayRelay{}
+	}
+	var errs []error
+	for i := range b.Members {
+		if i == m {
+			continue
+		}
+		// i's connections to m, and m's to i.
+		for _, pair := range [][2]int{{i, m}, {m, i}} {
+			from, to := pair[0], pair[1]
+			r := b.relays[from]
+			if r == nil {
+				var err error
+				if r, err = StartDelayRelay(b.Members[from].Netns, d); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				b.relays[from] = r
+			}
+			if out, err := b.iptables(from, "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", b.Members[to].IP,
+				"-m", "mark", "!", "--mark", strconv.Itoa(relayMark), "-j", "REDIRECT", "--to-ports", strconv.Itoa(r.Port())); err != nil {
+				errs = append(errs, fmt.Errorf("delay %s -> %s: %v: %s", b.Members[from].IP, b.Members[to].IP, err, out))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// Reset m's established connections with the others (not the relays'
+	// own, which carry the mark), both ways: they reconnect through the
+	// relays.
+	for i := range b.Members {
+		if i == m {
+			continue
+		}
+		filter := fmt.Sprintf("dst %s and fwmark != %#x", b.Members[i].IP, relayMark)
+		if out, err := runCmd("ip", "netns", "exec", b.Members[m].Netns, "ss", "-K", "-t", "-n", filter); err != nil {
+			errs = append(errs, fmt.Errorf("reset connections %s -> %s: %v: %s", b.Members[m].IP, b.Members[i].IP, err, out))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Relayed counts the connections the delay relays in force have forwarded.
+func (b *Bridge) Relayed() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n int64
+	for _, r := range b.relays {
+		n += r.Relayed()
+	}
+	return n
+}
+
+// undelay removes Delay's NAT rules and closes its relays; b.mu held.
+func (b *Bridge) undelay() error {
+	var errs []error
+	members := make([]int, 0, len(b.relays))
+	for i := range b.relays {
+		members = append(members, i)
+	}
+	slices.Sort(members)
+	for _, i := range members {
+		if out, err := b.iptables(i, "-t", "nat", "-F", "OUTPUT"); err != nil {
+			errs = append(errs, fmt.Errorf("undelay %s: %v: %s", b.Members[i].Netns, err, out))
+		}
+	}
+	for _, i := range members {
+		errs = append(errs, b.relays[i].Close())
+		delete(b.relays, i)
+	}
+	return errors.Join(errs...)
+}
