@@ -147,7 +147,7 @@ func FaultNames() []string {
 // CIFaultNames are the fault kinds of the short run in CI (TestChaos):
 // those the issue requires there, the skewed clocks among them.
 func CIFaultNames() []string {
-	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull", "clockskew"}
+	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull", "clockskew", "latency"}
 }
 
 // FormatReports renders reports as a table: writes invoked during the
