@@ -37,6 +37,9 @@ type Bridge struct {
 	cuts map[[2]int]bool
 	// relays are the delay relays in force (Delay), by member.
 	relays map[int]*DelayRelay
+	// delayed are the [from, to] member pairs whose connections the
+	// relays carry.
+	delayed [][2]int
 }
 
 // BridgeMember is one namespace on a Bridge.

@@ -19,8 +19,9 @@ import (
 // clients) and UDP (memberlist's gossip) are not slowed. The NAT rule
 // only catches connections opened after it, so Delay then resets m's
 // established TCP connections with the others (ss -K): they reconnect
-// through the relays. Heal removes the rules and closes the relays (their
-// connections reset and reconnect directly).
+// through the relays. Heal removes the rules, aborts the relayed
+// connections (ss -K at the members' ends) and closes the relays: the
+// members reconnect directly.
 func (b *Bridge) Delay(m int, d time.Duration) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -47,7 +48,9 @@ func (b *Bridge) Delay(m int, d time.Duration) error {
 			if out, err := b.iptables(from, "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", b.Members[to].IP,
 				"-m", "mark", "!", "--mark", strconv.Itoa(relayMark), "-j", "REDIRECT", "--to-ports", strconv.Itoa(r.Port())); err != nil {
 				errs = append(errs, fmt.Errorf("delay %s -> %s: %v: %s", b.Members[from].IP, b.Members[to].IP, err, out))
+				continue
 			}
+			b.delayed = append(b.delayed, pair)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -57,15 +60,22 @@ func (b *Bridge) Delay(m int, d time.Duration) error {
 	// own, which carry the mark), both ways: they reconnect through the
 	// relays.
 	for i := range b.Members {
-		if i == m {
-			continue
-		}
-		filter := fmt.Sprintf("dst %s and fwmark != %#x", b.Members[i].IP, relayMark)
-		if out, err := runCmd("ip", "netns", "exec", b.Members[m].Netns, "ss", "-K", "-t", "-n", filter); err != nil {
-			errs = append(errs, fmt.Errorf("reset connections %s -> %s: %v: %s", b.Members[m].IP, b.Members[i].IP, err, out))
+		if i != m {
+			errs = append(errs, b.reset(m, i))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// reset aborts member from's TCP connections with member to (either way;
+// not the relays' own, which carry the mark) with ss -K: their sockets
+// fail at once and the other ends get a reset.
+func (b *Bridge) reset(from, to int) error {
+	filter := fmt.Sprintf("dst %s and fwmark != %#x", b.Members[to].IP, relayMark)
+	if out, err := runCmd("ip", "netns", "exec", b.Members[from].Netns, "ss", "-K", "-t", "-n", filter); err != nil {
+		return fmt.Errorf("reset connections %s -> %s: %v: %s", b.Members[from].IP, b.Members[to].IP, err, out)
+	}
+	return nil
 }
 
 // Relayed counts the connections the delay relays in force have forwarded.
@@ -92,6 +102,13 @@ func (b *Bridge) undelay() error {
 			errs = append(errs, fmt.Errorf("undelay %s: %v: %s", b.Members[i].Netns, err, out))
 		}
 	}
+	// A relay's closing reaches the members' ends of its connections only
+	// as a FIN or reset they notice when they next read or write (Raft's
+	// pipeline only after its 10 s I/O timeout): abort those ends first.
+	for _, p := range b.delayed {
+		errs = append(errs, b.reset(p[0], p[1]))
+	}
+	b.delayed = nil
 	for _, i := range members {
 		errs = append(errs, b.relays[i].Close())
 		delete(b.relays, i)
