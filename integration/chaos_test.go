@@ -23,7 +23,8 @@ import (
 // the last byte, and the wall clocks of the leader and a follower stepped by
 // minutes in opposite directions before leadership moves to that follower
 // (every replica runs the hakuriver_clockskew test build, whose clock the
-// test can shift). After each, the network is healed, the cluster quiesces and
+// test can shift), and 20–200 ms added each way to every TCP link of one
+// member (a delaying relay in the namespaces; no netem). After each, the network is healed, the cluster quiesces and
 // the history checker (integration/chaos) must find zero anomalies in the
 // whole history so far; each fault's figures are logged.
 func TestChaos(t *testing.T) {

@@ -134,19 +134,20 @@ func Faults() map[string]Fault {
 		"clockskew":     SkewClock(),
 		"slowfsync":     SlowFsync(),
 		"longpartition": LongPartition(),
+		"latency":       Latency(),
 	}
 }
 
 // FaultNames lists Faults' names in a fixed order.
 func FaultNames() []string {
 	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull",
-		"sigstop", "restartall", "loss", "runnercut", "gossipcut", "raftcut", "clockskew", "slowfsync", "longpartition"}
+		"sigstop", "restartall", "loss", "runnercut", "gossipcut", "raftcut", "clockskew", "slowfsync", "longpartition", "latency"}
 }
 
 // CIFaultNames are the fault kinds of the short run in CI (TestChaos):
 // those the issue requires there, the skewed clocks among them.
 func CIFaultNames() []string {
-	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull", "clockskew"}
+	return []string{"partition", "isolate", "oneway", "split3", "kill", "diskfull", "clockskew", "latency"}
 }
 
 // FormatReports renders reports as a table: writes invoked during the

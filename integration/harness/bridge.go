@@ -35,6 +35,11 @@ type Bridge struct {
 	mu sync.Mutex
 	// cuts records the iptables rules in force, for Heal and reporting.
 	cuts map[[2]int]bool
+	// relays are the delay relays in force (Delay), by member.
+	relays map[int]*DelayRelay
+	// delayed are the [from, to] member pairs whose connections the
+	// relays carry.
+	delayed [][2]int
 }
 
 // BridgeMember is one namespace on a Bridge.
@@ -122,6 +127,15 @@ func NewBridge(tb TB, n int) (*Bridge, error) {
 	if out, err := b.iptables(0, "-L", "INPUT", "-n"); err != nil {
 		return nil, fmt.Errorf("%w: iptables in a namespace: %v: %s", ErrNetnsUnavailable, err, out)
 	}
+	// Delay's relays live in the test process: stop them before the
+	// namespaces go.
+	tb.Cleanup(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if err := b.undelay(); err != nil {
+			tb.Logf("cleanup: %v", err)
+		}
+	})
 	return b, nil
 }
 
@@ -210,6 +224,7 @@ func (b *Bridge) Heal() error {
 		}
 	}
 	b.cuts = map[[2]int]bool{}
+	errs = append(errs, b.undelay())
 	return errors.Join(errs...)
 }
 

@@ -8,7 +8,8 @@
 // 1|1|1 partition, SIGKILL of the leader, the leader's disk full, SIGSTOP
 // of a random member, SIGKILL and restart of all replicas at once, packet
 // loss on every link, the runner cut from the hosts, the leader cut from
-// gossip only or from Raft only, replica clocks off by minutes), each
+// gossip only or from Raft only, replica clocks off by minutes, added
+// latency on one member's TCP links), each
 // healed and followed by the history checker.
 // It prints a summary table (operations, faults, anomalies by kind) and
 // exits 1 on any anomaly, 2 when the cluster misbehaved otherwise.
