@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
 	"sync"
@@ -77,8 +78,14 @@ func TestExec(t *testing.T) {
 		}
 		pid := long.(*nativeProcess).cmd.Process.Pid
 		long.Close()
-		if code, err := long.Wait(ctx(t)); err != nil || code != 128+int(syscall.SIGHUP) {
-			t.Fatalf("closed session's sleep: code %d, %v; want ended by SIGHUP", code, err)
+		// Under nohup (SIGHUP ignored, which children inherit) the hangup
+		// cannot end it and the SIGKILL after the grace period does.
+		want, by := 128+int(syscall.SIGHUP), "SIGHUP"
+		if signal.Ignored(syscall.SIGHUP) {
+			want, by = 128+int(syscall.SIGKILL), "SIGKILL (SIGHUP is ignored here)"
+		}
+		if code, err := long.Wait(ctx(t)); err != nil || code != want {
+			t.Fatalf("closed session's sleep: code %d, %v; want ended by %s", code, err, by)
 		}
 		if processAlive(pid, 0) {
 			t.Fatalf("closed session's process %d still runs", pid)
