@@ -38,8 +38,11 @@ const (
 	// cleanStopGrace is how long after a replica is back that errors about
 	// it still count as its clean stop's (a connection to the old process).
 	cleanStopGrace = 5 * time.Second
-	// cleanStopSettle is cleanStops.settle.
-	cleanStopSettle = 2 * time.Second
+	// cleanStopSettle is cleanStops.settle: long enough for a leave to
+	// cross gossip on a loaded machine (2 s was not, under CI load: a
+	// rolling upgrade's restart then logged the leader's failed heartbeat
+	// as an ERROR).
+	cleanStopSettle = 5 * time.Second
 )
 
 // verdict is what cleanStops says of a Raft complaint.
