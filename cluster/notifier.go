@@ -196,9 +196,9 @@ func (n *notifier) register(ctx context.Context) error {
 	return nil
 }
 
-// taskAttempt is the attempt number of the task's current run (1 until
-// tasks are retried).
-func taskAttempt(*fsm.Task) int { return 1 }
+// taskAttempt is the attempt number of the task's current run, so that
+// the events of two attempts of a retried task have distinct keys.
+func taskAttempt(t *fsm.Task) int { return t.CurrentAttempt() }
 
 // enqueue queues event of t for each of its targets that has no final
 // outcome yet. eventAt is when the event happened (nil: now).

@@ -11,7 +11,8 @@ import (
 
 // TestWebhookRetriedTask: a task failing with exit 3 and --retries 2 is
 // notified once per target, when its last attempt ended (the payload
-// carries the last attempt's end), not when a retried attempt ended.
+// carries the last attempt's end and the key that attempt's number), not
+// when a retried attempt ended.
 func TestWebhookRetriedTask(t *testing.T) {
 	rcv := newReceiver(t, false)
 	c := startCluster(t, harness.Options{HeartbeatInterval: hbInterval, HeartbeatTimeoutFactor: hbFactor,
@@ -36,6 +37,11 @@ func TestWebhookRetriedTask(t *testing.T) {
 				continue
 			}
 			n++
+			// The idempotency key names the attempt that ended: two
+			// attempts' events are two deliveries, never one.
+			if want := id + "-3-failed"; h.key != want {
+				t.Errorf("%s: delivery key %q, want %q (the third attempt's)", path, h.key, want)
+			}
 			if h.payload.Status != "failed" || !h.payload.Final || h.payload.CompletedAt == nil || !h.payload.CompletedAt.Equal(*task.CompletedAt) {
 				t.Errorf("%s: payload %+v, want the last attempt's end (completed %s)", path, h.payload, task.CompletedAt)
 			}
