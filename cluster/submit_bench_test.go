@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkSubmit16 submits b.N one-task requests with 16 concurrent
@@ -18,7 +19,7 @@ import (
 func BenchmarkSubmit16(b *testing.B) {
 	hosts := startCluster(b, 3)
 	var leader *Host
-	waitFor(b, 15e9, func() bool {
+	waitFor(b, 15*time.Second, func() bool {
 		for _, h := range hosts {
 			if h.IsLeader() {
 				leader = h
