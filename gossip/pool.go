@@ -412,6 +412,18 @@ func (p *Pool) Left() []Member {
 
 // UpdateMeta replaces the member's metadata and gossips it.
 func (p *Pool) UpdateMeta(m Meta) error {
+	return p.updateMeta(m, 2*time.Second)
+}
+
+// leaveNoticeWait bounds how long Close waits for its "leaving" update to
+// be gossiped before it leaves: memberlist drops a node's queued update
+// once its leave (dead) message is queued, so a leave sent too early hides
+// that the stop was clean (the others then log Raft's complaints about it
+// as errors). 2 s was too short on a loaded machine.
+const leaveNoticeWait = 5 * time.Second
+
+// updateMeta is UpdateMeta waiting up to wait for the update to be gossiped.
+func (p *Pool) updateMeta(m Meta, wait time.Duration) error {
 	b, err := m.Encode()
 	if err != nil {
 		return err
@@ -419,7 +431,7 @@ func (p *Pool) UpdateMeta(m Meta) error {
 	p.mu.Lock()
 	p.meta, p.current = b, m
 	p.mu.Unlock()
-	if err := p.ml.UpdateNode(2 * time.Second); err != nil {
+	if err := p.ml.UpdateNode(wait); err != nil {
 		return fmt.Errorf("gossip meta update: %w", err)
 	}
 	return nil
@@ -437,7 +449,7 @@ func (p *Pool) Close() error {
 	leaving := p.current
 	p.mu.Unlock()
 	leaving.Leaving = true
-	if err := p.UpdateMeta(leaving); err != nil {
+	if err := p.updateMeta(leaving, leaveNoticeWait); err != nil {
 		p.log.Debug("gossip leaving meta", "err", err)
 	}
 	if err := p.ml.Leave(time.Second); err != nil {
