@@ -34,6 +34,18 @@ func resolveVPS(ctx context.Context, c *api.Client, arg string) (fsm.Task, error
 	return getVPS(ctx, c, ref.id)
 }
 
+// vpsLifecycle resolves the VPS arg names and asks a replica to stop or
+// start it (op), returning the VPS and the answer.
+func vpsLifecycle(ctx context.Context, c *api.Client, arg, op string) (fsm.Task, api.MessageResponse, error) {
+	var resp api.MessageResponse
+	t, err := resolveVPS(ctx, c, arg)
+	if err != nil {
+		return t, resp, err
+	}
+	_, err = c.Do(ctx, http.MethodPost, fmt.Sprintf("/api/vps/%d/%s", t.TaskID, op), nil, &resp)
+	return t, resp, err
+}
+
 func newVPSStopCmd(g *clientFlags) *cobra.Command {
 	var snap bool
 	var sf snapshotFlags
@@ -56,12 +68,8 @@ remove its container, use "hakuriver vps kill".`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				t, err := resolveVPS(ctx, c, args[0])
+				t, resp, err := vpsLifecycle(ctx, c, args[0], "stop")
 				if err != nil {
-					return err
-				}
-				var resp api.MessageResponse
-				if _, err := c.Do(ctx, http.MethodPost, fmt.Sprintf("/api/vps/%d/stop", t.TaskID), nil, &resp); err != nil {
 					return err
 				}
 				if !snap {
@@ -107,12 +115,8 @@ With --wait the command waits until the VPS runs and its SSH port is known.`,
 				return fmt.Errorf("--poll-interval and --wait-timeout: must be positive")
 			}
 			return g.withClient(cmd, func(ctx context.Context, c *api.Client, format string) error {
-				t, err := resolveVPS(ctx, c, args[0])
+				t, resp, err := vpsLifecycle(ctx, c, args[0], "start")
 				if err != nil {
-					return err
-				}
-				var resp api.MessageResponse
-				if _, err := c.Do(ctx, http.MethodPost, fmt.Sprintf("/api/vps/%d/start", t.TaskID), nil, &resp); err != nil {
 					return err
 				}
 				if !wait {
