@@ -121,95 +121,66 @@ func run(args []string, out io.Writer) int {
 	}
 	fmt.Fprintln(out)
 
-	if s.sections["throughput"] {
-		fmt.Fprintln(out)
-		tp := throughput(root, bin, s)
-		printThroughput(out, s, tp)
-	}
-	if s.sections["failover"] {
-		fmt.Fprintln(out)
-		fo := failover(root, bin, s)
-		printFailover(out, s, fo)
-	}
-	if s.sections["scale"] {
-		fmt.Fprintln(out)
-		st := stateAtScale(root, bin, s)
-		printState(out, s, st)
-	}
-	if s.sections["fsm"] {
-		fmt.Fprintln(out)
-		printFSM(out, fsmSnapshot(s.tasks))
-	}
-	if s.sections["snapshot"] {
-		fmt.Fprintln(out)
-		printBackup(out, backupSection(root, bin, s))
-	}
-	if s.sections["runners"] {
-		fmt.Fprintln(out)
-		printRunner(out, s, runnerBench(root, bin, s))
-	}
-	if s.sections["heartbeats"] {
-		fmt.Fprintln(out)
-		printSimulated(out, simulatedRunners(root, bin, s))
-	}
-	if s.sections["doctor"] {
-		fmt.Fprintln(out)
-		doctorSection(out, root, bin, s)
-	}
-	if s.sections["docker"] {
-		fmt.Fprintln(out)
-		dockerSection(out, root, bin, s)
-	}
-	if s.sections["ssh"] {
-		fmt.Fprintln(out)
-		sshSection(out, root, bin, s)
-	}
-	if s.sections["vpslife"] {
-		fmt.Fprintln(out)
-		vpsLifeSection(out, root, bin, s)
-	}
-	if s.sections["auth"] {
-		fmt.Fprintln(out)
-		authSection(out, root, bin, s)
-	}
-	if s.sections["ui"] {
-		fmt.Fprintln(out)
-		uiSection(out, root, bin, s)
-	}
-	if s.sections["upgrade"] {
-		fmt.Fprintln(out)
-		upgradeSection(out, root, bin, s)
-	}
-	if s.sections["notify"] {
-		fmt.Fprintln(out)
-		notifySection(out, root, bin, s)
-	}
-	if s.sections["access"] {
-		fmt.Fprintln(out)
-		accessSection(out, root, bin, s)
-	}
-	if s.sections["usage"] {
-		fmt.Fprintln(out)
-		printUsageBench(out, usageSection(s.tasks))
-	}
-	if s.sections["exec"] {
-		fmt.Fprintln(out)
-		execSection(out, root, bin, s)
-	}
-	if s.sections["sweep"] {
-		fmt.Fprintln(out)
-		sweepSection(out, root, bin, s)
-	}
+	var sizes []int
 	if s.sections["history"] {
-		sizes, err := parseSizes(s.historySizes)
-		if err != nil {
+		var err error
+		if sizes, err = parseSizes(s.historySizes); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 2
 		}
-		fmt.Fprintln(out)
-		printHistory(out, historySection(root, bin, sizes))
+	}
+	parts := benchParts(sizes)
+	for _, name := range allSections {
+		if s.sections[name] {
+			fmt.Fprintln(out)
+			parts[name](out, root, bin, s)
+		}
 	}
 	return 0
+}
+
+// part measures one section of the bench and prints its tables.
+type part func(out io.Writer, root *scope, bin string, s settings)
+
+// benchParts maps every name in allSections to its part; sizes are the
+// history section's task counts.
+func benchParts(sizes []int) map[string]part {
+	return map[string]part{
+		"throughput": func(out io.Writer, root *scope, bin string, s settings) {
+			printThroughput(out, s, throughput(root, bin, s))
+		},
+		"failover": func(out io.Writer, root *scope, bin string, s settings) {
+			printFailover(out, s, failover(root, bin, s))
+		},
+		"scale": func(out io.Writer, root *scope, bin string, s settings) {
+			printState(out, s, stateAtScale(root, bin, s))
+		},
+		"fsm": func(out io.Writer, _ *scope, _ string, s settings) { printFSM(out, fsmSnapshot(s.tasks)) },
+		"snapshot": func(out io.Writer, root *scope, bin string, s settings) {
+			printBackup(out, backupSection(root, bin, s))
+		},
+		"runners": func(out io.Writer, root *scope, bin string, s settings) {
+			printRunner(out, s, runnerBench(root, bin, s))
+		},
+		"heartbeats": func(out io.Writer, root *scope, bin string, s settings) {
+			printSimulated(out, simulatedRunners(root, bin, s))
+		},
+		"doctor":  doctorSection,
+		"docker":  dockerSection,
+		"ssh":     sshSection,
+		"vpslife": vpsLifeSection,
+		"auth":    authSection,
+		"ui":      uiSection,
+		"upgrade": upgradeSection,
+		"notify":  notifySection,
+		"access":  accessSection,
+		"usage":   func(out io.Writer, _ *scope, _ string, s settings) { printUsageBench(out, usageSection(s.tasks)) },
+		"exec":    execSection,
+		"sweep":   sweepSection,
+		"history": func(out io.Writer, root *scope, bin string, _ settings) {
+			printHistory(out, historySection(root, bin, sizes))
+		},
+	}
 }
 
 // table returns a tabwriter for one aligned table.
