@@ -126,14 +126,18 @@ func (l *leader) scheduleLoop(ctx context.Context) {
 	for {
 		last := time.Now()
 		l.schedulePass(ctx, d)
+		took := time.Since(last)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-l.kick:
 			// Under a stream of submits, coalesce kicks: at most one pass
-			// per minPassInterval, so a pass never runs per request.
-			if wait := minPassInterval - time.Since(last); wait > 0 {
+			// per minPassInterval, so a pass never runs per request, and
+			// never more often than passGap allows, so that a long queue
+			// (a pass is O(active tasks)) does not take the leader's CPU
+			// from the submits that fill it.
+			if wait := passGap(took) - time.Since(last); wait > 0 {
 				select {
 				case <-ctx.Done():
 					return
@@ -146,6 +150,17 @@ func (l *leader) scheduleLoop(ctx context.Context) {
 
 // minPassInterval is the shortest time between two kicked scheduling passes.
 const minPassInterval = 10 * time.Millisecond
+
+// passSlowdown bounds the share of a core kicked scheduling passes take to
+// 1/passSlowdown: after a pass that took d, the next kicked one starts no
+// sooner than passSlowdown*d after it began.
+const passSlowdown = 5
+
+// passGap is the shortest time from the start of a pass that took took to
+// the start of the next kicked one.
+func passGap(took time.Duration) time.Duration {
+	return max(minPassInterval, took*passSlowdown)
+}
 
 func (l *leader) schedulePass(ctx context.Context, d *dispatcher) {
 	now := l.now().UTC()

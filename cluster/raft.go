@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 	"github.com/hakuriver/hakuriver-ha/fsm"
@@ -175,7 +176,7 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 		rc.TrailingLogs = cfg.SnapshotThreshold
 	}
 
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.RaftNoSync})
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.RaftNoSync, BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -14,10 +15,21 @@ import (
 // clients to the leader of 3 in-process replicas (real Raft, boltdb files,
 // fsync on, real HTTP on loopback): the whole submit path, for CPU
 // profiles (`go test -run '^$' -bench Submit16 -cpuprofile cpu.out
-// ./cluster`). The three replicas share the machine's cores as they do in
-// `make bench`.
+// ./cluster`). The three replicas share the machine's cores (and disk) as
+// they do in `make bench`. The nosync case turns the Raft log's fsync off:
+// the difference is what the shared disk costs.
 func BenchmarkSubmit16(b *testing.B) {
-	hosts := startCluster(b, 3)
+	for _, c := range []struct {
+		name   string
+		noSync bool
+	}{{"fsync", false}, {"nosync", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			benchSubmit16(b, startClusterWith(b, 3, func(_ int, cfg *Config) { cfg.RaftNoSync = c.noSync }))
+		})
+	}
+}
+
+func benchSubmit16(b *testing.B, hosts []*Host) {
 	var leader *Host
 	waitFor(b, 15*time.Second, func() bool {
 		for _, h := range hosts {
@@ -50,6 +62,7 @@ func BenchmarkSubmit16(b *testing.B) {
 					failed.Add(1)
 					continue
 				}
+				io.Copy(io.Discard, resp.Body) //nolint:errcheck // drained so the connection is reused
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusAccepted {
 					failed.Add(1)

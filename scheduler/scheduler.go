@@ -157,7 +157,7 @@ func Plan(v View) Result {
 	usage := Account(v.Active)
 	quota := v.Quotas.Usage(v.Active)
 	running := map[int64]int{} // batch → tasks holding resources
-	var pending []*fsm.Task
+	pending := make([]*fsm.Task, 0, len(v.Active))
 	for _, t := range v.Active {
 		switch {
 		case t.Status == fsm.StatusPending:
@@ -167,7 +167,7 @@ func Plan(v View) Result {
 		}
 	}
 	Order(pending)
-	var res Result
+	res := Result{Waiting: make([]Decision, 0, len(pending))}
 	online, undrained := 0, 0
 	for _, n := range v.Nodes {
 		if n.Status == fsm.NodeOnline {

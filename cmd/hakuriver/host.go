@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -67,6 +69,7 @@ func newHostCmd() *cobra.Command {
 	sf := serverFlags{configLogFile: func(c config.Config) string { return c.Paths.HostLogFile }}
 	var scratch config.Config
 	var fastGossip, noEnvs bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "host",
 		Short: "Run a host replica (Raft member, REST API, SSH proxy)",
@@ -104,6 +107,13 @@ given, which accepts internal calls and membership changes from anyone.`,
 			// apply) shuts down and exits non-zero.
 			halt := make(chan error, 1)
 			hc.OnHalt = func(err error) { halt <- err }
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(filepath.Join(cpuProfile, hc.NodeID+".cpu.pprof"))
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			h, err := cluster.StartHost(cmd.Context(), hc)
 			if err != nil {
 				return err
@@ -130,6 +140,8 @@ given, which accepts internal calls and membership changes from anyone.`,
 	bindDevFlags(cmd, &fastGossip)
 	cmd.Flags().BoolVar(&noEnvs, "no-docker-environments", false, "answer 503 to Docker environment calls instead of serving them (dev)")
 	cmd.Flags().MarkHidden("no-docker-environments") //nolint:errcheck // the flag exists
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile-dir", "", "write a Go CPU profile of this replica to `DIR`/<node-id>.cpu.pprof until it stops (for `go tool pprof`)")
+	cmd.Flags().MarkHidden("cpu-profile-dir") //nolint:errcheck // the flag exists
 	cmd.AddCommand(newHostCompactCmd())
 	return cmd
 }
@@ -253,5 +265,22 @@ func notifyConfig(n config.Notify) (cluster.NotifyConfig, error) {
 		Allow:       n.WebhookAllow,
 		MaxAttempts: n.WebhookMaxAttempts,
 		Timeout:     time.Duration(n.WebhookTimeout) * time.Second,
+	}, nil
+}
+
+// startCPUProfile writes a CPU profile to path until the returned function
+// is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,9 +23,22 @@ import (
 // requestTimeout bounds one submit of the bench.
 const requestTimeout = 15 * time.Second
 
+// profileDirEnv names a directory where the replicas of the throughput
+// clusters write their CPU profiles (<scope>/<node-id>.cpu.pprof), for
+// `go tool pprof`.
+const profileDirEnv = "HAKURIVER_BENCH_PROFILE_DIR"
+
 // startBenchCluster starts 3 replicas with quiet logs in scope sc.
 func startBenchCluster(sc *scope, bin string) *harness.Cluster {
-	return harness.StartCluster(sc, harness.Options{Bin: bin, Replicas: 3, LogLevel: "warn"})
+	var args []string
+	if dir := os.Getenv(profileDirEnv); dir != "" {
+		dir = filepath.Join(dir, strings.ReplaceAll(strings.Trim(sc.name, "/"), "/", "_"))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			sc.Fatalf("profile directory: %v", err)
+		}
+		args = append(args, "--cpu-profile-dir", dir)
+	}
+	return harness.StartCluster(sc, harness.Options{Bin: bin, Replicas: 3, LogLevel: "warn", Args: args})
 }
 
 // load is the outcome of one closed-loop load run.
@@ -120,6 +135,7 @@ type tpRun struct {
 // and elections (term changes on any replica) during the run.
 type raftCost struct {
 	entries, stores uint64
+	storeSeconds    float64 // the leader's time in log-store writes
 	termChanges     uint64
 	costErr         string
 }
@@ -129,6 +145,7 @@ type raftMark struct {
 	leader      int
 	lastIndex   uint64
 	storeWrites uint64
+	storeSum    float64
 	maxTerm     uint64
 }
 
@@ -147,7 +164,11 @@ func markRaft(c *harness.Cluster) (raftMark, error) {
 		}
 	}
 	n, err := metricValue(c, m.leader, "hakuriver_raft_store_duration_seconds_count")
+	if err != nil {
+		return m, err
+	}
 	m.storeWrites = uint64(n)
+	m.storeSum, err = metricValue(c, m.leader, "hakuriver_raft_store_duration_seconds_sum")
 	return m, err
 }
 
@@ -164,6 +185,7 @@ func costBetween(a, b raftMark, errA, errB error) raftCost {
 	if a.leader == b.leader {
 		rc.entries = b.lastIndex - a.lastIndex
 		rc.stores = b.storeWrites - a.storeWrites
+		rc.storeSeconds = b.storeSum - a.storeSum
 	}
 	return rc
 }
@@ -208,6 +230,11 @@ func throughput(parent *scope, bin string, s settings) []tpRun {
 			lastIndex(sc, c, before.leader) // what is in flight has landed
 			after, errB := markRaft(c)
 			out = append(out, tpRun{via: via, clients: clients, load: l, raftCost: costBetween(before, after, errA, errB)})
+			if os.Getenv(profileDirEnv) != "" {
+				for i := range 3 { // a clean stop writes the profiles
+					c.Terminate(i)
+				}
+			}
 			sc.close()
 		}
 	}
@@ -217,13 +244,22 @@ func throughput(parent *scope, bin string, s settings) []tpRun {
 func printThroughput(out io.Writer, s settings, runs []tpRun) {
 	fmt.Fprintf(out, "Submit throughput: POST /api/submit, one task per request, closed loop; each run <= %s or %d requests, fresh cluster\n", s.duration, s.maxRequests)
 	tw := table(out)
-	fmt.Fprintln(tw, "through\tclients\trequests\t202\ttasks/s\tp50 ms\tp99 ms\tmax ms\tentries/task\tfsyncs/task\telections\tfirst error\t")
+	fmt.Fprintln(tw, "through\tclients\trequests\t202\ttasks/s\tp50 ms\tp99 ms\tmax ms\tentries/task\tfsyncs/task\tms/fsync\telections\tfirst error\t")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%d\t%s\t\n", r.via, r.clients, r.sent, r.ok, r.perSecond(),
-			msf(r.pct(0.50)), msf(r.pct(0.99)), msf(r.pct(1)), perTask(r.entries, r.ok), perTask(r.stores, r.ok), r.termChanges, orDash(r.firstErr+r.costErr))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%d\t%s\t\n", r.via, r.clients, r.sent, r.ok, r.perSecond(),
+			msf(r.pct(0.50)), msf(r.pct(0.99)), msf(r.pct(1)), perTask(r.entries, r.ok), perTask(r.stores, r.ok), msPerStore(r.storeSeconds, r.stores), r.termChanges, orDash(r.firstErr+r.costErr))
 	}
 	tw.Flush() //nolint:errcheck // stdout
-	fmt.Fprintln(out, "(entries/fsyncs per task: the leader's Raft log entries and log-store writes, each an fsync, per accepted submit; elections: term changes on any replica during the run, target 0)")
+	fmt.Fprintln(out, "(entries/fsyncs per task: the leader's Raft log entries and log-store writes, each an fsync, per accepted submit; ms/fsync: the leader's mean log-store write; elections: term changes on any replica during the run, target 0)")
+}
+
+// msPerStore formats the mean log-store write in milliseconds ("-" without
+// any).
+func msPerStore(seconds float64, stores uint64) string {
+	if stores == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", seconds*1000/float64(stores))
 }
 
 // perTask formats n per accepted submit ("-" without any).
