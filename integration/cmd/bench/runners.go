@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -155,7 +154,6 @@ func latencyRun(sc *scope, c *harness.Cluster, via, n int) taskLatency {
 			continue
 		}
 		id := out.TaskIDs[0]
-		acked := time.Since(t0)
 		var task api.Task
 		var done time.Duration
 		for time.Since(t0) < taskBudget {
@@ -180,9 +178,6 @@ func latencyRun(sc *scope, c *harness.Cluster, via, n int) taskLatency {
 			continue
 		}
 		res.samples++
-		if task.StartedAt != nil && task.CompletedAt != nil {
-			fmt.Fprintf(os.Stderr, "DBG ack %.1f submitted %.1f started %.1f completed %.1f seen %.1f\n", msf(acked), msf(task.SubmittedAt.Sub(t0)), msf(task.StartedAt.Sub(t0)), msf(task.CompletedAt.Sub(t0)), msf(done))
-		}
 		res.completed = append(res.completed, done)
 		if task.StartedAt != nil {
 			res.running = append(res.running, task.StartedAt.Sub(t0))
