@@ -86,6 +86,8 @@ type Config struct {
 	RaftMultiplier int
 	// RaftNoSync disables fsync of the Raft log (benchmarks only).
 	RaftNoSync bool
+	// raftCommitTimeout overrides raftCommitTimeout (tests).
+	raftCommitTimeout time.Duration
 	// BackupDir, when set, is where the leader writes a backup file (the
 	// format of `cluster snapshot save`) every BackupInterval, keeping the
 	// newest BackupKeep there (backup.go).

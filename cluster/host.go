@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/cluster/clock"
@@ -217,6 +219,9 @@ func StartHost(ctx context.Context, cfg Config) (_ *Host, err error) {
 	h.goRun(func() { h.pool.Run(runCtx) }) //nolint:errcheck // Run only returns nil
 	h.goRun(func() { h.bootstrapLoop(runCtx) })
 	h.goRun(func() { h.leadershipLoop(runCtx) })
+	h.goRun(func() {
+		newCommitNudger(h.raft, raft.ServerID(cfg.NodeID), h.log.With("component", "raft")).run(runCtx)
+	})
 	h.goRun(func() { h.backupLoop(runCtx) })
 	h.goRun(func() { h.vpsIdleLoop(runCtx) })
 	h.goRun(func() { h.disk.watch(runCtx, h.yieldForDisk) })

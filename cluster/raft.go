@@ -35,6 +35,17 @@ type raftFSM struct {
 	m        *fsm.Machine
 	haltOnce *sync.Once
 	onHalt   func(error)
+	// applied gets a token (never blocking) after entries were applied:
+	// the commit nudger's cue.
+	applied chan<- struct{}
+}
+
+// signalApplied tells the commit nudger that entries were applied.
+func (f raftFSM) signalApplied() {
+	select {
+	case f.applied <- struct{}{}:
+	default:
+	}
 }
 
 var _ raft.BatchingFSM = raftFSM{}
@@ -45,6 +56,7 @@ func (f raftFSM) Apply(l *raft.Log) any {
 	}
 	r := f.m.Apply(l.Index, l.Data)
 	f.checkHalt()
+	f.signalApplied()
 	return r
 }
 
@@ -71,6 +83,7 @@ func (f raftFSM) ApplyBatch(logs []*raft.Log) []any {
 		out[pos[i]] = r
 	}
 	f.checkHalt()
+	f.signalApplied()
 	return out
 }
 
@@ -123,6 +136,7 @@ type raftNode struct {
 	r         *raft.Raft
 	trans     *raft.NetworkTransport
 	logs      *raftboltdb.BoltStore
+	applied   chan struct{} // see raftFSM.applied
 	addr      string
 	hadState  bool
 	snapStore *trackedSnapshotStore
@@ -137,6 +151,12 @@ const (
 	raftBaseElection  = 500 * time.Millisecond
 	raftBaseLease     = 250 * time.Millisecond
 )
+
+// raftCommitTimeout is how long a Raft leader waits without new entries
+// before it sends followers the commit index anyway (hashicorp/raft's
+// default). Followers learn a commit sooner from the commit nudger
+// (commitnudge.go): the timeout only bounds the case where a nudge is lost.
+const raftCommitTimeout = 50 * time.Millisecond
 
 // raftTiming returns the heartbeat, election and leader lease timeouts for
 // multiplier m (values below 1 count as 1).
@@ -158,7 +178,10 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = newHCLogger(logger, "raft", stops)
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = raftTiming(cfg.RaftMultiplier)
-	rc.CommitTimeout = 5 * time.Millisecond
+	rc.CommitTimeout = raftCommitTimeout
+	if cfg.raftCommitTimeout > 0 {
+		rc.CommitTimeout = cfg.raftCommitTimeout
+	}
 	rc.MaxAppendEntries = 512
 	rc.BatchApplyCh = true
 	// A replica removed from the configuration keeps running as a
@@ -203,13 +226,14 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 		logs.Close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, raftFSM{m: m, haltOnce: new(sync.Once), onHalt: onHalt}, timedLogStore{LogStore: logs, observe: storeTime}, logs, snaps, trans)
+	applied := make(chan struct{}, 1)
+	r, err := raft.NewRaft(rc, raftFSM{m: m, haltOnce: new(sync.Once), onHalt: onHalt, applied: applied}, timedLogStore{LogStore: logs, observe: storeTime}, logs, snaps, trans)
 	if err != nil {
 		trans.Close()
 		logs.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	return &raftNode{r: r, trans: trans, logs: logs, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}, nil
+	return &raftNode{r: r, trans: trans, logs: logs, applied: applied, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}, nil
 }
 
 // openTransport opens the Raft transport: plain TCP, or mutually
