@@ -328,13 +328,15 @@ func (h *Host) waitApplied(ctx context.Context, v string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, maxReadYourWritesWait)
 	defer cancel()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for h.machine.AppliedIndex() < want {
+	for {
+		applied := h.raft.watch.next()
+		if h.machine.AppliedIndex() >= want {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-applied:
 		}
 	}
 }

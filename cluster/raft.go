@@ -38,13 +38,43 @@ type raftFSM struct {
 	// applied gets a token (never blocking) after entries were applied:
 	// the commit nudger's cue.
 	applied chan<- struct{}
+	// watch wakes those waiting for an index to be applied.
+	watch *appliedWatch
 }
 
-// signalApplied tells the commit nudger that entries were applied.
+// signalApplied tells the commit nudger and the waiters that entries were
+// applied.
 func (f raftFSM) signalApplied() {
 	select {
 	case f.applied <- struct{}{}:
 	default:
+	}
+	f.watch.notify()
+}
+
+// appliedWatch wakes goroutines waiting for the state machine to move on.
+type appliedWatch struct {
+	mu sync.Mutex
+	ch chan struct{} // closed at the next notify; nil while nobody waits
+}
+
+// next returns a channel closed once entries applied after this call.
+func (w *appliedWatch) next() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+// notify wakes every waiter.
+func (w *appliedWatch) notify() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
 	}
 }
 
@@ -98,6 +128,7 @@ func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f raftFSM) Restore(r io.ReadCloser) error {
 	defer r.Close()
+	defer f.watch.notify() // the applied index moved
 	return f.m.Restore(r)
 }
 
@@ -137,6 +168,7 @@ type raftNode struct {
 	trans     *raft.NetworkTransport
 	logs      *raftboltdb.BoltStore
 	applied   chan struct{} // see raftFSM.applied
+	watch     *appliedWatch
 	addr      string
 	hadState  bool
 	snapStore *trackedSnapshotStore
@@ -226,14 +258,14 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 		logs.Close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	applied := make(chan struct{}, 1)
-	r, err := raft.NewRaft(rc, raftFSM{m: m, haltOnce: new(sync.Once), onHalt: onHalt, applied: applied}, timedLogStore{LogStore: logs, observe: storeTime}, logs, snaps, trans)
+	applied, watch := make(chan struct{}, 1), &appliedWatch{}
+	r, err := raft.NewRaft(rc, raftFSM{m: m, haltOnce: new(sync.Once), onHalt: onHalt, applied: applied, watch: watch}, timedLogStore{LogStore: logs, observe: storeTime}, logs, snaps, trans)
 	if err != nil {
 		trans.Close()
 		logs.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	return &raftNode{r: r, trans: trans, logs: logs, applied: applied, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}, nil
+	return &raftNode{r: r, trans: trans, logs: logs, applied: applied, watch: watch, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}, nil
 }
 
 // openTransport opens the Raft transport: plain TCP, or mutually

@@ -39,7 +39,9 @@ type historyRow struct {
 	deep50, deep50p99    time.Duration
 	status, statusP99    time.Duration
 	restoredTasks        int
-	restoredMatchesState bool // the saved snapshot counts every task
+	restoredMatchesState bool    // the saved snapshot counts every task
+	submit16             float64 // submits/s, 16 clients, into this state
+	submitErr            string
 }
 
 // historySection measures a host replica with sizes[i] finished tasks in
@@ -104,6 +106,9 @@ func historyAt(sc *scope, bin string, n int) historyRow {
 	}
 	row.rssSaved, _, _ = rssOf(c.Replica(0).PID())
 	row.restoredMatchesState = row.restoredTasks == n
+	// Last: the submits add tasks to the state measured above.
+	l := submitLoad(c, 0, 16, 2*time.Second, 10000, "history")
+	row.submit16, row.submitErr = l.perSecond(), l.firstErr
 	return row
 }
 
@@ -273,15 +278,23 @@ func parseSizes(s string) ([]int, error) {
 	return out, nil
 }
 
+// errNote is " (first error: e)", or "" without one.
+func errNote(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " (first error: " + e + ")"
+}
+
 func printHistory(out io.Writer, rows []historyRow) {
 	fmt.Fprintf(out, "History at scale: one replica restored from a backup of N finished tasks (all but the newest %d archived, as history_keep_tasks does), Raft on boltdb\n", historyKeep)
 	tw := table(out)
-	fmt.Fprintln(tw, "tasks\tarchived\tfill s\tarchive.db MiB\tbackup MiB\trestore+start s\tRSS MiB\tanon MiB\tfile MiB\tlist?limit=50 p50/p99 ms\tdeep page p50/p99 ms\tstatus p50/p99 ms\tsave s\tsaved MiB\tRSS after save MiB\tall listed\t")
+	fmt.Fprintln(tw, "tasks\tarchived\tfill s\tarchive.db MiB\tbackup MiB\trestore+start s\tRSS MiB\tanon MiB\tfile MiB\tlist?limit=50 p50/p99 ms\tdeep page p50/p99 ms\tstatus p50/p99 ms\tsave s\tsaved MiB\tRSS after save MiB\tall listed\tsubmit/s 16 clients\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%.1f/%.1f\t%.1f/%.1f\t%.1f/%.1f\t%.1f\t%.1f\t%s\t%v\t\n",
+		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%.1f/%.1f\t%.1f/%.1f\t%.1f/%.1f\t%.1f\t%.1f\t%s\t%v\t%.0f%s\t\n",
 			r.tasks, r.archived, r.fill.Seconds(), r.archiveMiB, r.backupMiB, r.restoreStart.Seconds(),
 			mib(r.rss), mib(r.rssAnon), mib(r.rssF), msf(r.list50), msf(r.list50p99), msf(r.deep50), msf(r.deep50p99),
-			msf(r.status), msf(r.statusP99), r.save.Seconds(), r.savedMiB, mib(r.rssSaved), r.restoredMatchesState)
+			msf(r.status), msf(r.statusP99), r.save.Seconds(), r.savedMiB, mib(r.rssSaved), r.restoredMatchesState, r.submit16, errNote(r.submitErr))
 	}
 	tw.Flush() //nolint:errcheck // stdout
 }
