@@ -21,6 +21,14 @@ const (
 	MaxPartBytes = 768 << 10
 )
 
+// maxParts and maxPartsTotal bound what a SubmitPart may claim (far above
+// what a leader splits: a submit stores at most a few MiB), so that a
+// corrupt entry allocates little and PartBounds cannot overflow.
+const (
+	maxParts      = 1 << 16
+	maxPartsTotal = 1 << 30
+)
+
 // SubmitPart is part Part (from 0) of the Parts entries a submit of Total
 // tasks is split into; its Tasks are those PartBounds names. Parts commit
 // in any order, each visible as soon as it commits; RequestID (required)
@@ -71,7 +79,7 @@ func (m *Machine) applySubmitPart(c *SubmitPart) Result {
 	if c.RequestID == "" {
 		return Result{Err: fmt.Errorf("%w: submit part without a request ID", ErrInvalid)}
 	}
-	if c.Parts < 1 || c.Part < 0 || c.Part >= c.Parts || c.Total < c.Parts {
+	if c.Parts < 1 || c.Part < 0 || c.Part >= c.Parts || c.Total < c.Parts || c.Parts > maxParts || c.Total > maxPartsTotal {
 		return Result{Err: fmt.Errorf("%w: part %d of %d of a submit of %d tasks", ErrInvalid, c.Part, c.Parts, c.Total)}
 	}
 	lo, hi := PartBounds(c.Total, c.Parts, c.Part)

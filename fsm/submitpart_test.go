@@ -91,14 +91,15 @@ func TestSubmitPartBookkeeping(t *testing.T) {
 	other := partOf("r", n, 2, 1, 600, 599, at(6))
 	short := partOf("r", n, parts, 1, 600, 599, at(6))
 	short.Tasks = short.Tasks[1:]
-	for i, c := range []fsm.Command{whole, other, short} {
+	huge := partOf("h", 1<<40, 1<<40, 0, 600, 599, at(6))
+	for i, c := range []fsm.Command{whole, other, short, huge} {
 		r := m.Apply(uint64(4+i), encode(t, c))
 		if !errors.Is(r.Err, fsm.ErrConflict) && !errors.Is(r.Err, fsm.ErrInvalid) || !bytes.Equal(stateBytes(t, m), before) {
 			t.Fatalf("%T %d: err %v, state changed: %v", c, i, r.Err, !bytes.Equal(stateBytes(t, m), before))
 		}
 	}
 	// The retry's part 1: its own IDs, the first batch.
-	p1 := applyOK(t, m, 7, partOf("r", n, parts, 1, 700, 699, at(9)))
+	p1 := applyOK(t, m, 8, partOf("r", n, parts, 1, 700, 699, at(9)))
 	all, ok := m.RequestTasks("r")
 	want := slices.Concat(p0.TaskIDs, p1.TaskIDs, p2.TaskIDs)
 	if !ok || !slices.Equal(all, want) || m.Len() != n {
@@ -114,10 +115,10 @@ func TestSubmitPartBookkeeping(t *testing.T) {
 	}
 	// Any part once complete: its IDs again, nothing created.
 	before = stateBytes(t, m)
-	if sr := applyOK(t, m, 8, partOf("r", n, parts, 1, 800, 799, at(10))); !sr.Duplicate || !slices.Equal(sr.TaskIDs, p1.TaskIDs) || !bytes.Equal(stateBytes(t, m), before) {
+	if sr := applyOK(t, m, 9, partOf("r", n, parts, 1, 800, 799, at(10))); !sr.Duplicate || !slices.Equal(sr.TaskIDs, p1.TaskIDs) || !bytes.Equal(stateBytes(t, m), before) {
 		t.Fatalf("part 1 after completion: %+v", sr)
 	}
-	if sr := applyOK(t, m, 9, whole); !sr.Duplicate || !slices.Equal(sr.TaskIDs, want) {
+	if sr := applyOK(t, m, 10, whole); !sr.Duplicate || !slices.Equal(sr.TaskIDs, want) {
 		t.Fatalf("the request sent whole after completion: %+v", sr)
 	}
 }
