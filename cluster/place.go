@@ -13,8 +13,12 @@ import (
 // and a node fits, the same entry places the new tasks (fsm.SubmitPlaced),
 // and their /run starts as soon as it commits: submission and placement
 // cost one fsync round instead of two. Whatever is not placed waits for the
-// scheduler, which is kicked.
+// scheduler, which is kicked. A submit too large for one entry is
+// committed in parts (submitParts).
 func (l *leader) submit(ctx context.Context, c *fsm.SubmitTasks) (fsm.SubmitResult, error) {
+	if done := l.splitSubmit(c); done != nil {
+		return l.submitParts(ctx, c, done)
+	}
 	var cmd fsm.Command = c
 	if place := l.placeAtSubmit(c.Tasks); len(place) > 0 {
 		cmd = &fsm.SubmitPlaced{SubmitTasks: *c, Place: place}

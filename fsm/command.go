@@ -54,6 +54,7 @@ const (
 	// CmdArchiveTasks moves finished tasks to the on-disk archive
 	// (archive_apply.go).
 	CmdArchiveTasks CommandType = 28
+	// CmdSubmitPart (29, submitpart.go) is one part of a split submit.
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -117,6 +118,8 @@ func (c CommandType) String() string {
 		return "retry_task"
 	case CmdArchiveTasks:
 		return "archive_tasks"
+	case CmdSubmitPart:
+		return "submit_part"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(c))
 }
@@ -302,6 +305,8 @@ func Decode(data []byte) (c Command, ok bool, err error) {
 		c = &RetryTask{}
 	case CmdArchiveTasks:
 		c = &ArchiveTasks{}
+	case CmdSubmitPart:
+		c = &SubmitPart{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, false, nil

@@ -6,4 +6,4 @@ package fsm
 // replica gossips it, and the leader proposes a command only when every
 // replica it sees knows the command's type (see cluster). Raise it with
 // every new command type.
-const MaxKnownCommand = CmdArchiveTasks
+const MaxKnownCommand = CmdSubmitPart

@@ -31,6 +31,8 @@ type Machine struct {
 	order    []int64 // task IDs, ascending
 	nodes    map[string]*Node
 	requests map[string][]int64
+	// partial holds the split submits not yet complete (submitpart.go).
+	partial  map[string]*partSubmit
 	reqQueue []requestKey // request IDs by submit time, for pruning
 	counts   map[Status]int
 	active   []int64 // IDs of tasks in a status that Holds, ascending
@@ -79,6 +81,7 @@ func (m *Machine) reset() {
 	m.order = nil
 	m.nodes = make(map[string]*Node)
 	m.requests = make(map[string][]int64)
+	m.partial = make(map[string]*partSubmit)
 	m.reqQueue = nil
 	m.counts = make(map[Status]int)
 	m.active = nil
@@ -206,6 +209,8 @@ func (m *Machine) applyCommand(index uint64, c Command) Result {
 		return m.applyRetry(c)
 	case *ArchiveTasks:
 		return m.applyArchive(index, c)
+	case *SubmitPart:
+		return m.applySubmitPart(c)
 	}
 	return Result{Err: fmt.Errorf("%w: unhandled command %T", ErrInvalid, c)}
 }
@@ -253,30 +258,16 @@ func (m *Machine) applySubmit(c *SubmitTasks) Result {
 		if ids, ok := m.requests[c.RequestID]; ok {
 			return Result{Value: SubmitResult{TaskIDs: append([]int64(nil), ids...), Duplicate: true}}
 		}
-	}
-	if len(c.Tasks) == 0 {
-		return Result{Err: fmt.Errorf("%w: submit with no tasks", ErrInvalid)}
-	}
-	seen := make(map[int64]bool, len(c.Tasks))
-	for _, t := range c.Tasks {
-		if t == nil || t.TaskID <= 0 {
-			return Result{Err: fmt.Errorf("%w: task without an ID", ErrInvalid)}
+		if _, split := m.partial[c.RequestID]; split {
+			// Only a leader that lost track of an upgrade sends this: the
+			// parts committed would be created a second time.
+			return Result{Err: fmt.Errorf("%w: request %s is being submitted in parts", ErrConflict, c.RequestID)}
 		}
-		if _, dup := m.tasks[t.TaskID]; dup || seen[t.TaskID] {
-			return Result{Err: fmt.Errorf("%w: task ID %d already exists", ErrInvalid, t.TaskID)}
-		}
-		if !t.Status.Valid() || t.Status.Final() && t.Status != StatusFailed {
-			return Result{Err: fmt.Errorf("%w: task %d: initial status %q", ErrInvalid, t.TaskID, t.Status)}
-		}
-		seen[t.TaskID] = true
 	}
-	ids := make([]int64, 0, len(c.Tasks))
-	for _, t := range c.Tasks {
-		nt := t.clone()
-		nt.RequestID = c.RequestID
-		m.putTask(nt)
-		ids = append(ids, nt.TaskID)
+	if err := m.checkNewTasks(c.Tasks); err != nil {
+		return Result{Err: err}
 	}
+	ids := m.createTasks(c.Tasks, c.RequestID, nil)
 	at := c.Tasks[0].SubmittedAt
 	if c.RequestID != "" {
 		m.requests[c.RequestID] = ids
@@ -284,6 +275,45 @@ func (m *Machine) applySubmit(c *SubmitTasks) Result {
 	}
 	m.pruneRequests(at.Add(-RequestRetention))
 	return Result{Value: SubmitResult{TaskIDs: append([]int64(nil), ids...)}}
+}
+
+// checkNewTasks checks the tasks a submit creates: at least one, each with
+// an ID no task has and a valid initial status.
+func (m *Machine) checkNewTasks(tasks []*Task) error {
+	if len(tasks) == 0 {
+		return fmt.Errorf("%w: submit with no tasks", ErrInvalid)
+	}
+	seen := make(map[int64]bool, len(tasks))
+	for _, t := range tasks {
+		if t == nil || t.TaskID <= 0 {
+			return fmt.Errorf("%w: task without an ID", ErrInvalid)
+		}
+		if _, dup := m.tasks[t.TaskID]; dup || seen[t.TaskID] {
+			return fmt.Errorf("%w: task ID %d already exists", ErrInvalid, t.TaskID)
+		}
+		if !t.Status.Valid() || t.Status.Final() && t.Status != StatusFailed {
+			return fmt.Errorf("%w: task %d: initial status %q", ErrInvalid, t.TaskID, t.Status)
+		}
+		seen[t.TaskID] = true
+	}
+	return nil
+}
+
+// createTasks stores copies of tasks checked by checkNewTasks, recording
+// requestID on each (and batch, when not nil, as its batch ID), and
+// returns their IDs in order.
+func (m *Machine) createTasks(tasks []*Task, requestID string, batch *int64) []int64 {
+	ids := make([]int64, 0, len(tasks))
+	for _, t := range tasks {
+		nt := t.clone()
+		nt.RequestID = requestID
+		if batch != nil {
+			nt.BatchID = *batch
+		}
+		m.putTask(nt)
+		ids = append(ids, nt.TaskID)
+	}
+	return ids
 }
 
 func (m *Machine) applyUpdate(c *UpdateTask) Result {
@@ -547,11 +577,20 @@ func (m *Machine) addRequest(k requestKey) {
 	m.reqQueue[i] = k
 }
 
+// removeRequest deletes k from reqQueue.
+func (m *Machine) removeRequest(k requestKey) {
+	i := sort.Search(len(m.reqQueue), func(i int) bool { return !m.reqQueue[i].less(k) })
+	if i < len(m.reqQueue) && m.reqQueue[i].id == k.id && m.reqQueue[i].at.Equal(k.at) {
+		m.reqQueue = append(m.reqQueue[:i], m.reqQueue[i+1:]...)
+	}
+}
+
 // pruneRequests forgets request IDs submitted before cutoff.
 func (m *Machine) pruneRequests(cutoff time.Time) {
 	i := 0
 	for i < len(m.reqQueue) && m.reqQueue[i].at.Before(cutoff) {
 		delete(m.requests, m.reqQueue[i].id)
+		delete(m.partial, m.reqQueue[i].id)
 		i++
 	}
 	m.reqQueue = m.reqQueue[i:]
@@ -569,6 +608,9 @@ func (m *Machine) rebuildRequestQueue() {
 			}
 		}
 		m.reqQueue = append(m.reqQueue, requestKey{at: at, id: id})
+	}
+	for id, p := range m.partial {
+		m.reqQueue = append(m.reqQueue, requestKey{at: p.At, id: id})
 	}
 	sort.Slice(m.reqQueue, func(i, j int) bool { return m.reqQueue[i].less(m.reqQueue[j]) })
 }

@@ -69,6 +69,9 @@ type snapshotState struct {
 	Nodes        []*Node        `json:"nodes"`
 	Tasks        []*Task        `json:"tasks"`
 	Requests     []requestEntry `json:"requests"`
+	// PartialRequests holds the split submits not yet complete, sorted
+	// by request ID; omitted while there are none.
+	PartialRequests []partialEntry `json:"partial_requests,omitempty"`
 	// Envs is sorted by name; omitted when empty, so states without
 	// environments encode exactly as before they existed.
 	Envs []Environment `json:"envs,omitempty"`
@@ -102,6 +105,7 @@ func (m *Machine) Snapshot() *Snapshot {
 	for k, v := range m.requests {
 		s.Requests = append(s.Requests, requestEntry{RequestID: k, TaskIDs: v})
 	}
+	s.PartialRequests = m.partialEntries()
 	s.Envs = m.sortedEnvs()
 	s.EnvTarballs = m.sortedTarballs()
 	s.ClusterID = m.clusterID
@@ -229,6 +233,9 @@ func (s *Snapshot) Write(w io.Writer) error {
 	if err == nil {
 		err = put(`,"requests":`, st.Requests)
 	}
+	if err == nil && len(st.PartialRequests) > 0 {
+		err = put(`,"partial_requests":`, st.PartialRequests)
+	}
 	if err == nil && len(st.Envs) > 0 {
 		err = put(`,"envs":`, st.Envs)
 	}
@@ -287,6 +294,7 @@ func (m *Machine) Restore(r io.Reader) error {
 		}
 	}
 	m.tasks, m.order, m.nodes, m.requests = fresh.tasks, fresh.order, fresh.nodes, fresh.requests
+	m.partial = fresh.partial
 	m.counts, m.active, m.retrying, m.envs = fresh.counts, fresh.active, fresh.retrying, fresh.envs
 	m.tarballs, m.clusterID = fresh.tarballs, fresh.clusterID
 	m.acct, m.audit = fresh.acct, fresh.audit
@@ -359,6 +367,11 @@ func (m *Machine) decodeSnapshot(dec *json.Decoder, strict bool) error {
 				for _, r := range reqs {
 					m.requests[r.RequestID] = r.TaskIDs
 				}
+			}
+		case "partial_requests":
+			var ps []partialEntry
+			if err = dec.Decode(&ps); err == nil {
+				err = m.restorePartial(ps)
 			}
 		case "envs":
 			var envs []Environment

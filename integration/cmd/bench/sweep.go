@@ -10,12 +10,17 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
 
 // Shape of the sweep benchmark: 100 × 100 = 10,000 combinations (the
@@ -45,6 +50,9 @@ type sweepResult struct {
 	terms    uint64        // Raft terms that began during the run (a leader change under load)
 	err      string
 	failed   int // heartbeats and update posts that failed (retried)
+	// entries is the number of Raft entries that carried the sweep's
+	// tasks and largest the size of the largest (0: not read).
+	entries, largest int
 }
 
 // simRunner is a runner simulated in the bench process: it answers the
@@ -293,6 +301,11 @@ func sweepSection(out io.Writer, parent *scope, bin string, s settings) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if n, largest, err := submitEntries(c, st0.LastIndex); err != nil {
+		res.err = fmt.Sprintf("read the submit's Raft entries: %v", err)
+	} else {
+		res.entries, res.largest = n, largest
+	}
 	for _, r := range runners {
 		r.mu.Lock()
 		res.runs += r.runs
@@ -314,9 +327,61 @@ func printSweep(out io.Writer, r sweepResult) {
 	fmt.Fprintf(out, "Sweep of %d combinations (`hakuriver sweep --cores 1 -- python train.py --lr span:{1..%d} --seed span:{1..%d}`, one batch)\n", r.tasks, sweepSide, sweepSide)
 	fmt.Fprintf(out, "on 3 replicas and %d simulated runners of %d cores (in the bench process: /run answered 200, reported running via POST /api/updates, heartbeats every %d s, offline after %d s); times from the CLI's start\n", sweepRunners, sweepRunnerCores, sweepHBInterval, sweepHBInterval*sweepHBFactor)
 	tw := table(out)
-	fmt.Fprintln(tw, "accepted ms\tall placed ms\tall running ms\t/run calls\tre-sent\tfailed calls\tnew terms\terror\t")
-	fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", ms(r.accepted), msOrDash(r.placed), msOrDash(r.started), r.runs, r.dupRuns, r.failed, r.terms, orDash(r.err))
+	fmt.Fprintln(tw, "accepted ms\tall placed ms\tall running ms\t/run calls\tre-sent\tfailed calls\tnew terms\tsubmit entries\tlargest KiB\terror\t")
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", ms(r.accepted), msOrDash(r.placed), msOrDash(r.started), r.runs, r.dupRuns, r.failed, r.terms,
+		r.entries, r.largest>>10, orDash(r.err))
 	tw.Flush() //nolint:errcheck // stdout
+}
+
+// submitEntries kills a follower (its Raft store is locked while it runs)
+// and reads its log after index from: the number of entries that submit
+// tasks (fsm.SubmitTasks, SubmitPlaced or SubmitPart, audited or not)
+// and the size of the largest.
+func submitEntries(c *harness.Cluster, from uint64) (n, largest int, err error) {
+	at, _, ok := c.Leader()
+	if !ok {
+		return 0, 0, fmt.Errorf("no leader")
+	}
+	f := (at + 1) % 3
+	c.Kill(f)
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(c.Replica(f).DataDir(), "raft.db"),
+		BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second}})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer store.Close()
+	last, err := store.LastIndex()
+	if err != nil {
+		return 0, 0, err
+	}
+	for i := from + 1; i <= last; i++ {
+		var l raft.Log
+		if err := store.GetLog(i, &l); err != nil {
+			return 0, 0, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if l.Type != raft.LogCommand || len(l.Data) == 0 {
+			continue
+		}
+		switch fsm.CommandType(l.Data[0]) {
+		case fsm.CmdSubmitTasks, fsm.CmdSubmitPlaced, fsm.CmdSubmitPart:
+		case fsm.CmdAudited:
+			c, ok, err := fsm.Decode(l.Data)
+			a, audited := c.(*fsm.Audited)
+			if err != nil || !ok || !audited || len(a.Command) == 0 {
+				continue
+			}
+			switch fsm.CommandType(a.Command[0]) {
+			case fsm.CmdSubmitTasks, fsm.CmdSubmitPlaced, fsm.CmdSubmitPart:
+			default:
+				continue
+			}
+		default:
+			continue
+		}
+		n++
+		largest = max(largest, len(l.Data))
+	}
+	return n, largest, nil
 }
 
 // msOrDash is ms(d), or "-" when d was never measured.
