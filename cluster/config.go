@@ -88,6 +88,8 @@ type Config struct {
 	RaftNoSync bool
 	// raftCommitTimeout overrides raftCommitTimeout (tests).
 	raftCommitTimeout time.Duration
+	// snapshotBytesPerEntry overrides snapshotBytesPerEntry (tests).
+	snapshotBytesPerEntry int64
 	// BackupDir, when set, is where the leader writes a backup file (the
 	// format of `cluster snapshot save`) every BackupInterval, keeping the
 	// newest BackupKeep there (backup.go).

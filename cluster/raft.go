@@ -265,7 +265,9 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 		logs.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	return &raftNode{r: r, trans: trans, logs: logs, applied: applied, watch: watch, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}, nil
+	n := &raftNode{r: r, trans: trans, logs: logs, applied: applied, watch: watch, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}
+	n.paceSnapshots(cfg.snapshotBytesPerEntry, logger)
+	return n, nil
 }
 
 // openTransport opens the Raft transport: plain TCP, or mutually

@@ -38,6 +38,7 @@ func (s timedLogStore) StoreLogs(logs []*raft.Log) error {
 type snapshotInfo struct {
 	index uint64
 	at    time.Time
+	size  int64 // bytes
 }
 
 // trackedSnapshotStore records when a snapshot was last completed in this
@@ -45,6 +46,8 @@ type snapshotInfo struct {
 type trackedSnapshotStore struct {
 	raft.SnapshotStore
 	last atomic.Pointer[snapshotInfo]
+	// completed, when set, is called after each snapshot completed here.
+	completed atomic.Pointer[func(snapshotInfo)]
 }
 
 // newTrackedSnapshotStore wraps s, starting from the newest snapshot it
@@ -53,7 +56,7 @@ func newTrackedSnapshotStore(s raft.SnapshotStore) *trackedSnapshotStore {
 	t := &trackedSnapshotStore{SnapshotStore: s}
 	if metas, err := s.List(); err == nil && len(metas) > 0 {
 		m := metas[0] // newest first
-		info := &snapshotInfo{index: m.Index}
+		info := &snapshotInfo{index: m.Index, size: m.Size}
 		if i := strings.LastIndexByte(m.ID, '-'); i >= 0 {
 			if ms, err := strconv.ParseInt(m.ID[i+1:], 10, 64); err == nil {
 				info.at = time.UnixMilli(ms)
@@ -79,8 +82,16 @@ func (t *trackedSnapshotStore) latest() *snapshotInfo { return t.last.Load() }
 
 type trackedSink struct {
 	raft.SnapshotSink
-	store *trackedSnapshotStore
-	index uint64
+	store   *trackedSnapshotStore
+	index   uint64
+	written int64
+}
+
+// Write writes snapshot bytes, counted.
+func (s *trackedSink) Write(p []byte) (int, error) {
+	n, err := s.SnapshotSink.Write(p)
+	s.written += int64(n)
+	return n, err
 }
 
 // Close completes the snapshot and records it.
@@ -88,6 +99,10 @@ func (s *trackedSink) Close() error {
 	if err := s.SnapshotSink.Close(); err != nil {
 		return err
 	}
-	s.store.last.Store(&snapshotInfo{index: s.index, at: time.Now()})
+	info := snapshotInfo{index: s.index, at: time.Now(), size: s.written}
+	s.store.last.Store(&info)
+	if f := s.store.completed.Load(); f != nil {
+		(*f)(info)
+	}
 	return nil
 }
