@@ -70,6 +70,7 @@ func RunShim(ctx context.Context, dir string) int {
 	self, selfErr := readProcStat(os.Getpid())
 	reaperErr := setChildSubreaper()
 	if dir == WarmArg {
+		started.booted()
 		d, ok := awaitTaskDir(ctx)
 		if !ok {
 			return 0 // closed unused: nothing to do
@@ -177,6 +178,15 @@ func inheritedStartedPipe() *startedPipe {
 	}
 	syscall.CloseOnExec(fd)
 	return &startedPipe{f: os.NewFile(uintptr(fd), "started")}
+}
+
+// booted tells the Executor that this warm supervisor has booted and
+// waits for its task (one byte, which Start's wait for the close ignores).
+func (p *startedPipe) booted() {
+	if p == nil || p.f == nil {
+		return
+	}
+	_, _ = p.f.Write([]byte{'b'}) // a runner gone meanwhile closes the dir pipe too
 }
 
 // done closes the pipe, which wakes the Executor's Start; later calls do
