@@ -77,8 +77,11 @@ type supervisor struct {
 	started *os.File
 	// exited is closed once it exited and was reaped; err is then how.
 	exited chan struct{}
-	err    error
-	pid    int
+	// ended is closed once it recorded the task's end (its ended pipe
+	// closed) or exited.
+	ended chan struct{}
+	err   error
+	pid   int
 }
 
 // warmShim is a supervisor started ahead of time (RunShim with WarmArg),
@@ -262,7 +265,8 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 		return nil, nil, fmt.Errorf("start supervisor: %w", err)
 	}
 	defer w.Close()
-	// The pipes are the supervisor's fds 3 and 4 (ExtraFiles).
+	// The pipes are the supervisor's fds 3 and up (ExtraFiles): started,
+	// the task directory (warm ones), ended.
 	files := []*os.File{w}
 	env := append(os.Environ(), shimStartedFDEnv+"=3")
 	if dirPipe {
@@ -276,6 +280,17 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 		files = append(files, r)
 		env = append(env, shimDirFDEnv+"=4")
 	}
+	ended, ew, err := os.Pipe()
+	if err != nil {
+		started.Close()
+		if dir != nil {
+			dir.Close()
+		}
+		return nil, nil, fmt.Errorf("start supervisor: %w", err)
+	}
+	defer ew.Close()
+	files = append(files, ew)
+	env = append(env, shimEndedFDEnv+"="+strconv.Itoa(2+len(files)))
 	argv := append(slices.Clone(e.cfg.ShimCommand), arg)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = "/"
@@ -287,15 +302,21 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		started.Close()
+		ended.Close()
 		if dir != nil {
 			dir.Close()
 		}
 		return nil, nil, fmt.Errorf("start supervisor %q: %w", argv, err)
 	}
-	sup = &supervisor{started: started, exited: make(chan struct{}), pid: cmd.Process.Pid}
+	sup = &supervisor{started: started, exited: make(chan struct{}), ended: make(chan struct{}), pid: cmd.Process.Pid}
 	go func() {
 		sup.err = cmd.Wait()
 		close(sup.exited)
+	}()
+	go func() {
+		_, _ = io.Copy(io.Discard, ended) // nothing is written: EOF once closed
+		ended.Close()
+		close(sup.ended)
 	}()
 	return sup, dir, nil
 }
@@ -784,11 +805,11 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 func (e *Executor) Exits() <-chan int64 { return e.exits }
 
 // watchSupervisor waits for the supervisor of task id, a child of this
-// process, to exit (it records the task's end just before) and wakes Run.
+// process, to record the task's end (or exit) and wakes Run.
 // Supervisors of an earlier runner process are not children: Run's poll
 // finds their ends.
 func (e *Executor) watchSupervisor(id int64, sup *supervisor) {
-	<-sup.exited
+	<-sup.ended
 	if !e.ran.Load() {
 		return // nobody reads them: List finds the end
 	}
