@@ -809,7 +809,10 @@ func (e *Executor) Exits() <-chan int64 { return e.exits }
 // Supervisors of an earlier runner process are not children: Run's poll
 // finds their ends.
 func (e *Executor) watchSupervisor(id int64, sup *supervisor) {
-	<-sup.ended
+	select {
+	case <-sup.ended:
+	case <-sup.exited: // a shim that does not know the ended pipe may leave it to the task
+	}
 	if !e.ran.Load() {
 		return // nobody reads them: List finds the end
 	}
