@@ -78,6 +78,10 @@ func RunShim(ctx context.Context, dir string) int {
 	self, selfErr := readProcStat(os.Getpid())
 	reaperErr := setChildSubreaper()
 	if dir == WarmArg {
+		// The first user lookup loads the C library's user database
+		// modules (about a millisecond); the task's own lookup is then
+		// quick. Which user it finds does not matter.
+		_, _ = executor.LookupUser("0")
 		started.booted()
 		d, ok := awaitTaskDir(ctx)
 		if !ok {
