@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/runner"
+	"github.com/hakuriver/hakuriver-ha/runner/executor/docker"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 )
 
@@ -28,7 +30,9 @@ import (
 //   - end-*: from the task's end (the completed_at the runner reports)
 //     until the stub host received the report of it.
 //
-// The /runs are benchPace apart (the wait is outside the timer), so the
+// HAKURIVER_BENCH_DOCKER=1 gives the runner a Docker executor (the
+// Docker engine must answer), as a deployed runner has. The /runs are
+// benchPace apart (the wait is outside the timer), so the
 // warm supervisors have booted.
 func BenchmarkRunTrue(b *testing.B) {
 	shim := shimBinary(b)
@@ -50,6 +54,15 @@ func BenchmarkRunTrue(b *testing.B) {
 	rc.Hosts, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{srv.URL}, "secret-token", b.TempDir(), b.TempDir()
 	rc.StateDir = state
 	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
+	if os.Getenv("HAKURIVER_BENCH_DOCKER") == "1" {
+		// A runner as deployed: the Docker executor is listed too.
+		dc := docker.DefaultConfig()
+		dc.SharedDir, dc.RunnerName, dc.LocalTempDir = rc.SharedDir, "bench-runtrue", rc.LocalTempDir
+		dc.StateDir = filepath.Join(state, "docker-tasks")
+		if rc.Docker, err = docker.NewExecutor(dc); err != nil {
+			b.Fatal(err)
+		}
+	}
 	a, err := runner.Start(context.Background(), rc)
 	if err != nil {
 		b.Fatal(err)
