@@ -174,8 +174,8 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	if err != nil || !created {
 		return err
 	}
-	// Refilled once this task runs, so that no supervisor boots on the
-	// two or so cores a start needs.
+	// Refill once this task runs: a supervisor booting meanwhile would
+	// take the CPU this start needs.
 	defer e.refillWarm()
 	sup, warm, err := e.startSupervisor(ctx, dir)
 	if err == nil {
@@ -394,7 +394,7 @@ func (e *Executor) refillWarm() {
 }
 
 // awaitBooted waits until a warm supervisor writes its "booted" byte on
-// its started pipe (shimBooted), up to timeout.
+// its started pipe (startedPipe.booted), up to timeout.
 func awaitBooted(started *os.File, timeout time.Duration) error {
 	if err := started.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return fmt.Errorf("wait for a warm supervisor to boot: %w", err)
