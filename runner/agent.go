@@ -54,6 +54,8 @@ type Agent struct {
 	noBatchUntil time.Time
 	registered   atomic.Bool
 	kick         chan struct{}
+	// lists keeps the executors' last listings (listings.go).
+	lists listings
 	// attempts is which attempt of each tracked task runs here.
 	attempts *attemptBook
 
@@ -97,6 +99,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	a.notFound = map[int64]time.Time{}
 	a.figuresRefused = map[int64]bool{}
 	a.changed = map[int64]time.Time{}
+	a.lists = listings{last: map[executor.Executor]listing{}, dirty: map[executor.Executor]bool{}}
 	a.attempts = newAttemptBook(cfg.StateDir)
 	a.pruneFinished(time.Now())
 	if a.ln, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port))); err != nil {
@@ -135,7 +138,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	a.goRun(func() { a.watchLoop(runCtx) })
 	for _, ex := range a.executors() {
 		if n, ok := ex.(exitNotifier); ok {
-			a.goRun(func() { a.forwardExits(runCtx, n) })
+			a.goRun(func() { a.forwardExits(runCtx, ex, n) })
 		}
 	}
 	if !cfg.NativeLimited {
@@ -247,13 +250,19 @@ func (a *Agent) states(ctx context.Context) (map[int64]executor.State, map[int64
 	return out, owner
 }
 
-// allStates is states plus whether every executor answered.
+// allStates is states plus whether every executor answered; every
+// executor is listed afresh.
 func (a *Agent) allStates(ctx context.Context) (map[int64]executor.State, map[int64]executor.Executor, bool) {
+	return a.collectStates(ctx, func(ex executor.Executor) ([]executor.State, error) { return a.listFresh(ctx, ex) })
+}
+
+// collectStates merges every executor's listing as listOf gives it.
+func (a *Agent) collectStates(ctx context.Context, listOf func(executor.Executor) ([]executor.State, error)) (map[int64]executor.State, map[int64]executor.Executor, bool) {
 	out := map[int64]executor.State{}
 	owner := map[int64]executor.Executor{}
 	complete := true
 	for _, ex := range a.executors() {
-		list, err := ex.List(ctx)
+		list, err := listOf(ex)
 		if err != nil {
 			if ctx.Err() == nil { // not the runner stopping
 				a.log.Warn("list tasks", "err", err)
@@ -279,7 +288,7 @@ type exitNotifier interface {
 
 // forwardExits runs the executor's watcher and turns each end into a kick
 // of the watch loop.
-func (a *Agent) forwardExits(ctx context.Context, n exitNotifier) {
+func (a *Agent) forwardExits(ctx context.Context, ex executor.Executor, n exitNotifier) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -298,10 +307,7 @@ func (a *Agent) forwardExits(ctx context.Context, n exitNotifier) {
 				<-done
 				return
 			}
-			select {
-			case a.kick <- struct{}{}:
-			default:
-			}
+			a.kickFor(ex)
 		}
 	}
 }

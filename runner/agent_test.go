@@ -23,7 +23,7 @@ import (
 
 // shimBinary builds the hakuriver binary once for the native executor's
 // per-task supervisor.
-func shimBinary(t *testing.T) string {
+func shimBinary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("HAKURIVER_BIN"); p != "" {
 		return p

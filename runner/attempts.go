@@ -111,10 +111,7 @@ func (a *Agent) awaitEarlierAttempt(ctx context.Context, id int64) map[int64]exe
 		if !ok || s.Exit == nil || time.Now().After(deadline) {
 			return states
 		}
-		select {
-		case a.kick <- struct{}{}:
-		default:
-		}
+		a.kickFor(nil)
 		select {
 		case <-ctx.Done():
 			return states

@@ -99,7 +99,14 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]any{"message": "Task already ran on this node", "task_id": req.TaskID})
 		return
 	}
-	states, _ := a.states(r.Context())
+	image := req.DockerImageName
+	if environment.IsNative(req.ContainerName) {
+		image = ""
+	}
+	ex := a.executorFor(image)
+	// Only the executor that runs the task is listed afresh: an earlier
+	// attempt runs on the same one (same image).
+	states, _, _ := a.statesFor(r.Context(), ex)
 	if _, ok := states[req.TaskID]; ok && !sameAttempt(a.attempts.get(req.TaskID), req.Attempt) {
 		states = a.awaitEarlierAttempt(r.Context(), req.TaskID)
 	}
@@ -125,10 +132,6 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "task %d: %v", req.TaskID, err)
 		return
 	}
-	image := req.DockerImageName
-	if environment.IsNative(req.ContainerName) {
-		image = ""
-	}
 	if spec.TaskType == executor.TaskVPS && (image == "" || a.cfg.Docker == nil) {
 		writeErr(w, http.StatusBadRequest, "task %d: VPS tasks need a Docker environment and Docker on runner %s", req.TaskID, a.cfg.Name)
 		return
@@ -140,7 +143,7 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	// shorter); the next leader's /run finds the task tracked.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), startBound)
 	defer cancel()
-	if err := a.executorFor(image).Start(sctx, spec); err != nil {
+	if err := ex.Start(sctx, spec); err != nil {
 		if errors.Is(err, executor.ErrUnknownTask) && a.finished(req.TaskID, req.Attempt) {
 			// It ran, ended, was reported and forgotten before the start
 			// looked again: a short task on a busy runner.
@@ -160,10 +163,7 @@ func (a *Agent) handleRun(w http.ResponseWriter, r *http.Request) {
 	}
 	// took: from the /run request to the task's process running.
 	a.log.Info("task started", "task_id", req.TaskID, "command", req.Command, "took", time.Since(begin).Round(10*time.Microsecond))
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
+	a.kickFor(ex)
 	resp := map[string]any{"message": "Task accepted for launch", "task_id": req.TaskID}
 	if spec.TaskType == executor.TaskVPS {
 		if s, _ := a.states(r.Context()); s[req.TaskID].SSHPort != 0 {
@@ -264,10 +264,7 @@ func (a *Agent) handleTaskOp(op string) http.HandlerFunc {
 			return
 		}
 		a.log.Info("task "+op, "task_id", ref.TaskID)
-		select {
-		case a.kick <- struct{}{}:
-		default:
-		}
+		a.kickFor(ex)
 		api.WriteJSON(w, http.StatusOK, api.MessageResponse{Message: fmt.Sprintf("%s processed for task %d", op, ref.TaskID)})
 	}
 }

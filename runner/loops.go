@@ -151,14 +151,16 @@ func (a *Agent) watchLoop(ctx context.Context) {
 	held.Stop()
 	defer held.Stop()
 	for {
+		all := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			all = true
 		case <-a.kick:
 		case <-held.C:
 		}
-		if wait := a.reportChanges(ctx); wait > 0 {
+		if wait := a.reportChanges(ctx, all); wait > 0 {
 			held.Reset(wait)
 		}
 	}
@@ -171,9 +173,18 @@ const startReportDelay = 25 * time.Millisecond
 // reportChanges sends every status change the cluster has not
 // acknowledged and records what it acknowledged. When only starts are
 // pending, none older than startReportDelay, it sends nothing and returns
-// how long until the oldest is due.
-func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
-	states, owner, complete := a.allStates(ctx)
+// how long until the oldest is due. With all, every executor is listed
+// afresh; otherwise only those marked changed (kickFor) and those without
+// a recent listing, so that a native task's end is reported without
+// waiting for Docker's listing.
+func (a *Agent) reportChanges(ctx context.Context, all bool) (wait time.Duration) {
+	list := a.allStates
+	if !all {
+		list = func(ctx context.Context) (map[int64]executor.State, map[int64]executor.Executor, bool) {
+			return a.statesFor(ctx, nil)
+		}
+	}
+	states, owner, complete := list(ctx)
 	if complete {
 		// A task no executor lists any more (a stopped VPS, or a
 		// container removed behind the runner's back) is reported afresh
@@ -242,6 +253,7 @@ func (a *Agent) reportChanges(ctx context.Context) (wait time.Duration) {
 			if err := owner[u.TaskID].Forget(ctx, u.TaskID); err != nil && ctx.Err() == nil {
 				a.log.Warn("forget task", "task_id", u.TaskID, "err", err)
 			}
+			a.markChanged(owner[u.TaskID])
 			delete(a.acked, u.TaskID)
 			delete(a.figuresRefused, u.TaskID)
 		}

@@ -60,10 +60,7 @@ func (a *Agent) handleVPSOp(op string) http.HandlerFunc {
 			return
 		}
 		a.log.Info("VPS "+op, "task_id", ref.TaskID)
-		select {
-		case a.kick <- struct{}{}:
-		default:
-		}
+		a.kickFor(nil)
 		api.WriteJSON(w, http.StatusOK, api.MessageResponse{Message: "VPS " + op + " done"})
 	}
 }

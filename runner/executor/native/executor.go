@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -50,14 +51,25 @@ type Executor struct {
 	notified map[int64]bool // ended tasks already sent on exits
 	ended    []int64        // tasks whose supervisor exited, for Run to read
 	bad      map[int64]bool // unreadable task records already warned about
-	warm     []*warmShim    // idle supervisors waiting for a task
-	spawning int            // warm supervisors being started
-	closed   bool           // Close was called: start no more warm ones
+	// warm holds the idle supervisors that have booted and wait for a
+	// task, oldest first.
+	warm     []*warmShim
+	spawning int           // warm supervisors started but not booted yet
+	warmed   chan struct{} // closed (and replaced) when warm or spawning changes
+	closed   bool          // Close was called: start no more warm ones
 }
 
 // warmShims is how many idle supervisors an Executor keeps ready once it
 // started a task: a start then waits for no process to boot.
 const warmShims = 2
+
+// warmBootTimeout bounds how long a warm supervisor may take to boot
+// (say it is ready); one that takes longer is ended and not used.
+const warmBootTimeout = 30 * time.Second
+
+// warmWait bounds how long a Start waits for a booting warm supervisor
+// when none is ready, before it starts one of its own (cold).
+const warmWait = 2 * time.Second
 
 // supervisor is a started supervisor process, as Start sees it.
 type supervisor struct {
@@ -65,8 +77,11 @@ type supervisor struct {
 	started *os.File
 	// exited is closed once it exited and was reaped; err is then how.
 	exited chan struct{}
-	err    error
-	pid    int
+	// ended is closed once it recorded the task's end (its ended pipe
+	// closed) or exited.
+	ended chan struct{}
+	err   error
+	pid   int
 }
 
 // warmShim is a supervisor started ahead of time (RunShim with WarmArg),
@@ -109,6 +124,7 @@ func New(cfg Config) (*Executor, error) {
 		wake:     make(chan struct{}, 1),
 		notified: map[int64]bool{},
 		bad:      map[int64]bool{},
+		warmed:   make(chan struct{}),
 	}
 	if cfg.DisableCgroups {
 		e.log.Warn("cgroups disabled: native tasks run WITHOUT cpu/memory limits")
@@ -158,7 +174,10 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	if err != nil || !created {
 		return err
 	}
-	sup, warm, err := e.startSupervisor(dir)
+	// Refill once this task runs: a supervisor booting meanwhile would
+	// take the CPU this start needs.
+	defer e.refillWarm()
+	sup, warm, err := e.startSupervisor(ctx, dir)
 	if err == nil {
 		waitStarted(ctx, sup.started)
 		err = failedStart(ctx, dir, s.TaskID, sup)
@@ -206,14 +225,13 @@ func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err
 	return created, nil
 }
 
-// startSupervisor hands the task directory to an idle warm supervisor, or
-// starts a supervisor for it when none is ready (warm says which). Either
-// way a new warm supervisor is started in the background. Nothing here is cancelled with
-// the Start's ctx: killing a supervisor after it started would leave a
-// task that Start then disowns.
-func (e *Executor) startSupervisor(dir string) (sup *supervisor, warm bool, err error) {
-	defer e.refillWarm()
-	for w := e.takeWarm(); w != nil; w = e.takeWarm() {
+// startSupervisor hands the task directory to an idle warm supervisor
+// (waiting up to warmWait for one that is booting when none is ready), or
+// starts a supervisor for it when there is none (warm says which). ctx
+// only bounds that wait: killing a supervisor after it started would leave
+// a task that Start then disowns.
+func (e *Executor) startSupervisor(ctx context.Context, dir string) (sup *supervisor, warm bool, err error) {
+	for w := e.takeWarm(ctx); w != nil; w = e.takeWarm(ctx) {
 		_, err := w.dir.WriteString(dir + "\n")
 		if cerr := w.dir.Close(); err == nil {
 			err = cerr
@@ -247,7 +265,8 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 		return nil, nil, fmt.Errorf("start supervisor: %w", err)
 	}
 	defer w.Close()
-	// The pipes are the supervisor's fds 3 and 4 (ExtraFiles).
+	// The pipes are the supervisor's fds 3 and up (ExtraFiles): started,
+	// the task directory (warm ones), ended.
 	files := []*os.File{w}
 	env := append(os.Environ(), shimStartedFDEnv+"=3")
 	if dirPipe {
@@ -261,6 +280,17 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 		files = append(files, r)
 		env = append(env, shimDirFDEnv+"=4")
 	}
+	ended, ew, err := os.Pipe()
+	if err != nil {
+		started.Close()
+		if dir != nil {
+			dir.Close()
+		}
+		return nil, nil, fmt.Errorf("start supervisor: %w", err)
+	}
+	defer ew.Close()
+	files = append(files, ew)
+	env = append(env, shimEndedFDEnv+"="+strconv.Itoa(2+len(files)))
 	argv := append(slices.Clone(e.cfg.ShimCommand), arg)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = "/"
@@ -272,43 +302,84 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		started.Close()
+		ended.Close()
 		if dir != nil {
 			dir.Close()
 		}
 		return nil, nil, fmt.Errorf("start supervisor %q: %w", argv, err)
 	}
-	sup = &supervisor{started: started, exited: make(chan struct{}), pid: cmd.Process.Pid}
+	sup = &supervisor{started: started, exited: make(chan struct{}), ended: make(chan struct{}), pid: cmd.Process.Pid}
 	go func() {
 		sup.err = cmd.Wait()
 		close(sup.exited)
 	}()
+	go func() {
+		_, _ = io.Copy(io.Discard, ended) // nothing is written: EOF once closed
+		ended.Close()
+		close(sup.ended)
+	}()
 	return sup, dir, nil
 }
 
-// takeWarm removes an idle warm supervisor from the pool, nil if none.
-func (e *Executor) takeWarm() *warmShim {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := len(e.warm)
-	if n == 0 {
-		return nil
+// takeWarm removes the oldest idle warm supervisor from the pool. When
+// none is ready but one is booting, it waits for it (up to warmWait, or
+// until ctx ends); it returns nil when there is none to have.
+func (e *Executor) takeWarm(ctx context.Context) *warmShim {
+	var deadline <-chan time.Time
+	for {
+		e.mu.Lock()
+		if len(e.warm) > 0 {
+			w := e.warm[0]
+			e.warm = e.warm[1:]
+			e.mu.Unlock()
+			return w
+		}
+		booting, changed := e.spawning > 0 && !e.closed, e.warmed
+		e.mu.Unlock()
+		if !booting {
+			return nil
+		}
+		if deadline == nil {
+			t := time.NewTimer(warmWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	w := e.warm[n-1]
-	e.warm = e.warm[:n-1]
-	return w
+}
+
+// warmChangedLocked wakes the takeWarm calls waiting; e.mu is held.
+func (e *Executor) warmChangedLocked() {
+	close(e.warmed)
+	e.warmed = make(chan struct{})
 }
 
 // refillWarm starts warm supervisors in the background until warmShims are
-// idle or starting.
+// idle or booting. One joins the pool once it has booted (said so on its
+// started pipe), so that a start never hands its task to a process that
+// is still loading.
 func (e *Executor) refillWarm() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for ; !e.closed && len(e.warm)+e.spawning < warmShims; e.spawning++ {
 		go func() {
 			sup, dir, err := e.launchSupervisor(WarmArg, nil, true)
+			if err == nil {
+				if err = awaitBooted(sup.started, warmBootTimeout); err != nil {
+					sup.started.Close()
+					dir.Close() // it exits, if it still runs
+				}
+			}
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			e.spawning--
+			defer e.warmChangedLocked()
 			switch {
 			case err != nil:
 				e.log.Debug("start a warm supervisor", keyErr, err)
@@ -322,6 +393,22 @@ func (e *Executor) refillWarm() {
 	}
 }
 
+// awaitBooted waits until a warm supervisor writes its "booted" byte on
+// its started pipe (startedPipe.booted), up to timeout.
+func awaitBooted(started *os.File, timeout time.Duration) error {
+	if err := started.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return fmt.Errorf("wait for a warm supervisor to boot: %w", err)
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(started, b[:]); err != nil {
+		return fmt.Errorf("wait for a warm supervisor to boot: %w", err)
+	}
+	if err := started.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("wait for a warm supervisor to boot: %w", err)
+	}
+	return nil
+}
+
 // Close ends the idle warm supervisors and starts no more. Tasks and their
 // supervisors are not touched; Start still works (without warm ones).
 func (e *Executor) Close() error {
@@ -333,6 +420,7 @@ func (e *Executor) Close() error {
 		w.dir.Close() // it exits
 	}
 	e.warm = nil
+	e.warmChangedLocked()
 	return nil
 }
 
@@ -717,11 +805,14 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 func (e *Executor) Exits() <-chan int64 { return e.exits }
 
 // watchSupervisor waits for the supervisor of task id, a child of this
-// process, to exit (it records the task's end just before) and wakes Run.
+// process, to record the task's end (or exit) and wakes Run.
 // Supervisors of an earlier runner process are not children: Run's poll
 // finds their ends.
 func (e *Executor) watchSupervisor(id int64, sup *supervisor) {
-	<-sup.exited
+	select {
+	case <-sup.ended:
+	case <-sup.exited: // a shim that does not know the ended pipe may leave it to the task
+	}
 	if !e.ran.Load() {
 		return // nobody reads them: List finds the end
 	}

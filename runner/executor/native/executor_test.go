@@ -596,3 +596,42 @@ func TestStartingUntilProcessRuns(t *testing.T) {
 	}
 	h.wait(3)
 }
+
+// TestWarmSupervisorJoinsOnceBooted holds warm supervisors back before they
+// boot: none is offered while they load, and once they booted the next
+// start runs on the one that booted first.
+func TestWarmSupervisorJoinsOnceBooted(t *testing.T) {
+	t.Parallel()
+	gate := filepath.Join(t.TempDir(), "gate")
+	h := newHarness(t, func(c *Config) {
+		c.DisableCgroups = true
+		// Only warm supervisors (last argument "-") wait for the gate.
+		wait := `for a; do last=$a; done; if [ "$last" = - ]; then while [ ! -e "$0" ]; do sleep 0.01; done; fi; exec "$@"`
+		c.ShimCommand = append([]string{"/bin/sh", "-c", wait, gate}, c.ShimCommand...)
+	})
+	h.start(executor.Spec{TaskID: 1, Command: "true"})
+	h.e.mu.Lock()
+	booting := h.e.spawning
+	h.e.mu.Unlock()
+	if warm := h.e.warmPIDs(); len(warm) != 0 || booting != warmShims {
+		t.Fatalf("before the supervisors could boot: warm %v, %d booting; want none warm, %d booting", warm, booting, warmShims)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var warm []int
+	eventually(t, 20*time.Second, "warm supervisors", func() bool {
+		warm = h.e.warmPIDs()
+		return len(warm) == warmShims
+	})
+	h.start(executor.Spec{TaskID: 2, Command: "true"})
+	var shim shimRecord
+	if ok, err := readJSON(filepath.Join(h.e.taskDir(2), fileShim), &shim); err != nil || !ok {
+		t.Fatalf("supervisor record of task 2: ok=%v err=%v", ok, err)
+	}
+	if shim.PID != warm[0] {
+		t.Fatalf("task 2 runs under supervisor %d, want %d, the first warm one of %v", shim.PID, warm[0], warm)
+	}
+	h.wait(1)
+	h.wait(2)
+}

@@ -23,6 +23,12 @@ import (
 // Executor's Start waits on it instead of polling the task's files.
 const shimStartedFDEnv = "HAKURIVER_SHIM_STARTED_FD"
 
+// shimEndedFDEnv names the descriptor of the pipe a supervisor closes once
+// the task's end is recorded (exit.json, not yet synced to disk): the
+// Executor reads the end then, while the supervisor syncs the record and
+// exits.
+const shimEndedFDEnv = "HAKURIVER_SHIM_ENDED_FD"
+
 // shimDirFDEnv names the descriptor of the pipe a warm supervisor reads its
 // task directory from.
 const shimDirFDEnv = "HAKURIVER_SHIM_DIR_FD"
@@ -64,12 +70,19 @@ func RunShim(ctx context.Context, dir string) int {
 	if dir != WarmArg && os.Getenv(shimStartedFDEnv) == "" && os.Getenv(legacyStageEnv) == "" {
 		return legacyDetach(dir)
 	}
-	started := inheritedStartedPipe()
+	started := inheritedPipe(shimStartedFDEnv)
 	defer started.done()
+	ended := inheritedPipe(shimEndedFDEnv)
+	defer ended.done()
 	// What needs no task is done first, while a warm supervisor waits.
 	self, selfErr := readProcStat(os.Getpid())
 	reaperErr := setChildSubreaper()
 	if dir == WarmArg {
+		// The first user lookup loads the C library's user database
+		// modules (about a millisecond); the task's own lookup is then
+		// quick. Which user it finds does not matter.
+		_, _ = executor.LookupUser("0")
+		started.booted()
 		d, ok := awaitTaskDir(ctx)
 		if !ok {
 			return 0 // closed unused: nothing to do
@@ -88,7 +101,7 @@ func RunShim(ctx context.Context, dir string) int {
 	if reaperErr != nil {
 		log.Warn("orphans of the task will not be reaped here", keyErr, reaperErr)
 	}
-	if err := supervise(ctx, dir, self, started, log); err != nil {
+	if err := supervise(ctx, dir, self, started, ended, log); err != nil {
 		log.Error("supervise task", keyErr, err)
 		return 1
 	}
@@ -164,19 +177,29 @@ func awaitTaskDir(ctx context.Context) (string, bool) {
 	return dir, true
 }
 
-// startedPipe is the supervisor's end of the pipe the Executor's Start
-// waits on; nil (no pipe inherited) is valid and does nothing.
+// startedPipe is the supervisor's end of a pipe the Executor waits on
+// (shimStartedFDEnv, shimEndedFDEnv); nil (no pipe inherited) is valid and
+// does nothing.
 type startedPipe struct{ f *os.File }
 
-// inheritedStartedPipe takes the descriptor named by shimStartedFDEnv and
-// marks it close-on-exec at once, so that the task never inherits it.
-func inheritedStartedPipe() *startedPipe {
-	fd, err := strconv.Atoi(os.Getenv(shimStartedFDEnv))
+// inheritedPipe takes the descriptor named by the environment variable env
+// and marks it close-on-exec at once, so that the task never inherits it.
+func inheritedPipe(env string) *startedPipe {
+	fd, err := strconv.Atoi(os.Getenv(env))
 	if err != nil || fd < 3 {
 		return nil
 	}
 	syscall.CloseOnExec(fd)
-	return &startedPipe{f: os.NewFile(uintptr(fd), "started")}
+	return &startedPipe{f: os.NewFile(uintptr(fd), env)}
+}
+
+// booted tells the Executor that this warm supervisor has booted and
+// waits for its task (one byte, which Start's wait for the close ignores).
+func (p *startedPipe) booted() {
+	if p == nil || p.f == nil {
+		return
+	}
+	_, _ = p.f.Write([]byte{'b'}) // a runner gone meanwhile closes the dir pipe too
 }
 
 // done closes the pipe, which wakes the Executor's Start; later calls do
@@ -190,7 +213,7 @@ func (p *startedPipe) done() {
 }
 
 // supervise runs the task and records its end.
-func supervise(ctx context.Context, dir string, self procStat, started *startedPipe, log *slog.Logger) error {
+func supervise(ctx context.Context, dir string, self procStat, started, endedPipe *startedPipe, log *slog.Logger) error {
 	rec := shimRecord{PID: os.Getpid(), StartTicks: self.StartTicks}
 	// Under the lock: either an executor already recorded the task lost
 	// (then do not start it), or it will see this record and leave it be.
@@ -217,9 +240,25 @@ func supervise(ctx context.Context, dir string, self procStat, started *startedP
 	}
 	end := runTask(ctx, dir, l, started, log)
 	log.Info("task ended", keyTaskID, l.Spec.TaskID, keyCode, end.Code, "oom", end.OOM, "killed", end.Killed)
-	err = writeJSONAtomic(filepath.Join(dir, fileExit), end)
+	err = recordExit(filepath.Join(dir, fileExit), end, endedPipe)
 	started.done() // a task that could not start ends here
 	return err
+}
+
+// recordExit writes the exit record. With an ended pipe (a runner of this
+// version) the record is written unsynced, the pipe closed (the runner
+// reads and reports the end at once) and the record synced after: it
+// survives a crash of the machine once the supervisor exits, as before,
+// but the report waits for no disk flush. Without, it is written synced.
+func recordExit(path string, end exitRecord, ended *startedPipe) error {
+	if ended == nil {
+		return writeJSONAtomic(path, end)
+	}
+	if err := writeRecord(path, end); err != nil {
+		return err
+	}
+	ended.done()
+	return syncFile(path)
 }
 
 // runTask starts the task, waits for it and cleans up; a task that cannot

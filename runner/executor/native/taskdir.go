@@ -206,6 +206,23 @@ func writeJSON(path string, v any, sync bool) error {
 	return nil
 }
 
+// syncFile flushes path's data to disk. A file removed meanwhile (the
+// task forgotten once its end was reported) needs no flush.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}
+
 // readJSON decodes path into v; ok is false when the file does not exist
 // or is empty (an unsynced record after a crash: see writeRecord).
 func readJSON(path string, v any) (ok bool, err error) {
