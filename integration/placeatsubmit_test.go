@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,6 +107,45 @@ func TestPlaceAtSubmit(t *testing.T) {
 					continue
 				}
 				t.Errorf("%d Raft entries for %d concurrent tasks: 3 or more per task in %d runs, the reports do not share entries", entries, n, attempt)
+			}
+			return
+		}
+	})
+
+	t.Run("ReportsGoToTheLeader", func(t *testing.T) {
+		// The runner sends its reports to the replica the answers name as
+		// leader, so no report costs a forward through a follower.
+		c := c.For(t)
+		// One report goes through /api/update, several through /api/updates.
+		reports := func(i int) int {
+			return routeRequests(t, c, i, "/api/update") + routeRequests(t, c, i, "/api/updates")
+		}
+		for attempt := 1; ; attempt++ {
+			term := termOf(t, c, leader)
+			before := make([]int, c.N())
+			for i := range c.N() {
+				before[i] = reports(i)
+			}
+			for range 5 {
+				if task := c.WaitFinal(submitOne(t, c, leader, native("true")), taskTimeout); task.Status != "completed" {
+					t.Fatalf("task: %s", describe(task))
+				}
+			}
+			if termOf(t, c, leader) != term {
+				if attempt < 3 {
+					t.Logf("a new term during the run: measuring again")
+					continue
+				}
+				t.Fatalf("no run without a new term in %d attempts", attempt)
+			}
+			for i := range c.N() {
+				got := reports(i) - before[i]
+				switch {
+				case i == leader && got == 0:
+					t.Errorf("the leader %s served no report of the 5 tasks", c.Replica(i).ID)
+				case i != leader && got != 0:
+					t.Errorf("follower %s served %d reports: the runner did not send them to the leader", c.Replica(i).ID, got)
+				}
 			}
 			return
 		}
@@ -218,4 +259,29 @@ func nodeChanged(t *testing.T, c *harness.Cluster, name string) time.Time {
 		t.Fatal(err)
 	}
 	return n.StatusChangedAt
+}
+
+// routeRequests sums replica i's hakuriver_http_requests_total over every
+// method and code of route.
+func routeRequests(t *testing.T, c *harness.Cluster, i int, route string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := c.Call(ctx, i, http.MethodGet, "/metrics", nil)
+	if err != nil || a.Status != http.StatusOK {
+		t.Fatalf("GET /metrics on %s: %v %s", c.Replica(i).ID, err, a)
+	}
+	total := 0
+	for _, line := range strings.Split(string(a.Body), "\n") {
+		if !strings.HasPrefix(line, "hakuriver_http_requests_total{") || !strings.Contains(line, `route="`+route+`"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		n, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		total += int(n)
+	}
+	return total
 }

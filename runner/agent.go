@@ -38,6 +38,10 @@ type Agent struct {
 	clientMu    sync.Mutex
 	client      *api.Client
 	clientHosts string
+	// leader is the node ID of the Raft leader, as the last answer from a
+	// replica named it: reports and heartbeats go to it first, so that they
+	// cost no forward through a follower.
+	leader atomic.Pointer[string]
 
 	// acked is the last status the cluster acknowledged per task; only the
 	// watch loop touches it.
@@ -189,16 +193,14 @@ func (a *Agent) Close(ctx context.Context) error {
 }
 
 // hostClient returns an API client over the host replicas gossip currently
-// knows (plus configured ones), rebuilt when that set changes.
+// knows (plus configured ones), the leader first, rebuilt when that list
+// changes.
 func (a *Agent) hostClient() (*api.Client, error) {
-	var hosts []string
-	for _, m := range a.pool.Members() {
-		if m.Meta.Role == gossip.RoleHost && m.Meta.API != "" {
-			hosts = append(hosts, m.Meta.API)
-		}
+	leader := ""
+	if p := a.leader.Load(); p != nil {
+		leader = *p
 	}
-	sort.Strings(hosts)
-	hosts = append(hosts, a.cfg.Hosts...)
+	hosts := hostOrder(a.pool.Members(), leader, a.cfg.Hosts)
 	if len(hosts) == 0 {
 		return nil, errors.New("no host replica known yet (gossip has not found any)")
 	}
@@ -225,6 +227,37 @@ func (a *Agent) hostClient() (*api.Client, error) {
 	}
 	a.client, a.clientHosts = c, key
 	return c, nil
+}
+
+// hostOrder lists the API URLs of the host replicas among members, the
+// leader's first and the others sorted, then the configured ones.
+func hostOrder(members []gossip.Member, leader string, configured []string) []string {
+	var first string
+	var hosts []string
+	for _, m := range members {
+		if m.Meta.Role != gossip.RoleHost || m.Meta.API == "" {
+			continue
+		}
+		if m.Name == leader && first == "" {
+			first = m.Meta.API
+			continue
+		}
+		hosts = append(hosts, m.Meta.API)
+	}
+	sort.Strings(hosts)
+	if first != "" {
+		hosts = append([]string{first}, hosts...)
+	}
+	return append(hosts, configured...)
+}
+
+// noteLeader records the leader an answer's header names.
+func (a *Agent) noteLeader(h http.Header) {
+	if id := h.Get(api.LeaderHeader); id != "" {
+		if p := a.leader.Load(); p == nil || *p != id {
+			a.leader.Store(&id)
+		}
+	}
 }
 
 // executorFor picks the executor of a task: Docker for tasks with an image

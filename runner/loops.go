@@ -63,9 +63,11 @@ func (a *Agent) register(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	var resp api.RegisterResponse
-	if _, err = c.Do(rctx, http.MethodPost, "/api/register", req, &resp); err != nil {
+	h, err := c.Do(rctx, http.MethodPost, "/api/register", req, &resp)
+	if err != nil {
 		return err
 	}
+	a.noteLeader(h)
 	a.log.Debug("registered", "cluster_id", resp.ClusterID)
 	return nil
 }
@@ -96,9 +98,11 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var resp api.HeartbeatResponse
-	if _, err := c.Do(rctx, http.MethodPut, "/api/heartbeat/"+url.PathEscape(a.cfg.Name), hb, &resp); err != nil {
+	h, err := c.Do(rctx, http.MethodPut, "/api/heartbeat/"+url.PathEscape(a.cfg.Name), hb, &resp)
+	if err != nil {
 		return err
 	}
+	a.noteLeader(h)
 	for _, id := range resp.Kill {
 		if n, ok := hb.Attempts[id]; ok && a.attempts.get(id) != n {
 			continue // the kill is of the attempt this heartbeat listed, gone since
@@ -328,9 +332,11 @@ func (a *Agent) reportBatch(ctx context.Context, us []api.UpdateRequest) ([]api.
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var resp api.UpdatesResponse
-	if _, err := c.Do(rctx, http.MethodPost, "/api/updates", api.UpdatesRequest{Updates: us}, &resp); err != nil {
+	h, err := c.Do(rctx, http.MethodPost, "/api/updates", api.UpdatesRequest{Updates: us}, &resp)
+	if err != nil {
 		return nil, err
 	}
+	a.noteLeader(h)
 	if len(resp.Results) != len(us) {
 		return nil, fmt.Errorf("report statuses: %d results for %d reports", len(resp.Results), len(us))
 	}
@@ -408,10 +414,11 @@ func (a *Agent) report(ctx context.Context, u api.UpdateRequest) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = c.Do(rctx, http.MethodPost, "/api/update", u, nil)
+	h, err := c.Do(rctx, http.MethodPost, "/api/update", u, nil)
 	var ae *api.APIError
 	switch {
 	case err == nil:
+		a.noteLeader(h)
 		a.outcome(u.TaskID, http.StatusOK)
 	case errors.As(err, &ae) && a.outcome(u.TaskID, ae.StatusCode):
 		return nil
