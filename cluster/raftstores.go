@@ -1,13 +1,47 @@
 package cluster
 
 import (
+	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
+
+// ReadLogCommands opens the Raft log of a stopped replica's data directory
+// read-only and calls fn with the index and data of each command entry
+// after index from, in order, until fn returns an error. For tools (the
+// benchmark) that inspect what a run wrote to the log.
+func ReadLogCommands(dataDir string, from uint64, fn func(index uint64, data []byte) error) error {
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second}})
+	if err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
+	defer store.Close()
+	last, err := store.LastIndex()
+	if err != nil {
+		return fmt.Errorf("raft log: %w", err)
+	}
+	for i := from + 1; i <= last; i++ {
+		var l raft.Log
+		if err := store.GetLog(i, &l); err != nil {
+			return fmt.Errorf("raft log entry %d: %w", i, err)
+		}
+		if l.Type != raft.LogCommand || len(l.Data) == 0 {
+			continue
+		}
+		if err := fn(i, l.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // timedLogStore times the writes of a Raft log store (for boltdb: the
 // transaction and its fsync) for the metrics; everything else passes

@@ -10,17 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 	"github.com/hakuriver/hakuriver-ha/integration/harness"
-	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 )
 
 // Shape of the sweep benchmark: 100 × 100 = 10,000 combinations (the
@@ -344,44 +341,28 @@ func submitEntries(c *harness.Cluster, from uint64) (n, largest int, err error) 
 	}
 	f := (at + 1) % 3
 	c.Kill(f)
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(c.Replica(f).DataDir(), "raft.db"),
-		BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second}})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer store.Close()
-	last, err := store.LastIndex()
-	if err != nil {
-		return 0, 0, err
-	}
-	for i := from + 1; i <= last; i++ {
-		var l raft.Log
-		if err := store.GetLog(i, &l); err != nil {
-			return 0, 0, fmt.Errorf("entry %d: %w", i, err)
-		}
-		if l.Type != raft.LogCommand || len(l.Data) == 0 {
-			continue
-		}
-		switch fsm.CommandType(l.Data[0]) {
+	err = cluster.ReadLogCommands(c.Replica(f).DataDir(), from, func(_ uint64, data []byte) error {
+		switch fsm.CommandType(data[0]) {
 		case fsm.CmdSubmitTasks, fsm.CmdSubmitPlaced, fsm.CmdSubmitPart:
 		case fsm.CmdAudited:
-			c, ok, err := fsm.Decode(l.Data)
+			c, ok, err := fsm.Decode(data)
 			a, audited := c.(*fsm.Audited)
 			if err != nil || !ok || !audited || len(a.Command) == 0 {
-				continue
+				return nil
 			}
 			switch fsm.CommandType(a.Command[0]) {
 			case fsm.CmdSubmitTasks, fsm.CmdSubmitPlaced, fsm.CmdSubmitPart:
 			default:
-				continue
+				return nil
 			}
 		default:
-			continue
+			return nil
 		}
 		n++
-		largest = max(largest, len(l.Data))
-	}
-	return n, largest, nil
+		largest = max(largest, len(data))
+		return nil
+	})
+	return n, largest, err
 }
 
 // msOrDash is ms(d), or "-" when d was never measured.
