@@ -23,6 +23,8 @@ type listings struct {
 	// dirty marks the executors whose tasks changed since their last
 	// listing (a start, an end, a kill, a forget): they are listed afresh.
 	dirty map[executor.Executor]bool
+	// maxAge overrides listingMaxAge (tests).
+	maxAge time.Duration
 }
 
 // listing is one List answer and when it was asked for.
@@ -58,15 +60,19 @@ func (a *Agent) kickFor(ex executor.Executor) {
 func (a *Agent) cachedList(ex executor.Executor) ([]executor.State, bool) {
 	a.lists.mu.Lock()
 	defer a.lists.mu.Unlock()
+	maxAge := listingMaxAge
+	if a.lists.maxAge > 0 {
+		maxAge = a.lists.maxAge
+	}
 	l, ok := a.lists.last[ex]
-	if !ok || a.lists.dirty[ex] || time.Since(l.at) > listingMaxAge {
+	if !ok || a.lists.dirty[ex] || time.Since(l.at) > maxAge {
 		return nil, false
 	}
 	return l.states, true
 }
 
-// listFresh lists ex and keeps the answer. A change marked while the
-// listing runs stays marked.
+// listFresh lists ex and keeps the answer unless a listing asked for later
+// is kept already. A change marked while the listing runs stays marked.
 func (a *Agent) listFresh(ctx context.Context, ex executor.Executor) ([]executor.State, error) {
 	a.lists.mu.Lock()
 	delete(a.lists.dirty, ex)
@@ -78,7 +84,12 @@ func (a *Agent) listFresh(ctx context.Context, ex executor.Executor) ([]executor
 		return nil, err
 	}
 	a.lists.mu.Lock()
-	a.lists.last[ex] = listing{states: list, at: at}
+	// Two listings of one executor may overlap (the watch loop, a
+	// heartbeat, a /run): keep the one asked for last, never an older
+	// answer that still shows a task forgotten since.
+	if cur, ok := a.lists.last[ex]; !ok || at.After(cur.at) {
+		a.lists.last[ex] = listing{states: list, at: at}
+	}
 	a.lists.mu.Unlock()
 	return list, nil
 }
