@@ -178,14 +178,18 @@ const startReportDelay = 25 * time.Millisecond
 // acknowledged and records what it acknowledged. When only starts are
 // pending, none older than startReportDelay, it sends nothing and returns
 // how long until the oldest is due. With all, every executor is listed
-// afresh; otherwise only those marked changed (kickFor) and those without
-// a recent listing, so that a native task's end is reported without
-// waiting for Docker's listing.
+// afresh; otherwise the native one and Docker only when marked changed
+// (kickFor) or without a recent listing, so that a native task's end is
+// reported without waiting for Docker's listing.
 func (a *Agent) reportChanges(ctx context.Context, all bool) (wait time.Duration) {
 	list := a.allStates
 	if !all {
+		// The native listing (a directory read) is always fresh here: a
+		// reused one can still show a task this loop forgot since, which
+		// it would then report and forget again. Docker's (an Engine API
+		// call) is reused while recent and unchanged.
 		list = func(ctx context.Context) (map[int64]executor.State, map[int64]executor.Executor, bool) {
-			return a.statesFor(ctx, nil)
+			return a.statesFor(ctx, a.cfg.Native)
 		}
 	}
 	states, owner, complete := list(ctx)
