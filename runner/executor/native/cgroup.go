@@ -435,8 +435,11 @@ func (l cgroupLayout) setFrozen(ctx context.Context, name string, frozen bool) e
 // has it), thaws it so frozen processes can die, and repeats until the
 // cgroup is empty or ctx ends. A missing cgroup is empty. Only processes
 // that are really in the cgroup are signalled (killTarget); when every
-// process left is refused, kill stops at once with errNotInCgroup.
+// process left is refused for killRefusedRounds rounds in a row (a process
+// on its way out is still listed for a moment after it left), kill stops
+// with errNotInCgroup.
 func (l cgroupLayout) kill(ctx context.Context, name string) error {
+	refusedRounds := 0
 	for {
 		pids, err := l.procs(name)
 		if err != nil {
@@ -446,7 +449,11 @@ func (l cgroupLayout) kill(ctx context.Context, name string) error {
 			return nil
 		}
 		if refused := l.killRound(name, pids); len(refused) == len(pids) {
-			return fmt.Errorf("kill cgroup %s: processes %v: %w", name, refused, errNotInCgroup)
+			if refusedRounds++; refusedRounds >= killRefusedRounds {
+				return fmt.Errorf("kill cgroup %s: processes %v: %w", name, refused, errNotInCgroup)
+			}
+		} else {
+			refusedRounds = 0
 		}
 		select {
 		case <-ctx.Done():
@@ -455,6 +462,10 @@ func (l cgroupLayout) kill(ctx context.Context, name string) error {
 		}
 	}
 }
+
+// killRefusedRounds is how many rounds (5 ms apart) kill waits for listed
+// processes it refuses to signal to leave the listing.
+const killRefusedRounds = 20
 
 // killRound sends one round of SIGKILLs to those of pids that killTarget
 // allows, thaws the cgroup, and returns the refused ones. Signal errors
