@@ -57,6 +57,16 @@ func TestArchiveRoundTrip(t *testing.T) {
 	c.KillTask(0, sleeper)
 	ids = append(ids, sleeper)
 	c.WaitAllFinal(ids, taskTimeout)
+	// The kill is final at once; the runner's report of the process's
+	// end, with its usage, comes after it: wait for it, or it may land
+	// between the reads compared below.
+	c.Poll(taskTimeout, "the killed task's usage reported", func() (bool, string) {
+		task, err := c.Task(0, sleeper)
+		if err != nil {
+			return false, err.Error()
+		}
+		return task.Usage != nil, "no usage yet"
+	})
 	l := c.WaitLeader(harness.LeaderTimeout)
 	c.WaitSameApplied(harness.LeaderTimeout)
 	if n := archivedOn(t, c, l); n != 0 {
