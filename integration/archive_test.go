@@ -265,9 +265,8 @@ func metricOn(t *testing.T, c *harness.Cluster, i int, name string) int {
 	return n
 }
 
-// metricValue returns the value of the unlabelled metric name on replica
-// i, and whether the replica exports it.
-func metricValue(t *testing.T, c *harness.Cluster, i int, name string) (int, bool) {
+// metricLines returns the lines of replica i's /metrics.
+func metricLines(t *testing.T, c *harness.Cluster, i int) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -275,7 +274,14 @@ func metricValue(t *testing.T, c *harness.Cluster, i int, name string) (int, boo
 	if err != nil || a.Status != http.StatusOK {
 		t.Fatalf("GET /metrics on %s: %v %s", c.Replica(i).ID, err, a)
 	}
-	for _, line := range strings.Split(string(a.Body), "\n") {
+	return strings.Split(string(a.Body), "\n")
+}
+
+// metricValue returns the value of the unlabelled metric name on replica
+// i, and whether the replica exports it.
+func metricValue(t *testing.T, c *harness.Cluster, i int, name string) (int, bool) {
+	t.Helper()
+	for _, line := range metricLines(t, c, i) {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil {

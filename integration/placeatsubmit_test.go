@@ -265,14 +265,8 @@ func nodeChanged(t *testing.T, c *harness.Cluster, name string) time.Time {
 // method and code of route.
 func routeRequests(t *testing.T, c *harness.Cluster, i int, route string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	a, err := c.Call(ctx, i, http.MethodGet, "/metrics", nil)
-	if err != nil || a.Status != http.StatusOK {
-		t.Fatalf("GET /metrics on %s: %v %s", c.Replica(i).ID, err, a)
-	}
 	total := 0
-	for _, line := range strings.Split(string(a.Body), "\n") {
+	for _, line := range metricLines(t, c, i) {
 		if !strings.HasPrefix(line, "hakuriver_http_requests_total{") || !strings.Contains(line, `route="`+route+`"`) {
 			continue
 		}
