@@ -67,8 +67,9 @@ func TestPlaceAtSubmit(t *testing.T) {
 		c := c.For(t)
 		// 8 submitters of short tasks at once: the runner's reports share
 		// entries (fsm.UpdateTasks), and a task that starts and ends
-		// while a report is in flight is reported once. One entry per
-		// task for each report would make it 3 or more.
+		// while a report is in flight is reported once. A running and an
+		// ended report of their own, one entry each, would make it 4 or
+		// more with the placements of queued tasks (8 submitters, 2 cores).
 		const submitters, each = 8, 4
 		for attempt := 1; ; attempt++ {
 			before, term, changed := quietIndex(t, c, leader), termOf(t, c, leader), nodeChanged(t, c, "r1")
@@ -98,15 +99,17 @@ func TestPlaceAtSubmit(t *testing.T) {
 				}
 				t.Fatalf("no quiet run in %d attempts", attempt)
 			}
-			if entries >= 3*uint64(n) {
-				// Shared reports bring it to 2.5-2.9 here; an entry the
-				// load adds (a dispatch retried, a report sent again)
-				// can tip one run over. Without sharing every run does.
+			if 2*entries >= 7*uint64(n) {
+				// 2.7-2.9 per task on a quiet machine, 3.0-3.3 under a
+				// CI's load (reports leave within ~3 ms of a task's end,
+				// so fewer share an entry, and queued tasks' placements
+				// count too); an entry the load adds can tip one run
+				// over 3.5. Reports of their own each would make it 4.
 				if attempt < 3 {
-					t.Logf("3 or more entries per task: measuring again")
+					t.Logf("3.5 or more entries per task: measuring again")
 					continue
 				}
-				t.Errorf("%d Raft entries for %d concurrent tasks: 3 or more per task in %d runs, the reports do not share entries", entries, n, attempt)
+				t.Errorf("%d Raft entries for %d concurrent tasks: 3.5 or more per task in %d runs, the reports do not share entries", entries, n, attempt)
 			}
 			return
 		}
