@@ -560,7 +560,9 @@ func TestStartingUntilProcessRuns(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
 	h := newHarness(t, func(c *Config) {
 		c.DisableCgroups = true
-		wait := `while [ ! -e "$0" ]; do sleep 0.01; done; exec "$@"`
+		// A supervisor started after the test's directory is gone (a
+		// warm one refilled at the end) gives up instead of waiting forever.
+		wait := `while [ ! -e "$0" ]; do [ -d "${0%/*}" ] || exit 1; sleep 0.01; done; exec "$@"`
 		c.ShimCommand = append([]string{"/bin/sh", "-c", wait, gate}, c.ShimCommand...)
 	})
 	started := make(chan error, 1)
@@ -606,7 +608,9 @@ func TestWarmSupervisorJoinsOnceBooted(t *testing.T) {
 	h := newHarness(t, func(c *Config) {
 		c.DisableCgroups = true
 		// Only warm supervisors (last argument "-") wait for the gate.
-		wait := `for a; do last=$a; done; if [ "$last" = - ]; then while [ ! -e "$0" ]; do sleep 0.01; done; fi; exec "$@"`
+		// One started after the test's directory is gone (a refill at the
+		// end) gives up instead of waiting forever.
+		wait := `for a; do last=$a; done; if [ "$last" = - ]; then while [ ! -e "$0" ]; do [ -d "${0%/*}" ] || exit 1; sleep 0.01; done; fi; exec "$@"`
 		c.ShimCommand = append([]string{"/bin/sh", "-c", wait, gate}, c.ShimCommand...)
 	})
 	h.start(executor.Spec{TaskID: 1, Command: "true"})
