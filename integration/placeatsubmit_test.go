@@ -68,8 +68,8 @@ func TestPlaceAtSubmit(t *testing.T) {
 		// 8 submitters of short tasks at once: the runner's reports share
 		// entries (fsm.UpdateTasks), and a task that starts and ends
 		// while a report is in flight is reported once. A running and an
-		// ended report of their own, one entry each, would make it 4 or
-		// more with the placements of queued tasks (8 submitters, 2 cores).
+		// ended report of their own, one entry each, would add about one
+		// entry per task (an estimate, not measured with this test).
 		const submitters, each = 8, 4
 		for attempt := 1; ; attempt++ {
 			before, term, changed := quietIndex(t, c, leader), termOf(t, c, leader), nodeChanged(t, c, "r1")
@@ -104,7 +104,7 @@ func TestPlaceAtSubmit(t *testing.T) {
 				// CI's load (reports leave within ~3 ms of a task's end,
 				// so fewer share an entry, and queued tasks' placements
 				// count too); an entry the load adds can tip one run
-				// over 3.5. Reports of their own each would make it 4.
+				// over 3.5.
 				if attempt < 3 {
 					t.Logf("3.5 or more entries per task: measuring again")
 					continue
