@@ -1,7 +1,7 @@
 // Command testreport reads `go test -json` on stdin and prints what a person
 // needs from a whole-suite run: one line per package, the full output of
-// every failed test, and at the end every skipped test with the reason it
-// gave. It exits non-zero when a test or a package failed (or its build), so
+// every failed test, at the end every skipped test with the reason it
+// gave, and the slowest top-level tests (where the suite's time goes). It exits non-zero when a test or a package failed (or its build), so
 // `make test` can pipe into it without losing the verdict.
 //
 //	go test -json ./... | testreport [-max-skips N]
@@ -28,7 +28,17 @@ type event struct {
 	Test       string
 	Output     string
 	ImportPath string
+	Elapsed    float64 // seconds, on a test's pass/fail/skip
 }
+
+// timing is one finished top-level test and how long it ran.
+type timing struct {
+	name    string
+	seconds float64
+}
+
+// slowestShown is how many of the slowest top-level tests the summary lists.
+const slowestShown = 15
 
 // skip is one skipped test and the reason it printed.
 type skip struct {
@@ -42,6 +52,7 @@ type report struct {
 	skips   []skip
 	failed  []string
 	pkgFail bool
+	timings []timing
 }
 
 func main() {
@@ -92,14 +103,26 @@ func (r *report) handle(ev event) {
 		// a package's own pass or skip ("no test files")
 	case ev.Action == "output":
 		r.buf[key] = append(r.buf[key], ev.Output)
-	case ev.Action == "fail":
+	default:
+		r.finish(ev, key)
+	}
+}
+
+// finish handles a test's run ending: it prints a failure, records a skip's
+// reason and a top-level test's time.
+func (r *report) finish(ev event, key string) {
+	if (ev.Action == "pass" || ev.Action == "fail") && !strings.Contains(ev.Test, "/") {
+		r.timings = append(r.timings, timing{name: strings.TrimPrefix(ev.Package, "github.com/hakuriver/hakuriver-ha/") + " " + ev.Test, seconds: ev.Elapsed})
+	}
+	switch ev.Action {
+	case "fail":
 		r.failed = append(r.failed, ev.Package+" "+ev.Test)
 		fmt.Fprintf(r.out, "--- FAIL: %s (%s)\n%s", ev.Test, ev.Package, strings.Join(r.buf[key], ""))
 		delete(r.buf, key)
-	case ev.Action == "skip":
+	case "skip":
 		r.skips = append(r.skips, skip{pkg: ev.Package, test: ev.Test, reason: skipReason(r.buf[key])})
 		delete(r.buf, key)
-	case ev.Action == "pass":
+	case "pass":
 		delete(r.buf, key)
 	}
 }
@@ -125,6 +148,13 @@ func (r *report) summary(maxSkips int) int {
 	sort.Slice(r.skips, func(i, j int) bool {
 		return r.skips[i].pkg+r.skips[i].test < r.skips[j].pkg+r.skips[j].test
 	})
+	sort.SliceStable(r.timings, func(i, j int) bool { return r.timings[i].seconds > r.timings[j].seconds })
+	if n := min(len(r.timings), slowestShown); n > 0 {
+		fmt.Fprintf(r.out, "\nslowest %d tests\n", n)
+		for _, t := range r.timings[:n] {
+			fmt.Fprintf(r.out, "  %7.1fs %s\n", t.seconds, t.name)
+		}
+	}
 	fmt.Fprintf(r.out, "\n%d skipped tests\n", len(r.skips))
 	for _, s := range r.skips {
 		fmt.Fprintf(r.out, "  SKIP %s %s: %s\n", strings.TrimPrefix(s.pkg, "github.com/hakuriver/hakuriver-ha/"), s.test, s.reason)

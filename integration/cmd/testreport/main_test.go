@@ -10,13 +10,14 @@ import (
 // and a failing test, and a package that failed to build.
 const stream = `{"Action":"run","Package":"p/a","Test":"TestOK"}
 {"Action":"output","Package":"p/a","Test":"TestOK","Output":"=== RUN   TestOK\n"}
-{"Action":"pass","Package":"p/a","Test":"TestOK"}
+{"Action":"pass","Package":"p/a","Test":"TestOK","Elapsed":12.5}
 {"Action":"output","Package":"p/a","Test":"TestSkip","Output":"=== RUN   TestSkip\n"}
 {"Action":"output","Package":"p/a","Test":"TestSkip","Output":"--- SKIP: TestSkip (0.00s)\n"}
 {"Action":"output","Package":"p/a","Test":"TestSkip","Output":"    a_test.go:9: skipping: no GPU here\n"}
 {"Action":"skip","Package":"p/a","Test":"TestSkip"}
 {"Action":"output","Package":"p/a","Test":"TestBad","Output":"    a_test.go:12: want 1, got 2\n"}
-{"Action":"fail","Package":"p/a","Test":"TestBad"}
+{"Action":"pass","Package":"p/a","Test":"TestBad/sub","Elapsed":30}
+{"Action":"fail","Package":"p/a","Test":"TestBad","Elapsed":31.25}
 {"Action":"output","Package":"p/b","Output":"?   \tp/b\t[no test files]\n"}
 {"Action":"skip","Package":"p/b"}
 {"Action":"output","Package":"p/a","Output":"FAIL\n"}
@@ -33,13 +34,14 @@ func TestReportListsSkipsAndFailures(t *testing.T) {
 	code := r.summary(-1)
 	got := out.String()
 	for _, want := range []string{"FAIL\tp/a\t0.1s", "--- FAIL: TestBad (p/a)", "want 1, got 2",
-		"1 skipped tests", "SKIP p/a TestSkip: a_test.go:9: skipping: no GPU here", "1 failed tests"} {
+		"1 skipped tests", "SKIP p/a TestSkip: a_test.go:9: skipping: no GPU here", "1 failed tests",
+		"slowest 2 tests\n     31.2s p/a TestBad\n     12.5s p/a TestOK\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "TestOK") {
-		t.Errorf("a passing test is reported:\n%s", got)
+	if strings.Contains(got, "TestOK (") || strings.Contains(got, "TestBad/sub") {
+		t.Errorf("a passing test or a subtest is reported beyond the timings:\n%s", got)
 	}
 	if code != 1 {
 		t.Errorf("exit code %d with a failure, want 1", code)
