@@ -30,8 +30,10 @@ import (
 // at that index differs (after a leader change) is left to the normal
 // replication for a while.
 
-// nudgeGrace is how long after a commit the nudger waits for a new entry
-// that would carry the commit index anyway (under load one always comes).
+// nudgeGrace is how long after a commit, while entries beyond it are in
+// flight, the nudger waits for a new entry that would carry the commit
+// index anyway (under load one always comes). A commit of the leader's
+// last entry (nothing in flight: a lone client) is nudged at once.
 const nudgeGrace = time.Millisecond
 
 // nudgeRetry is when a follower that did not hold the committed entry yet
@@ -101,16 +103,19 @@ func (c *commitNudger) run(ctx context.Context) {
 		if c.r.State() != raft.Leader {
 			continue
 		}
-		last := c.r.LastIndex()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(nudgeGrace):
+		if last := c.r.LastIndex(); last != c.r.CommitIndex() {
+			// Entries beyond the commit are in flight; those sent before
+			// it do not carry it. Wait briefly for one stored after it.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(nudgeGrace):
+			}
+			if c.r.LastIndex() != last || c.r.State() != raft.Leader {
+				continue // a new entry follows and carries the commit index
+			}
 		}
 		commit := c.r.CommitIndex()
-		if c.r.LastIndex() != last || c.r.State() != raft.Leader {
-			continue // a new entry follows and carries the commit index
-		}
 		var entry raft.Log
 		if err := c.logs.GetLog(commit, &entry); err != nil {
 			continue // compacted meanwhile: the next commit nudges
