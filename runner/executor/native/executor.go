@@ -178,9 +178,10 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	// take the CPU this start needs.
 	defer e.refillWarm()
 	sup, warm, err := e.startSupervisor(ctx, dir)
+	recorded := false
 	if err == nil {
 		waitStarted(ctx, sup.started)
-		err = failedStart(ctx, dir, s.TaskID, sup)
+		recorded, err = failedStart(ctx, dir, s.TaskID, sup)
 	}
 	if err != nil {
 		if rerr := os.RemoveAll(dir); rerr != nil {
@@ -189,8 +190,10 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 		return fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}
 	go e.watchSupervisor(s.TaskID, sup)
-	if err := e.awaitStarted(ctx, s.TaskID); err != nil {
-		return fmt.Errorf("start task %d: %w", s.TaskID, err)
+	if !recorded {
+		if err := e.awaitStarted(ctx, s.TaskID); err != nil {
+			return fmt.Errorf("start task %d: %w", s.TaskID, err)
+		}
 	}
 	e.log.Info("task started", keyTaskID, s.TaskID, "limited", e.layout != nil, "warm", warm)
 	return nil
@@ -449,27 +452,32 @@ const exitGrace = time.Second
 // could not use): its started pipe is closed, the task has neither a
 // process nor an exit record, and the process is gone. The error carries
 // the end of its shim.log. In every other case it returns nil and the
-// task's records tell the rest (awaitStarted).
-func failedStart(ctx context.Context, dir string, id int64, sup *supervisor) error {
+// task's records tell the rest: recorded says they already hold its
+// process or its end (the usual case: Start need not wait for them), else
+// awaitStarted waits.
+func failedStart(ctx context.Context, dir string, id int64, sup *supervisor) (recorded bool, err error) {
 	t, err := readTask(dir, id)
-	if err != nil || t.Proc != nil || t.Exit != nil {
-		return nil
+	if err != nil {
+		return false, nil
+	}
+	if t.Proc != nil || t.Exit != nil {
+		return true, nil
 	}
 	select {
 	case <-sup.exited:
 	case <-time.After(exitGrace):
-		return nil
+		return false, nil
 	case <-ctx.Done():
-		return nil
+		return false, nil
 	}
 	if t, err = readTask(dir, id); err != nil || t.Proc != nil || t.Exit != nil {
-		return nil
+		return false, nil
 	}
 	out, _ := readNoFollow(filepath.Join(dir, fileShimLog))
 	if len(out) > 1024 {
 		out = out[len(out)-1024:]
 	}
-	return fmt.Errorf("supervisor %d exited without starting the task (%v): %s", sup.pid, sup.err, bytes.TrimSpace(out))
+	return false, fmt.Errorf("supervisor %d exited without starting the task (%v): %s", sup.pid, sup.err, bytes.TrimSpace(out))
 }
 
 // awaitStarted waits until the supervisor recorded the task's process or

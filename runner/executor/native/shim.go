@@ -82,6 +82,12 @@ func RunShim(ctx context.Context, dir string) int {
 		// modules (about a millisecond); the task's own lookup is then
 		// quick. Which user it finds does not matter.
 		_, _ = executor.LookupUser("0")
+		// The first process start checks once whether pidfds work (a
+		// clone of its own, about 0.2 ms); finding a process does the
+		// same check, so the task's start skips it.
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			_ = p.Release()
+		}
 		started.booted()
 		d, ok := awaitTaskDir(ctx)
 		if !ok {
@@ -280,7 +286,8 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 			return startFailed(err)
 		}
 	}
-	if err := startInCgroup(tc, cg, name, log); err != nil {
+	left, err := startInCgroup(tc, cg, name, log)
+	if err != nil {
 		if cg != nil {
 			removeCgroup(cg, name, log)
 		}
@@ -295,6 +302,9 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	if err := writeRecord(filepath.Join(dir, fileProc), proc); err != nil {
 		log.Warn("record task process", keyErr, err)
 	}
+	// The forking thread left the task's cgroup meanwhile (on another
+	// core): once the start is reported, the cgroup holds the task alone.
+	<-left
 	started.done()
 	if cg != nil {
 		// Off the start's critical path: leave the runner's cgroup (whose
@@ -371,20 +381,24 @@ func prepareCgroup(cg *cgroupLayout, name string, s executor.Spec, log *slog.Log
 // startInCgroup starts the task inside cgroup name: the shim joins the
 // cgroup, forks the task (which inherits it, so nothing it forks can slip
 // out) and moves back to the shims cgroup. On cgroup v1 only the forking
-// thread moves (startFromThread).
-func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) error {
+// thread moves (startFromThread), and moves back while the caller records
+// the task's process; left is closed once it has (at once on the other
+// paths), and the start may be reported only then.
+func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) (left <-chan struct{}, err error) {
+	done := make(chan struct{})
+	if cg != nil && cg.Version == 1 {
+		return startFromThread(tc, cg, name, log)
+	}
+	close(done)
 	if cg == nil {
 		if err := tc.cmd.Start(); err != nil {
-			return fmt.Errorf("start task: %w", err)
+			return done, fmt.Errorf("start task: %w", err)
 		}
-		return nil
-	}
-	if cg.Version == 1 {
-		return startFromThread(tc, cg, name, log)
+		return done, nil
 	}
 	self := os.Getpid()
 	if err := cg.join(name, self); err != nil {
-		return err
+		return done, err
 	}
 	startErr := tc.cmd.Start()
 	if err := cg.join(shimsCgroup, self); err != nil {
@@ -393,9 +407,9 @@ func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Log
 		log.Error("leave the task's cgroup", keyErr, err)
 	}
 	if startErr != nil {
-		return fmt.Errorf("start task: %w", startErr)
+		return done, fmt.Errorf("start task: %w", startErr)
 	}
-	return nil
+	return done, nil
 }
 
 // startFromThread (cgroup v1) moves only the calling OS thread into cgroup
@@ -403,12 +417,15 @@ func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Log
 // the writing thread alone, without the system-wide lock that moving a
 // whole process takes, which costs milliseconds per hierarchy), forks the
 // task from that thread (a child starts in the cgroups of the thread that
-// forked it, so the task is inside before it execs) and moves the thread
-// to the shims cgroup. A thread that could not be moved back is not
-// reused: its goroutine ends locked to it, which ends the thread.
-func startFromThread(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) error {
+// forked it, so the task is inside before it execs) and returns; the
+// thread then moves to the shims cgroup, while the caller records the
+// task's process, and closes left. A thread that could not be moved back is not reused:
+// its goroutine ends locked to it, which ends the thread.
+func startFromThread(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) (left <-chan struct{}, err error) {
 	errc := make(chan error, 1)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		runtime.LockOSThread()
 		if err := cg.joinThread(name); err != nil {
 			errc <- err // maybe moved in part: the thread ends with us
@@ -418,16 +435,19 @@ func startFromThread(tc *taskCommand, cg *cgroupLayout, name string, log *slog.L
 		if err := tc.cmd.Start(); err != nil {
 			startErr = fmt.Errorf("start task: %w", err)
 		}
+		errc <- startErr
 		if err := cg.joinThread(shimsCgroup); err != nil {
 			// The task runs; the supervisor goes on without this thread.
 			log.Error("leave the task's cgroup", keyErr, err)
-			errc <- startErr
 			return
 		}
 		runtime.UnlockOSThread()
-		errc <- startErr
 	}()
-	return <-errc
+	err = <-errc
+	if err != nil {
+		<-done // the cgroup is removed next: the thread must be out
+	}
+	return done, err
 }
 
 // waitTask reaps children until the task's main process ends; the shim is a
