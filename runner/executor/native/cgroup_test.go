@@ -1,25 +1,65 @@
 package native
 
 import (
+	"context"
+	"errors"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
 )
 
+// TestCgroupLimitsApplied starts a task on a supervisor started for it
+// (the first) and one on a warm supervisor (on cgroup v1 it made the
+// cgroup ahead, under another name): each runs alone in its own cgroup
+// with its limits, and no warm cgroup is left behind.
 func TestCgroupLimitsApplied(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	h.requireLimited()
+	t.Run("cold", func(t *testing.T) { checkLimitsApplied(t, h, 1) })
+	h.awaitWarm()
+	warm := h.e.warmPIDs()
+	if l := h.e.layout; l.Version == 1 {
+		for _, pid := range warm {
+			for _, d := range l.dirs(warmCgroupPrefix + strconv.Itoa(pid)) {
+				if noSymlinkDir(d) != nil {
+					t.Fatalf("warm supervisor %d has no warm cgroup %s", pid, d)
+				}
+			}
+		}
+	}
+	t.Run("warm", func(t *testing.T) { checkLimitsApplied(t, h, 2) })
+	var shim shimRecord
+	if ok, err := readJSON(filepath.Join(h.e.taskDir(2), fileShim), &shim); !ok || err != nil || !slices.Contains(warm, shim.PID) {
+		t.Fatalf("task 2's supervisor %d (%v %v) is not one of the warm ones %v", shim.PID, ok, err, warm)
+	}
+	for _, d := range h.e.layout.dirs(warmCgroupPrefix + strconv.Itoa(shim.PID)) {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("warm cgroup %s still there after its task started (%v)", d, err)
+		}
+	}
+}
+
+// checkLimitsApplied starts task id with limits and checks them, and that
+// the task alone is in its cgroup.
+func checkLimitsApplied(t *testing.T, h *harness, id int64) {
 	const mem = 64 << 20
-	h.start(executor.Spec{TaskID: 1, Command: "sleep", Args: []string{"100"},
-		Cores: 2, MemoryBytes: mem, CPUs: []int{0}, Mems: []int{0}})
-	pid := h.taskRecord(1).PID
-	l, name := h.e.layout, taskCgroup(1)
+	if err := h.e.Start(ctx(t), executor.Spec{TaskID: id, Command: "sleep", Args: []string{"100"},
+		Cores: 2, MemoryBytes: mem, CPUs: []int{0}, Mems: []int{0}}); err != nil {
+		t.Fatalf("Start(%d): %v", id, err)
+	}
+	h.rememberShim(id)
+	pid := h.taskRecord(id).PID
+	l, name := h.e.layout, taskCgroup(id)
 	read := func(c, file string) string {
 		t.Helper()
 		v, err := readTrim(filepath.Join(l.dir(c, name), file))
@@ -51,7 +91,7 @@ func TestCgroupLimitsApplied(t *testing.T) {
 	}
 	// The task is in its cgroup in every hierarchy; its supervisor is not.
 	var shim shimRecord
-	if ok, err := readJSON(filepath.Join(h.e.taskDir(1), fileShim), &shim); !ok || err != nil {
+	if ok, err := readJSON(filepath.Join(h.e.taskDir(id), fileShim), &shim); !ok || err != nil {
 		t.Fatalf("shim record: %v %v", ok, err)
 	}
 	for _, d := range l.dirs(name) {
@@ -95,6 +135,44 @@ func TestCgroupLimitsApplied(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestStaleWarmCgroupsRemoved leaves warm cgroups (v1) as supervisors
+// killed while they waited do: the next Executor removes them, and an
+// Executor's own warm supervisor's cgroup stays while it waits.
+func TestStaleWarmCgroupsRemoved(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.requireLimited()
+	l := h.e.layout
+	if l.Version != 1 {
+		t.Skip("warm cgroups are made on cgroup v1 only")
+	}
+	stale := l.dirs(warmCgroupPrefix + "99999999")
+	for _, d := range stale {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.start(executor.Spec{TaskID: 1, Command: "true"})
+	h.awaitWarm()
+	live := h.e.warmPIDs()
+	e2 := h.newExecutor()
+	if !e2.Limited() {
+		t.Fatal("second executor without cgroups")
+	}
+	for _, d := range stale {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("stale warm cgroup %s not removed (%v)", d, err)
+		}
+	}
+	for _, pid := range live {
+		for _, d := range l.dirs(warmCgroupPrefix + strconv.Itoa(pid)) {
+			if noSymlinkDir(d) != nil {
+				t.Errorf("warm cgroup %s of waiting supervisor %d removed", d, pid)
+			}
+		}
+	}
 }
 
 func contains(list []string, s string) bool {
@@ -184,5 +262,68 @@ func guardMemory(t *testing.T, l *cgroupLayout, limit int64) (hit func() bool) {
 		}
 		v, err := readTrim(filepath.Join(parent, counter))
 		return err != nil || v != "0"
+	}
+}
+
+// TestWarmStartOverExistingCgroup starts tasks on warm supervisors whose
+// cgroup name is taken: an empty leftover is reused (the task runs in
+// it), one holding another process is never shared (the task ends with
+// code -1 saying so, and that process is untouched).
+func TestWarmStartOverExistingCgroup(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.requireLimited()
+	l := h.e.layout
+	h.start(executor.Spec{TaskID: 1, Command: "true"})
+	h.wait(1)
+	for _, d := range l.dirs(taskCgroup(2)) {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.awaitWarm()
+	h.start(executor.Spec{TaskID: 2, Command: "sleep", Args: []string{"100"}})
+	pid := h.taskRecord(2).PID
+	if cg, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup"); err != nil || !strings.Contains(string(cg), h.cfg.CgroupParent+"/"+taskCgroup(2)+"\n") {
+		t.Errorf("task 2 over an empty leftover cgroup: /proc/%d/cgroup = %q, %v", pid, cg, err)
+	}
+
+	// Another process in task-3's cgroup, in every hierarchy.
+	other := exec.Command("sleep", "100")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = other.Process.Kill()
+		_ = other.Wait()
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, d := range l.dirs(taskCgroup(3)) {
+			if err := removeDir(c, d); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	for _, d := range l.dirs(taskCgroup(3)) {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := inheritCpuset(l.dir("cpuset", ""), l.dir("cpuset", taskCgroup(3)), nil, nil); err != nil && l.Version == 1 {
+		t.Fatal(err)
+	}
+	if err := l.join(taskCgroup(3), other.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitWarm()
+	h.start(executor.Spec{TaskID: 3, Command: "sleep", Args: []string{"100"}})
+	if ex := h.wait(3); ex.Code != -1 || !strings.Contains(ex.Message, "in use") {
+		t.Errorf("task 3 over a cgroup in use: exit %+v, want code -1 saying the cgroup is in use", ex)
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the other process in task 3's cgroup: %v", err)
+	}
+	if ok, _ := l.contains(other.Process.Pid, taskCgroup(3)); !ok {
+		t.Error("the other process left task 3's cgroup")
 	}
 }

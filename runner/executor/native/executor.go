@@ -7,12 +7,19 @@
 // that runner restarts never kill work. All state lives in files under
 // Config.StateDir, one directory per task, so a new Executor (a restarted
 // runner) finds the tasks of the previous one, running or ended.
+//
+// A few supervisors are started ahead of their tasks ("warm") and do
+// ahead what needs no task: load, check process-start support and, on
+// cgroup v1, make a cgroup with a thread of their own inside
+// (warmCgroup), which the task's start renames to the task's cgroup and
+// forks the task from.
 package native
 
 import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -139,6 +146,7 @@ func New(cfg Config) (*Executor, error) {
 		return e, nil
 	}
 	e.layout = &l
+	l.removeStaleWarm()
 	e.log.Debug("cgroups usable", "version", l.Version, "parent", l.Parent)
 	return e, nil
 }
@@ -282,6 +290,11 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 		dir = dw
 		files = append(files, r)
 		env = append(env, shimDirFDEnv+"=4")
+		if e.layout != nil && e.layout.Version == 1 {
+			if b, err := json.Marshal(e.layout); err == nil {
+				env = append(env, shimCgroupEnv+"="+string(b))
+			}
+		}
 	}
 	ended, ew, err := os.Pipe()
 	if err != nil {

@@ -224,6 +224,9 @@ func (h *harness) taskRecord(id int64) procRecord {
 func (h *harness) cleanup() {
 	c, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	// The idle warm supervisors exit and remove their warm cgroups (v1),
+	// which the parent's removal below waits for.
+	h.e.Close() //nolint:errcheck // never fails
 	states, err := h.e.List(c)
 	if err != nil {
 		h.t.Errorf("cleanup: List: %v", err)

@@ -77,6 +77,7 @@ func RunShim(ctx context.Context, dir string) int {
 	// What needs no task is done first, while a warm supervisor waits.
 	self, selfErr := readProcStat(os.Getpid())
 	reaperErr := setChildSubreaper()
+	var warm *warmCgroup
 	if dir == WarmArg {
 		// The first user lookup loads the C library's user database
 		// modules (about a millisecond); the task's own lookup is then
@@ -88,6 +89,8 @@ func RunShim(ctx context.Context, dir string) int {
 		if p, err := os.FindProcess(os.Getpid()); err == nil {
 			_ = p.Release()
 		}
+		warm = newWarmCgroup(os.Getenv(shimCgroupEnv), slog.New(slog.NewTextHandler(os.Stderr, nil)).With(keyPID, os.Getpid()))
+		defer warm.discard() // unless the task took it
 		started.booted()
 		d, ok := awaitTaskDir(ctx)
 		if !ok {
@@ -107,7 +110,7 @@ func RunShim(ctx context.Context, dir string) int {
 	if reaperErr != nil {
 		log.Warn("orphans of the task will not be reaped here", keyErr, reaperErr)
 	}
-	if err := supervise(ctx, dir, self, started, ended, log); err != nil {
+	if err := supervise(ctx, dir, self, started, ended, warm, log); err != nil {
 		log.Error("supervise task", keyErr, err)
 		return 1
 	}
@@ -219,7 +222,7 @@ func (p *startedPipe) done() {
 }
 
 // supervise runs the task and records its end.
-func supervise(ctx context.Context, dir string, self procStat, started, endedPipe *startedPipe, log *slog.Logger) error {
+func supervise(ctx context.Context, dir string, self procStat, started, endedPipe *startedPipe, warm *warmCgroup, log *slog.Logger) error {
 	rec := shimRecord{PID: os.Getpid(), StartTicks: self.StartTicks}
 	// Under the lock: either an executor already recorded the task lost
 	// (then do not start it), or it will see this record and leave it be.
@@ -244,7 +247,7 @@ func supervise(ctx context.Context, dir string, self procStat, started, endedPip
 	if !ok {
 		return errors.New("read launch record: missing")
 	}
-	end := runTask(ctx, dir, l, started, log)
+	end := runTask(ctx, dir, l, started, warm, log)
 	log.Info("task ended", keyTaskID, l.Spec.TaskID, keyCode, end.Code, "oom", end.OOM, "killed", end.Killed)
 	err = recordExit(filepath.Join(dir, fileExit), end, endedPipe)
 	started.done() // a task that could not start ends here
@@ -267,9 +270,10 @@ func recordExit(path string, end exitRecord, ended *startedPipe) error {
 	return syncFile(path)
 }
 
-// runTask starts the task, waits for it and cleans up; a task that cannot
-// start ends with code -1 and a message saying why.
-func runTask(ctx context.Context, dir string, l launchRecord, started *startedPipe, log *slog.Logger) exitRecord {
+// runTask starts the task (from the warm cgroup, when there is one that
+// fits), waits for it and cleans up; a task that cannot start ends with
+// code -1 and a message saying why.
+func runTask(ctx context.Context, dir string, l launchRecord, started *startedPipe, warm *warmCgroup, log *slog.Logger) exitRecord {
 	startFailed := func(err error) exitRecord {
 		now := time.Now()
 		log.Warn("task did not start", keyTaskID, l.Spec.TaskID, keyErr, err)
@@ -281,16 +285,8 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	}
 	defer tc.close()
 	cg, name := l.Cgroup, specCgroup(l.Spec)
-	if cg != nil {
-		if err := prepareCgroup(cg, name, l.Spec, log); err != nil {
-			return startFailed(err)
-		}
-	}
-	left, err := startInCgroup(tc, cg, name, log)
+	left, err := startTask(tc, cg, l.Spec, warm, log)
 	if err != nil {
-		if cg != nil {
-			removeCgroup(cg, name, log)
-		}
 		return startFailed(err)
 	}
 	tc.close()
@@ -352,6 +348,38 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	return end
 }
 
+// startTask starts tc in the cgroup of s under cg (none when cg is nil):
+// from the warm cgroup when it fits, else in one made now. It returns
+// like startInCgroup; on an error the task's cgroup is gone.
+func startTask(tc *taskCommand, cg *cgroupLayout, s executor.Spec, warm *warmCgroup, log *slog.Logger) (left <-chan struct{}, err error) {
+	name := specCgroup(s)
+	if warm.fits(cg) {
+		left, fallback, err := warm.start(tc, name, specLimits(s))
+		if !fallback {
+			if err != nil {
+				removeCgroup(cg, name, log)
+			}
+			return left, err
+		}
+	}
+	warm.discard()
+	if cg != nil {
+		if err := prepareCgroup(cg, name, s, log); err != nil {
+			return nil, err
+		}
+	}
+	left, err = startInCgroup(tc, cg, name, log)
+	if err != nil && cg != nil {
+		removeCgroup(cg, name, log)
+	}
+	return left, err
+}
+
+// specLimits returns the cgroup limits of s.
+func specLimits(s executor.Spec) limits {
+	return limits{Cores: s.Cores, MemoryBytes: s.MemoryBytes, CPUs: s.CPUs, Mems: s.Mems}
+}
+
 // prepareCgroup creates the task's cgroup with its limits (removing it
 // again when that fails), and the parent and shims cgroups first when they
 // are missing (the Executor made them when it started).
@@ -370,8 +398,7 @@ func prepareCgroup(cg *cgroupLayout, name string, s executor.Spec, log *slog.Log
 	if len(pids) > 0 {
 		return fmt.Errorf("create cgroup %s: in use by processes %v", name, pids)
 	}
-	lim := limits{Cores: s.Cores, MemoryBytes: s.MemoryBytes, CPUs: s.CPUs, Mems: s.Mems}
-	if err := cg.create(name, lim); err != nil {
+	if err := cg.create(name, specLimits(s)); err != nil {
 		removeCgroup(cg, name, log)
 		return err
 	}
