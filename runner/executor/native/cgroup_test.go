@@ -37,6 +37,21 @@ func TestCgroupLimitsApplied(t *testing.T) {
 			}
 		}
 	}
+	if l := h.e.layout; l.Version == 1 {
+		// Waiting warm supervisors were born in the shims cgroup.
+		for _, pid := range warm {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				parts := strings.SplitN(line, ":", 3)
+				if len(parts) == 3 && l.hasHierarchy(parts[1]) && !strings.HasSuffix(parts[2], "/"+h.cfg.CgroupParent+"/"+shimsCgroup) {
+					t.Errorf("waiting warm supervisor %d: %s, want the shims cgroup", pid, line)
+				}
+			}
+		}
+	}
 	t.Run("warm", func(t *testing.T) { checkLimitsApplied(t, h, 2) })
 	var shim shimRecord
 	if ok, err := readJSON(filepath.Join(h.e.taskDir(2), fileShim), &shim); !ok || err != nil || !slices.Contains(warm, shim.PID) {

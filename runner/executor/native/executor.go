@@ -316,7 +316,20 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 	}
 	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if l := e.layout; l != nil && l.Version == 1 && l.isSetUp() {
+		// Born in the shims cgroup (forked from a thread moved there
+		// alone, which takes no system-wide lock): the supervisor need
+		// not move itself out of the runner's cgroup, a move of a whole
+		// process that stalls every fork and exit on the host for
+		// milliseconds, and did so between its task's start and end.
+		start = func() error { return startInTaskCgroup(l, shimsCgroup, cmd, cmd.Start) }
+	}
+	if err := start(); err != nil && cmd.Process != nil {
+		// It runs; the runner's thread that forked it could not move
+		// back and ended with its goroutine.
+		e.log.Warn("start supervisor", keyErr, err)
+	} else if err != nil {
 		started.Close()
 		ended.Close()
 		if dir != nil {

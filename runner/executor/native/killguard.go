@@ -87,6 +87,32 @@ func (l cgroupLayout) contains(pid int, name string) (bool, error) {
 	return false, nil
 }
 
+// holdsSelf reports whether /proc/self/cgroup shows this process (its
+// leader thread) in cgroup name of layout l in every hierarchy of l.
+func (l cgroupLayout) holdsSelf(name string) bool {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return false
+	}
+	want := "/" + l.Parent + "/" + name
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		id, rest, _ := strings.Cut(line, ":")
+		controllers, path, _ := strings.Cut(rest, ":")
+		switch {
+		case l.Version == 2 && (id != "0" || controllers != ""):
+			continue
+		case l.Version != 2 && (id == "0" || !l.hasHierarchy(controllers)):
+			continue
+		}
+		if !strings.HasSuffix(path, want) {
+			return false
+		}
+		seen[controllers] = true
+	}
+	return len(seen) == len(l.dirs(name))
+}
+
 // hasHierarchy reports whether a v1 controller list of /proc/<pid>/cgroup
 // ("cpu,cpuacct", "name=systemd") is one of the layout's hierarchies.
 func (l cgroupLayout) hasHierarchy(controllers string) bool {

@@ -302,9 +302,10 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	// core): once the start is reported, the cgroup holds the task alone.
 	<-left
 	started.done()
-	if cg != nil {
+	if cg != nil && !cg.holdsSelf(shimsCgroup) {
 		// Off the start's critical path: leave the runner's cgroup (whose
-		// service stop would take the supervisor down) for the shims one.
+		// service stop would take the supervisor down) for the shims one
+		// (an Executor on cgroup v1 starts its supervisors there).
 		if err := cg.join(shimsCgroup, os.Getpid()); err != nil {
 			log.Error("move the supervisor to the shims cgroup", keyErr, err)
 		}
