@@ -45,8 +45,17 @@ test: test-deps build build-skew lint
 test-unit:
 	$(GO) test -race -count=1 $(PKGS)
 
+# bench prints the cluster benchmark's tables (BENCH_ARGS: e.g. -quick
+# -sections runners), then the runner-side start of a native `true` (Go
+# benchmarks, as root for cgroups): StartTrue is the native executor's
+# Start, RunTrue a runner's /run round trip against a stub host; run-p50
+# is the figure with the target of 3 ms.
+BENCH_ARGS ?=
 bench: build
-	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/bench
+	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/bench $(BENCH_ARGS)
+	@echo; echo "Runner-side start of a native \`true\` on $$(nproc) cores (ms; target run-p50 <= 3):"
+	@set -o pipefail; HAKURIVER_SHIM_BINARY=$(CURDIR)/$(BIN) HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' \
+		-bench 'StartTrue|RunTrue' -benchtime 100x ./runner/executor/native ./runner | grep -E '^(Benchmark|FAIL)'
 
 # chaos runs a randomized fault campaign (network partitions in namespaces,
 # SIGKILL) for DURATION with the fault schedule drawn from SEED (0: from
