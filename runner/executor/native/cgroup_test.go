@@ -26,6 +26,9 @@ func TestCgroupLimitsApplied(t *testing.T) {
 	h := newHarness(t, nil)
 	h.requireLimited()
 	t.Run("cold", func(t *testing.T) { checkLimitsApplied(t, h, 1) })
+	if h.taskRecord(1).WarmCgroup {
+		t.Error("task 1, started on a supervisor started for it, recorded as started from a warm cgroup")
+	}
 	h.awaitWarm()
 	warm := h.e.warmPIDs()
 	if l := h.e.layout; l.Version == 1 {
@@ -33,6 +36,12 @@ func TestCgroupLimitsApplied(t *testing.T) {
 			for _, d := range l.dirs(warmCgroupPrefix + strconv.Itoa(pid)) {
 				if noSymlinkDir(d) != nil {
 					t.Fatalf("warm supervisor %d has no warm cgroup %s", pid, d)
+				}
+				// One thread of the supervisor, never its main thread
+				// (what /proc/<pid>/cgroup and the kill guard see).
+				tids, err := readTrim(filepath.Join(d, "tasks"))
+				if f := strings.Fields(tids); err != nil || len(f) != 1 || f[0] == strconv.Itoa(pid) {
+					t.Errorf("%s/tasks = %q (%v), want one thread of supervisor %d other than its main one", d, tids, err, pid)
 				}
 			}
 		}
@@ -53,6 +62,9 @@ func TestCgroupLimitsApplied(t *testing.T) {
 		}
 	}
 	t.Run("warm", func(t *testing.T) { checkLimitsApplied(t, h, 2) })
+	if got, want := h.taskRecord(2).WarmCgroup, h.e.layout.Version == 1; got != want {
+		t.Errorf("task 2 on a warm supervisor: started from its warm cgroup = %v, want %v (cgroup v%d)", got, want, h.e.layout.Version)
+	}
 	var shim shimRecord
 	if ok, err := readJSON(filepath.Join(h.e.taskDir(2), fileShim), &shim); !ok || err != nil || !slices.Contains(warm, shim.PID) {
 		t.Fatalf("task 2's supervisor %d (%v %v) is not one of the warm ones %v", shim.PID, ok, err, warm)
@@ -172,10 +184,18 @@ func TestStaleWarmCgroupsRemoved(t *testing.T) {
 	h.start(executor.Spec{TaskID: 1, Command: "true"})
 	h.awaitWarm()
 	live := h.e.warmPIDs()
-	e2 := h.newExecutor()
-	if !e2.Limited() {
+	// A new executor leaves a young one be (it may be a warm cgroup being
+	// made, empty until its thread joins) ...
+	if e2 := h.newExecutor(); !e2.Limited() {
 		t.Fatal("second executor without cgroups")
 	}
+	for _, d := range stale {
+		if noSymlinkDir(d) != nil {
+			t.Errorf("young warm cgroup %s removed", d)
+		}
+	}
+	// ... and removes it once older than a supervisor takes to boot.
+	l.removeStaleWarm(time.Now().Add(staleWarmAge + time.Second))
 	for _, d := range stale {
 		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("stale warm cgroup %s not removed (%v)", d, err)
@@ -298,9 +318,45 @@ func TestWarmStartOverExistingCgroup(t *testing.T) {
 	}
 	h.awaitWarm()
 	h.start(executor.Spec{TaskID: 2, Command: "sleep", Args: []string{"100"}})
-	pid := h.taskRecord(2).PID
-	if cg, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup"); err != nil || !strings.Contains(string(cg), h.cfg.CgroupParent+"/"+taskCgroup(2)+"\n") {
-		t.Errorf("task 2 over an empty leftover cgroup: /proc/%d/cgroup = %q, %v", pid, cg, err)
+	inOwnCgroup := func(id int64) {
+		t.Helper()
+		pid := h.taskRecord(id).PID
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) == 3 && (l.Version == 2 || l.hasHierarchy(parts[1])) && !strings.HasSuffix(parts[2], "/"+h.cfg.CgroupParent+"/"+taskCgroup(id)) {
+				t.Errorf("task %d: %s, want its cgroup %s", id, line, taskCgroup(id))
+			}
+		}
+	}
+	inOwnCgroup(2)
+
+	// An empty leftover of task 4's cgroup in the last hierarchy alone:
+	// the warm cgroup is renamed in the others first, then undone.
+	if l.Version == 1 {
+		parents := l.dirs("")
+		if err := os.Mkdir(filepath.Join(parents[len(parents)-1], taskCgroup(4)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		h.awaitWarm()
+		warm := h.e.warmPIDs()
+		h.start(executor.Spec{TaskID: 4, Command: "sleep", Args: []string{"100"}})
+		inOwnCgroup(4)
+		if h.taskRecord(4).WarmCgroup {
+			t.Error("task 4 recorded as started from its warm cgroup, which could not be renamed")
+		}
+		var shim shimRecord
+		if ok, err := readJSON(filepath.Join(h.e.taskDir(4), fileShim), &shim); !ok || err != nil || !slices.Contains(warm, shim.PID) {
+			t.Fatalf("task 4's supervisor %d (%v %v) is not one of the warm ones %v", shim.PID, ok, err, warm)
+		}
+		for _, d := range l.dirs(warmCgroupPrefix + strconv.Itoa(shim.PID)) {
+			if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("warm cgroup %s left after the fallback (%v)", d, err)
+			}
+		}
 	}
 
 	// Another process in task-3's cgroup, in every hierarchy.

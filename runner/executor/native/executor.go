@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -146,7 +147,7 @@ func New(cfg Config) (*Executor, error) {
 		return e, nil
 	}
 	e.layout = &l
-	l.removeStaleWarm()
+	l.removeStaleWarm(time.Now())
 	e.log.Debug("cgroups usable", "version", l.Version, "parent", l.Parent)
 	return e, nil
 }
@@ -279,7 +280,10 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 	// The pipes are the supervisor's fds 3 and up (ExtraFiles): started,
 	// the task directory (warm ones), ended.
 	files := []*os.File{w}
-	env := append(os.Environ(), shimStartedFDEnv+"=3")
+	// The supervisor's own variables come from here alone, never from
+	// the runner's environment.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "HAKURIVER_SHIM_") })
+	env = append(env, shimStartedFDEnv+"=3")
 	if dirPipe {
 		r, dw, err := os.Pipe()
 		if err != nil {
@@ -323,7 +327,16 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 		// not move itself out of the runner's cgroup, a move of a whole
 		// process that stalls every fork and exit on the host for
 		// milliseconds, and did so between its task's start and end.
-		start = func() error { return startInTaskCgroup(l, shimsCgroup, cmd, cmd.Start) }
+		start = func() error {
+			called := false
+			err := startInTaskCgroup(l, shimsCgroup, cmd, func() error { called = true; return cmd.Start() })
+			if !called {
+				// The thread could not join the shims cgroup: start it
+				// here; it moves itself there once its task runs.
+				err = cmd.Start()
+			}
+			return err
+		}
 	}
 	if err := start(); err != nil && cmd.Process != nil {
 		// It runs; the runner's thread that forked it could not move

@@ -149,6 +149,19 @@ func legacyDetach(dir string) int {
 	return 0
 }
 
+// init keeps a supervisor's main goroutine on the process's main thread
+// for good (a LockOSThread in an init does): a goroutine that moves its
+// thread between cgroups to fork a task (startFromThread, warmCgroup) then
+// never runs on the main thread, whose cgroups are the ones
+// /proc/<pid>/cgroup shows (what the kill guard checks) and the ones cgroup
+// v1 charges the process's memory to, and which would be wedged rather
+// than ended if a goroutine locked to it returned.
+func init() {
+	if os.Getenv(shimStartedFDEnv) != "" || os.Getenv(legacyStageEnv) != "" {
+		runtime.LockOSThread()
+	}
+}
+
 // awaitTaskDir reads a warm supervisor's task directory from the pipe named
 // by shimDirFDEnv and sends the supervisor's output to its shim.log. It
 // reports false when the pipe was closed without a directory, or ctx ended.
@@ -285,22 +298,23 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	}
 	defer tc.close()
 	cg, name := l.Cgroup, specCgroup(l.Spec)
-	left, err := startTask(tc, cg, l.Spec, warm, log)
+	left, fromWarm, err := startTask(tc, cg, l.Spec, warm, log)
 	if err != nil {
 		return startFailed(err)
 	}
 	tc.close()
 	pid := tc.cmd.Process.Pid
-	proc := procRecord{PID: pid, PGID: pid, StartedAt: time.Now()}
+	proc := procRecord{PID: pid, PGID: pid, StartedAt: time.Now(), WarmCgroup: fromWarm}
 	if st, err := readProcStat(pid); err == nil {
 		proc.StartTicks = st.StartTicks
 	}
+	// The forking thread left the task's cgroup meanwhile (on another
+	// core): once the process is recorded (Pause and Kill act on a
+	// recorded process), the cgroup holds the task alone.
+	<-left
 	if err := writeRecord(filepath.Join(dir, fileProc), proc); err != nil {
 		log.Warn("record task process", keyErr, err)
 	}
-	// The forking thread left the task's cgroup meanwhile (on another
-	// core): once the start is reported, the cgroup holds the task alone.
-	<-left
 	started.done()
 	if cg != nil && !cg.holdsSelf(shimsCgroup) {
 		// Off the start's critical path: leave the runner's cgroup (whose
@@ -350,9 +364,9 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 }
 
 // startTask starts tc in the cgroup of s under cg (none when cg is nil):
-// from the warm cgroup when it fits, else in one made now. It returns
-// like startInCgroup; on an error the task's cgroup is gone.
-func startTask(tc *taskCommand, cg *cgroupLayout, s executor.Spec, warm *warmCgroup, log *slog.Logger) (left <-chan struct{}, err error) {
+// from the warm cgroup when it fits (fromWarm), else in one made now. It
+// returns like startInCgroup; on an error the task's cgroup is gone.
+func startTask(tc *taskCommand, cg *cgroupLayout, s executor.Spec, warm *warmCgroup, log *slog.Logger) (left <-chan struct{}, fromWarm bool, err error) {
 	name := specCgroup(s)
 	if warm.fits(cg) {
 		left, fallback, err := warm.start(tc, name, specLimits(s))
@@ -360,20 +374,20 @@ func startTask(tc *taskCommand, cg *cgroupLayout, s executor.Spec, warm *warmCgr
 			if err != nil {
 				removeCgroup(cg, name, log)
 			}
-			return left, err
+			return left, true, err
 		}
 	}
 	warm.discard()
 	if cg != nil {
 		if err := prepareCgroup(cg, name, s, log); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	left, err = startInCgroup(tc, cg, name, log)
 	if err != nil && cg != nil {
 		removeCgroup(cg, name, log)
 	}
-	return left, err
+	return left, false, err
 }
 
 // specLimits returns the cgroup limits of s.

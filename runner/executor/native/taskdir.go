@@ -58,6 +58,9 @@ type procRecord struct {
 	PGID       int       `json:"pgid"`
 	StartTicks uint64    `json:"start_ticks"`
 	StartedAt  time.Time `json:"started_at"`
+	// WarmCgroup says the task was forked in the cgroup its warm
+	// supervisor made ahead (warmCgroup), not in one made at its start.
+	WarmCgroup bool `json:"warm_cgroup,omitempty"`
 }
 
 // exitRecord is how a task ended.

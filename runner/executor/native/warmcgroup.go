@@ -2,7 +2,9 @@ package native
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // shimCgroupEnv carries the Executor's cgroup layout (JSON) to a warm
@@ -65,8 +69,7 @@ func newWarmCgroup(layoutJSON string, log *slog.Logger) *warmCgroup {
 		left:   make(chan struct{}),
 		log:    log,
 	}
-	if err := cg.create(w.name, limits{}); err != nil {
-		removeCgroup(&w.cg, w.name, log)
+	if !w.make() {
 		return nil
 	}
 	ready := make(chan error, 1)
@@ -79,11 +82,45 @@ func newWarmCgroup(layoutJSON string, log *slog.Logger) *warmCgroup {
 	return w
 }
 
+// make creates the warm cgroup in every hierarchy, each directory anew:
+// one of that name that exists already (a supervisor of that PID in
+// another PID namespace sharing the parent, or one that died) is removed
+// when empty, else used by no one: make then removes what it made and
+// reports false.
+func (w *warmCgroup) make() bool {
+	var made []string
+	for _, d := range w.cg.dirs(w.name) {
+		err := os.Mkdir(d, 0o755)
+		if errors.Is(err, fs.ErrExist) && os.Remove(d) == nil {
+			err = os.Mkdir(d, 0o755)
+		}
+		if err != nil {
+			for _, m := range made {
+				_ = os.Remove(m) // empty: ours, just made
+			}
+			return false
+		}
+		made = append(made, d)
+	}
+	if err := w.cg.applyV1(w.name, limits{}); err != nil {
+		removeCgroup(&w.cg, w.name, w.log)
+		return false
+	}
+	return true
+}
+
 // thread is the goroutine, locked to its OS thread, that waits inside the
-// warm cgroup and forks the task from there.
+// warm cgroup and forks the task from there. The supervisor's main thread
+// is never that thread (init keeps the main goroutine on it); should it
+// be, the thread refuses.
 func (w *warmCgroup) thread(ready chan<- error) {
 	defer close(w.left)
 	runtime.LockOSThread()
+	if syscall.Gettid() == os.Getpid() {
+		runtime.UnlockOSThread()
+		ready <- errors.New("the warm cgroup's thread would be the main thread")
+		return
+	}
 	orig, err := threadCgroups()
 	if err != nil {
 		runtime.UnlockOSThread()
@@ -172,10 +209,16 @@ func (w *warmCgroup) start(tc *taskCommand, name string, lim limits) (left <-cha
 	return w.left, false, nil
 }
 
+// staleWarmAge is how old an empty warm cgroup must be for
+// removeStaleWarm to remove it: older than a supervisor may take to boot,
+// so that it is not one being made (empty until its thread joins).
+const staleWarmAge = warmBootTimeout
+
 // removeStaleWarm removes the warm cgroups (v1) under the parent that no
-// supervisor uses any more (a live one's holds its thread: the removal
-// fails, and the supervisor keeps it).
-func (l cgroupLayout) removeStaleWarm() {
+// supervisor uses any more: empty ones (a live one's holds its thread:
+// the removal fails, and the supervisor keeps it) older than
+// staleWarmAge.
+func (l cgroupLayout) removeStaleWarm(now time.Time) {
 	if l.Version != 1 {
 		return
 	}
@@ -185,9 +228,15 @@ func (l cgroupLayout) removeStaleWarm() {
 			continue
 		}
 		for _, e := range entries {
-			if e.IsDir() && strings.HasPrefix(e.Name(), warmCgroupPrefix) {
-				_ = os.Remove(filepath.Join(parent, e.Name())) // EBUSY: in use
+			if !e.IsDir() || !strings.HasPrefix(e.Name(), warmCgroupPrefix) {
+				continue
 			}
+			d := filepath.Join(parent, e.Name())
+			var st syscall.Stat_t
+			if syscall.Stat(d, &st) != nil || now.Sub(time.Unix(st.Ctim.Unix())) < staleWarmAge {
+				continue
+			}
+			_ = os.Remove(d) // EBUSY: in use
 		}
 	}
 }
