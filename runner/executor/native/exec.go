@@ -141,8 +141,7 @@ func startInTaskCgroup(cg *cgroupLayout, name string, cmd *exec.Cmd, start func(
 		return start()
 	}
 	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	go lockedOffMain(func() {
 		orig, err := threadCgroups()
 		if err != nil {
 			runtime.UnlockOSThread()
@@ -160,8 +159,30 @@ func startInTaskCgroup(cg *cgroupLayout, name string, cmd *exec.Cmd, start func(
 		}
 		runtime.UnlockOSThread()
 		errc <- startErr
-	}()
+	})
 	return <-errc
+}
+
+// lockedOffMain runs f locked to an OS thread that is not the process's
+// main thread, whose cgroups are the ones /proc/<pid>/cgroup shows (what
+// the kill guard checks) and which Go wedges rather than ends when a
+// goroutine locked to it returns. f unlocks the thread when it is fit
+// for other goroutines again; returning locked ends it. Landed on the
+// main thread, the goroutine holds it (so no other goroutine runs there)
+// while f runs on a new one.
+func lockedOffMain(f func()) {
+	runtime.LockOSThread()
+	if syscall.Gettid() != os.Getpid() {
+		f()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		lockedOffMain(f)
+	}()
+	<-done
+	runtime.UnlockOSThread()
 }
 
 // threadCgroups reads the calling thread's v1 cgroups: hierarchy (as
