@@ -427,10 +427,10 @@ func prepareCgroup(cg *cgroupLayout, name string, s executor.Spec, log *slog.Log
 // the task's process; left is closed once it has (at once on the other
 // paths), and the start may be reported only then.
 func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) (left <-chan struct{}, err error) {
-	done := make(chan struct{})
 	if cg != nil && cg.Version == 1 {
 		return startFromThread(tc, cg, name, log)
 	}
+	done := make(chan struct{})
 	close(done)
 	if cg == nil {
 		if err := tc.cmd.Start(); err != nil {
@@ -461,8 +461,8 @@ func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Log
 // task from that thread (a child starts in the cgroups of the thread that
 // forked it, so the task is inside before it execs) and returns; the
 // thread then moves to the shims cgroup, while the caller records the
-// task's process, and closes left. A thread that could not be moved back is not reused:
-// its goroutine ends locked to it, which ends the thread.
+// task's process, and closes left. A thread that could not be moved back
+// is not reused: its goroutine ends locked to it, which ends the thread.
 func startFromThread(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) (left <-chan struct{}, err error) {
 	errc := make(chan error, 1)
 	done := make(chan struct{})
