@@ -44,11 +44,7 @@ func TestCgroupLimitsApplied(t *testing.T) {
 					t.Errorf("%s/tasks = %q (%v), want one thread of supervisor %d other than its main one", d, tids, err, pid)
 				}
 			}
-		}
-	}
-	if l := h.e.layout; l.Version == 1 {
-		// Waiting warm supervisors were born in the shims cgroup.
-		for _, pid := range warm {
+			// The supervisor itself was born in the shims cgroup.
 			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
 			if err != nil {
 				t.Fatal(err)
@@ -164,9 +160,10 @@ func checkLimitsApplied(t *testing.T, h *harness, id int64) {
 	})
 }
 
-// TestStaleWarmCgroupsRemoved leaves warm cgroups (v1) as supervisors
-// killed while they waited do: the next Executor removes them, and an
-// Executor's own warm supervisor's cgroup stays while it waits.
+// TestStaleWarmCgroupsRemoved leaves a warm cgroup (v1) as a supervisor
+// killed while it waited does: a new Executor keeps it while it is young
+// (it may be one being made), and it goes once older than a boot; the
+// warm cgroups of waiting supervisors stay.
 func TestStaleWarmCgroupsRemoved(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
@@ -180,6 +177,7 @@ func TestStaleWarmCgroupsRemoved(t *testing.T) {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = os.Remove(d) }) // gone already unless the test failed
 	}
 	h.start(executor.Spec{TaskID: 1, Command: "true"})
 	h.awaitWarm()
