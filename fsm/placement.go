@@ -111,6 +111,11 @@ func (p *Placement) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return fmt.Errorf("placement: %w", err)
 	}
+	if v.Event == 0 {
+		// Every placement has an event; one without could never be
+		// written again (a snapshot taken after a restore would fail).
+		return fmt.Errorf("placement on %q: event: missing", v.Node)
+	}
 	*p = NewPlacement(v.Node, v.At, v.Event)
 	return nil
 }
