@@ -137,7 +137,10 @@ type raftCost struct {
 	entries, stores uint64
 	storeSeconds    float64 // the leader's time in log-store writes
 	termChanges     uint64
-	costErr         string
+	// leaderCPU and allCPU are the CPU time (user and system) the leader
+	// and all replicas used during the run.
+	leaderCPU, allCPU time.Duration
+	costErr           string
 }
 
 // raftMark is the Raft state raftCost is measured between.
@@ -147,6 +150,7 @@ type raftMark struct {
 	storeWrites uint64
 	storeSum    float64
 	maxTerm     uint64
+	cpu         []time.Duration // of each replica, by index
 }
 
 // markRaft reads the leader's last index and log-store write count and the
@@ -162,6 +166,11 @@ func markRaft(c *harness.Cluster) (raftMark, error) {
 		if i == m.leader {
 			m.lastIndex = st.LastIndex
 		}
+		cpu, err := processCPU(c.Replica(i).PID())
+		if err != nil {
+			return m, err
+		}
+		m.cpu = append(m.cpu, cpu)
 	}
 	n, err := metricValue(c, m.leader, "hakuriver_raft_store_duration_seconds_count")
 	if err != nil {
@@ -186,6 +195,10 @@ func costBetween(a, b raftMark, errA, errB error) raftCost {
 		rc.entries = b.lastIndex - a.lastIndex
 		rc.stores = b.storeWrites - a.storeWrites
 		rc.storeSeconds = b.storeSum - a.storeSum
+		rc.leaderCPU = b.cpu[b.leader] - a.cpu[a.leader]
+	}
+	for i := range min(len(a.cpu), len(b.cpu)) {
+		rc.allCPU += b.cpu[i] - a.cpu[i]
 	}
 	return rc
 }
@@ -244,13 +257,13 @@ func throughput(parent *scope, bin string, s settings) []tpRun {
 func printThroughput(out io.Writer, s settings, runs []tpRun) {
 	fmt.Fprintf(out, "Submit throughput: POST /api/submit, one task per request, closed loop; each run <= %s or %d requests, fresh cluster\n", s.duration, s.maxRequests)
 	tw := table(out)
-	fmt.Fprintln(tw, "through\tclients\trequests\t202\ttasks/s\tp50 ms\tp99 ms\tmax ms\tentries/task\tfsyncs/task\tms/fsync\telections\tfirst error\t")
+	fmt.Fprintln(tw, "through\tclients\trequests\t202\ttasks/s\tp50 ms\tp99 ms\tmax ms\tentries/task\tfsyncs/task\tms/fsync\tleader CPU ms/task\tall CPU ms/task\telections\tfirst error\t")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%d\t%s\t\n", r.via, r.clients, r.sent, r.ok, r.perSecond(),
-			msf(r.pct(0.50)), msf(r.pct(0.99)), msf(r.pct(1)), perTask(r.entries, r.ok), perTask(r.stores, r.ok), msPerStore(r.storeSeconds, r.stores), r.termChanges, orDash(r.firstErr+r.costErr))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.via, r.clients, r.sent, r.ok, r.perSecond(),
+			msf(r.pct(0.50)), msf(r.pct(0.99)), msf(r.pct(1)), perTask(r.entries, r.ok), perTask(r.stores, r.ok), msPerStore(r.storeSeconds, r.stores), cpuPerTask(r.leaderCPU, r.ok), cpuPerTask(r.allCPU, r.ok), r.termChanges, orDash(r.firstErr+r.costErr))
 	}
 	tw.Flush() //nolint:errcheck // stdout
-	fmt.Fprintln(out, "(entries/fsyncs per task: the leader's Raft log entries and log-store writes, each an fsync, per accepted submit; ms/fsync: the leader's mean log-store write; elections: term changes on any replica during the run, target 0)")
+	fmt.Fprintln(out, "(entries/fsyncs per task: the leader's Raft log entries and log-store writes, each an fsync, per accepted submit; ms/fsync: the leader's mean log-store write; CPU ms/task: user+system CPU of the leader and of all 3 replicas per accepted submit, from /proc/<pid>/stat; elections: term changes on any replica during the run, target 0)")
 }
 
 // msPerStore formats the mean log-store write in milliseconds ("-" without
@@ -260,6 +273,15 @@ func msPerStore(seconds float64, stores uint64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", seconds*1000/float64(stores))
+}
+
+// cpuPerTask formats CPU milliseconds per accepted submit ("-" without
+// any).
+func cpuPerTask(d time.Duration, ok int) string {
+	if ok == 0 || d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", msf(d)/float64(ok))
 }
 
 // perTask formats n per accepted submit ("-" without any).
