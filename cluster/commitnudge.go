@@ -82,7 +82,7 @@ type nudgePeer struct {
 
 func newCommitNudger(n *raftNode, self raft.ServerID, log *slog.Logger) *commitNudger {
 	return &commitNudger{
-		r: n.r, trans: n.trans, logs: n.logs, self: self, log: log,
+		r: n.r, trans: n.trans, logs: n.cached, self: self, log: log,
 		kick:  n.applied,
 		retry: make(chan struct{}, 1),
 		peers: map[raft.ServerID]*nudgePeer{},

@@ -167,6 +167,7 @@ type raftNode struct {
 	r         *raft.Raft
 	trans     *raft.NetworkTransport
 	logs      *raftboltdb.BoltStore
+	cached    raft.LogStore // logs behind the log cache Raft uses
 	applied   chan struct{} // see raftFSM.applied
 	watch     *appliedWatch
 	addr      string
@@ -279,7 +280,7 @@ func openRaft(cfg Config, m *fsm.Machine, onHalt func(error), storeTime func(tim
 		logs.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	n := &raftNode{r: r, trans: trans, logs: logs, applied: applied, watch: watch, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}
+	n := &raftNode{r: r, trans: trans, logs: logs, cached: cached, applied: applied, watch: watch, addr: string(trans.LocalAddr()), hadState: hadState, snapStore: snaps}
 	n.paceSnapshots(cfg.snapshotBytesPerEntry, logger)
 	return n, nil
 }

@@ -126,6 +126,17 @@ func checkLimitsApplied(t *testing.T, h *harness, id int64) {
 		if !contains(fields, strconv.Itoa(pid)) || contains(fields, strconv.Itoa(shim.PID)) {
 			t.Errorf("%s/cgroup.procs = %v: want task %d, not shim %d", d, fields, pid, shim.PID)
 		}
+		// Once Start returned, the thread that forked the task is out
+		// (cgroup.procs lists only a process's main thread; a freeze or
+		// a kill would take the supervisor's forking thread too): the
+		// single-threaded task is all its cgroup holds.
+		tids, err := readTrim(filepath.Join(d, "tasks"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(tids); len(f) != 1 || f[0] != strconv.Itoa(pid) {
+			t.Errorf("%s/tasks = %v right after Start: want task %d alone", d, f, pid)
+		}
 	}
 	cg, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil || !strings.Contains(string(cg), h.cfg.CgroupParent+"/"+name) {

@@ -189,8 +189,11 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	sup, warm, err := e.startSupervisor(ctx, dir)
 	recorded := false
 	if err == nil {
-		waitStarted(ctx, sup.started)
-		recorded, err = failedStart(ctx, dir, s.TaskID, sup)
+		// A supervisor of this version says when it recorded the
+		// process; else the records tell.
+		if recorded = waitStarted(ctx, sup.started); !recorded {
+			recorded, err = failedStart(ctx, dir, s.TaskID, sup)
+		}
 	}
 	if err != nil {
 		if rerr := os.RemoveAll(dir); rerr != nil {
@@ -467,17 +470,25 @@ func (e *Executor) Close() error {
 }
 
 // waitStarted blocks until the supervisor closed the pipe started or ctx
-// ends, and closes it. Either way the task's records say what happened.
-func waitStarted(ctx context.Context, started *os.File) {
+// ends, and closes it. Either way the task's records say what happened;
+// recorded reports that the supervisor said (startedRecorded) it had
+// recorded the task's process before it closed the pipe.
+func waitStarted(ctx context.Context, started *os.File) (recorded bool) {
 	defer started.Close()
 	stop := context.AfterFunc(ctx, func() {
 		started.SetReadDeadline(time.Now()) //nolint:errcheck // a pipe supports deadlines
 	})
 	defer stop()
-	var b [1]byte
+	var b [16]byte
 	for {
-		if _, err := started.Read(b[:]); err != nil {
-			return // EOF: closed; or the deadline set above
+		n, err := started.Read(b[:])
+		if bytes.IndexByte(b[:n], startedRecorded) >= 0 {
+			recorded = true
+		}
+		if err != nil {
+			// EOF: closed; or the deadline set above, before the close
+			// (then what it said need not be all).
+			return recorded && errors.Is(err, io.EOF)
 		}
 	}
 }

@@ -215,13 +215,31 @@ func inheritedPipe(env string) *startedPipe {
 	return &startedPipe{f: os.NewFile(uintptr(fd), env)}
 }
 
+// startedBooted and startedRecorded are what a supervisor writes on its
+// started pipe: it has booted (a warm one, waiting for its task), and it
+// has recorded its task's process (proc.json), which Start then need not
+// read back.
+const (
+	startedBooted   = 'b'
+	startedRecorded = 'r'
+)
+
 // booted tells the Executor that this warm supervisor has booted and
 // waits for its task (one byte, which Start's wait for the close ignores).
 func (p *startedPipe) booted() {
 	if p == nil || p.f == nil {
 		return
 	}
-	_, _ = p.f.Write([]byte{'b'}) // a runner gone meanwhile closes the dir pipe too
+	_, _ = p.f.Write([]byte{startedBooted}) // a runner gone meanwhile closes the dir pipe too
+}
+
+// recorded tells the Executor that the task's process is recorded; done
+// follows.
+func (p *startedPipe) recorded() {
+	if p == nil || p.f == nil {
+		return
+	}
+	_, _ = p.f.Write([]byte{startedRecorded}) // a runner gone meanwhile: nobody waits
 }
 
 // done closes the pipe, which wakes the Executor's Start; later calls do
@@ -314,6 +332,8 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	<-left
 	if err := writeRecord(filepath.Join(dir, fileProc), proc); err != nil {
 		log.Warn("record task process", keyErr, err)
+	} else {
+		started.recorded()
 	}
 	started.done()
 	if cg != nil && !cg.holdsSelf(shimsCgroup) {
@@ -461,23 +481,41 @@ func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Log
 // task from that thread (a child starts in the cgroups of the thread that
 // forked it, so the task is inside before it execs) and returns; the
 // thread then moves to the shims cgroup, while the caller records the
-// task's process, and closes left. A thread that could not be moved back
+// task's process, and closes left; where the kernel can tell when a
+// thread has ended, the thread ends instead of moving (threadexit.go),
+// and left closes once it has. A thread that could not be moved back
 // is not reused: its goroutine ends locked to it, which ends the thread.
 func startFromThread(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) (left <-chan struct{}, err error) {
 	errc := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
-		defer close(done)
+		closeDone := true
+		defer func() {
+			if closeDone {
+				close(done)
+			}
+		}()
 		runtime.LockOSThread()
 		if err := cg.joinThread(name); err != nil {
 			errc <- err // maybe moved in part: the thread ends with us
 			return
 		}
+		exit, canExit := watchThisThread()
 		var startErr error
 		if err := tc.cmd.Start(); err != nil {
 			startErr = fmt.Errorf("start task: %w", err)
 		}
 		errc <- startErr
+		if canExit {
+			// The thread ends (returning locked), which takes it out of
+			// the cgroup sooner than a move would (threadexit.go).
+			closeDone = false
+			go func() {
+				exit.await()
+				close(done)
+			}()
+			return
+		}
 		if err := cg.joinThread(shimsCgroup); err != nil {
 			// The task runs; the supervisor goes on without this thread.
 			log.Error("leave the task's cgroup", keyErr, err)

@@ -30,7 +30,8 @@ const warmCgroupPrefix = "warm-"
 // task's start renames it to the task's cgroup (a rename is cheap; the
 // mkdir in every hierarchy and the thread's move in, which it saves, cost
 // about a millisecond together), sets the task's limits and forks the task
-// from that thread; the thread then moves to the shims cgroup. An unused
+// from that thread; the thread then ends (threadexit.go), or moves to the
+// shims cgroup where the kernel cannot tell when it has ended. An unused
 // one is removed (discard); one left by a supervisor that died is removed
 // by the next Executor (removeStaleWarm).
 type warmCgroup struct {
@@ -114,7 +115,12 @@ func (w *warmCgroup) make() bool {
 // is never that thread (init keeps the main goroutine on it); should it
 // be, the thread refuses.
 func (w *warmCgroup) thread(ready chan<- error) {
-	defer close(w.left)
+	closeLeft := true
+	defer func() {
+		if closeLeft {
+			close(w.left)
+		}
+	}()
 	runtime.LockOSThread()
 	if syscall.Gettid() == os.Getpid() {
 		runtime.UnlockOSThread()
@@ -133,11 +139,23 @@ func (w *warmCgroup) thread(ready chan<- error) {
 	}
 	ready <- nil
 	if tc := <-w.fork; tc != nil {
+		exit, canExit := watchThisThread()
 		var err error
 		if err = tc.cmd.Start(); err != nil {
 			err = fmt.Errorf("start task: %w", err)
 		}
 		w.forked <- err
+		if canExit {
+			// The thread ends (returning locked), which takes it out of
+			// the cgroup sooner than a move would; left closes once it
+			// has ended.
+			closeLeft = false
+			go func() {
+				exit.await()
+				close(w.left)
+			}()
+			return
+		}
 	}
 	// To the shims cgroup, where the supervisor goes next, or else (it is
 	// gone: a runner being removed) back where the thread came from.
