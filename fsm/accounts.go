@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -120,7 +121,7 @@ type Token struct {
 func (t Token) Expired(now time.Time) bool { return t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) }
 
 // NameRE is what user and group names look like: a Unix-style name.
-var NameRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
+var NameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`) })
 
 // ReservedName reports whether name belongs to callers without an
 // account: "anonymous" (callers without a token) and "cluster" (the cluster
@@ -129,7 +130,7 @@ var NameRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
 func ReservedName(name string) bool { return name == "anonymous" || name == "cluster" }
 
 // tokenIDRE is what a token ID looks like.
-var tokenIDRE = regexp.MustCompile(`^[0-9a-f]{8,64}$`)
+var tokenIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{8,64}$`) })
 
 // Limits on account fields, so that one account cannot bloat the state.
 const (
@@ -141,24 +142,26 @@ const (
 )
 
 // unixUserRE accepts a Unix user name or UID[:GID].
-var unixUserRE = regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10}(:[0-9]{1,10})?)$`)
+var unixUserRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10}(:[0-9]{1,10})?)$`)
+})
 
 // ValidUnixUser reports whether s is a Unix user name or UID[:GID], as
 // User.UnixUser and Task.RunAs hold.
-func ValidUnixUser(s string) bool { return len(s) <= MaxUnixUserLen && unixUserRE.MatchString(s) }
+func ValidUnixUser(s string) bool { return len(s) <= MaxUnixUserLen && unixUserRE().MatchString(s) }
 
 // CheckUser validates a user record's fields, naming the first bad one.
 func CheckUser(u *User) error {
 	switch {
 	case u == nil:
 		return fmt.Errorf("%w: no user", ErrInvalid)
-	case !NameRE.MatchString(u.Name):
+	case !NameRE().MatchString(u.Name):
 		return fmt.Errorf("%w: name %q: want 1-32 characters a-z 0-9 _ . - starting with a letter or _", ErrInvalid, u.Name)
 	case ReservedName(u.Name):
 		return fmt.Errorf("%w: name %q is reserved (it names callers without an account)", ErrInvalid, u.Name)
 	case !u.Role.Valid():
 		return fmt.Errorf("%w: role %q: want viewer, user, operator or admin", ErrInvalid, u.Role)
-	case u.UnixUser != "" && !unixUserRE.MatchString(u.UnixUser):
+	case u.UnixUser != "" && !unixUserRE().MatchString(u.UnixUser):
 		return fmt.Errorf("%w: unix_user %q: want a Unix user name or UID[:GID]", ErrInvalid, u.UnixUser)
 	case len(u.SSHKeys) > MaxSSHKeys:
 		return fmt.Errorf("%w: ssh_keys: at most %d keys", ErrInvalid, MaxSSHKeys)
@@ -173,7 +176,7 @@ func CheckUser(u *User) error {
 		}
 	}
 	for _, g := range u.Groups {
-		if !NameRE.MatchString(g) {
+		if !NameRE().MatchString(g) {
 			return fmt.Errorf("%w: groups: %q is not a group name", ErrInvalid, g)
 		}
 	}
@@ -261,9 +264,9 @@ func checkToken(t *Token) error {
 	switch {
 	case t == nil:
 		return fmt.Errorf("%w: no token", ErrInvalid)
-	case !tokenIDRE.MatchString(t.ID):
+	case !tokenIDRE().MatchString(t.ID):
 		return fmt.Errorf("%w: token id %q", ErrInvalid, t.ID)
-	case !sha256RE.MatchString(t.Hash):
+	case !sha256RE().MatchString(t.Hash):
 		return fmt.Errorf("%w: token hash is not a SHA-256", ErrInvalid)
 	case len(t.Name) > MaxTokenName || strings.ContainsAny(t.Name, "\r\n\x00"):
 		return fmt.Errorf("%w: token name: at most %d characters on one line", ErrInvalid, MaxTokenName)
@@ -374,7 +377,7 @@ func (m *Machine) applyRemoveUser(c *RemoveUser) Result {
 func (m *Machine) applyPutGroup(c *PutGroup) Result {
 	g := c.Group
 	switch {
-	case g == nil || !NameRE.MatchString(g.Name):
+	case g == nil || !NameRE().MatchString(g.Name):
 		return Result{Err: fmt.Errorf("%w: group name: want 1-32 characters a-z 0-9 _ . - starting with a letter or _", ErrInvalid)}
 	case !g.Quota.Valid():
 		return Result{Err: fmt.Errorf("%w: quota: limits must not be negative", ErrInvalid)}

@@ -54,7 +54,7 @@ var (
 // (its meta says so) streams them into a snapshot as stored, without
 // decoding and encoding each again: the bytes are those a re-encoding
 // would give.
-var taskShape = func() string {
+var taskShape = sync.OnceValue(func() string {
 	var b strings.Builder
 	seen := map[reflect.Type]bool{}
 	var walk func(t reflect.Type)
@@ -81,7 +81,7 @@ var taskShape = func() string {
 	walk(reflect.TypeFor[Task]())
 	sum := sha256.Sum256([]byte(b.String() + runtime.Version()))
 	return hex.EncodeToString(sum[:8])
-}()
+})
 
 // archiveValueV1 marks a value: flate (with archiveDict) of the task JSON.
 const archiveValueV1 = 1
@@ -356,8 +356,8 @@ func (a *Archive) add(index uint64, tasks []*Task) error {
 		}
 		switch {
 		case m.total() == 0:
-			m.shape = taskShape
-		case m.shape != taskShape:
+			m.shape = taskShape()
+		case m.shape != taskShape():
 			m.shape = "" // values of another build's encoding stay
 		}
 		if err := putArchived(tx, newArchiveCodec(), &m, tasks); err != nil {
@@ -465,7 +465,7 @@ func newArchiveBuilder(path string) (*archiveBuilder, error) {
 	}
 	// A builder's writes need no fsync each: install syncs once at the end.
 	a.db.NoSync = true
-	return &archiveBuilder{a: a, codec: newArchiveCodec(), meta: archiveMeta{counts: map[Status]int{}, shape: taskShape}}, nil
+	return &archiveBuilder{a: a, codec: newArchiveCodec(), meta: archiveMeta{counts: map[Status]int{}, shape: taskShape()}}, nil
 }
 
 func (b *archiveBuilder) add(t *Task) error {

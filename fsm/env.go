@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"sync"
 )
 
 // Environment is a Docker environment container and the host replica whose
@@ -48,7 +49,7 @@ type SetEnvironment struct {
 }
 
 // sha256RE is a SHA-256 in lower-case hex.
-var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var sha256RE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{64}$`) })
 
 // Type implements Command.
 func (*SetEnvironment) Type() CommandType { return CmdSetEnvironment }
@@ -88,7 +89,7 @@ func (c *SetEnvironment) Check(env Environment, exists bool, tarball TarballReco
 		return fmt.Errorf("%w: environment without a name", ErrInvalid)
 	}
 	if tb := c.Tarball; tb != nil && !c.Deleted {
-		if tb.Version <= 0 || !sha256RE.MatchString(tb.SHA256) || tb.Size < 0 {
+		if tb.Version <= 0 || !sha256RE().MatchString(tb.SHA256) || tb.Size < 0 {
 			return fmt.Errorf("%w: environment %s: tarball needs a positive version and a lower-case hex SHA-256", ErrInvalid, c.Name)
 		}
 		if hasTarball && (tb.Version < tarball.Version || tb.Version == tarball.Version && tb.SHA256 != tarball.SHA256) {
@@ -142,13 +143,13 @@ func (*SetClusterID) Type() CommandType { return CmdSetClusterID }
 
 // clusterIDRE is what a cluster ID may be (it goes into Docker labels and
 // image tags).
-var clusterIDRE = regexp.MustCompile(`^[a-z0-9]{6,64}$`)
+var clusterIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]{6,64}$`) })
 
 func (m *Machine) applySetClusterID(c *SetClusterID) Result {
 	if m.clusterID != "" {
 		return Result{Value: m.clusterID}
 	}
-	if !clusterIDRE.MatchString(c.ID) {
+	if !clusterIDRE().MatchString(c.ID) {
 		return Result{Err: fmt.Errorf("%w: cluster ID %q: want 6-64 lower-case letters and digits", ErrInvalid, c.ID)}
 	}
 	m.clusterID = c.ID

@@ -126,7 +126,7 @@ func (m *Machine) Snapshot() *Snapshot {
 			snap.archTx, snap.archErr = m.arch.db.Begin(false)
 			if snap.archErr == nil {
 				meta, err := readMeta(snap.archTx)
-				snap.archRaw = err == nil && meta.shape == taskShape
+				snap.archRaw = err == nil && meta.shape == taskShape()
 			}
 		}
 	}

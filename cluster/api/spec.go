@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -14,7 +15,7 @@ import (
 
 // TargetRE matches a submit target as the host accepts it, "HOST" or
 // "HOST:NUMA_ID"; its first group also checks a runner's hostname.
-var TargetRE = regexp.MustCompile(`^([a-zA-Z0-9._-]+)(?::(\d+))?$`)
+var TargetRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-zA-Z0-9._-]+)(?::(\d+))?$`) })
 
 // ParseTarget splits a submit target HOST[:NUMA][::GPU,GPU...] at the
 // first "::" as the original client does: the part before is the target
@@ -29,7 +30,7 @@ func ParseTarget(t string) (host string, gpus []int, err error) {
 	if h, numa, ok := strings.Cut(host, ":"); ok && h != "" && (numa == "" || strings.Trim(numa, "0123456789") != "") {
 		return "", nil, errors.New("NUMA ID must be a non-negative integer")
 	}
-	if !TargetRE.MatchString(host) {
+	if !TargetRE().MatchString(host) {
 		return "", nil, fmt.Errorf("host %q: want HOST[:NUMA][::GPU,GPU...], HOST of letters, digits, '.', '_' and '-'", host)
 	}
 	if !hasGPU {

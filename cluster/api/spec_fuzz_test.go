@@ -98,7 +98,7 @@ func FuzzParseTarget(f *testing.F) {
 			}
 			return
 		}
-		if !api.TargetRE.MatchString(host) {
+		if !api.TargetRE().MatchString(host) {
 			t.Fatalf("ParseTarget(%q) accepts host %q, which the host refuses", s, host)
 		}
 		for _, g := range gpus {

@@ -89,7 +89,7 @@ func (a *API) lastAdmin(name string) bool {
 // checkGroup validates a group before it is proposed.
 func checkGroup(g *fsm.Group) error {
 	switch {
-	case !fsm.NameRE.MatchString(g.Name):
+	case !fsm.NameRE().MatchString(g.Name):
 		return badRequest("name %q: want 1-32 characters a-z 0-9 _ . - starting with a letter or _", g.Name)
 	case !g.Quota.Valid():
 		return badRequest("quota: limits must not be negative")
@@ -132,7 +132,7 @@ func (a *API) Bootstrap(w http.ResponseWriter, r *http.Request) {
 	if req.User == "" {
 		req.User = "admin"
 	}
-	if !fsm.NameRE.MatchString(req.User) || fsm.ReservedName(req.User) {
+	if !fsm.NameRE().MatchString(req.User) || fsm.ReservedName(req.User) {
 		writeError(w, badRequest("user %q: want 1-32 characters a-z 0-9 _ . - starting with a letter or _, not anonymous or cluster", req.User))
 		return
 	}

@@ -47,7 +47,7 @@ func quotaResources(q fsm.Quota, u scheduler.Use) []api.QuotaResource {
 // that set a limit.
 func (a *API) Quota(w http.ResponseWriter, r *http.Request) {
 	only := r.URL.Query().Get("user")
-	if only != "" && !fsm.NameRE.MatchString(only) {
+	if only != "" && !fsm.NameRE().MatchString(only) {
 		writeError(w, badRequest("user %q: not a user name", only))
 		return
 	}

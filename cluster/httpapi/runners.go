@@ -45,7 +45,7 @@ func (a *API) Register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if !api.TargetRE.MatchString(req.Hostname) || req.TotalCores < 1 || req.TotalRAMBytes < 0 {
+	if !api.TargetRE().MatchString(req.Hostname) || req.TotalCores < 1 || req.TotalRAMBytes < 0 {
 		writeError(w, badRequest("hostname, total_cores and total_ram_bytes: need a valid hostname, at least one core, non-negative memory"))
 		return
 	}

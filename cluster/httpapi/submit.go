@@ -145,7 +145,7 @@ func (a *API) buildTasks(req *api.SubmitRequest) ([]*fsm.Task, error) {
 // resolveTarget checks "node[:numa]" against the committed nodes and
 // refuses a target that could never hold t (scheduler.Limit).
 func (a *API) resolveTarget(t *fsm.Task, target string) error {
-	m := api.TargetRE.FindStringSubmatch(target)
+	m := api.TargetRE().FindStringSubmatch(target)
 	if m == nil {
 		return badRequest("target %q: expected HOST or HOST:NUMA_ID", target)
 	}

@@ -128,7 +128,7 @@ func validateSubmit(req *api.SubmitRequest) error {
 		return badRequest("container_name: contains a NUL byte")
 	}
 	for i, tg := range req.Targets {
-		if !api.TargetRE.MatchString(tg) {
+		if !api.TargetRE().MatchString(tg) {
 			return badRequest("targets[%d] %q: expected HOST or HOST:NUMA_ID", i, tg)
 		}
 	}

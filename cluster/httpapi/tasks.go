@@ -56,7 +56,7 @@ func (a *API) Tasks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("view %q: unknown view (want summary or full)", view))
 		return
 	}
-	if f.Owner != "" && !fsm.NameRE.MatchString(f.Owner) {
+	if f.Owner != "" && !fsm.NameRE().MatchString(f.Owner) {
 		writeError(w, badRequest("user %q: not an account name (want 1-32 characters a-z 0-9 _ . - starting with a letter or _)", f.Owner))
 		return
 	}

@@ -42,7 +42,7 @@ func (a *API) Usage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("by %q: must be user, node, day or total", q.Get("by")))
 		return
 	}
-	if uq.Owner != "" && !fsm.NameRE.MatchString(uq.Owner) {
+	if uq.Owner != "" && !fsm.NameRE().MatchString(uq.Owner) {
 		writeError(w, badRequest("user %q: not a user name", uq.Owner))
 		return
 	}

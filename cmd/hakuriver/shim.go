@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -21,4 +22,15 @@ func newShimCmd() *cobra.Command {
 			os.Exit(native.RunShim(cmd.Context(), args[0]))
 		},
 	}
+}
+
+// shimArg recognises "hakuriver runner-shim TASK_DIR" and the warm form
+// "hakuriver runner-shim -" (what the native executor runs), so that run
+// can start the supervisor without cobra; any other form, a flag such as
+// --help included, goes through the command.
+func shimArg(args []string) (dir string, ok bool) {
+	if len(args) != 3 || args[1] != "runner-shim" || args[2] != native.WarmArg && strings.HasPrefix(args[2], "-") {
+		return "", false
+	}
+	return args[2], true
 }

@@ -608,7 +608,7 @@ func runTaskList(cmd *cobra.Command, g *clientFlags, o *listOptions) error {
 	if o.limit < 0 {
 		return fmt.Errorf("invalid --limit %d: must be 0 or more", o.limit)
 	}
-	if o.user != "" && !fsm.NameRE.MatchString(o.user) {
+	if o.user != "" && !fsm.NameRE().MatchString(o.user) {
 		return fmt.Errorf("invalid --user %q: not an account name", o.user)
 	}
 	var tasks []fsm.Task

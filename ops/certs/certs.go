@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"time"
 )
 
@@ -39,7 +40,7 @@ const (
 )
 
 // nodeName is what a node name may hold: it becomes a file name and a DNS SAN.
-var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+var nodeName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) })
 
 // CertFile and KeyFile name the files of node name in Init's directory.
 func CertFile(name string) string { return name + ".pem" }
@@ -87,7 +88,7 @@ func Init(dir string, o InitOptions) (InitResult, error) {
 	}
 	seen := map[string]bool{}
 	for _, n := range o.Nodes {
-		if !nodeName.MatchString(n) || n == "ca" {
+		if !nodeName().MatchString(n) || n == "ca" {
 			return InitResult{}, fmt.Errorf("tls init: node %q: want letters, digits, '.', '_' or '-' (at most 63), not \"ca\"", n)
 		}
 		if seen[n] {

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,13 +24,13 @@ import (
 var files embed.FS
 
 // assetRef matches a reference to an embedded file in index.html.
-var assetRef = regexp.MustCompile(`(src|href)="/ui/([^"?]+)"`)
+var assetRef = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(src|href)="/ui/([^"?]+)"`) })
 
 // versioned appends ?v=<hash of the content> to every reference of
 // index.html to a file of sub, so that files may be cached for long.
 func versioned(sub fs.FS, index []byte) []byte {
-	return assetRef.ReplaceAllFunc(index, func(m []byte) []byte {
-		g := assetRef.FindSubmatch(m)
+	return assetRef().ReplaceAllFunc(index, func(m []byte) []byte {
+		g := assetRef().FindSubmatch(m)
 		b, err := fs.ReadFile(sub, string(g[2]))
 		if err != nil {
 			return m

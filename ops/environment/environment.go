@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -48,12 +49,12 @@ var (
 // nameRE is what an environment name may be: it names a container, the
 // image hakuriver/<name>:base and the tarballs <name>-<ts>.tar, so it must
 // be lower case.
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`) })
 
 // CheckName validates an environment name; the error wraps ErrInvalid and
 // Reason gives its message without the sentinel's prefix.
 func CheckName(name string) error {
-	if !nameRE.MatchString(name) {
+	if !nameRE().MatchString(name) {
 		return fmt.Errorf("%w: environment name %q: use 1-128 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, name)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -20,7 +21,7 @@ const MaxVersionSkew = 24 * time.Hour
 
 // tarballRE matches <env>-<unix timestamp>.tar, the original's pattern
 // restricted to lower-case names (the original dropped the others).
-var tarballRE = regexp.MustCompile(`^([a-z0-9][a-z0-9._-]*)-(\d+)\.tar$`)
+var tarballRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z0-9][a-z0-9._-]*)-(\d+)\.tar$`) })
 
 // Tarball is one saved version of an environment.
 type Tarball struct {
@@ -44,7 +45,7 @@ func TarballName(env string, version int64) string {
 // ParseTarballName returns the environment and version of a file named
 // TarballName(env, version); ok is false for any other name.
 func ParseTarballName(file string) (env string, version int64, ok bool) {
-	m := tarballRE.FindStringSubmatch(file)
+	m := tarballRE().FindStringSubmatch(file)
 	if m == nil {
 		return "", 0, false
 	}

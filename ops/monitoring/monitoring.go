@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Dashboard is the Grafana dashboard (JSON).
@@ -70,11 +71,13 @@ func Exprs(dash []byte) ([]Query, error) {
 var (
 	// Strings, label matchers and range/subquery selectors hold no metric
 	// names; grouping clauses hold label names.
-	stringRE   = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`")
-	matcherRE  = regexp.MustCompile(`\{[^}]*\}`)
-	rangeRE    = regexp.MustCompile(`\[[^\]]*\]`)
-	groupingRE = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
-	identRE    = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	stringRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`") })
+	matcherRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\{[^}]*\}`) })
+	rangeRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\[[^\]]*\]`) })
+	groupingRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
+	})
+	identRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`) })
 	// keywords are PromQL words that are not metric names.
 	keywords = []string{"by", "without", "on", "ignoring", "group_left", "group_right", "bool",
 		"and", "or", "unless", "offset", "atan2", "inf", "nan", "Inf", "NaN"}
@@ -85,12 +88,12 @@ var (
 // keywords, label names in grouping clauses, or inside strings, label
 // matchers and range selectors.
 func MetricNames(expr string) []string {
-	e := stringRE.ReplaceAllString(expr, `""`)
-	e = matcherRE.ReplaceAllString(e, " ")
-	e = rangeRE.ReplaceAllString(e, " ")
-	e = groupingRE.ReplaceAllString(e, " ")
+	e := stringRE().ReplaceAllString(expr, `""`)
+	e = matcherRE().ReplaceAllString(e, " ")
+	e = rangeRE().ReplaceAllString(e, " ")
+	e = groupingRE().ReplaceAllString(e, " ")
 	var out []string
-	for _, loc := range identRE.FindAllStringIndex(e, -1) {
+	for _, loc := range identRE().FindAllStringIndex(e, -1) {
 		name := e[loc[0]:loc[1]]
 		if loc[0] > 0 && (e[loc[0]-1] >= '0' && e[loc[0]-1] <= '9' || e[loc[0]-1] == '.') {
 			continue // the exponent or unit of a number (1e3, 5m)

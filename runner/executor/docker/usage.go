@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/runner/executor"
@@ -30,7 +31,7 @@ const cgroupRoot = "/sys/fs/cgroup"
 const taskParentDir = "/hakuriver-tasks"
 
 // unsafeCgroupChars are replaced in a runner name used in a cgroup name.
-var unsafeCgroupChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+var unsafeCgroupChars = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^A-Za-z0-9_.-]+`) })
 
 // cgroupParentOf is task id's cgroup parent, "" when the engine's cgroup
 // driver is not cgroupfs (systemd wants slices: no figures there).
@@ -38,7 +39,7 @@ func (e *Executor) cgroupParentOf(ctx context.Context, id int64) string {
 	if !e.cgroupfsDriver(ctx) {
 		return ""
 	}
-	return taskParentDir + "/" + unsafeCgroupChars.ReplaceAllString(e.cfg.RunnerName, "_") + "-" + strconv.FormatInt(id, 10)
+	return taskParentDir + "/" + unsafeCgroupChars().ReplaceAllString(e.cfg.RunnerName, "_") + "-" + strconv.FormatInt(id, 10)
 }
 
 // cgroupfsDriver reports whether the engine's cgroup driver is cgroupfs,
@@ -137,7 +138,7 @@ func (e *Executor) sweepParents(live map[int64]bool) {
 	if err != nil {
 		return // none made yet
 	}
-	prefix := unsafeCgroupChars.ReplaceAllString(e.cfg.RunnerName, "_") + "-"
+	prefix := unsafeCgroupChars().ReplaceAllString(e.cfg.RunnerName, "_") + "-"
 	for _, ent := range entries {
 		rest, ok := strings.CutPrefix(ent.Name(), prefix)
 		id, err := strconv.ParseInt(rest, 10, 64)
