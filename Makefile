@@ -3,6 +3,9 @@
 GO       ?= go
 SHELL    := /bin/bash
 BIN      := bin/hakuriver
+# SHIMBIN is the supervisor of native tasks alone (cmd/hakuriver-shim): a
+# runner uses it when it sits beside hakuriver (install both together).
+SHIMBIN  := bin/hakuriver-shim
 # SKEWBIN is a test-only build whose wall clock can be shifted (the chaos
 # tests' skewed replica; cluster/clock): never install it.
 SKEWBIN  := bin/hakuriver-clockskew
@@ -15,6 +18,7 @@ MAX_SKIPS ?= -1
 
 build:
 	$(GO) build -o $(BIN) ./cmd/hakuriver
+	$(GO) build -o $(SHIMBIN) ./cmd/hakuriver-shim
 
 build-skew:
 	$(GO) build -tags hakuriver_clockskew -o $(SKEWBIN) ./cmd/hakuriver
@@ -54,7 +58,7 @@ BENCH_ARGS ?=
 bench: build
 	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/bench $(BENCH_ARGS)
 	@echo; echo "Runner-side start of a native \`true\` on $$(nproc) cores (ms; target run-p50 <= 3):"
-	@set -o pipefail; HAKURIVER_SHIM_BINARY=$(CURDIR)/$(BIN) HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' \
+	@set -o pipefail; HAKURIVER_SHIM_BINARY=$(CURDIR)/$(SHIMBIN) HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' \
 		-bench 'StartTrue|RunTrue' -benchtime 100x ./runner/executor/native ./runner | grep -E '^(Benchmark|FAIL)'
 
 # chaos runs a randomized fault campaign (network partitions in namespaces,

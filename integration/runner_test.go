@@ -7,9 +7,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -287,6 +290,7 @@ func testRunnerRestart(t *testing.T, c *harness.Cluster, name string) {
 	id := submitOne(t, c, via, onTarget(shell("sleep 3; exit 7"), name))
 	killOnFailure(t, c, id)
 	c.WaitStatus(id, "running", taskTimeout)
+	checkSlimSupervisor(t, c, name, id)
 	c.KillRunner(name)
 	c.RestartRunner(name)
 	task := c.WaitFinal(id, taskTimeout)
@@ -481,5 +485,43 @@ func testStaleReports(t *testing.T, c *harness.Cluster) {
 	}
 	if got, err := c.Task(leader, id); err != nil || got.Status != "completed" {
 		t.Errorf("task after stale reports: %+v %v, want completed", got.Status, err)
+	}
+}
+
+// checkSlimSupervisor checks that task id's supervisor on runner name is
+// the slim hakuriver-shim when one sits beside the binary under test (as
+// `make build` puts it), else "hakuriver runner-shim".
+func checkSlimSupervisor(t *testing.T, c *harness.Cluster, name, id string) {
+	t.Helper()
+	var rec struct {
+		PID int `json:"pid"`
+	}
+	found := false
+	err := filepath.WalkDir(c.Runner(name).StateDir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found || d.Name() != "shim.json" || filepath.Base(filepath.Dir(p)) != id {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = json.Unmarshal(b, &rec)
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil || !found || rec.PID <= 0 {
+		t.Fatalf("task %s: supervisor record in runner %s's state: found=%v pid=%d err=%v", id, name, found, rec.PID, err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", rec.PID))
+	if err != nil {
+		t.Fatalf("task %s: supervisor %d: %v", id, rec.PID, err)
+	}
+	argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	slim := filepath.Join(filepath.Dir(c.Bin()), "hakuriver-shim")
+	want := []string{c.Bin(), "runner-shim"}
+	if _, err := os.Stat(slim); err == nil {
+		want = []string{slim}
+	}
+	if len(argv) != len(want)+1 || !slices.Equal(argv[:len(want)], want) {
+		t.Errorf("task %s: supervisor %d runs %q, want %q and its task directory", id, rec.PID, argv, want)
 	}
 }

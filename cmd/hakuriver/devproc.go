@@ -331,7 +331,8 @@ func (s *devSupervisor) killTasks(m *devMember) {
 
 // killShims waits (bounded) for the runner shims of this data dir to end
 // once their task did, and SIGKILLs any left: `hakuriver runner-shim
-// <data-dir>/...` processes of this user.
+// <data-dir>/...` and `hakuriver-shim <data-dir>/...` processes of this
+// user.
 func (s *devSupervisor) killShims() {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -350,7 +351,8 @@ func (s *devSupervisor) killShims() {
 }
 
 // shimPIDs lists the live processes of this user whose command line is
-// "<bin> runner-shim <dir inside dataDir>".
+// "<bin> runner-shim <dir inside dataDir>" or "<dir>/hakuriver-shim <dir
+// inside dataDir>".
 func shimPIDs(dataDir string) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -368,7 +370,8 @@ func shimPIDs(dataDir string) []int {
 			continue
 		}
 		argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-		if len(argv) >= 3 && argv[1] == "runner-shim" && strings.HasPrefix(argv[2], prefix) {
+		if len(argv) >= 3 && argv[1] == "runner-shim" && strings.HasPrefix(argv[2], prefix) ||
+			len(argv) == 2 && filepath.Base(argv[0]) == native.SlimShimName && strings.HasPrefix(argv[1], prefix) {
 			if fi, err := os.Stat(filepath.Join("/proc", e.Name())); err == nil {
 				if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Getuid() {
 					pids = append(pids, pid)

@@ -18,7 +18,9 @@ type Config struct {
 	StateDir string
 	// ShimCommand is the argv prefix that runs the per-task supervisor; the
 	// task directory is appended as the last argument, and the command must
-	// end up calling RunShim with it. Empty means
+	// end up calling RunShim with it. Empty means the slim supervisor
+	// binary beside os.Executable() when it is there and speaks this
+	// ShimProtocol ([dir/hakuriver-shim]: slimShim), else
 	// [os.Executable(), "runner-shim"].
 	ShimCommand []string
 	// CgroupRoot is where the cgroup hierarchies are mounted

@@ -110,6 +110,10 @@ func New(cfg Config) (*Executor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("native executor config: %w", err)
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	cfg.ShimCommand = slices.Clone(cfg.ShimCommand)
 	if len(cfg.ShimCommand) == 0 {
 		exe, err := os.Executable()
@@ -117,13 +121,14 @@ func New(cfg Config) (*Executor, error) {
 			return nil, fmt.Errorf("find the shim binary: %w", err)
 		}
 		cfg.ShimCommand = []string{exe, "runner-shim"}
+		if slim, why := slimShim(exe); slim != nil {
+			cfg.ShimCommand = slim
+		} else {
+			log.Debug("supervisors run from the hakuriver binary", "slim_shim", why)
+		}
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Executor{
 		cfg:      cfg,

@@ -137,6 +137,9 @@ func testConfig(t testing.TB) Config {
 	cfg.ShimCommand = []string{"/usr/bin/env", testShimEnv + "=1", "GORACE=" + gorace, os.Args[0]}
 	if bin := os.Getenv(shimBinaryEnv); bin != "" {
 		cfg.ShimCommand = []string{bin, "runner-shim"}
+		if filepath.Base(bin) == SlimShimName {
+			cfg.ShimCommand = []string{bin}
+		}
 	}
 	name := regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")
 	cfg.CgroupParent = fmt.Sprintf("hakuriver-test-%d-%s", os.Getpid(), name)

@@ -31,11 +31,12 @@ import (
 // forgotten outside the timer.
 //
 // The shim is the test binary, re-executed through /usr/bin/env; set
-// HAKURIVER_SHIM_BINARY to a built hakuriver binary to measure the shim a
+// HAKURIVER_SHIM_BINARY to a built hakuriver-shim (what a runner uses
+// when it sits beside hakuriver) or hakuriver binary to measure the shim a
 // runner really uses:
 //
-//	go build -o bin/hakuriver ./cmd/hakuriver
-//	HAKURIVER_SHIM_BINARY=$PWD/bin/hakuriver go test -run '^$' -bench StartTrue ./runner/executor/native
+//	go build -o bin/hakuriver-shim ./cmd/hakuriver-shim
+//	HAKURIVER_SHIM_BINARY=$PWD/bin/hakuriver-shim go test -run '^$' -bench StartTrue ./runner/executor/native
 func BenchmarkStartTrue(b *testing.B) {
 	b.Run("paced", func(b *testing.B) { benchStartTrue(b, true) })
 	b.Run("back-to-back", func(b *testing.B) { benchStartTrue(b, false) })
