@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +66,73 @@ func (s timedLogStore) StoreLogs(logs []*raft.Log) error {
 	err := s.LogStore.StoreLogs(logs)
 	s.observe(time.Since(start))
 	return err
+}
+
+// logCache keeps the newest Raft log entries in memory in front of the log
+// store (as hashicorp/raft's LogCache does): the leader reads back every
+// entry it sends a follower, which from boltdb is a transaction and a
+// msgpack decode of an entry written a moment before. Unlike LogCache it
+// keeps a copy of each entry, not the caller's (on the leader that is part
+// of the apply's future, which it would keep alive), and none whose data
+// is over logCacheMaxEntryBytes: one submit may carry megabytes, and a
+// ring of them would pin gigabytes.
+type logCache struct {
+	raft.LogStore
+	mu   sync.RWMutex
+	ring []*raft.Log
+}
+
+// logCacheMaxEntryBytes is the largest entry data logCache keeps; a ring of
+// raftLogCacheEntries holds at most their product (32 MiB).
+const logCacheMaxEntryBytes = 32 << 10
+
+func newLogCache(store raft.LogStore, entries int) *logCache {
+	return &logCache{LogStore: store, ring: make([]*raft.Log, entries)}
+}
+
+// GetLog returns entry idx from the ring, or else from the store.
+func (c *logCache) GetLog(idx uint64, l *raft.Log) error {
+	c.mu.RLock()
+	e := c.ring[idx%uint64(len(c.ring))]
+	c.mu.RUnlock()
+	if e != nil && e.Index == idx {
+		*l = *e
+		return nil
+	}
+	return c.LogStore.GetLog(idx, l)
+}
+
+// StoreLog stores one entry.
+func (c *logCache) StoreLog(l *raft.Log) error { return c.StoreLogs([]*raft.Log{l}) }
+
+// StoreLogs stores entries and, once they are stored, keeps copies of the
+// small ones.
+func (c *logCache) StoreLogs(logs []*raft.Log) error {
+	if err := c.LogStore.StoreLogs(logs); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range logs {
+		slot := &c.ring[l.Index%uint64(len(c.ring))]
+		if len(l.Data) > logCacheMaxEntryBytes {
+			*slot = nil
+			continue
+		}
+		cp := *l
+		*slot = &cp
+	}
+	return nil
+}
+
+// DeleteRange empties the ring (a follower's conflicting suffix or a
+// compaction: either way, what it held may be gone) and deletes from the
+// store.
+func (c *logCache) DeleteRange(lo, hi uint64) error {
+	c.mu.Lock()
+	clear(c.ring)
+	c.mu.Unlock()
+	return c.LogStore.DeleteRange(lo, hi)
 }
 
 // snapshotInfo is the newest snapshot a replica holds: its last index and

@@ -49,8 +49,11 @@ type Executor struct {
 	cfg    Config
 	log    *slog.Logger
 	layout *cgroupLayout // nil: no cgroups, no limits
-	exits  chan int64
-	ran    atomic.Bool
+	// slim, when set, is the supervisor binary ShimCommand names, held
+	// open: supervisors start from it (slimShim).
+	slim  *slimShimBinary
+	exits chan int64
+	ran   atomic.Bool
 	// wake tells Run that a supervisor this process started has exited:
 	// its task's end is read at once instead of at the next poll.
 	wake chan struct{}
@@ -115,6 +118,7 @@ func New(cfg Config) (*Executor, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.ShimCommand = slices.Clone(cfg.ShimCommand)
+	var shimBinary *slimShimBinary
 	if len(cfg.ShimCommand) == 0 {
 		exe, err := os.Executable()
 		if err != nil {
@@ -122,7 +126,7 @@ func New(cfg Config) (*Executor, error) {
 		}
 		cfg.ShimCommand = []string{exe, "runner-shim"}
 		if slim, why := slimShim(exe); slim != nil {
-			cfg.ShimCommand = slim
+			cfg.ShimCommand, shimBinary = []string{slim.path}, slim
 		} else {
 			log.Debug("supervisors run from the hakuriver binary", "slim_shim", why)
 		}
@@ -138,6 +142,7 @@ func New(cfg Config) (*Executor, error) {
 		notified: map[int64]bool{},
 		bad:      map[int64]bool{},
 		warmed:   make(chan struct{}),
+		slim:     shimBinary,
 	}
 	if cfg.DisableCgroups {
 		e.log.Warn("cgroups disabled: native tasks run WITHOUT cpu/memory limits")
@@ -321,6 +326,9 @@ func (e *Executor) launchSupervisor(arg string, logf *os.File, dirPipe bool) (su
 	env = append(env, shimEndedFDEnv+"="+strconv.Itoa(2+len(files)))
 	argv := append(slices.Clone(e.cfg.ShimCommand), arg)
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if e.slim != nil {
+		cmd.Path = e.slim.exec() // the file checked in New; argv[0] its path
+	}
 	cmd.Dir = "/"
 	cmd.Env = env
 	if logf != nil {

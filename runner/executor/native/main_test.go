@@ -1,6 +1,7 @@
 package native
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +32,9 @@ const (
 	// shimBinaryEnv names a built hakuriver binary to use as the shim
 	// instead of the test binary.
 	shimBinaryEnv = "HAKURIVER_SHIM_BINARY"
+	// testProtocolEnv is what a copy of the test binary run with
+	// --protocol answers.
+	testProtocolEnv = "HAKURIVER_NATIVE_TEST_PROTOCOL"
 )
 
 func TestMain(m *testing.M) {
@@ -41,6 +46,16 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	case os.Getenv(testRunnerEnv) != "":
 		os.Exit(fakeRunner(os.Getenv(testRunnerEnv)))
+	case len(os.Args) == 2 && os.Args[1] == "--protocol":
+		// A copy of this binary standing in for hakuriver-shim
+		// (TestSlimShimChoice): it answers testProtocolEnv, else the
+		// real protocol; "fail" fails.
+		answer := cmp.Or(os.Getenv(testProtocolEnv), strconv.Itoa(ShimProtocol))
+		if answer == "fail" {
+			os.Exit(3)
+		}
+		fmt.Println(answer)
+		os.Exit(0)
 	}
 	// Supervisors outlive the process that launched them and are
 	// reparented to the nearest subreaper: be it, so that tests can reap

@@ -481,41 +481,27 @@ func startInCgroup(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Log
 // task from that thread (a child starts in the cgroups of the thread that
 // forked it, so the task is inside before it execs) and returns; the
 // thread then moves to the shims cgroup, while the caller records the
-// task's process, and closes left; where the kernel can tell when a
-// thread has ended, the thread ends instead of moving (threadexit.go),
-// and left closes once it has. A thread that could not be moved back
+// task's process, and closes left. A thread that could not be moved back
 // is not reused: its goroutine ends locked to it, which ends the thread.
 func startFromThread(tc *taskCommand, cg *cgroupLayout, name string, log *slog.Logger) (left <-chan struct{}, err error) {
 	errc := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
-		closeDone := true
-		defer func() {
-			if closeDone {
-				close(done)
-			}
-		}()
+		defer close(done)
 		runtime.LockOSThread()
 		if err := cg.joinThread(name); err != nil {
 			errc <- err // maybe moved in part: the thread ends with us
 			return
 		}
-		exit, canExit := watchThisThread()
 		var startErr error
 		if err := tc.cmd.Start(); err != nil {
 			startErr = fmt.Errorf("start task: %w", err)
 		}
 		errc <- startErr
-		if canExit {
-			// The thread ends (returning locked), which takes it out of
-			// the cgroup sooner than a move would (threadexit.go).
-			closeDone = false
-			go func() {
-				exit.await()
-				close(done)
-			}()
-			return
-		}
+		// The thread moves back rather than ending: it is the task's
+		// parent in the kernel's eyes, and a task that asked for a
+		// parent-death signal (PR_SET_PDEATHSIG: setpriv --pdeathsig,
+		// tini -p) would get it at once.
 		if err := cg.joinThread(shimsCgroup); err != nil {
 			// The task runs; the supervisor goes on without this thread.
 			log.Error("leave the task's cgroup", keyErr, err)

@@ -27,33 +27,88 @@ const SlimShimName = "hakuriver-shim"
 // slimShimTimeout bounds the slim supervisor's answer to --protocol.
 const slimShimTimeout = 10 * time.Second
 
-// slimShim returns the command of the slim supervisor binary beside exe,
-// or why it is not used: it is missing, not a regular executable file,
-// writable by others than its owner, owned by neither root nor this
-// process's user, or it speaks another ShimProtocol.
-func slimShim(exe string) (cmd []string, why error) {
-	path := filepath.Join(filepath.Dir(exe), SlimShimName)
-	fi, err := os.Stat(path)
-	if err != nil {
+// slimShimBinary is the slim supervisor binary an Executor found beside its
+// executable, held open for the process's life: supervisors are started
+// from this very file (/proc/self/fd/N, with argv[0] its path), so a
+// file swapped in under that name later, by an upgrade or anyone else,
+// is never run unchecked.
+type slimShimBinary struct {
+	f    *os.File
+	path string
+}
+
+// exec is the path supervisors are started from.
+func (b *slimShimBinary) exec() string { return "/proc/self/fd/" + strconv.Itoa(int(b.f.Fd())) }
+
+// slimShim opens the slim supervisor binary beside exe, or says why it is
+// not used: it is missing or a symbolic link, not a regular executable
+// file, it or its directory is writable by others than the owner or owned
+// by neither root nor this process's user, or it speaks another
+// ShimProtocol.
+func slimShim(exe string) (*slimShimBinary, error) {
+	dir := filepath.Dir(exe)
+	if err := trustedOwnerOnly(dir); err != nil {
 		return nil, err
 	}
+	path := filepath.Join(dir, SlimShimName)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err // a symbolic link: ELOOP
+	}
+	b := &slimShimBinary{f: f, path: path}
+	if err := b.check(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// check checks the open file and asks it for its protocol.
+func (b *slimShimBinary) check() error {
+	fi, err := b.f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s: not an executable file", b.path)
+	}
+	if err := trustedOwnerOnly(b.path); err != nil {
+		return err
+	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
-		return nil, fmt.Errorf("%s: not an executable file", path)
-	case fi.Mode().Perm()&0o022 != 0:
-		return nil, fmt.Errorf("%s: writable by group or others (%v)", path, fi.Mode().Perm())
-	case !ok || st.Uid != 0 && int(st.Uid) != os.Geteuid():
-		return nil, fmt.Errorf("%s: owned by neither root nor this user", path)
+	if !ok || fi.Mode().Perm()&0o022 != 0 || st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s: changed while checked", b.path)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), slimShimTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--protocol").Output()
+	cmd := exec.CommandContext(ctx, b.exec(), "--protocol")
+	cmd.Args[0] = b.path
+	cmd.WaitDelay = time.Second
+	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s --protocol: %w", path, err)
+		return fmt.Errorf("%s --protocol: %w", b.path, err)
 	}
 	if got := string(bytes.TrimSpace(out)); got != strconv.Itoa(ShimProtocol) {
-		return nil, fmt.Errorf("%s speaks supervisor protocol %.20q, this runner %d", path, got, ShimProtocol)
+		return fmt.Errorf("%s speaks supervisor protocol %.20q, this runner %d", b.path, got, ShimProtocol)
 	}
-	return []string{path}, nil
+	return nil
+}
+
+// trustedOwnerOnly checks that path (not followed if a link: Lstat) is
+// owned by root or this process's user and writable by no one else.
+func trustedOwnerOnly(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("%s: a symbolic link", path)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s: writable by group or others (%v)", path, fi.Mode().Perm())
+	case !ok || st.Uid != 0 && int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("%s: owned by neither root nor this user", path)
+	}
+	return nil
 }

@@ -30,8 +30,7 @@ const warmCgroupPrefix = "warm-"
 // task's start renames it to the task's cgroup (a rename is cheap; the
 // mkdir in every hierarchy and the thread's move in, which it saves, cost
 // about a millisecond together), sets the task's limits and forks the task
-// from that thread; the thread then ends (threadexit.go), or moves to the
-// shims cgroup where the kernel cannot tell when it has ended. An unused
+// from that thread; the thread then moves to the shims cgroup. An unused
 // one is removed (discard); one left by a supervisor that died is removed
 // by the next Executor (removeStaleWarm).
 type warmCgroup struct {
@@ -115,12 +114,7 @@ func (w *warmCgroup) make() bool {
 // is never that thread (init keeps the main goroutine on it); should it
 // be, the thread refuses.
 func (w *warmCgroup) thread(ready chan<- error) {
-	closeLeft := true
-	defer func() {
-		if closeLeft {
-			close(w.left)
-		}
-	}()
+	defer close(w.left)
 	runtime.LockOSThread()
 	if syscall.Gettid() == os.Getpid() {
 		runtime.UnlockOSThread()
@@ -139,26 +133,16 @@ func (w *warmCgroup) thread(ready chan<- error) {
 	}
 	ready <- nil
 	if tc := <-w.fork; tc != nil {
-		exit, canExit := watchThisThread()
 		var err error
 		if err = tc.cmd.Start(); err != nil {
 			err = fmt.Errorf("start task: %w", err)
 		}
 		w.forked <- err
-		if canExit {
-			// The thread ends (returning locked), which takes it out of
-			// the cgroup sooner than a move would; left closes once it
-			// has ended.
-			closeLeft = false
-			go func() {
-				exit.await()
-				close(w.left)
-			}()
-			return
-		}
 	}
 	// To the shims cgroup, where the supervisor goes next, or else (it is
-	// gone: a runner being removed) back where the thread came from.
+	// gone: a runner being removed) back where the thread came from. The
+	// thread must not end: it is the task's parent in the kernel's eyes,
+	// and a task that asked for a parent-death signal would get it.
 	if err := w.cg.joinThread(shimsCgroup); err != nil {
 		if err := w.cg.rejoinThread(orig); err != nil {
 			// The supervisor goes on without this thread.
