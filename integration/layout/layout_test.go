@@ -145,6 +145,17 @@ func table() []rule {
 		forbids: func(_, to string) bool {
 			return to == module+"/cluster" || in(to, "gossip") || within(to, "github.com/hashicorp/raft") || within(to, "github.com/hashicorp/memberlist")
 		},
+	}, {
+		// It starts once per native task: every package it loads adds to
+		// that start (see cmd/hakuriver-shim).
+		name:    "cmd/hakuriver-shim loads only the native executor, x/sys, creack/pty and the standard library",
+		edges:   deps,
+		applies: func(from string) bool { return from == module+"/cmd/hakuriver-shim" },
+		forbids: func(_, to string) bool {
+			std := !strings.Contains(strings.SplitN(to, "/", 2)[0], ".")
+			return !std && to != module+"/runner/executor" && !inAny(to, "runner/executor/native", "runner/executor/cgacct") &&
+				!within(to, "golang.org/x/sys") && !within(to, "github.com/creack/pty")
+		},
 	}}
 }
 
@@ -235,7 +246,7 @@ func TestImportDirections(t *testing.T) {
 	for _, p := range graph {
 		seen[p.Path] = p
 	}
-	for _, want := range []string{"fsm", "scheduler", "cluster", "gossip", "runner", "sshproxy", "cmd/hakuriver", "integration", "sshproxy/sshtest"} {
+	for _, want := range []string{"fsm", "scheduler", "cluster", "gossip", "runner", "sshproxy", "cmd/hakuriver", "cmd/hakuriver-shim", "integration", "sshproxy/sshtest"} {
 		if _, ok := seen[module+"/"+want]; !ok {
 			t.Fatalf("go list did not report %s among %d packages", want, len(graph))
 		}
@@ -269,6 +280,7 @@ func TestCheck(t *testing.T) {
 		{Path: m("integration/cmd/bench"), Imports: []string{m("integration/harness")}},
 		{Path: m("sshproxy/sshtest"), Imports: []string{"testing"}},
 		{Path: m("cluster/httpapi"), Deps: []string{m("cluster/api"), m("fsm"), m("cluster")}},
+		{Path: m("cmd/hakuriver-shim"), Deps: []string{"fmt", m("runner/executor"), m("runner/executor/native"), "golang.org/x/sys/unix", m("fsm")}},
 	}
 	got := map[string]bool{}
 	for _, v := range check(graph, rules) {
@@ -286,6 +298,7 @@ func TestCheck(t *testing.T) {
 		{m("runner"), "testing", rules[8].name, direct},
 		{m("ops/doctor"), m("sshproxy/sshtest"), rules[9].name, deps},
 		{m("cluster/httpapi"), m("cluster"), rules[10].name, deps},
+		{m("cmd/hakuriver-shim"), m("fsm"), rules[11].name, deps},
 	}
 	for _, w := range want {
 		if !got[w.String()] {
