@@ -167,7 +167,7 @@ type raftNode struct {
 	r         *raft.Raft
 	trans     *raft.NetworkTransport
 	logs      *raftboltdb.BoltStore
-	cached    raft.LogStore // logs behind the log cache Raft uses
+	cached    raft.LogStore // the log cache in front of logs, which Raft uses
 	applied   chan struct{} // see raftFSM.applied
 	watch     *appliedWatch
 	addr      string
