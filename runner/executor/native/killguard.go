@@ -1,7 +1,6 @@
 package native
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
@@ -55,34 +54,15 @@ func (l cgroupLayout) killTarget(pid int, name string) killVerdict {
 // by its end (…/<parent>/<name>), so that a hierarchy mounted at a
 // non-root cgroup (a container without a cgroup namespace) still matches.
 func (l cgroupLayout) contains(pid int, name string) (bool, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
 		return false, fmt.Errorf("read cgroups of pid %d: %w", pid, err)
 	}
-	defer f.Close()
 	want := "/" + l.Parent + "/" + name
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		id, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		controllers, path, ok := strings.Cut(rest, ":")
-		if !ok {
-			continue
-		}
-		if l.Version == 2 && (id != "0" || controllers != "") {
-			continue
-		}
-		if l.Version != 2 && (id == "0" || !l.hasHierarchy(controllers)) {
-			continue
-		}
+	for _, path := range l.paths(b) {
 		if strings.HasSuffix(path, want) || strings.Contains(path, want+"/") {
 			return true, nil
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("read cgroups of pid %d: %w", pid, err)
 	}
 	return false, nil
 }
@@ -95,22 +75,38 @@ func (l cgroupLayout) holdsSelf(name string) bool {
 		return false
 	}
 	want := "/" + l.Parent + "/" + name
-	seen := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		id, rest, _ := strings.Cut(line, ":")
-		controllers, path, _ := strings.Cut(rest, ":")
+	paths := l.paths(b)
+	for _, path := range paths {
+		if !strings.HasSuffix(path, want) {
+			return false
+		}
+	}
+	return len(paths) == len(l.dirs(name))
+}
+
+// paths returns the cgroup path of each of layout l's hierarchies in
+// procCgroup, the contents of a /proc/<pid>/cgroup ("id:controllers:path"
+// lines), by controller list: on v2 the unified hierarchy's line alone,
+// on v1 the lines of the layout's hierarchies.
+func (l cgroupLayout) paths(procCgroup []byte) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(procCgroup)), "\n") {
+		id, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		controllers, path, ok := strings.Cut(rest, ":")
 		switch {
+		case !ok:
+			continue
 		case l.Version == 2 && (id != "0" || controllers != ""):
 			continue
 		case l.Version != 2 && (id == "0" || !l.hasHierarchy(controllers)):
 			continue
 		}
-		if !strings.HasSuffix(path, want) {
-			return false
-		}
-		seen[controllers] = true
+		out[controllers] = path
 	}
-	return len(seen) == len(l.dirs(name))
+	return out
 }
 
 // hasHierarchy reports whether a v1 controller list of /proc/<pid>/cgroup
