@@ -63,7 +63,8 @@ func slimShim(exe string) (*slimShimBinary, error) {
 	return b, nil
 }
 
-// check checks the open file and asks it for its protocol.
+// check checks the open file (O_NOFOLLOW refused a link) and asks it
+// for its protocol.
 func (b *slimShimBinary) check() error {
 	fi, err := b.f.Stat()
 	if err != nil {
@@ -72,12 +73,8 @@ func (b *slimShimBinary) check() error {
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return fmt.Errorf("%s: not an executable file", b.path)
 	}
-	if err := trustedOwnerOnly(b.path); err != nil {
+	if err := ownerOnly(b.path, fi); err != nil {
 		return err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || fi.Mode().Perm()&0o022 != 0 || st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%s: changed while checked", b.path)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), slimShimTimeout)
 	defer cancel()
@@ -95,16 +92,23 @@ func (b *slimShimBinary) check() error {
 }
 
 // trustedOwnerOnly checks that path (not followed if a link: Lstat) is
-// owned by root or this process's user and writable by no one else.
+// no link and ownerOnly.
 func trustedOwnerOnly(path string) error {
 	fi, err := os.Lstat(path)
 	if err != nil {
 		return err
 	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("%s: a symbolic link", path)
+	}
+	return ownerOnly(path, fi)
+}
+
+// ownerOnly checks that fi (of path) is owned by root or this process's
+// user and writable by no one else.
+func ownerOnly(path string, fi os.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	switch {
-	case fi.Mode()&os.ModeSymlink != 0:
-		return fmt.Errorf("%s: a symbolic link", path)
 	case fi.Mode().Perm()&0o022 != 0:
 		return fmt.Errorf("%s: writable by group or others (%v)", path, fi.Mode().Perm())
 	case !ok || st.Uid != 0 && int(st.Uid) != os.Geteuid():
