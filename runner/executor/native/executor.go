@@ -229,7 +229,8 @@ func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err
 		return false, fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}
 	l := launchRecord{Spec: s, Cgroup: e.layout, CreatedAt: time.Now()}
-	err = writeRecord(filepath.Join(tmp, fileSpec), l)
+	// Written in place: no one sees the directory before its rename.
+	err = writeNewRecord(filepath.Join(tmp, fileSpec), l)
 	if err == nil {
 		err = os.Rename(tmp, dir)
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
@@ -482,10 +483,12 @@ func (e *Executor) Close() error {
 	return nil
 }
 
-// waitStarted blocks until the supervisor closed the pipe started or ctx
-// ends, and closes it. Either way the task's records say what happened;
-// recorded reports that the supervisor said (startedRecorded) it had
-// recorded the task's process before it closed the pipe.
+// waitStarted blocks until the supervisor said (startedRecorded) it had
+// recorded the task's process, closed the pipe started, or ctx ends, and
+// closes the pipe. Either way the task's records say what happened;
+// recorded reports that the supervisor said so. The supervisor writes
+// nothing on the pipe after that byte, so Start need not wait for the
+// close that follows it.
 func waitStarted(ctx context.Context, started *os.File) (recorded bool) {
 	defer started.Close()
 	stop := context.AfterFunc(ctx, func() {
@@ -496,12 +499,11 @@ func waitStarted(ctx context.Context, started *os.File) (recorded bool) {
 	for {
 		n, err := started.Read(b[:])
 		if bytes.IndexByte(b[:n], startedRecorded) >= 0 {
-			recorded = true
+			return true
 		}
 		if err != nil {
-			// EOF: closed; or the deadline set above, before the close
-			// (then what it said need not be all).
-			return recorded && errors.Is(err, io.EOF)
+			// EOF: closed without saying so; or the deadline set above.
+			return false
 		}
 	}
 }

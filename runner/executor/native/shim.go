@@ -89,6 +89,9 @@ func RunShim(ctx context.Context, dir string) int {
 		if p, err := os.FindProcess(os.Getpid()); err == nil {
 			_ = p.Release()
 		}
+		// The first encode or decode of a type builds its codec by
+		// reflection; done here, the task's records go out without it.
+		warmRecordCodecs()
 		warm = newWarmCgroup(os.Getenv(shimCgroupEnv), slog.New(slog.NewTextHandler(os.Stderr, nil)).With(keyPID, os.Getpid()))
 		defer warm.discard() // unless the task took it
 		started.booted()
@@ -278,37 +281,49 @@ func supervise(ctx context.Context, dir string, self procStat, started, endedPip
 	if !ok {
 		return errors.New("read launch record: missing")
 	}
-	end := runTask(ctx, dir, l, started, warm, log)
+	end, emptied := runTask(ctx, dir, l, started, warm, log)
 	log.Info("task ended", keyTaskID, l.Spec.TaskID, keyCode, end.Code, "oom", end.OOM, "killed", end.Killed)
-	err = recordExit(filepath.Join(dir, fileExit), end, endedPipe)
+	err = recordExit(filepath.Join(dir, fileExit), end, endedPipe, func() {
+		if emptied != "" {
+			removeCgroup(l.Cgroup, emptied, log)
+		}
+	})
 	started.done() // a task that could not start ends here
 	return err
 }
 
-// recordExit writes the exit record. With an ended pipe (a runner of this
-// version) the record is written unsynced, the pipe closed (the runner
-// reads and reports the end at once) and the record synced after: it
-// survives a crash of the machine once the supervisor exits, as before,
-// but the report waits for no disk flush. Without, it is written synced.
-func recordExit(path string, end exitRecord, ended *startedPipe) error {
+// recordExit writes the exit record and runs tidy (the removal of the
+// task's empty cgroup), which nothing that reads the record waits for.
+// With an ended pipe (a runner of this version) the record is written
+// unsynced, the pipe closed (the runner reads and reports the end at
+// once), tidy run and the record synced: it survives a crash of the
+// machine once the supervisor exits, as before, but the report waits for
+// neither a disk flush nor the cgroup's removal. Without, it is written
+// synced, after tidy.
+func recordExit(path string, end exitRecord, ended *startedPipe, tidy func()) error {
 	if ended == nil {
+		tidy()
 		return writeJSONAtomic(path, end)
 	}
 	if err := writeRecord(path, end); err != nil {
+		tidy()
 		return err
 	}
 	ended.done()
+	tidy()
 	return syncFile(path)
 }
 
 // runTask starts the task (from the warm cgroup, when there is one that
-// fits), waits for it and cleans up; a task that cannot start ends with
-// code -1 and a message saying why.
-func runTask(ctx context.Context, dir string, l launchRecord, started *startedPipe, warm *warmCgroup, log *slog.Logger) exitRecord {
-	startFailed := func(err error) exitRecord {
+// fits), waits for it and kills and reaps what it left; a task that cannot
+// start ends with code -1 and a message saying why. The task's cgroup, if
+// it ran in one, is left in place, empty, for the caller to remove once
+// the end is out (emptied names it; "" when none).
+func runTask(ctx context.Context, dir string, l launchRecord, started *startedPipe, warm *warmCgroup, log *slog.Logger) (end exitRecord, emptied string) {
+	startFailed := func(err error) (exitRecord, string) {
 		now := time.Now()
 		log.Warn("task did not start", keyTaskID, l.Spec.TaskID, keyErr, err)
-		return exitRecord{Code: -1, Message: "start: " + err.Error(), StartedAt: now, EndedAt: now}
+		return exitRecord{Code: -1, Message: "start: " + err.Error(), StartedAt: now, EndedAt: now}, ""
 	}
 	tc, err := buildCommand(l.Spec)
 	if err != nil {
@@ -326,11 +341,16 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	if st, err := readProcStat(pid); err == nil {
 		proc.StartTicks = st.StartTicks
 	}
-	// The forking thread left the task's cgroup meanwhile (on another
-	// core): once the process is recorded (Pause and Kill act on a
-	// recorded process), the cgroup holds the task alone.
+	// The forking thread leaves the task's cgroup meanwhile (on another
+	// core), while the record is written aside; it goes in place once the
+	// thread is out: once the process is recorded (Pause and Kill act on
+	// a recorded process), the cgroup holds the task alone.
+	rec, err := stageRecord(filepath.Join(dir, fileProc), proc)
 	<-left
-	if err := writeRecord(filepath.Join(dir, fileProc), proc); err != nil {
+	if err == nil {
+		err = rec.place()
+	}
+	if err != nil {
 		log.Warn("record task process", keyErr, err)
 	} else {
 		started.recorded()
@@ -350,7 +370,7 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	}
 	var ru reaped
 	ws, werr := waitTask(ctx, pid, &ru, log)
-	end := exitRecord{Code: -1, StartedAt: proc.StartedAt, EndedAt: time.Now()}
+	end = exitRecord{Code: -1, StartedAt: proc.StartedAt, EndedAt: time.Now()}
 	end.Killed = fileExists(filepath.Join(dir, fileKill))
 	if cg != nil {
 		end.OOM = cg.oomKilled(name, ws.Signaled() && ws.Signal() == syscall.SIGKILL)
@@ -367,7 +387,7 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 		} else {
 			end.Usage = &usageRecord{UserNs: f.UserNs, SystemNs: f.SystemNs, PeakBytes: f.PeakBytes, Source: "cgroup"}
 		}
-		removeCgroup(cg, name, log)
+		emptied = name
 	}
 	switch {
 	case werr != nil:
@@ -380,7 +400,7 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 			end.Message = fmt.Sprintf("terminated by signal %d (%v)", end.Signal, ws.Signal())
 		}
 	}
-	return end
+	return end, emptied
 }
 
 // startTask starts tc in the cgroup of s under cg (none when cg is nil):
