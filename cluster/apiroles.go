@@ -61,8 +61,30 @@ func (h *Host) newAPI() *httpapi.API {
 		Snapshots:    h.machine,
 		Snapshotter:  h.runners,
 		Usage:        h.machine,
+		Applied:      appliedWatcher{h},
 	})
 }
+
+// appliedWatcher gives the API the replica's applied-entries watch and its
+// places for blocking status queries.
+type appliedWatcher struct{ h *Host }
+
+// maxStatusWaiters bounds the blocking status queries waiting at once on
+// a replica (each re-reads its task as entries apply); beyond it they are
+// answered at once, and clients poll as they would without.
+const maxStatusWaiters = 256
+
+func (w appliedWatcher) NextApplied() <-chan struct{} { return w.h.raft.watch.next() }
+
+func (w appliedWatcher) HoldWaiter() bool {
+	if w.h.statusWaiters.Add(1) <= maxStatusWaiters {
+		return true
+	}
+	w.h.statusWaiters.Add(-1)
+	return false
+}
+
+func (w appliedWatcher) ReleaseWaiter() { w.h.statusWaiters.Add(-1) }
 
 // Propose applies c through Raft on the leader (see apply).
 func (h *Host) Propose(ctx context.Context, c fsm.Command) (any, error) { return h.apply(ctx, c) }

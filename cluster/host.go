@@ -38,6 +38,9 @@ type Host struct {
 	metrics *metrics
 	// auth authenticates every API call (routes.go guard).
 	auth *auth.Authenticator
+	// statusWaiters counts the blocking status queries waiting
+	// (appliedWatcher).
+	statusWaiters atomic.Int64
 
 	apiLn   net.Listener
 	httpSrv *http.Server

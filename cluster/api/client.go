@@ -403,6 +403,25 @@ func (c *Client) Status(ctx context.Context, id string) (fsm.Task, error) {
 	return out, nil
 }
 
+// MaxStatusWait is the longest wait a blocking GET /api/status accepts.
+const MaxStatusWait = time.Minute
+
+// StatusChange returns task id once its status is no longer unless, or
+// as it is after wait (at most MaxStatusWait): GET /api/status/{id} as a
+// blocking query. A replica of an earlier version answers at once, so the
+// task may come back unchanged before wait has passed.
+func (c *Client) StatusChange(ctx context.Context, id string, unless fsm.Status, wait time.Duration) (fsm.Task, error) {
+	var out fsm.Task
+	if err := checkID("task", id); err != nil {
+		return out, err
+	}
+	v := url.Values{"wait": {wait.String()}, "unless": {string(unless)}}
+	if _, err := c.Do(ctx, http.MethodGet, "/api/status/"+url.PathEscape(id)+"?"+v.Encode(), nil, &out); err != nil {
+		return fsm.Task{}, fmt.Errorf("get task %s: %w", id, err)
+	}
+	return out, nil
+}
+
 // Tasks lists tasks newest first (GET /api/tasks) and says whether another
 // page exists; pass Page.NextAfter as TaskQuery.After to fetch it.
 func (c *Client) Tasks(ctx context.Context, q TaskQuery) ([]fsm.Task, Page, error) {

@@ -85,8 +85,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // (with its ID as given) as it is seen final. Transient errors (no replica, no leader) keep it
 // polling; a task unknown for longer than o.NotFoundGrace or another 4xx
 // answer stops it with that error, and the end of ctx with an error naming
-// every unfinished task with its last seen status. It is safe for
-// concurrent use as the Client is.
+// every unfinished task with its last seen status. Between two rounds it
+// waits o.Interval, less when the first unfinished task changes status
+// meanwhile (awaitChange: a blocking query). It is safe for concurrent use
+// as the Client is.
 func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, ended func(id string, t fsm.Task)) ([]fsm.Task, error) {
 	if o.Interval <= 0 {
 		return nil, fmt.Errorf("poll interval %s: must be positive", o.Interval)
@@ -133,7 +135,7 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 		if len(done) == len(ids) {
 			break
 		}
-		if !sleep(ctx, o.Interval) {
+		if !c.awaitChange(ctx, o, ids, done, seen) {
 			return nil, waitEnded(ctx, ids, done, seen)
 		}
 	}
@@ -142,6 +144,37 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 		tasks[i] = done[id]
 	}
 	return tasks, nil
+}
+
+// awaitChange is WaitTasks' wait between two rounds: o.Interval, or less,
+// since it asks the replica (StatusChange) to answer as soon as the first
+// unfinished task whose status is known changes status; the next round
+// then follows at once. A replica of an earlier version answers at once,
+// and the rest of the interval is slept. Errors are left to the next
+// round. It reports whether ctx is still live.
+func (c *Client) awaitChange(ctx context.Context, o PollOptions, ids []string, done map[string]fsm.Task, seen map[string]fsm.Status) bool {
+	start := time.Now()
+	wait := min(o.Interval, MaxStatusWait)
+	if o.CallTimeout > 0 {
+		wait = min(wait, o.CallTimeout/2) // the call must not time out
+	}
+	for _, id := range ids {
+		if _, ok := done[id]; ok {
+			continue
+		}
+		st, ok := seen[id]
+		if !ok || wait <= 0 {
+			break // not seen yet: nothing to wait on
+		}
+		cctx, cancel := o.call(ctx)
+		t, err := c.StatusChange(cctx, id, st, wait)
+		cancel()
+		if err == nil && t.Status != st {
+			return ctx.Err() == nil
+		}
+		break
+	}
+	return sleep(ctx, o.Interval-time.Since(start))
 }
 
 // waitEnded is WaitTasks' error when ctx ended first: it wraps ctx's error

@@ -156,6 +156,21 @@ type Deps struct {
 	Snapshotter VPSSnapshotter
 	// Usage serves GET /api/usage (usage.go).
 	Usage UsageReader
+	// Applied wakes a GET /api/status that waits for a change (nil: it
+	// answers at once).
+	Applied AppliedWatcher
+}
+
+// AppliedWatcher tells when the replica's state moved on, and bounds the
+// queries waiting for that.
+type AppliedWatcher interface {
+	// NextApplied returns a channel closed once entries are applied
+	// after the call.
+	NextApplied() <-chan struct{}
+	// HoldWaiter takes one of the replica's places for a waiting query;
+	// false when every one is taken. ReleaseWaiter gives it back.
+	HoldWaiter() bool
+	ReleaseWaiter()
 }
 
 // API holds the client-facing handlers. Its methods are safe for

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
@@ -20,18 +21,91 @@ import (
 // Status serves GET /api/status/{id}: one task, 404 when unknown. Here
 // and in every task listing, env_vars values are HiddenValue for callers
 // who may not see them (shown).
+//
+// With ?wait=DURATION&unless=STATUS it is a blocking query: the answer
+// waits while the task's status is STATUS, at most DURATION (up to
+// api.MaxStatusWait), and then gives the task as it is. A client that
+// knows a task's status learns of its change at once, without polling; a
+// replica of an earlier version ignores both and answers at once, and so
+// does this one while its places for waiting queries are all taken
+// (AppliedWatcher.HoldWaiter). A waiting
+// query reads the task again after each applied entry, at most once per
+// statusRecheck.
 func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 	id, err := ParseTaskID(chi.URLParam(r, "id"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	t, ok := a.d.Tasks.Task(id)
-	if !ok {
-		writeError(w, notFound("task %d not found", id))
+	wait, unless, err := statusWait(r)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, shown(principal(r), t))
+	var expired <-chan time.Time
+	if wait > 0 && a.d.Applied != nil && a.d.Applied.HoldWaiter() {
+		defer a.d.Applied.ReleaseWaiter()
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		expired = t.C
+	}
+	var last time.Time
+	for {
+		if !last.IsZero() {
+			// Under a stream of entries, a read per statusRecheck at
+			// most; one made after the pause sees all before it.
+			time.Sleep(statusRecheck - time.Since(last))
+		}
+		last = time.Now()
+		var changed <-chan struct{}
+		if expired != nil {
+			changed = a.d.Applied.NextApplied() // before the read: no change is missed
+		}
+		t, ok := a.d.Tasks.Task(id)
+		if !ok {
+			writeError(w, notFound("task %d not found", id))
+			return
+		}
+		if changed == nil || t.Status != unless {
+			writeJSON(w, http.StatusOK, shown(principal(r), t))
+			return
+		}
+		select {
+		case <-changed:
+		case <-expired:
+			expired = nil // answer with what the next read finds
+		case <-r.Context().Done():
+			return // the caller left
+		}
+	}
+}
+
+// statusRecheck is the shortest time between two reads of a waiting
+// blocking query's task.
+const statusRecheck = 2 * time.Millisecond
+
+// statusWait reads GET /api/status's blocking-query parameters: both or
+// neither, a wait of at most api.MaxStatusWait and a known status.
+func statusWait(r *http.Request) (wait time.Duration, unless fsm.Status, err error) {
+	q := r.URL.Query()
+	ws, us := q.Get("wait"), q.Get("unless")
+	switch {
+	case ws == "" && us == "":
+		return 0, "", nil
+	case ws == "":
+		return 0, "", badRequest("wait: required with unless (a duration such as 30s)")
+	case us == "":
+		return 0, "", badRequest("unless: required with wait (the status the caller knows)")
+	}
+	wait, err = time.ParseDuration(ws)
+	if err != nil || wait <= 0 || wait > api.MaxStatusWait {
+		return 0, "", badRequest("wait %q: want a duration above 0 and at most %s", ws, api.MaxStatusWait)
+	}
+	unless = fsm.Status(us)
+	if !unless.Valid() {
+		return 0, "", badRequest("unless %q: not a task status", us)
+	}
+	return wait, unless, nil
 }
 
 // Tasks serves GET /api/tasks: tasks filtered by status, node, type,

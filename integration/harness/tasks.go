@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // Task returns task id as replica i holds it (its local FSM).
@@ -22,6 +23,23 @@ func (c *Cluster) Task(i int, id string) (api.Task, error) {
 	}
 	if a.Status != http.StatusOK {
 		return api.Task{}, fmt.Errorf("GET /api/status/%s on %s: %s", id, c.Replica(i).ID, a)
+	}
+	var t api.Task
+	return t, a.Decode(&t)
+}
+
+// TaskChange returns task id as replica i holds it once its status is no
+// longer unless, or as it is after wait (at most ReadTimeout/2): GET
+// /api/status's blocking query.
+func (c *Cluster) TaskChange(i int, id string, unless fsm.Status, wait time.Duration) (api.Task, error) {
+	wait = min(wait, ReadTimeout/2)
+	q := url.Values{"wait": {wait.String()}, "unless": {string(unless)}}
+	a, err := c.callTimeout(i, ReadTimeout, http.MethodGet, "/api/status/"+id+"?"+q.Encode(), nil)
+	if err != nil {
+		return api.Task{}, err
+	}
+	if a.Status != http.StatusOK {
+		return api.Task{}, fmt.Errorf("GET /api/status/%s?%s on %s: %s", id, q.Encode(), c.Replica(i).ID, a)
 	}
 	var t api.Task
 	return t, a.Decode(&t)

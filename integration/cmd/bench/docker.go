@@ -143,20 +143,16 @@ func submitUntilStarted(c *harness.Cluster, via int, req api.SubmitRequest, budg
 		return 0, fmt.Errorf("submit: %v %s", err, a)
 	}
 	id := out.TaskIDs[0]
-	for time.Since(t0) < budget {
-		t, err := c.Task(via, id)
-		if err == nil && t.Status.Final() {
-			if t.Status != "completed" {
-				return 0, fmt.Errorf("task %s ended %s: %s", id, t.Status, t.ErrorMessage)
-			}
-			if t.StartedAt == nil {
-				return 0, fmt.Errorf("task %s completed without started_at", id)
-			}
-			return t.StartedAt.Sub(t0), nil
-		}
-		time.Sleep(statusPoll)
+	t, ok := awaitFinal(c, via, id, t0.Add(budget))
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("task %s not final within %s", id, budget)
+	case t.Status != "completed":
+		return 0, fmt.Errorf("task %s ended %s: %s", id, t.Status, t.ErrorMessage)
+	case t.StartedAt == nil:
+		return 0, fmt.Errorf("task %s completed without started_at", id)
 	}
-	return 0, fmt.Errorf("task %s not final within %s", id, budget)
+	return t.StartedAt.Sub(t0), nil
 }
 
 // timeDocker runs the docker CLI with args and returns its wall time.

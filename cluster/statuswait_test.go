@@ -1,0 +1,198 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hakuriver/hakuriver-ha/cluster/api"
+)
+
+// TestStatusBlockingQuery asks a follower of a real three-replica cluster
+// for a pending task's status with ?wait&unless=pending: the answer comes
+// once the task is killed (through the leader), not before, with the new
+// status. A task whose status is not the one named answers at once; one
+// whose status stays answers after the wait, unchanged. Bad parameters are
+// refused with a 400 naming the parameter, an unknown task with a 404.
+func TestStatusBlockingQuery(t *testing.T) {
+	hosts := startCluster(t, 3)
+	var leader, follower *Host
+	for _, h := range hosts {
+		if h.IsLeader() {
+			leader = h
+		} else {
+			follower = h
+		}
+	}
+	resp, body := do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}})
+	var sr api.SubmitResponse
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != 1 {
+		t.Fatalf("submit: %d %s", resp.StatusCode, body)
+	}
+	id := sr.TaskIDs[0]
+	status := follower.APIURL() + "/api/status/" + id
+	waitFor(t, 10*time.Second, func() bool {
+		resp, _ := do(t, "GET", status, nil)
+		return resp.StatusCode == http.StatusOK
+	})
+
+	type answer struct {
+		at     time.Time
+		code   int
+		status string
+		err    error
+	}
+	get := func(url string) answer {
+		resp, err := http.Get(url)
+		if err != nil {
+			return answer{at: time.Now(), err: err}
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		var task api.Task
+		if err == nil && resp.StatusCode == http.StatusOK {
+			err = json.Unmarshal(b, &task)
+		}
+		return answer{at: time.Now(), code: resp.StatusCode, status: string(task.Status), err: err}
+	}
+	got := make(chan answer, 1)
+	go func() { got <- get(status + "?wait=30s&unless=pending") }()
+	select {
+	case a := <-got:
+		t.Fatalf("blocking query answered before any change: %+v", a)
+	case <-time.After(300 * time.Millisecond):
+	}
+	killedAt := time.Now()
+	if resp, body := do(t, "POST", leader.APIURL()+"/api/kill/"+id, nil); resp.StatusCode/100 != 2 {
+		t.Fatalf("kill: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case a := <-got:
+		if a.err != nil || a.code != http.StatusOK || a.status != "killed" {
+			t.Fatalf("blocking query = %+v, want 200 killed", a)
+		}
+		if a.at.Before(killedAt) {
+			t.Fatalf("blocking query answered at %s, before the kill at %s", a.at, killedAt)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("blocking query still waiting 20 s after the kill")
+	}
+
+	// Another status than the one named: at once (well within the wait).
+	done := make(chan answer, 1)
+	go func() { done <- get(status + "?wait=30s&unless=running") }()
+	select {
+	case a := <-done:
+		if a.err != nil || a.code != http.StatusOK || a.status != "killed" {
+			t.Fatalf("query unless=running = %+v, want 200 killed", a)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("query unless=running waited for a change although the status differs")
+	}
+	// The named status stays: the answer comes after the wait, unchanged.
+	start := time.Now()
+	if a := get(status + "?wait=200ms&unless=killed"); a.err != nil || a.code != http.StatusOK || a.status != "killed" {
+		t.Fatalf("query unless=killed = %+v, want 200 killed", a)
+	} else if a.at.Sub(start) < 200*time.Millisecond {
+		t.Fatalf("query unless=killed answered after %s, before its 200ms wait", a.at.Sub(start))
+	}
+
+	// The client's WaitTasks waits on the same query between its rounds:
+	// with a 30 s interval it still returns soon after the kill.
+	resp, body = do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}})
+	var sr2 api.SubmitResponse
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr2) != nil || len(sr2.TaskIDs) != 1 {
+		t.Fatalf("submit: %d %s", resp.StatusCode, body)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		resp, _ := do(t, "GET", follower.APIURL()+"/api/status/"+sr2.TaskIDs[0], nil)
+		return resp.StatusCode == http.StatusOK
+	})
+	cc := api.DefaultClientConfig()
+	cc.Hosts = []string{follower.APIURL()}
+	client, err := api.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type waited struct {
+		tasks []api.Task
+		err   error
+	}
+	wt := make(chan waited, 1)
+	go func() {
+		ts, err := client.WaitTasks(t.Context(), sr2.TaskIDs, api.PollOptions{Interval: 30 * time.Second}, nil)
+		wt <- waited{ts, err}
+	}()
+	time.Sleep(300 * time.Millisecond) // the first round has seen it pending
+	if resp, body := do(t, "POST", leader.APIURL()+"/api/kill/"+sr2.TaskIDs[0], nil); resp.StatusCode/100 != 2 {
+		t.Fatalf("kill: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case w := <-wt:
+		if w.err != nil || len(w.tasks) != 1 || w.tasks[0].Status != "killed" {
+			t.Fatalf("WaitTasks = %+v, %v; want the task killed", w.tasks, w.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("WaitTasks with a 30 s interval still waiting 20 s after the kill: it does not use the blocking query")
+	}
+
+	// A replica lets 256 blocking queries wait at once; the next is
+	// answered at once, and once they are gone one waits again.
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	blocked := status + "?wait=30s&unless=killed"
+	for range maxStatusWaiters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, blocked, nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == maxStatusWaiters })
+	over := make(chan answer, 1)
+	go func() { over <- get(blocked) }()
+	select {
+	case a := <-over:
+		if a.err != nil || a.code != http.StatusOK || a.status != "killed" {
+			t.Fatalf("blocking query over the limit = %+v, want 200 killed", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a blocking query over the limit of 256 waits")
+	}
+	cancel()
+	wg.Wait()
+	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == 0 })
+	again := make(chan answer, 1)
+	go func() { again <- get(status + "?wait=400ms&unless=killed") }()
+	select {
+	case a := <-again:
+		t.Fatalf("blocking query answered at once after the others left: %+v", a)
+	case <-time.After(200 * time.Millisecond):
+	}
+	<-again
+
+	for _, c := range []struct{ query, field string }{
+		{"?wait=abc&unless=pending", "wait"},
+		{"?wait=0s&unless=pending", "wait"},
+		{"?wait=2m&unless=pending", "wait"},
+		{"?wait=1s", "unless"},
+		{"?unless=pending", "wait"},
+		{"?wait=1s&unless=bogus", "unless"},
+	} {
+		resp, body := do(t, "GET", status+c.query, nil)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), c.field) {
+			t.Errorf("GET %s: %d %s, want 400 naming %s", c.query, resp.StatusCode, body, c.field)
+		}
+	}
+	if resp, body := do(t, "GET", follower.APIURL()+"/api/status/999999?wait=1s&unless=pending", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown task: %d %s, want 404", resp.StatusCode, body)
+	}
+}
