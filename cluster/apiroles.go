@@ -86,6 +86,8 @@ func (w appliedWatcher) HoldWaiter() bool {
 
 func (w appliedWatcher) ReleaseWaiter() { w.h.statusWaiters.Add(-1) }
 
+func (w appliedWatcher) Stopping() <-chan struct{} { return w.h.stopping }
+
 // Propose applies c through Raft on the leader (see apply).
 func (h *Host) Propose(ctx context.Context, c fsm.Command) (any, error) { return h.apply(ctx, c) }
 

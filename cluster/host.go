@@ -39,8 +39,10 @@ type Host struct {
 	// auth authenticates every API call (routes.go guard).
 	auth *auth.Authenticator
 	// statusWaiters counts the blocking status queries waiting
-	// (appliedWatcher).
+	// (appliedWatcher); stopping is closed when the API server shuts
+	// down, which answers them.
 	statusWaiters atomic.Int64
+	stopping      chan struct{}
 
 	apiLn   net.Listener
 	httpSrv *http.Server
@@ -210,6 +212,8 @@ func StartHost(ctx context.Context, cfg Config) (_ *Host, err error) {
 		ErrorLog: slog.NewLogLogger(h.log.With("component", "http").Handler(), slog.LevelDebug),
 	}
 	h.httpSrv.RegisterOnShutdown(h.feed.stop)
+	h.stopping = make(chan struct{})
+	h.httpSrv.RegisterOnShutdown(sync.OnceFunc(func() { close(h.stopping) }))
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel

@@ -61,7 +61,7 @@ func TestStatusBlockingQuery(t *testing.T) {
 		return answer{at: time.Now(), code: resp.StatusCode, status: string(task.Status), err: err}
 	}
 	got := make(chan answer, 1)
-	go func() { got <- get(status + "?wait=30s&unless=pending") }()
+	go func() { got <- get(status + "?wait=15s&unless=pending") }()
 	select {
 	case a := <-got:
 		t.Fatalf("blocking query answered before any change: %+v", a)
@@ -85,21 +85,42 @@ func TestStatusBlockingQuery(t *testing.T) {
 
 	// Another status than the one named: at once (well within the wait).
 	done := make(chan answer, 1)
-	go func() { done <- get(status + "?wait=30s&unless=running") }()
+	go func() { done <- get(status + "?wait=15s&unless=running") }()
 	select {
 	case a := <-done:
 		if a.err != nil || a.code != http.StatusOK || a.status != "killed" {
 			t.Fatalf("query unless=running = %+v, want 200 killed", a)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("query unless=running waited for a change although the status differs")
 	}
-	// The named status stays: the answer comes after the wait, unchanged.
+	// A task that is done never changes: at once, even for its own status.
+	doneQ := make(chan answer, 1)
+	go func() { doneQ <- get(status + "?wait=15s&unless=killed") }()
+	select {
+	case a := <-doneQ:
+		if a.err != nil || a.code != http.StatusOK || a.status != "killed" {
+			t.Fatalf("query unless=killed on a killed task = %+v, want 200 killed", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("query unless=killed on a killed task waited: a done task never changes")
+	}
+	// A task that stays pending: the answer comes after the wait, unchanged.
+	resp, body = do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}})
+	var sr3 api.SubmitResponse
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr3) != nil || len(sr3.TaskIDs) != 1 {
+		t.Fatalf("submit: %d %s", resp.StatusCode, body)
+	}
+	pendingStatus := follower.APIURL() + "/api/status/" + sr3.TaskIDs[0]
+	waitFor(t, 10*time.Second, func() bool {
+		resp, _ := do(t, "GET", pendingStatus, nil)
+		return resp.StatusCode == http.StatusOK
+	})
 	start := time.Now()
-	if a := get(status + "?wait=200ms&unless=killed"); a.err != nil || a.code != http.StatusOK || a.status != "killed" {
-		t.Fatalf("query unless=killed = %+v, want 200 killed", a)
+	if a := get(pendingStatus + "?wait=200ms&unless=pending"); a.err != nil || a.code != http.StatusOK || a.status != "pending" {
+		t.Fatalf("query unless=pending on a pending task = %+v, want 200 pending", a)
 	} else if a.at.Sub(start) < 200*time.Millisecond {
-		t.Fatalf("query unless=killed answered after %s, before its 200ms wait", a.at.Sub(start))
+		t.Fatalf("query unless=pending answered after %s, before its 200ms wait", a.at.Sub(start))
 	}
 
 	// The client's WaitTasks waits on the same query between its rounds:
@@ -145,7 +166,7 @@ func TestStatusBlockingQuery(t *testing.T) {
 	// answered at once, and once they are gone one waits again.
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
-	blocked := status + "?wait=30s&unless=killed"
+	blocked := pendingStatus + "?wait=15s&unless=pending"
 	for range maxStatusWaiters {
 		wg.Add(1)
 		go func() {
@@ -161,8 +182,8 @@ func TestStatusBlockingQuery(t *testing.T) {
 	go func() { over <- get(blocked) }()
 	select {
 	case a := <-over:
-		if a.err != nil || a.code != http.StatusOK || a.status != "killed" {
-			t.Fatalf("blocking query over the limit = %+v, want 200 killed", a)
+		if a.err != nil || a.code != http.StatusOK || a.status != "pending" {
+			t.Fatalf("blocking query over the limit = %+v, want 200 pending", a)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a blocking query over the limit of 256 waits")
@@ -171,7 +192,7 @@ func TestStatusBlockingQuery(t *testing.T) {
 	wg.Wait()
 	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == 0 })
 	again := make(chan answer, 1)
-	go func() { again <- get(status + "?wait=400ms&unless=killed") }()
+	go func() { again <- get(pendingStatus + "?wait=400ms&unless=pending") }()
 	select {
 	case a := <-again:
 		t.Fatalf("blocking query answered at once after the others left: %+v", a)
@@ -183,6 +204,7 @@ func TestStatusBlockingQuery(t *testing.T) {
 		{"?wait=abc&unless=pending", "wait"},
 		{"?wait=0s&unless=pending", "wait"},
 		{"?wait=2m&unless=pending", "wait"},
+		{"?wait=21s&unless=pending", "wait"},
 		{"?wait=1s", "unless"},
 		{"?unless=pending", "wait"},
 		{"?wait=1s&unless=bogus", "unless"},
@@ -194,5 +216,28 @@ func TestStatusBlockingQuery(t *testing.T) {
 	}
 	if resp, body := do(t, "GET", follower.APIURL()+"/api/status/999999?wait=1s&unless=pending", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown task: %d %s, want 404", resp.StatusCode, body)
+	}
+
+	// A replica shutting down answers its waiting queries: the shutdown
+	// does not wait out their 15 s.
+	last := make(chan answer, 1)
+	go func() { last <- get(pendingStatus + "?wait=15s&unless=pending") }()
+	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == 1 })
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		closed <- follower.Close(ctx)
+	}()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("close the follower with a query waiting: %v", err)
+		}
+	case <-time.After(12 * time.Second):
+		t.Fatal("the follower's close still waiting 12 s on")
+	}
+	if a := <-last; a.err != nil || a.code != http.StatusOK || a.status != "pending" {
+		t.Fatalf("query waiting at the shutdown = %+v, want 200 pending", a)
 	}
 }

@@ -403,8 +403,10 @@ func (c *Client) Status(ctx context.Context, id string) (fsm.Task, error) {
 	return out, nil
 }
 
-// MaxStatusWait is the longest wait a blocking GET /api/status accepts.
-const MaxStatusWait = time.Minute
+// MaxStatusWait is the longest wait a blocking GET /api/status accepts:
+// below DefaultClientTimeout and the 30 s a follower gives a call it
+// forwards to the leader (?consistent=1).
+const MaxStatusWait = 20 * time.Second
 
 // StatusChange returns task id once its status is no longer unless, or
 // as it is after wait (at most MaxStatusWait): GET /api/status/{id} as a

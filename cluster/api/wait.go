@@ -154,9 +154,11 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 // round. It reports whether ctx is still live.
 func (c *Client) awaitChange(ctx context.Context, o PollOptions, ids []string, done map[string]fsm.Task, seen map[string]fsm.Status) bool {
 	start := time.Now()
-	wait := min(o.Interval, MaxStatusWait)
+	// The call must not time out: neither ctx's bound nor the client's
+	// per-exchange one.
+	wait := min(o.Interval, MaxStatusWait, c.cfg.Timeout/2)
 	if o.CallTimeout > 0 {
-		wait = min(wait, o.CallTimeout/2) // the call must not time out
+		wait = min(wait, o.CallTimeout/2)
 	}
 	for _, id := range ids {
 		if _, ok := done[id]; ok {

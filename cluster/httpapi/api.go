@@ -171,6 +171,9 @@ type AppliedWatcher interface {
 	// false when every one is taken. ReleaseWaiter gives it back.
 	HoldWaiter() bool
 	ReleaseWaiter()
+	// Stopping is closed when the replica's API shuts down: waiting
+	// queries answer then, so that the shutdown does not wait for them.
+	Stopping() <-chan struct{}
 }
 
 // API holds the client-facing handlers. Its methods are safe for

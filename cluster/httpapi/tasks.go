@@ -24,7 +24,9 @@ import (
 //
 // With ?wait=DURATION&unless=STATUS it is a blocking query: the answer
 // waits while the task's status is STATUS, at most DURATION (up to
-// api.MaxStatusWait), and then gives the task as it is. A client that
+// api.MaxStatusWait), and then gives the task as it is. A task that is
+// done (final, no retry to follow) is answered at once, as is every query
+// while the replica's API shuts down. A client that
 // knows a task's status learns of its change at once, without polling; a
 // replica of an earlier version ignores both and answers at once, and so
 // does this one while its places for waiting queries are all taken
@@ -66,7 +68,7 @@ func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 			writeError(w, notFound("task %d not found", id))
 			return
 		}
-		if changed == nil || t.Status != unless {
+		if changed == nil || t.Status != unless || t.Done() {
 			writeJSON(w, http.StatusOK, shown(principal(r), t))
 			return
 		}
@@ -74,6 +76,8 @@ func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 		case <-expired:
 			expired = nil // answer with what the next read finds
+		case <-a.d.Applied.Stopping():
+			expired = nil
 		case <-r.Context().Done():
 			return // the caller left
 		}

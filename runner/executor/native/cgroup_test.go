@@ -406,3 +406,34 @@ func TestWarmStartOverExistingCgroup(t *testing.T) {
 		t.Error("the other process left task 3's cgroup")
 	}
 }
+
+// TestForgetRemovesLeftCgroup checks that Forget removes a task's empty
+// cgroup that its supervisor left (it died after recording the end, before
+// the removal that follows): made again here after the real end.
+func TestForgetRemovesLeftCgroup(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.requireLimited()
+	h.start(executor.Spec{TaskID: 1, Command: "true"})
+	if ex := h.wait(1); ex.Code != 0 {
+		t.Fatalf("exit = %+v", ex)
+	}
+	l := h.e.layout
+	for _, d := range l.dirs(taskCgroup(1)) {
+		eventually(t, 5*time.Second, "cgroup "+d+" to be removed after the end", func() bool { return !fileExists(d) })
+	}
+	for _, d := range l.dirs(taskCgroup(1)) {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.e.Forget(ctx(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range l.dirs(taskCgroup(1)) {
+		if fileExists(d) {
+			t.Errorf("cgroup %s left after Forget", d)
+			_ = os.Remove(d)
+		}
+	}
+}

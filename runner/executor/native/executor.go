@@ -846,7 +846,8 @@ func (e *Executor) Wait(ctx context.Context, id int64) (executor.Exit, error) {
 	}
 }
 
-// Forget drops an ended task's directory. A running task returns
+// Forget drops an ended task's directory, and its cgroup if a supervisor
+// that died after recording the end left it. A running task returns
 // ErrNotRunning; an unknown ID executor.ErrUnknownTask.
 func (e *Executor) Forget(ctx context.Context, id int64) error {
 	t, err := e.load(ctx, id)
@@ -863,6 +864,15 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 	}
 	if err := os.RemoveAll(gone); err != nil {
 		return fmt.Errorf("forget task %d: %w", id, err)
+	}
+	if cg := e.cgroupOf(t); cg != nil {
+		// Its supervisor removes the task's cgroup once the end is out;
+		// one that died before it had left it in place, empty. One try
+		// per hierarchy, no wait: a cgroup still busy or being removed
+		// by its supervisor is left to it.
+		for _, d := range cg.dirs(specCgroup(t.Launch.Spec)) {
+			_ = syscall.Rmdir(d) // best effort; ENOENT: gone already
+		}
 	}
 	e.mu.Lock()
 	delete(e.notified, id)

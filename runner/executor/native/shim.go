@@ -58,8 +58,9 @@ const cleanupTimeout = 10 * time.Second
 // limits, starts the task in its own process group inside that cgroup,
 // tells the Executor (the pipe named by HAKURIVER_SHIM_STARTED_FD), moves
 // itself out of the runner's cgroup into the "shims" cgroup, waits for the
-// task, kills whatever the task left behind, removes the cgroup and records
-// the exit atomically (exit.json). It is a child subreaper, so orphans of
+// task, kills whatever the task left behind, records the exit atomically
+// (exit.json), tells the Executor (HAKURIVER_SHIM_ENDED_FD) and then
+// removes the emptied cgroup. It is a child subreaper, so orphans of
 // the task are reaped. Cancelling ctx (SIGINT/SIGTERM to the shim) sends
 // SIGTERM to the task's process group once; the supervisor keeps waiting
 // for the task to end.
@@ -228,7 +229,8 @@ const (
 )
 
 // booted tells the Executor that this warm supervisor has booted and
-// waits for its task (one byte, which Start's wait for the close ignores).
+// waits for its task (one byte, which Start's wait for the recorded byte
+// ignores).
 func (p *startedPipe) booted() {
 	if p == nil || p.f == nil {
 		return

@@ -90,10 +90,10 @@ type usageRecord struct {
 }
 
 // warmRecordCodecs encodes and decodes each record a supervisor reads or
-// writes once, with every field set, so that encoding/json has built and
-// cached their codecs (by reflection: the first use of a type costs about
-// as much as the rest of the record's write) before a warm supervisor's
-// task arrives. It touches no file.
+// writes once, with its slices, maps and pointers set, so that
+// encoding/json has built and cached their codecs (by reflection: the
+// first use of a type costs about as much as the rest of the record's
+// write) before a warm supervisor's task arrives. It touches no file.
 func warmRecordCodecs() {
 	one := []int{1}
 	l := launchRecord{
