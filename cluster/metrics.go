@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -124,7 +125,9 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 const routeUnmatched = "unmatched"
 
 // instrument counts and times every request by its route pattern (chi's,
-// "/api/status/{id}", never the raw path), its method (any method not
+// "/api/status/{id}", never the raw path; a blocking status query, which
+// may wait up to api.MaxStatusWait, as "/api/status/{id}?wait" so that it
+// does not skew the plain read's latency), its method (any method not
 // served anywhere is "other": a client chooses it freely) and its code.
 func (m *metrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -134,6 +137,9 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		route := routeUnmatched
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
+		}
+		if strings.HasSuffix(route, "/status/{id}") && r.URL.Query().Has("wait") {
+			route += "?wait"
 		}
 		code := strconv.Itoa(rec.code)
 		method := metricMethod(r.Method)

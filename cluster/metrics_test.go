@@ -161,6 +161,7 @@ func TestMetrics(t *testing.T) {
 		for _, r := range []struct{ method, path string }{
 			{"GET", "/api/status/987654321"}, {"GET", "/status/987654322"}, {"GET", "/api/no-such-thing/987654323"},
 			{"GET", "/987654324/x"}, {"BREW987654325", "/api/tasks"}, {"DELETE", "/api/status/987654326"},
+			{"GET", "/api/status/987654327?wait=1s&unless=pending"},
 		} {
 			do(t, r.method, follower.APIURL()+r.path, nil)
 		}
@@ -169,6 +170,7 @@ func TestMetrics(t *testing.T) {
 		for _, rt := range follower.apiTable() {
 			allowed[rt.path], allowed["/api"+rt.path] = true, true
 		}
+		allowed["/api/status/{id}?wait"], allowed["/status/{id}?wait"] = true, true
 		body := scrape(t, follower)
 		labelRE := regexp.MustCompile(`^hakuriver_http_requests_total\{code="(\d+)",method="([^"]*)",route="([^"]*)"\}`)
 		seen := 0
@@ -192,6 +194,7 @@ func TestMetrics(t *testing.T) {
 		for _, series := range []string{
 			`hakuriver_http_requests_total{code="404",method="GET",route="/api/status/{id}"}`,
 			`hakuriver_http_requests_total{code="404",method="GET",route="/status/{id}"}`,
+			`hakuriver_http_requests_total{code="404",method="GET",route="/api/status/{id}?wait"}`,
 		} {
 			if _, ok := sample(body, series); !ok {
 				t.Errorf("no series %s", series)
