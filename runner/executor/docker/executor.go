@@ -474,6 +474,9 @@ func (e *Executor) exitOf(ctx context.Context, t *task) (*executor.Exit, error) 
 				// a container itself): the end goes without figures.
 				e.log.Debug("measure the task container's usage", keyTaskID, t.id, keyErr, err)
 			}
+			if !rec.oom && oomByPeak(rec.code, killed, ins.HostConfig.Memory, rec.usage) {
+				rec.oom = true
+			}
 		}
 		rec.startedAt, _ = time.Parse(time.RFC3339Nano, ins.State.StartedAt) //nolint:errcheck // zero when unset
 		rec.endedAt, _ = time.Parse(time.RFC3339Nano, ins.State.FinishedAt)  //nolint:errcheck // zero when unset
@@ -487,6 +490,15 @@ func (e *Executor) exitOf(ctx context.Context, t *task) (*executor.Exit, error) 
 		ex.Message = "Command not found in the container (exit code 127)."
 	}
 	return ex, nil
+}
+
+// oomByPeak tells an OOM kill whose flag Docker lost (its OOM event can
+// race the exit and be overwritten by it, under load past the second the
+// exit is looked at again): a SIGKILL (137) nobody here asked for, by a
+// container whose cgroup parent's memory peak (hierarchical, final once
+// the container ended) reached its memory limit.
+func oomByPeak(code int, killed bool, limit int64, u *executor.Usage) bool {
+	return code == 137 && !killed && limit > 0 && u != nil && u.PeakBytes >= limit
 }
 
 // inspectTask returns id's container (a command task's or a VPS's);

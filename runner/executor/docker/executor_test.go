@@ -119,6 +119,36 @@ func TestTaskOOM(t *testing.T) {
 	if !ex.OOM || ex.Killed {
 		t.Fatalf("exit %+v, want OOM; stderr %q", ex, readFile(t, spec.Stderr))
 	}
+	// Had Docker lost its OOM flag, the memory peak would still tell.
+	if ex.Usage != nil && !oomByPeak(ex.Code, ex.Killed, spec.MemoryBytes, ex.Usage) {
+		t.Errorf("exit %+v, usage %+v: the peak does not tell the OOM kill (limit %d)", ex, *ex.Usage, spec.MemoryBytes)
+	}
+}
+
+// TestOOMByPeak checks the fallback's rule: only an unrequested SIGKILL
+// with the memory peak at the limit counts.
+func TestOOMByPeak(t *testing.T) {
+	t.Parallel()
+	at := &executor.Usage{PeakBytes: 32 << 20}
+	below := &executor.Usage{PeakBytes: 31 << 20}
+	for _, c := range []struct {
+		code   int
+		killed bool
+		limit  int64
+		u      *executor.Usage
+		want   bool
+	}{
+		{137, false, 32 << 20, at, true},
+		{137, true, 32 << 20, at, false},     // killed here
+		{1, false, 32 << 20, at, false},      // not a SIGKILL
+		{137, false, 32 << 20, below, false}, // killed by someone else
+		{137, false, 0, at, false},           // no limit
+		{137, false, 32 << 20, nil, false},   // no figures
+	} {
+		if got := oomByPeak(c.code, c.killed, c.limit, c.u); got != c.want {
+			t.Errorf("oomByPeak(%d, %v, %d, %+v) = %v, want %v", c.code, c.killed, c.limit, c.u, got, c.want)
+		}
+	}
 }
 
 func TestTaskLimitsPauseResumeKill(t *testing.T) {
