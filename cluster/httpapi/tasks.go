@@ -24,15 +24,14 @@ import (
 //
 // With ?wait=DURATION&unless=STATUS it is a blocking query: the answer
 // waits while the task's status is STATUS, at most DURATION (up to
-// api.MaxStatusWait), and then gives the task as it is. A task that is
-// done (final, no retry to follow) is answered at once, as is every query
-// while the replica's API shuts down. A client that
-// knows a task's status learns of its change at once, without polling; a
-// replica of an earlier version ignores both and answers at once, and so
-// does this one while its places for waiting queries are all taken
-// (AppliedWatcher.HoldWaiter). A waiting
-// query reads the task again after each applied entry, at most once per
-// statusRecheck.
+// api.MaxStatusWait), and then gives the task as it is, so that a client
+// that knows a task's status learns of its change at once, without
+// polling. It answers at once for a task that is done (final, no retry to
+// follow), while the replica's API shuts down, and while its places for
+// waiting queries are all taken (AppliedWatcher.HoldWaiter); a replica of
+// an earlier version ignores both parameters and answers at once. A
+// waiting query reads the task again after each applied entry, at most
+// once per statusRecheck.
 func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 	id, err := ParseTaskID(chi.URLParam(r, "id"))
 	if err != nil {
@@ -97,7 +96,7 @@ func statusWait(r *http.Request) (wait time.Duration, unless fsm.Status, err err
 	case ws == "" && us == "":
 		return 0, "", nil
 	case ws == "":
-		return 0, "", badRequest("wait: required with unless (a duration such as 30s)")
+		return 0, "", badRequest("wait: required with unless (a duration such as 15s)")
 	case us == "":
 		return 0, "", badRequest("unless: required with wait (the status the caller knows)")
 	}
