@@ -16,19 +16,15 @@ import (
 // TestStatusBlockingQuery asks a follower of a real three-replica cluster
 // for a pending task's status with ?wait&unless=pending: the answer comes
 // once the task is killed (through the leader), not before, with the new
-// status. A task whose status is not the one named answers at once; one
-// whose status stays answers after the wait, unchanged. Bad parameters are
-// refused with a 400 naming the parameter, an unknown task with a 404.
+// status. A task whose status is not the one named answers at once, and so
+// does a done one; one whose status stays answers after the wait,
+// unchanged. The client's WaitTasks wakes on the same change. The 257th
+// waiting query answers at once. Bad parameters are refused with a 400
+// naming the parameter, an unknown task with a 404. A follower shutting
+// down answers its waiting query and closes in time.
 func TestStatusBlockingQuery(t *testing.T) {
-	hosts := startCluster(t, 3)
-	var leader, follower *Host
-	for _, h := range hosts {
-		if h.IsLeader() {
-			leader = h
-		} else {
-			follower = h
-		}
-	}
+	leader, followers := leaderAndFollowers(t, startCluster(t, 3))
+	follower := followers[0]
 	resp, body := do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}})
 	var sr api.SubmitResponse
 	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != 1 {
