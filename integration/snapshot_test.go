@@ -79,6 +79,10 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	a.KillTask(0, sleeper)
 	ids = append(ids, sleeper)
 	a.WaitAllFinal(ids, taskTimeout)
+	// The kill is committed at once; the runner's report of the end, with
+	// its figures, follows it: the snapshot below is to hold that too (the
+	// old cluster's view is read well after it).
+	a.WaitTask(sleeper, taskTimeout, "to record the end's figures", func(tk api.Task) bool { return tk.Usage != nil })
 	// An environment with its tarball record, as a replica records it.
 	env := map[string]any{"name": "snapenv", "replica": a.Replica(0).ID,
 		"tarball": map[string]any{"version": 1700000000, "sha256": strings.Repeat("ab", 32), "size": 42}}
