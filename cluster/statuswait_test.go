@@ -25,17 +25,29 @@ import (
 func TestStatusBlockingQuery(t *testing.T) {
 	leader, followers := leaderAndFollowers(t, startCluster(t, 3))
 	follower := followers[0]
-	resp, body := do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}})
-	var sr api.SubmitResponse
-	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != 1 {
-		t.Fatalf("submit: %d %s", resp.StatusCode, body)
+	// submitPending submits a task no runner takes (it stays pending)
+	// through the leader and returns its ID and its status URL on the
+	// follower, once the follower has it.
+	submitPending := func() (id, url string) {
+		t.Helper()
+		resp, body := do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}})
+		var sr api.SubmitResponse
+		if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != 1 {
+			t.Fatalf("submit: %d %s", resp.StatusCode, body)
+		}
+		url = follower.APIURL() + "/api/status/" + sr.TaskIDs[0]
+		waitFor(t, 10*time.Second, func() bool {
+			resp, _ := do(t, "GET", url, nil)
+			return resp.StatusCode == http.StatusOK
+		})
+		return sr.TaskIDs[0], url
 	}
-	id := sr.TaskIDs[0]
-	status := follower.APIURL() + "/api/status/" + id
-	waitFor(t, 10*time.Second, func() bool {
-		resp, _ := do(t, "GET", status, nil)
-		return resp.StatusCode == http.StatusOK
-	})
+	kill := func(id string) {
+		t.Helper()
+		if resp, body := do(t, "POST", leader.APIURL()+"/api/kill/"+id, nil); resp.StatusCode/100 != 2 {
+			t.Fatalf("kill: %d %s", resp.StatusCode, body)
+		}
+	}
 
 	type answer struct {
 		at     time.Time
@@ -56,62 +68,54 @@ func TestStatusBlockingQuery(t *testing.T) {
 		}
 		return answer{at: time.Now(), code: resp.StatusCode, status: string(task.Status), err: err}
 	}
-	got := make(chan answer, 1)
-	go func() { got <- get(status + "?wait=15s&unless=pending") }()
-	select {
-	case a := <-got:
-		t.Fatalf("blocking query answered before any change: %+v", a)
-	case <-time.After(300 * time.Millisecond):
+	// async reads url in the background.
+	async := func(url string) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() { ch <- get(url) }()
+		return ch
 	}
+	// within returns the answer on ch, 200 with status want, failing with
+	// late when none comes within d.
+	within := func(ch <-chan answer, d time.Duration, want, late string) answer {
+		t.Helper()
+		select {
+		case a := <-ch:
+			if a.err != nil || a.code != http.StatusOK || a.status != want {
+				t.Fatalf("answer %+v, want 200 %s", a, want)
+			}
+			return a
+		case <-time.After(d):
+			t.Fatal(late)
+			return answer{}
+		}
+	}
+	// silent fails if ch has an answer within d.
+	silent := func(ch <-chan answer, d time.Duration, what string) {
+		t.Helper()
+		select {
+		case a := <-ch:
+			t.Fatalf("%s: %+v", what, a)
+		case <-time.After(d):
+		}
+	}
+
+	id, status := submitPending()
+	got := async(status + "?wait=15s&unless=pending")
+	silent(got, 300*time.Millisecond, "blocking query answered before any change")
 	killedAt := time.Now()
-	if resp, body := do(t, "POST", leader.APIURL()+"/api/kill/"+id, nil); resp.StatusCode/100 != 2 {
-		t.Fatalf("kill: %d %s", resp.StatusCode, body)
-	}
-	select {
-	case a := <-got:
-		if a.err != nil || a.code != http.StatusOK || a.status != "killed" {
-			t.Fatalf("blocking query = %+v, want 200 killed", a)
-		}
-		if a.at.Before(killedAt) {
-			t.Fatalf("blocking query answered at %s, before the kill at %s", a.at, killedAt)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("blocking query still waiting 20 s after the kill")
+	kill(id)
+	if a := within(got, 20*time.Second, "killed", "blocking query still waiting 20 s after the kill"); a.at.Before(killedAt) {
+		t.Fatalf("blocking query answered at %s, before the kill at %s", a.at, killedAt)
 	}
 
 	// Another status than the one named: at once (well within the wait).
-	done := make(chan answer, 1)
-	go func() { done <- get(status + "?wait=15s&unless=running") }()
-	select {
-	case a := <-done:
-		if a.err != nil || a.code != http.StatusOK || a.status != "killed" {
-			t.Fatalf("query unless=running = %+v, want 200 killed", a)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("query unless=running waited for a change although the status differs")
-	}
+	within(async(status+"?wait=15s&unless=running"), 10*time.Second, "killed",
+		"query unless=running waited for a change although the status differs")
 	// A task that is done never changes: at once, even for its own status.
-	doneQ := make(chan answer, 1)
-	go func() { doneQ <- get(status + "?wait=15s&unless=killed") }()
-	select {
-	case a := <-doneQ:
-		if a.err != nil || a.code != http.StatusOK || a.status != "killed" {
-			t.Fatalf("query unless=killed on a killed task = %+v, want 200 killed", a)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("query unless=killed on a killed task waited: a done task never changes")
-	}
+	within(async(status+"?wait=15s&unless=killed"), 10*time.Second, "killed",
+		"query unless=killed on a killed task waited: a done task never changes")
 	// A task that stays pending: the answer comes after the wait, unchanged.
-	resp, body = do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}})
-	var sr3 api.SubmitResponse
-	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr3) != nil || len(sr3.TaskIDs) != 1 {
-		t.Fatalf("submit: %d %s", resp.StatusCode, body)
-	}
-	pendingStatus := follower.APIURL() + "/api/status/" + sr3.TaskIDs[0]
-	waitFor(t, 10*time.Second, func() bool {
-		resp, _ := do(t, "GET", pendingStatus, nil)
-		return resp.StatusCode == http.StatusOK
-	})
+	_, pendingStatus := submitPending()
 	start := time.Now()
 	if a := get(pendingStatus + "?wait=200ms&unless=pending"); a.err != nil || a.code != http.StatusOK || a.status != "pending" {
 		t.Fatalf("query unless=pending on a pending task = %+v, want 200 pending", a)
@@ -121,15 +125,7 @@ func TestStatusBlockingQuery(t *testing.T) {
 
 	// The client's WaitTasks waits on the same query between its rounds:
 	// with a 30 s interval it still returns soon after the kill.
-	resp, body = do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}})
-	var sr2 api.SubmitResponse
-	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr2) != nil || len(sr2.TaskIDs) != 1 {
-		t.Fatalf("submit: %d %s", resp.StatusCode, body)
-	}
-	waitFor(t, 10*time.Second, func() bool {
-		resp, _ := do(t, "GET", follower.APIURL()+"/api/status/"+sr2.TaskIDs[0], nil)
-		return resp.StatusCode == http.StatusOK
-	})
+	waitedID, _ := submitPending()
 	cc := api.DefaultClientConfig()
 	cc.Hosts = []string{follower.APIURL()}
 	client, err := api.NewClient(cc)
@@ -142,13 +138,11 @@ func TestStatusBlockingQuery(t *testing.T) {
 	}
 	wt := make(chan waited, 1)
 	go func() {
-		ts, err := client.WaitTasks(t.Context(), sr2.TaskIDs, api.PollOptions{Interval: 30 * time.Second}, nil)
+		ts, err := client.WaitTasks(t.Context(), []string{waitedID}, api.PollOptions{Interval: 30 * time.Second}, nil)
 		wt <- waited{ts, err}
 	}()
 	time.Sleep(300 * time.Millisecond) // the first round has seen it pending
-	if resp, body := do(t, "POST", leader.APIURL()+"/api/kill/"+sr2.TaskIDs[0], nil); resp.StatusCode/100 != 2 {
-		t.Fatalf("kill: %d %s", resp.StatusCode, body)
-	}
+	kill(waitedID)
 	select {
 	case w := <-wt:
 		if w.err != nil || len(w.tasks) != 1 || w.tasks[0].Status != "killed" {
@@ -174,26 +168,12 @@ func TestStatusBlockingQuery(t *testing.T) {
 		}()
 	}
 	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == maxStatusWaiters })
-	over := make(chan answer, 1)
-	go func() { over <- get(blocked) }()
-	select {
-	case a := <-over:
-		if a.err != nil || a.code != http.StatusOK || a.status != "pending" {
-			t.Fatalf("blocking query over the limit = %+v, want 200 pending", a)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a blocking query over the limit of 256 waits")
-	}
+	within(async(blocked), 10*time.Second, "pending", "a blocking query over the limit of 256 waits")
 	cancel()
 	wg.Wait()
 	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == 0 })
-	again := make(chan answer, 1)
-	go func() { again <- get(pendingStatus + "?wait=400ms&unless=pending") }()
-	select {
-	case a := <-again:
-		t.Fatalf("blocking query answered at once after the others left: %+v", a)
-	case <-time.After(200 * time.Millisecond):
-	}
+	again := async(pendingStatus + "?wait=400ms&unless=pending")
+	silent(again, 200*time.Millisecond, "blocking query answered at once after the others left")
 	<-again
 
 	for _, c := range []struct{ query, field string }{
@@ -216,8 +196,7 @@ func TestStatusBlockingQuery(t *testing.T) {
 
 	// A replica shutting down answers its waiting queries: the shutdown
 	// does not wait out their 15 s.
-	last := make(chan answer, 1)
-	go func() { last <- get(pendingStatus + "?wait=15s&unless=pending") }()
+	last := async(pendingStatus + "?wait=15s&unless=pending")
 	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == 1 })
 	closed := make(chan error, 1)
 	go func() {
@@ -233,7 +212,5 @@ func TestStatusBlockingQuery(t *testing.T) {
 	case <-time.After(12 * time.Second):
 		t.Fatal("the follower's close still waiting 12 s on")
 	}
-	if a := <-last; a.err != nil || a.code != http.StatusOK || a.status != "pending" {
-		t.Fatalf("query waiting at the shutdown = %+v, want 200 pending", a)
-	}
+	within(last, 10*time.Second, "pending", "the query waiting at the shutdown got no answer")
 }
