@@ -67,8 +67,10 @@ func decodeStrict(body []byte, v any) error {
 	if err := ks.value(reflect.TypeOf(v), "", 0); err != nil {
 		return err
 	}
-	ks.skipSpace()
-	if ks.pos != len(body) {
+	// The decoder knows where its value ended; the scanner does not for a
+	// top-level scalar ("nullu" is null and a trailing "u" to it).
+	rest := body[dec.InputOffset():]
+	if len(bytes.TrimLeft(rest, " \t\n\r")) != 0 {
 		return badRequest("malformed JSON: trailing data after the object")
 	}
 	return nil
