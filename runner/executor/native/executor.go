@@ -702,6 +702,7 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 		return fmt.Errorf("kill task %d: %w", id, err)
 	}
 	e.log.Info("killing task", keyTaskID, id)
+	refusedRounds := 0
 	for {
 		t, err = e.load(ctx, id)
 		if err != nil {
@@ -710,7 +711,16 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 		if t.Exit != nil {
 			return nil
 		}
-		e.killRound(t)
+		if refused := e.killRound(t); len(refused) == 0 {
+			refusedRounds = 0
+		} else if refusedRounds++; refusedRounds == killRefusedRounds/2 {
+			// A process on its way out stays listed in cgroup.procs for a
+			// moment after /proc no longer shows it in the cgroup: only a
+			// listing that persists is worth a warning.
+			e.log.Warn("refused to kill processes listed in the task's cgroup but not in it", keyTaskID, t.ID, "pids", refused, "rounds", refusedRounds)
+		} else {
+			e.log.Debug("refused to kill processes listed in the task's cgroup but not in it", keyTaskID, t.ID, "pids", refused)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("kill task %d: %w", id, ctx.Err())
@@ -719,24 +729,23 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 	}
 }
 
-// killRound sends one round of SIGKILL to a running task.
-func (e *Executor) killRound(t *taskFiles) {
+// killRound sends one round of SIGKILL to a running task and returns the
+// listed processes it refused to signal (killTarget).
+func (e *Executor) killRound(t *taskFiles) (refused []int) {
 	if cg := e.cgroupOf(t); cg != nil {
 		name := specCgroup(t.Launch.Spec)
 		pids, err := cg.procs(name)
 		if err != nil {
 			e.log.Warn("list the task's processes", keyTaskID, t.ID, keyErr, err)
 		}
-		if refused := cg.killRound(name, pids); len(refused) > 0 {
-			e.log.Warn("refused to kill processes listed in the task's cgroup but not in it", keyTaskID, t.ID, "pids", refused)
-		}
-		return
+		return cg.killRound(name, pids)
 	}
 	if t.Proc != nil {
 		if err := signalPGID(t.Proc.PID, t.Proc.PGID, t.Proc.StartTicks, syscall.SIGKILL); err != nil {
 			e.log.Warn("kill the task's process group", keyTaskID, t.ID, keyErr, err)
 		}
 	}
+	return nil
 }
 
 // Pause freezes the task (cgroup freezer; SIGSTOP to its process group

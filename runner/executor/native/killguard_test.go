@@ -3,10 +3,12 @@ package native
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -235,4 +237,55 @@ func TestForgedTaskRecordIsNotTrusted(t *testing.T) {
 			t.Errorf("victim file now %q (%v), want %q", b, err, content)
 		}
 	})
+}
+
+// levelCounter is a slog handler that counts records at WARN and above
+// and passes every record on to next.
+type levelCounter struct {
+	next  slog.Handler
+	warns *atomic.Int64
+}
+
+func (h levelCounter) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h levelCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.warns.Add(1)
+	}
+	return h.next.Handle(ctx, r)
+}
+func (h levelCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelCounter{next: h.next.WithAttrs(as), warns: h.warns}
+}
+func (h levelCounter) WithGroup(name string) slog.Handler {
+	return levelCounter{next: h.next.WithGroup(name), warns: h.warns}
+}
+
+// TestKillOfBusyTaskLogsNoWarning kills running tasks whose processes fork
+// and exit all the time: a process on its way out is still listed in
+// cgroup.procs for a moment after /proc stopped showing it in the cgroup,
+// and the kill guard refuses it for that round. That is an ordinary kill,
+// not a problem: it must not log a warning (a healthy run logs none).
+func TestKillOfBusyTaskLogsNoWarning(t *testing.T) {
+	var warns atomic.Int64
+	h := newHarness(t, func(c *Config) {
+		c.Logger = slog.New(levelCounter{next: c.Logger.Handler(), warns: &warns})
+	})
+	h.requireLimited()
+	for id := int64(1); id <= 8; id++ {
+		// 16 loops that each start short-lived children without end.
+		h.start(executor.Spec{TaskID: id, Command: "sh", Args: []string{"-c",
+			"for i in $(seq 16); do (while :; do /bin/true; done) & done; wait"}})
+		eventually(t, 5*time.Second, "the task's loops", func() bool {
+			return len(groupMembers(h.taskRecord(id).PGID)) >= 16
+		})
+		if err := h.e.Kill(ctx(t), id); err != nil {
+			t.Fatalf("Kill task %d: %v", id, err)
+		}
+		if ex := h.wait(id); !ex.Killed {
+			t.Errorf("task %d: exit = %+v, want killed", id, ex)
+		}
+	}
+	if n := warns.Load(); n != 0 {
+		t.Errorf("killing 8 busy tasks logged %d warnings; want none", n)
+	}
 }
