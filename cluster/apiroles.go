@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -70,21 +71,62 @@ func (h *Host) newAPI() *httpapi.API {
 type appliedWatcher struct{ h *Host }
 
 // maxStatusWaiters bounds the blocking status queries waiting at once on
-// a replica (each re-reads its task as entries apply); beyond it they are
-// answered at once, and clients poll as they would without.
-const maxStatusWaiters = 256
+// a replica (each re-reads its task as entries apply), and
+// maxStatusWaitersPerCaller those of one caller (an account, all anonymous
+// callers together, the cluster token), so that one caller cannot take
+// every place. Beyond either they are answered at once, and clients poll
+// as they would without.
+const (
+	maxStatusWaiters          = 256
+	maxStatusWaitersPerCaller = 64
+)
+
+// waiterBook counts the blocking status queries waiting, in all and per
+// caller.
+type waiterBook struct {
+	mu        sync.Mutex
+	total     int
+	perCaller map[string]int
+}
+
+// hold takes a place for one of caller's queries; false when the replica's
+// or the caller's places are all taken.
+func (b *waiterBook) hold(caller string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.total >= maxStatusWaiters || b.perCaller[caller] >= maxStatusWaitersPerCaller {
+		return false
+	}
+	if b.perCaller == nil {
+		b.perCaller = map[string]int{}
+	}
+	b.total++
+	b.perCaller[caller]++
+	return true
+}
+
+// release gives back a place hold took for caller.
+func (b *waiterBook) release(caller string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.total--
+	if b.perCaller[caller]--; b.perCaller[caller] <= 0 {
+		delete(b.perCaller, caller)
+	}
+}
+
+// waiting returns how many queries wait.
+func (b *waiterBook) waiting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.total
+}
 
 func (w appliedWatcher) NextApplied() <-chan struct{} { return w.h.raft.watch.next() }
 
-func (w appliedWatcher) HoldWaiter() bool {
-	if w.h.statusWaiters.Add(1) <= maxStatusWaiters {
-		return true
-	}
-	w.h.statusWaiters.Add(-1)
-	return false
-}
+func (w appliedWatcher) HoldWaiter(caller string) bool { return w.h.statusWaiters.hold(caller) }
 
-func (w appliedWatcher) ReleaseWaiter() { w.h.statusWaiters.Add(-1) }
+func (w appliedWatcher) ReleaseWaiter(caller string) { w.h.statusWaiters.release(caller) }
 
 func (w appliedWatcher) Stopping() <-chan struct{} { return w.h.stopping }
 

@@ -41,7 +41,7 @@ type Host struct {
 	// statusWaiters counts the blocking status queries waiting
 	// (appliedWatcher); stopping is closed when the API server shuts
 	// down, which answers them.
-	statusWaiters atomic.Int64
+	statusWaiters waiterBook
 	stopping      chan struct{}
 
 	apiLn   net.Listener

@@ -18,8 +18,9 @@ import (
 // once the task is killed (through the leader), not before, with the new
 // status. A task whose status is not the one named answers at once, and so
 // does a done one; one whose status stays answers after the wait,
-// unchanged. The client's WaitTasks wakes on the same change. The 257th
-// waiting query answers at once. Bad parameters are refused with a 400
+// unchanged. The client's WaitTasks wakes on the same change. A caller's
+// 65th waiting query answers at once while another caller's still waits
+// (TestWaiterBook: the 256 in all). Bad parameters are refused with a 400
 // naming the parameter, an unknown task with a 404. A follower shutting
 // down answers its waiting query and closes in time.
 func TestStatusBlockingQuery(t *testing.T) {
@@ -115,7 +116,7 @@ func TestStatusBlockingQuery(t *testing.T) {
 	within(async(status+"?wait=15s&unless=killed"), 10*time.Second, "killed",
 		"query unless=killed on a killed task waited: a done task never changes")
 	// A task that stays pending: the answer comes after the wait, unchanged.
-	_, pendingStatus := submitPending()
+	pendingID, pendingStatus := submitPending()
 	start := time.Now()
 	if a := get(pendingStatus + "?wait=200ms&unless=pending"); a.err != nil || a.code != http.StatusOK || a.status != "pending" {
 		t.Fatalf("query unless=pending on a pending task = %+v, want 200 pending", a)
@@ -152,12 +153,14 @@ func TestStatusBlockingQuery(t *testing.T) {
 		t.Fatal("WaitTasks with a 30 s interval still waiting 20 s after the kill: it does not use the blocking query")
 	}
 
-	// A replica lets 256 blocking queries wait at once; the next is
-	// answered at once, and once they are gone one waits again.
+	// One caller (here: the anonymous callers) may have 64 blocking
+	// queries wait at once on a replica; its next is answered at once,
+	// while another caller's query still waits. Once they are gone, one
+	// waits again.
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	blocked := pendingStatus + "?wait=15s&unless=pending"
-	for range maxStatusWaiters {
+	for range maxStatusWaitersPerCaller {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -167,11 +170,33 @@ func TestStatusBlockingQuery(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == maxStatusWaiters })
-	within(async(blocked), 10*time.Second, "pending", "a blocking query over the limit of 256 waits")
+	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.waiting() == maxStatusWaitersPerCaller })
+	within(async(blocked), 10*time.Second, "pending", "an anonymous blocking query over the caller's 64 waits")
+	boot, err := accountClient(t, follower.APIURL(), testToken, "").Bootstrap(t.Context(), "")
+	if err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	admin := accountClient(t, follower.APIURL(), "", boot.Token)
+	adminWait := make(chan error, 1)
+	adminStart := time.Now()
+	go func() {
+		_, err := admin.StatusChange(t.Context(), pendingID, "pending", 400*time.Millisecond)
+		adminWait <- err
+	}()
+	select {
+	case err := <-adminWait:
+		if err != nil {
+			t.Fatalf("the admin's blocking query: %v", err)
+		}
+		if d := time.Since(adminStart); d < 300*time.Millisecond {
+			t.Fatalf("the admin's blocking query answered after %s, while the anonymous callers held their 64 places: one caller took another's place", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the admin's blocking query got no answer")
+	}
 	cancel()
 	wg.Wait()
-	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == 0 })
+	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.waiting() == 0 })
 	again := async(pendingStatus + "?wait=400ms&unless=pending")
 	silent(again, 200*time.Millisecond, "blocking query answered at once after the others left")
 	<-again
@@ -197,7 +222,7 @@ func TestStatusBlockingQuery(t *testing.T) {
 	// A replica shutting down answers its waiting queries: the shutdown
 	// does not wait out their 15 s.
 	last := async(pendingStatus + "?wait=15s&unless=pending")
-	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.Load() == 1 })
+	waitFor(t, 10*time.Second, func() bool { return follower.statusWaiters.waiting() == 1 })
 	closed := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -213,4 +238,46 @@ func TestStatusBlockingQuery(t *testing.T) {
 		t.Fatal("the follower's close still waiting 12 s on")
 	}
 	within(last, 10*time.Second, "pending", "the query waiting at the shutdown got no answer")
+}
+
+// TestWaiterBook checks the places for blocking status queries: 64 per
+// caller, 256 in all, each given back on release.
+func TestWaiterBook(t *testing.T) {
+	var b waiterBook
+	callers := []string{"account:a", "account:b", "account:c", "anonymous"}
+	for _, c := range callers {
+		for i := range maxStatusWaitersPerCaller {
+			if !b.hold(c) {
+				t.Fatalf("%s's query %d refused", c, i+1)
+			}
+		}
+		if b.hold(c) {
+			t.Fatalf("%s's query %d held: over the caller's %d", c, maxStatusWaitersPerCaller+1, maxStatusWaitersPerCaller)
+		}
+	}
+	if n := b.waiting(); n != maxStatusWaiters {
+		t.Fatalf("waiting = %d, want %d", n, maxStatusWaiters)
+	}
+	if b.hold("cluster") {
+		t.Fatal("a fifth caller's query held with all 256 places taken")
+	}
+	b.release("account:a")
+	if !b.hold("cluster") {
+		t.Fatal("a place given back was not taken again")
+	}
+	if b.hold("account:a") {
+		t.Fatal("a query held with all 256 places taken")
+	}
+	b.release("cluster")
+	if !b.hold("account:a") {
+		t.Fatal("account a could not take back its place")
+	}
+	for _, c := range callers {
+		for range maxStatusWaitersPerCaller {
+			b.release(c)
+		}
+	}
+	if n, m := b.waiting(), len(b.perCaller); n != 0 || m != 0 {
+		t.Fatalf("after every release: %d waiting, %d callers listed; want none", n, m)
+	}
 }

@@ -167,10 +167,11 @@ type AppliedWatcher interface {
 	// NextApplied returns a channel closed once entries are applied
 	// after the call.
 	NextApplied() <-chan struct{}
-	// HoldWaiter takes one of the replica's places for a waiting query;
-	// false when every one is taken. ReleaseWaiter gives it back.
-	HoldWaiter() bool
-	ReleaseWaiter()
+	// HoldWaiter takes one of the replica's places for a waiting query of
+	// caller (waiterKey); false when every one, or every one caller may
+	// take, is taken. ReleaseWaiter gives it back.
+	HoldWaiter(caller string) bool
+	ReleaseWaiter(caller string)
 	// Stopping is closed when the replica's API shuts down: waiting
 	// queries answer then, so that the shutdown does not wait for them.
 	Stopping() <-chan struct{}

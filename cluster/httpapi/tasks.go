@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
@@ -44,8 +45,8 @@ func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var expired <-chan time.Time
-	if wait > 0 && a.d.Applied != nil && a.d.Applied.HoldWaiter() {
-		defer a.d.Applied.ReleaseWaiter()
+	if caller := waiterKey(principal(r)); wait > 0 && a.d.Applied != nil && a.d.Applied.HoldWaiter(caller) {
+		defer a.d.Applied.ReleaseWaiter(caller)
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		expired = t.C
@@ -81,6 +82,19 @@ func (a *API) Status(w http.ResponseWriter, r *http.Request) {
 			return // the caller left
 		}
 	}
+}
+
+// waiterKey names the caller whose share of the places for waiting
+// queries a query of p takes: its account, or one share for all anonymous
+// callers and one for the cluster token.
+func waiterKey(p auth.Principal) string {
+	switch p.Kind {
+	case auth.Account:
+		return "account:" + p.Name
+	case auth.Cluster:
+		return "cluster"
+	}
+	return "anonymous"
 }
 
 // statusRecheck is the shortest time between two reads of a waiting
