@@ -53,13 +53,16 @@ test-unit:
 # -sections runners), then the runner-side start of a native `true` (Go
 # benchmarks, as root for cgroups): StartTrue is the native executor's
 # Start, RunTrue a runner's /run round trip against a stub host; run-p50
-# is the figure with the target of 3 ms.
+# is the figure with the target of 3 ms. Then one scheduling pass over a
+# long queue (BenchmarkPlan).
 BENCH_ARGS ?=
 bench: build
 	HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) run -tags integration ./integration/cmd/bench $(BENCH_ARGS)
 	@echo; echo "Runner-side start of a native \`true\` on $$(nproc) cores (ms; target run-p50 <= 3):"
 	@set -o pipefail; HAKURIVER_SHIM_BINARY=$(CURDIR)/$(SHIMBIN) HAKURIVER_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' \
 		-bench 'StartTrue|RunTrue' -benchtime 100x ./runner/executor/native ./runner | grep -E '^(Benchmark|FAIL)'
+	@echo; echo "One scheduling pass, 100 nodes and 10,000 pending tasks (most fit no node):"
+	@set -o pipefail; $(GO) test -run '^$$' -bench 'Plan$$' -benchtime 20x ./scheduler | grep -E '^(Benchmark|FAIL)'
 
 # chaos runs a randomized fault campaign (network partitions in namespaces,
 # SIGKILL) for DURATION with the fault schedule drawn from SEED (0: from

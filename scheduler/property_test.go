@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -580,6 +581,9 @@ func (s *sim) run(steps int) (placed, at int, err error) {
 		if err := s.checkPass(res); err != nil {
 			return placed, step, err
 		}
+		if ref := scheduler.PlanTryingEveryNode(s.view()); !reflect.DeepEqual(res, ref) {
+			return placed, step, fmt.Errorf("the pass decided %+v; trying every task on every node decides %+v", res, ref)
+		}
 		for _, w := range res.Waiting {
 			if strings.HasPrefix(w.Reason, "quota: ") {
 				s.quotaWaits++
@@ -614,8 +618,9 @@ func (s *sim) run(steps int) (placed, at int, err error) {
 // kill / pause / requeue / drain / offline sequences and checks, after every
 // step, that no node is over-committed, arrays stay under their throttle,
 // no user or group goes over a quota (odd seeds have accounts),
-// nothing is placed on an offline or drained node, and a pass leaves no
-// pending task that fits a free node for the next pass.
+// nothing is placed on an offline or drained node, a pass leaves no
+// pending task that fits a free node for the next pass, and a pass decides
+// exactly what it would trying every task on every node.
 func TestPlanProperties(t *testing.T) {
 	seeds, steps := 200, 300
 	if raceEnabled || testing.Short() {

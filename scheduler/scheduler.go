@@ -153,7 +153,12 @@ func Order(tasks []*fsm.Task) {
 }
 
 // Plan runs one scheduling pass.
-func Plan(v View) Result {
+func Plan(v View) Result { return plan(v, true) }
+
+// plan runs one scheduling pass; with skipMisses, a task that asks at
+// least what an earlier one of the pass found on no node is not tried on
+// every node again (see misses).
+func plan(v View, skipMisses bool) Result {
 	usage := Account(v.Active)
 	quota := v.Quotas.Usage(v.Active)
 	running := map[int64]int{} // batch → tasks holding resources
@@ -177,6 +182,8 @@ func Plan(v View) Result {
 			}
 		}
 	}
+	var miss misses
+	said := map[shape]string{} // the reason given to a shape missed
 	for _, t := range pending {
 		if t.NotBefore != nil && !v.Now.IsZero() && v.Now.Before(*t.NotBefore) {
 			res.Waiting = append(res.Waiting, Decision{t.TaskID, WaitRetryDelay, t.RetryLabel()})
@@ -201,7 +208,18 @@ func Plan(v View) Result {
 			res.Waiting = append(res.Waiting, Decision{t.TaskID, WaitQuota, reason})
 			continue
 		}
-		p, kind, reason := place(t, v.Nodes, usage, online, undrained)
+		var p *Placement
+		var kind, reason string
+		sh, plain := plainShape(t)
+		if plain && skipMisses && miss.covers(sh) {
+			kind, reason = WaitCapacity, said[sh]
+			if reason == "" || online == 0 || undrained == 0 {
+				kind, reason = noRoom(t, online, undrained)
+				said[sh] = reason
+			}
+		} else if p, kind, reason = place(t, v.Nodes, usage, online, undrained); p == nil && plain {
+			miss.add(sh)
+		}
 		if p == nil {
 			res.Waiting = append(res.Waiting, Decision{t.TaskID, kind, reason})
 			continue
@@ -290,13 +308,74 @@ func place(t *fsm.Task, nodes []*fsm.Node, usage map[string]*Usage, online, undr
 	if best != nil {
 		return best, "", ""
 	}
+	kind, reason := noRoom(t, online, undrained)
+	return nil, kind, reason
+}
+
+// noRoom says why an untargeted task t fits no node (a Decision kind and
+// the reason).
+func noRoom(t *fsm.Task, online, undrained int) (kind, reason string) {
 	if online == 0 {
-		return nil, WaitNoOnlineNode, "no online node (waiting for a runner)"
+		return WaitNoOnlineNode, "no online node (waiting for a runner)"
 	}
 	if undrained == 0 {
-		return nil, WaitDrained, "every online node is drained"
+		return WaitDrained, "every online node is drained"
 	}
-	return nil, WaitCapacity, fmt.Sprintf("no node has %s free", describe(t))
+	return WaitCapacity, fmt.Sprintf("no node has %s free", describe(t))
+}
+
+// shape is what a task that names no node, NUMA node or GPU asks of a
+// node: cores, memory (0: none) and a count of GPUs.
+type shape struct {
+	cores int
+	mem   int64
+	gpus  int
+}
+
+// plainShape returns t's shape, and false when t names a node, a NUMA node
+// or GPUs (what fits it then depends on more than its shape).
+func plainShape(t *fsm.Task) (shape, bool) {
+	if t.TargetNode != "" || t.TargetNUMANodeID != nil || len(t.RequiredGPUs) > 0 {
+		return shape{}, false
+	}
+	return shape{cores: t.RequiredCores, mem: max(t.RequiredMemoryBytes, 0), gpus: max(t.GPUCount, 0)}, true
+}
+
+// misses are the shapes that fit no node in this pass. Within a pass the
+// nodes' usage only grows, so a shape asking at least as much of each
+// (cores, memory, GPUs) as one of them fits no node either: with a long
+// queue on a full cluster, most tasks are decided without trying every
+// node. At most maxMisses are kept, the least demanding.
+type misses []shape
+
+// maxMisses bounds the shapes misses keeps (each is checked per task).
+const maxMisses = 32
+
+// covers reports whether s asks at least as much as a shape that fit no
+// node.
+func (m misses) covers(s shape) bool {
+	for _, f := range m {
+		if s.cores >= f.cores && s.mem >= f.mem && s.gpus >= f.gpus {
+			return true
+		}
+	}
+	return false
+}
+
+// add records s as fitting no node, dropping the shapes it covers.
+func (m *misses) add(s shape) {
+	if m.covers(s) {
+		return
+	}
+	kept := (*m)[:0]
+	for _, f := range *m {
+		if !(f.cores >= s.cores && f.mem >= s.mem && f.gpus >= s.gpus) {
+			kept = append(kept, f)
+		}
+	}
+	if *m = kept; len(*m) < maxMisses {
+		*m = append(*m, s)
+	}
 }
 
 func describe(t *fsm.Task) string {
