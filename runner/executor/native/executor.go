@@ -134,6 +134,7 @@ func New(cfg Config) (*Executor, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
+	removeStaleNewDirs(cfg.StateDir, time.Now(), log)
 	e := &Executor{
 		cfg:      cfg,
 		log:      log.With("component", "native-executor"),
@@ -221,10 +222,41 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	return nil
 }
 
+// newDirPrefix starts the name of a task directory being made
+// (createTaskDir), before its rename to the task's ID.
+const newDirPrefix = ".new-"
+
+// staleNewDirAge is how old a directory being made must be for
+// removeStaleNewDirs to remove it: far longer than a Start takes to rename
+// it.
+const staleNewDirAge = time.Minute
+
+// removeStaleNewDirs removes the task directories a Start began and never
+// renamed (the runner stopped between the two), older than staleNewDirAge
+// (a Start of another executor on the same directory may be making one).
+func removeStaleNewDirs(stateDir string, now time.Time, log *slog.Logger) {
+	entries, err := os.ReadDir(stateDir)
+	if err != nil {
+		return
+	}
+	for _, ent := range entries {
+		if !ent.IsDir() || !strings.HasPrefix(ent.Name(), newDirPrefix) {
+			continue
+		}
+		info, err := ent.Info()
+		if err != nil || now.Sub(info.ModTime()) < staleNewDirAge {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(stateDir, ent.Name())); err != nil {
+			log.Warn("remove a task directory a start left", "dir", ent.Name(), keyErr, err)
+		}
+	}
+}
+
 // createTaskDir makes the task's directory with its launch record in one
 // rename; created is false when another Start made it first.
 func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err error) {
-	tmp, err := os.MkdirTemp(e.cfg.StateDir, ".new-"+strconv.FormatInt(s.TaskID, 10)+"-")
+	tmp, err := os.MkdirTemp(e.cfg.StateDir, newDirPrefix+strconv.FormatInt(s.TaskID, 10)+"-")
 	if err != nil {
 		return false, fmt.Errorf("start task %d: %w", s.TaskID, err)
 	}

@@ -638,3 +638,40 @@ func TestWarmSupervisorJoinsOnceBooted(t *testing.T) {
 	h.wait(1)
 	h.wait(2)
 }
+
+// TestStaleNewDirsRemoved: a task directory a Start made and never renamed
+// (the runner stopped between the two) is removed when an executor starts
+// on the state directory, once it is older than a Start could take; a
+// recent one, which another Start may be making, and task directories
+// stay.
+func TestStaleNewDirsRemoved(t *testing.T) {
+	var stale, fresh, task string
+	newHarness(t, func(c *Config) {
+		stale = filepath.Join(c.StateDir, newDirPrefix+"7-123")
+		fresh = filepath.Join(c.StateDir, newDirPrefix+"8-456")
+		task = filepath.Join(c.StateDir, "9")
+		for _, d := range []string{stale, fresh, task} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, fileSpec), []byte("{}"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old := time.Now().Add(-2 * staleNewDirAge)
+		for _, d := range []string{stale, task} {
+			if err := os.Chtimes(d, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if fileExists(stale) {
+		t.Errorf("%s (2 minutes old, never renamed) is still there", stale)
+	}
+	if !fileExists(fresh) {
+		t.Errorf("%s (just made) was removed: a Start may be making it", fresh)
+	}
+	if !fileExists(filepath.Join(task, fileSpec)) {
+		t.Errorf("task directory %s was touched", task)
+	}
+}
