@@ -228,6 +228,12 @@ func plan(v View, skipMisses bool) Result {
 			usage[p.Node] = newUsage()
 		}
 		usage[p.Node].add(t, p.GPUs, p.NUMA)
+		if t.RequiredCores < 0 || t.RequiredMemoryBytes < 0 {
+			// Submits refuse negative figures, but a task of an older
+			// state may hold them: placed, it frees room, so a shape that
+			// fit nowhere may fit now.
+			miss = nil
+		}
 		if v.Quotas != nil {
 			v.Quotas.charge(t, quota)
 		}
@@ -345,7 +351,8 @@ func plainShape(t *fsm.Task) (shape, bool) {
 // nodes' usage only grows, so a shape asking at least as much of each
 // (cores, memory, GPUs) as one of them fits no node either: with a long
 // queue on a full cluster, most tasks are decided without trying every
-// node. At most maxMisses are kept, the least demanding.
+// node. At most maxMisses are kept: a shape covered by a new one is
+// dropped, and once maxMisses are kept no new one is added.
 type misses []shape
 
 // maxMisses bounds the shapes misses keeps (each is checked per task).

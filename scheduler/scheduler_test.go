@@ -735,3 +735,22 @@ func TestPlanDoesNotMutate(t *testing.T) {
 		t.Fatalf("Plan is not deterministic:\n%+v\n%+v", res, res2)
 	}
 }
+
+// TestPlanMissesAfterNegativeTask: a shape that fit no node is not tried
+// again in the pass, unless a task placed since freed room, which only a
+// task holding negative figures (of an older state: submits refuse them)
+// can do. The pass must then decide what trying every node decides.
+func TestPlanMissesAfterNegativeTask(t *testing.T) {
+	v := view([]*fsm.Node{node("a", 4, 8)}, []*fsm.Task{
+		pending(1, 5, 0), // fits nowhere: its shape is a miss
+		pending(2, -2, 0),
+		pending(3, 5, 0), // the same shape, which fits once task 2 is placed
+	})
+	res := scheduler.Plan(v)
+	if ref := scheduler.PlanTryingEveryNode(v); !reflect.DeepEqual(res, ref) {
+		t.Fatalf("Plan = %+v; trying every node gives %+v", res, ref)
+	}
+	if len(res.Placements) != 2 || res.Placements[1].TaskID != 3 {
+		t.Fatalf("placements %+v, want tasks 2 and 3", res.Placements)
+	}
+}

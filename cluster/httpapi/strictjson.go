@@ -46,7 +46,8 @@ func tooLargeBody(limit int64) error {
 // naming the field: a key given twice in any object (encoding/json keeps the
 // last one silently), a struct key that is not one of the struct's JSON
 // field names spelled exactly (encoding/json would ignore it or match it
-// ignoring case), nesting deeper than maxJSONDepth and trailing data.
+// ignoring case), nesting deeper than maxJSONDepth, trailing data, and a
+// body that is not an object (null would decode to the zero struct).
 //
 // encoding/json decodes first, so that syntax and type errors are its own;
 // then one scan of the (now known valid) bytes checks the keys.
@@ -63,6 +64,11 @@ func decodeStrict(body []byte, v any) error {
 			}
 		}
 		return jsonError(err)
+	}
+	if first := bytes.TrimLeft(body, " \t\n\r"); first[0] != '{' {
+		// Only null decodes into a struct without an error: a body of
+		// null is no request.
+		return badRequest("request body: a JSON object is required, got %.8q", first)
 	}
 	if err := ks.value(reflect.TypeOf(v), "", 0); err != nil {
 		return err

@@ -64,7 +64,8 @@ func referenceDupCheck(data []byte) (dup bool, depth int, err error) {
 
 // FuzzDecodeStrict checks that decodeStrict never panics and, decoding into
 // a map (no field names to check), accepts exactly the valid JSON objects
-// without duplicate keys, nested at most maxJSONDepth deep.
+// without duplicate keys, nested at most maxJSONDepth deep (null, which
+// encoding/json accepts into a map, is no object).
 func FuzzDecodeStrict(f *testing.F) {
 	for _, s := range []string{
 		`{}`, `{"a":1,"a":2}`, `{"a":{"b":1,"b":2}}`, `{"a":[{"x":1},{"x":1,"x":2}]}`, `{"\u0061":1,"a":2}`,
@@ -78,7 +79,8 @@ func FuzzDecodeStrict(f *testing.F) {
 		err := decodeStrict(data, &m)
 		dup, depth, rerr := referenceDupCheck(data)
 		var probe map[string]any
-		want := rerr == nil && json.Unmarshal(data, &probe) == nil && !dup && depth <= maxJSONDepth
+		object := bytes.HasPrefix(bytes.TrimLeft(data, " \t\n\r"), []byte("{"))
+		want := rerr == nil && json.Unmarshal(data, &probe) == nil && !dup && depth <= maxJSONDepth && object
 		if (err == nil) != want {
 			t.Fatalf("decodeStrict(%q) = %v; reference: dup %v, depth %d, err %v", data, err, dup, depth, rerr)
 		}
@@ -114,6 +116,7 @@ func TestDecodeStrict(t *testing.T) {
 		{`{"any":` + strings.Repeat("[", maxJSONDepth-1) + strings.Repeat("]", maxJSONDepth-1) + `}`, ""},
 		{`{"items":[]}  `, ""},
 		{`{"items":[]} {}`, "trailing"},
+		{` null `, "a JSON object is required"},
 	} {
 		var v outer
 		err := decodeStrict([]byte(tc.body), &v)

@@ -134,7 +134,6 @@ func New(cfg Config) (*Executor, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	removeStaleNewDirs(cfg.StateDir, time.Now(), log)
 	e := &Executor{
 		cfg:      cfg,
 		log:      log.With("component", "native-executor"),
@@ -145,6 +144,7 @@ func New(cfg Config) (*Executor, error) {
 		warmed:   make(chan struct{}),
 		slim:     shimBinary,
 	}
+	removeStaleNewDirs(cfg.StateDir, time.Now(), e.log)
 	if cfg.DisableCgroups {
 		e.log.Warn("cgroups disabled: native tasks run WITHOUT cpu/memory limits")
 		return e, nil
@@ -245,7 +245,7 @@ func removeStaleNewDirs(stateDir string, now time.Time, log *slog.Logger) {
 		}
 		info, err := ent.Info()
 		if err != nil || now.Sub(info.ModTime()) < staleNewDirAge {
-			continue
+			continue // gone meanwhile (ENOENT), or recent
 		}
 		if err := os.RemoveAll(filepath.Join(stateDir, ent.Name())); err != nil {
 			log.Warn("remove a task directory a start left", "dir", ent.Name(), keyErr, err)
@@ -734,6 +734,7 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 		return fmt.Errorf("kill task %d: %w", id, err)
 	}
 	e.log.Info("killing task", keyTaskID, id)
+	var persisting []int // refused in every round since refusedRounds began
 	refusedRounds := 0
 	for {
 		t, err = e.load(ctx, id)
@@ -743,14 +744,23 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 		if t.Exit != nil {
 			return nil
 		}
-		if refused := e.killRound(t); len(refused) == 0 {
-			refusedRounds = 0
-		} else if refusedRounds++; refusedRounds == killRefusedRounds/2 {
-			// A process on its way out stays listed in cgroup.procs for a
-			// moment after /proc no longer shows it in the cgroup: only a
-			// listing that persists is worth a warning.
-			e.log.Warn("refused to kill processes listed in the task's cgroup but not in it", keyTaskID, t.ID, "pids", refused, "rounds", refusedRounds)
+		refused := e.killRound(t)
+		if refusedRounds == 0 {
+			persisting = refused
 		} else {
+			persisting = slices.DeleteFunc(persisting, func(pid int) bool { return !slices.Contains(refused, pid) })
+		}
+		refusedRounds++
+		if len(persisting) == 0 {
+			persisting, refusedRounds = nil, 0
+		}
+		// A process on its way out stays listed in cgroup.procs for a
+		// moment after /proc no longer shows it in the cgroup: only the
+		// same processes listed round after round are worth a warning
+		// (once per killRefusedRounds/2 rounds).
+		if refusedRounds > 0 && refusedRounds%(killRefusedRounds/2) == 0 {
+			e.log.Warn("refused to kill processes listed in the task's cgroup but not in it", keyTaskID, t.ID, "pids", persisting, "rounds", refusedRounds)
+		} else if len(refused) > 0 {
 			e.log.Debug("refused to kill processes listed in the task's cgroup but not in it", keyTaskID, t.ID, "pids", refused)
 		}
 		select {
