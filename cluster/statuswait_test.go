@@ -5,12 +5,17 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/fsm"
 )
 
 // TestStatusBlockingQuery asks a follower of a real three-replica cluster
@@ -279,5 +284,81 @@ func TestWaiterBook(t *testing.T) {
 	}
 	if n, m := b.waiting(), len(b.perCaller); n != 0 || m != 0 {
 		t.Fatalf("after every release: %d waiting, %d callers listed; want none", n, m)
+	}
+}
+
+// TestWaitTasksFollowsWithoutRounds waits (WaitTasks, a 30 s interval)
+// through a follower, behind a counting proxy, on 20 pending tasks that
+// are then killed one by one in order: each end is seen at once, and costs
+// one blocking query, not a new read of every unfinished task (which
+// would make 20+19+…+1 = 210 plain reads).
+func TestWaitTasksFollowsWithoutRounds(t *testing.T) {
+	leader, followers := leaderAndFollowers(t, startCluster(t, 3))
+	const n = 20
+	resp, body := do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}, Array: "1-20"})
+	var sr api.SubmitResponse
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != n {
+		t.Fatalf("submit: %d %s", resp.StatusCode, body)
+	}
+	target, err := url.Parse(followers[0].APIURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain, blocking atomic.Int64
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/status/") {
+			if r.URL.Query().Has("wait") {
+				blocking.Add(1)
+			} else {
+				plain.Add(1)
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	cc := api.DefaultClientConfig()
+	cc.Hosts = []string{srv.URL}
+	client, err := api.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var ended []string
+	endedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(ended) }
+	wt := make(chan error, 1)
+	go func() {
+		_, err := client.WaitTasks(t.Context(), sr.TaskIDs, api.PollOptions{Interval: 30 * time.Second}, func(id string, _ fsm.Task) {
+			mu.Lock()
+			ended = append(ended, id)
+			mu.Unlock()
+		})
+		wt <- err
+	}()
+	waitFor(t, 10*time.Second, func() bool { return plain.Load() == n && blocking.Load() == 1 })
+	for i, id := range sr.TaskIDs {
+		if resp, body := do(t, "POST", leader.APIURL()+"/api/kill/"+id, nil); resp.StatusCode/100 != 2 {
+			t.Fatalf("kill %s: %d %s", id, resp.StatusCode, body)
+		}
+		waitFor(t, 10*time.Second, func() bool { return endedCount() == i+1 })
+	}
+	select {
+	case err := <-wt:
+		if err != nil {
+			t.Fatalf("WaitTasks: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitTasks still waiting after every task was killed")
+	}
+	if strings.Join(ended, ",") != strings.Join(sr.TaskIDs, ",") {
+		t.Errorf("ended in the order %v, want %v", ended, sr.TaskIDs)
+	}
+	// One round at the start; a second only if the kills took longer
+	// than the interval.
+	if p := plain.Load(); p > 2*n {
+		t.Errorf("%d plain status reads for %d tasks ended one by one: each end cost a round", p, n)
+	}
+	if b := blocking.Load(); b < n || b > 3*n {
+		t.Errorf("%d blocking queries for %d ends, want about one per end", b, n)
 	}
 }

@@ -85,10 +85,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // (with its ID as given) as it is seen final. Transient errors (no replica, no leader) keep it
 // polling; a task unknown for longer than o.NotFoundGrace or another 4xx
 // answer stops it with that error, and the end of ctx with an error naming
-// every unfinished task with its last seen status. Between two rounds it
-// waits o.Interval, less when the first unfinished task changes status
-// meanwhile (awaitChange: a blocking query). It is safe for concurrent use
-// as the Client is.
+// every unfinished task with its last seen status. It reads every
+// unfinished task once per o.Interval (a round); between two rounds it
+// follows the first unfinished task with blocking queries (follow), so
+// that its changes are seen at once at the cost of one request each, not
+// of a round. It is safe for concurrent use as the Client is.
 func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, ended func(id string, t fsm.Task)) ([]fsm.Task, error) {
 	if o.Interval <= 0 {
 		return nil, fmt.Errorf("poll interval %s: must be positive", o.Interval)
@@ -98,6 +99,7 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 	firstMiss := make(map[string]time.Time)
 	w := warner{warn: o.Warn}
 	for {
+		round := time.Now()
 		for _, id := range ids {
 			if _, ok := done[id]; ok {
 				continue
@@ -132,10 +134,13 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 				}
 			}
 		}
+		if len(done) < len(ids) {
+			c.follow(ctx, o, round, ids, done, seen, ended)
+		}
 		if len(done) == len(ids) {
 			break
 		}
-		if !c.awaitChange(ctx, o, ids, done, seen) {
+		if !sleep(ctx, o.Interval-time.Since(round)) {
 			return nil, waitEnded(ctx, ids, done, seen)
 		}
 	}
@@ -146,37 +151,48 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 	return tasks, nil
 }
 
-// awaitChange is WaitTasks' wait between two rounds: o.Interval, or less,
-// since it asks the replica (StatusChange) to answer as soon as the first
-// unfinished task whose status is known changes status; the next round
-// then follows at once. A replica of an earlier version answers at once,
-// and the rest of the interval is slept. Errors are left to the next
-// round. It reports whether ctx is still live.
-func (c *Client) awaitChange(ctx context.Context, o PollOptions, ids []string, done map[string]fsm.Task, seen map[string]fsm.Status) bool {
-	start := time.Now()
-	// The call must not time out: neither ctx's bound nor the client's
-	// per-exchange one.
-	wait := min(o.Interval, MaxStatusWait, c.cfg.Timeout/2)
-	if o.CallTimeout > 0 {
-		wait = min(wait, o.CallTimeout/2)
-	}
+// follow is WaitTasks' wait between two rounds, until o.Interval after the
+// round began: it asks the replica (StatusChange, a blocking query) to
+// answer as soon as the first unfinished task changes status, records the
+// change (and the task's end, moving on to the next unfinished one) and
+// asks again. A replica of an earlier version answers at once, unchanged:
+// follow then returns, and WaitTasks sleeps the rest of the interval.
+// Errors are left to the next round.
+func (c *Client) follow(ctx context.Context, o PollOptions, round time.Time, ids []string, done map[string]fsm.Task, seen map[string]fsm.Status, ended func(id string, t fsm.Task)) {
 	for _, id := range ids {
 		if _, ok := done[id]; ok {
 			continue
 		}
-		st, ok := seen[id]
-		if !ok || wait <= 0 {
-			break // not seen yet: nothing to wait on
+		for {
+			st, ok := seen[id]
+			// The call must not time out: neither ctx's bound nor the
+			// client's per-exchange one.
+			wait := min(o.Interval-time.Since(round), MaxStatusWait, c.cfg.Timeout/2)
+			if o.CallTimeout > 0 {
+				wait = min(wait, o.CallTimeout/2)
+			}
+			if !ok || wait <= 0 || ctx.Err() != nil {
+				return // not seen yet (nothing to wait on), or the round is due
+			}
+			cctx, cancel := o.call(ctx)
+			t, err := c.StatusChange(cctx, id, st, wait)
+			cancel()
+			if err != nil {
+				return
+			}
+			if t.Done() { // answered at once, changed or not
+				seen[id], done[id] = t.Status, t
+				if ended != nil {
+					ended(id, t)
+				}
+				break // on to the next unfinished task
+			}
+			if t.Status == st {
+				return
+			}
+			seen[id] = t.Status
 		}
-		cctx, cancel := o.call(ctx)
-		t, err := c.StatusChange(cctx, id, st, wait)
-		cancel()
-		if err == nil && t.Status != st {
-			return ctx.Err() == nil
-		}
-		break
 	}
-	return sleep(ctx, o.Interval-time.Since(start))
 }
 
 // waitEnded is WaitTasks' error when ctx ended first: it wraps ctx's error

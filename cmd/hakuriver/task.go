@@ -168,7 +168,7 @@ func (o *submitOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.retryDelay, "retry-delay", "", "wait `DURATION` (e.g. 30s, 5m; at most 24h) before each retry (default: none)")
 	f.StringSliceVar(&o.retryOn, "retry-on", nil, "retry on `exit|lost|oom`: a non-zero exit, a lost task, an OOM kill; repeatable or comma list (default: exit,lost)")
 	f.BoolVar(&o.wait, "wait", false, "wait until every task finishes; fail unless all completed")
-	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "longest time between status checks with --wait (a change of the first unfinished task ends the wait at once)")
+	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between two reads of every unfinished task with --wait (between them, the first unfinished task is followed: its changes are seen at once)")
 }
 
 func runSubmit(cmd *cobra.Command, g *clientFlags, o *submitOptions, args []string) error {

@@ -83,7 +83,7 @@ one batch, has it.`,
 	}
 	f := cmd.Flags()
 	f.DurationVar(&o.timeout, "timeout", 0, "give up after this long (0: wait forever)")
-	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "longest time between status checks (a change of the first unfinished task ends the wait at once)")
+	f.DurationVar(&o.pollInterval, "poll-interval", time.Second, "time between two reads of every unfinished task (between them, the first unfinished task is followed: its changes are seen at once)")
 	f.BoolVar(&o.batch, "batch", false, "take each ID as a batch ID")
 	return cmd
 }
