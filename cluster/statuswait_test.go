@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,18 +289,24 @@ func TestWaiterBook(t *testing.T) {
 }
 
 // TestWaitTasksFollowsWithoutRounds waits (WaitTasks, a 30 s interval)
-// through a follower, behind a counting proxy, on 20 pending tasks that
-// are then killed one by one in order: each end is seen at once, and costs
+// through a follower, behind a counting proxy, on 20 pending tasks (of no
+// batch, so read one by one) that are then killed one by one in order: each end is seen at once, and costs
 // one blocking query, not a new read of every unfinished task (which
 // would make 20+19+…+1 = 210 plain reads).
 func TestWaitTasksFollowsWithoutRounds(t *testing.T) {
 	leader, followers := leaderAndFollowers(t, startCluster(t, 3))
 	const n = 20
-	resp, body := do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}, Array: "1-20"})
-	var sr api.SubmitResponse
-	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != n {
-		t.Fatalf("submit: %d %s", resp.StatusCode, body)
+	var sr api.SubmitResponse // 20 tasks of no batch: read one by one
+	for range n {
+		resp, body := do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}})
+		var one api.SubmitResponse
+		if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &one) != nil || len(one.TaskIDs) != 1 {
+			t.Fatalf("submit: %d %s", resp.StatusCode, body)
+		}
+		sr.TaskIDs = append(sr.TaskIDs, one.TaskIDs[0])
 	}
+	last := followers[0].APIURL() + "/api/status/" + sr.TaskIDs[n-1]
+	waitFor(t, 10*time.Second, func() bool { resp, _ := do(t, "GET", last, nil); return resp.StatusCode == http.StatusOK })
 	target, err := url.Parse(followers[0].APIURL())
 	if err != nil {
 		t.Fatal(err)
@@ -360,5 +367,75 @@ func TestWaitTasksFollowsWithoutRounds(t *testing.T) {
 	}
 	if b := blocking.Load(); b < n || b > 3*n {
 		t.Errorf("%d blocking queries for %d ends, want about one per end", b, n)
+	}
+}
+
+// TestWaitTasksReadsBatches waits (WaitTasks, a 30 s interval) through a
+// follower, behind a counting proxy, on the 100 tasks of an array, then
+// kills the batch: the tasks are read with the batch's listing, not one by
+// one (the first round made 100 status reads before), and every one is
+// seen killed.
+func TestWaitTasksReadsBatches(t *testing.T) {
+	leader, followers := leaderAndFollowers(t, startCluster(t, 3))
+	const n = 100
+	resp, body := do(t, "POST", leader.APIURL()+"/api/submit", api.SubmitRequest{Command: "sleep", Arguments: []string{"100"}, Array: "1-100"})
+	var sr api.SubmitResponse
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != n || sr.BatchID == "" {
+		t.Fatalf("submit: %d %s", resp.StatusCode, body)
+	}
+	target, err := url.Parse(followers[0].APIURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain, lists atomic.Int64
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/api/status/") && !r.URL.Query().Has("wait"):
+			plain.Add(1)
+		case r.URL.Path == "/api/tasks":
+			lists.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	cc := api.DefaultClientConfig()
+	cc.Hosts = []string{srv.URL}
+	client, err := api.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The follower must hold the whole array before the wait begins.
+	waitFor(t, 10*time.Second, func() bool {
+		resp, _ := do(t, "GET", followers[0].APIURL()+"/api/status/"+sr.TaskIDs[n-1], nil)
+		return resp.StatusCode == http.StatusOK
+	})
+	wt := make(chan []fsm.Task, 1)
+	go func() {
+		ts, err := client.WaitTasks(t.Context(), sr.TaskIDs, api.PollOptions{Interval: 30 * time.Second}, nil)
+		if err != nil {
+			t.Errorf("WaitTasks: %v", err)
+		}
+		wt <- ts
+	}()
+	waitFor(t, 10*time.Second, func() bool { return lists.Load() >= 1 })
+	if resp, body := do(t, "POST", leader.APIURL()+"/api/batch/"+sr.BatchID+"/kill", nil); resp.StatusCode/100 != 2 {
+		t.Fatalf("kill batch: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case ts := <-wt:
+		if len(ts) != n {
+			t.Fatalf("WaitTasks gave %d tasks, want %d", len(ts), n)
+		}
+		for i, tk := range ts {
+			if tk.Status != fsm.StatusKilled || strconv.FormatInt(tk.TaskID, 10) != sr.TaskIDs[i] {
+				t.Fatalf("task %d: %d %s, want %s killed", i, tk.TaskID, tk.Status, sr.TaskIDs[i])
+			}
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("WaitTasks still waiting 20 s after the batch was killed")
+	}
+	if p := plain.Load(); p > 5 {
+		t.Errorf("%d plain status reads for an array of %d: the batch was read task by task", p, n)
 	}
 }

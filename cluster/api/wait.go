@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,7 +87,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // polling; a task unknown for longer than o.NotFoundGrace or another 4xx
 // answer stops it with that error, and the end of ctx with an error naming
 // every unfinished task with its last seen status. It reads every
-// unfinished task once per o.Interval (a round); between two rounds it
+// unfinished task once per o.Interval (a round): task by task, or, for
+// the tasks of a batch when it waits on batchReadMin or more, with the
+// batch's listing (a page per thousand tasks); between two rounds it
 // follows the first unfinished task with blocking queries (follow), so
 // that its changes are seen at once at the cost of one request each, not
 // of a round. It is safe for concurrent use as the Client is.
@@ -98,10 +101,29 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 	seen := make(map[string]fsm.Status, len(ids))
 	firstMiss := make(map[string]time.Time)
 	w := warner{warn: o.Warn}
+	record := func(id string, t fsm.Task) {
+		delete(firstMiss, id)
+		seen[id] = t.Status
+		if t.Done() { // final, and no retry follows
+			done[id] = t
+			if ended != nil {
+				ended(id, t)
+			}
+		}
+	}
+	byID := map[int64][]string{} // the IDs as given, by task ID
+	for _, id := range ids {
+		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+			byID[n] = append(byID[n], id)
+		}
+	}
+	batches := map[int64]bool{} // listed, or not worth listing
 	for {
 		round := time.Now()
+		read := make(map[string]bool, len(ids)) // in this round, from a batch listing
+		listed := map[int64]bool{}              // in this round
 		for _, id := range ids {
-			if _, ok := done[id]; ok {
+			if _, ok := done[id]; ok || read[id] {
 				continue
 			}
 			cctx, cancel := o.call(ctx)
@@ -125,13 +147,10 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 				}
 				continue
 			}
-			delete(firstMiss, id)
-			seen[id] = t.Status
-			if t.Done() { // final, and no retry follows
-				done[id] = t
-				if ended != nil {
-					ended(id, t)
-				}
+			record(id, t)
+			if b := t.BatchID; b != 0 && !batches[b] && !listed[b] && len(ids)-len(done) >= batchReadMin {
+				listed[b] = true
+				batches[b] = c.readBatch(ctx, o, b, byID, done, read, record)
 			}
 		}
 		if len(done) < len(ids) {
@@ -149,6 +168,50 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 		tasks[i] = done[id]
 	}
 	return tasks, nil
+}
+
+// batchReadMin is how many unfinished tasks WaitTasks must still wait on
+// for it to read a batch with GET /api/tasks?batch= rather than task by
+// task.
+const batchReadMin = 8
+
+// batchPage is the page size of WaitTasks' batch reads.
+const batchPage = 1000
+
+// readBatch reads batch b page by page (GET /api/tasks?batch=b) and records
+// each task of it that WaitTasks waits on and has not read in this round,
+// marking it read. It returns whether listing b is not worth it in later
+// rounds: most of its tasks are not waited on (or the listing failed,
+// which leaves the tasks to be read one by one).
+func (c *Client) readBatch(ctx context.Context, o PollOptions, b int64, byID map[int64][]string, done map[string]fsm.Task, read map[string]bool, record func(string, fsm.Task)) (skip bool) {
+	rows, matched := 0, 0
+	q := TaskQuery{Batch: strconv.FormatInt(b, 10), Limit: batchPage}
+	for {
+		cctx, cancel := o.call(ctx)
+		tasks, page, err := c.Tasks(cctx, q)
+		cancel()
+		if err != nil {
+			return true
+		}
+		rows += len(tasks)
+		for _, t := range tasks {
+			for _, id := range byID[t.TaskID] {
+				if _, ok := done[id]; ok || read[id] {
+					continue
+				}
+				read[id] = true
+				matched++
+				record(id, t)
+			}
+		}
+		if !page.More || page.NextAfter == "" || len(tasks) == 0 {
+			break
+		}
+		q.After = page.NextAfter
+	}
+	// Listing a large batch for a few of its tasks costs more than
+	// asking for each.
+	return rows > 4*matched+batchPage
 }
 
 // follow is WaitTasks' wait between two rounds, until o.Interval after the

@@ -29,6 +29,13 @@ type script struct {
 }
 
 func newScript(tb testing.TB, paths map[string][]answer) *api.Client {
+	c, _ := newScriptCounting(tb, paths)
+	return c
+}
+
+// newScriptCounting is newScript that also returns the script, whose
+// calls count the requests per path.
+func newScriptCounting(tb testing.TB, paths map[string][]answer) (*api.Client, *script) {
 	s := &script{paths: paths, calls: map[string]int{}}
 	srv := newRecorder(tb, func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -43,7 +50,7 @@ func newScript(tb testing.TB, paths map[string][]answer) *api.Client {
 		a := as[min(n, len(as)-1)]
 		writeJSON(w, a.status, a.body)
 	})
-	return newClient(tb, nil, srv.srv.URL)
+	return newClient(tb, nil, srv.srv.URL), s
 }
 
 func task(id int64, st fsm.Status) answer {
@@ -153,5 +160,37 @@ func TestClient_WaitVPS(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestClient_WaitTasksBatchListingRefused: tasks of a batch whose listing
+// the replica refuses (here: no such path) are read one by one, and the
+// listing is not asked again.
+func TestClient_WaitTasksBatchListingRefused(t *testing.T) {
+	paths := map[string][]answer{}
+	var ids []string
+	for i := int64(1); i <= 10; i++ {
+		id := fmt.Sprint(i)
+		ids = append(ids, id)
+		paths["/api/status/"+id] = []answer{
+			{http.StatusOK, fsm.Task{TaskID: i, BatchID: 7, Status: fsm.StatusRunning}},
+			{http.StatusOK, fsm.Task{TaskID: i, BatchID: 7, Status: fsm.StatusCompleted}},
+		}
+	}
+	c, s := newScriptCounting(t, paths)
+	var warns []string
+	tasks, err := c.WaitTasks(ctxT(t), ids, pollOpts(&warns), nil)
+	if err != nil {
+		t.Fatalf("WaitTasks: %v", err)
+	}
+	for i, tk := range tasks {
+		if tk.TaskID != int64(i+1) || tk.Status != fsm.StatusCompleted {
+			t.Fatalf("task %d = %+v", i, tk)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.calls["/api/tasks"]; n != 1 {
+		t.Errorf("the batch listing was asked %d times, want once (refused, then not again)", n)
 	}
 }
