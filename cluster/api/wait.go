@@ -150,7 +150,7 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 			record(id, t)
 			if b := t.BatchID; b != 0 && !batches[b] && !listed[b] && len(ids)-len(done) >= batchReadMin {
 				listed[b] = true
-				batches[b] = c.readBatch(ctx, o, b, byID, done, read, record)
+				batches[b] = c.readBatch(ctx, o, b, len(ids)-len(done), byID, done, read, record)
 			}
 		}
 		if len(done) < len(ids) {
@@ -180,10 +180,12 @@ const batchPage = 1000
 
 // readBatch reads batch b page by page (GET /api/tasks?batch=b) and records
 // each task of it that WaitTasks waits on and has not read in this round,
-// marking it read. It returns whether listing b is not worth it in later
-// rounds: most of its tasks are not waited on (or the listing failed,
-// which leaves the tasks to be read one by one).
-func (c *Client) readBatch(ctx context.Context, o PollOptions, b int64, byID map[int64][]string, done map[string]fsm.Task, read map[string]bool, record func(string, fsm.Task)) (skip bool) {
+// marking it read; wanted is how many tasks WaitTasks still waits on. It
+// returns whether listing b is not worth it in later rounds: most of its
+// tasks are not waited on (it stops paging once it read 4×wanted+batchPage
+// rows), or the listing failed; the tasks not read are then read one by
+// one.
+func (c *Client) readBatch(ctx context.Context, o PollOptions, b int64, wanted int, byID map[int64][]string, done map[string]fsm.Task, read map[string]bool, record func(string, fsm.Task)) (skip bool) {
 	rows, matched := 0, 0
 	q := TaskQuery{Batch: strconv.FormatInt(b, 10), Limit: batchPage}
 	for {
@@ -206,6 +208,9 @@ func (c *Client) readBatch(ctx context.Context, o PollOptions, b int64, byID map
 		}
 		if !page.More || page.NextAfter == "" || len(tasks) == 0 {
 			break
+		}
+		if rows > 4*wanted+batchPage {
+			return true // a large batch for a few of its tasks: read them one by one
 		}
 		q.After = page.NextAfter
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -192,5 +193,46 @@ func TestClient_WaitTasksBatchListingRefused(t *testing.T) {
 	defer s.mu.Unlock()
 	if n := s.calls["/api/tasks"]; n != 1 {
 		t.Errorf("the batch listing was asked %d times, want once (refused, then not again)", n)
+	}
+}
+
+// TestClient_WaitTasksLargeBatchFewTasks: waiting on 9 tasks of a batch
+// whose listing goes on page after page with other tasks, WaitTasks stops
+// listing after about 4 rows per task waited on (plus a page), reads the
+// others one by one, and does not list the batch again.
+func TestClient_WaitTasksLargeBatchFewTasks(t *testing.T) {
+	var mu sync.Mutex
+	lists := 0
+	var ids []string
+	for i := 1; i <= 9; i++ {
+		ids = append(ids, fmt.Sprint(i))
+	}
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/tasks" {
+			mu.Lock()
+			lists++
+			mu.Unlock()
+			rows := make([]fsm.Task, 1000)
+			for i := range rows {
+				rows[i] = fsm.Task{TaskID: int64(1_000_000 + i), BatchID: 7, Status: fsm.StatusPending}
+			}
+			w.Header().Set(api.MoreHeader, "true")
+			w.Header().Set(api.NextAfterHeader, "1000000")
+			writeJSON(w, http.StatusOK, rows)
+			return
+		}
+		id, _ := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/api/status/"), 10, 64)
+		writeJSON(w, http.StatusOK, fsm.Task{TaskID: id, BatchID: 7, Status: fsm.StatusCompleted})
+	})
+	c := newClient(t, nil, srv.srv.URL)
+	var warns []string
+	tasks, err := c.WaitTasks(ctxT(t), ids, pollOpts(&warns), nil)
+	if err != nil || len(tasks) != 9 {
+		t.Fatalf("WaitTasks = %d tasks, %v", len(tasks), err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if lists != 2 {
+		t.Errorf("listed %d pages, want 2 (8 tasks still waited on: 4×8+1000 rows, then stop)", lists)
 	}
 }
