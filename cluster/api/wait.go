@@ -101,9 +101,15 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 	seen := make(map[string]fsm.Status, len(ids))
 	firstMiss := make(map[string]time.Time)
 	w := warner{warn: o.Warn}
+	distinct := map[string]bool{}
+	for _, id := range ids {
+		distinct[id] = true
+	}
+	br := newBatchReader(ids)
 	record := func(id string, t fsm.Task) {
 		delete(firstMiss, id)
 		seen[id] = t.Status
+		br.learn(id, t.BatchID)
 		if t.Done() { // final, and no retry follows
 			done[id] = t
 			if ended != nil {
@@ -111,19 +117,11 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 			}
 		}
 	}
-	byID := map[int64][]string{} // the IDs as given, by task ID
-	for _, id := range ids {
-		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
-			byID[n] = append(byID[n], id)
-		}
-	}
-	batches := map[int64]bool{} // listed, or not worth listing
 	for {
 		round := time.Now()
-		read := make(map[string]bool, len(ids)) // in this round, from a batch listing
-		listed := map[int64]bool{}              // in this round
+		br.startRound()
 		for _, id := range ids {
-			if _, ok := done[id]; ok || read[id] {
+			if _, ok := done[id]; ok || br.read[id] {
 				continue
 			}
 			cctx, cancel := o.call(ctx)
@@ -148,15 +146,16 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 				continue
 			}
 			record(id, t)
-			if b := t.BatchID; b != 0 && !batches[b] && !listed[b] && len(ids)-len(done) >= batchReadMin {
-				listed[b] = true
-				batches[b] = c.readBatch(ctx, o, b, len(ids)-len(done), byID, done, read, record)
+			if b := t.BatchID; br.worthListing(b, len(distinct)-len(done), done) {
+				if err := c.readBatch(ctx, o, br, b, done, record); err != nil {
+					w.report(err)
+				}
 			}
 		}
-		if len(done) < len(ids) {
+		if len(done) < len(distinct) {
 			c.follow(ctx, o, round, ids, done, seen, ended)
 		}
-		if len(done) == len(ids) {
+		if len(done) == len(distinct) {
 			break
 		}
 		if !sleep(ctx, o.Interval-time.Since(round)) {
@@ -170,53 +169,122 @@ func (c *Client) WaitTasks(ctx context.Context, ids []string, o PollOptions, end
 	return tasks, nil
 }
 
-// batchReadMin is how many unfinished tasks WaitTasks must still wait on
-// for it to read a batch with GET /api/tasks?batch= rather than task by
-// task.
+// batchReadMin is how many unfinished tasks of a batch WaitTasks must
+// wait on for it to read them with the batch's listing (GET
+// /api/tasks?batch=) rather than task by task.
 const batchReadMin = 8
 
 // batchPage is the page size of WaitTasks' batch reads.
 const batchPage = 1000
 
-// readBatch reads batch b page by page (GET /api/tasks?batch=b) and records
-// each task of it that WaitTasks waits on and has not read in this round,
-// marking it read; wanted is how many tasks WaitTasks still waits on. It
-// returns whether listing b is not worth it in later rounds: most of its
-// tasks are not waited on (it stops paging once it read 4×wanted+batchPage
-// rows), or the listing failed; the tasks not read are then read one by
-// one.
-func (c *Client) readBatch(ctx context.Context, o PollOptions, b int64, wanted int, byID map[int64][]string, done map[string]fsm.Task, read map[string]bool, record func(string, fsm.Task)) (skip bool) {
-	rows, matched := 0, 0
+// batchReader is what WaitTasks knows of the batches of the tasks it waits
+// on, to read them through their listings.
+type batchReader struct {
+	byID    map[int64][]string // the IDs as given (canonical integers only), by task ID
+	batchOf map[string]int64   // the batch of each ID read (0: none)
+	refused map[int64]bool     // listings the replica refused (4xx): never asked again
+	// In the current round:
+	read   map[string]bool // IDs read from a listing
+	listed map[int64]bool  // batches listed
+}
+
+func newBatchReader(ids []string) *batchReader {
+	br := &batchReader{byID: map[int64][]string{}, batchOf: map[string]int64{}, refused: map[int64]bool{}}
+	for _, id := range ids {
+		// Only canonical IDs: the replica refuses "+7" or "007" by ID,
+		// and a listing must not accept what a read would refuse.
+		if n, err := strconv.ParseInt(id, 10, 64); err == nil && n > 0 && strconv.FormatInt(n, 10) == id {
+			br.byID[n] = append(br.byID[n], id)
+		}
+	}
+	return br
+}
+
+func (br *batchReader) startRound() {
+	br.read, br.listed = map[string]bool{}, map[int64]bool{}
+}
+
+func (br *batchReader) learn(id string, batch int64) { br.batchOf[id] = batch }
+
+// unfinished returns the unfinished IDs (as task IDs) known to be of batch
+// b, and the lowest and highest of them.
+func (br *batchReader) unfinished(b int64, done map[string]fsm.Task) (n int, lo, hi int64) {
+	for id, batch := range br.batchOf {
+		if _, ok := done[id]; ok || batch != b {
+			continue
+		}
+		v, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || len(br.byID[v]) == 0 {
+			continue
+		}
+		if n == 0 || v < lo {
+			lo = v
+		}
+		if n == 0 || v > hi {
+			hi = v
+		}
+		n++
+	}
+	return n, lo, hi
+}
+
+// worthListing says whether batch b is to be listed now: not refused, not
+// listed in this round, and with batchReadMin or more of the tasks waited
+// on (of those known to be of b; before b was ever listed, of all those
+// unfinished: their batches are not known yet).
+func (br *batchReader) worthListing(b int64, unfinished int, done map[string]fsm.Task) bool {
+	if b == 0 || br.refused[b] || br.listed[b] {
+		return false
+	}
+	if n, _, _ := br.unfinished(b, done); n > 1 {
+		unfinished = n
+	}
+	return unfinished >= batchReadMin
+}
+
+// readBatch reads batch b's listing page by page and records each task of
+// it that WaitTasks waits on and has not read in this round. Once the
+// members of b it waits on are known, it starts at the highest unfinished
+// one and stops below the lowest (newest first: tasks that ended before
+// are not read again). It stops paging after 4 rows per task waited on
+// plus a page, so that a few tasks of a large batch cost little; those
+// not read are read one by one. A listing the replica refuses (4xx) is not
+// asked again; other errors are returned.
+func (c *Client) readBatch(ctx context.Context, o PollOptions, br *batchReader, b int64, done map[string]fsm.Task, record func(string, fsm.Task)) error {
+	br.listed[b] = true
+	wanted, lo, hi := br.unfinished(b, done)
 	q := TaskQuery{Batch: strconv.FormatInt(b, 10), Limit: batchPage}
+	if wanted > 1 {
+		q.After = strconv.FormatInt(hi+1, 10)
+	} else {
+		lo, wanted = 0, len(br.byID) // not known yet: the whole batch
+	}
+	rows := 0
 	for {
 		cctx, cancel := o.call(ctx)
 		tasks, page, err := c.Tasks(cctx, q)
 		cancel()
-		if err != nil {
-			return true
+		if st := StatusCode(err); st >= 400 && st < 500 {
+			br.refused[b] = true
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("list batch %d: %w", b, err)
 		}
 		rows += len(tasks)
 		for _, t := range tasks {
-			for _, id := range byID[t.TaskID] {
-				if _, ok := done[id]; ok || read[id] {
+			for _, id := range br.byID[t.TaskID] {
+				if _, ok := done[id]; ok || br.read[id] {
 					continue
 				}
-				read[id] = true
-				matched++
+				br.read[id] = true
 				record(id, t)
 			}
 		}
-		if !page.More || page.NextAfter == "" || len(tasks) == 0 {
-			break
-		}
-		if rows > 4*wanted+batchPage {
-			return true // a large batch for a few of its tasks: read them one by one
+		if !page.More || page.NextAfter == "" || len(tasks) == 0 || tasks[len(tasks)-1].TaskID <= lo || rows > 4*wanted+batchPage {
+			return nil
 		}
 		q.After = page.NextAfter
 	}
-	// Listing a large batch for a few of its tasks costs more than
-	// asking for each.
-	return rows > 4*matched+batchPage
 }
 
 // follow is WaitTasks' wait between two rounds, until o.Interval after the

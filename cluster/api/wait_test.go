@@ -236,3 +236,61 @@ func TestClient_WaitTasksLargeBatchFewTasks(t *testing.T) {
 		t.Errorf("listed %d pages, want 2 (8 tasks still waited on: 4×8+1000 rows, then stop)", lists)
 	}
 }
+
+// TestClient_WaitTasksBatchRange: once WaitTasks knows which tasks of a
+// batch it waits on, a later round lists the batch from the highest
+// unfinished one down (after = highest + 1), not from the top.
+func TestClient_WaitTasksBatchRange(t *testing.T) {
+	var mu sync.Mutex
+	var afters []string
+	var ids []string
+	for i := 1; i <= 10; i++ {
+		ids = append(ids, fmt.Sprint(i))
+	}
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		status := fsm.StatusRunning
+		if len(afters) >= 2 {
+			status = fsm.StatusCompleted
+		}
+		if r.URL.Path == "/api/tasks" {
+			afters = append(afters, r.URL.Query().Get("after"))
+			if len(afters) >= 2 {
+				status = fsm.StatusCompleted
+			}
+			var rows []fsm.Task
+			for i := int64(20); i >= 1; i-- { // the batch: 20 tasks, newest first
+				rows = append(rows, fsm.Task{TaskID: i, BatchID: 7, Status: status})
+			}
+			writeJSON(w, http.StatusOK, rows)
+			return
+		}
+		id, _ := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/api/status/"), 10, 64)
+		writeJSON(w, http.StatusOK, fsm.Task{TaskID: id, BatchID: 7, Status: status})
+	})
+	c := newClient(t, nil, srv.srv.URL)
+	var warns []string
+	tasks, err := c.WaitTasks(ctxT(t), ids, pollOpts(&warns), nil)
+	if err != nil || len(tasks) != 10 || tasks[9].Status != fsm.StatusCompleted {
+		t.Fatalf("WaitTasks = %+v, %v", tasks, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(afters) != 2 || afters[0] != "" || afters[1] != "11" {
+		t.Fatalf("listings asked with after = %q, want the whole batch, then after=11", afters)
+	}
+}
+
+// TestClient_WaitTasksDuplicateIDs: an ID given twice is waited on once
+// and returned twice; the wait ends when it ends.
+func TestClient_WaitTasksDuplicateIDs(t *testing.T) {
+	c := newScript(t, map[string][]answer{"/api/status/1": {task(1, fsm.StatusRunning), task(1, fsm.StatusCompleted)}})
+	var warns []string
+	ctx, cancel := context.WithTimeout(ctxT(t), 10*time.Second)
+	defer cancel()
+	tasks, err := c.WaitTasks(ctx, []string{"1", "1"}, pollOpts(&warns), nil)
+	if err != nil || len(tasks) != 2 || tasks[0].Status != fsm.StatusCompleted || tasks[1].Status != fsm.StatusCompleted {
+		t.Fatalf("WaitTasks = %+v, %v", tasks, err)
+	}
+}
