@@ -183,13 +183,14 @@ type batchReader struct {
 	byID    map[int64][]string // the IDs as given (canonical integers only), by task ID
 	batchOf map[string]int64   // the batch of each ID read (0: none)
 	refused map[int64]bool     // listings the replica refused (4xx): never asked again
+	known   map[int64]bool     // batches listed once: their members waited on are known
 	// In the current round:
 	read   map[string]bool // IDs read from a listing
 	listed map[int64]bool  // batches listed
 }
 
 func newBatchReader(ids []string) *batchReader {
-	br := &batchReader{byID: map[int64][]string{}, batchOf: map[string]int64{}, refused: map[int64]bool{}}
+	br := &batchReader{byID: map[int64][]string{}, batchOf: map[string]int64{}, refused: map[int64]bool{}, known: map[int64]bool{}}
 	for _, id := range ids {
 		// Only canonical IDs: the replica refuses "+7" or "007" by ID,
 		// and a listing must not accept what a read would refuse.
@@ -230,14 +231,14 @@ func (br *batchReader) unfinished(b int64, done map[string]fsm.Task) (n int, lo,
 
 // worthListing says whether batch b is to be listed now: not refused, not
 // listed in this round, and with batchReadMin or more of the tasks waited
-// on (of those known to be of b; before b was ever listed, of all those
+// on (of those known to be of b once it was listed; before, of all those
 // unfinished: their batches are not known yet).
 func (br *batchReader) worthListing(b int64, unfinished int, done map[string]fsm.Task) bool {
 	if b == 0 || br.refused[b] || br.listed[b] {
 		return false
 	}
-	if n, _, _ := br.unfinished(b, done); n > 1 {
-		unfinished = n
+	if br.known[b] {
+		unfinished, _, _ = br.unfinished(b, done)
 	}
 	return unfinished >= batchReadMin
 }
@@ -254,7 +255,7 @@ func (c *Client) readBatch(ctx context.Context, o PollOptions, br *batchReader, 
 	br.listed[b] = true
 	wanted, lo, hi := br.unfinished(b, done)
 	q := TaskQuery{Batch: strconv.FormatInt(b, 10), Limit: batchPage}
-	if wanted > 1 {
+	if br.known[b] {
 		q.After = strconv.FormatInt(hi+1, 10)
 	} else {
 		lo, wanted = 0, len(br.byID) // not known yet: the whole batch
@@ -271,6 +272,7 @@ func (c *Client) readBatch(ctx context.Context, o PollOptions, br *batchReader, 
 			return fmt.Errorf("list batch %d: %w", b, err)
 		}
 		rows += len(tasks)
+		br.known[b] = true
 		for _, t := range tasks {
 			for _, id := range br.byID[t.TaskID] {
 				if _, ok := done[id]; ok || br.read[id] {
