@@ -307,29 +307,8 @@ func TestWaitTasksFollowsWithoutRounds(t *testing.T) {
 	}
 	last := followers[0].APIURL() + "/api/status/" + sr.TaskIDs[n-1]
 	waitFor(t, 10*time.Second, func() bool { resp, _ := do(t, "GET", last, nil); return resp.StatusCode == http.StatusOK })
-	target, err := url.Parse(followers[0].APIURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plain, blocking atomic.Int64
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/status/") {
-			if r.URL.Query().Has("wait") {
-				blocking.Add(1)
-			} else {
-				plain.Add(1)
-			}
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	cc := api.DefaultClientConfig()
-	cc.Hosts = []string{srv.URL}
-	client, err := api.NewClient(cc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, counts := countingClient(t, followers[0])
+	plain, blocking := &counts.plain, &counts.blocking
 	var mu sync.Mutex
 	var ended []string
 	endedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(ended) }
@@ -383,28 +362,8 @@ func TestWaitTasksReadsBatches(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &sr) != nil || len(sr.TaskIDs) != n || sr.BatchID == "" {
 		t.Fatalf("submit: %d %s", resp.StatusCode, body)
 	}
-	target, err := url.Parse(followers[0].APIURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plain, lists atomic.Int64
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case strings.HasPrefix(r.URL.Path, "/api/status/") && !r.URL.Query().Has("wait"):
-			plain.Add(1)
-		case r.URL.Path == "/api/tasks":
-			lists.Add(1)
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	cc := api.DefaultClientConfig()
-	cc.Hosts = []string{srv.URL}
-	client, err := api.NewClient(cc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, counts := countingClient(t, followers[0])
+	plain, lists := &counts.plain, &counts.lists
 	// The follower must hold the whole array before the wait begins.
 	waitFor(t, 10*time.Second, func() bool {
 		resp, _ := do(t, "GET", followers[0].APIURL()+"/api/status/"+sr.TaskIDs[n-1], nil)
@@ -438,4 +397,42 @@ func TestWaitTasksReadsBatches(t *testing.T) {
 	if p := plain.Load(); p > 5 {
 		t.Errorf("%d plain status reads for an array of %d: the batch was read task by task", p, n)
 	}
+}
+
+// requestCounts counts the task reads a countingClient sent.
+type requestCounts struct {
+	plain    atomic.Int64 // GET /api/status/{id}
+	blocking atomic.Int64 // GET /api/status/{id}?wait=…
+	lists    atomic.Int64 // GET /api/tasks
+}
+
+// countingClient returns a client of replica h through a reverse proxy on
+// loopback that counts its task reads.
+func countingClient(t *testing.T, h *Host) (*api.Client, *requestCounts) {
+	t.Helper()
+	target, err := url.Parse(h.APIURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := &requestCounts{}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/api/status/") && r.URL.Query().Has("wait"):
+			counts.blocking.Add(1)
+		case strings.HasPrefix(r.URL.Path, "/api/status/"):
+			counts.plain.Add(1)
+		case r.URL.Path == "/api/tasks":
+			counts.lists.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	cc := api.DefaultClientConfig()
+	cc.Hosts = []string{srv.URL}
+	client, err := api.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, counts
 }
