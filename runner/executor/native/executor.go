@@ -68,6 +68,11 @@ type Executor struct {
 	spawning int           // warm supervisors started but not booted yet
 	warmed   chan struct{} // closed (and replaced) when warm or spawning changes
 	closed   bool          // Close was called: start no more warm ones
+	// spare is a task directory made ahead (with an empty launch record
+	// file), for the next Start to fill and rename: "" when none.
+	// spares tracks the goroutines making one (Close waits for them).
+	spare  string
+	spares sync.WaitGroup
 }
 
 // warmShims is how many idle supervisors an Executor keeps ready once it
@@ -197,6 +202,7 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	// Refill once this task runs: a supervisor booting meanwhile would
 	// take the CPU this start needs.
 	defer e.refillWarm()
+	defer e.refillSpare()
 	sup, warm, err := e.startSupervisor(ctx, dir)
 	recorded := false
 	if err == nil {
@@ -222,6 +228,82 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	return nil
 }
 
+// spareDirPrefix starts the name of a spare task directory (makeSpare).
+const spareDirPrefix = newDirPrefix + "spare-"
+
+// refillSpare makes a spare task directory in the background (makeSpare),
+// unless the Executor is closed.
+func (e *Executor) refillSpare() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.spare != "" {
+		return
+	}
+	e.spares.Add(1)
+	go func() {
+		defer e.spares.Done()
+		e.makeSpare()
+	}()
+}
+
+// makeSpare makes a task directory ahead, with its empty launch record
+// file, unless one is ready: the inode allocations (costly on a
+// filesystem without a journal, which scans recently freed inodes) leave
+// Start's path.
+func (e *Executor) makeSpare() {
+	e.mu.Lock()
+	ready := e.spare != "" || e.closed
+	e.mu.Unlock()
+	if ready {
+		return
+	}
+	tmp, err := os.MkdirTemp(e.cfg.StateDir, spareDirPrefix)
+	if err != nil {
+		e.log.Debug("make a spare task directory", keyErr, err)
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(tmp, fileSpec), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err == nil {
+		err = f.Close()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil || e.spare != "" || e.closed {
+		os.RemoveAll(tmp) //nolint:errcheck // an empty directory of ours
+		return
+	}
+	e.spare = tmp
+}
+
+// takeSpare returns the spare task directory, if one is ready.
+func (e *Executor) takeSpare() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	d := e.spare
+	e.spare = ""
+	return d
+}
+
+// fillRecord writes v into the empty file path made ahead (makeSpare).
+func fillRecord(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
 // newDirPrefix starts the name of a task directory being made
 // (createTaskDir), before its rename to the task's ID.
 const newDirPrefix = ".new-"
@@ -233,7 +315,8 @@ const staleNewDirAge = time.Minute
 
 // removeStaleNewDirs removes the task directories a Start began and never
 // renamed (the runner stopped between the two), older than staleNewDirAge
-// (a Start of another executor on the same directory may be making one).
+// (a Start of another executor on the same directory may be making one),
+// and the spare ones an earlier executor left.
 func removeStaleNewDirs(stateDir string, now time.Time, log *slog.Logger) {
 	entries, err := os.ReadDir(stateDir)
 	if err != nil {
@@ -243,8 +326,11 @@ func removeStaleNewDirs(stateDir string, now time.Time, log *slog.Logger) {
 		if !ent.IsDir() || !strings.HasPrefix(ent.Name(), newDirPrefix) {
 			continue
 		}
+		// A spare (makeSpare) is an earlier executor's, whatever its age:
+		// one of another executor on the same directory, taken meanwhile,
+		// only makes its Start make a directory anew.
 		info, err := ent.Info()
-		if err != nil || now.Sub(info.ModTime()) < staleNewDirAge {
+		if err != nil || !strings.HasPrefix(ent.Name(), spareDirPrefix) && now.Sub(info.ModTime()) < staleNewDirAge {
 			continue // gone meanwhile (ENOENT), or recent
 		}
 		if err := os.RemoveAll(filepath.Join(stateDir, ent.Name())); err != nil {
@@ -256,13 +342,22 @@ func removeStaleNewDirs(stateDir string, now time.Time, log *slog.Logger) {
 // createTaskDir makes the task's directory with its launch record in one
 // rename; created is false when another Start made it first.
 func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err error) {
-	tmp, err := os.MkdirTemp(e.cfg.StateDir, newDirPrefix+strconv.FormatInt(s.TaskID, 10)+"-")
-	if err != nil {
-		return false, fmt.Errorf("start task %d: %w", s.TaskID, err)
-	}
 	l := launchRecord{Spec: s, Cgroup: e.layout, CreatedAt: time.Now()}
-	// Written in place: no one sees the directory before its rename.
-	err = writeNewRecord(filepath.Join(tmp, fileSpec), l)
+	tmp := e.takeSpare()
+	if tmp != "" {
+		// Its file made ahead: only the record to write.
+		if err = fillRecord(filepath.Join(tmp, fileSpec), l); err != nil {
+			os.RemoveAll(tmp) //nolint:errcheck // best effort: made again below
+			tmp = ""
+		}
+	}
+	if tmp == "" {
+		if tmp, err = os.MkdirTemp(e.cfg.StateDir, newDirPrefix+strconv.FormatInt(s.TaskID, 10)+"-"); err != nil {
+			return false, fmt.Errorf("start task %d: %w", s.TaskID, err)
+		}
+		// Written in place: no one sees the directory before its rename.
+		err = writeNewRecord(filepath.Join(tmp, fileSpec), l)
+	}
 	if err == nil {
 		err = os.Rename(tmp, dir)
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
@@ -504,8 +599,15 @@ func awaitBooted(started *os.File, timeout time.Duration) error {
 // supervisors are not touched; Start still works (without warm ones).
 func (e *Executor) Close() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.closed = true
+	e.mu.Unlock()
+	e.spares.Wait() // none starts once closed
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.spare != "" {
+		os.RemoveAll(e.spare) //nolint:errcheck // an empty directory of ours
+		e.spare = ""
+	}
 	for _, w := range e.warm {
 		w.started.Close()
 		w.dir.Close() // it exits

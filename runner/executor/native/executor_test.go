@@ -193,8 +193,14 @@ func TestStartIsIdempotent(t *testing.T) {
 		t.Errorf("output = %q: the task ran more than once", got)
 	}
 	entries, _ := os.ReadDir(h.cfg.StateDir)
-	if len(entries) != 1 || entries[0].Name() != "7" {
-		t.Errorf("state dir holds %v, want just 7", entries)
+	var names []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), spareDirPrefix) { // the next task's, made ahead
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) != 1 || names[0] != "7" {
+		t.Errorf("state dir holds %v, want just 7 (and a spare)", entries)
 	}
 }
 
@@ -641,16 +647,17 @@ func TestWarmSupervisorJoinsOnceBooted(t *testing.T) {
 
 // TestStaleNewDirsRemoved: a task directory a Start made and never renamed
 // (the runner stopped between the two) is removed when an executor starts
-// on the state directory, once it is older than a Start could take; a
-// recent one, which another Start may be making, and task directories
-// stay.
+// on the state directory, once it is older than a Start could take, and so
+// is an earlier executor's spare of any age; a recent one, which another
+// Start may be making, and task directories stay.
 func TestStaleNewDirsRemoved(t *testing.T) {
-	var stale, fresh, task string
+	var stale, fresh, task, spare string
 	newHarness(t, func(c *Config) {
 		stale = filepath.Join(c.StateDir, newDirPrefix+"7-123")
 		fresh = filepath.Join(c.StateDir, newDirPrefix+"8-456")
 		task = filepath.Join(c.StateDir, "9")
-		for _, d := range []string{stale, fresh, task} {
+		spare = filepath.Join(c.StateDir, spareDirPrefix+"789")
+		for _, d := range []string{stale, fresh, task, spare} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -671,7 +678,77 @@ func TestStaleNewDirsRemoved(t *testing.T) {
 	if !fileExists(fresh) {
 		t.Errorf("%s (just made) was removed: a Start may be making it", fresh)
 	}
+	if fileExists(spare) {
+		t.Errorf("%s (an earlier executor's spare, just made) is still there", spare)
+	}
 	if !fileExists(filepath.Join(task, fileSpec)) {
 		t.Errorf("task directory %s was touched", task)
+	}
+}
+
+// spareDirs lists the spare task directories in the state directory.
+func spareDirs(t *testing.T, stateDir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(stateDir, spareDirPrefix+"*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestSpareTaskDir: after a Start the executor makes the next task's
+// directory ahead, with an empty launch record file; the next Start fills
+// and renames it (the task runs from it) and a new one is made. A spare
+// removed by someone else only makes Start make a directory anew; Close
+// removes the spare.
+func TestSpareTaskDir(t *testing.T) {
+	h := newHarness(t, nil)
+	stateDir := h.cfg.StateDir
+	h.start(executor.Spec{TaskID: 1, Command: "true"})
+	ready := func() string { h.e.mu.Lock(); defer h.e.mu.Unlock(); return h.e.spare }
+	var spare string
+	eventually(t, 5*time.Second, "a spare task directory", func() bool {
+		spare = ready()
+		return spare != ""
+	})
+	if d := spareDirs(t, stateDir); len(d) != 1 || d[0] != spare {
+		t.Fatalf("spare directories %v, want %s", d, spare)
+	}
+	if b, err := os.ReadFile(filepath.Join(spare, fileSpec)); err != nil || len(b) != 0 {
+		t.Fatalf("the spare's launch record: %q, %v; want an empty file", b, err)
+	}
+	h.start(executor.Spec{TaskID: 2, Command: "true"})
+	if fileExists(spare) {
+		t.Fatalf("spare %s still there after the next Start", spare)
+	}
+	var l launchRecord
+	if ok, err := readJSON(filepath.Join(h.e.taskDir(2), fileSpec), &l); err != nil || !ok || l.Spec.TaskID != 2 {
+		t.Fatalf("task 2's launch record: %+v, ok=%v, %v", l, ok, err)
+	}
+	if ex := h.wait(2); ex.Code != 0 {
+		t.Fatalf("task 2 (started in the spare): exit %+v", ex)
+	}
+	eventually(t, 5*time.Second, "a new spare task directory", func() bool {
+		d := spareDirs(t, stateDir)
+		return ready() != "" && len(d) == 1 && d[0] != spare
+	})
+
+	// Taken away (as another executor on the directory would): the
+	// next Start makes its directory anew.
+	for _, d := range spareDirs(t, stateDir) {
+		if err := os.RemoveAll(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.start(executor.Spec{TaskID: 3, Command: "true"})
+	if ex := h.wait(3); ex.Code != 0 {
+		t.Fatalf("task 3 (its spare removed): exit %+v", ex)
+	}
+	eventually(t, 5*time.Second, "a spare task directory after task 3", func() bool { return ready() != "" })
+	if err := h.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := spareDirs(t, stateDir); len(d) != 0 {
+		t.Fatalf("spare task directories after Close: %v", d)
 	}
 }
