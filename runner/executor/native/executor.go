@@ -284,26 +284,6 @@ func (e *Executor) takeSpare() string {
 	return d
 }
 
-// fillRecord writes v into the empty file path made ahead (makeSpare).
-func fillRecord(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
 // newDirPrefix starts the name of a task directory being made
 // (createTaskDir), before its rename to the task's ID.
 const newDirPrefix = ".new-"

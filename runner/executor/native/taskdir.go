@@ -207,11 +207,21 @@ func writeRecord(path string, v any) error { return writeJSON(path, v, false) }
 // directory before its rename into place), where writeRecord's temporary
 // file and rename buy nothing.
 func writeNewRecord(path string, v any) error {
+	return writeRecordFile(path, os.O_CREATE|os.O_EXCL, v)
+}
+
+// fillRecord is writeNewRecord into the empty file path made ahead
+// (makeSpare).
+func fillRecord(path string, v any) error { return writeRecordFile(path, os.O_TRUNC, v) }
+
+// writeRecordFile opens path write-only with flags (never following a
+// symlink) and writes v to it, unsynced.
+func writeRecordFile(path string, flags int, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|flags|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
