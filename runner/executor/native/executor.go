@@ -246,10 +246,10 @@ func (e *Executor) refillSpare() {
 	}()
 }
 
-// makeSpare makes a task directory ahead, with its empty launch record
-// file, unless one is ready: the inode allocations (costly on a
+// makeSpare makes a task directory ahead, with its empty files
+// (spareFiles), unless one is ready: the inode allocations (costly on a
 // filesystem without a journal, which scans recently freed inodes) leave
-// Start's path.
+// the path of the task's start and end.
 func (e *Executor) makeSpare() {
 	e.mu.Lock()
 	ready := e.spare != "" || e.closed
@@ -262,10 +262,7 @@ func (e *Executor) makeSpare() {
 		e.log.Debug("make a spare task directory", keyErr, err)
 		return
 	}
-	f, err := os.OpenFile(filepath.Join(tmp, fileSpec), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-	if err == nil {
-		err = f.Close()
-	}
+	err = makeEmptyFiles(tmp, spareFiles())
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err != nil || e.spare != "" || e.closed {
@@ -273,6 +270,29 @@ func (e *Executor) makeSpare() {
 		return
 	}
 	e.spare = tmp
+}
+
+// spareFiles are the empty files makeSpare makes in a spare task
+// directory: the launch record Start fills, and what the supervisor would
+// otherwise create on the task's path (its log, the start lock, the files
+// made ahead for its records).
+func spareFiles() []string {
+	return []string{fileSpec, fileShimLog, fileLock, aheadName(fileShim), aheadName(fileProc), aheadName(fileExit)}
+}
+
+// makeEmptyFiles creates each of names in dir, empty, mode 0600; none may
+// exist.
+func makeEmptyFiles(dir string, names []string) error {
+	for _, n := range names {
+		f, err := os.OpenFile(filepath.Join(dir, n), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // takeSpare returns the spare task directory, if one is ready.

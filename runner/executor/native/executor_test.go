@@ -697,8 +697,10 @@ func spareDirs(t *testing.T, stateDir string) []string {
 }
 
 // TestSpareTaskDir: after a Start the executor makes the next task's
-// directory ahead, with an empty launch record file; the next Start fills
-// and renames it (the task runs from it) and a new one is made. A spare
+// directory ahead, with its empty files (the launch record, the
+// supervisor's log and lock, the files its records are written through);
+// the next Start fills and renames it (the task runs from it, its
+// supervisor consumes the files made ahead) and a new one is made. A spare
 // removed by someone else only makes Start make a directory anew; Close
 // removes the spare.
 func TestSpareTaskDir(t *testing.T) {
@@ -714,8 +716,10 @@ func TestSpareTaskDir(t *testing.T) {
 	if d := spareDirs(t, stateDir); len(d) != 1 || d[0] != spare {
 		t.Fatalf("spare directories %v, want %s", d, spare)
 	}
-	if b, err := os.ReadFile(filepath.Join(spare, fileSpec)); err != nil || len(b) != 0 {
-		t.Fatalf("the spare's launch record: %q, %v; want an empty file", b, err)
+	for _, n := range spareFiles() {
+		if b, err := os.ReadFile(filepath.Join(spare, n)); err != nil || len(b) != 0 {
+			t.Fatalf("the spare's %s: %q, %v; want an empty file", n, b, err)
+		}
 	}
 	h.start(executor.Spec{TaskID: 2, Command: "true"})
 	if fileExists(spare) {
@@ -727,6 +731,26 @@ func TestSpareTaskDir(t *testing.T) {
 	}
 	if ex := h.wait(2); ex.Code != 0 {
 		t.Fatalf("task 2 (started in the spare): exit %+v", ex)
+	}
+	// The supervisor wrote its records through the files made ahead:
+	// they are in place, and none is left.
+	dir2 := h.e.taskDir(2)
+	var shim shimRecord
+	var proc procRecord
+	var end exitRecord
+	for name, v := range map[string]any{fileShim: &shim, fileProc: &proc, fileExit: &end} {
+		if ok, err := readJSON(filepath.Join(dir2, name), v); err != nil || !ok {
+			t.Fatalf("task 2's %s: ok=%v, %v", name, ok, err)
+		}
+		if fileExists(filepath.Join(dir2, aheadName(name))) {
+			t.Errorf("task 2's %s is still there", aheadName(name))
+		}
+	}
+	if shim.PID == 0 || proc.PID == 0 || end.EndedAt.IsZero() {
+		t.Errorf("task 2's records: supervisor %+v, process %+v, end %+v", shim, proc, end)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir2, fileShimLog)); err != nil || !strings.Contains(string(b), "task ended") {
+		t.Errorf("task 2's supervisor log (the spare's file): %q, %v", b, err)
 	}
 	eventually(t, 5*time.Second, "a new spare task directory", func() bool {
 		d := spareDirs(t, stateDir)
@@ -743,6 +767,9 @@ func TestSpareTaskDir(t *testing.T) {
 	h.start(executor.Spec{TaskID: 3, Command: "true"})
 	if ex := h.wait(3); ex.Code != 0 {
 		t.Fatalf("task 3 (its spare removed): exit %+v", ex)
+	}
+	if ok, err := readJSON(filepath.Join(h.e.taskDir(3), fileProc), &proc); err != nil || !ok || proc.PID == 0 {
+		t.Fatalf("task 3's process record (written through a temporary file): %+v, ok=%v, %v", proc, ok, err)
 	}
 	eventually(t, 5*time.Second, "a spare task directory after task 3", func() bool { return ready() != "" })
 	if err := h.e.Close(); err != nil {

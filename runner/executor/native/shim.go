@@ -268,7 +268,7 @@ func supervise(ctx context.Context, dir string, self procStat, started, endedPip
 		if ended {
 			return nil
 		}
-		return writeRecord(filepath.Join(dir, fileShim), rec)
+		return writeRecordAhead(filepath.Join(dir, fileShim), rec)
 	}); err != nil {
 		return err
 	}
@@ -307,7 +307,7 @@ func recordExit(path string, end exitRecord, ended *startedPipe, tidy func()) er
 		tidy()
 		return writeJSONAtomic(path, end)
 	}
-	if err := writeRecord(path, end); err != nil {
+	if err := writeRecordAhead(path, end); err != nil {
 		tidy()
 		return err
 	}
@@ -347,7 +347,7 @@ func runTask(ctx context.Context, dir string, l launchRecord, started *startedPi
 	// core), while the record is written aside; it goes in place once the
 	// thread is out: once the process is recorded (Pause and Kill act on
 	// a recorded process), the cgroup holds the task alone.
-	rec, err := stageRecord(filepath.Join(dir, fileProc), proc)
+	rec, err := stageRecordAhead(filepath.Join(dir, fileProc), proc)
 	<-left
 	if err == nil {
 		err = rec.place()

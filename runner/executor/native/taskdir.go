@@ -235,6 +235,48 @@ func writeRecordFile(path string, flags int, v any) error {
 	return nil
 }
 
+// aheadSuffix ends the name of an empty file a spare task directory holds
+// for a record the supervisor writes (".<record>.ahead", makeSpare): the
+// record is written into it and renamed in place, which spares the
+// supervisor the inode allocation of a new temporary file on the task's
+// start and end.
+const aheadSuffix = ".ahead"
+
+// aheadName is the name of the file made ahead for record (fileShim,
+// fileProc or fileExit: the records the supervisor alone writes; the
+// executor writes the exit record of a lost task through a temporary
+// file of its own).
+func aheadName(record string) string { return "." + record + aheadSuffix }
+
+// aheadPath is the file made ahead for the record at path.
+func aheadPath(path string) string {
+	return filepath.Join(filepath.Dir(path), aheadName(filepath.Base(path)))
+}
+
+// stageRecordAhead is stageRecord through the file made ahead for path,
+// or a new temporary file when there is none.
+func stageRecordAhead(path string, v any) (*stagedRecord, error) {
+	tmp := aheadPath(path)
+	err := writeRecordFile(tmp, os.O_TRUNC, v)
+	if errors.Is(err, fs.ErrNotExist) {
+		return stageRecord(path, v)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &stagedRecord{tmp: tmp, path: path}, nil
+}
+
+// writeRecordAhead is writeRecord through the file made ahead for path,
+// when there is one.
+func writeRecordAhead(path string, v any) error {
+	r, err := stageRecordAhead(path, v)
+	if err != nil {
+		return err
+	}
+	return r.place()
+}
+
 func writeJSON(path string, v any, sync bool) error {
 	r, err := stageJSON(path, v, sync)
 	if err != nil {
