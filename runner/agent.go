@@ -62,6 +62,9 @@ type Agent struct {
 	lists listings
 	// attempts is which attempt of each tracked task runs here.
 	attempts *attemptBook
+	// forgets is what forgetLoop tidies away after the cluster
+	// acknowledged an end.
+	forgets *forgets
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -105,6 +108,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	a.changed = map[int64]time.Time{}
 	a.lists = listings{last: map[executor.Executor]listing{}, dirty: map[executor.Executor]bool{}}
 	a.attempts = newAttemptBook(cfg.StateDir)
+	a.forgets = newForgets()
 	a.pruneFinished(time.Now())
 	if a.ln, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port))); err != nil {
 		return nil, fmt.Errorf("listen for the runner API: %w", err)
@@ -140,6 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	a.goRun(func() { a.pool.Run(runCtx) }) //nolint:errcheck // Run only returns nil
 	a.goRun(func() { a.heartbeatLoop(runCtx) })
 	a.goRun(func() { a.watchLoop(runCtx) })
+	a.goRun(func() { a.forgetLoop(runCtx) })
 	for _, ex := range a.executors() {
 		if n, ok := ex.(exitNotifier); ok {
 			a.goRun(func() { a.forwardExits(runCtx, ex, n) })

@@ -81,6 +81,9 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	states, owner, complete := a.allStates(ctx)
 	hb.Partial = !complete
 	for id := range states {
+		if a.forgets.has(id) {
+			continue // ended, and the cluster acknowledged it
+		}
 		hb.RunningTasks = append(hb.RunningTasks, id)
 		if n := a.attempts.get(id); n > 0 {
 			if hb.Attempts == nil {
@@ -207,6 +210,11 @@ func (a *Agent) reportChanges(ctx context.Context, all bool) (wait time.Duration
 	now := time.Now()
 	due := false
 	for id, s := range states {
+		if a.forgets.has(id) {
+			// Its end was acknowledged; forgetLoop is removing it.
+			delete(a.changed, id)
+			continue
+		}
 		if s.Starting {
 			// Not running yet: reported once its process exists, so that
 			// the cluster never offers to pause a task that cannot be
@@ -256,12 +264,9 @@ func (a *Agent) reportChanges(ctx context.Context, all bool) (wait time.Duration
 		a.acked[u.TaskID] = ackKey(u)
 		delete(a.changed, u.TaskID)
 		if states[u.TaskID].Exit != nil {
-			a.markFinished(u.TaskID, u.Attempt)
-			a.attempts.forget(u.TaskID, u.Attempt)
-			if err := owner[u.TaskID].Forget(ctx, u.TaskID); err != nil && ctx.Err() == nil {
-				a.log.Warn("forget task", "task_id", u.TaskID, "err", err)
-			}
-			a.markChanged(owner[u.TaskID])
+			// Tidied away off this loop (forgetLoop), which skips it
+			// meanwhile.
+			a.forgets.add(forgetJob{ex: owner[u.TaskID], id: u.TaskID, attempt: u.Attempt})
 			delete(a.acked, u.TaskID)
 			delete(a.figuresRefused, u.TaskID)
 		}

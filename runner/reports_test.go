@@ -15,6 +15,7 @@ import (
 	"github.com/hakuriver/hakuriver-ha/cluster"
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/runner"
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 )
 
@@ -99,10 +100,11 @@ func TestReportsFallBackWithoutBatchRoute(t *testing.T) {
 }
 
 // startProxiedRunner starts a runner with a native executor (its tasks
-// under cgroupParent) that reaches host h through hostURL (a test proxy in
-// front of it), and a client of h; it returns them and the executor's
-// task state directory. The caller closes the runner.
-func startProxiedRunner(t *testing.T, h *cluster.Host, hostURL, shim, shared, cgroupParent string) (*runner.Agent, *api.Client, string) {
+// under cgroupParent; passed through wrap, when given, before the runner
+// gets it) that reaches host h through hostURL (a test proxy in front of
+// it, or h's own URL), and a client of h; it returns them and the
+// executor's task state directory. The caller closes the runner.
+func startProxiedRunner(t *testing.T, h *cluster.Host, hostURL, shim, shared, cgroupParent string, wrap ...func(*native.Executor) executor.Executor) (*runner.Agent, *api.Client, string) {
 	t.Helper()
 	state, tmp := t.TempDir(), t.TempDir()
 	nc := native.DefaultConfig()
@@ -118,6 +120,9 @@ func startProxiedRunner(t *testing.T, h *cluster.Host, hostURL, shim, shared, cg
 	rc.Hosts, rc.Token, rc.SharedDir, rc.LocalTempDir = []string{hostURL}, "secret-token", shared, tmp
 	rc.StateDir = state
 	rc.HeartbeatInterval, rc.FastGossip, rc.Native, rc.NativeLimited = 500*time.Millisecond, true, ex, ex.Limited()
+	for _, w := range wrap {
+		rc.Native = w(ex)
+	}
 	rc.Logger = logger(t)
 	a, err := runner.Start(context.Background(), rc)
 	if err != nil {
