@@ -15,10 +15,14 @@ import (
 // that the report of the next task's end never waits for it; the watch
 // loop skips a task while it is queued here.
 type forgets struct {
-	mu      sync.Mutex
-	queue   []forgetJob
-	pending map[int64]bool // queued or being forgotten
-	wake    chan struct{}  // capacity 1: work was queued
+	mu    sync.Mutex
+	queue []forgetJob
+	// pending holds the tasks queued, being forgotten, or forgotten
+	// (settled) since the watch loop last pruned: a listing it took
+	// before a Forget ended may still show the task.
+	pending map[int64]bool
+	settled []int64
+	wake    chan struct{} // capacity 1: work was queued
 }
 
 // forgetJob is one acknowledged end to tidy away.
@@ -67,13 +71,25 @@ func (f *forgets) next() (forgetJob, bool) {
 	return j, true
 }
 
-// done ends the job of task id: the watch loop sees the task again (a
-// Forget that failed leaves it listed, so its end is reported and
-// forgotten again).
+// done ends the job of task id; the watch loop's next prune lets it see
+// the task again, should it still be listed (a Forget that failed: its
+// end is reported and forgotten again) or come back (its next attempt).
 func (f *forgets) done(id int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.pending, id)
+	f.settled = append(f.settled, id)
+}
+
+// prune forgets the settled jobs. The watch loop calls it before it lists
+// the executors, so that a listing taken before a Forget ended never
+// shows that task as new.
+func (f *forgets) prune() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range f.settled {
+		delete(f.pending, id)
+	}
+	f.settled = f.settled[:0]
 }
 
 // forgetLoop does the queued forgets until ctx ends. What is left queued
@@ -98,7 +114,8 @@ func (a *Agent) forgetLoop(ctx context.Context) {
 }
 
 // forget tidies away one acknowledged end: the tombstone first, so that
-// the task is never both unlisted and startable again.
+// the task is never both unlisted and startable again; the executor's
+// listing is marked stale before the job is settled.
 func (a *Agent) forget(ctx context.Context, j forgetJob) {
 	defer a.forgets.done(j.id)
 	a.markFinished(j.id, j.attempt)

@@ -185,6 +185,7 @@ const startReportDelay = 25 * time.Millisecond
 // (kickFor) or without a recent listing, so that a native task's end is
 // reported without waiting for Docker's listing.
 func (a *Agent) reportChanges(ctx context.Context, all bool) (wait time.Duration) {
+	a.forgets.prune()
 	list := a.allStates
 	if !all {
 		// The native listing (a directory read) is always fresh here: a
