@@ -75,7 +75,7 @@ func (e *Executor) Exec(ctx context.Context, id int64, s executor.ExecSpec) (exe
 		if s.Rows > 0 && s.Cols > 0 {
 			size = &pty.Winsize{Rows: uint16(s.Rows), Cols: uint16(s.Cols)}
 		}
-		err = startInTaskCgroup(cg, taskCgroup(id), cmd, func() error {
+		err = startInTaskCgroup(cg, specCgroup(t.Launch.Spec), cmd, func() error {
 			f, err := pty.StartWithAttrs(cmd, size, attrs)
 			p.ptm = f
 			return err
@@ -97,7 +97,7 @@ func (e *Executor) Exec(ctx context.Context, id int64, s executor.ExecSpec) (exe
 		}
 		inR, inW, outR, outW, errR, errW := fds[0], fds[1], fds[2], fds[3], fds[4], fds[5]
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-		err := startInTaskCgroup(cg, taskCgroup(id), cmd, cmd.Start)
+		err := startInTaskCgroup(cg, specCgroup(t.Launch.Spec), cmd, cmd.Start)
 		closeAll(inR, outW, errW) // the child holds its own copies
 		if err != nil {
 			closeAll(inW, outR, errR)

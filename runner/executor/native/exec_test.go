@@ -122,3 +122,27 @@ func TestExec(t *testing.T) {
 		}
 	})
 }
+
+// TestExecIntoRetriedTask: a command run inside a later attempt of a task
+// joins that attempt's cgroup (task-ID-aN), where the task runs.
+func TestExecIntoRetriedTask(t *testing.T) {
+	modes(t, func(t *testing.T, h *harness) {
+		h.start(executor.Spec{TaskID: 2, Attempt: 2, Command: "sleep", Args: []string{"60"}})
+		p, err := h.e.Exec(ctx(t), 2, executor.ExecSpec{Cmd: []string{"sh", "-c", "grep -c /task-2-a2$ /proc/self/cgroup; exit 0"}})
+		if err != nil {
+			t.Fatalf("Exec into attempt 2: %v", err)
+		}
+		out := readAll(p.Stdout())
+		if code, err := p.Wait(ctx(t)); err != nil || code != 0 {
+			t.Fatalf("Wait: %d, %v", code, err)
+		}
+		p.Close()
+		if inCgroup := strings.TrimSpace(out()) != "0"; inCgroup != h.e.Limited() {
+			t.Errorf("exec in attempt 2's cgroup: %v (%q hierarchies), want %v", inCgroup, out(), h.e.Limited())
+		}
+		if err := h.e.Kill(ctx(t), 2); err != nil {
+			t.Fatal(err)
+		}
+		h.wait(2)
+	})
+}
