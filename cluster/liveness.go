@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
@@ -75,7 +77,14 @@ func (l *leader) notifyKill(ctx context.Context, t *fsm.Task) {
 		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		ref := api.TaskRef{TaskID: t.TaskID, UnitName: t.SystemdUnitName}
-		if err := l.runners.Kill(kctx, node.URL, ref); err != nil {
+		err := l.runners.Kill(kctx, node.URL, ref)
+		var ae *api.APIError
+		switch {
+		case errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound:
+			// The runner tracks it no more: it ended and its end was
+			// reported meanwhile. Nothing is left to kill.
+			l.log.Debug("kill on runner: the task is not tracked there", "task_id", t.TaskID, "runner", node.Hostname)
+		case err != nil:
 			l.log.Warn("kill on runner; the next heartbeat will retry", "task_id", t.TaskID, "runner", node.Hostname, "err", err)
 		}
 	})

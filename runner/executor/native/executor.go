@@ -840,6 +840,11 @@ func (e *Executor) Kill(ctx context.Context, id int64) error {
 	refusedRounds := 0
 	for {
 		t, err = e.load(ctx, id)
+		if errors.Is(err, executor.ErrUnknownTask) {
+			// It ended, and its end was reported and forgotten
+			// meanwhile: a short wait on a busy runner.
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("kill task %d: %w", id, err)
 		}

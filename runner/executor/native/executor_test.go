@@ -779,3 +779,30 @@ func TestSpareTaskDir(t *testing.T) {
 		t.Fatalf("spare task directories after Close: %v", d)
 	}
 }
+
+// TestKillOfTaskForgottenMeanwhile: a task whose end is recorded, reported
+// and forgotten (as a runner does at once) while Kill still waits for it
+// ended is killed: Kill returns nil, not "unknown task".
+func TestKillOfTaskForgottenMeanwhile(t *testing.T) {
+	h := newHarness(t, nil)
+	for id := int64(1); id <= 5; id++ {
+		h.start(executor.Spec{TaskID: id, Command: "sleep", Args: []string{"300"}})
+		forgot := make(chan error, 1)
+		go func() {
+			exit := filepath.Join(h.e.taskDir(id), fileExit)
+			for end := time.Now().Add(10 * time.Second); !fileExists(exit); time.Sleep(200 * time.Microsecond) {
+				if time.Now().After(end) {
+					forgot <- errors.New("no exit record within 10 s")
+					return
+				}
+			}
+			forgot <- h.e.Forget(ctx(t), id)
+		}()
+		if err := h.e.Kill(ctx(t), id); err != nil {
+			t.Errorf("Kill of task %d, forgotten once ended: %v", id, err)
+		}
+		if err := <-forgot; err != nil {
+			t.Fatalf("Forget of task %d: %v", id, err)
+		}
+	}
+}
