@@ -30,7 +30,9 @@ type serverFlags struct {
 	configPath string
 	log        logFlags
 	// configLogFile is the config's log file of this command
-	// (paths.host_log_file or runner_log_file), used without --log-file.
+	// (paths.host_log_file or runner_log_file), used without --log-file;
+	// nil for a command that is not a service (it also keeps SIGHUP's
+	// default then).
 	configLogFile func(config.Config) string
 	// closeLog stops the log file's SIGHUP handling and closes it (set by
 	// resolve; the command defers it).
@@ -62,6 +64,12 @@ func (s *serverFlags) resolve(cmd *cobra.Command) (config.Config, *slog.Logger, 
 		return config.Config{}, nil, err
 	}
 	s.closeLog = closeLog
+	if s.log.file == "" && s.configLogFile != nil {
+		// A service's SIGHUP means "reopen your log" (logrotate sends
+		// it to both services); without a file there is nothing to
+		// reopen, and it must not stop the process.
+		s.closeLog = ignoreHangup(cmd.Context(), log, closeLog)
+	}
 	return c, log, nil
 }
 

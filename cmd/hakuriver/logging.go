@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -43,4 +45,32 @@ func (l *logFlags) open(ctx context.Context) (log *slog.Logger, done func(), err
 		<-stopped
 		file.Close() //nolint:errcheck // the last record is written; nothing to report it to
 	}, nil
+}
+
+// ignoreHangup keeps SIGHUP from stopping the process, logging each one,
+// until ctx ends or the returned function is called (which then calls
+// then). It catches the signal rather than ignoring it, so processes
+// started meanwhile (task supervisors, tasks) get SIGHUP's default.
+func ignoreHangup(ctx context.Context, log *slog.Logger, then func()) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				log.Info("SIGHUP ignored: there is no log file to reopen (logs go to standard error)")
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		cancel()
+		<-stopped
+		then()
+	}
 }

@@ -231,7 +231,7 @@ func Render(u Unit) ([]byte, error) {
 	}
 	w("ExecStart=%s %s --config %s", u.Binary, u.Role, u.Config)
 	w("# No ExecReload=: SIGHUP only reopens a configured log file (logrotate sends it,")
-	w("# see the README); without one it would stop the process. Use systemctl restart,")
+	w("# see the README); without one it is logged and ignored. Use systemctl restart,")
 	w("# which a replica and a runner both survive without losing work.")
 	w("Restart=on-failure")
 	w("RestartSec=5s")
