@@ -223,13 +223,16 @@ func (e *exitCodeError) Error() string { return e.msg }
 func (e *exitCodeError) ExitCode() int { return e.code }
 
 // processExitCode maps a task's exit code to a process exit code: 1..255 as
-// is, a negative code -N (killed by signal N) as 128+N like a shell does,
-// and anything else (0, out of range) as 1.
+// is, a negative code -N (killed by signal N, as -9 for a kill) as 128+N
+// like a shell does, and anything else as 1: 0, out of range, and -1, which
+// the cluster records for a task with no exit code of its own (it never
+// started, was lost, or a signal it died of is recorded apart), never for
+// SIGHUP.
 func processExitCode(code int) int {
 	switch {
 	case code >= 1 && code <= 255:
 		return code
-	case code <= -1 && code >= -127:
+	case code <= -2 && code >= -127:
 		return 128 - code
 	}
 	return 1

@@ -45,7 +45,7 @@ func TestFormatAge(t *testing.T) {
 }
 
 func TestProcessExitCode(t *testing.T) {
-	for in, want := range map[int]int{1: 1, 3: 3, 255: 255, 256: 1, 0: 1, -9: 137, -15: 143, -1000: 1} {
+	for in, want := range map[int]int{1: 1, 3: 3, 255: 255, 256: 1, 0: 1, -1: 1, -2: 130, -9: 137, -15: 143, -1000: 1} {
 		if got := processExitCode(in); got != want {
 			t.Errorf("processExitCode(%d) = %d, want %d", in, got, want)
 		}
