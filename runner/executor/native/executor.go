@@ -192,8 +192,19 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 		return fmt.Errorf("start task %d: empty command", s.TaskID)
 	}
 	dir := e.taskDir(s.TaskID)
-	if fileExists(filepath.Join(dir, fileSpec)) {
-		return nil
+	var l launchRecord
+	if ok, err := readJSON(filepath.Join(dir, fileSpec), &l); ok && err == nil {
+		return nil // tracked already
+	} else if fileExists(dir) {
+		// A directory without a readable launch record (one a crash of
+		// the machine left with an empty record, or only part of its
+		// files) tracks nothing: no List shows it, no supervisor runs in
+		// it (one reads the record first). Out of the way, or the ID
+		// could never start here again.
+		e.log.Info("removing a task directory without a launch record", keyTaskID, s.TaskID, keyErr, err)
+		if err := claimAndRemove(e.cfg.StateDir, filepath.Base(dir)); err != nil {
+			return fmt.Errorf("start task %d: remove the stale task directory: %w", s.TaskID, err)
+		}
 	}
 	created, err := e.createTaskDir(s, dir)
 	if err != nil || !created {
@@ -313,28 +324,61 @@ const newDirPrefix = ".new-"
 // it.
 const staleNewDirAge = time.Minute
 
-// removeStaleNewDirs removes the task directories a Start began and never
-// renamed (the runner stopped between the two), older than staleNewDirAge
+// removingPrefix starts the name a directory is renamed to before its
+// removal (claimAndRemove), so that only what the rename won is removed.
+const removingPrefix = ".removing-"
+
+// forgottenPrefix starts the name Forget renames a task directory to
+// before removing it.
+const forgottenPrefix = ".forgotten-"
+
+// claimAndRemove renames stateDir/name to a name of its own, then removes
+// that: a directory another executor on the same state directory renamed
+// meanwhile (a spare it took into a task) is left alone (fs.ErrNotExist).
+func claimAndRemove(stateDir, name string) error {
+	claimed, err := os.MkdirTemp(stateDir, removingPrefix)
+	if err != nil {
+		return err
+	}
+	// The directory goes inside the claimed one, which a crash before the
+	// removal leaves for the next executor (removeStaleNewDirs).
+	if err := os.Rename(filepath.Join(stateDir, name), filepath.Join(claimed, name)); err != nil {
+		os.Remove(claimed) //nolint:errcheck // empty, ours
+		return err
+	}
+	return os.RemoveAll(claimed)
+}
+
+// removeStaleNewDirs removes what an earlier Start, Forget or removal left
+// in the state directory when the runner stopped in between: task
+// directories a Start began and never renamed, older than staleNewDirAge
 // (a Start of another executor on the same directory may be making one),
-// and the spare ones an earlier executor left.
+// spare ones (whatever their age: an earlier executor's; one of another
+// executor on the same directory that it took meanwhile is not removed,
+// see claimAndRemove), and directories a Forget or a removal had claimed,
+// older than staleNewDirAge.
 func removeStaleNewDirs(stateDir string, now time.Time, log *slog.Logger) {
 	entries, err := os.ReadDir(stateDir)
 	if err != nil {
 		return
 	}
 	for _, ent := range entries {
-		if !ent.IsDir() || !strings.HasPrefix(ent.Name(), newDirPrefix) {
+		name := ent.Name()
+		claimed := strings.HasPrefix(name, forgottenPrefix) || strings.HasPrefix(name, removingPrefix)
+		if !ent.IsDir() || !claimed && !strings.HasPrefix(name, newDirPrefix) {
 			continue
 		}
-		// A spare (makeSpare) is an earlier executor's, whatever its age:
-		// one of another executor on the same directory, taken meanwhile,
-		// only makes its Start make a directory anew.
 		info, err := ent.Info()
-		if err != nil || !strings.HasPrefix(ent.Name(), spareDirPrefix) && now.Sub(info.ModTime()) < staleNewDirAge {
+		if err != nil || !strings.HasPrefix(name, spareDirPrefix) && now.Sub(info.ModTime()) < staleNewDirAge {
 			continue // gone meanwhile (ENOENT), or recent
 		}
-		if err := os.RemoveAll(filepath.Join(stateDir, ent.Name())); err != nil {
-			log.Warn("remove a task directory a start left", "dir", ent.Name(), keyErr, err)
+		if claimed {
+			err = os.RemoveAll(filepath.Join(stateDir, name))
+		} else {
+			err = claimAndRemove(stateDir, name)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("remove a task directory left in the state directory", "dir", name, keyErr, err)
 		}
 	}
 }
@@ -343,39 +387,55 @@ func removeStaleNewDirs(stateDir string, now time.Time, log *slog.Logger) {
 // rename; created is false when another Start made it first.
 func (e *Executor) createTaskDir(s executor.Spec, dir string) (created bool, err error) {
 	l := launchRecord{Spec: s, Cgroup: e.layout, CreatedAt: time.Now()}
-	tmp := e.takeSpare()
-	if tmp != "" {
-		// Its file made ahead: only the record to write.
-		if err = fillRecord(filepath.Join(tmp, fileSpec), l); err != nil {
-			os.RemoveAll(tmp) //nolint:errcheck // best effort: made again below
-			tmp = ""
+	if tmp := e.takeSpare(); tmp != "" {
+		// Its file made ahead: only the record to write. When that fails,
+		// or the spare was taken away meanwhile (by another executor on
+		// the state directory), the directory is made anew.
+		if err := fillRecord(filepath.Join(tmp, fileSpec), l); err != nil {
+			os.RemoveAll(tmp) //nolint:errcheck // best effort: made anew below
+		} else if created, err := placeTaskDir(tmp, dir); !errors.Is(err, fs.ErrNotExist) {
+			return created, wrapStart(s.TaskID, err)
 		}
 	}
-	if tmp == "" {
-		if tmp, err = os.MkdirTemp(e.cfg.StateDir, newDirPrefix+strconv.FormatInt(s.TaskID, 10)+"-"); err != nil {
-			return false, fmt.Errorf("start task %d: %w", s.TaskID, err)
-		}
-		// Written in place: no one sees the directory before its rename.
-		err = writeNewRecord(filepath.Join(tmp, fileSpec), l)
+	tmp, err := os.MkdirTemp(e.cfg.StateDir, newDirPrefix+strconv.FormatInt(s.TaskID, 10)+"-")
+	if err != nil {
+		return false, wrapStart(s.TaskID, err)
 	}
+	// Written in place: no one sees the directory before its rename.
+	if err = writeNewRecord(filepath.Join(tmp, fileSpec), l); err == nil {
+		created, err = placeTaskDir(tmp, dir)
+	} else if rerr := os.RemoveAll(tmp); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("remove %s: %w", tmp, rerr))
+	}
+	return created, wrapStart(s.TaskID, err)
+}
+
+// placeTaskDir renames the task directory made at tmp to dir; created is
+// false, and tmp removed, when dir exists already (another Start made it
+// first: idempotent). On another error tmp is removed unless it is gone
+// (fs.ErrNotExist, which the error then matches).
+func placeTaskDir(tmp, dir string) (created bool, err error) {
+	err = os.Rename(tmp, dir)
 	if err == nil {
-		err = os.Rename(tmp, dir)
-		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
-			err = nil // tracked already: idempotent
-			created = false
-		} else {
-			created = err == nil
-		}
+		return true, nil
 	}
-	if !created {
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+		err = nil // tracked already
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
 		if rerr := os.RemoveAll(tmp); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("remove %s: %w", tmp, rerr))
 		}
 	}
-	if err != nil {
-		return false, fmt.Errorf("start task %d: %w", s.TaskID, err)
+	return false, err
+}
+
+// wrapStart says which task's start err is about; nil stays nil.
+func wrapStart(id int64, err error) error {
+	if err == nil {
+		return nil
 	}
-	return created, nil
+	return fmt.Errorf("start task %d: %w", id, err)
 }
 
 // startSupervisor hands the task directory to an idle warm supervisor
@@ -1016,7 +1076,7 @@ func (e *Executor) Forget(ctx context.Context, id int64) error {
 		return fmt.Errorf("forget task %d: still running: %w", id, ErrNotRunning)
 	}
 	// Move it out of the way first, so no reader sees a half-removed task.
-	gone := filepath.Join(e.cfg.StateDir, ".forgotten-"+strconv.FormatInt(id, 10)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	gone := filepath.Join(e.cfg.StateDir, forgottenPrefix+strconv.FormatInt(id, 10)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	if err := os.Rename(t.Dir, gone); err != nil {
 		return fmt.Errorf("forget task %d: %w", id, err)
 	}

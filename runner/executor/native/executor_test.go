@@ -648,16 +648,20 @@ func TestWarmSupervisorJoinsOnceBooted(t *testing.T) {
 // TestStaleNewDirsRemoved: a task directory a Start made and never renamed
 // (the runner stopped between the two) is removed when an executor starts
 // on the state directory, once it is older than a Start could take, and so
-// is an earlier executor's spare of any age; a recent one, which another
-// Start may be making, and task directories stay.
+// is an earlier executor's spare of any age, and a directory a Forget or a
+// removal claimed and never removed; a recent one, which another Start or
+// Forget may be at, and task directories stay.
 func TestStaleNewDirsRemoved(t *testing.T) {
-	var stale, fresh, task, spare string
+	var stale, fresh, task, spare, forgotten, removing, freshForgotten string
 	newHarness(t, func(c *Config) {
 		stale = filepath.Join(c.StateDir, newDirPrefix+"7-123")
 		fresh = filepath.Join(c.StateDir, newDirPrefix+"8-456")
 		task = filepath.Join(c.StateDir, "9")
 		spare = filepath.Join(c.StateDir, spareDirPrefix+"789")
-		for _, d := range []string{stale, fresh, task, spare} {
+		forgotten = filepath.Join(c.StateDir, forgottenPrefix+"5-abc")
+		removing = filepath.Join(c.StateDir, removingPrefix+"123", "6")
+		freshForgotten = filepath.Join(c.StateDir, forgottenPrefix+"4-def")
+		for _, d := range []string{stale, fresh, task, spare, forgotten, removing, freshForgotten} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -666,12 +670,20 @@ func TestStaleNewDirsRemoved(t *testing.T) {
 			}
 		}
 		old := time.Now().Add(-2 * staleNewDirAge)
-		for _, d := range []string{stale, task} {
+		for _, d := range []string{stale, task, forgotten, filepath.Dir(removing)} {
 			if err := os.Chtimes(d, old, old); err != nil {
 				t.Fatal(err)
 			}
 		}
 	})
+	// What a Forget or a removal claimed and a stop interrupted goes once
+	// old; a recent one may be another executor's, being removed.
+	if fileExists(forgotten) || fileExists(filepath.Dir(removing)) {
+		t.Errorf("an old forgotten (%v) or claimed (%v) directory is still there", fileExists(forgotten), fileExists(filepath.Dir(removing)))
+	}
+	if !fileExists(freshForgotten) {
+		t.Errorf("%s (just forgotten) was removed under its Forget", freshForgotten)
+	}
 	if fileExists(stale) {
 		t.Errorf("%s (2 minutes old, never renamed) is still there", stale)
 	}
@@ -804,5 +816,38 @@ func TestKillOfTaskForgottenMeanwhile(t *testing.T) {
 		if err := <-forgot; err != nil {
 			t.Fatalf("Forget of task %d: %v", id, err)
 		}
+	}
+}
+
+// TestStartReplacesStaleTaskDir: a task directory without a readable
+// launch record (an empty one, as a crash of the machine can leave, or
+// none beside other files) tracks nothing; a Start of that ID moves it
+// away and runs the task, where it used to take the ID as tracked and run
+// nothing.
+func TestStartReplacesStaleTaskDir(t *testing.T) {
+	h := newHarness(t, nil)
+	for id, files := range map[int64]map[string]string{
+		5: {fileSpec: "", fileShimLog: "old log\n"},
+		6: {fileShimLog: "old log\n", fileLock: ""},
+	} {
+		dir := h.e.taskDir(id)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for name, body := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.start(executor.Spec{TaskID: id, Command: "true"})
+		if ex := h.wait(id); ex.Code != 0 {
+			t.Fatalf("task %d over a stale directory: exit %+v", id, ex)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, fileShimLog)); strings.Contains(string(b), "old log") {
+			t.Errorf("task %d runs in the stale directory: its supervisor log holds %q", id, b)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(h.cfg.StateDir, removingPrefix+"*")); len(m) != 0 {
+		t.Errorf("claimed directories left: %v", m)
 	}
 }
