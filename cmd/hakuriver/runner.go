@@ -14,6 +14,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/ops/config"
 	"github.com/hakuriver/hakuriver-ha/runner"
+	"github.com/hakuriver/hakuriver-ha/runner/executor"
 	"github.com/hakuriver/hakuriver-ha/runner/executor/native"
 	"github.com/hakuriver/hakuriver-ha/runner/statedir"
 )
@@ -51,6 +52,9 @@ holds it.`,
     --runner-state-dir /var/lib/hakuriver/runner --cluster-token-file /etc/hakuriver.token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// What the runner inherited reaches none of the processes it
+			// starts (supervisors, copy helpers, tasks).
+			executor.CloseInheritedOnExec()
 			c, log, err := sf.resolve(cmd)
 			if err != nil {
 				return err

@@ -142,6 +142,33 @@ func TestRunsAsUser(t *testing.T) {
 	}
 }
 
+// TestInheritedDescriptorsDoNotReachTask: a descriptor the runner
+// inherited without close-on-exec (here one this test opens so, before the
+// executor starts any supervisor) is not open in a task, which runs as
+// another user.
+func TestInheritedDescriptorsDoNotReachTask(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "runner-secret")
+	if err := os.WriteFile(secret, []byte("not for tasks\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Open(secret, syscall.O_RDONLY, 0) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	h := newHarness(t, nil)
+	out := filepath.Join(t.TempDir(), "fds.txt")
+	h.start(executor.Spec{TaskID: 1, Command: "sh", Args: []string{"-c", "ls -l /proc/self/fd/"},
+		User: "nobody", WorkDir: "/", Stdout: out})
+	if ex := h.wait(1); ex.Code != 0 {
+		t.Fatalf("exit = %+v", ex)
+	}
+	got, _ := os.ReadFile(out)
+	if strings.Contains(string(got), secret) || len(got) == 0 {
+		t.Fatalf("the task's descriptors:\n%s\nhold the runner's descriptor %d to %s", got, fd, secret)
+	}
+}
+
 // TestRunsAsNumericUser: UID:GID needs no passwd entry; the task gets
 // exactly that user and group (no supplementary groups) and its output
 // files belong to it.

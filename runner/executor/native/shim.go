@@ -71,6 +71,9 @@ func RunShim(ctx context.Context, dir string) int {
 	if dir != WarmArg && os.Getenv(shimStartedFDEnv) == "" && os.Getenv(legacyStageEnv) == "" {
 		return legacyDetach(dir)
 	}
+	// Nothing the runner inherited reaches the task (its own pipes are
+	// marked by inheritedPipe as well).
+	executor.CloseInheritedOnExec()
 	started := inheritedPipe(shimStartedFDEnv)
 	defer started.done()
 	ended := inheritedPipe(shimEndedFDEnv)
