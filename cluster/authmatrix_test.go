@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -395,7 +396,9 @@ func TestAuthMatrix(t *testing.T) {
 // replica: login sets an HttpOnly, SameSite=Strict session cookie; a write
 // with the cookie alone (what a forged cross-site form sends) is refused
 // and changes nothing; with the CSRF header it goes through; a
-// cross-origin WebSocket upgrade carrying the cookie is refused.
+// cross-origin WebSocket upgrade carrying the cookie is refused. The
+// cookie holds a session token of its own, which signing out and revoking
+// the token typed at login both end.
 func TestSessionCookieOverHTTP(t *testing.T) {
 	hosts := startClusterWith(t, 1, func(_ int, cfg *Config) { cfg.AnonymousRole = "" })
 	h := hosts[0]
@@ -440,6 +443,9 @@ func TestSessionCookieOverHTTP(t *testing.T) {
 	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != "/" {
 		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/", session)
 	}
+	if session.Value == admin || !auth.LooksLikeSecret(session.Value) {
+		t.Fatalf("the session cookie holds %q: want a session token of its own, not the token typed at login", session.Value)
+	}
 	jar := []*http.Cookie{{Name: auth.SessionCookie, Value: session.Value}}
 
 	if resp, body := send("GET", "/api/auth/whoami", "", nil, jar); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"admin"`) {
@@ -480,7 +486,8 @@ func TestSessionCookieOverHTTP(t *testing.T) {
 		}
 	}
 
-	// Logout expires both cookies.
+	// Logout expires both cookies, and the session with them: a copy of
+	// the cookie (stolen, or kept by a browser) is refused from then on.
 	resp, _ = send("POST", "/api/auth/logout", "", nil, jar)
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("logout: %d", resp.StatusCode)
@@ -490,4 +497,75 @@ func TestSessionCookieOverHTTP(t *testing.T) {
 			t.Errorf("logout leaves cookie %+v", c)
 		}
 	}
+	if resp, body := send("GET", "/api/auth/whoami", "", nil, jar); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("whoami with the cookie of a session signed out: %d %s, want 401", resp.StatusCode, body)
+	}
+	if resp, body := send("GET", "/api/auth/whoami", "", map[string]string{"Authorization": "Bearer " + admin}, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the token typed at login, after signing out: %d %s, want it still valid", resp.StatusCode, body)
+	}
+
+	// Revoking the token typed at login ends the sessions made with it.
+	resp, body = send("POST", "/api/tokens", `{"name":"laptop"}`, map[string]string{"Authorization": "Bearer " + admin}, nil)
+	var laptop api.TokenResponse
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal([]byte(body), &laptop) != nil {
+		t.Fatalf("create a token: %d %s", resp.StatusCode, body)
+	}
+	resp, body = send("POST", "/api/auth/login", `{"token":"`+laptop.Token+`"}`, nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login with the new token: %d %s", resp.StatusCode, body)
+	}
+	jar = nil
+	for _, c := range resp.Cookies() {
+		if c.Name == auth.SessionCookie {
+			jar = []*http.Cookie{{Name: c.Name, Value: c.Value}}
+		}
+	}
+	if resp, body := send("GET", "/api/auth/whoami", "", nil, jar); resp.StatusCode != http.StatusOK {
+		t.Fatalf("whoami in the new session: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := send("DELETE", "/api/tokens/"+laptop.TokenID, "", map[string]string{"Authorization": "Bearer " + admin}, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("revoke the token: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := send("GET", "/api/auth/whoami", "", nil, jar); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a session of a revoked token: %d %s, want 401", resp.StatusCode, body)
+	}
+}
+
+// TestLoginThroughFollower: the dashboard served by a follower signs in
+// there: the login (a write: it records the session's token) goes to the
+// leader, which checks the browser's Origin against the Host the follower
+// was asked for; the cookie then works on the follower at once, and a
+// page of another origin still cannot sign a browser in.
+func TestLoginThroughFollower(t *testing.T) {
+	hosts := startClusterWith(t, 3, func(_ int, cfg *Config) { cfg.AnonymousRole = "" })
+	leader, follower := matrixLeader(t, hosts)
+	admin := bootstrapAdmin(t, leader)
+	base := follower.APIURL()
+	u, _ := url.Parse(base)
+	for _, origin := range []string{"http://evil.example", "http://" + u.Hostname() + ":1"} {
+		resp, body := doHeader(t, "POST", base+"/api/auth/login", http.Header{"Origin": {origin}}, api.LoginRequest{Token: admin})
+		if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
+			t.Fatalf("login from origin %s through a follower: %d %s, cookies %v; want 403 and none", origin, resp.StatusCode, body, resp.Cookies())
+		}
+	}
+	resp, body := doHeader(t, "POST", base+"/api/auth/login", http.Header{"Origin": {"http://" + u.Host}}, api.LoginRequest{Token: admin})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login from the follower's own page: %d %s", resp.StatusCode, body)
+	}
+	hdr := http.Header{}
+	for _, c := range resp.Cookies() {
+		if c.Name == auth.SessionCookie {
+			hdr.Set("Cookie", c.Name+"="+c.Value)
+		}
+	}
+	if resp, body := doHeader(t, "GET", base+"/api/auth/whoami", hdr, nil); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"admin"`) {
+		t.Fatalf("whoami on the follower with the new session: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := doHeader(t, "POST", base+"/api/auth/logout", hdr, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout through the follower: %d %s", resp.StatusCode, body)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		resp, _ := doHeader(t, "GET", base+"/api/auth/whoami", hdr, nil)
+		return resp.StatusCode == http.StatusUnauthorized
+	})
 }

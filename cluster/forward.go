@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
+	"github.com/hakuriver/hakuriver-ha/cluster/auth"
 )
 
 // requestIDHeader carries an idempotency key that the first replica a write
@@ -158,6 +159,7 @@ func (h *Host) forwardTo(w http.ResponseWriter, r *http.Request, leaderID, base 
 		req.Header[k] = v
 	}
 	req.Header.Set(api.ForwardedHeader, h.cfg.NodeID)
+	req.Header.Set(auth.ForwardedHostHeader, r.Host)
 	resp, err := client.Do(req)
 	answered()
 	if err != nil {

@@ -206,9 +206,16 @@ func CSRFToken(secret string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
+// ForwardedHostHeader carries, on a request a replica forwards to the
+// leader, the Host the caller asked for, which SameOrigin then compares
+// with. A browser cannot set it on a cross-origin request (a custom header
+// needs a CORS preflight, which no replica grants).
+const ForwardedHostHeader = "X-Hakuriver-Forwarded-Host"
+
 // SameOrigin reports whether a browser request (one with an Origin header)
-// comes from the page this server served; requests without Origin (CLI
-// tools) pass. WebSocket upgrades check it before upgrading.
+// comes from the page this server (or, for a forwarded request, the
+// replica that forwarded it) served; requests without Origin (CLI tools)
+// pass. WebSocket upgrades check it before upgrading.
 func SameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
@@ -218,5 +225,9 @@ func SameOrigin(r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	return strings.EqualFold(u.Host, r.Host)
+	host := r.Host
+	if fh := r.Header.Get(ForwardedHostHeader); fh != "" {
+		host = fh
+	}
+	return strings.EqualFold(u.Host, host)
 }

@@ -61,3 +61,22 @@ func TokenFromSecret(user, name, secret string, now time.Time) (*fsm.Token, erro
 func LooksLikeSecret(s string) bool {
 	return strings.HasPrefix(s, SecretPrefix) && len(s) == len(SecretPrefix)+43
 }
+
+// sessionNamePrefix starts the name of a token the dashboard's login made
+// (SessionTokenName).
+const sessionNamePrefix = "dashboard session of "
+
+// SessionTTL is how long a dashboard session lasts at most (never longer
+// than the token it was made from).
+const SessionTTL = 12 * time.Hour
+
+// SessionTokenName names the session token the dashboard's login makes
+// from the token parentID: the session cookie holds that token's secret,
+// never the one the user typed, so that signing out can revoke it.
+func SessionTokenName(parentID string) string { return sessionNamePrefix + parentID }
+
+// SessionParent returns the ID of the token a session token was made
+// from; ok is false for a token that is not a session's.
+func SessionParent(t fsm.Token) (parentID string, ok bool) {
+	return strings.CutPrefix(t.Name, sessionNamePrefix)
+}

@@ -186,20 +186,80 @@ func (a *API) Login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	now := a.now()
 	tok, user, ok := a.d.Accounts.TokenByHash(auth.Hash(req.Token))
-	if req.Token == "" || !ok || tok.Expired(a.now()) {
+	if req.Token == "" || !ok || tok.Expired(now) {
 		writeError(w, &httpError{status: http.StatusUnauthorized, msg: "unknown, revoked or expired token"})
 		return
 	}
+	// The cookie holds a session token of its own, not the typed one:
+	// signing out revokes it, and so does revoking the typed token.
+	ttl := auth.SessionTTL
+	if tok.ExpiresAt != nil {
+		ttl = min(ttl, tok.ExpiresAt.Sub(now))
+	}
+	secret, session, err := auth.NewToken(user.Name, auth.SessionTokenName(tok.ID), now, ttl)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	// Audited as the user who signs in (the route is public).
+	r = r.WithContext(auth.WithPrincipal(r.Context(), accountPrincipal(user, tok.ID)))
+	if _, ok := a.propose(w, r, &fsm.CreateToken{Token: session}); !ok {
+		return
+	}
+	a.pruneSessions(r, user.Name, now)
 	secure := r.TLS != nil
-	csrf := auth.CSRFToken(req.Token)
-	http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: req.Token, Path: "/", HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+	csrf := auth.CSRFToken(secret)
+	http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: secret, Path: "/", HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
 	http.SetCookie(w, &http.Cookie{Name: auth.CSRFCookie, Value: csrf, Path: "/", Secure: secure, SameSite: http.SameSiteStrictMode})
 	writeJSON(w, http.StatusOK, api.LoginResponse{User: user.Name, Role: user.Role, CSRF: csrf})
 }
 
-// Logout clears the session cookies.
+// accountPrincipal is user acting with token tokenID, for the audit of
+// what a public route (login, logout) does on their behalf.
+func accountPrincipal(user fsm.User, tokenID string) auth.Principal {
+	return auth.Principal{Kind: auth.Account, Name: user.Name, Role: user.Role, TokenID: tokenID, User: &user}
+}
+
+// maxPrunedSessions bounds the expired sessions one login revokes.
+const maxPrunedSessions = 16
+
+// pruneSessions revokes some of user's expired session tokens, so that
+// logins do not pile them up in the state; best effort.
+func (a *API) pruneSessions(r *http.Request, user string, now time.Time) {
+	n := 0
+	for _, t := range a.d.Accounts.Tokens(user) {
+		if _, ok := auth.SessionParent(t); !ok || !t.Expired(now) {
+			continue
+		}
+		if n++; n > maxPrunedSessions {
+			return
+		}
+		ctx, cancel := ApplyContext(r)
+		_, err := a.d.Proposer.Propose(ctx, &fsm.RevokeToken{ID: t.ID})
+		cancel()
+		if err != nil {
+			a.log.Debug("revoke an expired dashboard session", "token_id", t.ID, "err", err)
+			return
+		}
+	}
+}
+
+// Logout revokes the session the cookie holds (a session token the login
+// made; a cookie holding another token, set before sessions had tokens of
+// their own, is only cleared) and clears the session cookies.
 func (a *API) Logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(auth.SessionCookie); err == nil && c.Value != "" {
+		if t, user, ok := a.d.Accounts.TokenByHash(auth.Hash(c.Value)); ok {
+			if _, session := auth.SessionParent(t); session {
+				r = r.WithContext(auth.WithPrincipal(r.Context(), accountPrincipal(user, t.ID)))
+				if _, ok := a.propose(w, r, &fsm.RevokeToken{ID: t.ID}); !ok {
+					return // the cookie stays: signing out again revokes it
+				}
+			}
+		}
+	}
 	for _, name := range []string{auth.SessionCookie, auth.CSRFCookie} {
 		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: name == auth.SessionCookie, SameSite: http.SameSiteStrictMode})
 	}
@@ -485,6 +545,16 @@ func (a *API) RevokeToken(w http.ResponseWriter, r *http.Request) {
 		// Another user's token is reported as missing: its ID says nothing.
 		writeError(w, notFound("no token %q of yours", id))
 		return
+	}
+	// The dashboard sessions signed in with it end with it: first, so
+	// that a revocation cut short leaves the token to revoke again.
+	for _, s := range a.d.Accounts.Tokens(t.User) {
+		if parent, ok := auth.SessionParent(s); !ok || parent != id {
+			continue
+		}
+		if _, ok := a.propose(w, r, &fsm.RevokeToken{ID: s.ID}); !ok {
+			return
+		}
 	}
 	if _, ok := a.propose(w, r, &fsm.RevokeToken{ID: id}); ok {
 		w.WriteHeader(http.StatusNoContent)
