@@ -58,7 +58,8 @@ before the next replica or runner is restarted:
   - one leader, and every replica of the Raft configuration answers, in the
     leader's term;
   - every replica's applied index is within --max-lag entries of the highest
-    commit index (a restarted replica has caught up);
+    commit index, and has reached the highest commit index seen at the first
+    look (a restarted replica has caught up, even on a quiet cluster);
   - with --runner NAME (repeatable): that runner is online and the leader got
     a heartbeat from it while this command waited (a restarted runner is back,
     not merely not yet timed out).
@@ -110,9 +111,10 @@ func runWaitHealthy(cmd *cobra.Command, g *clientFlags, o *healthOptions) error 
 	// The heartbeat each runner had at the first look: a later one proves
 	// the runner process that sends it runs now.
 	var first map[string]string
+	var floor uint64 // the highest commit index at the first look
 	lastReason := ""
 	for {
-		rep, err := lookHealth(ctx, c, g.timeout, o, first)
+		rep, err := lookHealth(ctx, c, g.timeout, o, first, &floor)
 		if err == nil && first == nil {
 			first = heartbeats(rep.Runners)
 		}
@@ -157,13 +159,19 @@ func heartbeats(rs []runnerHealth) map[string]string {
 }
 
 // lookHealth asks the cluster once and judges the answer. first holds the
-// runners' heartbeats at the first look (nil during it).
-func lookHealth(ctx context.Context, c *api.Client, callTimeout time.Duration, o *healthOptions, first map[string]string) (healthReport, error) {
+// runners' heartbeats at the first look (nil during it), which sets floor
+// to the highest commit index then.
+func lookHealth(ctx context.Context, c *api.Client, callTimeout time.Duration, o *healthOptions, first map[string]string, floor *uint64) (healthReport, error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	reps, err := c.Replicas(cctx)
 	if err != nil {
 		return healthReport{}, err
+	}
+	if first == nil {
+		for _, r := range reps {
+			*floor = max(*floor, r.CommitIndex)
+		}
 	}
 	var nodes []api.NodeView
 	if len(o.runners) > 0 {
@@ -171,12 +179,13 @@ func lookHealth(ctx context.Context, c *api.Client, callTimeout time.Duration, o
 			return healthReport{}, err
 		}
 	}
-	return judgeHealth(reps, nodes, o.runners, o.maxLag, first), nil
+	return judgeHealth(reps, nodes, o.runners, o.maxLag, *floor, first), nil
 }
 
 // judgeHealth decides whether the replicas and the runners named are
-// healthy (see the command's help) and says what is not.
-func judgeHealth(reps []api.ReplicaStatus, nodes []api.NodeView, runners []string, maxLag uint64, first map[string]string) healthReport {
+// healthy (see the command's help) and says what is not; floor is the
+// least applied index every replica must have reached.
+func judgeHealth(reps []api.ReplicaStatus, nodes []api.NodeView, runners []string, maxLag, floor uint64, first map[string]string) healthReport {
 	rep := healthReport{Replicas: reps}
 	var problems []string
 	for _, r := range reps {
@@ -201,6 +210,8 @@ func judgeHealth(reps []api.ReplicaStatus, nodes []api.NodeView, runners []strin
 			problems = append(problems, fmt.Sprintf("replica %s in term %d, leader %s in term %d", r.ID, r.Term, rep.Leader, rep.Term))
 		case r.Lag > maxLag:
 			problems = append(problems, fmt.Sprintf("replica %s %d entries behind (at most %d)", r.ID, r.Lag, maxLag))
+		case r.AppliedIndex < floor:
+			problems = append(problems, fmt.Sprintf("replica %s applied up to %d, short of %d (the commit index when this wait began)", r.ID, r.AppliedIndex, floor))
 		}
 	}
 	for _, name := range runners {
