@@ -54,7 +54,7 @@ start is logged as "Task i/N: CMD". The command fails if any run failed
 		Example: `  hakuriver sweep -- python train.py --lr 'span:[1e-3,1e-4]' --seed 'span:{1..5}'
   hakuriver sweep --cores 4 --gpus 1 --throttle 2 --name lr-sweep -- python train.py --lr 'span:[1e-3,3e-4,1e-4]'
   hakuriver sweep --local --parallel 4 -- ./bench.sh 'span:{1..8}'`,
-		Args: cobra.MinimumNArgs(1),
+		Args: commandArgs("hakuriver sweep -- python train.py --lr 'span:[1e-3,1e-4]'"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if local {
 				return runLocalSweep(cmd.Context(), args, parallel, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -68,6 +68,9 @@ start is logged as "Task i/N: CMD". The command fails if any run failed
 	f := cmd.Flags()
 	f.SetInterspersed(false)
 	o.addFlags(f)
+	// Shared with task submit, but a sweep's tasks are its combinations:
+	// kept (it says so when given) and out of the help.
+	_ = f.MarkHidden("array") //nolint:errcheck // the flag exists: addFlags added it
 	f.BoolVar(&local, "local", false, "run the combinations on this machine instead of the cluster")
 	f.IntVar(&parallel, "parallel", 1, "with --local: run up to `N` combinations at once (0: all)")
 	f.IntVar(&o.throttle, "throttle", 0, "run at most `N` tasks of the sweep at once (0: no limit)")

@@ -135,7 +135,7 @@ state. An admin must allow the URL's prefix in the hosts' config
   hakuriver task submit --after 1790263384729600000 -- ./report.sh
   hakuriver task submit --retries 3 --retry-delay 1m --retry-on exit,oom -- ./flaky.sh
   hakuriver task submit --container NULL --env OMP_NUM_THREADS=4 --wait -- make test`,
-		Args: cobra.MinimumNArgs(1),
+		Args: commandArgs("hakuriver task submit -- echo hello"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSubmit(cmd, g, o, args)
 		},
@@ -201,6 +201,9 @@ func runSubmit(cmd *cobra.Command, g *clientFlags, o *submitOptions, args []stri
 		}
 		if o.sets != nil && resp.BatchID != "" {
 			fmt.Fprintln(out, resp.BatchID) // a sweep: the batch ID first
+		} else if resp.BatchID != "" && len(resp.TaskIDs) > 1 {
+			// An array: standard output keeps one task ID a line.
+			fmt.Fprintf(errOut, "batch %s (%d tasks): task status, wait and kill take it\n", resp.BatchID, len(resp.TaskIDs))
 		}
 		for _, id := range resp.TaskIDs {
 			fmt.Fprintln(out, id)
@@ -905,4 +908,15 @@ func checkMountFlags(mounts []string) error {
 		}
 	}
 	return nil
+}
+
+// commandArgs requires a command to run, naming an example when there is
+// none.
+func commandArgs(example string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return fmt.Errorf("no command given: put the command to run after --, like: %s", example)
+		}
+		return nil
+	}
 }

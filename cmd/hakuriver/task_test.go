@@ -664,3 +664,40 @@ func TestCLI_BatchFailuresGrouped(t *testing.T) {
 		t.Errorf("json lists %d failures, want 5012", len(got.Failed))
 	}
 }
+
+// TestCLI_SubmitArrayNamesBatch: an array's batch ID goes to stderr, so
+// that it can be found for task status, wait and kill, while stdout keeps
+// one task ID a line.
+func TestCLI_SubmitArrayNamesBatch(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("POST /api/submit", http.StatusAccepted, api.SubmitResponse{Message: "ok", TaskIDs: []string{"21", "22", "23"}, BatchID: "20"})
+	out, errOut, err := runCLI(t, "--host", f.srv.URL, "task", "submit", "--array", "0-2", "--container", "NULL", "--", "echo", "x")
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	if out != "21\n22\n23\n" || !strings.Contains(errOut, "batch 20 (3 tasks)") {
+		t.Fatalf("stdout %q, stderr %q; want the task IDs, and the batch ID on stderr", out, errOut)
+	}
+}
+
+// TestCLI_LogsOfBatchID: logs asked for a batch ID say it is a batch and
+// how to find its tasks, not just "not found".
+func TestCLI_LogsOfBatchID(t *testing.T) {
+	f := newFakeHost(t)
+	f.handle("GET /api/task/{id}/stdout", http.StatusNotFound, api.ErrorResponse{Error: "task 90 not found"})
+	f.handle("GET /api/status/{id}", http.StatusNotFound, api.ErrorResponse{Error: "task 90 not found"})
+	f.mux.HandleFunc("GET /api/tasks", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("batch") == "90" {
+			reply(w, http.StatusOK, []fsm.Task{{TaskID: 91, BatchID: 90, Status: fsm.StatusRunning}})
+			return
+		}
+		reply(w, http.StatusOK, []fsm.Task{})
+	})
+	_, _, err := runCLI(t, "--host", f.srv.URL, "task", "logs", "90")
+	if err == nil || !strings.Contains(err.Error(), "90 is a batch ID") || !strings.Contains(err.Error(), "task list --batch 90") {
+		t.Fatalf("logs of a batch ID: %v", err)
+	}
+	if _, _, err := runCLI(t, "--host", f.srv.URL, "task", "logs", "77"); err == nil || strings.Contains(err.Error(), "batch") {
+		t.Fatalf("logs of an unknown ID: %v, want not found", err)
+	}
+}

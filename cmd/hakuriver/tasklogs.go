@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -79,11 +80,24 @@ func runTaskLogs(cmd *cobra.Command, g *clientFlags, o *logsOptions, id string) 
 	}
 	r := &api.LogReader{Client: c, TaskID: id, Stream: stream, W: cmd.OutOrStdout(),
 		Poll: g.pollOptions(o.pollInterval, cmd.ErrOrStderr(), "following")}
-	if !o.follow {
-		return r.Dump(cmd.Context())
+	read := r.Dump
+	if o.follow {
+		read = r.Follow
 	}
-	if err := r.Follow(cmd.Context()); err != nil {
+	if err := read(cmd.Context()); err != nil {
+		if api.StatusCode(err) == http.StatusNotFound {
+			// A batch ID has no logs of its own: say so.
+			ctx, cancel := g.call(cmd.Context())
+			ref, rerr := resolveRef(ctx, c, id, false)
+			cancel()
+			if rerr == nil && ref.batch {
+				return fmt.Errorf("%s is a batch ID: give one of its task IDs (hakuriver task list --batch %s)", id, id)
+			}
+		}
 		return err
+	}
+	if !o.follow {
+		return nil
 	}
 	ctx, cancel := g.call(cmd.Context())
 	defer cancel()

@@ -70,8 +70,8 @@ exits with that code (a task killed by signal N exits with 128+N).
 command it replaces the global --timeout, and each API call keeps the
 default limit of ` + defaultTimeout.String() + `. --output json prints the final tasks.
 
-A batch ID (or --batch ID) waits for every task of the batch, and fails if
-any of them did not complete. A task name works where only one task, or
+A batch ID (with --batch, every ID given is taken as one) waits for every
+task of the batch, and fails if any of them did not complete. A task name works where only one task, or
 one batch, has it.`,
 		Example: `  hakuriver task wait 1790263384729600000
   hakuriver task wait --timeout 1h 1790263384729600000 1790263384729600001
