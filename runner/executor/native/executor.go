@@ -452,9 +452,15 @@ func (e *Executor) startSupervisor(ctx context.Context, dir string) (sup *superv
 		if err == nil {
 			return w.supervisor, true, nil
 		}
-		// It died while idle (EPIPE): try the next one.
+		// It died while idle (EPIPE): try the next one. Its warm cgroup
+		// (cgroup v1), empty once its thread died with it, goes.
 		w.started.Close()
 		e.log.Debug("warm supervisor gone", keyErr, err)
+		if e.layout != nil {
+			for _, d := range e.layout.dirs(warmCgroupPrefix + strconv.Itoa(w.pid)) {
+				_ = syscall.Rmdir(d) // best effort; ENOENT: none made, EBUSY: not empty
+			}
+		}
 	}
 	logf, err := os.OpenFile(filepath.Join(dir, fileShimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -876,5 +877,44 @@ func TestStartReplacesStaleTaskDir(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(h.cfg.StateDir, removingPrefix+"*")); len(m) != 0 {
 		t.Errorf("claimed directories left: %v", m)
+	}
+}
+
+// TestDeadWarmSupervisorCgroupRemoved: a warm supervisor killed while idle
+// leaves its warm cgroup (cgroup v1) empty; the Start that finds it dead
+// removes it, and runs its task under the next supervisor.
+func TestDeadWarmSupervisorCgroupRemoved(t *testing.T) {
+	h := newHarness(t, nil)
+	h.requireLimited()
+	if h.e.layout.Version != 1 {
+		t.Skip("warm cgroups are made on cgroup v1 only")
+	}
+	h.start(executor.Spec{TaskID: 1, Command: "true"})
+	h.wait(1)
+	h.awaitWarm()
+	victim := h.e.warmPIDs()[0]
+	dirs := h.e.layout.dirs(warmCgroupPrefix + strconv.Itoa(victim))
+	if !fileExists(dirs[0]) {
+		t.Fatalf("warm supervisor %d has no warm cgroup %s", victim, dirs[0])
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.e.mu.Lock()
+	exited := h.e.warm[0].exited
+	h.e.mu.Unlock()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("warm supervisor %d not reaped 10 s after SIGKILL", victim)
+	}
+	h.start(executor.Spec{TaskID: 2, Command: "true"})
+	if ex := h.wait(2); ex.Code != 0 {
+		t.Fatalf("task 2: exit %+v", ex)
+	}
+	for _, d := range dirs {
+		if fileExists(d) {
+			t.Errorf("%s (the killed warm supervisor's cgroup) is still there", d)
+		}
 	}
 }
