@@ -227,6 +227,9 @@ func runSSHSession(cmd *cobra.Command, o *sshOptions, op *sshproxy.Dialer, extra
 
 	port := ln.Addr().(*net.TCPAddr).Port
 	args := sshArgs(port, o, extra)
+	// Said before ssh starts (its output goes to the same stream); a
+	// refused tunnel is reported right after it.
+	fmt.Fprintf(cmd.ErrOrStderr(), "Connecting to VPS task %d: ssh %s\n", op.TaskID(), strings.Join(args, " "))
 	c := exec.CommandContext(ctx, sshBin, args...)
 	c.Stdin, c.Stdout, c.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
@@ -245,9 +248,6 @@ func runSSHSession(cmd *cobra.Command, o *sshOptions, op *sshproxy.Dialer, extra
 			<-exited
 			return ferr
 		}
-		// Said once the proxy took the tunnel: a VPS that is not
-		// running is only refused, never "connecting".
-		fmt.Fprintf(cmd.ErrOrStderr(), "Connecting to VPS task %d: ssh %s\n", op.TaskID(), strings.Join(args, " "))
 		err = <-exited
 	}
 	var ee *exec.ExitError
