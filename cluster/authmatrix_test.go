@@ -569,3 +569,105 @@ func TestLoginThroughFollower(t *testing.T) {
 		return resp.StatusCode == http.StatusUnauthorized
 	})
 }
+
+// TestSessionsEndWithTheirToken: a dashboard session is made from the
+// token typed at login (a session typed in makes one of the same token),
+// and is refused as soon as that token is gone, even when the revocation
+// never reached the session itself (a login that raced it); a user keeps
+// at most maxSessions sessions; sign-ins are paced per user; the names of
+// sessions are the dashboard's.
+func TestSessionsEndWithTheirToken(t *testing.T) {
+	hosts := startClusterWith(t, 1, func(_ int, cfg *Config) { cfg.AnonymousRole = "" })
+	h := hosts[0]
+	admin := bootstrapAdmin(t, h)
+	base := h.APIURL()
+	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	login := func(tok string) (string, int) {
+		t.Helper()
+		resp, _ := doHeader(t, "POST", base+"/api/auth/login", nil, api.LoginRequest{Token: tok})
+		for _, c := range resp.Cookies() {
+			if c.Name == auth.SessionCookie {
+				return c.Value, resp.StatusCode
+			}
+		}
+		return "", resp.StatusCode
+	}
+	whoami := func(secret string) int {
+		resp, _ := doHeader(t, "GET", base+"/api/auth/whoami", http.Header{"Cookie": {auth.SessionCookie + "=" + secret}}, nil)
+		return resp.StatusCode
+	}
+	resp, body := doHeader(t, "POST", base+"/api/tokens", bearer(admin), api.TokenRequest{Name: "laptop"})
+	var laptop api.TokenResponse
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(body, &laptop) != nil {
+		t.Fatalf("create a token: %d %s", resp.StatusCode, body)
+	}
+	s1, code := login(laptop.Token)
+	if code != http.StatusOK || s1 == "" {
+		t.Fatalf("login: %d", code)
+	}
+	s2, code := login(s1) // a session typed in
+	if code != http.StatusOK || s2 == "" {
+		t.Fatalf("login with a session: %d", code)
+	}
+	for _, tok := range h.Machine().Tokens("admin") {
+		if parent, ok := auth.SessionParent(tok); ok && parent != laptop.TokenID {
+			t.Fatalf("session %s made from %s, want from the typed token %s", tok.ID, parent, laptop.TokenID)
+		}
+	}
+	// The token alone goes (as when a login's session was made while the
+	// revocation ran): its sessions are refused all the same.
+	if _, err := h.Propose(context.Background(), &fsm.RevokeToken{ID: laptop.TokenID}); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range []string{s1, s2} {
+		if code := whoami(s); code != http.StatusUnauthorized {
+			t.Errorf("session %d of a revoked token: whoami %d, want 401", i+1, code)
+		}
+	}
+	if _, code := login(s1); code != http.StatusUnauthorized {
+		t.Errorf("login with a session of a revoked token: %d, want 401", code)
+	}
+
+	// At most maxSessions live sessions a user; beyond, sign-ins are
+	// paced (a burst of loginBurst, then one per loginInterval).
+	var sessions []string
+	limited := false
+	for range maxSessionsForTest + 4 {
+		s, code := login(admin)
+		if code == http.StatusTooManyRequests {
+			limited = true
+			time.Sleep(1100 * time.Millisecond)
+			if s, code = login(admin); code != http.StatusOK {
+				t.Fatalf("login after a pause: %d", code)
+			}
+		} else if code != http.StatusOK {
+			t.Fatalf("login: %d", code)
+		}
+		sessions = append(sessions, s)
+	}
+	if !limited {
+		t.Errorf("%d sign-ins at once were never paced", len(sessions))
+	}
+	live := 0
+	for _, tok := range h.Machine().Tokens("admin") {
+		if _, ok := auth.SessionParent(tok); ok {
+			live++
+		}
+	}
+	if live > maxSessionsForTest {
+		t.Errorf("admin holds %d sessions, want at most %d", live, maxSessionsForTest)
+	}
+	if code := whoami(sessions[0]); code != http.StatusUnauthorized {
+		t.Errorf("the oldest session beyond the cap: whoami %d, want 401", code)
+	}
+	if code := whoami(sessions[len(sessions)-1]); code != http.StatusOK {
+		t.Errorf("the newest session: whoami %d", code)
+	}
+	resp, body = doHeader(t, "POST", base+"/api/tokens", bearer(admin), api.TokenRequest{Name: auth.SessionTokenName(laptop.TokenID)})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a token named like a session: %d %s, want 400", resp.StatusCode, body)
+	}
+}
+
+// maxSessionsForTest is httpapi's maxSessions.
+const maxSessionsForTest = 16

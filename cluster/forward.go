@@ -159,7 +159,6 @@ func (h *Host) forwardTo(w http.ResponseWriter, r *http.Request, leaderID, base 
 		req.Header[k] = v
 	}
 	req.Header.Set(api.ForwardedHeader, h.cfg.NodeID)
-	req.Header.Set(auth.ForwardedHostHeader, r.Host)
 	resp, err := client.Do(req)
 	answered()
 	if err != nil {
@@ -390,5 +389,21 @@ func (h *Host) askLeader(w http.ResponseWriter, r *http.Request) bool {
 			return true
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// originChecked refuses a browser request from a page of another origin
+// than the Host it was sent to (auth.SameOrigin), then passes it on
+// without its Origin header: a forward to the leader (whose Host differs)
+// would otherwise fail the leader's own check, and a leader of an earlier
+// version checks the same way.
+func originChecked(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !auth.SameOrigin(r) {
+			writeError(w, &httpError{status: http.StatusForbidden, msg: "forbidden: a call from a page of another origin"})
+			return
+		}
+		r.Header.Del("Origin")
+		next(w, r)
 	}
 }

@@ -125,9 +125,11 @@ func (h *Host) apiTable() []route {
 		// Accounts (httpapi/accounts.go).
 		{"POST", "/auth/bootstrap", internal, h.onLeader(a.Bootstrap)},
 		{"GET", "/auth/whoami", viewer, a.WhoAmI},
-		// A login records a session token and a logout revokes it.
-		{"POST", "/auth/login", public, h.onLeader(a.Login)},
-		{"POST", "/auth/logout", public, h.onLeader(a.Logout)},
+		// A login records a session token and a logout revokes it: on
+		// the leader. The browser's Origin is checked here, against the
+		// Host it asked for.
+		{"POST", "/auth/login", public, originChecked(h.onLeader(a.Login))},
+		{"POST", "/auth/logout", public, originChecked(h.onLeader(a.Logout))},
 		{"GET", "/users", viewer, h.consistentRead(a.Users)},
 		{"POST", "/users", admin, h.onLeader(a.CreateUser)},
 		{"GET", "/users/{name}", viewer, h.consistentRead(a.GetUser)},

@@ -28,9 +28,11 @@ const (
 	CSRFHeader = "X-Hakuriver-CSRF"
 )
 
-// Accounts looks a token up by the hash of its secret (fsm.Machine).
+// Accounts looks a token up by the hash of its secret, or by its ID
+// (fsm.Machine).
 type Accounts interface {
 	TokenByHash(hash string) (fsm.Token, fsm.User, bool)
+	TokenByID(id string) (fsm.Token, bool)
 }
 
 // Rule is who may call one route.
@@ -125,7 +127,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if !ok && LooksLikeSecret(secret) {
 		return Principal{}, &Error{Status: errUnauthenticated.Status, Msg: errUnauthenticated.Msg, unknown: true}
 	}
-	if !ok || tok.Expired(a.now()) {
+	if !ok || tok.Expired(a.now()) || !a.parentValid(tok) {
 		return Principal{}, errUnauthenticated
 	}
 	p := Principal{Kind: Account, Name: user.Name, Role: user.Role, TokenID: tok.ID, User: &user, ViaCookie: viaCookie}
@@ -133,6 +135,24 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 		p.csrf = CSRFToken(secret)
 	}
 	return p, nil
+}
+
+// parentValid reports whether tok, when it is a dashboard session's, was
+// made from a token of the same user that is still valid: revoking (or
+// the expiry of) the token a user signed in with ends the sessions made
+// with it at once, whatever the state of their own revocation. A session
+// is always made from a token that is none (Login): there is no chain.
+func (a *Authenticator) parentValid(tok fsm.Token) bool {
+	parentID, session := SessionParent(tok)
+	if !session {
+		return true
+	}
+	parent, ok := a.Accounts.TokenByID(parentID)
+	if !ok || parent.User != tok.User || parent.Expired(a.now()) {
+		return false
+	}
+	_, chained := SessionParent(parent)
+	return !chained
 }
 
 func (a *Authenticator) now() time.Time {
@@ -206,16 +226,10 @@ func CSRFToken(secret string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// ForwardedHostHeader carries, on a request a replica forwards to the
-// leader, the Host the caller asked for, which SameOrigin then compares
-// with. A browser cannot set it on a cross-origin request (a custom header
-// needs a CORS preflight, which no replica grants).
-const ForwardedHostHeader = "X-Hakuriver-Forwarded-Host"
-
 // SameOrigin reports whether a browser request (one with an Origin header)
-// comes from the page this server (or, for a forwarded request, the
-// replica that forwarded it) served; requests without Origin (CLI tools)
-// pass. WebSocket upgrades check it before upgrading.
+// comes from the page this server served; requests without Origin (CLI
+// tools, and a login a replica checked and forwards to the leader) pass.
+// WebSocket upgrades check it before upgrading.
 func SameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
@@ -225,9 +239,5 @@ func SameOrigin(r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	host := r.Host
-	if fh := r.Header.Get(ForwardedHostHeader); fh != "" {
-		host = fh
-	}
-	return strings.EqualFold(u.Host, host)
+	return strings.EqualFold(u.Host, r.Host)
 }

@@ -3,8 +3,10 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -187,18 +189,34 @@ func (a *API) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.now()
+	unknown := &httpError{status: http.StatusUnauthorized, msg: "unknown, revoked or expired token"}
 	tok, user, ok := a.d.Accounts.TokenByHash(auth.Hash(req.Token))
 	if req.Token == "" || !ok || tok.Expired(now) {
-		writeError(w, &httpError{status: http.StatusUnauthorized, msg: "unknown, revoked or expired token"})
+		writeError(w, unknown)
 		return
 	}
 	// The cookie holds a session token of its own, not the typed one:
-	// signing out revokes it, and so does revoking the typed token.
-	ttl := auth.SessionTTL
-	if tok.ExpiresAt != nil {
-		ttl = min(ttl, tok.ExpiresAt.Sub(now))
+	// signing out revokes it, and revoking the typed token ends it (the
+	// session names it; auth refuses a session whose token is gone). A
+	// session typed in makes a session of the token it came from.
+	parent := tok
+	if id, session := auth.SessionParent(tok); session {
+		if parent, ok = a.d.Accounts.TokenByID(id); !ok || parent.User != tok.User || parent.Expired(now) {
+			writeError(w, unknown)
+			return
+		}
 	}
-	secret, session, err := auth.NewToken(user.Name, auth.SessionTokenName(tok.ID), now, ttl)
+	if !a.logins.allow(user.Name, now) {
+		writeError(w, &httpError{status: http.StatusTooManyRequests, msg: fmt.Sprintf("too many sign-ins of %s: at most %d at once, then one per %s", user.Name, loginBurst, loginInterval)})
+		return
+	}
+	ttl := auth.SessionTTL
+	for _, t := range []fsm.Token{tok, parent} {
+		if t.ExpiresAt != nil {
+			ttl = min(ttl, t.ExpiresAt.Sub(now))
+		}
+	}
+	secret, session, err := auth.NewToken(user.Name, auth.SessionTokenName(parent.ID), now, ttl)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -208,7 +226,7 @@ func (a *API) Login(w http.ResponseWriter, r *http.Request) {
 	if _, ok := a.propose(w, r, &fsm.CreateToken{Token: session}); !ok {
 		return
 	}
-	a.pruneSessions(r, user.Name, now)
+	a.pruneSessions(r, user.Name, session.ID, now)
 	secure := r.TLS != nil
 	csrf := auth.CSRFToken(secret)
 	http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: secret, Path: "/", HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
@@ -222,46 +240,109 @@ func accountPrincipal(user fsm.User, tokenID string) auth.Principal {
 	return auth.Principal{Kind: auth.Account, Name: user.Name, Role: user.Role, TokenID: tokenID, User: &user}
 }
 
-// maxPrunedSessions bounds the expired sessions one login revokes.
+// maxSessions is how many live dashboard sessions a user keeps: a login
+// beyond revokes the oldest.
+const maxSessions = 16
+
+// maxPrunedSessions bounds the sessions one login revokes.
 const maxPrunedSessions = 16
 
-// pruneSessions revokes some of user's expired session tokens, so that
-// logins do not pile them up in the state; best effort.
-func (a *API) pruneSessions(r *http.Request, user string, now time.Time) {
-	n := 0
+// pruneSessions revokes user's expired dashboard sessions and the oldest
+// live ones beyond maxSessions (keep, the one just made, stays), so that
+// logins do not pile tokens up in the state; best effort.
+func (a *API) pruneSessions(r *http.Request, user, keep string, now time.Time) {
+	var live, gone []fsm.Token
 	for _, t := range a.d.Accounts.Tokens(user) {
-		if _, ok := auth.SessionParent(t); !ok || !t.Expired(now) {
+		if _, ok := auth.SessionParent(t); !ok || t.ID == keep {
 			continue
 		}
-		if n++; n > maxPrunedSessions {
+		if t.Expired(now) {
+			gone = append(gone, t)
+		} else {
+			live = append(live, t)
+		}
+	}
+	slices.SortFunc(live, func(x, y fsm.Token) int { return x.CreatedAt.Compare(y.CreatedAt) })
+	if extra := len(live) + 1 - maxSessions; extra > 0 {
+		gone = append(gone, live[:extra]...)
+	}
+	for i, t := range gone {
+		if i == maxPrunedSessions {
 			return
 		}
 		ctx, cancel := ApplyContext(r)
 		_, err := a.d.Proposer.Propose(ctx, &fsm.RevokeToken{ID: t.ID})
 		cancel()
 		if err != nil {
-			a.log.Debug("revoke an expired dashboard session", "token_id", t.ID, "err", err)
+			a.log.Debug("revoke a dashboard session", "token_id", t.ID, "err", err)
 			return
 		}
 	}
+}
+
+// loginInterval is how often, sustained, one user may sign in to the
+// dashboard on one leader (each sign-in is a write, and an audit record),
+// after a burst of loginBurst.
+const (
+	loginInterval = time.Second
+	loginBurst    = 8
+)
+
+// loginPacer is a token bucket per user for dashboard logins.
+type loginPacer struct {
+	mu sync.Mutex
+	// left is each user's bucket: sign-ins left as of at.
+	left map[string]loginBucket
+}
+
+type loginBucket struct {
+	n  float64
+	at time.Time
+}
+
+// allow reports whether user may sign in at now, and if so takes one
+// sign-in from their bucket.
+func (p *loginPacer) allow(user string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.left == nil || len(p.left) > 4096 {
+		p.left = map[string]loginBucket{} // forgetting gives full buckets: a bound, not an exact count
+	}
+	b, ok := p.left[user]
+	if !ok {
+		b = loginBucket{n: loginBurst, at: now}
+	}
+	if d := now.Sub(b.at); d > 0 {
+		b.n = min(loginBurst, b.n+d.Seconds()/loginInterval.Seconds())
+	}
+	b.at = now
+	if b.n < 1 {
+		p.left[user] = b
+		return false
+	}
+	b.n--
+	p.left[user] = b
+	return true
 }
 
 // Logout revokes the session the cookie holds (a session token the login
 // made; a cookie holding another token, set before sessions had tokens of
 // their own, is only cleared) and clears the session cookies.
 func (a *API) Logout(w http.ResponseWriter, r *http.Request) {
+	// The cookies go whatever happens next: a browser never stays signed
+	// in after asking to sign out.
+	for _, name := range []string{auth.SessionCookie, auth.CSRFCookie} {
+		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: name == auth.SessionCookie, SameSite: http.SameSiteStrictMode})
+	}
 	if c, err := r.Cookie(auth.SessionCookie); err == nil && c.Value != "" {
 		if t, user, ok := a.d.Accounts.TokenByHash(auth.Hash(c.Value)); ok {
 			if _, session := auth.SessionParent(t); session {
 				r = r.WithContext(auth.WithPrincipal(r.Context(), accountPrincipal(user, t.ID)))
 				if _, ok := a.propose(w, r, &fsm.RevokeToken{ID: t.ID}); !ok {
-					return // the cookie stays: signing out again revokes it
+					return // the error says the session was not revoked
 				}
 			}
 		}
-	}
-	for _, name := range []string{auth.SessionCookie, auth.CSRFCookie} {
-		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: name == auth.SessionCookie, SameSite: http.SameSiteStrictMode})
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -498,6 +579,10 @@ func (a *API) CreateTokenFor(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(req.Name) > fsm.MaxTokenName || strings.ContainsAny(req.Name, "\r\n\x00") {
 		writeError(w, badRequest("name: at most %d characters on one line", fsm.MaxTokenName))
+		return
+	}
+	if _, session := auth.SessionParent(fsm.Token{Name: req.Name}); session {
+		writeError(w, badRequest("name %q: the names of dashboard sessions are the dashboard's", req.Name))
 		return
 	}
 	var ttl time.Duration

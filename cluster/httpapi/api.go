@@ -183,6 +183,8 @@ type API struct {
 	cfg Config
 	d   Deps
 	log *slog.Logger
+	// logins paces each user's dashboard logins (Login).
+	logins loginPacer
 }
 
 // New returns the handlers over d.
