@@ -73,6 +73,9 @@ type Executor struct {
 	// spares tracks the goroutines making one (Close waits for them).
 	spare  string
 	spares sync.WaitGroup
+	// starting holds the task IDs a Start is at, each with a channel
+	// closed when it returns: Starts of one ID run one at a time.
+	starting map[int64]chan struct{}
 }
 
 // warmShims is how many idle supervisors an Executor keeps ready once it
@@ -145,6 +148,7 @@ func New(cfg Config) (*Executor, error) {
 		exits:    make(chan int64, 64),
 		wake:     make(chan struct{}, 1),
 		notified: map[int64]bool{},
+		starting: map[int64]chan struct{}{},
 		bad:      map[int64]bool{},
 		warmed:   make(chan struct{}),
 		slim:     shimBinary,
@@ -191,10 +195,18 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	if s.Command == "" {
 		return fmt.Errorf("start task %d: empty command", s.TaskID)
 	}
+	done, err := e.startOne(ctx, s.TaskID)
+	if err != nil {
+		return fmt.Errorf("start task %d: %w", s.TaskID, err)
+	}
+	defer done()
 	dir := e.taskDir(s.TaskID)
 	var l launchRecord
-	if ok, err := readJSON(filepath.Join(dir, fileSpec), &l); ok && err == nil {
+	var syntax *json.SyntaxError
+	if ok, err := readJSON(filepath.Join(dir, fileSpec), &l); ok {
 		return nil // tracked already
+	} else if err != nil && !errors.As(err, &syntax) {
+		return fmt.Errorf("start task %d: %w", s.TaskID, err)
 	} else if fileExists(dir) {
 		// A directory without a readable launch record (one a crash of
 		// the machine left with an empty record, or only part of its
@@ -237,6 +249,34 @@ func (e *Executor) Start(ctx context.Context, s executor.Spec) error {
 	}
 	e.log.Info("task started", keyTaskID, s.TaskID, "limited", e.layout != nil, "warm", warm)
 	return nil
+}
+
+// startOne waits until no other Start of task id runs (or ctx ends), and
+// marks one running: done ends it. Concurrent Starts of one ID (a /run
+// sent again while the first is at it) then see each other's directory,
+// never one half made.
+func (e *Executor) startOne(ctx context.Context, id int64) (done func(), err error) {
+	for {
+		e.mu.Lock()
+		busy, ok := e.starting[id]
+		if !ok {
+			ch := make(chan struct{})
+			e.starting[id] = ch
+			e.mu.Unlock()
+			return func() {
+				e.mu.Lock()
+				delete(e.starting, id)
+				e.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		e.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // spareDirPrefix starts the name of a spare task directory (makeSpare).

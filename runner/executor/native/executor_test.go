@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/user"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -916,5 +918,53 @@ func TestDeadWarmSupervisorCgroupRemoved(t *testing.T) {
 		if fileExists(d) {
 			t.Errorf("%s (the killed warm supervisor's cgroup) is still there", d)
 		}
+	}
+}
+
+// msgCounter counts the records with message msg, passing all on.
+type msgCounter struct {
+	next slog.Handler
+	msg  string
+	n    *atomic.Int64
+}
+
+func (h msgCounter) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h msgCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return h.next.Handle(ctx, r)
+}
+func (h msgCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return msgCounter{next: h.next.WithAttrs(as), msg: h.msg, n: h.n}
+}
+func (h msgCounter) WithGroup(name string) slog.Handler {
+	return msgCounter{next: h.next.WithGroup(name), msg: h.msg, n: h.n}
+}
+
+// TestConcurrentStartsOfOneID: Starts of one task ID at once (a /run sent
+// again while the first is at it) run the task once, and none takes the
+// directory another just made for a stale one.
+func TestConcurrentStartsOfOneID(t *testing.T) {
+	var removed atomic.Int64
+	h := newHarness(t, func(c *Config) {
+		c.Logger = slog.New(msgCounter{next: c.Logger.Handler(), msg: "removing a task directory without a launch record", n: &removed})
+	})
+	for id := int64(1); id <= 30; id++ {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if err := h.e.Start(ctx(t), executor.Spec{TaskID: id, Command: "true"}); err != nil {
+					t.Errorf("Start(%d): %v", id, err)
+				}
+			})
+		}
+		wg.Wait()
+		if ex := h.wait(id); ex.Code != 0 {
+			t.Fatalf("task %d: exit %+v", id, ex)
+		}
+	}
+	if n := removed.Load(); n != 0 {
+		t.Errorf("concurrent Starts removed %d task directories as stale", n)
 	}
 }
