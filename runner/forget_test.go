@@ -51,10 +51,6 @@ func TestEndReportNotHeldByForget(t *testing.T) {
 		func(ex *native.Executor) executor.Executor { hf.Executor = ex; return hf })
 	defer a.Close(context.Background()) //nolint:errcheck // test cleanup
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for !a.Registered() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
 	null := "NULL"
 	submit := func() string {
 		t.Helper()

@@ -55,9 +55,6 @@ func TestReportsFallBackWithoutBatchRoute(t *testing.T) {
 	ctx := context.Background()
 	null := "NULL"
 	deadline := time.Now().Add(30 * time.Second)
-	for !a.Registered() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
 	var ids []string
 	// Both fit a 2-core machine at once. Each runs long enough that its
 	// first report is its start (held at most startReportDelay), never
@@ -102,8 +99,9 @@ func TestReportsFallBackWithoutBatchRoute(t *testing.T) {
 // startProxiedRunner starts a runner with a native executor (its tasks
 // under cgroupParent; passed through wrap, when given, before the runner
 // gets it) that reaches host h through hostURL (a test proxy in front of
-// it, or h's own URL), and a client of h; it returns them and the
-// executor's task state directory. The caller closes the runner.
+// it, or h's own URL), and a client of h, once the runner registered (or
+// 30 s passed); it returns them and the executor's task state directory.
+// The caller closes the runner.
 func startProxiedRunner(t *testing.T, h *cluster.Host, hostURL, shim, shared, cgroupParent string, wrap ...func(*native.Executor) executor.Executor) (*runner.Agent, *api.Client, string) {
 	t.Helper()
 	state, tmp := t.TempDir(), t.TempDir()
@@ -134,6 +132,9 @@ func startProxiedRunner(t *testing.T, h *cluster.Host, hostURL, shim, shared, cg
 	if err != nil {
 		a.Close(context.Background()) //nolint:errcheck // test cleanup
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !a.Registered() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
 	}
 	return a, c, nc.StateDir
 }

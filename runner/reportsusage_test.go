@@ -46,9 +46,6 @@ func TestReportsRefusedFiguresResent(t *testing.T) {
 	defer a.Close(context.Background()) //nolint:errcheck // test cleanup
 	ctx := context.Background()
 	deadline := time.Now().Add(30 * time.Second)
-	for !a.Registered() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
 	null := "NULL"
 	sr, err := c.Submit(ctx, api.SubmitRequest{Command: "true", ContainerName: &null})
 	if err != nil {
