@@ -480,6 +480,12 @@ func (e *Executor) exitOf(ctx context.Context, t *task) (*executor.Exit, error) 
 		}
 		rec.startedAt, _ = time.Parse(time.RFC3339Nano, ins.State.StartedAt) //nolint:errcheck // zero when unset
 		rec.endedAt, _ = time.Parse(time.RFC3339Nano, ins.State.FinishedAt)  //nolint:errcheck // zero when unset
+		if !rec.endedAt.IsZero() && rec.endedAt.Before(rec.startedAt) {
+			// A container that exits at once can end (containerd's
+			// stamp) before the Engine stamped its start: it ran for
+			// no measurable time.
+			rec.startedAt = rec.endedAt
+		}
 		t.mu.Lock()
 		t.exit = rec
 		t.mu.Unlock()

@@ -377,8 +377,8 @@ func (l cgroupLayout) procs(name string) ([]int, error) {
 			return nil, fmt.Errorf("list processes of cgroup %s: %w", d, err)
 		}
 		b, err := readNoFollow(filepath.Join(d, "cgroup.procs"))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
+			continue // gone, or being removed (ENODEV): empty
 		}
 		if err != nil {
 			return nil, fmt.Errorf("list processes of cgroup %s: %w", d, err)

@@ -32,7 +32,10 @@ func (l cgroupLayout) killTarget(pid int, name string) killVerdict {
 		return killRefused
 	}
 	st, err := readProcStat(pid)
-	if err != nil {
+	if err != nil || st.exiting() {
+		// Gone, or on its way out: a process in exit() leaves its
+		// cgroups before cgroup.procs stops listing it, and runs no more
+		// code; its end is all that is left to wait for.
 		return killGone
 	}
 	if st.PGRP == syscall.Getpgrp() {

@@ -12,6 +12,8 @@ import (
 // procStat is the part of /proc/<pid>/stat the executor uses.
 type procStat struct {
 	State byte
+	// Flags are the kernel's per-process flags (PF_*).
+	Flags uint64
 	PPID  int
 	PGRP  int
 	// CPUTicks is utime+stime in clock ticks.
@@ -19,6 +21,15 @@ type procStat struct {
 	// StartTicks is the start time after boot in clock ticks; together with
 	// the pid it identifies a process across pid reuse.
 	StartTicks uint64
+}
+
+// pfExiting is the kernel's PF_EXITING: the process is in exit().
+const pfExiting = 0x4
+
+// exiting reports whether the process is on its way out (in exit(), a
+// zombie, or dead): it runs no more code of its own.
+func (st procStat) exiting() bool {
+	return st.State == 'Z' || st.State == 'X' || st.State == 'x' || st.Flags&pfExiting != 0
 }
 
 // readProcStat parses /proc/<pid>/stat.
@@ -48,6 +59,7 @@ func readProcStat(pid int) (procStat, error) {
 	}
 	st := procStat{State: f[0][0]}
 	st.PPID = int(field(4))
+	st.Flags = field(9)
 	st.PGRP = int(field(5))
 	st.CPUTicks = field(14) + field(15)
 	st.StartTicks = field(22)
