@@ -216,6 +216,10 @@ func (a *API) Login(w http.ResponseWriter, r *http.Request) {
 			ttl = min(ttl, t.ExpiresAt.Sub(now))
 		}
 	}
+	if ttl <= 0 { // NewToken would make it never expire
+		writeError(w, unknown)
+		return
+	}
 	secret, session, err := auth.NewToken(user.Name, auth.SessionTokenName(parent.ID), now, ttl)
 	if err != nil {
 		writeError(w, err)
