@@ -667,6 +667,25 @@ func TestSessionsEndWithTheirToken(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("a token named like a session: %d %s, want 400", resp.StatusCode, body)
 	}
+	// A session mints no token: one would outlive the revocation of the
+	// token the session came from.
+	newest := sessions[len(sessions)-1]
+	resp, body = doHeader(t, "POST", base+"/api/tokens", bearer(newest), api.TokenRequest{Name: "from a session"})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a token created with a session: %d %s, want 403", resp.StatusCode, body)
+	}
+	// A token an account named like a session before such names were
+	// reserved (no expiry) is an ordinary token.
+	legacySecret, legacy, err := auth.NewToken("admin", auth.SessionTokenName("0123456789abcdef"), time.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Propose(context.Background(), &fsm.CreateToken{Token: legacy}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := doHeader(t, "GET", base+"/api/auth/whoami", bearer(legacySecret), nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("a token named like a session before the names were reserved: %d %s", resp.StatusCode, body)
+	}
 }
 
 // maxSessionsForTest is httpapi's maxSessions.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hakuriver/hakuriver-ha/cluster/api"
 	"github.com/hakuriver/hakuriver-ha/cluster/auth"
+	"github.com/hakuriver/hakuriver-ha/cluster/httpapi"
 )
 
 // requestIDHeader carries an idempotency key that the first replica a write
@@ -404,6 +405,16 @@ func originChecked(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Header.Del("Origin")
+		next(w, r)
+	}
+}
+
+// signingOut expires the dashboard's cookies on the answer before next
+// runs: a sign-out that no leader answers still signs the browser out
+// (a forwarded answer sets them again, alike).
+func signingOut(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		httpapi.ExpireSessionCookies(w)
 		next(w, r)
 	}
 }

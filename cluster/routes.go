@@ -129,7 +129,7 @@ func (h *Host) apiTable() []route {
 		// the leader. The browser's Origin is checked here, against the
 		// Host it asked for.
 		{"POST", "/auth/login", public, originChecked(h.onLeader(a.Login))},
-		{"POST", "/auth/logout", public, originChecked(h.onLeader(a.Logout))},
+		{"POST", "/auth/logout", public, originChecked(signingOut(h.onLeader(a.Logout)))},
 		{"GET", "/users", viewer, h.consistentRead(a.Users)},
 		{"POST", "/users", admin, h.onLeader(a.CreateUser)},
 		{"GET", "/users/{name}", viewer, h.consistentRead(a.GetUser)},

@@ -76,7 +76,18 @@ const SessionTTL = 12 * time.Hour
 func SessionTokenName(parentID string) string { return sessionNamePrefix + parentID }
 
 // SessionParent returns the ID of the token a session token was made
-// from; ok is false for a token that is not a session's.
+// from; ok is false for a token that is not a session's. A session's name
+// ends with a token ID (16 hex digits) and it always expires: a token an
+// account named so itself before such names were reserved, without an
+// expiry or with another ending, is no session.
 func SessionParent(t fsm.Token) (parentID string, ok bool) {
-	return strings.CutPrefix(t.Name, sessionNamePrefix)
+	id, ok := strings.CutPrefix(t.Name, sessionNamePrefix)
+	if !ok || t.ExpiresAt == nil || len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
+		return "", false
+	}
+	return id, true
 }
+
+// SessionName reports whether name is one the dashboard's sessions use
+// (reserved for them).
+func SessionName(name string) bool { return strings.HasPrefix(name, sessionNamePrefix) }

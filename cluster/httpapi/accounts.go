@@ -244,6 +244,15 @@ func accountPrincipal(user fsm.User, tokenID string) auth.Principal {
 	return auth.Principal{Kind: auth.Account, Name: user.Name, Role: user.Role, TokenID: tokenID, User: &user}
 }
 
+// ExpireSessionCookies makes the answer w expire the dashboard's cookies.
+// The route of POST /api/auth/logout calls it before it forwards, so that
+// even an answer that never reaches Logout (no leader) signs out.
+func ExpireSessionCookies(w http.ResponseWriter) {
+	for _, name := range []string{auth.SessionCookie, auth.CSRFCookie} {
+		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: name == auth.SessionCookie, SameSite: http.SameSiteStrictMode})
+	}
+}
+
 // maxSessions is how many live dashboard sessions a user keeps: a login
 // beyond revokes the oldest.
 const maxSessions = 16
@@ -335,9 +344,7 @@ func (p *loginPacer) allow(user string, now time.Time) bool {
 func (a *API) Logout(w http.ResponseWriter, r *http.Request) {
 	// The cookies go whatever happens next: a browser never stays signed
 	// in after asking to sign out.
-	for _, name := range []string{auth.SessionCookie, auth.CSRFCookie} {
-		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: name == auth.SessionCookie, SameSite: http.SameSiteStrictMode})
-	}
+	ExpireSessionCookies(w)
 	if c, err := r.Cookie(auth.SessionCookie); err == nil && c.Value != "" {
 		if t, user, ok := a.d.Accounts.TokenByHash(auth.Hash(c.Value)); ok {
 			if _, session := auth.SessionParent(t); session {
@@ -585,9 +592,17 @@ func (a *API) CreateTokenFor(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("name: at most %d characters on one line", fsm.MaxTokenName))
 		return
 	}
-	if _, session := auth.SessionParent(fsm.Token{Name: req.Name}); session {
+	if auth.SessionName(req.Name) {
 		writeError(w, badRequest("name %q: the names of dashboard sessions are the dashboard's", req.Name))
 		return
+	}
+	if cur, ok := a.d.Accounts.TokenByID(p.TokenID); ok {
+		if _, session := auth.SessionParent(cur); session {
+			// A token made by a session would outlive the revocation of
+			// the token the session came from.
+			writeError(w, forbidden("forbidden: create tokens with an API token, not a dashboard session"))
+			return
+		}
 	}
 	var ttl time.Duration
 	if req.TTL != "" {

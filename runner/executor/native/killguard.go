@@ -56,18 +56,43 @@ func (l cgroupLayout) killTarget(pid int, name string) killVerdict {
 // hierarchy, on v1 in one of the layout's hierarchies. The path is matched
 // by its end (…/<parent>/<name>), so that a hierarchy mounted at a
 // non-root cgroup (a container without a cgroup namespace) still matches.
+//
+// A leader thread that exited while other threads run shows no cgroup of
+// its own: the process is then placed by its other threads.
 func (l cgroupLayout) contains(pid int, name string) (bool, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	proc := "/proc/" + strconv.Itoa(pid)
+	b, err := os.ReadFile(proc + "/cgroup")
 	if err != nil {
 		return false, fmt.Errorf("read cgroups of pid %d: %w", pid, err)
 	}
-	want := "/" + l.Parent + "/" + name
-	for _, path := range l.paths(b) {
-		if strings.HasSuffix(path, want) || strings.Contains(path, want+"/") {
+	if l.shows(b, name) {
+		return true, nil
+	}
+	tids, err := os.ReadDir(proc + "/task")
+	if err != nil || len(tids) < 2 {
+		return false, nil //nolint:nilerr // no other thread to look at
+	}
+	for _, t := range tids {
+		if t.Name() == strconv.Itoa(pid) {
+			continue
+		}
+		if b, err := os.ReadFile(proc + "/task/" + t.Name() + "/cgroup"); err == nil && l.shows(b, name) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// shows reports whether b, a /proc cgroup file, puts its thread inside
+// cgroup name (or below it).
+func (l cgroupLayout) shows(b []byte, name string) bool {
+	want := "/" + l.Parent + "/" + name
+	for _, path := range l.paths(b) {
+		if strings.HasSuffix(path, want) || strings.Contains(path, want+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // holdsSelf reports whether /proc/self/cgroup shows this process (its

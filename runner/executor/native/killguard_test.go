@@ -289,3 +289,33 @@ func TestKillOfBusyTaskLogsNoWarning(t *testing.T) {
 		t.Errorf("killing 8 busy tasks logged %d warnings; want none", n)
 	}
 }
+
+// TestKillOfProcessWhoseLeaderExited: a task whose leader thread exited
+// while its other threads run (its /proc stat shows a zombie, its cgroup
+// file none) is a live process of the task: Kill kills it, and the task
+// ends.
+func TestKillOfProcessWhoseLeaderExited(t *testing.T) {
+	h := newHarness(t, nil)
+	h.requireLimited()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.start(executor.Spec{TaskID: 1, Command: self, Env: map[string]string{testLeaderExitEnv: "1"}})
+	pid := h.taskRecord(1).PID
+	eventually(t, 10*time.Second, "the task's leader thread gone, its other threads running", func() bool {
+		st, err := readProcStat(pid)
+		return err == nil && st.State == 'Z' && st.Threads > 1
+	})
+	kctx, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+	defer cancel()
+	if err := h.e.Kill(kctx, 1); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	if ex := h.wait(1); !ex.Killed {
+		t.Errorf("exit %+v, want killed", ex)
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		t.Errorf("process %d still exists after the kill", pid)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +47,8 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	case os.Getenv(testRunnerEnv) != "":
 		os.Exit(fakeRunner(os.Getenv(testRunnerEnv)))
+	case os.Getenv(testLeaderExitEnv) == "1":
+		leaderExits()
 	case len(os.Args) == 2 && os.Args[1] == "--protocol":
 		// A copy of this binary standing in for hakuriver-shim
 		// (TestSlimShimChoice): it answers testProtocolEnv, else the
@@ -65,6 +68,33 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
+}
+
+// testLeaderExitEnv makes this binary a process whose leader thread
+// exits while another thread runs on (leaderExits).
+const testLeaderExitEnv = "HAKURIVER_NATIVE_TEST_LEADER_EXIT"
+
+func init() {
+	if os.Getenv(testLeaderExitEnv) == "1" {
+		// Init runs on the leader thread: the main goroutine stays there.
+		runtime.LockOSThread()
+	}
+}
+
+// leaderExits ends the leader thread alone (as pthread_exit does) while a
+// goroutine sleeps on another thread: the process lives on, its leader a
+// zombie, for 5 minutes.
+func leaderExits() {
+	if syscall.Gettid() != os.Getpid() {
+		fmt.Fprintln(os.Stderr, "leaderExits: not on the leader thread")
+		os.Exit(2)
+	}
+	go func() {
+		time.Sleep(5 * time.Minute)
+		os.Exit(0)
+	}()
+	time.Sleep(50 * time.Millisecond) // the sleeper is on a thread of its own
+	syscall.RawSyscall(syscall.SYS_EXIT, 0, 0, 0)
 }
 
 // runnerOrder is what fakeRunner is told to do.

@@ -12,10 +12,13 @@ import (
 // procStat is the part of /proc/<pid>/stat the executor uses.
 type procStat struct {
 	State byte
-	// Flags are the kernel's per-process flags (PF_*).
+	// Flags are the kernel's per-process flags (PF_*) of its leader
+	// thread.
 	Flags uint64
-	PPID  int
-	PGRP  int
+	// Threads is how many threads the process has.
+	Threads uint64
+	PPID    int
+	PGRP    int
 	// CPUTicks is utime+stime in clock ticks.
 	CPUTicks uint64
 	// StartTicks is the start time after boot in clock ticks; together with
@@ -27,9 +30,13 @@ type procStat struct {
 const pfExiting = 0x4
 
 // exiting reports whether the process is on its way out (in exit(), a
-// zombie, or dead): it runs no more code of its own.
+// zombie, or dead) and runs no more code of its own. The stat is its
+// leader thread's: a leader that exited while other threads run (it calls
+// pthread_exit) looks the same, so a process with threads left is not
+// exiting.
 func (st procStat) exiting() bool {
-	return st.State == 'Z' || st.State == 'X' || st.State == 'x' || st.Flags&pfExiting != 0
+	leaderOut := st.State == 'Z' || st.State == 'X' || st.State == 'x' || st.Flags&pfExiting != 0
+	return leaderOut && st.Threads <= 1
 }
 
 // readProcStat parses /proc/<pid>/stat.
@@ -60,6 +67,7 @@ func readProcStat(pid int) (procStat, error) {
 	st := procStat{State: f[0][0]}
 	st.PPID = int(field(4))
 	st.Flags = field(9)
+	st.Threads = field(20)
 	st.PGRP = int(field(5))
 	st.CPUTicks = field(14) + field(15)
 	st.StartTicks = field(22)
@@ -79,7 +87,7 @@ func processAlive(pid int, startTicks uint64) bool {
 	if err != nil {
 		return false
 	}
-	return st.StartTicks == startTicks && st.State != 'Z' && st.State != 'X' && st.State != 'x'
+	return st.StartTicks == startTicks && (st.Threads > 1 || st.State != 'Z' && st.State != 'X' && st.State != 'x')
 }
 
 // signalGroup sends sig to the process group pgid; a group that no longer
