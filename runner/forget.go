@@ -51,7 +51,8 @@ func (f *forgets) add(j forgetJob) {
 	}
 }
 
-// has reports whether task id is queued or being forgotten.
+// has reports whether task id is queued, being forgotten, or forgotten
+// since the watch loop last pruned.
 func (f *forgets) has(id int64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

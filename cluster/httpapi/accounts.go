@@ -340,11 +340,12 @@ func (p *loginPacer) allow(user string, now time.Time) bool {
 
 // Logout revokes the session the cookie holds (a session token the login
 // made; a cookie holding another token, set before sessions had tokens of
-// their own, is only cleared) and clears the session cookies.
+// their own, is only cleared).
+//
+// The route expires the cookies before this runs (ExpireSessionCookies),
+// whatever happens next: a browser never stays signed in after asking to
+// sign out.
 func (a *API) Logout(w http.ResponseWriter, r *http.Request) {
-	// The cookies go whatever happens next: a browser never stays signed
-	// in after asking to sign out.
-	ExpireSessionCookies(w)
 	if c, err := r.Cookie(auth.SessionCookie); err == nil && c.Value != "" {
 		if t, user, ok := a.d.Accounts.TokenByHash(auth.Hash(c.Value)); ok {
 			if _, session := auth.SessionParent(t); session {
@@ -650,8 +651,10 @@ func (a *API) RevokeToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no token %q of yours", id))
 		return
 	}
-	// The dashboard sessions signed in with it end with it: first, so
-	// that a revocation cut short leaves the token to revoke again.
+	// Its dashboard sessions are refused from the moment it is gone
+	// (auth checks a session's token at each use); they are revoked too,
+	// so that they leave the state, first, so that a revocation cut short
+	// leaves the token to revoke again.
 	for _, s := range a.d.Accounts.Tokens(t.User) {
 		if parent, ok := auth.SessionParent(s); !ok || parent != id {
 			continue
